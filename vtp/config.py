@@ -1,0 +1,101 @@
+"""VTP's one typed configuration object, read from the environment (see `.env.example`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogFormat = Literal["text", "json"]
+# Lists come from the environment as comma-separated strings, not JSON.
+StrList = Annotated[list[str], NoDecode]
+
+
+class Config(BaseSettings):
+    """Every setting VTP reads. Field names map to `VTP_<NAME>` environment variables,
+    except the three service URLs that conventionally have no prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VTP_",
+        env_file=None,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- HTTP listener -------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+    max_body_bytes: int = Field(default=1 * 1024 * 1024, ge=1024)
+
+    # --- State and logs --------------------------------------------------------------
+    state_dir: Path = Path("./var")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: LogFormat = "text"
+
+    # --- External services (unset = embedded default) -------------------------------
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+
+    s3_endpoint: str | None = None
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_bucket: str = "vtp"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+
+    # --- Auth ------------------------------------------------------------------------
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "vtp"
+    access_token_ttl_s: int = Field(default=900, ge=5)
+    refresh_token_ttl_s: int = Field(default=14 * 24 * 3600, ge=60)
+    bcrypt_cost: int = Field(default=12, ge=4, le=31)
+    password_min_length: int = Field(default=10, ge=8)
+    login_max_attempts: int = Field(default=5, ge=1)
+    login_window_s: int = Field(default=300, ge=1)
+    login_ip_max_attempts: int = Field(default=30, ge=1)
+
+    # --- SFU network -----------------------------------------------------------------
+    # Addresses the ICE agent gathers host candidates on ("" = every interface aioice
+    # finds, which leaves out loopback); tests and single-host setups use 127.0.0.1.
+    ice_addresses: StrList = Field(default_factory=list)
+    # Public address announced in place of the gathered one (server behind 1:1 NAT).
+    ice_announce_address: str | None = None
+    stun_urls: StrList = Field(default_factory=list)
+    turn_urls: StrList = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_credential_ttl_s: int = Field(default=6 * 3600, ge=60)
+    room_grace_s: float = Field(default=30.0, ge=0)
+    peer_timeout_s: float = Field(default=30.0, ge=1)
+
+    @field_validator("ice_addresses", "stun_urls", "turn_urls", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def embedded_object_store(self) -> bool:
+        return not self.s3_endpoint
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir.resolve()
+
+
+def load_config(**overrides: object) -> Config:
+    """Read the environment; keyword overrides win (used by tests and the CLI)."""
+    return Config(**overrides)  # type: ignore[arg-type]
