@@ -1,0 +1,3 @@
+from vtp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""/api/v1/auth: register, login, refresh, logout."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+
+from vtp.api.access import authenticated, principal_of, public
+from vtp.api.body import read_json
+from vtp.api.errors import ApiError, conflict, unauthorized
+from vtp.api.schemas import LoginRequest, RefreshRequest, RegisterRequest
+from vtp.appkeys import CONFIG, DB, HASHER, LOGIN_LIMIT_ACCOUNT, LOGIN_LIMIT_ADDRESS, TOKENS
+from vtp.auth.passwords import PasswordPolicyError, check_password_policy
+from vtp.auth.tokens import TokenError
+from vtp.db import users
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def client_address(request: web.Request) -> str:
+    # Behind a reverse proxy, set it to overwrite X-Forwarded-For; VTP trusts the
+    # socket peer only, so a client cannot dodge the limit with a forged header.
+    return request.remote or "unknown"
+
+
+def _too_many(retry_after: int, what: str) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"too many login attempts for this {what}; try again in {retry_after} s",
+        {"retry_after_s": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+@routes.post("/api/v1/auth/register")
+@public
+async def register(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    body = await read_json(request, RegisterRequest)
+    try:
+        check_password_policy(
+            body.password, email=body.email, min_length=config.password_min_length
+        )
+    except PasswordPolicyError as exc:
+        raise ApiError(
+            422, "weak_password", str(exc), [{"field": "password", "message": str(exc)}]
+        ) from exc
+    password_hash = await request.app[HASHER].hash(body.password)
+    try:
+        user = await users.create_user(
+            request.app[DB],
+            email=body.email,
+            display_name=body.display_name.strip() or body.email,
+            password_hash=password_hash,
+        )
+    except users.EmailTaken as exc:
+        raise conflict("email_taken", "an account with this e-mail already exists") from exc
+    log.info("user registered", extra={"user_id": str(user.id)})
+    tokens = request.app[TOKENS].issue(user.id, user.role)
+    return web.json_response({"user": user.to_json(), **tokens.to_json()}, status=201)
+
+
+@routes.post("/api/v1/auth/login")
+@public
+async def login(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    body = await read_json(request, LoginRequest)
+    account = body.email.strip().casefold()
+    by_address = await request.app[LOGIN_LIMIT_ADDRESS].hit(
+        client_address(request),
+        limit=config.login_ip_max_attempts,
+        window_s=config.login_window_s,
+    )
+    if not by_address.allowed:
+        raise _too_many(by_address.retry_after_s, "address")
+    account_limit = request.app[LOGIN_LIMIT_ACCOUNT]
+    by_account = await account_limit.peek(account, limit=config.login_max_attempts)
+    if not by_account.allowed:
+        raise _too_many(by_account.retry_after_s, "account")
+
+    creds = await users.get_credentials(request.app[DB], account)
+    ok = await request.app[HASHER].verify(body.password, creds.password_hash if creds else None)
+    if not ok or creds is None or not creds.user.is_active:
+        # Only failures count against the account, so its owner is not locked out by
+        # their own successful logins.
+        await account_limit.hit(
+            account, limit=config.login_max_attempts, window_s=config.login_window_s
+        )
+        raise unauthorized("invalid_credentials", "e-mail or password is wrong")
+    await account_limit.reset(account)
+    await users.record_login(request.app[DB], creds.user.id)
+    tokens = request.app[TOKENS].issue(creds.user.id, creds.user.role)
+    log.info("user logged in", extra={"user_id": str(creds.user.id)})
+    return web.json_response({"user": creds.user.to_json(), **tokens.to_json()})
+
+
+@routes.post("/api/v1/auth/refresh")
+@public
+async def refresh(request: web.Request) -> web.Response:
+    body = await read_json(request, RefreshRequest)
+    service = request.app[TOKENS]
+    try:
+        claims = await service.verify_refresh(body.refresh_token)
+        await service.spend_refresh(claims)
+    except TokenError as exc:
+        raise unauthorized(exc.code, exc.message) from exc
+    # The role is read again: a promotion shows up at the next refresh.
+    user = await users.get_user(request.app[DB], _subject(claims))
+    if user is None or not user.is_active:
+        await service.revoke_family(claims["fam"])
+        raise unauthorized("account_disabled", "this account no longer exists or is disabled")
+    tokens = service.issue(user.id, user.role, family=claims["fam"])
+    return web.json_response(tokens.to_json())
+
+
+def _subject(claims: dict[str, object]) -> uuid.UUID:
+    return uuid.UUID(str(claims["sub"]))
+
+
+@routes.post("/api/v1/auth/logout")
+@authenticated
+async def logout(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    service = request.app[TOKENS]
+    # The family covers this login's refresh token (and any rotated successors).
+    await service.revoke_token(principal.token_id, principal.expires_at)
+    await service.revoke_family(principal.family_id)
+    return web.Response(status=204)

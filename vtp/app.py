@@ -1,0 +1,95 @@
+"""The aiohttp application factory: one process serving the API, signalling and SFU."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from vtp import backends
+from vtp.api import auth, health, users
+from vtp.api.access import access_of
+from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
+from vtp.appkeys import (
+    CONFIG,
+    DB,
+    HASHER,
+    LOGIN_LIMIT_ACCOUNT,
+    LOGIN_LIMIT_ADDRESS,
+    REDIS,
+    STORE,
+    TOKENS,
+)
+from vtp.auth.passwords import PasswordHasher
+from vtp.auth.ratelimit import RateLimiter
+from vtp.auth.secret import load_or_create_secret
+from vtp.auth.tokens import TokenService
+from vtp.config import Config
+from vtp.db.migrate import apply_migrations
+
+log = logging.getLogger(__name__)
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with backends.database(app[CONFIG]) as pool:
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+        if applied:
+            log.info("applied %d migration(s)", len(applied))
+        app[DB] = pool
+        yield
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    async with backends.redis(config) as client:
+        app[REDIS] = client
+        secret = (
+            config.jwt_secret.get_secret_value()
+            if config.jwt_secret
+            else load_or_create_secret(config.data_dir / "jwt_secret")
+        )
+        app[TOKENS] = TokenService(
+            client,
+            secret,
+            issuer=config.jwt_issuer,
+            access_ttl_s=config.access_token_ttl_s,
+            refresh_ttl_s=config.refresh_token_ttl_s,
+        )
+        app[LOGIN_LIMIT_ACCOUNT] = RateLimiter(client, "login-account")
+        app[LOGIN_LIMIT_ADDRESS] = RateLimiter(client, "login-address")
+        yield
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with backends.object_store(app[CONFIG]) as store:
+        app[STORE] = store
+        yield
+
+
+def _check_access_rules(app: web.Application) -> None:
+    missing = [
+        f"{route.method} {route.resource.canonical}"
+        for route in app.router.routes()
+        if route.resource is not None
+        and route.resource.canonical.startswith("/api/")
+        and access_of(route.handler) is None
+    ]
+    if missing:
+        raise RuntimeError(f"API routes without an access rule: {', '.join(missing)}")
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+    )
+    app[CONFIG] = config
+    app[HASHER] = PasswordHasher(config.bcrypt_cost)
+    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _store_ctx])
+    app.add_routes(health.routes)
+    app.add_routes(auth.routes)
+    app.add_routes(users.routes)
+    _check_access_rules(app)
+    return app

@@ -1,0 +1,22 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+from redis.asyncio import Redis
+
+from vtp.auth.passwords import PasswordHasher
+from vtp.auth.ratelimit import RateLimiter
+from vtp.auth.tokens import TokenService
+from vtp.config import Config
+from vtp.storage import ObjectStore
+
+CONFIG = web.AppKey("config", Config)
+DB = web.AppKey("db", asyncpg.Pool)
+REDIS = web.AppKey("redis", Redis)
+STORE = web.AppKey("object_store", ObjectStore)
+TOKENS = web.AppKey("tokens", TokenService)
+HASHER = web.AppKey("password_hasher", PasswordHasher)
+LOGIN_LIMIT_ACCOUNT = web.AppKey("login_limit_account", RateLimiter)
+LOGIN_LIMIT_ADDRESS = web.AppKey("login_limit_address", RateLimiter)

@@ -1,0 +1,1 @@
+"""Who is calling: passwords, JWT access/refresh tokens, revocation and login rate limits."""

@@ -1,0 +1,147 @@
+"""The `vtp` command: serve, migrate, user create, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from vtp import __version__, backends
+from vtp.auth.passwords import PasswordHasher, PasswordPolicyError, check_password_policy
+from vtp.config import Config, load_config
+from vtp.db import users
+from vtp.db.migrate import MigrationError, apply_migrations
+from vtp.health import check_all
+from vtp.logs import setup_logging
+
+
+def _serve(config: Config) -> int:
+    from aiohttp import web
+
+    from vtp.app import create_app
+
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        print=lambda msg: print(f"VTP {__version__}: {msg}", file=sys.stderr),
+        access_log=None,
+    )
+    return 0
+
+
+async def _migrate(config: Config) -> int:
+    async with backends.database(config) as pool, pool.acquire() as conn:
+        applied = await apply_migrations(conn)
+    names = [f"{m.version:03d}_{m.name}" for m in applied]
+    print(json.dumps({"applied": names}))
+    return 0
+
+
+async def _user_create(config: Config, args: argparse.Namespace) -> int:
+    password = args.password
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif password is None:
+        password = getpass.getpass("Password: ")
+    try:
+        check_password_policy(password, email=args.email, min_length=config.password_min_length)
+    except PasswordPolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    hasher = PasswordHasher(config.bcrypt_cost)
+    async with backends.database(config) as pool:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+        try:
+            user = await users.create_user(
+                pool,
+                email=args.email,
+                display_name=args.name or args.email.split("@")[0],
+                password_hash=await hasher.hash(password),
+                role=args.role,
+            )
+        except users.EmailTaken:
+            print(f"error: a user with e-mail {args.email} already exists", file=sys.stderr)
+            return 1
+    print(json.dumps(user.to_json()))
+    return 0
+
+
+async def _check(config: Config) -> int:
+    async with (
+        backends.database(config) as pool,
+        backends.redis(config) as redis,
+        backends.object_store(config) as store,
+    ):
+        components = await check_all(
+            pool,
+            redis,
+            store,
+            embedded_db=config.embedded_database,
+            embedded_redis=config.embedded_redis,
+        )
+    ok = all(c.ok for c in components)
+    print(json.dumps({"ok": ok, "components": {c.name: c.to_json() for c in components}}, indent=2))
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vtp", description="VTP virtual teaching platform")
+    parser.add_argument("--version", action="version", version=f"vtp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API, signalling and SFU")
+    serve.add_argument("--host", help="listen address (VTP_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (VTP_PORT)")
+
+    sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("check", help="report each dependency's health")
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    create = user_sub.add_parser("create", help="create a user (e.g. the first admin)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--name", help="display name")
+    create.add_argument("--role", choices=["student", "teacher", "admin"], default="student")
+    secret = create.add_mutually_exclusive_group()
+    secret.add_argument("--password", help="password (prompted for when omitted)")
+    secret.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, object] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    try:
+        config = load_config(**overrides)
+    except ValidationError as exc:
+        print(f"error: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_format)
+    try:
+        if args.command == "serve":
+            return _serve(config)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(config))
+        if args.command == "check":
+            return asyncio.run(_check(config))
+        return asyncio.run(_user_create(config, args))
+    except MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""PostgreSQL access: the connection pool, the embedded server and the migrations."""

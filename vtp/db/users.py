@@ -1,0 +1,67 @@
+"""Queries on the users table."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from vtp.db.models import Role, User, UserCredentials
+
+_COLUMNS = "id, email, display_name, role, is_active, last_login_at, created_at, updated_at"
+
+
+class EmailTaken(Exception):
+    pass
+
+
+async def create_user(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    email: str,
+    display_name: str,
+    password_hash: str,
+    role: Role = "student",
+) -> User:
+    try:
+        row = await conn.fetchrow(
+            f"""INSERT INTO users (email, display_name, password_hash, role)
+                VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}""",
+            email,
+            display_name,
+            password_hash,
+            role,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise EmailTaken(email) from exc
+    assert row is not None
+    return User.from_record(row)
+
+
+async def get_user(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> User | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
+    return User.from_record(row) if row else None
+
+
+async def get_credentials(
+    conn: asyncpg.Connection | asyncpg.Pool, email: str
+) -> UserCredentials | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)", email
+    )
+    if row is None:
+        return None
+    return UserCredentials(User.from_record(row), row["password_hash"])
+
+
+async def record_login(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE users SET last_login_at = now() WHERE id = $1", user_id)
+
+
+async def set_role(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, role: Role
+) -> User | None:
+    row = await conn.fetchrow(
+        f"UPDATE users SET role = $2 WHERE id = $1 RETURNING {_COLUMNS}", user_id, role
+    )
+    return User.from_record(row) if row else None
