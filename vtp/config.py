@@ -79,6 +79,14 @@ class Config(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 with a short key is guessable offline from any token a user holds.
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("VTP_JWT_SECRET must be at least 32 characters")
+        return value
+
     @property
     def embedded_database(self) -> bool:
         return not self.database_url

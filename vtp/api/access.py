@@ -24,7 +24,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 
 _ATTR = "__vtp_access__"
-PRINCIPAL_KEY = "vtp.principal"
+PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,211 @@
+"""Every failure answers with the JSON error envelope and the right status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import Accounts
+from helpers import assert_error, bearer
+
+
+async def test_malformed_json_is_400(client: Any) -> None:
+    resp = await client.post(
+        "/api/v1/auth/login",
+        data=b'{"email": "a@b.c", "password": ',
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status == 400
+    assert_error(await resp.json(), "invalid_json")
+
+
+async def test_json_that_is_not_an_object_is_400(client: Any) -> None:
+    resp = await client.post("/api/v1/auth/login", json=["a", "b"])
+    assert resp.status == 400
+    assert_error(await resp.json(), "invalid_json")
+
+
+async def test_empty_body_is_400(client: Any) -> None:
+    resp = await client.post(
+        "/api/v1/auth/login", data=b"", headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    assert_error(await resp.json(), "empty_body")
+
+
+async def test_unknown_fields_are_named(client: Any) -> None:
+    resp = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "x@example.org",
+            "password": "a good long password",
+            "display_name": "X",
+            "role": "admin",
+        },
+    )
+    assert resp.status == 400
+    error = assert_error(await resp.json(), "validation_error")
+    assert error["details"] == [{"field": "role", "message": "unknown field"}]
+
+
+async def test_missing_fields_are_named(client: Any) -> None:
+    resp = await client.post("/api/v1/auth/register", json={"email": "x@example.org"})
+    assert resp.status == 400
+    error = assert_error(await resp.json(), "validation_error")
+    fields = sorted(d["field"] for d in error["details"])  # type: ignore[union-attr]
+    assert fields == ["display_name", "password"]
+
+
+async def test_oversized_body_is_413_and_writes_nothing(
+    client: Any, config: Any, database_url: str
+) -> None:
+    import asyncpg
+
+    big = "x" * (config.max_body_bytes + 10)
+    resp = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "big@example.org", "password": "a good long password", "display_name": big},
+    )
+    assert resp.status == 413
+    assert_error(await resp.json(), "payload_too_large")
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+    finally:
+        await conn.close()
+
+
+async def test_wrong_content_type_is_415(client: Any) -> None:
+    resp = await client.post(
+        "/api/v1/auth/login",
+        data="email=a&password=b",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status == 415
+    assert_error(await resp.json(), "unsupported_media_type")
+
+
+async def test_unknown_route_and_wrong_method(client: Any, accounts: Accounts) -> None:
+    resp = await client.get("/api/v1/nothing-here")
+    assert resp.status == 404
+    assert_error(await resp.json(), "not_found")
+    resp = await client.get("/api/v1/auth/login")
+    assert resp.status == 405
+    assert "POST" in resp.headers["Allow"]
+    assert_error(await resp.json(), "method_not_allowed")
+
+
+async def test_request_id_is_echoed_or_made(client: Any) -> None:
+    resp = await client.get("/health", headers={"X-Request-ID": "trace-123"})
+    assert resp.headers["X-Request-ID"] == "trace-123"
+    resp = await client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert resp.headers["X-Request-ID"] != "bad id with spaces"
+    assert len(resp.headers["X-Request-ID"]) == 32
+
+
+async def test_request_id_is_on_every_log_line(
+    client: Any, accounts: Accounts, caplog: Any
+) -> None:
+    import logging
+
+    from vtp.logs import JsonFormatter, _RequestIdFilter
+
+    caplog.set_level(logging.INFO)
+    caplog.handler.addFilter(_RequestIdFilter())
+    await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "log@example.org",
+            "password": "a good long password",
+            "display_name": "Log",
+        },
+        headers={"X-Request-ID": "req-42"},
+    )
+    lines = [r for r in caplog.records if r.name.startswith("vtp")]
+    assert {r.name for r in lines} >= {"vtp.api.auth", "vtp.http"}
+    assert all(getattr(r, "request_id", None) == "req-42" for r in lines)
+    import json
+
+    entry = json.loads(JsonFormatter().format(lines[0]))
+    assert entry["request_id"] == "req-42"
+
+
+async def test_health_and_ready(client: Any) -> None:
+    resp = await client.get("/health")
+    assert resp.status == 200
+    assert (await resp.json())["status"] == "ok"
+    resp = await client.get("/ready")
+    assert resp.status == 200
+    body = await resp.json()
+    assert set(body["components"]) == {"postgres", "redis", "object_store"}
+    for component in body["components"].values():
+        assert component["status"] == "ok"
+        assert component["latency_ms"] >= 0
+
+
+async def test_ready_is_503_when_redis_is_down(aiohttp_client: Any, config: Any) -> None:
+    import socket
+
+    from vtp.app import create_app
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    broken = config.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    client = await aiohttp_client(create_app(broken))
+    resp = await client.get("/ready")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["components"]["redis"]["status"] == "down"
+    assert body["components"]["postgres"]["status"] == "ok"
+    # Liveness is not readiness.
+    assert (await client.get("/health")).status == 200
+
+
+async def test_internal_errors_are_json_500_without_details(
+    aiohttp_client: Any, config: Any
+) -> None:
+    from aiohttp import web
+
+    from vtp.api.access import public
+    from vtp.app import create_app
+
+    app = create_app(config)
+
+    @public
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals")
+
+    app.router.add_get("/api/v1/boom", boom)
+    client = await aiohttp_client(app)
+    resp = await client.get("/api/v1/boom")
+    assert resp.status == 500
+    text = await resp.text()
+    assert "secret internals" not in text
+    error = assert_error(await resp.json(), "internal_error")
+    assert error["details"]["request_id"] == resp.headers["X-Request-ID"]  # type: ignore[index]
+
+
+def test_api_route_without_access_rule_refuses_to_start(config: Any) -> None:
+    import pytest
+    from aiohttp import web
+
+    from vtp.app import _check_access_rules, create_app
+
+    app = create_app(config)
+
+    async def naked(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app.router.add_get("/api/v1/naked", naked)
+    with pytest.raises(RuntimeError, match="/api/v1/naked"):
+        _check_access_rules(app)
+
+
+async def test_bearer_on_public_route_is_ignored(client: Any) -> None:
+    resp = await client.post(
+        "/api/v1/auth/login",
+        json={"email": "n@example.org", "password": "whatever it is"},
+        headers=bearer("garbage"),
+    )
+    assert resp.status == 401
+    assert_error(await resp.json(), "invalid_credentials")
