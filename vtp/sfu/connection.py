@@ -1,0 +1,490 @@
+"""One WebRTC peer connection carrying one direction of one stream (Galene's model).
+
+* :class:`UpConnection` - a publication: the client offers, the server answers; its
+  decrypted RTP is routed by SSRC (learned from the offer or from mid/payload type) to
+  :class:`~vtp.sfu.uptrack.UpTrack` objects.
+* :class:`DownConnection` - a subscription to one publication: the server offers one
+  sendonly transceiver per up track, the client answers; each becomes a
+  :class:`~vtp.sfu.downtrack.DownTrack`.
+
+aiortc's RTCPeerConnection does ICE/DTLS/SRTP/SDP; its media objects never see a packet
+(see :mod:`vtp.sfu.aiortc_hooks`). Any failure closes only this connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCIceCandidate,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.sdp import candidate_from_sdp
+
+from vtp.sfu import aiortc_hooks as hooks
+from vtp.sfu import negotiation, rtcp
+from vtp.sfu.downtrack import DownTrack, extension_writer
+from vtp.sfu.errors import SfuError
+from vtp.sfu.ice import IceSettings
+from vtp.sfu.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, is_rtcp, parse_rtp
+from vtp.sfu.uptrack import UpTrack
+
+if TYPE_CHECKING:
+    from vtp.sfu.peer import Peer
+
+logger = logging.getLogger(__name__)
+
+REMB_INTERVAL_S = 0.5
+RR_INTERVAL_S = 1.0
+
+
+class Connection:
+    """What up and down connections share: the aiortc peer connection, liveness, close."""
+
+    kind = "connection"
+
+    def __init__(self, peer: Peer, settings: IceSettings) -> None:
+        self.id = uuid.uuid4().hex[:16]
+        self.peer = peer
+        self.settings = settings
+        self.pc = RTCPeerConnection(settings.server_configuration())
+        self.sender: hooks.RawSender | None = None
+        self.state = "new"
+        self.closed = False
+        self.close_reason = ""
+        self.rx_packets = 0  # every SRTP/SRTCP packet received (liveness)
+        self.rtcp_ssrc = random.getrandbits(32)
+        self._last_rx_seen = 0
+        self._silent_since: float | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+        @self.pc.on("connectionstatechange")
+        def _on_state() -> None:
+            self._on_state(self.pc.connectionState)
+
+    def _prepare_transports(self) -> None:
+        for dtls in hooks.dtls_transports(self.pc):
+            if not hooks.media_taken_over(dtls):
+                hooks.take_over_media(dtls, self._rtp_in, self._rtcp_in)
+                hooks.configure_gathering(
+                    dtls, self.settings.addresses, self.settings.announce_address
+                )
+                hooks.on_dtls_state(dtls, self._dtls_state_callback(dtls))
+
+    def _dtls_state_callback(self, dtls: Any) -> Callable[[str], None]:
+        def changed(state: str) -> None:
+            self._on_dtls_state(dtls, state)
+
+        return changed
+
+    def _rtp_in(self, data: bytes) -> None:
+        self.rx_packets += 1
+        try:
+            self.receive_rtp(data)
+        except Exception:
+            logger.exception(
+                "%s %s: dropping an RTP packet that broke the handler", self.kind, self.id
+            )
+
+    def _rtcp_in(self, data: bytes) -> None:
+        self.rx_packets += 1
+        try:
+            self.receive_rtcp(data)
+        except Exception:
+            logger.exception("%s %s: dropping RTCP that broke the handler", self.kind, self.id)
+
+    def receive_rtp(self, data: bytes) -> None:
+        pass
+
+    def receive_rtcp(self, data: bytes) -> None:
+        pass
+
+    def _on_dtls_state(self, dtls: Any, state: str) -> None:
+        if state == "connected" and self.sender is None:
+            try:
+                self.sender = hooks.RawSender(dtls)
+            except ConnectionError:
+                return
+            self.on_connected()
+        elif state in ("closed", "failed"):
+            self.schedule_close(f"dtls {state}")
+
+    def _on_state(self, state: str) -> None:
+        self.state = state
+        self.peer.connection_state_changed(self, state)
+        if state in ("failed", "closed"):
+            self.schedule_close(f"connection {state}")
+
+    def on_connected(self) -> None:
+        pass
+
+    def send_rtcp(self, data: bytes) -> int:
+        sender = self.sender
+        if sender is None:
+            return 0
+        return sender.send_rtcp(data)
+
+    def send_rtp(self, data: bytes) -> int:
+        sender = self.sender
+        if sender is None:
+            return 0
+        return sender.send_rtp(data)
+
+    async def add_ice_candidate(
+        self, candidate: str | None, sdp_mid: str | None, index: int | None
+    ) -> None:
+        if not candidate:
+            await self.pc.addIceCandidate(None)
+            return
+        text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
+        try:
+            parsed: RTCIceCandidate = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise SfuError("bad-candidate", f"malformed ICE candidate: {exc}") from None
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = index if index is not None or sdp_mid is not None else 0
+        await self.pc.addIceCandidate(parsed)
+
+    def check_alive(self, now: float, timeout: float) -> bool:
+        """False once connected but silent for ``timeout`` seconds (or never connected
+        within ``timeout`` of creation)."""
+        if self.rx_packets != self._last_rx_seen:
+            self._last_rx_seen = self.rx_packets
+            self._silent_since = now
+            return True
+        if self._silent_since is None:
+            self._silent_since = now
+        return now - self._silent_since < timeout
+
+    def schedule_close(self, reason: str) -> None:
+        if self._closing is None and not self.closed:
+            self._closing = asyncio.ensure_future(self.close(reason))
+
+    async def close(self, reason: str = "closed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        try:
+            self.on_close(reason)
+        except Exception:
+            logger.exception("%s %s: cleanup failed", self.kind, self.id)
+        if self.sender is not None:
+            self.sender.closed = True
+        try:
+            await self.pc.close()
+        except Exception:
+            logger.exception("%s %s: closing the peer connection failed", self.kind, self.id)
+        self.peer.connection_closed(self, reason)
+
+    def on_close(self, reason: str) -> None:
+        pass
+
+    def stats(self) -> dict[str, object]:
+        return {"id": self.id, "type": self.kind, "state": self.state}
+
+    def tick(self, now: float) -> None:
+        pass
+
+
+class UpConnection(Connection):
+    """A publication (client -> server)."""
+
+    kind = "publication"
+
+    def __init__(self, peer: Peer, settings: IceSettings, label: str = "") -> None:
+        super().__init__(peer, settings)
+        self.label = label
+        self.tracks: list[UpTrack] = []
+        self._by_ssrc: dict[int, UpTrack] = {}
+        self._by_mid: dict[bytes, UpTrack] = {}
+        self._by_pt: dict[int, UpTrack] = {}
+        self._audio_level_id = 0
+        self._mid_id = 0
+        self._last_remb = 0.0
+        self._last_rr = 0.0
+        self.unrouted = 0
+        self.answer_sdp = ""
+
+    async def start(self, offer_sdp: str) -> str:
+        """Answer the publisher's offer; raises SfuError (and closes) on bad input."""
+        sdp = negotiation.sanitize_offer(offer_sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.text(), type="offer"))
+            self._prepare_transports()
+            sections = {m.mid: m for m in sdp.media}
+            for transceiver in self.pc.getTransceivers():
+                codecs = hooks.negotiated_codecs(transceiver)
+                if not codecs or transceiver.mid is None:
+                    continue
+                codec = codecs[0]
+                section = sections.get(transceiver.mid)
+                ssrc = section.ssrcs[0] if section and section.ssrcs else None
+                track = UpTrack(
+                    track_id=f"{self.id}-{transceiver.mid}",
+                    kind=transceiver.kind,
+                    mime_type=codec.mime_type,
+                    clock_rate=codec.clock_rate,
+                    payload_type=codec.payload_type,
+                    mid=transceiver.mid,
+                    ssrc=ssrc,
+                    send_rtcp=self.send_rtcp,
+                    rtcp_ssrc=self.rtcp_ssrc,
+                )
+                self.tracks.append(track)
+                if ssrc is not None:
+                    self._by_ssrc[ssrc] = track
+                self._by_mid[transceiver.mid.encode()] = track
+                self._by_pt[codec.payload_type] = track
+                ext = hooks.negotiated_extensions(transceiver)
+                self._mid_id = ext.get(URI_MID, self._mid_id)
+                if transceiver.kind == "audio":
+                    self._audio_level_id = ext.get(URI_AUDIO_LEVEL, 0)
+            if not self.tracks:
+                raise SfuError("bad-sdp", "nothing to publish")
+            answer = await self.pc.createAnswer()
+            text = negotiation.add_opus_fec(answer.sdp)
+            await self.pc.setLocalDescription(RTCSessionDescription(sdp=text, type="answer"))
+            self.answer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
+        except SfuError:
+            await self.close("bad offer")
+            raise
+        except Exception as exc:
+            await self.close("bad offer")
+            raise SfuError("bad-sdp", f"offer rejected: {exc.__class__.__name__}: {exc}") from None
+        return self.answer_sdp
+
+    def receive_rtp(self, data: bytes) -> None:
+        p = parse_rtp(data, self._audio_level_id, self._mid_id)
+        if p is None:
+            self.unrouted += 1
+            return
+        track = self._by_ssrc.get(p.ssrc)
+        if track is None:
+            track = self._route_new_ssrc(p.ssrc, p.mid, p.payload_type)
+            if track is None:
+                self.unrouted += 1
+                return
+        if p.payload_type != track.payload_type:
+            track.dropped += 1
+            return
+        track.receive(p)
+
+    def _route_new_ssrc(self, ssrc: int, mid: bytes | None, pt: int) -> UpTrack | None:
+        track = self._by_mid.get(mid) if mid is not None else None
+        if track is None:
+            track = self._by_pt.get(pt)
+            if track is None or (track.ssrc is not None and track.ssrc in self._by_ssrc):
+                return None
+        if len(self._by_ssrc) >= 16:
+            return None
+        if track.ssrc is not None:
+            self._by_ssrc.pop(track.ssrc, None)
+        track.ssrc = ssrc
+        self._by_ssrc[ssrc] = track
+        return track
+
+    def receive_rtcp(self, data: bytes) -> None:
+        for packet in rtcp.parse_rtcp(data):
+            if isinstance(packet, rtcp.SenderReport):
+                track = self._by_ssrc.get(packet.ssrc)
+                if track is not None:
+                    track.on_sender_report(packet.ntp, packet.rtp_ts)
+
+    def on_connected(self) -> None:
+        for track in self.tracks:
+            if track.downs or track.taps:
+                track.request_keyframe()
+        self.peer.publication_ready(self)
+
+    def tick(self, now: float) -> None:
+        if self.sender is None or self.closed:
+            return
+        for track in self.tracks:
+            track.tick(now)
+        if now - self._last_remb >= REMB_INTERVAL_S:
+            self._last_remb = now
+            for track in self.tracks:
+                if track.video and track.ssrc is not None:
+                    self.send_rtcp(
+                        rtcp.build_remb(
+                            self.rtcp_ssrc, track.bitrate_for_publisher(now), [track.ssrc]
+                        )
+                    )
+        if now - self._last_rr >= RR_INTERVAL_S:
+            self._last_rr = now
+            blocks = [b for t in self.tracks if (b := t.report_block(now)) is not None]
+            if blocks:
+                self.send_rtcp(rtcp.build_rr(self.rtcp_ssrc, blocks))
+
+    def on_close(self, reason: str) -> None:
+        for track in self.tracks:
+            for down in list(track.downs):
+                down.close()
+            track.close()
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "type": self.kind,
+            "label": self.label,
+            "state": self.state,
+            "unrouted": self.unrouted,
+            "tracks": [t.stats() for t in self.tracks],
+        }
+
+
+class _SilentTrack(MediaStreamTrack):
+    """The server-side sender's track: recv() never returns, so aiortc never builds an
+    encoder for it (packets bypass the sender entirely)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Any:
+        await asyncio.get_running_loop().create_future()
+
+
+def _capabilities(kind: str) -> list[Any]:
+    wanted = "audio/opus" if kind == "audio" else "video/vp8"
+    caps = RTCRtpSender.getCapabilities(kind)
+    return [c for c in caps.codecs if c.mimeType.lower() == wanted]
+
+
+class DownConnection(Connection):
+    """A subscription (server -> client) to one publication."""
+
+    kind = "subscription"
+
+    def __init__(self, peer: Peer, settings: IceSettings, up: UpConnection) -> None:
+        super().__init__(peer, settings)
+        self.up = up
+        self.stream_id = up.id
+        self.tracks: list[DownTrack] = []
+        self._by_ssrc: dict[int, DownTrack] = {}
+        self._pending: list[tuple[Any, UpTrack]] = []
+        self.offer_sdp = ""
+        self.answered = False
+
+    async def start(self) -> str:
+        """Create the server's offer for the publication's tracks."""
+        try:
+            for track in self.up.tracks:
+                transceiver = self.pc.addTransceiver(_SilentTrack(track.kind), direction="sendonly")
+                transceiver.setCodecPreferences(_capabilities(track.kind))
+                self._pending.append((transceiver, track))
+            self._prepare_transports()
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(
+                RTCSessionDescription(sdp=negotiation.add_opus_fec(offer.sdp), type="offer")
+            )
+            for transceiver, _ in self._pending:
+                hooks.silence_sender_rtcp(transceiver.sender)
+            self.offer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
+        except Exception:
+            await self.close("offer failed")
+            raise
+        return self.offer_sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        if self.answered:
+            raise SfuError("bad-state", "subscription already answered")
+        negotiation.sanitize_answer(answer_sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        except Exception as exc:
+            raise SfuError("bad-sdp", f"answer rejected: {exc.__class__.__name__}: {exc}") from None
+        self.answered = True
+        for transceiver, up_track in self._pending:
+            codecs = [
+                c for c in hooks.negotiated_codecs(transceiver) if c.mime_type == up_track.mime_type
+            ]
+            if not codecs or transceiver.mid is None:
+                continue  # the subscriber declined this track
+            ext = hooks.negotiated_extensions(transceiver)
+            writer = extension_writer(
+                ext.get(URI_MID, 0),
+                transceiver.mid,
+                ext.get(URI_AUDIO_LEVEL, 0) if up_track.kind == "audio" else 0,
+                ext.get(URI_ABS_SEND_TIME, 0),
+            )
+            down = DownTrack(
+                up_track,
+                hooks.sender_ssrc(transceiver.sender),
+                codecs[0].payload_type,
+                writer,
+                self.send_rtp,
+                self.send_rtcp,
+            )
+            self.tracks.append(down)
+            self._by_ssrc[down.ssrc] = down
+        if not self.tracks:
+            await self.close("nothing negotiated")
+            raise SfuError("bad-sdp", "the answer accepts none of the stream's tracks")
+
+    def on_connected(self) -> None:
+        if self.closed or self.up.closed:
+            return
+        for down in self.tracks:
+            down.up.add_down(down)
+
+    def receive_rtp(self, data: bytes) -> None:
+        pass  # subscribers send no media on this connection
+
+    def receive_rtcp(self, data: bytes) -> None:
+        by_ssrc = self._by_ssrc
+        for packet in rtcp.parse_rtcp(data):
+            if isinstance(packet, rtcp.Nack):
+                down = by_ssrc.get(packet.media_ssrc)
+                if down is not None:
+                    down.on_nack(packet.lost)
+            elif isinstance(packet, rtcp.Pli):
+                down = by_ssrc.get(packet.media_ssrc)
+                if down is not None:
+                    down.on_keyframe_request()
+            elif isinstance(packet, rtcp.Fir):
+                for ssrc in packet.media_ssrcs or (packet.sender_ssrc,):
+                    down = by_ssrc.get(ssrc)
+                    if down is not None:
+                        down.on_keyframe_request()
+            elif isinstance(packet, rtcp.Remb):
+                for ssrc in packet.ssrcs:
+                    down = by_ssrc.get(ssrc)
+                    if down is not None:
+                        down.on_remb(packet.bitrate)
+            elif isinstance(packet, (rtcp.ReceiverReport, rtcp.SenderReport)):
+                for block in packet.reports:
+                    down = by_ssrc.get(block.ssrc)
+                    if down is not None:
+                        down.on_report(block)
+
+    def on_close(self, reason: str) -> None:
+        for down in self.tracks:
+            down.close()
+        if self.sender is not None and self.tracks:
+            try:
+                self.sender.send_rtcp(rtcp.build_bye([d.ssrc for d in self.tracks]))
+            except Exception:
+                logger.debug("BYE not sent", exc_info=True)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "type": self.kind,
+            "stream": self.stream_id,
+            "state": self.state,
+            "tracks": [d.stats() for d in self.tracks],
+        }
+
+
+SendFn = Callable[[bytes], int]
+__all__ = ["Connection", "DownConnection", "UpConnection", "is_rtcp"]

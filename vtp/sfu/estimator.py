@@ -1,0 +1,77 @@
+"""Rates and bandwidth estimates.
+
+* :class:`RateMeter` - bytes/packets per second over a sliding window (stats).
+* :class:`DownEstimate` - what one subscriber can take: its own REMB when it sends one,
+  else a loss-based estimate from its receiver reports (Galene/GCC style: back off
+  above 10 % loss, probe up below 2 %).
+"""
+
+from __future__ import annotations
+
+import time
+
+MIN_BITRATE = 100_000
+MAX_BITRATE = 4_000_000
+START_BITRATE = 1_500_000
+REMB_VALID_S = 5.0
+
+
+class RateMeter:
+    """Exponentially smoothed byte rate (bits per second)."""
+
+    __slots__ = ("_bytes", "_last", "bps")
+
+    def __init__(self) -> None:
+        self._bytes = 0
+        self._last = time.monotonic()
+        self.bps = 0.0
+
+    def add(self, nbytes: int) -> None:
+        self._bytes += nbytes
+
+    def tick(self, now: float) -> float:
+        elapsed = now - self._last
+        if elapsed >= 0.25:
+            rate = self._bytes * 8 / elapsed
+            self.bps = rate if self.bps == 0 else 0.7 * self.bps + 0.3 * rate
+            self._bytes = 0
+            self._last = now
+        return self.bps
+
+
+class DownEstimate:
+    """The bitrate one subscriber can take for one video track."""
+
+    __slots__ = ("_loss_estimate", "_remb", "_remb_time", "fraction_lost")
+
+    def __init__(self) -> None:
+        self._remb = 0
+        self._remb_time = 0.0
+        self._loss_estimate = float(START_BITRATE)
+        self.fraction_lost = 0.0
+
+    def on_remb(self, bitrate: int, now: float) -> None:
+        self._remb = bitrate
+        self._remb_time = now
+
+    def on_loss(self, fraction_lost: float) -> None:
+        self.fraction_lost = fraction_lost
+        if fraction_lost > 0.10:
+            self._loss_estimate *= 1.0 - 0.5 * fraction_lost
+        elif fraction_lost < 0.02:
+            self._loss_estimate *= 1.08
+        self._loss_estimate = min(MAX_BITRATE, max(MIN_BITRATE, self._loss_estimate))
+
+    def value(self, now: float) -> int:
+        estimate = self._loss_estimate
+        if self._remb and now - self._remb_time < REMB_VALID_S:
+            estimate = min(estimate, float(self._remb))
+        return int(max(MIN_BITRATE, estimate))
+
+
+def combine(estimates: list[int], default: int = MAX_BITRATE) -> int:
+    """What to ask a publisher for: the smallest subscriber estimate (no simulcast
+    yet, so the weakest subscriber sets the pace), clamped."""
+    if not estimates:
+        return default
+    return max(MIN_BITRATE, min(MAX_BITRATE, min(estimates)))

@@ -1,0 +1,89 @@
+"""ICE configuration: STUN/TURN servers for clients and for the server's own agent.
+
+TURN credentials follow coturn's REST API scheme (``use-auth-secret``): the username is
+``<expiry unix time>:<user>`` and the password is base64(HMAC-SHA1(secret, username)).
+Nothing external is contacted unless ``stun_urls``/``turn_urls`` are configured.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+
+from vtp.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCredential:
+    username: str
+    credential: str
+    expires_at: int
+
+
+def turn_credential(secret: str, user: str, ttl_s: int, now: float | None = None) -> TurnCredential:
+    """A time-limited coturn REST credential for ``user``."""
+    expires_at = int(now if now is not None else time.time()) + ttl_s
+    username = f"{expires_at}:{user}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return TurnCredential(username, base64.b64encode(digest).decode("ascii"), expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class IceSettings:
+    """The SFU's view of the network settings in :class:`vtp.config.Config`."""
+
+    addresses: tuple[str, ...] = ()
+    announce_address: str | None = None
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_credential_ttl_s: int = 6 * 3600
+
+    @classmethod
+    def from_config(cls, config: Config) -> IceSettings:
+        secret = config.turn_secret.get_secret_value() if config.turn_secret else None
+        return cls(
+            addresses=tuple(config.ice_addresses),
+            announce_address=config.ice_announce_address,
+            stun_urls=tuple(config.stun_urls),
+            turn_urls=tuple(config.turn_urls),
+            turn_secret=secret or None,
+            turn_credential_ttl_s=config.turn_credential_ttl_s,
+        )
+
+    def client_ice_servers(self, user: str, now: float | None = None) -> list[dict[str, object]]:
+        """RTCIceServer dictionaries to hand to a browser (JSON-serialisable)."""
+        servers: list[dict[str, object]] = []
+        if self.stun_urls:
+            servers.append({"urls": list(self.stun_urls)})
+        if self.turn_urls and self.turn_secret:
+            cred = turn_credential(self.turn_secret, user, self.turn_credential_ttl_s, now)
+            servers.append(
+                {
+                    "urls": list(self.turn_urls),
+                    "username": cred.username,
+                    "credential": cred.credential,
+                }
+            )
+        return servers
+
+    def server_configuration(self) -> RTCConfiguration:
+        """An explicit RTCConfiguration: aiortc's default would contact a public STUN
+        server. The server uses the configured STUN server (for a server-reflexive
+        candidate) and TURN server (relay) if any; aioice uses only the first of each."""
+        servers: list[RTCIceServer] = []
+        if self.stun_urls:
+            servers.append(RTCIceServer(urls=list(self.stun_urls)))
+        if self.turn_urls and self.turn_secret:
+            cred = turn_credential(self.turn_secret, "vtp-sfu", self.turn_credential_ttl_s)
+            servers.append(
+                RTCIceServer(
+                    urls=list(self.turn_urls), username=cred.username, credential=cred.credential
+                )
+            )
+        return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)

@@ -1,0 +1,161 @@
+"""SDP handling around aiortc: what the SFU accepts and what it adds.
+
+aiortc's own SDP code does the offer/answer; these functions work on the text before and
+after it: offers are checked and reduced to what the SFU forwards (Opus, VP8, the three
+header extensions of :mod:`vtp.sfu.rtp`), and Opus in-band FEC is written into both legs
+(aiortc drops the Opus fmtp line)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from vtp.sfu.errors import SfuError
+from vtp.sfu.rtp import SUPPORTED_EXTENSIONS
+
+MAX_SDP_BYTES = 64 * 1024
+ALLOWED_CODECS = {"audio": ("opus", 48000), "video": ("vp8", 90000)}
+OPUS_FMTP = "minptime=10;useinbandfec=1"
+
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/(\d+)(?:/(\d+))?$")
+_PT_ATTR = re.compile(r"^a=(?:rtpmap|fmtp|rtcp-fb):(\d+|\*)[ ]")
+_EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\w+)? (\S+)")
+_SSRC = re.compile(r"^a=ssrc:(\d+) ")
+
+
+@dataclass
+class MediaSection:
+    kind: str
+    lines: list[str]
+    mid: str = ""
+    ssrcs: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Sdp:
+    session: list[str]
+    media: list[MediaSection]
+
+    def text(self) -> str:
+        lines = list(self.session)
+        for m in self.media:
+            lines.extend(m.lines)
+        return "\r\n".join(lines) + "\r\n"
+
+
+def parse(text: str) -> Sdp:
+    """Split an SDP into session and media sections; SfuError('bad-sdp') if it is not one."""
+    if not isinstance(text, str) or len(text) > MAX_SDP_BYTES:
+        raise SfuError("bad-sdp", "SDP missing or too large")
+    lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
+    if not lines or lines[0] != "v=0":
+        raise SfuError("bad-sdp", "SDP must start with v=0")
+    for line in lines:
+        if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
+            raise SfuError("bad-sdp", f"malformed SDP line: {line[:40]!r}")
+    session: list[str] = []
+    media: list[MediaSection] = []
+    for line in lines:
+        if line.startswith("m="):
+            parts = line[2:].split()
+            if len(parts) < 4:
+                raise SfuError("bad-sdp", "malformed m= line")
+            media.append(MediaSection(kind=parts[0], lines=[line]))
+        elif media:
+            media[-1].lines.append(line)
+            if line.startswith("a=mid:"):
+                media[-1].mid = line[6:].strip()
+            elif ssrc_match := _SSRC.match(line):
+                ssrc = int(ssrc_match.group(1))
+                if ssrc < 2**32 and ssrc not in media[-1].ssrcs:
+                    media[-1].ssrcs.append(ssrc)
+        else:
+            session.append(line)
+    if not media:
+        raise SfuError("bad-sdp", "SDP has no media section")
+    for m in media:
+        if not m.mid:
+            raise SfuError("bad-sdp", "every media section needs a=mid")
+    all_lines = "\n".join(lines)
+    if "a=fingerprint:" not in all_lines or "a=ice-ufrag:" not in all_lines:
+        raise SfuError("bad-sdp", "SDP lacks ICE credentials or DTLS fingerprint")
+    return Sdp(session, media)
+
+
+def _restrict_section(m: MediaSection) -> None:
+    """Keep only the allowed codec (no RTX/RED/FEC) and supported header extensions."""
+    name, clock = ALLOWED_CODECS[m.kind]
+    keep: list[str] = []
+    for line in m.lines:
+        match = _RTPMAP.match(line)
+        if match and match.group(2).lower() == name and int(match.group(3)) == clock:
+            keep.append(match.group(1))
+    if not keep:
+        raise SfuError("bad-sdp", f"{m.kind} section offers no {name}")
+    pts = keep[:1]
+    out: list[str] = []
+    for i, line in enumerate(m.lines):
+        if i == 0:
+            parts = line.split()
+            out.append(" ".join([*parts[:3], *pts]))
+            continue
+        if match := _PT_ATTR.match(line):
+            if match.group(1) != "*" and match.group(1) not in pts:
+                continue
+        elif match := _EXTMAP.match(line):
+            if match.group(2) not in SUPPORTED_EXTENSIONS:
+                continue
+        elif line.startswith(("a=ssrc-group:", "a=rid:", "a=simulcast:")):
+            continue
+        out.append(line)
+    m.lines = out
+
+
+def sanitize_offer(text: str) -> Sdp:
+    """A publisher's offer reduced to what the SFU forwards. Raises SfuError('bad-sdp')."""
+    sdp = parse(text)
+    for m in sdp.media:
+        if m.kind not in ALLOWED_CODECS:
+            raise SfuError("bad-sdp", f"{m.kind} sections are not accepted")
+        direction = next(
+            (
+                ln
+                for ln in m.lines
+                if ln in ("a=sendonly", "a=sendrecv", "a=recvonly", "a=inactive")
+            ),
+            "a=sendrecv",
+        )[2:]
+        if direction not in ("sendonly", "sendrecv"):
+            raise SfuError("bad-sdp", "a publish offer must send media")
+        _restrict_section(m)
+    kinds = [m.kind for m in sdp.media]
+    if len(kinds) != len(set(kinds)):
+        raise SfuError("bad-sdp", "at most one audio and one video section per stream")
+    return sdp
+
+
+def sanitize_answer(text: str) -> Sdp:
+    """A subscriber's answer, checked (aiortc does the negotiation itself)."""
+    sdp = parse(text)
+    for m in sdp.media:
+        if m.kind not in ALLOWED_CODECS:
+            raise SfuError("bad-sdp", f"unexpected {m.kind} section in answer")
+    return sdp
+
+
+def add_opus_fec(text: str) -> str:
+    """Write ``useinbandfec=1`` for Opus into an SDP aiortc generated."""
+    sdp = parse(text)
+    for m in sdp.media:
+        if m.kind != "audio":
+            continue
+        opus_pts = [
+            match.group(1)
+            for line in m.lines
+            if (match := _RTPMAP.match(line)) and match.group(2).lower() == "opus"
+        ]
+        for pt in opus_pts:
+            m.lines = [ln for ln in m.lines if not ln.startswith(f"a=fmtp:{pt} ")]
+            at = max(i for i, ln in enumerate(m.lines) if ln.startswith(f"a=rtpmap:{pt} "))
+            m.lines.insert(at + 1, f"a=fmtp:{pt} {OPUS_FMTP}")
+    return sdp.text()

@@ -1,0 +1,138 @@
+"""A peer: one participant of a room, owning its publications and subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from vtp.sfu import events
+from vtp.sfu.connection import Connection, DownConnection, UpConnection
+from vtp.sfu.errors import SfuError
+
+if TYPE_CHECKING:
+    from vtp.sfu.room import Room
+
+logger = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 64
+
+
+class Peer:
+    def __init__(self, room: Room, peer_id: str, display: str) -> None:
+        self.room = room
+        self.id = peer_id
+        self.display = display
+        self.connections: dict[str, Connection] = {}
+        self.last_seen = time.monotonic()
+        self.left = False
+
+    # --- API for the signalling layer ---------------------------------------------------
+
+    def touch(self) -> None:
+        """Signalling saw this peer alive (keeps a peer without connections in the room)."""
+        self.last_seen = time.monotonic()
+
+    async def publish(self, offer_sdp: str, label: str = "") -> UpConnection:
+        """Answer a publish offer. The returned publication's ``answer_sdp`` goes back to
+        the client; its tracks are announced (StreamAdded/TrackAdded) once connected."""
+        self._check_open()
+        conn = UpConnection(self, self.room.settings, label=label)
+        self.connections[conn.id] = conn
+        await conn.start(offer_sdp)  # closes itself and raises SfuError on bad input
+        return conn
+
+    async def subscribe(self, stream_id: str) -> DownConnection:
+        """Create a subscription to a live publication; send ``offer_sdp`` to the client
+        and pass its answer to :meth:`answer`."""
+        self._check_open()
+        up = self.room.publication(stream_id)
+        if up is None:
+            raise SfuError("not-found", f"no stream {stream_id!r}")
+        conn = DownConnection(self, self.room.settings, up)
+        self.connections[conn.id] = conn
+        try:
+            await conn.start()
+        except SfuError:
+            raise
+        except Exception as exc:
+            raise SfuError("internal", f"could not create the offer: {exc}") from None
+        return conn
+
+    async def answer(self, subscription_id: str, answer_sdp: str) -> None:
+        conn = self.connections.get(subscription_id)
+        if not isinstance(conn, DownConnection):
+            raise SfuError("not-found", f"no subscription {subscription_id!r}")
+        await conn.accept(answer_sdp)
+
+    async def add_ice_candidate(
+        self,
+        connection_id: str,
+        candidate: str | None,
+        sdp_mid: str | None = None,
+        sdp_mline_index: int | None = 0,
+    ) -> None:
+        conn = self.connections.get(connection_id)
+        if conn is None:
+            raise SfuError("not-found", f"no connection {connection_id!r}")
+        await conn.add_ice_candidate(candidate, sdp_mid, sdp_mline_index)
+
+    async def close_connection(self, connection_id: str) -> None:
+        conn = self.connections.get(connection_id)
+        if conn is None:
+            raise SfuError("not-found", f"no connection {connection_id!r}")
+        await conn.close("closed by peer")
+
+    async def leave(self, reason: str = "left") -> None:
+        await self.room.remove_peer(self, reason)
+
+    # --- callbacks from connections -----------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.left:
+            raise SfuError("bad-state", "peer has left")
+        if len(self.connections) >= MAX_CONNECTIONS:
+            raise SfuError("bad-state", "too many connections")
+        self.touch()
+
+    def connection_state_changed(self, conn: Connection, state: str) -> None:
+        self.room.emit(events.ConnectionStateChanged(self.room.name, self.id, conn.id, state))
+
+    def publication_ready(self, conn: UpConnection) -> None:
+        self.room.publication_ready(conn)
+
+    def connection_closed(self, conn: Connection, reason: str) -> None:
+        self.connections.pop(conn.id, None)
+        if isinstance(conn, UpConnection):
+            self.room.publication_closed(conn)
+        elif isinstance(conn, DownConnection):
+            self.room.emit(
+                events.SubscriptionClosed(self.room.name, self.id, conn.id, conn.stream_id, reason)
+            )
+
+    async def close_all(self, reason: str) -> None:
+        self.left = True
+        conns = list(self.connections.values())
+        if conns:
+            await asyncio.gather(*(c.close(reason) for c in conns), return_exceptions=True)
+
+    def alive(self, now: float, timeout: float) -> bool:
+        """False when every connection is silent/failed and signalling has not touched
+        the peer for ``timeout`` seconds."""
+        live = False
+        for conn in list(self.connections.values()):
+            if conn.check_alive(now, timeout):
+                live = True
+            else:
+                conn.schedule_close("timeout")
+        if live:
+            self.last_seen = now
+        return live or now - self.last_seen < timeout
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "display": self.display,
+            "connections": [c.stats() for c in self.connections.values() if hasattr(c, "stats")],
+        }

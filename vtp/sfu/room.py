@@ -1,0 +1,187 @@
+"""A room: peers, their live publications, the active speaker, and the close timer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vtp.sfu import events
+from vtp.sfu.connection import UpConnection
+from vtp.sfu.errors import SfuError
+from vtp.sfu.ice import IceSettings
+from vtp.sfu.peer import Peer
+from vtp.sfu.speaker import SpeakerDetector
+from vtp.sfu.uptrack import Tap, TapCallback, UpTrack
+
+if TYPE_CHECKING:
+    from vtp.sfu.service import Sfu
+
+logger = logging.getLogger(__name__)
+
+MAX_PEER_ID = 128
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    id: str
+    kind: str
+    codec: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    id: str
+    peer_id: str
+    label: str
+    tracks: tuple[TrackInfo, ...]
+
+
+class Room:
+    def __init__(self, sfu: Sfu, name: str, settings: IceSettings) -> None:
+        self.sfu = sfu
+        self.name = name
+        self.settings = settings
+        self.peers: dict[str, Peer] = {}
+        self._publications: dict[str, UpConnection] = {}  # live (connected) ones
+        self.speaker = SpeakerDetector(self._speaker_changed)
+        self.empty_since: float | None = None
+        self.closed = False
+
+    # --- membership ----------------------------------------------------------------------
+
+    def join(self, peer_id: str | None = None, display: str = "") -> Peer:
+        if self.closed:
+            raise SfuError("bad-state", "room is closed")
+        peer_id = peer_id or uuid.uuid4().hex[:12]
+        if not isinstance(peer_id, str) or len(peer_id) > MAX_PEER_ID:
+            raise SfuError("bad-request", "invalid peer id")
+        if peer_id in self.peers:
+            raise SfuError("exists", f"peer {peer_id!r} is already in the room")
+        peer = Peer(self, peer_id, display)
+        self.peers[peer_id] = peer
+        self.empty_since = None
+        self.emit(events.PeerJoined(self.name, peer_id, display))
+        return peer
+
+    async def remove_peer(self, peer: Peer, reason: str) -> None:
+        if self.peers.get(peer.id) is not peer:
+            return
+        del self.peers[peer.id]
+        await peer.close_all(reason)
+        if self.speaker.current == peer.id:
+            self.speaker.current = None
+            self.emit(events.ActiveSpeaker(self.name, None))
+        self.emit(events.PeerLeft(self.name, peer.id, reason))
+        if not self.peers:
+            self.empty_since = asyncio.get_running_loop().time()
+
+    # --- publications ----------------------------------------------------------------------
+
+    def publication(self, stream_id: str) -> UpConnection | None:
+        return self._publications.get(stream_id)
+
+    def streams(self) -> list[StreamInfo]:
+        return [
+            StreamInfo(
+                up.id,
+                up.peer.id,
+                up.label,
+                tuple(TrackInfo(t.id, t.kind, t.mime_type) for t in up.tracks),
+            )
+            for up in self._publications.values()
+        ]
+
+    def publication_ready(self, up: UpConnection) -> None:
+        if up.closed or up.peer.left:
+            return
+        self._publications[up.id] = up
+        self.emit(
+            events.StreamAdded(
+                self.name, up.peer.id, up.id, up.label, tuple(t.kind for t in up.tracks)
+            )
+        )
+        for track in up.tracks:
+            self.emit(events.TrackAdded(self.name, up.peer.id, up.id, track.id, track.kind))
+
+    def publication_closed(self, up: UpConnection) -> None:
+        if self._publications.pop(up.id, None) is None:
+            return
+        # every subscription to this stream ends with it
+        for peer in list(self.peers.values()):
+            for conn in list(peer.connections.values()):
+                if getattr(conn, "up", None) is up:
+                    conn.schedule_close("stream ended")
+        for track in up.tracks:
+            self.emit(events.TrackRemoved(self.name, up.peer.id, up.id, track.id, track.kind))
+        self.emit(events.StreamRemoved(self.name, up.peer.id, up.id))
+
+    def track(self, track_id: str) -> UpTrack | None:
+        for up in self._publications.values():
+            for track in up.tracks:
+                if track.id == track_id:
+                    return track
+        return None
+
+    def add_tap(self, track_id: str, callback: TapCallback) -> Tap:
+        """Receive every packet of a live track in-process (recorder)."""
+        track = self.track(track_id)
+        if track is None:
+            raise SfuError("not-found", f"no track {track_id!r}")
+        return track.add_tap(callback)
+
+    # --- periodic work ------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        for up in list(self._publications.values()):
+            try:
+                up.tick(now)
+            except Exception:
+                logger.exception("publication %s failed in tick; closing it", up.id)
+                up.schedule_close("internal error")
+
+    def speaker_tick(self) -> None:
+        scores: dict[str, float] = {}
+        for up in self._publications.values():
+            for track in up.tracks:
+                if track.kind == "audio":
+                    score = track.level.take()
+                    scores[up.peer.id] = max(score, scores.get(up.peer.id, 0.0))
+        self.speaker.update(scores)
+
+    def _speaker_changed(self, peer_id: str | None) -> None:
+        self.emit(events.ActiveSpeaker(self.name, peer_id))
+
+    async def reap(self, now: float, silence_s: float) -> None:
+        for peer in list(self.peers.values()):
+            if not peer.alive(now, silence_s):
+                await self.remove_peer(peer, "timeout")
+
+    def emit(self, event: events.Event) -> None:
+        self.sfu.bus.emit(event)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for peer in list(self.peers.values()):
+            await self.remove_peer(peer, "room closed")
+        self.emit(events.RoomClosed(self.name))
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "peers": [p.stats() for p in self.peers.values()],
+            "streams": [
+                {
+                    "id": s.id,
+                    "peer": s.peer_id,
+                    "label": s.label,
+                    "tracks": [t.id for t in s.tracks],
+                }
+                for s in self.streams()
+            ],
+            "active_speaker": self.speaker.current,
+        }

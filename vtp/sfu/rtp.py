@@ -1,0 +1,181 @@
+"""RTP wire format helpers for the forwarding path: header parsing and extension blocks.
+
+These work on raw bytes with :mod:`struct`; no packet object is serialised per
+subscriber. RFC 3550 (header), RFC 8285 (one-byte header extensions), RFC 7741 (VP8).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+# Header extension URIs the SFU understands (aiortc negotiates exactly these three).
+URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+SUPPORTED_EXTENSIONS = (URI_MID, URI_AUDIO_LEVEL, URI_ABS_SEND_TIME)
+
+HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, seq, timestamp, SSRC
+SEQ_TS_SSRC = struct.Struct("!HII")
+EXT_HEADER = struct.Struct("!HH")
+ONE_BYTE_PROFILE = 0xBEDE
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+
+
+def ntp_now() -> int:
+    """The current time as a 64-bit NTP timestamp."""
+    now = time.time() + NTP_EPOCH_OFFSET
+    return int(now * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+
+
+def abs_send_time_now() -> bytes:
+    """The 24-bit abs-send-time value (6.18 fixed point seconds) for now."""
+    value = (ntp_now() >> 14) & 0xFFFFFF
+    return value.to_bytes(3, "big")
+
+
+def is_rtcp(data: bytes) -> bool:
+    """RFC 5761 demultiplexing: RTCP packet types 192-223 (in the PT byte)."""
+    return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+class ParsedRtp:
+    """The fields of one incoming RTP packet the SFU needs (no payload copy made
+    beyond the payload slice itself)."""
+
+    __slots__ = ("audio_level", "marker", "mid", "payload", "payload_type", "seq", "ssrc", "ts")
+
+    def __init__(
+        self,
+        payload_type: int,
+        marker: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        payload: bytes,
+        audio_level: int,
+        mid: bytes | None,
+    ) -> None:
+        self.payload_type = payload_type
+        self.marker = marker
+        self.seq = seq
+        self.ts = ts
+        self.ssrc = ssrc
+        self.payload = payload
+        self.audio_level = audio_level
+        self.mid = mid
+
+
+def parse_rtp(data: bytes, audio_level_id: int, mid_id: int) -> ParsedRtp | None:
+    """Validate and split an RTP packet; None if malformed or empty.
+
+    CSRCs, padding and every header extension other than audio level (RFC 6464, its
+    byte returned, -1 if absent) and mid are dropped: the SFU writes its own."""
+    n = len(data)
+    if n < 12:
+        return None
+    b0 = data[0]
+    if b0 & 0xC0 != 0x80:
+        return None
+    b1 = data[1]
+    seq, ts, ssrc = SEQ_TS_SSRC.unpack_from(data, 2)
+    offset = 12 + ((b0 & 0x0F) << 2)
+    audio_level = -1
+    mid: bytes | None = None
+    if b0 & 0x10:
+        if offset + 4 > n:
+            return None
+        profile, length = EXT_HEADER.unpack_from(data, offset)
+        start = offset + 4
+        offset = start + (length << 2)
+        if offset > n:
+            return None
+        if profile == ONE_BYTE_PROFILE and (audio_level_id or mid_id):
+            i = start
+            while i < offset:
+                b = data[i]
+                if b == 0:  # padding
+                    i += 1
+                    continue
+                ext_id = b >> 4
+                if ext_id == 15:
+                    break
+                size = (b & 0x0F) + 1
+                i += 1
+                if i + size > offset:
+                    return None
+                if ext_id == audio_level_id:
+                    audio_level = data[i]
+                elif ext_id == mid_id:
+                    mid = data[i : i + size]
+                i += size
+    end = n
+    if b0 & 0x20:
+        pad = data[-1]
+        if pad == 0 or end - pad < offset:
+            return None
+        end -= pad
+    if end <= offset:
+        return None  # padding-only or empty payload: nothing to forward
+    return ParsedRtp(b1 & 0x7F, b1 & 0x80, seq, ts, ssrc, data[offset:end], audio_level, mid)
+
+
+def vp8_keyframe_start(payload: bytes) -> bool:
+    """True if this VP8 payload (RFC 7741) is the first packet of a keyframe."""
+    n = len(payload)
+    if n < 1:
+        return False
+    b = payload[0]
+    if not b & 0x10 or b & 0x07:  # S bit (start of partition) and PID 0
+        return False
+    i = 1
+    if b & 0x80:  # X: extension byte present
+        if n < 2:
+            return False
+        x = payload[1]
+        i = 2
+        if x & 0x80:  # I: picture id
+            if n <= i:
+                return False
+            i += 2 if payload[i] & 0x80 else 1
+        if x & 0x40:  # L: TL0PICIDX
+            i += 1
+        if x & 0x30:  # T or K
+            i += 1
+    if n <= i:
+        return False
+    return not payload[i] & 0x01  # P bit of the VP8 payload header: 0 = keyframe
+
+
+class ExtensionWriter:
+    """Builds the one-byte-header extension block one subscriber negotiated.
+
+    Subscribers negotiated with the same ids and mid share one writer, so a packet's
+    block is built once per distinct writer, not once per subscriber."""
+
+    __slots__ = ("_abs_id", "_level_id", "_mid_part", "empty")
+
+    def __init__(self, mid_id: int, mid: str, audio_level_id: int, abs_send_time_id: int) -> None:
+        mid_bytes = mid.encode()[:16]
+        self._mid_part = (
+            bytes([(mid_id << 4) | (len(mid_bytes) - 1)]) + mid_bytes
+            if mid_id and mid_bytes
+            else b""
+        )
+        self._level_id = audio_level_id
+        self._abs_id = abs_send_time_id
+        self.empty = not (self._mid_part or audio_level_id or abs_send_time_id)
+
+    def build(self, audio_level: int, abs_send_time: bytes) -> bytes:
+        """The extension block (with its 0xBEDE header), b"" if nothing to write."""
+        parts = self._mid_part
+        if self._level_id and audio_level >= 0:
+            parts += bytes((self._level_id << 4, audio_level))
+        if self._abs_id:
+            parts += bytes((self._abs_id << 4 | 2,)) + abs_send_time
+        if not parts:
+            return b""
+        pad = -len(parts) % 4
+        if pad:
+            parts += b"\x00" * pad
+        return EXT_HEADER.pack(ONE_BYTE_PROFILE, len(parts) >> 2) + parts

@@ -1,0 +1,157 @@
+"""The SFU service object and its aiohttp hook."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from vtp.config import Config
+from vtp.sfu import aiortc_hooks, events
+from vtp.sfu.errors import SfuError
+from vtp.sfu.ice import IceSettings
+from vtp.sfu.room import Room
+from vtp.sfu.rtp import SUPPORTED_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.05
+SPEAKER_INTERVAL_S = 0.3
+REAP_INTERVAL_S = 1.0
+MAX_ROOM_NAME = 128
+
+
+class Sfu:
+    """Rooms of peers forwarding RTP. See :mod:`vtp.sfu` for the API overview."""
+
+    def __init__(self, config: Config, settings: IceSettings | None = None) -> None:
+        aiortc_hooks.check_versions()
+        self.config = config
+        self.settings = settings or IceSettings.from_config(config)
+        self.room_grace_s = config.room_grace_s
+        self.peer_timeout_s = config.peer_timeout_s
+        self.bus = events.EventBus()
+        self.rooms: dict[str, Room] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="vtp-sfu-tick")
+            self.started = True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for room in list(self.rooms.values()):
+            await room.close()
+        self.rooms.clear()
+        self.started = False
+
+    # --- API ---------------------------------------------------------------------------------
+
+    def add_listener(self, listener: events.Listener) -> Callable[[], None]:
+        return self.bus.add(listener)
+
+    def room(self, name: str) -> Room:
+        if not isinstance(name, str) or not name or len(name) > MAX_ROOM_NAME:
+            raise SfuError("bad-request", "invalid room name")
+        room = self.rooms.get(name)
+        if room is None or room.closed:
+            room = self.rooms[name] = Room(self, name, self.settings)
+            room.empty_since = asyncio.get_running_loop().time()
+        return room
+
+    def get_room(self, name: str) -> Room | None:
+        return self.rooms.get(name)
+
+    def ice_servers(self, user: str) -> list[dict[str, object]]:
+        return self.settings.client_ice_servers(user)
+
+    @staticmethod
+    def rtp_capabilities() -> dict[str, object]:
+        return {
+            "codecs": [
+                {
+                    "kind": "audio",
+                    "mimeType": "audio/opus",
+                    "clockRate": 48000,
+                    "channels": 2,
+                    "parameters": {"minptime": 10, "useinbandfec": 1},
+                },
+                {
+                    "kind": "video",
+                    "mimeType": "video/VP8",
+                    "clockRate": 90000,
+                    "rtcpFeedback": ["nack", "nack pli", "goog-remb"],
+                },
+            ],
+            "headerExtensions": [{"uri": uri} for uri in SUPPORTED_EXTENSIONS],
+        }
+
+    def stats(self) -> dict[str, object]:
+        return {"rooms": [r.stats() for r in self.rooms.values()]}
+
+    # --- periodic work ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_speaker = last_reap = loop.time()
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for room in list(self.rooms.values()):
+                room.tick(now)
+            lnow = loop.time()
+            if lnow - last_speaker >= SPEAKER_INTERVAL_S:
+                last_speaker = lnow
+                for room in list(self.rooms.values()):
+                    try:
+                        room.speaker_tick()
+                    except Exception:
+                        logger.exception("speaker detection failed in room %s", room.name)
+            if lnow - last_reap >= REAP_INTERVAL_S:
+                last_reap = lnow
+                await self._reap(now, lnow)
+
+    async def _reap(self, now: float, lnow: float) -> None:
+        for name, room in list(self.rooms.items()):
+            try:
+                await room.reap(now, self.peer_timeout_s)
+            except Exception:
+                logger.exception("reaping room %s failed", name)
+            if (
+                not room.peers
+                and room.empty_since is not None
+                and (lnow - room.empty_since >= self.room_grace_s)
+            ):
+                if self.rooms.get(name) is room:
+                    del self.rooms[name]
+                await room.close()
+
+
+SFU_KEY = web.AppKey("sfu", Sfu)
+
+
+async def sfu_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``app.cleanup_ctx`` entry: builds the Sfu from the app's Config."""
+    from vtp.appkeys import CONFIG
+
+    sfu = Sfu(app[CONFIG])
+    await sfu.start()
+    app[SFU_KEY] = sfu
+    try:
+        yield
+    finally:
+        await sfu.close()
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(sfu_ctx)

@@ -1,0 +1,353 @@
+"""An up track: one incoming (publisher -> server) RTP stream and its fan-out.
+
+:meth:`UpTrack.receive` is the per-packet path: validate, make sequence numbers and
+timestamps continuous, cache for NACKs, then hand the packet to every down track (and
+in-process tap). Header-extension blocks are built once per distinct subscriber
+negotiation, not once per subscriber. Everything else here (NACKs to the publisher,
+keyframe requests, receiver reports, REMB values) runs from the SFU's periodic tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vtp.sfu import rtcp
+from vtp.sfu.estimator import MAX_BITRATE, RateMeter, combine
+from vtp.sfu.packetcache import PacketCache
+from vtp.sfu.rtp import HEADER, ExtensionWriter, ParsedRtp, abs_send_time_now, vp8_keyframe_start
+from vtp.sfu.seqmap import Unwrapper
+from vtp.sfu.speaker import LevelMeter
+
+if TYPE_CHECKING:
+    from vtp.sfu.downtrack import DownTrack
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_INTERVAL_S = 1.0  # at most one PLI per publisher track per second
+NACK_MAX_GAP = 200  # larger gaps are not worth asking for
+NACK_MAX_AGE_S = 1.0
+NACK_RETRY_S = 0.05
+NACK_MAX_TRIES = 3
+MAX_MISSING = 512
+
+
+class UpPacket:
+    """A validated packet in the up track's continuous numbering. Taps receive these.
+
+    ``useq``/``uts``: unbounded, continuous sequence number and timestamp;
+    ``payload``: the codec payload (VP8 descriptor included); ``keyframe``: first packet
+    of a VP8 keyframe; ``audio_level``: RFC 6464 byte or -1."""
+
+    __slots__ = ("audio_level", "keyframe", "marker", "payload", "useq", "uts")
+
+    def __init__(
+        self, useq: int, uts: int, marker: int, payload: bytes, audio_level: int, keyframe: bool
+    ) -> None:
+        self.useq = useq
+        self.uts = uts
+        self.marker = marker
+        self.payload = payload
+        self.audio_level = audio_level
+        self.keyframe = keyframe
+
+
+TapCallback = Callable[["UpTrack", UpPacket], None]
+
+
+class Tap:
+    """An in-process consumer of one up track (e.g. the recorder)."""
+
+    def __init__(self, track: UpTrack, callback: TapCallback) -> None:
+        self.track = track
+        self.callback = callback
+        self.closed = False
+
+    @property
+    def kind(self) -> str:
+        return self.track.kind
+
+    @property
+    def clock_rate(self) -> int:
+        return self.track.clock_rate
+
+    @property
+    def codec(self) -> str:
+        return self.track.mime_type
+
+    def request_keyframe(self) -> None:
+        self.track.request_keyframe()
+
+    def sender_report(self) -> tuple[int, int] | None:
+        """The publisher's last (NTP time, unwrapped RTP timestamp) pair, for A/V sync."""
+        return self.track.last_sr
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.track.remove_tap(self)
+
+
+class UpTrack:
+    def __init__(
+        self,
+        track_id: str,
+        kind: str,
+        mime_type: str,
+        clock_rate: int,
+        payload_type: int,
+        mid: str,
+        ssrc: int | None,
+        send_rtcp: Callable[[bytes], int],
+        rtcp_ssrc: int,
+    ) -> None:
+        self.id = track_id
+        self.kind = kind
+        self.video = kind == "video"
+        self.mime_type = mime_type
+        self.clock_rate = clock_rate
+        self.payload_type = payload_type
+        self.mid = mid
+        self.ssrc = ssrc
+        self._send_rtcp = send_rtcp
+        self._rtcp_ssrc = rtcp_ssrc
+        self.downs: list[DownTrack] = []
+        self.taps: list[Tap] = []
+        self.cache: PacketCache[UpPacket] = PacketCache(1024 if self.video else 256)
+        self.seq = Unwrapper(16, max_forward=3000, max_back=1000)
+        frame = clock_rate // 30 if self.video else clock_rate // 50
+        self.ts = Unwrapper(32, max_forward=30 * clock_rate, max_back=5 * clock_rate, step=frame)
+        self.level = LevelMeter()
+        self.rate = RateMeter()
+        # counters
+        self.packets = 0
+        self.bytes = 0
+        self.dropped = 0
+        self.duplicates = 0
+        self.forwarded = 0
+        self.nacks_sent = 0
+        self.nacks_answered = 0
+        self.plis_sent = 0
+        self.keyframes = 0
+        self._base_useq: int | None = None
+        self._expected_prior = 0
+        self._received_prior = 0
+        # NACK state: useq -> [first noticed, last asked, tries]
+        self.missing: dict[int, list[float]] = {}
+        # keyframe requests
+        self._kf_pending = False
+        self._kf_requested_at = 0.0
+        self._last_pli = -KEYFRAME_INTERVAL_S
+        # sender report mapping (ntp, uts) and arrival (for LSR/DLSR)
+        self.last_sr: tuple[int, int] | None = None
+        self._last_sr_arrival = 0.0
+        self.closed = False
+
+    # --- the packet path -------------------------------------------------------------
+
+    def receive(self, p: ParsedRtp) -> None:
+        """Handle one validated packet of this track (payload type already checked)."""
+        seq = self.seq
+        before = seq.highest
+        useq = seq.map(p.seq)
+        cache = self.cache
+        if self._base_useq is None:
+            self._base_useq = useq
+        elif useq <= before:
+            if cache.get(useq) is not None:
+                self.duplicates += 1
+                return
+            if self.missing.pop(useq, None) is not None:
+                self.nacks_answered += 1
+        elif useq > before + 1:
+            gap = useq - before - 1
+            if 0 < gap <= NACK_MAX_GAP and len(self.missing) < MAX_MISSING:
+                now = time.monotonic()
+                for missing in range(before + 1, useq):
+                    self.missing[missing] = [now, 0.0, 0]
+        payload = p.payload
+        uts = self.ts.map(p.ts)
+        keyframe = self.video and vp8_keyframe_start(payload)
+        if keyframe:
+            self.keyframes += 1
+            self._kf_pending = False
+        packet = UpPacket(useq, uts, p.marker, payload, p.audio_level, keyframe)
+        cache.add(packet)
+        self.packets += 1
+        size = len(payload)
+        self.bytes += size
+        self.rate.add(size)
+        if p.audio_level >= 0:
+            self.level.add(p.audio_level)
+        if self.downs:
+            self.forward(packet)
+        if self.taps:
+            for tap in self.taps:
+                try:
+                    tap.callback(self, packet)
+                except Exception:
+                    logger.exception("tap on track %s failed; removing it", self.id)
+                    tap.close()
+
+    def forward(self, packet: UpPacket) -> None:
+        abs_send_time = abs_send_time_now()
+        built: dict[ExtensionWriter, tuple[int, bytes]] = {}
+        payload = packet.payload
+        audio_level = packet.audio_level
+        for down in self.downs:
+            writer = down.writer
+            entry = built.get(writer)
+            if entry is None:
+                block = writer.build(audio_level, abs_send_time)
+                entry = (0x90 if block else 0x80, block + payload)
+                built[writer] = entry
+            down.write(packet, entry[0], entry[1])
+        self.forwarded += len(self.downs)
+
+    def body_for(self, writer: ExtensionWriter, packet: UpPacket) -> tuple[int, bytes]:
+        """First byte and header-extension + payload bytes of a packet for one writer."""
+        block = writer.build(packet.audio_level, abs_send_time_now())
+        return (0x90 if block else 0x80, block + packet.payload)
+
+    # --- fan-out membership -------------------------------------------------------------
+
+    def add_down(self, down: DownTrack) -> None:
+        if down not in self.downs:
+            self.downs = [*self.downs, down]
+        self.request_keyframe()
+
+    def remove_down(self, down: DownTrack) -> None:
+        if down in self.downs:
+            self.downs = [d for d in self.downs if d is not down]
+
+    def add_tap(self, callback: TapCallback) -> Tap:
+        tap = Tap(self, callback)
+        self.taps = [*self.taps, tap]
+        self.request_keyframe()
+        return tap
+
+    def remove_tap(self, tap: Tap) -> None:
+        self.taps = [t for t in self.taps if t is not tap]
+
+    # --- RTCP towards the publisher -------------------------------------------------------
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe: coalesced, at most one PLI per second,
+        deferred (not dropped) when asked too soon."""
+        if not self.video or self.closed:
+            return
+        if not self._kf_pending:
+            self._kf_pending = True
+            self._kf_requested_at = time.monotonic()
+        self._maybe_send_pli(time.monotonic())
+
+    def _maybe_send_pli(self, now: float) -> None:
+        if (
+            self._kf_pending
+            and self.ssrc is not None
+            and now - self._last_pli >= KEYFRAME_INTERVAL_S
+        ):
+            self._last_pli = now
+            self.plis_sent += 1
+            self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, self.ssrc))
+
+    def nack_upstream(self, useq: int) -> None:
+        """A subscriber lost a packet the cache no longer (or never) had: ask for it."""
+        if (
+            useq not in self.missing
+            and useq > self.seq.highest - 1000
+            and len(self.missing) < MAX_MISSING
+        ):
+            self.missing[useq] = [time.monotonic(), 0.0, 0]
+
+    def tick(self, now: float) -> None:
+        """Periodic work: deferred PLI, NACKs for our own gaps."""
+        self.rate.tick(now)
+        self._maybe_send_pli(now)
+        if self.missing and self.ssrc is not None:
+            ask: list[int] = []
+            for useq, state in list(self.missing.items()):
+                first, last, tries = state
+                if now - first > NACK_MAX_AGE_S or tries >= NACK_MAX_TRIES:
+                    del self.missing[useq]
+                elif now - last >= NACK_RETRY_S:
+                    state[1] = now
+                    state[2] = tries + 1
+                    ask.append(self.seq.to_wire(useq))
+            if ask:
+                self.nacks_sent += len(ask)
+                self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, self.ssrc, ask))
+
+    def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
+        """The publisher's SR: keep the NTP/RTP pair and rewrite it for each subscriber."""
+        highest = self.ts.highest
+        delta = (rtp_ts - self.ts.to_wire(highest)) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        uts = highest + delta
+        self.last_sr = (ntp, uts)
+        self._last_sr_arrival = time.monotonic()
+        for down in self.downs:
+            down.send_sender_report(ntp, uts)
+
+    def report_block(self, now: float) -> rtcp.ReportBlock | None:
+        """Our receiver report about this track (RFC 3550 A.3)."""
+        if self.ssrc is None or self._base_useq is None:
+            return None
+        highest = self.seq.highest
+        expected = highest - self._base_useq + 1
+        received = self.packets
+        lost = max(0, expected - received)
+        expected_interval = expected - self._expected_prior
+        received_interval = received - self._received_prior
+        self._expected_prior = expected
+        self._received_prior = received
+        lost_interval = expected_interval - received_interval
+        fraction = 0
+        if expected_interval > 0 and lost_interval > 0:
+            fraction = min(255, (lost_interval << 8) // expected_interval)
+        lsr = dlsr = 0
+        if self.last_sr is not None:
+            lsr = (self.last_sr[0] >> 16) & 0xFFFFFFFF
+            dlsr = int((now - self._last_sr_arrival) * 65536)
+        extended = ((highest & 0xFFFF0000) | self.seq.to_wire(highest)) & 0xFFFFFFFF
+        return rtcp.ReportBlock(self.ssrc, fraction, lost, extended, 0, lsr, dlsr)
+
+    def bitrate_for_publisher(self, now: float) -> int:
+        """The REMB value for this track: what its subscribers can take."""
+        estimates = [d.estimate.value(now) for d in self.downs]
+        return combine(estimates, default=MAX_BITRATE)
+
+    def close(self) -> None:
+        self.closed = True
+        self.downs = []
+        for tap in self.taps:
+            tap.closed = True
+        self.taps = []
+        self.cache.clear()
+        self.missing.clear()
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "codec": self.mime_type,
+            "ssrc": self.ssrc,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "bitrate": int(self.rate.bps),
+            "dropped": self.dropped,
+            "duplicates": self.duplicates,
+            "forwarded": self.forwarded,
+            "nacks_sent": self.nacks_sent,
+            "nacks_answered": self.nacks_answered,
+            "plis_sent": self.plis_sent,
+            "keyframes": self.keyframes,
+            "subscribers": len(self.downs),
+            "taps": len(self.taps),
+        }
+
+
+__all__ = ["HEADER", "Tap", "UpPacket", "UpTrack"]
