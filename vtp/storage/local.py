@@ -1,4 +1,9 @@
-"""A directory on local disk standing in for S3 when no endpoint is configured."""
+"""A directory on local disk standing in for S3 when no endpoint is configured.
+
+Each object is a file at `<root>/<key>`; its content type lives beside it in a hidden
+`.<name>.meta` file. Writes go to a temporary file that is then renamed, so a reader
+sees the old object or the new one, never half of one.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,26 @@ from pathlib import Path
 
 from vtp.storage.base import ObjectInfo, ObjectNotFound, StorageError, check_key
 
+_DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.meta")
+
+
+def _replace_atomically(target: Path, fill: object) -> None:
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if isinstance(fill, bytes):
+            tmp.write_bytes(fill)
+        else:
+            assert isinstance(fill, Path)
+            shutil.copyfile(fill, tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
 
 class LocalObjectStore:
     name = "local-disk"
@@ -19,14 +44,17 @@ class LocalObjectStore:
         self.root = root
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create object directory {self.root}: {exc}") from exc
 
     async def close(self) -> None:
         return None
 
     async def ping(self) -> None:
         def probe() -> None:
-            if not self.root.is_dir() or not os.access(self.root, os.W_OK):
+            if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
                 raise StorageError(f"object directory {self.root} is not writable")
 
         await asyncio.to_thread(probe)
@@ -34,58 +62,75 @@ class LocalObjectStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _write(self, key: str, writer: object, content_type: str) -> ObjectInfo:
+    def _write(self, key: str, source: bytes | Path, content_type: str) -> ObjectInfo:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target then rename, so a reader never sees half an object.
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            if isinstance(writer, bytes):
-                tmp.write_bytes(writer)
-            else:
-                assert isinstance(writer, Path)
-                shutil.copyfile(writer, tmp)
-            tmp.replace(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # The content type first: a reader that sees the new data sees its type too.
+            meta = json.dumps({"content_type": content_type}).encode()
+            _replace_atomically(_meta_path(target), meta)
+            _replace_atomically(target, source)
+            size = target.stat().st_size
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StorageError(f"cannot write {key}: {exc}") from exc
-        target.with_name(f".{target.name}.meta").write_text(
-            json.dumps({"content_type": content_type})
-        )
-        return ObjectInfo(key, target.stat().st_size, content_type)
+        return ObjectInfo(key, size, content_type)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
-        return await asyncio.to_thread(self._write, key, data, content_type)
+        check_key(key)
+        return await asyncio.to_thread(self._write, key, bytes(data), content_type)
 
     async def put_file(self, key: str, path: Path, content_type: str) -> ObjectInfo:
-        return await asyncio.to_thread(self._write, key, path, content_type)
+        check_key(key)
+        return await asyncio.to_thread(self._write, key, Path(path), content_type)
 
     async def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError as exc:
-            raise ObjectNotFound(key) from exc
+
+        def read() -> bytes:
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                raise ObjectNotFound(key) from exc
+            except OSError as exc:
+                raise StorageError(f"cannot read {key}: {exc}") from exc
+
+        return await asyncio.to_thread(read)
 
     async def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+
         def read() -> ObjectInfo:
-            path = self._path(key)
             try:
+                if not path.is_file():
+                    raise ObjectNotFound(key)
                 size = path.stat().st_size
-            except FileNotFoundError as exc:
+            except (FileNotFoundError, NotADirectoryError) as exc:
                 raise ObjectNotFound(key) from exc
-            meta = path.with_name(f".{path.name}.meta")
-            content_type = "application/octet-stream"
-            if meta.exists():
-                content_type = json.loads(meta.read_text()).get("content_type", content_type)
+            except OSError as exc:
+                raise StorageError(f"cannot stat {key}: {exc}") from exc
+            content_type = _DEFAULT_CONTENT_TYPE
+            try:
+                meta = json.loads(_meta_path(path).read_bytes())
+                content_type = str(meta.get("content_type") or content_type)
+            except (OSError, ValueError, AttributeError):
+                pass  # no (readable) metadata: the object is still there
             return ObjectInfo(key, size, content_type)
 
         return await asyncio.to_thread(read)
 
     async def delete(self, key: str) -> None:
+        """Remove an object; removing one that does not exist is not an error."""
+        path = self._path(key)
+
         def remove() -> None:
-            path = self._path(key)
-            path.unlink(missing_ok=True)
-            path.with_name(f".{path.name}.meta").unlink(missing_ok=True)
+            try:
+                if path.is_dir():
+                    return  # a "directory" of other keys, not an object
+                path.unlink(missing_ok=True)
+                _meta_path(path).unlink(missing_ok=True)
+            except NotADirectoryError:
+                return
+            except OSError as exc:
+                raise StorageError(f"cannot delete {key}: {exc}") from exc
 
         await asyncio.to_thread(remove)

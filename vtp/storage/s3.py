@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
 from vtp.storage.base import ObjectInfo, ObjectNotFound, StorageError, check_key
 
+log = logging.getLogger(__name__)
+
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
+# miniopy-async's own session waits 5 minutes to connect; a store that does not answer
+# should fail a request (and /ready) in seconds instead.
+_CONNECT_TIMEOUT_S = 10.0
+_READ_TIMEOUT_S = 120.0
+_RETRY_ATTEMPTS = 3
+
+
+def split_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
+    """`http://host:9000/` → ("host:9000", False); a scheme in the URL wins over `secure`."""
+    value = endpoint.strip()
+    if value.startswith("https://"):
+        value, secure = value.removeprefix("https://"), True
+    elif value.startswith("http://"):
+        value, secure = value.removeprefix("http://"), False
+    value = value.rstrip("/")
+    if not value or "/" in value:
+        raise ValueError(f"S3 endpoint must be host[:port] or a URL without a path: {endpoint!r}")
+    return value, secure
 
 
 class S3ObjectStore:
@@ -26,85 +48,123 @@ class S3ObjectStore:
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
-        self._args: dict[str, Any] = {
-            "access_key": access_key,
-            "secret_key": secret_key,
-            "region": region,
-            "secure": secure,
-        }
+        self._host, self._secure = split_endpoint(endpoint, secure)
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._region = region
         self._client: Any = None
 
     async def start(self) -> None:
+        import aiohttp
+        from aiohttp_retry import ExponentialRetry, RetryClient
         from miniopy_async.api import Minio
 
-        endpoint = self.endpoint.removeprefix("http://").removeprefix("https://")
-        self._client = Minio(endpoint, **self._args)
+        session = RetryClient(
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=_CONNECT_TIMEOUT_S,
+                    sock_connect=_CONNECT_TIMEOUT_S,
+                    sock_read=_READ_TIMEOUT_S,
+                ),
+            ),
+            retry_options=ExponentialRetry(
+                attempts=_RETRY_ATTEMPTS, start_timeout=0.2, statuses={500, 502, 503, 504}
+            ),
+        )
+        self._client = Minio(
+            self._host,
+            access_key=self._access_key or None,
+            secret_key=self._secret_key or None,
+            region=self._region or None,
+            secure=self._secure,
+            session=session,
+        )
         try:
-            if not await self._client.bucket_exists(self.bucket):
-                await self._client.make_bucket(self.bucket)
-        except Exception:
+            await self._ensure_bucket()
+        except StorageError as exc:
             # An unreachable store must not stop VTP from starting: /ready reports it
-            # and uploads retry. The bucket is created on the next successful ping.
-            pass
+            # and the bucket is created on the next successful ping.
+            log.warning("object store not usable yet: %s", exc)
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None and hasattr(client, "close_session"):
+        if client is not None:
             await client.close_session()
 
-    async def ping(self) -> None:
+    def _require(self) -> Any:
+        if self._client is None:
+            raise StorageError("S3 object store is not started")
+        return self._client
+
+    async def _ensure_bucket(self) -> None:
+        client = self._require()
         try:
-            if not await self._client.bucket_exists(self.bucket):
-                await self._client.make_bucket(self.bucket)
+            if not await client.bucket_exists(self.bucket):
+                await client.make_bucket(self.bucket)
         except Exception as exc:
+            if getattr(exc, "code", None) in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                return  # another process created it between the two calls
             raise StorageError(f"S3 {self.endpoint} bucket {self.bucket}: {exc}") from exc
 
+    async def ping(self) -> None:
+        # Always a round trip: ping is what /ready uses to tell whether S3 answers now.
+        await self._ensure_bucket()
+
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        check_key(key)
+        client = self._require()
         try:
-            await self._client.put_object(
-                self.bucket,
-                check_key(key),
-                io.BytesIO(data),
-                len(data),
-                content_type=content_type,
+            await client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
             )
         except Exception as exc:
             raise StorageError(f"cannot upload {key}: {exc}") from exc
         return ObjectInfo(key, len(data), content_type)
 
     async def put_file(self, key: str, path: Path, content_type: str) -> ObjectInfo:
+        check_key(key)
+        client = self._require()
         try:
-            await self._client.fput_object(
-                self.bucket, check_key(key), str(path), content_type=content_type
-            )
+            size = (await asyncio.to_thread(path.stat)).st_size
+            await client.fput_object(self.bucket, key, str(path), content_type=content_type)
         except Exception as exc:
             raise StorageError(f"cannot upload {key}: {exc}") from exc
-        return await self.stat(key)
+        return ObjectInfo(key, size, content_type)
 
     async def get_bytes(self, key: str) -> bytes:
-        import aiohttp
-
+        check_key(key)
+        client = self._require()
         try:
-            async with aiohttp.ClientSession() as session:
-                response = await self._client.get_object(self.bucket, check_key(key), session)
+            response = await client.get_object(self.bucket, key)
+            try:
                 data: bytes = await response.read()
-                return data
+            finally:
+                response.release()
         except Exception as exc:
             if getattr(exc, "code", None) in _NOT_FOUND:
                 raise ObjectNotFound(key) from exc
             raise StorageError(f"cannot download {key}: {exc}") from exc
+        return data
 
     async def stat(self, key: str) -> ObjectInfo:
+        check_key(key)
+        client = self._require()
         try:
-            result = await self._client.stat_object(self.bucket, check_key(key))
+            result = await client.stat_object(self.bucket, key)
         except Exception as exc:
             if getattr(exc, "code", None) in _NOT_FOUND:
                 raise ObjectNotFound(key) from exc
             raise StorageError(f"cannot stat {key}: {exc}") from exc
-        return ObjectInfo(key, int(result.size), result.content_type or "")
+        return ObjectInfo(key, int(result.size), result.content_type or "application/octet-stream")
 
     async def delete(self, key: str) -> None:
+        """Remove an object; removing one that does not exist is not an error."""
+        check_key(key)
+        client = self._require()
         try:
-            await self._client.remove_object(self.bucket, check_key(key))
+            await client.remove_object(self.bucket, key)
         except Exception as exc:
+            if getattr(exc, "code", None) in _NOT_FOUND:
+                return
             raise StorageError(f"cannot delete {key}: {exc}") from exc
