@@ -41,6 +41,7 @@ class Peer:
         conn = UpConnection(self, self.room.settings, label=label)
         self.connections[conn.id] = conn
         await conn.start(offer_sdp)  # closes itself and raises SfuError on bad input
+        self.room.publication_added(conn)
         return conn
 
     async def subscribe(self, stream_id: str) -> DownConnection:

@@ -45,7 +45,8 @@ class Room:
         self.name = name
         self.settings = settings
         self.peers: dict[str, Peer] = {}
-        self._publications: dict[str, UpConnection] = {}  # live (connected) ones
+        self._publications: dict[str, UpConnection] = {}  # answered, not closed
+        self._ready: set[str] = set()  # connected and announced
         self.speaker = SpeakerDetector(self._speaker_changed)
         self.empty_since: float | None = None
         self.closed = False
@@ -92,12 +93,16 @@ class Room:
                 tuple(TrackInfo(t.id, t.kind, t.mime_type) for t in up.tracks),
             )
             for up in self._publications.values()
+            if up.id in self._ready
         ]
 
-    def publication_ready(self, up: UpConnection) -> None:
-        if up.closed or up.peer.left:
-            return
+    def publication_added(self, up: UpConnection) -> None:
         self._publications[up.id] = up
+
+    def publication_ready(self, up: UpConnection) -> None:
+        if up.closed or up.peer.left or up.id not in self._publications:
+            return
+        self._ready.add(up.id)
         self.emit(
             events.StreamAdded(
                 self.name, up.peer.id, up.id, up.label, tuple(t.kind for t in up.tracks)
@@ -109,11 +114,15 @@ class Room:
     def publication_closed(self, up: UpConnection) -> None:
         if self._publications.pop(up.id, None) is None:
             return
+        announced = up.id in self._ready
+        self._ready.discard(up.id)
         # every subscription to this stream ends with it
         for peer in list(self.peers.values()):
             for conn in list(peer.connections.values()):
                 if getattr(conn, "up", None) is up:
                     conn.schedule_close("stream ended")
+        if not announced:
+            return
         for track in up.tracks:
             self.emit(events.TrackRemoved(self.name, up.peer.id, up.id, track.id, track.kind))
         self.emit(events.StreamRemoved(self.name, up.peer.id, up.id))

@@ -1,0 +1,135 @@
+"""Who is behind each SFU peer: the user, their room role and how they came in.
+
+The forwarding core (:mod:`vtp.sfu.room`, :mod:`vtp.sfu.peer`) knows peers by id only.
+Signalling needs more: which user owns a peer (REST and WHIP calls may only touch their
+own connections; room state is readable by the room's members), and which WebSocket
+sessions to tell about events in a room. :class:`Members` keeps that, listening to the
+SFU's events so that a peer the core removes (left, timed out, room closed) is forgotten
+here too.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+
+from vtp.sfu import events
+from vtp.sfu.access import RoomRole
+from vtp.sfu.peer import Peer
+from vtp.sfu.service import SFU_KEY, Sfu
+
+logger = logging.getLogger(__name__)
+
+Via = Literal["ws", "rest", "whip", "whep"]
+Sink = Callable[[events.Event], None]
+
+
+@dataclass(eq=False)
+class Member:
+    """One peer of one room and the user behind it."""
+
+    room: str
+    peer: Peer
+    user_id: uuid.UUID
+    display: str
+    role: RoomRole
+    via: Via
+    sink: Sink | None = None  # receives every event of the room (WebSocket sessions)
+    on_gone: Callable[[str], None] | None = None  # the core removed the peer (reason)
+    data: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def peer_id(self) -> str:
+        return self.peer.id
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "peer_id": self.peer.id,
+            "user_id": str(self.user_id),
+            "display": self.display,
+            "role": self.role,
+            "via": self.via,
+        }
+
+
+class Members:
+    def __init__(self, sfu: Sfu) -> None:
+        self.sfu = sfu
+        self._by_room: dict[str, dict[str, Member]] = {}
+        self._remove_listener = sfu.add_listener(self._on_event)
+
+    def close(self) -> None:
+        self._remove_listener()
+        self._by_room.clear()
+
+    # --- bookkeeping --------------------------------------------------------------------
+
+    def add(self, member: Member) -> None:
+        self._by_room.setdefault(member.room, {})[member.peer.id] = member
+
+    def discard(self, member: Member) -> None:
+        room = self._by_room.get(member.room)
+        if room is not None and room.get(member.peer.id) is member:
+            del room[member.peer.id]
+            if not room:
+                del self._by_room[member.room]
+
+    def get(self, room: str, peer_id: str) -> Member | None:
+        return self._by_room.get(room, {}).get(peer_id)
+
+    def in_room(self, room: str) -> list[Member]:
+        return list(self._by_room.get(room, {}).values())
+
+    def is_member(self, room: str, user_id: uuid.UUID) -> bool:
+        return any(m.user_id == user_id for m in self._by_room.get(room, {}).values())
+
+    def find(self, room: str, user_id: uuid.UUID, via: Via) -> Member | None:
+        for member in self._by_room.get(room, {}).values():
+            if member.user_id == user_id and member.via == via:
+                return member
+        return None
+
+    # --- events from the SFU ----------------------------------------------------------
+
+    def _on_event(self, event: events.Event) -> None:
+        room = self._by_room.get(event.room)
+        if not room:
+            return
+        gone: list[tuple[Member, str]] = []
+        if isinstance(event, events.PeerLeft):
+            member = room.get(event.peer_id)
+            if member is not None and member.peer.left:
+                gone.append((member, event.reason))
+        elif isinstance(event, events.RoomClosed):
+            gone.extend((m, "room closed") for m in room.values())
+        for member in list(room.values()):
+            if member.sink is not None:
+                try:
+                    member.sink(event)
+                except Exception:
+                    logger.exception("SFU event sink of peer %s failed", member.peer.id)
+        for member, reason in gone:
+            self.discard(member)
+            if member.on_gone is not None:
+                try:
+                    member.on_gone(reason)
+                except Exception:
+                    logger.exception("on_gone of peer %s failed", member.peer.id)
+
+
+MEMBERS = web.AppKey("sfu_members", Members)
+
+
+async def members_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``app.cleanup_ctx`` entry; must come after :func:`vtp.sfu.sfu_ctx`."""
+    members = Members(app[SFU_KEY])
+    app[MEMBERS] = members
+    try:
+        yield
+    finally:
+        members.close()
