@@ -1,0 +1,146 @@
+"""Direct tests of every private aiortc/aioice/pylibsrtp hook the SFU uses: an upgrade
+that moves any of them fails here first."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import struct
+
+import aiortc
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from tests.sfu.clients import PatternTrack, client_configuration, wait_until
+from vtp.sfu import aiortc_hooks as hooks
+
+
+def test_pinned_versions() -> None:
+    assert hooks.installed_versions() == hooks.PINNED
+    hooks.check_versions()
+
+
+def test_aiortc_still_calls_the_hooked_methods() -> None:
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in recv_next
+    assert "await self._handle_rtcp_data(data)" in recv_next
+    assert "self._tx_srtp.protect(data)" in inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "await self._send_rtcp(packets)" in inspect.getsource(RTCRtpSender._run_rtcp)
+    assert "get_encoder(codec)" in inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "self.__track.recv()" in inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert hasattr(RTCRtpReceiver, "_handle_rtp_packet")
+
+
+async def _connected_pair(video: bool = True) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+    a = RTCPeerConnection(client_configuration())
+    b = RTCPeerConnection(client_configuration())
+    a.addTrack(PatternTrack((10, 20)))
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await wait_until(lambda: a.connectionState == "connected" and b.connectionState == "connected")
+    return a, b
+
+
+async def test_take_over_media_and_raw_sender() -> None:
+    a, b = await _connected_pair()
+    try:
+        received_rtp: list[bytes] = []
+        received_rtcp: list[bytes] = []
+        dtls_b = hooks.dtls_transports(b)[0]
+        hooks.take_over_media(dtls_b, received_rtp.append, received_rtcp.append)
+        assert hooks.media_taken_over(dtls_b)
+        # a's own encoder keeps sending: those packets now reach our callback, decrypted
+        await wait_until(lambda: len(received_rtp) > 5)
+        assert all(p[0] >> 6 == 2 for p in received_rtp)
+
+        sender = hooks.RawSender(hooks.dtls_transports(a)[0])
+        marker = struct.pack("!BBHII", 0x80, 111, 4242, 99, 0x01020304) + b"hello-sfu"
+        assert sender.send_rtp(marker) > len(marker)  # protected: longer (auth tag)
+        rr = struct.pack("!BBHI", 0x80, 201, 1, 0x0A0B0C0D)
+        assert sender.send_rtcp(rr) > len(rr)
+        await wait_until(lambda: marker in received_rtp and rr in received_rtcp)
+        assert sender.remote_address() is not None
+        sender.closed = True
+        assert sender.send_rtp(marker) == 0
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    # once closed, the ICE agent has released its sockets
+    assert hooks.ice_connection_open_sockets(hooks.dtls_transports(a)[0]) == 0
+
+
+async def test_raw_sender_refuses_unconnected_transport() -> None:
+    pc = RTCPeerConnection(client_configuration())
+    pc.addTransceiver("video")
+    try:
+        dtls = hooks.dtls_transports(pc)[0]
+        try:
+            hooks.RawSender(dtls)
+        except ConnectionError:
+            pass
+        else:
+            raise AssertionError("RawSender accepted an unconnected transport")
+    finally:
+        await pc.close()
+
+
+async def test_negotiated_parameters_and_ssrc() -> None:
+    a, b = await _connected_pair()
+    try:
+        transceiver = a.getTransceivers()[0]
+        codecs = hooks.negotiated_codecs(transceiver)
+        assert codecs[0].mime_type == "video/vp8" and codecs[0].clock_rate == 90000
+        sdp = a.localDescription.sdp
+        assert f"a=rtpmap:{codecs[0].payload_type} VP8/90000" in sdp
+        ext = hooks.negotiated_extensions(transceiver)
+        assert ext["urn:ietf:params:rtp-hdrext:sdes:mid"] > 0
+        assert f"a=ssrc:{hooks.sender_ssrc(transceiver.sender)} " in sdp
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_silence_sender_rtcp() -> None:
+    a, b = await _connected_pair()
+    try:
+        seen: list[bytes] = []
+        hooks.take_over_media(hooks.dtls_transports(b)[0], lambda d: None, seen.append)
+        sender = a.getSenders()[0]
+        hooks.silence_sender_rtcp(sender)
+        await sender._send_rtcp([])  # the replacement is a no-op coroutine
+        seen.clear()
+        await asyncio.sleep(2.2)  # aiortc sends an SR every 0.5-1.5 s
+        assert not [p for p in seen if p[1] == 200], "aiortc's sender report got through"
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_configure_gathering_addresses_and_announce() -> None:
+    pc = RTCPeerConnection(client_configuration())
+    pc.addTransceiver("audio", direction="sendonly")
+    try:
+        dtls = hooks.dtls_transports(pc)[0]
+        hooks.configure_gathering(dtls, ["127.0.0.1"], "203.0.113.7")
+        await pc.setLocalDescription(await pc.createOffer())
+        candidates = [ln for ln in pc.localDescription.sdp.splitlines() if "candidate:" in ln]
+        assert candidates and all(" 203.0.113.7 " in c for c in candidates)
+        assert hooks.ice_connection_open_sockets(dtls) == 1
+    finally:
+        await pc.close()
+
+
+async def test_on_dtls_state() -> None:
+    a = RTCPeerConnection(client_configuration())
+    b = RTCPeerConnection(client_configuration())
+    a.addTrack(PatternTrack((10, 20)))
+    states: list[str] = []
+    await a.setLocalDescription(await a.createOffer())
+    hooks.on_dtls_state(hooks.dtls_transports(a)[0], states.append)
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))
+    try:
+        await wait_until(lambda: "connected" in states)
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    assert aiortc.__version__ == "1.16.0"
