@@ -1,0 +1,358 @@
+"""/api/v1/courses and enrollments: create, update, archive, list, roster, enrol."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any, Literal
+
+import asyncpg
+from aiohttp import web
+from pydantic import Field, model_validator
+
+from vtp.api.access import authenticated, principal_of, require_roles
+from vtp.api.body import read_json
+from vtp.api.course_access import (
+    MEMBERS,
+    TEACHER,
+    CourseAccess,
+    CourseRole,
+    load_course_access,
+    require_course_role,
+)
+from vtp.api.errors import ApiError, conflict, forbidden, not_found
+from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.schemas import Strict
+from vtp.api.users import path_uuid
+from vtp.appkeys import DB
+from vtp.db import courses as db
+from vtp.db.models import Course, CourseEnrollment
+
+routes = web.RouteTableDef()
+
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+ENROLLMENT_CODE_PATTERN = r"^[A-Za-z0-9-]+$"
+
+
+# --- schemas ---------------------------------------------------------------------------
+class CourseCreate(Strict):
+    code: str = Field(min_length=1, max_length=40, pattern=CODE_PATTERN)
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    status: Literal["draft", "active"] = "active"
+    enrollment_code: str | None = Field(
+        default=None, min_length=6, max_length=64, pattern=ENROLLMENT_CODE_PATTERN
+    )
+
+
+class CourseUpdate(Strict):
+    code: str | None = Field(default=None, min_length=1, max_length=40, pattern=CODE_PATTERN)
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=20_000)
+    status: Literal["draft", "active", "archived"] | None = None
+    # null clears the code (self-enrolment off); absent leaves it unchanged.
+    enrollment_code: str | None = Field(
+        default=None, min_length=6, max_length=64, pattern=ENROLLMENT_CODE_PATTERN
+    )
+
+
+class CourseListQuery(ListQuery):
+    scope: Literal["mine", "catalogue", "all"] = "mine"
+    status: Literal["draft", "active", "archived"] | None = None
+    q: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class JoinRequest(Strict):
+    enrollment_code: str = Field(min_length=1, max_length=64)
+
+
+class EnrollRequest(Strict):
+    user_id: uuid.UUID | None = None
+    email: str | None = Field(default=None, min_length=3, max_length=254)
+    role: CourseRole = "student"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> EnrollRequest:
+        if (self.user_id is None) == (self.email is None):
+            raise ValueError("give exactly one of user_id and email")
+        return self
+
+
+class EnrollmentUpdate(Strict):
+    role: CourseRole
+
+
+class RosterQuery(ListQuery):
+    role: CourseRole | None = None
+    status: Literal["active", "dropped"] | None = None
+
+
+# --- rendering ---------------------------------------------------------------------------
+def course_json(course: Course, my_role: str | None, *, staff: bool) -> dict[str, Any]:
+    data = course.to_json()
+    if not staff:
+        data.pop("enrollment_code")
+    data["my_role"] = my_role
+    return data
+
+
+def access_json(access: CourseAccess) -> dict[str, Any]:
+    return course_json(access.course, access.role, staff=access.is_staff)
+
+
+def enrollment_json(row: CourseEnrollment | asyncpg.Record, *, staff: bool) -> dict[str, Any]:
+    if isinstance(row, CourseEnrollment):
+        return row.to_json()
+    data = CourseEnrollment.from_record(row).to_json()
+    data["user"] = {"id": str(row["user_id"]), "display_name": row["display_name"]}
+    if staff:
+        data["user"]["email"] = row["email"]
+    return data
+
+
+def course_id_of(request: web.Request) -> uuid.UUID:
+    return path_uuid(request, "course_id")
+
+
+# --- courses -----------------------------------------------------------------------------
+@routes.post("/api/v1/courses")
+@require_roles("teacher", "admin")
+async def create_course(request: web.Request) -> web.Response:
+    body = await read_json(request, CourseCreate)
+    principal = principal_of(request)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        try:
+            course = await db.create_course(
+                conn,
+                owner_id=principal.user_id,
+                code=body.code,
+                title=body.title,
+                description=body.description,
+                status=body.status,
+                enrollment_code=body.enrollment_code,
+            )
+        except db.CourseCodeTaken as exc:
+            raise conflict("course_code_taken", "another course has this code") from exc
+        except db.EnrollmentCodeTaken as exc:
+            raise conflict("enrollment_code_taken", "choose another enrollment code") from exc
+    return web.json_response(course_json(course, "teacher", staff=True), status=201)
+
+
+@routes.get("/api/v1/courses")
+@authenticated
+async def list_courses(request: web.Request) -> web.Response:
+    query = parse_query(request, CourseListQuery)
+    principal = principal_of(request)
+    if query.scope == "all" and principal.role != "admin":
+        raise forbidden("only admins may list every course")
+    rows = await db.list_courses(
+        request.app[DB],
+        user_id=principal.user_id,
+        scope=query.scope,
+        status=query.status,
+        q=query.q,
+        after=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    admin = principal.role == "admin"
+    return web.json_response(
+        page(
+            rows,
+            query.limit,
+            lambda r: (r["created_at"], r["id"]),
+            lambda r: course_json(
+                Course.from_record(r),
+                r["my_role"],
+                staff=admin or r["my_role"] in ("teacher", "ta"),
+            ),
+        )
+    )
+
+
+@routes.get("/api/v1/courses/{course_id}")
+@authenticated
+async def get_course(request: web.Request) -> web.Response:
+    access = await load_course_access(request.app[DB], principal_of(request), course_id_of(request))
+    # Members see their course; anyone signed in sees an active course (the catalogue).
+    if access is None or not (access.is_member or access.course.status == "active"):
+        raise not_found("no such course")
+    return web.json_response(access_json(access))
+
+
+@routes.patch("/api/v1/courses/{course_id}")
+@authenticated
+async def update_course(request: web.Request) -> web.Response:
+    course_id = course_id_of(request)
+    await require_course_role(request, course_id, TEACHER)
+    body = await read_json(request, CourseUpdate)
+    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    for key in ("code", "title", "description", "status"):
+        if key in changes and changes[key] is None:
+            raise ApiError(
+                400,
+                "validation_error",
+                "request body is invalid",
+                [{"field": key, "message": "may not be null"}],
+            )
+    try:
+        course = await db.update_course(request.app[DB], course_id, changes)
+    except db.CourseCodeTaken as exc:
+        raise conflict("course_code_taken", "another course has this code") from exc
+    except db.EnrollmentCodeTaken as exc:
+        raise conflict("enrollment_code_taken", "choose another enrollment code") from exc
+    if course is None:
+        raise not_found("no such course")
+    access = await load_course_access(request.app[DB], principal_of(request), course_id)
+    assert access is not None
+    return web.json_response(access_json(access))
+
+
+@routes.post("/api/v1/courses/{course_id}/archive")
+@authenticated
+async def archive_course(request: web.Request) -> web.Response:
+    course_id = course_id_of(request)
+    access = await require_course_role(request, course_id, TEACHER)
+    await db.update_course(request.app[DB], course_id, {"status": "archived"})
+    fresh = await load_course_access(request.app[DB], access.principal, course_id)
+    assert fresh is not None
+    return web.json_response(access_json(fresh))
+
+
+@routes.post("/api/v1/courses/{course_id}/enrollment-code")
+@authenticated
+async def new_enrollment_code(request: web.Request) -> web.Response:
+    """Generate a fresh self-enrolment code (the old one stops working)."""
+    course_id = course_id_of(request)
+    await require_course_role(request, course_id, TEACHER, write=True)
+    for _ in range(5):
+        code = secrets.token_urlsafe(9).replace("_", "-")
+        try:
+            await db.update_course(request.app[DB], course_id, {"enrollment_code": code})
+        except db.EnrollmentCodeTaken:
+            continue
+        return web.json_response({"enrollment_code": code})
+    raise ApiError(503, "unavailable", "could not generate a unique code; try again")
+
+
+# --- enrollments -------------------------------------------------------------------------
+@routes.post("/api/v1/enrollments/join")
+@authenticated
+async def join_course(request: web.Request) -> web.Response:
+    body = await read_json(request, JoinRequest)
+    principal = principal_of(request)
+    pool = request.app[DB]
+    course = await db.get_course_by_enrollment_code(pool, body.enrollment_code)
+    if course is None:
+        raise ApiError(404, "not_found", "no course has this enrollment code")
+    if course.status != "active":
+        raise conflict("course_not_open", "this course is not open for enrolment")
+    async with pool.acquire() as conn, conn.transaction():
+        if course.owner_id == principal.user_id:
+            raise conflict("already_enrolled", "you teach this course")
+        enrollment, changed = await db.enroll(conn, course.id, principal.user_id, "student")
+    if not changed:
+        raise conflict("already_enrolled", "you are already enrolled in this course")
+    return web.json_response(
+        {
+            "course": course_json(course, enrollment.role, staff=False),
+            "enrollment": enrollment.to_json(),
+        },
+        status=201,
+    )
+
+
+@routes.get("/api/v1/courses/{course_id}/enrollments")
+@authenticated
+async def list_enrollments(request: web.Request) -> web.Response:
+    course_id = course_id_of(request)
+    access = await require_course_role(request, course_id, MEMBERS)
+    query = parse_query(request, RosterQuery)
+    status = query.status
+    if not access.is_staff:
+        # Students and observers see who is in the course, not who left it.
+        if status == "dropped":
+            raise forbidden("only staff see dropped enrollments")
+        status = "active"
+    rows = await db.roster(
+        request.app[DB],
+        course_id,
+        role=query.role,
+        status=status,
+        after=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    staff = access.is_staff
+    return web.json_response(
+        page(
+            rows,
+            query.limit,
+            lambda r: (r["created_at"], r["id"]),
+            lambda r: enrollment_json(r, staff=staff),
+        )
+    )
+
+
+@routes.post("/api/v1/courses/{course_id}/enrollments")
+@authenticated
+async def enroll_user(request: web.Request) -> web.Response:
+    course_id = course_id_of(request)
+    await require_course_role(request, course_id, TEACHER, write=True)
+    body = await read_json(request, EnrollRequest)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        if body.user_id is not None:
+            user = await conn.fetchrow(
+                "SELECT id, is_active FROM users WHERE id = $1", body.user_id
+            )
+        else:
+            user = await conn.fetchrow(
+                "SELECT id, is_active FROM users WHERE lower(email) = lower($1)", body.email
+            )
+        if user is None or not user["is_active"]:
+            raise ApiError(
+                422,
+                "unknown_user",
+                "no active user matches",
+                [{"field": "user_id" if body.user_id else "email", "message": "no such user"}],
+            )
+        owner = await conn.fetchval("SELECT owner_id FROM courses WHERE id = $1", course_id)
+        if owner == user["id"]:
+            raise conflict("already_enrolled", "the owner already teaches this course")
+        enrollment, changed = await db.enroll(conn, course_id, user["id"], body.role)
+    if not changed:
+        raise conflict("already_enrolled", "this user is already enrolled")
+    return web.json_response(enrollment.to_json(), status=201)
+
+
+@routes.patch("/api/v1/courses/{course_id}/enrollments/{user_id}")
+@authenticated
+async def change_enrollment(request: web.Request) -> web.Response:
+    course_id = course_id_of(request)
+    user_id = path_uuid(request, "user_id")
+    access = await require_course_role(request, course_id, TEACHER, write=True)
+    body = await read_json(request, EnrollmentUpdate)
+    if user_id == access.course.owner_id:
+        raise conflict("course_owner", "the owner's role cannot be changed")
+    enrollment = await db.set_enrollment(
+        request.app[DB], course_id, user_id, role=body.role, status=None
+    )
+    if enrollment is None:
+        raise not_found("no such enrollment")
+    return web.json_response(enrollment.to_json())
+
+
+@routes.delete("/api/v1/courses/{course_id}/enrollments/{user_id}")
+@authenticated
+async def unenroll(request: web.Request) -> web.Response:
+    """Drop an enrollment: a teacher drops anyone, a member may drop themself."""
+    course_id = course_id_of(request)
+    user_id = path_uuid(request, "user_id")
+    access = await require_course_role(request, course_id, MEMBERS)
+    if user_id != access.user_id and not access.is_teacher:
+        raise forbidden("only a teacher may unenrol someone else")
+    if user_id == access.course.owner_id:
+        raise conflict("course_owner", "the course owner cannot be unenrolled")
+    current = await db.get_enrollment(request.app[DB], course_id, user_id)
+    if current is None or current.status != "active":
+        raise not_found("no such enrollment")
+    await db.set_enrollment(request.app[DB], course_id, user_id, role=None, status="dropped")
+    return web.Response(status=204)

@@ -1,0 +1,14 @@
+"""The teaching-domain API (issue 7): every route table, registered in one call."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from vtp.api import courses
+
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (courses.routes,)
+
+
+def setup_domain(app: web.Application) -> None:
+    for table in ROUTE_TABLES:
+        app.add_routes(table)
