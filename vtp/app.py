@@ -10,6 +10,7 @@ from aiohttp import web
 from vtp import backends
 from vtp.api import auth, health, users
 from vtp.api.access import access_of
+from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
 from vtp.appkeys import (
     CONFIG,
@@ -91,5 +92,6 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(users.routes)
+    setup_domain(app)
     _check_access_rules(app)
     return app
