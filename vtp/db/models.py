@@ -81,6 +81,7 @@ class Lesson(Row):
     content_md: str
     status: Literal["draft", "published"]
     published_at: datetime | None
+    attachments: list[dict[str, Any]]  # added by 002_domain_api
     created_at: datetime
     updated_at: datetime
 
@@ -98,6 +99,7 @@ class LiveSession(Row):
     started_at: datetime | None
     ended_at: datetime | None
     room_name: str
+    students_may_publish: bool  # added by 002_domain_api
     created_at: datetime
     updated_at: datetime
 
