@@ -74,7 +74,8 @@ async def test_failed_migration_rolls_back_and_is_not_recorded(
         with pytest.raises(asyncpg.UndefinedFunctionError):
             await apply_migrations(conn, folder)
         assert "half_done" not in await _tables(conn)
-        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 1
+        last = discover()[-1].version
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == last
         # The lock was released: fixing the file lets the next run finish.
         (folder / "900_broken.sql").write_text("CREATE TABLE half_done (id int);")
         assert [m.version for m in await apply_migrations(conn, folder)] == [900]
