@@ -1,0 +1,107 @@
+""".env.example documents every setting of vtp.config.Config, and nothing else."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vtp.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_EXAMPLE = ROOT / ".env.example"
+# A setting line, commented out or not: "# VTP_PORT=8080" or "DATABASE_URL=...".
+_SETTING = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+def env_names() -> dict[str, str]:
+    """Config field name -> the environment variable that sets it."""
+    prefix = str(Config.model_config.get("env_prefix", ""))
+    names = {}
+    for field_name, field in Config.model_fields.items():
+        alias = field.validation_alias or field.alias
+        names[field_name] = alias if isinstance(alias, str) else (prefix + field_name).upper()
+    return names
+
+
+def documented() -> dict[str, str]:
+    """Variable -> the value shown in .env.example."""
+    found = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = _SETTING.match(line.strip())
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def test_every_setting_is_documented() -> None:
+    missing = sorted(set(env_names().values()) - set(documented()))
+    assert not missing, f".env.example lacks: {', '.join(missing)}"
+
+
+def test_no_unknown_settings_are_documented() -> None:
+    unknown = sorted(set(documented()) - set(env_names().values()))
+    assert not unknown, f".env.example documents settings Config does not have: {unknown}"
+
+
+def test_every_setting_has_an_explanation() -> None:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    for index, line in enumerate(lines):
+        match = _SETTING.match(line.strip())
+        if not match:
+            continue
+        above = lines[index - 1].strip() if index else ""
+        assert above.startswith("#") and not _SETTING.match(above) and len(above) > 3, (
+            f"{match.group(1)} has no comment line explaining it"
+        )
+
+
+def test_aliases_are_the_conventional_names() -> None:
+    names = env_names()
+    assert names["database_url"] == "DATABASE_URL"
+    assert names["redis_url"] == "REDIS_URL"
+    assert names["port"] == "VTP_PORT"
+
+
+def _as_env_value(value: object) -> str:
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def test_documented_defaults_match_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The value shown for each setting is Config's default (service URLs, S3 endpoint
+    and secrets show examples or nothing, since their default is "unset")."""
+    names = env_names()
+    for variable in names.values():
+        monkeypatch.delenv(variable, raising=False)
+    defaults = load_config()
+    shown = documented()
+    examples_only = {"database_url", "redis_url", "s3_endpoint"}
+    mismatches = []
+    for field_name, variable in names.items():
+        if field_name in examples_only:
+            continue
+        expected = _as_env_value(getattr(defaults, field_name))
+        if field_name == "state_dir":
+            expected = "./" + expected if not expected.startswith((".", "/")) else expected
+        if shown[variable] != expected:
+            mismatches.append(
+                f"{variable}: .env.example shows {shown[variable]!r}, default {expected!r}"
+            )
+    assert not mismatches, "\n".join(mismatches)
+
+
+def test_documented_values_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncommenting every line of .env.example gives a valid configuration."""
+    for variable, value in documented().items():
+        if value:
+            monkeypatch.setenv(variable, value)
+    load_config()
