@@ -26,7 +26,18 @@ from vtp.sfu.service import SFU_KEY, Sfu
 logger = logging.getLogger(__name__)
 
 Via = Literal["ws", "rest", "whip", "whep"]
-Sink = Callable[[events.Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    """Told to the room's sinks when a member is added (the core's PeerJoined event comes
+    before the member exists, so it cannot say who the user is)."""
+
+    room: str
+    member: Member
+
+
+Sink = Callable[["events.Event | MemberJoined"], None]
 
 
 @dataclass(eq=False)
@@ -39,9 +50,10 @@ class Member:
     display: str
     role: RoomRole
     via: Via
+    may_publish: bool = True
     sink: Sink | None = None  # receives every event of the room (WebSocket sessions)
     on_gone: Callable[[str], None] | None = None  # the core removed the peer (reason)
-    data: dict[str, str] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)  # per-entry-point bookkeeping
 
     @property
     def peer_id(self) -> str:
@@ -70,7 +82,11 @@ class Members:
     # --- bookkeeping --------------------------------------------------------------------
 
     def add(self, member: Member) -> None:
-        self._by_room.setdefault(member.room, {})[member.peer.id] = member
+        """Register a member (right after ``room.join``) and announce it to the room."""
+        room = self._by_room.setdefault(member.room, {})
+        others = list(room.values())
+        room[member.peer.id] = member
+        self._deliver(others, MemberJoined(member.room, member))
 
     def discard(self, member: Member) -> None:
         room = self._by_room.get(member.room)
@@ -107,12 +123,7 @@ class Members:
                 gone.append((member, event.reason))
         elif isinstance(event, events.RoomClosed):
             gone.extend((m, "room closed") for m in room.values())
-        for member in list(room.values()):
-            if member.sink is not None:
-                try:
-                    member.sink(event)
-                except Exception:
-                    logger.exception("SFU event sink of peer %s failed", member.peer.id)
+        self._deliver(list(room.values()), event)
         for member, reason in gone:
             self.discard(member)
             if member.on_gone is not None:
@@ -120,6 +131,15 @@ class Members:
                     member.on_gone(reason)
                 except Exception:
                     logger.exception("on_gone of peer %s failed", member.peer.id)
+
+    @staticmethod
+    def _deliver(members: list[Member], event: events.Event | MemberJoined) -> None:
+        for member in members:
+            if member.sink is not None:
+                try:
+                    member.sink(event)
+                except Exception:
+                    logger.exception("SFU event sink of peer %s failed", member.peer.id)
 
 
 MEMBERS = web.AppKey("sfu_members", Members)

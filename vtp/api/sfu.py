@@ -1,0 +1,309 @@
+"""/api/v1/sfu: the SFU's REST API (health, capabilities, transports, room state).
+
+It mirrors the mediasoup-style API of the seed, with SDP in place of mediasoup's ORTC
+parameters (docs/protocol.md, "REST"): a *transport* is one unidirectional peer
+connection. Creating a ``send`` transport takes the client's SDP offer and returns the
+answer (mediasoup's create + connect + produce in one call); creating a ``recv``
+transport names a stream and returns the server's SDP offer, which ``connect`` completes
+with the client's answer (create + consume, then connect). The caller's REST transports in
+a room belong to one SFU peer of theirs, created with the first transport and removed
+with the last.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from vtp.api.access import authenticated, principal_of, public
+from vtp.api.body import read_json
+from vtp.api.errors import ApiError, forbidden, not_found
+from vtp.api.schemas import Strict
+from vtp.auth.principal import Principal
+from vtp.sfu.access import may_read_room_state, valid_room_name
+from vtp.sfu.connection import Connection, DownConnection, UpConnection
+from vtp.sfu.errors import SfuError
+from vtp.sfu.members import MEMBERS, Member
+from vtp.sfu.messages import MAX_SDP_CHARS
+from vtp.sfu.room import Room
+from vtp.sfu.service import SFU_KEY
+from vtp.sfu.signalling import join_room, sfu_error_code
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+PREFIX = "/api/v1/sfu"
+Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+_SFU_STATUS = {
+    "bad-sdp": 400,
+    "bad-request": 400,
+    "bad-candidate": 400,
+    "not-found": 404,
+    "bad-state": 409,
+    "exists": 409,
+    "internal": 500,
+}
+
+
+def sfu_api_error(exc: SfuError) -> ApiError:
+    return ApiError(_SFU_STATUS.get(exc.code, 400), sfu_error_code(exc), exc.message)
+
+
+class TransportCreate(Strict):
+    direction: Literal["send", "recv"]
+    sdp: Sdp | None = None  # send: the client's offer
+    label: Annotated[str, Field(max_length=64)] = ""  # send: e.g. "camera", "screen"
+    stream_id: Id | None = None  # recv: the stream to receive
+
+
+class TransportConnect(Strict):
+    sdp: Sdp  # the client's answer to a recv transport's offer
+
+
+class IceCandidate(Strict):
+    candidate: Annotated[str, Field(max_length=1024)] | None
+    sdp_mid: Annotated[str, Field(max_length=32)] | None = None
+    sdp_mline_index: Annotated[int, Field(ge=0, le=64)] | None = None
+
+
+def _room_name(request: web.Request) -> str:
+    room = request.match_info["room"]
+    if not valid_room_name(room):
+        raise ApiError(
+            400,
+            "validation_error",
+            "invalid room name",
+            [{"field": "room", "message": "1-64 of A-Z a-z 0-9 . _ -, not starting with . _ -"}],
+        )
+    return room
+
+
+def _required(value: str | None, field: str, direction: str) -> str:
+    if value is None:
+        raise ApiError(
+            400,
+            "validation_error",
+            "request body is invalid",
+            [{"field": field, "message": f"required for direction {direction!r}"}],
+        )
+    return value
+
+
+async def _rest_member(request: web.Request, principal: Principal, room_name: str) -> Member:
+    """The caller's REST peer in the room, joined on first use."""
+    app = request.app
+    members = app[MEMBERS]
+    existing = members.find(room_name, principal.user_id, "rest")
+    if existing is not None and not existing.peer.left:
+        return existing
+    grant, display = await join_room(app, principal, room_name)
+    existing = members.find(room_name, principal.user_id, "rest")  # a concurrent call won
+    if existing is not None and not existing.peer.left:
+        return existing
+    try:
+        peer = app[SFU_KEY].room(room_name).join(None, display)
+    except SfuError as exc:
+        raise sfu_api_error(exc) from None
+    member = Member(
+        room=room_name,
+        peer=peer,
+        user_id=principal.user_id,
+        display=display,
+        role=grant.role,
+        may_publish=grant.may_publish,
+        via="rest",
+    )
+    members.add(member)
+    return member
+
+
+def _own_transport(request: web.Request) -> tuple[Member, Connection]:
+    principal = principal_of(request)
+    room_name = _room_name(request)
+    member = request.app[MEMBERS].find(room_name, principal.user_id, "rest")
+    transport_id = request.match_info["transport_id"]
+    conn = member.peer.connections.get(transport_id) if member is not None else None
+    if member is None or conn is None:
+        raise not_found(f"you have no transport {transport_id!r} in room {room_name!r}")
+    member.peer.touch()
+    return member, conn
+
+
+async def _leave_if_idle(member: Member) -> None:
+    if not member.peer.connections:
+        await member.peer.leave("no transports")  # Members forgets it on PeerLeft
+
+
+@routes.get(f"{PREFIX}/health")
+@public
+async def sfu_health(request: web.Request) -> web.Response:
+    sfu = request.app[SFU_KEY]
+    return web.json_response(
+        {
+            "status": "ok" if sfu.started else "stopped",
+            "rooms": len(sfu.rooms),
+            "peers": sum(len(r.peers) for r in sfu.rooms.values()),
+        },
+        status=200 if sfu.started else 503,
+    )
+
+
+@routes.get(f"{PREFIX}/rtp-capabilities")
+@authenticated
+async def rtp_capabilities(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SFU_KEY].rtp_capabilities())
+
+
+@routes.get(f"{PREFIX}/ice-servers")
+@authenticated
+async def ice_servers(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    servers = request.app[SFU_KEY].ice_servers(str(principal.user_id))
+    return web.json_response({"ice_servers": servers})
+
+
+@routes.post(PREFIX + "/rooms/{room}/transports")
+@authenticated
+async def create_transport(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    room_name = _room_name(request)
+    body = await read_json(request, TransportCreate)
+    if body.direction == "send":
+        offer = _required(body.sdp, "sdp", "send")
+    else:
+        stream_id = _required(body.stream_id, "stream_id", "recv")
+    member = await _rest_member(request, principal, room_name)
+    result: dict[str, Any]
+    try:
+        if body.direction == "send":
+            if not member.may_publish:
+                raise forbidden("your room role may not publish")
+            pub = await member.peer.publish(offer, label=body.label)
+            result = {
+                "transport_id": pub.id,
+                "direction": "send",
+                "peer_id": member.peer.id,
+                "stream_id": pub.id,
+                "type": "answer",
+                "sdp": pub.answer_sdp,
+                "tracks": [
+                    {"track_id": t.id, "kind": t.kind, "codec": t.mime_type} for t in pub.tracks
+                ],
+            }
+        else:
+            sub = await member.peer.subscribe(stream_id)
+            result = {
+                "transport_id": sub.id,
+                "direction": "recv",
+                "peer_id": member.peer.id,
+                "stream_id": sub.stream_id,
+                "type": "offer",
+                "sdp": sub.offer_sdp,
+            }
+    except SfuError as exc:
+        await _leave_if_idle(member)
+        raise sfu_api_error(exc) from None
+    except ApiError:
+        await _leave_if_idle(member)
+        raise
+    location = f"{PREFIX}/rooms/{room_name}/transports/{result['transport_id']}"
+    return web.json_response(result, status=201, headers={"Location": location})
+
+
+@routes.post(PREFIX + "/rooms/{room}/transports/{transport_id}/connect")
+@authenticated
+async def connect_transport(request: web.Request) -> web.Response:
+    member, conn = _own_transport(request)
+    body = await read_json(request, TransportConnect)
+    if not isinstance(conn, DownConnection):
+        raise ApiError(409, "bad_state", "a send transport is connected by its create answer")
+    try:
+        await member.peer.answer(conn.id, body.sdp)
+    except SfuError as exc:
+        raise sfu_api_error(exc) from None
+    return web.Response(status=204)
+
+
+@routes.post(PREFIX + "/rooms/{room}/transports/{transport_id}/ice")
+@authenticated
+async def transport_ice(request: web.Request) -> web.Response:
+    member, conn = _own_transport(request)
+    body = await read_json(request, IceCandidate)
+    try:
+        await member.peer.add_ice_candidate(
+            conn.id, body.candidate or None, body.sdp_mid, body.sdp_mline_index
+        )
+    except SfuError as exc:
+        raise sfu_api_error(exc) from None
+    return web.Response(status=204)
+
+
+@routes.delete(PREFIX + "/rooms/{room}/transports/{transport_id}")
+@authenticated
+async def close_transport(request: web.Request) -> web.Response:
+    member, conn = _own_transport(request)
+    try:
+        await member.peer.close_connection(conn.id)
+    except SfuError as exc:
+        raise sfu_api_error(exc) from None
+    await _leave_if_idle(member)
+    return web.Response(status=204)
+
+
+def room_state(room: Room, members: list[Member]) -> dict[str, Any]:
+    """Peers, producers (publications), consumers (subscriptions) with their counters."""
+    by_peer = {member.peer.id: member for member in members}
+    peers: list[dict[str, Any]] = []
+    producers: list[dict[str, Any]] = []
+    consumers: list[dict[str, Any]] = []
+    for peer in room.peers.values():
+        member = by_peer.get(peer.id)
+        peers.append(
+            member.to_json()
+            if member is not None
+            else {"peer_id": peer.id, "user_id": None, "display": peer.display, "role": None}
+        )
+        for conn in list(peer.connections.values()):
+            if isinstance(conn, UpConnection):
+                producers.append({**conn.stats(), "peer_id": peer.id})
+            elif isinstance(conn, DownConnection):
+                consumers.append({**conn.stats(), "peer_id": peer.id})
+    return {
+        "room": room.name,
+        "active_speaker": room.speaker.current,
+        "peers": peers,
+        "streams": [s.id for s in room.streams()],
+        "producers": producers,
+        "consumers": consumers,
+    }
+
+
+@routes.get(PREFIX + "/rooms/{room}")
+@authenticated
+async def get_room(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    room_name = _room_name(request)
+    members = request.app[MEMBERS]
+    is_member = members.is_member(room_name, principal.user_id)
+    if not may_read_room_state(principal, is_member=is_member):
+        raise forbidden("only the room's members, teachers and admins may see its state")
+    room = request.app[SFU_KEY].get_room(room_name)
+    if room is None or room.closed:
+        raise not_found(f"no room {room_name!r}")
+    return web.json_response(room_state(room, members.in_room(room_name)))
+
+
+def setup(app: web.Application) -> None:
+    """Everything SFU in the app: the forwarding core, signalling, REST, WHIP/WHEP."""
+    import vtp.sfu
+    from vtp.sfu import signalling, whip
+
+    vtp.sfu.setup(app)
+    signalling.setup(app)
+    app.add_routes(routes)
+    app.add_routes(whip.routes)

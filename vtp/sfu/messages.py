@@ -1,0 +1,355 @@
+"""The JSON messages of the SFU signalling WebSocket (see docs/protocol.md).
+
+Every message is a JSON object with a ``type``. Client messages are validated strictly
+(unknown fields are refused); server messages are built from the models below so that
+what is sent is what is documented. Field names are snake_case like the REST API;
+``request_id`` (optional, any short string the client chooses) is echoed in the reply or
+error to a request.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from vtp.api.errors import error_body, validation_details
+
+MAX_SDP_CHARS = 64 * 1024
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+RequestId = Annotated[str, Field(min_length=1, max_length=64)]
+Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
+
+
+def message_type(model: type[BaseModel]) -> str:
+    """The ``type`` literal of a message model."""
+    annotation = model.model_fields["type"].annotation
+    value = annotation.__args__[0]  # type: ignore[union-attr]
+    assert isinstance(value, str)
+    return value
+
+
+class ClientMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    request_id: RequestId | None = None
+
+
+class Auth(ClientMessage):
+    """First message when no Authorization header was sent: the JWT access token."""
+
+    type: Literal["auth"]
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class Join(ClientMessage):
+    type: Literal["join"]
+    room: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Publish(ClientMessage):
+    type: Literal["publish"]
+    sdp: Sdp
+    label: Annotated[str, Field(max_length=64)] = ""
+
+
+class Unpublish(ClientMessage):
+    type: Literal["unpublish"]
+    stream_id: Id
+
+
+class Subscribe(ClientMessage):
+    type: Literal["subscribe"]
+    stream_id: Id
+
+
+class Answer(ClientMessage):
+    type: Literal["answer"]
+    subscription_id: Id
+    sdp: Sdp
+
+
+class Unsubscribe(ClientMessage):
+    type: Literal["unsubscribe"]
+    subscription_id: Id
+
+
+class Ice(ClientMessage):
+    """A trickled candidate for one of the client's connections; an empty or null
+    ``candidate`` means end of candidates."""
+
+    type: Literal["ice"]
+    connection_id: Id
+    candidate: Annotated[str, Field(max_length=1024)] | None
+    sdp_mid: Annotated[str, Field(max_length=32)] | None = None
+    sdp_mline_index: Annotated[int, Field(ge=0, le=64)] | None = None
+
+
+class Leave(ClientMessage):
+    type: Literal["leave"]
+
+
+class Ping(ClientMessage):
+    type: Literal["ping"]
+
+
+AnyClientMessage = Annotated[
+    Auth | Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Ice | Leave | Ping,
+    Field(discriminator="type"),
+]
+_CLIENT = TypeAdapter(AnyClientMessage)
+CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
+    Auth,
+    Join,
+    Publish,
+    Unpublish,
+    Subscribe,
+    Answer,
+    Unsubscribe,
+    Ice,
+    Leave,
+    Ping,
+)
+CLIENT_TYPES = frozenset(message_type(m) for m in CLIENT_MESSAGES)
+
+
+class MessageError(Exception):
+    """A client message that cannot be processed; becomes an ``error`` message."""
+
+    def __init__(
+        self, code: str, message: str, details: Any = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+        self.request_id = request_id
+
+
+def parse_client_message(raw: str | bytes) -> AnyClientMessage:
+    """Decode and validate one client message; raises :class:`MessageError`."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError("invalid_json", f"message is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageError("invalid_json", "a message must be a JSON object")
+    rid = data.get("request_id")
+    request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise MessageError(
+            "validation_error",
+            "a message needs a string field 'type'",
+            [{"field": "type", "message": "missing or not a string"}],
+            request_id,
+        )
+    if kind not in CLIENT_TYPES:
+        raise MessageError("unknown_type", f"unknown message type {kind[:40]!r}", None, request_id)
+    try:
+        return _CLIENT.validate_python(data)
+    except ValidationError as exc:
+        details = [d for d in validation_details(exc) if d["field"] != "type"]
+        for d in details:  # drop the discriminator prefix ("publish.sdp" -> "sdp")
+            d["field"] = d["field"].removeprefix(f"{kind}.")
+        raise MessageError(
+            "validation_error", f"invalid {kind!r} message", details, request_id
+        ) from None
+
+
+# --- server messages -----------------------------------------------------------------------
+
+
+class ServerMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+
+class Reply(ServerMessage):
+    request_id: str | None = None
+
+
+class PeerInfo(BaseModel):
+    peer_id: str
+    user_id: str | None
+    display: str
+    role: str | None
+
+
+class TrackDesc(BaseModel):
+    track_id: str
+    kind: str
+    codec: str | None = None
+
+
+class Authenticated(Reply):
+    type: Literal["authenticated"] = "authenticated"
+    user_id: str
+    role: str
+
+
+class Joined(Reply):
+    type: Literal["joined"] = "joined"
+    room: str
+    peer_id: str
+    role: str
+    may_publish: bool
+    ice_servers: list[dict[str, Any]]
+    peers: list[PeerInfo]
+    active_speaker: str | None
+
+
+class Published(Reply):
+    type: Literal["published"] = "published"
+    stream_id: str
+    sdp: str
+    tracks: list[TrackDesc]
+
+
+class Unpublished(Reply):
+    type: Literal["unpublished"] = "unpublished"
+    stream_id: str
+
+
+class Offer(Reply):
+    type: Literal["offer"] = "offer"
+    subscription_id: str
+    stream_id: str
+    sdp: str
+
+
+class Answered(Reply):
+    type: Literal["answered"] = "answered"
+    subscription_id: str
+
+
+class Unsubscribed(Reply):
+    type: Literal["unsubscribed"] = "unsubscribed"
+    subscription_id: str
+
+
+class Left(Reply):
+    type: Literal["left"] = "left"
+    room: str
+    reason: str
+
+
+class Pong(Reply):
+    type: Literal["pong"] = "pong"
+
+
+class ErrorMessage(Reply):
+    type: Literal["error"] = "error"
+    error: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls, code: str, message: str, details: Any = None, request_id: str | None = None
+    ) -> ErrorMessage:
+        return cls(request_id=request_id, error=error_body(code, message, details)["error"])
+
+
+class PeerJoined(ServerMessage):
+    type: Literal["peer-joined"] = "peer-joined"
+    peer: PeerInfo
+
+
+class PeerLeft(ServerMessage):
+    type: Literal["peer-left"] = "peer-left"
+    peer_id: str
+    reason: str
+
+
+class StreamAdded(ServerMessage):
+    type: Literal["stream-added"] = "stream-added"
+    stream_id: str
+    peer_id: str
+    label: str
+    tracks: list[TrackDesc]
+
+
+class StreamRemoved(ServerMessage):
+    type: Literal["stream-removed"] = "stream-removed"
+    stream_id: str
+    peer_id: str
+
+
+class TrackAdded(ServerMessage):
+    type: Literal["track-added"] = "track-added"
+    stream_id: str
+    peer_id: str
+    track_id: str
+    kind: str
+
+
+class TrackRemoved(ServerMessage):
+    type: Literal["track-removed"] = "track-removed"
+    stream_id: str
+    peer_id: str
+    track_id: str
+    kind: str
+
+
+class SubscriptionClosed(ServerMessage):
+    type: Literal["subscription-closed"] = "subscription-closed"
+    subscription_id: str
+    stream_id: str
+    reason: str
+
+
+class ConnectionState(ServerMessage):
+    type: Literal["connection-state"] = "connection-state"
+    connection_id: str
+    state: str
+
+
+class ActiveSpeaker(ServerMessage):
+    type: Literal["active-speaker"] = "active-speaker"
+    peer_id: str | None
+
+
+SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
+    Authenticated,
+    Joined,
+    Published,
+    Unpublished,
+    Offer,
+    Answered,
+    Unsubscribed,
+    Left,
+    Pong,
+    ErrorMessage,
+    PeerJoined,
+    PeerLeft,
+    StreamAdded,
+    StreamRemoved,
+    TrackAdded,
+    TrackRemoved,
+    SubscriptionClosed,
+    ConnectionState,
+    ActiveSpeaker,
+)
+
+
+ERROR_CODES: dict[str, str] = {
+    "invalid_json": "the message is not a JSON object",
+    "validation_error": "a field is missing, unknown, of the wrong type or too long",
+    "unknown_type": "the message type is not one of the client messages",
+    "not_authenticated": "a message other than auth came before authentication",
+    "token_invalid": "the token is malformed, has a bad signature or is not an access token",
+    "token_expired": "the token has expired",
+    "token_revoked": "the token was revoked (logout, role change)",
+    "already_authenticated": "auth sent twice",
+    "not_joined": "the message needs a joined room (join first)",
+    "already_joined": "join sent while in a room (leave first)",
+    "forbidden": "room access refused, or the room role may not do this",
+    "bad_request": "the SFU refused a name or id",
+    "bad_sdp": "the SDP offer or answer was refused (details in the message)",
+    "bad_candidate": "the ICE candidate could not be parsed",
+    "not_found": "no such stream, subscription or connection (of this peer)",
+    "bad_state": "the request does not fit the connection's state (e.g. answered twice)",
+    "conflict": "the peer id is already in the room",
+    "internal_error": "the server failed; the room and the other peers are not affected",
+}

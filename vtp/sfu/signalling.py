@@ -1,0 +1,471 @@
+"""WebSocket signalling at ``GET /api/v1/sfu/ws`` (protocol: docs/protocol.md).
+
+One WebSocket is one peer of at most one room at a time. Authentication: an
+``Authorization: Bearer`` header on the upgrade request (checked before upgrading: a bad
+token gets a 401 JSON error), or, for browsers that cannot set headers on a WebSocket,
+an ``auth`` message first (a bad token gets an ``error`` message and close code 4401).
+Tokens are not accepted in the URL: URLs end up in logs, proxies and browser history.
+
+Client messages are handled one at a time, in order; replies and room events go through
+one outgoing queue so the client sees them in the order they happened. Nothing a client
+sends can break the room: every failure becomes an ``error`` message to that client.
+Closing the WebSocket makes the peer leave: its publications end for every subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from vtp.api.access import public
+from vtp.api.errors import ApiError, unauthorized
+from vtp.api.middleware import bearer_token
+from vtp.appkeys import DB, TOKENS
+from vtp.auth.principal import Principal
+from vtp.auth.tokens import TokenError
+from vtp.db.users import get_user
+from vtp.sfu import events
+from vtp.sfu import messages as m
+from vtp.sfu.access import RoomGrant, room_access
+from vtp.sfu.connection import DownConnection, UpConnection
+from vtp.sfu.errors import SfuError
+from vtp.sfu.members import MEMBERS, Member, MemberJoined
+from vtp.sfu.service import SFU_KEY
+
+logger = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+WS_PATH = "/api/v1/sfu/ws"
+AUTH_TIMEOUT_S = 10.0
+HEARTBEAT_S = 10.0
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is dropped
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_SLOW = 4408
+
+
+def sfu_error_code(exc: SfuError) -> str:
+    """The signalling/REST error code for an SFU error code ("bad-sdp" -> "bad_sdp")."""
+    return {"exists": "conflict", "internal": "internal_error"}.get(
+        exc.code, exc.code.replace("-", "_")
+    )
+
+
+def member_info(member: Member) -> m.PeerInfo:
+    return m.PeerInfo(
+        peer_id=member.peer.id,
+        user_id=str(member.user_id),
+        display=member.display,
+        role=member.role,
+    )
+
+
+async def join_room(
+    app: web.Application, principal: Principal, room_name: str
+) -> tuple[RoomGrant, str]:
+    """Room access check and display name for a new peer; raises ApiError."""
+    grant = await room_access(app, principal, room_name)
+    if grant is None:
+        raise ApiError(403, "forbidden", f"you may not join room {room_name!r}")
+    user = await get_user(app[DB], principal.user_id)
+    if user is None or not user.is_active:
+        raise unauthorized("account_disabled", "this account no longer exists")
+    return grant, user.display_name
+
+
+class Session:
+    """One signalling WebSocket."""
+
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+        self.app = app
+        self.ws = ws
+        self.principal: Principal | None = None
+        self.member: Member | None = None
+        self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closer: asyncio.Future[bool] | None = None
+
+    # --- outgoing -----------------------------------------------------------------------
+
+    def send(self, message: m.ServerMessage) -> None:
+        if self._closing:
+            return
+        if self._out.qsize() >= MAX_QUEUED:
+            logger.warning("signalling client too slow; closing its WebSocket")
+            self._closing = True
+            self._closer = asyncio.ensure_future(
+                self.ws.close(code=CLOSE_TOO_SLOW, message=b"too many unread messages")
+            )
+            return
+        self._out.put_nowait(message.to_json())
+
+    def error(
+        self, code: str, message: str, details: Any = None, request_id: str | None = None
+    ) -> None:
+        self.send(m.ErrorMessage.of(code, message, details, request_id))
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._out.get()
+            if item is None or self.ws.closed:
+                return
+            try:
+                await self.ws.send_json(item)
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def _flush(self) -> None:
+        """Let the writer send what is queued, then stop it."""
+        self._out.put_nowait(None)
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._writer, 5)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, principal: Principal | None) -> None:
+        self.principal = principal
+        self._writer = asyncio.create_task(self._write_loop())
+        try:
+            if principal is not None:
+                self.send(m.Authenticated(user_id=str(principal.user_id), role=principal.role))
+            elif not await self._authenticate():
+                await self._flush()
+                await self.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+                return
+            async for msg in self.ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await self._handle(msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            await self._leave("disconnected")
+            self._closing = True
+            await self._flush()
+            if self._writer is not None and not self._writer.done():
+                self._writer.cancel()
+
+    async def _authenticate(self) -> bool:
+        try:
+            msg = await self.ws.receive(timeout=AUTH_TIMEOUT_S)
+        except TimeoutError:
+            self.error("not_authenticated", "send an auth message first")
+            return False
+        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return False
+        try:
+            parsed = m.parse_client_message(msg.data)
+        except m.MessageError as exc:
+            self.error(exc.code, exc.message, exc.details, exc.request_id)
+            return False
+        if not isinstance(parsed, m.Auth):
+            self.error("not_authenticated", "send an auth message first", None, parsed.request_id)
+            return False
+        try:
+            self.principal = await self.app[TOKENS].verify_access(parsed.token)
+        except TokenError as exc:
+            self.error(exc.code, exc.message, None, parsed.request_id)
+            return False
+        self.send(
+            m.Authenticated(
+                request_id=parsed.request_id,
+                user_id=str(self.principal.user_id),
+                role=self.principal.role,
+            )
+        )
+        return True
+
+    # --- incoming -----------------------------------------------------------------------
+
+    async def _handle(self, raw: str | bytes) -> None:
+        request_id: str | None = None
+        try:
+            message = m.parse_client_message(raw)
+            request_id = message.request_id
+            if self.member is not None:
+                self.member.peer.touch()
+            handler = self._handlers.get(message.type)
+            assert handler is not None
+            await handler(self, message)
+        except m.MessageError as exc:
+            self.error(exc.code, exc.message, exc.details, exc.request_id)
+        except SfuError as exc:
+            self.error(sfu_error_code(exc), exc.message, None, request_id)
+        except ApiError as exc:
+            self.error(exc.code, exc.message, exc.details, request_id)
+        except Exception:
+            logger.exception("signalling message handler failed")
+            self.error(
+                "internal_error", "the server failed to handle this message", None, request_id
+            )
+
+    def _joined(self, request_id: str | None) -> Member:
+        if self.member is None:
+            raise m.MessageError("not_joined", "join a room first", None, request_id)
+        return self.member
+
+    async def _on_auth(self, msg: m.Auth) -> None:
+        raise m.MessageError("already_authenticated", "already authenticated", None, msg.request_id)
+
+    async def _on_ping(self, msg: m.Ping) -> None:
+        self.send(m.Pong(request_id=msg.request_id))
+
+    async def _on_join(self, msg: m.Join) -> None:
+        if self.member is not None:
+            raise m.MessageError(
+                "already_joined", f"already in room {self.member.room!r}", None, msg.request_id
+            )
+        assert self.principal is not None
+        grant, display = await join_room(self.app, self.principal, msg.room)
+        if self.member is not None:  # a second join raced the first one's awaits
+            raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
+        sfu = self.app[SFU_KEY]
+        room = sfu.room(msg.room)
+        # From here to the end, nothing awaits: no event can slip between the join, the
+        # listing of what the room holds and the registration of this session's sink.
+        peer = room.join(None, display)
+        members = self.app[MEMBERS]
+        member = Member(
+            room=msg.room,
+            peer=peer,
+            user_id=self.principal.user_id,
+            display=display,
+            role=grant.role,
+            may_publish=grant.may_publish,
+            via="ws",
+            sink=self._on_event,
+            on_gone=self._on_gone,
+        )
+        peers = [
+            member_info(other)
+            if (other := members.get(msg.room, p.id)) is not None
+            else m.PeerInfo(peer_id=p.id, user_id=None, display=p.display, role=None)
+            for p in room.peers.values()
+            if p is not peer
+        ]
+        members.add(member)
+        self.member = member
+        self.send(
+            m.Joined(
+                request_id=msg.request_id,
+                room=msg.room,
+                peer_id=peer.id,
+                role=grant.role,
+                may_publish=grant.may_publish,
+                ice_servers=sfu.ice_servers(str(self.principal.user_id)),
+                peers=peers,
+                active_speaker=room.speaker.current,
+            )
+        )
+        for stream in room.streams():
+            tracks = [m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.codec) for t in stream.tracks]
+            self.send(
+                m.StreamAdded(
+                    stream_id=stream.id, peer_id=stream.peer_id, label=stream.label, tracks=tracks
+                )
+            )
+            for t in stream.tracks:
+                self.send(
+                    m.TrackAdded(
+                        stream_id=stream.id, peer_id=stream.peer_id, track_id=t.id, kind=t.kind
+                    )
+                )
+
+    async def _on_publish(self, msg: m.Publish) -> None:
+        member = self._joined(msg.request_id)
+        if not member.may_publish:
+            raise m.MessageError(
+                "forbidden", "your room role may not publish", None, msg.request_id
+            )
+        pub = await member.peer.publish(msg.sdp, label=msg.label)
+        self.send(
+            m.Published(
+                request_id=msg.request_id,
+                stream_id=pub.id,
+                sdp=pub.answer_sdp,
+                tracks=[
+                    m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.mime_type) for t in pub.tracks
+                ],
+            )
+        )
+
+    async def _on_unpublish(self, msg: m.Unpublish) -> None:
+        member = self._joined(msg.request_id)
+        if not isinstance(member.peer.connections.get(msg.stream_id), UpConnection):
+            raise SfuError("not-found", f"you have no stream {msg.stream_id!r}")
+        await member.peer.close_connection(msg.stream_id)
+        self.send(m.Unpublished(request_id=msg.request_id, stream_id=msg.stream_id))
+
+    async def _on_subscribe(self, msg: m.Subscribe) -> None:
+        member = self._joined(msg.request_id)
+        sub = await member.peer.subscribe(msg.stream_id)
+        self.send(
+            m.Offer(
+                request_id=msg.request_id,
+                subscription_id=sub.id,
+                stream_id=sub.stream_id,
+                sdp=sub.offer_sdp,
+            )
+        )
+
+    async def _on_answer(self, msg: m.Answer) -> None:
+        member = self._joined(msg.request_id)
+        await member.peer.answer(msg.subscription_id, msg.sdp)
+        self.send(m.Answered(request_id=msg.request_id, subscription_id=msg.subscription_id))
+
+    async def _on_unsubscribe(self, msg: m.Unsubscribe) -> None:
+        member = self._joined(msg.request_id)
+        if not isinstance(member.peer.connections.get(msg.subscription_id), DownConnection):
+            raise SfuError("not-found", f"you have no subscription {msg.subscription_id!r}")
+        await member.peer.close_connection(msg.subscription_id)
+        self.send(m.Unsubscribed(request_id=msg.request_id, subscription_id=msg.subscription_id))
+
+    async def _on_ice(self, msg: m.Ice) -> None:
+        member = self._joined(msg.request_id)
+        await member.peer.add_ice_candidate(
+            msg.connection_id, msg.candidate or None, msg.sdp_mid, msg.sdp_mline_index
+        )
+
+    async def _on_leave(self, msg: m.Leave) -> None:
+        member = self._joined(msg.request_id)
+        await self._leave("left")
+        self.send(m.Left(request_id=msg.request_id, room=member.room, reason="left"))
+
+    _handlers: dict[str, Callable[[Session, Any], Awaitable[None]]] = {
+        "auth": _on_auth,
+        "ping": _on_ping,
+        "join": _on_join,
+        "publish": _on_publish,
+        "unpublish": _on_unpublish,
+        "subscribe": _on_subscribe,
+        "answer": _on_answer,
+        "unsubscribe": _on_unsubscribe,
+        "ice": _on_ice,
+        "leave": _on_leave,
+    }
+
+    async def _leave(self, reason: str) -> None:
+        member = self.member
+        if member is None:
+            return
+        self.member = None
+        self.app[MEMBERS].discard(member)
+        try:
+            await member.peer.leave(reason)
+        except Exception:
+            logger.exception("peer %s failed to leave cleanly", member.peer.id)
+
+    # --- events from the room ------------------------------------------------------------
+
+    def _on_gone(self, reason: str) -> None:
+        """The SFU removed this peer (timeout, room closed)."""
+        member = self.member
+        if member is not None:
+            self.member = None
+            self.send(m.Left(room=member.room, reason=reason))
+
+    def _on_event(self, event: events.Event | MemberJoined) -> None:
+        member = self.member
+        if member is None:
+            return
+        mine = member.peer.id
+        out: m.ServerMessage | None = None
+        if isinstance(event, MemberJoined):
+            if event.member is not member:
+                out = m.PeerJoined(peer=member_info(event.member))
+        elif isinstance(event, events.PeerLeft):
+            if event.peer_id != mine:
+                out = m.PeerLeft(peer_id=event.peer_id, reason=event.reason)
+        elif isinstance(event, events.StreamAdded):
+            out = m.StreamAdded(
+                stream_id=event.stream_id,
+                peer_id=event.peer_id,
+                label=event.label,
+                tracks=self._stream_tracks(member, event.stream_id),
+            )
+        elif isinstance(event, events.StreamRemoved):
+            out = m.StreamRemoved(stream_id=event.stream_id, peer_id=event.peer_id)
+        elif isinstance(event, events.TrackAdded):
+            out = m.TrackAdded(
+                stream_id=event.stream_id,
+                peer_id=event.peer_id,
+                track_id=event.track_id,
+                kind=event.kind,
+            )
+        elif isinstance(event, events.TrackRemoved):
+            out = m.TrackRemoved(
+                stream_id=event.stream_id,
+                peer_id=event.peer_id,
+                track_id=event.track_id,
+                kind=event.kind,
+            )
+        elif isinstance(event, events.SubscriptionClosed):
+            if event.peer_id == mine:
+                out = m.SubscriptionClosed(
+                    subscription_id=event.subscription_id,
+                    stream_id=event.stream_id,
+                    reason=event.reason,
+                )
+        elif isinstance(event, events.ConnectionStateChanged):
+            if event.peer_id == mine:
+                out = m.ConnectionState(connection_id=event.connection_id, state=event.state)
+        elif isinstance(event, events.ActiveSpeaker):
+            out = m.ActiveSpeaker(peer_id=event.peer_id)
+        if out is not None:
+            self.send(out)
+
+    def _stream_tracks(self, member: Member, stream_id: str) -> list[m.TrackDesc]:
+        up = member.peer.room.publication(stream_id)
+        if up is None:
+            return []
+        return [m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.mime_type) for t in up.tracks]
+
+
+SESSIONS = web.AppKey("sfu_ws_sessions", set[Session])
+
+
+@routes.get(WS_PATH)
+@public  # authenticates inside: Authorization header or a first "auth" message
+async def sfu_websocket(request: web.Request) -> web.StreamResponse:
+    principal: Principal | None = None
+    token = bearer_token(request)
+    if token is not None:
+        try:
+            principal = await request.app[TOKENS].verify_access(token)
+        except TokenError as exc:
+            raise unauthorized(exc.code, exc.message) from exc
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "bad_request", "this endpoint speaks WebSocket only")
+    await ws.prepare(request)
+    session = Session(request.app, ws)
+    request.app[SESSIONS].add(session)
+    try:
+        await session.run(principal)
+    finally:
+        request.app[SESSIONS].discard(session)
+    return ws
+
+
+async def _close_sessions(app: web.Application) -> None:
+    sessions: set[Session] = app[SESSIONS]
+    for session in list(sessions):
+        with contextlib.suppress(Exception):
+            await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def setup(app: web.Application) -> None:
+    """Signalling state; call after :func:`vtp.sfu.setup` (it needs the SFU)."""
+    from vtp.sfu.members import members_ctx
+
+    sessions: set[Session] = set()
+    app[SESSIONS] = sessions
+    app.cleanup_ctx.append(members_ctx)
+    app.on_shutdown.append(_close_sessions)
+    app.add_routes(routes)
