@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from vtp import backends
-from vtp.api import auth, health, users
+from vtp.api import auth, health, sfu, users
 from vtp.api.access import access_of
 from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
@@ -93,5 +93,6 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(auth.routes)
     app.add_routes(users.routes)
     setup_domain(app)
+    sfu.setup(app)  # SFU core, WebSocket signalling, /api/v1/sfu REST, WHIP/WHEP
     _check_access_rules(app)
     return app
