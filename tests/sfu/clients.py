@@ -224,8 +224,8 @@ class EventLog:
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
 
-    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, predicate: Any, within: float = 10.0) -> Any:
+        deadline = time.monotonic() + within
         while True:
             for event in self.events:
                 if predicate(event):
@@ -238,8 +238,8 @@ class EventLog:
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
 
-async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Any, within: float = 10.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from tests.sfu.clients import EventLog, Publisher, Subscriber, colour_matches, wait_until
 from vtp.sfu import Sfu, events
@@ -22,12 +23,12 @@ async def test_one_publisher_five_subscribers(sfu: Sfu, event_log: EventLog) -> 
     try:
         for i, sub in enumerate(subs):
             await sub.subscribe(room.join(f"student{i}"), stream_id)
-        await wait_until(lambda: all(len(s.video().frames) >= 30 for s in subs), timeout=15)
+        await wait_until(lambda: all(len(s.video().frames) >= 30 for s in subs), 15)
         for sub in subs:
             counters = good_frames(sub, pub)
             assert len(counters) >= 25, "frames must carry the publisher's colour"
             # the counter drawn by the publisher increases frame after frame
-            increasing = sum(1 for a, b in zip(counters, counters[1:], strict=False) if b > a)
+            increasing = sum(1 for a, b in itertools.pairwise(counters) if b > a)
             assert increasing >= len(counters) - 3
             assert max(counters) <= pub.video.count if pub.video else False
             assert sub.received["audio"].audio_frames > 0

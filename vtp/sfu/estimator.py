@@ -50,6 +50,11 @@ class DownEstimate:
         self._loss_estimate = float(START_BITRATE)
         self.fraction_lost = 0.0
 
+    @property
+    def remb(self) -> int:
+        """The subscriber's last REMB value (0 if it never sent one)."""
+        return self._remb
+
     def on_remb(self, bitrate: int, now: float) -> None:
         self._remb = bitrate
         self._remb_time = now

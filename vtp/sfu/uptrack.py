@@ -106,6 +106,8 @@ class UpTrack:
         self.id = track_id
         self.kind = kind
         self.video = kind == "video"
+        # a VP8 payload is at least its descriptor byte plus one byte of frame data
+        self._min_payload = 2 if self.video else 1
         self.mime_type = mime_type
         self.clock_rate = clock_rate
         self.payload_type = payload_type
@@ -149,6 +151,9 @@ class UpTrack:
 
     def receive(self, p: ParsedRtp) -> None:
         """Handle one validated packet of this track (payload type already checked)."""
+        if len(p.payload) < self._min_payload:
+            self.dropped += 1
+            return
         seq = self.seq
         before = seq.highest
         useq = seq.map(p.seq)

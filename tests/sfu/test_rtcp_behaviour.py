@@ -1,0 +1,200 @@
+"""RTCP through the SFU with real peers: NACK recovery on both legs, sender reports,
+REMB to the publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from vtp.sfu import Sfu, rtcp
+from vtp.sfu import aiortc_hooks as hooks
+from vtp.sfu.connection import DownConnection, UpConnection
+from vtp.sfu.downtrack import DownTrack
+from vtp.sfu.room import Room
+
+
+def video_down(room: Room, peer_id: str, sub_id: str) -> DownTrack:
+    conn = room.peers[peer_id].connections[sub_id]
+    assert isinstance(conn, DownConnection)
+    return next(d for d in conn.tracks if d.kind == "video")
+
+
+def missing_counters(counters: list[int]) -> int:
+    """Frames the subscriber never decoded between its first and last one."""
+    if not counters:
+        return 1 << 30
+    return (max(counters) - min(counters) + 1) - len(set(counters))
+
+
+async def test_subscriber_loss_is_repaired_from_the_cache(sfu: Sfu, event_log: EventLog) -> None:
+    room = sfu.room("nack-down")
+    pub = Publisher(0, audio=False)
+    stream_id = await pub.publish(room.join("teacher"))
+    sub = Subscriber()
+    try:
+        sub_id = await sub.subscribe(room.join("student"), stream_id)
+        await wait_until(lambda: len(sub.video().frames) >= 5, 10)
+        down = video_down(room, "student", sub_id)
+        real_send: Callable[[bytes], int] = down.send_rtp
+        dropped: set[int] = set()
+
+        def lossy(data: bytes) -> int:
+            seq = int.from_bytes(data[2:4], "big")
+            if seq % 4 == 1 and seq not in dropped:  # every 4th packet's first copy is lost
+                dropped.add(seq)
+                return 0
+            return real_send(data)
+
+        down.send_rtp = lossy
+        start = len(sub.video().frames)
+        await asyncio.sleep(3.0)
+        counters = [n for (_, n, _, _) in sub.video().frames[start:]]
+        assert len(dropped) > 20
+        assert down.retransmitted >= len(dropped) * 0.8, (down.retransmitted, len(dropped))
+        assert len(counters) >= 60
+        assert missing_counters(counters) <= 2, "lost packets were not recovered"
+    finally:
+        await asyncio.gather(pub.close(), sub.close())
+
+
+async def test_publisher_loss_is_nacked_upstream(sfu: Sfu, event_log: EventLog) -> None:
+    room = sfu.room("nack-up")
+    pub = Publisher(1, audio=False)
+    teacher = room.join("teacher")
+    stream_id = await pub.publish(teacher)
+    sub = Subscriber()
+    try:
+        await sub.subscribe(room.join("student"), stream_id)
+        await wait_until(lambda: len(sub.video().frames) >= 5, 10)
+        up = teacher.connections[stream_id]
+        assert isinstance(up, UpConnection)
+        # drop datagrams before SRTP (the RTP header is in clear): a packet dropped after
+        # decryption would make the retransmission an SRTP replay
+        ice = hooks.dtls_transports(up.pc)[0].transport._connection
+        real_receive: Callable[[bytes, int], None] = ice.data_received
+        dropped: set[int] = set()
+
+        def lossy(data: bytes, component: int) -> None:
+            if len(data) > 12 and 128 <= data[0] < 192 and not 192 <= data[1] <= 223:
+                seq = int.from_bytes(data[2:4], "big")
+                if seq % 5 == 2 and seq not in dropped:
+                    dropped.add(seq)
+                    return
+            real_receive(data, component)
+
+        ice.data_received = lossy
+        start = len(sub.video().frames)
+        await asyncio.sleep(3.0)
+        track = up.tracks[0]
+        counters = [n for (_, n, _, _) in sub.video().frames[start:]]
+        assert len(dropped) > 15
+        assert track.nacks_sent >= len(dropped) * 0.8
+        assert track.nacks_answered >= len(dropped) * 0.8, (track.nacks_answered, len(dropped))
+        assert missing_counters(counters) <= 2
+    finally:
+        await asyncio.gather(pub.close(), sub.close())
+
+
+async def test_sender_reports_are_rewritten_per_subscriber(sfu: Sfu, event_log: EventLog) -> None:
+    room = sfu.room("sr")
+    pub = Publisher(2)
+    stream_id = await pub.publish(room.join("teacher"))
+    sub = Subscriber()
+    try:
+        sub_id = await sub.subscribe(room.join("student"), stream_id)
+        await wait_until(lambda: len(sub.video().frames) >= 5, 10)
+        down = video_down(room, "student", sub_id)
+        reports: list[tuple[float, rtcp.SenderReport, int, int]] = []
+        real_rtcp: Callable[[bytes], int] = down._send_rtcp
+        last_ts = [0]
+        real_rtp: Callable[[bytes], int] = down.send_rtp
+
+        def watch_rtp(data: bytes) -> int:
+            last_ts[0] = int.from_bytes(data[4:8], "big")
+            return real_rtp(data)
+
+        def watch_rtcp(data: bytes) -> int:
+            for packet in rtcp.parse_rtcp(data):
+                if isinstance(packet, rtcp.SenderReport):
+                    reports.append((time.time(), packet, down.packets, last_ts[0]))
+            return real_rtcp(data)
+
+        down.send_rtp = watch_rtp
+        down._send_rtcp = watch_rtcp
+        await wait_until(lambda: len(reports) >= 2, 6)
+        for wall, sr, packets, ts in reports:
+            assert sr.ssrc == down.ssrc
+            assert sr.packets == packets > 0
+            # NTP time of the SR is "now" (publisher clock = same host)
+            ntp_s = sr.ntp / (1 << 32) - 2208988800
+            assert abs(ntp_s - wall) < 1.0
+            # its RTP time is in this subscriber's timestamp space: near the last packet's
+            delta = ((sr.rtp_ts - ts + (1 << 31)) % (1 << 32)) - (1 << 31)
+            assert abs(delta) < 0.5 * 90000, delta
+        # the subscriber's aiortc receiver took them as the sender's reports
+        stats = await sub.pc.getStats()
+        remote = [s for s in stats.values() if s.type == "remote-outbound-rtp"]
+        assert any(getattr(s, "packetsSent", 0) > 0 for s in remote)
+    finally:
+        await asyncio.gather(pub.close(), sub.close())
+
+
+async def test_remb_reaches_the_publisher(sfu: Sfu, event_log: EventLog) -> None:
+    room = sfu.room("remb")
+    pub = Publisher(3, audio=False)
+    teacher = room.join("teacher")
+    stream_id = await pub.publish(teacher)
+    # what the publisher receives (test-only look at the client's transport)
+    client_dtls = pub.pc.getTransceivers()[0].receiver.transport
+    real_rtcp = client_dtls._handle_rtcp_data
+    rembs: list[rtcp.Remb] = []
+
+    async def watch(data: bytes) -> None:
+        rembs.extend(p for p in rtcp.parse_rtcp(data) if isinstance(p, rtcp.Remb))
+        await real_rtcp(data)
+
+    client_dtls._handle_rtcp_data = watch  # type: ignore[method-assign]
+    sub = Subscriber()
+    try:
+        sub_id = await sub.subscribe(room.join("student"), stream_id)
+        await wait_until(lambda: len(sub.video().frames) >= 5, 10)
+        down = video_down(room, "student", sub_id)
+        up = teacher.connections[stream_id]
+        assert isinstance(up, UpConnection)
+        track = up.tracks[0]
+        # the aiortc subscriber estimates from our abs-send-time stamps and sends REMB
+        await wait_until(lambda: down.estimate.remb > 0, 8)
+        computed: list[int] = []
+        real_bitrate = track.bitrate_for_publisher
+
+        def record(now: float) -> int:
+            value = real_bitrate(now)
+            computed.append(value)
+            return value
+
+        track.bitrate_for_publisher = record  # type: ignore[method-assign]
+        rembs.clear()
+        await asyncio.sleep(2.0)
+        # about one REMB every 500 ms, for the publisher's video SSRC
+        assert 3 <= len(rembs) <= 6
+        assert all(r.ssrcs == (track.ssrc,) for r in rembs)
+        # carrying what the subscriber can take: its own REMB bounds the value
+        assert [r.bitrate for r in rembs][-len(computed) :] == [
+            c >> max(0, c.bit_length() - 18) << max(0, c.bit_length() - 18) for c in computed
+        ][-len(rembs) :]
+        assert all(c <= max(down.estimate.remb, 100_000) * 2 for c in computed[-2:])
+        # and the publisher's encoder follows it (aiortc clamps to 250 kbps..1.5 Mbps)
+        sender = next(s for s in pub.pc.getSenders() if s.kind == "video")
+
+        def encoder_bitrate() -> Any:
+            encoder = sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
+            return encoder.target_bitrate if encoder else None
+
+        last = rembs[-1].bitrate
+        assert encoder_bitrate() in {max(250_000, min(r.bitrate, 1_500_000)) for r in rembs}
+        assert last > 0
+    finally:
+        await asyncio.gather(pub.close(), sub.close())
