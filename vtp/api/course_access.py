@@ -97,12 +97,15 @@ async def require_course_role(
     *,
     write: bool = False,
     conn: asyncpg.Connection | None = None,
+    missing: str = "no such course",
 ) -> CourseAccess:
-    """The caller's access to the course, or 404 (not visible) / 403 (not allowed)."""
+    """The caller's access to the course, or 404 (not visible) / 403 (not allowed).
+
+    `missing` is the 404 message, naming the resource the caller asked for."""
     principal = principal_of(request)
     access = await load_course_access(conn or request.app[DB], principal, course_id)
     if access is None or not access.is_member:
-        raise not_found("no such course")
+        raise not_found(missing)
     if not access.can(roles):
         raise forbidden("your role in this course does not allow this")
     if write and access.course.status == "archived":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vtp.api import courses
+from vtp.api import courses, sessions
 
-ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (courses.routes,)
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (courses.routes, sessions.routes)
 
 
 def setup_domain(app: web.Application) -> None:

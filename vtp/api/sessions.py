@@ -1,0 +1,294 @@
+"""/api/v1 live sessions: schedule, the scheduled -> live -> ended|cancelled state
+machine, join tickets, and attendance (JSON and CSV)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+from aiohttp import web
+from pydantic import AwareDatetime, Field, model_validator
+
+from vtp.api.access import authenticated
+from vtp.api.body import read_json
+from vtp.api.course_access import (
+    MEMBERS,
+    STAFF,
+    CourseAccess,
+    CourseRole,
+    require_course_role,
+)
+from vtp.api.csvout import csv_response
+from vtp.api.errors import ApiError, conflict, not_found
+from vtp.api.live_rooms import close_room, open_room
+from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.schemas import Strict
+from vtp.api.users import path_uuid
+from vtp.appkeys import DB
+from vtp.db import attendance as attendance_db
+from vtp.db import sessions as db
+from vtp.db.models import LiveSession
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+MAX_SESSION_LENGTH = timedelta(hours=24)
+
+
+class SessionCreate(Strict):
+    title: str = Field(min_length=1, max_length=200)
+    scheduled_start: AwareDatetime
+    scheduled_end: AwareDatetime
+    lesson_id: uuid.UUID | None = None
+    auto_record: bool = False
+    students_may_publish: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> SessionCreate:
+        check_schedule(self.scheduled_start, self.scheduled_end)
+        return self
+
+
+class SessionUpdate(Strict):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    scheduled_start: AwareDatetime | None = None
+    scheduled_end: AwareDatetime | None = None
+    lesson_id: uuid.UUID | None = None
+    auto_record: bool | None = None
+    students_may_publish: bool | None = None
+
+
+class SessionListQuery(ListQuery):
+    status: Literal["scheduled", "live", "ended", "cancelled"] | None = None
+    starts_after: AwareDatetime | None = None
+    starts_before: AwareDatetime | None = None
+
+
+def check_schedule(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise ValueError("scheduled_end must be after scheduled_start")
+    if end - start > MAX_SESSION_LENGTH:
+        raise ValueError("a session lasts at most 24 hours")
+
+
+def _field_error(field: str, message: str) -> ApiError:
+    return ApiError(
+        400, "validation_error", "request body is invalid", [{"field": field, "message": message}]
+    )
+
+
+def session_json(session: LiveSession, access: CourseAccess) -> dict[str, Any]:
+    data = session.to_json()
+    if not access.is_staff:
+        data.pop("room_name")  # handed out by /join only
+    return data
+
+
+async def load_session(
+    request: web.Request, roles: frozenset[CourseRole], *, write: bool = False
+) -> tuple[LiveSession, CourseAccess]:
+    session = await db.get_session(request.app[DB], path_uuid(request, "session_id"))
+    if session is None:
+        raise not_found("no such session")
+    access = await require_course_role(
+        request, session.course_id, roles, write=write, missing="no such session"
+    )
+    return session, access
+
+
+async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uuid.UUID) -> None:
+    found = await pool.fetchval(
+        "SELECT 1 FROM lessons WHERE id = $1 AND course_id = $2", lesson_id, course_id
+    )
+    if found is None:
+        raise _field_error("lesson_id", "no such lesson in this course")
+
+
+@routes.post("/api/v1/courses/{course_id}/sessions")
+@authenticated
+async def create_session(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    access = await require_course_role(request, course_id, STAFF, write=True)
+    body = await read_json(request, SessionCreate)
+    pool = request.app[DB]
+    if body.lesson_id is not None:
+        await _check_lesson(pool, course_id, body.lesson_id)
+    session = await db.create_session(
+        pool,
+        course_id=course_id,
+        host_id=access.user_id,
+        title=body.title,
+        scheduled_start=body.scheduled_start,
+        scheduled_end=body.scheduled_end,
+        lesson_id=body.lesson_id,
+        auto_record=body.auto_record,
+        students_may_publish=body.students_may_publish,
+    )
+    return web.json_response(session_json(session, access), status=201)
+
+
+@routes.get("/api/v1/courses/{course_id}/sessions")
+@authenticated
+async def list_sessions(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    access = await require_course_role(request, course_id, MEMBERS)
+    query = parse_query(request, SessionListQuery)
+    rows = await db.list_sessions(
+        request.app[DB],
+        course_id,
+        status=query.status,
+        starts_after=query.starts_after,
+        starts_before=query.starts_before,
+        after=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    return web.json_response(
+        page(rows, query.limit, lambda s: (s.created_at, s.id), lambda s: session_json(s, access))
+    )
+
+
+@routes.get("/api/v1/sessions/{session_id}")
+@authenticated
+async def get_session(request: web.Request) -> web.Response:
+    session, access = await load_session(request, MEMBERS)
+    return web.json_response(session_json(session, access))
+
+
+@routes.patch("/api/v1/sessions/{session_id}")
+@authenticated
+async def update_session(request: web.Request) -> web.Response:
+    session, access = await load_session(request, STAFF, write=True)
+    body = await read_json(request, SessionUpdate)
+    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    for key in ("title", "scheduled_start", "scheduled_end", "auto_record"):
+        if key in changes and changes[key] is None:
+            raise _field_error(key, "may not be null")
+    start = changes.get("scheduled_start", session.scheduled_start)
+    end = changes.get("scheduled_end", session.scheduled_end)
+    try:
+        check_schedule(start, end)
+    except ValueError as exc:
+        raise _field_error("scheduled_end", str(exc)) from exc
+    if changes.get("lesson_id") is not None:
+        await _check_lesson(request.app[DB], session.course_id, changes["lesson_id"])
+    if session.status != "scheduled":
+        raise conflict("session_not_editable", f"a {session.status} session cannot be edited")
+    updated = await db.update_session(request.app[DB], session.id, changes)
+    if updated is None:
+        raise conflict("session_not_editable", "the session is no longer scheduled")
+    return web.json_response(session_json(updated, access))
+
+
+def _invalid(exc: db.InvalidTransition) -> ApiError:
+    return ApiError(
+        409,
+        "invalid_transition",
+        f"a {exc.current} session cannot become {exc.target}",
+        {"from": exc.current, "to": exc.target},
+    )
+
+
+@routes.post("/api/v1/sessions/{session_id}/start")
+@authenticated
+async def start_session(request: web.Request) -> web.Response:
+    session, access = await load_session(request, STAFF, write=True)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        try:
+            live = await db.transition(conn, session.id, "live")
+        except db.InvalidTransition as exc:
+            raise _invalid(exc) from exc
+        # Inside the transaction: if the room cannot be opened the session stays scheduled.
+        await open_room(request.app, live.room_name)
+    log.info("session started", extra={"session_id": str(live.id)})
+    return web.json_response(session_json(live, access))
+
+
+@routes.post("/api/v1/sessions/{session_id}/end")
+@authenticated
+async def end_session(request: web.Request) -> web.Response:
+    session, access = await load_session(request, STAFF)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        try:
+            ended = await db.transition(conn, session.id, "ended")
+        except db.InvalidTransition as exc:
+            raise _invalid(exc) from exc
+        await attendance_db.close_open(conn, session.id)
+    try:
+        await close_room(request.app, ended.room_name)
+    except Exception:  # the session is ended whatever the SFU says
+        log.exception("closing room %s failed", ended.room_name)
+    log.info("session ended", extra={"session_id": str(ended.id)})
+    return web.json_response(session_json(ended, access))
+
+
+@routes.post("/api/v1/sessions/{session_id}/cancel")
+@authenticated
+async def cancel_session(request: web.Request) -> web.Response:
+    session, access = await load_session(request, STAFF)
+    try:
+        cancelled = await db.transition(request.app[DB], session.id, "cancelled")
+    except db.InvalidTransition as exc:
+        raise _invalid(exc) from exc
+    return web.json_response(session_json(cancelled, access))
+
+
+@routes.post("/api/v1/sessions/{session_id}/join")
+@authenticated
+async def join_session(request: web.Request) -> web.Response:
+    """A join ticket: the room to join over signalling and the caller's media role.
+    Staff (and the host) present; others view, and may publish only when allowed."""
+    session, access = await load_session(request, MEMBERS)
+    if session.status != "live":
+        raise conflict("session_not_live", f"the session is {session.status}, not live")
+    presenter = access.is_staff or session.host_id == access.user_id
+    may_publish = presenter or (session.students_may_publish and access.role == "student")
+    return web.json_response(
+        {
+            "session_id": str(session.id),
+            "room_name": session.room_name,
+            "role": "presenter" if presenter else "viewer",
+            "may_publish": may_publish,
+        }
+    )
+
+
+@routes.get("/api/v1/sessions/{session_id}/attendance")
+@authenticated
+async def get_attendance(request: web.Request) -> web.Response:
+    session, _ = await load_session(request, STAFF)
+    lines = await attendance_db.attendance(request.app[DB], session.id)
+    return web.json_response({"items": [line.to_json() for line in lines], "next_cursor": None})
+
+
+@routes.get("/api/v1/sessions/{session_id}/attendance.csv")
+@authenticated
+async def attendance_csv(request: web.Request) -> web.Response:
+    session, _ = await load_session(request, STAFF)
+    lines = await attendance_db.attendance(request.app[DB], session.id)
+    header = [
+        "user_id",
+        "display_name",
+        "email",
+        "course_role",
+        "joins",
+        "first_joined_at",
+        "last_left_at",
+        "attended_seconds",
+    ]
+    rows = [
+        [
+            line.user_id,
+            line.display_name,
+            line.email,
+            line.course_role or "",
+            line.joins,
+            line.first_joined_at.isoformat() if line.first_joined_at else "",
+            line.last_left_at.isoformat() if line.last_left_at else "",
+            line.attended_seconds,
+        ]
+        for line in lines
+    ]
+    return csv_response(f"attendance-{session.id}.csv", header, rows)
