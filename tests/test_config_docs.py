@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV_EXAMPLE = ROOT / ".env.example"
 # A setting line, commented out or not: "# VTP_PORT=8080" or "DATABASE_URL=...".
 _SETTING = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
+_COMPOSE_MARKER = "--- docker-compose only"
+# ${NAME:-default} in docker-compose.yml ($${NAME} is an escaped, container-side one).
+_COMPOSE_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)(?::?-([^}]*))?\}")
 
 
 def env_names() -> dict[str, str]:
@@ -25,14 +28,27 @@ def env_names() -> dict[str, str]:
     return names
 
 
-def documented() -> dict[str, str]:
-    """Variable -> the value shown in .env.example."""
+def _sections() -> tuple[list[str], list[str]]:
+    """(VTP's settings, the docker-compose-only variables) as lines of .env.example."""
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    for index, line in enumerate(lines):
+        if _COMPOSE_MARKER in line:
+            return lines[:index], lines[index:]
+    return lines, []
+
+
+def _settings(lines: list[str]) -> dict[str, str]:
     found = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
+    for line in lines:
         match = _SETTING.match(line.strip())
         if match:
             found[match.group(1)] = match.group(2).strip()
     return found
+
+
+def documented() -> dict[str, str]:
+    """VTP variable -> the value .env.example shows for it."""
+    return _settings(_sections()[0])
 
 
 def test_every_setting_is_documented() -> None:
@@ -105,3 +121,21 @@ def test_documented_values_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None
         if value:
             monkeypatch.setenv(variable, value)
     load_config()
+
+
+def test_compose_variables_are_documented_with_their_defaults() -> None:
+    """Every ${VAR} docker-compose.yml substitutes is in .env.example, with the same
+    default, so `cp .env.example .env` describes the stack as it runs."""
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    used: dict[str, str | None] = {}
+    for match in _COMPOSE_VARIABLE.finditer(compose_text):
+        used[match.group(1)] = match.group(2)
+    assert used, "docker-compose.yml substitutes no variables?"
+    shown = {**documented(), **_settings(_sections()[1])}
+    problems = []
+    for name, default in sorted(used.items()):
+        if name not in shown:
+            problems.append(f"{name} is not in .env.example")
+        elif default is not None and shown[name] != default:
+            problems.append(f"{name}: .env.example shows {shown[name]!r}, compose uses {default!r}")
+    assert not problems, "\n".join(problems)
