@@ -38,8 +38,13 @@ ensure_venv() {
         return 0
     fi
     say "installing VTP${extras:+ with [$extras]} into $VENV (first run or pyproject.toml changed)"
-    (cd "$VTP_ROOT" && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        --no-input -e "$spec") || die "pip install -e '$spec' failed"
+    # pip's and the build backend's chatter goes to a log, shown only if pip fails.
+    local log="$VENV/.vtp-pip.log"
+    if ! (cd "$VTP_ROOT" && "$VENV/bin/python" -m pip install --disable-pip-version-check \
+        --no-input -e "$spec") >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        die "pip install -e '$spec' failed (full output: $log)"
+    fi
     printf '%s\n' "$want" >"$stamp"
 }
 
