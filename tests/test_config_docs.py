@@ -139,3 +139,11 @@ def test_compose_variables_are_documented_with_their_defaults() -> None:
         elif default is not None and shown[name] != default:
             problems.append(f"{name}: .env.example shows {shown[name]!r}, compose uses {default!r}")
     assert not problems, "\n".join(problems)
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Configuration")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    missing = sorted(name for name in env_names().values() if f"`{name}`" not in section)
+    assert not missing, f"README's configuration table lacks: {', '.join(missing)}"

@@ -106,6 +106,13 @@ async def require_course_role(
     access = await load_course_access(conn or request.app[DB], principal, course_id)
     if access is None or not access.is_member:
         raise not_found(missing)
+    return enforce(access, roles, write=write)
+
+
+def enforce(
+    access: CourseAccess, roles: Iterable[CourseRole], *, write: bool = False
+) -> CourseAccess:
+    """403 unless the member's role is in `roles`; 409 for writes to an archived course."""
     if not access.can(roles):
         raise forbidden("your role in this course does not allow this")
     if write and access.course.status == "archived":

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vtp.api import courses, sessions
+from vtp.api import assignments, courses, sessions, submissions
 
-ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (courses.routes, sessions.routes)
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
+    courses.routes,
+    sessions.routes,
+    assignments.routes,
+    submissions.routes,
+)
 
 
 def setup_domain(app: web.Application) -> None:

@@ -1,0 +1,496 @@
+"""/api/v1 submissions, grading and the gradebook.
+
+A student's work on an assignment is a series of attempts; each attempt is a submission
+row that goes draft -> submitted -> graded -> returned. A student sees only their own
+submissions, and sees a score and feedback only once the grade is returned (until then
+a graded submission shows as "submitted" to them). Staff (teachers, TAs) see and grade
+every submission of their course.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import asyncpg
+from aiohttp import web
+from pydantic import Field
+
+from vtp.api.access import authenticated
+from vtp.api.assignments import Points, field_error, load_assignment
+from vtp.api.body import read_json
+from vtp.api.course_access import (
+    MEMBERS,
+    PARTICIPANTS,
+    STAFF,
+    STUDENT,
+    CourseAccess,
+    enforce,
+    require_course_role,
+)
+from vtp.api.csvout import csv_response
+from vtp.api.errors import ApiError, conflict, forbidden, not_found
+from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.schemas import Strict
+from vtp.api.uploads import MAX_FILES, download, public_file, receive_file
+from vtp.api.users import path_uuid
+from vtp.appkeys import DB, STORE
+from vtp.db import submissions as db
+from vtp.db.models import Assignment, Submission
+from vtp.storage import StorageError
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+MAX_BODY_TEXT = 100_000
+MAX_FEEDBACK = 10_000
+MAX_BULK = 200
+
+
+class SubmissionCreate(Strict):
+    body_text: str = Field(default="", max_length=MAX_BODY_TEXT)
+    submit: bool = False
+
+
+class SubmissionUpdate(Strict):
+    body_text: str = Field(max_length=MAX_BODY_TEXT)
+
+
+class SubmissionListQuery(ListQuery):
+    status: Literal["draft", "submitted", "graded", "returned"] | None = None
+    student_id: uuid.UUID | None = None
+
+
+class GradeRequest(Strict):
+    score: Points
+    feedback: str | None = Field(default=None, max_length=MAX_FEEDBACK)
+    return_to_student: bool = False
+
+
+class BulkGradeItem(Strict):
+    submission_id: uuid.UUID
+    score: Points
+    feedback: str | None = Field(default=None, max_length=MAX_FEEDBACK)
+
+
+class BulkGradeRequest(Strict):
+    grades: list[BulkGradeItem] = Field(min_length=1, max_length=MAX_BULK)
+    return_to_students: bool = False
+
+
+# --- rendering and loading ----------------------------------------------------------------
+def submission_json(sub: Submission, *, staff: bool) -> dict[str, Any]:
+    data = sub.to_json()
+    data["files"] = [public_file(f) for f in sub.files]
+    data["score"] = float(sub.score) if sub.score is not None else None
+    if not staff and sub.status != "returned":
+        for key in ("score", "feedback", "graded_by", "graded_at"):
+            data[key] = None
+        if sub.status == "graded":
+            data["status"] = "submitted"  # the grade is not released yet
+    return data
+
+
+async def load_submission(
+    request: web.Request,
+) -> tuple[Submission, Assignment, CourseAccess]:
+    """The submission if the caller is its author or staff of its course, else 404."""
+    sub = await db.get_submission(request.app[DB], path_uuid(request, "submission_id"))
+    if sub is None:
+        raise not_found("no such submission")
+    try:
+        assignment, access = await load_assignment(
+            request, MEMBERS, assignment_id=sub.assignment_id
+        )
+    except ApiError as exc:
+        if exc.status == 404:
+            raise not_found("no such submission") from exc
+        raise
+    if not access.is_staff and sub.student_id != access.user_id:
+        raise not_found("no such submission")
+    return sub, assignment, access
+
+
+def _require_author(sub: Submission, access: CourseAccess) -> None:
+    if sub.student_id != access.user_id:
+        raise forbidden("only the student who owns this submission may change it")
+    enforce(access, STUDENT, write=True)
+
+
+def _require_draft(sub: Submission) -> None:
+    if sub.status != "draft":
+        raise conflict("submission_not_draft", f"the submission is {sub.status}")
+
+
+def check_open(assignment: Assignment, now: datetime | None = None) -> None:
+    now = now or datetime.now(UTC)
+    if assignment.unlock_at is not None and now < assignment.unlock_at:
+        raise conflict("assignment_not_open", "the assignment is not open yet")
+    if assignment.lock_at is not None and now >= assignment.lock_at:
+        raise conflict("assignment_locked", "the assignment is locked: no more submissions")
+
+
+def _empty(sub: Submission) -> bool:
+    return not sub.body_text.strip() and not sub.files
+
+
+# --- student work -------------------------------------------------------------------------
+@routes.post("/api/v1/assignments/{assignment_id}/submissions")
+@authenticated
+async def create_submission(request: web.Request) -> web.Response:
+    """Start the next attempt (a draft), or hand it in at once with "submit": true."""
+    assignment, access = await load_assignment(request, STUDENT, write=True)
+    body = await read_json(request, SubmissionCreate, optional=True)
+    check_open(assignment)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        # One attempt at a time per student and assignment.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"{assignment.id}:{access.user_id}"
+        )
+        attempts = await db.student_attempts(conn, assignment.id, access.user_id)
+        draft = next((a for a in attempts if a.status == "draft"), None)
+        if draft is not None:
+            raise ApiError(
+                409,
+                "draft_exists",
+                "finish or edit your current draft first",
+                {"submission_id": str(draft.id)},
+            )
+        if assignment.allowed_attempts is not None and len(attempts) >= (
+            assignment.allowed_attempts
+        ):
+            raise conflict(
+                "attempts_exhausted",
+                f"all {assignment.allowed_attempts} allowed attempts are used",
+            )
+        attempt = max((a.attempt for a in attempts), default=0) + 1
+        sub = await db.create_attempt(conn, assignment.id, access.user_id, attempt, body.body_text)
+        if body.submit:
+            if _empty(sub):
+                raise ApiError(422, "empty_submission", "write something or attach a file")
+            submitted = await db.submit(conn, sub.id)
+            assert submitted is not None
+            sub = submitted
+    return web.json_response(submission_json(sub, staff=False), status=201)
+
+
+@routes.get("/api/v1/assignments/{assignment_id}/submissions")
+@authenticated
+async def list_submissions(request: web.Request) -> web.Response:
+    assignment, access = await load_assignment(request, PARTICIPANTS)
+    query = parse_query(request, SubmissionListQuery)
+    student_id = query.student_id
+    if not access.is_staff:
+        if student_id is not None and student_id != access.user_id:
+            raise forbidden("students see only their own submissions")
+        student_id = access.user_id
+    rows = await db.list_submissions(
+        request.app[DB],
+        assignment.id,
+        student_id=student_id,
+        status=query.status,
+        after=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    staff = access.is_staff
+
+    def render(row: asyncpg.Record) -> dict[str, Any]:
+        data = submission_json(Submission.from_record(row), staff=staff)
+        data["student_name"] = row["student_name"]
+        return data
+
+    return web.json_response(page(rows, query.limit, lambda r: (r["created_at"], r["id"]), render))
+
+
+@routes.get("/api/v1/submissions/{submission_id}")
+@authenticated
+async def get_submission(request: web.Request) -> web.Response:
+    sub, _, access = await load_submission(request)
+    return web.json_response(submission_json(sub, staff=access.is_staff))
+
+
+@routes.patch("/api/v1/submissions/{submission_id}")
+@authenticated
+async def update_submission(request: web.Request) -> web.Response:
+    sub, assignment, access = await load_submission(request)
+    _require_author(sub, access)
+    body = await read_json(request, SubmissionUpdate)
+    _require_draft(sub)
+    check_open(assignment)
+    updated = await db.set_body(request.app[DB], sub.id, body.body_text)
+    if updated is None:
+        raise conflict("submission_not_draft", "the submission was handed in meanwhile")
+    return web.json_response(submission_json(updated, staff=False))
+
+
+@routes.post("/api/v1/submissions/{submission_id}/submit")
+@authenticated
+async def submit_submission(request: web.Request) -> web.Response:
+    sub, assignment, access = await load_submission(request)
+    _require_author(sub, access)
+    _require_draft(sub)
+    check_open(assignment)
+    if _empty(sub):
+        raise ApiError(422, "empty_submission", "write something or attach a file")
+    submitted = await db.submit(request.app[DB], sub.id)
+    if submitted is None:
+        raise conflict("submission_not_draft", "the submission was handed in meanwhile")
+    return web.json_response(submission_json(submitted, staff=False))
+
+
+# --- files --------------------------------------------------------------------------------
+@routes.post("/api/v1/submissions/{submission_id}/files")
+@authenticated
+async def upload_file(request: web.Request) -> web.Response:
+    """Attach a file to a draft: the raw body, named by ?filename=."""
+    sub, assignment, access = await load_submission(request)
+    _require_author(sub, access)
+    _require_draft(sub)
+    check_open(assignment)
+    if len(sub.files) >= MAX_FILES:
+        raise conflict("too_many_files", f"a submission holds at most {MAX_FILES} files")
+    meta, data = await receive_file(
+        request, max_bytes=assignment.max_file_bytes, allowed=assignment.allowed_file_types
+    )
+    meta["key"] = f"submissions/{sub.id}/{meta['id']}"
+    store = request.app[STORE]
+    await store.put_bytes(meta["key"], data, meta["content_type"])
+    try:
+        async with request.app[DB].acquire() as conn, conn.transaction():
+            current = await db.lock_submission(conn, sub.id)
+            if current is None or current.status != "draft":
+                raise conflict("submission_not_draft", "the submission was handed in meanwhile")
+            if len(current.files) >= MAX_FILES:
+                raise conflict("too_many_files", f"a submission holds at most {MAX_FILES} files")
+            updated = await db.set_files(conn, sub.id, [*current.files, meta])
+            assert updated is not None
+    except BaseException:
+        # No orphaned object: the row does not mention it, so remove it.
+        await _delete_quietly(request, meta["key"])
+        raise
+    return web.json_response(public_file(meta), status=201)
+
+
+async def _delete_quietly(request: web.Request, key: str) -> None:
+    try:
+        await asyncio.shield(request.app[STORE].delete(key))
+    except (StorageError, asyncio.CancelledError):
+        log.warning("could not delete object %s", key)
+
+
+def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
+    for meta in sub.files:
+        if meta.get("id") == file_id:
+            return meta
+    raise not_found("no such file")
+
+
+@routes.get("/api/v1/submissions/{submission_id}/files/{file_id}")
+@authenticated
+async def get_file(request: web.Request) -> web.Response:
+    sub, _, _ = await load_submission(request)
+    meta = _find_file(sub, str(path_uuid(request, "file_id")))
+    data = await request.app[STORE].get_bytes(meta["key"])
+    return download(meta, data)
+
+
+@routes.delete("/api/v1/submissions/{submission_id}/files/{file_id}")
+@authenticated
+async def delete_file(request: web.Request) -> web.Response:
+    sub, _, access = await load_submission(request)
+    _require_author(sub, access)
+    _require_draft(sub)
+    file_id = str(path_uuid(request, "file_id"))
+    _find_file(sub, file_id)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        current = await db.lock_submission(conn, sub.id)
+        if current is None or current.status != "draft":
+            raise conflict("submission_not_draft", "the submission was handed in meanwhile")
+        meta = _find_file(current, file_id)
+        await db.set_files(conn, sub.id, [f for f in current.files if f is not meta])
+    await _delete_quietly(request, meta["key"])
+    return web.Response(status=204)
+
+
+# --- grading ------------------------------------------------------------------------------
+def _check_score(score: Decimal, assignment: Assignment, field: str) -> None:
+    if score > assignment.points_possible:
+        raise field_error(field, f"must be at most {assignment.points_possible}")
+
+
+@routes.put("/api/v1/submissions/{submission_id}/grade")
+@authenticated
+async def grade_submission(request: web.Request) -> web.Response:
+    sub, assignment, access = await load_submission(request)
+    enforce(access, STAFF, write=True)
+    body = await read_json(request, GradeRequest)
+    _check_score(body.score, assignment, "score")
+    graded = await db.grade(
+        request.app[DB],
+        sub.id,
+        score=body.score,
+        feedback=body.feedback,
+        graded_by=access.user_id,
+        return_now=body.return_to_student,
+    )
+    if graded is None:
+        raise conflict("submission_not_submitted", "a draft cannot be graded")
+    return web.json_response(submission_json(graded, staff=True))
+
+
+@routes.post("/api/v1/submissions/{submission_id}/return")
+@authenticated
+async def return_submission(request: web.Request) -> web.Response:
+    """Release the grade to the student (graded -> returned)."""
+    sub, _, access = await load_submission(request)
+    enforce(access, STAFF, write=True)
+    returned = await db.return_graded(request.app[DB], sub.id)
+    if returned is None:
+        raise conflict("submission_not_graded", f"a {sub.status} submission cannot be returned")
+    return web.json_response(submission_json(returned, staff=True))
+
+
+@routes.post("/api/v1/assignments/{assignment_id}/grades")
+@authenticated
+async def bulk_grade(request: web.Request) -> web.Response:
+    """Grade many submissions of one assignment at once: all or nothing."""
+    assignment, access = await load_assignment(request, STAFF, write=True)
+    body = await read_json(request, BulkGradeRequest)
+    ids = [g.submission_id for g in body.grades]
+    if len(set(ids)) != len(ids):
+        raise field_error("grades", "a submission appears more than once")
+    for i, item in enumerate(body.grades):
+        _check_score(item.score, assignment, f"grades.{i}.score")
+    results: list[Submission] = []
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        for i, item in enumerate(body.grades):
+            owner = await conn.fetchval(
+                "SELECT assignment_id FROM submissions WHERE id = $1", item.submission_id
+            )
+            graded = None
+            if owner == assignment.id:
+                graded = await db.grade(
+                    conn,
+                    item.submission_id,
+                    score=item.score,
+                    feedback=item.feedback,
+                    graded_by=access.user_id,
+                    return_now=body.return_to_students,
+                )
+            if graded is None:
+                raise ApiError(
+                    409,
+                    "bulk_grading_failed",
+                    "nothing was graded: a submission is not gradable",
+                    {
+                        "index": i,
+                        "submission_id": str(item.submission_id),
+                        "reason": "not_found" if owner != assignment.id else "draft",
+                    },
+                )
+            results.append(graded)
+    return web.json_response({"items": [submission_json(s, staff=True) for s in results]})
+
+
+# --- gradebook ----------------------------------------------------------------------------
+def _num(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+async def _gradebook(
+    request: web.Request,
+    course_id: uuid.UUID,
+    *,
+    student_id: uuid.UUID | None,
+    returned_only: bool,
+) -> dict[str, Any]:
+    assignments, students, grades = await db.gradebook(
+        request.app[DB], course_id, student_id=student_id, returned_only=returned_only
+    )
+    by_student: dict[uuid.UUID, dict[str, Any]] = {}
+    for g in grades:
+        by_student.setdefault(g["student_id"], {})[str(g["assignment_id"])] = {
+            "score": _num(g["score"]),
+            "status": g["status"],
+            "attempt": g["attempt"],
+            "is_late": g["is_late"],
+        }
+    rows = []
+    for s in students:
+        mine = by_student.get(s["id"], {})
+        total = sum((entry["score"] or 0.0) for entry in mine.values())
+        rows.append(
+            {
+                "user_id": str(s["id"]),
+                "display_name": s["display_name"],
+                "email": s["email"],
+                "grades": mine,
+                "total": total,
+            }
+        )
+    return {
+        "assignments": [
+            {
+                "id": str(a["id"]),
+                "title": a["title"],
+                "points_possible": float(a["points_possible"]),
+                "status": a["status"],
+                "due_at": a["due_at"].isoformat() if a["due_at"] else None,
+            }
+            for a in assignments
+        ],
+        "points_possible_total": float(sum(a["points_possible"] for a in assignments)),
+        "students": rows,
+    }
+
+
+@routes.get("/api/v1/courses/{course_id}/gradebook")
+@authenticated
+async def gradebook(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    await require_course_role(request, course_id, STAFF)
+    return web.json_response(
+        await _gradebook(request, course_id, student_id=None, returned_only=False)
+    )
+
+
+@routes.get("/api/v1/courses/{course_id}/gradebook.csv")
+@authenticated
+async def gradebook_csv(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    await require_course_role(request, course_id, STAFF)
+    book = await _gradebook(request, course_id, student_id=None, returned_only=False)
+    header = ["user_id", "display_name", "email"]
+    header += [f"{a['title']} ({a['points_possible']:g})" for a in book["assignments"]]
+    header.append(f"total ({book['points_possible_total']:g})")
+    rows = []
+    for s in book["students"]:
+        cells: list[object] = [s["user_id"], s["display_name"], s["email"]]
+        for a in book["assignments"]:
+            entry = s["grades"].get(a["id"])
+            cells.append("" if entry is None else f"{entry['score']:g}")
+        cells.append(f"{s['total']:g}")
+        rows.append(cells)
+    return csv_response(f"gradebook-{course_id}.csv", header, rows)
+
+
+@routes.get("/api/v1/courses/{course_id}/grades/me")
+@authenticated
+async def my_grades(request: web.Request) -> web.Response:
+    """A student's own returned grades in the course."""
+    course_id = path_uuid(request, "course_id")
+    access = await require_course_role(request, course_id, STUDENT)
+    book = await _gradebook(request, course_id, student_id=access.user_id, returned_only=True)
+    me = book["students"][0] if book["students"] else {"grades": {}, "total": 0.0}
+    return web.json_response(
+        {
+            "assignments": book["assignments"],
+            "points_possible_total": book["points_possible_total"],
+            "grades": me["grades"],
+            "total": me["total"],
+        }
+    )
