@@ -48,6 +48,8 @@ MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 4408
 
+_cleanups: set[asyncio.Future[None]] = set()
+
 
 def sfu_error_code(exc: SfuError) -> str:
     """The signalling/REST error code for an SFU error code ("bad-sdp" -> "bad_sdp")."""
@@ -145,11 +147,15 @@ class Session:
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
-            await self._leave("disconnected")
             self._closing = True
-            await self._flush()
+            # aiohttp cancels the handler when the client's TCP connection goes: the
+            # peer must still leave, so that runs in a task of its own.
+            cleanup = asyncio.ensure_future(self._leave("disconnected"))
+            _cleanups.add(cleanup)
+            cleanup.add_done_callback(_cleanups.discard)
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()
+            await asyncio.shield(cleanup)
 
     async def _authenticate(self) -> bool:
         try:
