@@ -147,11 +147,17 @@ class Connection:
         text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
         try:
             parsed: RTCIceCandidate = candidate_from_sdp(text)
-        except (ValueError, IndexError) as exc:
-            raise SfuError("bad-candidate", f"malformed ICE candidate: {exc}") from None
+            parsed.port = int(parsed.port)
+            if not 0 < parsed.port < 65536 or len(text) > 512:
+                raise ValueError("bad port or length")
+        except Exception as exc:
+            raise SfuError("bad-candidate", f"malformed ICE candidate: {exc!r}") from None
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = index if index is not None or sdp_mid is not None else 0
-        await self.pc.addIceCandidate(parsed)
+        try:
+            await self.pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise SfuError("bad-candidate", f"ICE candidate refused: {exc!r}") from None
 
     def check_alive(self, now: float, timeout: float) -> bool:
         """False once connected but silent for ``timeout`` seconds (or never connected
@@ -216,8 +222,8 @@ class UpConnection(Connection):
 
     async def start(self, offer_sdp: str) -> str:
         """Answer the publisher's offer; raises SfuError (and closes) on bad input."""
-        sdp = negotiation.sanitize_offer(offer_sdp)
         try:
+            sdp = negotiation.sanitize_offer(offer_sdp)
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.text(), type="offer"))
             self._prepare_transports()
             sections = {m.mid: m for m in sdp.media}
@@ -402,6 +408,7 @@ class DownConnection(Connection):
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         except Exception as exc:
+            await self.close("bad answer")
             raise SfuError("bad-sdp", f"answer rejected: {exc.__class__.__name__}: {exc}") from None
         self.answered = True
         for transceiver, up_track in self._pending:

@@ -76,8 +76,11 @@ def parse(text: str) -> Sdp:
     for m in media:
         if not m.mid:
             raise SfuError("bad-sdp", "every media section needs a=mid")
+    for line in lines:
+        if line.startswith("a=setup:") and line[8:] not in ("actpass", "active", "passive"):
+            raise SfuError("bad-sdp", "invalid a=setup")
     all_lines = "\n".join(lines)
-    if "a=fingerprint:" not in all_lines or "a=ice-ufrag:" not in all_lines:
+    if any(f"a={key}:" not in all_lines for key in ("fingerprint", "ice-ufrag", "ice-pwd")):
         raise SfuError("bad-sdp", "SDP lacks ICE credentials or DTLS fingerprint")
     return Sdp(session, media)
 
