@@ -1,0 +1,232 @@
+"""Unit tests of the SFU's pure modules: RTP/RTCP wire formats, sequence continuity,
+SDP filtering, TURN credentials, speaker detection, estimates."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import struct
+
+import pytest
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtcpSrPacket, unpack_remb_fci
+
+from vtp.config import load_config
+from vtp.sfu import SfuError, negotiation, rtcp
+from vtp.sfu.estimator import MIN_BITRATE, DownEstimate, combine
+from vtp.sfu.ice import IceSettings, turn_credential
+from vtp.sfu.packetcache import PacketCache
+from vtp.sfu.rtp import ExtensionWriter, parse_rtp, vp8_keyframe_start
+from vtp.sfu.seqmap import Unwrapper
+from vtp.sfu.speaker import LevelMeter, SpeakerDetector
+
+
+def test_rtcp_built_packets_parse_in_aiortc_and_back() -> None:
+    sr = rtcp.build_sr(0x11223344, 0x0102030405060708, 12345, 10, 2000)
+    (parsed,) = RtcpPacket.parse(sr)
+    assert isinstance(parsed, RtcpSrPacket)
+    assert parsed.ssrc == 0x11223344 and parsed.sender_info.rtp_timestamp == 12345
+    assert parsed.sender_info.packet_count == 10 and parsed.sender_info.octet_count == 2000
+    nack = rtcp.build_nack(1, 2, [65535, 0, 1, 5, 40])
+    (pn,) = RtcpPacket.parse(nack)
+    assert isinstance(pn, RtcpRtpfbPacket)
+    assert sorted(x & 0xFFFF for x in pn.lost) == [0, 1, 5, 40, 65535]
+    remb = rtcp.build_remb(7, 1_234_567, [8, 9])
+    (pr,) = RtcpPacket.parse(remb)
+    assert isinstance(pr, RtcpPsfbPacket)
+    bitrate, ssrcs = unpack_remb_fci(pr.fci)
+    assert ssrcs == [8, 9] and abs(bitrate - 1_234_567) < 1_234_567 / 1000
+    pli = rtcp.build_pli(3, 4)
+    compound = sr + nack + remb + pli + rtcp.build_bye([5])
+    ours = rtcp.parse_rtcp(compound)
+    assert [type(p).__name__ for p in ours] == ["SenderReport", "Nack", "Remb", "Pli", "Bye"]
+    assert ours[1].lost == (0, 1, 5, 40, 65535)  # type: ignore[union-attr]
+    block = rtcp.ReportBlock(9, 25, -3, 70000, 12, 34, 56)
+    rr = rtcp.parse_rtcp(rtcp.build_rr(1, [block]))
+    assert rr == [rtcp.ReceiverReport(1, (block,))]
+
+
+def test_rtcp_parse_survives_garbage() -> None:
+    good = rtcp.build_pli(1, 2)
+    assert rtcp.parse_rtcp(good + b"\x80\xce\xff\xff") == [rtcp.Pli(1, 2)]
+    lying_remb = struct.pack("!BBHII", 0x8F, 206, 4, 1, 0) + b"REMB" + bytes([200, 0, 0, 1])
+    assert rtcp.parse_rtcp(lying_remb) == []
+    for n in range(0, 40):
+        rtcp.parse_rtcp(bytes(range(n)))  # never raises
+
+
+def test_unwrapper_wraps_reorders_and_rebases() -> None:
+    u = Unwrapper(16, max_forward=3000, max_back=1000)
+    assert u.map(65534) == 65534
+    assert u.map(65535) == 65535
+    assert u.map(0) == 65536  # wrap
+    assert u.map(65533) == 65533  # late packet from before the wrap
+    assert u.map(2) == 65538
+    assert u.map(40000) == 65539  # hostile jump: continues by one
+    assert u.rebases == 1
+    assert u.map(40001) == 65540
+    assert u.to_wire(65540) == 40001
+    assert u.map(39999) == 65538  # small reorder in the new base
+    assert u.map(30000) == 65541  # too far back: treated as a reset, continues
+
+
+def test_packet_cache() -> None:
+    class P:
+        def __init__(self, useq: int) -> None:
+            self.useq = useq
+
+    cache: PacketCache[P] = PacketCache(8)
+    for i in range(20):
+        cache.add(P(i))
+    assert cache.get(19) is not None and cache.get(12) is not None
+    assert cache.get(11) is None and 3 not in cache
+    with pytest.raises(ValueError):
+        PacketCache(6)
+
+
+def _rtp(ext: bytes = b"", payload: bytes = b"\x10\x00\x9d", pad: int = 0) -> bytes:
+    b0 = 0x80 | (0x10 if ext else 0) | (0x20 if pad else 0)
+    tail = bytes(pad - 1) + bytes([pad]) if pad else b""
+    return struct.pack("!BBHII", b0, 0x80 | 97, 7, 9000, 42) + ext + payload + tail
+
+
+def test_parse_rtp_extensions_and_padding() -> None:
+    ext = struct.pack("!HH", 0xBEDE, 2) + bytes([0x10, 0x85, 0x40, ord("7"), 0, 0, 0, 0])
+    p = parse_rtp(_rtp(ext, pad=4), audio_level_id=1, mid_id=4)
+    assert p is not None
+    assert (p.payload_type, p.marker, p.seq, p.ts, p.ssrc) == (97, 0x80, 7, 9000, 42)
+    assert p.audio_level == 0x85 and p.mid == b"7" and p.payload == b"\x10\x00\x9d"
+    assert parse_rtp(_rtp(payload=b"", pad=4), 1, 4) is None  # padding only
+    assert parse_rtp(_rtp(ext[:6]), 1, 4) is None  # extension runs past the end
+    assert parse_rtp(b"\x40" + _rtp()[1:], 1, 4) is None  # RTP version 1
+
+
+def test_extension_writer_round_trip() -> None:
+    writer = ExtensionWriter(mid_id=1, mid="3", audio_level_id=2, abs_send_time_id=3)
+    block = writer.build(0x7F, b"\x01\x02\x03")
+    assert len(block) % 4 == 0
+    packet = struct.pack("!BBHII", 0x90, 111, 1, 1, 1) + block + b"x"
+    p = parse_rtp(packet, audio_level_id=2, mid_id=1)
+    assert p is not None and p.mid == b"3" and p.audio_level == 0x7F and p.payload == b"x"
+    assert ExtensionWriter(0, "", 0, 0).build(-1, b"\0\0\0") == b""
+
+
+def test_vp8_keyframe_detection() -> None:
+    key = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A])  # S=1, PID=0, P=0
+    assert vp8_keyframe_start(key)
+    assert not vp8_keyframe_start(bytes([0x10, 0x01]))  # P=1: interframe
+    assert not vp8_keyframe_start(bytes([0x00, 0x00]))  # not a partition start
+    # with X, I (15-bit picture id), L and T/K bytes
+    assert vp8_keyframe_start(bytes([0x90, 0xE0, 0x80, 0x01, 0x05, 0x20, 0x00]))
+    assert not vp8_keyframe_start(bytes([0x90, 0xE0, 0x80]))
+
+
+def test_sanitize_offer_keeps_vp8_and_opus_only() -> None:
+    offer = "\r\n".join(
+        [
+            "v=0",
+            "o=- 1 1 IN IP4 0.0.0.0",
+            "s=-",
+            "t=0 0",
+            "a=group:BUNDLE 0",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99",
+            "c=IN IP4 0.0.0.0",
+            "a=mid:0",
+            "a=sendonly",
+            "a=ice-ufrag:abcd",
+            "a=ice-pwd:abcdefghijklmnopqrstuv",
+            "a=fingerprint:sha-256 AA:BB",
+            "a=setup:actpass",
+            "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+            "a=extmap:5 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+            "a=rtpmap:96 VP8/90000",
+            "a=rtcp-fb:96 nack",
+            "a=rtpmap:97 rtx/90000",
+            "a=fmtp:97 apt=96",
+            "a=rtpmap:98 H264/90000",
+            "a=fmtp:98 profile-level-id=42e01f",
+            "a=rtpmap:99 red/90000",
+            "a=ssrc-group:FID 1 2",
+            "a=ssrc:1 cname:x",
+            "a=ssrc:2 cname:x",
+        ]
+    )
+    sdp = negotiation.sanitize_offer(offer)
+    text = sdp.text()
+    assert "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" in text
+    for gone in ("rtx", "H264", "red", "transport-wide-cc", "ssrc-group", "apt=96"):
+        assert gone not in text
+    assert "a=rtcp-fb:96 nack" in text and "sdes:mid" in text
+    assert sdp.media[0].ssrcs == [1, 2] and sdp.media[0].mid == "0"
+    with pytest.raises(SfuError):
+        negotiation.sanitize_offer(offer.replace("VP8", "VP9"))
+
+
+def test_add_opus_fec() -> None:
+    text = "\r\n".join(
+        [
+            "v=0",
+            "o=- 1 1 IN IP4 0.0.0.0",
+            "s=-",
+            "t=0 0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=mid:0",
+            "a=ice-ufrag:abcd",
+            "a=ice-pwd:abcdefghijklmnopqrstuv",
+            "a=fingerprint:sha-256 AA",
+            "a=rtpmap:111 opus/48000/2",
+            "a=fmtp:111 minptime=20",
+        ]
+    )
+    out = negotiation.add_opus_fec(text)
+    assert "a=fmtp:111 minptime=10;useinbandfec=1" in out and "minptime=20" not in out
+
+
+def test_turn_rest_credentials() -> None:
+    cred = turn_credential("s3cret", "alice", ttl_s=3600, now=1_000_000)
+    assert cred.username == "1003600:alice" and cred.expires_at == 1_003_600
+    digest = hmac.new(b"s3cret", b"1003600:alice", hashlib.sha1).digest()
+    assert cred.credential == base64.b64encode(digest).decode()
+    settings = IceSettings.from_config(
+        load_config(
+            stun_urls=["stun:stun.example.org:3478"],
+            turn_urls=["turn:turn.example.org:3478?transport=udp"],
+            turn_secret="s3cret",
+        )
+    )
+    servers = settings.client_ice_servers("bob", now=0)
+    assert servers[0] == {"urls": ["stun:stun.example.org:3478"]}
+    assert servers[1]["username"] == f"{settings.turn_credential_ttl_s}:bob"
+    # no STUN server at all by default, for clients or for the server itself
+    default = IceSettings.from_config(load_config())
+    assert default.client_ice_servers("x") == []
+    assert default.server_configuration().iceServers == []
+
+
+def test_speaker_detection_with_hysteresis() -> None:
+    changes: list[str | None] = []
+    detector = SpeakerDetector(changes.append)
+    detector.update({"a": 10.0, "b": 5.0})  # nobody above the threshold
+    assert changes == []
+    detector.update({"a": 90.0, "b": 80.0})
+    assert changes == ["a"]
+    detector.update({"a": 90.0, "b": 93.0})  # not louder by the hysteresis margin
+    assert changes == ["a"]
+    detector.update({"a": 60.0, "b": 93.0})  # a fell below the threshold
+    assert changes == ["a", "b"]
+    meter = LevelMeter()
+    meter.add(0x80 | 10)  # voice bit set, -10 dBov
+    meter.add(30)
+    assert meter.take() == (117 + 97) / 2 and meter.take() == 0.0
+
+
+def test_down_estimate_and_combine() -> None:
+    estimate = DownEstimate()
+    start = estimate.value(0.0)
+    estimate.on_loss(0.3)
+    assert estimate.value(0.0) < start
+    estimate.on_remb(200_000, now=10.0)
+    assert estimate.value(11.0) == 200_000
+    assert estimate.value(100.0) > 200_000  # stale REMB ignored
+    assert combine([900_000, 300_000]) == 300_000
+    assert combine([1]) == MIN_BITRATE
