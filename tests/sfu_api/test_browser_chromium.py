@@ -1,0 +1,114 @@
+"""Headless Chromium as publisher and subscriber through the WebSocket protocol.
+
+aiortc forgives SSRC and payload-type mistakes that browsers do not: this test runs the
+page static/sfu-test.html in two browser contexts against the SFU in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+PAGE = Path(__file__).resolve().parents[2] / "static" / "sfu-test.html"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream=fps=30",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+async def stats_of(page: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await page.evaluate("vtpStats()")
+    return result
+
+
+async def wait_stats(page: Any, key: str, minimum: int, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        stats = await stats_of(page)
+        if stats[key] >= minimum:
+            return stats
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{key} < {minimum}: {stats}")
+        await asyncio.sleep(0.25)
+
+
+@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium")
+async def test_chromium_publishes_and_chromium_watches(
+    client: Any, accounts: Any, aiohttp_server: Any
+) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.with_role("student")
+
+    async def test_page(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PAGE)
+
+    pages = web.Application()
+    pages.router.add_get("/sfu-test.html", test_page)
+    page_server = await aiohttp_server(pages, host="127.0.0.1")
+    page_url = str(page_server.make_url("/sfu-test.html"))
+    ws_url = f"ws://127.0.0.1:{client.port}/api/v1/sfu/ws"
+
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            pub_page = await (await browser.new_context()).new_page()
+            sub_page = await (await browser.new_context()).new_page()
+            await pub_page.goto(page_url)
+            await sub_page.goto(page_url)
+            await pub_page.evaluate(
+                "([u, t, r]) => vtpPublish(u, t, r)", [ws_url, teacher["access_token"], "chrome"]
+            )
+            await wait_stats(pub_page, "framesSent", 10, 15)
+            await sub_page.evaluate(
+                "([u, t, r]) => vtpWatch(u, t, r)", [ws_url, student["access_token"], "chrome"]
+            )
+            first = await wait_stats(sub_page, "framesDecoded", 10, 15)
+            assert first["errors"] == [] and first["connectionState"] == "connected", first
+            await asyncio.sleep(2)
+            later = await stats_of(sub_page)
+            # Decoding goes on at (close to) the camera's 30 fps, with audio.
+            assert later["framesDecoded"] - first["framesDecoded"] >= 20, (first, later)
+            assert later["frameWidth"] > 0 and later["audioPackets"] > 20, later
+            assert (await stats_of(pub_page))["errors"] == []
+
+            # The server counted what it forwarded.
+            resp = await client.get(
+                "/api/v1/sfu/rooms/chrome",
+                headers={"Authorization": f"Bearer {teacher['access_token']}"},
+            )
+            state = await resp.json()
+            assert resp.status == 200, state
+            [producer] = state["producers"]
+            assert {t["kind"] for t in producer["tracks"]} == {"audio", "video"}
+            assert all(t["packets"] > 0 and t["bytes"] > 0 for t in producer["tracks"])
+            [consumer] = state["consumers"]
+            assert all(t["packets"] > 0 for t in consumer["tracks"]), consumer
+
+            # The publisher's page goes away: the subscriber is told.
+            await pub_page.close()
+            deadline = time.monotonic() + 10
+            while "stream-removed" not in (await stats_of(sub_page))["log"]:
+                assert time.monotonic() < deadline, await stats_of(sub_page)
+                await asyncio.sleep(0.2)
+        finally:
+            await browser.close()
