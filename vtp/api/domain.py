@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vtp.api import assignments, courses, sessions, submissions
+from vtp.api import assignments, courses, lessons, sessions, submissions
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     courses.routes,
     sessions.routes,
     assignments.routes,
     submissions.routes,
+    lessons.routes,
 )
 
 

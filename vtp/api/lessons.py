@@ -1,0 +1,230 @@
+"""/api/v1 lessons: ordered within a course, markdown content, published/draft, and
+attachments in the object store. Students and observers see published lessons only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from vtp.api.access import authenticated
+from vtp.api.body import read_json
+from vtp.api.course_access import (
+    MEMBERS,
+    STAFF,
+    CourseAccess,
+    CourseRole,
+    enforce,
+    require_course_role,
+)
+from vtp.api.errors import ApiError, conflict, not_found
+from vtp.api.query import parse_query
+from vtp.api.schemas import Strict
+from vtp.api.uploads import MAX_UPLOAD_BYTES, download, public_file, receive_file
+from vtp.api.users import path_uuid
+from vtp.appkeys import DB, STORE
+from vtp.db import lessons as db
+from vtp.db.models import Lesson
+from vtp.storage import StorageError
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+MAX_CONTENT = 200_000
+MAX_ATTACHMENTS = 20
+MAX_LESSONS = 1000
+
+
+class LessonCreate(Strict):
+    title: str = Field(min_length=1, max_length=200)
+    content_md: str = Field(default="", max_length=MAX_CONTENT)
+    status: Literal["draft", "published"] = "draft"
+    position: int | None = Field(default=None, ge=0, le=MAX_LESSONS)
+
+
+class LessonUpdate(Strict):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    content_md: str | None = Field(default=None, max_length=MAX_CONTENT)
+    status: Literal["draft", "published"] | None = None
+    position: int | None = Field(default=None, ge=0, le=MAX_LESSONS)
+
+
+class LessonListQuery(BaseModel):
+    """Lessons are listed by position; the cursor is the last position seen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: int | None = Field(default=None, ge=0)
+
+
+def lesson_json(lesson: Lesson) -> dict[str, Any]:
+    data = lesson.to_json()
+    data["attachments"] = [public_file(a) for a in lesson.attachments]
+    return data
+
+
+async def load_lesson(
+    request: web.Request, roles: frozenset[CourseRole], *, write: bool = False
+) -> tuple[Lesson, CourseAccess]:
+    lesson = await db.get_lesson(request.app[DB], path_uuid(request, "lesson_id"))
+    if lesson is None:
+        raise not_found("no such lesson")
+    access = await require_course_role(request, lesson.course_id, MEMBERS, missing="no such lesson")
+    if lesson.status == "draft" and not access.is_staff:
+        raise not_found("no such lesson")
+    return lesson, enforce(access, roles, write=write)
+
+
+@routes.post("/api/v1/courses/{course_id}/lessons")
+@authenticated
+async def create_lesson(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    await require_course_role(request, course_id, STAFF, write=True)
+    body = await read_json(request, LessonCreate)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        if await db.count(conn, course_id) >= MAX_LESSONS:
+            raise conflict("too_many_lessons", f"a course holds at most {MAX_LESSONS} lessons")
+        lesson = await db.create_lesson(
+            conn,
+            course_id,
+            position=body.position,
+            title=body.title,
+            content_md=body.content_md,
+            status=body.status,
+        )
+    return web.json_response(lesson_json(lesson), status=201)
+
+
+@routes.get("/api/v1/courses/{course_id}/lessons")
+@authenticated
+async def list_lessons(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    access = await require_course_role(request, course_id, MEMBERS)
+    query = parse_query(request, LessonListQuery)
+    rows = await db.list_lessons(
+        request.app[DB],
+        course_id,
+        published_only=not access.is_staff,
+        after_position=query.cursor,
+        limit=query.limit,
+    )
+    more = len(rows) > query.limit
+    shown = rows[: query.limit]
+    return web.json_response(
+        {
+            "items": [lesson_json(lesson) for lesson in shown],
+            "next_cursor": str(shown[-1].position) if more and shown else None,
+        }
+    )
+
+
+@routes.get("/api/v1/lessons/{lesson_id}")
+@authenticated
+async def get_lesson(request: web.Request) -> web.Response:
+    lesson, _ = await load_lesson(request, MEMBERS)
+    return web.json_response(lesson_json(lesson))
+
+
+@routes.patch("/api/v1/lessons/{lesson_id}")
+@authenticated
+async def update_lesson(request: web.Request) -> web.Response:
+    lesson, _ = await load_lesson(request, STAFF, write=True)
+    body = await read_json(request, LessonUpdate)
+    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    for key, value in changes.items():
+        if value is None:
+            raise ApiError(
+                400,
+                "validation_error",
+                "request body is invalid",
+                [{"field": key, "message": "may not be null"}],
+            )
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        current = await db.lock_lesson(conn, lesson.id)
+        if current is None:
+            raise not_found("no such lesson")
+        updated = await db.update_lesson(conn, current, changes)
+    return web.json_response(lesson_json(updated))
+
+
+@routes.delete("/api/v1/lessons/{lesson_id}")
+@authenticated
+async def delete_lesson(request: web.Request) -> web.Response:
+    lesson, _ = await load_lesson(request, STAFF, write=True)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        current = await db.lock_lesson(conn, lesson.id)
+        if current is None:
+            raise not_found("no such lesson")
+        await db.delete_lesson(conn, current)
+    for meta in current.attachments:
+        await _delete_quietly(request, meta["key"])
+    return web.Response(status=204)
+
+
+# --- attachments --------------------------------------------------------------------------
+async def _delete_quietly(request: web.Request, key: str) -> None:
+    try:
+        await asyncio.shield(request.app[STORE].delete(key))
+    except (StorageError, asyncio.CancelledError):
+        log.warning("could not delete object %s", key)
+
+
+def _find(lesson: Lesson, file_id: str) -> dict[str, Any]:
+    for meta in lesson.attachments:
+        if meta.get("id") == file_id:
+            return meta
+    raise not_found("no such attachment")
+
+
+@routes.post("/api/v1/lessons/{lesson_id}/attachments")
+@authenticated
+async def add_attachment(request: web.Request) -> web.Response:
+    """Attach a file: the raw body, named by ?filename=."""
+    lesson, _ = await load_lesson(request, STAFF, write=True)
+    if len(lesson.attachments) >= MAX_ATTACHMENTS:
+        raise conflict("too_many_files", f"a lesson holds at most {MAX_ATTACHMENTS} files")
+    meta, data = await receive_file(request, max_bytes=MAX_UPLOAD_BYTES, allowed=[])
+    meta["key"] = f"lessons/{lesson.id}/{meta['id']}"
+    await request.app[STORE].put_bytes(meta["key"], data, meta["content_type"])
+    try:
+        async with request.app[DB].acquire() as conn, conn.transaction():
+            current = await db.lock_lesson(conn, lesson.id)
+            if current is None:
+                raise not_found("no such lesson")
+            if len(current.attachments) >= MAX_ATTACHMENTS:
+                raise conflict("too_many_files", f"a lesson holds at most {MAX_ATTACHMENTS} files")
+            await db.set_attachments(conn, lesson.id, [*current.attachments, meta])
+    except BaseException:
+        await _delete_quietly(request, meta["key"])
+        raise
+    return web.json_response(public_file(meta), status=201)
+
+
+@routes.get("/api/v1/lessons/{lesson_id}/attachments/{file_id}")
+@authenticated
+async def get_attachment(request: web.Request) -> web.Response:
+    lesson, _ = await load_lesson(request, MEMBERS)
+    meta = _find(lesson, str(path_uuid(request, "file_id")))
+    return download(meta, await request.app[STORE].get_bytes(meta["key"]))
+
+
+@routes.delete("/api/v1/lessons/{lesson_id}/attachments/{file_id}")
+@authenticated
+async def delete_attachment(request: web.Request) -> web.Response:
+    lesson, _ = await load_lesson(request, STAFF, write=True)
+    file_id = str(path_uuid(request, "file_id"))
+    _find(lesson, file_id)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        current = await db.lock_lesson(conn, lesson.id)
+        if current is None:
+            raise not_found("no such lesson")
+        meta = _find(current, file_id)
+        await db.set_attachments(
+            conn, lesson.id, [a for a in current.attachments if a.get("id") != file_id]
+        )
+    await _delete_quietly(request, meta["key"])
+    return web.Response(status=204)
