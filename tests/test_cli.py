@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 from conftest import JWT_TEST_SECRET
 
+from vtp.db.migrate import discover
+
 VTP = [sys.executable, "-m", "vtp"]
 _SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "VTP_S3_ENDPOINT", "VTP_JWT_SECRET")
 
@@ -60,13 +62,15 @@ class Server:
                 time.sleep(0.3)
         raise AssertionError(f"vtp serve never became healthy: {self.log.read_text()[-3000:]}")
 
-    def stop(self) -> int:
+    def stop(self) -> None:
+        """Stop as an operator would (Ctrl-C) and require a clean exit."""
         self.proc.send_signal(signal.SIGINT)
         try:
-            return self.proc.wait(30)
+            code = self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+        assert code == 0, f"vtp serve exited with {code}: {self.log.read_text()[-3000:]}"
 
 
 @pytest.fixture
@@ -114,7 +118,7 @@ async def test_serve_with_nothing_configured(state_dir: Path) -> None:
             async with http.get("/api/v1/users/me", headers=auth) as resp:
                 assert resp.status == 401
     finally:
-        assert server.stop() == 0
+        server.stop()
     log_lines = [
         json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")
     ]
@@ -130,7 +134,7 @@ async def test_serve_with_nothing_configured(state_dir: Path) -> None:
         ):
             assert resp.status == 200
     finally:
-        assert server.stop() == 0
+        server.stop()
 
 
 def test_migrate_user_create_and_check(
@@ -143,7 +147,8 @@ def test_migrate_user_create_and_check(
         VTP_JWT_SECRET=JWT_TEST_SECRET,
     )
     out = subprocess.run([*VTP, "migrate"], env=env, capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == {"applied": ["001_initial_schema"]}
+    every = [f"{m.version:03d}_{m.name}" for m in discover()]
+    assert json.loads(out.stdout) == {"applied": every}
     out = subprocess.run([*VTP, "migrate"], env=env, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == {"applied": []}
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+_START_ATTEMPTS = 3
 
 
 class EmbeddedPostgres:
@@ -27,9 +30,28 @@ class EmbeddedPostgres:
         return uri
 
     def _start_blocking(self) -> Any:
-        import pgserver  # imported lazily: the real-server path never needs it
+        # Imported lazily: the real-server path never needs pgserver.
+        from pgserver.postgres_server import PostgresServer
 
-        return pgserver.get_server(self.pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        # pgserver gives pg_ctl a fixed 10 s to start the server; on a loaded machine that
+        # is sometimes not enough, and the next attempt finds the server up or starts it.
+        last_error: Exception | None = None
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self.pgdata.mkdir(exist_ok=True)
+                return PostgresServer(self.pgdata.resolve(), cleanup_mode="stop")
+            except (subprocess.SubprocessError, OSError) as exc:
+                last_error = exc
+                log.warning(
+                    "embedded PostgreSQL did not start (attempt %d of %d): %s",
+                    attempt,
+                    _START_ATTEMPTS,
+                    exc,
+                )
+                time.sleep(attempt)
+        raise RuntimeError(
+            f"embedded PostgreSQL in {self.pgdata} failed to start; see {self.pgdata / 'log'}"
+        ) from last_error
 
     async def stop(self) -> None:
         if self._server is not None:
