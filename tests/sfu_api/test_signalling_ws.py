@@ -48,6 +48,8 @@ async def test_publish_late_joiner_subscribes_and_publisher_leaves(
     assert peer_joined["peer"]["peer_id"] == joined_b["peer_id"]
     assert peer_joined["peer"]["user_id"] == student["user"]["id"]
 
+    speaker = await b.wait("active-speaker")  # the publisher's tone
+    assert speaker["peer_id"] == joined_a["peer_id"]
     viewer, sub_id = await subscribe(b, stream_id)
     await b.wait("connection-state", connection_id=sub_id, state="connected")
     await viewer.wait_frames(15)
@@ -183,3 +185,20 @@ async def test_authentication(client: Any, accounts: Any) -> None:
     # A plain GET (no upgrade) gets a JSON error.
     resp = await client.get("/api/v1/sfu/ws", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 400
+
+
+async def test_idle_websocket_peer_stays_in_the_room(client: Any, accounts: Any) -> None:
+    """A joined peer with no media connection is kept while its WebSocket is open."""
+    from vtp.sfu.service import SFU_KEY
+
+    sfu = client.app[SFU_KEY]
+    sfu.peer_timeout_s = 1.0
+    teacher = await accounts.with_role("teacher")
+    conn = await connect(client, teacher["access_token"])
+    joined = await conn.request("join", "joined", room="idle")
+    await asyncio.sleep(3)
+    assert await conn.request("ping", "pong")
+    assert [m for m in conn.seen if m["type"] == "left"] == []
+    room = sfu.get_room("idle")
+    assert room is not None and joined["peer_id"] in room.peers
+    await conn.close()

@@ -43,6 +43,7 @@ routes = web.RouteTableDef()
 WS_PATH = "/api/v1/sfu/ws"
 AUTH_TIMEOUT_S = 10.0
 HEARTBEAT_S = 10.0
+KEEPALIVE_S = 0.5
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is dropped
 CLOSE_UNAUTHORIZED = 4401
@@ -134,6 +135,7 @@ class Session:
     async def run(self, principal: Principal | None) -> None:
         self.principal = principal
         self._writer = asyncio.create_task(self._write_loop())
+        keepalive = asyncio.create_task(self._keep_alive())
         try:
             if principal is not None:
                 self.send(m.Authenticated(user_id=str(principal.user_id), role=principal.role))
@@ -153,9 +155,18 @@ class Session:
             cleanup = asyncio.ensure_future(self._leave("disconnected"))
             _cleanups.add(cleanup)
             cleanup.add_done_callback(_cleanups.discard)
+            keepalive.cancel()
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()
             await asyncio.shield(cleanup)
+
+    async def _keep_alive(self) -> None:
+        """An open WebSocket (answering the heartbeat) means the peer is there, even with
+        no media connection: keep the SFU from removing it as silent."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_S)
+            if self.member is not None:
+                self.member.peer.touch()
 
     async def _authenticate(self) -> bool:
         try:
