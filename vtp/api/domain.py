@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vtp.api import assignments, courses, lessons, sessions, submissions
+from vtp.api import assignments, chat, courses, lessons, recordings, sessions, submissions
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     courses.routes,
@@ -12,6 +12,8 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     assignments.routes,
     submissions.routes,
     lessons.routes,
+    chat.routes,
+    recordings.routes,
 )
 
 

@@ -1,0 +1,175 @@
+"""/api/v1 chat: a course channel and each live session's room chat.
+
+History is newest first with a cursor; a message is 1-4000 characters; its author may
+edit or delete it, and the course's teachers and TAs may delete any (moderation).
+Deleted messages keep their place in the history with ``body: null``.
+
+Live delivery: the signalling layer registers callbacks in ``app[CHAT_HOOKS]`` (at
+start-up, before the app is frozen); each is awaited with an event dict
+``{"type": "chat.created"|"chat.edited"|"chat.deleted", "course_id", "session_id",
+"message"}`` after the change is committed. A failing hook is logged, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from vtp.api.access import authenticated
+from vtp.api.body import read_json
+from vtp.api.course_access import MEMBERS, PARTICIPANTS, CourseAccess, require_course_role
+from vtp.api.errors import conflict, forbidden, not_found
+from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.schemas import Strict
+from vtp.api.sessions import load_session
+from vtp.api.users import path_uuid
+from vtp.appkeys import DB
+from vtp.db import chat as db
+from vtp.db.models import Chat
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+MAX_MESSAGE = 4000
+ChatHook = Callable[[dict[str, Any]], Awaitable[None]]
+CHAT_HOOKS = web.AppKey("chat_hooks", list[ChatHook])
+
+
+class MessageBody(Strict):
+    body: str = Field(min_length=1, max_length=MAX_MESSAGE)
+
+    @field_validator("body")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a message cannot be blank")
+        return value
+
+
+def message_json(msg: Chat, author_name: str | None = None) -> dict[str, Any]:
+    data = msg.to_json()
+    if msg.deleted_at is not None:
+        data["body"] = None
+    data["author_name"] = author_name
+    return data
+
+
+async def _announce(request: web.Request, kind: str, msg: Chat) -> None:
+    for hook in request.app.get(CHAT_HOOKS, []):
+        try:
+            await hook(
+                {
+                    "type": kind,
+                    "course_id": str(msg.course_id),
+                    "session_id": str(msg.session_id) if msg.session_id else None,
+                    "message": message_json(msg),
+                }
+            )
+        except Exception:
+            log.exception("chat hook failed")
+
+
+def _history(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
+    return page(
+        rows,
+        limit,
+        lambda r: (r["created_at"], r["id"]),
+        lambda r: message_json(Chat.from_record(r), r["author_name"]),
+    )
+
+
+@routes.get("/api/v1/courses/{course_id}/chat")
+@authenticated
+async def course_history(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    await require_course_role(request, course_id, MEMBERS)
+    query = parse_query(request, ListQuery)
+    rows = await db.history(
+        request.app[DB],
+        course_id=course_id,
+        session_id=None,
+        before=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    return web.json_response(_history(rows, query.limit))
+
+
+@routes.post("/api/v1/courses/{course_id}/chat")
+@authenticated
+async def course_post(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    access = await require_course_role(request, course_id, PARTICIPANTS, write=True)
+    body = await read_json(request, MessageBody)
+    msg = await db.post(request.app[DB], course_id, None, access.user_id, body.body)
+    await _announce(request, "chat.created", msg)
+    return web.json_response(message_json(msg), status=201)
+
+
+@routes.get("/api/v1/sessions/{session_id}/chat")
+@authenticated
+async def session_history(request: web.Request) -> web.Response:
+    session, _ = await load_session(request, MEMBERS)
+    query = parse_query(request, ListQuery)
+    rows = await db.history(
+        request.app[DB],
+        course_id=session.course_id,
+        session_id=session.id,
+        before=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    return web.json_response(_history(rows, query.limit))
+
+
+@routes.post("/api/v1/sessions/{session_id}/chat")
+@authenticated
+async def session_post(request: web.Request) -> web.Response:
+    session, access = await load_session(request, PARTICIPANTS, write=True)
+    body = await read_json(request, MessageBody)
+    if session.status != "live":
+        raise conflict("session_not_live", "room chat is open while the session is live")
+    msg = await db.post(request.app[DB], session.course_id, session.id, access.user_id, body.body)
+    await _announce(request, "chat.created", msg)
+    return web.json_response(message_json(msg), status=201)
+
+
+async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
+    """The message and the caller's access to its course (404 if invisible)."""
+    msg = await db.get(request.app[DB], path_uuid(request, "message_id"))
+    if msg is None:
+        raise not_found("no such message")
+    access = await require_course_role(
+        request, msg.course_id, MEMBERS, write=True, missing="no such message"
+    )
+    return msg, access
+
+
+@routes.patch("/api/v1/chat/{message_id}")
+@authenticated
+async def edit_message(request: web.Request) -> web.Response:
+    msg, access = await _load_message(request)
+    body = await read_json(request, MessageBody)
+    if msg.author_id != access.user_id:
+        raise forbidden("only the author may edit a message")
+    edited = await db.edit(request.app[DB], msg.id, body.body)
+    if edited is None:
+        raise conflict("message_deleted", "a deleted message cannot be edited")
+    await _announce(request, "chat.edited", edited)
+    return web.json_response(message_json(edited))
+
+
+@routes.delete("/api/v1/chat/{message_id}")
+@authenticated
+async def delete_message(request: web.Request) -> web.Response:
+    """The author deletes their message; teachers and TAs moderate any."""
+    msg, access = await _load_message(request)
+    if msg.author_id != access.user_id and not access.is_staff:
+        raise forbidden("only the author or the course staff may delete a message")
+    deleted = await db.delete(request.app[DB], msg.id)
+    if deleted is not None and msg.deleted_at is None:
+        await _announce(request, "chat.deleted", deleted)
+    return web.Response(status=204)

@@ -1,0 +1,101 @@
+"""/api/v1 recordings: listed per course or session with their status, visible to the
+course's members only (the object key and errors to staff only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+import asyncpg
+from aiohttp import web
+
+from vtp.api.access import authenticated
+from vtp.api.course_access import MEMBERS, require_course_role
+from vtp.api.errors import not_found
+from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.sessions import load_session
+from vtp.api.users import path_uuid
+from vtp.appkeys import DB
+from vtp.db import recordings as db
+
+routes = web.RouteTableDef()
+
+
+class RecordingListQuery(ListQuery):
+    status: Literal["recording", "uploading", "available", "failed"] | None = None
+    session_id: uuid.UUID | None = None
+
+
+def recording_json(row: asyncpg.Record, *, staff: bool) -> dict[str, Any]:
+    data = db.from_row(row).to_json()
+    data["course_id"] = str(row["course_id"])
+    data["session_title"] = row["session_title"]
+    if not staff:
+        data.pop("object_key")
+        data.pop("error")
+    return data
+
+
+@routes.get("/api/v1/courses/{course_id}/recordings")
+@authenticated
+async def course_recordings(request: web.Request) -> web.Response:
+    course_id = path_uuid(request, "course_id")
+    access = await require_course_role(request, course_id, MEMBERS)
+    query = parse_query(request, RecordingListQuery)
+    rows = await db.list_recordings(
+        request.app[DB],
+        course_id=course_id,
+        session_id=query.session_id,
+        status=query.status,
+        after=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    staff = access.is_staff
+    return web.json_response(
+        page(
+            rows,
+            query.limit,
+            lambda r: (r["created_at"], r["id"]),
+            lambda r: recording_json(r, staff=staff),
+        )
+    )
+
+
+class SessionRecordingQuery(ListQuery):
+    status: Literal["recording", "uploading", "available", "failed"] | None = None
+
+
+@routes.get("/api/v1/sessions/{session_id}/recordings")
+@authenticated
+async def session_recordings(request: web.Request) -> web.Response:
+    session, access = await load_session(request, MEMBERS)
+    query = parse_query(request, SessionRecordingQuery)
+    rows = await db.list_recordings(
+        request.app[DB],
+        course_id=None,
+        session_id=session.id,
+        status=query.status,
+        after=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    staff = access.is_staff
+    return web.json_response(
+        page(
+            rows,
+            query.limit,
+            lambda r: (r["created_at"], r["id"]),
+            lambda r: recording_json(r, staff=staff),
+        )
+    )
+
+
+@routes.get("/api/v1/recordings/{recording_id}")
+@authenticated
+async def get_recording(request: web.Request) -> web.Response:
+    row = await db.get_with_course(request.app[DB], path_uuid(request, "recording_id"))
+    if row is None:
+        raise not_found("no such recording")
+    access = await require_course_role(
+        request, row["course_id"], MEMBERS, missing="no such recording"
+    )
+    return web.json_response(recording_json(row, staff=access.is_staff))
