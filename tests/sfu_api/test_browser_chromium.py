@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from ws_peers import config  # noqa: F401  (loopback ICE for the app under test)
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from helpers import assert_error, bearer
-from ws_peers import RED, Viewer, assert_frames_show, publisher_offer, set_answer
+from ws_peers import (
+    RED,
+    Viewer,
+    assert_frames_show,
+    config,  # noqa: F401  (loopback ICE for the app under test)
+    publisher_offer,
+    set_answer,
+)
 
 ROOM = "/api/v1/sfu/rooms/rest-room"
 
@@ -46,6 +53,7 @@ async def test_transports_flow_and_room_state(client: Any, accounts: Any) -> Non
     send = await resp.json()
     assert resp.status == 201, send
     assert send["type"] == "answer" and send["stream_id"] == send["transport_id"]
+    assert " 127.0.0.1 " in send["sdp"]  # the loopback config fixture is in force
     assert resp.headers["Location"] == f"{ROOM}/transports/{send['transport_id']}"
     await set_answer(pub_pc, send["sdp"])
 

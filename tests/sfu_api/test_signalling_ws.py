@@ -12,6 +12,7 @@ from ws_peers import (
     RED,
     WsClient,
     assert_frames_show,
+    config,  # noqa: F401  (loopback ICE for the app under test)
     connect,
     publish,
     publisher_offer,

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from helpers import assert_error, bearer
-from ws_peers import BLUE, assert_frames_show, connect, publisher_offer, set_answer, subscribe
+from ws_peers import (
+    BLUE,
+    assert_frames_show,
+    config,  # noqa: F401  (loopback ICE for the app under test)
+    connect,
+    publisher_offer,
+    set_answer,
+    subscribe,
+)
 
 SDP = {"Content-Type": "application/sdp"}
 FRAG = {"Content-Type": "application/trickle-ice-sdpfrag"}

@@ -11,6 +11,7 @@ import struct
 import time
 from typing import Any
 
+import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiortc import (
     MediaStreamTrack,
@@ -21,6 +22,18 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
+
+from vtp.config import Config
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The app's ICE agent gathers on loopback, so peers in this process reach it.
+    (Imported by each test module: a conftest.py here would shadow tests/conftest.py.)"""
+    return config.model_copy(
+        update={"ice_addresses": ["127.0.0.1"], "room_grace_s": 2.0, "peer_timeout_s": 10.0}
+    )
+
 
 W, H = 320, 240
 BITS = 12
