@@ -62,8 +62,13 @@ async def test_take_over_media_and_raw_sender() -> None:
         assert sender.send_rtcp(rr) > len(rr)
         await wait_until(lambda: marker in received_rtp and rr in received_rtcp)
         assert sender.remote_address() is not None
-        sender.closed = True
-        assert sender.send_rtp(marker) == 0
+        # the fields form packs the same bytes
+        before = len(received_rtp)
+        assert sender.send_fields(0x80, 111, 4243, 99, 0x01020304, b"hello-sfu") > 0
+        second = struct.pack("!BBHII", 0x80, 111, 4243, 99, 0x01020304) + b"hello-sfu"
+        await wait_until(lambda: second in received_rtp[before:])
+        sender.close()
+        assert sender.send_rtp(marker) == 0 and sender.send_rtcp(rr) == 0
     finally:
         await asyncio.gather(a.close(), b.close())
     # once closed, the ICE agent has released its sockets

@@ -161,13 +161,13 @@ async def test_hostile_packets_do_not_break_subscribers(sfu: Sfu, event_log: Eve
         assert isinstance(down_conn, DownConnection)
         down = down_conn.tracks[0]
         out_seqs: list[int] = []
-        real_send = down.send_rtp
+        real_send = down.send
 
-        def watch(data: bytes) -> int:
-            out_seqs.append(int.from_bytes(data[2:4], "big"))
-            return real_send(data)
+        def watch(b0: int, mpt: int, seq: int, ts: int, ssrc: int, body: bytes) -> int:
+            out_seqs.append(seq)
+            return real_send(b0, mpt, seq, ts, ssrc, body)
 
-        down.send_rtp = watch
+        down.send = watch
         pt = track.payload_type
         seq = track.seq.to_wire(track.seq.highest)
         hostile = [

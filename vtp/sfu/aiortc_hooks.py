@@ -18,6 +18,9 @@ What is taken over, per object instance (never by patching classes):
 
 from __future__ import annotations
 
+import os
+import socket
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +30,10 @@ import aioice.ice
 import aiortc
 import pylibsrtp
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
+
+_HEADER = struct.Struct("!BBHII")
 
 PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 
@@ -75,42 +82,113 @@ def media_taken_over(dtls: RTCDtlsTransport) -> bool:
 
 class RawSender:
     """Protects and sends RTP/RTCP on a connected DTLS transport without aiortc's await
-    chain: the transport's SRTP session, then the nominated ICE pair's datagram transport.
-    Follows re-nomination (the pair is looked up per packet)."""
+    chain or pylibsrtp's per-call allocations.
 
-    __slots__ = ("_dtls", "_nominated", "_protect", "_protect_rtcp", "closed")
+    The RTP header is packed straight into one preallocated buffer, the body copied
+    behind it, ``srtp_protect`` (libsrtp, through pylibsrtp's cffi binding and the
+    transport's own SRTP session) runs in place, and the result leaves through a
+    duplicate of the nominated ICE pair's UDP socket. Re-nomination is followed: the
+    pair is checked on every packet (one dict lookup)."""
+
+    __slots__ = (
+        "_addr",
+        "_cdata",
+        "_dtls",
+        "_lenp",
+        "_nominated",
+        "_pair",
+        "_protect",
+        "_protect_rtcp",
+        "_session",
+        "_sock",
+        "_srtp",
+        "_view",
+        "buffer",
+        "closed",
+        "send_errors",
+    )
+
+    MAX_PACKET = 1500 - 16  # room for the SRTP auth tag
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         if dtls.state != "connected" or dtls._tx_srtp is None:
             raise ConnectionError("DTLS transport is not connected")
         self._dtls = dtls
         session = dtls._tx_srtp
-        self._protect: Callable[[bytes], bytes] = session.protect
+        self._session = session  # keeps the srtp_t alive
+        self._srtp = session._srtp[0]
+        self._protect = _srtp_lib.srtp_protect
         self._protect_rtcp: Callable[[bytes], bytes] = session.protect_rtcp
+        self._cdata = _srtp_ffi.new("char[]", 2048)
+        self.buffer = _srtp_ffi.buffer(self._cdata)
+        self._view = memoryview(self.buffer)
+        self._lenp = _srtp_ffi.new("int *")
         self._nominated: dict[int, Any] = dtls.transport._connection._nominated
+        self._pair: Any = None
+        self._sock: socket.socket | None = None
+        self._addr: Any = None
         self.closed = False
+        self.send_errors = 0
+
+    def _refresh(self) -> bool:
+        pair = self._nominated.get(1)
+        if pair is None or self.closed:
+            return False
+        transport = pair.protocol.transport
+        if transport.is_closing():
+            return False
+        old = self._sock
+        fd = transport.get_extra_info("socket").fileno()
+        sock = socket.socket(fileno=os.dup(fd))
+        sock.setblocking(False)
+        self._sock = sock
+        self._addr = pair.remote_addr
+        self._pair = pair
+        if old is not None:
+            old.close()
+        return True
+
+    def send_fields(
+        self, first_byte: int, marker_pt: int, seq: int, ts: int, ssrc: int, body: bytes
+    ) -> int:
+        """Pack a 12-byte RTP header + ``body``, protect and send; bytes sent or 0."""
+        if self._pair is not self._nominated.get(1) and not self._refresh():
+            return 0
+        n = 12 + len(body)
+        if n > self.MAX_PACKET:
+            return 0
+        buf = self.buffer
+        _HEADER.pack_into(buf, 0, first_byte, marker_pt, seq, ts, ssrc)
+        buf[12:n] = body
+        lenp = self._lenp
+        lenp[0] = n
+        if self._protect(self._srtp, self._cdata, lenp):
+            self.send_errors += 1
+            return 0
+        out = lenp[0]
+        try:
+            self._sock.sendto(self._view[:out], self._addr)  # type: ignore[union-attr]
+        except OSError:
+            self.send_errors += 1
+            return 0
+        return int(out)
 
     def send_rtp(self, data: bytes) -> int:
-        """Protect and send one RTP packet; returns the bytes sent (0 if not sent)."""
-        pair = self._nominated.get(1)
-        if pair is None or self.closed:
+        """Protect and send one whole RTP packet."""
+        if len(data) < 12:
             return 0
-        transport = pair.protocol.transport
-        if transport.is_closing():
-            return 0
-        protected = self._protect(data)
-        transport.sendto(protected, pair.remote_addr)
-        return len(protected)
+        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        return self.send_fields(b0, b1, seq, ts, ssrc, data[12:])
 
     def send_rtcp(self, data: bytes) -> int:
-        pair = self._nominated.get(1)
-        if pair is None or self.closed:
+        if self._pair is not self._nominated.get(1) and not self._refresh():
             return 0
-        transport = pair.protocol.transport
-        if transport.is_closing():
+        try:
+            protected = self._protect_rtcp(data)
+            self._sock.sendto(protected, self._addr)  # type: ignore[union-attr]
+        except (OSError, pylibsrtp.Error, ValueError):
+            self.send_errors += 1
             return 0
-        protected = self._protect_rtcp(data)
-        transport.sendto(protected, pair.remote_addr)
         return len(protected)
 
     def remote_address(self) -> tuple[str, int] | None:
@@ -119,6 +197,13 @@ class RawSender:
             return None
         host, port = pair.remote_addr
         return (str(host), int(port))
+
+    def close(self) -> None:
+        self.closed = True
+        self._pair = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 # --- subscriber-side senders -------------------------------------------------------------

@@ -184,7 +184,7 @@ class Connection:
         except Exception:
             logger.exception("%s %s: cleanup failed", self.kind, self.id)
         if self.sender is not None:
-            self.sender.closed = True
+            self.sender.close()
         try:
             await self.pc.close()
         except Exception:
@@ -429,7 +429,6 @@ class DownConnection(Connection):
                 hooks.sender_ssrc(transceiver.sender),
                 codecs[0].payload_type,
                 writer,
-                self.send_rtp,
                 self.send_rtcp,
             )
             self.tracks.append(down)
@@ -439,9 +438,10 @@ class DownConnection(Connection):
             raise SfuError("bad-sdp", "the answer accepts none of the stream's tracks")
 
     def on_connected(self) -> None:
-        if self.closed or self.up.closed:
+        if self.closed or self.up.closed or self.sender is None:
             return
         for down in self.tracks:
+            down.send = self.sender.send_fields
             down.up.add_down(down)
 
     def receive_rtp(self, data: bytes) -> None:

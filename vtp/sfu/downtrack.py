@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from vtp.sfu import rtcp
 from vtp.sfu.estimator import DownEstimate
-from vtp.sfu.rtp import HEADER, ExtensionWriter
+from vtp.sfu.rtp import ExtensionWriter
 
 if TYPE_CHECKING:
     from vtp.sfu.uptrack import UpPacket, UpTrack
@@ -35,6 +35,12 @@ def extension_writer(mid_id: int, mid: str, audio_level_id: int, abs_id: int) ->
     return writer
 
 
+def _not_connected(
+    first_byte: int, marker_pt: int, seq: int, ts: int, ssrc: int, body: bytes
+) -> int:
+    return 0
+
+
 class DownTrack:
     def __init__(
         self,
@@ -42,7 +48,6 @@ class DownTrack:
         ssrc: int,
         payload_type: int,
         writer: ExtensionWriter,
-        send_rtp: Callable[[bytes], int],
         send_rtcp: Callable[[bytes], int],
     ) -> None:
         self.up = up
@@ -50,8 +55,9 @@ class DownTrack:
         self.ssrc = ssrc
         self._pt = payload_type
         self.writer = writer
-        self.send_rtp = send_rtp
         self._send_rtcp = send_rtcp
+        # set when the connection is up: send(first_byte, marker|pt, seq, ts, ssrc, body)
+        self.send: Callable[[int, int, int, int, int, bytes], int] = _not_connected
         self.estimate = DownEstimate()
         self._waiting = True
         self._start_useq = 0
@@ -83,15 +89,13 @@ class DownTrack:
             return
         if useq > self._highest_useq:
             self._highest_useq = useq
-        self.send_rtp(
-            HEADER.pack(
-                first_byte,
-                packet.marker | self._pt,
-                (useq + self._seq_off) & 0xFFFF,
-                (packet.uts + self._ts_off) & 0xFFFFFFFF,
-                self.ssrc,
-            )
-            + body
+        self.send(
+            first_byte,
+            packet.marker | self._pt,
+            (useq + self._seq_off) & 0xFFFF,
+            (packet.uts + self._ts_off) & 0xFFFFFFFF,
+            self.ssrc,
+            body,
         )
         self.packets += 1
         self.octets += len(packet.payload)
@@ -133,15 +137,13 @@ class DownTrack:
                 self.up.nack_upstream(useq)
                 continue
             first_byte, body = self.up.body_for(self.writer, packet)
-            self.send_rtp(
-                HEADER.pack(
-                    first_byte,
-                    packet.marker | self._pt,
-                    (useq + self._seq_off) & 0xFFFF,
-                    (packet.uts + self._ts_off) & 0xFFFFFFFF,
-                    self.ssrc,
-                )
-                + body
+            self.send(
+                first_byte,
+                packet.marker | self._pt,
+                (useq + self._seq_off) & 0xFFFF,
+                (packet.uts + self._ts_off) & 0xFFFFFFFF,
+                self.ssrc,
+                body,
             )
             self.retransmitted += 1
 

@@ -1,0 +1,521 @@
+"""Forwarding benchmark: one publisher, N subscribers, all in separate processes.
+
+    python bench/forward.py --n 1,10,50,100,200,300,500 --duration 5
+
+* the SFU process runs ``vtp.sfu.Sfu`` (or, for the baseline, aiortc's MediaRelay with
+  one VP8/Opus encoder per subscriber);
+* the publisher sends pre-encoded VP8 (~1 Mbps, 30 fps, 640x480) + Opus through aiortc
+  (packetising only, no encoding);
+* subscriber worker processes hold N aiortc peer connections for ICE + DTLS and, once
+  DTLS is up, count SRTP datagrams at the socket (no decryption, no decoding).
+
+Per N it prints: packets forwarded per second, SFU process CPU per forwarded packet
+(total, and marginal against the previous N), % of one core, subscriber loss, and the N
+where loss first exceeds 1 %; then the baseline at small N and the cost ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import logging
+import math
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+WIDTH, HEIGHT, FPS = 640, 480, 30
+
+
+# --- pre-encoded media ------------------------------------------------------------------
+
+
+def pre_encode(seconds: int, bitrate: int) -> tuple[list[tuple[bytes, bool]], list[bytes]]:
+    """VP8 frames (bytes, keyframe) and 20 ms Opus packets, encoded once with PyAV."""
+    import av
+
+    video = av.CodecContext.create("libvpx", "w")
+    video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    video.time_base = fractions.Fraction(1, FPS)
+    video.framerate = fractions.Fraction(FPS, 1)
+    video.bit_rate = bitrate
+    video.gop_size = 2 * FPS
+    video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    frames: list[tuple[bytes, bool]] = []
+    rng = os.urandom
+    for i in range(seconds * FPS):
+        frame = av.VideoFrame(width=WIDTH, height=HEIGHT, format="yuv420p")
+        # noise in a moving band keeps the encoder at its target bitrate
+        band = HEIGHT // 16
+        top = (i * 4) % (HEIGHT - band)
+        y = bytearray(b"\x80" * (WIDTH * HEIGHT))
+        y[top * WIDTH : (top + band) * WIDTH] = rng(band * WIDTH)
+        frame.planes[0].update(bytes(y))
+        frame.planes[1].update(b"\x80" * (WIDTH * HEIGHT // 4))
+        frame.planes[2].update(b"\x80" * (WIDTH * HEIGHT // 4))
+        frame.pts = i
+        for packet in video.encode(frame):
+            frames.append((bytes(packet), bool(packet.is_keyframe)))
+    for packet in video.encode(None):
+        frames.append((bytes(packet), bool(packet.is_keyframe)))
+
+    audio = av.CodecContext.create("libopus", "w")
+    audio.sample_rate = 48000
+    audio.layout = "stereo"
+    audio.format = "s16"
+    audio.bit_rate = 32000
+    opus: list[bytes] = []
+    import struct
+
+    for i in range(50):
+        samples = b"".join(
+            struct.pack("<hh", v, v)
+            for v in (int(8000 * math.sin(2 * math.pi * 440 * (i * 960 + k) / 48000)) for k in range(960))
+        )
+        af = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        af.planes[0].update(samples)
+        af.sample_rate = 48000
+        af.pts = i * 960
+        for packet in audio.encode(af):
+            opus.append(bytes(packet))
+    return frames, opus
+
+
+# --- RPC over a pipe ---------------------------------------------------------------------
+
+
+async def serve(pipe: Pipe, handlers: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        name, args = await loop.run_in_executor(None, pipe.recv)
+        if name == "exit":
+            pipe.send(("ok", None))
+            return
+        try:
+            result = await handlers[name](*args)
+            pipe.send(("ok", result))
+        except Exception as exc:  # reported to the driver
+            pipe.send(("error", repr(exc)))
+
+
+def call(pipe: Pipe, name: str, *args: Any) -> Any:
+    pipe.send((name, args))
+    status, result = pipe.recv()
+    if status != "ok":
+        raise RuntimeError(f"{name}: {result}")
+    return result
+
+
+def _loopback() -> None:
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# --- SFU process ---------------------------------------------------------------------------
+
+
+def sfu_process(pipe: Pipe) -> None:
+    logging.basicConfig(level=logging.ERROR)
+
+    async def main() -> None:
+        from vtp.config import load_config
+        from vtp.sfu import Sfu
+
+        sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], peer_timeout_s=120))
+        await sfu.start()
+        room = sfu.room("bench")
+        teacher = room.join("teacher")
+        state: dict[str, Any] = {"stream": None, "n": 0}
+
+        async def publish(offer: str) -> str:
+            pub = await teacher.publish(offer)
+            state["stream"] = pub.id
+            return pub.answer_sdp
+
+        async def subscribe() -> tuple[str, str]:
+            state["n"] += 1
+            peer = room.join(f"s{state['n']}")
+            sub = await peer.subscribe(state["stream"])
+            return f"{peer.id}/{sub.id}", sub.offer_sdp
+
+        async def answer(key: str, sdp: str) -> None:
+            peer_id, sub_id = key.split("/")
+            await room.peers[peer_id].answer(sub_id, sdp)
+
+        async def stats() -> dict[str, Any]:
+            up = room.publication(state["stream"])
+            forwarded = sum(t.forwarded for t in up.tracks) if up else 0
+            up_packets = sum(t.packets for t in up.tracks) if up else 0
+            downs = sum(len(t.downs) for t in up.tracks) if up else 0
+            return {"cpu": cpu_seconds(), "forwarded": forwarded, "up": up_packets, "downs": downs}
+
+        profiler = None
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        await serve(pipe, {"publish": publish, "subscribe": subscribe, "answer": answer, "stats": stats})
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+        await sfu.close()
+
+    _loopback()
+    asyncio.run(main())
+
+
+def baseline_process(pipe: Pipe) -> None:
+    """aiortc's stock pattern: decode once, MediaRelay, one encoder per subscriber."""
+    logging.basicConfig(level=logging.ERROR)
+
+    async def main() -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+        from aiortc.contrib.media import MediaRelay
+
+        relay = MediaRelay()
+        tracks: list[Any] = []
+        pcs: dict[str, RTCPeerConnection] = {}
+        counter = {"sent": 0}
+
+        async def publish(offer: str) -> str:
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pcs["publisher"] = pc
+            pc.on("track", tracks.append)
+            await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            return str(pc.localDescription.sdp)
+
+        async def subscribe() -> tuple[str, str]:
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            key = f"b{len(pcs)}"
+            pcs[key] = pc
+            for track in tracks:
+                pc.addTrack(relay.subscribe(track))
+            await pc.setLocalDescription(await pc.createOffer())
+            return key, str(pc.localDescription.sdp)
+
+        async def answer(key: str, sdp: str) -> None:
+            await pcs[key].setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+        async def stats() -> dict[str, Any]:
+            sent = 0
+            for key, pc in pcs.items():
+                if key == "publisher":
+                    continue
+                report = await pc.getStats()
+                sent += sum(getattr(s, "packetsSent", 0) for s in report.values() if s.type == "outbound-rtp")
+            counter["sent"] = sent
+            return {"cpu": cpu_seconds(), "forwarded": sent, "up": 0, "downs": len(pcs) - 1}
+
+        await serve(pipe, {"publish": publish, "subscribe": subscribe, "answer": answer, "stats": stats})
+        for pc in pcs.values():
+            await pc.close()
+
+    _loopback()
+    asyncio.run(main())
+
+
+# --- publisher process -------------------------------------------------------------------
+
+
+def publisher_process(pipe: Pipe, frames: list[tuple[bytes, bool]], opus: list[bytes]) -> None:
+    logging.basicConfig(level=logging.ERROR)
+
+    async def main() -> None:
+        import av
+        from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        class PacketTrack(MediaStreamTrack):
+            def __init__(self, kind: str, packets: list[bytes], rate: int, step: int, period: float):
+                super().__init__()
+                self.kind = kind
+                self.packets = packets
+                self.rate = rate
+                self.step = step
+                self.period = period
+                self.i = 0
+                self.start = 0.0
+
+            async def recv(self) -> Any:
+                if self.i == 0:
+                    self.start = time.time()
+                else:
+                    await asyncio.sleep(max(0.0, self.start + self.i * self.period - time.time()))
+                packet = av.Packet(self.packets[self.i % len(self.packets)])
+                packet.pts = self.i * self.step
+                packet.time_base = fractions.Fraction(1, self.rate)
+                self.i += 1
+                return packet
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(PacketTrack("video", [f for f, _ in frames], 90000, 3000, 1 / FPS))
+        pc.addTrack(PacketTrack("audio", opus, 48000, 960, 0.02))
+
+        async def offer() -> str:
+            await pc.setLocalDescription(await pc.createOffer())
+            return str(pc.localDescription.sdp)
+
+        async def answer(sdp: str) -> None:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+        await serve(pipe, {"offer": offer, "answer": answer})
+        await pc.close()
+
+    _loopback()
+    asyncio.run(main())
+
+
+# --- subscriber workers ----------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    first: int = -1
+    highest: int = -1
+    count: int = 0
+
+
+@dataclass
+class Counter:
+    streams: dict[int, Stream] = field(default_factory=dict)
+    connected: bool = False
+
+    def add(self, data: bytes) -> None:
+        ssrc = int.from_bytes(data[8:12], "big")
+        seq = (data[2] << 8) | data[3]
+        s = self.streams.get(ssrc)
+        if s is None:
+            s = self.streams[ssrc] = Stream(seq, seq, 0)
+        else:
+            delta = (seq - (s.highest & 0xFFFF)) & 0xFFFF
+            if delta < 0x8000:
+                s.highest += delta
+        s.count += 1
+
+
+def subscriber_process(pipe: Pipe) -> None:
+    logging.basicConfig(level=logging.ERROR)
+
+    async def main() -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        pcs: list[RTCPeerConnection] = []
+        counters: list[Counter] = []
+
+        def hook(pc: RTCPeerConnection, counter: Counter) -> None:
+            # count SRTP below decryption; everything else (STUN, DTLS, SRTCP) to aiortc
+            for transceiver in pc.getTransceivers()[:1]:
+                conn = transceiver.receiver.transport.transport._connection
+                for protocol in conn._protocols:
+                    real = protocol.datagram_received
+
+                    def fast(data: bytes, addr: Any, real: Any = real) -> None:
+                        if counter.connected and 127 < data[0] < 192 and not 191 < data[1] < 224:
+                            counter.add(data)
+                        else:
+                            real(data, addr)
+
+                    protocol.datagram_received = fast
+
+        async def accept(offers: list[str]) -> list[str]:
+            async def one(offer: str) -> str:
+                pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+                counter = Counter()
+                pcs.append(pc)
+                counters.append(counter)
+
+                @pc.on("connectionstatechange")
+                def changed() -> None:
+                    if pc.connectionState == "connected":
+                        counter.connected = True
+
+                await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+                await pc.setLocalDescription(await pc.createAnswer())
+                hook(pc, counter)
+                return str(pc.localDescription.sdp)
+
+            return list(await asyncio.gather(*(one(o) for o in offers)))
+
+        async def connected() -> int:
+            return sum(1 for c in counters if c.connected)
+
+        async def reset() -> None:
+            for c in counters:
+                c.streams.clear()
+
+        async def results() -> list[tuple[int, int]]:
+            """(received, expected) per subscriber since reset."""
+            out = []
+            for c in counters:
+                received = sum(s.count for s in c.streams.values())
+                expected = sum(s.highest - s.first + 1 for s in c.streams.values())
+                out.append((received, expected))
+            return out
+
+        await serve(pipe, {"accept": accept, "connected": connected, "reset": reset, "results": results})
+        for pc in pcs:
+            await pc.close()
+
+    _loopback()
+    asyncio.run(main())
+
+
+# --- driver --------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    n: int
+    pps: float
+    cpu_per_packet_us: float
+    marginal_us: float | None
+    core_percent: float
+    loss: float
+    worst_loss: float
+    up_pps: float
+
+
+def start(target: Any, *args: Any) -> tuple[mp.Process, Pipe]:
+    parent, child = mp.Pipe()
+    proc = mp.Process(target=target, args=(child, *args), daemon=True)
+    proc.start()
+    return proc, parent
+
+
+def run(mode: str, ns: list[int], duration: float, workers: int, frames: Any, opus: Any) -> list[Row]:
+    server, sp = start(sfu_process if mode == "sfu" else baseline_process)
+    publisher, pp = start(publisher_process, frames, opus)
+    subs = [start(subscriber_process) for _ in range(workers)]
+    rows: list[Row] = []
+    try:
+        call(pp, "answer", call(sp, "publish", call(pp, "offer")))
+        time.sleep(1.5 if mode == "sfu" else 3.0)
+        total = 0
+        prev: tuple[float, float] | None = None  # (cpu/s, forwarded/s) at the previous N
+        for n in ns:
+            # add subscribers in batches, round robin over the workers
+            while total < n:
+                batch = min(n - total, 20 * workers)
+                offers: list[list[tuple[str, str]]] = [[] for _ in subs]
+                for i in range(batch):
+                    offers[(total + i) % workers].append(call(sp, "subscribe"))
+                for (_, pipe), chunk in zip(subs, offers, strict=True):
+                    if chunk:
+                        pipe.send(("accept", ([o for _, o in chunk],)))
+                for (_, pipe), chunk in zip(subs, offers, strict=True):
+                    if chunk:
+                        status, answers = pipe.recv()
+                        if status != "ok":
+                            raise RuntimeError(answers)
+                        for (key, _), answer in zip(chunk, answers, strict=True):
+                            call(sp, "answer", key, answer)
+                total += batch
+            deadline = time.time() + 30 + n / 10
+            while sum(call(p, "connected") for _, p in subs) < n:
+                if time.time() > deadline:
+                    raise RuntimeError("subscribers did not connect")
+                time.sleep(0.2)
+            time.sleep(2.5)  # a keyframe (every 2 s) has reached everyone
+            for _, p in subs:
+                call(p, "reset")
+            s0 = call(sp, "stats")
+            t0 = time.time()
+            time.sleep(duration)
+            s1 = call(sp, "stats")
+            elapsed = time.time() - t0
+            results = [r for _, p in subs for r in call(p, "results")]
+            cpu = s1["cpu"] - s0["cpu"]
+            forwarded = s1["forwarded"] - s0["forwarded"]
+            received = sum(r for r, _ in results)
+            expected = sum(e for _, e in results)
+            per_sub = [1 - r / e if e else 1.0 for r, e in results]
+            if mode != "sfu" or forwarded <= 0:
+                forwarded = received
+            cpu_rate, fwd_rate = cpu / elapsed, forwarded / elapsed
+            marginal = None
+            if prev is not None and fwd_rate > prev[1]:
+                marginal = (cpu_rate - prev[0]) / (fwd_rate - prev[1]) * 1e6
+            prev = (cpu_rate, fwd_rate)
+            rows.append(
+                Row(
+                    n,
+                    fwd_rate,
+                    cpu / forwarded * 1e6 if forwarded else math.inf,
+                    marginal,
+                    cpu_rate * 100,
+                    1 - received / expected if expected else 1.0,
+                    max(per_sub) if per_sub else 1.0,
+                    (s1["up"] - s0["up"]) / elapsed,
+                )
+            )
+            print_row(mode, rows[-1], flush=True)
+    finally:
+        for proc, pipe in [*subs, (publisher, pp), (server, sp)]:
+            try:
+                call(pipe, "exit")
+            except Exception:
+                pass
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+    return rows
+
+
+def print_row(mode: str, r: Row, flush: bool = False) -> None:
+    marginal = f"{r.marginal_us:8.1f}" if r.marginal_us is not None else "       -"
+    print(
+        f"{mode:8} {r.n:5d} {r.pps:10.0f} {r.cpu_per_packet_us:9.1f} {marginal} "
+        f"{r.core_percent:7.1f}% {100 * r.loss:7.2f}% {100 * r.worst_loss:7.2f}%",
+        flush=flush,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", default="1,10,50,100,200,300,500", help="subscriber counts")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per N")
+    parser.add_argument("--workers", type=int, default=3, help="subscriber processes")
+    parser.add_argument("--baseline-n", default="1,2", help="MediaRelay re-encode N ('' to skip)")
+    parser.add_argument("--bitrate", type=int, default=1_000_000)
+    args = parser.parse_args()
+    ns = sorted({int(x) for x in args.n.split(",") if x})
+    base_ns = sorted({int(x) for x in args.baseline_n.split(",") if x})
+
+    frames, opus = pre_encode(4, args.bitrate)
+    size = sum(len(f) for f, _ in frames) * 8 / (len(frames) / FPS)
+    print(f"pre-encoded VP8 {WIDTH}x{HEIGHT} {FPS} fps at {size / 1e6:.2f} Mbps + Opus 20 ms")
+    print("mode         N   fwd pkt/s  µs/pkt  marginal   core     loss   worst")
+    rows = run("sfu", ns, args.duration, max(1, min(args.workers, ns[-1])), frames, opus)
+    over = next((r.n for r in rows if r.loss > 0.01), None)
+    print(f"loss first exceeds 1% at N = {over if over is not None else 'never (up to %d)' % ns[-1]}")
+    marginals = [r.marginal_us for r in rows if r.marginal_us is not None]
+    if base_ns:
+        base = run("baseline", base_ns, args.duration, 1, frames, opus)
+        ours = min(r.cpu_per_packet_us for r in rows if r.n >= max(10, ns[0])) if rows else math.nan
+        theirs = max(r.cpu_per_packet_us for r in base)
+        print(f"baseline MediaRelay + per-subscriber VP8/Opus encode: {theirs:.0f} µs/pkt; "
+              f"SFU {ours:.1f} µs/pkt: {theirs / ours:.0f}x cheaper")
+    if marginals:
+        print(f"marginal cost: median {sorted(marginals)[len(marginals) // 2]:.1f} µs per forwarded packet")
+
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    main()
