@@ -1,0 +1,83 @@
+"""Every SFU route has an access rule; room access is decided by one function."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from vtp.api import sfu as sfu_api
+from vtp.api.access import access_of
+from vtp.app import create_app
+from vtp.auth.principal import Principal
+from vtp.config import Config
+from vtp.sfu.access import RoomGrant, may_read_room_state, room_access
+
+EXPECTED = {
+    ("GET", "/api/v1/sfu/ws"): "public",  # authenticates inside the protocol
+    ("GET", "/api/v1/sfu/health"): "public",
+    ("GET", "/api/v1/sfu/rtp-capabilities"): "authenticated",
+    ("GET", "/api/v1/sfu/ice-servers"): "authenticated",
+    ("POST", "/api/v1/sfu/rooms/{room}/transports"): "authenticated",
+    ("POST", "/api/v1/sfu/rooms/{room}/transports/{transport_id}/connect"): "authenticated",
+    ("POST", "/api/v1/sfu/rooms/{room}/transports/{transport_id}/ice"): "authenticated",
+    ("DELETE", "/api/v1/sfu/rooms/{room}/transports/{transport_id}"): "authenticated",
+    ("GET", "/api/v1/sfu/rooms/{room}"): "authenticated",
+    ("OPTIONS", "/api/v1/whip/{room}"): "public",
+    ("POST", "/api/v1/whip/{room}"): "authenticated",
+    ("PATCH", "/api/v1/whip/{room}/{resource}"): "authenticated",
+    ("DELETE", "/api/v1/whip/{room}/{resource}"): "authenticated",
+    ("OPTIONS", "/api/v1/whip/{room}/{resource}"): "public",
+}
+
+
+def test_every_sfu_route_has_the_expected_rule(config: Config) -> None:
+    app = create_app(config)
+    rules = {}
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if path.startswith(("/api/v1/sfu", "/api/v1/whip")) and route.method != "HEAD":
+            rule = access_of(route.handler)
+            assert rule is not None, (route.method, path)
+            rules[(route.method, path)] = rule.describe()
+    assert rules == EXPECTED
+
+
+def test_create_app_refuses_an_sfu_route_without_a_rule(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = sfu_api.setup
+
+    async def naked(request: web.Request) -> web.Response:
+        return web.Response()
+
+    def setup(app: web.Application) -> None:
+        original(app)
+        app.router.add_get("/api/v1/sfu/naked", naked)
+
+    monkeypatch.setattr(sfu_api, "setup", setup)
+    with pytest.raises(RuntimeError, match=r"without an access rule: .*GET /api/v1/sfu/naked"):
+        create_app(config)
+
+
+def principal(role: Any) -> Principal:
+    return Principal(uuid.uuid4(), role, "t", "f", int(time.time()) + 60)
+
+
+async def test_room_access() -> None:
+    app = web.Application()
+    for role in ("teacher", "admin"):
+        assert await room_access(app, principal(role), "class-1") == RoomGrant(
+            "presenter", may_publish=True
+        )
+    assert await room_access(app, principal("student"), "class-1") == RoomGrant(
+        "viewer", may_publish=True
+    )
+    for bad in ("", "-x", "a b", "x" * 65, "../etc", "é"):
+        assert await room_access(app, principal("admin"), bad) is None
+    assert may_read_room_state(principal("student"), is_member=True)
+    assert not may_read_room_state(principal("student"), is_member=False)
+    assert may_read_room_state(principal("teacher"), is_member=False)
