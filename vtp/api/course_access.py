@@ -109,6 +109,14 @@ async def require_course_role(
     return enforce(access, roles, write=write)
 
 
+def require_student(access: CourseAccess) -> CourseAccess:
+    """Student-only actions (handing in work, "my grades"): admins and staff are not
+    students of the course, so they get 403 here too."""
+    if access.role != "student":
+        raise forbidden("only students of this course may do this")
+    return access
+
+
 def enforce(
     access: CourseAccess, roles: Iterable[CourseRole], *, write: bool = False
 ) -> CourseAccess:

@@ -31,6 +31,7 @@ from vtp.api.course_access import (
     CourseAccess,
     enforce,
     require_course_role,
+    require_student,
 )
 from vtp.api.csvout import csv_response
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
@@ -144,6 +145,7 @@ def _empty(sub: Submission) -> bool:
 async def create_submission(request: web.Request) -> web.Response:
     """Start the next attempt (a draft), or hand it in at once with "submit": true."""
     assignment, access = await load_assignment(request, STUDENT, write=True)
+    require_student(access)
     body = await read_json(request, SubmissionCreate, optional=True)
     check_open(assignment)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -483,7 +485,7 @@ async def gradebook_csv(request: web.Request) -> web.Response:
 async def my_grades(request: web.Request) -> web.Response:
     """A student's own returned grades in the course."""
     course_id = path_uuid(request, "course_id")
-    access = await require_course_role(request, course_id, STUDENT)
+    access = require_student(await require_course_role(request, course_id, STUDENT))
     book = await _gradebook(request, course_id, student_id=access.user_id, returned_only=True)
     me = book["students"][0] if book["students"] else {"grades": {}, "total": 0.0}
     return web.json_response(
