@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vtp.api import assignments, chat, courses, lessons, recordings, sessions, submissions
+from vtp.api import (
+    assignments,
+    chat,
+    courses,
+    lessons,
+    openapi,
+    recordings,
+    sessions,
+    submissions,
+)
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     courses.routes,
@@ -20,3 +29,5 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
 def setup_domain(app: web.Application) -> None:
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    # The API description (public), generated from the whole route table.
+    app.add_routes(openapi.routes)

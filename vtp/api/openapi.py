@@ -1,0 +1,295 @@
+"""The OpenAPI 3.1 description of /api, generated from the live route table.
+
+Nothing is declared twice: for every /api route of the application the generator reads
+
+* the path and method from the router, path parameters from the `{name}` segments;
+* who may call it from the handler's access rule (`vtp.api.access`);
+* the summary and description from the handler's docstring;
+* the request body and query parameters from the pydantic models the handler passes to
+  `read_json(request, Model)` and `parse_query(request, Model)` (found in its source),
+  and file uploads from `receive_file(...)`;
+* the success status from `status=...` in its responses (200 otherwise) and CSV
+  downloads from `csv_response(...)`.
+
+So a new route appears in the document by existing, and `tests/domain/test_openapi.py`
+fails if any route is missing from it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import html
+import inspect
+import json
+import re
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from vtp.api.access import access_of, public
+
+routes = web.RouteTableDef()
+
+_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
+        }
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerInfo:
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    upload: bool
+    csv: bool
+    status: int
+
+
+def _resolve(handler: Any, node: ast.expr) -> Any:
+    if isinstance(node, ast.Name):
+        return handler.__globals__.get(node.id)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return getattr(handler.__globals__.get(node.value.id), node.attr, None)
+    return None
+
+
+def _call_name(node: ast.Call) -> str:
+    func = node.func
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""
+
+
+@functools.cache
+def handler_info(handler: Any) -> HandlerInfo:
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    upload = csv = False
+    status = 200
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(handler)))
+    except (OSError, TypeError, SyntaxError):
+        tree = ast.Module(body=[], type_ignores=[])
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _call_name(node)
+        if name in ("read_json", "parse_query") and len(node.args) >= 2:
+            model = _resolve(handler, node.args[1])
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                if name == "read_json":
+                    body = model
+                else:
+                    query = model
+        elif name == "receive_file":
+            upload = True
+        elif name == "csv_response":
+            csv = True
+        for kw in node.keywords:
+            value = kw.value.value if isinstance(kw.value, ast.Constant) else None
+            if kw.arg == "status" and isinstance(value, int) and 200 <= value < 300:
+                status = value
+    return HandlerInfo(body, query, upload, csv, status)
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+
+    def ref(self, model: type[BaseModel]) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            self.components.setdefault(name, sub)
+        self.components.setdefault(model.__name__, schema)
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    def query_parameters(self, model: type[BaseModel]) -> list[dict[str, Any]]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            self.components.setdefault(name, sub)
+        required = set(schema.get("required", []))
+        params = []
+        for name, prop in schema.get("properties", {}).items():
+            param: dict[str, Any] = {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": {k: v for k, v in prop.items() if k not in ("title", "description")},
+            }
+            if "description" in prop:
+                param["description"] = prop["description"]
+            params.append(param)
+        return params
+
+
+def _docstring(handler: Any) -> tuple[str, str]:
+    doc = inspect.getdoc(handler) or ""
+    first, _, rest = doc.partition("\n")
+    name = getattr(handler, "__name__", "handler").replace("_", " ")
+    return (first.strip() or name), rest.strip()
+
+
+def _operation(
+    schemas: _Schemas, method: str, path: str, handler: Any
+) -> tuple[str, dict[str, Any]]:
+    info = handler_info(handler)
+    rule = access_of(handler)
+    summary, description = _docstring(handler)
+    who = rule.describe() if rule else "unspecified"
+    op: dict[str, Any] = {
+        "operationId": f"{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}",
+        "summary": summary,
+        "description": (description + "\n\n" if description else "") + f"Access: {who}.",
+        "tags": [handler.__module__.rsplit(".", 1)[-1]],
+        "x-access": who,
+    }
+    params: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"}
+            if name.endswith("_id")
+            else {"type": "string"},
+        }
+        for name in _PARAM.findall(path)
+    ]
+    if info.query is not None:
+        params += schemas.query_parameters(info.query)
+    if info.upload:
+        params.append(
+            {
+                "name": "filename",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+            }
+        )
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {}}},
+        }
+    if params:
+        op["parameters"] = params
+    if info.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.ref(info.body)}},
+        }
+    if rule is not None and not rule.public:
+        op["security"] = [{"bearerAuth": []}]
+    else:
+        op["security"] = []
+    ok: dict[str, Any] = {"description": "success"}
+    if info.status != 204:
+        media = "text/csv" if info.csv else "application/json"
+        ok["content"] = {media: {"schema": {"type": "string"} if info.csv else {}}}
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses: dict[str, Any] = {str(info.status): ok}
+    for code, text in [
+        ("400", "invalid input (the JSON error envelope names the fields)"),
+        ("401", "not signed in"),
+        ("403", "signed in, but not allowed"),
+        ("404", "not found, or not visible to the caller"),
+        ("409", "conflicts with the current state"),
+    ]:
+        if code == "401" and rule is not None and rule.public:
+            continue
+        responses[code] = {"description": text, **error}
+    op["responses"] = responses
+    return _PARAM.sub(lambda m: "{" + m.group(1) + "}", path), op
+
+
+def build_document(app: web.Application) -> dict[str, Any]:
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or route.method in ("HEAD", "OPTIONS", "*"):
+            continue
+        canonical = resource.canonical
+        if not canonical.startswith("/api/"):
+            continue
+        path, op = _operation(schemas, route.method, canonical, route.handler)
+        paths.setdefault(path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "VTP API",
+            "version": "1",
+            "description": "The VTP virtual teaching platform's REST API. Every failure "
+            "answers with the JSON error envelope "
+            '`{"error": {"code", "message", "details"}}`. Lists answer '
+            '`{"items": [...], "next_cursor": str | null}`; pass `cursor` to get the '
+            "next page.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": dict(sorted(schemas.components.items())),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+@routes.get("/api/v1/openapi.json")
+@public
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API."""
+    return web.json_response(build_document(request.app))
+
+
+@routes.get("/api/v1/docs")
+@public
+async def reference_page(request: web.Request) -> web.Response:
+    """A plain HTML reference rendered from the OpenAPI document (no scripts)."""
+    doc = build_document(request.app)
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>VTP API reference</title>",
+        "<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+        "padding:0 1rem}code,pre{background:#f4f4f4;padding:0 .2rem}"
+        "h3{margin-bottom:.2rem}.m{font-weight:bold;display:inline-block;width:4.5rem}"
+        "pre{padding:.5rem;overflow:auto}</style></head><body>",
+        f"<h1>{esc(doc['info']['title'])}</h1><p>{esc(doc['info']['description'])}</p>",
+        "<p>Machine-readable: <a href='/api/v1/openapi.json'>openapi.json</a></p>",
+    ]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            parts.append(
+                f"<h3><span class='m'>{esc(method.upper())}</span><code>{esc(path)}</code></h3>"
+                f"<p>{esc(op['summary'])}<br><small>{esc(op['x-access'])}</small></p>"
+            )
+            params = [p for p in op.get("parameters", []) if p["in"] == "query"]
+            if params:
+                names = ", ".join(esc(p["name"]) for p in params)
+                parts.append(f"<p>Query: <code>{names}</code></p>")
+            body = op.get("requestBody", {}).get("content", {})
+            ref = body.get("application/json", {}).get("schema", {}).get("$ref")
+            if ref:
+                name = ref.rsplit("/", 1)[-1]
+                schema = doc["components"]["schemas"][name]
+                parts.append(f"<pre>{esc(json.dumps(schema, indent=1))}</pre>")
+            codes = ", ".join(sorted(op["responses"]))
+            parts.append(f"<p><small>Responses: {esc(codes)}</small></p>")
+    parts.append("</body></html>")
+    return web.Response(text="".join(parts), content_type="text/html")
