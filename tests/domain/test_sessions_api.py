@@ -306,3 +306,36 @@ async def test_live_rooms_open_and_close_through_the_sfu_api() -> None:
     # Without an SFU the functions do nothing.
     live_rooms.open_room_in(None, "r3")
     await live_rooms.close_room_in(None, "r3")
+
+
+async def test_join_ticket_by_room_name_for_the_signalling_layer(
+    world: World, db: asyncpg.Connection
+) -> None:
+    from vtp.db.sessions import join_ticket
+
+    session = await schedule(world, students_may_publish=True)
+    room = session["room_name"]
+
+    async def ticket(who: Any, admin: bool = False) -> Any:
+        return await join_ticket(db, user_id=uuid.UUID(who.user_id), is_admin=admin, room_name=room)
+
+    assert await ticket(world.other) is None
+    assert await ticket(world.outsider) is None
+    assert await join_ticket(db, user_id=uuid.uuid4(), is_admin=False, room_name="nope") is None
+    teacher = await ticket(world.teacher)
+    assert teacher.role == "presenter" and teacher.status == "scheduled"
+    assert str(teacher.session_id) == session["id"]
+    student = await ticket(world.student)
+    assert (student.role, student.may_publish) == ("viewer", True)
+    observer = await ticket(world.observer)
+    assert (observer.role, observer.may_publish) == ("viewer", False)
+    admin = await ticket(world.admin, admin=True)
+    assert admin.role == "presenter"
+    # A dropped student loses the ticket.
+    await world.ok(
+        world.teacher,
+        "DELETE",
+        f"/api/v1/courses/{world.course_id}/enrollments/{world.student.user_id}",
+        status=204,
+    )
+    assert await ticket(world.student) is None

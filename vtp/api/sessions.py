@@ -243,16 +243,12 @@ async def join_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, MEMBERS)
     if session.status != "live":
         raise conflict("session_not_live", f"the session is {session.status}, not live")
-    presenter = access.is_staff or session.host_id == access.user_id
-    may_publish = presenter or (session.students_may_publish and access.role == "student")
-    return web.json_response(
-        {
-            "session_id": str(session.id),
-            "room_name": session.room_name,
-            "role": "presenter" if presenter else "viewer",
-            "may_publish": may_publish,
-        }
+    ticket = await db.join_ticket(
+        request.app[DB], user_id=access.user_id, is_admin=access.is_admin, session_id=session.id
     )
+    if ticket is None:  # unenrolled meanwhile
+        raise not_found("no such session")
+    return web.json_response(ticket.to_json())
 
 
 @routes.get("/api/v1/sessions/{session_id}/attendance")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
@@ -116,3 +117,64 @@ async def list_sessions(
         *where.params,
     )
     return [LiveSession.from_record(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class JoinTicket:
+    """Whether and how a user may be in a live session's SFU room."""
+
+    session_id: uuid.UUID
+    course_id: uuid.UUID
+    room_name: str
+    status: str
+    role: Literal["presenter", "viewer"]
+    may_publish: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session_id": str(self.session_id),
+            "room_name": self.room_name,
+            "role": self.role,
+            "may_publish": self.may_publish,
+        }
+
+
+async def join_ticket(
+    conn: Conn,
+    *,
+    user_id: uuid.UUID,
+    is_admin: bool,
+    session_id: uuid.UUID | None = None,
+    room_name: str | None = None,
+) -> JoinTicket | None:
+    """The caller's ticket for a session (by id or room name), or None if they are not
+    a member of its course. The signalling layer calls this before letting a peer into
+    a room: teachers, TAs, the host and admins present; students view and publish only
+    when the session allows it; observers only view. The session's status is returned
+    so the caller can refuse rooms that are not live."""
+    row = await conn.fetchrow(
+        """SELECT s.id, s.course_id, s.room_name, s.status, s.host_id,
+                  s.students_may_publish,
+                  CASE WHEN c.owner_id = $1 THEN 'teacher' ELSE e.role END AS course_role
+           FROM live_sessions s
+           JOIN courses c ON c.id = s.course_id
+           LEFT JOIN course_enrollments e
+                  ON e.course_id = s.course_id AND e.user_id = $1 AND e.status = 'active'
+           WHERE ($2::uuid IS NOT NULL AND s.id = $2)
+              OR ($3::text IS NOT NULL AND s.room_name = $3)""",
+        user_id,
+        session_id,
+        room_name,
+    )
+    if row is None or (row["course_role"] is None and not is_admin):
+        return None
+    presenter = is_admin or row["host_id"] == user_id or row["course_role"] in ("teacher", "ta")
+    may_publish = presenter or (row["students_may_publish"] and row["course_role"] == "student")
+    return JoinTicket(
+        session_id=row["id"],
+        course_id=row["course_id"],
+        room_name=row["room_name"],
+        status=row["status"],
+        role="presenter" if presenter else "viewer",
+        may_publish=bool(may_publish),
+    )
