@@ -78,7 +78,9 @@ def pre_encode(seconds: int, bitrate: int) -> tuple[list[tuple[bytes, bool]], li
     for i in range(50):
         samples = b"".join(
             struct.pack("<hh", v, v)
-            for v in (int(8000 * math.sin(2 * math.pi * 440 * (i * 960 + k) / 48000)) for k in range(960))
+            for v in (
+                int(8000 * math.sin(2 * math.pi * 440 * (i * 960 + k) / 48000)) for k in range(960)
+            )
         )
         af = av.AudioFrame(format="s16", layout="stereo", samples=960)
         af.planes[0].update(samples)
@@ -169,7 +171,9 @@ def sfu_process(pipe: Pipe) -> None:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        await serve(pipe, {"publish": publish, "subscribe": subscribe, "answer": answer, "stats": stats})
+        await serve(
+            pipe, {"publish": publish, "subscribe": subscribe, "answer": answer, "stats": stats}
+        )
         if profiler is not None:
             import pstats
 
@@ -220,11 +224,17 @@ def baseline_process(pipe: Pipe) -> None:
                 if key == "publisher":
                     continue
                 report = await pc.getStats()
-                sent += sum(getattr(s, "packetsSent", 0) for s in report.values() if s.type == "outbound-rtp")
+                sent += sum(
+                    getattr(s, "packetsSent", 0)
+                    for s in report.values()
+                    if s.type == "outbound-rtp"
+                )
             counter["sent"] = sent
             return {"cpu": cpu_seconds(), "forwarded": sent, "up": 0, "downs": len(pcs) - 1}
 
-        await serve(pipe, {"publish": publish, "subscribe": subscribe, "answer": answer, "stats": stats})
+        await serve(
+            pipe, {"publish": publish, "subscribe": subscribe, "answer": answer, "stats": stats}
+        )
         for pc in pcs.values():
             await pc.close()
 
@@ -240,10 +250,17 @@ def publisher_process(pipe: Pipe, frames: list[tuple[bytes, bool]], opus: list[b
 
     async def main() -> None:
         import av
-        from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+        from aiortc import (
+            MediaStreamTrack,
+            RTCConfiguration,
+            RTCPeerConnection,
+            RTCSessionDescription,
+        )
 
         class PacketTrack(MediaStreamTrack):
-            def __init__(self, kind: str, packets: list[bytes], rate: int, step: int, period: float):
+            def __init__(
+                self, kind: str, packets: list[bytes], rate: int, step: int, period: float
+            ):
                 super().__init__()
                 self.kind = kind
                 self.packets = packets
@@ -319,20 +336,38 @@ def subscriber_process(pipe: Pipe) -> None:
         pcs: list[RTCPeerConnection] = []
         counters: list[Counter] = []
 
-        def hook(pc: RTCPeerConnection, counter: Counter) -> None:
-            # count SRTP below decryption; everything else (STUN, DTLS, SRTCP) to aiortc
+        loop = asyncio.get_running_loop()
+        drained: list[tuple[Any, Any, Counter]] = []
+
+        def detach(pc: RTCPeerConnection, counter: Counter) -> None:
+            """Once DTLS is up, take the sockets out of the event loop and drain them in
+            batches: SRTP is counted (never decrypted), STUN/DTLS/SRTCP go to aioice.
+            Real subscribers sit on other hosts; on loopback a receiver blocked in epoll
+            makes every sendto in the SFU pay for waking it up."""
             for transceiver in pc.getTransceivers()[:1]:
                 conn = transceiver.receiver.transport.transport._connection
                 for protocol in conn._protocols:
-                    real = protocol.datagram_received
+                    sock = protocol.transport._sock
+                    loop._remove_reader(sock.fileno())
+                    drained.append((sock, protocol, counter))
+            counter.connected = True
 
-                    def fast(data: bytes, addr: Any, real: Any = real) -> None:
-                        if counter.connected and 127 < data[0] < 192 and not 191 < data[1] < 224:
-                            counter.add(data)
+        async def drain() -> None:
+            while True:
+                await asyncio.sleep(0.005)
+                for sock, protocol, counter in drained:
+                    add = counter.add
+                    while True:
+                        try:
+                            data, addr = sock.recvfrom(2048)
+                        except OSError:
+                            break
+                        if 127 < data[0] < 192 and not 191 < data[1] < 224:
+                            add(data)
                         else:
-                            real(data, addr)
+                            protocol.datagram_received(data, addr)
 
-                    protocol.datagram_received = fast
+        drain_task = asyncio.ensure_future(drain())
 
         async def accept(offers: list[str]) -> list[str]:
             async def one(offer: str) -> str:
@@ -343,12 +378,11 @@ def subscriber_process(pipe: Pipe) -> None:
 
                 @pc.on("connectionstatechange")
                 def changed() -> None:
-                    if pc.connectionState == "connected":
-                        counter.connected = True
+                    if pc.connectionState == "connected" and not counter.connected:
+                        detach(pc, counter)
 
                 await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
                 await pc.setLocalDescription(await pc.createAnswer())
-                hook(pc, counter)
                 return str(pc.localDescription.sdp)
 
             return list(await asyncio.gather(*(one(o) for o in offers)))
@@ -369,7 +403,10 @@ def subscriber_process(pipe: Pipe) -> None:
                 out.append((received, expected))
             return out
 
-        await serve(pipe, {"accept": accept, "connected": connected, "reset": reset, "results": results})
+        await serve(
+            pipe, {"accept": accept, "connected": connected, "reset": reset, "results": results}
+        )
+        drain_task.cancel()
         for pc in pcs:
             await pc.close()
 
@@ -399,7 +436,9 @@ def start(target: Any, *args: Any) -> tuple[mp.Process, Pipe]:
     return proc, parent
 
 
-def run(mode: str, ns: list[int], duration: float, workers: int, frames: Any, opus: Any) -> list[Row]:
+def run(
+    mode: str, ns: list[int], duration: float, workers: int, frames: Any, opus: Any
+) -> list[Row]:
     server, sp = start(sfu_process if mode == "sfu" else baseline_process)
     publisher, pp = start(publisher_process, frames, opus)
     subs = [start(subscriber_process) for _ in range(workers)]
@@ -488,7 +527,9 @@ def print_row(mode: str, r: Row, flush: bool = False) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", default="1,10,50,100,200,300,500", help="subscriber counts")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per N")
     parser.add_argument("--workers", type=int, default=3, help="subscriber processes")
@@ -504,16 +545,22 @@ def main() -> None:
     print("mode         N   fwd pkt/s  µs/pkt  marginal   core     loss   worst")
     rows = run("sfu", ns, args.duration, max(1, min(args.workers, ns[-1])), frames, opus)
     over = next((r.n for r in rows if r.loss > 0.01), None)
-    print(f"loss first exceeds 1% at N = {over if over is not None else 'never (up to %d)' % ns[-1]}")
+    print(
+        f"loss first exceeds 1% at N = {over if over is not None else 'never (up to %d)' % ns[-1]}"
+    )
     marginals = [r.marginal_us for r in rows if r.marginal_us is not None]
     if base_ns:
         base = run("baseline", base_ns, args.duration, 1, frames, opus)
         ours = min(r.cpu_per_packet_us for r in rows if r.n >= max(10, ns[0])) if rows else math.nan
         theirs = max(r.cpu_per_packet_us for r in base)
-        print(f"baseline MediaRelay + per-subscriber VP8/Opus encode: {theirs:.0f} µs/pkt; "
-              f"SFU {ours:.1f} µs/pkt: {theirs / ours:.0f}x cheaper")
+        print(
+            f"baseline MediaRelay + per-subscriber VP8/Opus encode: {theirs:.0f} µs/pkt; "
+            f"SFU {ours:.1f} µs/pkt: {theirs / ours:.0f}x cheaper"
+        )
     if marginals:
-        print(f"marginal cost: median {sorted(marginals)[len(marginals) // 2]:.1f} µs per forwarded packet")
+        print(
+            f"marginal cost: median {sorted(marginals)[len(marginals) // 2]:.1f} µs per forwarded packet"
+        )
 
 
 if __name__ == "__main__":

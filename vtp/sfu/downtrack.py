@@ -42,6 +42,10 @@ def _not_connected(
 
 
 class DownTrack:
+    """The numbering state (``waiting``, ``start_useq``, ``seq_offset``, ``ts_offset``,
+    ``highest_useq``) is read by :meth:`UpTrack.forward`, which inlines :meth:`write`'s
+    common case."""
+
     def __init__(
         self,
         up: UpTrack,
@@ -53,21 +57,21 @@ class DownTrack:
         self.up = up
         self.kind = up.kind
         self.ssrc = ssrc
-        self._pt = payload_type
+        self.payload_type = payload_type
         self.writer = writer
         self._send_rtcp = send_rtcp
         # set when the connection is up: send(first_byte, marker|pt, seq, ts, ssrc, body)
         self.send: Callable[[int, int, int, int, int, bytes], int] = _not_connected
         self.estimate = DownEstimate()
-        self._waiting = True
-        self._start_useq = 0
-        self._seq_off = 0
-        self._ts_off = 0
+        self.waiting = True
+        self.start_useq = 0
+        self.seq_offset = 0
+        self.ts_offset = 0
         # last written values, so a restart continues the numbering
         self._last_seq = random.getrandbits(16)
         self._last_ts = random.getrandbits(32)
         self._last_time = 0.0
-        self._highest_useq = -1
+        self.highest_useq = -1
         self.packets = 0
         self.octets = 0
         self.retransmitted = 0
@@ -80,20 +84,20 @@ class DownTrack:
     # --- the packet path -------------------------------------------------------------
 
     def write(self, packet: UpPacket, first_byte: int, body: bytes) -> None:
-        if self._waiting:
+        if self.waiting:
             if self.up.video and not packet.keyframe:
                 return
             self._start(packet)
         useq = packet.useq
-        if useq < self._start_useq:
+        if useq < self.start_useq:
             return
-        if useq > self._highest_useq:
-            self._highest_useq = useq
+        if useq > self.highest_useq:
+            self.highest_useq = useq
         self.send(
             first_byte,
-            packet.marker | self._pt,
-            (useq + self._seq_off) & 0xFFFF,
-            (packet.uts + self._ts_off) & 0xFFFFFFFF,
+            packet.marker | self.payload_type,
+            (useq + self.seq_offset) & 0xFFFF,
+            (packet.uts + self.ts_offset) & 0xFFFFFFFF,
             self.ssrc,
             body,
         )
@@ -101,36 +105,36 @@ class DownTrack:
         self.octets += len(packet.payload)
 
     def _start(self, packet: UpPacket) -> None:
-        self._waiting = False
-        self._start_useq = packet.useq
-        self._highest_useq = packet.useq - 1
+        self.waiting = False
+        self.start_useq = packet.useq
+        self.highest_useq = packet.useq - 1
         now = time.monotonic()
-        self._seq_off = (self._last_seq + 1 - packet.useq) & 0xFFFF
+        self.seq_offset = (self._last_seq + 1 - packet.useq) & 0xFFFF
         elapsed = int((now - self._last_time) * self.up.clock_rate) if self._last_time else 0
         step = max(1, min(elapsed, 5 * self.up.clock_rate))
-        self._ts_off = (self._last_ts + step - packet.uts) & 0xFFFFFFFF
+        self.ts_offset = (self._last_ts + step - packet.uts) & 0xFFFFFFFF
 
     def restart(self) -> None:
         """Wait for the next keyframe and continue numbering from where we are (used when
         the source changes)."""
-        if not self._waiting and self._highest_useq >= 0:
-            self._last_seq = (self._highest_useq + self._seq_off) & 0xFFFF
-            self._last_ts = (self.up.ts.highest + self._ts_off) & 0xFFFFFFFF
+        if not self.waiting and self.highest_useq >= 0:
+            self._last_seq = (self.highest_useq + self.seq_offset) & 0xFFFF
+            self._last_ts = (self.up.ts.highest + self.ts_offset) & 0xFFFFFFFF
             self._last_time = time.monotonic()
-        self._waiting = True
+        self.waiting = True
 
     # --- RTCP from the subscriber ---------------------------------------------------------
 
     def on_nack(self, lost: tuple[int, ...]) -> None:
         """Answer from the up track's cache; what it lacks is asked of the publisher."""
-        if self._waiting:
+        if self.waiting:
             return
         self.nacks_received += len(lost)
-        highest_out = (self._highest_useq + self._seq_off) & 0xFFFF
+        highest_out = (self.highest_useq + self.seq_offset) & 0xFFFF
         cache = self.up.cache
         for seq in lost:
-            useq = self._highest_useq - ((highest_out - seq) & 0xFFFF)
-            if useq < self._start_useq:
+            useq = self.highest_useq - ((highest_out - seq) & 0xFFFF)
+            if useq < self.start_useq:
                 continue
             packet = cache.get(useq)
             if packet is None:
@@ -139,9 +143,9 @@ class DownTrack:
             first_byte, body = self.up.body_for(self.writer, packet)
             self.send(
                 first_byte,
-                packet.marker | self._pt,
-                (useq + self._seq_off) & 0xFFFF,
-                (packet.uts + self._ts_off) & 0xFFFFFFFF,
+                packet.marker | self.payload_type,
+                (useq + self.seq_offset) & 0xFFFF,
+                (packet.uts + self.ts_offset) & 0xFFFFFFFF,
                 self.ssrc,
                 body,
             )
@@ -164,11 +168,11 @@ class DownTrack:
     def send_sender_report(self, ntp: int, uts: int) -> None:
         """The publisher's NTP/RTP pair in this subscriber's timestamp space, with this
         down track's own packet and octet counts."""
-        if self._waiting or self.closed:
+        if self.waiting or self.closed:
             return
         self._send_rtcp(
             rtcp.build_sr(
-                self.ssrc, ntp, (uts + self._ts_off) & 0xFFFFFFFF, self.packets, self.octets
+                self.ssrc, ntp, (uts + self.ts_offset) & 0xFFFFFFFF, self.packets, self.octets
             )
         )
 
@@ -190,5 +194,5 @@ class DownTrack:
             "fraction_lost": self.fraction_lost,
             "packets_lost": self.packets_lost,
             "estimate": self.estimate.value(time.monotonic()),
-            "started": not self._waiting,
+            "started": not self.waiting,
         }

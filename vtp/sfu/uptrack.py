@@ -197,10 +197,16 @@ class UpTrack:
                     tap.close()
 
     def forward(self, packet: UpPacket) -> None:
+        """Write one packet to every down track. The common case (a started down track)
+        is inlined here: one call per subscriber, into its connection's sender."""
         abs_send_time = abs_send_time_now()
         built: dict[ExtensionWriter, tuple[int, bytes]] = {}
         payload = packet.payload
+        size = len(payload)
         audio_level = packet.audio_level
+        useq = packet.useq
+        uts = packet.uts
+        marker = packet.marker
         for down in self.downs:
             writer = down.writer
             entry = built.get(writer)
@@ -208,7 +214,21 @@ class UpTrack:
                 block = writer.build(audio_level, abs_send_time)
                 entry = (0x90 if block else 0x80, block + payload)
                 built[writer] = entry
-            down.write(packet, entry[0], entry[1])
+            if down.waiting or useq < down.start_useq:
+                down.write(packet, entry[0], entry[1])  # start at a keyframe / too old
+                continue
+            if useq > down.highest_useq:
+                down.highest_useq = useq
+            down.send(
+                entry[0],
+                marker | down.payload_type,
+                (useq + down.seq_offset) & 0xFFFF,
+                (uts + down.ts_offset) & 0xFFFFFFFF,
+                down.ssrc,
+                entry[1],
+            )
+            down.packets += 1
+            down.octets += size
         self.forwarded += len(self.downs)
 
     def body_for(self, writer: ExtensionWriter, packet: UpPacket) -> tuple[int, bytes]:

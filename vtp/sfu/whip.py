@@ -17,8 +17,10 @@ envelopes; SDP bodies are ``application/sdp``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -26,9 +28,10 @@ from multidict import CIMultiDict
 
 from vtp.api.access import Handler, authenticated, principal_of, public
 from vtp.api.errors import ApiError, error_response, forbidden, not_found
+from vtp.sfu import events
 from vtp.sfu.access import valid_room_name
 from vtp.sfu.errors import SfuError
-from vtp.sfu.members import MEMBERS, Member
+from vtp.sfu.members import MEMBERS, Member, MemberJoined, Sink
 from vtp.sfu.messages import MAX_SDP_CHARS
 from vtp.sfu.service import SFU_KEY
 from vtp.sfu.signalling import join_room, sfu_error_code
@@ -61,6 +64,21 @@ def with_cors(handler: Handler) -> Handler:
         return response
 
     return wrapper
+
+
+_leaving: set[asyncio.Future[None]] = set()
+
+
+def leave_when(member: Member, ends: Callable[[events.Event | MemberJoined], bool]) -> Sink:
+    """A sink for an HTTP session's member: its peer leaves when ``ends(event)``."""
+
+    def sink(event: events.Event | MemberJoined) -> None:
+        if ends(event) and not member.peer.left:
+            task = asyncio.ensure_future(member.peer.leave("stream ended"))
+            _leaving.add(task)
+            task.add_done_callback(_leaving.discard)
+
+    return sink
 
 
 def room_from(request: web.Request) -> str:
@@ -192,6 +210,10 @@ async def whip_publish(request: web.Request) -> web.Response:
     request.app[MEMBERS].add(member)
     try:
         pub = await peer.publish(offer, label="whip")
+        # The session ends with its publication (connection failed or timed out).
+        member.sink = leave_when(
+            member, lambda e: isinstance(e, events.StreamRemoved) and e.stream_id == pub.id
+        )
     except SfuError as exc:
         await peer.leave("bad offer")
         raise sdp_error(exc) from None
