@@ -170,10 +170,6 @@ if [ "${VTP_NO_SYSTEM:-0}" != "1" ]; then
     ensure_docker_compose
 fi
 ensure_weed
-if [ -z "${VTP_TEST_CHROMIUM:-}" ] && command -v chromium >/dev/null 2>&1; then
-    VTP_TEST_CHROMIUM="$(command -v chromium)"
-    export VTP_TEST_CHROMIUM
-fi
 
 lint_failed=0
 if [ "${VTP_SKIP_LINT:-0}" != "1" ]; then
