@@ -48,13 +48,13 @@ def test_every_route_is_documented(config: Config) -> None:
         (route.method, route.resource.canonical)
         for route in app.router.routes()
         if route.resource is not None
-        and route.resource.canonical.startswith(("/api/v1/sfu", "/api/v1/whip"))
+        and route.resource.canonical.startswith(("/api/v1/sfu", "/api/v1/whip", "/api/v1/whep"))
         and route.method != "HEAD"
     }
     assert ("GET", "/api/v1/sfu/ws") in routes
     for method, path in routes:
         if method == "OPTIONS":
-            assert "`OPTIONS` on both" in DOC
+            assert "`OPTIONS` on both" in DOC and "`OPTIONS` on each" in DOC
         elif path != "/api/v1/sfu/ws":
             assert f"`{method} {path}" in DOC or f"| `{method} {path}`" in DOC, (method, path)
     assert "`GET /api/v1/sfu/ws`" in DOC

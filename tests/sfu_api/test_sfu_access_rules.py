@@ -31,6 +31,13 @@ EXPECTED = {
     ("PATCH", "/api/v1/whip/{room}/{resource}"): "authenticated",
     ("DELETE", "/api/v1/whip/{room}/{resource}"): "authenticated",
     ("OPTIONS", "/api/v1/whip/{room}/{resource}"): "public",
+    ("OPTIONS", "/api/v1/whep/{room}"): "public",
+    ("OPTIONS", "/api/v1/whep/{room}/{stream_id}"): "public",
+    ("POST", "/api/v1/whep/{room}"): "authenticated",
+    ("POST", "/api/v1/whep/{room}/{stream_id}"): "authenticated",
+    ("PATCH", "/api/v1/whep/{room}/sessions/{resource}"): "authenticated",
+    ("DELETE", "/api/v1/whep/{room}/sessions/{resource}"): "authenticated",
+    ("OPTIONS", "/api/v1/whep/{room}/sessions/{resource}"): "public",
 }
 
 
@@ -39,7 +46,10 @@ def test_every_sfu_route_has_the_expected_rule(config: Config) -> None:
     rules = {}
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else ""
-        if path.startswith(("/api/v1/sfu", "/api/v1/whip")) and route.method != "HEAD":
+        if (
+            path.startswith(("/api/v1/sfu", "/api/v1/whip", "/api/v1/whep"))
+            and route.method != "HEAD"
+        ):
             rule = access_of(route.handler)
             assert rule is not None, (route.method, path)
             rules[(route.method, path)] = rule.describe()

@@ -301,9 +301,10 @@ async def get_room(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Everything SFU in the app: the forwarding core, signalling, REST, WHIP/WHEP."""
     import vtp.sfu
-    from vtp.sfu import signalling, whip
+    from vtp.sfu import signalling, whep, whip
 
     vtp.sfu.setup(app)
     signalling.setup(app)
     app.add_routes(routes)
     app.add_routes(whip.routes)
+    app.add_routes(whep.routes)

@@ -5,7 +5,7 @@
     POST    /api/v1/whep/{room}              the same, for the room's first stream
     PATCH   /api/v1/whep/{room}/sessions/{resource}   trickle ICE -> 204; restart -> 422
     DELETE  /api/v1/whep/{room}/sessions/{resource}   end the session -> 200
-    OPTIONS on these                         CORS preflight -> 204
+    OPTIONS on each of these                 CORS preflight -> 204
 
 Authentication and errors as for WHIP (:mod:`vtp.sfu.whip`). Each WHEP session is an SFU
 peer of its own holding one subscription; it ends with the stream it watches.
@@ -146,6 +146,7 @@ async def subscribe_from_offer(peer: Peer, stream_id: str, offer_sdp: str) -> An
 
 
 @routes.route("OPTIONS", WHEP_PREFIX + "/{room}")
+@routes.route("OPTIONS", WHEP_PREFIX + "/{room}/{stream_id}")
 @public
 @with_cors
 async def whep_room_options(request: web.Request) -> web.Response:
