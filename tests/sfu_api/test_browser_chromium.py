@@ -113,3 +113,44 @@ async def test_chromium_publishes_and_chromium_watches(
                 await asyncio.sleep(0.2)
         finally:
             await browser.close()
+
+
+@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium")
+async def test_chromium_whip_publish_watched_by_chromium_over_whep(
+    client: Any, accounts: Any, aiohttp_server: Any
+) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.with_role("student")
+
+    async def test_page(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PAGE)
+
+    pages = web.Application()
+    pages.router.add_get("/sfu-test.html", test_page)
+    page_server = await aiohttp_server(pages, host="127.0.0.1")
+    page_url = str(page_server.make_url("/sfu-test.html"))
+    base = f"http://127.0.0.1:{client.port}/api/v1"
+
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            pub_page = await (await browser.new_context()).new_page()
+            sub_page = await (await browser.new_context()).new_page()
+            await pub_page.goto(page_url)
+            await sub_page.goto(page_url)
+            await pub_page.evaluate(
+                "([u, t]) => vtpWhipPublish(u, t)", [f"{base}/whip/obs", teacher["access_token"]]
+            )
+            await wait_stats(pub_page, "framesSent", 10, 15)
+            await sub_page.evaluate(
+                "([u, t]) => vtpWhepWatch(u, t)", [f"{base}/whep/obs", student["access_token"]]
+            )
+            first = await wait_stats(sub_page, "framesDecoded", 10, 15)
+            assert first["connectionState"] == "connected", first
+            await asyncio.sleep(2)
+            later = await stats_of(sub_page)
+            assert later["framesDecoded"] - first["framesDecoded"] >= 20, (first, later)
+            assert later["frameWidth"] > 0 and later["audioPackets"] > 20, later
+        finally:
+            await browser.close()
