@@ -106,7 +106,7 @@ async def test_bad_messages_get_errors_while_the_room_keeps_forwarding(
     await bad.send(type="join", room="r3", request_id="x7")
     await bad.error("already_joined", request_id="x7")
     await bad.send(type="auth", token="x", request_id="x8")
-    await bad.error("already_authenticated", request_id="x8")
+    await bad.error("token_invalid", request_id="x8")
     await bad.send(type="publish", sdp="v=0\r\nthis is not sdp", request_id="x9")
     await bad.error("bad_sdp", request_id="x9")
     no_codecs = offer.replace("VP8", "VP9").replace("opus", "PCMU")
@@ -202,4 +202,42 @@ async def test_idle_websocket_peer_stays_in_the_room(client: Any, accounts: Any)
     assert [m for m in conn.seen if m["type"] == "left"] == []
     room = sfu.get_room("idle")
     assert room is not None and joined["peer_id"] in room.peers
+    await conn.close()
+
+
+async def test_join_rechecks_the_token_and_auth_refreshes_it(client: Any, accounts: Any) -> None:
+    account = await accounts.register()
+    first = await accounts.login(account["user"]["email"], account["password"])
+    other = await accounts.register()
+    conn = await connect(client, first["access_token"])
+    await conn.request("join", "joined", room="recheck")
+    await conn.request("leave", "left")
+
+    resp = await client.post(
+        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {first['access_token']}"}
+    )
+    assert resp.status == 204
+    await conn.send(type="join", room="recheck", request_id="j1")
+    await conn.error("token_revoked", request_id="j1")
+
+    await conn.send(type="auth", token=other["access_token"], request_id="a1")
+    await conn.error("forbidden", request_id="a1")  # another user's token
+    fresh = await accounts.login(account["user"]["email"], account["password"])
+    auth = await conn.request("auth", "authenticated", token=fresh["access_token"])
+    assert auth["user_id"] == account["user"]["id"]
+    await conn.request("join", "joined", room="recheck")
+    await conn.close()
+
+
+async def test_room_closed_tells_its_peers(client: Any, accounts: Any) -> None:
+    from vtp.sfu.service import SFU_KEY
+
+    teacher = await accounts.with_role("teacher")
+    conn = await connect(client, teacher["access_token"])
+    await conn.request("join", "joined", room="closing")
+    room = client.app[SFU_KEY].get_room("closing")
+    await room.close()  # what ending a course live session does
+    left = await conn.wait("left")
+    assert left == {"type": "left", "room": "closing", "reason": "room closed", "request_id": None}
+    await conn.request("join", "joined", room="closing")  # a new room of that name
     await conn.close()

@@ -341,7 +341,6 @@ ERROR_CODES: dict[str, str] = {
     "token_invalid": "the token is malformed, has a bad signature or is not an access token",
     "token_expired": "the token has expired",
     "token_revoked": "the token was revoked (logout, role change)",
-    "already_authenticated": "auth sent twice",
     "not_joined": "the message needs a joined room (join first)",
     "already_joined": "join sent while in a room (leave first)",
     "forbidden": "room access refused, or the room role may not do this",

@@ -88,6 +88,7 @@ class Session:
         self.app = app
         self.ws = ws
         self.principal: Principal | None = None
+        self.token = ""  # re-checked at every join: expiry, logout, role change
         self.member: Member | None = None
         self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -132,8 +133,9 @@ class Session:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    async def run(self, principal: Principal | None) -> None:
+    async def run(self, principal: Principal | None, token: str = "") -> None:
         self.principal = principal
+        self.token = token
         self._writer = asyncio.create_task(self._write_loop())
         keepalive = asyncio.create_task(self._keep_alive())
         try:
@@ -186,6 +188,7 @@ class Session:
             return False
         try:
             self.principal = await self.app[TOKENS].verify_access(parsed.token)
+            self.token = parsed.token
         except TokenError as exc:
             self.error(exc.code, exc.message, None, parsed.request_id)
             return False
@@ -228,7 +231,22 @@ class Session:
         return self.member
 
     async def _on_auth(self, msg: m.Auth) -> None:
-        raise m.MessageError("already_authenticated", "already authenticated", None, msg.request_id)
+        """A fresh token for the same user (the old one expired): later joins use it."""
+        assert self.principal is not None
+        try:
+            principal = await self.app[TOKENS].verify_access(msg.token)
+        except TokenError as exc:
+            raise m.MessageError(exc.code, exc.message, None, msg.request_id) from None
+        if principal.user_id != self.principal.user_id:
+            raise m.MessageError(
+                "forbidden", "a new token must be for the same user", None, msg.request_id
+            )
+        self.principal, self.token = principal, msg.token
+        self.send(
+            m.Authenticated(
+                request_id=msg.request_id, user_id=str(principal.user_id), role=principal.role
+            )
+        )
 
     async def _on_ping(self, msg: m.Ping) -> None:
         self.send(m.Pong(request_id=msg.request_id))
@@ -239,6 +257,12 @@ class Session:
                 "already_joined", f"already in room {self.member.room!r}", None, msg.request_id
             )
         assert self.principal is not None
+        try:  # the token may have expired or been revoked since it was presented
+            self.principal = await self.app[TOKENS].verify_access(self.token)
+        except TokenError as exc:
+            raise m.MessageError(
+                exc.code, f"{exc.message}: send auth with a fresh token", None, msg.request_id
+            ) from None
         grant, display = await join_room(self.app, self.principal, msg.room)
         if self.member is not None:  # a second join raced the first one's awaits
             raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
@@ -464,7 +488,7 @@ async def sfu_websocket(request: web.Request) -> web.StreamResponse:
     session = Session(request.app, ws)
     request.app[SESSIONS].add(session)
     try:
-        await session.run(principal)
+        await session.run(principal, token or "")
     finally:
         request.app[SESSIONS].discard(session)
     return ws
