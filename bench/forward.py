@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fractions
 import logging
 import math
@@ -307,6 +308,7 @@ class Stream:
     first: int = -1
     highest: int = -1
     count: int = 0
+    late: int = 0
 
 
 @dataclass
@@ -324,6 +326,8 @@ class Counter:
             delta = (seq - (s.highest & 0xFFFF)) & 0xFFFF
             if delta < 0x8000:
                 s.highest += delta
+            else:
+                s.late += 1
         s.count += 1
 
 
@@ -431,89 +435,129 @@ class Row:
 
 def start(target: Any, *args: Any) -> tuple[mp.Process, Pipe]:
     parent, child = mp.Pipe()
-    proc = mp.Process(target=target, args=(child, *args), daemon=True)
+    proc = mp.Process(target=pinned, args=(target, child, *args), daemon=True)
     proc.start()
     return proc, parent
 
 
-def run(
-    mode: str, ns: list[int], duration: float, workers: int, frames: Any, opus: Any
-) -> list[Row]:
-    server, sp = start(sfu_process if mode == "sfu" else baseline_process)
-    publisher, pp = start(publisher_process, frames, opus)
-    subs = [start(subscriber_process) for _ in range(workers)]
-    rows: list[Row] = []
-    try:
-        call(pp, "answer", call(sp, "publish", call(pp, "offer")))
+def pinned(target: Any, *args: Any) -> None:
+    """With 2+ cores the SFU gets core 0 to itself, the clients share the others, so the
+    SFU's CPU figures are not bent by the clients competing for its core."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= 2 and PIN:
+        os.sched_setaffinity(
+            0, cores[:1] if target in (sfu_process, baseline_process) else cores[1:]
+        )
+    if target is publisher_process:
+        # the publisher shares a core with the subscriber workers: never let them starve it
+        with contextlib.suppress(OSError):
+            os.nice(-10)
+    target(*args)
+
+
+PIN = True
+
+
+class Bench:
+    """One SFU (or baseline) process, one publisher, subscriber workers."""
+
+    def __init__(self, mode: str, workers: int, frames: Any, opus: Any) -> None:
+        self.mode = mode
+        self.server, self.sp = start(sfu_process if mode == "sfu" else baseline_process)
+        self.publisher, self.pp = start(publisher_process, frames, opus)
+        self.subs = [start(subscriber_process) for _ in range(workers)]
+        self.total = 0
+        self.prev: tuple[float, float] | None = None  # (cpu/s, forwarded/s) at previous N
+        call(self.pp, "answer", call(self.sp, "publish", call(self.pp, "offer")))
         time.sleep(1.5 if mode == "sfu" else 3.0)
-        total = 0
-        prev: tuple[float, float] | None = None  # (cpu/s, forwarded/s) at the previous N
-        for n in ns:
-            # add subscribers in batches, round robin over the workers
-            while total < n:
-                batch = min(n - total, 20 * workers)
-                offers: list[list[tuple[str, str]]] = [[] for _ in subs]
-                for i in range(batch):
-                    offers[(total + i) % workers].append(call(sp, "subscribe"))
-                for (_, pipe), chunk in zip(subs, offers, strict=True):
-                    if chunk:
-                        pipe.send(("accept", ([o for _, o in chunk],)))
-                for (_, pipe), chunk in zip(subs, offers, strict=True):
-                    if chunk:
-                        status, answers = pipe.recv()
-                        if status != "ok":
-                            raise RuntimeError(answers)
-                        for (key, _), answer in zip(chunk, answers, strict=True):
-                            call(sp, "answer", key, answer)
-                total += batch
-            deadline = time.time() + 30 + n / 10
-            while sum(call(p, "connected") for _, p in subs) < n:
-                if time.time() > deadline:
-                    raise RuntimeError("subscribers did not connect")
-                time.sleep(0.2)
-            time.sleep(2.5)  # a keyframe (every 2 s) has reached everyone
-            for _, p in subs:
-                call(p, "reset")
-            s0 = call(sp, "stats")
-            t0 = time.time()
-            time.sleep(duration)
-            s1 = call(sp, "stats")
-            elapsed = time.time() - t0
-            results = [r for _, p in subs for r in call(p, "results")]
-            cpu = s1["cpu"] - s0["cpu"]
-            forwarded = s1["forwarded"] - s0["forwarded"]
-            received = sum(r for r, _ in results)
-            expected = sum(e for _, e in results)
-            per_sub = [1 - r / e if e else 1.0 for r, e in results]
-            if mode != "sfu" or forwarded <= 0:
-                forwarded = received
-            cpu_rate, fwd_rate = cpu / elapsed, forwarded / elapsed
-            marginal = None
-            if prev is not None and fwd_rate > prev[1]:
-                marginal = (cpu_rate - prev[0]) / (fwd_rate - prev[1]) * 1e6
-            prev = (cpu_rate, fwd_rate)
-            rows.append(
-                Row(
-                    n,
-                    fwd_rate,
-                    cpu / forwarded * 1e6 if forwarded else math.inf,
-                    marginal,
-                    cpu_rate * 100,
-                    1 - received / expected if expected else 1.0,
-                    max(per_sub) if per_sub else 1.0,
-                    (s1["up"] - s0["up"]) / elapsed,
-                )
-            )
-            print_row(mode, rows[-1], flush=True)
-    finally:
-        for proc, pipe in [*subs, (publisher, pp), (server, sp)]:
+
+    def grow(self, n: int) -> None:
+        """Add subscribers (in batches, round robin over the workers) until there are n."""
+        workers = len(self.subs)
+        while self.total < n:
+            batch = min(n - self.total, 20 * workers)
+            offers: list[list[tuple[str, str]]] = [[] for _ in self.subs]
+            for i in range(batch):
+                offers[(self.total + i) % workers].append(call(self.sp, "subscribe"))
+            for (_, pipe), chunk in zip(self.subs, offers, strict=True):
+                if chunk:
+                    pipe.send(("accept", ([o for _, o in chunk],)))
+            for (_, pipe), chunk in zip(self.subs, offers, strict=True):
+                if chunk:
+                    status, answers = pipe.recv()
+                    if status != "ok":
+                        raise RuntimeError(answers)
+                    for (key, _), answer in zip(chunk, answers, strict=True):
+                        call(self.sp, "answer", key, answer)
+            self.total += batch
+        deadline = time.time() + 30 + n / 10
+        while sum(call(p, "connected") for _, p in self.subs) < n:
+            if time.time() > deadline:
+                raise RuntimeError("subscribers did not connect")
+            time.sleep(0.2)
+        time.sleep(2.5)  # a keyframe (every 2 s) has reached everyone
+
+    def measure(self, n: int, duration: float) -> Row:
+        for _, p in self.subs:
+            call(p, "reset")
+        s0 = call(self.sp, "stats")
+        t0 = time.time()
+        time.sleep(duration)
+        s1 = call(self.sp, "stats")
+        elapsed = time.time() - t0
+        results = [r for _, p in self.subs for r in call(p, "results")]
+        cpu = s1["cpu"] - s0["cpu"]
+        forwarded = s1["forwarded"] - s0["forwarded"]
+        received = sum(r for r, _ in results)
+        expected = sum(e for _, e in results)
+        per_sub = [1 - r / e if e else 1.0 for r, e in results]
+        if self.mode != "sfu" or forwarded <= 0:
+            forwarded = received
+        cpu_rate, fwd_rate = cpu / elapsed, forwarded / elapsed
+        marginal = None
+        if self.prev is not None and fwd_rate > self.prev[1]:
+            marginal = (cpu_rate - self.prev[0]) / (fwd_rate - self.prev[1]) * 1e6
+        self.prev = (cpu_rate, fwd_rate)
+        return Row(
+            n,
+            fwd_rate,
+            cpu / forwarded * 1e6 if forwarded else math.inf,
+            marginal,
+            cpu_rate * 100,
+            1 - received / expected if expected else 1.0,
+            max(per_sub) if per_sub else 1.0,
+            (s1["up"] - s0["up"]) / elapsed,
+        )
+
+    def close(self) -> None:
+        for proc, pipe in [*self.subs, (self.publisher, self.pp), (self.server, self.sp)]:
             try:
-                call(pipe, "exit")
+                pipe.send(("exit", ()))
+                if pipe.poll(5):
+                    pipe.recv()
             except Exception:
                 pass
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
+
+
+def run(
+    mode: str, ns: list[int], duration: float, workers: int, frames: Any, opus: Any
+) -> list[Row]:
+    bench = Bench(mode, workers, frames, opus)
+    rows: list[Row] = []
+    try:
+        for n in ns:
+            try:
+                bench.grow(n)
+                rows.append(bench.measure(n, duration))
+            except Exception as exc:
+                print(f"{mode:8} {n:5d}  failed: {exc}", flush=True)
+                break
+            print_row(mode, rows[-1], flush=True)
+    finally:
+        bench.close()
     return rows
 
 
@@ -535,7 +579,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3, help="subscriber processes")
     parser.add_argument("--baseline-n", default="1,2", help="MediaRelay re-encode N ('' to skip)")
     parser.add_argument("--bitrate", type=int, default=1_000_000)
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the SFU to a core")
     args = parser.parse_args()
+    global PIN
+    PIN = not args.no_pin
     ns = sorted({int(x) for x in args.n.split(",") if x})
     base_ns = sorted({int(x) for x in args.baseline_n.split(",") if x})
 
@@ -545,9 +592,7 @@ def main() -> None:
     print("mode         N   fwd pkt/s  µs/pkt  marginal   core     loss   worst")
     rows = run("sfu", ns, args.duration, max(1, min(args.workers, ns[-1])), frames, opus)
     over = next((r.n for r in rows if r.loss > 0.01), None)
-    print(
-        f"loss first exceeds 1% at N = {over if over is not None else 'never (up to %d)' % ns[-1]}"
-    )
+    print(f"loss first exceeds 1% at N = {over if over is not None else f'never (up to {ns[-1]})'}")
     marginals = [r.marginal_us for r in rows if r.marginal_us is not None]
     if base_ns:
         base = run("baseline", base_ns, args.duration, 1, frames, opus)
@@ -559,7 +604,8 @@ def main() -> None:
         )
     if marginals:
         print(
-            f"marginal cost: median {sorted(marginals)[len(marginals) // 2]:.1f} µs per forwarded packet"
+            f"marginal cost: median {sorted(marginals)[len(marginals) // 2]:.1f} µs"
+            " per forwarded packet"
         )
 
 
