@@ -90,6 +90,18 @@ async def test_put_file(store: ObjectStore, tmp_path: Path) -> None:
     assert await store.get_bytes("uploads/big.bin") == payload
 
 
+async def test_put_file_with_missing_source_is_a_storage_error(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    with pytest.raises(StorageError):
+        await store.put_file("uploads/none.bin", tmp_path / "does-not-exist", "text/plain")
+    with pytest.raises(ObjectNotFound):
+        await store.stat("uploads/none.bin")
+    if isinstance(store, LocalObjectStore):
+        leftovers = [p.name for p in store.root.rglob("*") if p.is_file()]
+        assert leftovers == [], "a failed upload left files behind"
+
+
 async def test_missing_object(store: ObjectStore) -> None:
     with pytest.raises(ObjectNotFound):
         await store.get_bytes("no/such/object")

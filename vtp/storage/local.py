@@ -23,14 +23,23 @@ def _meta_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.meta")
 
 
-def _replace_atomically(target: Path, fill: object) -> None:
+def _staged(target: Path, fill: bytes | Path) -> Path:
+    """Write `fill` to a temporary file beside `target` and return its path."""
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         if isinstance(fill, bytes):
             tmp.write_bytes(fill)
         else:
-            assert isinstance(fill, Path)
             shutil.copyfile(fill, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _replace_atomically(target: Path, fill: bytes) -> None:
+    tmp = _staged(target, fill)
+    try:
         tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -66,10 +75,17 @@ class LocalObjectStore:
         target = self._path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            # The content type first: a reader that sees the new data sees its type too.
-            meta = json.dumps({"content_type": content_type}).encode()
-            _replace_atomically(_meta_path(target), meta)
-            _replace_atomically(target, source)
+            # Stage the data first: an unreadable source changes nothing. Then the
+            # content type, then the data, so a reader that sees the new data also
+            # sees its type.
+            staged = _staged(target, source)
+            try:
+                meta = json.dumps({"content_type": content_type}).encode()
+                _replace_atomically(_meta_path(target), meta)
+                staged.replace(target)
+            except BaseException:
+                staged.unlink(missing_ok=True)
+                raise
             size = target.stat().st_size
         except OSError as exc:
             raise StorageError(f"cannot write {key}: {exc}") from exc
