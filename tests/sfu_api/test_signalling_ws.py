@@ -241,3 +241,26 @@ async def test_room_closed_tells_its_peers(client: Any, accounts: Any) -> None:
     assert left == {"type": "left", "room": "closing", "reason": "room closed", "request_id": None}
     await conn.request("join", "joined", room="closing")  # a new room of that name
     await conn.close()
+
+
+async def test_a_user_has_at_most_eight_peers_in_a_room(client: Any, accounts: Any) -> None:
+    student = await accounts.with_role("student")
+    token = student["access_token"]
+    conns = [await connect(client, token) for _ in range(9)]
+    for conn in conns[:8]:
+        await conn.request("join", "joined", room="crowd")
+    await conns[8].send(type="join", room="crowd", request_id="ninth")
+    await conns[8].error("too_many_peers", request_id="ninth")
+    await conns[8].request("join", "joined", room="elsewhere")  # per room
+    _, offer = await publisher_offer(RED)
+    resp = await client.post(
+        "/api/v1/whip/crowd",
+        data=offer,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    )
+    assert resp.status == 429
+    await conns[0].request("leave", "left")
+    await conns[8].request("leave", "left")
+    await conns[8].request("join", "joined", room="crowd")  # a place was freed
+    for conn in conns:
+        await conn.close()

@@ -104,6 +104,9 @@ class Members:
     def is_member(self, room: str, user_id: uuid.UUID) -> bool:
         return any(m.user_id == user_id for m in self._by_room.get(room, {}).values())
 
+    def count(self, room: str, user_id: uuid.UUID) -> int:
+        return sum(1 for m in self._by_room.get(room, {}).values() if m.user_id == user_id)
+
     def find(self, room: str, user_id: uuid.UUID, via: Via) -> Member | None:
         for member in self._by_room.get(room, {}).values():
             if member.user_id == user_id and member.via == via:

@@ -350,5 +350,6 @@ ERROR_CODES: dict[str, str] = {
     "not_found": "no such stream, subscription or connection (of this peer)",
     "bad_state": "the request does not fit the connection's state (e.g. answered twice)",
     "conflict": "the peer id is already in the room",
+    "too_many_peers": "the user already has 8 peers in the room (HTTP 429)",
     "internal_error": "the server failed; the room and the other peers are not affected",
 }

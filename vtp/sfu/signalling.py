@@ -46,6 +46,7 @@ HEARTBEAT_S = 10.0
 KEEPALIVE_S = 0.5
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is dropped
+MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions together
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 4408
 
@@ -78,6 +79,13 @@ async def join_room(
     user = await get_user(app[DB], principal.user_id)
     if user is None or not user.is_active:
         raise unauthorized("account_disabled", "this account no longer exists")
+    # No await from here to the caller's room.join(): the count cannot be raced.
+    if app[MEMBERS].count(room_name, principal.user_id) >= MAX_PEERS_PER_USER:
+        raise ApiError(
+            429,
+            "too_many_peers",
+            f"you already have {MAX_PEERS_PER_USER} peers in room {room_name!r}",
+        )
     return grant, user.display_name
 
 
