@@ -17,7 +17,6 @@ _NOT_FOUND = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
 # should fail a request (and /ready) in seconds instead.
 _CONNECT_TIMEOUT_S = 10.0
 _READ_TIMEOUT_S = 120.0
-_RETRY_ATTEMPTS = 3
 
 
 def split_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
@@ -56,20 +55,14 @@ class S3ObjectStore:
 
     async def start(self) -> None:
         import aiohttp
-        from aiohttp_retry import ExponentialRetry, RetryClient
         from miniopy_async.api import Minio
 
-        session = RetryClient(
-            aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=_CONNECT_TIMEOUT_S,
-                    sock_connect=_CONNECT_TIMEOUT_S,
-                    sock_read=_READ_TIMEOUT_S,
-                ),
-            ),
-            retry_options=ExponentialRetry(
-                attempts=_RETRY_ATTEMPTS, start_timeout=0.2, statuses={500, 502, 503, 504}
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=_CONNECT_TIMEOUT_S,
+                sock_connect=_CONNECT_TIMEOUT_S,
+                sock_read=_READ_TIMEOUT_S,
             ),
         )
         self._client = Minio(
