@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -51,9 +52,13 @@ async def test_publish_late_joiner_subscribes_and_publisher_leaves(
 
     speaker = await b.wait("active-speaker")  # the publisher's tone
     assert speaker["peer_id"] == joined_a["peer_id"]
+    asked = time.monotonic()
     viewer, sub_id = await subscribe(b, stream_id)
     await b.wait("connection-state", connection_id=sub_id, state="connected")
     await viewer.wait_frames(15)
+    # A keyframe was requested for the late joiner (aiortc's encoder would otherwise send
+    # the next one 3,000 frames later): its first frame comes within a second (measured: ~0.1 s).
+    assert viewer.first_frame_at is not None and viewer.first_frame_at - asked < 1.0
     assert_frames_show(viewer.frames, RED)
     assert viewer.audio_frames > 0
 

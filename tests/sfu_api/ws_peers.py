@@ -130,6 +130,7 @@ class Viewer:
     def __init__(self) -> None:
         self.pc = new_pc()
         self.frames: list[tuple[int, int, int]] = []
+        self.first_frame_at: float | None = None  # time.monotonic() of the first video frame
         self.audio_frames = 0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -143,6 +144,8 @@ class Viewer:
                 frame: Any = await track.recv()
                 if track.kind == "video":
                     self.frames.append(read_frame(frame))
+                    if self.first_frame_at is None:
+                        self.first_frame_at = time.monotonic()
                 else:
                     self.audio_frames += 1
 
