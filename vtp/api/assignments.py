@@ -21,9 +21,9 @@ from vtp.api.course_access import (
     enforce,
     require_course_role,
 )
+from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.schemas import Strict
 from vtp.api.uploads import EXPECTED, MAX_UPLOAD_BYTES
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
@@ -36,7 +36,7 @@ Extension = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,10}$")]
 Points = Annotated[Decimal, Field(ge=0, le=100_000, max_digits=8, decimal_places=2)]
 
 
-class _AssignmentFields(Strict):
+class _AssignmentFields(Body):
     @model_validator(mode="after")
     def _dates_and_types(self) -> Any:
         dates = [getattr(self, k, None) for k in ("unlock_at", "due_at", "lock_at")]

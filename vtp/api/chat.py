@@ -23,9 +23,9 @@ from pydantic import Field, field_validator
 from vtp.api.access import authenticated
 from vtp.api.body import read_json
 from vtp.api.course_access import MEMBERS, PARTICIPANTS, CourseAccess, require_course_role
+from vtp.api.domain_schema import Body
 from vtp.api.errors import conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.schemas import Strict
 from vtp.api.sessions import load_session
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
@@ -40,7 +40,7 @@ ChatHook = Callable[[dict[str, Any]], Awaitable[None]]
 CHAT_HOOKS = web.AppKey("chat_hooks", list[ChatHook])
 
 
-class MessageBody(Strict):
+class MessageBody(Body):
     body: str = Field(min_length=1, max_length=MAX_MESSAGE)
 
     @field_validator("body")

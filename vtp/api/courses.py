@@ -20,9 +20,9 @@ from vtp.api.course_access import (
     load_course_access,
     require_course_role,
 )
+from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.schemas import Strict
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
 from vtp.db import courses as db
@@ -35,7 +35,7 @@ ENROLLMENT_CODE_PATTERN = r"^[A-Za-z0-9-]+$"
 
 
 # --- schemas ---------------------------------------------------------------------------
-class CourseCreate(Strict):
+class CourseCreate(Body):
     code: str = Field(min_length=1, max_length=40, pattern=CODE_PATTERN)
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=20_000)
@@ -45,7 +45,7 @@ class CourseCreate(Strict):
     )
 
 
-class CourseUpdate(Strict):
+class CourseUpdate(Body):
     code: str | None = Field(default=None, min_length=1, max_length=40, pattern=CODE_PATTERN)
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=20_000)
@@ -62,11 +62,11 @@ class CourseListQuery(ListQuery):
     q: str | None = Field(default=None, min_length=1, max_length=100)
 
 
-class JoinRequest(Strict):
+class JoinRequest(Body):
     enrollment_code: str = Field(min_length=1, max_length=64)
 
 
-class EnrollRequest(Strict):
+class EnrollRequest(Body):
     user_id: uuid.UUID | None = None
     email: str | None = Field(default=None, min_length=3, max_length=254)
     role: CourseRole = "student"
@@ -78,7 +78,7 @@ class EnrollRequest(Strict):
         return self
 
 
-class EnrollmentUpdate(Strict):
+class EnrollmentUpdate(Body):
     role: CourseRole
 
 

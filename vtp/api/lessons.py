@@ -8,7 +8,7 @@ import logging
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from vtp.api.access import authenticated
 from vtp.api.body import read_json
@@ -20,9 +20,9 @@ from vtp.api.course_access import (
     enforce,
     require_course_role,
 )
+from vtp.api.domain_schema import Body, Query
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.query import parse_query
-from vtp.api.schemas import Strict
 from vtp.api.uploads import MAX_UPLOAD_BYTES, download, public_file, receive_file
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB, STORE
@@ -38,27 +38,25 @@ MAX_ATTACHMENTS = 20
 MAX_LESSONS = 1000
 
 
-class LessonCreate(Strict):
+class LessonCreate(Body):
     title: str = Field(min_length=1, max_length=200)
     content_md: str = Field(default="", max_length=MAX_CONTENT)
     status: Literal["draft", "published"] = "draft"
     position: int | None = Field(default=None, ge=0, le=MAX_LESSONS)
 
 
-class LessonUpdate(Strict):
+class LessonUpdate(Body):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     content_md: str | None = Field(default=None, max_length=MAX_CONTENT)
     status: Literal["draft", "published"] | None = None
     position: int | None = Field(default=None, ge=0, le=MAX_LESSONS)
 
 
-class LessonListQuery(BaseModel):
+class LessonListQuery(Query):
     """Lessons are listed by position; the cursor is the last position seen."""
 
-    model_config = ConfigDict(extra="forbid")
-
     limit: int = Field(default=50, ge=1, le=100)
-    cursor: int | None = Field(default=None, ge=0)
+    cursor: int | None = Field(default=None, ge=0, le=MAX_LESSONS)
 
 
 def lesson_json(lesson: Lesson) -> dict[str, Any]:

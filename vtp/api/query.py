@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from vtp.api.domain_schema import Query
 from vtp.api.errors import ApiError, validation_details
 
 M = TypeVar("M", bound=BaseModel)
@@ -24,10 +25,8 @@ T = TypeVar("T")
 MAX_LIMIT = 100
 
 
-class ListQuery(BaseModel):
+class ListQuery(Query):
     """The paging parameters every list route accepts; subclass it to add filters."""
-
-    model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(default=None, min_length=1, max_length=200)

@@ -22,10 +22,10 @@ from vtp.api.course_access import (
     require_course_role,
 )
 from vtp.api.csvout import csv_response
+from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.live_rooms import close_room, open_room
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.schemas import Strict
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
 from vtp.db import attendance as attendance_db
@@ -38,7 +38,7 @@ routes = web.RouteTableDef()
 MAX_SESSION_LENGTH = timedelta(hours=24)
 
 
-class SessionCreate(Strict):
+class SessionCreate(Body):
     title: str = Field(min_length=1, max_length=200)
     scheduled_start: AwareDatetime
     scheduled_end: AwareDatetime
@@ -52,7 +52,7 @@ class SessionCreate(Strict):
         return self
 
 
-class SessionUpdate(Strict):
+class SessionUpdate(Body):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     scheduled_start: AwareDatetime | None = None
     scheduled_end: AwareDatetime | None = None

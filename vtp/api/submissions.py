@@ -34,9 +34,9 @@ from vtp.api.course_access import (
     require_student,
 )
 from vtp.api.csvout import csv_response
+from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.schemas import Strict
 from vtp.api.uploads import MAX_FILES, download, public_file, receive_file
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB, STORE
@@ -52,12 +52,12 @@ MAX_FEEDBACK = 10_000
 MAX_BULK = 200
 
 
-class SubmissionCreate(Strict):
+class SubmissionCreate(Body):
     body_text: str = Field(default="", max_length=MAX_BODY_TEXT)
     submit: bool = False
 
 
-class SubmissionUpdate(Strict):
+class SubmissionUpdate(Body):
     body_text: str = Field(max_length=MAX_BODY_TEXT)
 
 
@@ -66,19 +66,19 @@ class SubmissionListQuery(ListQuery):
     student_id: uuid.UUID | None = None
 
 
-class GradeRequest(Strict):
+class GradeRequest(Body):
     score: Points
     feedback: str | None = Field(default=None, max_length=MAX_FEEDBACK)
     return_to_student: bool = False
 
 
-class BulkGradeItem(Strict):
+class BulkGradeItem(Body):
     submission_id: uuid.UUID
     score: Points
     feedback: str | None = Field(default=None, max_length=MAX_FEEDBACK)
 
 
-class BulkGradeRequest(Strict):
+class BulkGradeRequest(Body):
     grades: list[BulkGradeItem] = Field(min_length=1, max_length=MAX_BULK)
     return_to_students: bool = False
 

@@ -16,9 +16,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
+from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError
 from vtp.api.query import parse_query
-from vtp.api.schemas import Strict
 
 # A hard ceiling whatever an assignment allows (the DB default is 10 MiB).
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -67,7 +67,7 @@ _OFFICE = {
 }
 
 
-class UploadQuery(Strict):
+class UploadQuery(Body):
     filename: str = Field(min_length=1, max_length=200)
 
 
