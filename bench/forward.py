@@ -164,7 +164,21 @@ def sfu_process(pipe: Pipe) -> None:
             forwarded = sum(t.forwarded for t in up.tracks) if up else 0
             up_packets = sum(t.packets for t in up.tracks) if up else 0
             downs = sum(len(t.downs) for t in up.tracks) if up else 0
-            return {"cpu": cpu_seconds(), "forwarded": forwarded, "up": up_packets, "downs": downs}
+            errors = sum(
+                c.sender.send_errors
+                for p in room.peers.values()
+                for c in p.connections.values()
+                if c.sender is not None
+            )
+            nacks = sum(t.nacks_sent for t in up.tracks) if up else 0
+            return {
+                "cpu": cpu_seconds(),
+                "forwarded": forwarded,
+                "up": up_packets,
+                "downs": downs,
+                "send_errors": errors,
+                "up_nacks": nacks,
+            }
 
         profiler = None
         if os.environ.get("BENCH_PROFILE"):
@@ -505,6 +519,8 @@ class Bench:
         time.sleep(duration)
         s1 = call(self.sp, "stats")
         elapsed = time.time() - t0
+        if os.environ.get("BENCH_DEBUG"):
+            print({k: s1[k] - s0[k] for k in s1 if isinstance(s1[k], (int, float))})
         results = [r for _, p in self.subs for r in call(p, "results")]
         cpu = s1["cpu"] - s0["cpu"]
         forwarded = s1["forwarded"] - s0["forwarded"]
