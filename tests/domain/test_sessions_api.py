@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 from domain_helpers import World
 from helpers import assert_error
 
@@ -107,10 +108,16 @@ async def test_state_machine_is_enforced(world: World) -> None:
     status, body = await world.call(world.teacher, "PATCH", base, {"title": "Renamed"})
     assert status == 409
     assert_error(body, "session_not_editable")
+    # While live, the teacher may still open the floor to students.
+    opened = await world.ok(world.teacher, "PATCH", base, {"students_may_publish": True})
+    assert opened["students_may_publish"] is True and opened["status"] == "live"
+    assert (await world.ok(world.student, "POST", base + "/join"))["may_publish"] is True
     ended = await world.ok(world.ta, "POST", base + "/end")
     assert ended["status"] == "ended" and ended["ended_at"] >= ended["started_at"]
     for action in ("start", "end", "cancel"):
         assert (await world.call(world.teacher, "POST", f"{base}/{action}"))[0] == 409
+    status, _ = await world.call(world.teacher, "PATCH", base, {"students_may_publish": False})
+    assert status == 409
     other = await schedule(world)
     cancelled = await world.ok(world.teacher, "POST", f"/api/v1/sessions/{other['id']}/cancel")
     assert cancelled["status"] == "cancelled"
@@ -339,3 +346,17 @@ async def test_join_ticket_by_room_name_for_the_signalling_layer(
         status=204,
     )
     assert await ticket(world.student) is None
+
+
+async def test_start_and_end_open_and_close_the_real_sfu_room(world: World, client: Any) -> None:
+    sfu = live_rooms.sfu_of(client.server.app)
+    if sfu is None:
+        pytest.skip("the SFU is not set up in this app")
+    session = await schedule(world)
+    room_name = session["room_name"]
+    assert sfu.get_room(room_name) is None
+    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{session['id']}/start")
+    room = sfu.get_room(room_name)
+    assert room is not None and not room.closed
+    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{session['id']}/end")
+    assert room.closed

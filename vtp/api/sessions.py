@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MAX_SESSION_LENGTH = timedelta(hours=24)
+LIVE_EDITABLE = frozenset({"students_may_publish"})
 
 
 class SessionCreate(Body):
@@ -174,11 +175,16 @@ async def update_session(request: web.Request) -> web.Response:
         raise _field_error("scheduled_end", str(exc)) from exc
     if changes.get("lesson_id") is not None:
         await _check_lesson(request.app[DB], session.course_id, changes["lesson_id"])
-    if session.status != "scheduled":
+    # A scheduled session may change anything; a live one only whether students may
+    # publish (the teacher opens the floor during the session).
+    statuses: tuple[str, ...] = ("scheduled",)
+    if set(changes) <= LIVE_EDITABLE:
+        statuses = ("scheduled", "live")
+    if session.status not in statuses:
         raise conflict("session_not_editable", f"a {session.status} session cannot be edited")
-    updated = await db.update_session(request.app[DB], session.id, changes)
+    updated = await db.update_session(request.app[DB], session.id, changes, statuses)
     if updated is None:
-        raise conflict("session_not_editable", "the session is no longer scheduled")
+        raise conflict("session_not_editable", "the session changed state meanwhile")
     return web.json_response(session_json(updated, access))
 
 

@@ -65,16 +65,20 @@ async def get_session(conn: Conn, session_id: uuid.UUID) -> LiveSession | None:
 
 
 async def update_session(
-    conn: Conn, session_id: uuid.UUID, changes: dict[str, Any]
+    conn: Conn,
+    session_id: uuid.UUID,
+    changes: dict[str, Any],
+    statuses: tuple[str, ...] = ("scheduled",),
 ) -> LiveSession | None:
-    """Update a *scheduled* session; None if it is not (any more) scheduled."""
+    """Update a session in one of `statuses`; None if it is not (any more) in one."""
     columns = list(changes)
     sets = ", ".join(f"{col} = ${i + 2}" for i, col in enumerate(columns)) or "title = title"
     row = await conn.fetchrow(
         f"""UPDATE live_sessions SET {sets}
-            WHERE id = $1 AND status = 'scheduled' RETURNING *""",
+            WHERE id = $1 AND status = ANY(${len(columns) + 2}::text[]) RETURNING *""",
         session_id,
         *(changes[c] for c in columns),
+        list(statuses),
     )
     return LiveSession.from_record(row) if row else None
 
