@@ -1,0 +1,35 @@
+"""The browser client (issue 5): server-rendered page shells and the live classroom channel.
+
+Pages (``/``, ``/signin``, ``/dashboard``, ``/classroom/{session_id}``) are jinja2 shells
+that load plain JavaScript modules from ``/static/``; the modules get every piece of data
+through ``/api`` with the JWT the browser keeps, and speak to the SFU over the WebSocket
+protocol of docs/protocol.md. The classroom's own live channel (hands, teacher controls,
+media state, chat delivery, presence and attendance) is :mod:`vtp.web.live`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from vtp.web import live, pages
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parents[2] / "static"
+
+
+def setup(app: web.Application) -> None:
+    """Templates, page routes, ``/static/`` and the classroom live channel."""
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html"]),
+        context_processors=[pages.context],
+    )
+    app.add_routes(pages.routes)
+    if STATIC.is_dir():
+        app.router.add_static("/static/", STATIC, name="static", append_version=False)
+    live.setup(app)

@@ -1,0 +1,45 @@
+"""Page routes: HTML shells rendered with aiohttp-jinja2. They carry no data; the
+JavaScript modules fetch it from /api with the browser's token."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+routes = web.RouteTableDef()
+
+ASSET_VERSION = "1"
+
+
+async def context(request: web.Request) -> dict[str, Any]:
+    return {"asset_version": ASSET_VERSION, "path": request.path}
+
+
+@routes.get("/")
+async def home(_request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/dashboard")
+
+
+@routes.get("/signin")
+@aiohttp_jinja2.template("signin.html")
+async def signin(_request: web.Request) -> dict[str, Any]:
+    return {"title": "Sign in", "page": "signin"}
+
+
+@routes.get("/dashboard")
+@aiohttp_jinja2.template("dashboard.html")
+async def dashboard(_request: web.Request) -> dict[str, Any]:
+    return {"title": "Dashboard", "page": "dashboard"}
+
+
+@routes.get("/classroom/{session_id}")
+@aiohttp_jinja2.template("classroom.html")
+async def classroom(request: web.Request) -> dict[str, Any]:
+    try:
+        session_id = uuid.UUID(request.match_info["session_id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such classroom") from None
+    return {"title": "Classroom", "page": "classroom", "session_id": str(session_id)}
