@@ -28,6 +28,7 @@ from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
+from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
 
@@ -94,5 +95,6 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(users.routes)
     setup_domain(app)
     sfu.setup(app)  # SFU core, WebSocket signalling, /api/v1/sfu REST, WHIP/WHEP
+    setup_web(app)  # browser pages, /static/, the classroom live channel
     _check_access_rules(app)
     return app
