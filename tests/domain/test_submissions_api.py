@@ -342,3 +342,28 @@ async def test_bulk_grading_is_all_or_nothing(world: World, db: asyncpg.Connecti
     )
     assert [s["status"] for s in done["items"]] == ["returned", "returned"]
     assert (await world.call(world.student, "POST", url, {"grades": []}))[0] == 403
+
+
+async def test_store_outage_is_503_and_records_nothing(
+    world: World, client: Any, db: asyncpg.Connection
+) -> None:
+    from vtp.appkeys import STORE
+    from vtp.storage import StorageError
+
+    assignment = await make_assignment(world)
+    sub = await start(world, assignment)
+    store = client.server.app[STORE]
+    original = store.put_bytes
+
+    async def down(key: str, data: bytes, content_type: str) -> Any:
+        raise StorageError("connection refused")
+
+    store.put_bytes = down
+    try:
+        status, body = await upload(world, sub["id"], "essay.pdf", PDF)
+    finally:
+        store.put_bytes = original
+    assert status == 503
+    assert_error(body, "storage_unavailable")
+    files = await db.fetchval("SELECT files FROM submissions WHERE id = $1::uuid", sub["id"])
+    assert files == []

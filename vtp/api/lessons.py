@@ -23,7 +23,14 @@ from vtp.api.course_access import (
 from vtp.api.domain_schema import Body, Query
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.query import parse_query
-from vtp.api.uploads import MAX_UPLOAD_BYTES, download, public_file, receive_file
+from vtp.api.uploads import (
+    MAX_UPLOAD_BYTES,
+    download,
+    public_file,
+    receive_file,
+    store_get,
+    store_put,
+)
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB, STORE
 from vtp.db import lessons as db
@@ -187,7 +194,7 @@ async def add_attachment(request: web.Request) -> web.Response:
         raise conflict("too_many_files", f"a lesson holds at most {MAX_ATTACHMENTS} files")
     meta, data = await receive_file(request, max_bytes=MAX_UPLOAD_BYTES, allowed=[])
     meta["key"] = f"lessons/{lesson.id}/{meta['id']}"
-    await request.app[STORE].put_bytes(meta["key"], data, meta["content_type"])
+    await store_put(request.app[STORE], meta["key"], data, meta["content_type"])
     try:
         async with request.app[DB].acquire() as conn, conn.transaction():
             current = await db.lock_lesson(conn, lesson.id)
@@ -207,7 +214,7 @@ async def add_attachment(request: web.Request) -> web.Response:
 async def get_attachment(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, MEMBERS)
     meta = _find(lesson, str(path_uuid(request, "file_id")))
-    return download(meta, await request.app[STORE].get_bytes(meta["key"]))
+    return download(meta, await store_get(request.app[STORE], meta["key"]))
 
 
 @routes.delete("/api/v1/lessons/{lesson_id}/attachments/{file_id}")

@@ -37,7 +37,14 @@ from vtp.api.csvout import csv_response
 from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.uploads import MAX_FILES, download, public_file, receive_file
+from vtp.api.uploads import (
+    MAX_FILES,
+    download,
+    public_file,
+    receive_file,
+    store_get,
+    store_put,
+)
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB, STORE
 from vtp.db import submissions as db
@@ -259,8 +266,7 @@ async def upload_file(request: web.Request) -> web.Response:
         request, max_bytes=assignment.max_file_bytes, allowed=assignment.allowed_file_types
     )
     meta["key"] = f"submissions/{sub.id}/{meta['id']}"
-    store = request.app[STORE]
-    await store.put_bytes(meta["key"], data, meta["content_type"])
+    await store_put(request.app[STORE], meta["key"], data, meta["content_type"])
     try:
         async with request.app[DB].acquire() as conn, conn.transaction():
             current = await db.lock_submission(conn, sub.id)
@@ -296,7 +302,7 @@ def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
 async def get_file(request: web.Request) -> web.Response:
     sub, _, _ = await load_submission(request)
     meta = _find_file(sub, str(path_uuid(request, "file_id")))
-    data = await request.app[STORE].get_bytes(meta["key"])
+    data = await store_get(request.app[STORE], meta["key"])
     return download(meta, data)
 
 

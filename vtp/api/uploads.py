@@ -19,6 +19,7 @@ from pydantic import Field
 from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError
 from vtp.api.query import parse_query
+from vtp.storage import ObjectNotFound, ObjectStore, StorageError
 
 # A hard ceiling whatever an assignment allows (the DB default is 10 MiB).
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -200,3 +201,19 @@ def download(meta: dict[str, Any], data: bytes) -> web.Response:
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+async def store_put(store: ObjectStore, key: str, data: bytes, content_type: str) -> None:
+    try:
+        await store.put_bytes(key, data, content_type)
+    except StorageError as exc:
+        raise ApiError(503, "storage_unavailable", "the file store is unavailable") from exc
+
+
+async def store_get(store: ObjectStore, key: str) -> bytes:
+    try:
+        return await store.get_bytes(key)
+    except ObjectNotFound as exc:
+        raise ApiError(404, "not_found", "the file is missing from the store") from exc
+    except StorageError as exc:
+        raise ApiError(503, "storage_unavailable", "the file store is unavailable") from exc
