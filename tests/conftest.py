@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from helpers import JWT_TEST_SECRET, Accounts
 from redis import Redis as SyncRedis
 
 from vtp.config import Config, load_config
@@ -23,7 +24,6 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_BASE_URL = os.environ.get("VTP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # A database number of its own, so the tests never flush data someone else keeps.
 REDIS_TEST_DB = 13
-JWT_TEST_SECRET = "test-secret-" + "x" * 40
 
 
 def _with_database(url: str, name: str) -> str:
@@ -127,50 +127,6 @@ async def client(aiohttp_client: Any, config: Config) -> Any:
     from vtp.app import create_app
 
     return await aiohttp_client(create_app(config))
-
-
-class Accounts:
-    """Creates users through the public API (and promotes them directly in SQL)."""
-
-    def __init__(self, client: Any, database_url: str) -> None:
-        self.client = client
-        self.database_url = database_url
-        self._n = 0
-
-    async def register(
-        self, *, email: str | None = None, password: str = "a good long password"
-    ) -> dict[str, Any]:
-        self._n += 1
-        email = email or f"user{self._n}-{uuid.uuid4().hex[:6]}@example.org"
-        resp = await self.client.post(
-            "/api/v1/auth/register",
-            json={"email": email, "password": password, "display_name": f"User {self._n}"},
-        )
-        assert resp.status == 201, await resp.text()
-        body: dict[str, Any] = await resp.json()
-        body["password"] = password
-        return body
-
-    async def login(self, email: str, password: str) -> dict[str, Any]:
-        resp = await self.client.post(
-            "/api/v1/auth/login", json={"email": email, "password": password}
-        )
-        assert resp.status == 200, await resp.text()
-        result: dict[str, Any] = await resp.json()
-        return result
-
-    async def with_role(self, role: str) -> dict[str, Any]:
-        """A fresh user with `role`, signed in after the role was set."""
-        account = await self.register()
-        conn = await asyncpg.connect(self.database_url)
-        try:
-            await conn.execute(
-                "UPDATE users SET role = $2 WHERE id = $1", uuid.UUID(account["user"]["id"]), role
-            )
-        finally:
-            await conn.close()
-        tokens = await self.login(account["user"]["email"], account["password"])
-        return {**account, **tokens}
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import JWT_TEST_SECRET, Accounts
-from helpers import assert_error, bearer
+from helpers import JWT_TEST_SECRET, Accounts, assert_error, bearer
 
 from vtp.config import Config
 

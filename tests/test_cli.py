@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import JWT_TEST_SECRET
+from helpers import JWT_TEST_SECRET
 
 from vtp.db.migrate import discover
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Accounts
-from helpers import assert_error, bearer
+from helpers import Accounts, assert_error, bearer
 
 
 async def test_malformed_json_is_400(client: Any) -> None:
