@@ -72,6 +72,21 @@ class Config(BaseSettings):
     room_grace_s: float = Field(default=30.0, ge=0)
     peer_timeout_s: float = Field(default=30.0, ge=1)
 
+    # --- Recording -------------------------------------------------------------------
+    # Where recordings are written before upload ("" = <state_dir>/recording-spool).
+    recording_spool_dir: Path | None = None
+    # Multipart upload part size, in MiB (S3 requires at least 5).
+    recording_part_size_mb: int = Field(default=16, ge=5, le=5120)
+    # Upload retry policy: exponential backoff from the first delay up to the largest.
+    recording_retry_first_s: float = Field(default=2.0, gt=0)
+    recording_retry_max_s: float = Field(default=300.0, gt=0)
+    # Failed upload attempts after which the recording shows as failed (retries go on).
+    recording_retry_attempts: int = Field(default=8, ge=1)
+    # A recording is stopped automatically after this many seconds.
+    recording_max_length_s: int = Field(default=6 * 3600, ge=10)
+    # Lifetime of playback URLs (presigned S3 URLs, signed local-disk URLs).
+    recording_url_ttl_s: int = Field(default=3600, ge=60)
+
     @field_validator("ice_addresses", "stun_urls", "turn_urls", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
@@ -102,6 +117,12 @@ class Config(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.state_dir.resolve()
+
+    @property
+    def recording_spool(self) -> Path:
+        if self.recording_spool_dir is not None and str(self.recording_spool_dir):
+            return self.recording_spool_dir.resolve()
+        return self.data_dir / "recording-spool"
 
 
 def load_config(**overrides: object) -> Config:

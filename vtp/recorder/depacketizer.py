@@ -1,0 +1,270 @@
+"""Frames from forwarded RTP packets: VP8 (RFC 7741) assembly and Opus pass-through.
+
+The SFU's taps hand over packets in the up track's continuous numbering (``useq``,
+``uts``), in arrival order: NACK-retransmitted packets arrive late, lost ones never.
+A VP8 frame is the packets sharing one timestamp, from the packet that starts
+partition 0 to the one with the marker bit, with no sequence gap. Frames are released
+in timestamp order; a frame that cannot be completed within a short reorder window is
+dropped, and from then on every frame up to the next keyframe is dropped too (it would
+reference a picture the file does not have) and a keyframe is requested. A whole frame
+lost between two complete ones is caught by the VP8 picture id (when the publisher
+sends one) or by the sequence gap between the two frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+VIDEO_CLOCK = 90000
+AUDIO_CLOCK = 48000
+# How long (in RTP time) an incomplete frame may wait for a retransmission while a
+# later frame is already complete: 300 ms is a few NACK round trips.
+REORDER_WINDOW = VIDEO_CLOCK * 3 // 10
+MAX_PENDING_FRAMES = 64
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+
+class RtpLike(Protocol):
+    """What the recorder reads of the SFU's tap packet (``vtp.sfu.uptrack.UpPacket``)."""
+
+    useq: int
+    uts: int
+    marker: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    ts: int  # unwrapped RTP timestamp
+    data: bytes
+    keyframe: bool
+    width: int = 0  # VP8 keyframes only
+    height: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Vp8Descriptor:
+    size: int  # bytes of payload descriptor before the VP8 data
+    start: bool  # S bit with partition index 0: first packet of a frame
+    picture_id: int | None  # 7- or 15-bit picture id, if present
+    picture_id_bits: int
+
+
+def parse_vp8_descriptor(payload: bytes) -> Vp8Descriptor | None:
+    """The RFC 7741 payload descriptor; None if it is truncated."""
+    n = len(payload)
+    if n < 1:
+        return None
+    b = payload[0]
+    start = bool(b & 0x10) and (b & 0x07) == 0
+    i = 1
+    picture_id: int | None = None
+    bits = 0
+    if b & 0x80:
+        if n < 2:
+            return None
+        x = payload[1]
+        i = 2
+        if x & 0x80:
+            if n <= i:
+                return None
+            if payload[i] & 0x80:
+                if n <= i + 1:
+                    return None
+                picture_id = ((payload[i] & 0x7F) << 8) | payload[i + 1]
+                bits = 15
+                i += 2
+            else:
+                picture_id = payload[i] & 0x7F
+                bits = 7
+                i += 1
+        if x & 0x40:
+            i += 1
+        if x & 0x30:
+            i += 1
+    if n <= i:
+        return None
+    return Vp8Descriptor(i, start, picture_id, bits)
+
+
+def vp8_keyframe_info(data: bytes) -> tuple[bool, int, int]:
+    """(keyframe, width, height) of a VP8 frame (RFC 6386 9.1); sizes 0 if not a keyframe."""
+    if len(data) < 10 or data[0] & 1:
+        return False, 0, 0
+    if data[3:6] != b"\x9d\x01\x2a":
+        return False, 0, 0
+    width = (data[6] | (data[7] << 8)) & 0x3FFF
+    height = (data[8] | (data[9] << 8)) & 0x3FFF
+    return True, width, height
+
+
+class _Partial:
+    __slots__ = ("end", "parts", "picture_id", "size", "start")
+
+    def __init__(self) -> None:
+        self.parts: dict[int, bytes] = {}  # useq -> VP8 data (descriptor stripped)
+        self.start: int | None = None  # useq of the first packet
+        self.end: int | None = None  # useq of the marker packet
+        self.picture_id: int | None = None
+        self.size = 0
+
+    def complete(self) -> bool:
+        return (
+            self.start is not None
+            and self.end is not None
+            and self.end >= self.start
+            and len(self.parts) == self.end - self.start + 1
+        )
+
+
+@dataclass
+class AssemblerStats:
+    frames: int = 0
+    keyframes: int = 0
+    dropped_frames: int = 0  # incomplete, late, or waiting for a keyframe
+    late_packets: int = 0
+    keyframe_requests: int = 0
+
+
+class Vp8Assembler:
+    """VP8 packets in (any order), whole decodable frames out (timestamp order)."""
+
+    def __init__(
+        self, on_frame: Callable[[Frame], None], request_keyframe: Callable[[], None]
+    ) -> None:
+        self._on_frame = on_frame
+        self._request_keyframe = request_keyframe
+        self._pending: dict[int, _Partial] = {}
+        self._last_ts: int | None = None  # last released (or dropped) timestamp
+        self._last_end: int | None = None  # useq of the last released frame's marker
+        self._last_picture_id: int | None = None
+        self._picture_id_bits = 0
+        self.need_keyframe = True  # a file starts at a keyframe
+        self.stats = AssemblerStats()
+
+    def push(self, packet: RtpLike) -> None:
+        uts = packet.uts
+        if self._last_ts is not None and uts <= self._last_ts:
+            self.stats.late_packets += 1
+            return
+        desc = parse_vp8_descriptor(packet.payload)
+        if desc is None:
+            return
+        partial = self._pending.get(uts)
+        if partial is None:
+            if len(self._pending) >= MAX_PENDING_FRAMES:
+                self._drop_oldest()
+            partial = self._pending[uts] = _Partial()
+        useq = packet.useq
+        if useq in partial.parts:
+            return
+        data = packet.payload[desc.size :]
+        partial.parts[useq] = data
+        partial.size += len(data)
+        if desc.start:
+            partial.start = useq
+            if desc.picture_id is not None:
+                partial.picture_id = desc.picture_id
+                self._picture_id_bits = desc.picture_id_bits
+        if packet.marker:
+            partial.end = useq
+        if partial.size > MAX_FRAME_BYTES:
+            del self._pending[uts]
+            self._lost(uts)
+            return
+        self._release(flush=False)
+
+    def flush(self) -> None:
+        """Release what is complete (at the end of a recording); drop the rest."""
+        self._release(flush=True)
+        self._pending.clear()
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _release(self, flush: bool) -> None:
+        while self._pending:
+            oldest = min(self._pending)
+            partial = self._pending[oldest]
+            if partial.complete():
+                del self._pending[oldest]
+                self._emit(oldest, partial)
+                continue
+            newest = max(self._pending)
+            later_complete = any(
+                p.complete() for ts, p in self._pending.items() if ts != oldest
+            )
+            if flush or (later_complete and newest - oldest > REORDER_WINDOW):
+                del self._pending[oldest]
+                self._lost(oldest)
+                continue
+            break
+
+    def _drop_oldest(self) -> None:
+        oldest = min(self._pending)
+        del self._pending[oldest]
+        self._lost(oldest)
+
+    def _lost(self, ts: int) -> None:
+        self.stats.dropped_frames += 1
+        self._last_ts = ts if self._last_ts is None else max(self._last_ts, ts)
+        self._want_keyframe()
+
+    def _want_keyframe(self) -> None:
+        self.need_keyframe = True
+        self.stats.keyframe_requests += 1
+        self._request_keyframe()
+
+    def _gap_before(self, partial: _Partial) -> bool:
+        """Was a whole frame lost between the last released frame and this one?"""
+        if self._last_end is None:
+            return False
+        pid = partial.picture_id
+        if pid is not None and self._last_picture_id is not None and self._picture_id_bits:
+            modulo = 1 << self._picture_id_bits
+            return (pid - self._last_picture_id) % modulo != 1
+        assert partial.start is not None
+        return partial.start != self._last_end + 1
+
+    def _emit(self, ts: int, partial: _Partial) -> None:
+        assert partial.start is not None and partial.end is not None
+        gap = self._gap_before(partial)
+        data = b"".join(partial.parts[i] for i in range(partial.start, partial.end + 1))
+        self._last_ts = ts
+        self._last_end = partial.end
+        self._last_picture_id = partial.picture_id
+        keyframe, width, height = vp8_keyframe_info(data)
+        if gap and not keyframe and not self.need_keyframe:
+            self._want_keyframe()
+        if self.need_keyframe and not keyframe:
+            self.stats.dropped_frames += 1
+            return
+        self.need_keyframe = False
+        self.stats.frames += 1
+        if keyframe:
+            self.stats.keyframes += 1
+        self._on_frame(Frame(ts, data, keyframe, width, height))
+
+
+class OpusAssembler:
+    """One Opus packet is one frame: pass it on in timestamp order, drop late ones."""
+
+    def __init__(self, on_frame: Callable[[Frame], None]) -> None:
+        self._on_frame = on_frame
+        self._last_ts: int | None = None
+        self.stats = AssemblerStats()
+
+    def push(self, packet: RtpLike) -> None:
+        uts = packet.uts
+        if self._last_ts is not None and uts <= self._last_ts:
+            self.stats.late_packets += 1
+            return
+        if not packet.payload:
+            return
+        self._last_ts = uts
+        self.stats.frames += 1
+        self._on_frame(Frame(uts, packet.payload, True))
+
+    def flush(self) -> None:
+        return None
