@@ -32,6 +32,9 @@ async def test_one_publisher_five_subscribers(sfu: Sfu, event_log: EventLog) -> 
             assert increasing >= len(counters) - 3
             assert max(counters) <= pub.video.count if pub.video else False
             assert sub.received["audio"].audio_frames > 0
+        # Opus in-band FEC negotiated on both legs
+        assert "useinbandfec=1" in pub.pc.remoteDescription.sdp
+        assert all("useinbandfec=1" in s.pc.remoteDescription.sdp for s in subs)
         stats = room.stats()
         assert stats["streams"]
         up_stats = room.publication(stream_id).stats()  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import struct
+from typing import Any
 
 import pytest
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtcpSrPacket, unpack_remb_fci
@@ -230,3 +231,82 @@ def test_down_estimate_and_combine() -> None:
     assert estimate.value(100.0) > 200_000  # stale REMB ignored
     assert combine([900_000, 300_000]) == 300_000
     assert combine([1]) == MIN_BITRATE
+
+
+def _video_track(sent: list[bytes]) -> Any:
+    from vtp.sfu.uptrack import UpTrack
+
+    def send(data: bytes) -> int:
+        sent.append(data)
+        return len(data)
+
+    return UpTrack("t", "video", "video/vp8", 90000, 96, "0", 1234, send, 99)
+
+
+def test_keyframe_requests_are_coalesced_rate_limited_and_deferred(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import vtp.sfu.uptrack as uptrack
+
+    now = [1000.0]
+    monkeypatch.setattr(uptrack.time, "monotonic", lambda: now[0])
+    sent: list[bytes] = []
+    track = _video_track(sent)
+    track.request_keyframe()
+    assert [rtcp.parse_rtcp(d) for d in sent] == [[rtcp.Pli(99, 1234)]]
+    now[0] += 0.3
+    track.request_keyframe()  # too soon: deferred...
+    track.request_keyframe()  # ...and coalesced
+    track.tick(now[0])
+    assert len(sent) == 1
+    now[0] += 0.8  # 1.1 s after the first PLI
+    track.tick(now[0])
+    assert len(sent) == 2  # ...but not dropped
+    # no keyframe came: repeated once a second, given up after 10 s
+    for _ in range(200):
+        now[0] += 0.1
+        track.tick(now[0])
+    assert 9 <= len(sent) <= 11
+    before = len(sent)
+    now[0] += 5
+    track.tick(now[0])
+    assert len(sent) == before  # nothing pending: nothing sent
+    # a keyframe arriving satisfies a pending request
+    now[0] += 0.2
+    track.request_keyframe()
+    now[0] += 0.1
+    track.request_keyframe()
+    keyframe = struct.pack("!BBHII", 0x80, 96, 1, 0, 1234) + bytes([0x10, 0x00, 0x9D, 0x01])
+    p = parse_rtp(keyframe, 0, 0)
+    assert p is not None
+    track.receive(p)
+    now[0] += 2
+    track.tick(now[0])
+    assert len(sent) == before + 1 and track.keyframes == 1  # one PLI, then satisfied
+
+
+def test_up_track_nacks_its_own_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vtp.sfu.uptrack as uptrack
+
+    now = [50.0]
+    monkeypatch.setattr(uptrack.time, "monotonic", lambda: now[0])
+    sent: list[bytes] = []
+    track = _video_track(sent)
+    for seq in (10, 11, 14, 15):
+        data = struct.pack("!BBHII", 0x80, 96, seq, 0, 1234) + b"\x10\x00\x01"
+        p = parse_rtp(data, 0, 0)
+        assert p is not None
+        track.receive(p)
+    track.tick(now[0])
+    nacks = [p for d in sent for p in rtcp.parse_rtcp(d) if isinstance(p, rtcp.Nack)]
+    assert nacks == [rtcp.Nack(99, 1234, (12, 13))]
+    # the retransmission of 12 arrives; 13 is asked again, then given up on
+    late = parse_rtp(struct.pack("!BBHII", 0x80, 96, 12, 0, 1234) + b"\x10\x00\x01", 0, 0)
+    assert late is not None
+    track.receive(late)
+    assert track.nacks_answered == 1
+    for _ in range(5):
+        now[0] += 0.1
+        track.tick(now[0])
+    asked = [p.lost for d in sent for p in rtcp.parse_rtcp(d) if isinstance(p, rtcp.Nack)]
+    assert asked[1:] == [(13,), (13,)] and not track.missing

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEYFRAME_INTERVAL_S = 1.0  # at most one PLI per publisher track per second
+KEYFRAME_GIVE_UP_S = 10.0  # stop repeating an unanswered request after this
 NACK_MAX_GAP = 200  # larger gaps are not worth asking for
 NACK_MAX_AGE_S = 1.0
 NACK_RETRY_S = 0.05
@@ -269,11 +270,14 @@ class UpTrack:
         self._maybe_send_pli(time.monotonic())
 
     def _maybe_send_pli(self, now: float) -> None:
-        if (
-            self._kf_pending
-            and self.ssrc is not None
-            and now - self._last_pli >= KEYFRAME_INTERVAL_S
-        ):
+        """A pending request is repeated (at most once per second) until a keyframe
+        arrives: publishers ignore PLIs that come too soon after the previous one."""
+        if not self._kf_pending or self.ssrc is None:
+            return
+        if now - self._kf_requested_at > KEYFRAME_GIVE_UP_S:
+            self._kf_pending = False
+            return
+        if now - self._last_pli >= KEYFRAME_INTERVAL_S:
             self._last_pli = now
             self.plis_sent += 1
             self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, self.ssrc))
