@@ -251,3 +251,26 @@ async def test_roster_filters_and_privacy(world: World) -> None:
     status, body = await world.call(world.ta, "GET", base + "?role=boss")
     assert status == 400
     assert_error(body, "validation_error")
+
+
+async def test_guessing_enrollment_codes_is_rate_limited(world: World) -> None:
+    await world.ok(
+        world.teacher,
+        "PATCH",
+        f"/api/v1/courses/{world.course_id}",
+        {"enrollment_code": "REAL-CODE-1"},
+    )
+    for i in range(10):
+        status, _ = await world.call(
+            world.outsider, "POST", "/api/v1/enrollments/join", {"enrollment_code": f"GUESS-{i}"}
+        )
+        assert status == 404
+    status, body = await world.call(
+        world.outsider, "POST", "/api/v1/enrollments/join", {"enrollment_code": "REAL-CODE-1"}
+    )
+    assert status == 429
+    assert assert_error(body, "rate_limited")["details"]["retry_after_s"] > 0  # type: ignore[index]
+    # Another user is not affected, and right codes do not count.
+    await world.ok(
+        world.other, "POST", "/api/v1/enrollments/join", {"enrollment_code": "REAL-CODE-1"}, 201
+    )

@@ -24,7 +24,8 @@ from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.users import path_uuid
-from vtp.appkeys import DB
+from vtp.appkeys import DB, REDIS
+from vtp.auth.ratelimit import RateLimiter
 from vtp.db import courses as db
 from vtp.db.models import Course, CourseEnrollment
 
@@ -235,14 +236,35 @@ async def new_enrollment_code(request: web.Request) -> web.Response:
 
 
 # --- enrollments -------------------------------------------------------------------------
+JOIN_MAX_FAILURES = 10
+JOIN_WINDOW_S = 600
+
+
+def _too_many_codes(retry_after: int) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"too many wrong enrollment codes; try again in {retry_after} s",
+        {"retry_after_s": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 @routes.post("/api/v1/enrollments/join")
 @authenticated
 async def join_course(request: web.Request) -> web.Response:
     body = await read_json(request, JoinRequest)
     principal = principal_of(request)
     pool = request.app[DB]
+    # Wrong codes are counted per user, so codes cannot be guessed by trying many.
+    limiter = RateLimiter(request.app[REDIS], "enrol-code")
+    subject = str(principal.user_id)
+    verdict = await limiter.peek(subject, limit=JOIN_MAX_FAILURES)
+    if not verdict.allowed:
+        raise _too_many_codes(verdict.retry_after_s)
     course = await db.get_course_by_enrollment_code(pool, body.enrollment_code)
     if course is None:
+        await limiter.hit(subject, limit=JOIN_MAX_FAILURES, window_s=JOIN_WINDOW_S)
         raise ApiError(404, "not_found", "no course has this enrollment code")
     if course.status != "active":
         raise conflict("course_not_open", "this course is not open for enrolment")
