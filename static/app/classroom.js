@@ -1,0 +1,847 @@
+// The live classroom: preview and device choice, then the room (video grid, screen share,
+// chat, hands, teacher controls, presence), over the SFU protocol and the live channel.
+import { api, accessToken, describeError, el, requireUser, toast } from "./api.js";
+import { LiveChannel } from "./live.js";
+import { SfuClient } from "./sfu.js";
+
+const $ = (sel) => document.querySelector(sel);
+const root = $(".classroom");
+const sessionId = root.dataset.sessionId;
+const wsBase = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+
+const state = {
+  me: null,
+  session: null,
+  ticket: null,
+  presenter: false,
+  local: null, // camera + microphone MediaStream
+  screen: null, // display MediaStream while sharing
+  micOn: true,
+  camOn: true,
+  hand: false,
+  peers: new Map(), // peer_id -> {peer_id, user_id, display, role}
+  streams: new Map(), // stream_id -> {stream_id, peer_id, label}
+  media: new Map(), // stream_id -> MediaStream (subscribed)
+  participants: new Map(), // user_id -> live participant
+  speaker: null,
+  clockOffset: 0,
+  recording: { available: false, reason: "" },
+  chatIds: new Set(),
+  sfu: null,
+  live: null,
+  over: false,
+};
+
+// ---- small helpers ------------------------------------------------------------------------
+
+function initials(name) {
+  return (name || "?")
+    .split(/\s+/)
+    .filter(Boolean)
+    .slice(0, 2)
+    .map((p) => p[0].toUpperCase())
+    .join("");
+}
+
+function hue(text) {
+  let h = 0;
+  for (const ch of text || "") h = (h * 31 + ch.charCodeAt(0)) % 360;
+  return h;
+}
+
+function duration(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${String(m).padStart(2, "0")}:${sec}`;
+}
+
+function showNotice(text) {
+  const n = $("[data-notice]");
+  n.textContent = text;
+  n.hidden = !text;
+}
+
+function finish(title, text) {
+  if (state.over) return;
+  state.over = true;
+  if (state.sfu) state.sfu.stop();
+  if (state.live) state.live.stop();
+  for (const s of [state.local, state.screen]) if (s) s.getTracks().forEach((t) => t.stop());
+  $("[data-room]").hidden = true;
+  $("[data-prejoin]").hidden = true;
+  $("[data-overlay-title]").textContent = title;
+  $("[data-overlay-text]").textContent = text;
+  $("[data-overlay]").hidden = false;
+  $("[data-overlay-title]").focus();
+  setConn("closed");
+}
+
+// ---- connection state -----------------------------------------------------------------------
+
+function setConn(force) {
+  const pill = $("[data-conn]");
+  let text;
+  let cls;
+  if (force === "closed") {
+    text = "Disconnected";
+    cls = "conn-idle";
+  } else {
+    const sfu = state.sfu ? state.sfu.state : "idle";
+    const live = state.live ? state.live.state : "idle";
+    if (sfu === "connected" && live === "connected") {
+      text = "Connected";
+      cls = "conn-ok";
+    } else if (sfu === "reconnecting" || live === "reconnecting") {
+      text = "Reconnecting…";
+      cls = "conn-warn";
+    } else {
+      text = "Connecting…";
+      cls = "conn-warn";
+    }
+  }
+  pill.textContent = text;
+  pill.className = `conn ${cls}`;
+  pill.dataset.state = cls;
+}
+
+// ---- pre-join: preview and devices -------------------------------------------------------------
+
+let meterStop = null;
+
+async function openDevices(cameraId, micId) {
+  const constraints = {
+    video: cameraId ? { deviceId: { exact: cameraId } } : { width: { ideal: 640 }, height: { ideal: 360 } },
+    audio: micId ? { deviceId: { exact: micId } } : true,
+  };
+  const stream = await navigator.mediaDevices.getUserMedia(constraints);
+  if (state.local) state.local.getTracks().forEach((t) => t.stop());
+  state.local = stream;
+  stream.getAudioTracks().forEach((t) => (t.enabled = state.micOn));
+  stream.getVideoTracks().forEach((t) => (t.enabled = state.camOn));
+  $("[data-preview]").srcObject = stream;
+  startMeter(stream);
+  return stream;
+}
+
+function startMeter(stream) {
+  if (meterStop) meterStop();
+  const track = stream.getAudioTracks()[0];
+  if (!track || !window.AudioContext) return;
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 256;
+  ctx.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+  const data = new Uint8Array(analyser.frequencyBinCount);
+  const bar = $("[data-meter]");
+  let raf = 0;
+  const tick = () => {
+    analyser.getByteTimeDomainData(data);
+    let peak = 0;
+    for (const v of data) peak = Math.max(peak, Math.abs(v - 128));
+    bar.style.width = `${Math.min(100, (peak / 64) * 100 * (state.micOn ? 1 : 0))}%`;
+    raf = requestAnimationFrame(tick);
+  };
+  tick();
+  meterStop = () => {
+    cancelAnimationFrame(raf);
+    ctx.close();
+  };
+}
+
+async function fillDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const fillSelect = (select, kind, current) => {
+    const list = devices.filter((d) => d.kind === kind);
+    select.replaceChildren(
+      ...list.map((d, i) => el("option", { value: d.deviceId, text: d.label || `${kind === "videoinput" ? "Camera" : "Microphone"} ${i + 1}` })),
+    );
+    if (current) select.value = current;
+    select.disabled = list.length === 0;
+  };
+  const track = (kind) => state.local && state.local[kind === "videoinput" ? "getVideoTracks" : "getAudioTracks"]()[0];
+  fillSelect($("[data-camera-select]"), "videoinput", track("videoinput")?.getSettings().deviceId);
+  fillSelect($("[data-mic-select]"), "audioinput", track("audioinput")?.getSettings().deviceId);
+}
+
+async function changeDevice() {
+  try {
+    await openDevices($("[data-camera-select]").value, $("[data-mic-select]").value);
+    if (state.sfu) {
+      await state.sfu.replaceTrack("camera", "video", state.local.getVideoTracks()[0]);
+      await state.sfu.replaceTrack("camera", "audio", state.local.getAudioTracks()[0]);
+    }
+  } catch (e) {
+    showNotice(`That device could not be opened: ${e.message}`);
+  }
+}
+
+function setToggle(button, on, onText, offText) {
+  button.setAttribute("aria-pressed", String(on));
+  const label = button.querySelector(".lbl") || button;
+  label.textContent = on ? onText : offText;
+}
+
+function renderToggles() {
+  setToggle($("[data-pre-mic]"), state.micOn, "Microphone on", "Microphone off");
+  setToggle($("[data-pre-cam]"), state.camOn, "Camera on", "Camera off");
+  setToggle($("[data-mic]"), state.micOn, "Mute", "Unmute");
+  setToggle($("[data-cam]"), state.camOn, "Stop video", "Start video");
+  $("[data-mic]").classList.toggle("off", !state.micOn);
+  $("[data-cam]").classList.toggle("off", !state.camOn);
+  $("[data-preview-off]").hidden = state.camOn;
+  setToggle($("[data-share]"), !!state.screen, "Stop sharing", "Share screen");
+  setToggle($("[data-hand]"), state.hand, "Lower hand", "Raise hand");
+}
+
+function setMic(on) {
+  state.micOn = on;
+  if (state.local) state.local.getAudioTracks().forEach((t) => (t.enabled = on));
+  renderToggles();
+  sendMedia();
+}
+
+function setCam(on) {
+  state.camOn = on;
+  if (state.local) state.local.getVideoTracks().forEach((t) => (t.enabled = on));
+  renderToggles();
+  sendMedia();
+}
+
+function sendMedia() {
+  if (!state.live) return;
+  const publishing = !!(state.ticket && state.ticket.may_publish);
+  state.live.send({ type: "media", audio: publishing && state.micOn, video: publishing && state.camOn, screen: !!state.screen });
+}
+
+// ---- tiles ----------------------------------------------------------------------------------
+
+const tiles = new Map(); // key -> element
+
+function tileFor(key, make) {
+  let tile = tiles.get(key);
+  if (!tile) {
+    tile = make();
+    tile.dataset.key = key;
+    tiles.set(key, tile);
+  }
+  return tile;
+}
+
+function makeTile(name) {
+  const video = el("video", { autoplay: true, playsinline: true });
+  const avatar = el("div", { class: "avatar", "aria-hidden": "true" }, el("span", { text: initials(name) }));
+  avatar.style.setProperty("--h", hue(name));
+  const label = el(
+    "figcaption",
+    { class: "tile-label" },
+    el("span", { class: "mic-off", title: "Microphone off", hidden: true }, el("span", { class: "sr-only", text: "microphone off" })),
+    el("span", { class: "name", text: name }),
+    el("span", { class: "badge", hidden: true }),
+    el("span", { class: "hand-badge", hidden: true, text: "✋" }, el("span", { class: "sr-only", text: " hand raised" })),
+  );
+  const speaking = el("span", { class: "sr-only speaking-text", text: "" });
+  return el("figure", { class: "tile" }, video, avatar, label, speaking);
+}
+
+function peerUser(peerId) {
+  const peer = state.peers.get(peerId);
+  return peer ? state.participants.get(peer.user_id) : null;
+}
+
+function renderTiles() {
+  const stage = $("[data-stage]");
+  const grid = $("[data-tiles]");
+  const wanted = new Map();
+
+  // Me first (a mirrored self-view).
+  const myPeer = state.sfu && state.sfu.peerId;
+  const meKey = "me";
+  const mine = tileFor(meKey, () => makeTile(`${state.me.display_name} (you)`));
+  mine.classList.add("self");
+  wanted.set(meKey, { tile: mine, stream: state.ticket.may_publish ? state.local : null, muted: true, presenter: state.presenter, video: state.ticket.may_publish && state.camOn, audio: state.ticket.may_publish && state.micOn, peerId: myPeer, hand: state.hand });
+
+  // Everyone else, by peer; a screen share gets a tile of its own.
+  for (const peer of state.peers.values()) {
+    if (peer.peer_id === myPeer) continue;
+    const camera = [...state.streams.values()].find((s) => s.peer_id === peer.peer_id && s.label !== "screen");
+    const p = state.participants.get(peer.user_id);
+    const key = `peer:${peer.peer_id}`;
+    const tile = tileFor(key, () => makeTile(peer.display));
+    const stream = camera ? state.media.get(camera.stream_id) : null;
+    wanted.set(key, {
+      tile,
+      stream,
+      muted: false,
+      presenter: peer.role === "presenter",
+      video: !!stream && (!p || p.video),
+      audio: p ? p.audio : !!camera,
+      peerId: peer.peer_id,
+      hand: !!(p && p.hand_raised_at),
+    });
+  }
+  let featured = null;
+  for (const s of state.streams.values()) {
+    if (s.label !== "screen") continue;
+    const peer = state.peers.get(s.peer_id);
+    const mineScreen = s.peer_id === myPeer;
+    const key = `screen:${s.stream_id}`;
+    const name = mineScreen ? "Your screen" : `${peer ? peer.display : "Someone"}'s screen`;
+    const tile = tileFor(key, () => makeTile(name));
+    tile.classList.add("screen");
+    const stream = mineScreen ? state.screen : state.media.get(s.stream_id);
+    wanted.set(key, { tile, stream, muted: true, presenter: false, video: !!stream, audio: true, peerId: null, hand: false });
+    featured = key;
+  }
+  if (!featured) {
+    // The teacher's camera, large, for the students.
+    for (const [key, info] of wanted) {
+      if (key !== meKey && info.presenter) {
+        featured = key;
+        break;
+      }
+    }
+  }
+
+  for (const [key, tile] of tiles) {
+    if (!wanted.has(key)) {
+      tile.remove();
+      tiles.delete(key);
+    }
+  }
+  const order = [...wanted.keys()].filter((k) => k !== featured);
+  for (const [key, info] of wanted) {
+    const { tile } = info;
+    const video = tile.querySelector("video");
+    if (info.stream && video.srcObject !== info.stream) video.srcObject = info.stream;
+    if (!info.stream && video.srcObject) video.srcObject = null;
+    video.muted = info.muted;
+    tile.classList.toggle("no-video", !info.video);
+    tile.classList.toggle("featured", key === featured);
+    tile.classList.toggle("presenter", info.presenter);
+    const speaking = info.peerId && info.peerId === state.speaker;
+    tile.classList.toggle("speaking", !!speaking);
+    tile.querySelector(".speaking-text").textContent = speaking ? "speaking" : "";
+    tile.querySelector(".mic-off").hidden = info.audio || key.startsWith("screen:");
+    const badge = tile.querySelector(".badge");
+    badge.hidden = !info.presenter;
+    badge.textContent = info.presenter ? "Teacher" : "";
+    tile.querySelector(".hand-badge").hidden = !info.hand;
+  }
+  if (featured) {
+    const f = wanted.get(featured).tile;
+    if (f.parentElement !== stage) stage.replaceChildren(f);
+  } else {
+    stage.replaceChildren();
+  }
+  stage.hidden = !featured;
+  order.forEach((key, i) => {
+    const t = wanted.get(key).tile;
+    if (grid.children[i] !== t) grid.insertBefore(t, grid.children[i] || null);
+  });
+  grid.dataset.count = String(order.length);
+  $("[data-room]").classList.toggle("has-stage", !!featured);
+}
+
+// ---- people, hands ----------------------------------------------------------------------------
+
+function renderPeople() {
+  const list = $("[data-people]");
+  const now = Date.now() + state.clockOffset;
+  const people = [...state.participants.values()].sort(
+    (a, b) => (a.role === "presenter" ? -1 : 0) - (b.role === "presenter" ? -1 : 0) || a.display.localeCompare(b.display),
+  );
+  $("[data-people-count]").textContent = String(people.length);
+  list.replaceChildren(
+    ...people.map((p) => {
+      const isMe = p.user_id === state.me.id;
+      const avatar = el("span", { class: "avatar-sm", "aria-hidden": "true", text: initials(p.display) });
+      avatar.style.setProperty("--h", hue(p.display));
+      const controls = [];
+      if (state.presenter && !isMe && p.role !== "presenter") {
+        controls.push(
+          el("button", { type: "button", class: "btn btn-small", text: "Mute", "aria-label": `Mute ${p.display}`, disabled: !p.audio, onclick: () => state.live.send({ type: "mute", user_id: p.user_id }) }),
+          el("button", { type: "button", class: "btn btn-small btn-danger-quiet", text: "Remove", "aria-label": `Remove ${p.display}`, onclick: () => askRemove(p) }),
+        );
+      }
+      return el(
+        "li",
+        { class: "person", "data-user-id": p.user_id },
+        avatar,
+        el(
+          "div",
+          { class: "person-main" },
+          el("span", { class: "person-name", text: p.display + (isMe ? " (you)" : "") }),
+          el("span", {
+            class: "muted small",
+            text: `${p.role === "presenter" ? "Teacher · " : ""}in class ${duration(now - new Date(p.since).getTime())}`,
+            "data-since": p.since,
+          }),
+        ),
+        el(
+          "span",
+          { class: "person-icons" },
+          p.hand_raised_at ? el("span", { class: "hand-badge", title: "Hand raised", text: "✋" }) : null,
+          el("span", { class: `icon-mic ${p.audio ? "" : "is-off"}`, title: p.audio ? "Microphone on" : "Microphone off" }),
+          el("span", { class: `icon-cam ${p.video ? "" : "is-off"}`, title: p.video ? "Camera on" : "Camera off" }),
+        ),
+        controls.length ? el("span", { class: "person-actions" }, ...controls) : null,
+      );
+    }),
+  );
+  // Raised hands, in the order they went up (the teacher's queue).
+  const hands = people.filter((p) => p.hand_raised_at).sort((a, b) => new Date(a.hand_raised_at) - new Date(b.hand_raised_at));
+  const section = $("[data-hands-section]");
+  section.hidden = !(state.presenter && hands.length);
+  $("[data-hand-queue]").replaceChildren(
+    ...hands.map((p, i) =>
+      el(
+        "li",
+        { class: "hand-item" },
+        el("span", { class: "hand-pos", text: String(i + 1) }),
+        el("span", { class: "person-name", text: p.display }),
+        el("button", { type: "button", class: "btn btn-small", text: "Lower", "aria-label": `Lower ${p.display}'s hand`, onclick: () => state.live.send({ type: "lower-hand", user_id: p.user_id }) }),
+      ),
+    ),
+  );
+  $("[data-hand]").dataset.queue = String(hands.length);
+}
+
+let removing = null;
+function askRemove(participant) {
+  removing = participant;
+  const dialog = $("[data-remove-dialog]");
+  dialog.querySelector("[data-remove-name]").textContent = participant.display;
+  dialog.showModal();
+}
+$("[data-remove-dialog]").addEventListener("close", (ev) => {
+  const dialog = ev.target;
+  if (dialog.returnValue === "remove" && removing) {
+    const reason = dialog.querySelector("#remove-reason").value.trim() || "Removed by the teacher";
+    state.live.send({ type: "remove", user_id: removing.user_id, reason });
+    toast(`${removing.display} was removed from the class.`);
+  }
+  removing = null;
+});
+
+// ---- chat -----------------------------------------------------------------------------------
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+function addChat(message) {
+  const log = $("[data-chat-log]");
+  const existing = log.querySelector(`[data-id="${message.id}"]`);
+  const item = el(
+    "li",
+    { class: "chat-msg" + (message.author_id === state.me.id ? " mine" : ""), "data-id": message.id },
+    el(
+      "div",
+      { class: "chat-meta" },
+      el("strong", { text: message.author_name || "Someone" }),
+      el("time", { datetime: message.created_at, text: timeFmt.format(new Date(message.created_at)) }),
+    ),
+    el("p", { class: message.body === null ? "chat-body deleted" : "chat-body", text: message.body === null ? "Message deleted" : message.body }),
+  );
+  if (existing) {
+    existing.replaceWith(item);
+    return;
+  }
+  state.chatIds.add(message.id);
+  log.append(item);
+  log.scrollTop = log.scrollHeight;
+  const chatTab = $("#tab-chat");
+  if (chatTab.getAttribute("aria-selected") !== "true" && message.author_id !== state.me.id) {
+    const badge = $("[data-chat-unread]");
+    badge.textContent = String(Number(badge.textContent || 0) + 1);
+    badge.hidden = false;
+  }
+}
+
+async function loadChat() {
+  try {
+    const page = await api(`/api/v1/sessions/${sessionId}/chat?limit=50`);
+    $("[data-chat-log]").replaceChildren();
+    for (const msg of page.items.slice().reverse()) addChat(msg);
+  } catch (e) {
+    toast(`Chat history could not be loaded: ${describeError(e)}`, "warn");
+  }
+}
+
+$("[data-chat-form]").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = ev.target.elements.body;
+  const body = input.value;
+  if (!body.trim()) return;
+  input.value = "";
+  try {
+    const msg = await api(`/api/v1/sessions/${sessionId}/chat`, { method: "POST", body: { body } });
+    addChat({ ...msg, author_name: state.me.display_name });
+  } catch (e) {
+    input.value = body;
+    toast(`Not sent: ${describeError(e)}`, "warn");
+  }
+});
+
+// ---- tabs in the side panel ---------------------------------------------------------------------
+
+const sideTabs = [...document.querySelectorAll('.side [role="tab"]')];
+function selectTab(tab, focus) {
+  for (const t of sideTabs) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+    document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+  }
+  if (tab.id === "tab-chat") {
+    $("[data-chat-unread]").hidden = true;
+    $("[data-chat-unread]").textContent = "";
+  }
+  if (focus) tab.focus();
+}
+sideTabs.forEach((tab, i) => {
+  tab.addEventListener("click", () => selectTab(tab, false));
+  tab.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowRight" || ev.key === "ArrowLeft") {
+      selectTab(sideTabs[(i + (ev.key === "ArrowRight" ? 1 : sideTabs.length - 1)) % sideTabs.length], true);
+      ev.preventDefault();
+    }
+  });
+});
+
+$("[data-toggle-side]").addEventListener("click", (ev) => {
+  const room = $("[data-room]");
+  const open = room.classList.toggle("side-closed");
+  ev.currentTarget.setAttribute("aria-expanded", String(!open));
+});
+
+// ---- joining ----------------------------------------------------------------------------------
+
+function onSfu(type, data) {
+  switch (type) {
+    case "state":
+      setConn();
+      break;
+    case "joined":
+      state.peers = new Map(data.peers.map((p) => [p.peer_id, p]));
+      state.peers.set(data.peer_id, { peer_id: data.peer_id, user_id: state.me.id, display: state.me.display_name, role: data.role });
+      state.streams.clear();
+      state.media.clear();
+      state.speaker = data.active_speaker;
+      renderTiles();
+      break;
+    case "peer-joined":
+      state.peers.set(data.peer.peer_id, data.peer);
+      renderTiles();
+      break;
+    case "peer-left":
+      state.peers.delete(data.peer_id);
+      renderTiles();
+      break;
+    case "stream-added":
+      state.streams.set(data.stream_id, data);
+      renderTiles();
+      break;
+    case "stream-removed":
+      state.streams.delete(data.stream_id);
+      state.media.delete(data.stream_id);
+      renderTiles();
+      break;
+    case "track":
+      state.media.set(data.streamId, data.media);
+      renderTiles();
+      break;
+    case "subscription-ended":
+      state.media.delete(data.streamId);
+      renderTiles();
+      break;
+    case "active-speaker":
+      state.speaker = data.peer_id;
+      renderTiles();
+      break;
+    case "left":
+      onLeftBySfu(data.reason);
+      break;
+    default:
+      break;
+  }
+}
+
+async function onLeftBySfu(reason) {
+  if (state.over) return;
+  if (reason.startsWith("removed")) {
+    finish("You were removed from the class", reason.replace(/^removed:\s*/, "Reason: "));
+    return;
+  }
+  try {
+    const session = await api(`/api/v1/sessions/${sessionId}`);
+    if (session.status !== "live") {
+      finish("The class has ended", "The teacher ended this session. Thank you for joining!");
+      return;
+    }
+  } catch {
+    /* try again below */
+  }
+  state.sfu.fail(state.sfu.generation, new Error(reason));
+}
+
+function onLive(type, data) {
+  switch (type) {
+    case "state":
+      setConn();
+      break;
+    case "ready": {
+      state.clockOffset = new Date(data.now).getTime() - Date.now();
+      state.participants = new Map(data.participants.map((p) => [p.user_id, p]));
+      state.recording = data.recording;
+      renderRecording();
+      sendMedia();
+      renderPeople();
+      renderTiles();
+      break;
+    }
+    case "participant-joined":
+      state.participants.set(data.participant.user_id, data.participant);
+      renderPeople();
+      renderTiles();
+      break;
+    case "participant-left":
+      state.participants.delete(data.user_id);
+      renderPeople();
+      renderTiles();
+      break;
+    case "hand": {
+      const p = state.participants.get(data.user_id);
+      if (p) p.hand_raised_at = data.at;
+      if (data.user_id === state.me.id) {
+        state.hand = data.raised;
+        renderToggles();
+      } else if (data.raised && state.presenter && p) {
+        toast(`${p.display} raised a hand.`);
+      }
+      renderPeople();
+      renderTiles();
+      break;
+    }
+    case "media": {
+      const p = state.participants.get(data.user_id);
+      if (p) Object.assign(p, { audio: data.audio, video: data.video, screen: data.screen });
+      renderPeople();
+      renderTiles();
+      break;
+    }
+    case "muted":
+      setMic(false);
+      toast(`${data.by} muted your microphone. You can unmute when you want to speak.`, "warn");
+      showNotice(`${data.by} muted your microphone.`);
+      break;
+    case "removed":
+      finish("You were removed from the class", `${data.by}: ${data.reason}`);
+      break;
+    case "ended":
+      finish("The class has ended", state.presenter ? "You ended this session for everyone." : `${data.by} ended this session. Thank you for joining!`);
+      break;
+    case "chat":
+      addChat(data.message);
+      break;
+    case "error":
+      if (data.error.code === "removed" || data.error.code === "session_not_live" || data.error.code === "not_found") {
+        finish(data.error.code === "removed" ? "You were removed from the class" : "This class is not open", describeError({ ...data.error, status: 0 }) || data.error.message);
+      } else {
+        toast(data.error.message, "warn");
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+function renderRecording() {
+  const button = $("[data-record]");
+  button.hidden = !state.presenter;
+  const available = state.recording.available;
+  button.setAttribute("aria-disabled", String(!available));
+  button.title = available ? "Record this class" : state.recording.reason;
+  $("[data-record-reason]").textContent = available ? "" : state.recording.reason;
+  $("[data-rec-badge]").hidden = !state.recording.active;
+}
+
+async function join() {
+  const button = $("[data-join]");
+  const error = $("[data-join-error]");
+  button.disabled = true;
+  error.hidden = true;
+  try {
+    state.ticket = await api(`/api/v1/sessions/${sessionId}/join`, { method: "POST" });
+  } catch (e) {
+    error.textContent = describeError(e);
+    error.hidden = false;
+    button.disabled = false;
+    return;
+  }
+  state.presenter = state.ticket.role === "presenter";
+  if (meterStop) meterStop();
+  $("[data-prejoin]").hidden = true;
+  $("[data-room]").hidden = false;
+  $("[data-end]").hidden = !state.presenter;
+  $("[data-share]").hidden = !state.ticket.may_publish;
+  $("[data-mic]").hidden = !state.ticket.may_publish;
+  $("[data-cam]").hidden = !state.ticket.may_publish;
+  renderToggles();
+  renderRecording();
+  state.live = new LiveChannel({ url: `${wsBase}/api/v1/sessions/${sessionId}/live`, token: () => accessToken(), emit: onLive });
+  state.sfu = new SfuClient({ url: `${wsBase}/api/v1/sfu/ws`, room: state.ticket.room_name, token: () => accessToken(), emit: onSfu });
+  state.live.start();
+  state.sfu.start();
+  if (state.ticket.may_publish && state.local) state.sfu.publish("camera", state.local);
+  loadChat();
+  renderTiles();
+  startClock();
+  $("[data-mic]").focus();
+}
+
+function startClock() {
+  const clock = $("[data-clock]");
+  clock.hidden = false;
+  const started = state.session.started_at ? new Date(state.session.started_at).getTime() : Date.now();
+  setInterval(() => {
+    clock.textContent = duration(Date.now() + state.clockOffset - started);
+    for (const span of document.querySelectorAll("[data-since]")) {
+      span.textContent = span.textContent.replace(/in class .*/, `in class ${duration(Date.now() + state.clockOffset - new Date(span.dataset.since).getTime())}`);
+    }
+  }, 1000);
+}
+
+// ---- controls ---------------------------------------------------------------------------------
+
+$("[data-pre-mic]").addEventListener("click", () => setMic(!state.micOn));
+$("[data-pre-cam]").addEventListener("click", () => setCam(!state.camOn));
+$("[data-mic]").addEventListener("click", () => setMic(!state.micOn));
+$("[data-cam]").addEventListener("click", () => setCam(!state.camOn));
+$("[data-camera-select]").addEventListener("change", changeDevice);
+$("[data-mic-select]").addEventListener("change", changeDevice);
+$("[data-join]").addEventListener("click", join);
+$("[data-hand]").addEventListener("click", () => state.live.send({ type: "hand", raised: !state.hand }));
+$("[data-record]").addEventListener("click", () => {
+  if (!state.recording.available) {
+    toast(state.recording.reason, "warn");
+    return;
+  }
+  state.live.send({ type: "recording", action: state.recording.active ? "stop" : "start" });
+});
+$("[data-share]").addEventListener("click", async () => {
+  if (state.screen) {
+    stopShare();
+    return;
+  }
+  try {
+    const screen = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+    state.screen = screen;
+    screen.getVideoTracks()[0].addEventListener("ended", stopShare);
+    await state.sfu.publish("screen", screen);
+    renderToggles();
+    sendMedia();
+    renderTiles();
+  } catch (e) {
+    state.screen = null;
+    if (e.name !== "NotAllowedError") toast(`Screen sharing failed: ${e.message}`, "warn");
+  }
+});
+
+function stopShare() {
+  if (!state.screen) return;
+  state.screen.getTracks().forEach((t) => t.stop());
+  state.screen = null;
+  state.sfu.unpublish("screen");
+  renderToggles();
+  sendMedia();
+  renderTiles();
+}
+
+$("[data-leave]").addEventListener("click", () => {
+  finish("You left the class", "You can rejoin while the class is live.");
+  const again = el("button", { type: "button", class: "btn", text: "Rejoin", onclick: () => location.reload() });
+  $(".overlay-card").append(again);
+});
+
+$("[data-end]").addEventListener("click", () => $("[data-end-dialog]").showModal());
+$("[data-end-dialog]").addEventListener("close", async (ev) => {
+  if (ev.target.returnValue !== "end") return;
+  try {
+    await api(`/api/v1/sessions/${sessionId}/end`, { method: "POST" });
+    state.live.send({ type: "end" });
+    setTimeout(() => finish("The class has ended", "You ended this session for everyone."), 300);
+  } catch (e) {
+    toast(describeError(e), "warn");
+  }
+});
+
+// Keyboard shortcuts (not while typing): M mute, V video, H hand.
+document.addEventListener("keydown", (ev) => {
+  if ($("[data-room]").hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.target.closest("input, textarea, select, dialog")) return;
+  const key = ev.key.toLowerCase();
+  if (key === "m") $("[data-mic]").click();
+  else if (key === "v") $("[data-cam]").click();
+  else if (key === "h") $("[data-hand]").click();
+});
+
+// ---- start ------------------------------------------------------------------------------------
+
+async function main() {
+  state.me = await requireUser();
+  try {
+    state.session = await api(`/api/v1/sessions/${sessionId}`);
+  } catch (e) {
+    finish("This class cannot be opened", describeError(e));
+    return;
+  }
+  $("[data-session-title]").textContent = state.session.title;
+  document.title = `${state.session.title} · VTP Classroom`;
+  api(`/api/v1/courses/${state.session.course_id}`)
+    .then((c) => ($("[data-course-title]").textContent = `${c.code} · ${c.title}`))
+    .catch(() => {});
+  if (state.session.status !== "live") {
+    const info = $("[data-prejoin-info]");
+    info.textContent = state.session.status === "scheduled"
+      ? `This class has not started yet (scheduled for ${new Date(state.session.scheduled_start).toLocaleString()}).`
+      : "This class has ended.";
+  }
+  renderToggles();
+  try {
+    await openDevices();
+    await fillDevices();
+  } catch (e) {
+    showNotice(`Your camera or microphone is not available (${e.message}). You can still join and watch.`);
+    state.micOn = false;
+    state.camOn = false;
+    renderToggles();
+  }
+  $("[data-join]").disabled = false;
+  $("[data-join]").focus();
+}
+
+window.vtpClassroom = {
+  state,
+  async stats() {
+    const sfu = state.sfu ? await state.sfu.stats() : null;
+    const videos = [...document.querySelectorAll(".tile")].map((tile) => {
+      const v = tile.querySelector("video");
+      const r = v.getBoundingClientRect();
+      return {
+        key: tile.dataset.key,
+        name: tile.querySelector(".name").textContent,
+        featured: tile.classList.contains("featured"),
+        noVideo: tile.classList.contains("no-video"),
+        playing: !v.paused && v.readyState >= 2,
+        videoWidth: v.videoWidth,
+        width: r.width,
+        height: r.height,
+        currentTime: v.currentTime,
+      };
+    });
+    return { sfu, videos, conn: $("[data-conn]").textContent, live: state.live ? state.live.state : "idle" };
+  },
+};
+
+main().catch((e) => showNotice(describeError(e)));

@@ -1,0 +1,171 @@
+// Dashboard: my courses, live and upcoming sessions, recordings.
+import { api, describeError, el, listAll, requireUser, toast } from "./api.js";
+
+const $ = (sel) => document.querySelector(sel);
+const notice = $("[data-notice]");
+const when = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+
+function showError(error) {
+  notice.textContent = describeError(error);
+  notice.hidden = false;
+}
+
+function fill(list, items, emptyText) {
+  list.replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: emptyText })]));
+}
+
+const staffRoles = new Set(["teacher", "ta"]);
+
+async function startAndGo(session) {
+  try {
+    if (session.status === "scheduled") {
+      await api(`/api/v1/sessions/${session.id}/start`, { method: "POST" });
+    }
+    location.assign(`/classroom/${session.id}`);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function startNow(course) {
+  const start = new Date();
+  const end = new Date(start.getTime() + 60 * 60 * 1000);
+  try {
+    const session = await api(`/api/v1/courses/${course.id}/sessions`, {
+      method: "POST",
+      body: {
+        title: `${course.title} — live class`,
+        scheduled_start: start.toISOString(),
+        scheduled_end: end.toISOString(),
+        students_may_publish: true,
+      },
+    });
+    await startAndGo(session);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+function sessionItem(session, course) {
+  const staff = staffRoles.has(course.my_role);
+  const live = session.status === "live";
+  const action = live
+    ? el("a", { class: "btn btn-primary", href: `/classroom/${session.id}`, text: "Join" })
+    : staff
+      ? el("button", { type: "button", class: "btn", text: "Start now", onclick: () => startAndGo(session) })
+      : null;
+  return el(
+    "li",
+    { class: "session" + (live ? " is-live" : "") },
+    el(
+      "div",
+      { class: "session-main" },
+      live ? el("span", { class: "live-dot", text: "Live" }) : null,
+      el("strong", { text: session.title }),
+      el("span", {
+        class: "muted",
+        text: `${course.title} · ${when.format(new Date(live && session.started_at ? session.started_at : session.scheduled_start))}`,
+      }),
+    ),
+    action,
+  );
+}
+
+function courseItem(course) {
+  const staff = staffRoles.has(course.my_role);
+  return el(
+    "li",
+    { class: "course" },
+    el(
+      "div",
+      { class: "course-main" },
+      el("strong", { text: course.title }),
+      el("span", { class: "muted", text: `${course.code} · ${staff ? "you teach" : "student"}` }),
+      staff && course.enrollment_code
+        ? el("span", { class: "muted small", text: `Enrolment code: ${course.enrollment_code}` })
+        : null,
+    ),
+    staff
+      ? el("button", { type: "button", class: "btn", text: "Start a class now", onclick: () => startNow(course) })
+      : null,
+  );
+}
+
+function recordingItem(rec) {
+  const ready = rec.status === "available";
+  return el(
+    "li",
+    { class: "rec" },
+    el("strong", { text: rec.session_title || "Recording" }),
+    el("span", { class: "muted", text: `${when.format(new Date(rec.created_at))} · ${ready ? "ready" : rec.status}` }),
+  );
+}
+
+async function load() {
+  const user = await requireUser();
+  $("[data-greeting]").textContent = `Hello, ${user.display_name}`;
+  if (user.role === "teacher" || user.role === "admin") $("[data-teacher-only]").hidden = false;
+  let courses = [];
+  try {
+    courses = await listAll("/api/v1/courses?limit=100");
+  } catch (e) {
+    showError(e);
+    return;
+  }
+  fill($("[data-courses]"), courses.map(courseItem), "You are not in any course yet. Join one with its enrolment code.");
+  const live = [];
+  const upcoming = [];
+  const recordings = [];
+  await Promise.all(
+    courses.map(async (course) => {
+      const [sessions, recs] = await Promise.all([
+        listAll(`/api/v1/courses/${course.id}/sessions?limit=100`).catch(() => []),
+        listAll(`/api/v1/courses/${course.id}/recordings?limit=100`).catch(() => []),
+      ]);
+      for (const s of sessions) {
+        if (s.status === "live") live.push([s, course]);
+        else if (s.status === "scheduled" && new Date(s.scheduled_end) > new Date()) upcoming.push([s, course]);
+      }
+      recordings.push(...recs);
+    }),
+  );
+  upcoming.sort((a, b) => new Date(a[0].scheduled_start) - new Date(b[0].scheduled_start));
+  fill($("[data-live]"), live.map(([s, c]) => sessionItem(s, c)), "No class is live right now.");
+  fill($("[data-upcoming]"), upcoming.map(([s, c]) => sessionItem(s, c)), "Nothing scheduled.");
+  recordings.sort((a, b) => new Date(b.created_at) - new Date(a.created_at));
+  fill($("[data-recordings]"), recordings.map(recordingItem), "No recordings yet.");
+}
+
+$("[data-join-course]").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = ev.target.elements.code;
+  try {
+    const reply = await api("/api/v1/enrollments/join", { method: "POST", body: { enrollment_code: input.value.trim() } });
+    toast(`You joined ${reply.course.title}.`);
+    input.value = "";
+    load();
+  } catch (e) {
+    showError(e);
+  }
+});
+
+$("[data-new-course]").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const error = form.querySelector("[data-error]");
+  error.hidden = true;
+  try {
+    const code = form.elements.code.value.trim();
+    await api("/api/v1/courses", {
+      method: "POST",
+      body: { code, title: form.elements.title.value.trim(), enrollment_code: `${code}-${Math.random().toString(36).slice(2, 8)}`.replace(/[^A-Za-z0-9-]/g, "-") },
+    });
+    form.reset();
+    load();
+  } catch (e) {
+    error.textContent = describeError(e);
+    error.hidden = false;
+  }
+});
+
+load().catch(showError);

@@ -1,0 +1,345 @@
+// A client of VTP's SFU WebSocket protocol (docs/protocol.md): one RTCPeerConnection per
+// publication (we offer, sendonly) and per subscription (the server offers). It rejoins,
+// republishes and resubscribes by itself when the WebSocket or ICE drops.
+"use strict";
+
+const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
+const DISCONNECTED_GRACE_MS = 4000;
+
+export class SfuClient {
+  /**
+   * @param {object} o
+   * @param {string} o.url  ws(s)://host/api/v1/sfu/ws
+   * @param {string} o.room
+   * @param {() => Promise<string>} o.token  a fresh access token
+   * @param {(type: string, data: any) => void} o.emit  events for the page
+   */
+  constructor({ url, room, token, emit }) {
+    this.url = url;
+    this.room = room;
+    this.token = token;
+    this.emit = emit;
+    this.ws = null;
+    this.state = "idle";
+    this.stopped = false;
+    this.generation = 0;
+    this.attempt = 0;
+    this.peerId = null;
+    this.iceServers = [];
+    this.pending = new Map(); // request_id -> {resolve, reject}
+    this.nextId = 1;
+    this.publishing = new Map(); // label -> {stream, pc, id}
+    this.subscriptions = new Map(); // stream_id -> {id, streamId, peerId, pc, media}
+    this.streams = new Map(); // stream_id -> stream-added message
+    this.reconnects = 0;
+  }
+
+  setState(state, detail) {
+    this.state = state;
+    this.emit("state", { state, detail });
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  connect() {
+    const gen = ++this.generation;
+    this.setState(this.reconnects ? "reconnecting" : "connecting");
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onopen = async () => {
+      try {
+        await this.request({ type: "auth", token: await this.token() });
+        if (gen !== this.generation) return;
+        const joined = await this.request({ type: "join", room: this.room });
+        if (gen !== this.generation) return;
+        this.attempt = 0;
+        this.peerId = joined.peer_id;
+        this.iceServers = joined.ice_servers || [];
+        this.setState("connected");
+        this.emit("joined", joined);
+        for (const [label, pub] of this.publishing) {
+          this.startPublication(label, pub.stream, gen).catch((e) => this.fail(gen, e));
+        }
+      } catch (error) {
+        this.emit("error", error);
+        if (gen === this.generation) ws.close();
+      }
+    };
+    ws.onmessage = (ev) => this.onMessage(JSON.parse(ev.data), gen);
+    ws.onclose = (ev) => {
+      if (gen !== this.generation) return;
+      this.teardown(new Error("websocket closed"));
+      if (this.stopped) {
+        this.setState("closed");
+        return;
+      }
+      this.reconnectLater(`connection lost (${ev.code})`);
+    };
+  }
+
+  reconnectLater(detail) {
+    const gen = ++this.generation; // stale callbacks of the old connection stop here
+    this.reconnects += 1;
+    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    this.attempt += 1;
+    this.setState("reconnecting", detail);
+    setTimeout(() => {
+      if (!this.stopped && gen === this.generation) this.connect();
+    }, delay);
+  }
+
+  /** Something broke (ICE failed, a request failed): start over on a new WebSocket. */
+  fail(gen, error) {
+    if (gen !== this.generation || this.stopped) return;
+    this.emit("error", error);
+    const ws = this.ws;
+    this.teardown(error);
+    this.reconnectLater(String(error && error.message ? error.message : error));
+    if (ws && ws.readyState <= 1) ws.close();
+  }
+
+  teardown(error) {
+    for (const { reject } of this.pending.values()) reject(error);
+    this.pending.clear();
+    for (const sub of this.subscriptions.values()) {
+      sub.pc.close();
+      this.emit("subscription-ended", sub);
+    }
+    this.subscriptions.clear();
+    this.streams.clear();
+    for (const pub of this.publishing.values()) {
+      if (pub.pc) pub.pc.close();
+      pub.pc = null;
+      pub.id = null;
+    }
+    this.peerId = null;
+  }
+
+  stop() {
+    this.stopped = true;
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      try {
+        ws.send(JSON.stringify({ type: "leave" }));
+      } catch {
+        /* closing anyway */
+      }
+    }
+    this.generation += 1;
+    this.teardown(new Error("left"));
+    this.publishing.clear();
+    if (ws) ws.close();
+    this.setState("closed");
+  }
+
+  send(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  request(message) {
+    const requestId = String(this.nextId++);
+    return new Promise((resolve, reject) => {
+      this.pending.set(requestId, { resolve, reject });
+      this.send({ ...message, request_id: requestId });
+    });
+  }
+
+  onMessage(msg, gen) {
+    if (gen !== this.generation) return;
+    if (msg.request_id && this.pending.has(msg.request_id)) {
+      const { resolve, reject } = this.pending.get(msg.request_id);
+      this.pending.delete(msg.request_id);
+      if (msg.type === "error") {
+        const err = new Error(msg.error.message);
+        err.code = msg.error.code;
+        reject(err);
+      } else {
+        resolve(msg);
+      }
+      return;
+    }
+    switch (msg.type) {
+      case "stream-added":
+        this.streams.set(msg.stream_id, msg);
+        this.emit("stream-added", msg);
+        if (msg.peer_id !== this.peerId && !this.subscriptions.has(msg.stream_id)) {
+          this.subscribe(msg.stream_id, msg.peer_id, gen).catch((e) => {
+            if (this.streams.has(msg.stream_id)) this.fail(gen, e);
+          });
+        }
+        break;
+      case "stream-removed": {
+        this.streams.delete(msg.stream_id);
+        const sub = this.subscriptions.get(msg.stream_id);
+        if (sub) {
+          sub.pc.close();
+          this.subscriptions.delete(msg.stream_id);
+          this.emit("subscription-ended", sub);
+        }
+        this.emit("stream-removed", msg);
+        break;
+      }
+      case "subscription-closed": {
+        const sub = this.subscriptions.get(msg.stream_id);
+        if (sub && sub.id === msg.subscription_id) {
+          sub.pc.close();
+          this.subscriptions.delete(msg.stream_id);
+          this.emit("subscription-ended", sub);
+          const stream = this.streams.get(msg.stream_id);
+          if (stream && msg.reason !== "stream ended") {
+            setTimeout(() => {
+              if (gen === this.generation && this.streams.has(msg.stream_id) && !this.subscriptions.has(msg.stream_id)) {
+                this.subscribe(msg.stream_id, stream.peer_id, gen).catch((e) => this.fail(gen, e));
+              }
+            }, 500);
+          }
+        }
+        break;
+      }
+      case "left":
+        // The server removed us (room closed, removed by the teacher): the page decides.
+        this.emit("left", msg);
+        break;
+      case "error":
+        this.emit("error", msg.error);
+        break;
+      default:
+        this.emit(msg.type, msg); // peer-joined, peer-left, active-speaker, connection-state, ...
+    }
+  }
+
+  newConnection(gen, idPromise) {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    pc.onicecandidate = async (ev) => {
+      const id = await idPromise;
+      if (gen !== this.generation || !id) return;
+      const c = ev.candidate;
+      this.send({
+        type: "ice",
+        connection_id: id,
+        candidate: c ? c.candidate : null,
+        sdp_mid: c ? c.sdpMid : null,
+        sdp_mline_index: c ? c.sdpMLineIndex : null,
+      });
+    };
+    let grace = null;
+    pc.onconnectionstatechange = () => {
+      if (gen !== this.generation) return;
+      const state = pc.connectionState;
+      clearTimeout(grace);
+      if (state === "failed") {
+        this.fail(gen, new Error("media connection failed"));
+      } else if (state === "disconnected") {
+        grace = setTimeout(() => {
+          if (pc.connectionState === "disconnected") this.fail(gen, new Error("media connection lost"));
+        }, DISCONNECTED_GRACE_MS);
+      }
+    };
+    return pc;
+  }
+
+  /** Publish `stream` as `label` now and after every reconnect, until unpublish(label). */
+  async publish(label, stream) {
+    this.publishing.set(label, { stream, pc: null, id: null });
+    if (this.state === "connected") await this.startPublication(label, stream, this.generation);
+  }
+
+  async startPublication(label, stream, gen) {
+    let named;
+    const idPromise = new Promise((resolve) => {
+      named = resolve;
+    });
+    const pc = this.newConnection(gen, idPromise);
+    const pub = this.publishing.get(label);
+    if (!pub || pub.stream !== stream) return;
+    pub.pc = pc;
+    for (const track of stream.getTracks()) {
+      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    let reply;
+    try {
+      reply = await this.request({ type: "publish", sdp: pc.localDescription.sdp, label });
+    } catch (e) {
+      named(null);
+      throw e;
+    }
+    if (gen !== this.generation) return;
+    await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    pub.id = reply.stream_id;
+    named(reply.stream_id);
+    this.emit("published", { label, streamId: reply.stream_id });
+  }
+
+  async unpublish(label) {
+    const pub = this.publishing.get(label);
+    this.publishing.delete(label);
+    if (!pub) return;
+    if (pub.id) {
+      try {
+        await this.request({ type: "unpublish", stream_id: pub.id });
+      } catch {
+        /* the stream may already be gone */
+      }
+    }
+    if (pub.pc) pub.pc.close();
+  }
+
+  /** Swap a track of a publication (another camera or microphone) without renegotiating. */
+  async replaceTrack(label, kind, track) {
+    const pub = this.publishing.get(label);
+    if (!pub || !pub.pc) return;
+    for (const sender of pub.pc.getSenders()) {
+      if (sender.track && sender.track.kind === kind) await sender.replaceTrack(track);
+    }
+  }
+
+  async subscribe(streamId, peerId, gen) {
+    const placeholder = { id: null, streamId, peerId, pc: { close() {} }, media: new MediaStream() };
+    this.subscriptions.set(streamId, placeholder);
+    const reply = await this.request({ type: "subscribe", stream_id: streamId });
+    if (gen !== this.generation || this.subscriptions.get(streamId) !== placeholder) return;
+    const pc = this.newConnection(gen, Promise.resolve(reply.subscription_id));
+    const sub = { id: reply.subscription_id, streamId, peerId, pc, media: placeholder.media };
+    this.subscriptions.set(streamId, sub);
+    pc.ontrack = (ev) => {
+      sub.media.addTrack(ev.track);
+      this.emit("track", { ...sub, kind: ev.track.kind });
+    };
+    await pc.setRemoteDescription({ type: "offer", sdp: reply.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await this.request({ type: "answer", subscription_id: sub.id, sdp: pc.localDescription.sdp });
+  }
+
+  /** What the tests (and a debug panel) read: decoding and sending progress. */
+  async stats() {
+    const subs = [];
+    for (const sub of this.subscriptions.values()) {
+      const out = { streamId: sub.streamId, peerId: sub.peerId, state: sub.pc.connectionState || "new", framesDecoded: 0, frameWidth: 0, audioPackets: 0 };
+      if (sub.pc.getStats) {
+        (await sub.pc.getStats()).forEach((s) => {
+          if (s.type === "inbound-rtp" && s.kind === "video") {
+            out.framesDecoded = s.framesDecoded || 0;
+            out.frameWidth = s.frameWidth || 0;
+          }
+          if (s.type === "inbound-rtp" && s.kind === "audio") out.audioPackets = s.packetsReceived || 0;
+        });
+      }
+      subs.push(out);
+    }
+    const pubs = [];
+    for (const [label, pub] of this.publishing) {
+      const out = { label, id: pub.id, framesSent: 0, state: pub.pc ? pub.pc.connectionState : "none" };
+      if (pub.pc) {
+        (await pub.pc.getStats()).forEach((s) => {
+          if (s.type === "outbound-rtp" && s.kind === "video") out.framesSent = s.framesSent || 0;
+        });
+      }
+      pubs.push(out);
+    }
+    return { state: this.state, peerId: this.peerId, reconnects: this.reconnects, subs, pubs };
+  }
+}

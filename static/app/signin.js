@@ -1,0 +1,70 @@
+// Sign in / register: the server's error messages are shown next to the form.
+import { describeError, loadSession, register, signIn } from "./api.js";
+
+const params = new URLSearchParams(location.search);
+const next = (() => {
+  const target = params.get("next") || "/dashboard";
+  return target.startsWith("/") && !target.startsWith("//") ? target : "/dashboard";
+})();
+
+const notice = document.querySelector("[data-notice]");
+if (params.get("expired")) {
+  notice.textContent = "Your session has expired. Please sign in again to continue.";
+  notice.hidden = false;
+} else if (loadSession()) {
+  location.replace(next);
+}
+
+// Tabs (arrow keys move between them, as WAI-ARIA describes).
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+function select(tab, focus) {
+  for (const t of tabs) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+    document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+  }
+  if (focus) tab.focus();
+}
+tabs.forEach((tab, i) => {
+  tab.addEventListener("click", () => select(tab, false));
+  tab.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowRight" || ev.key === "ArrowLeft") {
+      const step = ev.key === "ArrowRight" ? 1 : -1;
+      select(tabs[(i + step + tabs.length) % tabs.length], true);
+      ev.preventDefault();
+    }
+  });
+});
+if (params.get("register")) select(tabs[1], false);
+
+function wire(form, action) {
+  const error = form.querySelector("[data-error]");
+  const button = form.querySelector('button[type="submit"]');
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.hidden = true;
+    const data = Object.fromEntries(new FormData(form));
+    const empty = [...form.querySelectorAll("input[required]")].find((i) => !i.value.trim());
+    if (empty) {
+      error.textContent = `Please fill in “${form.querySelector(`label[for="${empty.id}"]`).textContent}”.`;
+      error.hidden = false;
+      empty.focus();
+      return;
+    }
+    button.disabled = true;
+    try {
+      await action(data);
+      location.assign(next);
+    } catch (e) {
+      error.textContent = describeError(e);
+      error.hidden = false;
+      form.querySelector("input").focus();
+      button.disabled = false;
+    }
+  });
+}
+wire(document.querySelector('[data-form="signin"]'), (d) => signIn(d.email.trim(), d.password));
+wire(document.querySelector('[data-form="register"]'), (d) =>
+  register(d.display_name.trim(), d.email.trim(), d.password),
+);
