@@ -1,0 +1,235 @@
+"""Headless Chromium through the SFU (browsers do not forgive SSRC or payload-type
+mistakes the way aiortc does): aiortc -> Chromium and Chromium -> aiortc + Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from vtp.sfu import Sfu, SfuError
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("VTP_CHROMIUM", shutil.which("chromium") or "")
+
+PAGE = """<!doctype html><html><body><canvas id="c" width="320" height="240"></canvas>
+<script>
+async function post(path, body) {
+  const r = await fetch(path, {method: 'POST', body: JSON.stringify(body)});
+  if (!r.ok) throw new Error(await r.text());
+  return r.json();
+}
+function gathered(pc) {
+  return new Promise(resolve => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') resolve();
+    });
+  });
+}
+window.publish = async (peer) => {
+  const media = await navigator.mediaDevices.getUserMedia(
+    {video: {width: 640, height: 480, frameRate: 30}, audio: true});
+  const pc = new RTCPeerConnection();
+  for (const t of media.getTracks()) pc.addTransceiver(t, {direction: 'sendonly'});
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc);
+  const r = await post('/publish', {peer, sdp: pc.localDescription.sdp});
+  await pc.setRemoteDescription({type: 'answer', sdp: r.sdp});
+  window.pubpc = pc;
+  return r.stream;
+};
+window.subscribe = async (peer, stream) => {
+  const r = await post('/subscribe', {peer, stream});
+  const pc = new RTCPeerConnection();
+  const video = document.createElement('video');
+  video.autoplay = true; video.muted = true; video.playsInline = true;
+  document.body.appendChild(video);
+  const ms = new MediaStream();
+  pc.ontrack = (e) => { ms.addTrack(e.track); video.srcObject = ms; };
+  await pc.setRemoteDescription({type: 'offer', sdp: r.sdp});
+  await pc.setLocalDescription(await pc.createAnswer());
+  await gathered(pc);
+  await post('/answer', {peer, id: r.id, sdp: pc.localDescription.sdp});
+  window.subpc = pc; window.subvideo = video;
+};
+window.inbound = async () => {
+  const out = {};
+  (await window.subpc.getStats()).forEach(s => {
+    if (s.type === 'inbound-rtp') out[s.kind] = {
+      framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived,
+      packetsLost: s.packetsLost, width: s.frameWidth || 0, ssrc: s.ssrc};
+  });
+  return out;
+};
+window.outbound = async () => {
+  const out = {};
+  (await window.pubpc.getStats()).forEach(s => {
+    if (s.type === 'outbound-rtp') out[s.kind] = {
+      packetsSent: s.packetsSent, width: s.frameWidth || 0, nackCount: s.nackCount,
+      pliCount: s.pliCount, target: s.targetBitrate || 0};
+  });
+  return out;
+};
+window.pixel = () => {
+  const c = document.getElementById('c').getContext('2d');
+  c.drawImage(window.subvideo, 0, 0, 320, 240);
+  return Array.from(c.getImageData(160, 200, 1, 1).data.slice(0, 3));
+};
+</script></body></html>"""
+
+
+@pytest.fixture
+async def signalling(sfu: Sfu) -> AsyncIterator[str]:
+    """A throw-away HTTP signalling for the test page (the real one is vtp.sfu.signalling)."""
+
+    def peer(peer_id: str) -> Any:
+        room = sfu.room("browser")  # rooms close when empty: look the room up each time
+        return room.peers.get(peer_id) or room.join(peer_id)
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def publish(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        try:
+            pub = await peer(body["peer"]).publish(body["sdp"])
+        except SfuError as exc:
+            return web.Response(status=400, text=exc.message)
+        return web.json_response({"stream": pub.id, "sdp": pub.answer_sdp})
+
+    async def subscribe(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        sub = await peer(body["peer"]).subscribe(body["stream"])
+        return web.json_response({"id": sub.id, "sdp": sub.offer_sdp})
+
+    async def answer(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        await peer(body["peer"]).answer(body["id"], body["sdp"])
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    app.router.add_post("/publish", publish)
+    app.router.add_post("/subscribe", subscribe)
+    app.router.add_post("/answer", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if not CHROMIUM:
+        pytest.skip("no Chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        instance = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-device-for-media-stream=fps=30",
+                "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+async def poll(page: Any, expr: str, predicate: Any, within: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await page.evaluate(expr)
+        if predicate(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{expr} never satisfied the test: {value}")
+        await asyncio.sleep(0.2)
+
+
+async def test_aiortc_publisher_to_chromium(
+    sfu: Sfu, event_log: EventLog, signalling: str, browser: Any
+) -> None:
+    room = sfu.room("browser")
+    pub = Publisher(0)  # colour (U=60, V=200): red-orange
+    try:
+        stream_id = await pub.publish(room.join("teacher"))
+        await wait_until(lambda: bool(room.streams()), 10)
+        page = await browser.new_page()
+        await page.goto(signalling)
+        await page.evaluate(f"window.subscribe('student', '{stream_id}')")
+        stats = await poll(
+            page,
+            "window.inbound()",
+            lambda s: (
+                s.get("video", {}).get("framesDecoded", 0) > 30
+                and s.get("audio", {}).get("packetsReceived", 0) > 20
+            ),
+            15,
+        )
+        assert stats["video"]["width"] == 320
+        red, green, blue = await page.evaluate("window.pixel()")
+        assert red > 150 and blue < 100 and red > green, (red, green, blue)
+    finally:
+        await pub.close()
+
+
+async def test_chromium_publisher_to_aiortc_and_chromium(
+    sfu: Sfu, event_log: EventLog, signalling: str, browser: Any
+) -> None:
+    room = sfu.room("browser")
+    publisher_page = await browser.new_page()
+    await publisher_page.goto(signalling)
+    stream_id = await publisher_page.evaluate("window.publish('teacher')")
+    await wait_until(lambda: bool(room.streams()), 10)
+    viewer = await browser.new_page()
+    await viewer.goto(signalling)
+    await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
+    sub = Subscriber()
+    try:
+        await sub.subscribe(room.join("aiortc"), stream_id)
+        stats = await poll(
+            viewer,
+            "window.inbound()",
+            lambda s: (
+                s.get("video", {}).get("framesDecoded", 0) > 30
+                and s.get("audio", {}).get("packetsReceived", 0) > 20
+            ),
+            15,
+        )
+        assert stats["video"]["width"] > 0
+        # the fake camera is not our pattern, but frames decode
+        await wait_until(lambda: sub.video().first_at is not None, 10)
+        await wait_until(lambda: sub.received["audio"].audio_frames > 20, 10)
+        # Chromium's sender follows the SFU's REMB: cap it, and its target drops
+        up = next(c for c in room.peers["teacher"].connections.values() if c.id == stream_id)
+        video = next(t for t in up.tracks if t.kind == "video")  # type: ignore[attr-defined]
+        video.bitrate_for_publisher = lambda now: 200_000
+        out = await poll(
+            publisher_page,
+            "window.outbound()",
+            lambda s: 0 < s.get("video", {}).get("target", 0) <= 210_000,
+            10,
+        )
+        assert out["video"]["packetsSent"] > 0
+    finally:
+        await sub.close()
