@@ -135,7 +135,7 @@ async def test_health_and_ready(client: Any) -> None:
     resp = await client.get("/ready")
     assert resp.status == 200
     body = await resp.json()
-    assert set(body["components"]) == {"postgres", "redis", "object_store"}
+    assert set(body["components"]) == {"postgres", "redis", "object_store", "recorder"}
     for component in body["components"].values():
         assert component["status"] == "ok"
         assert component["latency_ms"] >= 0

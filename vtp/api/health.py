@@ -7,6 +7,7 @@ from aiohttp import web
 from vtp import __version__
 from vtp.appkeys import CONFIG, DB, REDIS, STORE
 from vtp.health import check_all
+from vtp.recorder.service import RECORDER
 
 routes = web.RouteTableDef()
 
@@ -26,6 +27,9 @@ async def ready(request: web.Request) -> web.Response:
         embedded_db=config.embedded_database,
         embedded_redis=config.embedded_redis,
     )
+    recorder = request.app.get(RECORDER)
+    if recorder is not None:
+        components.append(recorder.health())
     ok = all(c.ok for c in components)
     body = {
         "status": "ready" if ok else "unavailable",

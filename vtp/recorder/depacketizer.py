@@ -192,9 +192,7 @@ class Vp8Assembler:
                 self._emit(oldest, partial)
                 continue
             newest = max(self._pending)
-            later_complete = any(
-                p.complete() for ts, p in self._pending.items() if ts != oldest
-            )
+            later_complete = any(p.complete() for ts, p in self._pending.items() if ts != oldest)
             if flush or (later_complete and newest - oldest > REORDER_WINDOW):
                 del self._pending[oldest]
                 self._lost(oldest)

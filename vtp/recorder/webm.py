@@ -148,9 +148,7 @@ class WebmFile:
         self._audio: Any = None
         if video_size is not None:
             width, height = video_size
-            self._video = self._container.add_mux_stream(
-                "vp8", rate=30, width=width, height=height
-            )
+            self._video = self._container.add_mux_stream("vp8", rate=30, width=width, height=height)
             self._video.time_base = VIDEO_TIME_BASE
         if audio:
             self._audio = self._container.add_stream_from_template(opus_template(), opaque=True)

@@ -1,0 +1,366 @@
+"""The Recorder service: starts and stops recordings of live sessions, owns the spool
+and the uploader, and reports its health.
+
+``setup(app)`` appends :func:`recorder_ctx` to ``app.cleanup_ctx`` (after the database,
+object store and SFU contexts, which it needs) and adds the recording control and
+playback routes. ``app[RECORDER]`` is the :class:`Recorder`.
+
+Automatic start: the first stream published in a room whose live session has
+``auto_record`` (and no recording yet) starts one. A recording stops when asked, when
+the room closes (the session ended), or at ``recording_max_length_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from aiohttp import web
+
+from vtp.config import Config
+from vtp.health import ComponentHealth
+from vtp.recorder import db
+from vtp.recorder.objects import RecordingObjects, recording_objects
+from vtp.recorder.session import RecordingSession, describe_error
+from vtp.recorder.spool import Spool, seal_cut_recording
+from vtp.recorder.uploader import Uploader
+from vtp.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from vtp.sfu import Sfu
+    from vtp.sfu.events import Event
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.5
+LOW_DISK_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingChanged:
+    """Told to :meth:`Recorder.add_listener` callbacks (e.g. signalling, to tell the
+    room): ``state`` is "started" or "stopped"."""
+
+    room: str
+    session_id: uuid.UUID
+    recording_id: uuid.UUID
+    state: str
+    reason: str = ""
+
+
+@dataclass
+class Active:
+    recording_id: uuid.UUID
+    session_id: uuid.UUID
+    room_name: str
+    session: RecordingSession
+    deadline: float
+
+
+class Recorder:
+    def __init__(
+        self,
+        config: Config,
+        pool: asyncpg.Pool,
+        store: ObjectStore,
+        sfu: Sfu | None,
+        objects: RecordingObjects | None = None,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.store = store
+        self.sfu = sfu
+        self.spool = Spool(config.recording_spool)
+        self.objects = objects or recording_objects(config, store)
+        self.uploader = Uploader(config, self.spool, self.objects, pool)
+        self.active: dict[uuid.UUID, Active] = {}  # by session id
+        self._by_room: dict[str, Active] = {}
+        self._listeners: list[Callable[[RecordingChanged], None]] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self._tick: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._auto_checked: set[uuid.UUID] = set()
+        self._lock = asyncio.Lock()
+        self.spool_error: str | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await asyncio.to_thread(self.spool.prepare)
+        except OSError as exc:
+            self.spool_error = f"spool {self.spool.root}: {describe_error(exc)}"
+            log.error("recorder: %s", self.spool_error)
+        await self.objects.start()
+        self.uploader.start()
+        await self.resume_spool()
+        if self.sfu is not None:
+            self._unsubscribe = self.sfu.add_listener(self._on_sfu_event)
+        self._tick = asyncio.create_task(self._run(), name="vtp-recorder-tick")
+
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._tick is not None:
+            self._tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
+            self._tick = None
+        for session_id in list(self.active):
+            try:
+                await self.stop_recording(session_id, "server stopping")
+            except Exception:
+                log.exception("recorder: stopping the recording of %s failed", session_id)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.uploader.close()
+        await self.objects.close()
+
+    async def resume_spool(self) -> None:
+        """Upload what a previous run left in the spool (sealing recordings it cut)."""
+        entries = await asyncio.to_thread(self.spool.scan)
+        for entry in entries:
+            if any(a.recording_id == entry.recording_id for a in self.active.values()):
+                continue
+            if entry.state != "closed":
+                try:
+                    manifest = await asyncio.to_thread(seal_cut_recording, entry.directory)
+                except Exception as exc:
+                    log.error("recorder: cannot seal %s: %s", entry.directory, exc)
+                    continue
+                log.warning(
+                    "recorder: recording %s was cut by a stop; uploading %d file(s)",
+                    entry.recording_id,
+                    len(manifest.get("files", [])),
+                )
+                await db.mark_uploading(
+                    self.pool,
+                    entry.recording_id,
+                    manifest.get("duration_ms"),
+                    "recording cut short: the process stopped",
+                )
+            self.uploader.submit(entry.recording_id)
+
+    # --- control ----------------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[RecordingChanged], None]) -> Callable[[], None]:
+        self._listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return remove
+
+    def _emit(self, change: RecordingChanged) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(change)
+            except Exception:
+                log.exception("recording listener failed on %r", change)
+
+    def recording_of(self, session_id: uuid.UUID) -> Active | None:
+        return self.active.get(session_id)
+
+    async def start_recording(
+        self, session_id: uuid.UUID, started_by: uuid.UUID | None
+    ) -> uuid.UUID:
+        """Start recording a live session's room: NotLive / AlreadyRecording otherwise."""
+        if self.sfu is None:
+            raise RuntimeError("the SFU is not running in this process")
+        async with self._lock:
+            if session_id in self.active:
+                raise db.AlreadyRecording()
+            if self.spool_error:
+                raise OSError(self.spool_error)
+            room_info = await db.live_room(self.pool, session_id)
+            if room_info is None:
+                raise db.NotLive("missing")
+            recording_id = await db.create_recording(self.pool, session_id, started_by)
+            room = self.sfu.room(room_info.room_name)
+            session = RecordingSession(
+                str(recording_id),
+                room,
+                self.spool.directory(recording_id),
+                meta={
+                    "session_id": str(session_id),
+                    "course_id": str(room_info.course_id),
+                    "started_by": str(started_by) if started_by else None,
+                },
+                on_error=self._error_reporter(recording_id),
+            )
+            try:
+                session.start()
+            except Exception as exc:
+                await db.mark_failed(self.pool, recording_id, describe_error(exc))
+                raise
+            active = Active(
+                recording_id,
+                session_id,
+                room_info.room_name,
+                session,
+                time.monotonic() + self.config.recording_max_length_s,
+            )
+            self.active[session_id] = active
+            self._by_room[room_info.room_name] = active
+        log.info("recording %s of session %s started", recording_id, session_id)
+        self._emit(RecordingChanged(room_info.room_name, session_id, recording_id, "started"))
+        return recording_id
+
+    async def stop_recording(self, session_id: uuid.UUID, reason: str = "stopped") -> uuid.UUID:
+        """Stop, hand the files to the uploader; KeyError if not recording here."""
+        active = self.active.pop(session_id)
+        if self._by_room.get(active.room_name) is active:
+            del self._by_room[active.room_name]
+        manifest = active.session.stop(reason)
+        error = "; ".join(manifest.get("errors") or []) or None
+        await db.mark_uploading(self.pool, active.recording_id, manifest.get("duration_ms"), error)
+        self.uploader.submit(active.recording_id)
+        log.info("recording %s stopped (%s)", active.recording_id, reason)
+        self._emit(
+            RecordingChanged(active.room_name, session_id, active.recording_id, "stopped", reason)
+        )
+        return active.recording_id
+
+    # --- SFU events and periodic work ---------------------------------------------------------
+
+    def _error_reporter(self, recording_id: uuid.UUID) -> Callable[[str], None]:
+        def report(reason: str) -> None:
+            self._spawn(db.note_error(self.pool, recording_id, reason, failed=False))
+
+        return report
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_sfu_event(self, event: Event) -> None:
+        from vtp.sfu import events
+
+        if isinstance(event, events.StreamAdded):
+            active = self._by_room.get(event.room)
+            if active is not None:
+                active.session.stream_added(event.stream_id)
+            else:
+                self._spawn(self._auto_record(event.room))
+        elif isinstance(event, events.StreamRemoved):
+            active = self._by_room.get(event.room)
+            if active is not None:
+                active.session.stream_removed(event.stream_id)
+        elif isinstance(event, events.RoomClosed):
+            active = self._by_room.get(event.room)
+            if active is not None:
+                self._spawn(self._stop_quietly(active.session_id, "room closed"))
+
+    async def _stop_quietly(self, session_id: uuid.UUID, reason: str) -> None:
+        if session_id in self.active:
+            try:
+                await self.stop_recording(session_id, reason)
+            except Exception:
+                log.exception("recorder: stopping the recording of %s failed", session_id)
+
+    async def _auto_record(self, room_name: str) -> None:
+        try:
+            room = await db.live_room_by_name(self.pool, room_name)
+            if room is None or not room.auto_record or room.status != "live":
+                return
+            if room.session_id in self._auto_checked or room.session_id in self.active:
+                return
+            self._auto_checked.add(room.session_id)
+            already = await self.pool.fetchval(
+                "SELECT 1 FROM recordings WHERE session_id = $1 LIMIT 1", room.session_id
+            )
+            if already:
+                return  # recorded before (and stopped by someone): do not start again
+            await self.start_recording(room.session_id, None)
+        except (db.AlreadyRecording, db.NotLive):
+            return
+        except Exception:
+            log.exception("recorder: automatic start in room %s failed", room_name)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for session_id, active in list(self.active.items()):
+                try:
+                    active.session.tick()
+                except Exception:
+                    log.exception("recording %s tick failed", active.recording_id)
+                if now >= active.deadline:
+                    await self._stop_quietly(session_id, "maximum length reached")
+
+    # --- health ---------------------------------------------------------------------------
+
+    def health(self) -> ComponentHealth:
+        started = time.perf_counter()
+        problems: list[str] = []
+        if self.spool_error:
+            problems.append(self.spool_error)
+        else:
+            try:
+                root = self.spool.root
+                if not os.access(root, os.W_OK | os.X_OK):
+                    problems.append(f"spool {root} is not writable")
+                elif self.spool.free_bytes() < LOW_DISK_BYTES:
+                    problems.append(
+                        f"spool {root}: disk almost full "
+                        f"({self.spool.free_bytes() // 2**20} MiB free)"
+                    )
+            except OSError as exc:
+                problems.append(f"spool: {describe_error(exc)}")
+        for active in self.active.values():
+            problems.extend(f"recording {active.recording_id}: {e}" for e in active.session.errors)
+        waiting = [(rid, p) for rid, p in self.uploader.pending.items() if p.error]
+        if waiting:
+            rid, state = waiting[-1]
+            problems.append(
+                f"{len(waiting)} recording upload(s) waiting to retry; last: {rid}: {state.error}"
+            )
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        return ComponentHealth(
+            "recorder",
+            not problems,
+            latency,
+            "spool+" + self.objects.name,
+            "; ".join(problems) or None,
+        )
+
+
+RECORDER = web.AppKey("recorder", Recorder)
+
+
+async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+    from vtp.appkeys import CONFIG, DB, STORE
+
+    sfu: Sfu | None = None
+    try:
+        from vtp.sfu import SFU_KEY
+
+        sfu = app.get(SFU_KEY)
+    except ImportError:
+        sfu = None
+    recorder = Recorder(app[CONFIG], app[DB], app[STORE], sfu)
+    await recorder.start()
+    app[RECORDER] = recorder
+    try:
+        yield
+    finally:
+        await recorder.close()
+
+
+def setup(app: web.Application) -> None:
+    from vtp.api import recordings_control
+
+    app.cleanup_ctx.append(recorder_ctx)
+    app.add_routes(recordings_control.routes)

@@ -1,0 +1,233 @@
+"""Upload closed recordings from the spool, verify them, and only then delete them.
+
+Per file: SHA-256 and size computed locally (kept in the manifest), multipart upload,
+then the store's size and a streamed SHA-256 of what it holds must match. A verified
+file is marked ``uploaded`` in the local manifest, so after a restart only the rest is
+sent again. When every file and the manifest are in the store the row becomes
+``available`` and the spool directory is removed.
+
+Failures are retried with exponential backoff, forever: a recording is never dropped.
+After ``recording_retry_attempts`` failed attempts the row shows ``failed`` with the
+reason (store unreachable, bucket missing, disk full ...); a later success makes it
+``available``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from vtp.config import Config
+from vtp.recorder import db
+from vtp.recorder.objects import MissingBucket, RecordingObjects, file_sha256
+from vtp.recorder.session import MANIFEST, describe_error, read_manifest, write_json_atomically
+from vtp.recorder.spool import Spool
+from vtp.recorder.webm import CONTENT_TYPE
+from vtp.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+
+def object_prefix(recording_id: uuid.UUID) -> str:
+    return f"recordings/{recording_id}"
+
+
+class VerifyError(StorageError):
+    pass
+
+
+@dataclass
+class Pending:
+    attempts: int = 0
+    error: str | None = None
+    retry_at: float | None = None
+
+
+def main_file(files: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The file the row points at: the longest one with video, else the longest."""
+    usable = [f for f in files if f.get("uploaded")]
+    if not usable:
+        return None
+
+    def rank(f: dict[str, Any]) -> tuple[int, int]:
+        return ("video" in (f.get("kinds") or []), int(f.get("duration_ms") or 0))
+
+    return max(usable, key=rank)
+
+
+class Uploader:
+    def __init__(
+        self, config: Config, spool: Spool, objects: RecordingObjects, pool: asyncpg.Pool
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.objects = objects
+        self.pool = pool
+        self.pending: dict[uuid.UUID, Pending] = {}
+        self._queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+        self._queued: set[uuid.UUID] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._timers: dict[uuid.UUID, asyncio.TimerHandle] = {}
+        self._notes: set[asyncio.Task[None]] = set()
+        self.uploaded = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="vtp-recording-uploader")
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def submit(self, recording_id: uuid.UUID) -> None:
+        self.pending.setdefault(recording_id, Pending())
+        timer = self._timers.pop(recording_id, None)
+        if timer is not None:
+            timer.cancel()
+        if recording_id not in self._queued:
+            self._queued.add(recording_id)
+            self._queue.put_nowait(recording_id)
+
+    def retry_now(self) -> None:
+        """Try every waiting upload at once (e.g. the store answers again)."""
+        for recording_id in list(self._timers):
+            self.submit(recording_id)
+
+    @property
+    def last_error(self) -> str | None:
+        errors = [p.error for p in self.pending.values() if p.error]
+        return errors[-1] if errors else None
+
+    async def _run(self) -> None:
+        while True:
+            recording_id = await self._queue.get()
+            self._queued.discard(recording_id)
+            try:
+                await self.upload(recording_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(recording_id, exc)
+            else:
+                self.pending.pop(recording_id, None)
+
+    def _failed(self, recording_id: uuid.UUID, exc: BaseException) -> None:
+        state = self.pending.setdefault(recording_id, Pending())
+        state.attempts += 1
+        if isinstance(exc, MissingBucket):
+            reason = f"object store: {exc}"
+        elif isinstance(exc, StorageError):
+            reason = f"object store unreachable or refusing: {exc}"
+        else:
+            reason = describe_error(exc)
+        state.error = reason
+        delay = min(
+            self.config.recording_retry_max_s,
+            self.config.recording_retry_first_s * (2 ** (state.attempts - 1)),
+        )
+        log.error(
+            "recording %s: upload attempt %d failed: %s; retrying in %.0f s (the files stay in %s)",
+            recording_id,
+            state.attempts,
+            reason,
+            delay,
+            self.spool.directory(recording_id),
+        )
+        failed = state.attempts >= self.config.recording_retry_attempts
+        note = asyncio.create_task(self._note(recording_id, reason, failed))
+        self._notes.add(note)
+        note.add_done_callback(self._notes.discard)
+        loop = asyncio.get_running_loop()
+        state.retry_at = loop.time() + delay
+        self._timers[recording_id] = loop.call_later(delay, self._retry, recording_id)
+
+    def _retry(self, recording_id: uuid.UUID) -> None:
+        self._timers.pop(recording_id, None)
+        self.submit(recording_id)
+
+    async def _note(self, recording_id: uuid.UUID, reason: str, failed: bool) -> None:
+        try:
+            await db.note_error(self.pool, recording_id, reason, failed=failed)
+        except Exception:
+            log.exception("recording %s: cannot record its upload error", recording_id)
+
+    # --- one recording ----------------------------------------------------------------
+
+    async def upload(self, recording_id: uuid.UUID) -> None:
+        directory = self.spool.directory(recording_id)
+        manifest_path = directory / MANIFEST
+        if not manifest_path.is_file():
+            log.warning("recording %s: nothing in the spool to upload", recording_id)
+            return
+        manifest = await asyncio.to_thread(read_manifest, directory)
+        if manifest.get("state") != "closed":
+            return  # still recording
+        prefix = object_prefix(recording_id)
+        files = [f for f in manifest.get("files", []) if (directory / f["name"]).is_file()]
+        for entry in files:
+            if entry.get("uploaded"):
+                continue
+            path = directory / entry["name"]
+            if not entry.get("sha256") or entry.get("size") is None:
+                entry["size"] = (await asyncio.to_thread(path.stat)).st_size
+                entry["sha256"] = await asyncio.to_thread(file_sha256, path)
+            key = f"{prefix}/{entry['name']}"
+            await self._put_verified(key, path, entry["size"], entry["sha256"], CONTENT_TYPE)
+            entry["uploaded"] = True
+            entry["key"] = key
+            await asyncio.to_thread(write_json_atomically, manifest_path, manifest)
+        manifest["files"] = [f for f in manifest.get("files", []) if f.get("uploaded")]
+        main = main_file(manifest["files"])
+        manifest["main"] = main["name"] if main else None
+        await asyncio.to_thread(write_json_atomically, manifest_path, manifest)
+        if main is None:
+            await db.mark_failed(self.pool, recording_id, "nothing was published while recording")
+            log.warning("recording %s: no media was recorded", recording_id)
+            await asyncio.to_thread(self.spool.remove, recording_id)
+            return
+        size = (await asyncio.to_thread(manifest_path.stat)).st_size
+        digest = await asyncio.to_thread(file_sha256, manifest_path)
+        await self._put_verified(
+            f"{prefix}/{MANIFEST}", manifest_path, size, digest, "application/json"
+        )
+        found = await db.mark_available(
+            self.pool,
+            recording_id,
+            object_key=main["key"],
+            size_bytes=int(main["size"]),
+            sha256=str(main["sha256"]),
+            duration_ms=manifest.get("duration_ms"),
+        )
+        if not found:
+            log.warning("recording %s: uploaded, but it has no row in this database", recording_id)
+        await asyncio.to_thread(self.spool.remove, recording_id)
+        self.uploaded += 1
+        log.info(
+            "recording %s: uploaded and verified (%d file(s)); spool copy removed",
+            recording_id,
+            len(manifest["files"]),
+        )
+
+    async def _put_verified(
+        self, key: str, path: Path, size: int, sha256: str, content_type: str
+    ) -> None:
+        await self.objects.upload(key, path, content_type)
+        stored_size = await self.objects.stat_size(key)
+        if stored_size != size:
+            raise VerifyError(f"{key}: the store holds {stored_size} bytes, expected {size}")
+        stored_sha = await self.objects.sha256(key)
+        if stored_sha != sha256:
+            raise VerifyError(f"{key}: SHA-256 of the stored object does not match")
