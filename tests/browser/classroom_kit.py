@@ -1,0 +1,248 @@
+"""Shared pieces of the browser-client tests: one VTP server and one headless Chromium per
+test module (module-scoped: a server and a browser cost seconds each), a course with a
+live session, and helpers that poll what the page shows and decodes.
+
+(Imported by the test modules; a conftest.py here would shadow tests/conftest.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from redis import Redis as SyncRedis
+
+from vtp.config import Config, load_config
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream=fps=30",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+    # getDisplayMedia without a picker: the fake UI accepts, this picks the screen.
+    "--auto-select-desktop-capture-source=Entire screen",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PG_ADMIN_URL = os.environ.get(
+    "VTP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_BASE_URL = os.environ.get("VTP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_DB = 11  # not the other suites' database: they flush theirs before each test
+PASSWORD = "a good long password"
+
+needs_chromium = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (/usr/bin/chromium)"
+)
+
+
+def _with_path(url: str, path: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=path))
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    name: str
+    tokens: dict[str, Any]
+
+
+@dataclass
+class Server:
+    base: str
+    database_url: str
+    http: aiohttp.ClientSession
+    users: dict[str, User] = field(default_factory=dict)
+
+    async def call(self, method: str, path: str, user: User | None = None, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {user.tokens['access_token']}"} if user else {}
+        async with self.http.request(method, self.base + path, headers=headers, **kw) as resp:
+            body = await resp.json() if resp.content_type == "application/json" else None
+            assert resp.status < 300, (method, path, resp.status, body)
+            return body
+
+    async def user(self, name: str, role: str = "student") -> User:
+        email = f"{name.split()[0].lower()}-{uuid.uuid4().hex[:6]}@school.example"
+        reply = await self.call(
+            "POST",
+            "/api/v1/auth/register",
+            json={"email": email, "password": PASSWORD, "display_name": name},
+        )
+        if role != "student":
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                await conn.execute(
+                    "UPDATE users SET role = $2 WHERE id = $1",
+                    uuid.UUID(reply["user"]["id"]),
+                    role,
+                )
+            finally:
+                await conn.close()
+        tokens = await self.call(
+            "POST", "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        user = User(reply["user"]["id"], email, name, tokens)
+        self.users[name] = user
+        return user
+
+    async def live_session(
+        self, teacher: User, students: list[User], title: str = "Photosynthesis"
+    ) -> dict[str, Any]:
+        course = await self.call(
+            "POST",
+            "/api/v1/courses",
+            teacher,
+            json={"code": "BIO-" + uuid.uuid4().hex[:5], "title": "Biology 101"},
+        )
+        for student in students:
+            await self.call(
+                "POST",
+                f"/api/v1/courses/{course['id']}/enrollments",
+                teacher,
+                json={"user_id": student.id, "role": "student"},
+            )
+        now = time.time()
+        session = await self.call(
+            "POST",
+            f"/api/v1/courses/{course['id']}/sessions",
+            teacher,
+            json={
+                "title": title,
+                "scheduled_start": _iso(now),
+                "scheduled_end": _iso(now + 3600),
+                "students_may_publish": True,
+            },
+        )
+        started: dict[str, Any] = await self.call(
+            "POST", f"/api/v1/sessions/{session['id']}/start", teacher
+        )
+        return started
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server(pg_template: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    """VTP on a loopback port (ICE on 127.0.0.1), with a database of this module's own."""
+    from vtp.app import create_app
+
+    name = f"vtp_web_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    finally:
+        await admin.close()
+    database_url = _with_path(PG_ADMIN_URL, f"/{name}")
+    redis_url = _with_path(REDIS_BASE_URL, f"/{REDIS_DB}")
+    redis = SyncRedis.from_url(redis_url)
+    try:
+        redis.flushdb()
+    finally:
+        redis.close()
+    config: Config = load_config(
+        database_url=database_url,
+        redis_url=redis_url,
+        state_dir=tmp_path_factory.mktemp("state"),
+        jwt_secret="test-secret-" + "y" * 40,
+        bcrypt_cost=4,
+        log_level="WARNING",
+    ).model_copy(update={"ice_addresses": ["127.0.0.1"], "room_grace_s": 2.0})
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as http:
+        yield Server(f"http://127.0.0.1:{port}", database_url, http)
+    await runner.cleanup()
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Any]:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    async with playwright_api.async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def signed_in_page(browser: Any, server: Server, user: User, **context: Any) -> Any:
+    """A page in a context of its own whose localStorage holds the user's tokens."""
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, **context)
+    page = await ctx.new_page()
+    page.on("pageerror", lambda exc: print(f"[{user.name}] page error: {exc}"))
+    await page.goto(server.base + "/signin?next=/nowhere")
+    await page.evaluate(
+        """([t, user]) => localStorage.setItem("vtp.session", JSON.stringify({
+            access_token: t.access_token, refresh_token: t.refresh_token,
+            access_expires_at: Date.now() + t.expires_in * 1000,
+            refresh_expires_at: Date.now() + t.refresh_expires_in * 1000, user}))""",
+        [user.tokens, {"id": user.id, "display_name": user.name}],
+    )
+    return page
+
+
+async def classroom_stats(page: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await page.evaluate("vtpClassroom.stats()")
+    return result
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], within: float, what: str, every: float = 0.25
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        try:
+            last = await check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not seen within {within} s; last: {last!r}")
+        await asyncio.sleep(every)
+
+
+async def decoding(page: Any, streams: int, frames: int = 10) -> dict[str, Any]:
+    """Stats once `streams` subscriptions have each decoded at least `frames` frames."""
+    stats = await classroom_stats(page)
+    sfu = stats["sfu"] or {"subs": []}
+    video = [s for s in sfu["subs"] if s["framesDecoded"] >= frames and s["frameWidth"] > 0]
+    return stats if len(video) >= streams else {}
