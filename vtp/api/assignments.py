@@ -20,6 +20,7 @@ from vtp.api.course_access import (
     CourseRole,
     enforce,
     require_course_role,
+    who,
 )
 from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, not_found
@@ -128,6 +129,7 @@ async def _check_lesson(request: web.Request, course_id: uuid.UUID, lesson_id: u
 
 @routes.post("/api/v1/courses/{course_id}/assignments")
 @authenticated
+@who("the course's teachers and TAs")
 async def create_assignment(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, STAFF, write=True)
@@ -142,6 +144,7 @@ async def create_assignment(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/courses/{course_id}/assignments")
 @authenticated
+@who("members of the course (drafts: staff only)")
 async def list_assignments(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -167,6 +170,7 @@ async def list_assignments(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/assignments/{assignment_id}")
 @authenticated
+@who("members of the course (drafts: staff only)")
 async def get_assignment(request: web.Request) -> web.Response:
     assignment, _ = await load_assignment(request, MEMBERS)
     return web.json_response(assignment_json(assignment))
@@ -174,6 +178,7 @@ async def get_assignment(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/assignments/{assignment_id}")
 @authenticated
+@who("the course's teachers and TAs")
 async def update_assignment(request: web.Request) -> web.Response:
     assignment, _ = await load_assignment(request, STAFF, write=True)
     body = await read_json(request, AssignmentUpdate)
@@ -199,6 +204,7 @@ async def update_assignment(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/assignments/{assignment_id}")
 @authenticated
+@who("the course's teachers and TAs")
 async def delete_assignment(request: web.Request) -> web.Response:
     assignment, _ = await load_assignment(request, STAFF, write=True)
     if not await db.delete_assignment_without_submissions(request.app[DB], assignment.id):

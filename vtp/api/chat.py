@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 
 from vtp.api.access import authenticated
 from vtp.api.body import read_json
-from vtp.api.course_access import MEMBERS, PARTICIPANTS, CourseAccess, require_course_role
+from vtp.api.course_access import MEMBERS, PARTICIPANTS, CourseAccess, require_course_role, who
 from vtp.api.domain_schema import Body
 from vtp.api.errors import conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
@@ -85,6 +85,7 @@ def _history(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
 
 @routes.get("/api/v1/courses/{course_id}/chat")
 @authenticated
+@who("members of the course")
 async def course_history(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, MEMBERS)
@@ -101,6 +102,7 @@ async def course_history(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/courses/{course_id}/chat")
 @authenticated
+@who("teachers, TAs and students of the course")
 async def course_post(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, PARTICIPANTS, write=True)
@@ -112,6 +114,7 @@ async def course_post(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions/{session_id}/chat")
 @authenticated
+@who("members of the course")
 async def session_history(request: web.Request) -> web.Response:
     session, _ = await load_session(request, MEMBERS)
     query = parse_query(request, ListQuery)
@@ -127,6 +130,7 @@ async def session_history(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/sessions/{session_id}/chat")
 @authenticated
+@who("teachers, TAs and students of the course, while live")
 async def session_post(request: web.Request) -> web.Response:
     session, access = await load_session(request, PARTICIPANTS, write=True)
     body = await read_json(request, MessageBody)
@@ -150,6 +154,7 @@ async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
 
 @routes.patch("/api/v1/chat/{message_id}")
 @authenticated
+@who("its author")
 async def edit_message(request: web.Request) -> web.Response:
     msg, access = await _load_message(request)
     body = await read_json(request, MessageBody)
@@ -164,6 +169,7 @@ async def edit_message(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/chat/{message_id}")
 @authenticated
+@who("its author; the course's teachers and TAs (moderation)")
 async def delete_message(request: web.Request) -> web.Response:
     """The author deletes their message; teachers and TAs moderate any."""
     msg, access = await _load_message(request)

@@ -19,9 +19,9 @@ assignment or lesson) answer 404 to them as well.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -31,6 +31,26 @@ from vtp.api.errors import ApiError, forbidden, not_found
 from vtp.appkeys import DB
 from vtp.auth.principal import Principal
 from vtp.db.models import Course
+
+H = TypeVar("H", bound=Callable[..., object])
+_WHO = "__vtp_who__"
+
+
+def who(description: str) -> Callable[[H], H]:
+    """Say, for the API reference, who may call a route at the course level (the handler
+    enforces it with `require_course_role`; the RBAC matrix test checks both agree)."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, _WHO, description)
+        return handler
+
+    return mark
+
+
+def who_of(handler: object) -> str | None:
+    value = getattr(handler, _WHO, None)
+    return value if isinstance(value, str) else None
+
 
 CourseRole = Literal["teacher", "ta", "student", "observer"]
 COURSE_ROLES: tuple[CourseRole, ...] = ("teacher", "ta", "student", "observer")

@@ -19,6 +19,7 @@ from vtp.api.course_access import (
     CourseRole,
     load_course_access,
     require_course_role,
+    who,
 )
 from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
@@ -118,6 +119,7 @@ def course_id_of(request: web.Request) -> uuid.UUID:
 # --- courses -----------------------------------------------------------------------------
 @routes.post("/api/v1/courses")
 @require_roles("teacher", "admin")
+@who("site teachers and admins; the caller becomes the owner (a teacher)")
 async def create_course(request: web.Request) -> web.Response:
     body = await read_json(request, CourseCreate)
     principal = principal_of(request)
@@ -141,6 +143,7 @@ async def create_course(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/courses")
 @authenticated
+@who("any signed-in user; scope=all is for admins")
 async def list_courses(request: web.Request) -> web.Response:
     query = parse_query(request, CourseListQuery)
     principal = principal_of(request)
@@ -172,6 +175,10 @@ async def list_courses(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/courses/{course_id}")
 @authenticated
+@who(
+    "members of the course; anyone signed in for an active course (catalogue); "
+    "the enrollment code is shown to staff only"
+)
 async def get_course(request: web.Request) -> web.Response:
     access = await load_course_access(request.app[DB], principal_of(request), course_id_of(request))
     # Members see their course; anyone signed in sees an active course (the catalogue).
@@ -182,6 +189,7 @@ async def get_course(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/courses/{course_id}")
 @authenticated
+@who("the course's teachers")
 async def update_course(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER)
@@ -210,6 +218,7 @@ async def update_course(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/courses/{course_id}/archive")
 @authenticated
+@who("the course's teachers")
 async def archive_course(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, TEACHER)
@@ -221,6 +230,7 @@ async def archive_course(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/courses/{course_id}/enrollment-code")
 @authenticated
+@who("the course's teachers")
 async def new_enrollment_code(request: web.Request) -> web.Response:
     """Generate a fresh self-enrolment code (the old one stops working)."""
     course_id = course_id_of(request)
@@ -252,6 +262,7 @@ def _too_many_codes(retry_after: int) -> ApiError:
 
 @routes.post("/api/v1/enrollments/join")
 @authenticated
+@who("any signed-in user holding the course's enrollment code")
 async def join_course(request: web.Request) -> web.Response:
     body = await read_json(request, JoinRequest)
     principal = principal_of(request)
@@ -285,6 +296,7 @@ async def join_course(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/courses/{course_id}/enrollments")
 @authenticated
+@who("members of the course (students and observers see active members without e-mail addresses)")
 async def list_enrollments(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, MEMBERS)
@@ -316,6 +328,7 @@ async def list_enrollments(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/courses/{course_id}/enrollments")
 @authenticated
+@who("the course's teachers")
 async def enroll_user(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER, write=True)
@@ -347,6 +360,7 @@ async def enroll_user(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/courses/{course_id}/enrollments/{user_id}")
 @authenticated
+@who("the course's teachers")
 async def change_enrollment(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     user_id = path_uuid(request, "user_id")
@@ -364,6 +378,7 @@ async def change_enrollment(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/courses/{course_id}/enrollments/{user_id}")
 @authenticated
+@who("the course's teachers; any member for themself")
 async def unenroll(request: web.Request) -> web.Response:
     """Drop an enrollment: a teacher drops anyone, a member may drop themself."""
     course_id = course_id_of(request)

@@ -19,6 +19,7 @@ from vtp.api.course_access import (
     CourseRole,
     enforce,
     require_course_role,
+    who,
 )
 from vtp.api.domain_schema import Body, Query
 from vtp.api.errors import ApiError, conflict, not_found
@@ -86,6 +87,7 @@ async def load_lesson(
 
 @routes.post("/api/v1/courses/{course_id}/lessons")
 @authenticated
+@who("the course's teachers and TAs")
 async def create_lesson(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF, write=True)
@@ -106,6 +108,7 @@ async def create_lesson(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/courses/{course_id}/lessons")
 @authenticated
+@who("members of the course (drafts: staff only)")
 async def list_lessons(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -129,6 +132,7 @@ async def list_lessons(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/lessons/{lesson_id}")
 @authenticated
+@who("members of the course (drafts: staff only)")
 async def get_lesson(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, MEMBERS)
     return web.json_response(lesson_json(lesson))
@@ -136,6 +140,7 @@ async def get_lesson(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/lessons/{lesson_id}")
 @authenticated
+@who("the course's teachers and TAs")
 async def update_lesson(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     body = await read_json(request, LessonUpdate)
@@ -158,6 +163,7 @@ async def update_lesson(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/lessons/{lesson_id}")
 @authenticated
+@who("the course's teachers and TAs")
 async def delete_lesson(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -187,6 +193,7 @@ def _find(lesson: Lesson, file_id: str) -> dict[str, Any]:
 
 @routes.post("/api/v1/lessons/{lesson_id}/attachments")
 @authenticated
+@who("the course's teachers and TAs")
 async def add_attachment(request: web.Request) -> web.Response:
     """Attach a file: the raw body, named by ?filename=."""
     lesson, _ = await load_lesson(request, STAFF, write=True)
@@ -211,6 +218,7 @@ async def add_attachment(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/lessons/{lesson_id}/attachments/{file_id}")
 @authenticated
+@who("members of the course (drafts: staff only)")
 async def get_attachment(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, MEMBERS)
     meta = _find(lesson, str(path_uuid(request, "file_id")))
@@ -219,6 +227,7 @@ async def get_attachment(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/lessons/{lesson_id}/attachments/{file_id}")
 @authenticated
+@who("the course's teachers and TAs")
 async def delete_attachment(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     file_id = str(path_uuid(request, "file_id"))

@@ -31,6 +31,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from vtp.api.access import access_of, public
+from vtp.api.course_access import who_of
 
 routes = web.RouteTableDef()
 
@@ -154,6 +155,9 @@ def _operation(
     rule = access_of(handler)
     summary, description = _docstring(handler)
     who = rule.describe() if rule else "unspecified"
+    course_rule = who_of(handler)
+    if course_rule:
+        who = f"{who}; {course_rule}"
     op: dict[str, Any] = {
         "operationId": f"{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}",
         "summary": summary,

@@ -10,7 +10,7 @@ import asyncpg
 from aiohttp import web
 
 from vtp.api.access import authenticated
-from vtp.api.course_access import MEMBERS, require_course_role
+from vtp.api.course_access import MEMBERS, require_course_role, who
 from vtp.api.errors import not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.sessions import load_session
@@ -38,6 +38,7 @@ def recording_json(row: asyncpg.Record, *, staff: bool) -> dict[str, Any]:
 
 @routes.get("/api/v1/courses/{course_id}/recordings")
 @authenticated
+@who("members of the course")
 async def course_recordings(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -67,6 +68,7 @@ class SessionRecordingQuery(ListQuery):
 
 @routes.get("/api/v1/sessions/{session_id}/recordings")
 @authenticated
+@who("members of the course")
 async def session_recordings(request: web.Request) -> web.Response:
     session, access = await load_session(request, MEMBERS)
     query = parse_query(request, SessionRecordingQuery)
@@ -91,6 +93,7 @@ async def session_recordings(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/recordings/{recording_id}")
 @authenticated
+@who("members of the course")
 async def get_recording(request: web.Request) -> web.Response:
     row = await db.get_with_course(request.app[DB], path_uuid(request, "recording_id"))
     if row is None:

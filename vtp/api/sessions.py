@@ -20,6 +20,7 @@ from vtp.api.course_access import (
     CourseAccess,
     CourseRole,
     require_course_role,
+    who,
 )
 from vtp.api.csvout import csv_response
 from vtp.api.domain_schema import Body
@@ -110,6 +111,7 @@ async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uui
 
 @routes.post("/api/v1/courses/{course_id}/sessions")
 @authenticated
+@who("the course's teachers and TAs")
 async def create_session(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, STAFF, write=True)
@@ -133,6 +135,7 @@ async def create_session(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/courses/{course_id}/sessions")
 @authenticated
+@who("members of the course")
 async def list_sessions(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -153,6 +156,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions/{session_id}")
 @authenticated
+@who("members of the course")
 async def get_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, MEMBERS)
     return web.json_response(session_json(session, access))
@@ -160,6 +164,7 @@ async def get_session(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/sessions/{session_id}")
 @authenticated
+@who("the course's teachers and TAs")
 async def update_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF, write=True)
     body = await read_json(request, SessionUpdate)
@@ -199,6 +204,7 @@ def _invalid(exc: db.InvalidTransition) -> ApiError:
 
 @routes.post("/api/v1/sessions/{session_id}/start")
 @authenticated
+@who("the course's teachers and TAs")
 async def start_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF, write=True)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -214,6 +220,7 @@ async def start_session(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/sessions/{session_id}/end")
 @authenticated
+@who("the course's teachers and TAs")
 async def end_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -232,6 +239,7 @@ async def end_session(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/sessions/{session_id}/cancel")
 @authenticated
+@who("the course's teachers and TAs")
 async def cancel_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF)
     try:
@@ -243,6 +251,7 @@ async def cancel_session(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/sessions/{session_id}/join")
 @authenticated
+@who("members of the course while the session is live")
 async def join_session(request: web.Request) -> web.Response:
     """A join ticket: the room to join over signalling and the caller's media role.
     Staff (and the host) present; others view, and may publish only when allowed."""
@@ -259,6 +268,7 @@ async def join_session(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions/{session_id}/attendance")
 @authenticated
+@who("the course's teachers and TAs")
 async def get_attendance(request: web.Request) -> web.Response:
     session, _ = await load_session(request, STAFF)
     lines = await attendance_db.attendance(request.app[DB], session.id)
@@ -267,6 +277,7 @@ async def get_attendance(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions/{session_id}/attendance.csv")
 @authenticated
+@who("the course's teachers and TAs")
 async def attendance_csv(request: web.Request) -> web.Response:
     session, _ = await load_session(request, STAFF)
     lines = await attendance_db.attendance(request.app[DB], session.id)

@@ -32,6 +32,7 @@ from vtp.api.course_access import (
     enforce,
     require_course_role,
     require_student,
+    who,
 )
 from vtp.api.csvout import csv_response
 from vtp.api.domain_schema import Body
@@ -149,6 +150,7 @@ def _empty(sub: Submission) -> bool:
 # --- student work -------------------------------------------------------------------------
 @routes.post("/api/v1/assignments/{assignment_id}/submissions")
 @authenticated
+@who("students of the course")
 async def create_submission(request: web.Request) -> web.Response:
     """Start the next attempt (a draft), or hand it in at once with "submit": true."""
     assignment, access = await load_assignment(request, STUDENT, write=True)
@@ -189,6 +191,7 @@ async def create_submission(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/assignments/{assignment_id}/submissions")
 @authenticated
+@who("the course's teachers and TAs (all); students (their own)")
 async def list_submissions(request: web.Request) -> web.Response:
     assignment, access = await load_assignment(request, PARTICIPANTS)
     query = parse_query(request, SubmissionListQuery)
@@ -217,6 +220,7 @@ async def list_submissions(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/submissions/{submission_id}")
 @authenticated
+@who("its student; the course's teachers and TAs")
 async def get_submission(request: web.Request) -> web.Response:
     sub, _, access = await load_submission(request)
     return web.json_response(submission_json(sub, staff=access.is_staff))
@@ -224,6 +228,7 @@ async def get_submission(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/submissions/{submission_id}")
 @authenticated
+@who("its student")
 async def update_submission(request: web.Request) -> web.Response:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
@@ -238,6 +243,7 @@ async def update_submission(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/submissions/{submission_id}/submit")
 @authenticated
+@who("its student")
 async def submit_submission(request: web.Request) -> web.Response:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
@@ -254,6 +260,7 @@ async def submit_submission(request: web.Request) -> web.Response:
 # --- files --------------------------------------------------------------------------------
 @routes.post("/api/v1/submissions/{submission_id}/files")
 @authenticated
+@who("its student")
 async def upload_file(request: web.Request) -> web.Response:
     """Attach a file to a draft: the raw body, named by ?filename=."""
     sub, assignment, access = await load_submission(request)
@@ -299,6 +306,7 @@ def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
 
 @routes.get("/api/v1/submissions/{submission_id}/files/{file_id}")
 @authenticated
+@who("its student; the course's teachers and TAs")
 async def get_file(request: web.Request) -> web.Response:
     sub, _, _ = await load_submission(request)
     meta = _find_file(sub, str(path_uuid(request, "file_id")))
@@ -308,6 +316,7 @@ async def get_file(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/submissions/{submission_id}/files/{file_id}")
 @authenticated
+@who("its student")
 async def delete_file(request: web.Request) -> web.Response:
     sub, _, access = await load_submission(request)
     _require_author(sub, access)
@@ -332,6 +341,7 @@ def _check_score(score: Decimal, assignment: Assignment, field: str) -> None:
 
 @routes.put("/api/v1/submissions/{submission_id}/grade")
 @authenticated
+@who("the course's teachers and TAs")
 async def grade_submission(request: web.Request) -> web.Response:
     sub, assignment, access = await load_submission(request)
     enforce(access, STAFF, write=True)
@@ -352,6 +362,7 @@ async def grade_submission(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/submissions/{submission_id}/return")
 @authenticated
+@who("the course's teachers and TAs")
 async def return_submission(request: web.Request) -> web.Response:
     """Release the grade to the student (graded -> returned)."""
     sub, _, access = await load_submission(request)
@@ -364,6 +375,7 @@ async def return_submission(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/assignments/{assignment_id}/grades")
 @authenticated
+@who("the course's teachers and TAs")
 async def bulk_grade(request: web.Request) -> web.Response:
     """Grade many submissions of one assignment at once: all or nothing."""
     assignment, access = await load_assignment(request, STAFF, write=True)
@@ -458,6 +470,7 @@ async def _gradebook(
 
 @routes.get("/api/v1/courses/{course_id}/gradebook")
 @authenticated
+@who("the course's teachers and TAs")
 async def gradebook(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF)
@@ -468,6 +481,7 @@ async def gradebook(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/courses/{course_id}/gradebook.csv")
 @authenticated
+@who("the course's teachers and TAs")
 async def gradebook_csv(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF)
@@ -488,6 +502,7 @@ async def gradebook_csv(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/courses/{course_id}/grades/me")
 @authenticated
+@who("students of the course")
 async def my_grades(request: web.Request) -> web.Response:
     """A student's own returned grades in the course."""
     course_id = path_uuid(request, "course_id")
