@@ -65,6 +65,10 @@ class Config(BaseSettings):
     ice_addresses: StrList = Field(default_factory=list)
     # Public address announced in place of the gathered one (server behind 1:1 NAT).
     ice_announce_address: str | None = None
+    # UDP ports for the SFU's ICE host candidates (both set: bind only in this range, for
+    # firewalls; unset: ephemeral ports). One port per peer connection.
+    ice_port_min: int | None = Field(default=None, ge=1, le=65535)
+    ice_port_max: int | None = Field(default=None, ge=1, le=65535)
     stun_urls: StrList = Field(default_factory=list)
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: SecretStr | None = None

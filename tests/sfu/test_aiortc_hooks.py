@@ -149,3 +149,40 @@ async def test_on_dtls_state() -> None:
     finally:
         await asyncio.gather(a.close(), b.close())
     assert aiortc.__version__ == "1.16.0"
+
+
+RANGE = (47100, 47102)
+
+
+async def test_configure_gathering_port_range() -> None:
+    pcs = [RTCPeerConnection(client_configuration()) for _ in range(3)]
+    try:
+        for pc in pcs:
+            pc.addTransceiver("video", direction="sendonly")
+            hooks.configure_gathering(
+                hooks.dtls_transports(pc)[0], ["127.0.0.1"], None, (47100, 47102)
+            )
+            await pc.setLocalDescription(await pc.createOffer())
+        ports = set()
+        for pc in pcs:
+            lines = [ln for ln in pc.localDescription.sdp.splitlines() if "candidate:" in ln]
+            assert len(lines) == 1
+            ports.add(int(lines[0].split()[5]))
+        assert ports == {47100, 47101, 47102}  # three connections, three ports of the range
+        extra = RTCPeerConnection(client_configuration())
+        extra.addTransceiver("video", direction="sendonly")
+        hooks.configure_gathering(
+            hooks.dtls_transports(extra)[0], ["127.0.0.1"], None, (47100, 47102)
+        )
+        try:
+            try:
+                await extra.setLocalDescription(await extra.createOffer())
+            except ConnectionError:
+                pass
+            else:
+                raise AssertionError("bound outside a full port range")
+        finally:
+            await extra.close()
+    finally:
+        for pc in pcs:
+            await pc.close()

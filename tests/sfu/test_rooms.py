@@ -285,3 +285,21 @@ async def test_duplicate_peer_and_bad_names(sfu: Sfu) -> None:
         sfu.room("")
     with pytest.raises(SfuError):
         room.join("x" * 500)
+
+
+async def test_forwarding_within_a_port_range() -> None:
+    sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], ice_port_min=47200, ice_port_max=47209))
+    await sfu.start()
+    room = sfu.room("ports")
+    pub = Publisher(4, audio=False)
+    sub = Subscriber()
+    try:
+        stream_id = await pub.publish(room.join("teacher"))
+        await sub.subscribe(room.join("student"), stream_id)
+        await wait_until(lambda: frames_now(sub) >= 5, 10)
+        for sdp in (pub.pc.remoteDescription.sdp, sub.pc.remoteDescription.sdp):
+            ports = [int(ln.split()[5]) for ln in sdp.splitlines() if "candidate:" in ln]
+            assert ports and all(47200 <= p <= 47209 for p in ports)
+    finally:
+        await asyncio.gather(pub.close(), sub.close())
+        await sfu.close()

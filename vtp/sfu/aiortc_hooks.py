@@ -18,7 +18,9 @@ What is taken over, per object instance (never by patching classes):
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import socket
 import struct
 from collections.abc import Callable, Sequence
@@ -29,6 +31,7 @@ import aioice
 import aioice.ice
 import aiortc
 import pylibsrtp
+from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
@@ -260,15 +263,19 @@ def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
 
 
 def configure_gathering(
-    dtls: RTCDtlsTransport, addresses: Sequence[str], announce: str | None
+    dtls: RTCDtlsTransport,
+    addresses: Sequence[str],
+    announce: str | None,
+    port_range: tuple[int, int] | None = None,
 ) -> None:
     """Gather host candidates on ``addresses`` (all interfaces aioice finds if empty;
-    loopback allowed when listed) and announce ``announce`` in their place."""
-    if not addresses and not announce:
+    loopback allowed when listed), bound inside ``port_range`` if given, announcing
+    ``announce`` in their place."""
+    if not addresses and not announce and not port_range:
         return
     conn = dtls.transport.iceGatherer._connection
     if "gather_candidates" in vars(conn):
-        return  # already configured (bundled transports share nothing, but be idempotent)
+        return  # already configured
 
     async def gather_candidates() -> None:
         if conn._local_candidates_start:
@@ -277,7 +284,10 @@ def configure_gathering(
         wanted = list(addresses) or aioice.ice.get_host_addresses(
             use_ipv4=conn._use_ipv4, use_ipv6=conn._use_ipv6
         )
-        candidates = await conn.get_component_candidates(component=1, addresses=wanted)
+        if port_range is None:
+            candidates = await conn.get_component_candidates(component=1, addresses=wanted)
+        else:
+            candidates = [await _bind_in_range(conn, a, port_range) for a in wanted]
         if announce:
             for candidate in candidates:
                 if candidate.type == "host":
@@ -286,6 +296,37 @@ def configure_gathering(
         conn._local_candidates_end = True
 
     conn.gather_candidates = gather_candidates  # type: ignore[method-assign]
+
+
+async def _bind_in_range(conn: Any, address: str, port_range: tuple[int, int]) -> Any:
+    """aioice's host-candidate setup, on a free port inside ``port_range``."""
+    loop = asyncio.get_running_loop()
+    low, high = port_range
+    ports = list(range(low, high + 1))
+    random.shuffle(ports)
+    for port in ports:
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(conn), local_addr=(address, port)
+            )
+        except OSError:
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 262144)
+        host, bound = transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = aioice.Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=1,
+            transport="udp",
+            priority=candidate_priority(1, "host"),
+            host=host,
+            port=bound,
+            type="host",
+        )
+        conn._protocols.append(protocol)
+        return protocol.local_candidate
+    raise ConnectionError(f"no free UDP port in {low}-{high} on {address}")
 
 
 def ice_connection_open_sockets(dtls: RTCDtlsTransport) -> int:

@@ -75,7 +75,10 @@ class Connection:
             if not hooks.media_taken_over(dtls):
                 hooks.take_over_media(dtls, self._rtp_in, self._rtcp_in)
                 hooks.configure_gathering(
-                    dtls, self.settings.addresses, self.settings.announce_address
+                    dtls,
+                    self.settings.addresses,
+                    self.settings.announce_address,
+                    self.settings.port_range,
                 )
                 hooks.on_dtls_state(dtls, self._dtls_state_callback(dtls))
 
@@ -263,6 +266,9 @@ class UpConnection(Connection):
         except SfuError:
             await self.close("bad offer")
             raise
+        except ConnectionError as exc:
+            await self.close("no transport")
+            raise SfuError("unavailable", f"could not open a transport: {exc}") from None
         except Exception as exc:
             await self.close("bad offer")
             raise SfuError("bad-sdp", f"offer rejected: {exc.__class__.__name__}: {exc}") from None

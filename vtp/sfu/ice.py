@@ -3,6 +3,12 @@
 TURN credentials follow coturn's REST API scheme (``use-auth-secret``): the username is
 ``<expiry unix time>:<user>`` and the password is base64(HMAC-SHA1(secret, username)).
 Nothing external is contacted unless ``stun_urls``/``turn_urls`` are configured.
+
+Host candidates are gathered on ``ice_addresses`` (aioice itself leaves out loopback),
+optionally announcing ``ice_announce_address`` instead (1:1 NAT), and bound inside
+``ice_port_min..ice_port_max`` when set (aioice has no port-range option: the SFU binds
+those sockets itself; server-reflexive candidates are then not gathered). Each peer
+connection uses one UDP port (no single-port multiplexing yet).
 """
 
 from __future__ import annotations
@@ -33,12 +39,21 @@ def turn_credential(secret: str, user: str, ttl_s: int, now: float | None = None
     return TurnCredential(username, base64.b64encode(digest).decode("ascii"), expires_at)
 
 
+def _port_range(low: int | None, high: int | None) -> tuple[int, int] | None:
+    if low is None and high is None:
+        return None
+    if low is None or high is None or low > high:
+        raise ValueError("ice_port_min and ice_port_max must be set together, min <= max")
+    return (low, high)
+
+
 @dataclass(frozen=True, slots=True)
 class IceSettings:
     """The SFU's view of the network settings in :class:`vtp.config.Config`."""
 
     addresses: tuple[str, ...] = ()
     announce_address: str | None = None
+    port_range: tuple[int, int] | None = None
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
@@ -50,6 +65,7 @@ class IceSettings:
         return cls(
             addresses=tuple(config.ice_addresses),
             announce_address=config.ice_announce_address,
+            port_range=_port_range(config.ice_port_min, config.ice_port_max),
             stun_urls=tuple(config.stun_urls),
             turn_urls=tuple(config.turn_urls),
             turn_secret=secret or None,
