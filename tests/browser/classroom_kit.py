@@ -149,7 +149,9 @@ def _iso(ts: float) -> str:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def server(pg_template: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+async def server(
+    pg_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
     """VTP on a loopback port (ICE on 127.0.0.1), with a database of this module's own."""
     from vtp.app import create_app
 

@@ -33,8 +33,8 @@ pytestmark = [
 
 
 class Class:
-    def __init__(self, server: Server, session: dict[str, Any], cast: dict[str, User]) -> None:
-        self.server = server
+    def __init__(self, srv: Server, session: dict[str, Any], cast: dict[str, User]) -> None:
+        self.server = srv
         self.session = session
         self.cast = cast
         self.pages: dict[str, Any] = {}
@@ -106,15 +106,13 @@ async def test_three_join_each_decodes_the_other_two_and_chat_reaches_all(lesson
     # Who is present (from the live channel), in everyone's People tab.
     await pages["ada"].get_by_role("tab", name="People").click()
     people = pages["ada"].locator("[data-people] .person")
-    await eventually(lambda: people.count(), 10, "people listed")
-    await eventually(
-        lambda: _is(people.count(), 3), 10, "three people in Ada's list"
-    )
+    await eventually(lambda: _is(people.count(), 3), 10, "three people in Ada's list")
     text = await pages["ada"].locator("[data-people]").inner_text()
     assert "Ms Rivera" in text and "Ben Tanaka" in text and "in class" in text
 
     # Chat: a message from the teacher and one from Ben reach everyone and are stored.
-    await pages["teacher"].get_by_role("textbox", name="Message").fill("Good morning! Cameras on, please.")
+    message_box = pages["teacher"].get_by_role("textbox", name="Message")
+    await message_box.fill("Good morning! Cameras on, please.")
     await pages["teacher"].get_by_role("button", name="Send").click()
     await pages["ben"].get_by_role("textbox", name="Message").fill("Morning, Ms Rivera")
     await pages["ben"].keyboard.press("Enter")
@@ -136,10 +134,148 @@ async def test_three_join_each_decodes_the_other_two_and_chat_reaches_all(lesson
     assert [r["body"] for r in rows] == ["Good morning! Cameras on, please.", "Morning, Ms Rivera"]
     assert str(rows[0]["author_id"]) == lesson.cast["teacher"].id
 
-    # A late page load gets the history.
     await pages["ada"].get_by_role("tab", name="Chat").click()
     ARTIFACTS.mkdir(exist_ok=True)
     await pages["ada"].screenshot(path=str(ARTIFACTS / "classroom.png"))
+
+
+async def test_teacher_screen_share_is_large_for_students(lesson: Class) -> None:
+    teacher, ada = lesson.pages["teacher"], lesson.pages["ada"]
+    await teacher.get_by_role("button", name="Share screen").click()
+    await eventually(
+        lambda: _is(teacher.get_by_role("button", name="Stop sharing").count(), 1),
+        10,
+        "the Share button turned into Stop sharing",
+    )
+    for name in ("ada", "ben"):
+        page = lesson.pages[name]
+        # Three streams now: the teacher's camera and screen, the other student's camera.
+        await eventually(lambda p=page: decoding(p, 3, frames=5), 20, f"{name} decoding 3")
+
+        async def screen_is_featured(page: Any = page) -> dict[str, Any] | None:
+            stats = await classroom_stats(page)
+            screens = [v for v in stats["videos"] if v["key"].startswith("screen:")]
+            if len(screens) == 1 and screens[0]["featured"] and screens[0]["playing"]:
+                return screens[0]
+            return None
+
+        screen = await eventually(screen_is_featured, 15, f"the screen featured for {name}")
+        assert screen["videoWidth"] > 0 and screen["name"] == "Ms Rivera's screen", screen
+        others = [v for v in (await classroom_stats(page))["videos"] if not v["featured"]]
+        # Large: wider than every other tile, and most of the video area.
+        assert all(screen["width"] > 2 * v["width"] for v in others), (screen, others)
+        assert screen["width"] > 600, screen
+    await ada.screenshot(path=str(ARTIFACTS / "classroom-screen-share.png"))
+    await teacher.get_by_role("button", name="Stop sharing").click()
+
+    async def camera_back(page: Any = ada) -> bool:
+        stats = await classroom_stats(page)
+        featured = [v for v in stats["videos"] if v["featured"]]
+        return len(featured) == 1 and featured[0]["name"].startswith("Ms Rivera")
+
+    await eventually(camera_back, 10, "the teacher's camera featured again")
+
+
+async def test_closed_websocket_recovers_video(lesson: Class) -> None:
+    ben, teacher = lesson.pages["ben"], lesson.pages["teacher"]
+    await eventually(lambda: decoding(ben, 2), 10, "Ben decoding before the drop")
+    await ben.evaluate("vtpClassroom.state.sfu.ws.close()")
+    # The page says so, then rejoins, republishes and resubscribes.
+    await eventually(
+        lambda: _contains(ben.locator("[data-conn]"), "Reconnecting"), 5, "Reconnecting shown"
+    )
+    started = asyncio.get_running_loop().time()
+
+    async def recovered() -> dict[str, Any]:
+        stats = await decoding(ben, 2, frames=15)
+        return stats if stats and stats["sfu"]["reconnects"] >= 1 else {}
+
+    stats = await eventually(recovered, 10, "Ben decoding again after the reconnect")
+    took = asyncio.get_running_loop().time() - started
+    assert stats["conn"] == "Connected" and took < 10, (took, stats)
+    ben_tile = [v for v in stats["videos"] if v["key"].startswith("peer:")]
+    assert len(ben_tile) == 2 and all(v["playing"] for v in ben_tile), stats["videos"]
+
+    # The others see Ben's new stream too (his old one ended with his old peer).
+    async def teacher_sees_ben() -> bool:
+        stats = await classroom_stats(teacher)
+        tiles = [v for v in stats["videos"] if v["name"] == "Ben Tanaka"]
+        return len(tiles) == 1 and tiles[0]["playing"] and not tiles[0]["noVideo"]
+
+    await eventually(teacher_sees_ben, 10, "the teacher sees Ben again")
+    await eventually(lambda: decoding(teacher, 2), 10, "the teacher decoding two again")
+
+
+async def test_hand_mute_remove_and_end(lesson: Class) -> None:
+    teacher, ada, ben = lesson.pages["teacher"], lesson.pages["ada"], lesson.pages["ben"]
+    # Ada raises her hand: the teacher sees her in the queue.
+    await ada.get_by_role("button", name="Raise hand").click()
+    await eventually(
+        lambda: _is(ada.get_by_role("button", name="Lower hand").count(), 1), 5, "Lower hand"
+    )
+    await teacher.get_by_role("tab", name="People").click()
+    queue = teacher.locator("[data-hand-queue]")
+    await eventually(lambda: _contains(queue, "Ada Okafor"), 5, "Ada in the teacher's queue")
+    assert await teacher.get_by_role("heading", name="Raised hands").is_visible()
+    # The teacher mutes her: her page turns the microphone off and tells her who did.
+    await teacher.get_by_role("button", name="Mute Ada Okafor").click()
+    await eventually(
+        lambda: _is(ada.get_by_role("button", name="Unmute").count(), 1), 5, "Ada muted"
+    )
+    assert await ada.locator("[data-mic]").get_attribute("aria-pressed") == "false"
+    assert "Ms Rivera muted your microphone" in await ada.locator("[data-notice]").inner_text()
+    ada_row = teacher.locator('[data-people] .person:has-text("Ada Okafor")')
+    await eventually(
+        lambda: _is(ada_row.locator(".icon-mic.is-off").count(), 1), 5, "Ada shown muted"
+    )
+    await eventually(
+        lambda: _is(ben.locator('.tile:has-text("Ada Okafor") .mic-off:not([hidden])').count(), 1),
+        5,
+        "Ada's tile shows the muted microphone to Ben",
+    )
+    # Recording: the button says why it is unavailable.
+    record = teacher.locator("[data-record]")
+    assert await record.get_attribute("aria-disabled") == "true"
+    assert "no recorder" in (await record.get_attribute("title") or "")
+    assert await ada.locator("[data-record]").is_hidden()
+
+    # The teacher removes Ada with a reason: she sees it, the others stop seeing her.
+    await teacher.get_by_role("button", name="Remove Ada Okafor").click()
+    await teacher.get_by_label("Reason (they will see it)").fill("Please rejoin from a quiet room")
+    await teacher.get_by_role("button", name="Remove", exact=True).click()
+    overlay = ada.locator("[data-overlay]")
+    await overlay.wait_for(state="visible", timeout=5000)
+    assert "You were removed from the class" in await overlay.inner_text()
+    assert "Please rejoin from a quiet room" in await overlay.inner_text()
+
+    async def gone_for(page: Any) -> bool:
+        stats = await classroom_stats(page)
+        return not [v for v in stats["videos"] if v["name"].startswith("Ada")]
+
+    await eventually(lambda: gone_for(teacher), 5, "Ada's tile gone for the teacher")
+    await eventually(lambda: gone_for(ben), 5, "Ada's tile gone for Ben")
+    # She cannot come back to this session.
+    await ada.reload()
+    await ada.get_by_role("button", name="Join class").click()
+    await overlay.wait_for(state="visible", timeout=5000)
+    assert "removed" in (await overlay.inner_text()).lower()
+
+    # The teacher ends the class for everyone.
+    await teacher.get_by_role("button", name="End for all").click()
+    await teacher.get_by_role("button", name="End class").click()
+    ben_overlay = ben.locator("[data-overlay]")
+    await ben_overlay.wait_for(state="visible", timeout=5000)
+    assert "The class has ended" in await ben_overlay.inner_text()
+    session = await lesson.server.call(
+        "GET", f"/api/v1/sessions/{lesson.session['id']}", lesson.cast["teacher"]
+    )
+    assert session["status"] == "ended"
+    attendance = await lesson.server.call(
+        "GET", f"/api/v1/sessions/{lesson.session['id']}/attendance", lesson.cast["teacher"]
+    )
+    seconds = {a["display_name"]: a["attended_seconds"] for a in attendance["items"]}
+    assert set(seconds) == {"Ms Rivera", "Ada Okafor", "Ben Tanaka"}, attendance
+    assert all(s > 0 for s in seconds.values()), seconds
 
 
 async def _is(value: Any, expected: Any) -> bool:
