@@ -38,7 +38,7 @@ _WHO = "__vtp_who__"
 
 def who(description: str) -> Callable[[H], H]:
     """Say, for the API reference, who may call a route at the course level (the handler
-    enforces it with `require_course_role`; the RBAC matrix test checks both agree)."""
+    enforces it with `require_course_role`; the RBAC matrix test checks the behaviour)."""
 
     def mark(handler: H) -> H:
         setattr(handler, _WHO, description)

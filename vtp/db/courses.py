@@ -94,7 +94,12 @@ async def list_courses(
     params: list[Any] = [user_id]
     where: list[str] = []
     if scope == "mine":
-        where.append("(c.owner_id = $1 OR e.id IS NOT NULL)")
+        where.append(
+            """c.id IN (SELECT m.course_id FROM course_enrollments m
+                        WHERE m.user_id = $1 AND m.status = 'active'
+                        UNION ALL
+                        SELECT o.id FROM courses o WHERE o.owner_id = $1)"""
+        )
     elif scope == "catalogue":
         where.append("c.status = 'active'")
     if status is not None:
