@@ -15,63 +15,91 @@ the server to a subscriber. One WebRTC peer connection carries one direction:
 Only Opus (48 kHz, in-band FEC negotiated) and VP8 are carried; other codecs, RTX, RED,
 FEC and unknown header extensions are removed from offers before aiortc sees them.
 
-Python API (everything async runs on the aiohttp event loop)::
+Python API (everything runs on the aiohttp event loop; nothing here is thread-safe)::
 
     from vtp.sfu import Sfu, SfuError, events
 
     sfu = Sfu(config)                      # vtp.config.Config
-    await sfu.start()
+    await sfu.start()                      # starts the 50 ms tick (RTCP, liveness, speaker)
     ...
-    await sfu.close()
+    await sfu.close()                      # closes every room, peer and connection
 
     sfu.rtp_capabilities() -> dict         # {"codecs": [...], "headerExtensions": [...]}
     sfu.ice_servers(user="alice") -> list[dict]
                                            # RTCIceServer dicts for clients; TURN entries
                                            # carry coturn REST (HMAC) credentials
-    unsubscribe = sfu.add_listener(callback)   # callback(event) for every room; sync, cheap
-    sfu.room(name) -> Room                 # get or create
+    unsubscribe = sfu.add_listener(callback)   # callback(event), every room; called
+                                               # synchronously: keep it cheap, don't raise
+    sfu.room(name) -> Room                 # get or create. A Room closes room_grace_s
+                                           # after its last peer left: look it up again
+                                           # with sfu.room(name), don't keep it
     sfu.get_room(name) -> Room | None
     sfu.rooms -> dict[str, Room]
-    sfu.stats() -> dict                    # every room's stats
+    sfu.stats() -> dict                    # every room's stats (JSON-serialisable)
 
-    peer = room.join(peer_id=None, display="") -> Peer  # SfuError if the id is taken
+    peer = room.join(peer_id=None, display="") -> Peer  # SfuError("exists") if taken
     room.peers -> dict[str, Peer]
-    room.streams() -> list[StreamInfo]     # every live publication (for late joiners)
-    room.stats() -> dict                   # peers, publications, subscriptions, per-track
-                                           # packet/byte counters (JSON-serialisable)
-    room.add_tap(track_id, callback) -> Tap
-                                           # in-process consumer (recorder): callback(TapPacket)
-                                           # for every forwarded packet; tap.request_keyframe();
-                                           # tap.close(). No network, no SRTP.
+    room.streams() -> list[StreamInfo]     # live publications, for late joiners:
+                                           # StreamInfo(id, peer_id, label,
+                                           #            tracks=(TrackInfo(id, kind, codec),))
+    room.publication(stream_id) -> UpConnection | None
+    room.stats() -> dict                   # peers, their connections, per-track packet,
+                                           # byte, loss, NACK, PLI counters
+    room.speaker.current -> str | None     # active speaker's peer id
+    tap = room.add_tap(track_id, callback) # in-process consumer (recorder):
+                                           # callback(track: UpTrack, packet: UpPacket) for
+                                           # every packet of the track (packet.useq/.uts are
+                                           # continuous unbounded seq/timestamp, .marker,
+                                           # .payload, .keyframe, .audio_level); no network,
+                                           # no SRTP. tap.kind, tap.codec, tap.clock_rate,
+                                           # tap.request_keyframe(), tap.sender_report()
+                                           # -> (ntp, uts) | None, tap.close()
 
-    pub = await peer.publish(offer_sdp, label="")   -> Publication
-          pub.id (stream id), pub.answer_sdp, pub.tracks (list[TrackInfo])
-    sub = await peer.subscribe(stream_id)           -> Subscription
+    pub = await peer.publish(offer_sdp, label="")   -> UpConnection (a publication)
+          pub.id (= stream id), pub.answer_sdp, pub.tracks (UpTrack: .id, .kind, .mime_type)
+          # StreamAdded/TrackAdded are emitted once its DTLS is up
+    sub = await peer.subscribe(stream_id)           -> DownConnection (a subscription)
           sub.id, sub.offer_sdp, sub.stream_id
     await peer.answer(sub.id, answer_sdp)           # completes a subscription
     await peer.add_ice_candidate(conn_id, candidate, sdp_mid=None, sdp_mline_index=0)
-          # candidate is the "candidate:..." string; "" or None = end of candidates
+          # candidate is the "candidate:..." string; "" or None = end of candidates.
+          # The server's own candidates are all in its SDP (no server-side trickle).
     await peer.close_connection(conn_id)            # unpublish or unsubscribe
     peer.touch()                                    # signalling saw the peer alive
     await peer.leave()
-    peer.connections -> dict[str, Connection]       # publications and subscriptions
+    peer.connections -> dict[str, Connection]       # its publications and subscriptions
 
-Errors: every method that takes client input raises :class:`SfuError` (with a short
-``code``: "bad-sdp", "not-found", "bad-state", "exists") on bad input and leaves the room
-untouched; connections that fail are closed and reported through events.
+Errors: the methods that take client input raise :class:`SfuError` with a short
+``code`` - "bad-sdp", "bad-candidate", "bad-request", "not-found", "bad-state",
+"exists", "unavailable" (no UDP port), "internal" - and leave the room untouched. A
+publication whose offer is refused, or a subscription whose answer aiortc refuses, is
+closed (no socket or task is left behind).
 
 Events (frozen dataclasses in :mod:`vtp.sfu.events`, delivered to listeners):
-``PeerJoined``, ``PeerLeft``, ``TrackAdded``, ``TrackRemoved``, ``StreamAdded``,
-``StreamRemoved``, ``SubscriptionClosed`` (the subscriber's stream went away or its
-connection failed), ``ConnectionStateChanged``, ``ActiveSpeaker`` (peer id or None),
-``RoomClosed``.
+``PeerJoined``, ``PeerLeft`` (reason "left", "timeout", "room closed"), ``StreamAdded``,
+``StreamRemoved``, ``TrackAdded``, ``TrackRemoved``, ``SubscriptionClosed`` (the
+subscriber's stream went away - "stream ended" - or its connection failed),
+``ConnectionStateChanged``, ``ActiveSpeaker`` (peer id or None), ``RoomClosed``.
 
-Liveness: a connection silent (no RTP/RTCP) for ``peer_timeout_s`` or whose ICE/DTLS
-fails is closed; a peer with no live connection that has not been ``touch()``-ed for
-``peer_timeout_s`` is removed. A room with no peers closes after ``room_grace_s``.
+Liveness: a connection whose ICE/DTLS fails or closes (client close, consent expiry) is
+closed at once; one silent (no RTP/RTCP) for ``peer_timeout_s`` is closed too; a peer
+with no live connection that has not been ``touch()``-ed for ``peer_timeout_s`` is
+removed (``PeerLeft`` reason "timeout"). A room with no peers closes after
+``room_grace_s``.
+
+Settings used (``vtp.config.Config``): ``ice_addresses``, ``ice_announce_address``,
+``ice_port_min``/``ice_port_max``, ``stun_urls``, ``turn_urls``, ``turn_secret``,
+``turn_credential_ttl_s``, ``room_grace_s``, ``peer_timeout_s``. Nothing external is
+contacted by default.
 
 aiohttp: ``vtp.sfu.setup(app)`` appends :func:`sfu_ctx` to ``app.cleanup_ctx``; it builds
-the Sfu from ``app[CONFIG_KEY]`` and stores it under ``app[SFU_KEY]``.
+the Sfu from ``app[vtp.appkeys.CONFIG]`` and stores it under ``app[SFU_KEY]``.
+
+Modules: ``service`` (Sfu), ``room``, ``peer``, ``connection`` (up/down peer
+connections), ``uptrack``/``downtrack`` (the per-packet path), ``rtp``, ``rtcp``,
+``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``speaker``,
+``negotiation`` (SDP filtering, Opus FEC), ``ice`` (STUN/TURN, coturn credentials),
+``events``, ``errors``, ``aiortc_hooks`` (every private aiortc/aioice/pylibsrtp contact).
 """
 
 from __future__ import annotations

@@ -136,6 +136,8 @@ class UpTrack:
         self.keyframes = 0
         self._base_useq: int | None = None
         self._expected_prior = 0
+        self._last_transit: float | None = None
+        self.jitter = 0.0
         self._received_prior = 0
         # NACK state: useq -> [first noticed, last asked, tries]
         self.missing: dict[int, list[float]] = {}
@@ -175,6 +177,12 @@ class UpTrack:
                     self.missing[missing] = [now, 0.0, 0]
         payload = p.payload
         uts = self.ts.map(p.ts)
+        # interarrival jitter (RFC 3550 A.8), in timestamp units
+        transit = time.monotonic() * self.clock_rate - uts
+        if self._last_transit is not None:
+            d = abs(transit - self._last_transit)
+            self.jitter += (d - self.jitter) / 16
+        self._last_transit = transit
         keyframe = self.video and vp8_keyframe_start(payload)
         if keyframe:
             self.keyframes += 1
@@ -342,7 +350,8 @@ class UpTrack:
             lsr = (self.last_sr[0] >> 16) & 0xFFFFFFFF
             dlsr = int((now - self._last_sr_arrival) * 65536)
         extended = ((highest & 0xFFFF0000) | self.seq.to_wire(highest)) & 0xFFFFFFFF
-        return rtcp.ReportBlock(self.ssrc, fraction, lost, extended, 0, lsr, dlsr)
+        jitter = int(min(self.jitter, 0xFFFFFFFF))
+        return rtcp.ReportBlock(self.ssrc, fraction, lost, extended, jitter, lsr, dlsr)
 
     def bitrate_for_publisher(self, now: float) -> int:
         """The REMB value for this track: what its subscribers can take."""
@@ -374,6 +383,7 @@ class UpTrack:
             "nacks_answered": self.nacks_answered,
             "plis_sent": self.plis_sent,
             "keyframes": self.keyframes,
+            "jitter_ms": round(self.jitter * 1000 / self.clock_rate, 1),
             "subscribers": len(self.downs),
             "taps": len(self.taps),
         }
