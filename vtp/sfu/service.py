@@ -106,20 +106,23 @@ class Sfu:
         last_speaker = last_reap = loop.time()
         while True:
             await asyncio.sleep(TICK_S)
-            now = time.monotonic()
-            for room in list(self.rooms.values()):
-                room.tick(now)
-            lnow = loop.time()
-            if lnow - last_speaker >= SPEAKER_INTERVAL_S:
-                last_speaker = lnow
+            try:
+                now = time.monotonic()
                 for room in list(self.rooms.values()):
-                    try:
-                        room.speaker_tick()
-                    except Exception:
-                        logger.exception("speaker detection failed in room %s", room.name)
-            if lnow - last_reap >= REAP_INTERVAL_S:
-                last_reap = lnow
-                await self._reap(now, lnow)
+                    room.tick(now)
+                lnow = loop.time()
+                if lnow - last_speaker >= SPEAKER_INTERVAL_S:
+                    last_speaker = lnow
+                    for room in list(self.rooms.values()):
+                        try:
+                            room.speaker_tick()
+                        except Exception:
+                            logger.exception("speaker detection failed in room %s", room.name)
+                if lnow - last_reap >= REAP_INTERVAL_S:
+                    last_reap = lnow
+                    await self._reap(now, lnow)
+            except Exception:  # the tick must survive anything one room does
+                logger.exception("SFU tick failed")
 
     async def _reap(self, now: float, lnow: float) -> None:
         for name, room in list(self.rooms.items()):
