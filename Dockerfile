@@ -52,7 +52,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     VTP_HOST=0.0.0.0 \
     VTP_PORT=8080 \
     VTP_STATE_DIR=/var/lib/vtp \
-    VTP_LOG_FORMAT=json
+    VTP_LOG_FORMAT=json \
+    VTP_ICE_PORT_MIN=40000 \
+    VTP_ICE_PORT_MAX=40049
 
 WORKDIR /app
 USER vtp:vtp
@@ -62,11 +64,13 @@ VOLUME ["/var/lib/vtp"]
 
 # HTTP: REST API, WebSocket signalling, /health and /ready.
 EXPOSE 8080
-# WebRTC media is UDP on ports the ICE agent picks per connection (ephemeral range,
-# 32768-60999 on Linux), which cannot be published one by one. For real calls run the
-# container with host networking (`network_mode: host`), or publish a range and set
-# VTP_ICE_ANNOUNCE_ADDRESS to the host's public address, or relay through a TURN
-# server (VTP_TURN_URLS / VTP_TURN_SECRET).
+# WebRTC media: UDP, one port per peer connection, inside VTP_ICE_PORT_MIN..MAX
+# (40000-40049 here: 50 connections; widen both the range and what you publish for
+# bigger rooms). Publish the range (`-p 40000-40049:40000-40049/udp`) and set
+# VTP_ICE_ANNOUNCE_ADDRESS to the address clients reach the host on, since the
+# container's own address is not reachable from outside. Alternatives: host
+# networking, or a TURN server (VTP_TURN_URLS / VTP_TURN_SECRET).
+EXPOSE 40000-40049/udp
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('VTP_PORT', '8080'), timeout=4)"]
