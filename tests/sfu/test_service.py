@@ -1,0 +1,33 @@
+"""The aiohttp hook and the service object's lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from vtp.appkeys import CONFIG
+from vtp.config import load_config
+from vtp.sfu import SFU_KEY, Sfu, setup
+
+
+async def test_setup_adds_a_cleanup_ctx_that_owns_the_sfu(aiohttp_client: Any) -> None:
+    app = web.Application()
+    app[CONFIG] = load_config(ice_addresses=["127.0.0.1"])
+    setup(app)
+    client = await aiohttp_client(app)
+    sfu = client.app[SFU_KEY]
+    assert isinstance(sfu, Sfu) and sfu.started
+    room = sfu.room("r")
+    room.join("a")
+    assert sfu.stats()["rooms"][0]["name"] == "r"  # type: ignore[index]
+    await client.close()
+    assert not sfu.started and sfu.rooms == {}
+    assert room.closed
+
+
+def test_rtp_capabilities() -> None:
+    caps = Sfu.rtp_capabilities()
+    codecs = caps["codecs"]
+    assert [c["mimeType"] for c in codecs] == ["audio/opus", "video/VP8"]  # type: ignore[index,union-attr]
+    assert codecs[0]["parameters"]["useinbandfec"] == 1  # type: ignore[index]
