@@ -342,7 +342,26 @@ function renderTiles() {
   });
   grid.dataset.count = String(order.length);
   $("[data-room]").classList.toggle("has-stage", !!featured);
+  fitGrid();
 }
+
+// Without a featured tile, the grid fills the video area: columns by count, and no wider
+// than the height allows for 16:9 tiles.
+function fitGrid() {
+  const grid = $("[data-tiles]");
+  const n = grid.children.length || 1;
+  const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
+  const rows = Math.ceil(n / cols);
+  const area = $(".room-main");
+  const gap = 10;
+  const height = area.clientHeight - 24 - gap * (rows - 1);
+  const byHeight = (height / rows) * (16 / 9) * cols + gap * (cols - 1);
+  grid.style.setProperty("--cols", String(cols));
+  grid.style.setProperty("--fit-width", `${Math.max(240, Math.floor(byHeight))}px`);
+}
+window.addEventListener("resize", () => {
+  if (!$("[data-room]").hidden) fitGrid();
+});
 
 // ---- people, hands ----------------------------------------------------------------------------
 

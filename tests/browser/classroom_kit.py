@@ -148,8 +148,8 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def server(
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="server")
+async def server_fixture(
     pg_template: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
     """VTP on a loopback port (ICE on 127.0.0.1), with a database of this module's own."""
@@ -191,8 +191,8 @@ async def server(
         await admin.close()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Any]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
+async def browser_fixture() -> AsyncIterator[Any]:
     playwright_api = pytest.importorskip("playwright.async_api")
     async with playwright_api.async_playwright() as p:
         chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
@@ -204,7 +204,8 @@ async def browser() -> AsyncIterator[Any]:
 
 async def signed_in_page(browser: Any, server: Server, user: User, **context: Any) -> Any:
     """A page in a context of its own whose localStorage holds the user's tokens."""
-    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, **context)
+    context.setdefault("viewport", {"width": 1280, "height": 800})
+    ctx = await browser.new_context(**context)
     page = await ctx.new_page()
     page.on("pageerror", lambda exc: print(f"[{user.name}] page error: {exc}"))
     await page.goto(server.base + "/signin?next=/nowhere")

@@ -15,12 +15,12 @@ from classroom_kit import (
     ARTIFACTS,
     Server,
     User,
-    browser,  # noqa: F401  (module fixture)
+    browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
     eventually,
     needs_chromium,
-    server,  # noqa: F401  (module fixture)
+    server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
 
@@ -45,7 +45,7 @@ class Class:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lesson(server: Server, browser: Any) -> Class:  # noqa: F811
+async def lesson(server: Server, browser: Any) -> Class:
     teacher = await server.user("Ms Rivera", role="teacher")
     ada = await server.user("Ada Okafor")
     ben = await server.user("Ben Tanaka")
@@ -103,6 +103,13 @@ async def test_three_join_each_decodes_the_other_two_and_chat_reaches_all(lesson
         await stage.wait_for()
         assert "Ms Rivera" in await stage.locator(".name").inner_text()
         assert await stage.locator(".badge").inner_text() == "Teacher"
+    # The active-speaker event lights a tile (the fake microphone beeps).
+    await eventually(
+        lambda: _is(pages["teacher"].locator(".tile.speaking .speaking-text").count(), 1),
+        10,
+        "a speaking indicator",
+        every=0.1,
+    )
     # Who is present (from the live channel), in everyone's People tab.
     await pages["ada"].get_by_role("tab", name="People").click()
     people = pages["ada"].locator("[data-people] .person")
@@ -137,6 +144,15 @@ async def test_three_join_each_decodes_the_other_two_and_chat_reaches_all(lesson
     await pages["ada"].get_by_role("tab", name="Chat").click()
     ARTIFACTS.mkdir(exist_ok=True)
     await pages["ada"].screenshot(path=str(ARTIFACTS / "classroom.png"))
+    await pages["teacher"].get_by_role("tab", name="People").click()
+    await pages["teacher"].screenshot(path=str(ARTIFACTS / "classroom-teacher.png"))
+    # Phone width: the room still fits (controls, videos, then the side panel).
+    await pages["ben"].set_viewport_size({"width": 390, "height": 844})
+    await asyncio.sleep(0.5)
+    width = await pages["ben"].evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    await pages["ben"].screenshot(path=str(ARTIFACTS / "classroom-phone.png"), full_page=True)
+    await pages["ben"].set_viewport_size({"width": 1280, "height": 800})
 
 
 async def test_teacher_screen_share_is_large_for_students(lesson: Class) -> None:
@@ -204,6 +220,17 @@ async def test_closed_websocket_recovers_video(lesson: Class) -> None:
 
     await eventually(teacher_sees_ben, 10, "the teacher sees Ben again")
     await eventually(lambda: decoding(teacher, 2), 10, "the teacher decoding two again")
+
+    # A reload (everything dropped at once) rejoins, with the chat history loaded.
+    await ben.reload()
+    await join(ben)
+    await eventually(lambda: decoding(ben, 2), 15, "Ben decoding after a reload")
+    log = ben.locator("[data-chat-log]")
+    await eventually(
+        lambda: _contains(log, "Good morning! Cameras on", "Morning, Ms Rivera"),
+        10,
+        "the chat history after the reload",
+    )
 
 
 async def test_hand_mute_remove_and_end(lesson: Class) -> None:

@@ -1,0 +1,152 @@
+"""Sign-in, registration and the dashboard in headless Chromium: the server's error
+messages are shown, an expired session sends the user back to sign in with a clear
+notice, tokens are refreshed silently, and the dashboard lists courses, live sessions
+and what is coming up."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from classroom_kit import (
+    ARTIFACTS,
+    PASSWORD,
+    Server,
+    browser_fixture,  # noqa: F401  (module fixture)
+    eventually,
+    needs_chromium,
+    server_fixture,  # noqa: F401  (module fixture)
+    signed_in_page,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    needs_chromium,
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+
+async def new_page(browser: Any) -> Any:
+    ctx = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+    return await ctx.new_page()
+
+
+async def test_signin_errors_are_the_servers(server: Server, browser: Any) -> None:
+    known = await server.user("Carla Mendes")
+    page = await new_page(browser)
+    await page.goto(server.base + "/dashboard")
+    # Not signed in: sent to the sign-in page.
+    await page.wait_for_url("**/signin?next=%2Fdashboard")
+    form = page.locator('[data-form="signin"]')
+    await page.get_by_label("E-mail").first.fill(known.email)
+    await page.get_by_label("Password").first.fill("not the password at all")
+    await form.get_by_role("button", name="Sign in").click()
+    error = form.get_by_role("alert")
+    await error.wait_for()
+    assert await error.inner_text() == "E-mail or password is wrong."
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "signin-phone.png"))
+    # Empty field: said before anything is sent.
+    await page.get_by_label("Password").first.fill("")
+    await form.get_by_role("button", name="Sign in").click()
+    await eventually(
+        lambda: _has(error, "Please fill in “Password”"), 5, "the missing-field message"
+    )
+
+    # Registration errors: a weak password, an e-mail already taken.
+    await page.get_by_role("tab", name="Create account").click()
+    reg = page.locator('[data-form="register"]')
+    await reg.get_by_label("Your name").fill("Dan Eze")
+    await reg.get_by_label("E-mail").fill("dan@school.example")
+    await reg.get_by_label("Password").fill("short")
+    await reg.get_by_role("button", name="Create account").click()
+    reg_error = reg.get_by_role("alert")
+    await eventually(lambda: _has(reg_error, "assword"), 5, "the password policy message")
+    await reg.get_by_label("E-mail").fill(known.email)
+    await reg.get_by_label("Password").fill(PASSWORD)
+    await reg.get_by_role("button", name="Create account").click()
+    await eventually(
+        lambda: _has(reg_error, "An account with this e-mail already exists."),
+        5,
+        "the e-mail-taken message",
+    )
+
+    # The right password: to the page asked for.
+    await page.get_by_role("tab", name="Sign in").click()
+    await page.get_by_label("E-mail").first.fill(known.email)
+    await page.get_by_label("Password").first.fill(PASSWORD)
+    await form.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/dashboard")
+    await page.get_by_role("heading", name="Hello, Carla Mendes").wait_for()
+
+
+async def test_expired_session_is_shown_and_refresh_is_silent(
+    server: Server,
+    browser: Any,
+) -> None:
+    user = await server.user("Eli Novak")
+    page = await signed_in_page(browser, server, user)
+    # An access token about to expire is refreshed before it is used.
+    await page.evaluate(
+        """() => { const s = JSON.parse(localStorage.getItem("vtp.session"));
+                   s.access_expires_at = Date.now() + 5000;
+                   localStorage.setItem("vtp.session", JSON.stringify(s)); }"""
+    )
+    before = await page.evaluate('JSON.parse(localStorage.getItem("vtp.session"))')
+    await page.goto(server.base + "/dashboard")
+    await page.get_by_role("heading", name="Hello, Eli Novak").wait_for()
+    after = await page.evaluate('JSON.parse(localStorage.getItem("vtp.session"))')
+    assert after["refresh_token"] != before["refresh_token"]
+    assert after["access_expires_at"] > time.time() * 1000 + 60_000
+
+    # Both tokens dead (revoked by a sign-out elsewhere): the session is over, and said so.
+    await server.call("POST", "/api/v1/auth/logout", user)
+    await page.evaluate(
+        """() => { const s = JSON.parse(localStorage.getItem("vtp.session"));
+                   s.access_token = "expired.token.value"; s.access_expires_at = Date.now() - 1;
+                   localStorage.setItem("vtp.session", JSON.stringify(s)); }"""
+    )
+    await page.goto(server.base + "/dashboard")
+    await page.wait_for_url("**/signin?expired=1**")
+    notice = page.get_by_role("alert").filter(has_text="expired")
+    await notice.wait_for()
+    assert (
+        await notice.inner_text() == "Your session has expired. Please sign in again to continue."
+    )
+    assert await page.evaluate('localStorage.getItem("vtp.session")') is None
+
+
+async def test_dashboard_lists_courses_live_and_upcoming(
+    server: Server,
+    browser: Any,
+) -> None:
+    teacher = await server.user("Mr Haddad", role="teacher")
+    student = await server.user("Fay Lin")
+    live = await server.live_session(teacher, [student], title="Cells, live")
+    page = await signed_in_page(browser, server, student, viewport={"width": 390, "height": 844})
+    await page.goto(server.base + "/dashboard")
+    live_list = page.locator("[data-live]")
+    await eventually(lambda: _has(live_list, "Cells, live"), 10, "the live session listed")
+    join = live_list.get_by_role("link", name="Join")
+    assert await join.get_attribute("href") == f"/classroom/{live['id']}"
+    assert "Biology 101" in await page.locator("[data-courses]").inner_text()
+    assert "No recordings yet." in await page.locator("[data-recordings]").inner_text()
+    # A phone-width screen: nothing wider than the viewport.
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await join.click()
+    await page.wait_for_url(f"**/classroom/{live['id']}")
+    await page.get_by_role("heading", name="Cells, live").wait_for()
+    await page.get_by_role("button", name="Join class").wait_for()
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    await page.screenshot(path=str(ARTIFACTS / "prejoin-phone.png"), full_page=True)
+
+
+async def _has(locator: Any, text: str) -> bool:
+    return text in await locator.inner_text()
