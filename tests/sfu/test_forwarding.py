@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+from aiortc import RTCSessionDescription
+
 from tests.sfu.clients import EventLog, Publisher, Subscriber, colour_matches, wait_until
 from vtp.sfu import Sfu, events
 
@@ -86,3 +88,34 @@ async def test_late_joiner_decodes_within_a_second(sfu: Sfu, event_log: EventLog
         assert colour_matches(late.video().frames[0][2:], pub.colour)
     finally:
         await asyncio.gather(pub.close(), early.close(), late.close())
+
+
+async def test_trickled_candidates(sfu: Sfu, event_log: EventLog) -> None:
+    """An offer without candidates, the candidates added afterwards (browser trickle)."""
+    room = sfu.room("trickle")
+    teacher = room.join("teacher")
+    pub = Publisher(2, audio=False)
+    sub = Subscriber()
+    try:
+        offer = await pub.offer()
+        lines = offer.splitlines()
+        candidates = [ln[2:] for ln in lines if ln.startswith("a=candidate:")]
+        assert candidates
+        bare = "\r\n".join(ln for ln in lines if not ln.startswith(("a=candidate:", "a=end-of")))
+        publication = await teacher.publish(bare + "\r\n")
+        await pub.pc.setRemoteDescription(
+            RTCSessionDescription(sdp=publication.answer_sdp, type="answer")
+        )
+        for candidate in candidates:
+            await teacher.add_ice_candidate(publication.id, candidate, sdp_mid="0")
+        await teacher.add_ice_candidate(publication.id, None, sdp_mid="0")
+        # the server's ICE agent holds them (not only peer-reflexive ones from checks)
+        ice = publication.pc.getTransceivers()[0].receiver.transport.transport
+        remote = {(c.ip, c.port) for c in ice.getRemoteCandidates()}
+        wanted = {(c.split()[4], int(c.split()[5])) for c in candidates}
+        assert wanted <= remote
+        await event_log.wait_for(lambda e: isinstance(e, events.StreamAdded), 10)
+        await sub.subscribe(room.join("student"), publication.id)
+        await wait_until(lambda: len(good_frames(sub, pub)) >= 10, 10)
+    finally:
+        await asyncio.gather(pub.close(), sub.close())
