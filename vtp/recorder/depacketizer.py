@@ -19,8 +19,8 @@ from typing import Protocol
 
 VIDEO_CLOCK = 90000
 AUDIO_CLOCK = 48000
-# How long (in RTP time) an incomplete frame may wait for a retransmission while a
-# later frame is already complete: 300 ms is a few NACK round trips.
+# How long (in RTP time) a frame may wait for missing packets or an earlier missing
+# frame (a retransmission) while later frames arrive: 300 ms is a few NACK round trips.
 REORDER_WINDOW = VIDEO_CLOCK * 3 // 10
 MAX_PENDING_FRAMES = 64
 MAX_FRAME_BYTES = 4 * 1024 * 1024
@@ -184,16 +184,21 @@ class Vp8Assembler:
     # --- internals ---------------------------------------------------------------------
 
     def _release(self, flush: bool) -> None:
+        """Release frames in timestamp order. A complete frame that follows the last
+        released one (picture id or sequence number) goes at once; one after a gap
+        waits up to REORDER_WINDOW for the missing frame; an incomplete one is dropped
+        once the window has passed."""
         while self._pending:
             oldest = min(self._pending)
             partial = self._pending[oldest]
+            waited_out = flush or max(self._pending) - oldest > REORDER_WINDOW
             if partial.complete():
-                del self._pending[oldest]
-                self._emit(oldest, partial)
-                continue
-            newest = max(self._pending)
-            later_complete = any(p.complete() for ts, p in self._pending.items() if ts != oldest)
-            if flush or (later_complete and newest - oldest > REORDER_WINDOW):
+                if waited_out or not self._gap_before(partial):
+                    del self._pending[oldest]
+                    self._emit(oldest, partial)
+                    continue
+                break
+            if waited_out:
                 del self._pending[oldest]
                 self._lost(oldest)
                 continue

@@ -1,0 +1,293 @@
+"""Helpers of the recorder tests: aiortc publishers whose audio and video flash in step
+(to measure A/V alignment in the recorded file), a SeaweedFS restart on the same ports
+and data, and the API calls that set up a live session."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import fractions
+import math
+import os
+import struct
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, VideoFrame
+
+from tests.s3 import SeaweedS3, _wait_ready, find_weed
+
+W, H = 320, 240
+PERIOD_S = 1.0  # a flash (bright picture + tone) starts every second...
+FLASH_S = 0.3  # ...and lasts this long
+
+
+def flash_on(t: float, epoch: float) -> bool:
+    return (t - epoch) % PERIOD_S < FLASH_S
+
+
+class FlashVideo(VideoStreamTrack):
+    def __init__(self, epoch: float) -> None:
+        super().__init__()
+        self.epoch = epoch
+        self._bright = b"\xeb" * (W * H)
+        self._dark = b"\x10" * (W * H)
+        self._chroma = b"\x80" * (W * H // 4)
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame(width=W, height=H, format="yuv420p")
+        on = flash_on(time.time(), self.epoch)
+        frame.planes[0].update(self._bright if on else self._dark)
+        frame.planes[1].update(self._chroma)
+        frame.planes[2].update(self._chroma)
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
+class FlashAudio(MediaStreamTrack):
+    """48 kHz mono, 20 ms frames, paced in real time: a 1 kHz tone during flashes."""
+
+    kind = "audio"
+
+    def __init__(self, epoch: float) -> None:
+        super().__init__()
+        self.epoch = epoch
+        self._start = 0.0
+        self._ts = -1
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._ts < 0:
+            self._start = time.time()
+            self._ts = 0
+        else:
+            self._ts += 960
+            await asyncio.sleep(self._start + self._ts / 48000 - time.time())
+        samples = []
+        for i in range(960):
+            t = self._start + (self._ts + i) / 48000
+            value = int(12000 * math.sin(2 * math.pi * 1000 * t)) if flash_on(t, self.epoch) else 0
+            samples.append(value)
+        frame = AudioFrame(format="s16", layout="mono", samples=960)
+        frame.planes[0].update(struct.pack(f"<{len(samples)}h", *samples))
+        frame.pts = self._ts
+        frame.sample_rate = 48000
+        frame.time_base = fractions.Fraction(1, 48000)
+        return frame
+
+
+class FlashPublisher:
+    def __init__(self, epoch: float, video: bool = True, audio: bool = True) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        if video:
+            self.pc.addTrack(FlashVideo(epoch))
+        if audio:
+            self.pc.addTrack(FlashAudio(epoch))
+        self.stream_id = ""
+
+    async def publish(self, peer: Any) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        pub = await peer.publish(self.pc.localDescription.sdp)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=pub.answer_sdp, type="answer"))
+        self.stream_id = pub.id
+        return str(pub.id)
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+# --- analysis of a recorded file ------------------------------------------------------------
+
+
+def onsets(times: list[float], values: list[bool]) -> list[float]:
+    """Times where the signal turns on (after at least 0.2 s off)."""
+    found = []
+    last_on = -10.0
+    previous = True
+    for t, on in zip(times, values, strict=True):
+        if on and not previous and t - last_on > 0.2 + FLASH_S:
+            found.append(t)
+        if on:
+            last_on = t
+        previous = on
+    return found
+
+
+def analyse(path: Path) -> dict[str, Any]:
+    """Decode every frame: codecs, duration, frame counts, flash onsets per track."""
+    import av
+
+    out: dict[str, Any] = {"video_times": [], "video_on": [], "audio_times": [], "audio_on": []}
+    with av.open(str(path)) as container:
+        out["duration"] = (container.duration or 0) / 1_000_000
+        out["codecs"] = sorted(s.codec_context.name for s in container.streams)
+        for frame in container.decode(*container.streams):
+            if isinstance(frame, VideoFrame):
+                luma = bytes(frame.planes[0])[::97]
+                mean = sum(luma) / len(luma)
+                out["video_times"].append(float(frame.time))
+                out["video_on"].append(mean > 128)
+            elif isinstance(frame, AudioFrame):
+                if frame.format.name != "fltp":
+                    raise AssertionError(f"unexpected decoded audio format {frame.format.name}")
+                samples = array.array("f", bytes(frame.planes[0]))[: frame.samples]
+                step = 240  # 5 ms windows
+                for i in range(0, len(samples), step):
+                    level = max(abs(x) for x in samples[i : i + step])
+                    out["audio_times"].append(float(frame.time) + i / frame.sample_rate)
+                    out["audio_on"].append(level > 0.1)
+    out["video_frames"] = len(out["video_times"])
+    out["audio_windows"] = len(out["audio_times"])
+    out["video_onsets"] = onsets(out["video_times"], out["video_on"])
+    out["audio_onsets"] = onsets(out["audio_times"], out["audio_on"])
+    return out
+
+
+def av_offsets(result: dict[str, Any]) -> list[float]:
+    """For each video flash onset, the nearest audio onset minus it (seconds)."""
+    pairs = []
+    for v in result["video_onsets"]:
+        nearest = min(result["audio_onsets"], key=lambda a: abs(a - v), default=None)
+        if nearest is not None and abs(nearest - v) < PERIOD_S / 2:
+            pairs.append(nearest - v)
+    return pairs
+
+
+# --- SeaweedFS restart ----------------------------------------------------------------------
+
+
+def restart_seaweedfs(server: SeaweedS3, timeout_s: float = 60.0) -> SeaweedS3:
+    """Start a stopped server again with the same ports, data and identities (as
+    tests/s3.py started it), so clients configured for it reach it again."""
+    weed = find_weed()
+    assert weed is not None
+    ports = server.ports
+    workdir = server.workdir
+    socket_dir = Path(tempfile.mkdtemp(prefix="vtp-weed-"))
+    cmd = [
+        weed,
+        f"-logdir={workdir / 'logs'}",
+        "server",
+        f"-dir={workdir / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        f"-master.port={ports['master']}",
+        f"-master.port.grpc={ports['master_grpc']}",
+        "-master.volumeSizeLimitMB=64",
+        f"-volume.port={ports['volume']}",
+        f"-volume.port.grpc={ports['volume_grpc']}",
+        "-volume.max=200",
+        f"-filer.port={ports['filer']}",
+        f"-filer.port.grpc={ports['filer_grpc']}",
+        f"-filer.localSocket={socket_dir / 'filer.sock'}",
+        "-s3",
+        f"-s3.port={ports['s3']}",
+        f"-s3.port.grpc={ports['s3_grpc']}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.localSocket={socket_dir / 's3.sock'}",
+        f"-s3.config={workdir / 's3.json'}",
+    ]
+    log_path = workdir / "weed-restart.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env={**os.environ, "TMPDIR": str(socket_dir)},
+            start_new_session=True,
+        )
+    again = SeaweedS3(
+        server.host,
+        server.port,
+        server.access_key,
+        server.secret_key,
+        workdir,
+        process,
+        log_path,
+        socket_dir,
+        dict(ports),
+    )
+    try:
+        _wait_ready(again, timeout_s)
+    except BaseException:
+        again.stop()
+        raise
+    return again
+
+
+# --- API set-up ------------------------------------------------------------------------------
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def live_session(client: Any, accounts: Any, *, auto_record: bool = False) -> dict[str, Any]:
+    """A teacher's course with an enrolled student, a student of no course (outsider),
+    and a live session of the course."""
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.register()
+    student_tokens = await accounts.login(student["user"]["email"], student["password"])
+    outsider = await accounts.register()
+    outsider_tokens = await accounts.login(outsider["user"]["email"], outsider["password"])
+    th = bearer(teacher["access_token"])
+    resp = await client.post(
+        "/api/v1/courses", json={"code": "REC-" + uuid.uuid4().hex[:6], "title": "Rec"}, headers=th
+    )
+    assert resp.status == 201, await resp.text()
+    course = await resp.json()
+    resp = await client.post(
+        f"/api/v1/courses/{course['id']}/enrollments",
+        json={"user_id": student["user"]["id"], "role": "student"},
+        headers=th,
+    )
+    assert resp.status == 201, await resp.text()
+    start = time.time()
+    resp = await client.post(
+        f"/api/v1/courses/{course['id']}/sessions",
+        json={
+            "title": "Recorded class",
+            "scheduled_start": _iso(start + 60),
+            "scheduled_end": _iso(start + 3600),
+            "auto_record": auto_record,
+        },
+        headers=th,
+    )
+    assert resp.status == 201, await resp.text()
+    session = await resp.json()
+    resp = await client.post(f"/api/v1/sessions/{session['id']}/start", headers=th)
+    assert resp.status == 200, await resp.text()
+    session = await resp.json()
+    return {
+        "teacher": th,
+        "teacher_id": teacher["user"]["id"],
+        "student": bearer(student_tokens["access_token"]),
+        "outsider": bearer(outsider_tokens["access_token"]),
+        "course": course,
+        "session": session,
+    }
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()

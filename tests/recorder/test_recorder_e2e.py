@@ -1,0 +1,275 @@
+"""A recorded class, end to end, against a real SeaweedFS S3 server.
+
+One long recording is shared by most assertions: real aiortc publishers (VP8 + Opus,
+encoded on the client side) publish into the SFU, a teacher starts and stops the
+recording through the API, a second publisher joins and leaves in the middle, the S3
+server is killed during the recording and started again after it: the upload is
+retried until the file arrives intact (size + SHA-256). The file is downloaded through
+the playback API's presigned URL and probed with PyAV. A copy of the spool taken in
+the middle of the recording (what a crash leaves on disk) is handed to a freshly
+started recorder, which seals and uploads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aioice.ice
+import asyncpg
+import pytest
+
+from tests.recorder.recorder_helpers import (
+    FlashPublisher,
+    analyse,
+    av_offsets,
+    live_session,
+    restart_seaweedfs,
+)
+from tests.s3 import SeaweedS3, require_weed, start_seaweedfs
+from vtp.config import Config
+
+pytestmark = pytest.mark.slow
+
+RECORD_S = 12.0
+
+
+@pytest.fixture(autouse=True)
+def loopback_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+@pytest.fixture
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[SeaweedS3]]:
+    """A SeaweedFS server; the list holds the current process (tests restart it)."""
+    require_weed()
+    servers = [start_seaweedfs(tmp_path_factory.mktemp("weed"))]
+    try:
+        yield servers
+    finally:
+        servers[-1].stop()
+
+
+def s3_config(config: Config, server: SeaweedS3, tmp_path: Path) -> Config:
+    return config.model_copy(
+        update={
+            "s3_endpoint": server.endpoint,
+            "s3_access_key": server.access_key,
+            "s3_secret_key": __import__("pydantic").SecretStr(server.secret_key),
+            "s3_bucket": "rec-" + uuid.uuid4().hex[:8],
+            "ice_addresses": ["127.0.0.1"],
+            "recording_spool_dir": tmp_path / "spool",
+            "recording_retry_first_s": 0.5,
+            "recording_retry_max_s": 1.0,
+            "recording_retry_attempts": 2,
+            "peer_timeout_s": 30.0,
+        }
+    )
+
+
+async def wait_for(predicate: Any, within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def row_of(pool: asyncpg.Pool, recording_id: str) -> asyncpg.Record:
+    row = await pool.fetchrow("SELECT * FROM recordings WHERE id = $1", uuid.UUID(recording_id))
+    assert row is not None
+    return row
+
+
+async def test_recorded_class_survives_s3_outage_and_crash(
+    aiohttp_client: Any, config: Config, tmp_path: Path, weed: list[SeaweedS3]
+) -> None:
+    from tests.conftest import Accounts
+    from vtp.app import create_app
+    from vtp.appkeys import DB, STORE
+    from vtp.recorder.service import RECORDER, Recorder
+    from vtp.sfu import SFU_KEY
+
+    cfg = s3_config(config, weed[0], tmp_path)
+    client = await aiohttp_client(create_app(cfg))
+    app = client.server.app
+    accounts = Accounts(client, cfg.database_url or "")
+    world = await live_session(client, accounts)
+    session_id = world["session"]["id"]
+    pool: asyncpg.Pool = app[DB]
+    recorder: Recorder = app[RECORDER]
+    changes: list[Any] = []
+    recorder.add_listener(changes.append)  # what signalling relays to the room
+    room = app[SFU_KEY].room(world["session"]["room_name"])
+
+    epoch = time.time()
+    teacher_pub = FlashPublisher(epoch)
+    guest_pub = FlashPublisher(epoch, video=False)
+    try:
+        await teacher_pub.publish(room.join("teacher-cam"))
+        await wait_for(lambda: _async(bool(room.streams())), 15, "the teacher's stream")
+        await asyncio.sleep(1.0)
+
+        # --- start: staff only, once, while live ------------------------------------------
+        base = f"/api/v1/sessions/{session_id}/recording"
+        resp = await client.post(f"{base}/start", headers=world["student"])
+        assert resp.status == 403
+        resp = await client.post(f"{base}/start", headers=world["teacher"])
+        assert resp.status == 201, await resp.text()
+        t_start = time.monotonic()
+        recording = await resp.json()
+        assert recording["status"] == "recording"
+        resp = await client.post(f"{base}/start", headers=world["teacher"])
+        assert resp.status == 409
+        assert (await resp.json())["error"]["code"] == "already_recording"
+        resp = await client.get(base, headers=world["student"])
+        assert (await resp.json())["recording"] is True
+        rid = recording["id"]
+        assert [(c.state, str(c.recording_id)) for c in changes] == [("started", rid)]
+        spool_dir = cfg.recording_spool / rid
+
+        # --- a guest joins and leaves; the S3 server dies; a crash copy is taken ----------
+        await asyncio.sleep(3.0)
+        await guest_pub.publish(room.join("guest-mic"))
+        await asyncio.sleep(1.0)
+        weed[0].stop()  # S3 down for the rest of the recording
+        await asyncio.sleep(2.0)
+        crash_copy = tmp_path / "crash-copy"
+        shutil.copytree(spool_dir, crash_copy)  # what SIGKILL would leave on disk
+        t_crash = time.monotonic() - t_start
+        await guest_pub.close()
+        await asyncio.sleep(max(0.0, RECORD_S - (time.monotonic() - t_start)))
+
+        # --- stop: the upload fails while S3 is down ---------------------------------------
+        resp = await client.post(f"{base}/stop", headers=world["teacher"])
+        t_recorded = time.monotonic() - t_start
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["status"] == "uploading"
+        resp = await client.post(f"{base}/stop", headers=world["teacher"])
+        assert resp.status == 409
+        assert [c.state for c in changes] == ["started", "stopped"]
+        assert changes[-1].room == room.name
+
+        async def failed() -> bool:
+            row = await row_of(pool, rid)
+            return row["status"] == "failed" and bool(row["error"])
+
+        await wait_for(failed, 60, "the failed upload to show")
+        row = await row_of(pool, rid)
+        assert "unreachable" in row["error"], row["error"]
+        ready = await (await client.get("/ready")).json()
+        assert ready["components"]["recorder"]["status"] == "down"
+        assert "waiting to retry" in ready["components"]["recorder"]["error"]
+        assert (spool_dir / "manifest.json").is_file()  # nothing deleted
+
+        # --- S3 back: the retry delivers it intact --------------------------------------------
+        weed.append(restart_seaweedfs(weed[0]))
+
+        async def available() -> bool:
+            return (await row_of(pool, rid))["status"] == "available"
+
+        await wait_for(available, 90, "the upload after S3 came back")
+        row = await row_of(pool, rid)
+        assert row["error"] is None
+        assert not spool_dir.exists()  # deleted only after verification
+        ready = await (await client.get("/ready")).json()
+        assert ready["components"]["recorder"]["status"] == "ok", ready
+
+        # --- playback: members only -----------------------------------------------------------
+        play = f"/api/v1/recordings/{rid}/playback"
+        assert (await client.get(play, headers=world["outsider"])).status == 403
+        resp = await client.get(play, headers=world["student"])
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert len(body["files"]) == 2, body
+        async with aiohttp.ClientSession() as http, http.get(body["url"]) as download:
+            assert download.status == 200
+            data = await download.read()
+        assert len(data) == row["size_bytes"]
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        video_path = tmp_path / "main.webm"
+        video_path.write_bytes(data)
+        guest = next(f for f in body["files"] if f["kinds"] == ["audio"])
+        async with aiohttp.ClientSession() as http, http.get(guest["url"]) as download:
+            guest_path = tmp_path / "guest.webm"
+            guest_path.write_bytes(await download.read())
+
+        # --- the files -------------------------------------------------------------------------
+        main = analyse(video_path)
+        assert main["codecs"] == ["opus", "vp8"]
+        assert abs(main["duration"] - t_recorded) < 0.5, (main["duration"], t_recorded)
+        assert main["video_frames"] > 25 * (t_recorded - 1), main["video_frames"]
+        assert main["audio_windows"] * 0.005 > t_recorded - 0.5
+        offsets = av_offsets(main)
+        print(  # figures for the report (pytest -s)
+            f"\nrecorded {t_recorded:.2f} s; file {main['duration']:.2f} s; "
+            f"{main['video_frames']} video frames; A/V onset offsets (s) "
+            f"{[round(o, 3) for o in offsets]}; crash copy at {t_crash:.2f} s"
+        )
+        assert len(offsets) >= int(t_recorded) - 2, (main["video_onsets"], main["audio_onsets"])
+        assert abs(statistics.median(offsets)) < 0.1, offsets
+        assert max(abs(o) for o in offsets) < 0.15, offsets
+        manifest = await app[STORE].get_bytes(f"recordings/{rid}/manifest.json")
+        files = {f["name"]: f for f in json.loads(manifest)["files"]}
+        assert files[guest["name"]]["ended"] == "stream ended"
+        assert 3.0 < files[guest["name"]]["offset_ms"] / 1000 < 5.5
+        guest_file = analyse(guest_path)
+        assert guest_file["codecs"] == ["opus"]
+        assert 2.0 < guest_file["duration"] < 4.5, guest_file["duration"]
+        assert guest_file["audio_onsets"], "the guest's tone is in the file"
+    finally:
+        await asyncio.gather(teacher_pub.close(), guest_pub.close())
+
+    # --- crash: a fresh recorder finds the cut recording in its spool and uploads it -------------
+    crash_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO recordings (id, session_id, status) VALUES ($1, $2, 'recording')",
+        crash_id,
+        uuid.UUID(session_id),
+    )
+    spool2 = tmp_path / "spool-after-crash"
+    spool2.mkdir()
+    shutil.copytree(crash_copy, spool2 / str(crash_id))
+    manifest_path = spool2 / str(crash_id) / "manifest.json"
+    assert json.loads(manifest_path.read_text())["state"] == "recording"
+    cfg2 = cfg.model_copy(update={"recording_spool_dir": spool2})
+    restarted = Recorder(cfg2, pool, app[STORE], sfu=None)
+    await restarted.start()
+    try:
+
+        async def crash_available() -> bool:
+            return (await row_of(pool, str(crash_id)))["status"] == "available"
+
+        await wait_for(crash_available, 60, "the crash copy to be uploaded")
+    finally:
+        await restarted.close()
+    row = await row_of(pool, str(crash_id))
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(await app[STORE].get_bytes(row["object_key"]))
+    assert hashlib.sha256(cut.read_bytes()).hexdigest() == row["sha256"]
+    partial = analyse(cut)
+    print(f"crash copy plays to {partial['video_times'][-1]:.2f} s of {t_crash:.2f} s")
+    assert partial["codecs"] == ["opus", "vp8"]
+    # the cut file plays up to (nearly) the moment of the copy
+    assert t_crash - 1.0 < partial["video_times"][-1] <= t_crash + 0.2, (
+        partial["video_times"][-1],
+        t_crash,
+    )
+    assert partial["video_frames"] > 25 * (t_crash - 1.5)
+    assert not (spool2 / str(crash_id)).exists()
+
+
+async def _async(value: Any) -> Any:
+    return value

@@ -1,0 +1,223 @@
+"""Unit tests of the recorder's pieces: VP8 frame assembly (loss, reordering, keyframe
+gating), Opus pass-through, WebM muxing without codecs, error naming, spool sealing."""
+
+from __future__ import annotations
+
+import fractions
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import pytest
+
+from vtp.recorder.depacketizer import (
+    Frame,
+    OpusAssembler,
+    Vp8Assembler,
+    parse_vp8_descriptor,
+    vp8_keyframe_info,
+)
+from vtp.recorder.objects import MissingBucket, _s3_error
+from vtp.recorder.session import describe_error, write_json_atomically
+from vtp.recorder.spool import Spool, seal_cut_recording
+from vtp.recorder.webm import WebmFile, opus_duration
+
+
+@dataclass
+class Pkt:
+    useq: int
+    uts: int
+    marker: int
+    payload: bytes
+
+
+def encode_vp8(count: int, keyframe_every: int = 10) -> list[tuple[bytes, bool]]:
+    """Real VP8 frames (test-side encoder), 160x120."""
+    ctx = av.CodecContext.create("libvpx", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 160, 120, "yuv420p"
+    ctx.time_base = fractions.Fraction(1, 30)
+    ctx.gop_size = keyframe_every
+    ctx.options = {"deadline": "realtime", "lag-in-frames": "0"}
+    out: list[tuple[bytes, bool]] = []
+    for i in range(count):
+        frame = av.VideoFrame(width=160, height=120, format="yuv420p")
+        frame.planes[0].update(bytes([(i * 7) % 256]) * (160 * 120))
+        frame.planes[1].update(b"\x80" * (160 * 120 // 4))
+        frame.planes[2].update(b"\x80" * (160 * 120 // 4))
+        frame.pts = i
+        out.extend((bytes(p), bool(p.is_keyframe)) for p in ctx.encode(frame))
+    out.extend((bytes(p), bool(p.is_keyframe)) for p in ctx.encode(None))
+    return out
+
+
+def packetize(frames: list[tuple[bytes, bool]], mtu: int = 300) -> list[Pkt]:
+    """RFC 7741 packets with a 15-bit picture id; useq/uts continuous."""
+    packets: list[Pkt] = []
+    seq = 1000
+    for n, (data, _) in enumerate(frames):
+        chunks = [data[i : i + mtu] for i in range(0, len(data), mtu)]
+        for i, chunk in enumerate(chunks):
+            start = 0x10 if i == 0 else 0
+            desc = bytes([0x80 | start, 0x80, 0x80 | ((n >> 8) & 0x7F), n & 0xFF])
+            packets.append(Pkt(seq, 3000 * n, int(i == len(chunks) - 1), desc + chunk))
+            seq += 1
+    return packets
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.keyframe_requests = 0
+
+    def frame(self, frame: Frame) -> None:
+        self.frames.append(frame)
+
+    def request(self) -> None:
+        self.keyframe_requests += 1
+
+
+@pytest.fixture(scope="module")
+def vp8() -> list[tuple[bytes, bool]]:
+    return encode_vp8(30, keyframe_every=10)
+
+
+def test_descriptor_and_keyframe_header(vp8: list[tuple[bytes, bool]]) -> None:
+    desc = parse_vp8_descriptor(bytes([0x90, 0x80, 0x81, 0x02, 0xAA]))
+    assert desc is not None and desc.start and desc.picture_id == 0x102 and desc.size == 4
+    assert parse_vp8_descriptor(bytes([0x90, 0x80])) is None  # truncated
+    key, width, height = vp8_keyframe_info(vp8[0][0])
+    assert (key, width, height) == (True, 160, 120)
+    assert vp8_keyframe_info(vp8[1][0])[0] is False
+
+
+def test_frames_reassembled_in_order_despite_reordering(vp8: list[tuple[bytes, bool]]) -> None:
+    packets = packetize(vp8, mtu=40)
+    assert len(packets) > 2 * len(vp8)  # frames of several packets
+    # swap neighbours after the first packet: reordering inside and across frames
+    for i in range(1, len(packets) - 1, 2):
+        packets[i], packets[i + 1] = packets[i + 1], packets[i]
+    out = Collector()
+    asm = Vp8Assembler(out.frame, out.request)
+    for p in packets:
+        asm.push(p)
+    asm.flush()
+    assert [f.data for f in out.frames] == [d for d, _ in vp8]
+    assert [f.ts for f in out.frames] == [3000 * i for i in range(len(vp8))]
+    assert out.keyframe_requests == 0
+
+
+def test_loss_requests_a_keyframe_and_resumes_at_the_next(vp8: list[tuple[bytes, bool]]) -> None:
+    packets = packetize(vp8)
+    lost_frame = 3  # a delta frame: frames 3..9 cannot be decoded, 10 is a keyframe
+    first = next(i for i, p in enumerate(packets) if p.uts == 3000 * lost_frame)
+    del packets[first]  # one packet of frame 3 never arrives
+    out = Collector()
+    asm = Vp8Assembler(out.frame, out.request)
+    for p in packets:
+        asm.push(p)
+    asm.flush()
+    released = [f.ts // 3000 for f in out.frames]
+    assert released == [0, 1, 2, *range(10, len(vp8))]
+    assert out.keyframe_requests >= 1
+    assert out.frames[3].keyframe
+    # what is released decodes without a single error
+    decoder = av.CodecContext.create("vp8", "r")
+    decoded = 0
+    for f in out.frames:
+        decoded += len(decoder.decode(av.Packet(f.data)))
+    assert decoded == len(out.frames)
+
+
+def test_a_whole_lost_frame_is_seen_by_its_picture_id(vp8: list[tuple[bytes, bool]]) -> None:
+    packets = [p for p in packetize(vp8) if p.uts != 3000 * 5]  # frame 5 vanished entirely
+    out = Collector()
+    asm = Vp8Assembler(out.frame, out.request)
+    for p in packets:
+        asm.push(p)
+    assert [f.ts // 3000 for f in out.frames] == [0, 1, 2, 3, 4, *range(10, len(vp8))]
+    assert out.keyframe_requests == 1
+
+
+def test_a_stream_starting_mid_gop_waits_for_a_keyframe(vp8: list[tuple[bytes, bool]]) -> None:
+    packets = [p for p in packetize(vp8) if p.uts >= 3000 * 4]
+    out = Collector()
+    asm = Vp8Assembler(out.frame, out.request)
+    for p in packets:
+        asm.push(p)
+    assert out.frames[0].ts == 3000 * 10 and out.frames[0].keyframe
+
+
+def test_opus_passes_through_and_drops_late_packets() -> None:
+    out = Collector()
+    asm = OpusAssembler(out.frame)
+    for uts in (0, 960, 1920, 960, 2880):
+        asm.push(Pkt(uts // 960, uts, 1, b"\xfc\x01\x02"))
+    assert [f.ts for f in out.frames] == [0, 960, 1920, 2880]
+    assert asm.stats.late_packets == 1
+    assert opus_duration(b"\xfc") == 960  # CELT 20 ms, one frame
+    assert opus_duration(b"\x78") == 960  # SILK 20 ms (config 15: hybrid 20 ms)
+    assert opus_duration(b"\xfd") == 1920  # two 20 ms frames
+
+
+def test_webm_has_no_open_codec_and_decodes(tmp_path: Path, vp8: list[tuple[bytes, bool]]) -> None:
+    path = tmp_path / "a.webm"
+    webm = WebmFile(path, video_size=(160, 120), audio=True)
+    assert not webm.codec_contexts_open()
+    silence = b"\xf8\xff\xfe"
+    for i, (data, key) in enumerate(vp8):
+        assert webm.write("video", 3000 * i, data, key)
+        assert webm.write("audio", 1600 * i, silence, True)
+    assert not webm.write("video", 0, vp8[0][0], True)  # timestamps must move forward
+    assert not webm.codec_contexts_open()
+    webm.close()
+    with av.open(str(path)) as container:
+        assert sorted(s.codec_context.name for s in container.streams) == ["opus", "vp8"]
+        audio = container.streams.audio[0]
+        assert audio.codec_context.extradata[:8] == b"OpusHead"
+        frames = list(container.decode(video=0))
+    assert len(frames) == len(vp8)
+
+
+def test_disk_full_is_named(tmp_path: Path) -> None:
+    webm = WebmFile(Path("/dev/full"), video_size=(160, 120), audio=False)
+    with pytest.raises(OSError) as info:
+        for i in range(200):
+            webm.write("video", 3000 * i, b"\x00" * 5000, True)
+        webm.close()
+    assert describe_error(info.value).startswith("disk full")
+
+
+def test_missing_bucket_is_named() -> None:
+    class Fake(Exception):
+        code = "NoSuchBucket"
+
+    error = _s3_error(Fake("x"), "upload of a", "vtp")
+    assert isinstance(error, MissingBucket)
+    assert "bucket 'vtp' does not exist" in str(error)
+
+
+def test_a_cut_recording_is_sealed(tmp_path: Path, vp8: list[tuple[bytes, bool]]) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.prepare()
+    directory = spool.root / "5a0d3e9c-0000-4000-8000-000000000001"
+    directory.mkdir()
+    webm = WebmFile(directory / "01-teacher-s1.webm", video_size=(160, 120), audio=False)
+    for i, (data, key) in enumerate(vp8):
+        webm.write("video", 3000 * i, data, key)
+    # no close(): as a killed process leaves it
+    webm._container = None
+    manifest = {
+        "state": "recording",
+        "started_unix": 1000.0,
+        "files": [{"name": "01-teacher-s1.webm", "offset_ms": 500, "kinds": ["video"]}],
+    }
+    write_json_atomically(directory / "manifest.json", manifest)
+    assert [e.state for e in spool.scan()] == ["recording"]
+    sealed = seal_cut_recording(directory)
+    assert sealed["state"] == "closed"
+    entry = sealed["files"][0]
+    assert 0.8 < entry["duration_ms"] / 1000 <= 1.0
+    assert sealed["duration_ms"] == 500 + entry["duration_ms"]
+    assert json.loads((directory / "manifest.json").read_text())["state"] == "closed"
+    assert [e.state for e in spool.scan()] == ["closed"]
