@@ -6,7 +6,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp.test_utils import make_mocked_request
 from helpers import bearer
+
+from vtp.api.domain import ROUTE_TABLES
+from vtp.api.responses import returns_of
 
 
 @dataclass
@@ -47,7 +51,9 @@ class World:
             kw["json"] = json
         resp = await self.client.request(method, path, headers=headers, **kw)
         if resp.content_type == "application/json":
-            return resp.status, await resp.json()
+            body = await resp.json()
+            await check_response(self.client, method, path, resp.status, body)
+            return resp.status, body
         return resp.status, await resp.text()
 
     async def ok(
@@ -56,6 +62,21 @@ class World:
         got, body = await self.call(actor, method, path, json)
         assert got == status, (method, path, got, body)
         return body
+
+
+async def check_response(client: Any, method: str, path: str, status: int, body: Any) -> None:
+    """A successful JSON answer of a domain route matches its declared @returns model
+    (the schema in openapi.json): no undeclared, missing or mistyped fields."""
+    if not 200 <= status < 300:
+        return
+    app = client.server.app
+    match = await app.router.resolve(make_mocked_request(method, path, app=app))
+    handler = getattr(getattr(match, "route", None), "handler", None)
+    if handler is None or not any(handler is r.handler for t in ROUTE_TABLES for r in t):
+        return
+    shape = returns_of(handler)
+    assert shape is not None, f"{method} {path} answers JSON but declares no @returns"
+    shape.model_validate(body)
 
 
 def actor(name: str, account: dict[str, Any]) -> Actor:

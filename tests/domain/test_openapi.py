@@ -109,3 +109,18 @@ async def test_every_domain_route_says_who_may_call_it(client: Any) -> None:
     grade = doc["paths"]["/api/v1/submissions/{submission_id}/grade"]["put"]
     assert grade["x-access"] == "authenticated; the course's teachers and TAs"
     assert "Access: authenticated; the course's teachers and TAs." in grade["description"]
+
+
+def test_every_json_domain_route_declares_its_answer() -> None:
+    from vtp.api.domain import ROUTE_TABLES
+    from vtp.api.openapi import handler_info
+    from vtp.api.responses import returns_of
+
+    undeclared = []
+    for table in ROUTE_TABLES:
+        for route in table:
+            info = handler_info(route.handler)
+            json_answer = info.status != 204 and not info.csv and not info.binary
+            if json_answer and returns_of(route.handler) is None:
+                undeclared.append(f"{route.method} {route.path}")
+    assert undeclared == []

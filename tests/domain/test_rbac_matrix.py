@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from domain_helpers import Actor, World
+from domain_helpers import Actor, World, check_response
 
 from vtp.api.domain import ROUTE_TABLES
 
@@ -508,4 +508,6 @@ async def test_rbac_matrix(world: World, db: asyncpg.Connection, case: Case) -> 
         if resp.status >= 400:
             body = await resp.json()
             assert set(body) == {"error"} and body["error"]["code"], (role, body)
+        elif resp.content_type == "application/json":
+            await check_response(world.client, case.method, path, resp.status, await resp.json())
     assert got == case.expected

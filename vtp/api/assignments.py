@@ -25,6 +25,7 @@ from vtp.api.course_access import (
 from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.responses import AssignmentOut, returns
 from vtp.api.uploads import EXPECTED, MAX_UPLOAD_BYTES
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
@@ -130,6 +131,7 @@ async def _check_lesson(request: web.Request, course_id: uuid.UUID, lesson_id: u
 @routes.post("/api/v1/courses/{course_id}/assignments")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(AssignmentOut)
 async def create_assignment(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, STAFF, write=True)
@@ -145,6 +147,7 @@ async def create_assignment(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/assignments")
 @authenticated
 @who("members of the course (drafts: staff only)")
+@returns(AssignmentOut, many=True)
 async def list_assignments(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -171,6 +174,7 @@ async def list_assignments(request: web.Request) -> web.Response:
 @routes.get("/api/v1/assignments/{assignment_id}")
 @authenticated
 @who("members of the course (drafts: staff only)")
+@returns(AssignmentOut)
 async def get_assignment(request: web.Request) -> web.Response:
     assignment, _ = await load_assignment(request, MEMBERS)
     return web.json_response(assignment_json(assignment))
@@ -179,6 +183,7 @@ async def get_assignment(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/assignments/{assignment_id}")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(AssignmentOut)
 async def update_assignment(request: web.Request) -> web.Response:
     assignment, _ = await load_assignment(request, STAFF, write=True)
     body = await read_json(request, AssignmentUpdate)

@@ -26,6 +26,7 @@ from vtp.api.course_access import MEMBERS, PARTICIPANTS, CourseAccess, require_c
 from vtp.api.domain_schema import Body
 from vtp.api.errors import conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.responses import MessageOut, returns
 from vtp.api.sessions import load_session
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
@@ -86,6 +87,7 @@ def _history(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
 @routes.get("/api/v1/courses/{course_id}/chat")
 @authenticated
 @who("members of the course")
+@returns(MessageOut, many=True)
 async def course_history(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, MEMBERS)
@@ -103,6 +105,7 @@ async def course_history(request: web.Request) -> web.Response:
 @routes.post("/api/v1/courses/{course_id}/chat")
 @authenticated
 @who("teachers, TAs and students of the course")
+@returns(MessageOut)
 async def course_post(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, PARTICIPANTS, write=True)
@@ -115,6 +118,7 @@ async def course_post(request: web.Request) -> web.Response:
 @routes.get("/api/v1/sessions/{session_id}/chat")
 @authenticated
 @who("members of the course")
+@returns(MessageOut, many=True)
 async def session_history(request: web.Request) -> web.Response:
     session, _ = await load_session(request, MEMBERS)
     query = parse_query(request, ListQuery)
@@ -131,6 +135,7 @@ async def session_history(request: web.Request) -> web.Response:
 @routes.post("/api/v1/sessions/{session_id}/chat")
 @authenticated
 @who("teachers, TAs and students of the course, while live")
+@returns(MessageOut)
 async def session_post(request: web.Request) -> web.Response:
     session, access = await load_session(request, PARTICIPANTS, write=True)
     body = await read_json(request, MessageBody)
@@ -155,6 +160,7 @@ async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
 @routes.patch("/api/v1/chat/{message_id}")
 @authenticated
 @who("its author")
+@returns(MessageOut)
 async def edit_message(request: web.Request) -> web.Response:
     msg, access = await _load_message(request)
     body = await read_json(request, MessageBody)

@@ -24,6 +24,7 @@ from vtp.api.course_access import (
 from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.responses import CourseOut, EnrollmentCodeOut, EnrollmentOut, JoinOut, returns
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB, REDIS
 from vtp.auth.ratelimit import RateLimiter
@@ -120,6 +121,7 @@ def course_id_of(request: web.Request) -> uuid.UUID:
 @routes.post("/api/v1/courses")
 @require_roles("teacher", "admin")
 @who("site teachers and admins; the caller becomes the owner (a teacher)")
+@returns(CourseOut)
 async def create_course(request: web.Request) -> web.Response:
     body = await read_json(request, CourseCreate)
     principal = principal_of(request)
@@ -144,6 +146,7 @@ async def create_course(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses")
 @authenticated
 @who("any signed-in user; scope=all is for admins")
+@returns(CourseOut, many=True)
 async def list_courses(request: web.Request) -> web.Response:
     query = parse_query(request, CourseListQuery)
     principal = principal_of(request)
@@ -179,6 +182,7 @@ async def list_courses(request: web.Request) -> web.Response:
     "members of the course; anyone signed in for an active course (catalogue); "
     "the enrollment code is shown to staff only"
 )
+@returns(CourseOut)
 async def get_course(request: web.Request) -> web.Response:
     access = await load_course_access(request.app[DB], principal_of(request), course_id_of(request))
     # Members see their course; anyone signed in sees an active course (the catalogue).
@@ -190,6 +194,7 @@ async def get_course(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/courses/{course_id}")
 @authenticated
 @who("the course's teachers")
+@returns(CourseOut)
 async def update_course(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER)
@@ -219,6 +224,7 @@ async def update_course(request: web.Request) -> web.Response:
 @routes.post("/api/v1/courses/{course_id}/archive")
 @authenticated
 @who("the course's teachers")
+@returns(CourseOut)
 async def archive_course(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, TEACHER)
@@ -231,6 +237,7 @@ async def archive_course(request: web.Request) -> web.Response:
 @routes.post("/api/v1/courses/{course_id}/enrollment-code")
 @authenticated
 @who("the course's teachers")
+@returns(EnrollmentCodeOut)
 async def new_enrollment_code(request: web.Request) -> web.Response:
     """Generate a fresh self-enrolment code (the old one stops working)."""
     course_id = course_id_of(request)
@@ -263,6 +270,7 @@ def _too_many_codes(retry_after: int) -> ApiError:
 @routes.post("/api/v1/enrollments/join")
 @authenticated
 @who("any signed-in user holding the course's enrollment code")
+@returns(JoinOut)
 async def join_course(request: web.Request) -> web.Response:
     body = await read_json(request, JoinRequest)
     principal = principal_of(request)
@@ -297,6 +305,7 @@ async def join_course(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/enrollments")
 @authenticated
 @who("members of the course (students and observers see active members without e-mail addresses)")
+@returns(EnrollmentOut, many=True)
 async def list_enrollments(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, MEMBERS)
@@ -329,6 +338,7 @@ async def list_enrollments(request: web.Request) -> web.Response:
 @routes.post("/api/v1/courses/{course_id}/enrollments")
 @authenticated
 @who("the course's teachers")
+@returns(EnrollmentOut)
 async def enroll_user(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER, write=True)
@@ -361,6 +371,7 @@ async def enroll_user(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/courses/{course_id}/enrollments/{user_id}")
 @authenticated
 @who("the course's teachers")
+@returns(EnrollmentOut)
 async def change_enrollment(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     user_id = path_uuid(request, "user_id")

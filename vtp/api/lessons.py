@@ -24,6 +24,7 @@ from vtp.api.course_access import (
 from vtp.api.domain_schema import Body, Query
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.query import parse_query
+from vtp.api.responses import FileOut, LessonOut, returns
 from vtp.api.uploads import (
     MAX_UPLOAD_BYTES,
     download,
@@ -88,6 +89,7 @@ async def load_lesson(
 @routes.post("/api/v1/courses/{course_id}/lessons")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(LessonOut)
 async def create_lesson(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF, write=True)
@@ -109,6 +111,7 @@ async def create_lesson(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/lessons")
 @authenticated
 @who("members of the course (drafts: staff only)")
+@returns(LessonOut, many=True)
 async def list_lessons(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -133,6 +136,7 @@ async def list_lessons(request: web.Request) -> web.Response:
 @routes.get("/api/v1/lessons/{lesson_id}")
 @authenticated
 @who("members of the course (drafts: staff only)")
+@returns(LessonOut)
 async def get_lesson(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, MEMBERS)
     return web.json_response(lesson_json(lesson))
@@ -141,6 +145,7 @@ async def get_lesson(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/lessons/{lesson_id}")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(LessonOut)
 async def update_lesson(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     body = await read_json(request, LessonUpdate)
@@ -194,6 +199,7 @@ def _find(lesson: Lesson, file_id: str) -> dict[str, Any]:
 @routes.post("/api/v1/lessons/{lesson_id}/attachments")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(FileOut)
 async def add_attachment(request: web.Request) -> web.Response:
     """Attach a file: the raw body, named by ?filename=."""
     lesson, _ = await load_lesson(request, STAFF, write=True)

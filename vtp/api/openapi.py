@@ -8,8 +8,9 @@ Nothing is declared twice: for every /api route of the application the generator
 * the request body and query parameters from the pydantic models the handler passes to
   `read_json(request, Model)` and `parse_query(request, Model)` (found in its source),
   and file uploads from `receive_file(...)`;
-* the success status from `status=...` in its responses (200 otherwise) and CSV
-  downloads from `csv_response(...)`.
+* the success status from `status=...` in its responses (200 otherwise), CSV and file
+  downloads from `csv_response(...)` / `download(...)`, and the JSON answer's schema
+  from `@returns(Model)` (`vtp.api.responses`; tests check real answers against it).
 
 So a new route appears in the document by existing, and `tests/domain/test_openapi.py`
 fails if any route is missing from it.
@@ -32,6 +33,7 @@ from pydantic import BaseModel
 
 from vtp.api.access import access_of, public
 from vtp.api.course_access import who_of
+from vtp.api.responses import returns_of
 
 routes = web.RouteTableDef()
 
@@ -59,6 +61,7 @@ class HandlerInfo:
     query: type[BaseModel] | None
     upload: bool
     csv: bool
+    binary: bool
     status: int
 
 
@@ -83,7 +86,7 @@ def _call_name(node: ast.Call) -> str:
 def handler_info(handler: Any) -> HandlerInfo:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
-    upload = csv = False
+    upload = csv = binary = False
     status = 200
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(handler)))
@@ -104,11 +107,13 @@ def handler_info(handler: Any) -> HandlerInfo:
             upload = True
         elif name == "csv_response":
             csv = True
+        elif name == "download":
+            binary = True
         for kw in node.keywords:
             value = kw.value.value if isinstance(kw.value, ast.Constant) else None
             if kw.arg == "status" and isinstance(value, int) and 200 <= value < 300:
                 status = value
-    return HandlerInfo(body, query, upload, csv, status)
+    return HandlerInfo(body, query, upload, csv, binary, status)
 
 
 class _Schemas:
@@ -203,9 +208,16 @@ def _operation(
     else:
         op["security"] = []
     ok: dict[str, Any] = {"description": "success"}
-    if info.status != 204:
-        media = "text/csv" if info.csv else "application/json"
-        ok["content"] = {media: {"schema": {"type": "string"} if info.csv else {}}}
+    shape = returns_of(handler)
+    if info.status == 204:
+        pass
+    elif info.csv:
+        ok["content"] = {"text/csv": {"schema": {"type": "string"}}}
+    elif info.binary:
+        ok["content"] = {"application/octet-stream": {"schema": {}}}
+    else:
+        schema = schemas.ref(shape) if shape is not None else {}
+        ok["content"] = {"application/json": {"schema": schema}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     responses: dict[str, Any] = {str(info.status): ok}
     for code, text in [

@@ -13,6 +13,7 @@ from vtp.api.access import authenticated
 from vtp.api.course_access import MEMBERS, require_course_role, who
 from vtp.api.errors import not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.responses import RecordingOut, returns
 from vtp.api.sessions import load_session
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
@@ -39,6 +40,7 @@ def recording_json(row: asyncpg.Record, *, staff: bool) -> dict[str, Any]:
 @routes.get("/api/v1/courses/{course_id}/recordings")
 @authenticated
 @who("members of the course")
+@returns(RecordingOut, many=True)
 async def course_recordings(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -69,6 +71,7 @@ class SessionRecordingQuery(ListQuery):
 @routes.get("/api/v1/sessions/{session_id}/recordings")
 @authenticated
 @who("members of the course")
+@returns(RecordingOut, many=True)
 async def session_recordings(request: web.Request) -> web.Response:
     session, access = await load_session(request, MEMBERS)
     query = parse_query(request, SessionRecordingQuery)
@@ -94,6 +97,7 @@ async def session_recordings(request: web.Request) -> web.Response:
 @routes.get("/api/v1/recordings/{recording_id}")
 @authenticated
 @who("members of the course")
+@returns(RecordingOut)
 async def get_recording(request: web.Request) -> web.Response:
     row = await db.get_with_course(request.app[DB], path_uuid(request, "recording_id"))
     if row is None:

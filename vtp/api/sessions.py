@@ -27,6 +27,7 @@ from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.live_rooms import close_room, open_room
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.responses import AttendanceLineOut, JoinTicketOut, SessionOut, returns
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
 from vtp.db import attendance as attendance_db
@@ -112,6 +113,7 @@ async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uui
 @routes.post("/api/v1/courses/{course_id}/sessions")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(SessionOut)
 async def create_session(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, STAFF, write=True)
@@ -136,6 +138,7 @@ async def create_session(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/sessions")
 @authenticated
 @who("members of the course")
+@returns(SessionOut, many=True)
 async def list_sessions(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -157,6 +160,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 @routes.get("/api/v1/sessions/{session_id}")
 @authenticated
 @who("members of the course")
+@returns(SessionOut)
 async def get_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, MEMBERS)
     return web.json_response(session_json(session, access))
@@ -165,6 +169,7 @@ async def get_session(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/sessions/{session_id}")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(SessionOut)
 async def update_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF, write=True)
     body = await read_json(request, SessionUpdate)
@@ -205,6 +210,7 @@ def _invalid(exc: db.InvalidTransition) -> ApiError:
 @routes.post("/api/v1/sessions/{session_id}/start")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(SessionOut)
 async def start_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF, write=True)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -221,6 +227,7 @@ async def start_session(request: web.Request) -> web.Response:
 @routes.post("/api/v1/sessions/{session_id}/end")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(SessionOut)
 async def end_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -240,6 +247,7 @@ async def end_session(request: web.Request) -> web.Response:
 @routes.post("/api/v1/sessions/{session_id}/cancel")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(SessionOut)
 async def cancel_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF)
     try:
@@ -252,6 +260,7 @@ async def cancel_session(request: web.Request) -> web.Response:
 @routes.post("/api/v1/sessions/{session_id}/join")
 @authenticated
 @who("members of the course while the session is live")
+@returns(JoinTicketOut)
 async def join_session(request: web.Request) -> web.Response:
     """A join ticket: the room to join over signalling and the caller's media role.
     Staff (and the host) present; others view, and may publish only when allowed."""
@@ -269,6 +278,7 @@ async def join_session(request: web.Request) -> web.Response:
 @routes.get("/api/v1/sessions/{session_id}/attendance")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(AttendanceLineOut, many=True)
 async def get_attendance(request: web.Request) -> web.Response:
     session, _ = await load_session(request, STAFF)
     lines = await attendance_db.attendance(request.app[DB], session.id)

@@ -38,6 +38,14 @@ from vtp.api.csvout import csv_response
 from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.responses import (
+    BulkGradeOut,
+    FileOut,
+    GradebookOut,
+    MyGradesOut,
+    SubmissionOut,
+    returns,
+)
 from vtp.api.uploads import (
     MAX_FILES,
     download,
@@ -151,6 +159,7 @@ def _empty(sub: Submission) -> bool:
 @routes.post("/api/v1/assignments/{assignment_id}/submissions")
 @authenticated
 @who("students of the course")
+@returns(SubmissionOut)
 async def create_submission(request: web.Request) -> web.Response:
     """Start the next attempt (a draft), or hand it in at once with "submit": true."""
     assignment, access = await load_assignment(request, STUDENT, write=True)
@@ -192,6 +201,7 @@ async def create_submission(request: web.Request) -> web.Response:
 @routes.get("/api/v1/assignments/{assignment_id}/submissions")
 @authenticated
 @who("the course's teachers and TAs (all); students (their own)")
+@returns(SubmissionOut, many=True)
 async def list_submissions(request: web.Request) -> web.Response:
     assignment, access = await load_assignment(request, PARTICIPANTS)
     query = parse_query(request, SubmissionListQuery)
@@ -221,6 +231,7 @@ async def list_submissions(request: web.Request) -> web.Response:
 @routes.get("/api/v1/submissions/{submission_id}")
 @authenticated
 @who("its student; the course's teachers and TAs")
+@returns(SubmissionOut)
 async def get_submission(request: web.Request) -> web.Response:
     sub, _, access = await load_submission(request)
     return web.json_response(submission_json(sub, staff=access.is_staff))
@@ -229,6 +240,7 @@ async def get_submission(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/submissions/{submission_id}")
 @authenticated
 @who("its student")
+@returns(SubmissionOut)
 async def update_submission(request: web.Request) -> web.Response:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
@@ -244,6 +256,7 @@ async def update_submission(request: web.Request) -> web.Response:
 @routes.post("/api/v1/submissions/{submission_id}/submit")
 @authenticated
 @who("its student")
+@returns(SubmissionOut)
 async def submit_submission(request: web.Request) -> web.Response:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
@@ -261,6 +274,7 @@ async def submit_submission(request: web.Request) -> web.Response:
 @routes.post("/api/v1/submissions/{submission_id}/files")
 @authenticated
 @who("its student")
+@returns(FileOut)
 async def upload_file(request: web.Request) -> web.Response:
     """Attach a file to a draft: the raw body, named by ?filename=."""
     sub, assignment, access = await load_submission(request)
@@ -342,6 +356,7 @@ def _check_score(score: Decimal, assignment: Assignment, field: str) -> None:
 @routes.put("/api/v1/submissions/{submission_id}/grade")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(SubmissionOut)
 async def grade_submission(request: web.Request) -> web.Response:
     sub, assignment, access = await load_submission(request)
     enforce(access, STAFF, write=True)
@@ -363,6 +378,7 @@ async def grade_submission(request: web.Request) -> web.Response:
 @routes.post("/api/v1/submissions/{submission_id}/return")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(SubmissionOut)
 async def return_submission(request: web.Request) -> web.Response:
     """Release the grade to the student (graded -> returned)."""
     sub, _, access = await load_submission(request)
@@ -376,6 +392,7 @@ async def return_submission(request: web.Request) -> web.Response:
 @routes.post("/api/v1/assignments/{assignment_id}/grades")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(BulkGradeOut)
 async def bulk_grade(request: web.Request) -> web.Response:
     """Grade many submissions of one assignment at once: all or nothing."""
     assignment, access = await load_assignment(request, STAFF, write=True)
@@ -471,6 +488,7 @@ async def _gradebook(
 @routes.get("/api/v1/courses/{course_id}/gradebook")
 @authenticated
 @who("the course's teachers and TAs")
+@returns(GradebookOut)
 async def gradebook(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF)
@@ -503,6 +521,7 @@ async def gradebook_csv(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/grades/me")
 @authenticated
 @who("students of the course")
+@returns(MyGradesOut)
 async def my_grades(request: web.Request) -> web.Response:
     """A student's own returned grades in the course."""
     course_id = path_uuid(request, "course_id")
