@@ -92,7 +92,7 @@ def test_descriptor_and_keyframe_header(vp8: list[tuple[bytes, bool]]) -> None:
 
 
 def test_frames_reassembled_in_order_despite_reordering(vp8: list[tuple[bytes, bool]]) -> None:
-    packets = packetize(vp8, mtu=40)
+    packets = packetize(vp8, mtu=12)
     assert len(packets) > 2 * len(vp8)  # frames of several packets
     # swap neighbours after the first packet: reordering inside and across frames
     for i in range(1, len(packets) - 1, 2):
