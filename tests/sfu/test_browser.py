@@ -218,8 +218,8 @@ async def test_chromium_publisher_to_aiortc_and_chromium(
         )
         assert stats["video"]["width"] > 0
         # the fake camera is not our pattern, but frames decode
-        await wait_until(lambda: sub.video().first_at is not None, 10)
-        await wait_until(lambda: sub.received["audio"].audio_frames > 20, 10)
+        await wait_until(lambda: sub.video().first_at is not None, 20)
+        await wait_until(lambda: sub.received["audio"].audio_frames > 20, 20)
         # Chromium's sender follows the SFU's REMB: cap it, and its target drops
         up = next(c for c in room.peers["teacher"].connections.values() if c.id == stream_id)
         video = next(t for t in up.tracks if t.kind == "video")  # type: ignore[attr-defined]
