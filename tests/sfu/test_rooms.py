@@ -216,7 +216,7 @@ async def test_hostile_packets_do_not_break_subscribers(sfu: Sfu, event_log: Eve
 
 
 async def test_vanished_peer_is_removed_and_released() -> None:
-    sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], peer_timeout_s=2, room_grace_s=0))
+    sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], peer_timeout_s=4, room_grace_s=0))
     await sfu.start()
     log = EventLog()
     sfu.add_listener(log)
@@ -237,7 +237,7 @@ async def test_vanished_peer_is_removed_and_released() -> None:
                 protocol.transport.close()
         gone = time.monotonic()
         await log.wait_for(lambda e: isinstance(e, events.PeerLeft) and e.peer_id == "teacher", 6)
-        assert time.monotonic() - gone < 4.5
+        assert time.monotonic() - gone < 4.5  # peer_timeout_s (+ scheduling slack)
         await wait_until(lambda: sub.video().ended, 5)
         assert up.closed
         await wait_until(lambda: hooks.ice_connection_open_sockets(server_dtls) == 0, 3)

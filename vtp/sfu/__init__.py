@@ -82,9 +82,10 @@ subscriber's stream went away - "stream ended" - or its connection failed),
 ``ConnectionStateChanged``, ``ActiveSpeaker`` (peer id or None), ``RoomClosed``.
 
 Liveness: a connection whose ICE/DTLS fails or closes (client close, consent expiry) is
-closed at once; one silent (no RTP/RTCP) for ``peer_timeout_s`` is closed too; a peer
-with no live connection that has not been ``touch()``-ed for ``peer_timeout_s`` is
-removed (``PeerLeft`` reason "timeout"). A room with no peers closes after
+closed at once; one silent (no RTP/RTCP) for about ``peer_timeout_s`` is closed too; a
+peer with no live connection that has not been ``touch()``-ed for that long is removed
+(``PeerLeft`` reason "timeout") - a vanished peer is gone within ``peer_timeout_s``
+(default 30 s), its sockets and tasks released. A room with no peers closes after
 ``room_grace_s``.
 
 Settings used (``vtp.config.Config``): ``ice_addresses``, ``ice_announce_address``,

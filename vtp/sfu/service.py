@@ -127,7 +127,9 @@ class Sfu:
     async def _reap(self, now: float, lnow: float) -> None:
         for name, room in list(self.rooms.items()):
             try:
-                await room.reap(now, self.peer_timeout_s)
+                # silence is noticed up to one reap late and acted on up to one reap
+                # later: a vanished peer is gone within peer_timeout_s
+                await room.reap(now, max(1.0, self.peer_timeout_s - 2 * REAP_INTERVAL_S))
             except Exception:
                 logger.exception("reaping room %s failed", name)
             if (
