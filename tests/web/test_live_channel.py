@@ -1,0 +1,249 @@
+"""The classroom live channel (vtp/web/live.py) without a browser: authentication and
+membership, hands, teacher-only controls, removal, chat delivery, attendance, end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+pytestmark = pytest.mark.asyncio
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _auth(account: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {account['access_token']}"}
+
+
+async def _ok(client: Any, method: str, path: str, who: dict[str, Any], **kw: Any) -> Any:
+    resp = await client.request(method, path, headers=_auth(who), **kw)
+    assert resp.status < 300, (path, resp.status, await resp.text())
+    return await resp.json() if resp.status != 204 else None
+
+
+async def _session(
+    client: Any, teacher: dict[str, Any], students: list[dict[str, Any]], start: bool = True
+) -> dict[str, Any]:
+    course = await _ok(
+        client,
+        "POST",
+        "/api/v1/courses",
+        teacher,
+        json={"code": "C-" + uuid.uuid4().hex[:6], "title": "Chemistry"},
+    )
+    for student in students:
+        await _ok(
+            client,
+            "POST",
+            f"/api/v1/courses/{course['id']}/enrollments",
+            teacher,
+            json={"user_id": student["user"]["id"]},
+        )
+    now = time.time()
+    session: dict[str, Any] = await _ok(
+        client,
+        "POST",
+        f"/api/v1/courses/{course['id']}/sessions",
+        teacher,
+        json={"title": "Acids", "scheduled_start": _iso(now), "scheduled_end": _iso(now + 600)},
+    )
+    if start:
+        session = await _ok(client, "POST", f"/api/v1/sessions/{session['id']}/start", teacher)
+    return session
+
+
+class Channel:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, **msg: Any) -> None:
+        await self.ws.send_json(msg)
+
+    async def next(self, kind: str, within: float = 5) -> dict[str, Any]:
+        """The next message of this type (others are skipped)."""
+        deadline = time.monotonic() + within
+        while True:
+            msg = await self.ws.receive_json(timeout=max(0.01, deadline - time.monotonic()))
+            if msg["type"] == kind:
+                result: dict[str, Any] = msg
+                return result
+
+
+async def _open(client: Any, session_id: str, who: dict[str, Any]) -> Channel:
+    ws = await client.ws_connect(f"/api/v1/sessions/{session_id}/live")
+    await ws.send_json({"type": "auth", "token": who["access_token"]})
+    return Channel(ws)
+
+
+async def test_refusals_close_with_a_reason(client: Any, accounts: Any) -> None:
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.with_role("student")
+    outsider = await accounts.with_role("student")
+    session = await _session(client, teacher, [student], start=False)
+    path = f"/api/v1/sessions/{session['id']}/live"
+    # A bad token.
+    ws = await client.ws_connect(path)
+    await ws.send_json({"type": "auth", "token": "nope"})
+    msg = await ws.receive_json()
+    assert msg["type"] == "error" and msg["error"]["code"] == "token_invalid"
+    await ws.receive()
+    assert ws.close_code == 4401
+    # Something other than auth first.
+    ws = await client.ws_connect(path)
+    await ws.send_json({"type": "hand", "raised": True})
+    assert (await ws.receive_json())["error"]["code"] == "not_authenticated"
+    await ws.receive()
+    assert ws.close_code == 4401
+    # Not a member of the course: as if the session did not exist.
+    channel = await _open(client, session["id"], outsider)
+    assert (await channel.next("error"))["error"]["code"] == "not_found"
+    await channel.ws.receive()
+    assert channel.ws.close_code == 4403
+    # A member, but the session is not live yet.
+    channel = await _open(client, session["id"], student)
+    assert (await channel.next("error"))["error"]["code"] == "session_not_live"
+    await channel.ws.receive()
+    assert channel.ws.close_code == 4409
+    # Plain HTTP is refused.
+    resp = await client.get(path)
+    assert resp.status == 400
+
+
+async def test_hands_media_mute_remove_chat_attendance_and_end(
+    client: Any, accounts: Any, database_url: str
+) -> None:
+    teacher = await accounts.with_role("teacher")
+    ada = await accounts.with_role("student")
+    ben = await accounts.with_role("student")
+    session = await _session(client, teacher, [ada, ben])
+    sid = session["id"]
+    t = await _open(client, sid, teacher)
+    ready = await t.next("ready")
+    assert ready["you"]["role"] == "presenter"
+    assert ready["recording"]["available"] is False and "recorder" in ready["recording"]["reason"]
+    a = await _open(client, sid, ada)
+    ready = await a.next("ready")
+    assert {p["display"] for p in ready["participants"]} == {
+        teacher["user"]["display_name"],
+        ada["user"]["display_name"],
+    }
+    joined = await t.next("participant-joined")
+    assert joined["participant"]["user_id"] == ada["user"]["id"]
+    b = await _open(client, sid, ben)
+    await b.next("ready")
+
+    # A raised hand reaches everyone, with the time it went up.
+    await a.send(type="hand", raised=True)
+    hand = await t.next("hand")
+    assert hand["user_id"] == ada["user"]["id"] and hand["raised"] and hand["at"]
+    assert (await b.next("hand"))["raised"]
+    # Media state is shown to the others.
+    await a.send(type="media", audio=True, video=False, screen=False)
+    media = await t.next("media")
+    assert (media["audio"], media["video"]) == (True, False)
+    # Students may not use the teacher's controls.
+    for msg in (
+        {"type": "mute", "user_id": ben["user"]["id"]},
+        {"type": "remove", "user_id": ben["user"]["id"]},
+        {"type": "lower-hand", "user_id": ada["user"]["id"]},
+        {"type": "recording", "action": "start"},
+        {"type": "end"},
+    ):
+        await a.send(**msg)
+        assert (await a.next("error"))["error"]["code"] == "forbidden", msg
+    # The teacher lowers the hand, and mutes Ben: only Ben is told.
+    await t.send(type="lower-hand", user_id=ada["user"]["id"])
+    assert (await a.next("hand"))["raised"] is False
+    await t.send(type="mute", user_id=ben["user"]["id"])
+    assert (await b.next("muted"))["by"] == teacher["user"]["display_name"]
+    await t.send(type="recording", action="start")
+    assert (await t.next("error"))["error"]["code"] == "recorder_unavailable"
+    await t.send(type="remove", user_id=teacher["user"]["id"])
+    assert (await t.next("error"))["error"]["code"] == "forbidden"
+
+    # Chat posted through the API is delivered live, with the author's name.
+    await _ok(
+        client, "POST", f"/api/v1/sessions/{sid}/chat", ada, json={"body": "Is pH 7 neutral?"}
+    )
+    chat = await b.next("chat")
+    assert chat["event"] == "created"
+    assert chat["message"]["body"] == "Is pH 7 neutral?"
+    assert chat["message"]["author_name"] == ada["user"]["display_name"]
+
+    # Removal: Ben is told why, his channel closes, and he cannot come back.
+    await t.send(type="remove", user_id=ben["user"]["id"], reason="Phones away, please")
+    removed = await b.next("removed")
+    assert removed["reason"] == "Phones away, please"
+    await b.ws.receive()
+    assert b.ws.close_code == 4403
+    left = await t.next("participant-left")
+    assert left["user_id"] == ben["user"]["id"]
+    again = await _open(client, sid, ben)
+    error = await again.next("error")
+    assert error["error"]["code"] == "removed" and "Phones away" in error["error"]["message"]
+
+    # "end" is only an announcement of an ended session.
+    await t.send(type="end")
+    assert (await t.next("error"))["error"]["code"] == "session_live"
+    await _ok(client, "POST", f"/api/v1/sessions/{sid}/end", teacher)
+    await t.send(type="end")
+    assert (await a.next("ended"))["by"] == teacher["user"]["display_name"]
+    await a.ws.receive()
+    assert a.ws.close_code == 1000
+
+    # Attendance rows: one per user's stay, all closed now.
+    await asyncio.sleep(0.2)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT user_id, left_at FROM session_participants WHERE session_id = $1",
+            uuid.UUID(sid),
+        )
+    finally:
+        await conn.close()
+    assert {str(r["user_id"]) for r in rows} == {
+        teacher["user"]["id"],
+        ada["user"]["id"],
+        ben["user"]["id"],
+    }
+    assert all(r["left_at"] is not None for r in rows)
+
+
+async def test_two_tabs_count_once(client: Any, accounts: Any, database_url: str) -> None:
+    teacher = await accounts.with_role("teacher")
+    ada = await accounts.with_role("student")
+    session = await _session(client, teacher, [ada])
+    t = await _open(client, session["id"], teacher)
+    await t.next("ready")
+    tab1 = await _open(client, session["id"], ada)
+    await tab1.next("ready")
+    tab2 = await _open(client, session["id"], ada)
+    ready = await tab2.next("ready")
+    assert len(ready["participants"]) == 2
+    await t.next("participant-joined")
+    await tab1.ws.close()
+    await asyncio.sleep(0.2)
+    # Ada is still there (her other tab): the teacher's next message is her hand, not a leave.
+    await tab2.send(type="hand", raised=True)
+    assert (await t.ws.receive_json(timeout=5))["type"] == "hand"
+    await tab2.ws.close()
+    left = await t.next("participant-left")
+    assert left["user_id"] == ada["user"]["id"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM session_participants WHERE session_id = $1 AND user_id = $2",
+            uuid.UUID(session["id"]),
+            uuid.UUID(ada["user"]["id"]),
+        )
+    finally:
+        await conn.close()
+    assert count == 1
