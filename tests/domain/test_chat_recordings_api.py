@@ -140,3 +140,35 @@ async def test_recordings_are_visible_to_members_only(world: World, db: asyncpg.
     status, body = await world.call(world.student, "GET", url + "?status=lost")
     assert status == 400
     assert_error(body, "validation_error")
+
+
+async def test_room_chat_from_signalling_follows_the_same_rules(world: World, client: Any) -> None:
+    from vtp.api.chat import ChatRefused, post_in_room
+    from vtp.auth.principal import Principal
+
+    app = client.server.app
+    session = await schedule(world)
+    room = session["room_name"]
+
+    def principal(who: Any, role: str = "student") -> Principal:
+        return Principal(uuid.UUID(who.user_id), role, "t", "f", 0)  # type: ignore[arg-type]
+
+    async def refused(who: Any, body: str, role: str = "student", room_name: str = room) -> str:
+        try:
+            await post_in_room(app, principal(who, role), room_name, body)
+        except ChatRefused as exc:
+            return exc.code
+        raise AssertionError("the message was accepted")
+
+    assert await refused(world.student, "early") == "session_not_live"
+    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{session['id']}/start")
+    assert await refused(world.other, "hi") == "not_found"
+    assert await refused(world.student, "hi", room_name="no-such-room") == "not_found"
+    assert await refused(world.observer, "hi") == "forbidden"
+    assert await refused(world.student, "   ") == "validation_error"
+    assert await refused(world.student, "x" * 4001) == "validation_error"
+    sent = await post_in_room(app, principal(world.student), room, "from the room")
+    assert sent["session_id"] == session["id"] and sent["body"] == "from the room"
+    await post_in_room(app, principal(world.admin, "admin"), room, "admin here")
+    history = await world.ok(world.student, "GET", f"/api/v1/sessions/{session['id']}/chat")
+    assert [m["body"] for m in history["items"]] == ["admin here", "from the room"]

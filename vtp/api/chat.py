@@ -4,6 +4,8 @@ History is newest first with a cursor; a message is 1-4000 characters; its autho
 edit or delete it, and the course's teachers and TAs may delete any (moderation).
 Deleted messages keep their place in the history with ``body: null``.
 
+Room chat sent over the signalling WebSocket goes through `post_in_room` (same rules).
+
 Live delivery: the signalling layer registers callbacks in ``app[CHAT_HOOKS]`` (at
 start-up, before the app is frozen); each is awaited with an event dict
 ``{"type": "chat.created"|"chat.edited"|"chat.deleted", "course_id", "session_id",
@@ -18,7 +20,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from vtp.api.access import authenticated
 from vtp.api.body import read_json
@@ -30,7 +32,9 @@ from vtp.api.responses import MessageOut, returns
 from vtp.api.sessions import load_session
 from vtp.api.users import path_uuid
 from vtp.appkeys import DB
+from vtp.auth.principal import Principal
 from vtp.db import chat as db
+from vtp.db import sessions as sessions_db
 from vtp.db.models import Chat
 
 log = logging.getLogger(__name__)
@@ -61,7 +65,11 @@ def message_json(msg: Chat, author_name: str | None = None) -> dict[str, Any]:
 
 
 async def _announce(request: web.Request, kind: str, msg: Chat) -> None:
-    for hook in request.app.get(CHAT_HOOKS, []):
+    await announce(request.app, kind, msg)
+
+
+async def announce(app: web.Application, kind: str, msg: Chat) -> None:
+    for hook in app.get(CHAT_HOOKS, []):
         try:
             await hook(
                 {
@@ -185,3 +193,39 @@ async def delete_message(request: web.Request) -> web.Response:
     if deleted is not None and msg.deleted_at is None:
         await _announce(request, "chat.deleted", deleted)
     return web.Response(status=204)
+
+
+class ChatRefused(Exception):
+    """A room-chat message from signalling was refused; `code` matches the REST API's."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def post_in_room(
+    app: web.Application, principal: Principal, room_name: str, body: str
+) -> dict[str, Any]:
+    """Room chat sent over the signalling WebSocket, under the same rules as
+    POST /api/v1/sessions/{id}/chat: a teacher, TA or student of the course (or an
+    admin), the session live, the course not archived, 1-4000 characters. The message
+    is stored, the chat hooks are told, and its JSON is returned (to broadcast)."""
+    try:
+        text = MessageBody(body=body).body
+    except ValidationError as exc:
+        raise ChatRefused("validation_error", "a message has 1-4000 characters") from exc
+    ticket = await sessions_db.join_ticket(
+        app[DB], user_id=principal.user_id, is_admin=principal.role == "admin", room_name=room_name
+    )
+    if ticket is None:
+        raise ChatRefused("not_found", "no such session")
+    if principal.role != "admin" and ticket.course_role not in PARTICIPANTS:
+        raise ChatRefused("forbidden", "your role in this course does not allow this")
+    if ticket.course_status == "archived":
+        raise ChatRefused("course_archived", "the course is archived and read-only")
+    if ticket.status != "live":
+        raise ChatRefused("session_not_live", "room chat is open while the session is live")
+    msg = await db.post(app[DB], ticket.course_id, ticket.session_id, principal.user_id, text)
+    await announce(app, "chat.created", msg)
+    return message_json(msg)

@@ -133,6 +133,8 @@ class JoinTicket:
     status: str
     role: Literal["presenter", "viewer"]
     may_publish: bool
+    course_role: str | None = None  # None for an admin who is not enrolled
+    course_status: str = "active"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,7 +160,7 @@ async def join_ticket(
     so the caller can refuse rooms that are not live."""
     row = await conn.fetchrow(
         """SELECT s.id, s.course_id, s.room_name, s.status, s.host_id,
-                  s.students_may_publish,
+                  s.students_may_publish, c.status AS course_status,
                   CASE WHEN c.owner_id = $1 THEN 'teacher' ELSE e.role END AS course_role
            FROM live_sessions s
            JOIN courses c ON c.id = s.course_id
@@ -181,4 +183,6 @@ async def join_ticket(
         status=row["status"],
         role="presenter" if presenter else "viewer",
         may_publish=bool(may_publish),
+        course_role=row["course_role"],
+        course_status=row["course_status"],
     )
