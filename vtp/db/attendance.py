@@ -3,6 +3,11 @@
 The SFU signalling layer calls `record_join` when a user's peer joins a live session's
 room and `record_leave` when it leaves; one row per join, so a user who drops out and
 comes back has several rows, and their attendance is the union of the intervals.
+
+From a room name: ``ticket = await vtp.db.sessions.join_ticket(pool, user_id=...,
+is_admin=..., room_name=room)`` says whether the user may be in the room at all (None:
+not a member of the session's course), with what role, and gives ``ticket.session_id``
+for these functions. Ending a session (POST /sessions/{id}/end) closes every open row.
 """
 
 from __future__ import annotations
