@@ -123,6 +123,12 @@ async def test_malformed_sdp_is_refused_while_the_room_forwards(
             with pytest.raises(SfuError) as info:
                 await mallory.add_ice_candidate(sub_conn.id, candidate)
             assert info.value.code == "bad-candidate"
+        with pytest.raises(SfuError) as info:  # a flood of candidates is cut off
+            for i in range(100):
+                await mallory.add_ice_candidate(
+                    sub_conn.id, f"candidate:{i} 1 udp 1 192.0.2.1 {1000 + i} typ host", "0"
+                )
+        assert info.value.code == "bad-candidate" and i == 32
         for text in ["", "v=0\r\ngarbage\r\n", good]:
             with pytest.raises(SfuError):
                 await mallory.answer(sub_conn.id, text)

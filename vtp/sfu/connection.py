@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REMB_INTERVAL_S = 0.5
+MAX_REMOTE_CANDIDATES = 32
 RR_INTERVAL_S = 1.0
 
 
@@ -65,6 +66,7 @@ class Connection:
         self._last_rx_seen = 0
         self._silent_since: float | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._remote_candidates = 0
 
         @self.pc.on("connectionstatechange")
         def _on_state() -> None:
@@ -155,6 +157,13 @@ class Connection:
                 raise ValueError("bad port or length")
         except Exception as exc:
             raise SfuError("bad-candidate", f"malformed ICE candidate: {exc!r}") from None
+        if str(parsed.protocol).lower() != "udp":
+            return  # only UDP is served; TCP candidates are ignored, not an error
+        self._remote_candidates += 1
+        if self._remote_candidates > MAX_REMOTE_CANDIDATES:
+            # each candidate makes the server send STUN checks to an address of the
+            # client's choosing: bounded
+            raise SfuError("bad-candidate", "too many ICE candidates")
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = index if index is not None or sdp_mid is not None else 0
         try:
