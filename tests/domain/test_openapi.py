@@ -124,3 +124,18 @@ def test_every_json_domain_route_declares_its_answer() -> None:
             if json_answer and returns_of(route.handler) is None:
                 undeclared.append(f"{route.method} {route.path}")
     assert undeclared == []
+
+
+async def test_error_statuses_come_from_the_code(client: Any) -> None:
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    upload = doc["paths"]["/api/v1/submissions/{submission_id}/files"]["post"]["responses"]
+    assert {"201", "400", "401", "403", "404", "409", "413", "415", "503"} <= set(upload)
+    join = doc["paths"]["/api/v1/enrollments/join"]["post"]["responses"]
+    assert "429" in join and "422" not in join
+    login = doc["paths"]["/api/v1/auth/login"]["post"]["responses"]
+    assert "429" in login and "403" not in login
+    for code, response in upload.items():
+        if code.startswith(("4", "5")):
+            assert response["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"
+            }

@@ -8,6 +8,7 @@ Nothing is declared twice: for every /api route of the application the generator
 * the request body and query parameters from the pydantic models the handler passes to
   `read_json(request, Model)` and `parse_query(request, Model)` (found in its source),
   and file uploads from `receive_file(...)`;
+* the error statuses from the `ApiError(...)`s it and the functions it calls raise;
 * the success status from `status=...` in its responses (200 otherwise), CSV and file
   downloads from `csv_response(...)` / `download(...)`, and the JSON answer's schema
   from `@returns(Model)` (`vtp.api.responses`; tests check real answers against it).
@@ -116,6 +117,75 @@ def handler_info(handler: Any) -> HandlerInfo:
     return HandlerInfo(body, query, upload, csv, binary, status)
 
 
+_HELPER_CODES = {
+    "bad_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+}
+ERROR_TEXT = {
+    400: "invalid input (the JSON error envelope names the fields)",
+    401: "not signed in",
+    403: "signed in, but not allowed",
+    404: "not found, or not visible to the caller",
+    409: "conflicts with the current state",
+    413: "the body or file is too large",
+    415: "unsupported media or file type",
+    422: "well-formed but unacceptable",
+    429: "too many attempts; see Retry-After",
+    503: "a backing service is unavailable",
+}
+
+
+def _called_functions(func: Any, tree: ast.AST) -> list[Any]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            target = _resolve(func, node.func)
+            if inspect.isfunction(target) and target.__module__.startswith("vtp."):
+                found.append(target)
+    return found
+
+
+@functools.cache
+def error_codes(handler: Any) -> frozenset[int]:
+    """The error statuses a handler can answer: `ApiError(<status>, ...)` and the
+    `not_found()`-style helpers in its body and in the vtp functions it calls (followed
+    a few levels deep), plus 413/415 for JSON bodies, plus what its access rule adds."""
+    codes: set[int] = set()
+    seen: set[Any] = set()
+    todo: list[tuple[Any, int]] = [(handler, 0)]
+    while todo:
+        func, depth = todo.pop()
+        if func in seen or depth > 5:
+            continue
+        seen.add(func)
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = _call_name(node)
+            if name == "ApiError" and node.args and isinstance(node.args[0], ast.Constant):
+                value = node.args[0].value
+                if isinstance(value, int):
+                    codes.add(value)
+            elif name in _HELPER_CODES:
+                codes.add(_HELPER_CODES[name])
+            elif name == "read_json":
+                codes.update((400, 413, 415))
+        todo.extend((f, depth + 1) for f in _called_functions(func, tree))
+    rule = access_of(handler)
+    if rule is not None and not rule.public:
+        codes.add(401)
+        if rule.roles is not None:
+            codes.add(403)
+    return frozenset(c for c in codes if c >= 400)
+
+
 class _Schemas:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {"Error": ERROR_SCHEMA}
@@ -220,16 +290,8 @@ def _operation(
         ok["content"] = {"application/json": {"schema": schema}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     responses: dict[str, Any] = {str(info.status): ok}
-    for code, text in [
-        ("400", "invalid input (the JSON error envelope names the fields)"),
-        ("401", "not signed in"),
-        ("403", "signed in, but not allowed"),
-        ("404", "not found, or not visible to the caller"),
-        ("409", "conflicts with the current state"),
-    ]:
-        if code == "401" and rule is not None and rule.public:
-            continue
-        responses[code] = {"description": text, **error}
+    for code in sorted(error_codes(handler)):
+        responses[str(code)] = {"description": ERROR_TEXT.get(code, "error"), **error}
     op["responses"] = responses
     return _PARAM.sub(lambda m: "{" + m.group(1) + "}", path), op
 
