@@ -57,7 +57,7 @@ async def test_operations_carry_schemas_access_and_status(client: Any) -> None:
     assert {"limit", "cursor", "scope", "status", "q"} <= set(params)
     assert params["limit"]["schema"]["maximum"] == 100
     login = doc["paths"]["/api/v1/auth/login"]["post"]
-    assert login["security"] == [] and "401" not in login["responses"]
+    assert login["security"] == [] and "403" not in login["responses"]
     upload = doc["paths"]["/api/v1/submissions/{submission_id}/files"]["post"]
     assert "application/octet-stream" in upload["requestBody"]["content"]
     assert any(p["name"] == "filename" for p in upload["parameters"])
