@@ -663,6 +663,14 @@ function onLive(type, data) {
     case "chat":
       addChat(data.message);
       break;
+    case "recording": {
+      const was = state.recording.active;
+      state.recording = data.recording;
+      renderRecording();
+      if (data.recording.active && !was) toast("This class is now being recorded.");
+      if (!data.recording.active && was) toast("Recording stopped.");
+      break;
+    }
     case "error":
       if (data.error.code === "removed" || data.error.code === "session_not_live" || data.error.code === "not_found") {
         finish(data.error.code === "removed" ? "You were removed from the class" : "This class is not open", describeError({ ...data.error, status: 0 }) || data.error.message);
@@ -679,10 +687,13 @@ function renderRecording() {
   const button = $("[data-record]");
   button.hidden = !state.presenter;
   const available = state.recording.available;
+  const active = !!state.recording.active;
   button.setAttribute("aria-disabled", String(!available));
-  button.title = available ? "Record this class" : state.recording.reason;
+  button.classList.toggle("recording", active);
+  button.querySelector(".lbl").textContent = active ? "Stop recording" : "Record";
+  button.title = available ? (active ? "Stop recording this class" : "Record this class") : state.recording.reason;
   $("[data-record-reason]").textContent = available ? "" : state.recording.reason;
-  $("[data-rec-badge]").hidden = !state.recording.active;
+  $("[data-rec-badge]").hidden = !active;
 }
 
 async function join() {
@@ -741,12 +752,22 @@ $("[data-camera-select]").addEventListener("change", changeDevice);
 $("[data-mic-select]").addEventListener("change", changeDevice);
 $("[data-join]").addEventListener("click", join);
 $("[data-hand]").addEventListener("click", () => state.live.send({ type: "hand", raised: !state.hand }));
-$("[data-record]").addEventListener("click", () => {
+$("[data-record]").addEventListener("click", async () => {
   if (!state.recording.available) {
     toast(state.recording.reason, "warn");
     return;
   }
-  state.live.send({ type: "recording", action: state.recording.active ? "stop" : "start" });
+  const button = $("[data-record]");
+  button.setAttribute("aria-busy", "true");
+  try {
+    const action = state.recording.active ? "stop" : "start";
+    await api(`/api/v1/sessions/${sessionId}/recording/${action}`, { method: "POST" });
+    // The live channel tells everyone (us included) the new state.
+  } catch (e) {
+    toast(`Recording: ${describeError(e)}`, "warn");
+  } finally {
+    button.removeAttribute("aria-busy");
+  }
 });
 $("[data-share]").addEventListener("click", async () => {
   if (state.screen) {

@@ -271,11 +271,15 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
         5,
         "Ada's tile shows the muted microphone to Ben",
     )
-    # Recording: the button says why it is unavailable.
-    record = teacher.locator("[data-record]")
-    assert await record.get_attribute("aria-disabled") == "true"
-    assert "no recorder" in (await record.get_attribute("title") or "")
+    # Recording: the teacher starts it, everyone sees that the class is being recorded.
     assert await ada.locator("[data-record]").is_hidden()
+    record = teacher.get_by_role("button", name="Record")
+    assert await record.get_attribute("aria-disabled") == "false"
+    await record.click()
+    for page in (teacher, ada, ben):
+        await page.locator("[data-rec-badge]").filter(has_text="Recording").wait_for(timeout=5000)
+    await teacher.get_by_role("button", name="Stop recording").click()
+    await ben.locator("[data-rec-badge]").wait_for(state="hidden", timeout=5000)
 
     # The teacher removes Ada with a reason: she sees it, the others stop seeing her.
     await teacher.get_by_role("button", name="Remove Ada Okafor").click()
@@ -314,6 +318,10 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
     seconds = {a["display_name"]: a["attended_seconds"] for a in attendance["items"]}
     assert set(seconds) == {"Ms Rivera", "Ada Okafor", "Ben Tanaka"}, attendance
     assert all(s > 0 for s in seconds.values()), seconds
+    recordings = await lesson.server.call(
+        "GET", f"/api/v1/sessions/{lesson.session['id']}/recordings", lesson.cast["teacher"]
+    )
+    assert len(recordings["items"]) == 1, recordings
 
 
 async def _is(value: Any, expected: Any) -> bool:

@@ -128,7 +128,7 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     t = await _open(client, sid, teacher)
     ready = await t.next("ready")
     assert ready["you"]["role"] == "presenter"
-    assert ready["recording"]["available"] is False and "recorder" in ready["recording"]["reason"]
+    assert ready["recording"] == {"available": True, "active": False, "reason": ""}
     a = await _open(client, sid, ada)
     ready = await a.next("ready")
     assert {p["display"] for p in ready["participants"]} == {
@@ -154,7 +154,6 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
         {"type": "mute", "user_id": ben["user"]["id"]},
         {"type": "remove", "user_id": ben["user"]["id"]},
         {"type": "lower-hand", "user_id": ada["user"]["id"]},
-        {"type": "recording", "action": "start"},
         {"type": "end"},
     ):
         await a.send(**msg)
@@ -164,8 +163,14 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     assert (await a.next("hand"))["raised"] is False
     await t.send(type="mute", user_id=ben["user"]["id"])
     assert (await b.next("muted"))["by"] == teacher["user"]["display_name"]
-    await t.send(type="recording", action="start")
-    assert (await t.next("error"))["error"]["code"] == "recorder_unavailable"
+    # Recording (started through the API) is announced to everyone, students included.
+    await _ok(client, "POST", f"/api/v1/sessions/{sid}/recording/start", teacher)
+    assert (await a.next("recording"))["recording"]["active"] is True
+    assert (await t.next("recording"))["recording"]["active"] is True
+    assert (await b.next("recording"))["recording"]["active"] is True
+    await _ok(client, "POST", f"/api/v1/sessions/{sid}/recording/stop", teacher)
+    stopped = await b.next("recording")
+    assert stopped["recording"]["active"] is False and stopped["reason"] == "stopped by staff"
     await t.send(type="remove", user_id=teacher["user"]["id"])
     assert (await t.next("error"))["error"]["code"] == "forbidden"
 
@@ -247,3 +252,17 @@ async def test_two_tabs_count_once(client: Any, accounts: Any, database_url: str
     finally:
         await conn.close()
     assert count == 1
+
+
+async def test_recording_unavailable_says_why(client: Any, accounts: Any) -> None:
+    from vtp.recorder.service import RECORDER
+
+    teacher = await accounts.with_role("teacher")
+    session = await _session(client, teacher, [])
+    client.app[RECORDER].spool_error = "spool /var/spool/vtp is not writable"
+    t = await _open(client, session["id"], teacher)
+    recording = (await t.next("ready"))["recording"]
+    assert recording["available"] is False and recording["active"] is False
+    assert recording["reason"] == (
+        "Recording is not available: spool /var/spool/vtp is not writable."
+    )

@@ -17,13 +17,15 @@ client -> server
   ``mute {user_id}``               presenter: that participant's page mutes its microphone
   ``remove {user_id, reason?}``    presenter: the participant's SFU peers leave the room
                                    and this channel refuses them until the session ends
-  ``recording {action}``           presenter: ``start``/``stop`` (``recorder_unavailable``)
   ``end``                          presenter, after ``POST /api/v1/sessions/{id}/end``:
                                    everyone is told the session ended
   ``ping``
 
 server -> client
-  ``ready {you, participants, recording, now}``; ``participant-joined {participant}``;
+  ``ready {you, participants, recording, now}``; ``recording {recording}`` whenever the
+  recorder starts or stops this session (``{available, active, reason}``: start and stop
+  go through ``POST /api/v1/sessions/{id}/recording/start|stop``);
+  ``participant-joined {participant}``;
   ``participant-left {user_id, reason}``; ``hand {user_id, raised, at}``;
   ``media {user_id, audio, video, screen}``; ``muted {by}`` and ``removed {by, reason}``
   (to their target); ``chat {event, message}`` (created/edited/deleted, from the chat
@@ -45,6 +47,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +62,7 @@ from vtp.auth.tokens import TokenError
 from vtp.db import attendance as attendance_db
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
+from vtp.recorder.service import RECORDER, RecordingChanged
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -71,7 +75,7 @@ MAX_QUEUED = 512
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_LIVE = 4409
-RECORDER_UNAVAILABLE = "Recording is not available: no recorder runs on this server."
+NO_RECORDER = "Recording is not available: no recorder runs on this server."
 
 
 def _now() -> datetime:
@@ -175,9 +179,17 @@ def _error(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"type": "error", "error": {"code": code, "message": message, "details": details}}
 
 
-def recording_state() -> dict[str, Any]:
-    """Whether the teacher can record this session, and why not."""
-    return {"available": False, "active": False, "reason": RECORDER_UNAVAILABLE}
+def recording_state(app: web.Application, session_id: uuid.UUID) -> dict[str, Any]:
+    """Is the session being recorded, could the teacher record it, and why not."""
+    recorder = app.get(RECORDER)
+    if recorder is None:
+        return {"available": False, "active": False, "reason": NO_RECORDER}
+    active = recorder.recording_of(session_id) is not None
+    health = recorder.health()
+    if not health.ok and not active:
+        reason = f"Recording is not available: {health.error or 'the recorder is not healthy'}."
+        return {"available": False, "active": False, "reason": reason}
+    return {"available": True, "active": active, "reason": ""}
 
 
 # --- the WebSocket -----------------------------------------------------------------------
@@ -315,7 +327,7 @@ async def _enter(app: web.Application, room: LiveRoom, conn: Connection) -> None
             "type": "ready",
             "you": {"user_id": str(conn.user_id), "role": conn.role, "display": conn.display},
             "participants": [p.to_json() for p in room.participants.values()],
-            "recording": recording_state(),
+            "recording": recording_state(app, room.session_id),
             "now": _now().isoformat(),
         }
     )
@@ -403,9 +415,6 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
             raise ChannelError("forbidden", "a teacher cannot be removed")
         reason = str(data.get("reason") or "removed by the teacher")[:200]
         await remove_participant(app, room, target, by=conn.display, reason=reason)
-    elif kind == "recording":
-        _presenter(conn)
-        raise ChannelError("recorder_unavailable", RECORDER_UNAVAILABLE)
     elif kind == "end":
         _presenter(conn)
         session = await sessions_db.get_session(app[DB], room.session_id)
@@ -496,8 +505,29 @@ async def _close_all(app: web.Application) -> None:
                     await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
+async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Tell the classroom when the recorder starts or stops one of its sessions
+    (runs after the recorder's own context, registered before this one)."""
+    recorder = app.get(RECORDER)
+
+    def changed(change: RecordingChanged) -> None:
+        room = app[LIVE_ROOMS].rooms.get(change.session_id)
+        if room is not None:
+            state = recording_state(app, change.session_id)
+            state["active"] = change.state == "started"
+            room.broadcast({"type": "recording", "recording": state, "reason": change.reason})
+
+    remove = recorder.add_listener(changed) if recorder is not None else None
+    try:
+        yield
+    finally:
+        if remove is not None:
+            remove()
+
+
 def setup(app: web.Application) -> None:
     app[LIVE_ROOMS] = LiveRooms()
+    app.cleanup_ctx.append(_recorder_ctx)
     hooks = app.get(CHAT_HOOKS)
     if hooks is None:
         hooks = []
