@@ -2,9 +2,10 @@
 the expected status code.
 
 Roles: anonymous (no token), the course's student, a student of another course, the
-course's TA, the course's teacher (its owner) and a site admin. Each call runs against
-a fresh course (and fresh resources inside it), so a call that succeeds cannot change
-what the next role sees. A second test checks that the matrix covers every route.
+course's TA, the course's teacher (its owner), a site admin, and the course's observer.
+Each call runs against a fresh course (and fresh resources inside it), so a call that
+succeeds cannot change what the next role sees. A second test checks that the matrix
+covers every route.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from domain_helpers import Actor, World, check_response
 
 from vtp.api.domain import ROUTE_TABLES
 
-ROLES = ("anonymous", "student", "other", "ta", "teacher", "admin")
+ROLES = ("anonymous", "student", "other", "ta", "teacher", "admin", "observer")
 PDF = b"%PDF-1.4\n%%EOF\n"
 
 
-def expect(student: int, other: int, ta: int, teacher: int, admin: int) -> dict[str, int]:
+def expect(
+    student: int, other: int, ta: int, teacher: int, admin: int, observer: int
+) -> dict[str, int]:
     return {
         "anonymous": 401,
         "student": student,
@@ -32,16 +35,21 @@ def expect(student: int, other: int, ta: int, teacher: int, admin: int) -> dict[
         "ta": ta,
         "teacher": teacher,
         "admin": admin,
+        "observer": observer,
     }
 
 
-READ = expect(200, 404, 200, 200, 200)  # any member of the course
-STAFF_READ = expect(403, 404, 200, 200, 200)
-STAFF_WRITE = expect(403, 404, 200, 200, 200)
-STAFF_CREATE = expect(403, 404, 201, 201, 201)
-STAFF_DELETE = expect(403, 404, 204, 204, 204)
-TEACHER_WRITE = expect(403, 404, 403, 200, 200)
-AUTHOR_WRITE = expect(200, 404, 403, 403, 403)  # the student's own submission / message
+READ = expect(200, 404, 200, 200, 200, 200)  # any member of the course
+STAFF_READ = expect(403, 404, 200, 200, 200, 403)
+STAFF_WRITE = expect(403, 404, 200, 200, 200, 403)
+STAFF_CREATE = expect(403, 404, 201, 201, 201, 403)
+STAFF_DELETE = expect(403, 404, 204, 204, 204, 403)
+TEACHER_WRITE = expect(403, 404, 403, 200, 200, 403)
+# A student's submission: only its student and staff see it (404 to everyone else).
+SUBMISSION_READ = expect(200, 404, 200, 200, 200, 404)
+SUBMISSION_AUTHOR = expect(200, 404, 403, 403, 403, 404)
+SUBMISSION_STAFF = expect(403, 404, 200, 200, 200, 404)
+MESSAGE_AUTHOR = expect(200, 404, 403, 403, 403, 403)  # a student's chat message
 
 
 class Fx:
@@ -230,11 +238,11 @@ CASES: list[Case] = [
     Case(
         "POST",
         "/api/v1/courses",
-        expect(403, 403, 403, 201, 201),
+        expect(403, 403, 403, 201, 201, 403),
         body=lambda fx, p: {"code": "N-" + uuid.uuid4().hex[:8], "title": "New"},
     ),
-    Case("GET", "/api/v1/courses", expect(200, 200, 200, 200, 200)),
-    Case("GET", "/api/v1/courses/{course_id}", expect(200, 200, 200, 200, 200)),
+    Case("GET", "/api/v1/courses", expect(200, 200, 200, 200, 200, 200)),
+    Case("GET", "/api/v1/courses/{course_id}", expect(200, 200, 200, 200, 200, 200)),
     Case(
         "GET",
         "/api/v1/courses/{course_id}",
@@ -248,7 +256,7 @@ CASES: list[Case] = [
     Case(
         "POST",
         "/api/v1/enrollments/join",
-        expect(409, 201, 409, 409, 201),
+        expect(409, 201, 409, 409, 201, 409),
         setup=with_(code=enrollment_code),
         body=lambda fx, p: {"enrollment_code": p["code"]},
     ),
@@ -256,7 +264,7 @@ CASES: list[Case] = [
     Case(
         "POST",
         "/api/v1/courses/{course_id}/enrollments",
-        expect(403, 404, 403, 201, 201),
+        expect(403, 404, 403, 201, 201, 403),
         body=lambda fx, p: {"user_id": fx.world.outsider.user_id},
     ),
     Case(
@@ -269,7 +277,7 @@ CASES: list[Case] = [
     Case(
         "DELETE",
         "/api/v1/courses/{course_id}/enrollments/{user_id}",
-        expect(403, 404, 403, 204, 204),
+        expect(403, 404, 403, 204, 204, 204),
         setup=with_(user_id=user("observer")),
     ),
     # live sessions and attendance
@@ -320,66 +328,66 @@ CASES: list[Case] = [
     Case(
         "POST",
         "/api/v1/assignments/{assignment_id}/submissions",
-        expect(201, 404, 403, 403, 403),
+        expect(201, 404, 403, 403, 403, 403),
         with_(assignment_id=assignment),
         body=lambda fx, p: {"body_text": "answer"},
     ),
     Case(
         "GET",
         "/api/v1/assignments/{assignment_id}/submissions",
-        READ,
+        expect(200, 404, 200, 200, 200, 403),
         with_(assignment_id=assignment, submission_id=submission("submitted")),
     ),
     Case(
         "GET",
         "/api/v1/submissions/{submission_id}",
-        READ,
+        SUBMISSION_READ,
         with_(assignment_id=assignment, submission_id=submission("submitted")),
     ),
     Case(
         "PATCH",
         "/api/v1/submissions/{submission_id}",
-        AUTHOR_WRITE,
+        SUBMISSION_AUTHOR,
         with_(assignment_id=assignment, submission_id=submission("draft")),
         body=lambda fx, p: {"body_text": "better"},
     ),
     Case(
         "POST",
         "/api/v1/submissions/{submission_id}/submit",
-        AUTHOR_WRITE,
+        SUBMISSION_AUTHOR,
         with_(assignment_id=assignment, submission_id=submission("draft")),
     ),
     Case(
         "POST",
         "/api/v1/submissions/{submission_id}/files?filename=a.pdf",
-        expect(201, 404, 403, 403, 403),
+        expect(201, 404, 403, 403, 403, 404),
         with_(assignment_id=assignment, submission_id=submission("draft")),
         raw=PDF,
     ),
     Case(
         "GET",
         "/api/v1/submissions/{submission_id}/files/{file_id}",
-        READ,
+        SUBMISSION_READ,
         with_(assignment_id=assignment, submission_id=submission("draft"), file_id=submission_file),
     ),
     Case(
         "DELETE",
         "/api/v1/submissions/{submission_id}/files/{file_id}",
-        expect(204, 404, 403, 403, 403),
+        expect(204, 404, 403, 403, 403, 404),
         with_(assignment_id=assignment, submission_id=submission("draft"), file_id=submission_file),
     ),
     # grading and the gradebook
     Case(
         "PUT",
         "/api/v1/submissions/{submission_id}/grade",
-        STAFF_WRITE,
+        SUBMISSION_STAFF,
         with_(assignment_id=assignment, submission_id=submission("submitted")),
         body=lambda fx, p: {"score": 7},
     ),
     Case(
         "POST",
         "/api/v1/submissions/{submission_id}/return",
-        STAFF_WRITE,
+        SUBMISSION_STAFF,
         with_(assignment_id=assignment, submission_id=submission("graded")),
     ),
     Case(
@@ -391,7 +399,7 @@ CASES: list[Case] = [
     ),
     Case("GET", "/api/v1/courses/{course_id}/gradebook", STAFF_READ),
     Case("GET", "/api/v1/courses/{course_id}/gradebook.csv", STAFF_READ),
-    Case("GET", "/api/v1/courses/{course_id}/grades/me", expect(200, 404, 403, 403, 403)),
+    Case("GET", "/api/v1/courses/{course_id}/grades/me", expect(200, 404, 403, 403, 403, 403)),
     # lessons
     Case(
         "POST",
@@ -433,28 +441,28 @@ CASES: list[Case] = [
     Case(
         "POST",
         "/api/v1/courses/{course_id}/chat",
-        expect(201, 404, 201, 201, 201),
+        expect(201, 404, 201, 201, 201, 403),
         body=lambda fx, p: {"body": "hello"},
     ),
     Case("GET", "/api/v1/sessions/{session_id}/chat", READ, with_(session_id=live)),
     Case(
         "POST",
         "/api/v1/sessions/{session_id}/chat",
-        expect(201, 404, 201, 201, 201),
+        expect(201, 404, 201, 201, 201, 403),
         with_(session_id=live),
         body=lambda fx, p: {"body": "hello"},
     ),
     Case(
         "PATCH",
         "/api/v1/chat/{message_id}",
-        AUTHOR_WRITE,
+        MESSAGE_AUTHOR,
         with_(message_id=message),
         body=lambda fx, p: {"body": "edited"},
     ),
     Case(
         "DELETE",
         "/api/v1/chat/{message_id}",
-        expect(204, 404, 204, 204, 204),
+        expect(204, 404, 204, 204, 204, 403),
         with_(message_id=message),
     ),
     # recordings
@@ -489,6 +497,7 @@ async def test_rbac_matrix(world: World, db: asyncpg.Connection, case: Case) -> 
         "ta": world.ta,
         "teacher": world.teacher,
         "admin": world.admin,
+        "observer": world.observer,
     }
     got: dict[str, int] = {}
     for role in ROLES:
