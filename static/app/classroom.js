@@ -177,8 +177,10 @@ async function changeDevice() {
   }
 }
 
+// Pre-join toggles say their state and are pressed when on; the room's controls say what
+// they will do ("Mute" / "Unmute"), so they carry no pressed state (it would contradict).
 function setToggle(button, on, onText, offText) {
-  button.setAttribute("aria-pressed", String(on));
+  if (button.classList.contains("toggle")) button.setAttribute("aria-pressed", String(on));
   const label = button.querySelector(".lbl") || button;
   label.textContent = on ? onText : offText;
 }
@@ -193,6 +195,8 @@ function renderToggles() {
   $("[data-preview-off]").hidden = state.camOn;
   setToggle($("[data-share]"), !!state.screen, "Stop sharing", "Share screen");
   setToggle($("[data-hand]"), state.hand, "Lower hand", "Raise hand");
+  $("[data-share]").classList.toggle("active", !!state.screen);
+  $("[data-hand]").classList.toggle("active", state.hand);
 }
 
 function setMic(on) {
@@ -615,6 +619,7 @@ function onLive(type, data) {
       state.recording = data.recording;
       renderRecording();
       sendMedia();
+      if (state.hand) state.live.send({ type: "hand", raised: true }); // after a reconnect
       renderPeople();
       renderTiles();
       break;

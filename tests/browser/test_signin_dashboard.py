@@ -150,3 +150,41 @@ async def test_dashboard_lists_courses_live_and_upcoming(
 
 async def _has(locator: Any, text: str) -> bool:
     return text in await locator.inner_text()
+
+
+FOCUSED = """() => { const e = document.activeElement;
+    return e.getAttribute("aria-label") || (e.labels && e.labels[0] && e.labels[0].textContent)
+        || e.textContent.trim(); }"""
+
+
+async def test_keyboard_only_sign_in_in_a_sensible_order(server: Server, browser: Any) -> None:
+    user = await server.user("Gus Ferreira")
+    page = await new_page(browser)
+    await page.goto(server.base + "/signin")
+    order = []
+    for _ in range(6):
+        await page.keyboard.press("Tab")
+        order.append(await page.evaluate(FOCUSED))
+    assert order == [
+        "Skip to content",
+        "VTP Classroom, home",
+        "Sign in",  # the tab
+        "E-mail",
+        "Password",
+        "Sign in",  # the button
+    ], order
+    # Arrow keys move between the tabs; the register form follows its tab.
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("ArrowRight")
+    assert await page.evaluate(FOCUSED) == "Create account"
+    assert await page.locator('[data-form="register"]').is_visible()
+    await page.keyboard.press("ArrowLeft")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(user.email)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/dashboard")
+    await page.get_by_role("heading", name="Hello, Gus Ferreira").wait_for()
