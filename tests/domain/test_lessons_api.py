@@ -116,3 +116,31 @@ async def test_attachments(world: World) -> None:
     assert (await world.call(world.student, "DELETE", f"{url}/{meta['id']}"))[0] == 403
     await world.ok(world.ta, "DELETE", f"{url}/{meta['id']}", status=204)
     assert (await world.call(world.student, "GET", f"{url}/{meta['id']}"))[0] == 404
+
+
+async def test_concurrent_inserts_and_moves_keep_positions_contiguous(
+    world: World, db: asyncpg.Connection
+) -> None:
+    import asyncio
+
+    url = f"/api/v1/courses/{world.course_id}/lessons"
+    created = await asyncio.gather(
+        *(
+            world.call(world.teacher, "POST", url, {"title": f"L{i}", "position": 0})
+            for i in range(6)
+        )
+    )
+    assert [status for status, _ in created] == [201] * 6
+    ids = [body["id"] for _, body in created]
+    moves = await asyncio.gather(
+        *(
+            world.call(world.teacher, "PATCH", f"/api/v1/lessons/{lid}", {"position": i % 3})
+            for i, lid in enumerate(ids)
+        )
+    )
+    assert [status for status, _ in moves] == [200] * 6
+    positions = await db.fetch(
+        "SELECT position FROM lessons WHERE course_id = $1::uuid ORDER BY position",
+        world.course_id,
+    )
+    assert [r["position"] for r in positions] == list(range(6))

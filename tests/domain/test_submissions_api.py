@@ -367,3 +367,21 @@ async def test_store_outage_is_503_and_records_nothing(
     assert_error(body, "storage_unavailable")
     files = await db.fetchval("SELECT files FROM submissions WHERE id = $1::uuid", sub["id"])
     assert files == []
+
+
+async def test_overlapping_bulk_gradings_do_not_deadlock(world: World, accounts: Any) -> None:
+    assignment = await make_assignment(world, points_possible=10)
+    subs = [await start(world, assignment, body_text=str(i), submit=True) for i in range(20)]
+    url = f"/api/v1/assignments/{assignment['id']}/grades"
+
+    def grades(order: list[dict[str, Any]], score: int) -> dict[str, Any]:
+        return {"grades": [{"submission_id": s["id"], "score": score} for s in order]}
+
+    for _ in range(5):
+        results = await asyncio.gather(
+            world.call(world.teacher, "POST", url, grades(subs, 4)),
+            world.call(world.ta, "POST", url, grades(list(reversed(subs)), 6)),
+        )
+        assert [status for status, _ in results] == [200, 200]
+        # Answers keep the request's order.
+        assert [s["id"] for s in results[1][1]["items"]] == [s["id"] for s in reversed(subs)]

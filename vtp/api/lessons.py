@@ -159,6 +159,9 @@ async def update_lesson(request: web.Request) -> web.Response:
                 [{"field": key, "message": "may not be null"}],
             )
     async with request.app[DB].acquire() as conn, conn.transaction():
+        # The course's ordering lock first, then the row: always in this order, so two
+        # concurrent moves cannot deadlock.
+        await db.lock_course_lessons(conn, lesson.course_id)
         current = await db.lock_lesson(conn, lesson.id)
         if current is None:
             raise not_found("no such lesson")
@@ -172,6 +175,7 @@ async def update_lesson(request: web.Request) -> web.Response:
 async def delete_lesson(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     async with request.app[DB].acquire() as conn, conn.transaction():
+        await db.lock_course_lessons(conn, lesson.course_id)  # before the row (see above)
         current = await db.lock_lesson(conn, lesson.id)
         if current is None:
             raise not_found("no such lesson")
