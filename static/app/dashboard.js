@@ -91,13 +91,36 @@ function courseItem(course) {
   );
 }
 
+const recordingStatus = { recording: "recording now", uploading: "processing", available: "ready", failed: "failed" };
+
+async function watch(rec) {
+  try {
+    const playback = await api(`/api/v1/recordings/${rec.id}/playback`);
+    const dialog = $("[data-player]");
+    const video = $("[data-player-video]");
+    $("[data-player-title]").textContent = rec.session_title || "Recording";
+    video.src = playback.url;
+    dialog.addEventListener("close", () => video.pause(), { once: true });
+    dialog.showModal();
+  } catch (e) {
+    showError(e);
+  }
+}
+
 function recordingItem(rec) {
   const ready = rec.status === "available";
   return el(
     "li",
     { class: "rec" },
-    el("strong", { text: rec.session_title || "Recording" }),
-    el("span", { class: "muted", text: `${when.format(new Date(rec.created_at))} · ${ready ? "ready" : rec.status}` }),
+    el(
+      "div",
+      { class: "session-main" },
+      el("strong", { text: rec.session_title || "Recording" }),
+      el("span", { class: "muted", text: `${when.format(new Date(rec.created_at))} · ${recordingStatus[rec.status] || rec.status}` }),
+    ),
+    ready
+      ? el("button", { type: "button", class: "btn", text: "Watch", "aria-label": `Watch ${rec.session_title || "the recording"}`, onclick: () => watch(rec) })
+      : null,
   );
 }
 

@@ -115,7 +115,11 @@ class Server:
             "POST",
             "/api/v1/courses",
             teacher,
-            json={"code": "BIO-" + uuid.uuid4().hex[:5], "title": "Biology 101"},
+            json={
+                "code": "BIO-" + uuid.uuid4().hex[:5],
+                "title": "Biology 101",
+                "enrollment_code": "bio-" + uuid.uuid4().hex[:8],
+            },
         )
         for student in students:
             await self.call(
@@ -131,8 +135,8 @@ class Server:
             teacher,
             json={
                 "title": title,
-                "scheduled_start": _iso(now),
-                "scheduled_end": _iso(now + 3600),
+                "scheduled_start": iso(now),
+                "scheduled_end": iso(now + 3600),
                 "students_may_publish": True,
             },
         )
@@ -142,7 +146,7 @@ class Server:
         return started
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ts, UTC).isoformat()

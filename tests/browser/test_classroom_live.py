@@ -322,6 +322,25 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
         "GET", f"/api/v1/sessions/{lesson.session['id']}/recordings", lesson.cast["teacher"]
     )
     assert len(recordings["items"]) == 1, recordings
+    # The teacher's dashboard lists it; once processed it plays.
+    await teacher.goto(lesson.server.base + "/dashboard")
+    watch = teacher.get_by_role("button", name="Watch Photosynthesis")
+
+    async def listed_and_ready() -> bool:
+        if await watch.count():
+            return True
+        await teacher.reload()
+        await teacher.locator("[data-recordings]").filter(has_text="Photosynthesis").wait_for()
+        return False
+
+    await eventually(listed_and_ready, 30, "the recording ready to watch", every=1)
+    await watch.click()
+    video = teacher.locator("[data-player-video]")
+    await eventually(
+        lambda: video.evaluate("v => v.readyState >= 1 && v.duration > 0"),
+        10,
+        "the recording's metadata loaded",
+    )
 
 
 async def _is(value: Any, expected: Any) -> bool:

@@ -15,6 +15,7 @@ from classroom_kit import (
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
     eventually,
+    iso,
     needs_chromium,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
@@ -124,6 +125,17 @@ async def test_dashboard_lists_courses_live_and_upcoming(
     teacher = await server.user("Mr Haddad", role="teacher")
     student = await server.user("Fay Lin")
     live = await server.live_session(teacher, [student], title="Cells, live")
+    tomorrow = time.time() + 86400
+    await server.call(
+        "POST",
+        f"/api/v1/courses/{live['course_id']}/sessions",
+        teacher,
+        json={
+            "title": "Mitosis",
+            "scheduled_start": iso(tomorrow),
+            "scheduled_end": iso(tomorrow + 3600),
+        },
+    )
     page = await signed_in_page(browser, server, student, viewport={"width": 390, "height": 844})
     await page.goto(server.base + "/dashboard")
     live_list = page.locator("[data-live]")
@@ -132,6 +144,17 @@ async def test_dashboard_lists_courses_live_and_upcoming(
     assert await join.get_attribute("href") == f"/classroom/{live['id']}"
     assert "Biology 101" in await page.locator("[data-courses]").inner_text()
     assert "No recordings yet." in await page.locator("[data-recordings]").inner_text()
+    upcoming = page.locator("[data-upcoming]")
+    assert "Mitosis" in await upcoming.inner_text()
+    assert await upcoming.get_by_role("button").count() == 0  # students cannot start it
+    # The teacher can start it, and sees the course's enrolment code.
+    teacher_page = await signed_in_page(browser, server, teacher)
+    await teacher_page.goto(server.base + "/dashboard")
+    upcoming_t = teacher_page.locator("[data-upcoming]")
+    await upcoming_t.get_by_role("button", name="Start now").wait_for()
+    assert "Enrolment code" in await teacher_page.locator("[data-courses]").inner_text()
+    await teacher_page.screenshot(path=str(ARTIFACTS / "dashboard-teacher.png"))
+    await teacher_page.context.close()
     # A phone-width screen: nothing wider than the viewport.
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
