@@ -385,3 +385,22 @@ async def test_overlapping_bulk_gradings_do_not_deadlock(world: World, accounts:
         assert [status for status, _ in results] == [200, 200]
         # Answers keep the request's order.
         assert [s["id"] for s in results[1][1]["items"]] == [s["id"] for s in reversed(subs)]
+
+
+async def test_a_parent_deleted_meanwhile_is_404_not_500(
+    world: World, db: asyncpg.Connection
+) -> None:
+    import uuid
+
+    import pytest
+
+    from vtp.api.course_access import referenced_rows_exist
+    from vtp.api.errors import ApiError, not_found
+    from vtp.db import submissions as subs_db
+
+    # What create_submission meets when the assignment is deleted between its check
+    # and its insert.
+    with pytest.raises(ApiError) as caught, referenced_rows_exist(not_found("gone")):
+        async with db.transaction():
+            await subs_db.create_attempt(db, uuid.uuid4(), uuid.UUID(world.student.user_id), 1, "")
+    assert caught.value.status == 404

@@ -19,6 +19,7 @@ from vtp.api.course_access import (
     CourseAccess,
     CourseRole,
     enforce,
+    referenced_rows_exist,
     require_course_role,
     who,
 )
@@ -138,9 +139,10 @@ async def create_assignment(request: web.Request) -> web.Response:
     body = await read_json(request, AssignmentCreate)
     if body.lesson_id is not None:
         await _check_lesson(request, course_id, body.lesson_id)
-    assignment = await db.create_assignment(
-        request.app[DB], course_id, access.user_id, body.model_dump()
-    )
+    with referenced_rows_exist(field_error("lesson_id", "no such lesson in this course")):
+        assignment = await db.create_assignment(
+            request.app[DB], course_id, access.user_id, body.model_dump()
+        )
     return web.json_response(assignment_json(assignment), status=201)
 
 
@@ -201,7 +203,8 @@ async def update_assignment(request: web.Request) -> web.Response:
         raise field_error("(body)", "dates must be in order: unlock_at <= due_at <= lock_at")
     if changes.get("lesson_id") is not None:
         await _check_lesson(request, assignment.course_id, changes["lesson_id"])
-    updated = await db.update_assignment(request.app[DB], assignment.id, changes)
+    with referenced_rows_exist(field_error("lesson_id", "no such lesson in this course")):
+        updated = await db.update_assignment(request.app[DB], assignment.id, changes)
     if updated is None:
         raise not_found("no such assignment")
     return web.json_response(assignment_json(updated))

@@ -18,8 +18,9 @@ assignment or lesson) answer 404 to them as well.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -146,3 +147,13 @@ def enforce(
     if write and access.course.status == "archived":
         raise ApiError(409, "course_archived", "the course is archived and read-only")
     return access
+
+
+@contextlib.contextmanager
+def referenced_rows_exist(error: ApiError) -> Iterator[None]:
+    """A row referenced by an insert or update (a parent, a lesson) was deleted by a
+    concurrent request after we looked: answer `error`, not 500."""
+    try:
+        yield
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise error from exc

@@ -19,6 +19,7 @@ from vtp.api.course_access import (
     STAFF,
     CourseAccess,
     CourseRole,
+    referenced_rows_exist,
     require_course_role,
     who,
 )
@@ -121,17 +122,18 @@ async def create_session(request: web.Request) -> web.Response:
     pool = request.app[DB]
     if body.lesson_id is not None:
         await _check_lesson(pool, course_id, body.lesson_id)
-    session = await db.create_session(
-        pool,
-        course_id=course_id,
-        host_id=access.user_id,
-        title=body.title,
-        scheduled_start=body.scheduled_start,
-        scheduled_end=body.scheduled_end,
-        lesson_id=body.lesson_id,
-        auto_record=body.auto_record,
-        students_may_publish=body.students_may_publish,
-    )
+    with referenced_rows_exist(_field_error("lesson_id", "no such lesson in this course")):
+        session = await db.create_session(
+            pool,
+            course_id=course_id,
+            host_id=access.user_id,
+            title=body.title,
+            scheduled_start=body.scheduled_start,
+            scheduled_end=body.scheduled_end,
+            lesson_id=body.lesson_id,
+            auto_record=body.auto_record,
+            students_may_publish=body.students_may_publish,
+        )
     return web.json_response(session_json(session, access), status=201)
 
 
@@ -192,7 +194,8 @@ async def update_session(request: web.Request) -> web.Response:
         statuses = ("scheduled", "live")
     if session.status not in statuses:
         raise conflict("session_not_editable", f"a {session.status} session cannot be edited")
-    updated = await db.update_session(request.app[DB], session.id, changes, statuses)
+    with referenced_rows_exist(_field_error("lesson_id", "no such lesson in this course")):
+        updated = await db.update_session(request.app[DB], session.id, changes, statuses)
     if updated is None:
         raise conflict("session_not_editable", "the session changed state meanwhile")
     return web.json_response(session_json(updated, access))

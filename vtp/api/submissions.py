@@ -30,6 +30,7 @@ from vtp.api.course_access import (
     STUDENT,
     CourseAccess,
     enforce,
+    referenced_rows_exist,
     require_course_role,
     require_student,
     who,
@@ -188,7 +189,10 @@ async def create_submission(request: web.Request) -> web.Response:
                 f"all {assignment.allowed_attempts} allowed attempts are used",
             )
         attempt = max((a.attempt for a in attempts), default=0) + 1
-        sub = await db.create_attempt(conn, assignment.id, access.user_id, attempt, body.body_text)
+        with referenced_rows_exist(not_found("no such assignment")):
+            sub = await db.create_attempt(
+                conn, assignment.id, access.user_id, attempt, body.body_text
+            )
         if body.submit:
             if _empty(sub):
                 raise ApiError(422, "empty_submission", "write something or attach a file")
