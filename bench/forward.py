@@ -133,6 +133,9 @@ def cpu_seconds() -> float:
 
 def sfu_process(pipe: Pipe) -> None:
     logging.basicConfig(level=logging.ERROR)
+    if os.environ.get("BENCH_DEBUG"):
+        logging.getLogger("aioice").setLevel(logging.INFO)
+        logging.getLogger("aiortc").setLevel(logging.WARNING)
 
     async def main() -> None:
         from vtp.config import load_config
@@ -142,11 +145,26 @@ def sfu_process(pipe: Pipe) -> None:
         await sfu.start()
         room = sfu.room("bench")
         teacher = room.join("teacher")
+        if os.environ.get("BENCH_DEBUG"):
+            from vtp.sfu import events
+
+            def show(event: Any) -> None:
+                if isinstance(event, (events.StreamRemoved, events.PeerLeft)) or (
+                    isinstance(event, events.ConnectionStateChanged)
+                    and event.peer_id == "teacher"
+                ):
+                    print("event", event, file=sys.stderr, flush=True)
+                if isinstance(event, events.StreamRemoved):
+                    up = teacher.connections.get(event.stream_id) or state.get("up")
+                    print("closed because", getattr(up, "close_reason", "?"), file=sys.stderr)
+
+            sfu.add_listener(show)
         state: dict[str, Any] = {"stream": None, "n": 0}
 
         async def publish(offer: str) -> str:
             pub = await teacher.publish(offer)
             state["stream"] = pub.id
+            state["up"] = pub
             return pub.answer_sdp
 
         async def subscribe() -> tuple[str, str]:
@@ -171,6 +189,8 @@ def sfu_process(pipe: Pipe) -> None:
                 if c.sender is not None
             )
             nacks = sum(t.nacks_sent for t in up.tracks) if up else 0
+            if os.environ.get("BENCH_DEBUG") and up is not None:
+                print("up", [t.stats() for t in up.tracks], up.close_reason, file=sys.stderr)
             return {
                 "cpu": cpu_seconds(),
                 "forwarded": forwarded,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import struct
+from typing import Any
 
+import aioice.ice
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -186,3 +188,43 @@ async def test_configure_gathering_port_range() -> None:
     finally:
         for pc in pcs:
             await pc.close()
+
+
+async def test_tolerant_consent(monkeypatch: Any) -> None:
+    assert "self.query_consent()" in inspect.getsource(aioice.ice.Connection.connect)
+    monkeypatch.setattr(hooks, "CONSENT_INTERVAL_S", 0.3)
+    monkeypatch.setattr(hooks, "CONSENT_RETRANSMISSIONS", 1)
+    monkeypatch.setattr(hooks, "CONSENT_FAILURES", 2)
+    a = RTCPeerConnection(client_configuration())
+    b = RTCPeerConnection(client_configuration())
+    a.addTrack(PatternTrack((10, 20)))
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    dtls_b = hooks.dtls_transports(b)[0]
+    hooks.tolerant_consent(dtls_b)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    try:
+        await wait_until(lambda: b.connectionState == "connected")
+        # answers to b's checks arrive 0.8 s late: aioice alone (one try, 0.5 s) would
+        # count failures; retransmitted checks still get their answer
+        loop = asyncio.get_running_loop()
+        for protocol in dtls_b.transport._connection._protocols:
+            real = protocol.datagram_received
+
+            def late(data: bytes, addr: Any, real: Any = real) -> None:
+                if data[:2] == b"\x01\x01":  # STUN binding success response
+                    loop.call_later(0.8, real, data, addr)
+                else:
+                    real(data, addr)
+
+            protocol.datagram_received = late
+        await asyncio.sleep(3.0)
+        assert b.connectionState == "connected"
+        # a vanishes: consent expires
+        for transceiver in a.getTransceivers():
+            for protocol in transceiver.receiver.transport.transport._connection._protocols:
+                protocol.transport.close()
+        await wait_until(lambda: b.connectionState in ("closed", "failed"), 10)
+    finally:
+        await asyncio.gather(a.close(), b.close())

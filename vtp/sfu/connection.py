@@ -82,6 +82,7 @@ class Connection:
                     self.settings.announce_address,
                     self.settings.port_range,
                 )
+                hooks.tolerant_consent(dtls)
                 hooks.on_dtls_state(dtls, self._dtls_state_callback(dtls))
 
     def _dtls_state_callback(self, dtls: Any) -> Callable[[str], None]:
