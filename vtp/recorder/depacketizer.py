@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 VIDEO_CLOCK = 90000
 AUDIO_CLOCK = 48000
@@ -35,8 +35,7 @@ class RtpLike(Protocol):
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     ts: int  # unwrapped RTP timestamp
     data: bytes
     keyframe: bool
@@ -44,8 +43,7 @@ class Frame:
     height: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Vp8Descriptor:
+class Vp8Descriptor(NamedTuple):
     size: int  # bytes of payload descriptor before the VP8 data
     start: bool  # S bit with partition index 0: first packet of a frame
     picture_id: int | None  # 7- or 15-bit picture id, if present
@@ -188,18 +186,23 @@ class Vp8Assembler:
         released one (picture id or sequence number) goes at once; one after a gap
         waits up to REORDER_WINDOW for the missing frame; an incomplete one is dropped
         once the window has passed."""
-        while self._pending:
-            oldest = min(self._pending)
-            partial = self._pending[oldest]
-            waited_out = flush or max(self._pending) - oldest > REORDER_WINDOW
+        pending = self._pending
+        while pending:
+            if len(pending) == 1:
+                oldest = next(iter(pending))
+                waited_out = flush
+            else:
+                oldest = min(pending)
+                waited_out = flush or max(pending) - oldest > REORDER_WINDOW
+            partial = pending[oldest]
             if partial.complete():
                 if waited_out or not self._gap_before(partial):
-                    del self._pending[oldest]
+                    del pending[oldest]
                     self._emit(oldest, partial)
                     continue
                 break
             if waited_out:
-                del self._pending[oldest]
+                del pending[oldest]
                 self._lost(oldest)
                 continue
             break

@@ -26,6 +26,9 @@ VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
 OPUS_PRE_SKIP = 312
 CONTENT_TYPE = "video/webm"
+# Write every muxed packet through to the kernel at once (crash safety); "0" leaves it
+# to libavformat's buffering.
+FLUSH_PACKETS = "1"
 
 
 # --- the Opus template ----------------------------------------------------------------------
@@ -139,7 +142,7 @@ class WebmFile:
             format="webm",
             container_options={
                 "cluster_time_limit": str(cluster_ms),
-                "flush_packets": "1",
+                "flush_packets": FLUSH_PACKETS,
             },
         )
         if metadata:
