@@ -21,6 +21,7 @@ What is taken over, per object instance (never by patching classes):
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -39,6 +40,7 @@ from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCRtpTran
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+logger = logging.getLogger(__name__)
 _HEADER = struct.Struct("!BBHII")
 
 PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
@@ -367,6 +369,7 @@ def tolerant_consent(dtls: RTCDtlsTransport) -> None:
                 except aioice.stun.TransactionError:
                     failures += 1
                 if failures >= CONSENT_FAILURES:
+                    logger.info("ICE consent expired (%s)", pair.remote_addr)
                     conn._query_consent_task = None
                     await conn.close()
                     return
