@@ -23,8 +23,8 @@ from vtp.api.course_access import (
     require_course_role,
     who,
 )
-from vtp.api.domain_schema import Body
-from vtp.api.errors import ApiError, conflict, not_found
+from vtp.api.domain_schema import Body, field_error, refuse_nulls
+from vtp.api.errors import conflict, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import AssignmentOut, returns
 from vtp.api.uploads import EXPECTED, MAX_UPLOAD_BYTES
@@ -80,19 +80,20 @@ class AssignmentUpdate(_AssignmentFields):
     lesson_id: uuid.UUID | None = None
 
 
-NOT_NULL = ("title", "instructions_md", "points_possible", "status", "allowed_file_types")
+NOT_NULL = (
+    "title",
+    "instructions_md",
+    "points_possible",
+    "status",
+    "allowed_file_types",
+    "max_file_bytes",
+)
 
 
 class AssignmentListQuery(ListQuery):
     status: Literal["draft", "published"] | None = None
     due_after: AwareDatetime | None = None
     due_before: AwareDatetime | None = None
-
-
-def field_error(field: str, message: str) -> ApiError:
-    return ApiError(
-        400, "validation_error", "request body is invalid", [{"field": field, "message": message}]
-    )
 
 
 def assignment_json(assignment: Assignment) -> dict[str, Any]:
@@ -190,11 +191,7 @@ async def update_assignment(request: web.Request) -> web.Response:
     assignment, _ = await load_assignment(request, STAFF, write=True)
     body = await read_json(request, AssignmentUpdate)
     changes = {k: getattr(body, k) for k in body.model_fields_set}
-    for key in NOT_NULL:
-        if key in changes and changes[key] is None:
-            raise field_error(key, "may not be null")
-    if "max_file_bytes" in changes and changes["max_file_bytes"] is None:
-        raise field_error("max_file_bytes", "may not be null")
+    refuse_nulls(changes, NOT_NULL)
     merged: dict[str, datetime | None] = {
         k: changes.get(k, getattr(assignment, k)) for k in ("unlock_at", "due_at", "lock_at")
     }

@@ -21,7 +21,7 @@ from vtp.api.course_access import (
     require_course_role,
     who,
 )
-from vtp.api.domain_schema import Body
+from vtp.api.domain_schema import Body, refuse_nulls
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import CourseOut, EnrollmentCodeOut, EnrollmentOut, JoinOut, returns
@@ -200,14 +200,7 @@ async def update_course(request: web.Request) -> web.Response:
     await require_course_role(request, course_id, TEACHER)
     body = await read_json(request, CourseUpdate)
     changes = {k: getattr(body, k) for k in body.model_fields_set}
-    for key in ("code", "title", "description", "status"):
-        if key in changes and changes[key] is None:
-            raise ApiError(
-                400,
-                "validation_error",
-                "request body is invalid",
-                [{"field": key, "message": "may not be null"}],
-            )
+    refuse_nulls(changes, ("code", "title", "description", "status"))
     try:
         course = await db.update_course(request.app[DB], course_id, changes)
     except db.CourseCodeTaken as exc:

@@ -3,7 +3,6 @@ attachments in the object store. Students and observers see published lessons on
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Literal
 
@@ -21,12 +20,13 @@ from vtp.api.course_access import (
     require_course_role,
     who,
 )
-from vtp.api.domain_schema import Body, Query
-from vtp.api.errors import ApiError, conflict, not_found
+from vtp.api.domain_schema import Body, Query, refuse_nulls
+from vtp.api.errors import conflict, not_found
 from vtp.api.query import parse_query
 from vtp.api.responses import FileOut, LessonOut, returns
 from vtp.api.uploads import (
     MAX_UPLOAD_BYTES,
+    delete_quietly,
     download,
     public_file,
     receive_file,
@@ -37,7 +37,6 @@ from vtp.api.users import path_uuid
 from vtp.appkeys import DB, STORE
 from vtp.db import lessons as db
 from vtp.db.models import Lesson
-from vtp.storage import StorageError
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -150,14 +149,7 @@ async def update_lesson(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     body = await read_json(request, LessonUpdate)
     changes = {k: getattr(body, k) for k in body.model_fields_set}
-    for key, value in changes.items():
-        if value is None:
-            raise ApiError(
-                400,
-                "validation_error",
-                "request body is invalid",
-                [{"field": key, "message": "may not be null"}],
-            )
+    refuse_nulls(changes, changes)
     async with request.app[DB].acquire() as conn, conn.transaction():
         # The course's ordering lock first, then the row: always in this order, so two
         # concurrent moves cannot deadlock.
@@ -181,16 +173,11 @@ async def delete_lesson(request: web.Request) -> web.Response:
             raise not_found("no such lesson")
         await db.delete_lesson(conn, current)
     for meta in current.attachments:
-        await _delete_quietly(request, meta["key"])
+        await delete_quietly(request.app[STORE], meta["key"])
     return web.Response(status=204)
 
 
 # --- attachments --------------------------------------------------------------------------
-async def _delete_quietly(request: web.Request, key: str) -> None:
-    try:
-        await asyncio.shield(request.app[STORE].delete(key))
-    except (StorageError, asyncio.CancelledError):
-        log.warning("could not delete object %s", key)
 
 
 def _find(lesson: Lesson, file_id: str) -> dict[str, Any]:
@@ -221,7 +208,7 @@ async def add_attachment(request: web.Request) -> web.Response:
                 raise conflict("too_many_files", f"a lesson holds at most {MAX_ATTACHMENTS} files")
             await db.set_attachments(conn, lesson.id, [*current.attachments, meta])
     except BaseException:
-        await _delete_quietly(request, meta["key"])
+        await delete_quietly(request.app[STORE], meta["key"])
         raise
     return web.json_response(public_file(meta), status=201)
 
@@ -250,5 +237,5 @@ async def delete_attachment(request: web.Request) -> web.Response:
         await db.set_attachments(
             conn, lesson.id, [a for a in current.attachments if a.get("id") != file_id]
         )
-    await _delete_quietly(request, meta["key"])
+    await delete_quietly(request.app[STORE], meta["key"])
     return web.Response(status=204)

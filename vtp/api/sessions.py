@@ -24,7 +24,7 @@ from vtp.api.course_access import (
     who,
 )
 from vtp.api.csvout import csv_response
-from vtp.api.domain_schema import Body
+from vtp.api.domain_schema import Body, field_error, refuse_nulls
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.live_rooms import close_room, open_room
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
@@ -78,12 +78,6 @@ def check_schedule(start: datetime, end: datetime) -> None:
         raise ValueError("a session lasts at most 24 hours")
 
 
-def _field_error(field: str, message: str) -> ApiError:
-    return ApiError(
-        400, "validation_error", "request body is invalid", [{"field": field, "message": message}]
-    )
-
-
 def session_json(session: LiveSession, access: CourseAccess) -> dict[str, Any]:
     data = session.to_json()
     if not access.is_staff:
@@ -108,7 +102,7 @@ async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uui
         "SELECT 1 FROM lessons WHERE id = $1 AND course_id = $2", lesson_id, course_id
     )
     if found is None:
-        raise _field_error("lesson_id", "no such lesson in this course")
+        raise field_error("lesson_id", "no such lesson in this course")
 
 
 @routes.post("/api/v1/courses/{course_id}/sessions")
@@ -122,7 +116,7 @@ async def create_session(request: web.Request) -> web.Response:
     pool = request.app[DB]
     if body.lesson_id is not None:
         await _check_lesson(pool, course_id, body.lesson_id)
-    with referenced_rows_exist(_field_error("lesson_id", "no such lesson in this course")):
+    with referenced_rows_exist(field_error("lesson_id", "no such lesson in this course")):
         session = await db.create_session(
             pool,
             course_id=course_id,
@@ -176,15 +170,16 @@ async def update_session(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF, write=True)
     body = await read_json(request, SessionUpdate)
     changes = {k: getattr(body, k) for k in body.model_fields_set}
-    for key in ("title", "scheduled_start", "scheduled_end", "auto_record"):
-        if key in changes and changes[key] is None:
-            raise _field_error(key, "may not be null")
+    refuse_nulls(
+        changes,
+        ("title", "scheduled_start", "scheduled_end", "auto_record", "students_may_publish"),
+    )
     start = changes.get("scheduled_start", session.scheduled_start)
     end = changes.get("scheduled_end", session.scheduled_end)
     try:
         check_schedule(start, end)
     except ValueError as exc:
-        raise _field_error("scheduled_end", str(exc)) from exc
+        raise field_error("scheduled_end", str(exc)) from exc
     if changes.get("lesson_id") is not None:
         await _check_lesson(request.app[DB], session.course_id, changes["lesson_id"])
     # A scheduled session may change anything; a live one only whether students may
@@ -194,7 +189,7 @@ async def update_session(request: web.Request) -> web.Response:
         statuses = ("scheduled", "live")
     if session.status not in statuses:
         raise conflict("session_not_editable", f"a {session.status} session cannot be edited")
-    with referenced_rows_exist(_field_error("lesson_id", "no such lesson in this course")):
+    with referenced_rows_exist(field_error("lesson_id", "no such lesson in this course")):
         updated = await db.update_session(request.app[DB], session.id, changes, statuses)
     if updated is None:
         raise conflict("session_not_editable", "the session changed state meanwhile")

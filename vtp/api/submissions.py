@@ -9,7 +9,6 @@ every submission of their course.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from aiohttp import web
 from pydantic import Field
 
 from vtp.api.access import authenticated
-from vtp.api.assignments import Points, field_error, load_assignment
+from vtp.api.assignments import Points, load_assignment
 from vtp.api.body import read_json
 from vtp.api.course_access import (
     MEMBERS,
@@ -36,7 +35,7 @@ from vtp.api.course_access import (
     who,
 )
 from vtp.api.csvout import csv_response
-from vtp.api.domain_schema import Body
+from vtp.api.domain_schema import Body, field_error
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import (
@@ -49,6 +48,7 @@ from vtp.api.responses import (
 )
 from vtp.api.uploads import (
     MAX_FILES,
+    delete_quietly,
     download,
     public_file,
     receive_file,
@@ -59,7 +59,6 @@ from vtp.api.users import path_uuid
 from vtp.appkeys import DB, STORE
 from vtp.db import submissions as db
 from vtp.db.models import Assignment, Submission
-from vtp.storage import StorageError
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -303,16 +302,9 @@ async def upload_file(request: web.Request) -> web.Response:
             assert updated is not None
     except BaseException:
         # No orphaned object: the row does not mention it, so remove it.
-        await _delete_quietly(request, meta["key"])
+        await delete_quietly(request.app[STORE], meta["key"])
         raise
     return web.json_response(public_file(meta), status=201)
-
-
-async def _delete_quietly(request: web.Request, key: str) -> None:
-    try:
-        await asyncio.shield(request.app[STORE].delete(key))
-    except (StorageError, asyncio.CancelledError):
-        log.warning("could not delete object %s", key)
 
 
 def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
@@ -347,7 +339,7 @@ async def delete_file(request: web.Request) -> web.Response:
             raise conflict("submission_not_draft", "the submission was handed in meanwhile")
         meta = _find_file(current, file_id)
         await db.set_files(conn, sub.id, [f for f in current.files if f is not meta])
-    await _delete_quietly(request, meta["key"])
+    await delete_quietly(request.app[STORE], meta["key"])
     return web.Response(status=204)
 
 

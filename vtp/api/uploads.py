@@ -7,7 +7,9 @@ taken from the client, and must agree with the file name's extension.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
 import unicodedata
 import uuid
@@ -20,6 +22,8 @@ from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError
 from vtp.api.query import parse_query
 from vtp.storage import ObjectNotFound, ObjectStore, StorageError
+
+log = logging.getLogger(__name__)
 
 # A hard ceiling whatever an assignment allows (the DB default is 10 MiB).
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -217,3 +221,14 @@ async def store_get(store: ObjectStore, key: str) -> bytes:
         raise ApiError(404, "not_found", "the file is missing from the store") from exc
     except StorageError as exc:
         raise ApiError(503, "storage_unavailable", "the file store is unavailable") from exc
+
+
+async def delete_quietly(store: ObjectStore, key: str) -> None:
+    """Remove an object that no row refers to any more; a failure is logged, not raised
+    (the request's outcome does not depend on it). Shielded from cancellation."""
+    try:
+        await asyncio.shield(store.delete(key))
+    except ObjectNotFound:
+        pass
+    except (StorageError, asyncio.CancelledError):
+        log.warning("could not delete object %s", key)
