@@ -173,6 +173,15 @@ export class SfuClient {
         break;
       case "stream-removed": {
         this.streams.delete(msg.stream_id);
+        // One of ours ended without us asking (its connection failed server-side): again.
+        for (const [label, pub] of this.publishing) {
+          if (pub.id === msg.stream_id) {
+            if (pub.pc) pub.pc.close();
+            pub.pc = null;
+            pub.id = null;
+            this.startPublication(label, pub.stream, gen).catch((e) => this.fail(gen, e));
+          }
+        }
         const sub = this.subscriptions.get(msg.stream_id);
         if (sub) {
           sub.pc.close();
@@ -318,7 +327,7 @@ export class SfuClient {
   async stats() {
     const subs = [];
     for (const sub of this.subscriptions.values()) {
-      const out = { streamId: sub.streamId, peerId: sub.peerId, state: sub.pc.connectionState || "new", framesDecoded: 0, frameWidth: 0, audioPackets: 0 };
+      const out = { id: sub.id, streamId: sub.streamId, peerId: sub.peerId, state: sub.pc.connectionState || "new", framesDecoded: 0, frameWidth: 0, audioPackets: 0 };
       if (sub.pc.getStats) {
         (await sub.pc.getStats()).forEach((s) => {
           if (s.type === "inbound-rtp" && s.kind === "video") {

@@ -75,6 +75,7 @@ class Server:
     base: str
     database_url: str
     http: aiohttp.ClientSession
+    app: web.Application
     users: dict[str, User] = field(default_factory=dict)
 
     async def call(self, method: str, path: str, user: User | None = None, **kw: Any) -> Any:
@@ -180,13 +181,14 @@ async def server_fixture(
         bcrypt_cost=4,
         log_level="WARNING",
     ).model_copy(update={"ice_addresses": ["127.0.0.1"], "room_grace_s": 2.0})
-    runner = web.AppRunner(create_app(config))
+    app = create_app(config)
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as http:
-        yield Server(f"http://127.0.0.1:{port}", database_url, http)
+        yield Server(f"http://127.0.0.1:{port}", database_url, http, app)
     await runner.cleanup()
     admin = await asyncpg.connect(PG_ADMIN_URL)
     try:
@@ -247,9 +249,16 @@ async def eventually(
         await asyncio.sleep(every)
 
 
+class NotYet(dict[str, Any]):
+    """Falsy stats: what was seen, for the failure message."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
 async def decoding(page: Any, streams: int, frames: int = 10) -> dict[str, Any]:
     """Stats once `streams` subscriptions have each decoded at least `frames` frames."""
     stats = await classroom_stats(page)
     sfu = stats["sfu"] or {"subs": []}
     video = [s for s in sfu["subs"] if s["framesDecoded"] >= frames and s["frameWidth"] > 0]
-    return stats if len(video) >= streams else {}
+    return stats if len(video) >= streams else NotYet(stats)

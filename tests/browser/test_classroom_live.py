@@ -231,13 +231,55 @@ async def test_closed_websocket_recovers_video(lesson: Class) -> None:
     await eventually(teacher_sees_ben, 10, "the teacher sees Ben again")
     await eventually(lambda: decoding(teacher, 2), 10, "the teacher decoding two again")
 
+    # The server drops Ben's connections: a subscription, then his publication, then
+    # his whole peer. Each time his page puts things back by itself.
+    from vtp.sfu.members import MEMBERS
+
+    members = lesson.server.app[MEMBERS]
+    room = lesson.session["room_name"]
+    ben_id = uuid.UUID(lesson.cast["ben"].id)
+
+    def ben_member() -> Any:
+        [member] = [m for m in members.in_room(room) if m.user_id == ben_id and m.via == "ws"]
+        return member
+
+    old_sub = _sub_id(ben_member())
+    await ben_member().peer.close_connection(old_sub)
+
+    async def resubscribed() -> bool:
+        stats = await decoding(ben, 2, frames=15)
+        return bool(stats) and old_sub not in {s["id"] for s in stats["sfu"]["subs"]}
+
+    await eventually(resubscribed, 10, "Ben resubscribed")
+    [old_pub] = [c for c in ben_member().peer.connections if c not in _sub_ids(ben_member())]
+    await ben_member().peer.close_connection(old_pub)
+
+    async def teacher_decodes_bens_new_stream() -> bool:
+        stats = await decoding(teacher, 2, frames=15)
+        ids = {s["streamId"] for s in stats["sfu"]["subs"]} if stats else {old_pub}
+        return old_pub not in ids
+
+    await eventually(teacher_decodes_bens_new_stream, 10, "Ben republished for the teacher")
+    await eventually(teacher_sees_ben, 10, "the teacher sees Ben's new stream")
+    await ben_member().peer.leave("connection reset by the test")
+    await eventually(
+        lambda: _contains(ben.locator("[data-conn]"), "Connected"), 10, "Ben back in the room"
+    )
+    await eventually(lambda: decoding(ben, 2, frames=15), 15, "Ben decoding after his peer went")
+    await eventually(teacher_sees_ben, 10, "the teacher sees Ben after his peer went")
+
+    await teacher.get_by_role("textbox", name="Message").fill("Turn to page 42, please")
+    await teacher.keyboard.press("Enter")
+    await eventually(
+        lambda: _contains(ben.locator("[data-chat-log]"), "page 42"), 10, "the message live"
+    )
     # A reload (everything dropped at once) rejoins, with the chat history loaded.
     await ben.reload()
     await join(ben)
     await eventually(lambda: decoding(ben, 2), 15, "Ben decoding after a reload")
     log = ben.locator("[data-chat-log]")
     await eventually(
-        lambda: _contains(log, "Good morning! Cameras on", "Morning, Ms Rivera"),
+        lambda: _contains(log, "Turn to page 42, please"),
         10,
         "the chat history after the reload",
     )
@@ -341,6 +383,16 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
         10,
         "the recording's metadata loaded",
     )
+
+
+def _sub_ids(member: Any) -> list[str]:
+    from vtp.sfu.connection import DownConnection
+
+    return [cid for cid, c in member.peer.connections.items() if isinstance(c, DownConnection)]
+
+
+def _sub_id(member: Any) -> str:
+    return _sub_ids(member)[0]
 
 
 async def _is(value: Any, expected: Any) -> bool:
