@@ -162,7 +162,7 @@ async def test_list_queries_use_indexes(db: asyncpg.Connection) -> None:
         "gradebook": subs.gradebook(rec, cid, student_id=None, returned_only=False),
         "my grades": subs.gradebook(rec, cid, student_id=student, returned_only=True),
         "lessons": lessons.list_lessons(
-            rec, cid, published_only=True, after_position=None, limit=50
+            rec, cid, status="published", after_position=None, limit=50
         ),
         "course chat": chat.history(rec, course_id=cid, session_id=None, before=None, limit=50),
         "session chat": chat.history(rec, course_id=cid, session_id=sid, before=None, limit=50),

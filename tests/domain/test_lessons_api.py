@@ -70,6 +70,10 @@ async def test_drafts_and_publishing(world: World) -> None:
     assert draft["published_at"] is None
     assert await titles(world, world.student) == ["Live"]
     assert await titles(world, world.ta) == ["Draft", "Live"]
+    url = f"/api/v1/courses/{world.course_id}/lessons"
+    drafts = await world.ok(world.ta, "GET", url + "?status=draft")
+    assert [lesson["title"] for lesson in drafts["items"]] == ["Draft"]
+    assert (await world.ok(world.student, "GET", url + "?status=draft"))["items"] == []
     assert (await world.call(world.student, "GET", f"/api/v1/lessons/{draft['id']}"))[0] == 404
     assert (
         await world.call(world.student, "PATCH", f"/api/v1/lessons/{draft['id']}", {"title": "x"})

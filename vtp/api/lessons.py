@@ -65,6 +65,7 @@ class LessonListQuery(Query):
 
     limit: int = Field(default=50, ge=1, le=100)
     cursor: int | None = Field(default=None, ge=0, le=MAX_LESSONS)
+    status: Literal["draft", "published"] | None = None
 
 
 def lesson_json(lesson: Lesson) -> dict[str, Any]:
@@ -115,10 +116,13 @@ async def list_lessons(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
     query = parse_query(request, LessonListQuery)
+    status = query.status if access.is_staff else "published"
+    if not access.is_staff and query.status == "draft":
+        return web.json_response({"items": [], "next_cursor": None})
     rows = await db.list_lessons(
         request.app[DB],
         course_id,
-        published_only=not access.is_staff,
+        status=status,
         after_position=query.cursor,
         limit=query.limit,
     )

@@ -127,17 +127,17 @@ async def list_lessons(
     conn: Conn,
     course_id: uuid.UUID,
     *,
-    published_only: bool,
+    status: str | None,
     after_position: int | None,
     limit: int,
 ) -> list[Lesson]:
     rows = await conn.fetch(
         """SELECT * FROM lessons
-           WHERE course_id = $1 AND (NOT $2 OR status = 'published')
+           WHERE course_id = $1 AND ($2::text IS NULL OR status = $2)
              AND ($3::int IS NULL OR position > $3)
            ORDER BY position LIMIT $4""",
         course_id,
-        published_only,
+        status,
         after_position,
         limit + 1,
     )
