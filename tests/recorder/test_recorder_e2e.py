@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import time
@@ -239,6 +240,12 @@ async def test_recorded_class_survives_s3_outage_and_crash(
         crash_id,
         uuid.UUID(session_id),
     )
+    lost_id = uuid.uuid4()  # a row whose files are gone (spool wiped): failed, not stuck
+    await pool.execute(
+        "INSERT INTO recordings (id, session_id, status) VALUES ($1, $2, 'recording')",
+        lost_id,
+        uuid.UUID(session_id),
+    )
     spool2 = tmp_path / "spool-after-crash"
     spool2.mkdir()
     shutil.copytree(crash_copy, spool2 / str(crash_id))
@@ -255,6 +262,8 @@ async def test_recorded_class_survives_s3_outage_and_crash(
         await wait_for(crash_available, 60, "the crash copy to be uploaded")
     finally:
         await restarted.close()
+    lost = await row_of(pool, str(lost_id))
+    assert lost["status"] == "failed" and "no files in the spool" in lost["error"]
     row = await row_of(pool, str(crash_id))
     cut = tmp_path / "cut.webm"
     cut.write_bytes(await app[STORE].get_bytes(row["object_key"]))
@@ -269,6 +278,21 @@ async def test_recorded_class_survives_s3_outage_and_crash(
     )
     assert partial["video_frames"] > 25 * (t_crash - 1.5)
     assert not (spool2 / str(crash_id)).exists()
+
+    # --- a file larger than a part goes up in parts and verifies -----------------------------
+    from vtp.recorder.objects import S3Objects
+
+    big = tmp_path / "big.webm"
+    big.write_bytes(os.urandom(11 * 1024 * 1024))
+    objects = S3Objects(cfg.model_copy(update={"recording_part_size_mb": 5}))
+    await objects.start()
+    try:
+        await objects.upload("recordings/multipart/big.webm", big, "video/webm")
+        assert await objects.stat_size("recordings/multipart/big.webm") == big.stat().st_size
+        digest = hashlib.sha256(big.read_bytes()).hexdigest()
+        assert await objects.sha256("recordings/multipart/big.webm") == digest
+    finally:
+        await objects.close()
 
 
 async def _async(value: Any) -> Any:

@@ -29,7 +29,7 @@ from vtp.config import Config
 from vtp.health import ComponentHealth
 from vtp.recorder import db
 from vtp.recorder.objects import RecordingObjects, recording_objects
-from vtp.recorder.session import RecordingSession, describe_error
+from vtp.recorder.session import RecordingSession, describe_error, read_manifest
 from vtp.recorder.spool import Spool, seal_cut_recording
 from vtp.recorder.uploader import Uploader
 from vtp.storage import ObjectStore
@@ -128,6 +128,20 @@ class Recorder:
     async def resume_spool(self) -> None:
         """Upload what a previous run left in the spool (sealing recordings it cut)."""
         entries = await asyncio.to_thread(self.spool.scan)
+        in_spool = {entry.recording_id for entry in entries}
+        # rows a previous run left "recording" with nothing in the spool cannot be saved
+        for row in await self.pool.fetch("SELECT id FROM recordings WHERE status = 'recording'"):
+            if row["id"] not in in_spool and not any(
+                a.recording_id == row["id"] for a in self.active.values()
+            ):
+                log.error(
+                    "recorder: recording %s has no files in %s; marking it failed",
+                    row["id"],
+                    self.spool.root,
+                )
+                await db.mark_failed(
+                    self.pool, row["id"], f"lost: no files in the spool {self.spool.root}"
+                )
         for entry in entries:
             if any(a.recording_id == entry.recording_id for a in self.active.values()):
                 continue
@@ -147,6 +161,12 @@ class Recorder:
                     entry.recording_id,
                     manifest.get("duration_ms"),
                     "recording cut short: the process stopped",
+                )
+            elif await db.recording_status(self.pool, entry.recording_id) == "recording":
+                # stopped, but the process ended before the row said so
+                manifest = await asyncio.to_thread(read_manifest, entry.directory)
+                await db.mark_uploading(
+                    self.pool, entry.recording_id, manifest.get("duration_ms"), None
                 )
             self.uploader.submit(entry.recording_id)
 
