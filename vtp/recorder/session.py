@@ -149,6 +149,9 @@ class StreamRecorder:
         self._first_frame_at: float | None = None
         self._file: WebmFile | None = None
         self._video_size: tuple[int, int] | None = None
+        # (file origin on the timeline used, the same instant on the server's clock,
+        # whether the timeline is the publisher's sender-report clock)
+        self._origin: tuple[float, float, bool] | None = None
         self.closed = False
 
     # --- taps ------------------------------------------------------------------------
@@ -194,6 +197,8 @@ class StreamRecorder:
             track.first_arrival = time.time()
             if self._first_frame_at is None:
                 self._first_frame_at = time.monotonic()
+            if self._file is not None:
+                self._place_late_track(track)
         if track.kind == "video" and frame.keyframe and self._video_size is None and frame.width:
             self._video_size = (frame.width, frame.height)
         if self._file is None:
@@ -239,6 +244,7 @@ class StreamRecorder:
             t.base = round((starts[t.id] - origin) * t.clock)
         # where the file starts on the server's clock (arrival of its earliest frame)
         origin_server = min(t.first_arrival - (starts[t.id] - origin) for t in started)
+        self._origin = (origin, origin_server, use_sr)
         has_video = any(t.kind == "video" for t in self.tracks.values())
         has_audio = any(t.kind == "audio" for t in self.tracks.values())
         size = (self._video_size or DEFAULT_VIDEO_SIZE) if has_video else None
@@ -264,6 +270,19 @@ class StreamRecorder:
                 break
             self._write(track, frame)
         self.session.save()
+
+    def _place_late_track(self, track: _Track) -> None:
+        """A track whose first frame comes after the file opened (a microphone turned
+        on later): put it where the publisher's clock (or its arrival) says."""
+        assert track.first_ts is not None and self._origin is not None
+        origin, origin_server, use_sr = self._origin
+        report = track.tap.sender_report() if track.tap is not None else None
+        if use_sr and report is not None:
+            ntp, sr_ts = report
+            start = ntp_to_unix(ntp) + (track.first_ts - sr_ts) / track.clock
+        else:
+            start = origin + (track.first_arrival - origin_server)
+        track.base = round((start - origin) * track.clock)
 
     def _seconds(self, track: _Track, frame: Frame) -> float:
         assert track.first_ts is not None
