@@ -268,6 +268,7 @@ async def test_closed_websocket_recovers_video(lesson: Class) -> None:
     await eventually(lambda: decoding(ben, 2, frames=15), 15, "Ben decoding after his peer went")
     await eventually(teacher_sees_ben, 10, "the teacher sees Ben after his peer went")
 
+    await teacher.get_by_role("tab", name="Chat").click()
     await teacher.get_by_role("textbox", name="Message").fill("Turn to page 42, please")
     await teacher.keyboard.press("Enter")
     await eventually(
