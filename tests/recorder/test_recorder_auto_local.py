@@ -66,6 +66,10 @@ async def test_auto_record_until_the_session_ends_then_local_playback(
     finally:
         await publisher.close()
 
+    resp = await client.post(f"{state_url}/start", headers=world["teacher"])
+    assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == "session_not_live"
+
     pool = app[DB]
     deadline = time.monotonic() + 30
     while (row := await pool.fetchrow("SELECT * FROM recordings WHERE id = $1", uuid.UUID(rid)))[
