@@ -23,12 +23,13 @@ STATIC = Path(__file__).resolve().parents[2] / "static"
 
 def setup(app: web.Application) -> None:
     """Templates, page routes, ``/static/`` and the classroom live channel."""
-    aiohttp_jinja2.setup(
+    # No context processors: they would add a middleware to every request, /api included.
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=jinja2.select_autoescape(["html"]),
-        context_processors=[pages.context],
     )
+    env.globals["asset_version"] = pages.ASSET_VERSION
     app.add_routes(pages.routes)
     if STATIC.is_dir():
         app.router.add_static("/static/", STATIC, name="static", append_version=False)

@@ -14,10 +14,6 @@ routes = web.RouteTableDef()
 ASSET_VERSION = "1"
 
 
-async def context(request: web.Request) -> dict[str, Any]:
-    return {"asset_version": ASSET_VERSION, "path": request.path}
-
-
 @routes.get("/")
 async def home(_request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/dashboard")
