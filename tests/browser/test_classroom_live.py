@@ -298,6 +298,14 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
     queue = teacher.locator("[data-hand-queue]")
     await eventually(lambda: _contains(queue, "Ada Okafor"), 5, "Ada in the teacher's queue")
     assert await teacher.get_by_role("heading", name="Raised hands").is_visible()
+    # Her camera off: the others see her initials instead of (black) video, then video again.
+    await ada.get_by_role("button", name="Stop video").click()
+    ada_tile = ben.locator('.tile:has-text("Ada Okafor")')
+    await eventually(lambda: _has_class(ada_tile, "no-video"), 5, "Ada's camera shown off to Ben")
+    assert await ada_tile.locator(".avatar").inner_text() == "AO"
+    assert await ada_tile.locator(".avatar").is_visible()
+    await ada.get_by_role("button", name="Start video").click()
+    await eventually(lambda: _not(_has_class(ada_tile, "no-video")), 5, "Ada's camera back for Ben")
     # The teacher mutes her: her page turns the microphone off and tells her who did.
     await teacher.get_by_role("button", name="Mute Ada Okafor").click()
     await eventually(
@@ -394,6 +402,14 @@ def _sub_ids(member: Any) -> list[str]:
 
 def _sub_id(member: Any) -> str:
     return _sub_ids(member)[0]
+
+
+async def _has_class(locator: Any, name: str) -> bool:
+    return name in ((await locator.get_attribute("class")) or "").split()
+
+
+async def _not(value: Any) -> bool:
+    return not await value
 
 
 async def _is(value: Any, expected: Any) -> bool:
