@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from vtp.api.access import authenticated, principal_of, public
-from vtp.api.course_access import MEMBERS, STAFF, enforce, load_course_access
+from vtp.api.course_access import MEMBERS, STAFF, load_course_access
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.recordings import recording_json
 from vtp.api.sessions import load_session
@@ -219,4 +219,4 @@ async def media(request: web.Request) -> web.StreamResponse:
     )
 
 
-__all__ = ["enforce", "routes"]
+__all__ = ["routes"]
