@@ -209,7 +209,13 @@ async def test_hostile_packets_do_not_break_subscribers(sfu: Sfu, event_log: Eve
         for data in bad_rtcp:
             down_conn._rtcp_in(data)
             up._rtcp_in(data)
-        await still_forwarding(sub, more=20)
+        before = down.packets
+        try:
+            await still_forwarding(sub, more=20)
+        except TimeoutError:
+            raise AssertionError(
+                f"{track.stats()} sent {down.packets - before} {out_seqs[-30:]}"
+            ) from None
         # what the subscriber got stayed continuous despite the jump
         # (retransmissions answering the hostile NACK repeat older numbers: compare sets)
         rel = {((q - out_seqs[0] + 0x8000) & 0xFFFF) - 0x8000 for q in out_seqs}

@@ -97,7 +97,8 @@ def test_parse_rtp_extensions_and_padding() -> None:
     assert p is not None
     assert (p.payload_type, p.marker, p.seq, p.ts, p.ssrc) == (97, 0x80, 7, 9000, 42)
     assert p.audio_level == 0x85 and p.mid == b"7" and p.payload == b"\x10\x00\x9d"
-    assert parse_rtp(_rtp(payload=b"", pad=4), 1, 4) is None  # padding only
+    padding = parse_rtp(_rtp(payload=b"", pad=4), 1, 4)  # padding only: kept, empty
+    assert padding is not None and padding.payload == b""
     assert parse_rtp(_rtp(ext[:6]), 1, 4) is None  # extension runs past the end
     assert parse_rtp(b"\x40" + _rtp()[1:], 1, 4) is None  # RTP version 1
 
@@ -310,3 +311,50 @@ def test_up_track_nacks_its_own_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
         track.tick(now[0])
     asked = [p.lost for d in sent for p in rtcp.parse_rtcp(d) if isinstance(p, rtcp.Nack)]
     assert asked[1:] == [(13,), (13,)] and not track.missing
+
+
+def test_dropped_packets_leave_no_hole_in_the_forwarded_numbering() -> None:
+    sent: list[bytes] = []
+    track = _video_track(sent)
+    seen: list[int] = []
+    track.add_tap(lambda t, packet: seen.append(packet.useq))
+
+    def packet(seq: int, payload: bytes, pt: int = 96, pad: bool = False) -> Any:
+        b0 = 0xA0 if pad else 0x80
+        tail = b"\x00\x00\x00\x04" if pad else b""
+        p = parse_rtp(struct.pack("!BBHII", b0, pt, seq, 0, 1234) + payload + tail, 0, 0)
+        assert p is not None
+        return p
+
+    frame = b"\x10\x00\x01"
+    track.receive(packet(100, frame))
+    track.receive(packet(101, b"", pad=True))  # padding-only probe
+    track.receive(packet(102, frame))
+    track.receive(packet(103, b"\x10"))  # too short for VP8
+    track.discard(packet(104, frame, pt=111))  # payload type not negotiated
+    track.receive(packet(106, frame))  # 105 lost...
+    track.receive(packet(105, frame))  # ...and arriving late
+    track.receive(packet(107, frame))
+    track.receive(packet(101, b"", pad=True))  # a duplicate of a skipped one
+    assert seen == [100, 101, 103, 102, 104]
+    assert track.dropped == 4 and track.duplicates == 1
+    track.receive(packet(110, frame))  # 108, 109 lost
+    track.receive(packet(109, b"", pad=True))  # late padding: below what was forwarded
+    track.receive(packet(111, frame))
+    assert seen[-2:] == [107, 108]  # the numbering never goes back
+    # NACKs from subscribers (forwarded numbering) map back to the publisher's numbers
+    assert [track.original_seq(f) for f in (100, 101, 102, 103, 104)] == [100, 102, 105, 106, 107]
+    assert list(track.missing) == [108]  # only the real loss is NACKed
+
+
+def test_a_numbering_jump_leaves_no_hole() -> None:
+    track = _video_track([])
+    seen: list[int] = []
+    track.add_tap(lambda t, packet: seen.append(packet.useq))
+    for seq in (10, 11, 14, 40000, 40001, 15):  # 12, 13 lost, then a jump, then back
+        p = parse_rtp(struct.pack("!BBHII", 0x80, 96, seq, 0, 1234) + b"\x10\x00\x01", 0, 0)
+        assert p is not None
+        track.receive(p)
+    # 12 and 13 can never be recovered once the numbering jumped: skipped, not holes
+    assert seen == [10, 11, 14, 15, 16, 17]
+    assert not track.missing

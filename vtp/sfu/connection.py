@@ -296,7 +296,7 @@ class UpConnection(Connection):
                 self.unrouted += 1
                 return
         if p.payload_type != track.payload_type:
-            track.dropped += 1
+            track.discard(p)  # not negotiated: dropped, its sequence number skipped
             return
         track.receive(p)
 

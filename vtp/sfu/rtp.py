@@ -67,7 +67,7 @@ class ParsedRtp:
 
 
 def parse_rtp(data: bytes, audio_level_id: int, mid_id: int) -> ParsedRtp | None:
-    """Validate and split an RTP packet; None if malformed or empty.
+    """Validate and split an RTP packet; None if malformed.
 
     CSRCs, padding and every header extension other than audio level (RFC 6464, its
     byte returned, -1 if absent) and mid are dropped: the SFU writes its own."""
@@ -115,8 +115,8 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int) -> ParsedRtp | None
         if pad == 0 or end - pad < offset:
             return None
         end -= pad
-    if end <= offset:
-        return None  # padding-only or empty payload: nothing to forward
+    # an empty payload (padding-only packet, used by senders to probe bandwidth) is
+    # returned: it is not forwarded, but its sequence number must be accounted for
     return ParsedRtp(b1 & 0x7F, b1 & 0x80, seq, ts, ssrc, data[offset:end], audio_level, mid)
 
 

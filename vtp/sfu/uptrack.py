@@ -9,6 +9,7 @@ keyframe requests, receiver reports, REMB values) runs from the SFU's periodic t
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 KEYFRAME_INTERVAL_S = 1.0  # at most one PLI per publisher track per second
 KEYFRAME_GIVE_UP_S = 10.0  # stop repeating an unanswered request after this
+DROPPED_WINDOW = 2000  # remember skipped sequence numbers this far back
 NACK_MAX_GAP = 200  # larger gaps are not worth asking for
 NACK_MAX_AGE_S = 1.0
 NACK_RETRY_S = 0.05
@@ -38,7 +40,8 @@ MAX_MISSING = 512
 class UpPacket:
     """A validated packet in the up track's continuous numbering. Taps receive these.
 
-    ``useq``/``uts``: unbounded, continuous sequence number and timestamp;
+    ``useq``/``uts``: unbounded, continuous sequence number and timestamp (packets that
+    were not forwarded - padding, invalid - are skipped, so ``useq`` has no holes);
     ``payload``: the codec payload (VP8 descriptor included); ``keyframe``: first packet
     of a VP8 keyframe; ``audio_level``: RFC 6464 byte or -1."""
 
@@ -135,6 +138,10 @@ class UpTrack:
         self.plis_sent = 0
         self.keyframes = 0
         self._base_useq: int | None = None
+        # publisher sequence numbers not forwarded (sorted), and how many were forgotten
+        self._dropped: list[int] = []
+        self._dropped_base = 0
+        self._highest_forwarded = -1  # publisher numbering
         self._expected_prior = 0
         self._last_transit: float | None = None
         self.jitter = 0.0
@@ -153,28 +160,19 @@ class UpTrack:
     # --- the packet path -------------------------------------------------------------
 
     def receive(self, p: ParsedRtp) -> None:
-        """Handle one validated packet of this track (payload type already checked)."""
+        """Handle one packet of this track (payload type already checked)."""
         if len(p.payload) < self._min_payload:
-            self.dropped += 1
+            self.discard(p)  # padding-only, or too short to be this codec
             return
-        seq = self.seq
-        before = seq.highest
-        useq = seq.map(p.seq)
-        cache = self.cache
-        if self._base_useq is None:
-            self._base_useq = useq
-        elif useq <= before:
-            if cache.get(useq) is not None:
-                self.duplicates += 1
-                return
-            if self.missing.pop(useq, None) is not None:
-                self.nacks_answered += 1
-        elif useq > before + 1:
-            gap = useq - before - 1
-            if 0 < gap <= NACK_MAX_GAP and len(self.missing) < MAX_MISSING:
-                now = time.monotonic()
-                for missing in range(before + 1, useq):
-                    self.missing[missing] = [now, 0.0, 0]
+        useq = self._arrived(p.seq)
+        if useq is None:
+            return
+        dropped = self._dropped
+        if dropped:
+            # forwarded numbering skips the packets that were not forwarded
+            fseq = useq - self._dropped_base - bisect.bisect_left(dropped, useq)
+        else:
+            fseq = useq - self._dropped_base
         payload = p.payload
         uts = self.ts.map(p.ts)
         # interarrival jitter (RFC 3550 A.8), in timestamp units
@@ -187,8 +185,10 @@ class UpTrack:
         if keyframe:
             self.keyframes += 1
             self._kf_pending = False
-        packet = UpPacket(useq, uts, p.marker, payload, p.audio_level, keyframe)
-        cache.add(packet)
+        if useq > self._highest_forwarded:
+            self._highest_forwarded = useq
+        packet = UpPacket(fseq, uts, p.marker, payload, p.audio_level, keyframe)
+        self.cache.add(packet)
         self.packets += 1
         size = len(payload)
         self.bytes += size
@@ -204,6 +204,82 @@ class UpTrack:
                 except Exception:
                     logger.exception("tap on track %s failed; removing it", self.id)
                     tap.close()
+
+    def _arrived(self, seq16: int) -> int | None:
+        """Unwrap a sequence number and do the loss/NACK bookkeeping; None for a
+        duplicate."""
+        seq = self.seq
+        before = seq.highest
+        rebases = seq.rebases
+        useq = seq.map(seq16)
+        if seq.rebases != rebases:
+            # the publisher's numbering jumped (reset or hostile): what was missing under
+            # the old numbering will never come; skip it so subscribers see no hole
+            # (only above what was forwarded: numbers already given out stay put)
+            for lost in self.missing:
+                if lost > self._highest_forwarded:
+                    bisect.insort(self._dropped, lost)
+            self.missing.clear()
+            return useq
+        if self._base_useq is None:
+            self._base_useq = useq
+        elif useq <= before:
+            if self._seen(useq):
+                self.duplicates += 1
+                return None
+            if self.missing.pop(useq, None) is not None:
+                self.nacks_answered += 1
+        elif useq > before + 1:
+            gap = useq - before - 1
+            if 0 < gap <= NACK_MAX_GAP and len(self.missing) < MAX_MISSING:
+                now = time.monotonic()
+                for missing in range(before + 1, useq):
+                    self.missing[missing] = [now, 0.0, 0]
+        return useq
+
+    def _seen(self, useq: int) -> bool:
+        dropped = self._dropped
+        if dropped:
+            i = bisect.bisect_left(dropped, useq)
+            if i < len(dropped) and dropped[i] == useq:
+                return True
+            fseq = useq - self._dropped_base - i
+        else:
+            fseq = useq - self._dropped_base
+        packet = self.cache.get(fseq)
+        return packet is not None
+
+    def discard(self, p: ParsedRtp) -> None:
+        """A packet that is not forwarded (padding-only, malformed payload, payload type
+        not negotiated): its sequence number is taken out of the forwarded numbering, so
+        subscribers see no gap, and it is not NACKed."""
+        self.dropped += 1
+        useq = self._arrived(p.seq)
+        if useq is None or useq <= self._highest_forwarded:
+            # (a late one below what was forwarded cannot be skipped: numbers already
+            # given out stay put; subscribers see the hole as a loss)
+            return
+        dropped = self._dropped
+        if dropped and useq <= dropped[-1]:
+            bisect.insort(dropped, useq)
+        else:
+            dropped.append(useq)
+        # forget drops far in the past: they shift every later packet alike
+        horizon = self.seq.highest - DROPPED_WINDOW
+        if dropped[0] < horizon:
+            keep = bisect.bisect_left(dropped, horizon)
+            self._dropped_base += keep
+            del dropped[:keep]
+
+    def original_seq(self, fseq: int) -> int:
+        """The publisher's unwrapped sequence number for a forwarded one."""
+        useq = fseq + self._dropped_base
+        for d in self._dropped:
+            if d <= useq:
+                useq += 1
+            else:
+                break
+        return useq
 
     def forward(self, packet: UpPacket) -> None:
         """Write one packet to every down track. The common case (a started down track)
@@ -290,8 +366,9 @@ class UpTrack:
             self.plis_sent += 1
             self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, self.ssrc))
 
-    def nack_upstream(self, useq: int) -> None:
+    def nack_upstream(self, fseq: int) -> None:
         """A subscriber lost a packet the cache no longer (or never) had: ask for it."""
+        useq = self.original_seq(fseq)
         if (
             useq not in self.missing
             and useq > self.seq.highest - 1000
