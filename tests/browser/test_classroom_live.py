@@ -89,6 +89,8 @@ async def test_three_join_each_decodes_the_other_two_and_chat_reaches_all(lesson
     )
     assert await teacher.locator("#camera-select option").count() >= 1
     assert await teacher.locator("#mic-select option").count() >= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    await teacher.screenshot(path=str(ARTIFACTS / "prejoin.png"))
 
     await lesson.everyone_in()
     for name, page in pages.items():

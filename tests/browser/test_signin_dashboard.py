@@ -165,7 +165,8 @@ async def test_dashboard_lists_courses_live_and_upcoming(
     await join.click()
     await page.wait_for_url(f"**/classroom/{live['id']}")
     await page.get_by_role("heading", name="Cells, live").wait_for()
-    await page.get_by_role("button", name="Join class").wait_for()
+    join_class = page.get_by_role("button", name="Join class")
+    await eventually(join_class.is_enabled, 15, "the Join button enabled")
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
     await page.screenshot(path=str(ARTIFACTS / "prejoin-phone.png"), full_page=True)
