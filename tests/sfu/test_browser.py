@@ -196,10 +196,11 @@ async def test_aiortc_publisher_to_chromium(
 async def test_chromium_publisher_to_aiortc_and_chromium(
     sfu: Sfu, event_log: EventLog, signalling: str, browser: Any
 ) -> None:
-    room = sfu.room("browser")
     publisher_page = await browser.new_page()
     await publisher_page.goto(signalling)
     stream_id = await publisher_page.evaluate("window.publish('teacher')")
+    # (the room was created by the page's request: rooms close when empty)
+    room = sfu.room("browser")
     await wait_until(lambda: bool(room.streams()), 10)
     viewer = await browser.new_page()
     await viewer.goto(signalling)
