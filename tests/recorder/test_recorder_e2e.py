@@ -280,19 +280,27 @@ async def test_recorded_class_survives_s3_outage_and_crash(
     assert not (spool2 / str(crash_id)).exists()
 
     # --- a file larger than a part goes up in parts and verifies -----------------------------
-    from vtp.recorder.objects import S3Objects
+    from vtp.storage.s3 import S3ObjectStore
 
     big = tmp_path / "big.webm"
     big.write_bytes(os.urandom(11 * 1024 * 1024))
-    objects = S3Objects(cfg.model_copy(update={"recording_part_size_mb": 5}))
-    await objects.start()
+    store = S3ObjectStore(
+        cfg.s3_endpoint or "",
+        cfg.s3_access_key,
+        cfg.s3_secret_key.get_secret_value(),
+        cfg.s3_bucket,
+        region=cfg.s3_region,
+        secure=cfg.s3_secure,
+    )
+    await store.start()
     try:
-        await objects.upload("recordings/multipart/big.webm", big, "video/webm")
-        assert await objects.stat_size("recordings/multipart/big.webm") == big.stat().st_size
+        key = "recordings/multipart/big.webm"
+        info = await store.put_file(key, big, "video/webm", part_size=5 * 1024 * 1024)
+        assert info.size == (await store.stat(key)).size == big.stat().st_size
         digest = hashlib.sha256(big.read_bytes()).hexdigest()
-        assert await objects.sha256("recordings/multipart/big.webm") == digest
+        assert await store.sha256(key) == digest
     finally:
-        await objects.close()
+        await store.close()
 
 
 async def _async(value: Any) -> Any:

@@ -18,10 +18,11 @@ from vtp.recorder.depacketizer import (
     parse_vp8_descriptor,
     vp8_keyframe_info,
 )
-from vtp.recorder.objects import MissingBucket, _s3_error
 from vtp.recorder.session import describe_error, write_json_atomically
 from vtp.recorder.spool import Spool, seal_cut_recording
 from vtp.recorder.webm import WebmFile, opus_duration
+from vtp.storage import MissingBucket
+from vtp.storage.s3 import s3_error
 
 
 @dataclass
@@ -192,7 +193,7 @@ def test_missing_bucket_is_named() -> None:
     class Fake(Exception):
         code = "NoSuchBucket"
 
-    error = _s3_error(Fake("x"), "upload of a", "vtp")
+    error = s3_error(Fake("x"), "upload of a", "vtp")
     assert isinstance(error, MissingBucket)
     assert "bucket 'vtp' does not exist" in str(error)
 

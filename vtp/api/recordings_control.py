@@ -142,7 +142,7 @@ async def playback(request: web.Request) -> web.Response:
     row = await _recording_row(request, recording_id)
     if row["status"] != "available":
         raise conflict("recording_not_available", f"the recording is {row['status']}")
-    recorder = _recorder(request)
+    _recorder(request)  # 503 when this server records nothing
     ttl = request.app[CONFIG].recording_url_ttl_s
     prefix = object_prefix(recording_id)
     try:
@@ -153,7 +153,7 @@ async def playback(request: web.Request) -> web.Response:
     expires = int(time.time()) + ttl
 
     async def url_of(name: str) -> str:
-        presigned = await recorder.objects.presign(f"{prefix}/{name}", ttl)
+        presigned = await request.app[STORE].presign_get(f"{prefix}/{name}", ttl)
         if presigned is not None:
             return presigned
         signature = _signature(key, recording_id, name, expires)
@@ -210,8 +210,8 @@ async def media(request: web.Request) -> web.StreamResponse:
         raise forbidden("this link is not valid")
     if expires < time.time():
         raise forbidden("this link has expired")
-    recorder = _recorder(request)
-    path = recorder.objects.local_path(f"{object_prefix(recording_id)}/{name}")
+    _recorder(request)  # 503 when this server records nothing
+    path = request.app[STORE].local_path(f"{object_prefix(recording_id)}/{name}")
     if path is None or not path.is_file():
         raise not_found("no such file")
     return web.FileResponse(

@@ -4,8 +4,8 @@
   keyframe), Opus pass-through;
 * :mod:`.webm` - PyAV WebM muxing with no codec opened;
 * :mod:`.session` - one recording of a room: a file per published stream + manifest;
-* :mod:`.spool`, :mod:`.uploader`, :mod:`.objects` - the spool, verified uploads with
-  retries, object-store access (presigned URLs, streamed SHA-256);
+* :mod:`.spool`, :mod:`.uploader` - the spool, and uploads with retries, each verified
+  (size and streamed SHA-256) through the app's :class:`~vtp.storage.ObjectStore`;
 * :mod:`.service` - the :class:`Recorder` under ``app[RECORDER]``; ``setup(app)``.
 """
 

@@ -28,7 +28,6 @@ from aiohttp import web
 from vtp.config import Config
 from vtp.health import ComponentHealth
 from vtp.recorder import db
-from vtp.recorder.objects import RecordingObjects, recording_objects
 from vtp.recorder.session import RecordingSession, describe_error, read_manifest
 from vtp.recorder.spool import Spool, seal_cut_recording
 from vtp.recorder.uploader import Uploader
@@ -72,15 +71,13 @@ class Recorder:
         pool: asyncpg.Pool,
         store: ObjectStore,
         sfu: Sfu | None,
-        objects: RecordingObjects | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
         self.store = store
         self.sfu = sfu
         self.spool = Spool(config.recording_spool)
-        self.objects = objects or recording_objects(config, store)
-        self.uploader = Uploader(config, self.spool, self.objects, pool)
+        self.uploader = Uploader(config, self.spool, store, pool)
         self.active: dict[uuid.UUID, Active] = {}  # by session id
         self._by_room: dict[str, Active] = {}
         self._listeners: list[Callable[[RecordingChanged], None]] = []
@@ -99,7 +96,6 @@ class Recorder:
         except OSError as exc:
             self.spool_error = f"spool {self.spool.root}: {describe_error(exc)}"
             log.error("recorder: %s", self.spool_error)
-        await self.objects.start()
         self.uploader.start()
         await self.resume_spool()
         if self.sfu is not None:
@@ -123,7 +119,6 @@ class Recorder:
         for task in list(self._tasks):
             task.cancel()
         await self.uploader.close()
-        await self.objects.close()
 
     async def resume_spool(self) -> None:
         """Upload what a previous run left in the spool (sealing recordings it cut)."""
@@ -352,7 +347,7 @@ class Recorder:
             "recorder",
             not problems,
             latency,
-            "spool+" + self.objects.name,
+            "spool+" + self.store.name,
             "; ".join(problems) or None,
         )
 

@@ -26,11 +26,10 @@ import asyncpg
 
 from vtp.config import Config
 from vtp.recorder import db
-from vtp.recorder.objects import MissingBucket, RecordingObjects, file_sha256
 from vtp.recorder.session import MANIFEST, describe_error, read_manifest, write_json_atomically
 from vtp.recorder.spool import Spool
 from vtp.recorder.webm import CONTENT_TYPE
-from vtp.storage import StorageError
+from vtp.storage import MissingBucket, ObjectStore, StorageError, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +63,11 @@ def main_file(files: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 class Uploader:
     def __init__(
-        self, config: Config, spool: Spool, objects: RecordingObjects, pool: asyncpg.Pool
+        self, config: Config, spool: Spool, store: ObjectStore, pool: asyncpg.Pool
     ) -> None:
         self.config = config
         self.spool = spool
-        self.objects = objects
+        self.store = store
         self.pool = pool
         self.pending: dict[uuid.UUID, Pending] = {}
         self._queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
@@ -224,10 +223,12 @@ class Uploader:
     async def _put_verified(
         self, key: str, path: Path, size: int, sha256: str, content_type: str
     ) -> None:
-        await self.objects.upload(key, path, content_type)
-        stored_size = await self.objects.stat_size(key)
+        await self.store.put_file(
+            key, path, content_type, part_size=self.config.recording_part_size_mb * 1024 * 1024
+        )
+        stored_size = (await self.store.stat(key)).size
         if stored_size != size:
             raise VerifyError(f"{key}: the store holds {stored_size} bytes, expected {size}")
-        stored_sha = await self.objects.sha256(key)
+        stored_sha = await self.store.sha256(key)
         if stored_sha != sha256:
             raise VerifyError(f"{key}: SHA-256 of the stored object does not match")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+CHUNK = 1024 * 1024
 
 
 class StorageError(RuntimeError):
@@ -13,6 +16,10 @@ class StorageError(RuntimeError):
 
 class ObjectNotFound(StorageError):
     pass
+
+
+class MissingBucket(StorageError):
+    """The store answers, but the configured bucket does not exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +38,23 @@ class ObjectStore(Protocol):
         """Raise StorageError unless the store (and its bucket) is usable."""
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo: ...
-    async def put_file(self, key: str, path: Path, content_type: str) -> ObjectInfo: ...
+    async def put_file(
+        self, key: str, path: Path, content_type: str, *, part_size: int | None = None
+    ) -> ObjectInfo:
+        """Upload a file (in parts of `part_size` bytes where the store has parts)."""
+
     async def get_bytes(self, key: str) -> bytes: ...
     async def stat(self, key: str) -> ObjectInfo: ...
+    async def sha256(self, key: str) -> str:
+        """SHA-256 (hex) of what the store holds, read as a stream: verifies an upload."""
+
+    async def presign_get(self, key: str, ttl_s: int) -> str | None:
+        """A URL a browser may fetch directly for `ttl_s` seconds, or None when the store
+        has no such URLs (then the API serves the object itself)."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's file, for a store on local disk; None otherwise."""
+
     async def delete(self, key: str) -> None: ...
 
 
@@ -43,3 +64,12 @@ def check_key(key: str) -> str:
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"invalid object key {key!r}")
     return key
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file, read in chunks (blocking: call it in a thread)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -14,7 +14,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from vtp.storage.base import ObjectInfo, ObjectNotFound, StorageError, check_key
+from vtp.storage.base import ObjectInfo, ObjectNotFound, StorageError, check_key, file_sha256
 
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -95,7 +95,9 @@ class LocalObjectStore:
         check_key(key)
         return await asyncio.to_thread(self._write, key, bytes(data), content_type)
 
-    async def put_file(self, key: str, path: Path, content_type: str) -> ObjectInfo:
+    async def put_file(
+        self, key: str, path: Path, content_type: str, *, part_size: int | None = None
+    ) -> ObjectInfo:
         check_key(key)
         return await asyncio.to_thread(self._write, key, Path(path), content_type)
 
@@ -133,6 +135,25 @@ class LocalObjectStore:
             return ObjectInfo(key, size, content_type)
 
         return await asyncio.to_thread(read)
+
+    async def sha256(self, key: str) -> str:
+        path = self._path(key)
+
+        def digest() -> str:
+            try:
+                return file_sha256(path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                raise ObjectNotFound(key) from exc
+            except OSError as exc:
+                raise StorageError(f"cannot read {key}: {exc}") from exc
+
+        return await asyncio.to_thread(digest)
+
+    async def presign_get(self, key: str, ttl_s: int) -> str | None:
+        return None  # files on disk have no URL of their own: the API serves them
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
 
     async def delete(self, key: str) -> None:
         """Remove an object; removing one that does not exist is not an error."""

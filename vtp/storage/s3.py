@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from vtp.storage.base import ObjectInfo, ObjectNotFound, StorageError, check_key
+from vtp.storage.base import (
+    CHUNK,
+    MissingBucket,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    check_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +26,16 @@ _NOT_FOUND = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
 # should fail a request (and /ready) in seconds instead.
 _CONNECT_TIMEOUT_S = 10.0
 _READ_TIMEOUT_S = 120.0
+
+
+def s3_error(exc: Exception, what: str, bucket: str) -> StorageError:
+    """The StorageError that says what went wrong with a miniopy-async call."""
+    code = getattr(exc, "code", None)
+    if code == "NoSuchBucket":
+        return MissingBucket(f"bucket {bucket!r} does not exist ({what})")
+    if code in _NOT_FOUND:
+        return ObjectNotFound(what)
+    return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 def split_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
@@ -112,17 +131,26 @@ class S3ObjectStore:
                 self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
             )
         except Exception as exc:
-            raise StorageError(f"cannot upload {key}: {exc}") from exc
+            raise s3_error(exc, f"upload of {key}", self.bucket) from exc
         return ObjectInfo(key, len(data), content_type)
 
-    async def put_file(self, key: str, path: Path, content_type: str) -> ObjectInfo:
+    async def put_file(
+        self, key: str, path: Path, content_type: str, *, part_size: int | None = None
+    ) -> ObjectInfo:
         check_key(key)
         client = self._require()
         try:
             size = (await asyncio.to_thread(path.stat)).st_size
-            await client.fput_object(self.bucket, key, str(path), content_type=content_type)
+            await client.fput_object(
+                self.bucket,
+                key,
+                str(path),
+                content_type=content_type,
+                part_size=part_size or 0,  # 0: miniopy-async picks from the size
+                num_parallel_uploads=2,
+            )
         except Exception as exc:
-            raise StorageError(f"cannot upload {key}: {exc}") from exc
+            raise s3_error(exc, f"upload of {key}", self.bucket) from exc
         return ObjectInfo(key, size, content_type)
 
     async def get_bytes(self, key: str) -> bytes:
@@ -135,9 +163,7 @@ class S3ObjectStore:
             finally:
                 response.release()
         except Exception as exc:
-            if getattr(exc, "code", None) in _NOT_FOUND:
-                raise ObjectNotFound(key) from exc
-            raise StorageError(f"cannot download {key}: {exc}") from exc
+            raise s3_error(exc, f"download of {key}", self.bucket) from exc
         return data
 
     async def stat(self, key: str) -> ObjectInfo:
@@ -146,10 +172,37 @@ class S3ObjectStore:
         try:
             result = await client.stat_object(self.bucket, key)
         except Exception as exc:
-            if getattr(exc, "code", None) in _NOT_FOUND:
-                raise ObjectNotFound(key) from exc
-            raise StorageError(f"cannot stat {key}: {exc}") from exc
+            raise s3_error(exc, f"stat of {key}", self.bucket) from exc
         return ObjectInfo(key, int(result.size), result.content_type or "application/octet-stream")
+
+    async def sha256(self, key: str) -> str:
+        check_key(key)
+        client = self._require()
+        digest = hashlib.sha256()
+        try:
+            response = await client.get_object(self.bucket, key)
+            try:
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    digest.update(chunk)
+            finally:
+                response.release()
+        except Exception as exc:
+            raise s3_error(exc, f"download of {key}", self.bucket) from exc
+        return digest.hexdigest()
+
+    async def presign_get(self, key: str, ttl_s: int) -> str | None:
+        check_key(key)
+        client = self._require()
+        try:
+            url: str = await client.presigned_get_object(
+                self.bucket, key, expires=timedelta(seconds=ttl_s)
+            )
+        except Exception as exc:
+            raise s3_error(exc, f"presigning {key}", self.bucket) from exc
+        return url
+
+    def local_path(self, key: str) -> Path | None:
+        return None
 
     async def delete(self, key: str) -> None:
         """Remove an object; removing one that does not exist is not an error."""
