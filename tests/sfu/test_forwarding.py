@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
 from aiortc import RTCSessionDescription
 
 from tests.sfu.clients import EventLog, Publisher, Subscriber, colour_matches, wait_until
-from vtp.sfu import Sfu, events
+from vtp.sfu import Sfu, SfuError, events
 
 
 def good_frames(sub: Subscriber, pub: Publisher) -> list[int]:
@@ -117,5 +118,30 @@ async def test_trickled_candidates(sfu: Sfu, event_log: EventLog) -> None:
         await event_log.wait_for(lambda e: isinstance(e, events.StreamAdded), 10)
         await sub.subscribe(room.join("student"), publication.id)
         await wait_until(lambda: len(good_frames(sub, pub)) >= 10, 10)
+    finally:
+        await asyncio.gather(pub.close(), sub.close())
+
+
+async def test_subscriber_offers_whep_style(sfu: Sfu, event_log: EventLog) -> None:
+    """The client offers recvonly (WHEP egress) and the server answers with the stream."""
+    room = sfu.room("whep")
+    pub = Publisher(3)
+    stream_id = await pub.publish(room.join("teacher"))
+    sub = Subscriber()
+    try:
+        sub.pc.addTransceiver("video", direction="recvonly")
+        sub.pc.addTransceiver("audio", direction="recvonly")
+        await sub.pc.setLocalDescription(await sub.pc.createOffer())
+        conn = await room.join("viewer").subscribe(stream_id, offer_sdp=sub.pc.localDescription.sdp)
+        assert "a=sendonly" in conn.answer_sdp and "useinbandfec=1" in conn.answer_sdp
+        await sub.pc.setRemoteDescription(RTCSessionDescription(conn.answer_sdp, "answer"))
+        await wait_until(lambda: len(good_frames(sub, pub)) >= 10, 10)
+        await wait_until(lambda: sub.received["audio"].audio_frames > 10, 5)
+        # a sendonly "subscribe" offer is refused
+        sending = (await Publisher(0).offer()).replace("a=sendrecv", "a=sendonly")
+        wrong = room.join("wrong")
+        with pytest.raises(SfuError):
+            await wrong.subscribe(stream_id, offer_sdp=sending)
+        assert wrong.connections == {}
     finally:
         await asyncio.gather(pub.close(), sub.close())

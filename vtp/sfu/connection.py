@@ -395,6 +395,7 @@ class DownConnection(Connection):
         self._by_ssrc: dict[int, DownTrack] = {}
         self._pending: list[tuple[Any, UpTrack]] = []
         self.offer_sdp = ""
+        self.answer_sdp = ""  # when the client offered (start_answer)
         self.answered = False
 
     async def start(self) -> str:
@@ -427,6 +428,48 @@ class DownConnection(Connection):
             await self.close("bad answer")
             raise SfuError("bad-sdp", f"answer rejected: {exc.__class__.__name__}: {exc}") from None
         self.answered = True
+        self._make_down_tracks()
+        if not self.tracks:
+            await self.close("nothing negotiated")
+            raise SfuError("bad-sdp", "the answer accepts none of the stream's tracks")
+
+    async def start_answer(self, offer_sdp: str) -> str:
+        """The client offers (WHEP: recvonly audio/video), the server answers with the
+        publication's tracks. Raises SfuError (and closes) on bad input."""
+        try:
+            sdp = negotiation.sanitize_receive_offer(offer_sdp)
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.text(), type="offer"))
+            self._prepare_transports()
+            available = list(self.up.tracks)
+            for transceiver in self.pc.getTransceivers():
+                track = next((t for t in available if t.kind == transceiver.kind), None)
+                if track is None:
+                    transceiver.direction = "inactive"
+                    continue
+                available.remove(track)
+                transceiver.direction = "sendonly"
+                transceiver.sender.replaceTrack(_SilentTrack(track.kind))
+                self._pending.append((transceiver, track))
+            if not self._pending:
+                raise SfuError("bad-sdp", "the offer receives none of the stream's tracks")
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(
+                RTCSessionDescription(sdp=negotiation.add_opus_fec(answer.sdp), type="answer")
+            )
+            for transceiver, _ in self._pending:
+                hooks.silence_sender_rtcp(transceiver.sender)
+            self.answered = True
+            self._make_down_tracks()
+            self.answer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
+        except SfuError:
+            await self.close("bad offer")
+            raise
+        except Exception as exc:
+            await self.close("bad offer")
+            raise SfuError("bad-sdp", f"offer rejected: {exc.__class__.__name__}: {exc}") from None
+        return self.answer_sdp
+
+    def _make_down_tracks(self) -> None:
         for transceiver, up_track in self._pending:
             codecs = [
                 c for c in hooks.negotiated_codecs(transceiver) if c.mime_type == up_track.mime_type
@@ -449,9 +492,6 @@ class DownConnection(Connection):
             )
             self.tracks.append(down)
             self._by_ssrc[down.ssrc] = down
-        if not self.tracks:
-            await self.close("nothing negotiated")
-            raise SfuError("bad-sdp", "the answer accepts none of the stream's tracks")
 
     def on_connected(self) -> None:
         if self.closed or self.up.closed or self.sender is None:

@@ -137,6 +137,20 @@ def sanitize_offer(text: str) -> Sdp:
     return sdp
 
 
+def sanitize_receive_offer(text: str) -> Sdp:
+    """A subscriber's offer (WHEP): recvonly audio/video reduced to Opus/VP8."""
+    sdp = parse(text)
+    for m in sdp.media:
+        if m.kind not in ALLOWED_CODECS:
+            raise SfuError("bad-sdp", f"{m.kind} sections are not accepted")
+        directions = ("a=sendonly", "a=sendrecv", "a=recvonly", "a=inactive")
+        direction = next((ln for ln in m.lines if ln in directions), "a=sendrecv")[2:]
+        if direction not in ("recvonly", "sendrecv"):
+            raise SfuError("bad-sdp", "a subscribe offer must receive media")
+        _restrict_section(m)
+    return sdp
+
+
 def sanitize_answer(text: str) -> Sdp:
     """A subscriber's answer, checked (aiortc does the negotiation itself)."""
     sdp = parse(text)

@@ -44,15 +44,21 @@ class Peer:
         self.room.publication_added(conn)
         return conn
 
-    async def subscribe(self, stream_id: str) -> DownConnection:
-        """Create a subscription to a live publication; send ``offer_sdp`` to the client
-        and pass its answer to :meth:`answer`."""
+    async def subscribe(self, stream_id: str, offer_sdp: str | None = None) -> DownConnection:
+        """Create a subscription to a publication.
+
+        Without ``offer_sdp`` the server offers: send ``offer_sdp`` to the client and
+        pass its answer to :meth:`answer`. With the client's (recvonly) offer - WHEP -
+        the server answers at once: ``answer_sdp`` goes back to the client."""
         self._check_open()
         up = self.room.publication(stream_id)
         if up is None:
             raise SfuError("not-found", f"no stream {stream_id!r}")
         conn = DownConnection(self, self.room.settings, up)
         self.connections[conn.id] = conn
+        if offer_sdp is not None:
+            await conn.start_answer(offer_sdp)  # closes itself, raises SfuError
+            return conn
         try:
             await conn.start()
         except SfuError:
