@@ -14,6 +14,7 @@ from classroom_kit import (
     PASSWORD,
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
+    decoding,
     eventually,
     iso,
     needs_chromium,
@@ -212,3 +213,50 @@ async def test_keyboard_only_sign_in_in_a_sensible_order(server: Server, browser
     await page.keyboard.press("Enter")
     await page.wait_for_url("**/dashboard")
     await page.get_by_role("heading", name="Hello, Gus Ferreira").wait_for()
+
+
+async def test_a_class_from_scratch_through_the_ui(server: Server, browser: Any) -> None:
+    """The README's two-window walk-through: a teacher creates a course and starts a class,
+    a new student registers, enrols with the code and joins; each decodes the other."""
+    teacher_user = await server.user("Ms Ito", role="teacher")
+    teacher = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
+    await teacher.goto(server.base + "/")
+    await teacher.wait_for_url("**/signin?next=%2Fdashboard")
+    await teacher.get_by_label("E-mail").first.fill(teacher_user.email)
+    await teacher.get_by_label("Password").first.fill(PASSWORD)
+    await teacher.keyboard.press("Enter")
+    await teacher.get_by_role("heading", name="Hello, Ms Ito").wait_for()
+    await teacher.get_by_text("New course").click()
+    await teacher.get_by_label("Course code").fill("CHEM-2")
+    await teacher.get_by_label("Course title").fill("Chemistry")
+    await teacher.get_by_role("button", name="Create course").click()
+    code_line = teacher.locator("[data-courses] .course").filter(has_text="Chemistry")
+    await code_line.get_by_text("Enrolment code:").wait_for()
+    code = (await code_line.get_by_text("Enrolment code:").inner_text()).split(": ")[1]
+    await code_line.get_by_role("button", name="Start a class now").click()
+    await teacher.wait_for_url("**/classroom/**")
+    await eventually(
+        teacher.get_by_role("button", name="Join class").is_enabled, 15, "Join enabled"
+    )
+    await teacher.get_by_role("button", name="Join class").click()
+
+    student = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
+    await student.goto(server.base + "/signin?register=1")
+    form = student.locator('[data-form="register"]')
+    await form.get_by_label("Your name").fill("Hana Sato")
+    await form.get_by_label("E-mail").fill(f"hana-{time.time_ns()}@school.example")
+    await form.get_by_label("Password").fill(PASSWORD)
+    await form.get_by_role("button", name="Create account").click()
+    await student.get_by_role("heading", name="Hello, Hana Sato").wait_for()
+    await student.get_by_label("Enrolment code").fill(code)
+    await student.get_by_role("button", name="Join course").click()
+    await student.get_by_text("You joined Chemistry.").wait_for()
+    await student.locator("[data-live]").get_by_role("link", name="Join").click()
+    await eventually(
+        student.get_by_role("button", name="Join class").is_enabled, 15, "Join enabled"
+    )
+    await student.get_by_role("button", name="Join class").click()
+    for page in (teacher, student):
+        await eventually(lambda p=page: decoding(p, 1), 30, "each decoding the other")
+    await teacher.context.close()
+    await student.context.close()
