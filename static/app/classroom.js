@@ -466,6 +466,25 @@ function addChat(message) {
     ),
     el("p", { class: message.body === null ? "chat-body deleted" : "chat-body", text: message.body === null ? "Message deleted" : message.body }),
   );
+  // Authors delete their own messages; the teacher moderates any.
+  if (message.body !== null && (message.author_id === state.me.id || state.presenter)) {
+    item.querySelector(".chat-meta").append(
+      el("button", {
+        type: "button",
+        class: "chat-delete",
+        text: "Delete",
+        "aria-label": `Delete the message from ${message.author_name || "someone"}`,
+        onclick: async () => {
+          try {
+            await api(`/api/v1/chat/${message.id}`, { method: "DELETE" });
+            addChat({ ...message, body: null });
+          } catch (e) {
+            toast(`Not deleted: ${describeError(e)}`, "warn");
+          }
+        },
+      }),
+    );
+  }
   if (existing) {
     existing.replaceWith(item);
     return;

@@ -165,6 +165,17 @@ async def test_three_join_each_decodes_the_other_two_and_chat_reaches_all(lesson
     await pages["ben"].screenshot(path=str(ARTIFACTS / "classroom-phone.png"), full_page=True)
     await pages["ben"].set_viewport_size({"width": 1280, "height": 800})
 
+    # The teacher moderates: Ben's message is deleted for everyone.
+    await pages["teacher"].get_by_role("tab", name="Chat").click()
+    await pages["teacher"].get_by_role("button", name="Delete the message from Ben Tanaka").click()
+    for name, page in pages.items():
+        log = page.locator("[data-chat-log]")
+        await eventually(
+            lambda log=log: _contains(log, "Message deleted"), 10, f"deleted for {name}"
+        )
+        assert "Morning, Ms Rivera" not in await log.inner_text(), name
+    assert await pages["ada"].get_by_role("button", name="Delete the message from Ben").count() == 0
+
 
 async def test_teacher_screen_share_is_large_for_students(lesson: Class) -> None:
     teacher, ada = lesson.pages["teacher"], lesson.pages["ada"]

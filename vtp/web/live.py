@@ -242,6 +242,9 @@ async def _authenticate(
         await _refuse(ws, CLOSE_FORBIDDEN, "not_found", "no such session")
         return None
     if ticket.status != "live":
+        stale = app[LIVE_ROOMS].rooms.get(session_id)
+        if stale is not None and not stale.participants:
+            del app[LIVE_ROOMS].rooms[session_id]  # the session ended: forget its removals
         await _refuse(
             ws, CLOSE_NOT_LIVE, "session_not_live", f"the session is {ticket.status}, not live"
         )
