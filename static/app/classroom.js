@@ -738,7 +738,8 @@ async function join() {
   $("[data-prejoin]").hidden = true;
   $("[data-room]").hidden = false;
   $("[data-end]").hidden = !state.presenter;
-  $("[data-share]").hidden = !state.ticket.may_publish;
+  // Phones and tablets cannot share their screen (no getDisplayMedia): no button then.
+  $("[data-share]").hidden = !state.ticket.may_publish || !navigator.mediaDevices.getDisplayMedia;
   $("[data-mic]").hidden = !state.ticket.may_publish;
   $("[data-cam]").hidden = !state.ticket.may_publish;
   renderToggles();
