@@ -73,6 +73,9 @@ class Config(BaseSettings):
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: SecretStr | None = None
     turn_credential_ttl_s: int = Field(default=6 * 3600, ge=60)
+    # Rooms that are not a course live session (WHIP ingest, ad-hoc meetings) are open
+    # to every signed-in user; off: only course sessions, for their members.
+    sfu_open_rooms: bool = True
     room_grace_s: float = Field(default=30.0, ge=0)
     peer_timeout_s: float = Field(default=30.0, ge=1)
 

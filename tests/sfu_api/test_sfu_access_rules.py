@@ -77,8 +77,10 @@ def principal(role: Any) -> Principal:
     return Principal(uuid.uuid4(), role, "t", "f", int(time.time()) + 60)
 
 
-async def test_room_access() -> None:
-    app = web.Application()
+async def test_room_access(client: Any) -> None:
+    """Open rooms (no course session of that name; see also
+    tests/domain/test_session_room_access.py for session rooms)."""
+    app = client.server.app
     for role in ("teacher", "admin"):
         assert await room_access(app, principal(role), "class-1") == RoomGrant(
             "presenter", may_publish=True

@@ -145,6 +145,12 @@ class JoinTicket:
         }
 
 
+async def room_is_session(conn: Conn, room_name: str) -> bool:
+    """Does a live session (in any state) own this SFU room name?"""
+    found = await conn.fetchval("SELECT 1 FROM live_sessions WHERE room_name = $1", room_name)
+    return found is not None
+
+
 async def join_ticket(
     conn: Conn,
     *,

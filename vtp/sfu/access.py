@@ -2,10 +2,17 @@
 
 Every way into a room (WebSocket signalling, the REST transports, WHIP, WHEP) calls
 :func:`room_access` before it lets a principal join, and the REST room-state endpoint
-uses :func:`may_read_room_state`. Today any signed-in user may join any room; teachers and
-admins join as presenters, students as viewers (who may still publish: questions asked
-with a camera). When rooms are tied to course live sessions, this function is where the
-"is this user enrolled in the session's course" check goes.
+uses :func:`may_read_room_state`.
+
+* A room that is a course live session's (``live_sessions.room_name``) admits only the
+  members of that course (and admins), only while the session is live, with the role
+  and publish right of their join ticket (:func:`vtp.db.sessions.join_ticket`: teachers,
+  TAs and the host present; students publish when the session lets them; observers
+  watch).
+* Any other room is an open room (WHIP ingest, ad-hoc meetings): with
+  ``VTP_SFU_OPEN_ROOMS`` on (the default) any signed-in user may enter, teachers and
+  admins as presenters, students as viewers who may publish; with it off only course
+  sessions exist.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from typing import Literal
 
 from aiohttp import web
 
+from vtp.appkeys import CONFIG, DB
 from vtp.auth.principal import Principal
+from vtp.db import sessions
 
 RoomRole = Literal["presenter", "viewer"]
 
@@ -38,12 +47,20 @@ def valid_room_name(room: str) -> bool:
 
 
 async def room_access(app: web.Application, principal: Principal, room: str) -> RoomGrant | None:
-    """The grant ``principal`` has in ``room``, or None if they may not enter it.
-
-    ``app`` is here for the check that will look the room up (course live session,
-    enrolment) in the database; nothing else in the SFU decides room access.
-    """
+    """The grant ``principal`` has in ``room``, or None if they may not enter it."""
     if not valid_room_name(room):
+        return None
+    pool = app[DB]
+    ticket = await sessions.join_ticket(
+        pool, user_id=principal.user_id, is_admin=principal.has_role("admin"), room_name=room
+    )
+    if ticket is not None:
+        if ticket.status != "live":
+            return None
+        return RoomGrant(role=ticket.role, may_publish=ticket.may_publish)
+    if await sessions.room_is_session(pool, room):
+        return None  # a course's session, and this user is not in that course
+    if not app[CONFIG].sfu_open_rooms:
         return None
     if principal.has_role("teacher", "admin"):
         return RoomGrant(role="presenter", may_publish=True)
