@@ -438,6 +438,14 @@ def _hand(participant: Participant) -> dict[str, Any]:
     }
 
 
+def is_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    """Was this user removed from this live session by its teacher? For the SFU's room
+    access (``vtp.sfu.access.room_access``), so that a removed user's client cannot
+    rejoin the room by itself either (today only this channel refuses them)."""
+    room = app[LIVE_ROOMS].rooms.get(session_id)
+    return room is not None and user_id in room.removed
+
+
 async def remove_participant(
     app: web.Application, room: LiveRoom, target: Participant, *, by: str, reason: str
 ) -> None:
