@@ -319,6 +319,17 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
     assert await ada_tile.locator(".avatar").is_visible()
     await ada.get_by_role("button", name="Start video").click()
     await eventually(lambda: _not(_has_class(ada_tile, "no-video")), 5, "Ada's camera back for Ben")
+    # Keyboard: M mutes and unmutes (outside text fields); the others see it.
+    await ben.locator("body").click(position={"x": 5, "y": 400})
+    await ben.keyboard.press("m")
+    ben_row = teacher.locator('[data-people] .person:has-text("Ben Tanaka")')
+    await eventually(
+        lambda: _is(ben_row.locator(".icon-mic.is-off").count(), 1), 5, "Ben muted by M"
+    )
+    await ben.keyboard.press("m")
+    await eventually(
+        lambda: _is(ben_row.locator(".icon-mic.is-off").count(), 0), 5, "Ben unmuted by M"
+    )
     # The teacher mutes her: her page turns the microphone off and tells her who did.
     await teacher.get_by_role("button", name="Mute Ada Okafor").click()
     await eventually(

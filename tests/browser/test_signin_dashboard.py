@@ -127,7 +127,7 @@ async def test_dashboard_lists_courses_live_and_upcoming(
     student = await server.user("Fay Lin")
     live = await server.live_session(teacher, [student], title="Cells, live")
     tomorrow = time.time() + 86400
-    await server.call(
+    mitosis = await server.call(
         "POST",
         f"/api/v1/courses/{live['course_id']}/sessions",
         teacher,
@@ -171,6 +171,16 @@ async def test_dashboard_lists_courses_live_and_upcoming(
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
     await page.screenshot(path=str(ARTIFACTS / "prejoin-phone.png"), full_page=True)
+    # A class that has not started: said before joining, and the server's refusal shown.
+    await page.goto(f"{server.base}/classroom/{mitosis['id']}")
+    info = page.locator("[data-prejoin-info]")
+    await eventually(lambda: _has(info, "This class has not started yet"), 10, "not started")
+    join_class = page.get_by_role("button", name="Join class")
+    await eventually(join_class.is_enabled, 15, "the Join button enabled")
+    await join_class.click()
+    error = page.locator("[data-join-error]")
+    await error.wait_for()
+    assert await error.inner_text() == "The session is scheduled, not live."
 
 
 async def _has(locator: Any, text: str) -> bool:
