@@ -1,6 +1,6 @@
 // The live classroom: preview and device choice, then the room (video grid, screen share,
 // chat, hands, teacher controls, presence), over the SFU protocol and the live channel.
-import { api, accessToken, describeError, el, requireUser, toast } from "./api.js";
+import { ApiError, api, accessToken, describeError, el, requireUser, toast } from "./api.js";
 import { LiveChannel } from "./live.js";
 import { SfuClient } from "./sfu.js";
 
@@ -695,13 +695,15 @@ function onLive(type, data) {
       if (!data.recording.active && was) toast("Recording stopped.");
       break;
     }
-    case "error":
+    case "error": {
       if (data.error.code === "removed" || data.error.code === "session_not_live" || data.error.code === "not_found") {
-        finish(data.error.code === "removed" ? "You were removed from the class" : "This class is not open", describeError({ ...data.error, status: 0 }) || data.error.message);
+        const { code, message, details } = data.error;
+        finish(code === "removed" ? "You were removed from the class" : "This class is not open", describeError(new ApiError(0, code, message, details)));
       } else {
         toast(data.error.message, "warn");
       }
       break;
+    }
     default:
       break;
   }
