@@ -160,6 +160,7 @@ async def server_fixture(
     """VTP on a loopback port (ICE on 127.0.0.1), with a database of this module's own."""
     from vtp.app import create_app
 
+    ARTIFACTS.mkdir(exist_ok=True)  # screenshots (gitignored)
     name = f"vtp_web_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(PG_ADMIN_URL)
     try:
