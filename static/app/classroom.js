@@ -243,7 +243,7 @@ function makeTile(name) {
     el("span", { class: "mic-off", title: "Microphone off", hidden: true }, el("span", { class: "sr-only", text: "microphone off" })),
     el("span", { class: "name", text: name }),
     el("span", { class: "badge", hidden: true }),
-    el("span", { class: "hand-badge", hidden: true, text: "✋" }, el("span", { class: "sr-only", text: " hand raised" })),
+    el("span", { class: "hand-badge", hidden: true, title: "Hand raised" }, el("span", { class: "sr-only", text: "hand raised" })),
   );
   const speaking = el("span", { class: "sr-only speaking-text", text: "" });
   return el("figure", { class: "tile" }, video, avatar, label, speaking);
@@ -405,7 +405,7 @@ function renderPeople() {
         el(
           "span",
           { class: "person-icons" },
-          p.hand_raised_at ? el("span", { class: "hand-badge", title: "Hand raised", text: "✋" }) : null,
+          p.hand_raised_at ? el("span", { class: "hand-badge", title: "Hand raised" }, el("span", { class: "sr-only", text: "hand raised" })) : null,
           el("span", { class: `icon-mic ${p.audio ? "" : "is-off"}`, title: p.audio ? "Microphone on" : "Microphone off" }),
           el("span", { class: `icon-cam ${p.video ? "" : "is-off"}`, title: p.video ? "Camera on" : "Camera off" }),
         ),

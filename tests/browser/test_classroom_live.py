@@ -311,6 +311,7 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
     queue = teacher.locator("[data-hand-queue]")
     await eventually(lambda: _contains(queue, "Ada Okafor"), 5, "Ada in the teacher's queue")
     assert await teacher.get_by_role("heading", name="Raised hands").is_visible()
+    await teacher.screenshot(path=str(ARTIFACTS / "classroom-hands.png"))
     # Her camera off: the others see her initials instead of (black) video, then video again.
     await ada.get_by_role("button", name="Stop video").click()
     ada_tile = ben.locator('.tile:has-text("Ada Okafor")')
