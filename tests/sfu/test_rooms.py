@@ -42,8 +42,20 @@ async def test_publisher_leaving_ends_subscriber_tracks(sfu: Sfu, event_log: Eve
         await other_sub.subscribe(room.join("watcher"), other_id)
         await wait_until(lambda: frames_now(sub) >= 5 and frames_now(other_sub) >= 5, 10)
 
+        server_pcs = [c.pc for c in teacher.connections.values()] + [
+            c.pc for c in student.connections.values()
+        ]
         await teacher.leave()
         await wait_until(lambda: sub.video().ended and sub.received["audio"].ended, 5)
+        # the publication's and the subscription's server sockets are released
+        await wait_until(
+            lambda: all(
+                hooks.ice_connection_open_sockets(d) == 0
+                for pc in server_pcs
+                for d in hooks.dtls_transports(pc)
+            ),
+            5,
+        )
         assert "teacher" not in room.peers
         assert room.publication(stream_id) is None
         removed = event_log.of(events.TrackRemoved)
