@@ -62,6 +62,16 @@ async def test_session_rooms_admit_course_members_while_live(world: World) -> No
     assert grants["other"] is None
     assert grants["outsider"] is None
 
+    # A student the teacher removed from the class cannot walk back into its room.
+    import uuid
+
+    from vtp.web.live import LIVE_ROOMS
+
+    live = app[LIVE_ROOMS].get(uuid.UUID(session["id"]), room)
+    live.removed[uuid.UUID(world.student.user_id)] = "disruptive"
+    assert await room_access(app, cast["student"], room) is None
+    assert await room_access(app, cast["teacher"], room) is not None
+
     await world.ok(world.teacher, "POST", f"/api/v1/sessions/{session['id']}/end")
     assert await room_access(app, cast["student"], room) is None
     assert await room_access(app, cast["teacher"], room) is None

@@ -8,7 +8,7 @@ uses :func:`may_read_room_state`.
   members of that course (and admins), only while the session is live, with the role
   and publish right of their join ticket (:func:`vtp.db.sessions.join_ticket`: teachers,
   TAs and the host present; students publish when the session lets them; observers
-  watch).
+  watch). A user the teacher removed from the session stays out until it ends.
 * Any other room is an open room (WHIP ingest, ad-hoc meetings): with
   ``VTP_SFU_OPEN_ROOMS`` on (the default) any signed-in user may enter, teachers and
   admins as presenters, students as viewers who may publish; with it off only course
@@ -18,6 +18,7 @@ uses :func:`may_read_room_state`.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,7 +56,7 @@ async def room_access(app: web.Application, principal: Principal, room: str) -> 
         pool, user_id=principal.user_id, is_admin=principal.has_role("admin"), room_name=room
     )
     if ticket is not None:
-        if ticket.status != "live":
+        if ticket.status != "live" or _removed_by_teacher(app, ticket.session_id, principal):
             return None
         return RoomGrant(role=ticket.role, may_publish=ticket.may_publish)
     if await sessions.room_is_session(pool, room):
@@ -65,6 +66,14 @@ async def room_access(app: web.Application, principal: Principal, room: str) -> 
     if principal.has_role("teacher", "admin"):
         return RoomGrant(role="presenter", may_publish=True)
     return RoomGrant(role="viewer", may_publish=True)
+
+
+def _removed_by_teacher(app: web.Application, session_id: uuid.UUID, principal: Principal) -> bool:
+    # The classroom keeps whom the teacher removed from a session; their client must not
+    # walk back into the room by itself. Imported here: the classroom builds on the SFU.
+    from vtp.web.live import LIVE_ROOMS, is_removed
+
+    return LIVE_ROOMS in app and is_removed(app, session_id, principal.user_id)
 
 
 def may_read_room_state(principal: Principal, *, is_member: bool) -> bool:
