@@ -645,6 +645,17 @@ def main() -> None:
             f"baseline MediaRelay + per-subscriber VP8/Opus encode: {theirs:.0f} µs/pkt; "
             f"SFU {ours:.1f} µs/pkt: {theirs / ours:.0f}x cheaper"
         )
+    clean = [r for r in rows if r.loss <= 0.01]
+    if len(clean) >= 2:
+        # least-squares slope of CPU time/s against forwarded packets/s over the N without
+        # loss: the marginal cost, less noisy than differences between neighbours
+        xs = [r.pps for r in clean]
+        ys = [r.core_percent / 100 for r in clean]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+            (x - mx) ** 2 for x in xs
+        )
+        print(f"marginal cost (least squares over N without loss): {slope * 1e6:.1f} µs/pkt")
     if marginals:
         print(
             f"marginal cost: median {sorted(marginals)[len(marginals) // 2]:.1f} µs"
