@@ -9,8 +9,9 @@ the server to a subscriber. One WebRTC peer connection carries one direction:
 * a **publication** (an *up connection*): the client offers (sendonly audio and/or video),
   the server answers. Its tracks are :class:`UpTrack` objects. Its id is the *stream id*.
 * a **subscription** (a *down connection*): the server offers one stream's tracks
-  (sendonly), the client answers. A new publisher therefore means a new subscription per
-  interested peer, never a renegotiation of an existing connection.
+  (sendonly), the client answers - or, WHEP-style, the client offers recvonly and the
+  server answers. A new publisher therefore means a new subscription per interested
+  peer, never a renegotiation of an existing connection.
 
 Only Opus (48 kHz, in-band FEC negotiated) and VP8 are carried; other codecs, RTX, RED,
 FEC and unknown header extensions are removed from offers before aiortc sees them.
