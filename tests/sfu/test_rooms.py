@@ -327,3 +327,29 @@ async def test_forwarding_within_a_port_range() -> None:
     finally:
         await asyncio.gather(pub.close(), sub.close())
         await sfu.close()
+
+
+async def test_a_failing_subscriber_does_not_stop_the_others(sfu: Sfu, event_log: EventLog) -> None:
+    room = sfu.room("isolation")
+    pub = Publisher(1, audio=False)
+    stream_id = await pub.publish(room.join("teacher"))
+    subs = [Subscriber(), Subscriber(), Subscriber()]
+    try:
+        ids = [await s.subscribe(room.join(f"s{i}"), stream_id) for i, s in enumerate(subs)]
+        await wait_until(lambda: all(frames_now(s) >= 5 for s in subs), 10)
+        broken = room.peers["s1"].connections[ids[1]]
+        assert isinstance(broken, DownConnection)
+
+        def explode(*args: object) -> int:
+            raise RuntimeError("boom")
+
+        broken.tracks[0].send = explode
+        # the subscribers after it in the fan-out still get every packet
+        await still_forwarding(subs[0], more=15)
+        await still_forwarding(subs[2], more=15)
+        await event_log.wait_for(
+            lambda e: isinstance(e, events.SubscriptionClosed) and e.subscription_id == ids[1]
+        )
+        assert broken.closed and broken.close_reason == "internal error"
+    finally:
+        await asyncio.gather(pub.close(), *(s.close() for s in subs))

@@ -490,8 +490,12 @@ class DownConnection(Connection):
                 writer,
                 self.send_rtcp,
             )
+            down.on_failure = self._down_failed
             self.tracks.append(down)
             self._by_ssrc[down.ssrc] = down
+
+    def _down_failed(self) -> None:
+        self.schedule_close("internal error")
 
     def on_connected(self) -> None:
         if self.closed or self.up.closed or self.sender is None:

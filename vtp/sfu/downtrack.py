@@ -63,6 +63,7 @@ class DownTrack:
         # set when the connection is up: send(first_byte, marker|pt, seq, ts, ssrc, body)
         self.send: Callable[[int, int, int, int, int, bytes], int] = _not_connected
         self.estimate = DownEstimate()
+        self.on_failure: Callable[[], None] | None = None
         self.waiting = True
         self.start_useq = 0
         self.seq_offset = 0
@@ -180,6 +181,12 @@ class DownTrack:
         if not self.closed:
             self.closed = True
             self.up.remove_down(self)
+
+    def fail(self) -> None:
+        """Sending raised: detach, and let the connection close itself."""
+        self.close()
+        if self.on_failure is not None:
+            self.on_failure()
 
     def stats(self) -> dict[str, object]:
         return {

@@ -300,21 +300,32 @@ class UpTrack:
                 entry = (0x90 if block else 0x80, block + payload)
                 built[writer] = entry
             if down.waiting or useq < down.start_useq:
-                down.write(packet, entry[0], entry[1])  # start at a keyframe / too old
+                try:
+                    down.write(packet, entry[0], entry[1])  # start at a keyframe / too old
+                except Exception:
+                    self._failed(down)
                 continue
             if useq > down.highest_useq:
                 down.highest_useq = useq
-            down.send(
-                entry[0],
-                marker | down.payload_type,
-                (useq + down.seq_offset) & 0xFFFF,
-                (uts + down.ts_offset) & 0xFFFFFFFF,
-                down.ssrc,
-                entry[1],
-            )
+            try:
+                down.send(
+                    entry[0],
+                    marker | down.payload_type,
+                    (useq + down.seq_offset) & 0xFFFF,
+                    (uts + down.ts_offset) & 0xFFFFFFFF,
+                    down.ssrc,
+                    entry[1],
+                )
+            except Exception:  # one subscriber's failure must not stop the others
+                self._failed(down)
+                continue
             down.packets += 1
             down.octets += size
         self.forwarded += len(self.downs)
+
+    def _failed(self, down: DownTrack) -> None:
+        logger.exception("down track %s of %s failed; detaching it", down.ssrc, self.id)
+        down.fail()
 
     def body_for(self, writer: ExtensionWriter, packet: UpPacket) -> tuple[int, bytes]:
         """First byte and header-extension + payload bytes of a packet for one writer."""
