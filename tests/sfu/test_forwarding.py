@@ -132,7 +132,7 @@ async def test_subscriber_offers_whep_style(sfu: Sfu, event_log: EventLog) -> No
         sub.pc.addTransceiver("video", direction="recvonly")
         sub.pc.addTransceiver("audio", direction="recvonly")
         await sub.pc.setLocalDescription(await sub.pc.createOffer())
-        conn = await room.join("viewer").subscribe(stream_id, offer_sdp=sub.pc.localDescription.sdp)
+        conn = await room.join("viewer").subscribe_answer(stream_id, sub.pc.localDescription.sdp)
         assert "a=sendonly" in conn.answer_sdp and "useinbandfec=1" in conn.answer_sdp
         await sub.pc.setRemoteDescription(RTCSessionDescription(conn.answer_sdp, "answer"))
         await wait_until(lambda: len(good_frames(sub, pub)) >= 10, 10)

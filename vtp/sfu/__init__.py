@@ -63,6 +63,7 @@ Python API (everything runs on the aiohttp event loop; nothing here is thread-sa
           sub.id, sub.offer_sdp, sub.stream_id
     await peer.answer(sub.id, answer_sdp)           # completes a subscription
     sub = await peer.subscribe(stream_id, offer_sdp=client_offer)   # WHEP: client offers
+    sub = await peer.subscribe_answer(stream_id, client_offer)      # (the same)
           sub.answer_sdp                                # (recvonly), the server answers
     await peer.add_ice_candidate(conn_id, candidate, sdp_mid=None, sdp_mline_index=0)
           # candidate is the "candidate:..." string; "" or None = end of candidates.

@@ -67,6 +67,12 @@ class Peer:
             raise SfuError("internal", f"could not create the offer: {exc}") from None
         return conn
 
+    async def subscribe_answer(self, stream_id: str, offer_sdp: str) -> DownConnection:
+        """WHEP egress: the client's recvonly offer in, a subscription whose
+        ``answer_sdp`` goes back to the client (same as ``subscribe(stream_id,
+        offer_sdp=...)``)."""
+        return await self.subscribe(stream_id, offer_sdp=offer_sdp)
+
     async def answer(self, subscription_id: str, answer_sdp: str) -> None:
         conn = self.connections.get(subscription_id)
         if not isinstance(conn, DownConnection):
