@@ -10,12 +10,7 @@
 Authentication and errors as for WHIP (:mod:`vtp.sfu.whip`). Each WHEP session is an SFU
 peer of its own holding one subscription; it ends with the stream it watches.
 
-WORKAROUND: the SFU core's ``Peer.subscribe`` makes the server the offerer, while WHEP has
-the viewer offer and the server answer. Until the core offers a subscription created from
-a client offer (requested: ``await peer.subscribe_answer(stream_id, offer_sdp) ->
-DownConnection`` with ``answer_sdp``), :class:`AnsweringSubscription` below does it by
-extending the core's :class:`~vtp.sfu.connection.DownConnection`; replace it with the
-core's method when that lands. ``tests/sfu_api/test_whep_egress.py`` covers it.
+WHEP has the viewer offer and the server answer: :meth:`vtp.sfu.peer.Peer.subscribe_answer`.
 """
 
 from __future__ import annotations
@@ -23,19 +18,13 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from aiortc import RTCSessionDescription
 from multidict import CIMultiDict
 
 from vtp.api.access import authenticated, principal_of, public
 from vtp.api.errors import forbidden, not_found
-from vtp.sfu import aiortc_hooks as hooks
-from vtp.sfu import events, negotiation
-from vtp.sfu.connection import DownConnection, _SilentTrack
-from vtp.sfu.downtrack import DownTrack, extension_writer
+from vtp.sfu import events
 from vtp.sfu.errors import SfuError
 from vtp.sfu.members import MEMBERS, Member
-from vtp.sfu.peer import MAX_CONNECTIONS, Peer
-from vtp.sfu.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID
 from vtp.sfu.service import SFU_KEY
 from vtp.sfu.signalling import join_room
 from vtp.sfu.whip import (
@@ -56,93 +45,6 @@ logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 WHEP_PREFIX = "/api/v1/whep"
-
-
-class AnsweringSubscription(DownConnection):
-    """A subscription whose client offered (recvonly) and whose server answers."""
-
-    answer_sdp = ""
-
-    async def start_from_offer(self, offer_sdp: str) -> str:
-        try:
-            negotiation.sanitize_answer(offer_sdp)  # parses; audio/video sections only
-            try:
-                await self.pc.setRemoteDescription(
-                    RTCSessionDescription(sdp=offer_sdp, type="offer")
-                )
-            except Exception as exc:
-                raise SfuError("bad-sdp", f"offer rejected: {exc.__class__.__name__}") from None
-            by_kind = {track.kind: track for track in self.up.tracks}
-            for transceiver in self.pc.getTransceivers():
-                up_track = by_kind.pop(transceiver.kind, None)
-                if up_track is None:
-                    transceiver.direction = "inactive"
-                    continue
-                transceiver.sender.replaceTrack(_SilentTrack(up_track.kind))
-                transceiver.direction = "sendonly"
-                self._pending.append((transceiver, up_track))
-            if not self._pending:
-                raise SfuError("bad-sdp", "the offer receives none of the stream's tracks")
-            self._prepare_transports()
-            answer = await self.pc.createAnswer()
-            await self.pc.setLocalDescription(
-                RTCSessionDescription(sdp=negotiation.add_opus_fec(answer.sdp), type="answer")
-            )
-            for transceiver, _ in self._pending:
-                hooks.silence_sender_rtcp(transceiver.sender)
-            self.answer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
-            self._create_down_tracks()
-        except SfuError:
-            await self.close("bad offer")
-            raise
-        except Exception as exc:
-            await self.close("bad offer")
-            raise SfuError("bad-sdp", f"offer rejected: {exc.__class__.__name__}") from None
-        return self.answer_sdp
-
-    def _create_down_tracks(self) -> None:
-        """As DownConnection.accept does once the negotiation is complete."""
-        self.answered = True
-        for transceiver, up_track in self._pending:
-            codecs = [
-                c for c in hooks.negotiated_codecs(transceiver) if c.mime_type == up_track.mime_type
-            ]
-            if not codecs or transceiver.mid is None:
-                continue
-            ext = hooks.negotiated_extensions(transceiver)
-            writer = extension_writer(
-                ext.get(URI_MID, 0),
-                transceiver.mid,
-                ext.get(URI_AUDIO_LEVEL, 0) if up_track.kind == "audio" else 0,
-                ext.get(URI_ABS_SEND_TIME, 0),
-            )
-            down = DownTrack(
-                up_track,
-                hooks.sender_ssrc(transceiver.sender),
-                codecs[0].payload_type,
-                writer,
-                self.send_rtcp,
-            )
-            self.tracks.append(down)
-            self._by_ssrc[down.ssrc] = down
-        if not self.tracks:
-            raise SfuError("bad-sdp", "the offer accepts none of the stream's codecs")
-
-
-async def subscribe_from_offer(peer: Peer, stream_id: str, offer_sdp: str) -> AnsweringSubscription:
-    """What ``peer.subscribe_answer`` will do in the core (see the module docstring)."""
-    if peer.left:
-        raise SfuError("bad-state", "peer has left")
-    if len(peer.connections) >= MAX_CONNECTIONS:
-        raise SfuError("bad-state", "too many connections")
-    up = peer.room.publication(stream_id)
-    if up is None:
-        raise SfuError("not-found", f"no stream {stream_id!r}")
-    peer.touch()
-    conn = AnsweringSubscription(peer, peer.room.settings, up)
-    peer.connections[conn.id] = conn
-    await conn.start_from_offer(offer_sdp)
-    return conn
 
 
 @routes.route("OPTIONS", WHEP_PREFIX + "/{room}")
@@ -194,7 +96,7 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
     )
     request.app[MEMBERS].add(member)
     try:
-        sub = await subscribe_from_offer(peer, stream_id, offer)
+        sub = await peer.subscribe_answer(stream_id, offer)
     except SfuError as exc:
         await peer.leave("bad offer")
         raise sdp_error(exc) from None
@@ -244,4 +146,4 @@ async def whep_delete(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-__all__ = ["AnsweringSubscription", "routes", "subscribe_from_offer"]
+__all__ = ["routes"]
