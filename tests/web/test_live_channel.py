@@ -155,6 +155,7 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
         {"type": "remove", "user_id": ben["user"]["id"]},
         {"type": "lower-hand", "user_id": ada["user"]["id"]},
         {"type": "end"},
+        {"type": "record", "action": "start"},
     ):
         await a.send(**msg)
         assert (await a.next("error"))["error"]["code"] == "forbidden", msg
@@ -171,6 +172,17 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     await _ok(client, "POST", f"/api/v1/sessions/{sid}/recording/stop", teacher)
     stopped = await b.next("recording")
     assert stopped["recording"]["active"] is False and stopped["reason"] == "stopped by staff"
+    # ...and the same over this channel: start, a second start refused, stop.
+    await t.send(type="record", action="start")
+    assert (await b.next("recording"))["recording"]["active"] is True
+    await t.send(type="record", action="start")
+    assert (await t.next("error"))["error"]["code"] == "already_recording"
+    await t.send(type="record", action="pause")
+    assert (await t.next("error"))["error"]["code"] == "validation_error"
+    await t.send(type="record", action="stop")
+    assert (await a.next("recording"))["recording"]["active"] is False
+    await t.send(type="record", action="stop")
+    assert (await t.next("error"))["error"]["code"] == "not_recording"
     await t.send(type="remove", user_id=teacher["user"]["id"])
     assert (await t.next("error"))["error"]["code"] == "forbidden"
 

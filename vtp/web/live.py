@@ -17,6 +17,9 @@ client -> server
   ``mute {user_id}``               presenter: that participant's page mutes its microphone
   ``remove {user_id, reason?}``    presenter: the participant's SFU peers leave the room
                                    and this channel refuses them until the session ends
+  ``record {action}``              presenter: ``start`` or ``stop`` recording the session
+                                   (as ``POST /api/v1/sessions/{id}/recording/start|stop``;
+                                   everyone then gets ``recording``)
   ``end``                          presenter, after ``POST /api/v1/sessions/{id}/end``:
                                    everyone is told the session ended
   ``ping``
@@ -62,6 +65,7 @@ from vtp.auth.tokens import TokenError
 from vtp.db import attendance as attendance_db
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
+from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RECORDER, RecordingChanged
 
 logger = logging.getLogger(__name__)
@@ -418,6 +422,9 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
             raise ChannelError("forbidden", "a teacher cannot be removed")
         reason = str(data.get("reason") or "removed by the teacher")[:200]
         await remove_participant(app, room, target, by=conn.display, reason=reason)
+    elif kind == "record":
+        _presenter(conn)
+        await _record(app, room, conn, data.get("action"))
     elif kind == "end":
         _presenter(conn)
         session = await sessions_db.get_session(app[DB], room.session_id)
@@ -426,6 +433,31 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
         await end_room(room, by=conn.display)
     else:
         raise ChannelError("unknown_type", f"unknown message type {kind!r}")
+
+
+async def _record(app: web.Application, room: LiveRoom, conn: Connection, action: Any) -> None:
+    """Start or stop recording; the recorder's listener then tells everyone."""
+    recorder = app.get(RECORDER)
+    if recorder is None:
+        raise ChannelError("recorder_unavailable", NO_RECORDER)
+    if action == "start":
+        try:
+            await recorder.start_recording(room.session_id, conn.user_id)
+        except recorder_db.NotLive as exc:
+            raise ChannelError("session_not_live", f"the session is {exc.status}") from None
+        except recorder_db.AlreadyRecording:
+            raise ChannelError("already_recording", "the session is being recorded") from None
+        except OSError as exc:
+            raise ChannelError("recorder_unavailable", f"cannot record: {exc}") from None
+    elif action == "stop":
+        if recorder.recording_of(room.session_id) is None:
+            raise ChannelError("not_recording", "the session is not being recorded")
+        try:
+            await recorder.stop_recording(room.session_id, "stopped by staff")
+        except KeyError:  # stopped meanwhile
+            raise ChannelError("not_recording", "the session is not being recorded") from None
+    else:
+        raise ChannelError("validation_error", 'action must be "start" or "stop"')
 
 
 def _hand(participant: Participant) -> dict[str, Any]:
