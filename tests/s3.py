@@ -180,6 +180,21 @@ def _start_once(weed: str, workdir: Path, timeout_s: float) -> SeaweedS3:
         *("filer", "filer_grpc", "s3", "s3_grpc"),
     ]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
+    return _launch(weed, workdir, ports, "weed.log", timeout_s)
+
+
+def restart_seaweedfs(server: SeaweedS3, timeout_s: float = 60.0) -> SeaweedS3:
+    """Start a stopped server again with the same ports, data and identities, so clients
+    configured for it reach it again (an S3 outage and its end)."""
+    return _launch(
+        require_weed(), server.workdir, dict(server.ports), "weed-restart.log", timeout_s
+    )
+
+
+def _launch(
+    weed: str, workdir: Path, ports: dict[str, int], log_name: str, timeout_s: float
+) -> SeaweedS3:
+    """Run `weed server` with its S3 gateway in `workdir` (prepared by _start_once)."""
     # The filer's and gateway's unix sockets go to a short private folder (socket paths
     # are limited to about 100 bytes), removed by stop() with the gRPC sockets that weed
     # always puts in /tmp.
@@ -187,9 +202,9 @@ def _start_once(weed: str, workdir: Path, timeout_s: float) -> SeaweedS3:
     env = {**os.environ, "TMPDIR": str(socket_dir)}
     cmd = [
         weed,
-        f"-logdir={logs_dir}",
+        f"-logdir={workdir / 'logs'}",
         "server",
-        f"-dir={data_dir}",
+        f"-dir={workdir / 'data'}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         "-master.telemetry=false",
@@ -208,10 +223,10 @@ def _start_once(weed: str, workdir: Path, timeout_s: float) -> SeaweedS3:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         f"-s3.localSocket={socket_dir / 's3.sock'}",
-        f"-s3.config={config_path}",
+        f"-s3.config={workdir / 's3.json'}",
     ]
-    log_path = workdir / "weed.log"
-    with log_path.open("wb") as log:
+    log_path = workdir / log_name
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,

@@ -8,10 +8,7 @@ import array
 import asyncio
 import fractions
 import math
-import os
 import struct
-import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,8 +23,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
-
-from tests.s3 import SeaweedS3, _wait_ready, find_weed
+from helpers import bearer
 
 W, H = 320, 240
 PERIOD_S = 1.0  # a flash (bright picture + tone) starts every second...
@@ -168,77 +164,7 @@ def av_offsets(result: dict[str, Any]) -> list[float]:
     return pairs
 
 
-# --- SeaweedFS restart ----------------------------------------------------------------------
-
-
-def restart_seaweedfs(server: SeaweedS3, timeout_s: float = 60.0) -> SeaweedS3:
-    """Start a stopped server again with the same ports, data and identities (as
-    tests/s3.py started it), so clients configured for it reach it again."""
-    weed = find_weed()
-    assert weed is not None
-    ports = server.ports
-    workdir = server.workdir
-    socket_dir = Path(tempfile.mkdtemp(prefix="vtp-weed-"))
-    cmd = [
-        weed,
-        f"-logdir={workdir / 'logs'}",
-        "server",
-        f"-dir={workdir / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        f"-master.port={ports['master']}",
-        f"-master.port.grpc={ports['master_grpc']}",
-        "-master.volumeSizeLimitMB=64",
-        f"-volume.port={ports['volume']}",
-        f"-volume.port.grpc={ports['volume_grpc']}",
-        "-volume.max=200",
-        f"-filer.port={ports['filer']}",
-        f"-filer.port.grpc={ports['filer_grpc']}",
-        f"-filer.localSocket={socket_dir / 'filer.sock'}",
-        "-s3",
-        f"-s3.port={ports['s3']}",
-        f"-s3.port.grpc={ports['s3_grpc']}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-s3.localSocket={socket_dir / 's3.sock'}",
-        f"-s3.config={workdir / 's3.json'}",
-    ]
-    log_path = workdir / "weed-restart.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env={**os.environ, "TMPDIR": str(socket_dir)},
-            start_new_session=True,
-        )
-    again = SeaweedS3(
-        server.host,
-        server.port,
-        server.access_key,
-        server.secret_key,
-        workdir,
-        process,
-        log_path,
-        socket_dir,
-        dict(ports),
-    )
-    try:
-        _wait_ready(again, timeout_s)
-    except BaseException:
-        again.stop()
-        raise
-    return again
-
-
 # --- API set-up ------------------------------------------------------------------------------
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def live_session(client: Any, accounts: Any, *, auto_record: bool = False) -> dict[str, Any]:

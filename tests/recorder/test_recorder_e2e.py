@@ -34,9 +34,8 @@ from tests.recorder.recorder_helpers import (
     analyse,
     av_offsets,
     live_session,
-    restart_seaweedfs,
 )
-from tests.s3 import SeaweedS3, require_weed, start_seaweedfs
+from tests.s3 import SeaweedS3, require_weed, restart_seaweedfs, start_seaweedfs
 from vtp.config import Config
 
 pytestmark = pytest.mark.slow
