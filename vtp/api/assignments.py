@@ -169,9 +169,7 @@ async def list_assignments(request: web.Request) -> web.Response:
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(
-        page(rows, query.limit, lambda a: (a.created_at, a.id), assignment_json)
-    )
+    return web.json_response(page(rows, query.limit, assignment_json))
 
 
 @routes.get("/api/v1/assignments/{assignment_id}")

@@ -87,7 +87,6 @@ def _history(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
     return page(
         rows,
         limit,
-        lambda r: (r["created_at"], r["id"]),
         lambda r: message_json(Chat.from_record(r), r["author_name"]),
     )
 

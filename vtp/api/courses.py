@@ -166,7 +166,6 @@ async def list_courses(request: web.Request) -> web.Response:
         page(
             rows,
             query.limit,
-            lambda r: (r["created_at"], r["id"]),
             lambda r: course_json(
                 Course.from_record(r),
                 r["my_role"],
@@ -322,7 +321,6 @@ async def list_enrollments(request: web.Request) -> web.Response:
         page(
             rows,
             query.limit,
-            lambda r: (r["created_at"], r["id"]),
             lambda r: enrollment_json(r, staff=staff),
         )
     )

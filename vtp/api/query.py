@@ -75,14 +75,16 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         raise _invalid("cursor", "not a cursor returned by this list") from exc
 
 
-def page(
-    rows: Sequence[T],
-    limit: int,
-    key: Callable[[T], tuple[datetime, uuid.UUID]],
-    render: Callable[[T], dict[str, Any]],
-) -> dict[str, Any]:
-    """Rows fetched with LIMIT limit+1 -> the list envelope."""
+def _position(row: Any) -> tuple[datetime, uuid.UUID]:
+    """Where a row stands in the (created_at, id) order: from a record or a model."""
+    if isinstance(row, BaseModel):
+        return row.created_at, row.id  # type: ignore[attr-defined]
+    return row["created_at"], row["id"]
+
+
+def page(rows: Sequence[T], limit: int, render: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    """Rows fetched with LIMIT limit+1, in (created_at, id) order -> the list envelope."""
     more = len(rows) > limit
     shown = rows[:limit]
-    next_cursor = encode_cursor(*key(shown[-1])) if more and shown else None
+    next_cursor = encode_cursor(*_position(shown[-1])) if more and shown else None
     return {"items": [render(r) for r in shown], "next_cursor": next_cursor}

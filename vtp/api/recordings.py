@@ -58,7 +58,6 @@ async def course_recordings(request: web.Request) -> web.Response:
         page(
             rows,
             query.limit,
-            lambda r: (r["created_at"], r["id"]),
             lambda r: recording_json(r, staff=staff),
         )
     )
@@ -88,7 +87,6 @@ async def session_recordings(request: web.Request) -> web.Response:
         page(
             rows,
             query.limit,
-            lambda r: (r["created_at"], r["id"]),
             lambda r: recording_json(r, staff=staff),
         )
     )

@@ -148,9 +148,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(
-        page(rows, query.limit, lambda s: (s.created_at, s.id), lambda s: session_json(s, access))
-    )
+    return web.json_response(page(rows, query.limit, lambda s: session_json(s, access)))
 
 
 @routes.get("/api/v1/sessions/{session_id}")

@@ -228,7 +228,7 @@ async def list_submissions(request: web.Request) -> web.Response:
         data["student_name"] = row["student_name"]
         return data
 
-    return web.json_response(page(rows, query.limit, lambda r: (r["created_at"], r["id"]), render))
+    return web.json_response(page(rows, query.limit, render))
 
 
 @routes.get("/api/v1/submissions/{submission_id}")
