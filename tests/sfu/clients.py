@@ -9,6 +9,7 @@ import fractions
 import math
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
+from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu import events
 from vtp.sfu.peer import Peer
 
@@ -236,6 +238,23 @@ class EventLog:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+def watch_incoming_rtp(pc: RTCPeerConnection, keep: Callable[[int, int, int], bool]) -> None:
+    """Show this client's incoming RTP datagrams to ``keep(ssrc, seq, timestamp)`` before
+    SRTP (whose header is in the clear) and drop those it returns False for: loss and
+    observation on the wire, as the subscriber sees it."""
+    ice = hooks.dtls_transports(pc)[0].transport._connection
+    real_receive: Callable[[bytes, int], None] = ice.data_received
+
+    def receive(data: bytes, component: int) -> None:
+        if len(data) >= 12 and 128 <= data[0] < 192 and not 192 <= data[1] <= 223:
+            seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
+            if not keep(ssrc, seq, ts):
+                return
+        real_receive(data, component)
+
+    ice.data_received = receive
 
 
 async def wait_until(predicate: Any, within: float = 10.0, interval: float = 0.05) -> None:

@@ -15,6 +15,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from tests.sfu.clients import PatternTrack, client_configuration, wait_until
 from vtp.sfu import aiortc_hooks as hooks
+from vtp.sfu import fastpath
 
 
 def test_pinned_versions() -> None:
@@ -57,20 +58,35 @@ async def test_take_over_media_and_raw_sender() -> None:
         await wait_until(lambda: len(received_rtp) > 5)
         assert all(p[0] >> 6 == 2 for p in received_rtp)
 
-        sender = hooks.RawSender(hooks.dtls_transports(a)[0])
-        marker = struct.pack("!BBHII", 0x80, 111, 4242, 99, 0x01020304) + b"hello-sfu"
-        assert sender.send_rtp(marker) > len(marker)  # protected: longer (auth tag)
+        dtls_a = hooks.dtls_transports(a)[0]
+        sender = hooks.RawSender(dtls_a)
+        assert sender.sink.fd >= 0 and sender.remote_address() is not None
+        # RTP through the compiled send path with the transport's own SRTP session
+        down = fastpath.new_down(0x01020304, 111, 0, "", 0, 0)
+        down.sink = sender.sink
+        down.seq_offset = 4000
+        assert fastpath.write(down, 0, 242, 99, -1, 0, b"hello-sfu", 9) > 21  # + auth tag
         rr = struct.pack("!BBHI", 0x80, 201, 1, 0x0A0B0C0D)
         assert sender.send_rtcp(rr) > len(rr)
-        await wait_until(lambda: marker in received_rtp and rr in received_rtcp)
-        assert sender.remote_address() is not None
-        # the fields form packs the same bytes
-        before = len(received_rtp)
-        assert sender.send_fields(0x80, 111, 4243, 99, 0x01020304, b"hello-sfu") > 0
-        second = struct.pack("!BBHII", 0x80, 111, 4243, 99, 0x01020304) + b"hello-sfu"
-        await wait_until(lambda: second in received_rtp[before:])
+        expected = struct.pack("!BBHII", 0x80, 111, 4242, 99, 0x01020304) + b"hello-sfu"
+        await wait_until(lambda: expected in received_rtp and rr in received_rtcp)
+        # the sink follows aioice's nominated pair: a change of pair re-aims it
+        ice = dtls_a.transport._connection
+        pair = ice._nominated[1]
+        ice._nominated[1] = aioice.ice.CandidatePair(pair.protocol, pair.remote_candidate)
+        assert sender.sink.fd >= 0 and sender._pair is ice._nominated[1]
+        assert fastpath.write(down, 0, 243, 99, -1, 0, b"second", 6) > 0
+        second = struct.pack("!BBHII", 0x80, 111, 4243, 99, 0x01020304) + b"second"
+        await wait_until(lambda: second in received_rtp)
         sender.close()
-        assert sender.send_rtp(marker) == 0 and sender.send_rtcp(rr) == 0
+        assert sender.sink.fd == -1
+        assert fastpath.write(down, 0, 244, 99, -1, 0, b"x", 1) == 0
+        assert sender.send_rtcp(rr) == 0
+        # a sender whose ICE connection closes stops by itself
+        other = hooks.RawSender(dtls_a)
+        assert other.sink.fd >= 0
+        await a.close()
+        assert other.sink.fd == -1 and other.remote_address() is None
     finally:
         await asyncio.gather(a.close(), b.close())
     # once closed, the ICE agent has released its sockets

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until, watch_incoming_rtp
 from vtp.config import load_config
-from vtp.sfu import Sfu, SfuError, events, rtcp
+from vtp.sfu import Sfu, SfuError, events, fastpath, rtcp
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.connection import DownConnection, UpConnection
 
@@ -179,13 +179,13 @@ async def test_hostile_packets_do_not_break_subscribers(sfu: Sfu, event_log: Eve
         assert isinstance(down_conn, DownConnection)
         down = down_conn.tracks[0]
         out_seqs: list[int] = []
-        real_send = down.send
 
-        def watch(b0: int, mpt: int, seq: int, ts: int, ssrc: int, body: bytes) -> int:
-            out_seqs.append(seq)
-            return real_send(b0, mpt, seq, ts, ssrc, body)
+        def watch(ssrc: int, seq: int, ts: int) -> bool:
+            if ssrc == down.ssrc:
+                out_seqs.append(seq)
+            return True
 
-        down.send = watch
+        watch_incoming_rtp(sub.pc, watch)
         pt = track.payload_type
         seq = track.seq.to_wire(track.seq.highest)
         hostile = [
@@ -339,19 +339,28 @@ async def test_a_failing_subscriber_does_not_stop_the_others(sfu: Sfu, event_log
     try:
         ids = [await s.subscribe(room.join(f"s{i}"), stream_id) for i, s in enumerate(subs)]
         await wait_until(lambda: all(frames_now(s) >= 5 for s in subs), 10)
+        unreachable = room.peers["s0"].connections[ids[0]]
         broken = room.peers["s1"].connections[ids[1]]
-        assert isinstance(broken, DownConnection)
+        assert isinstance(broken, DownConnection) and isinstance(unreachable, DownConnection)
+        # s0: the kernel refuses every datagram to it (broadcast without SO_BROADCAST)
+        assert unreachable.sender is not None
+        sink = unreachable.sender.sink
+        assert fastpath.aim_sink(sink, sink.fd, "255.255.255.255", 9)
+        # s1: its down track raises when the up track hands it a packet
+        down = broken.tracks[0]
 
-        def explode(*args: object) -> int:
+        def explode(*args: object) -> None:
             raise RuntimeError("boom")
 
-        broken.tracks[0].send = explode
-        # the subscribers after it in the fan-out still get every packet
-        await still_forwarding(subs[0], more=15)
+        down.write = explode  # type: ignore[method-assign]
+        down.restart()  # back to the Python path (waiting for a keyframe)
+        # the subscriber after them in the fan-out still gets every packet
         await still_forwarding(subs[2], more=15)
         await event_log.wait_for(
             lambda e: isinstance(e, events.SubscriptionClosed) and e.subscription_id == ids[1]
         )
         assert broken.closed and broken.close_reason == "internal error"
+        assert unreachable.sender.send_errors > 10 and not unreachable.closed
+        await still_forwarding(subs[2], more=15)
     finally:
         await asyncio.gather(pub.close(), *(s.close() for s in subs))

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until, watch_incoming_rtp
 from vtp.sfu import Sfu, rtcp
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.connection import DownConnection, UpConnection
@@ -38,16 +38,15 @@ async def test_subscriber_loss_is_repaired_from_the_cache(sfu: Sfu, event_log: E
         sub_id = await sub.subscribe(room.join("student"), stream_id)
         await wait_until(lambda: len(sub.video().frames) >= 5, 10)
         down = video_down(room, "student", sub_id)
-        real_send = down.send
         dropped: set[int] = set()
 
-        def lossy(b0: int, mpt: int, seq: int, ts: int, ssrc: int, body: bytes) -> int:
-            if seq % 4 == 1 and seq not in dropped:  # every 4th packet's first copy is lost
-                dropped.add(seq)
-                return 0
-            return real_send(b0, mpt, seq, ts, ssrc, body)
+        def lossy(ssrc: int, seq: int, ts: int) -> bool:
+            if ssrc == down.ssrc and seq % 4 == 1 and seq not in dropped:
+                dropped.add(seq)  # every 4th packet's first copy is lost on the way
+                return False
+            return True
 
-        down.send = lossy
+        watch_incoming_rtp(sub.pc, lossy)
         start = len(sub.video().frames)
         await asyncio.sleep(3.0)
         counters = [n for (_, n, _, _) in sub.video().frames[start:]]
@@ -109,11 +108,11 @@ async def test_sender_reports_are_rewritten_per_subscriber(sfu: Sfu, event_log: 
         reports: list[tuple[float, rtcp.SenderReport, int, int]] = []
         real_rtcp: Callable[[bytes], int] = down._send_rtcp
         last_ts = [0]
-        real_rtp = down.send
 
-        def watch_rtp(b0: int, mpt: int, seq: int, ts: int, ssrc: int, body: bytes) -> int:
-            last_ts[0] = ts
-            return real_rtp(b0, mpt, seq, ts, ssrc, body)
+        def watch_rtp(ssrc: int, seq: int, ts: int) -> bool:
+            if ssrc == down.ssrc:
+                last_ts[0] = ts
+            return True
 
         def watch_rtcp(data: bytes) -> int:
             for packet in rtcp.parse_rtcp(data):
@@ -121,7 +120,7 @@ async def test_sender_reports_are_rewritten_per_subscriber(sfu: Sfu, event_log: 
                     reports.append((time.time(), packet, down.packets, last_ts[0]))
             return real_rtcp(data)
 
-        down.send = watch_rtp
+        watch_incoming_rtp(sub.pc, watch_rtp)
         down._send_rtcp = watch_rtcp
         await wait_until(lambda: len(reports) >= 2, 6)
         for wall, sr, packets, ts in reports:

@@ -17,7 +17,7 @@ from vtp.sfu import SfuError, negotiation, rtcp
 from vtp.sfu.estimator import MIN_BITRATE, DownEstimate, combine
 from vtp.sfu.ice import IceSettings, turn_credential
 from vtp.sfu.packetcache import PacketCache
-from vtp.sfu.rtp import ExtensionWriter, parse_rtp, vp8_keyframe_start
+from vtp.sfu.rtp import parse_rtp, vp8_keyframe_start
 from vtp.sfu.seqmap import Unwrapper
 from vtp.sfu.speaker import LevelMeter, SpeakerDetector
 
@@ -101,16 +101,6 @@ def test_parse_rtp_extensions_and_padding() -> None:
     assert padding is not None and padding.payload == b""
     assert parse_rtp(_rtp(ext[:6]), 1, 4) is None  # extension runs past the end
     assert parse_rtp(b"\x40" + _rtp()[1:], 1, 4) is None  # RTP version 1
-
-
-def test_extension_writer_round_trip() -> None:
-    writer = ExtensionWriter(mid_id=1, mid="3", audio_level_id=2, abs_send_time_id=3)
-    block = writer.build(0x7F, b"\x01\x02\x03")
-    assert len(block) % 4 == 0
-    packet = struct.pack("!BBHII", 0x90, 111, 1, 1, 1) + block + b"x"
-    p = parse_rtp(packet, audio_level_id=2, mid_id=1)
-    assert p is not None and p.mid == b"3" and p.audio_level == 0x7F and p.payload == b"x"
-    assert ExtensionWriter(0, "", 0, 0).build(-1, b"\0\0\0") == b""
 
 
 def test_vp8_keyframe_detection() -> None:

@@ -14,8 +14,11 @@ What is taken over, per object instance (never by patching classes):
   (aioice leaves out 127.0.0.1), optionally announcing a public address, optionally in a
   UDP port range.
 * ``aioice.Connection.query_consent`` - consent checks that tolerate a loaded event loop.
-* sending: the DTLS transport's SRTP session and the ICE connection's nominated pair are
-  used directly (:class:`RawSender`), skipping three awaits per packet.
+* sending: the DTLS transport's SRTP session (pylibsrtp's ``srtp_t`` and libsrtp's
+  ``srtp_protect``) and the ICE connection's nominated pair (followed through
+  ``aioice.Connection._nominated``) are handed to the compiled send path
+  (:class:`RawSender`, :mod:`vtp.sfu.fastpath`), skipping aiortc's three awaits and
+  the interpreter per packet.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import logging
 import os
 import random
 import socket
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +42,9 @@ from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCRtpTran
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+from vtp.sfu import fastpath
+
 logger = logging.getLogger(__name__)
-_HEADER = struct.Struct("!BBHII")
 
 PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 
@@ -88,130 +91,147 @@ def media_taken_over(dtls: RTCDtlsTransport) -> bool:
 # --- outgoing media ----------------------------------------------------------------------
 
 
-class RawSender:
-    """Protects and sends RTP/RTCP on a connected DTLS transport without aiortc's await
-    chain or pylibsrtp's per-call allocations.
+class _NominationWatch(dict[int, Any]):
+    """aioice's ``Connection._nominated`` with a callback on every change, so senders
+    follow (re-)nomination and closing without checking on every packet. aioice only
+    sets items and clears this dict (aioice 0.13.0, tested)."""
 
-    The RTP header is packed straight into one preallocated buffer, the body copied
-    behind it, ``srtp_protect`` (libsrtp, through pylibsrtp's cffi binding and the
-    transport's own SRTP session) runs in place, and the result leaves through a
-    duplicate of the nominated ICE pair's UDP socket. Re-nomination is followed: the
-    pair is checked on every packet (one dict lookup)."""
+    def __init__(self, initial: dict[int, Any]) -> None:
+        super().__init__(initial)
+        self.listeners: list[Callable[[], None]] = []
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in list(self.listeners):
+            listener()
+
+
+def _watch_nomination(dtls: RTCDtlsTransport, listener: Callable[[], None]) -> _NominationWatch:
+    conn = dtls.transport._connection
+    watch = conn._nominated
+    if not isinstance(watch, _NominationWatch):
+        watch = conn._nominated = _NominationWatch(watch)
+    watch.listeners.append(listener)
+    return watch
+
+
+def _address(cdata: Any) -> int:
+    return int(_srtp_ffi.cast("uintptr_t", cdata))
+
+
+def srtp_sink(session: pylibsrtp.Session) -> Any:
+    """A :mod:`vtp.sfu.fastpath` sink protecting with this pylibsrtp session (its
+    ``srtp_t`` and libsrtp's ``srtp_protect``). The caller keeps ``session`` alive for as
+    long as the sink may send."""
+    return fastpath.new_sink(
+        _address(_srtp_ffi.addressof(_srtp_lib, "srtp_protect")), _address(session._srtp[0])
+    )
+
+
+class RawSender:
+    """Sends on a connected DTLS transport without aiortc's await chain.
+
+    RTP goes through :mod:`vtp.sfu.fastpath`: its :attr:`sink` holds the transport's own
+    libsrtp session (``srtp_protect`` on pylibsrtp's ``srtp_t``) and a duplicate of the
+    nominated ICE pair's UDP socket with the pair's remote address. RTCP (a few packets
+    a second) goes through pylibsrtp and the same socket from Python. The sink follows
+    re-nomination when aioice changes its nominated pair and stops when the ICE
+    connection closes or :meth:`close` is called; the pylibsrtp session is kept alive as
+    long as this object, so the sink never points at a freed session."""
 
     __slots__ = (
         "_addr",
-        "_cdata",
-        "_dtls",
-        "_lenp",
         "_nominated",
         "_pair",
-        "_protect",
         "_protect_rtcp",
         "_session",
         "_sock",
-        "_srtp",
-        "_view",
-        "buffer",
         "closed",
-        "send_errors",
+        "rtcp_errors",
+        "sink",
     )
-
-    MAX_PACKET = 1500 - 16  # room for the SRTP auth tag
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         if dtls.state != "connected" or dtls._tx_srtp is None:
             raise ConnectionError("DTLS transport is not connected")
-        self._dtls = dtls
         session = dtls._tx_srtp
-        self._session = session  # keeps the srtp_t alive
-        self._srtp = session._srtp[0]
-        self._protect = _srtp_lib.srtp_protect
+        self._session = session
         self._protect_rtcp: Callable[[bytes], bytes] = session.protect_rtcp
-        self._cdata = _srtp_ffi.new("char[]", 2048)
-        self.buffer = _srtp_ffi.buffer(self._cdata)
-        self._view = memoryview(self.buffer)
-        self._lenp = _srtp_ffi.new("int *")
-        self._nominated: dict[int, Any] = dtls.transport._connection._nominated
+        self.sink = srtp_sink(session)
         self._pair: Any = None
         self._sock: socket.socket | None = None
         self._addr: Any = None
         self.closed = False
-        self.send_errors = 0
+        self.rtcp_errors = 0
+        self._nominated: _NominationWatch = _watch_nomination(dtls, self._follow)
+        self._follow()
 
-    def _refresh(self) -> bool:
-        pair = self._nominated.get(1)
-        if pair is None or self.closed:
-            return False
-        transport = pair.protocol.transport
-        if transport.is_closing():
-            return False
-        old = self._sock
+    def _follow(self) -> None:
+        """Aim the sink at the nominated pair (or stop it if there is none)."""
+        pair = None if self.closed else self._nominated.get(1)
+        if pair is self._pair and pair is not None:
+            return
+        transport = pair.protocol.transport if pair is not None else None
+        if pair is None or transport is None or transport.is_closing():
+            self._pair = None
+            fastpath.stop_sink(self.sink)
+            self._drop_socket()
+            return
         fd = transport.get_extra_info("socket").fileno()
         sock = socket.socket(fileno=os.dup(fd))
         sock.setblocking(False)
+        host, port = pair.remote_addr[:2]
+        if not fastpath.aim_sink(self.sink, sock.fileno(), str(host), int(port)):
+            sock.close()
+            fastpath.stop_sink(self.sink)
+            return
+        self._drop_socket()  # the sink no longer uses the old descriptor
         self._sock = sock
         self._addr = pair.remote_addr
         self._pair = pair
-        if old is not None:
-            old.close()
-        return True
 
-    def send_fields(
-        self, first_byte: int, marker_pt: int, seq: int, ts: int, ssrc: int, body: bytes
-    ) -> int:
-        """Pack a 12-byte RTP header + ``body``, protect and send; bytes sent or 0."""
-        if self._pair is not self._nominated.get(1) and not self._refresh():
-            return 0
-        n = 12 + len(body)
-        if n > self.MAX_PACKET:
-            return 0
-        buf = self.buffer
-        _HEADER.pack_into(buf, 0, first_byte, marker_pt, seq, ts, ssrc)
-        buf[12:n] = body
-        lenp = self._lenp
-        lenp[0] = n
-        if self._protect(self._srtp, self._cdata, lenp):
-            self.send_errors += 1
-            return 0
-        out = lenp[0]
-        try:
-            self._sock.sendto(self._view[:out], self._addr)  # type: ignore[union-attr]
-        except OSError:
-            self.send_errors += 1
-            return 0
-        return int(out)
+    def _drop_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
-    def send_rtp(self, data: bytes) -> int:
-        """Protect and send one whole RTP packet."""
-        if len(data) < 12:
-            return 0
-        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
-        return self.send_fields(b0, b1, seq, ts, ssrc, data[12:])
+    @property
+    def send_errors(self) -> int:
+        sink = self.sink
+        return int(sink.send_errors + sink.protect_errors + sink.oversize) + self.rtcp_errors
 
     def send_rtcp(self, data: bytes) -> int:
-        if self._pair is not self._nominated.get(1) and not self._refresh():
+        sock = self._sock
+        if sock is None:
             return 0
         try:
             protected = self._protect_rtcp(data)
-            self._sock.sendto(protected, self._addr)  # type: ignore[union-attr]
+            sock.sendto(protected, self._addr)
         except (OSError, pylibsrtp.Error, ValueError):
-            self.send_errors += 1
+            self.rtcp_errors += 1
             return 0
         return len(protected)
 
     def remote_address(self) -> tuple[str, int] | None:
-        pair = self._nominated.get(1)
+        pair = self._pair
         if pair is None:
             return None
-        host, port = pair.remote_addr
+        host, port = pair.remote_addr[:2]
         return (str(host), int(port))
 
     def close(self) -> None:
         self.closed = True
-        self._pair = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        listeners = self._nominated.listeners
+        if self._follow in listeners:
+            listeners.remove(self._follow)
+        self._follow()
 
 
 # --- subscriber-side senders -------------------------------------------------------------

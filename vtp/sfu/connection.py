@@ -31,7 +31,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu import negotiation, rtcp
-from vtp.sfu.downtrack import DownTrack, extension_writer
+from vtp.sfu.downtrack import DownTrack, ExtensionIds
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, is_rtcp, parse_rtp
@@ -137,12 +137,6 @@ class Connection:
         if sender is None:
             return 0
         return sender.send_rtcp(data)
-
-    def send_rtp(self, data: bytes) -> int:
-        sender = self.sender
-        if sender is None:
-            return 0
-        return sender.send_rtp(data)
 
     async def add_ice_candidate(
         self, candidate: str | None, sdp_mid: str | None, index: int | None
@@ -477,7 +471,7 @@ class DownConnection(Connection):
             if not codecs or transceiver.mid is None:
                 continue  # the subscriber declined this track
             ext = hooks.negotiated_extensions(transceiver)
-            writer = extension_writer(
+            extensions = ExtensionIds(
                 ext.get(URI_MID, 0),
                 transceiver.mid,
                 ext.get(URI_AUDIO_LEVEL, 0) if up_track.kind == "audio" else 0,
@@ -487,7 +481,7 @@ class DownConnection(Connection):
                 up_track,
                 hooks.sender_ssrc(transceiver.sender),
                 codecs[0].payload_type,
-                writer,
+                extensions,
                 self.send_rtcp,
             )
             down.on_failure = self._down_failed
@@ -501,7 +495,7 @@ class DownConnection(Connection):
         if self.closed or self.up.closed or self.sender is None:
             return
         for down in self.tracks:
-            down.send = self.sender.send_fields
+            down.attach(self.sender)
             down.up.add_down(down)
 
     def receive_rtp(self, data: bytes) -> None:

@@ -1,80 +1,74 @@
 """A down track: one outgoing (server -> subscriber) RTP stream fed by an up track.
 
-Per packet it writes a fresh 12-byte header (this subscriber's SSRC, payload type,
-sequence number and timestamp, each with a fixed offset from the up track's continuous
-numbering), appends the shared extension+payload bytes, and protects and sends them.
-Video starts at a keyframe; offsets are chosen at (re)start so numbering continues from
-whatever this subscriber last received."""
+Per packet (in C, :mod:`vtp.sfu.fastpath`) a fresh 12-byte header is written (this
+subscriber's SSRC, payload type, sequence number and timestamp, each with a fixed offset
+from the up track's continuous numbering) with this subscriber's header extensions, then
+the payload; the result is protected and sent. Video starts at a keyframe; offsets are
+chosen at (re)start so numbering continues from whatever this subscriber last received."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from vtp.sfu import rtcp
+from vtp.sfu import fastpath, rtcp
 from vtp.sfu.estimator import DownEstimate
-from vtp.sfu.rtp import ExtensionWriter
+from vtp.sfu.rtp import abs_send_time_now
 
 if TYPE_CHECKING:
+    from vtp.sfu.aiortc_hooks import RawSender
     from vtp.sfu.uptrack import UpPacket, UpTrack
 
-_writers: dict[tuple[int, str, int, int], ExtensionWriter] = {}
 
+@dataclass(frozen=True, slots=True)
+class ExtensionIds:
+    """The header-extension ids one subscriber negotiated (0: not negotiated) and the mid
+    its transceiver has; the SFU writes exactly these extensions on its packets."""
 
-def extension_writer(mid_id: int, mid: str, audio_level_id: int, abs_id: int) -> ExtensionWriter:
-    """Shared writers: subscribers with the same negotiation share one (and so one block
-    build per packet)."""
-    key = (mid_id, mid, audio_level_id, abs_id)
-    writer = _writers.get(key)
-    if writer is None:
-        if len(_writers) > 4096:
-            _writers.clear()
-        writer = _writers[key] = ExtensionWriter(mid_id, mid, audio_level_id, abs_id)
-    return writer
-
-
-def _not_connected(
-    first_byte: int, marker_pt: int, seq: int, ts: int, ssrc: int, body: bytes
-) -> int:
-    return 0
+    mid_id: int
+    mid: str
+    audio_level_id: int
+    abs_send_time_id: int
 
 
 class DownTrack:
-    """The numbering state (``waiting``, ``start_useq``, ``seq_offset``, ``ts_offset``,
-    ``highest_useq``) is read by :meth:`UpTrack.forward`, which inlines :meth:`write`'s
-    common case."""
+    """Numbering (``start_useq``, ``seq_offset``, ``ts_offset``, ``highest_useq``) and
+    counters live in :attr:`state`, the C ``struct vtp_down`` the up track's fan-out
+    writes through; Python sets the offsets when the down track (re)starts."""
 
     def __init__(
         self,
         up: UpTrack,
         ssrc: int,
         payload_type: int,
-        writer: ExtensionWriter,
+        extensions: ExtensionIds,
         send_rtcp: Callable[[bytes], int],
     ) -> None:
         self.up = up
         self.kind = up.kind
         self.ssrc = ssrc
         self.payload_type = payload_type
-        self.writer = writer
+        self.state: Any = fastpath.new_down(
+            ssrc,
+            payload_type,
+            extensions.mid_id,
+            extensions.mid,
+            extensions.audio_level_id,
+            extensions.abs_send_time_id,
+        )
+        self.sender: RawSender | None = None
         self._send_rtcp = send_rtcp
-        # set when the connection is up: send(first_byte, marker|pt, seq, ts, ssrc, body)
-        self.send: Callable[[int, int, int, int, int, bytes], int] = _not_connected
         self.estimate = DownEstimate()
         self.on_failure: Callable[[], None] | None = None
         self.waiting = True
-        self.start_useq = 0
-        self.seq_offset = 0
-        self.ts_offset = 0
         # last written values, so a restart continues the numbering
         self._last_seq = random.getrandbits(16)
         self._last_ts = random.getrandbits(32)
         self._last_time = 0.0
-        self.highest_useq = -1
-        self.packets = 0
-        self.octets = 0
+        self.state.highest_useq = -1
         self.retransmitted = 0
         self.nacks_received = 0
         self.plis_received = 0
@@ -82,38 +76,67 @@ class DownTrack:
         self.packets_lost = 0
         self.closed = False
 
+    def attach(self, sender: RawSender) -> None:
+        """Send through this connection's sender (once it is connected)."""
+        self.sender = sender
+        self.state.sink = sender.sink
+
+    # numbering and counters, read from the C state
+    @property
+    def start_useq(self) -> int:
+        return int(self.state.start_useq)
+
+    @property
+    def highest_useq(self) -> int:
+        return int(self.state.highest_useq)
+
+    @property
+    def seq_offset(self) -> int:
+        return int(self.state.seq_offset)
+
+    @property
+    def ts_offset(self) -> int:
+        return int(self.state.ts_offset)
+
+    @property
+    def packets(self) -> int:
+        return int(self.state.packets)
+
+    @property
+    def octets(self) -> int:
+        return int(self.state.octets)
+
     # --- the packet path -------------------------------------------------------------
 
-    def write(self, packet: UpPacket, first_byte: int, body: bytes) -> None:
+    def write(self, packet: UpPacket, abs_send_time: int) -> None:
+        """A packet for a down track that is not in its up track's fan-out yet: video
+        starts at a keyframe (then the up track's fan-out takes over)."""
         if self.waiting:
             if self.up.video and not packet.keyframe:
                 return
             self._start(packet)
-        useq = packet.useq
-        if useq < self.start_useq:
-            return
-        if useq > self.highest_useq:
-            self.highest_useq = useq
-        self.send(
-            first_byte,
-            packet.marker | self.payload_type,
-            (useq + self.seq_offset) & 0xFFFF,
-            (packet.uts + self.ts_offset) & 0xFFFFFFFF,
-            self.ssrc,
-            body,
+        fastpath.write(
+            self.state,
+            packet.marker,
+            packet.useq,
+            packet.uts & 0xFFFFFFFF,
+            packet.audio_level,
+            abs_send_time,
+            packet.payload,
+            len(packet.payload),
         )
-        self.packets += 1
-        self.octets += len(packet.payload)
 
     def _start(self, packet: UpPacket) -> None:
-        self.waiting = False
-        self.start_useq = packet.useq
-        self.highest_useq = packet.useq - 1
+        state = self.state
+        state.start_useq = packet.useq
+        state.highest_useq = packet.useq - 1
         now = time.monotonic()
-        self.seq_offset = (self._last_seq + 1 - packet.useq) & 0xFFFF
+        state.seq_offset = (self._last_seq + 1 - packet.useq) & 0xFFFF
         elapsed = int((now - self._last_time) * self.up.clock_rate) if self._last_time else 0
         step = max(1, min(elapsed, 5 * self.up.clock_rate))
-        self.ts_offset = (self._last_ts + step - packet.uts) & 0xFFFFFFFF
+        state.ts_offset = (self._last_ts + step - packet.uts) & 0xFFFFFFFF
+        self.waiting = False
+        self.up.down_started(self)
 
     def restart(self) -> None:
         """Wait for the next keyframe and continue numbering from where we are (used when
@@ -122,7 +145,9 @@ class DownTrack:
             self._last_seq = (self.highest_useq + self.seq_offset) & 0xFFFF
             self._last_ts = (self.up.ts.highest + self.ts_offset) & 0xFFFFFFFF
             self._last_time = time.monotonic()
-        self.waiting = True
+        if not self.waiting:
+            self.waiting = True
+            self.up.down_stopped(self)
 
     # --- RTCP from the subscriber ---------------------------------------------------------
 
@@ -141,14 +166,15 @@ class DownTrack:
             if packet is None:
                 self.up.nack_upstream(useq)
                 continue
-            first_byte, body = self.up.body_for(self.writer, packet)
-            self.send(
-                first_byte,
-                packet.marker | self.payload_type,
-                (useq + self.seq_offset) & 0xFFFF,
-                (packet.uts + self.ts_offset) & 0xFFFFFFFF,
-                self.ssrc,
-                body,
+            fastpath.send(
+                self.state,
+                packet.marker,
+                useq,
+                packet.uts & 0xFFFFFFFF,
+                packet.audio_level,
+                abs_send_time_now(),
+                packet.payload,
+                len(packet.payload),
             )
             self.retransmitted += 1
 
@@ -189,6 +215,7 @@ class DownTrack:
             self.on_failure()
 
     def stats(self) -> dict[str, object]:
+        sender = self.sender
         return {
             "track": self.up.id,
             "kind": self.kind,
@@ -202,4 +229,5 @@ class DownTrack:
             "packets_lost": self.packets_lost,
             "estimate": self.estimate.value(time.monotonic()),
             "started": not self.waiting,
+            "send_errors": sender.send_errors if sender is not None else 0,
         }

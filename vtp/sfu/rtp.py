@@ -15,7 +15,6 @@ URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 SUPPORTED_EXTENSIONS = (URI_MID, URI_AUDIO_LEVEL, URI_ABS_SEND_TIME)
 
-HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, seq, timestamp, SSRC
 SEQ_TS_SSRC = struct.Struct("!HII")
 EXT_HEADER = struct.Struct("!HH")
 ONE_BYTE_PROFILE = 0xBEDE
@@ -28,10 +27,9 @@ def ntp_now() -> int:
     return int(now * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
 
 
-def abs_send_time_now() -> bytes:
+def abs_send_time_now() -> int:
     """The 24-bit abs-send-time value (6.18 fixed point seconds) for now."""
-    value = (ntp_now() >> 14) & 0xFFFFFF
-    return value.to_bytes(3, "big")
+    return (ntp_now() >> 14) & 0xFFFFFF
 
 
 def is_rtcp(data: bytes) -> bool:
@@ -145,37 +143,3 @@ def vp8_keyframe_start(payload: bytes) -> bool:
     if n <= i:
         return False
     return not payload[i] & 0x01  # P bit of the VP8 payload header: 0 = keyframe
-
-
-class ExtensionWriter:
-    """Builds the one-byte-header extension block one subscriber negotiated.
-
-    Subscribers negotiated with the same ids and mid share one writer, so a packet's
-    block is built once per distinct writer, not once per subscriber."""
-
-    __slots__ = ("_abs_id", "_level_id", "_mid_part", "empty")
-
-    def __init__(self, mid_id: int, mid: str, audio_level_id: int, abs_send_time_id: int) -> None:
-        mid_bytes = mid.encode()[:16]
-        self._mid_part = (
-            bytes([(mid_id << 4) | (len(mid_bytes) - 1)]) + mid_bytes
-            if mid_id and mid_bytes
-            else b""
-        )
-        self._level_id = audio_level_id
-        self._abs_id = abs_send_time_id
-        self.empty = not (self._mid_part or audio_level_id or abs_send_time_id)
-
-    def build(self, audio_level: int, abs_send_time: bytes) -> bytes:
-        """The extension block (with its 0xBEDE header), b"" if nothing to write."""
-        parts = self._mid_part
-        if self._level_id and audio_level >= 0:
-            parts += bytes((self._level_id << 4, audio_level))
-        if self._abs_id:
-            parts += bytes((self._abs_id << 4 | 2,)) + abs_send_time
-        if not parts:
-            return b""
-        pad = -len(parts) % 4
-        if pad:
-            parts += b"\x00" * pad
-        return EXT_HEADER.pack(ONE_BYTE_PROFILE, len(parts) >> 2) + parts

@@ -1,10 +1,10 @@
 """An up track: one incoming (publisher -> server) RTP stream and its fan-out.
 
 :meth:`UpTrack.receive` is the per-packet path: validate, make sequence numbers and
-timestamps continuous, cache for NACKs, then hand the packet to every down track (and
-in-process tap). Header-extension blocks are built once per distinct subscriber
-negotiation, not once per subscriber. Everything else here (NACKs to the publisher,
-keyframe requests, receiver reports, REMB values) runs from the SFU's periodic tick.
+timestamps continuous, cache for NACKs, then hand the packet to every down track (one
+call into the compiled fan-out, :mod:`vtp.sfu.fastpath`) and in-process tap. Everything
+else here (NACKs to the publisher, keyframe requests, receiver reports, REMB values) runs
+from the SFU's periodic tick.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vtp.sfu import rtcp
+from vtp.sfu import fastpath, rtcp
 from vtp.sfu.estimator import MAX_BITRATE, RateMeter, combine
 from vtp.sfu.packetcache import PacketCache
-from vtp.sfu.rtp import HEADER, ExtensionWriter, ParsedRtp, abs_send_time_now, vp8_keyframe_start
+from vtp.sfu.rtp import ParsedRtp, abs_send_time_now, vp8_keyframe_start
 from vtp.sfu.seqmap import Unwrapper
 from vtp.sfu.speaker import LevelMeter
 
@@ -120,6 +120,9 @@ class UpTrack:
         self._send_rtcp = send_rtcp
         self._rtcp_ssrc = rtcp_ssrc
         self.downs: list[DownTrack] = []
+        # the fan-out: started down tracks (C array) and those waiting for a keyframe
+        self._started = fastpath.DownList()
+        self._waiting: list[DownTrack] = []
         self.taps: list[Tap] = []
         self.cache: PacketCache[UpPacket] = PacketCache(1024 if self.video else 256)
         self.seq = Unwrapper(16, max_forward=3000, max_back=1000)
@@ -282,66 +285,58 @@ class UpTrack:
         return useq
 
     def forward(self, packet: UpPacket) -> None:
-        """Write one packet to every down track. The common case (a started down track)
-        is inlined here: one call per subscriber, into its connection's sender."""
+        """Write one packet to every down track: the started ones in one C call, those
+        waiting for a keyframe from Python."""
         abs_send_time = abs_send_time_now()
-        built: dict[ExtensionWriter, tuple[int, bytes]] = {}
-        payload = packet.payload
-        size = len(payload)
-        audio_level = packet.audio_level
-        useq = packet.useq
-        uts = packet.uts
-        marker = packet.marker
-        for down in self.downs:
-            writer = down.writer
-            entry = built.get(writer)
-            if entry is None:
-                block = writer.build(audio_level, abs_send_time)
-                entry = (0x90 if block else 0x80, block + payload)
-                built[writer] = entry
-            if down.waiting or useq < down.start_useq:
-                try:
-                    down.write(packet, entry[0], entry[1])  # start at a keyframe / too old
-                except Exception:
-                    self._failed(down)
-                continue
-            if useq > down.highest_useq:
-                down.highest_useq = useq
+        started = self._started
+        if started.count:
+            payload = packet.payload
+            fastpath.fanout(
+                started.array,
+                started.count,
+                packet.marker,
+                packet.useq,
+                packet.uts & 0xFFFFFFFF,
+                packet.audio_level,
+                abs_send_time,
+                payload,
+                len(payload),
+            )
+            self.forwarded += started.count
+        for down in self._waiting:  # (a started one moves: the list is replaced, not changed)
             try:
-                down.send(
-                    entry[0],
-                    marker | down.payload_type,
-                    (useq + down.seq_offset) & 0xFFFF,
-                    (uts + down.ts_offset) & 0xFFFFFFFF,
-                    down.ssrc,
-                    entry[1],
-                )
+                down.write(packet, abs_send_time)
             except Exception:  # one subscriber's failure must not stop the others
                 self._failed(down)
-                continue
-            down.packets += 1
-            down.octets += size
-        self.forwarded += len(self.downs)
 
     def _failed(self, down: DownTrack) -> None:
         logger.exception("down track %s of %s failed; detaching it", down.ssrc, self.id)
         down.fail()
-
-    def body_for(self, writer: ExtensionWriter, packet: UpPacket) -> tuple[int, bytes]:
-        """First byte and header-extension + payload bytes of a packet for one writer."""
-        block = writer.build(packet.audio_level, abs_send_time_now())
-        return (0x90 if block else 0x80, block + packet.payload)
 
     # --- fan-out membership -------------------------------------------------------------
 
     def add_down(self, down: DownTrack) -> None:
         if down not in self.downs:
             self.downs = [*self.downs, down]
+            self._membership_changed()
         self.request_keyframe()
 
     def remove_down(self, down: DownTrack) -> None:
         if down in self.downs:
             self.downs = [d for d in self.downs if d is not down]
+            self._membership_changed()
+
+    def down_started(self, down: DownTrack) -> None:
+        """``down`` got its first packet: from now on the C fan-out writes to it."""
+        self._membership_changed()
+
+    def down_stopped(self, down: DownTrack) -> None:
+        """``down`` waits for a keyframe again."""
+        self._membership_changed()
+
+    def _membership_changed(self) -> None:
+        self._waiting = [d for d in self.downs if d.waiting]
+        self._started.set((d, d.state) for d in self.downs if not d.waiting)
 
     def add_tap(self, callback: TapCallback) -> Tap:
         tap = Tap(self, callback)
@@ -449,6 +444,7 @@ class UpTrack:
     def close(self) -> None:
         self.closed = True
         self.downs = []
+        self._membership_changed()
         for tap in self.taps:
             tap.closed = True
         self.taps = []
@@ -477,4 +473,4 @@ class UpTrack:
         }
 
 
-__all__ = ["HEADER", "Tap", "UpPacket", "UpTrack"]
+__all__ = ["Tap", "UpPacket", "UpTrack"]

@@ -1,0 +1,89 @@
+"""The SFU's compiled send path (fanout.c through cffi): per-subscriber header rewrite,
+SRTP protect and ``sendto`` for every forwarded packet, without the interpreter.
+
+Python keeps every decision; C only writes bytes:
+
+* a **sink** (``struct vtp_sink``) is one subscriber connection's sending side: its SRTP
+  session (libsrtp's ``srtp_protect`` and ``srtp_t``, reached through
+  :mod:`vtp.sfu.aiortc_hooks`) and the nominated pair's socket and address;
+* a **down** (``struct vtp_down``) is one outgoing stream's numbering (sequence and
+  timestamp offsets, where it started, the highest packet sent, counters) and its
+  negotiated SSRC, payload type and header-extension ids;
+* a :class:`DownList` is an up track's array of started downs: one ``vtp_fanout`` call
+  per incoming packet writes it to all of them.
+
+cffi objects are typed ``Any``: the C declarations in ``build.py`` are their types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from vtp.sfu.fastpath._fanout import ffi, lib
+
+send = lib.vtp_send  # one packet to one down, no bookkeeping (retransmissions)
+write = lib.vtp_write  # one packet to one down, numbering and counters kept
+fanout = lib.vtp_fanout  # vtp_write for each down of a DownList
+MAX_PACKET = 1484  # VTP_MAX_PACKET in fanout.h
+MAX_MID = 16
+
+
+def new_sink(protect_address: int, srtp_address: int) -> Any:
+    """A sink sending nothing yet (fd -1) over the given libsrtp function and session."""
+    sink = ffi.new("struct vtp_sink *")
+    sink.protect = ffi.cast("vtp_protect_fn", protect_address)
+    sink.srtp = ffi.cast("void *", srtp_address)
+    sink.fd = -1
+    return sink
+
+
+def aim_sink(sink: Any, fd: int, host: str, port: int) -> bool:
+    """Send through ``fd`` to ``host:port`` (an IPv4 or IPv6 literal); False if invalid."""
+    return bool(lib.vtp_sink_target(sink, fd, host.encode(), port) == 0)
+
+
+def stop_sink(sink: Any) -> None:
+    sink.fd = -1
+
+
+def new_down(
+    ssrc: int, payload_type: int, mid_id: int, mid: str, audio_level_id: int, abs_id: int
+) -> Any:
+    """A down's state, not attached to a sink yet."""
+    down = ffi.new("struct vtp_down *")
+    down.ssrc = ssrc & 0xFFFFFFFF
+    down.payload_type = payload_type & 0x7F
+    mid_bytes = mid.encode()[:MAX_MID]
+    if mid_id and mid_bytes:
+        down.mid_id = mid_id
+        down.mid_len = len(mid_bytes)
+        ffi.memmove(down.mid, mid_bytes, len(mid_bytes))
+    down.level_id = audio_level_id
+    down.abs_id = abs_id
+    return down
+
+
+class DownList:
+    """A C array of down pointers for ``vtp_fanout``, rebuilt when membership changes
+    (joins and keyframe starts are rare next to packets). ``owners`` keeps the Python
+    objects that own each struct alive for as long as the array points at them."""
+
+    __slots__ = ("array", "count", "owners")
+
+    def __init__(self) -> None:
+        self.array: Any = ffi.NULL
+        self.count = 0
+        self.owners: tuple[object, ...] = ()
+
+    def set(self, entries: Iterable[tuple[object, Any]]) -> None:
+        items = list(entries)
+        array = ffi.new("struct vtp_down *[]", max(1, len(items)))
+        for i, (_, down) in enumerate(items):
+            array[i] = down
+        self.owners = tuple(owner for owner, _ in items)
+        self.array = array
+        self.count = len(items)
+
+
+__all__ = ["MAX_PACKET", "DownList", "aim_sink", "fanout", "new_down", "new_sink", "send", "write"]
