@@ -12,6 +12,10 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+# gcc: the SFU's send path (vtp/sfu/fastpath) is a small C extension built by cffi.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
@@ -25,7 +29,8 @@ RUN mkdir vtp && touch vtp/__init__.py README.md \
     && rm -rf vtp README.md build ./*.egg-info
 
 # The source. An editable install keeps the package beside sql/ (migrations) and
-# static/, which VTP finds relative to its source folder.
+# static/, which VTP finds relative to its source folder; it compiles the C send path
+# into vtp/sfu/fastpath/.
 COPY . .
 RUN pip install --no-deps -e . \
     && python -m compileall -q vtp \

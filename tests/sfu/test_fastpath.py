@@ -124,15 +124,37 @@ def test_fanout_writes_each_subscribers_own_numbering(wires: list[Wire]) -> None
     downs = [w.down(ssrc=1000 + i, pt=96 + i) for i, w in enumerate(wires)]
     for i, down in enumerate(downs):
         down.seq_offset = 100 * i
+    owners = [object() for _ in downs]
     started = fastpath.DownList()
-    started.set((object(), d) for d in downs)
+    for owner, down in zip(owners, downs, strict=True):
+        started.add(owner, down)
+    started.add(owners[0], downs[0])  # already there: no second entry
     assert started.count == 3
     assert fastpath.fanout(started.array, started.count, 0, 7, 90, -1, 0, b"frame", 5) == 3
     for i, wire in enumerate(wires):
         _, b1, seq, ts, ssrc = struct.unpack_from("!BBHII", wire.receive())
         assert (b1, seq, ts, ssrc) == (96 + i, 7 + 100 * i, 90, 1000 + i)
-    started.set(())
-    assert started.count == 0 and started.owners == ()
+    started.remove(owners[0])  # the last entry takes its slot
+    assert started.count == 2 and owners[0] not in started and owners[2] in started
+    assert fastpath.fanout(started.array, started.count, 0, 8, 90, -1, 0, b"frame", 5) == 2
+    assert wires[0].nothing_arrived()
+    assert [struct.unpack_from("!H", w.receive(), 2)[0] for w in wires[1:]] == [108, 208]
+    started.clear()
+    assert started.count == 0 and started.owners == []
+
+
+def test_down_list_grows_and_shrinks() -> None:
+    started = fastpath.DownList()
+    owners = [object() for _ in range(100)]
+    structs = [fastpath.new_down(i, 96, 0, "", 0, 0) for i in range(100)]
+    for owner, down in zip(owners, structs, strict=True):
+        started.add(owner, down)
+    for owner in owners[::2]:
+        started.remove(owner)
+    assert started.count == 50 and started.capacity >= 100
+    ssrcs = sorted(started.array[i].ssrc for i in range(started.count))
+    assert ssrcs == list(range(1, 100, 2))
+    assert all(started.owners[i] is owners[started.array[i].ssrc] for i in range(50))
 
 
 def test_oversize_stopped_and_unaimed_sinks_send_nothing(wires: list[Wire]) -> None:

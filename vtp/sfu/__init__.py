@@ -101,7 +101,8 @@ aiohttp: ``vtp.sfu.setup(app)`` appends :func:`sfu_ctx` to ``app.cleanup_ctx``; 
 the Sfu from ``app[vtp.appkeys.CONFIG]`` and stores it under ``app[SFU_KEY]``.
 
 Modules: ``service`` (Sfu), ``room``, ``peer``, ``connection`` (up/down peer
-connections), ``uptrack``/``downtrack`` (the per-packet path), ``rtp``, ``rtcp``,
+connections), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
+compiled part: header rewrite, SRTP protect and send per subscriber), ``rtp``, ``rtcp``,
 ``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``speaker``,
 ``negotiation`` (SDP filtering, Opus FEC), ``ice`` (STUN/TURN, coturn credentials),
 ``events``, ``errors``, ``aiortc_hooks`` (every private aiortc/aioice/pylibsrtp contact).

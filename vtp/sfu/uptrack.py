@@ -318,25 +318,28 @@ class UpTrack:
     def add_down(self, down: DownTrack) -> None:
         if down not in self.downs:
             self.downs = [*self.downs, down]
-            self._membership_changed()
+            if down.waiting:
+                self._waiting = [*self._waiting, down]
+            else:
+                self._started.add(down, down.state)
         self.request_keyframe()
 
     def remove_down(self, down: DownTrack) -> None:
         if down in self.downs:
             self.downs = [d for d in self.downs if d is not down]
-            self._membership_changed()
+            self._waiting = [d for d in self._waiting if d is not down]
+            self._started.remove(down)
 
     def down_started(self, down: DownTrack) -> None:
         """``down`` got its first packet: from now on the C fan-out writes to it."""
-        self._membership_changed()
+        self._waiting = [d for d in self._waiting if d is not down]
+        self._started.add(down, down.state)
 
     def down_stopped(self, down: DownTrack) -> None:
         """``down`` waits for a keyframe again."""
-        self._membership_changed()
-
-    def _membership_changed(self) -> None:
-        self._waiting = [d for d in self.downs if d.waiting]
-        self._started.set((d, d.state) for d in self.downs if not d.waiting)
+        self._started.remove(down)
+        if down not in self._waiting:
+            self._waiting = [*self._waiting, down]
 
     def add_tap(self, callback: TapCallback) -> Tap:
         tap = Tap(self, callback)
@@ -444,7 +447,8 @@ class UpTrack:
     def close(self) -> None:
         self.closed = True
         self.downs = []
-        self._membership_changed()
+        self._waiting = []
+        self._started.clear()
         for tap in self.taps:
             tap.closed = True
         self.taps = []

@@ -17,7 +17,6 @@ cffi objects are typed ``Any``: the C declarations in ``build.py`` are their typ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from vtp.sfu.fastpath._fanout import ffi, lib
@@ -65,25 +64,56 @@ def new_down(
 
 
 class DownList:
-    """A C array of down pointers for ``vtp_fanout``, rebuilt when membership changes
-    (joins and keyframe starts are rare next to packets). ``owners`` keeps the Python
-    objects that own each struct alive for as long as the array points at them."""
+    """A C array of down pointers for ``vtp_fanout``. Adding and removing are O(1) (the
+    last entry fills a removed slot; order does not matter), so a class of hundreds
+    joining at once costs no quadratic work. ``owners`` keeps the Python object owning
+    each struct alive for as long as the array points at it."""
 
-    __slots__ = ("array", "count", "owners")
+    __slots__ = ("_slots", "array", "capacity", "count", "owners")
 
     def __init__(self) -> None:
-        self.array: Any = ffi.NULL
+        self.capacity = 8
+        self.array: Any = ffi.new("struct vtp_down *[]", self.capacity)
         self.count = 0
-        self.owners: tuple[object, ...] = ()
+        self.owners: list[object] = []
+        self._slots: dict[int, int] = {}  # id(owner) -> index
 
-    def set(self, entries: Iterable[tuple[object, Any]]) -> None:
-        items = list(entries)
-        array = ffi.new("struct vtp_down *[]", max(1, len(items)))
-        for i, (_, down) in enumerate(items):
-            array[i] = down
-        self.owners = tuple(owner for owner, _ in items)
-        self.array = array
-        self.count = len(items)
+    def __contains__(self, owner: object) -> bool:
+        return id(owner) in self._slots
+
+    def add(self, owner: object, down: Any) -> None:
+        if id(owner) in self._slots:
+            return
+        if self.count == self.capacity:
+            bigger = ffi.new("struct vtp_down *[]", self.capacity * 2)
+            ffi.memmove(bigger, self.array, ffi.sizeof("struct vtp_down *") * self.count)
+            self.array = bigger
+            self.capacity *= 2
+        self.array[self.count] = down
+        self.owners.append(owner)
+        self._slots[id(owner)] = self.count
+        self.count += 1
+
+    def remove(self, owner: object) -> None:
+        index = self._slots.pop(id(owner), None)
+        if index is None:
+            return
+        last = self.count - 1
+        if index != last:
+            moved = self.owners[last]
+            self.array[index] = self.array[last]
+            self.owners[index] = moved
+            self._slots[id(moved)] = index
+        self.array[last] = ffi.NULL
+        self.owners.pop()
+        self.count = last
+
+    def clear(self) -> None:
+        for i in range(self.count):
+            self.array[i] = ffi.NULL
+        self.owners.clear()
+        self._slots.clear()
+        self.count = 0
 
 
 __all__ = ["MAX_PACKET", "DownList", "aim_sink", "fanout", "new_down", "new_sink", "send", "write"]
