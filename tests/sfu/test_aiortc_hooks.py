@@ -34,10 +34,14 @@ def test_aiortc_still_calls_the_hooked_methods() -> None:
     assert hasattr(RTCRtpReceiver, "_handle_rtp_packet")
 
 
-async def _connected_pair(video: bool = True) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+async def _connected_pair(
+    video: bool = True, silence: bool = False
+) -> tuple[RTCPeerConnection, RTCPeerConnection]:
     a = RTCPeerConnection(client_configuration())
     b = RTCPeerConnection(client_configuration())
     a.addTrack(PatternTrack((10, 20)))
+    if silence:  # as the SFU does: before the sender starts
+        hooks.silence_sender_rtcp(a.getSenders()[0])
     await a.setLocalDescription(await a.createOffer())
     await b.setRemoteDescription(a.localDescription)
     await b.setLocalDescription(await b.createAnswer())
@@ -124,16 +128,26 @@ async def test_negotiated_parameters_and_ssrc() -> None:
 
 
 async def test_silence_sender_rtcp() -> None:
-    a, b = await _connected_pair()
+    # what the replacement relies on: the task aiortc starts, and what stop() waits for
+    run_rtcp = inspect.getsource(RTCRtpSender._run_rtcp)
+    assert "self.__rtcp_started.set()" in run_rtcp and "self.__rtcp_exited.set()" in run_rtcp
+    send = inspect.getsource(RTCRtpSender.send)
+    assert "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())" in send
+    stop = inspect.getsource(RTCRtpSender.stop)
+    assert "self.__rtcp_started.wait()" in stop and "self.__rtcp_exited.wait()" in stop
+    a, b = await _connected_pair(silence=True)
     try:
         seen: list[bytes] = []
-        hooks.take_over_media(hooks.dtls_transports(b)[0], lambda d: None, seen.append)
+        media: list[bytes] = []
+        hooks.take_over_media(hooks.dtls_transports(b)[0], media.append, seen.append)
         sender = a.getSenders()[0]
-        hooks.silence_sender_rtcp(sender)
         await sender._send_rtcp([])  # the replacement is a no-op coroutine
         seen.clear()
         await asyncio.sleep(2.2)  # aiortc sends an SR every 0.5-1.5 s
         assert not [p for p in seen if p[1] == 200], "aiortc's sender report got through"
+        # the media still flows, and the sender still stops cleanly
+        assert len(media) > 10
+        await asyncio.wait_for(sender.stop(), 5)
     finally:
         await asyncio.gather(a.close(), b.close())
 
