@@ -221,10 +221,15 @@ async def test_chromium_publisher_to_aiortc_and_chromium(
         # the fake camera is not our pattern, but frames decode
         await wait_until(lambda: sub.video().first_at is not None, 20)
         await wait_until(lambda: sub.received["audio"].audio_frames > 20, 20)
+        up = room.publication(stream_id)
+        assert up is not None
+        # Chromium numbers its packets transport-wide and gets the SFU's feedback
+        assert "transport-cc" in up.answer_sdp and up.feedback is not None
+        await wait_until(lambda: up.feedback is not None and up.feedback.sent > 20, 10)
         # Chromium's sender follows the SFU's REMB: cap it, and its target drops
-        up = next(c for c in room.peers["teacher"].connections.values() if c.id == stream_id)
-        video = next(t for t in up.tracks if t.kind == "video")  # type: ignore[attr-defined]
-        video.bitrate_for_publisher = lambda now: 200_000
+        video = next(t for t in up.tracks if t.kind == "video")
+        uncapped = video.bitrate_for_publisher
+        video.bitrate_for_publisher = lambda now: 200_000  # type: ignore[method-assign]
         out = await poll(
             publisher_page,
             "window.outbound()",
@@ -232,5 +237,31 @@ async def test_chromium_publisher_to_aiortc_and_chromium(
             10,
         )
         assert out["video"]["packetsSent"] > 0
+        # lifted, the target climbs again on the transport-cc feedback
+        video.bitrate_for_publisher = uncapped  # type: ignore[method-assign]
+        out = await poll(
+            publisher_page,
+            "window.outbound()",
+            lambda s: s.get("video", {}).get("target", 0) >= 400_000,
+            15,
+        )
+        healthy = out["video"]["target"]
+        # feedback that reports two packets in three lost (REMB still uncapped): only
+        # the transport-cc feedback can bring the target down, so Chromium reads it
+        record = up.feedback.record
+        numbered = [0]
+
+        def lossy(seq: int, media_ssrc: int, arrival_us: int) -> None:
+            numbered[0] += 1
+            if numbered[0] % 3 == 0:
+                record(seq, media_ssrc, arrival_us)
+
+        up.feedback.record = lossy  # type: ignore[method-assign]
+        await poll(
+            publisher_page,
+            "window.outbound()",
+            lambda s: 0 < s.get("video", {}).get("target", 0) <= healthy * 0.4,
+            15,
+        )
     finally:
         await sub.close()

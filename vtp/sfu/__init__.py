@@ -15,6 +15,8 @@ the server to a subscriber. One WebRTC peer connection carries one direction:
 
 Only Opus (48 kHz, in-band FEC negotiated) and VP8 are carried; other codecs, RTX, RED,
 FEC and unknown header extensions are removed from offers before aiortc sees them.
+Publishers get REMB and, where they offer it, transport-wide congestion control feedback
+(``twcc``).
 
 Python API (everything runs on the aiohttp event loop; nothing here is thread-safe)::
 
@@ -103,7 +105,8 @@ the Sfu from ``app[vtp.appkeys.CONFIG]`` and stores it under ``app[SFU_KEY]``.
 Modules: ``service`` (Sfu), ``room``, ``peer``, ``connection`` (up/down peer
 connections), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
 compiled part: header rewrite, SRTP protect and send per subscriber), ``rtp``, ``rtcp``,
-``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``speaker``,
+``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``twcc`` (transport-cc
+feedback), ``speaker``,
 ``negotiation`` (SDP filtering, Opus FEC), ``ice`` (STUN/TURN, coturn credentials),
 ``events``, ``errors``, ``aiortc_hooks`` (every private aiortc/aioice/pylibsrtp contact).
 """

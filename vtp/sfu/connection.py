@@ -35,6 +35,7 @@ from vtp.sfu.downtrack import DownTrack, ExtensionIds
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, is_rtcp, parse_rtp
+from vtp.sfu.twcc import FEEDBACK_INTERVAL_S, TransportFeedback
 from vtp.sfu.uptrack import UpTrack
 
 if TYPE_CHECKING:
@@ -222,6 +223,10 @@ class UpConnection(Connection):
         self._by_pt: dict[int, UpTrack] = {}
         self._audio_level_id = 0
         self._mid_id = 0
+        self._twcc_id = 0
+        # transport-wide congestion control feedback, when the publisher offered it
+        self.feedback: TransportFeedback | None = None
+        self._last_feedback = 0.0
         self._last_remb = 0.0
         self._last_rr = 0.0
         self.unrouted = 0
@@ -267,6 +272,12 @@ class UpConnection(Connection):
             text = negotiation.add_opus_fec(answer.sdp)
             await self.pc.setLocalDescription(RTCSessionDescription(sdp=text, type="answer"))
             self.answer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
+            # aiortc never sees transport-cc (its media path is ours): only the client's
+            # copy of the answer accepts it
+            self._twcc_id = negotiation.transport_cc_id(sdp)
+            if self._twcc_id:
+                self.answer_sdp = negotiation.add_transport_cc(self.answer_sdp, self._twcc_id)
+                self.feedback = TransportFeedback(self.rtcp_ssrc)
         except SfuError:
             await self.close("bad offer")
             raise
@@ -279,10 +290,14 @@ class UpConnection(Connection):
         return self.answer_sdp
 
     def receive_rtp(self, data: bytes) -> None:
-        p = parse_rtp(data, self._audio_level_id, self._mid_id)
+        p = parse_rtp(data, self._audio_level_id, self._mid_id, self._twcc_id)
         if p is None:
             self.unrouted += 1
             return
+        if p.twcc >= 0 and self.feedback is not None:
+            # every numbered packet counts for congestion control, forwarded or not
+            # (padding-only bandwidth probes included)
+            self.feedback.record(p.twcc, p.ssrc, self.feedback.now_us())
         track = self._by_ssrc.get(p.ssrc)
         if track is None:
             track = self._route_new_ssrc(p.ssrc, p.mid, p.payload_type)
@@ -326,6 +341,10 @@ class UpConnection(Connection):
             return
         for track in self.tracks:
             track.tick(now)
+        if self.feedback is not None and now - self._last_feedback >= FEEDBACK_INTERVAL_S:
+            self._last_feedback = now
+            for packet in self.feedback.build():
+                self.send_rtcp(packet)
         if now - self._last_remb >= REMB_INTERVAL_S:
             self._last_remb = now
             for track in self.tracks:
@@ -354,6 +373,11 @@ class UpConnection(Connection):
             "label": self.label,
             "state": self.state,
             "unrouted": self.unrouted,
+            "transport_cc": (
+                {"recorded": self.feedback.recorded, "feedback_sent": self.feedback.sent}
+                if self.feedback is not None
+                else None
+            ),
             "tracks": [t.stats() for t in self.tracks],
         }
 

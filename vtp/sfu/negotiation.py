@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from vtp.sfu.errors import SfuError
-from vtp.sfu.rtp import SUPPORTED_EXTENSIONS
+from vtp.sfu.rtp import PUBLISH_EXTENSIONS, SUPPORTED_EXTENSIONS, URI_TRANSPORT_CC
 
 MAX_SDP_BYTES = 64 * 1024
 ALLOWED_CODECS = {"audio": ("opus", 48000), "video": ("vp8", 90000)}
@@ -85,8 +85,8 @@ def parse(text: str) -> Sdp:
     return Sdp(session, media)
 
 
-def _restrict_section(m: MediaSection) -> None:
-    """Keep only the allowed codec (no RTX/RED/FEC) and supported header extensions."""
+def _restrict_section(m: MediaSection, extensions: tuple[str, ...]) -> None:
+    """Keep only the allowed codec (no RTX/RED/FEC) and the header extensions given."""
     name, clock = ALLOWED_CODECS[m.kind]
     keep: list[str] = []
     for line in m.lines:
@@ -106,7 +106,7 @@ def _restrict_section(m: MediaSection) -> None:
             if match.group(1) != "*" and match.group(1) not in pts:
                 continue
         elif match := _EXTMAP.match(line):
-            if match.group(2) not in SUPPORTED_EXTENSIONS:
+            if match.group(2) not in extensions:
                 continue
         elif line.startswith(("a=ssrc-group:", "a=rid:", "a=simulcast:")):
             continue
@@ -130,7 +130,7 @@ def sanitize_offer(text: str) -> Sdp:
         )[2:]
         if direction not in ("sendonly", "sendrecv"):
             raise SfuError("bad-sdp", "a publish offer must send media")
-        _restrict_section(m)
+        _restrict_section(m, PUBLISH_EXTENSIONS)
     kinds = [m.kind for m in sdp.media]
     if len(kinds) != len(set(kinds)):
         raise SfuError("bad-sdp", "at most one audio and one video section per stream")
@@ -147,7 +147,7 @@ def sanitize_receive_offer(text: str) -> Sdp:
         direction = next((ln for ln in m.lines if ln in directions), "a=sendrecv")[2:]
         if direction not in ("recvonly", "sendrecv"):
             raise SfuError("bad-sdp", "a subscribe offer must receive media")
-        _restrict_section(m)
+        _restrict_section(m, SUPPORTED_EXTENSIONS)
     return sdp
 
 
@@ -175,4 +175,42 @@ def add_opus_fec(text: str) -> str:
             m.lines = [ln for ln in m.lines if not ln.startswith(f"a=fmtp:{pt} ")]
             at = max(i for i, ln in enumerate(m.lines) if ln.startswith(f"a=rtpmap:{pt} "))
             m.lines.insert(at + 1, f"a=fmtp:{pt} {OPUS_FMTP}")
+    return sdp.text()
+
+
+def _extension_id(m: MediaSection, uri: str) -> int:
+    for line in m.lines:
+        if (match := _EXTMAP.match(line)) and match.group(2) == uri:
+            return int(match.group(1))
+    return 0
+
+
+def transport_cc_id(offer: Sdp) -> int:
+    """The id of the transport-wide sequence number extension the publisher's offer
+    numbers its packets with, if it also asked for transport-cc feedback (0 if not).
+    One id for the whole BUNDLE transport."""
+    for m in offer.media:
+        ext_id = _extension_id(m, URI_TRANSPORT_CC)
+        if ext_id and any(ln.endswith(" transport-cc") for ln in m.lines):
+            return ext_id
+    return 0
+
+
+def add_transport_cc(answer_text: str, ext_id: int) -> str:
+    """Accept transport-wide congestion control in a publisher's answer (aiortc drops
+    it): the sequence number extension under the offer's id, and transport-cc feedback
+    for the answered payload type. Idempotent."""
+    sdp = parse(answer_text)
+    for m in sdp.media:
+        if _extension_id(m, URI_TRANSPORT_CC):
+            continue
+        pts = m.lines[0].split()[3:]
+        extmaps = [i for i, ln in enumerate(m.lines) if ln.startswith("a=extmap:")]
+        at = extmaps[-1] + 1 if extmaps else len(m.lines)
+        m.lines.insert(at, f"a=extmap:{ext_id} {URI_TRANSPORT_CC}")
+        for pt in pts:
+            fbs = [i for i, ln in enumerate(m.lines) if ln.startswith(f"a=rtcp-fb:{pt} ")]
+            rtpmap = [i for i, ln in enumerate(m.lines) if ln.startswith(f"a=rtpmap:{pt} ")]
+            if fbs or rtpmap:
+                m.lines.insert((fbs or rtpmap)[-1] + 1, f"a=rtcp-fb:{pt} transport-cc")
     return sdp.text()

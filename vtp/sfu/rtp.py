@@ -9,11 +9,15 @@ from __future__ import annotations
 import struct
 import time
 
-# Header extension URIs the SFU understands (aiortc negotiates exactly these three).
+# Header extension URIs the SFU understands (aiortc negotiates the first three; the SFU
+# adds transport-cc to publishers' answers itself).
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+URI_TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 SUPPORTED_EXTENSIONS = (URI_MID, URI_AUDIO_LEVEL, URI_ABS_SEND_TIME)
+# publishers may also number packets transport-wide (the SFU answers with feedback)
+PUBLISH_EXTENSIONS = (*SUPPORTED_EXTENSIONS, URI_TRANSPORT_CC)
 
 SEQ_TS_SSRC = struct.Struct("!HII")
 EXT_HEADER = struct.Struct("!HH")
@@ -41,7 +45,17 @@ class ParsedRtp:
     """The fields of one incoming RTP packet the SFU needs (no payload copy made
     beyond the payload slice itself)."""
 
-    __slots__ = ("audio_level", "marker", "mid", "payload", "payload_type", "seq", "ssrc", "ts")
+    __slots__ = (
+        "audio_level",
+        "marker",
+        "mid",
+        "payload",
+        "payload_type",
+        "seq",
+        "ssrc",
+        "ts",
+        "twcc",
+    )
 
     def __init__(
         self,
@@ -53,6 +67,7 @@ class ParsedRtp:
         payload: bytes,
         audio_level: int,
         mid: bytes | None,
+        twcc: int = -1,
     ) -> None:
         self.payload_type = payload_type
         self.marker = marker
@@ -62,13 +77,15 @@ class ParsedRtp:
         self.payload = payload
         self.audio_level = audio_level
         self.mid = mid
+        self.twcc = twcc
 
 
-def parse_rtp(data: bytes, audio_level_id: int, mid_id: int) -> ParsedRtp | None:
+def parse_rtp(data: bytes, audio_level_id: int, mid_id: int, twcc_id: int = 0) -> ParsedRtp | None:
     """Validate and split an RTP packet; None if malformed.
 
     CSRCs, padding and every header extension other than audio level (RFC 6464, its
-    byte returned, -1 if absent) and mid are dropped: the SFU writes its own."""
+    byte returned, -1 if absent), mid and the transport-wide sequence number (-1 if
+    absent) are dropped: the SFU writes its own."""
     n = len(data)
     if n < 12:
         return None
@@ -79,6 +96,7 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int) -> ParsedRtp | None
     seq, ts, ssrc = SEQ_TS_SSRC.unpack_from(data, 2)
     offset = 12 + ((b0 & 0x0F) << 2)
     audio_level = -1
+    twcc = -1
     mid: bytes | None = None
     if b0 & 0x10:
         if offset + 4 > n:
@@ -88,7 +106,7 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int) -> ParsedRtp | None
         offset = start + (length << 2)
         if offset > n:
             return None
-        if profile == ONE_BYTE_PROFILE and (audio_level_id or mid_id):
+        if profile == ONE_BYTE_PROFILE and (audio_level_id or mid_id or twcc_id):
             i = start
             while i < offset:
                 b = data[i]
@@ -106,6 +124,8 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int) -> ParsedRtp | None
                     audio_level = data[i]
                 elif ext_id == mid_id:
                     mid = data[i : i + size]
+                elif ext_id == twcc_id and size == 2:
+                    twcc = (data[i] << 8) | data[i + 1]
                 i += size
     end = n
     if b0 & 0x20:
@@ -115,7 +135,7 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int) -> ParsedRtp | None
         end -= pad
     # an empty payload (padding-only packet, used by senders to probe bandwidth) is
     # returned: it is not forwarded, but its sequence number must be accounted for
-    return ParsedRtp(b1 & 0x7F, b1 & 0x80, seq, ts, ssrc, data[offset:end], audio_level, mid)
+    return ParsedRtp(b1 & 0x7F, b1 & 0x80, seq, ts, ssrc, data[offset:end], audio_level, mid, twcc)
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:
