@@ -58,8 +58,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     VTP_PORT=8080 \
     VTP_STATE_DIR=/var/lib/vtp \
     VTP_LOG_FORMAT=json \
-    VTP_ICE_PORT_MIN=40000 \
-    VTP_ICE_PORT_MAX=40049
+    VTP_ICE_UDP_PORT=40000
 
 WORKDIR /app
 USER vtp:vtp
@@ -69,13 +68,12 @@ VOLUME ["/var/lib/vtp"]
 
 # HTTP: REST API, WebSocket signalling, /health and /ready.
 EXPOSE 8080
-# WebRTC media: UDP, one port per peer connection, inside VTP_ICE_PORT_MIN..MAX
-# (40000-40049 here: 50 connections; widen both the range and what you publish for
-# bigger rooms). Publish the range (`-p 40000-40049:40000-40049/udp`) and set
+# WebRTC media: UDP, every peer connection on the one port VTP_ICE_UDP_PORT (the SFU
+# is an ICE-lite agent there). Publish it (`-p 40000:40000/udp`) and set
 # VTP_ICE_ANNOUNCE_ADDRESS to the address clients reach the host on, since the
 # container's own address is not reachable from outside. Alternatives: host
 # networking, or a TURN server (VTP_TURN_URLS / VTP_TURN_SECRET).
-EXPOSE 40000-40049/udp
+EXPOSE 40000/udp
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('VTP_PORT', '8080'), timeout=4)"]

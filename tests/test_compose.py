@@ -160,14 +160,15 @@ def test_app_reads_env_file_and_uses_the_stack(
         assert depends[name]["condition"] == "service_healthy"
 
 
-def test_media_udp_range_is_published(raw: dict[str, Any]) -> None:
+def test_media_udp_port_is_published(raw: dict[str, Any]) -> None:
     app = raw["services"]["vtp"]
-    low, high = app["environment"]["VTP_ICE_PORT_MIN"], app["environment"]["VTP_ICE_PORT_MAX"]
-    udp = [port for port in app["ports"] if str(port).endswith("/udp")]
-    assert any(f":{low}-{high}:{low}-{high}/udp" in port for port in udp), udp
+    port = app["environment"]["VTP_ICE_UDP_PORT"]
+    assert "VTP_ICE_PORT_MIN" not in app["environment"]  # the two modes are exclusive
+    udp = [p for p in app["ports"] if str(p).endswith("/udp")]
+    assert any(str(p).endswith(f":{port}:{port}/udp") for p in udp), udp
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert f"VTP_ICE_PORT_MIN={low}" in dockerfile and f"VTP_ICE_PORT_MAX={high}" in dockerfile
-    assert f"EXPOSE {low}-{high}/udp" in dockerfile
+    assert f"VTP_ICE_UDP_PORT={port}" in dockerfile and "VTP_ICE_PORT_MIN" not in dockerfile
+    assert f"EXPOSE {port}/udp" in dockerfile
 
 
 def test_dockerfile_shape() -> None:

@@ -69,6 +69,9 @@ class Config(BaseSettings):
     # firewalls; unset: ephemeral ports). One port per peer connection.
     ice_port_min: int | None = Field(default=None, ge=1, le=65535)
     ice_port_max: int | None = Field(default=None, ge=1, le=65535)
+    # One UDP port for every peer connection (the SFU is then an ICE-lite agent on it);
+    # takes the place of the port range, which must then be unset. 0: a free port.
+    ice_udp_port: int | None = Field(default=None, ge=0, le=65535)
     stun_urls: StrList = Field(default_factory=list)
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: SecretStr | None = None

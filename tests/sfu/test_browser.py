@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from vtp.config import Config, load_config
 from vtp.sfu import Sfu, SfuError
 
 pytestmark = pytest.mark.browser
@@ -85,6 +86,18 @@ window.pixel = () => {
   return Array.from(c.getImageData(160, 200, 1, 1).data.slice(0, 3));
 };
 </script></body></html>"""
+
+
+@pytest.fixture(params=["port-per-connection", "one-port"])
+def sfu_config(request: pytest.FixtureRequest) -> Config:
+    """Both network modes: a UDP port per peer connection, and every connection on one
+    port with the SFU as an ICE-lite agent (Chromium is strict about ICE-lite)."""
+    return load_config(
+        ice_addresses=["127.0.0.1"],
+        room_grace_s=0.5,
+        peer_timeout_s=5,
+        ice_udp_port=0 if request.param == "one-port" else None,
+    )
 
 
 @pytest.fixture
@@ -223,6 +236,7 @@ async def test_chromium_publisher_to_aiortc_and_chromium(
         await wait_until(lambda: sub.received["audio"].audio_frames > 20, 20)
         up = room.publication(stream_id)
         assert up is not None
+        assert ("a=ice-lite" in up.answer_sdp) == (sfu.mux is not None)
         # Chromium numbers its packets transport-wide and gets the SFU's feedback
         assert "transport-cc" in up.answer_sdp and up.feedback is not None
         await wait_until(lambda: up.feedback is not None and up.feedback.sent > 20, 10)

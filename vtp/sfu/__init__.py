@@ -95,9 +95,10 @@ peer with no live connection that has not been ``touch()``-ed for that long is r
 ``room_grace_s``.
 
 Settings used (``vtp.config.Config``): ``ice_addresses``, ``ice_announce_address``,
-``ice_port_min``/``ice_port_max``, ``stun_urls``, ``turn_urls``, ``turn_secret``,
-``turn_credential_ttl_s``, ``room_grace_s``, ``peer_timeout_s``. Nothing external is
-contacted by default.
+``ice_port_min``/``ice_port_max`` or ``ice_udp_port`` (every connection on one port, the
+SFU an ICE-lite agent: :mod:`vtp.sfu.icelite`; ``Sfu.start()`` opens it), ``stun_urls``,
+``turn_urls``, ``turn_secret``, ``turn_credential_ttl_s``, ``room_grace_s``,
+``peer_timeout_s``. Nothing external is contacted by default.
 
 aiohttp: ``vtp.sfu.setup(app)`` appends :func:`sfu_ctx` to ``app.cleanup_ctx``; it builds
 the Sfu from ``app[vtp.appkeys.CONFIG]`` and stores it under ``app[SFU_KEY]``.
@@ -108,6 +109,7 @@ compiled part: header rewrite, SRTP protect and send per subscriber), ``rtp``, `
 ``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``twcc`` (transport-cc
 feedback), ``speaker``,
 ``negotiation`` (SDP filtering, Opus FEC), ``ice`` (STUN/TURN, coturn credentials),
+``icelite`` (one UDP port for all connections),
 ``events``, ``errors``, ``aiortc_hooks`` (every private aiortc/aioice/pylibsrtp contact).
 """
 

@@ -14,6 +14,8 @@ What is taken over, per object instance (never by patching classes):
   (aioice leaves out 127.0.0.1), optionally announcing a public address, optionally in a
   UDP port range.
 * ``aioice.Connection.query_consent`` - consent checks that tolerate a loaded event loop.
+* the ICE agent itself, when every connection shares one UDP port: aiortc's gatherer and
+  transport get a :class:`vtp.sfu.icelite.LiteConnection` and advertise ICE-lite.
 * sending: the DTLS transport's SRTP session (pylibsrtp's ``srtp_t`` and libsrtp's
   ``srtp_protect``) and the ICE connection's nominated pair (followed through
   ``aioice.Connection._nominated``) are handed to the compiled send path
@@ -38,7 +40,13 @@ import aioice.stun
 import aiortc
 import pylibsrtp
 from aioice.candidate import candidate_foundation, candidate_priority
-from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceParameters,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
@@ -403,6 +411,30 @@ def tolerant_consent(dtls: RTCDtlsTransport) -> None:
                     return
 
     conn.query_consent = query_consent  # type: ignore[method-assign]
+
+
+def use_lite_connection(dtls: RTCDtlsTransport, connection: Any) -> None:
+    """Run this transport's ICE over ``connection`` (a :class:`vtp.sfu.icelite.
+    LiteConnection`) instead of the aioice agent aiortc made, and advertise ICE-lite.
+
+    aiortc's gatherer and transport each hold the agent, and the transport bound its
+    ``recv``/``send`` at construction: all four are replaced. Call before gathering
+    (setLocalDescription) - the discarded agent has not opened a socket yet."""
+    ice = dtls.transport
+    gatherer = ice.iceGatherer
+    gatherer._connection = connection
+    ice._connection = connection
+    ice._recv = connection.recv
+    ice._send = connection.send
+
+    def local_parameters() -> RTCIceParameters:
+        return RTCIceParameters(
+            usernameFragment=connection.local_username,
+            password=connection.local_password,
+            iceLite=True,
+        )
+
+    gatherer.getLocalParameters = local_parameters  # type: ignore[method-assign]
 
 
 def ice_connection_open_sockets(dtls: RTCDtlsTransport) -> int:

@@ -77,13 +77,19 @@ class Connection:
         for dtls in hooks.dtls_transports(self.pc):
             if not hooks.media_taken_over(dtls):
                 hooks.take_over_media(dtls, self._rtp_in, self._rtcp_in)
-                hooks.configure_gathering(
-                    dtls,
-                    self.settings.addresses,
-                    self.settings.announce_address,
-                    self.settings.port_range,
-                )
-                hooks.tolerant_consent(dtls)
+                if self.settings.udp_port is not None:
+                    mux = self.peer.room.sfu.mux
+                    if mux is None:
+                        raise ConnectionError("the SFU is not started (its UDP port is closed)")
+                    hooks.use_lite_connection(dtls, mux.connection())
+                else:
+                    hooks.configure_gathering(
+                        dtls,
+                        self.settings.addresses,
+                        self.settings.announce_address,
+                        self.settings.port_range,
+                    )
+                    hooks.tolerant_consent(dtls)
                 hooks.on_dtls_state(dtls, self._dtls_state_callback(dtls))
 
     def _dtls_state_callback(self, dtls: Any) -> Callable[[str], None]:

@@ -8,7 +8,8 @@ Host candidates are gathered on ``ice_addresses`` (aioice itself leaves out loop
 optionally announcing ``ice_announce_address`` instead (1:1 NAT), and bound inside
 ``ice_port_min..ice_port_max`` when set (aioice has no port-range option: the SFU binds
 those sockets itself; server-reflexive candidates are then not gathered). Each peer
-connection uses one UDP port (no single-port multiplexing yet).
+connection uses one UDP port - unless ``ice_udp_port`` is set: then every connection
+shares that one port and the SFU is an ICE-lite agent on it (:mod:`vtp.sfu.icelite`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class IceSettings:
     addresses: tuple[str, ...] = ()
     announce_address: str | None = None
     port_range: tuple[int, int] | None = None
+    udp_port: int | None = None  # every connection on this port (ICE-lite)
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
@@ -62,10 +64,14 @@ class IceSettings:
     @classmethod
     def from_config(cls, config: Config) -> IceSettings:
         secret = config.turn_secret.get_secret_value() if config.turn_secret else None
+        port_range = _port_range(config.ice_port_min, config.ice_port_max)
+        if config.ice_udp_port is not None and port_range is not None:
+            raise ValueError("set either ice_udp_port or ice_port_min/ice_port_max, not both")
         return cls(
             addresses=tuple(config.ice_addresses),
             announce_address=config.ice_announce_address,
-            port_range=_port_range(config.ice_port_min, config.ice_port_max),
+            port_range=port_range,
+            udp_port=config.ice_udp_port,
             stun_urls=tuple(config.stun_urls),
             turn_urls=tuple(config.turn_urls),
             turn_secret=secret or None,

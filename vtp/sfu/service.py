@@ -14,6 +14,7 @@ from vtp.config import Config
 from vtp.sfu import aiortc_hooks, events
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
+from vtp.sfu.icelite import UdpMux
 from vtp.sfu.room import Room
 from vtp.sfu.rtp import SUPPORTED_EXTENSIONS
 
@@ -38,8 +39,16 @@ class Sfu:
         self.rooms: dict[str, Room] = {}
         self._task: asyncio.Task[None] | None = None
         self.started = False
+        # the shared UDP port, when every connection uses one (opened by start())
+        self.mux: UdpMux | None = None
 
     async def start(self) -> None:
+        if self.settings.udp_port is not None and self.mux is None:
+            mux = UdpMux(
+                self.settings.addresses, self.settings.udp_port, self.settings.announce_address
+            )
+            await mux.open()
+            self.mux = mux
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="vtp-sfu-tick")
             self.started = True
@@ -53,6 +62,9 @@ class Sfu:
         for room in list(self.rooms.values()):
             await room.close()
         self.rooms.clear()
+        if self.mux is not None:
+            self.mux.close()
+            self.mux = None
         self.started = False
 
     # --- API ---------------------------------------------------------------------------------

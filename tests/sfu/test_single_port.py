@@ -1,0 +1,163 @@
+"""Every peer connection on one UDP port (VTP_ICE_UDP_PORT): the SFU as an ICE-lite agent,
+with real aiortc peers (Chromium runs through it in test_browser.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+
+import pytest
+from aioice import stun
+from aiortc import RTCSessionDescription
+
+from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from tests.sfu.test_forwarding import good_frames
+from vtp.config import Config, load_config
+from vtp.sfu import Sfu, events, icelite
+from vtp.sfu import aiortc_hooks as hooks
+from vtp.sfu.connection import Connection
+
+
+@pytest.fixture
+def sfu_config() -> Config:
+    return load_config(
+        ice_addresses=["127.0.0.1"], ice_udp_port=0, room_grace_s=0.5, peer_timeout_s=5
+    )
+
+
+def server_port(sfu: Sfu) -> int:
+    assert sfu.mux is not None
+    return sfu.mux.bound_port()
+
+
+def candidate_ports(sdp: str) -> set[int]:
+    return {int(ln.split()[5]) for ln in sdp.splitlines() if ln.startswith("a=candidate:")}
+
+
+async def test_publish_and_subscribe_through_one_port(sfu: Sfu, event_log: EventLog) -> None:
+    port = server_port(sfu)
+    room = sfu.room("one-port")
+    pub = Publisher(0)
+    stream_id = await pub.publish(room.join("teacher"))
+    subs = [Subscriber() for _ in range(3)]
+    try:
+        for i, sub in enumerate(subs):
+            await sub.subscribe(room.join(f"s{i}"), stream_id)
+        # WHEP-style too: the client offers, the server answers
+        whep = Subscriber()
+        subs.append(whep)
+        whep.pc.addTransceiver("video", direction="recvonly")
+        whep.pc.addTransceiver("audio", direction="recvonly")
+        await whep.pc.setLocalDescription(await whep.pc.createOffer())
+        conn = await room.join("whep").subscribe_answer(stream_id, whep.pc.localDescription.sdp)
+        await whep.pc.setRemoteDescription(RTCSessionDescription(conn.answer_sdp, "answer"))
+        await wait_until(lambda: all(len(good_frames(s, pub)) >= 20 for s in subs), 15)
+        assert all(s.received["audio"].audio_frames > 10 for s in subs)
+        # every server SDP names the one port and says ice-lite
+        server_sdps = [pub.pc.remoteDescription.sdp] + [s.pc.remoteDescription.sdp for s in subs]
+        for sdp in server_sdps:
+            assert "a=ice-lite" in sdp and candidate_ports(sdp) == {port}
+        # no connection holds a socket of its own
+        connections: list[Connection] = [
+            c for p in room.peers.values() for c in p.connections.values()
+        ]
+        assert len(connections) == 5
+        for c in connections:
+            for dtls in hooks.dtls_transports(c.pc):
+                assert hooks.ice_connection_open_sockets(dtls) == 0
+        assert sfu.mux is not None and sfu.mux.stats()["latched"] == 5
+    finally:
+        await asyncio.gather(pub.close(), *(s.close() for s in subs))
+    # closed connections leave the routing tables
+    await wait_until(lambda: sfu.mux is not None and sfu.mux.stats()["connections"] == 0, 10)
+
+
+def _binding(ufrag: str, password: str | None, use_candidate: bool = False) -> bytes:
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = f"{ufrag}:intruder"
+    request.attributes["PRIORITY"] = 1
+    request.attributes["ICE-CONTROLLING"] = 1
+    if use_candidate:
+        request.attributes["USE-CANDIDATE"] = None
+    if password is not None:
+        request.add_message_integrity(password.encode())
+    return bytes(request)
+
+
+async def test_strangers_cannot_take_over_a_connection(sfu: Sfu, event_log: EventLog) -> None:
+    port = server_port(sfu)
+    room = sfu.room("intruders")
+    pub = Publisher(1, audio=False)
+    stream_id = await pub.publish(room.join("teacher"))
+    sub = Subscriber()
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    intruder.bind(("127.0.0.1", 0))
+    intruder.settimeout(0.5)
+    try:
+        await sub.subscribe(room.join("student"), stream_id)
+        await wait_until(lambda: len(good_frames(sub, pub)) >= 10, 10)
+        ufrag = next(
+            ln.split(":", 1)[1]
+            for ln in sub.pc.remoteDescription.sdp.splitlines()
+            if ln.startswith("a=ice-ufrag:")
+        )
+        assert sfu.mux is not None
+        dropped = sfu.mux.dropped
+        attempts = [
+            _binding(ufrag, "wrong-password-wrong-password", use_candidate=True),
+            _binding(ufrag, None, use_candidate=True),  # no MESSAGE-INTEGRITY
+            _binding("nobody", "x" * 22, use_candidate=True),
+            os.urandom(200),  # neither STUN nor from a latched address
+            b"\x80" + os.urandom(100),  # "SRTP" from a stranger
+            struct.pack("!HHI", 1, 500, 0x2112A442) + os.urandom(12),  # lying length
+        ]
+        for data in attempts:
+            intruder.sendto(data, ("127.0.0.1", port))
+        await asyncio.sleep(0.3)
+        with pytest.raises(TimeoutError):
+            intruder.recv(2048)  # nothing is answered
+        assert sfu.mux.dropped >= dropped + len(attempts)
+        start = len(sub.video().frames)
+        await wait_until(lambda: len(sub.video().frames) >= start + 15, 5)
+        assert room.peers["student"].connections and sfu.mux.stats()["latched"] == 2
+    finally:
+        intruder.close()
+        await asyncio.gather(pub.close(), sub.close())
+
+
+async def test_a_client_that_stops_checking_is_dropped(
+    sfu: Sfu, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(icelite, "CONSENT_TIMEOUT_S", 3.0)
+    sfu.peer_timeout_s = 120  # so that only the ICE-lite consent can notice
+    room = sfu.room("consent")
+    pub = Publisher(2, audio=False)
+    stream_id = await pub.publish(room.join("teacher"))
+    sub = Subscriber()
+    try:
+        student = room.join("student")
+        sub_id = await sub.subscribe(student, stream_id)
+        server_side = student.connections[sub_id]
+        await wait_until(lambda: len(good_frames(sub, pub)) >= 5, 10)
+        # the client's ICE agent vanishes without a word (no DTLS close, no more checks)
+        client_ice = hooks.dtls_transports(sub.pc)[0].transport._connection
+        for protocol in client_ice._protocols:
+            protocol.transport.close()
+        client_ice._query_consent_task.cancel()
+        closed = await event_log.wait_for(
+            lambda e: isinstance(e, events.SubscriptionClosed) and e.subscription_id == sub_id,
+            within=15,
+        )
+        # (the ICE-lite agent closing ends aiortc's DTLS receive loop first)
+        assert closed is not None
+        assert server_side.close_reason in ("dtls closed", "connection failed")
+        assert room.publication(stream_id) is not None  # the others go on
+    finally:
+        await asyncio.gather(pub.close(), sub.close())
+
+
+async def test_one_port_and_a_port_range_are_exclusive() -> None:
+    with pytest.raises(ValueError, match="ice_udp_port"):
+        Sfu(load_config(ice_udp_port=40000, ice_port_min=41000, ice_port_max=41010))

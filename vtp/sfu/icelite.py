@@ -1,0 +1,343 @@
+"""Every peer connection on one UDP port: an ICE-lite agent (RFC 8445 section 2.5) and the
+socket it shares (as mediasoup's WebRtcServer and Galene's single-port mode do).
+
+Operators then open one UDP port in the firewall or container instead of one per peer
+connection (a class where everyone publishes needs a connection per publisher *and* per
+subscription). The SFU is always ICE-controlled and answers checks, never sends them:
+
+* :class:`UdpMux` owns the socket(s) - one per configured address, all on the same port.
+  A STUN binding request is routed by the local ufrag in its USERNAME to that
+  connection, which checks MESSAGE-INTEGRITY with its password and answers. Anything
+  else is routed by source address to the connection that address was latched to by a
+  valid check; datagrams from other addresses are dropped.
+* :class:`LiteConnection` stands in for ``aioice.Connection`` inside aiortc
+  (:func:`vtp.sfu.aiortc_hooks.use_lite_connection`): aiortc's DTLS and SRTP run over it
+  unchanged. An address is latched on the first valid check and moves only on a valid
+  check carrying USE-CANDIDATE (the controlling side's nomination) from another address;
+  it is never taken from media. Consent (RFC 7675) is the client's checks: with none for
+  ``CONSENT_TIMEOUT_S`` the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aioice
+import aioice.ice
+from aioice import stun
+from aioice.candidate import candidate_foundation, candidate_priority
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 30.0
+CONSENT_TIMEOUT_S = 30.0
+RECEIVE_QUEUE = 512  # datagrams waiting for aiortc's DTLS loop; more are dropped
+RECEIVE_BUFFER = 4 << 20  # the one socket carries every peer's media
+
+
+def _is_stun(data: bytes) -> bool:
+    # RFC 7983: STUN's first byte is 0-3, and its magic cookie follows the length
+    return len(data) >= 20 and data[0] < 4 and data[4:8] == b"\x21\x12\xa4\x42"
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    """One bound socket of the mux."""
+
+    def __init__(self, mux: UdpMux) -> None:
+        self.mux = mux
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        try:
+            self.mux.received(self, data, (addr[0], addr[1]))
+        except Exception:  # one bad datagram must not stop the socket
+            logger.exception("ICE-lite: dropping a datagram from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors for one peer; consent handles peers that went away
+
+
+class UdpMux:
+    """The shared UDP socket(s) and the routing tables of every lite connection."""
+
+    def __init__(self, addresses: tuple[str, ...], port: int, announce: str | None) -> None:
+        self.addresses = addresses or ("0.0.0.0",)
+        self.port = port
+        self.announce = announce
+        self.endpoints: list[_Endpoint] = []
+        self._by_ufrag: dict[str, LiteConnection] = {}
+        self._by_addr: dict[tuple[str, int], LiteConnection] = {}
+        self.dropped = 0
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for address in self.addresses:
+                family = socket.AF_INET6 if ":" in address else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RECEIVE_BUFFER)
+                sock.bind((address, self.port))
+                sock.setblocking(False)
+                _, endpoint = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(self), sock=sock
+                )
+                self.endpoints.append(endpoint)
+        except OSError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for connection in list(self._by_ufrag.values()):
+            connection.closed_by_mux()
+        for endpoint in self.endpoints:
+            if endpoint.transport is not None:
+                endpoint.transport.close()
+        self.endpoints = []
+
+    def bound_port(self) -> int:
+        endpoint = self.endpoints[0]
+        assert endpoint.transport is not None
+        return int(endpoint.transport.get_extra_info("sockname")[1])
+
+    def connection(self) -> LiteConnection:
+        """A new lite connection, reachable through this mux."""
+        if not self.endpoints:
+            raise ConnectionError("the SFU's UDP port is not open")
+        connection = LiteConnection(self)
+        self._by_ufrag[connection.local_username] = connection
+        return connection
+
+    # --- routing ------------------------------------------------------------------------
+
+    def received(self, endpoint: _Endpoint, data: bytes, addr: tuple[str, int]) -> None:
+        if _is_stun(data):
+            self._stun(endpoint, data, addr)
+            return
+        connection = self._by_addr.get(addr)
+        if connection is None:
+            self.dropped += 1
+            return
+        connection.data_received(data)
+
+    def _stun(self, endpoint: _Endpoint, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            message = stun.parse_message(data)
+        except ValueError:
+            self.dropped += 1
+            return
+        if (
+            message.message_class != stun.Class.REQUEST
+            or message.message_method != stun.Method.BINDING
+        ):
+            return  # a lite agent sends no requests, so expects no responses
+        username = message.attributes.get("USERNAME")
+        if not isinstance(username, str):
+            self.dropped += 1
+            return
+        connection = self._by_ufrag.get(username.split(":", 1)[0])
+        if connection is None or not message.check_message_integrity(
+            connection.local_password.encode()
+        ):
+            self.dropped += 1
+            return
+        response = stun.Message(
+            message_method=stun.Method.BINDING,
+            message_class=stun.Class.RESPONSE,
+            transaction_id=message.transaction_id,
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = addr
+        response.add_message_integrity(connection.local_password.encode())
+        assert endpoint.transport is not None
+        endpoint.transport.sendto(bytes(response), addr)
+        connection.checked(endpoint, addr, "USE-CANDIDATE" in message.attributes)
+
+    def latch(self, connection: LiteConnection, old: tuple[str, int] | None) -> None:
+        if old is not None and self._by_addr.get(old) is connection:
+            del self._by_addr[old]
+        if connection.remote_addr is not None:
+            previous = self._by_addr.get(connection.remote_addr)
+            if previous is not None and previous is not connection:
+                previous.lost_address()
+            self._by_addr[connection.remote_addr] = connection
+
+    def forget(self, connection: LiteConnection) -> None:
+        if self._by_ufrag.get(connection.local_username) is connection:
+            del self._by_ufrag[connection.local_username]
+        addr = connection.remote_addr
+        if addr is not None and self._by_addr.get(addr) is connection:
+            del self._by_addr[addr]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "port": self.port,
+            "connections": len(self._by_ufrag),
+            "latched": len(self._by_addr),
+            "dropped": self.dropped,
+        }
+
+
+class _Pair:
+    """What :class:`vtp.sfu.aiortc_hooks.RawSender` reads of a nominated pair."""
+
+    __slots__ = ("protocol", "remote_addr")
+
+    def __init__(self, endpoint: _Endpoint, remote_addr: tuple[str, int]) -> None:
+        self.protocol = endpoint
+        self.remote_addr = remote_addr
+
+
+class LiteConnection:
+    """The part of ``aioice.Connection`` aiortc uses, for one peer connection on the mux."""
+
+    def __init__(self, mux: UdpMux) -> None:
+        self.mux = mux
+        # RFC 8445: ufrag >= 4 and password >= 22 characters of ice-chars
+        self.local_username = secrets.token_hex(4)
+        self.local_password = secrets.token_hex(16)
+        self.remote_username: str | None = None
+        self.remote_password: str | None = None
+        self.remote_is_lite = False
+        self.remote_candidates: list[aioice.Candidate] = []
+        self.local_candidates: list[aioice.Candidate] = []
+        self.remote_addr: tuple[str, int] | None = None
+        # aiortc's hooks read these aioice attributes (see aiortc_hooks)
+        self._nominated: dict[int, Any] = {}
+        self._protocols: list[Any] = []
+        self._endpoint: _Endpoint | None = None
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(RECEIVE_QUEUE)
+        self._events: asyncio.Queue[aioice.ice.ConnectionEvent] = asyncio.Queue()
+        self._nominated_event = asyncio.Event()
+        self._last_check = time.monotonic()
+        self._watchdog: asyncio.Task[None] | None = None
+        self.closed = False
+        self.on_close: Callable[[], None] | None = None
+
+    # the SFU's side of a lite pair is always controlled, whatever aiortc asks
+    @property
+    def ice_controlling(self) -> bool:
+        return False
+
+    @ice_controlling.setter
+    def ice_controlling(self, value: bool) -> None:
+        pass
+
+    async def gather_candidates(self) -> None:
+        if self.local_candidates:
+            return
+        for endpoint in self.mux.endpoints:
+            assert endpoint.transport is not None
+            host, port = endpoint.transport.get_extra_info("sockname")[:2]
+            if host in ("0.0.0.0", "::") and not self.mux.announce:
+                continue  # a wildcard bind needs an announced address to be reachable
+            host = self.mux.announce or host
+            self.local_candidates.append(
+                aioice.Candidate(
+                    foundation=candidate_foundation("host", "udp", host),
+                    component=1,
+                    transport="udp",
+                    priority=candidate_priority(1, "host"),
+                    host=host,
+                    port=port,
+                    type="host",
+                )
+            )
+
+    async def add_remote_candidate(self, candidate: aioice.Candidate | None) -> None:
+        # a lite agent does not check candidates: it answers the checks that arrive
+        if candidate is not None and len(self.remote_candidates) < 32:
+            self.remote_candidates.append(candidate)
+
+    async def connect(self) -> None:
+        """Wait for the client's nominating check."""
+        if self._watchdog is None:
+            self._watchdog = asyncio.ensure_future(self._watch_consent())
+        try:
+            await asyncio.wait_for(self._nominated_event.wait(), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise ConnectionError("ICE-lite: no nominating check arrived") from None
+        if self.closed:
+            raise ConnectionError("ICE-lite connection closed")
+
+    def checked(self, endpoint: _Endpoint, addr: tuple[str, int], nominate: bool) -> None:
+        """A valid binding request arrived from ``addr`` (already answered)."""
+        if self.closed:
+            return
+        self._last_check = time.monotonic()
+        if self.remote_addr is None or (nominate and addr != self.remote_addr):
+            old = self.remote_addr
+            self.remote_addr = addr
+            self._endpoint = endpoint
+            self.mux.latch(self, old)
+        if nominate and not self._nominated_event.is_set():
+            self._nominated[1] = _Pair(endpoint, addr)
+            self._nominated_event.set()
+        elif nominate and self._nominated.get(1) is not None:
+            pair = self._nominated[1]
+            if pair.remote_addr != addr:
+                self._nominated[1] = _Pair(endpoint, addr)  # the client moved
+
+    def lost_address(self) -> None:
+        """Another connection latched our address (the client reused its port)."""
+        self.remote_addr = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.mux.dropped += 1
+
+    async def recv(self) -> bytes:
+        data = await self._queue.get()
+        if data is None:
+            raise ConnectionError("ICE-lite connection closed")
+        return data
+
+    async def send(self, data: bytes) -> None:
+        endpoint, addr = self._endpoint, self.remote_addr
+        if self.closed or endpoint is None or addr is None or endpoint.transport is None:
+            raise ConnectionError("ICE-lite connection is not established")
+        endpoint.transport.sendto(data, addr)
+
+    async def get_event(self) -> aioice.ice.ConnectionEvent | None:
+        return await self._events.get()
+
+    async def _watch_consent(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(min(5.0, CONSENT_TIMEOUT_S / 3))
+            if time.monotonic() - self._last_check > CONSENT_TIMEOUT_S:
+                logger.info("ICE-lite consent expired (%s)", self.remote_addr)
+                await self.close()
+                return
+
+    def closed_by_mux(self) -> None:
+        self._shutdown()
+
+    async def close(self) -> None:
+        self._shutdown()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+
+    def _shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.mux.forget(self)
+        self._nominated.clear()
+        self._nominated_event.set()  # a pending connect() gives up
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)  # aiortc's receive loop ends
+        self._events.put_nowait(aioice.ice.ConnectionClosed())
