@@ -147,7 +147,13 @@ def sfu_process(pipe: Pipe) -> None:
         from vtp.config import load_config
         from vtp.sfu import Sfu
 
-        sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], peer_timeout_s=120))
+        sfu = Sfu(
+            load_config(
+                ice_addresses=["127.0.0.1"],
+                peer_timeout_s=120,
+                ice_udp_port=0 if ONE_PORT else None,
+            )
+        )
         await sfu.start()
         room = sfu.room("bench")
         teacher = room.join("teacher")
@@ -510,6 +516,7 @@ def pinned(target: Any, *args: Any) -> None:
 
 
 PIN = True
+ONE_PORT = False  # every connection on one UDP port (ICE-lite), as VTP_ICE_UDP_PORT
 
 
 class Bench:
@@ -638,9 +645,13 @@ def main() -> None:
     parser.add_argument("--baseline-n", default="1,2", help="MediaRelay re-encode N ('' to skip)")
     parser.add_argument("--bitrate", type=int, default=1_000_000)
     parser.add_argument("--no-pin", action="store_true", help="do not pin the SFU to a core")
+    parser.add_argument(
+        "--one-port", action="store_true", help="the SFU serves every connection on one port"
+    )
     args = parser.parse_args()
-    global PIN
+    global ONE_PORT, PIN
     PIN = not args.no_pin
+    ONE_PORT = args.one_port
     ns = sorted({int(x) for x in args.n.split(",") if x})
     base_ns = sorted({int(x) for x in args.baseline_n.split(",") if x})
 
