@@ -161,3 +161,93 @@ async def test_a_client_that_stops_checking_is_dropped(
 async def test_one_port_and_a_port_range_are_exclusive() -> None:
     with pytest.raises(ValueError, match="ice_udp_port"):
         Sfu(load_config(ice_udp_port=40000, ice_port_min=41000, ice_port_max=41010))
+
+
+class Client:
+    """A bare UDP client speaking just enough ICE to drive the mux."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return (str(host), int(port))
+
+    async def check(
+        self, port: int, conn: icelite.LiteConnection, nominate: bool = False
+    ) -> stun.Message:
+        self.sock.sendto(
+            _binding(conn.local_username, conn.local_password, nominate), ("127.0.0.1", port)
+        )
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(self.sock, 2048), 2)
+        response = stun.parse_message(data)
+        assert response.message_class == stun.Class.RESPONSE
+        assert response.check_message_integrity(conn.local_password.encode())
+        return response
+
+
+async def test_mux_latches_on_checks_and_moves_only_on_nomination() -> None:
+    mux = icelite.UdpMux(("127.0.0.1",), 0, None)
+    await mux.open()
+    x, y = Client(), Client()
+    try:
+        port = mux.bound_port()
+        a, b = mux.connection(), mux.connection()
+        await a.gather_candidates()
+        assert [(c.host, c.port) for c in a.local_candidates] == [("127.0.0.1", port)]
+        # a valid check latches the address (so DTLS can start), no nomination yet
+        response = await x.check(port, a)
+        assert response.attributes["XOR-MAPPED-ADDRESS"] == x.addr
+        assert a.remote_addr == x.addr and not a._nominated
+        x.sock.sendto(b"\x17dtls-record", ("127.0.0.1", port))
+        assert await asyncio.wait_for(a.recv(), 2) == b"\x17dtls-record"
+        await x.check(port, a, nominate=True)
+        await asyncio.wait_for(a.connect(), 2)
+        assert a._nominated[1].remote_addr == x.addr
+        # a valid check from elsewhere without USE-CANDIDATE does not move it
+        await y.check(port, a)
+        assert a.remote_addr == x.addr
+        # nominated from elsewhere: it moves, and the old address is no longer heard
+        await y.check(port, a, nominate=True)
+        assert a.remote_addr == y.addr and a._nominated[1].remote_addr == y.addr
+        dropped = mux.dropped
+        x.sock.sendto(b"\x17from-the-old-address", ("127.0.0.1", port))
+        await asyncio.sleep(0.1)
+        assert mux.dropped == dropped + 1
+        # another connection's client reusing that address takes it over
+        await y.check(port, b, nominate=True)
+        assert b.remote_addr == y.addr and a.remote_addr is None and not a._nominated
+        await a.close()
+        assert mux.stats()["connections"] == 1
+        with pytest.raises(ConnectionError):
+            await a.recv()
+    finally:
+        x.sock.close()
+        y.sock.close()
+        mux.close()
+    assert b.closed  # closing the mux closes what it served
+
+
+async def test_announced_and_wildcard_candidates() -> None:
+    announced = icelite.UdpMux(("127.0.0.1",), 0, "203.0.113.9")
+    wildcard = icelite.UdpMux((), 0, None)
+    await announced.open()
+    await wildcard.open()
+    try:
+        conn = announced.connection()
+        await conn.gather_candidates()
+        assert [(c.host, c.port) for c in conn.local_candidates] == [
+            ("203.0.113.9", announced.bound_port())
+        ]
+        every = wildcard.connection()
+        await every.gather_candidates()  # (tests list 127.0.0.1 as the host's address)
+        assert [(c.host, c.port) for c in every.local_candidates] == [
+            ("127.0.0.1", wildcard.bound_port())
+        ]
+    finally:
+        announced.close()
+        wildcard.close()

@@ -238,20 +238,28 @@ class LiteConnection:
         for endpoint in self.mux.endpoints:
             assert endpoint.transport is not None
             host, port = endpoint.transport.get_extra_info("sockname")[:2]
-            if host in ("0.0.0.0", "::") and not self.mux.announce:
-                continue  # a wildcard bind needs an announced address to be reachable
-            host = self.mux.announce or host
-            self.local_candidates.append(
-                aioice.Candidate(
-                    foundation=candidate_foundation("host", "udp", host),
-                    component=1,
-                    transport="udp",
-                    priority=candidate_priority(1, "host"),
-                    host=host,
-                    port=port,
-                    type="host",
+            if self.mux.announce:
+                hosts = [self.mux.announce]
+            elif host in ("0.0.0.0", "::"):
+                # bound to every interface: offer each address (replies leave from the
+                # address the kernel routes by; on multi-homed hosts list the addresses)
+                hosts = aioice.ice.get_host_addresses(
+                    use_ipv4=host == "0.0.0.0", use_ipv6=host == "::"
                 )
-            )
+            else:
+                hosts = [host]
+            for address in hosts:
+                self.local_candidates.append(
+                    aioice.Candidate(
+                        foundation=candidate_foundation("host", "udp", address),
+                        component=1,
+                        transport="udp",
+                        priority=candidate_priority(1, "host"),
+                        host=address,
+                        port=port,
+                        type="host",
+                    )
+                )
 
     async def add_remote_candidate(self, candidate: aioice.Candidate | None) -> None:
         # a lite agent does not check candidates: it answers the checks that arrive
@@ -279,17 +287,17 @@ class LiteConnection:
             self.remote_addr = addr
             self._endpoint = endpoint
             self.mux.latch(self, old)
-        if nominate and not self._nominated_event.is_set():
-            self._nominated[1] = _Pair(endpoint, addr)
+        if nominate:
+            pair = self._nominated.get(1)
+            if pair is None or pair.remote_addr != addr:
+                self._nominated[1] = _Pair(endpoint, addr)  # first, or the client moved
             self._nominated_event.set()
-        elif nominate and self._nominated.get(1) is not None:
-            pair = self._nominated[1]
-            if pair.remote_addr != addr:
-                self._nominated[1] = _Pair(endpoint, addr)  # the client moved
 
     def lost_address(self) -> None:
-        """Another connection latched our address (the client reused its port)."""
+        """Another connection's client now checks from our address (ours went away and
+        its port was reused): stop sending there until our client nominates again."""
         self.remote_addr = None
+        self._nominated.clear()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -338,6 +346,7 @@ class LiteConnection:
         self.mux.forget(self)
         self._nominated.clear()
         self._nominated_event.set()  # a pending connect() gives up
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)  # aiortc's receive loop ends
+        while self._queue.full():  # what was not read is dropped with the connection
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)  # aiortc's receive loop ends
         self._events.put_nowait(aioice.ice.ConnectionClosed())
