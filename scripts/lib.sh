@@ -21,8 +21,16 @@ pick_python() {
     return 1
 }
 
+# install_inputs: a digest of what an install depends on - the project metadata and the
+# C send path that `pip install` compiles (vtp/sfu/fastpath).
+install_inputs() {
+    (cd "$VTP_ROOT" && cat pyproject.toml setup.py vtp/sfu/fastpath/build.py \
+        vtp/sfu/fastpath/*.c vtp/sfu/fastpath/*.h | sha256sum | cut -d' ' -f1)
+}
+
 # ensure_venv EXTRAS: create $VENV if missing and `pip install -e .[EXTRAS]` when
-# pyproject.toml changed since the last install (a stamp file in the venv remembers).
+# pyproject.toml or the C send path changed since the last install (a stamp file in
+# the venv remembers).
 ensure_venv() {
     local extras="${1:-}" spec="." python stamp want
     [ -n "$extras" ] && spec=".[$extras]"
@@ -33,11 +41,16 @@ ensure_venv() {
             || die "'$python -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)"
     fi
     stamp="$VENV/.vtp-installed${extras:+-$extras}"
-    want="$(cd "$VTP_ROOT" && sha256sum pyproject.toml | cut -d' ' -f1) $VTP_ROOT"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/vtp" ]; then
+    want="$(install_inputs) $VTP_ROOT"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/vtp" ] \
+        && compgen -G "$VTP_ROOT/vtp/sfu/fastpath/_fanout*.so" >/dev/null; then
         return 0
     fi
-    say "installing VTP${extras:+ with [$extras]} into $VENV (first run or pyproject.toml changed)"
+    command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 \
+        || die "a C compiler is needed to build the SFU's send path (on Debian/Ubuntu: apt-get install gcc)"
+    "$VENV/bin/python" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+        || die "Python's C headers are missing (on Debian/Ubuntu: apt-get install python3-dev)"
+    say "installing VTP${extras:+ with [$extras]} into $VENV (first run, or pyproject.toml or the C send path changed)"
     # pip's and the build backend's chatter goes to a log, shown only if pip fails.
     local log="$VENV/.vtp-pip.log"
     if ! (cd "$VTP_ROOT" && "$VENV/bin/python" -m pip install --disable-pip-version-check \
@@ -51,7 +64,8 @@ ensure_venv() {
 # True when a full install (with the test extra) also covers a plain install.
 venv_is_current() {
     local want
-    want="$(cd "$VTP_ROOT" && sha256sum pyproject.toml | cut -d' ' -f1) $VTP_ROOT"
+    want="$(install_inputs) $VTP_ROOT"
     [ -x "$VENV/bin/vtp" ] && [ -f "$VENV/.vtp-installed-test" ] \
+        && compgen -G "$VTP_ROOT/vtp/sfu/fastpath/_fanout*.so" >/dev/null \
         && [ "$(cat "$VENV/.vtp-installed-test")" = "$want" ]
 }

