@@ -39,7 +39,6 @@ import aioice.ice
 import aioice.stun
 import aiortc
 import pylibsrtp
-from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import (
     RTCDtlsTransport,
     RTCIceParameters,
@@ -51,6 +50,7 @@ from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
 from vtp.sfu import fastpath
+from vtp.sfu.ice import host_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -356,15 +356,7 @@ async def _bind_in_range(conn: Any, address: str, port_range: tuple[int, int]) -
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 262144)
         host, bound = transport.get_extra_info("sockname")[:2]
-        protocol.local_candidate = aioice.Candidate(
-            foundation=candidate_foundation("host", "udp", host),
-            component=1,
-            transport="udp",
-            priority=candidate_priority(1, "host"),
-            host=host,
-            port=bound,
-            type="host",
-        )
+        protocol.local_candidate = host_candidate(host, bound)
         conn._protocols.append(protocol)
         return protocol.local_candidate
     raise ConnectionError(f"no free UDP port in {low}-{high} on {address}")

@@ -20,9 +20,24 @@ import hmac
 import time
 from dataclasses import dataclass
 
+import aioice
+from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from vtp.config import Config
+
+
+def host_candidate(host: str, port: int) -> aioice.Candidate:
+    """A UDP host candidate for component 1 (RTP and RTCP are muxed)."""
+    return aioice.Candidate(
+        foundation=candidate_foundation("host", "udp", host),
+        component=1,
+        transport="udp",
+        priority=candidate_priority(1, "host"),
+        host=host,
+        port=port,
+        type="host",
+    )
 
 
 @dataclass(frozen=True, slots=True)

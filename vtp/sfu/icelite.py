@@ -32,7 +32,8 @@ from typing import Any
 import aioice
 import aioice.ice
 from aioice import stun
-from aioice.candidate import candidate_foundation, candidate_priority
+
+from vtp.sfu.ice import host_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -249,17 +250,7 @@ class LiteConnection:
             else:
                 hosts = [host]
             for address in hosts:
-                self.local_candidates.append(
-                    aioice.Candidate(
-                        foundation=candidate_foundation("host", "udp", address),
-                        component=1,
-                        transport="udp",
-                        priority=candidate_priority(1, "host"),
-                        host=address,
-                        port=port,
-                        type="host",
-                    )
-                )
+                self.local_candidates.append(host_candidate(address, port))
 
     async def add_remote_candidate(self, candidate: aioice.Candidate | None) -> None:
         # a lite agent does not check candidates: it answers the checks that arrive

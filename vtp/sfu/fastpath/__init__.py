@@ -24,7 +24,7 @@ from vtp.sfu.fastpath._fanout import ffi, lib
 send = lib.vtp_send  # one packet to one down, no bookkeeping (retransmissions)
 write = lib.vtp_write  # one packet to one down, numbering and counters kept
 fanout = lib.vtp_fanout  # vtp_write for each down of a DownList
-MAX_PACKET = 1484  # VTP_MAX_PACKET in fanout.h
+MAX_PACKET = int(lib.VTP_MAX_PACKET)
 MAX_MID = 16
 
 

@@ -1,56 +1,33 @@
 """cffi build of the C send path (``vtp.sfu.fastpath._fanout``), run by setup.py at install.
 
-The cdef below is what Python touches of fanout.h; structs end in ``...;`` so the
-compiler, not this file, decides their layout."""
+The cdef is fanout.h itself, less its preprocessor lines (cffi reads plain declarations;
+``#define VTP_...`` integer constants are kept and reach Python as ``lib`` attributes)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from cffi import FFI
 
-CDEF = """
-typedef int (*vtp_protect_fn)(void *ctx, void *rtp, int *len);
+HEADER = Path(__file__).resolve().parent / "fanout.h"
+_CONSTANT = re.compile(r"#define VTP_\w+ \d+")
 
-struct vtp_sink {
-    vtp_protect_fn protect;
-    void *srtp;
-    int fd;
-    int last_errno;
-    uint64_t send_errors;
-    uint64_t protect_errors;
-    uint64_t oversize;
-    ...;
-};
 
-struct vtp_down {
-    struct vtp_sink *sink;
-    int64_t start_useq;
-    int64_t highest_useq;
-    uint64_t packets;
-    uint64_t octets;
-    uint32_t ssrc;
-    uint32_t ts_offset;
-    uint16_t seq_offset;
-    uint8_t payload_type;
-    uint8_t mid_id;
-    uint8_t level_id;
-    uint8_t abs_id;
-    uint8_t mid_len;
-    uint8_t mid[16];
-    ...;
-};
+def cdef_source() -> str:
+    lines = []
+    for line in HEADER.read_text().splitlines():
+        if line.lstrip().startswith("#"):
+            match = _CONSTANT.match(line.strip())
+            if not match:
+                continue
+            line = match.group(0)
+        lines.append(line)
+    return "\n".join(lines)
 
-int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
-             uint32_t abs_send_time, const uint8_t *payload, int payload_len);
-int vtp_write(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
-              uint32_t abs_send_time, const uint8_t *payload, int payload_len);
-int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t useq,
-               uint32_t uts, int audio_level, uint32_t abs_send_time, const uint8_t *payload,
-               int payload_len);
-int vtp_sink_target(struct vtp_sink *s, int fd, const char *host, int port);
-"""
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(cdef_source())
 ffibuilder.set_source(
     "vtp.sfu.fastpath._fanout",
     '#include "fanout.h"',

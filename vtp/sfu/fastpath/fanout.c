@@ -18,6 +18,9 @@
 
 #include "fanout.h"
 
+_Static_assert(sizeof(((struct vtp_sink *)0)->addr) >= sizeof(struct sockaddr_in6),
+               "vtp_sink.addr must hold an IPv6 address");
+
 static int write_extensions(const struct vtp_down *d, uint8_t *ext, int audio_level,
                             uint32_t abs_send_time)
 {
@@ -57,7 +60,7 @@ int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int aud
         return 0;
     uint8_t *b = s->buf;
     int n = 12 + write_extensions(d, b + 12, audio_level, abs_send_time);
-    if (n + payload_len > VTP_MAX_PACKET) {
+    if (n + payload_len > VTP_MAX_PACKET) { /* buf has room for the tag on top */
         s->oversize++;
         return 0;
     }
@@ -81,8 +84,8 @@ int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int aud
         s->protect_errors++;
         return 0;
     }
-    ssize_t sent = sendto(s->fd, b, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)&s->addr,
-                          s->addrlen);
+    ssize_t sent = sendto(s->fd, b, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)s->addr,
+                          (socklen_t)s->addrlen);
     if (sent < 0) {
         s->send_errors++;
         s->last_errno = errno;
@@ -118,9 +121,9 @@ int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t use
 
 int vtp_sink_target(struct vtp_sink *s, int fd, const char *host, int port)
 {
-    memset(&s->addr, 0, sizeof(s->addr));
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&s->addr;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&s->addr;
+    memset(s->addr, 0, sizeof(s->addr));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)s->addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)s->addr;
     if (port <= 0 || port > 65535) {
         s->fd = -1;
         return -1;

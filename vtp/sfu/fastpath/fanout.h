@@ -1,10 +1,10 @@
-/* The fan-out's structures and functions; build.py declares the subset Python uses. */
+/* The fan-out's structures and functions. build.py hands this file to cffi as its cdef
+ * (without the preprocessor lines other than VTP_ constants), so it uses only fixed-width
+ * types: the address is stored as bytes and read as a struct sockaddr by fanout.c. */
 #ifndef VTP_FANOUT_H
 #define VTP_FANOUT_H
 #include <stdint.h>
-#include <sys/socket.h>
 
-#define VTP_BUFFER 2048
 #define VTP_MAX_PACKET 1484 /* 1500-byte datagrams, less room for the SRTP auth tag */
 
 /* libsrtp 2's srtp_protect(srtp_t, void *rtp, int *len): protects in place */
@@ -16,12 +16,12 @@ struct vtp_sink {
     void *srtp;
     int fd; /* -1: send nothing */
     int last_errno;
-    socklen_t addrlen;
-    struct sockaddr_storage addr;
+    uint32_t addrlen;
+    uint32_t addr[7]; /* a struct sockaddr_in or sockaddr_in6 (28 bytes, 4-aligned) */
     uint64_t send_errors;
     uint64_t protect_errors;
     uint64_t oversize;
-    uint8_t buf[VTP_BUFFER];
+    uint8_t buf[2048];
 };
 
 /* One outgoing stream: numbering offsets and negotiated ids of one subscriber. */
@@ -42,12 +42,16 @@ struct vtp_down {
     uint8_t mid[16];
 };
 
+/* one packet to one down, no bookkeeping (retransmissions); bytes sent or 0 */
 int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
              uint32_t abs_send_time, const uint8_t *payload, int payload_len);
+/* one packet to one down, numbering and counters kept */
 int vtp_write(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
               uint32_t abs_send_time, const uint8_t *payload, int payload_len);
+/* vtp_write for each of count downs; how many were sent */
 int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t useq,
                uint32_t uts, int audio_level, uint32_t abs_send_time, const uint8_t *payload,
                int payload_len);
+/* aim a sink at host:port (IPv4 or IPv6 literal) through fd; 0, or -1 (and fd -1) */
 int vtp_sink_target(struct vtp_sink *s, int fd, const char *host, int port);
 #endif
