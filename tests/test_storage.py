@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from s3 import SeaweedS3, require_weed, seaweedfs_fixture, start_seaweedfs
 
 from vtp.config import load_config
 from vtp.storage import ObjectInfo, ObjectNotFound, ObjectStore, StorageError
+from vtp.storage.base import CHUNK
 from vtp.storage.local import LocalObjectStore
 from vtp.storage.s3 import S3ObjectStore, split_endpoint
 
@@ -46,6 +49,51 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield instance
     finally:
         await instance.close()
+
+
+async def test_stream_reads_in_chunks_and_closes_early(store: ObjectStore) -> None:
+    data = os.urandom(3 * CHUNK + 123)
+    await store.put_bytes("stream/obj", data, "application/octet-stream")
+    chunks = [chunk async for chunk in store.stream("stream/obj")]
+    assert b"".join(chunks) == data and all(len(c) <= CHUNK for c in chunks)
+    assert len(chunks) >= 4
+    with pytest.raises(ObjectNotFound):
+        async for _ in store.stream("stream/missing"):
+            pass
+    async with contextlib.aclosing(store.stream("stream/obj")) as partial:
+        first = await anext(partial)  # and stop there: closing releases the response
+        assert first and data.startswith(first)
+
+
+async def test_download_streams_from_either_store(store: ObjectStore, aiohttp_client: Any) -> None:
+    from aiohttp import web
+
+    from vtp.api.middleware import error_middleware
+    from vtp.api.uploads import download
+    from vtp.appkeys import STORE
+
+    data = os.urandom(2 * CHUNK + 7)
+    await store.put_bytes("files/report.pdf", data, "application/pdf")
+    meta = {"key": "files/report.pdf", "name": "rapport é.pdf", "size": len(data)}
+    meta["content_type"] = "application/pdf"
+    missing = {**meta, "key": "files/gone.pdf"}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await download(request, missing if request.query.get("gone") else meta)
+
+    app = web.Application(middlewares=[error_middleware])  # ApiError -> JSON, as in VTP
+    app[STORE] = store
+    app.router.add_get("/file", handler)
+    client = await aiohttp_client(app)
+    resp = await client.get("/file")
+    assert resp.status == 200 and await resp.read() == data
+    assert resp.headers["Content-Type"] == "application/pdf"
+    assert resp.headers["Content-Disposition"] == 'attachment; filename="rapport ?.pdf"'
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert int(resp.headers["Content-Length"]) == len(data)
+    resp = await client.get("/file", params={"gone": "1"})
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "not_found"
 
 
 async def test_ping_succeeds(store: ObjectStore) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
+import os
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -224,19 +227,19 @@ async def test_failed_upload_leaves_no_orphaned_object(world: World, client: Any
     # The draft is handed in while its file is being stored: the DB step refuses the
     # file, and the object already written must be removed again.
     sub2 = await start(world, assignment)
-    original = store.put_bytes
+    original = store.put_file
 
-    async def put_then_submit(key: str, data: bytes, content_type: str) -> Any:
-        info = await original(key, data, content_type)
+    async def put_then_submit(key: str, path: Path, content_type: str, **kw: Any) -> Any:
+        info = await original(key, path, content_type, **kw)
         await world.ok(world.student, "POST", f"/api/v1/submissions/{sub2['id']}/submit")
         put_then_submit.key = key  # type: ignore[attr-defined]
         return info
 
-    store.put_bytes = put_then_submit
+    store.put_file = put_then_submit
     try:
         status, body = await upload(world, sub2["id"], "notes.txt", b"some notes")
     finally:
-        store.put_bytes = original
+        store.put_file = original
     assert status == 409
     assert_error(body, "submission_not_draft")
     try:
@@ -244,6 +247,58 @@ async def test_failed_upload_leaves_no_orphaned_object(world: World, client: Any
         raise AssertionError("the orphaned object is still in the store")
     except ObjectNotFound:
         pass
+
+
+def spooled(client: Any) -> list[Path]:
+    """Temporary upload files left in the state directory."""
+    from vtp.appkeys import CONFIG
+
+    spool = client.server.app[CONFIG].data_dir / "upload-spool"
+    return list(spool.iterdir()) if spool.exists() else []
+
+
+async def test_large_uploads_stream_through_and_leave_nothing_behind(
+    world: World, client: Any
+) -> None:
+    assignment = await make_assignment(
+        world, allowed_file_types=["zip", "txt"], max_file_bytes=8 * 1024 * 1024
+    )
+    sub = await start(world, assignment)
+    # 5 MiB: several spool writes; the download is streamed back byte for byte
+    archive = b"PK\x03\x04" + os.urandom(5 * 1024 * 1024)
+    status, meta = await upload(world, sub["id"], "project.zip", archive)
+    assert status == 201, meta
+    assert meta["size"] == len(archive)
+    assert meta["sha256"] == hashlib.sha256(archive).hexdigest()
+    resp = await world.client.get(
+        f"/api/v1/submissions/{sub['id']}/files/{meta['id']}", headers=world.student.headers
+    )
+    assert resp.status == 200 and await resp.read() == archive
+    # text is checked across the whole file: a multi-byte character split between two
+    # spool writes is fine, one bad byte after 2 MiB is not text
+    text = ("é" * (1024 * 1024 + 1)).encode()  # 2 MiB + 2 bytes, "é" straddles 1 MiB
+    status, meta = await upload(world, sub["id"], "notes.txt", text)
+    assert status == 201, meta
+    assert meta["content_type"] == "text/plain"
+    status, body = await upload(world, sub["id"], "bad.txt", b"a" * (2 * 1024 * 1024) + b"\xff")
+    assert status == 415
+    assert_error(body, "file_content_mismatch")
+    status, body = await upload(world, sub["id"], "nul.txt", b"abc\x00def")
+    assert status == 415
+
+    # too large: refused while it streams in (no Content-Length to judge by up front)
+    async def body_without_length() -> Any:
+        for _ in range(10):
+            yield b"PK\x03\x04" + b"\x00" * (1024 * 1024)
+
+    resp = await world.client.post(
+        f"/api/v1/submissions/{sub['id']}/files",
+        params={"filename": "huge.zip"},
+        data=body_without_length(),
+        headers={**world.student.headers, "Content-Type": "application/octet-stream"},
+    )
+    assert resp.status == 413
+    assert spooled(client) == []  # nothing left on disk, accepted or refused
 
 
 async def test_grading_release_and_gradebook(world: World) -> None:
@@ -353,18 +408,19 @@ async def test_store_outage_is_503_and_records_nothing(
     assignment = await make_assignment(world)
     sub = await start(world, assignment)
     store = client.server.app[STORE]
-    original = store.put_bytes
+    original = store.put_file
 
-    async def down(key: str, data: bytes, content_type: str) -> Any:
+    async def down(key: str, path: Path, content_type: str, **kw: Any) -> Any:
         raise StorageError("connection refused")
 
-    store.put_bytes = down
+    store.put_file = down
     try:
         status, body = await upload(world, sub["id"], "essay.pdf", PDF)
     finally:
-        store.put_bytes = original
+        store.put_file = original
     assert status == 503
     assert_error(body, "storage_unavailable")
+    assert spooled(client) == []
     files = await db.fetchval("SELECT files FROM submissions WHERE id = $1::uuid", sub["id"])
     assert files == []
 

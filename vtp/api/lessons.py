@@ -30,7 +30,6 @@ from vtp.api.uploads import (
     download,
     public_file,
     receive_file,
-    store_get,
     store_put,
 )
 from vtp.api.users import path_uuid
@@ -200,9 +199,9 @@ async def add_attachment(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     if len(lesson.attachments) >= MAX_ATTACHMENTS:
         raise conflict("too_many_files", f"a lesson holds at most {MAX_ATTACHMENTS} files")
-    meta, data = await receive_file(request, max_bytes=MAX_UPLOAD_BYTES, allowed=[])
+    meta, upload = await receive_file(request, max_bytes=MAX_UPLOAD_BYTES, allowed=[])
     meta["key"] = f"lessons/{lesson.id}/{meta['id']}"
-    await store_put(request.app[STORE], meta["key"], data, meta["content_type"])
+    await store_put(request.app[STORE], meta["key"], upload, meta["content_type"])
     try:
         async with request.app[DB].acquire() as conn, conn.transaction():
             current = await db.lock_lesson(conn, lesson.id)
@@ -220,10 +219,10 @@ async def add_attachment(request: web.Request) -> web.Response:
 @routes.get("/api/v1/lessons/{lesson_id}/attachments/{file_id}")
 @authenticated
 @who("members of the course (drafts: staff only)")
-async def get_attachment(request: web.Request) -> web.Response:
+async def get_attachment(request: web.Request) -> web.StreamResponse:
     lesson, _ = await load_lesson(request, MEMBERS)
     meta = _find(lesson, str(path_uuid(request, "file_id")))
-    return download(meta, await store_get(request.app[STORE], meta["key"]))
+    return await download(request, meta)
 
 
 @routes.delete("/api/v1/lessons/{lesson_id}/attachments/{file_id}")

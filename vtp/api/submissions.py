@@ -52,7 +52,6 @@ from vtp.api.uploads import (
     download,
     public_file,
     receive_file,
-    store_get,
     store_put,
 )
 from vtp.api.users import path_uuid
@@ -286,11 +285,11 @@ async def upload_file(request: web.Request) -> web.Response:
     check_open(assignment)
     if len(sub.files) >= MAX_FILES:
         raise conflict("too_many_files", f"a submission holds at most {MAX_FILES} files")
-    meta, data = await receive_file(
+    meta, upload = await receive_file(
         request, max_bytes=assignment.max_file_bytes, allowed=assignment.allowed_file_types
     )
     meta["key"] = f"submissions/{sub.id}/{meta['id']}"
-    await store_put(request.app[STORE], meta["key"], data, meta["content_type"])
+    await store_put(request.app[STORE], meta["key"], upload, meta["content_type"])
     try:
         async with request.app[DB].acquire() as conn, conn.transaction():
             current = await db.lock_submission(conn, sub.id)
@@ -317,11 +316,10 @@ def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
 @routes.get("/api/v1/submissions/{submission_id}/files/{file_id}")
 @authenticated
 @who("its student; the course's teachers and TAs")
-async def get_file(request: web.Request) -> web.Response:
+async def get_file(request: web.Request) -> web.StreamResponse:
     sub, _, _ = await load_submission(request)
     meta = _find_file(sub, str(path_uuid(request, "file_id")))
-    data = await store_get(request.app[STORE], meta["key"])
-    return download(meta, data)
+    return await download(request, meta)
 
 
 @routes.delete("/api/v1/submissions/{submission_id}/files/{file_id}")

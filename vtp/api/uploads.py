@@ -3,16 +3,27 @@
 An upload is the raw request body (any Content-Type) with the file name in the
 ``filename`` query parameter. The stored content type is sniffed from the bytes, never
 taken from the client, and must agree with the file name's extension.
+
+Neither direction holds a file in memory: an upload is spooled to a temporary file in
+the state directory (hashed and checked as it arrives) and handed to the store from
+there; a download is streamed from the store (from disk with range support when the
+store is local).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
+import contextlib
 import hashlib
 import logging
+import os
 import re
+import tempfile
 import unicodedata
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +32,7 @@ from pydantic import Field
 from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError
 from vtp.api.query import parse_query
+from vtp.appkeys import CONFIG, STORE
 from vtp.storage import ObjectNotFound, ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -29,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_FILES = 10
 _CHUNK = 64 * 1024
+_SPOOL_WRITE = 1024 * 1024  # bytes gathered before one write (and hash) in a thread
+_HEAD = 512  # what sniffing looks at
 
 _ZIP = "application/zip"
 _TEXT = "text/plain"
@@ -76,33 +90,71 @@ class UploadQuery(Body):
     filename: str = Field(min_length=1, max_length=200)
 
 
-def sniff(data: bytes) -> str:
-    """The content type the bytes really have (a small magic-number table)."""
-    if data.startswith(b"%PDF-"):
+def sniff(head: bytes, text: bool) -> str:
+    """The content type the bytes really have (a magic-number table on the first bytes;
+    ``text``: the whole file is UTF-8 without NUL)."""
+    if head.startswith(b"%PDF-"):
         return "application/pdf"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
+    if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
+    if head.startswith((b"GIF87a", b"GIF89a")):
         return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
-    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _ZIP
-    if data[4:8] == b"ftyp":
+    if head[4:8] == b"ftyp":
         return "video/mp4"
-    if data.startswith(b"\x1a\x45\xdf\xa3"):
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "video/webm"
-    if data.startswith(b"ID3") or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+    if head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
         return "audio/mpeg"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "application/octet-stream"
-    if "\x00" in text:
-        return "application/octet-stream"
-    return _TEXT
+    return _TEXT if text else "application/octet-stream"
+
+
+@dataclass
+class Upload:
+    """A request body spooled to a temporary file: its size, SHA-256, first bytes and
+    whether it is all UTF-8 text. :func:`store_put` consumes it (and its file)."""
+
+    path: Path
+    size: int
+    sha256: str
+    head: bytes
+    text: bool
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+class _Spool:
+    """Writes, hashes and text-checks a body in blocks (in a worker thread)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.text = True
+
+    def absorb(self, block: bytes) -> None:
+        self.digest.update(block)
+        if self.text:
+            try:
+                self.text = "\x00" not in self.decoder.decode(block)
+            except UnicodeDecodeError:
+                self.text = False
+        self.handle.write(block)
+
+    def finish(self) -> None:
+        if self.text:
+            try:
+                self.decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                self.text = False
+        self.handle.close()
 
 
 def safe_filename(name: str) -> str:
@@ -124,24 +176,53 @@ def extension(name: str) -> str:
     return ext.lower() if dot else ""
 
 
-async def read_upload(request: web.Request, max_bytes: int) -> bytes:
-    """The raw body, refusing (413) as soon as it exceeds `max_bytes`."""
+async def read_upload(request: web.Request, max_bytes: int) -> Upload:
+    """Spool the raw body to a temporary file, refusing (413) as soon as it exceeds
+    `max_bytes`; nothing is left on disk when it is refused."""
     limit = min(max_bytes, MAX_UPLOAD_BYTES)
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    chunks: list[bytes] = []
+    directory = request.app[CONFIG].data_dir / "upload-spool"
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    fd, name = await asyncio.to_thread(tempfile.mkstemp, dir=directory, prefix="upload-")
+    path = Path(name)
+    spool = _Spool(os.fdopen(fd, "wb"))
+    upload = Upload(path, 0, "", b"", False)
+    head = b""
     size = 0
-    while True:
-        chunk = await request.content.read(_CHUNK)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    pending: list[bytes] = []
+    pending_size = 0
+    try:
+        while True:
+            chunk = await request.content.read(_CHUNK)
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                if len(head) < _HEAD:
+                    head += chunk[: _HEAD - len(head)]
+                pending.append(chunk)
+                pending_size += len(chunk)
+            if pending and (not chunk or pending_size >= _SPOOL_WRITE):
+                await asyncio.to_thread(spool.absorb, b"".join(pending))
+                pending, pending_size = [], 0
+            if not chunk:
+                break
+        await asyncio.to_thread(spool.finish)
+    except BaseException:
+        spool.handle.close()
+        upload.discard()  # (a quick unlink of our own file, also when cancelled)
+        raise
+    upload.size, upload.sha256, upload.head, upload.text = (
+        size,
+        spool.digest.hexdigest(),
+        head,
+        spool.text,
+    )
     if size == 0:
+        upload.discard()
         raise ApiError(400, "empty_file", "the uploaded file is empty")
-    return b"".join(chunks)
+    return upload
 
 
 def _too_large(limit: int) -> ApiError:
@@ -150,9 +231,10 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-def check_file(name: str, data: bytes, allowed: list[str]) -> str:
+def check_file(name: str, head: bytes, text: bool, allowed: list[str]) -> str:
     """Check the extension against `allowed` (empty: any known type) and the bytes
-    against the extension; return the content type to store and serve."""
+    (their first bytes, and whether they are all text) against the extension; return
+    the content type to store and serve."""
     ext = extension(name)
     allowed_set = {a.lower().lstrip(".") for a in allowed}
     if (allowed_set and ext not in allowed_set) or ext not in EXPECTED:
@@ -162,7 +244,7 @@ def check_file(name: str, data: bytes, allowed: list[str]) -> str:
             f"files of type .{ext or '?'} are not accepted here",
             {"allowed": sorted(allowed_set or EXPECTED)},
         )
-    sniffed = sniff(data)
+    sniffed = sniff(head, text)
     if sniffed != EXPECTED[ext]:
         raise ApiError(
             415,
@@ -174,20 +256,25 @@ def check_file(name: str, data: bytes, allowed: list[str]) -> str:
 
 async def receive_file(
     request: web.Request, *, max_bytes: int, allowed: list[str]
-) -> tuple[dict[str, Any], bytes]:
-    """Read and check an upload; returns its metadata (without `key`) and its bytes."""
+) -> tuple[dict[str, Any], Upload]:
+    """Read and check an upload; returns its metadata (without `key`) and the spooled
+    file, which :func:`store_put` stores and removes."""
     query = parse_query(request, UploadQuery)
     name = safe_filename(query.filename)
-    data = await read_upload(request, max_bytes)
-    content_type = check_file(name, data, allowed)
+    upload = await read_upload(request, max_bytes)
+    try:
+        content_type = check_file(name, upload.head, upload.text, allowed)
+    except BaseException:
+        upload.discard()
+        raise
     meta = {
         "id": str(uuid.uuid4()),
         "name": name,
-        "size": len(data),
+        "size": upload.size,
         "content_type": content_type,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": upload.sha256,
     }
-    return meta, data
+    return meta, upload
 
 
 def public_file(meta: dict[str, Any]) -> dict[str, Any]:
@@ -195,32 +282,50 @@ def public_file(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k != "key"}
 
 
-def download(meta: dict[str, Any], data: bytes) -> web.Response:
+async def download(request: web.Request, meta: dict[str, Any]) -> web.StreamResponse:
+    """Send a stored file as an attachment, streamed from the store."""
+    store = request.app[STORE]
     ascii_name = meta["name"].encode("ascii", "replace").decode().replace('"', "_")
-    return web.Response(
-        body=data,
-        content_type=meta["content_type"],
-        headers={
-            "Content-Disposition": f'attachment; filename="{ascii_name}"',
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    headers = {
+        "Content-Type": meta["content_type"],
+        "Content-Disposition": f'attachment; filename="{ascii_name}"',
+        "X-Content-Type-Options": "nosniff",
+    }
+    path = store.local_path(meta["key"])
+    if path is not None:
+        if not await asyncio.to_thread(path.is_file):
+            raise ApiError(404, "not_found", "the file is missing from the store")
+        return web.FileResponse(path, headers=headers)  # ranges, sendfile
+    async with contextlib.aclosing(store.stream(meta["key"])) as chunks:
+        try:
+            first = await anext(chunks, b"")
+        except ObjectNotFound as exc:
+            raise ApiError(404, "not_found", "the file is missing from the store") from exc
+        except StorageError as exc:
+            raise ApiError(503, "storage_unavailable", "the file store is unavailable") from exc
+        response = web.StreamResponse(headers=headers)
+        response.content_length = int(meta["size"])
+        await response.prepare(request)
+        await response.write(first)
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except StorageError:
+            # the status is sent: all that is left is to cut the body short
+            log.warning("download of %s broke off", meta["key"])
+            raise
+        await response.write_eof()
+    return response
 
 
-async def store_put(store: ObjectStore, key: str, data: bytes, content_type: str) -> None:
+async def store_put(store: ObjectStore, key: str, upload: Upload, content_type: str) -> None:
+    """Store a spooled upload under `key` and remove its temporary file."""
     try:
-        await store.put_bytes(key, data, content_type)
+        await store.put_file(key, upload.path, content_type)
     except StorageError as exc:
         raise ApiError(503, "storage_unavailable", "the file store is unavailable") from exc
-
-
-async def store_get(store: ObjectStore, key: str) -> bytes:
-    try:
-        return await store.get_bytes(key)
-    except ObjectNotFound as exc:
-        raise ApiError(404, "not_found", "the file is missing from the store") from exc
-    except StorageError as exc:
-        raise ApiError(503, "storage_unavailable", "the file store is unavailable") from exc
+    finally:
+        upload.discard()
 
 
 async def delete_quietly(store: ObjectStore, key: str) -> None:

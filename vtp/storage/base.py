@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +45,11 @@ class ObjectStore(Protocol):
         """Upload a file (in parts of `part_size` bytes where the store has parts)."""
 
     async def get_bytes(self, key: str) -> bytes: ...
+    def stream(self, key: str) -> AsyncGenerator[bytes, None]:
+        """The object's bytes in chunks of at most CHUNK, never all in memory. Raises
+        ObjectNotFound/StorageError before the first chunk when it cannot start; close
+        it (``contextlib.aclosing``) when stopping early."""
+
     async def stat(self, key: str) -> ObjectInfo: ...
     async def sha256(self, key: str) -> str:
         """SHA-256 (hex) of what the store holds, read as a stream: verifies an upload."""

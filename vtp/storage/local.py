@@ -12,9 +12,17 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
-from vtp.storage.base import ObjectInfo, ObjectNotFound, StorageError, check_key, file_sha256
+from vtp.storage.base import (
+    CHUNK,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    check_key,
+    file_sha256,
+)
 
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -135,6 +143,26 @@ class LocalObjectStore:
             return ObjectInfo(key, size, content_type)
 
         return await asyncio.to_thread(read)
+
+    async def stream(self, key: str) -> AsyncGenerator[bytes, None]:
+        path = self._path(key)
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise ObjectNotFound(key) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {key}: {exc}") from exc
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.to_thread(handle.read, CHUNK)
+                except OSError as exc:
+                    raise StorageError(f"cannot read {key}: {exc}") from exc
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            handle.close()
 
     async def sha256(self, key: str) -> str:
         path = self._path(key)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import logging
+from collections.abc import AsyncGenerator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -175,19 +177,26 @@ class S3ObjectStore:
             raise s3_error(exc, f"stat of {key}", self.bucket) from exc
         return ObjectInfo(key, int(result.size), result.content_type or "application/octet-stream")
 
-    async def sha256(self, key: str) -> str:
+    async def stream(self, key: str) -> AsyncGenerator[bytes, None]:
         check_key(key)
         client = self._require()
-        digest = hashlib.sha256()
         try:
             response = await client.get_object(self.bucket, key)
-            try:
-                async for chunk in response.content.iter_chunked(CHUNK):
-                    digest.update(chunk)
-            finally:
-                response.release()
         except Exception as exc:
             raise s3_error(exc, f"download of {key}", self.bucket) from exc
+        try:
+            async for chunk in response.content.iter_chunked(CHUNK):
+                yield chunk
+        except Exception as exc:
+            raise s3_error(exc, f"download of {key}", self.bucket) from exc
+        finally:
+            response.release()
+
+    async def sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        async with contextlib.aclosing(self.stream(key)) as chunks:
+            async for chunk in chunks:
+                digest.update(chunk)
         return digest.hexdigest()
 
     async def presign_get(self, key: str, ttl_s: int) -> str | None:
