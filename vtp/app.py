@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from vtp import backends, recorder
+from vtp import backends, metrics, recorder
 from vtp.api import auth, health, sfu, users
 from vtp.api.access import access_of
 from vtp.api.domain import setup_domain
@@ -97,5 +97,6 @@ def create_app(config: Config) -> web.Application:
     sfu.setup(app)  # SFU core, WebSocket signalling, /api/v1/sfu REST, WHIP/WHEP
     recorder.setup(app)  # after the SFU: recordings tap its rooms
     setup_web(app)  # browser pages, /static/, the classroom live channel
+    metrics.setup(app)  # /metrics, and the request counting middleware (outermost)
     _check_access_rules(app)
     return app

@@ -97,6 +97,11 @@ class Config(BaseSettings):
     # Lifetime of playback URLs (presigned S3 URLs, signed local-disk URLs).
     recording_url_ttl_s: int = Field(default=3600, ge=60)
 
+    # --- metrics -----------------------------------------------------------------------
+    # Bearer token Prometheus presents at /metrics (admins' access tokens work too);
+    # unset: only admins can read them.
+    metrics_token: SecretStr | None = None
+
     @field_validator("ice_addresses", "stun_urls", "turn_urls", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# what UpTrack / DownTrack count, summed into the process-wide totals
+UP_COUNTERS = ("packets", "bytes", "forwarded", "dropped", "nacks_sent", "plis_sent", "keyframes")
+DOWN_COUNTERS = ("packets", "octets", "retransmitted", "nacks_received", "plis_received")
 REMB_INTERVAL_S = 0.5
 MAX_REMOTE_CANDIDATES = 32
 RR_INTERVAL_S = 1.0
@@ -203,6 +206,8 @@ class Connection:
             await self.pc.close()
         except Exception:
             logger.exception("%s %s: closing the peer connection failed", self.kind, self.id)
+        # (together, with no await between: a scrape never counts this twice or not at all)
+        self.peer.room.sfu.retire(self.counters())
         self.peer.connection_closed(self, reason)
 
     def on_close(self, reason: str) -> None:
@@ -210,6 +215,10 @@ class Connection:
 
     def stats(self) -> dict[str, object]:
         return {"id": self.id, "type": self.kind, "state": self.state}
+
+    def counters(self) -> dict[str, int]:
+        """Monotonic counters for the process-wide totals (metrics)."""
+        return {}
 
     def tick(self, now: float) -> None:
         pass
@@ -371,6 +380,15 @@ class UpConnection(Connection):
             for down in list(track.downs):
                 down.close()
             track.close()
+
+    def counters(self) -> dict[str, int]:
+        totals = {f"up_{name}": 0 for name in UP_COUNTERS}
+        for track in self.tracks:
+            for name in UP_COUNTERS:
+                totals[f"up_{name}"] += getattr(track, name)
+        totals["twcc_feedback"] = self.feedback.sent if self.feedback is not None else 0
+        totals["unrouted"] = self.unrouted
+        return totals
 
     def stats(self) -> dict[str, object]:
         return {
@@ -566,6 +584,14 @@ class DownConnection(Connection):
                 self.sender.send_rtcp(rtcp.build_bye([d.ssrc for d in self.tracks]))
             except Exception:
                 logger.debug("BYE not sent", exc_info=True)
+
+    def counters(self) -> dict[str, int]:
+        totals = {f"down_{name}": 0 for name in DOWN_COUNTERS}
+        for down in self.tracks:
+            for name in DOWN_COUNTERS:
+                totals[f"down_{name}"] += getattr(down, name)
+        totals["send_errors"] = self.sender.send_errors if self.sender is not None else 0
+        return totals
 
     def stats(self) -> dict[str, object]:
         return {

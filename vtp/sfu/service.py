@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from vtp.config import Config
 from vtp.sfu import aiortc_hooks, events
+from vtp.sfu.connection import UpConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.icelite import UdpMux
@@ -41,6 +43,8 @@ class Sfu:
         self.started = False
         # the shared UDP port, when every connection uses one (opened by start())
         self.mux: UdpMux | None = None
+        # counters of connections that have closed (totals() adds the live ones)
+        self._retired: collections.Counter[str] = collections.Counter()
 
     async def start(self) -> None:
         if self.settings.udp_port is not None and self.mux is None:
@@ -110,6 +114,33 @@ class Sfu:
 
     def stats(self) -> dict[str, object]:
         return {"rooms": [r.stats() for r in self.rooms.values()]}
+
+    def retire(self, counters: dict[str, int]) -> None:
+        """A connection closed: keep its counters in the process totals."""
+        self._retired.update(counters)
+
+    def totals(self) -> dict[str, int]:
+        """Monotonic process-wide counters (packets, bytes, NACKs, ...) plus the current
+        number of rooms, peers, publications and subscriptions; read at scrape time, so
+        the packet path pays nothing for them."""
+        totals: collections.Counter[str] = collections.Counter(self._retired)
+        rooms = peers = publications = subscriptions = 0
+        for room in self.rooms.values():
+            rooms += 1
+            for peer in room.peers.values():
+                peers += 1
+                for conn in peer.connections.values():
+                    totals.update(conn.counters())
+                    if isinstance(conn, UpConnection):
+                        publications += 1
+                    else:
+                        subscriptions += 1
+        totals["rooms"] = rooms
+        totals["peers"] = peers
+        totals["publications"] = publications
+        totals["subscriptions"] = subscriptions
+        totals["ice_lite_dropped"] = self.mux.dropped if self.mux is not None else 0
+        return dict(totals)
 
     # --- periodic work ------------------------------------------------------------------------
 
