@@ -251,3 +251,13 @@ async def test_announced_and_wildcard_candidates() -> None:
     finally:
         announced.close()
         wildcard.close()
+
+
+async def test_a_taken_port_is_a_clear_startup_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], ice_udp_port=port))
+        with pytest.raises(OSError, match=f"cannot open UDP 127.0.0.1 port {port}"):
+            await sfu.start()
+        await sfu.close()

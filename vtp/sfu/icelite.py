@@ -82,21 +82,23 @@ class UdpMux:
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            for address in self.addresses:
-                family = socket.AF_INET6 if ":" in address else socket.AF_INET
-                sock = socket.socket(family, socket.SOCK_DGRAM)
+        for address in self.addresses:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RECEIVE_BUFFER)
                 sock.bind((address, self.port))
-                sock.setblocking(False)
-                _, endpoint = await loop.create_datagram_endpoint(
-                    lambda: _Endpoint(self), sock=sock
-                )
-                self.endpoints.append(endpoint)
-        except OSError:
-            self.close()
-            raise
+            except OSError as exc:
+                sock.close()
+                self.close()
+                raise OSError(
+                    exc.errno, f"cannot open UDP {address} port {self.port}: {exc.strerror}"
+                ) from exc
+            self.port = sock.getsockname()[1]  # (port 0: the others take the same one)
+            sock.setblocking(False)
+            _, endpoint = await loop.create_datagram_endpoint(lambda: _Endpoint(self), sock=sock)
+            self.endpoints.append(endpoint)
 
     def close(self) -> None:
         for connection in list(self._by_ufrag.values()):
@@ -116,6 +118,8 @@ class UdpMux:
         if not self.endpoints:
             raise ConnectionError("the SFU's UDP port is not open")
         connection = LiteConnection(self)
+        while connection.local_username in self._by_ufrag:  # (32 random bits: rare)
+            connection = LiteConnection(self)
         self._by_ufrag[connection.local_username] = connection
         return connection
 
@@ -134,7 +138,7 @@ class UdpMux:
     def _stun(self, endpoint: _Endpoint, data: bytes, addr: tuple[str, int]) -> None:
         try:
             message = stun.parse_message(data)
-        except ValueError:
+        except Exception:  # malformed in any way (hostile or broken): not worth a log line
             self.dropped += 1
             return
         if (
