@@ -7,7 +7,8 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -45,6 +46,9 @@ class Sfu:
         self.mux: UdpMux | None = None
         # counters of connections that have closed (totals() adds the live ones)
         self._retired: collections.Counter[str] = collections.Counter()
+        # fire-and-forget work (a peer leaving after its signalling closed), referenced
+        # here until done so that it is not garbage-collected half-way
+        self._background: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
         if self.settings.udp_port is not None and self.mux is None:
@@ -63,6 +67,8 @@ class Sfu:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
         for room in list(self.rooms.values()):
             await room.close()
         self.rooms.clear()
@@ -114,6 +120,13 @@ class Sfu:
 
     def stats(self) -> dict[str, object]:
         return {"rooms": [r.stats() for r in self.rooms.values()]}
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        """Run ``work`` in the background; close() waits for what is still running."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     def retire(self, counters: dict[str, int]) -> None:
         """A connection closed: keep its counters in the process totals."""

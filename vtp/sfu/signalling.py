@@ -50,8 +50,6 @@ MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions tog
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 4408
 
-_cleanups: set[asyncio.Future[None]] = set()
-
 
 def sfu_error_code(exc: SfuError) -> str:
     """The signalling/REST error code for an SFU error code ("bad-sdp" -> "bad_sdp")."""
@@ -162,9 +160,7 @@ class Session:
             self._closing = True
             # aiohttp cancels the handler when the client's TCP connection goes: the
             # peer must still leave, so that runs in a task of its own.
-            cleanup = asyncio.ensure_future(self._leave("disconnected"))
-            _cleanups.add(cleanup)
-            cleanup.add_done_callback(_cleanups.discard)
+            cleanup = self.app[SFU_KEY].spawn(self._leave("disconnected"))
             keepalive.cancel()
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()

@@ -17,7 +17,6 @@ envelopes; SDP bodies are ``application/sdp``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable
@@ -66,17 +65,12 @@ def with_cors(handler: Handler) -> Handler:
     return wrapper
 
 
-_leaving: set[asyncio.Future[None]] = set()
-
-
 def leave_when(member: Member, ends: Callable[[events.Event | MemberJoined], bool]) -> Sink:
     """A sink for an HTTP session's member: its peer leaves when ``ends(event)``."""
 
     def sink(event: events.Event | MemberJoined) -> None:
         if ends(event) and not member.peer.left:
-            task = asyncio.ensure_future(member.peer.leave("stream ended"))
-            _leaving.add(task)
-            task.add_done_callback(_leaving.discard)
+            member.peer.room.sfu.spawn(member.peer.leave("stream ended"))
 
     return sink
 
