@@ -6,9 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 from domain_helpers import World
 from helpers import bearer
 
+from vtp.app import create_app
+from vtp.appkeys import CONFIG
 from vtp.auth.principal import Principal
 from vtp.sfu.access import RoomGrant, room_access
 
@@ -65,12 +68,23 @@ async def test_session_rooms_admit_course_members_while_live(world: World) -> No
     # A student the teacher removed from the class cannot walk back into its room.
     import uuid
 
-    from vtp.web.live import LIVE_ROOMS
+    from vtp.appkeys import REDIS
+    from vtp.web import removals
 
-    live = app[LIVE_ROOMS].get(uuid.UUID(session["id"]), room)
-    live.removed[uuid.UUID(world.student.user_id)] = "disruptive"
+    await removals.mark(
+        app[REDIS], uuid.UUID(session["id"]), uuid.UUID(world.student.user_id), "disruptive"
+    )
     assert await room_access(app, cast["student"], room) is None
     assert await room_access(app, cast["teacher"], room) is not None
+    # another VTP process sharing the Redis (or this one restarted) keeps them out too
+    other = create_app(app[CONFIG])
+    runner = web.AppRunner(other)
+    await runner.setup()
+    try:
+        assert await room_access(other, cast["student"], room) is None
+        assert await room_access(other, cast["teacher"], room) is not None
+    finally:
+        await runner.cleanup()
 
     await world.ok(world.teacher, "POST", f"/api/v1/sessions/{session['id']}/end")
     assert await room_access(app, cast["student"], room) is None

@@ -205,8 +205,8 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     assert left["user_id"] == ben["user"]["id"]
     from vtp.web.live import is_removed
 
-    assert is_removed(client.app, uuid.UUID(sid), uuid.UUID(ben["user"]["id"]))
-    assert not is_removed(client.app, uuid.UUID(sid), uuid.UUID(ada["user"]["id"]))
+    assert await is_removed(client.app, uuid.UUID(sid), uuid.UUID(ben["user"]["id"]))
+    assert not await is_removed(client.app, uuid.UUID(sid), uuid.UUID(ada["user"]["id"]))
     again = await _open(client, sid, ben)
     error = await again.next("error")
     assert error["error"]["code"] == "removed" and "Phones away" in error["error"]["message"]

@@ -56,7 +56,7 @@ async def room_access(app: web.Application, principal: Principal, room: str) -> 
         pool, user_id=principal.user_id, is_admin=principal.has_role("admin"), room_name=room
     )
     if ticket is not None:
-        if ticket.status != "live" or _removed_by_teacher(app, ticket.session_id, principal):
+        if ticket.status != "live" or await _removed_by_teacher(app, ticket.session_id, principal):
             return None
         return RoomGrant(role=ticket.role, may_publish=ticket.may_publish)
     if await sessions.room_is_session(pool, room):
@@ -68,12 +68,14 @@ async def room_access(app: web.Application, principal: Principal, room: str) -> 
     return RoomGrant(role="viewer", may_publish=True)
 
 
-def _removed_by_teacher(app: web.Application, session_id: uuid.UUID, principal: Principal) -> bool:
+async def _removed_by_teacher(
+    app: web.Application, session_id: uuid.UUID, principal: Principal
+) -> bool:
     # The classroom keeps whom the teacher removed from a session; their client must not
     # walk back into the room by itself. Imported here: the classroom builds on the SFU.
-    from vtp.web.live import LIVE_ROOMS, is_removed
+    from vtp.web.live import is_removed
 
-    return LIVE_ROOMS in app and is_removed(app, session_id, principal.user_id)
+    return await is_removed(app, session_id, principal.user_id)
 
 
 def may_read_room_state(principal: Principal, *, is_member: bool) -> bool:

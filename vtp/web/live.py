@@ -16,7 +16,9 @@ client -> server
   ``media {audio, video, screen}`` my publishing state, shown to everyone
   ``mute {user_id}``               presenter: that participant's page mutes its microphone
   ``remove {user_id, reason?}``    presenter: the participant's SFU peers leave the room
-                                   and this channel refuses them until the session ends
+                                   and this channel and the SFU room refuse them until
+                                   the session ends (kept in Redis: every VTP process,
+                                   and a restarted one, knows)
   ``record {action}``              presenter: ``start`` or ``stop`` recording the session
                                    (as ``POST /api/v1/sessions/{id}/recording/start|stop``;
                                    everyone then gets ``recording``)
@@ -41,6 +43,9 @@ opens and closed when their last one closes.
 
 Close codes: 4401 (authentication failed), 4403 (not a member, or removed), 4409 (the
 session is not live), 1000 after ``ended``.
+
+Participants, hands and media state live in this process (one process serves a class:
+its SFU room is here too); removals are in Redis (:mod:`vtp.web.removals`).
 """
 
 from __future__ import annotations
@@ -60,13 +65,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vtp.api.access import public
 from vtp.api.chat import CHAT_HOOKS, ChatHook
 from vtp.api.errors import ApiError
-from vtp.appkeys import DB, TOKENS
+from vtp.appkeys import DB, REDIS, TOKENS
 from vtp.auth.tokens import TokenError
 from vtp.db import attendance as attendance_db
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
 from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RECORDER, RecordingChanged
+from vtp.web import removals
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -150,7 +156,6 @@ class LiveRoom:
     session_id: uuid.UUID
     room_name: str
     participants: dict[uuid.UUID, Participant] = field(default_factory=dict)
-    removed: dict[uuid.UUID, str] = field(default_factory=dict)  # user -> reason
     ended: bool = False
 
     def broadcast(self, message: dict[str, Any], *, skip: Connection | None = None) -> None:
@@ -171,8 +176,8 @@ class LiveRooms:
         return room
 
     def forget_if_empty(self, room: LiveRoom) -> None:
-        # Removals are kept while the session lasts, so an empty room stays unless ended.
-        if not room.participants and (room.ended or not room.removed):
+        # (whom the teacher removed is kept in Redis, not here: see vtp.web.removals)
+        if not room.participants:
             self.rooms.pop(room.session_id, None)
 
 
@@ -246,16 +251,12 @@ async def _authenticate(
         await _refuse(ws, CLOSE_FORBIDDEN, "not_found", "no such session")
         return None
     if ticket.status != "live":
-        stale = app[LIVE_ROOMS].rooms.get(session_id)
-        if stale is not None and not stale.participants:
-            del app[LIVE_ROOMS].rooms[session_id]  # the session ended: forget its removals
         await _refuse(
             ws, CLOSE_NOT_LIVE, "session_not_live", f"the session is {ticket.status}, not live"
         )
         return None
-    room = app[LIVE_ROOMS].rooms.get(session_id)
-    if room is not None and principal.user_id in room.removed:
-        reason = room.removed[principal.user_id]
+    reason = await removals.reason(app[REDIS], session_id, principal.user_id)
+    if reason is not None:
         await _refuse(ws, CLOSE_FORBIDDEN, "removed", f"you were removed from this class: {reason}")
         return None
     user = await get_user(pool, principal.user_id)
@@ -470,19 +471,18 @@ def _hand(participant: Participant) -> dict[str, Any]:
     }
 
 
-def is_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-    """Was this user removed from this live session by its teacher? For the SFU's room
-    access (``vtp.sfu.access.room_access``), so that a removed user's client cannot
-    rejoin the room by itself either (today only this channel refuses them)."""
-    room = app[LIVE_ROOMS].rooms.get(session_id)
-    return room is not None and user_id in room.removed
+async def is_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    """Was this user removed from this live session by its teacher (in any process)? For
+    the SFU's room access (``vtp.sfu.access.room_access``), so that a removed user's
+    client cannot rejoin the room by itself either."""
+    return await removals.reason(app[REDIS], session_id, user_id) is not None
 
 
 async def remove_participant(
     app: web.Application, room: LiveRoom, target: Participant, *, by: str, reason: str
 ) -> None:
     """The target is told why, its channel closes, and its SFU peers leave the room."""
-    room.removed[target.user_id] = reason
+    await removals.mark(app[REDIS], room.session_id, target.user_id, reason)
     for conn in list(target.connections):
         conn.send({"type": "removed", "by": by, "reason": reason})
         conn.close(CLOSE_FORBIDDEN, "removed")
