@@ -12,7 +12,7 @@ Python keeps every decision; C only writes bytes:
 * a :class:`DownList` is an up track's array of started downs: one ``vtp_fanout`` call
   per incoming packet writes it to all of them.
 
-cffi objects are typed ``Any``: the C declarations in ``build.py`` are their types.
+cffi objects are typed ``Any``: the C declarations in ``fanout.h`` are their types.
 """
 
 from __future__ import annotations
