@@ -338,7 +338,7 @@ class UpTrack:
     def down_stopped(self, down: DownTrack) -> None:
         """``down`` waits for a keyframe again."""
         self._started.remove(down)
-        if down not in self._waiting:
+        if down in self.downs and down not in self._waiting:
             self._waiting = [*self._waiting, down]
 
     def add_tap(self, callback: TapCallback) -> Tap:
