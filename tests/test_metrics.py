@@ -101,6 +101,8 @@ async def test_sfu_totals_survive_closed_connections(client: Any) -> None:
         assert value(text, "vtp_sfu_subscriptions") == 1
         live = value(text, "vtp_sfu_forwarded_packets_total")
         assert live >= 10 and value(text, "vtp_sfu_received_packets_total") >= live
+        assert value(text, "vtp_sfu_sent_packets_total") >= 10
+        assert value(text, "vtp_sfu_sent_bytes_total") > 0
     finally:
         await asyncio.gather(pub.close(), sub.close())
     await wait_until(lambda: not sfu.totals()["publications"], 10)
