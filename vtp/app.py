@@ -13,6 +13,7 @@ from vtp.api.access import access_of
 from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
 from vtp.appkeys import (
+    AUTHORITY,
     CONFIG,
     DB,
     HASHER,
@@ -22,6 +23,7 @@ from vtp.appkeys import (
     STORE,
     TOKENS,
 )
+from vtp.auth.authority import AuthorityBus
 from vtp.auth.passwords import PasswordHasher
 from vtp.auth.ratelimit import RateLimiter
 from vtp.auth.secret import load_or_create_secret
@@ -64,6 +66,19 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _authority_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Changes of authority reach every open socket, in every process (after Redis)."""
+    bus = AuthorityBus(app[REDIS])
+    await bus.start()
+    app[AUTHORITY] = bus
+    app[TOKENS].authority = bus
+    try:
+        yield
+    finally:
+        app[TOKENS].authority = None
+        await bus.close()
+
+
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     async with backends.object_store(app[CONFIG]) as store:
         app[STORE] = store
@@ -89,7 +104,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[HASHER] = PasswordHasher(config.bcrypt_cost)
-    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _store_ctx])
+    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _authority_ctx, _store_ctx])
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(users.routes)

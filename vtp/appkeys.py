@@ -6,6 +6,7 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
+from vtp.auth.authority import AuthorityBus
 from vtp.auth.passwords import PasswordHasher
 from vtp.auth.ratelimit import RateLimiter
 from vtp.auth.tokens import TokenService
@@ -20,3 +21,4 @@ TOKENS = web.AppKey("tokens", TokenService)
 HASHER = web.AppKey("password_hasher", PasswordHasher)
 LOGIN_LIMIT_ACCOUNT = web.AppKey("login_limit_account", RateLimiter)
 LOGIN_LIMIT_ADDRESS = web.AppKey("login_limit_address", RateLimiter)
+AUTHORITY = web.AppKey("authority", AuthorityBus)

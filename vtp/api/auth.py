@@ -111,7 +111,9 @@ async def refresh(request: web.Request) -> web.Response:
     # The role is read again: a promotion shows up at the next refresh.
     user = await users.get_user(request.app[DB], _subject(claims))
     if user is None or not user.is_active:
-        await service.revoke_family(claims["fam"])
+        await service.revoke_family(
+            claims["fam"], user_id=_subject(claims), reason="account disabled"
+        )
         raise unauthorized("account_disabled", "this account no longer exists or is disabled")
     tokens = service.issue(user.id, user.role, family=claims["fam"])
     return web.json_response(tokens.to_json())
@@ -126,7 +128,8 @@ def _subject(claims: dict[str, object]) -> uuid.UUID:
 async def logout(request: web.Request) -> web.Response:
     principal = principal_of(request)
     service = request.app[TOKENS]
-    # The family covers this login's refresh token (and any rotated successors).
+    # The family covers this login's refresh token (and any rotated successors); the
+    # login's open sockets close (other logins of the user keep theirs).
     await service.revoke_token(principal.token_id, principal.expires_at)
-    await service.revoke_family(principal.family_id)
+    await service.revoke_family(principal.family_id, user_id=principal.user_id, reason="signed out")
     return web.Response(status=204)

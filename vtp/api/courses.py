@@ -26,7 +26,8 @@ from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import CourseOut, EnrollmentCodeOut, EnrollmentOut, JoinOut, returns
 from vtp.api.users import path_uuid
-from vtp.appkeys import DB, REDIS
+from vtp.appkeys import AUTHORITY, DB, REDIS
+from vtp.auth.authority import AuthorityChange
 from vtp.auth.ratelimit import RateLimiter
 from vtp.db import courses as db
 from vtp.db.models import Course, CourseEnrollment
@@ -375,6 +376,10 @@ async def change_enrollment(request: web.Request) -> web.Response:
     )
     if enrollment is None:
         raise not_found("no such enrollment")
+    # A TA made a student loses the presenter's powers in a live class at once.
+    await request.app[AUTHORITY].publish(
+        AuthorityChange("course role changed", user_id=user_id, course_id=course_id)
+    )
     return web.json_response(enrollment.to_json())
 
 
@@ -394,4 +399,7 @@ async def unenroll(request: web.Request) -> web.Response:
     if current is None or current.status != "active":
         raise not_found("no such enrollment")
     await db.set_enrollment(request.app[DB], course_id, user_id, role=None, status="dropped")
+    await request.app[AUTHORITY].publish(
+        AuthorityChange("unenrolled", user_id=user_id, course_id=course_id)
+    )
     return web.Response(status=204)

@@ -30,10 +30,12 @@ from vtp.api.live_rooms import close_room, open_room
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import AttendanceLineOut, JoinTicketOut, SessionOut, returns
 from vtp.api.users import path_uuid
-from vtp.appkeys import DB
+from vtp.appkeys import AUTHORITY, DB
+from vtp.auth.authority import AuthorityChange
 from vtp.db import attendance as attendance_db
 from vtp.db import sessions as db
 from vtp.db.models import LiveSession
+from vtp.db.users import get_user
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -191,6 +193,15 @@ async def update_session(request: web.Request) -> web.Response:
         updated = await db.update_session(request.app[DB], session.id, changes, statuses)
     if updated is None:
         raise conflict("session_not_editable", "the session changed state meanwhile")
+    if updated.students_may_publish != session.students_may_publish:
+        # Students already in the room lose (or gain) the right to publish now.
+        await request.app[AUTHORITY].publish(
+            AuthorityChange(
+                "students may publish" if updated.students_may_publish else "publishing closed",
+                course_id=updated.course_id,
+                session_id=updated.id,
+            )
+        )
     return web.json_response(session_json(updated, access))
 
 
@@ -232,6 +243,16 @@ async def end_session(request: web.Request) -> web.Response:
         except db.InvalidTransition as exc:
             raise _invalid(exc) from exc
         await attendance_db.close_open(conn, session.id)
+    # Every process's classroom channels and SFU peers of the session end.
+    ender = await get_user(request.app[DB], access.principal.user_id)
+    await request.app[AUTHORITY].publish(
+        AuthorityChange(
+            "session ended",
+            course_id=ended.course_id,
+            session_id=ended.id,
+            by=ender.display_name if ender is not None else None,
+        )
+    )
     try:
         await close_room(request.app, ended.room_name)
     except Exception:  # the session is ended whatever the SFU says

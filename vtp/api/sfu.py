@@ -21,8 +21,10 @@ from pydantic import Field
 from vtp.api.access import authenticated, principal_of, public
 from vtp.api.body import read_json
 from vtp.api.errors import ApiError, forbidden, not_found
+from vtp.api.middleware import bearer_token
 from vtp.api.schemas import Strict
 from vtp.auth.principal import Principal
+from vtp.sfu import rights
 from vtp.sfu.access import may_read_room_state, valid_room_name
 from vtp.sfu.connection import Connection, DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
@@ -98,12 +100,15 @@ async def _rest_member(request: web.Request, principal: Principal, room_name: st
     """The caller's REST peer in the room, joined on first use."""
     app = request.app
     members = app[MEMBERS]
+    token = bearer_token(request) or ""
     existing = members.find(room_name, principal.user_id, "rest")
     if existing is not None and not existing.peer.left:
+        existing.data["token"] = token  # the newest one is re-checked on changes
         return existing
     grant, display = await join_room(app, principal, room_name)
     existing = members.find(room_name, principal.user_id, "rest")  # a concurrent call won
     if existing is not None and not existing.peer.left:
+        existing.data["token"] = token
         return existing
     try:
         peer = app[SFU_KEY].room(room_name).join(None, display)
@@ -119,6 +124,7 @@ async def _rest_member(request: web.Request, principal: Principal, room_name: st
         via="rest",
     )
     members.add(member)
+    rights.watch_http_member(app, member, token, grant)
     return member
 
 
@@ -181,7 +187,11 @@ async def create_transport(request: web.Request) -> web.Response:
     result: dict[str, Any]
     try:
         if body.direction == "send":
-            if not member.may_publish:
+            # The right to publish is the one held now, not the one at join.
+            grant = await rights.regrant(request.app, member, principal, "publish")
+            if grant is None:
+                raise forbidden(f"you may no longer be in room {room_name!r}")
+            if not grant.may_publish:
                 raise forbidden("your room role may not publish")
             pub = await member.peer.publish(offer, label=body.label)
             result = {

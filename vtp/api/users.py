@@ -51,7 +51,7 @@ async def change_role(request: web.Request) -> web.Response:
     if user is None:
         raise not_found("no such user")
     # Tokens carry the role: those issued before the change stop working now.
-    await request.app[TOKENS].revoke_user_tokens(user_id)
+    await request.app[TOKENS].revoke_user_tokens(user_id, reason="site role changed")
     log.info(
         "role changed",
         extra={"user_id": str(user_id), "role": body.role, "by": str(admin.user_id)},

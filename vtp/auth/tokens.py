@@ -5,6 +5,9 @@ refresh token is single-use: using it marks it spent and issues a new pair in th
 family. Presenting a spent refresh token means it was copied, so the whole family
 (every access and refresh token of that login) is revoked. Revocation records live in
 Redis until the tokens they name would have expired anyway.
+
+Every revocation that names a user is also announced on :attr:`TokenService.authority`
+(when the app set one), so that the user's open sockets re-check their token at once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Literal
 import jwt
 from redis.asyncio import Redis
 
+from vtp.auth.authority import AuthorityBus, AuthorityChange
 from vtp.auth.principal import Principal
 from vtp.db.models import ROLES, Role
 
@@ -72,6 +76,16 @@ def _key_not_before(user_id: uuid.UUID) -> str:
     return f"vtp:auth:user-not-before:{user_id}"
 
 
+def _principal(claims: dict[str, Any]) -> Principal:
+    return Principal(
+        user_id=uuid.UUID(claims["sub"]),
+        role=claims["role"],
+        token_id=claims["jti"],
+        family_id=claims["fam"],
+        expires_at=int(claims["exp"]),
+    )
+
+
 class TokenService:
     def __init__(
         self,
@@ -87,6 +101,8 @@ class TokenService:
         self.issuer = issuer
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        # Where revocations are announced to open sockets (set by the app; None: nowhere).
+        self.authority: AuthorityBus | None = None
 
     # --- issuing --------------------------------------------------------------------
     def _encode(self, typ: TokenType, user_id: uuid.UUID, role: Role, family: str, ttl: int) -> str:
@@ -115,7 +131,7 @@ class TokenService:
         )
 
     # --- checking -------------------------------------------------------------------
-    def _decode(self, token: str, typ: TokenType) -> dict[str, Any]:
+    def _decode(self, token: str, typ: TokenType, *, verify_exp: bool = True) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -123,7 +139,10 @@ class TokenService:
                 algorithms=[_ALGORITHM],
                 issuer=self.issuer,
                 leeway=_LEEWAY_S,
-                options={"require": ["exp", "iat", "sub", "jti", "typ", "fam"]},
+                options={
+                    "require": ["exp", "iat", "sub", "jti", "typ", "fam"],
+                    "verify_exp": verify_exp,
+                },
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenError("token_expired", f"{typ} token has expired") from exc
@@ -153,13 +172,15 @@ class TokenService:
     async def verify_access(self, token: str) -> Principal:
         claims = self._decode(token, "access")
         await self._check_revocation(claims, "access")
-        return Principal(
-            user_id=uuid.UUID(claims["sub"]),
-            role=claims["role"],
-            token_id=claims["jti"],
-            family_id=claims["fam"],
-            expires_at=int(claims["exp"]),
-        )
+        return _principal(claims)
+
+    async def verify_unrevoked(self, token: str) -> Principal:
+        """An access token that may have expired but was not revoked: for media sessions
+        created over HTTP (REST transports, WHIP, WHEP), which cannot renew their token
+        and so outlive its expiry, but not its revocation."""
+        claims = self._decode(token, "access", verify_exp=False)
+        await self._check_revocation(claims, "access")
+        return _principal(claims)
 
     async def verify_refresh(self, token: str) -> dict[str, Any]:
         """Check a refresh token without spending it."""
@@ -172,25 +193,43 @@ class TokenService:
         ttl = max(1, int(claims["exp"]) - int(time.time()) + _LEEWAY_S)
         first_use = await self._redis.set(_key_spent(claims["jti"]), b"1", ex=ttl, nx=True)
         if not first_use:
-            await self.revoke_family(claims["fam"])
+            await self.revoke_family(
+                claims["fam"], user_id=uuid.UUID(claims["sub"]), reason="refresh token reused"
+            )
             raise RefreshReuseError(
                 "refresh_reused",
                 "refresh token was already used; every session of this login has been signed out",
             )
 
     # --- revoking -------------------------------------------------------------------
-    async def revoke_token(self, jti: str, expires_at: int) -> None:
+    async def _announce(self, user_id: uuid.UUID | None, reason: str) -> None:
+        if self.authority is not None:
+            # Without a user, every socket re-checks its token: correct, but costly.
+            await self.authority.publish(AuthorityChange(reason=reason, user_id=user_id))
+
+    async def revoke_token(
+        self, jti: str, expires_at: int, *, user_id: uuid.UUID | None = None
+    ) -> None:
+        """Revoke one token; with ``user_id``, that user's sockets re-check at once."""
         ttl = max(1, expires_at - int(time.time()) + _LEEWAY_S)
         await self._redis.set(_key_revoked(jti), b"1", ex=ttl)
+        if user_id is not None:
+            await self._announce(user_id, "token revoked")
 
-    async def revoke_family(self, family: str) -> None:
+    async def revoke_family(
+        self, family: str, *, user_id: uuid.UUID | None = None, reason: str = "signed out"
+    ) -> None:
+        """Revoke every token of one login (pass its user: see :meth:`_announce`)."""
         # A family lives at most as long as its newest refresh token.
         await self._redis.set(_key_family(family), b"1", ex=self.refresh_ttl_s + _LEEWAY_S)
+        await self._announce(user_id, reason)
 
-    async def revoke_user_tokens(self, user_id: uuid.UUID) -> None:
-        """Invalidate every token issued to a user before now (role change, disable)."""
+    async def revoke_user_tokens(self, user_id: uuid.UUID, *, reason: str = "signed out") -> None:
+        """Invalidate every token issued to a user before now (role or password change,
+        account disabled); the user's open sockets close at once."""
         await self._redis.set(
             _key_not_before(user_id),
             repr(round(time.time(), 3)),
             ex=self.refresh_ttl_s + _LEEWAY_S,
         )
+        await self._announce(user_id, reason)

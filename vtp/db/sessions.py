@@ -161,8 +161,9 @@ async def join_ticket(
 ) -> JoinTicket | None:
     """The caller's ticket for a session (by id or room name), or None if they are not
     a member of its course. The signalling layer calls this before letting a peer into
-    a room: teachers, TAs, the host and admins present; students view and publish only
-    when the session allows it; observers only view. The session's status is returned
+    a room: teachers, TAs and admins present (the host too, as long as they are still
+    the course's teacher or TA: hosting gives no power of its own); students view and
+    publish only when the session allows it; observers only view. The session's status is returned
     so the caller can refuse rooms that are not live."""
     row = await conn.fetchrow(
         """SELECT s.id, s.course_id, s.room_name, s.status, s.host_id,
@@ -180,7 +181,7 @@ async def join_ticket(
     )
     if row is None or (row["course_role"] is None and not is_admin):
         return None
-    presenter = is_admin or row["host_id"] == user_id or row["course_role"] in ("teacher", "ta")
+    presenter = is_admin or row["course_role"] in ("teacher", "ta")
     may_publish = presenter or (row["students_may_publish"] and row["course_role"] == "student")
     return JoinTicket(
         session_id=row["id"],

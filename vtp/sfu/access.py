@@ -7,8 +7,10 @@ uses :func:`may_read_room_state`.
 * A room that is a course live session's (``live_sessions.room_name``) admits only the
   members of that course (and admins), only while the session is live, with the role
   and publish right of their join ticket (:func:`vtp.db.sessions.join_ticket`: teachers,
-  TAs and the host present; students publish when the session lets them; observers
-  watch). A user the teacher removed from the session stays out until it ends.
+  TAs and admins present; students publish when the session lets them; observers
+  watch). A user the teacher removed from the session stays out until it ends. The grant
+  is asked again whenever authority changes (:mod:`vtp.sfu.rights`) and when a
+  publication starts, so what it says holds for as long as the peer is in the room.
 * Any other room is an open room (WHIP ingest, ad-hoc meetings): with
   ``VTP_SFU_OPEN_ROOMS`` on (the default) any signed-in user may enter, teachers and
   admins as presenters, students as viewers who may publish; with it off only course
@@ -41,6 +43,9 @@ class RoomGrant:
     role: RoomRole
     may_publish: bool
     may_subscribe: bool = True
+    # the course session the room belongs to (None: an open room), for authority changes
+    course_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
 
 
 def valid_room_name(room: str) -> bool:
@@ -58,7 +63,12 @@ async def room_access(app: web.Application, principal: Principal, room: str) -> 
     if ticket is not None:
         if ticket.status != "live" or await _removed_by_teacher(app, ticket.session_id, principal):
             return None
-        return RoomGrant(role=ticket.role, may_publish=ticket.may_publish)
+        return RoomGrant(
+            role=ticket.role,
+            may_publish=ticket.may_publish,
+            course_id=ticket.course_id,
+            session_id=ticket.session_id,
+        )
     if await sessions.room_is_session(pool, room):
         return None  # a course's session, and this user is not in that course
     if not app[CONFIG].sfu_open_rooms:

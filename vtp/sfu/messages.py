@@ -305,6 +305,14 @@ class ConnectionState(ServerMessage):
     state: str
 
 
+class Grant(ServerMessage):
+    type: Literal["grant"] = "grant"
+    room: str
+    role: str
+    may_publish: bool
+    reason: str
+
+
 class ActiveSpeaker(ServerMessage):
     type: Literal["active-speaker"] = "active-speaker"
     peer_id: str | None
@@ -330,6 +338,7 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     SubscriptionClosed,
     ConnectionState,
     ActiveSpeaker,
+    Grant,
 )
 
 

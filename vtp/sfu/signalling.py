@@ -6,6 +6,13 @@ token gets a 401 JSON error), or, for browsers that cannot set headers on a WebS
 an ``auth`` message first (a bad token gets an ``error`` message and close code 4401).
 Tokens are not accepted in the URL: URLs end up in logs, proxies and browser history.
 
+Authority is not checked at join only. The session watches its user's changes of
+authority (:mod:`vtp.auth.authority`): when one comes, the token is verified again (fails:
+close 4401) and the room grant asked again (:mod:`vtp.sfu.rights`: refused -> ``left``
+and close 4403; another role or publish right -> its publications close if it may no
+longer publish, and ``grant`` tells the client). A token that expires without the client
+sending ``auth`` with a fresh one closes the socket with 4401 (``token_expired``).
+
 Client messages are handled one at a time, in order; replies and room events go through
 one outgoing queue so the client sees them in the order they happened. Nothing a client
 sends can break the room: every failure becomes an ``error`` message to that client.
@@ -25,11 +32,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vtp.api.access import public
 from vtp.api.errors import ApiError, unauthorized
 from vtp.api.middleware import bearer_token
-from vtp.appkeys import DB, TOKENS
+from vtp.appkeys import AUTHORITY, DB, TOKENS
+from vtp.auth.authority import AuthorityChange, Scope, Watch, until_expired
 from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
 from vtp.db.users import get_user
-from vtp.sfu import events
+from vtp.sfu import events, rights
 from vtp.sfu import messages as m
 from vtp.sfu.access import RoomGrant, room_access
 from vtp.sfu.connection import DownConnection, UpConnection
@@ -47,7 +55,8 @@ KEEPALIVE_S = 0.5
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is dropped
 MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions together
-CLOSE_UNAUTHORIZED = 4401
+CLOSE_UNAUTHORIZED = 4401  # bad, expired (not renewed) or revoked token
+CLOSE_FORBIDDEN = 4403  # the right to be in the room was taken away
 CLOSE_TOO_SLOW = 4408
 
 
@@ -94,8 +103,12 @@ class Session:
         self.app = app
         self.ws = ws
         self.principal: Principal | None = None
-        self.token = ""  # re-checked at every join: expiry, logout, role change
+        self.token = ""  # re-checked at every join and change of authority
         self.member: Member | None = None
+        self._scope: Scope = (None, None)  # the member's (course_id, session_id)
+        self._watch: Watch | None = None
+        self._expiry: asyncio.Task[None] | None = None
+        self._revoking = False
         self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -151,6 +164,7 @@ class Session:
                 await self._flush()
                 await self.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
                 return
+            self._watch_authority()
             async for msg in self.ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self._handle(msg.data)
@@ -158,6 +172,10 @@ class Session:
                     break
         finally:
             self._closing = True
+            if self._watch is not None:
+                self._watch.cancel()
+            if self._expiry is not None and not self._revoking:
+                self._expiry.cancel()
             # aiohttp cancels the handler when the client's TCP connection goes: the
             # peer must still leave, so that runs in a task of its own.
             cleanup = self.app[SFU_KEY].spawn(self._leave("disconnected"))
@@ -165,6 +183,70 @@ class Session:
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()
             await asyncio.shield(cleanup)
+
+    # --- authority ----------------------------------------------------------------------
+
+    def _watch_authority(self) -> None:
+        assert self.principal is not None
+        bus = self.app.get(AUTHORITY)
+        if bus is not None:
+            self._watch = bus.watch(self.principal.user_id, self._recheck, lambda: self._scope)
+        self._expiry = asyncio.create_task(self._expire())
+
+    async def _expire(self) -> None:
+        await until_expired(lambda: self.principal.expires_at if self.principal else 0)
+        await self._revoke(
+            CLOSE_UNAUTHORIZED,
+            "token_expired",
+            "the access token expired: send auth with a fresh one before it expires",
+            "token expired",
+        )
+
+    async def _recheck(self, change: AuthorityChange) -> None:
+        """Authority changed: is the token still good, and the room grant?"""
+        if self._closing or self._revoking:
+            return
+        try:
+            self.principal = await self.app[TOKENS].verify_access(self.token)
+        except TokenError as exc:
+            await self._revoke(CLOSE_UNAUTHORIZED, exc.code, exc.message, change.reason)
+            return
+        member = self.member
+        if member is None:
+            return
+        was = (member.role, member.may_publish)
+        grant = await rights.regrant(self.app, member, self.principal, change.reason)
+        if grant is None:  # the peer left; _on_gone told the client
+            await self._revoke(
+                CLOSE_FORBIDDEN,
+                "forbidden",
+                f"you may no longer be in room {member.room!r}: {change.reason}",
+                change.reason,
+            )
+        elif (grant.role, grant.may_publish) != was and self.member is member:
+            self.send(
+                m.Grant(
+                    room=member.room,
+                    role=grant.role,
+                    may_publish=grant.may_publish,
+                    reason=change.reason,
+                )
+            )
+
+    async def _revoke(self, close_code: int, code: str, message: str, reason: str) -> None:
+        """Leave the room, tell the client why, close the WebSocket."""
+        if self._closing or self._revoking:
+            return
+        self._revoking = True
+        member = self.member
+        if member is not None:
+            await self._leave(f"access revoked: {reason}")
+            self.send(m.Left(room=member.room, reason=f"access revoked: {reason}"))
+        self.error(code, message)
+        self._closing = True
+        await self._flush()
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=close_code, message=code.encode())
 
     async def _keep_alive(self) -> None:
         """An open WebSocket (answering the heartbeat) means the peer is there, even with
@@ -296,6 +378,7 @@ class Session:
         ]
         members.add(member)
         self.member = member
+        self._scope = (grant.course_id, grant.session_id)
         self.send(
             m.Joined(
                 request_id=msg.request_id,
@@ -324,7 +407,30 @@ class Session:
 
     async def _on_publish(self, msg: m.Publish) -> None:
         member = self._joined(msg.request_id)
-        if not member.may_publish:
+        assert self.principal is not None
+        # The right to publish is the one held now, not the one at join.
+        try:
+            self.principal = await self.app[TOKENS].verify_access(self.token)
+        except TokenError as exc:
+            raise m.MessageError(
+                exc.code, f"{exc.message}: send auth with a fresh token", None, msg.request_id
+            ) from None
+        was = (member.role, member.may_publish)
+        grant = await rights.regrant(self.app, member, self.principal, "publish")
+        if grant is not None and (grant.role, grant.may_publish) != was:
+            self.send(
+                m.Grant(
+                    room=member.room,
+                    role=grant.role,
+                    may_publish=grant.may_publish,
+                    reason="the room's rules changed",
+                )
+            )
+        if grant is None or self.member is not member:
+            raise m.MessageError(
+                "forbidden", f"you may no longer be in room {member.room!r}", None, msg.request_id
+            )
+        if not grant.may_publish:
             raise m.MessageError(
                 "forbidden", "your room role may not publish", None, msg.request_id
             )
@@ -400,6 +506,7 @@ class Session:
         if member is None:
             return
         self.member = None
+        self._scope = (None, None)
         self.app[MEMBERS].discard(member)
         try:
             await member.peer.leave(reason)
@@ -413,6 +520,7 @@ class Session:
         member = self.member
         if member is not None:
             self.member = None
+            self._scope = (None, None)
             self.send(m.Left(room=member.room, reason=reason))
 
     def _on_event(self, event: events.Event | MemberJoined) -> None:

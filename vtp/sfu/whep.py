@@ -22,7 +22,8 @@ from multidict import CIMultiDict
 
 from vtp.api.access import authenticated, principal_of, public
 from vtp.api.errors import forbidden, not_found
-from vtp.sfu import events
+from vtp.api.middleware import bearer_token
+from vtp.sfu import events, rights
 from vtp.sfu.errors import SfuError
 from vtp.sfu.members import MEMBERS, Member
 from vtp.sfu.service import SFU_KEY
@@ -95,6 +96,8 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
         member, lambda e: isinstance(e, events.SubscriptionClosed) and e.peer_id == peer.id
     )
     request.app[MEMBERS].add(member)
+    # ...and with the right to be in the room (vtp.sfu.rights).
+    rights.watch_http_member(request.app, member, bearer_token(request) or "", grant)
     try:
         sub = await peer.subscribe_answer(stream_id, offer)
     except SfuError as exc:

@@ -27,7 +27,8 @@ from multidict import CIMultiDict
 
 from vtp.api.access import Handler, authenticated, principal_of, public
 from vtp.api.errors import ApiError, error_response, forbidden, not_found
-from vtp.sfu import events
+from vtp.api.middleware import bearer_token
+from vtp.sfu import events, rights
 from vtp.sfu.access import valid_room_name
 from vtp.sfu.errors import SfuError
 from vtp.sfu.members import MEMBERS, Member, MemberJoined, Sink
@@ -208,6 +209,8 @@ async def whip_publish(request: web.Request) -> web.Response:
         member.sink = leave_when(
             member, lambda e: isinstance(e, events.StreamRemoved) and e.stream_id == pub.id
         )
+        # ...and with the publish right or room access (vtp.sfu.rights).
+        rights.watch_http_member(request.app, member, bearer_token(request) or "", grant)
     except SfuError as exc:
         await peer.leave("bad offer")
         raise sdp_error(exc) from None

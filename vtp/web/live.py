@@ -10,7 +10,11 @@ signalling protocol as messages of its own (see the report of issue 5).
 Protocol (JSON text frames with a ``type``):
 
 client -> server
-  ``auth {token}``                 first, within 10 s (browsers cannot set headers)
+  ``auth {token}``                 first, within 10 s (browsers cannot set headers); sent
+                                   again with a fresh access token of the same user
+                                   before the current one expires (renewal; answered
+                                   ``authenticated {user_id, expires_at}``), else the
+                                   channel closes with 4401 ``token_expired``
   ``hand {raised}``                raise or lower my hand
   ``lower-hand {user_id}``         presenter: lower someone's hand
   ``media {audio, video, screen}`` my publishing state, shown to everyone
@@ -33,16 +37,29 @@ server -> client
   ``participant-joined {participant}``;
   ``participant-left {user_id, reason}``; ``hand {user_id, raised, at}``;
   ``media {user_id, audio, video, screen}``; ``muted {by}`` and ``removed {by, reason}``
-  (to their target); ``chat {event, message}`` (created/edited/deleted, from the chat
-  API's hooks); ``ended``; ``pong``; ``error {error: {code, message, details}}``.
+  (to their target);
+  ``chat {event, message}`` (created/edited/deleted, from the chat API's hooks);
+  ``role {user_id, role}`` (a participant's role changed, e.g. a TA made a student lost
+  the presenter's controls); ``ended {by}`` (when the session
+  ends through the API, in any process, or after ``end``);
+  ``authenticated {user_id, expires_at}``; ``pong``; ``error {error: {code, message,
+  details}}``.
 
 A participant is a user (several tabs count once): ``{user_id, display, role, since,
 hand_raised_at, audio, video, screen}``; ``since`` is when their current stay began.
 Attendance rows (``session_participants``) are written when a user's first connection
 opens and closed when their last one closes.
 
-Close codes: 4401 (authentication failed), 4403 (not a member, or removed), 4409 (the
-session is not live), 1000 after ``ended``.
+Authority is followed while the channel is open, not checked once: every change of
+authority concerning the user or the session (:mod:`vtp.auth.authority`: logout, token
+revocation, unenrolment, course or site role change, removal in any process, session
+end) re-checks the token, the membership, the removal list and the role at once. A
+presenter's controls (``lower-hand``, ``mute``, ``remove``, ``record``, ``end``) also
+re-check the sender's current course role: hosting a session gives no power of its own.
+
+Close codes: 4401 (authentication failed; the token expired without renewal or was
+revoked), 4403 (not a member, no longer a member, or removed), 4409 (the session is not
+live), 1000 after ``ended``.
 
 Participants, hands and media state live in this process (one process serves a class:
 its SFU room is here too); removals are in Redis (:mod:`vtp.web.removals`).
@@ -55,7 +72,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +82,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vtp.api.access import public
 from vtp.api.chat import CHAT_HOOKS, ChatHook
 from vtp.api.errors import ApiError
-from vtp.appkeys import DB, REDIS, TOKENS
+from vtp.appkeys import AUTHORITY, DB, REDIS, TOKENS
+from vtp.auth.authority import AuthorityChange, until_expired
 from vtp.auth.tokens import TokenError
 from vtp.db import attendance as attendance_db
 from vtp.db import sessions as sessions_db
@@ -107,6 +125,10 @@ class Connection:
     user_id: uuid.UUID
     display: str
     role: str  # "presenter" | "viewer"
+    token: str = ""  # re-checked on every change of authority; renewed by "auth"
+    expires_at: float = 0.0
+    is_admin: bool = False
+    course_id: uuid.UUID | None = None
     out: asyncio.Queue[dict[str, Any] | tuple[int, str]] = field(default_factory=asyncio.Queue)
     closing: bool = False
 
@@ -263,7 +285,16 @@ async def _authenticate(
     if user is None or not user.is_active:
         await _refuse(ws, CLOSE_UNAUTHORIZED, "account_disabled", "this account no longer exists")
         return None
-    conn = Connection(ws=ws, user_id=principal.user_id, display=user.display_name, role=ticket.role)
+    conn = Connection(
+        ws=ws,
+        user_id=principal.user_id,
+        display=user.display_name,
+        role=ticket.role,
+        token=str(data["token"]),
+        expires_at=principal.expires_at,
+        is_admin=principal.role == "admin",
+        course_id=ticket.course_id,
+    )
     return conn, ticket
 
 
@@ -294,6 +325,7 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
     room = app[LIVE_ROOMS].get(session_id, ticket.room_name)
     writer = asyncio.create_task(_write_loop(conn))
     await _enter(app, room, conn)
+    stop_watching = _follow_authority(app, room, conn)
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -306,6 +338,7 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
                 logger.exception("live channel message failed")
                 conn.send(_error("internal_error", "the server failed to handle this message"))
     finally:
+        stop_watching()
         conn.close(WSCloseCode.OK, "bye")
         await asyncio.shield(_exit(app, room, conn, "left"))
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
@@ -374,9 +407,116 @@ def _target(room: LiveRoom, data: dict[str, Any]) -> Participant:
     return participant
 
 
-def _presenter(conn: Connection) -> None:
+async def _presenter(app: web.Application, room: LiveRoom, conn: Connection) -> None:
+    """Only a presenter, by the course role held now (a TA demoted while hosting is not)."""
+    if conn.role == "presenter":
+        ticket = await sessions_db.join_ticket(
+            app[DB], user_id=conn.user_id, is_admin=conn.is_admin, session_id=room.session_id
+        )
+        _set_role(room, conn, ticket.role if ticket is not None else "viewer")
     if conn.role != "presenter":
         raise ChannelError("forbidden", "only the teacher may do this")
+
+
+def _set_role(room: LiveRoom, conn: Connection, role: str) -> None:
+    if conn.role == role:
+        return
+    conn.role = role
+    participant = room.participants.get(conn.user_id)
+    if participant is not None and participant.role != role:
+        participant.role = role
+        room.broadcast({"type": "role", "user_id": str(conn.user_id), "role": role})
+
+
+# --- authority while the channel is open ----------------------------------------------------
+
+
+def _follow_authority(app: web.Application, room: LiveRoom, conn: Connection) -> Callable[[], None]:
+    """Re-check on every change of authority, close at token expiry; returns the stop."""
+    bus = app.get(AUTHORITY)
+
+    async def recheck(change: AuthorityChange) -> None:
+        await _recheck(app, room, conn, change)
+
+    watch = (
+        bus.watch(conn.user_id, recheck, lambda: (conn.course_id, room.session_id))
+        if bus is not None
+        else None
+    )
+    expiry = asyncio.create_task(_expire(conn))
+
+    def stop() -> None:
+        if watch is not None:
+            watch.cancel()
+        expiry.cancel()
+
+    return stop
+
+
+async def _expire(conn: Connection) -> None:
+    await until_expired(lambda: conn.expires_at)
+    conn.send(
+        _error(
+            "token_expired",
+            "the access token expired: send auth with a fresh one before it expires",
+        )
+    )
+    conn.close(CLOSE_UNAUTHORIZED, "token_expired")
+
+
+async def _recheck(
+    app: web.Application, room: LiveRoom, conn: Connection, change: AuthorityChange
+) -> None:
+    if conn.closing:
+        return
+    try:
+        principal = await app[TOKENS].verify_access(conn.token)
+    except TokenError as exc:
+        conn.send(_error(exc.code, f"{exc.message} ({change.reason})"))
+        conn.close(CLOSE_UNAUTHORIZED, exc.code)
+        return
+    conn.is_admin = principal.role == "admin"
+    ticket = await sessions_db.join_ticket(
+        app[DB], user_id=conn.user_id, is_admin=conn.is_admin, session_id=room.session_id
+    )
+    if ticket is None:
+        conn.send(_error("forbidden", f"you are no longer in this class ({change.reason})"))
+        conn.close(CLOSE_FORBIDDEN, "forbidden")
+        return
+    if ticket.status != "live":
+        conn.send({"type": "ended", "by": change.by})
+        conn.close(WSCloseCode.OK, "session ended")
+        return
+    reason = await removals.reason(app[REDIS], room.session_id, conn.user_id)
+    if reason is not None:
+        conn.send({"type": "removed", "by": change.by, "reason": reason})
+        conn.close(CLOSE_FORBIDDEN, "removed")
+        return
+    user = await get_user(app[DB], conn.user_id)
+    if user is None or not user.is_active:
+        conn.send(_error("account_disabled", "this account no longer exists"))
+        conn.close(CLOSE_UNAUTHORIZED, "account_disabled")
+        return
+    _set_role(room, conn, ticket.role)
+
+
+async def _renew(app: web.Application, conn: Connection, token: Any) -> None:
+    """``auth`` on an open channel: a fresh token of the same user moves the expiry."""
+    try:
+        principal = await app[TOKENS].verify_access(str(token or ""))
+    except TokenError as exc:
+        raise ChannelError(exc.code, exc.message) from None
+    if principal.user_id != conn.user_id:
+        raise ChannelError("forbidden", "a new token must be for the same user")
+    conn.token, conn.expires_at = str(token), principal.expires_at
+    conn.is_admin = principal.role == "admin"
+    conn.send(
+        {
+            "type": "authenticated",
+            "user_id": str(principal.user_id),
+            "expires_at": principal.expires_at,
+        }
+    )
 
 
 async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: str) -> None:
@@ -390,11 +530,13 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
     me = room.participants[conn.user_id]
     if kind == "ping":
         conn.send({"type": "pong"})
+    elif kind == "auth":
+        await _renew(app, conn, data.get("token"))
     elif kind == "hand":
         me.hand_raised_at = _now() if data.get("raised") else None
         room.broadcast(_hand(me))
     elif kind == "lower-hand":
-        _presenter(conn)
+        await _presenter(app, room, conn)
         target = _target(room, data)
         target.hand_raised_at = None
         room.broadcast(_hand(target))
@@ -412,22 +554,22 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
             }
         )
     elif kind == "mute":
-        _presenter(conn)
+        await _presenter(app, room, conn)
         target = _target(room, data)
         for other in target.connections:
             other.send({"type": "muted", "by": conn.display})
     elif kind == "remove":
-        _presenter(conn)
+        await _presenter(app, room, conn)
         target = _target(room, data)
         if target.role == "presenter":
             raise ChannelError("forbidden", "a teacher cannot be removed")
         reason = str(data.get("reason") or "removed by the teacher")[:200]
         await remove_participant(app, room, target, by=conn.display, reason=reason)
     elif kind == "record":
-        _presenter(conn)
+        await _presenter(app, room, conn)
         await _record(app, room, conn, data.get("action"))
     elif kind == "end":
-        _presenter(conn)
+        await _presenter(app, room, conn)
         session = await sessions_db.get_session(app[DB], room.session_id)
         if session is None or session.status == "live":
             raise ChannelError("session_live", "end the session with the API first")
@@ -487,6 +629,14 @@ async def remove_participant(
         conn.send({"type": "removed", "by": by, "reason": reason})
         conn.close(CLOSE_FORBIDDEN, "removed")
     await _leave_sfu(app, room.room_name, target.user_id, f"removed: {reason}")
+    # The target's sockets and peers in other processes (sharing the Redis) go too.
+    bus = app.get(AUTHORITY)
+    if bus is not None:
+        await bus.publish(
+            AuthorityChange(
+                f"removed: {reason}", user_id=target.user_id, session_id=room.session_id, by=by
+            )
+        )
 
 
 async def _leave_sfu(app: web.Application, room_name: str, user_id: uuid.UUID, reason: str) -> None:
