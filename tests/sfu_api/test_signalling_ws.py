@@ -210,27 +210,35 @@ async def test_idle_websocket_peer_stays_in_the_room(client: Any, accounts: Any)
     await conn.close()
 
 
-async def test_join_rechecks_the_token_and_auth_refreshes_it(client: Any, accounts: Any) -> None:
+async def test_auth_renews_the_token_and_logout_closes_the_socket(
+    client: Any, accounts: Any
+) -> None:
     account = await accounts.register()
     first = await accounts.login(account["user"]["email"], account["password"])
     other = await accounts.register()
     conn = await connect(client, first["access_token"])
     await conn.request("join", "joined", room="recheck")
-    await conn.request("leave", "left")
-
-    resp = await client.post(
-        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {first['access_token']}"}
-    )
-    assert resp.status == 204
-    await conn.send(type="join", room="recheck", request_id="j1")
-    await conn.error("token_revoked", request_id="j1")
 
     await conn.send(type="auth", token=other["access_token"], request_id="a1")
     await conn.error("forbidden", request_id="a1")  # another user's token
     fresh = await accounts.login(account["user"]["email"], account["password"])
     auth = await conn.request("auth", "authenticated", token=fresh["access_token"])
     assert auth["user_id"] == account["user"]["id"]
-    await conn.request("join", "joined", room="recheck")
+    # The socket now holds the fresh login's token: the first login's logout spares it.
+    resp = await client.post(
+        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {first['access_token']}"}
+    )
+    assert resp.status == 204
+    await conn.request("ping", "pong")
+    # Its own login's logout closes it: the peer leaves, then 4401.
+    resp = await client.post(
+        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {fresh['access_token']}"}
+    )
+    assert resp.status == 204
+    left = await conn.wait("left")
+    assert left["room"] == "recheck" and "signed out" in left["reason"]
+    await conn.error("token_revoked")
+    assert await conn.closed() == 4401
     await conn.close()
 
 

@@ -238,6 +238,11 @@ class WsClient:
         assert msg["error"]["message"], msg
         return msg
 
+    async def closed(self, within: float = 5.0) -> int | None:
+        """Wait until the server has closed the WebSocket; its close code."""
+        await asyncio.wait_for(asyncio.shield(self._reader), within)
+        return self.ws.close_code
+
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
@@ -43,9 +43,10 @@ class RoomGrant:
     role: RoomRole
     may_publish: bool
     may_subscribe: bool = True
-    # the course session the room belongs to (None: an open room), for authority changes
-    course_id: uuid.UUID | None = None
-    session_id: uuid.UUID | None = None
+    # where the grant holds (None: an open room), to route changes of authority; not a
+    # right, so not compared
+    course_id: uuid.UUID | None = field(default=None, compare=False)
+    session_id: uuid.UUID | None = field(default=None, compare=False)
 
 
 def valid_room_name(room: str) -> bool:
