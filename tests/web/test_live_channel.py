@@ -216,6 +216,7 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     assert (await t.next("error"))["error"]["code"] == "session_live"
     # Ending it through the API ends everyone's channel, the teacher's too.
     await _ok(client, "POST", f"/api/v1/sessions/{sid}/end", teacher)
+
     async def ended(channel: Channel) -> None:
         assert (await channel.next("ended"))["by"] == teacher["user"]["display_name"]
         await channel.ws.receive()

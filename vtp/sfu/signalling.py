@@ -106,6 +106,7 @@ class Session:
         self.token = ""  # re-checked at every join and change of authority
         self.member: Member | None = None
         self._scope: Scope = (None, None)  # the member's (course_id, session_id)
+        self._gone_room: str | None = None  # the room the server took this peer out of
         self._watch: Watch | None = None
         self._expiry: asyncio.Task[None] | None = None
         self._revoking = False
@@ -206,24 +207,28 @@ class Session:
         """Authority changed: is the token still good, and the room grant?"""
         if self._closing or self._revoking:
             return
+        # A peer the server already took out of its room (removed by the teacher, room
+        # closed at the session's end) counts too: its right is what decides the socket.
+        member = self.member
+        room = member.room if member is not None else self._gone_room
         try:
             self.principal = await self.app[TOKENS].verify_access(self.token)
         except TokenError as exc:
             await self._revoke(CLOSE_UNAUTHORIZED, exc.code, exc.message, change.reason)
             return
-        member = self.member
-        if member is None:
+        if room is None:
             return
-        was = (member.role, member.may_publish)
-        grant = await rights.regrant(self.app, member, self.principal, change.reason)
-        if grant is None:  # the peer left; _on_gone told the client
+        grant = await room_access(self.app, self.principal, room)
+        if grant is None:
             await self._revoke(
                 CLOSE_FORBIDDEN,
                 "forbidden",
-                f"you may no longer be in room {member.room!r}: {change.reason}",
+                f"you may no longer be in room {room!r}: {change.reason}",
                 change.reason,
             )
-        elif (grant.role, grant.may_publish) != was and self.member is member:
+        elif member is None:
+            return
+        elif self.member is member and await rights.apply_grant(member, grant, change.reason):
             self.send(
                 m.Grant(
                     room=member.room,
@@ -379,6 +384,7 @@ class Session:
         members.add(member)
         self.member = member
         self._scope = (grant.course_id, grant.session_id)
+        self._gone_room = None
         self.send(
             m.Joined(
                 request_id=msg.request_id,
@@ -520,7 +526,7 @@ class Session:
         member = self.member
         if member is not None:
             self.member = None
-            self._scope = (None, None)
+            self._gone_room = member.room  # (its scope stays: changes still reach us)
             self.send(m.Left(room=member.room, reason=reason))
 
     def _on_event(self, event: events.Event | MemberJoined) -> None:
