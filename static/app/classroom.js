@@ -1,6 +1,6 @@
 // The live classroom: preview and device choice, then the room (video grid, screen share,
 // chat, hands, teacher controls, presence), over the SFU protocol and the live channel.
-import { ApiError, api, accessToken, describeError, el, requireUser, toast } from "./api.js";
+import { ApiError, api, accessToken, describeError, el, refreshTokens, requireUser, toast } from "./api.js";
 import { LiveChannel } from "./live.js";
 import { SfuClient } from "./sfu.js";
 
@@ -604,9 +604,32 @@ function onSfu(type, data) {
     case "left":
       onLeftBySfu(data.reason);
       break;
+    case "grant":
+      onGrant(data);
+      break;
     default:
       break;
   }
+}
+
+/** The server changed what we may do in the room (the floor closed, a role changed). */
+function onGrant(grant) {
+  const could = state.ticket.may_publish;
+  state.ticket = { ...state.ticket, role: grant.role, may_publish: grant.may_publish };
+  state.presenter = grant.role === "presenter";
+  $("[data-end]").hidden = !state.presenter;
+  $("[data-share]").hidden = !grant.may_publish || !navigator.mediaDevices.getDisplayMedia;
+  $("[data-mic]").hidden = !grant.may_publish;
+  $("[data-cam]").hidden = !grant.may_publish;
+  if (could && !grant.may_publish) {
+    toast("You can no longer share your camera, microphone or screen here.", "warn");
+  } else if (!could && grant.may_publish && state.local) {
+    state.sfu.publish("camera", state.local);
+  }
+  renderToggles();
+  renderRecording();
+  sendMedia();
+  renderTiles();
 }
 
 async function onLeftBySfu(reason) {
@@ -623,6 +646,10 @@ async function onLeftBySfu(reason) {
     }
   } catch {
     /* try again below */
+  }
+  if (reason.startsWith("access revoked")) {
+    finish("You are no longer in this class", reason.replace(/^access revoked:\s*/, "Reason: "));
+    return;
   }
   state.sfu.fail(state.sfu.generation, new Error(reason));
 }
@@ -679,11 +706,23 @@ function onLive(type, data) {
       showNotice(`${data.by} muted your microphone.`);
       break;
     case "removed":
-      finish("You were removed from the class", `${data.by}: ${data.reason}`);
+      finish("You were removed from the class", data.by ? `${data.by}: ${data.reason}` : data.reason);
       break;
     case "ended":
-      finish("The class has ended", state.presenter ? "You ended this session for everyone." : `${data.by} ended this session. Thank you for joining!`);
+      finish("The class has ended", state.presenter ? "You ended this session for everyone." : `${data.by || "The teacher"} ended this session. Thank you for joining!`);
       break;
+    case "role": {
+      const p = state.participants.get(data.user_id);
+      if (p) p.role = data.role;
+      if (data.user_id === state.me.id) {
+        state.presenter = data.role === "presenter";
+        $("[data-end]").hidden = !state.presenter;
+        renderRecording();
+      }
+      renderPeople();
+      renderTiles();
+      break;
+    }
     case "chat":
       addChat(data.message);
       break;
@@ -746,8 +785,10 @@ async function join() {
   $("[data-cam]").hidden = !state.ticket.may_publish;
   renderToggles();
   renderRecording();
-  state.live = new LiveChannel({ url: `${wsBase}/api/v1/sessions/${sessionId}/live`, token: () => accessToken(), emit: onLive });
-  state.sfu = new SfuClient({ url: `${wsBase}/api/v1/sfu/ws`, room: state.ticket.room_name, token: () => accessToken(), emit: onSfu });
+  // fresh: the server refused the last token (expired, revoked): refresh it first.
+  const token = (fresh) => (fresh ? refreshTokens().then((s) => s.access_token) : accessToken());
+  state.live = new LiveChannel({ url: `${wsBase}/api/v1/sessions/${sessionId}/live`, token, emit: onLive });
+  state.sfu = new SfuClient({ url: `${wsBase}/api/v1/sfu/ws`, room: state.ticket.room_name, token, emit: onSfu });
   state.live.start();
   state.sfu.start();
   if (state.ticket.may_publish && state.local) state.sfu.publish("camera", state.local);

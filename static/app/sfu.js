@@ -1,17 +1,23 @@
 // A client of VTP's SFU WebSocket protocol (docs/protocol.md): one RTCPeerConnection per
 // publication (we offer, sendonly) and per subscription (the server offers). It rejoins,
-// republishes and resubscribes by itself when the WebSocket or ICE drops.
+// republishes and resubscribes by itself when the WebSocket or ICE drops. It keeps the
+// server's copy of the access token fresh (auth again when the token changes), as the
+// server closes a WebSocket whose token expired (4401).
 "use strict";
 
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
 const DISCONNECTED_GRACE_MS = 4000;
+const RENEW_CHECK_MS = 30000; // the page refreshes tokens 60 s before expiry: we follow
+const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
+const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
 
 export class SfuClient {
   /**
    * @param {object} o
    * @param {string} o.url  ws(s)://host/api/v1/sfu/ws
    * @param {string} o.room
-   * @param {() => Promise<string>} o.token  a fresh access token
+   * @param {(fresh?: boolean) => Promise<string>} o.token  a valid access token
+   *   (fresh = true: a newly refreshed one, after the server refused the last)
    * @param {(type: string, data: any) => void} o.emit  events for the page
    */
   constructor({ url, room, token, emit }) {
@@ -32,6 +38,10 @@ export class SfuClient {
     this.subscriptions = new Map(); // stream_id -> {id, streamId, peerId, pc, media}
     this.streams = new Map(); // stream_id -> stream-added message
     this.reconnects = 0;
+    this.sentToken = null; // the token the server holds for this WebSocket
+    this.renewTimer = null;
+    this.needFreshToken = false;
+    this.mayPublish = true;
   }
 
   setState(state, detail) {
@@ -51,17 +61,22 @@ export class SfuClient {
     this.ws = ws;
     ws.onopen = async () => {
       try {
-        await this.request({ type: "auth", token: await this.token() });
+        const token = await this.token(this.needFreshToken);
+        this.needFreshToken = false;
+        await this.request({ type: "auth", token });
         if (gen !== this.generation) return;
+        this.sentToken = token;
+        this.keepTokenFresh(gen);
         const joined = await this.request({ type: "join", room: this.room });
         if (gen !== this.generation) return;
         this.attempt = 0;
         this.peerId = joined.peer_id;
+        this.mayPublish = joined.may_publish;
         this.iceServers = joined.ice_servers || [];
         this.setState("connected");
         this.emit("joined", joined);
         for (const [label, pub] of this.publishing) {
-          this.startPublication(label, pub.stream, gen).catch((e) => this.fail(gen, e));
+          this.startPublication(label, pub.stream, gen).catch((e) => this.publishFailed(gen, label, e));
         }
       } catch (error) {
         this.emit("error", error);
@@ -72,12 +87,45 @@ export class SfuClient {
     ws.onclose = (ev) => {
       if (gen !== this.generation) return;
       this.teardown(new Error("websocket closed"));
+      if (ev.code === CLOSE_FORBIDDEN) this.stopped = true; // removed, unenrolled, ended
       if (this.stopped) {
-        this.setState("closed");
+        this.setState("closed", ev.code);
         return;
       }
+      if (ev.code === CLOSE_UNAUTHORIZED) this.needFreshToken = true;
       this.reconnectLater(`connection lost (${ev.code})`);
     };
+  }
+
+  /** Send the page's current access token whenever it changed (it is refreshed before it
+   * expires), so the server never holds an expired one. */
+  keepTokenFresh(gen) {
+    clearInterval(this.renewTimer);
+    this.renewTimer = setInterval(async () => {
+      if (gen !== this.generation) {
+        clearInterval(this.renewTimer);
+        return;
+      }
+      try {
+        const token = await this.token();
+        if (token !== this.sentToken && gen === this.generation) {
+          await this.request({ type: "auth", token });
+          this.sentToken = token;
+        }
+      } catch (error) {
+        this.emit("error", error); // the server keeps the old token until it expires
+      }
+    }, RENEW_CHECK_MS);
+  }
+
+  /** A publication was refused: the right to publish is gone (not a broken connection). */
+  publishFailed(gen, label, error) {
+    if (error && error.code === "forbidden") {
+      this.publishing.delete(label);
+      this.emit("publish-refused", { label, error });
+      return;
+    }
+    this.fail(gen, error);
   }
 
   reconnectLater(detail) {
@@ -102,6 +150,7 @@ export class SfuClient {
   }
 
   teardown(error) {
+    clearInterval(this.renewTimer);
     for (const { reject } of this.pending.values()) reject(error);
     this.pending.clear();
     for (const sub of this.subscriptions.values()) {
@@ -179,7 +228,8 @@ export class SfuClient {
             if (pub.pc) pub.pc.close();
             pub.pc = null;
             pub.id = null;
-            this.startPublication(label, pub.stream, gen).catch((e) => this.fail(gen, e));
+            if (!this.mayPublish) continue; // closed by the server: the right is gone
+            this.startPublication(label, pub.stream, gen).catch((e) => this.publishFailed(gen, label, e));
           }
         }
         const sub = this.subscriptions.get(msg.stream_id);
@@ -211,6 +261,17 @@ export class SfuClient {
       case "left":
         // The server removed us (room closed, removed by the teacher): the page decides.
         this.emit("left", msg);
+        break;
+      case "grant":
+        // Our rights in the room changed (comes before the publications it closes).
+        this.mayPublish = msg.may_publish;
+        if (!msg.may_publish) {
+          for (const [label, pub] of this.publishing) {
+            if (pub.pc) pub.pc.close();
+            this.publishing.delete(label);
+          }
+        }
+        this.emit("grant", msg);
         break;
       case "error":
         this.emit("error", msg.error);

@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 RECONNECT_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+START_WAIT_S = 5.0  # the app starts (and reports Redis down) rather than wait for it
 
 Scope = tuple[uuid.UUID | None, uuid.UUID | None]  # (course_id, session_id) of a socket
 
@@ -152,19 +153,17 @@ class AuthorityBus:
         self.origin = secrets.token_hex(8)  # this process: its own messages come back
         self._watches: set[Watch] = set()
         self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._tried = asyncio.Event()  # the first subscription attempt ended, either way
 
     # --- lifetime ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe (and wait until subscribed, so no change published after the app
-        serves is missed)."""
+        """Subscribe, and wait for the first attempt, so that no change published after the
+        app serves is missed. With Redis down the app still starts (``/ready`` says why);
+        the listener keeps trying in the background."""
         self._listener = asyncio.create_task(self._listen(), name="vtp-authority-listener")
-        waiter = asyncio.create_task(self._subscribed.wait())
-        await asyncio.wait({waiter, self._listener}, return_when=asyncio.FIRST_COMPLETED)
-        if not waiter.done():
-            waiter.cancel()
-            self._listener.result()  # raises what stopped it
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._tried.wait(), START_WAIT_S)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -186,12 +185,13 @@ class AuthorityBus:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
-                self._subscribed.set()
+                self._tried.set()
                 attempt = 0
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self._received(message.get("data"))
             except (RedisError, OSError) as exc:
+                self._tried.set()
                 delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
                 attempt += 1
                 logger.warning("authority bus lost Redis (%s); again in %.1f s", exc, delay)

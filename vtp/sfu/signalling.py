@@ -228,15 +228,19 @@ class Session:
             )
         elif member is None:
             return
-        elif self.member is member and await rights.apply_grant(member, grant, change.reason):
+        elif self.member is member:
+            await self._hold(member, grant, change.reason)
+
+    async def _hold(self, member: Member, grant: RoomGrant, reason: str) -> None:
+        """Apply a grant to this session's member; a change is told to the client first,
+        before the publications it closes, so the client does not try them again."""
+        if (grant.role, grant.may_publish) != (member.role, member.may_publish):
             self.send(
                 m.Grant(
-                    room=member.room,
-                    role=grant.role,
-                    may_publish=grant.may_publish,
-                    reason=change.reason,
+                    room=member.room, role=grant.role, may_publish=grant.may_publish, reason=reason
                 )
             )
+        await rights.apply_grant(member, grant, reason)
 
     async def _revoke(self, close_code: int, code: str, message: str, reason: str) -> None:
         """Leave the room, tell the client why, close the WebSocket."""
@@ -421,21 +425,18 @@ class Session:
             raise m.MessageError(
                 exc.code, f"{exc.message}: send auth with a fresh token", None, msg.request_id
             ) from None
-        was = (member.role, member.may_publish)
-        grant = await rights.regrant(self.app, member, self.principal, "publish")
-        if grant is not None and (grant.role, grant.may_publish) != was:
-            self.send(
-                m.Grant(
-                    room=member.room,
-                    role=grant.role,
-                    may_publish=grant.may_publish,
-                    reason="the room's rules changed",
-                )
+        grant = await room_access(self.app, self.principal, member.room)
+        if self.member is not member:
+            raise m.MessageError("not_joined", "join a room first", None, msg.request_id)
+        if grant is None:
+            await self._revoke(
+                CLOSE_FORBIDDEN,
+                "forbidden",
+                f"you may no longer be in room {member.room!r}",
+                "no access to the room",
             )
-        if grant is None or self.member is not member:
-            raise m.MessageError(
-                "forbidden", f"you may no longer be in room {member.room!r}", None, msg.request_id
-            )
+            return
+        await self._hold(member, grant, "the room's rules changed")
         if not grant.may_publish:
             raise m.MessageError(
                 "forbidden", "your room role may not publish", None, msg.request_id
