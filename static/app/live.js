@@ -7,7 +7,7 @@
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
 const FINAL_CODES = new Set([4403, 4409]);
 const CLOSE_UNAUTHORIZED = 4401; // expired or revoked: once more with a refreshed token
-const RENEW_CHECK_MS = 30000;
+const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 
 export class LiveChannel {
   constructor({ url, token, emit }) {

@@ -7,7 +7,7 @@
 
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
 const DISCONNECTED_GRACE_MS = 4000;
-const RENEW_CHECK_MS = 30000; // the page refreshes tokens 60 s before expiry: we follow
+const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
 
