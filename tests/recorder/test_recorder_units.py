@@ -20,9 +20,12 @@ from vtp.recorder.depacketizer import (
 )
 from vtp.recorder.session import describe_error, write_json_atomically
 from vtp.recorder.spool import Spool, seal_cut_recording
-from vtp.recorder.webm import WebmFile, opus_duration
+from vtp.recorder.matroska import MatroskaFile, VideoFormat, opus_duration
 from vtp.storage import MissingBucket
 from vtp.storage.s3 import s3_error
+
+
+VP8_160 = VideoFormat("vp8", 160, 120)
 
 
 @dataclass
@@ -163,7 +166,7 @@ def test_opus_passes_through_and_drops_late_packets() -> None:
 
 def test_webm_has_no_open_codec_and_decodes(tmp_path: Path, vp8: list[tuple[bytes, bool]]) -> None:
     path = tmp_path / "a.webm"
-    webm = WebmFile(path, video_size=(160, 120), audio=True)
+    webm = MatroskaFile(path, video=VP8_160, audio=True)
     assert not webm.codec_contexts_open()
     silence = b"\xf8\xff\xfe"
     for i, (data, key) in enumerate(vp8):
@@ -181,7 +184,7 @@ def test_webm_has_no_open_codec_and_decodes(tmp_path: Path, vp8: list[tuple[byte
 
 
 def test_disk_full_is_named(tmp_path: Path) -> None:
-    webm = WebmFile(Path("/dev/full"), video_size=(160, 120), audio=False)
+    webm = MatroskaFile(Path("/dev/full"), video=VP8_160, audio=False)
     with pytest.raises(OSError) as info:
         for i in range(200):
             webm.write("video", 3000 * i, b"\x00" * 5000, True)
@@ -203,7 +206,7 @@ def test_a_cut_recording_is_sealed(tmp_path: Path, vp8: list[tuple[bytes, bool]]
     spool.prepare()
     directory = spool.root / "5a0d3e9c-0000-4000-8000-000000000001"
     directory.mkdir()
-    webm = WebmFile(directory / "01-teacher-s1.webm", video_size=(160, 120), audio=False)
+    webm = MatroskaFile(directory / "01-teacher-s1.webm", video=VP8_160, audio=False)
     for i, (data, key) in enumerate(vp8):
         webm.write("video", 3000 * i, data, key)
     # no close(): as a killed process leaves it
