@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import pytest
 
+from tests.recorder.rtp_packetizers import encode_h264
 from vtp.recorder.depacketizer import (
     Frame,
     OpusAssembler,
@@ -18,12 +19,11 @@ from vtp.recorder.depacketizer import (
     parse_vp8_descriptor,
     vp8_keyframe_info,
 )
+from vtp.recorder.matroska import MatroskaFile, VideoFormat, opus_duration
 from vtp.recorder.session import describe_error, write_json_atomically
 from vtp.recorder.spool import Spool, seal_cut_recording
-from vtp.recorder.matroska import MatroskaFile, VideoFormat, opus_duration
 from vtp.storage import MissingBucket
 from vtp.storage.s3 import s3_error
-
 
 VP8_160 = VideoFormat("vp8", 160, 120)
 
@@ -201,27 +201,60 @@ def test_missing_bucket_is_named() -> None:
     assert "bucket 'vtp' does not exist" in str(error)
 
 
-def test_a_cut_recording_is_sealed(tmp_path: Path, vp8: list[tuple[bytes, bool]]) -> None:
+CUES = b"\x1c\x53\xbb\x6b"  # the Matroska Cues element's ID
+
+
+@pytest.mark.parametrize(("codec", "torn"), [("vp8", 0), ("vp8", 9), ("h264", 9)])
+def test_a_cut_recording_is_sealed_with_duration_and_cues(
+    tmp_path: Path, vp8: list[tuple[bytes, bool]], codec: str, torn: int
+) -> None:
+    """A file as SIGKILL leaves it (``torn``: the last block only partly written) gets
+    its duration and Cues by a remux, and its manifest says where it was cut."""
     spool = Spool(tmp_path / "spool")
     spool.prepare()
     directory = spool.root / "5a0d3e9c-0000-4000-8000-000000000001"
     directory.mkdir()
-    webm = MatroskaFile(directory / "01-teacher-s1.webm", video=VP8_160, audio=False)
-    for i, (data, key) in enumerate(vp8):
-        webm.write("video", 3000 * i, data, key)
-    # no close(): as a killed process leaves it
-    webm._container = None
+    name = f"01-teacher-s1{'.mkv' if codec == 'h264' else '.webm'}"
+    if codec == "h264":
+        frames = encode_h264(30, gop=10)
+        video = VideoFormat("h264", 320, 180, frames[0][0])
+    else:
+        frames, video = vp8, VP8_160
+    live = MatroskaFile(tmp_path / name, video=video, audio=True)
+    for i, (data, key) in enumerate(frames):
+        live.write("video", 3000 * i, data, key)
+        live.write("audio", 1600 * i, b"\xf8\xff\xfe", True)
+    cut = (tmp_path / name).read_bytes()  # what a killed process leaves on disk
+    live.close()
+    (directory / name).write_bytes(cut[: len(cut) - torn])
+    assert CUES not in cut
+    with av.open(str(directory / name)) as container:
+        assert container.duration is None
     manifest = {
         "state": "recording",
         "started_unix": 1000.0,
-        "files": [{"name": "01-teacher-s1.webm", "offset_ms": 500, "kinds": ["video"]}],
+        "files": [{"name": name, "offset_ms": 500, "kinds": ["audio", "video"]}],
     }
     write_json_atomically(directory / "manifest.json", manifest)
     assert [e.state for e in spool.scan()] == ["recording"]
     sealed = seal_cut_recording(directory)
     assert sealed["state"] == "closed"
     entry = sealed["files"][0]
-    assert 0.8 < entry["duration_ms"] / 1000 <= 1.0
+    assert 0.6 < entry["duration_ms"] / 1000 <= 1.0
     assert sealed["duration_ms"] == 500 + entry["duration_ms"]
+    assert sealed["ended_reason"] == "cut"
+    assert sealed["cut_at_unix"] == pytest.approx(1000.5 + entry["duration_ms"] / 1000, abs=0.01)
     assert json.loads((directory / "manifest.json").read_text())["state"] == "closed"
     assert [e.state for e in spool.scan()] == ["closed"]
+    assert [p.name for p in directory.iterdir() if p.name != "manifest.json"] == [name]
+    assert CUES in (directory / name).read_bytes()
+    with av.open(str(directory / name)) as container:
+        assert container.duration / 1e6 == pytest.approx(entry["duration_ms"] / 1000, abs=0.05)
+        decoded = list(container.decode(video=0))
+        assert len(decoded) >= 0.6 * 30
+        middle = container.duration // 2
+        container.seek(middle)
+        first = next(container.decode(video=0))
+        # at (or just before) the middle: the keyframe (every 10 frames) before it
+        assert middle / 1e6 - 0.34 <= float(first.time) <= middle / 1e6 + 0.01
+        assert float(first.time) > 0

@@ -309,7 +309,7 @@ class StreamRecorder:
         buffered, self._buffer = self._buffer, []
         buffered.sort(key=lambda item: self._seconds(*item))
         for track, frame in buffered:
-            if self.closed:  # writing failed
+            if not self.writing:  # writing failed
                 break
             self._write(track, frame)
         self.session.save()
@@ -378,6 +378,10 @@ class StreamRecorder:
                 )
             self.entry.duration_ms = round(file.end_s * 1000)
         self._buffer.clear()
+
+    @property
+    def writing(self) -> bool:
+        return self._file is not None and not self.closed
 
     @property
     def has_file(self) -> bool:
