@@ -10,8 +10,10 @@ Failures are retried with exponential backoff, forever: a recording is never dro
 After ``recording_retry_attempts`` failed attempts the row shows ``failed`` with the
 reason (store unreachable, bucket missing, disk full ...); a later success makes it
 ``available``. While uploads wait for their backoff timer the store is pinged every
-``STORE_PROBE_S``: once it answers again after not answering, every waiting upload is
-retried at once instead of at its timer (up to ``recording_retry_max_s`` later).
+``STORE_PROBE_S``: once it answers again after not answering (or after an upload
+could not reach it), every waiting upload is retried at once instead of at its timer
+(up to ``recording_retry_max_s`` later). A store that answers all along keeps the
+backoff: the upload failed for another reason.
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ class Pending:
     attempts: int = 0
     error: str | None = None
     retry_at: float | None = None
+    unreachable: bool = False  # the last attempt could not reach the store
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Did the store not answer at all (refused, timed out), as opposed to refusing?"""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):  # connection errors, timeouts
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def main_file(files: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -122,9 +135,8 @@ class Uploader:
 
     async def _probe_store(self) -> None:
         """While uploads wait, ask the store whether it answers; when it answers after
-        not answering, retry them all now. A store that answers all along (the upload
-        failed for another reason) leaves the backoff as it is."""
-        was_down = False
+        not answering, retry them all now."""
+        was_down = any(state.unreachable for state in self.waiting().values())
         while self._timers:
             await asyncio.sleep(STORE_PROBE_S)
             if not self._timers:
@@ -172,6 +184,7 @@ class Uploader:
         else:
             reason = describe_error(exc)
         state.error = reason
+        state.unreachable = isinstance(exc, StorageError) and unreachable(exc)
         delay = min(
             self.config.recording_retry_max_s,
             self.config.recording_retry_first_s * (2 ** (state.attempts - 1)),
