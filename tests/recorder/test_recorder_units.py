@@ -3,8 +3,11 @@ gating), Opus pass-through, WebM muxing without codecs, error naming, spool seal
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import json
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +15,8 @@ import av
 import pytest
 
 from tests.recorder.rtp_packetizers import encode_h264
+from vtp.config import Config
+from vtp.recorder import uploader as uploader_module
 from vtp.recorder.depacketizer import (
     Frame,
     OpusAssembler,
@@ -22,7 +27,8 @@ from vtp.recorder.depacketizer import (
 from vtp.recorder.matroska import MatroskaFile, VideoFormat, opus_duration
 from vtp.recorder.session import describe_error, write_json_atomically
 from vtp.recorder.spool import Spool, seal_cut_recording
-from vtp.storage import MissingBucket
+from vtp.recorder.uploader import Uploader
+from vtp.storage import MissingBucket, StorageError
 from vtp.storage.s3 import s3_error
 
 VP8_160 = VideoFormat("vp8", 160, 120)
@@ -258,3 +264,87 @@ def test_a_cut_recording_is_sealed_with_duration_and_cues(
         # at (or just before) the middle: the keyframe (every 10 frames) before it
         assert middle / 1e6 - 0.34 <= float(first.time) <= middle / 1e6 + 0.01
         assert float(first.time) > 0
+
+
+class ScriptedStore:
+    """Answers pings (or not) as the test says; uploads go through ``Attempts``."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.answers = False
+        self.pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if not self.answers:
+            raise StorageError("ping: connection refused") from ConnectionRefusedError()
+
+
+class Attempts(Uploader):
+    """The real retry machinery; each upload attempt fails with ``self.failure`` (or
+    succeeds when it is None)."""
+
+    failure: Exception | None = None
+    attempts = 0
+
+    async def upload(self, recording_id: uuid.UUID) -> None:
+        self.attempts += 1
+        if self.failure is not None:
+            raise self.failure
+
+
+def refused() -> StorageError:
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as exc:
+        error = StorageError("upload: connection refused")
+        error.__cause__ = exc
+        return error
+
+
+@pytest.mark.parametrize("outage", [True, False])
+async def test_waiting_uploads_are_retried_when_the_store_answers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outage: bool
+) -> None:
+    """An upload that could not reach the store is retried as soon as the store answers
+    (not at its 10-minute backoff); one the store refused while answering keeps its
+    backoff."""
+
+    async def no_note(*args: object, **kwargs: object) -> None:
+        return None
+
+    monkeypatch.setattr(uploader_module, "STORE_PROBE_S", 0.05)
+    monkeypatch.setattr(uploader_module.db, "note_error", no_note)
+    config = Config().model_copy(
+        update={"recording_retry_first_s": 600.0, "recording_retry_max_s": 600.0}
+    )
+    store = ScriptedStore()
+    store.answers = not outage
+    uploader = Attempts(config, Spool(tmp_path), store, None)  # type: ignore[arg-type]
+    uploader.failure = refused() if outage else StorageError("AccessDenied")
+    uploader.start()
+    try:
+        rid = uuid.uuid4()
+        uploader.submit(rid)
+        deadline = time.monotonic() + 5
+        while rid not in uploader.waiting() or store.pings < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert uploader.attempts == 1
+        uploader.failure = None
+        store.answers = True
+        deadline = time.monotonic() + 5
+        if outage:
+            while rid in uploader.pending:
+                assert time.monotonic() < deadline, "not retried when the store answered"
+                await asyncio.sleep(0.02)
+            assert uploader.attempts == 2 and not uploader.waiting()
+        else:
+            pings = store.pings
+            while store.pings < pings + 10:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            assert uploader.attempts == 1 and rid in uploader.waiting()
+    finally:
+        await uploader.close()
