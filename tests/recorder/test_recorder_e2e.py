@@ -194,7 +194,11 @@ async def test_recorded_class_survives_s3_outage_and_crash(
         row = await row_of(pool, rid)
         assert row["error"] is None
         assert row["ended_reason"] == "stopped" and row["cut_at"] is None
-        assert not spool_dir.exists()  # deleted only after verification
+
+        async def spool_copy_gone() -> bool:  # deleted right after the row says available
+            return not spool_dir.exists()
+
+        await wait_for(spool_copy_gone, 5, "the spool copy to be deleted")
         ready = await (await client.get("/ready")).json()
         assert ready["components"]["recorder"]["status"] == "ok", ready
 
