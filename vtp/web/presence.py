@@ -42,12 +42,15 @@ class Presence:
         self._app = app
         self._stays: dict[tuple[str, uuid.UUID], _Stay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def arrive(
         self, room: str, user_id: uuid.UUID, role: ParticipantRole
     ) -> asyncio.Task[None] | None:
         """One more way in for this user; the first opens their attendance row (the
         returned task writes it)."""
+        if self._closed:
+            return None
         stay = self._stays.setdefault((room, user_id), _Stay())
         stay.count += 1
         if stay.count == 1:
@@ -57,7 +60,7 @@ class Presence:
     def depart(self, room: str, user_id: uuid.UUID) -> asyncio.Task[None] | None:
         """One way in fewer; the last closes their row."""
         stay = self._stays.get((room, user_id))
-        if stay is None or stay.count == 0:
+        if self._closed or stay is None or stay.count == 0:
             return None
         stay.count -= 1
         if stay.count == 0:
@@ -95,10 +98,15 @@ class Presence:
             except Exception:
                 logger.exception("attendance leave not recorded")
 
-    async def drain(self) -> None:
-        """Let pending row writes finish (shutdown)."""
+    async def close(self) -> None:
+        """Shutdown: the process disconnects everyone, so every open stay ends now (later
+        arrivals and departures are not written: the database is going away)."""
+        self._closed = True
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        stays, self._stays = list(self._stays.items()), {}
+        for (_, user_id), stay in stays:
+            await self._close(stay, user_id)
 
 
 PRESENCE = web.AppKey("web_presence", Presence)
@@ -131,4 +139,4 @@ async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         if remove is not None:
             remove()
-        await presence.drain()
+        await presence.close()
