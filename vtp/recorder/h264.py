@@ -5,7 +5,9 @@ A keyframe is an access unit with an IDR slice. Its SPS and PPS travel in-band (
 recorder keeps them in the frame, where Matroska's muxer turns them into the avcC of
 the file's first keyframe); a publisher that sent them only once gets the last ones
 seen put back in front of each IDR, so every keyframe of the file can start decoding.
-The interleaved-mode packet types (STAP-B, MTAP, FU-B) are refused.
+The interleaved-mode packet types (STAP-B, MTAP, FU-B) are refused. Access units are
+taken in timestamp order (decode order = presentation order): B-frames, which WebRTC
+publishers do not send, would be dropped as late.
 """
 
 from __future__ import annotations
