@@ -80,6 +80,7 @@ class Connection:
         for dtls in hooks.dtls_transports(self.pc):
             if not hooks.media_taken_over(dtls):
                 hooks.take_over_media(dtls, self._rtp_in, self._rtcp_in)
+                hooks.accept_rsa_peers(dtls)
                 if self.settings.udp_port is not None:
                     mux = self.peer.room.sfu.mux
                     if mux is None:
