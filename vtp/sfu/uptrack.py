@@ -16,9 +16,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vtp.sfu import fastpath, rtcp
+from vtp.sfu.codecs import keyframe_detector
 from vtp.sfu.estimator import MAX_BITRATE, RateMeter, combine
 from vtp.sfu.packetcache import PacketCache
-from vtp.sfu.rtp import ParsedRtp, abs_send_time_now, vp8_keyframe_start
+from vtp.sfu.rtp import ParsedRtp, abs_send_time_now
 from vtp.sfu.seqmap import Unwrapper
 from vtp.sfu.speaker import LevelMeter
 
@@ -42,8 +43,9 @@ class UpPacket:
 
     ``useq``/``uts``: unbounded, continuous sequence number and timestamp (packets that
     were not forwarded - padding, invalid - are skipped, so ``useq`` has no holes);
-    ``payload``: the codec payload (VP8 descriptor included); ``keyframe``: first packet
-    of a VP8 keyframe; ``audio_level``: RFC 6464 byte or -1."""
+    ``payload``: the codec payload (VP8/VP9 descriptor included); ``keyframe``: a packet
+    a decoder can start from (:func:`vtp.sfu.codecs.keyframe_detector`);
+    ``audio_level``: RFC 6464 byte or -1."""
 
     __slots__ = ("audio_level", "keyframe", "marker", "payload", "useq", "uts")
 
@@ -113,6 +115,7 @@ class UpTrack:
         # a VP8 payload is at least its descriptor byte plus one byte of frame data
         self._min_payload = 2 if self.video else 1
         self.mime_type = mime_type
+        self._keyframe_start = keyframe_detector(mime_type)
         self.clock_rate = clock_rate
         self.payload_type = payload_type
         self.mid = mid
@@ -184,7 +187,7 @@ class UpTrack:
             d = abs(transit - self._last_transit)
             self.jitter += (d - self.jitter) / 16
         self._last_transit = transit
-        keyframe = self.video and vp8_keyframe_start(payload)
+        keyframe = self._keyframe_start(payload)
         if keyframe:
             self.keyframes += 1
             self._kf_pending = False
