@@ -137,7 +137,7 @@ def test_publisher_codec_choice() -> None:
     assert "a=rtcp-fb:106 nack pli" in chosen.lines
     chosen = negotiation.sanitize_offer(video_offer(*CHROMIUM_LIKE[-2:])).media[0]
     assert chosen.codec is not None and chosen.codec.mime_type == "video/vp9"
-    with pytest.raises(SfuError, match="VP8, H.264"):
+    with pytest.raises(SfuError, match=r"VP8, H\.264"):
         negotiation.sanitize_offer(video_offer(*CHROMIUM_LIKE[:2]))  # mode 0 only
 
 
