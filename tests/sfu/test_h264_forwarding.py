@@ -5,6 +5,7 @@ one that cannot."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from aiortc import RTCRtpSender, RTCSessionDescription
@@ -53,7 +54,7 @@ async def test_h264_publisher_reaches_aiortc_subscribers(sfu: Sfu, event_log: Ev
         await wait_until(lambda: all(len(good_frames(s, pub)) >= 20 for s in subs), 20)
         for sub in subs:
             counters = good_frames(sub, pub)
-            assert sum(1 for a, b in zip(counters, counters[1:], strict=False) if b > a) >= 17
+            assert sum(1 for a, b in itertools.pairwise(counters) if b > a) >= 17
         up = room.publication(stream_id)
         assert up is not None
         video = next(t for t in up.tracks if t.kind == "video")
