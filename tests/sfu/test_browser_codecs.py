@@ -44,6 +44,23 @@ PUBLISH_WITH = """async ([peer, mime, fmtp]) => {
   return body.stream;
 }"""
 
+# a WHEP viewer: Chromium offers (recvonly, every codec it decodes, its own payload types)
+WHEP_VIEW = """async ([peer, stream]) => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise(resolve => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') resolve();
+    });
+  });
+  const r = await fetch(`/whep/${peer}/${stream}`, {method: 'POST', body: pc.localDescription.sdp});
+  if (r.status !== 201) throw new Error(await r.text());
+  await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
+  window.subpc = pc;
+}"""
+
 DECODED = """async () => {
   const stats = await window.subpc.getStats();
   let out = {framesDecoded: 0, width: 0, codec: ''};

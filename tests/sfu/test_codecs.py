@@ -147,8 +147,11 @@ def test_subscriber_offer_answered_with_the_stream_codec() -> None:
     )
     whep = video_offer(*CHROMIUM_LIKE, direction="recvonly")
     section = negotiation.sanitize_receive_offer(whep, {"video": stream}).media[0]
-    # 640c1f decodes a constrained baseline stream: the first entry that decodes it
-    assert section.lines[0].endswith("SAVPF 106") and section.codec == stream
+    # the entry of the stream's own profile (108), though 106 (640c1f) decodes it too
+    assert section.lines[0].endswith("SAVPF 108") and section.codec == stream
+    without_own = video_offer(*CHROMIUM_LIKE[:5], direction="recvonly")
+    section = negotiation.sanitize_receive_offer(without_own, {"video": stream}).media[0]
+    assert section.lines[0].endswith("SAVPF 106")  # else the first that decodes it
     high = Codec(
         "video", "H264", 90000, None, (("packetization-mode", "1"), ("profile-level-id", "64001f"))
     )

@@ -108,8 +108,16 @@ def decodes(receiver: Codec, stream: Codec) -> bool:
 
 
 def receivable(offered: list[tuple[int, Codec]], stream: Codec) -> int | None:
-    """The first of a subscriber's payload types that decodes ``stream``."""
-    return next((pt for pt, c in offered if decodes(c, stream)), None)
+    """The subscriber's payload type for ``stream``: the first one of the stream's own
+    H.264 profile (the answer then keeps the offered profile, as RFC 6184 asks), else
+    the first that decodes it."""
+    usable = [(pt, c) for pt, c in offered if decodes(c, stream)]
+    if stream.name.lower() == "h264":
+        own = h264.profile(_h264_profile_level_id(stream))
+        for pt, c in usable:
+            if h264.profile(_h264_profile_level_id(c)) == own:
+                return pt
+    return usable[0][0] if usable else None
 
 
 def describe(codec: Codec) -> str:
