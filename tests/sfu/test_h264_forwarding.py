@@ -71,6 +71,18 @@ async def test_h264_publisher_reaches_aiortc_subscribers(sfu: Sfu, event_log: Ev
             assert viewer.connections == {}
         finally:
             await vp8_only.close()
+        # the server offers H.264 and the answer does not accept it: the same, and the
+        # subscription is closed
+        viewer = room.join("vp8-answer")
+        sub = await viewer.subscribe(stream_id)
+        answering = Subscriber()
+        try:
+            answer = await answering.accept(sub.offer_sdp)
+            with pytest.raises(SfuError, match="does not decode this stream's video codec"):
+                await viewer.answer(sub.id, answer.replace("H264/90000", "VP8/90000"))
+        finally:
+            await answering.close()
+        await wait_until(lambda: viewer.connections == {}, 5)
         before = len(whep.video().frames)
         await wait_until(lambda: len(whep.video().frames) >= before + 10, 5)
     finally:

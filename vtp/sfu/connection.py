@@ -487,7 +487,11 @@ class DownConnection(Connection):
         if self.answered:
             raise SfuError("bad-state", "subscription already answered")
         sdp = negotiation.sanitize_answer(answer_sdp)
-        codecsdp.accept_answer(sdp, self._streams_by_mid())
+        try:
+            codecsdp.accept_answer(sdp, self._streams_by_mid())
+        except SfuError:
+            await self.close("codec not decodable")  # no answer of this client can do
+            raise
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.text(), type="answer"))
         except Exception as exc:

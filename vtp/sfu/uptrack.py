@@ -187,7 +187,7 @@ class UpTrack:
             d = abs(transit - self._last_transit)
             self.jitter += (d - self.jitter) / 16
         self._last_transit = transit
-        keyframe = self._keyframe_start(payload)
+        keyframe = self.video and self._keyframe_start(payload)
         if keyframe:
             self.keyframes += 1
             self._kf_pending = False
