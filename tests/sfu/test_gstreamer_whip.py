@@ -48,6 +48,9 @@ def missing_prerequisite() -> str:
         return "no Chromium"
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
         return "network namespaces need root, unshare and ip"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"cannot create a network namespace here: {probe.stderr.strip()[-200:]}"
     check = subprocess.run(
         ["/usr/bin/python3", "-c", GST_CHECK], capture_output=True, text=True, timeout=60
     )
