@@ -68,7 +68,9 @@ class CourseEnrollment(Row):
     course_id: uuid.UUID
     user_id: uuid.UUID
     role: Literal["student", "teacher", "ta", "observer"]
-    status: Literal["active", "dropped"]
+    # dropped: left by themself; removed: unenrolled by a teacher; requested: removed,
+    # then asked to come back with the enrolment code (a teacher decides). 004_*.sql
+    status: Literal["active", "dropped", "removed", "requested"]
     created_at: datetime
     updated_at: datetime
 

@@ -77,6 +77,9 @@ Python API (everything runs on the aiohttp event loop; nothing here is thread-sa
           # The server's own candidates are all in its SDP (no server-side trickle).
     await peer.close_connection(conn_id)            # unpublish or unsubscribe
     peer.touch()                                    # signalling saw the peer alive
+    peer.set_muted({"audio"})                       # server-side mute: withhold these
+          # kinds of every publication of the peer (and later ones) from subscribers
+          # and taps until set_muted(()); unmuted video resumes at a keyframe
     await peer.leave()
     peer.connections -> dict[str, Connection]       # its publications and subscriptions
 
