@@ -306,7 +306,7 @@ class UpTrack:
     def _withhold(self, p: ParsedRtp) -> bool:
         """True if the packet is withheld (muted, or video not yet at a keyframe)."""
         if not self.muted:
-            if vp8_keyframe_start(p.payload):
+            if self._keyframe_start(p.payload):
                 self._withholding = False
                 return False
             if not self._kf_pending:  # (a request gives up after a while: renew it)
