@@ -110,6 +110,7 @@ class Session:
         self._watch: Watch | None = None
         self._expiry: asyncio.Task[None] | None = None
         self._revoking = False
+        self._expired = False
         self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -175,8 +176,8 @@ class Session:
             self._closing = True
             if self._watch is not None:
                 self._watch.cancel()
-            if self._expiry is not None and not self._revoking:
-                self._expiry.cancel()
+            if self._expiry is not None and not self._expired:
+                self._expiry.cancel()  # (not while it closes the socket itself)
             # aiohttp cancels the handler when the client's TCP connection goes: the
             # peer must still leave, so that runs in a task of its own.
             cleanup = self.app[SFU_KEY].spawn(self._leave("disconnected"))
@@ -196,6 +197,7 @@ class Session:
 
     async def _expire(self) -> None:
         await until_expired(lambda: self.principal.expires_at if self.principal else 0)
+        self._expired = True
         await self._revoke(
             CLOSE_UNAUTHORIZED,
             "token_expired",
