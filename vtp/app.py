@@ -13,21 +13,25 @@ from vtp.api.access import access_of
 from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
 from vtp.appkeys import (
+    CHAT_LIMIT_USER,
     CONFIG,
     DB,
     HASHER,
-    LOGIN_LIMIT_ACCOUNT,
+    LOGIN_BACKOFF,
     LOGIN_LIMIT_ADDRESS,
     REDIS,
+    REGISTER_LIMIT_ADDRESS,
     STORE,
     TOKENS,
+    WEBSOCKET_LEASES,
 )
 from vtp.auth.passwords import PasswordHasher
-from vtp.auth.ratelimit import RateLimiter
+from vtp.auth.ratelimit import Backoff, RateLimiter
 from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
+from vtp.limits.leases import Leases
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
@@ -59,9 +63,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
             access_ttl_s=config.access_token_ttl_s,
             refresh_ttl_s=config.refresh_token_ttl_s,
         )
-        app[LOGIN_LIMIT_ACCOUNT] = RateLimiter(client, "login-account")
+        app[LOGIN_BACKOFF] = Backoff(client, "login")
         app[LOGIN_LIMIT_ADDRESS] = RateLimiter(client, "login-address")
-        yield
+        app[REGISTER_LIMIT_ADDRESS] = RateLimiter(client, "register-address")
+        app[CHAT_LIMIT_USER] = RateLimiter(client, "chat-user")
+        async with Leases(client, "websockets").running() as leases:
+            app[WEBSOCKET_LEASES] = leases
+            yield
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

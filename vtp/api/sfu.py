@@ -23,6 +23,7 @@ from vtp.api.body import read_json
 from vtp.api.errors import ApiError, forbidden, not_found
 from vtp.api.schemas import Strict
 from vtp.auth.principal import Principal
+from vtp.sfu import quotas
 from vtp.sfu.access import may_read_room_state, valid_room_name
 from vtp.sfu.connection import Connection, DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
@@ -180,6 +181,7 @@ async def create_transport(request: web.Request) -> web.Response:
     member = await _rest_member(request, principal, room_name)
     result: dict[str, Any]
     try:
+        quotas.check_connection(request.app, principal.user_id)
         if body.direction == "send":
             if not member.may_publish:
                 raise forbidden("your room role may not publish")

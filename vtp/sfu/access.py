@@ -9,10 +9,10 @@ uses :func:`may_read_room_state`.
   and publish right of their join ticket (:func:`vtp.db.sessions.join_ticket`: teachers,
   TAs and the host present; students publish when the session lets them; observers
   watch). A user the teacher removed from the session stays out until it ends.
-* Any other room is an open room (WHIP ingest, ad-hoc meetings): with
-  ``VTP_SFU_OPEN_ROOMS`` on (the default) any signed-in user may enter, teachers and
-  admins as presenters, students as viewers who may publish; with it off only course
-  sessions exist.
+* Any other room is an open room (WHIP ingest, ad-hoc meetings), and exists only if an
+  operator turns ``VTP_SFU_OPEN_ROOMS`` on (it is off by default: only course sessions
+  are rooms); then any signed-in user may enter, teachers and admins as presenters,
+  students as viewers who may publish.
 """
 
 from __future__ import annotations

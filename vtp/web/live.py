@@ -42,7 +42,15 @@ Attendance rows (``session_participants``) are written when a user's first conne
 opens and closed when their last one closes.
 
 Close codes: 4401 (authentication failed), 4403 (not a member, or removed), 4409 (the
-session is not live), 1000 after ``ended``.
+session is not live), 4429 (``rate_limited``: this socket sent more than
+``VTP_LIVE_MESSAGE_RATE``/``VTP_LIVE_MESSAGE_BURST`` allow, or its user more than twice
+that; or ``too_many_sessions``: the user has ``VTP_MAX_WEBSOCKETS_PER_USER`` sockets open),
+1008 (a receiver so far behind that ``MAX_QUEUED`` messages wait for it), 1000 after
+``ended``.
+
+A flood costs the sender only: its socket is closed, and what it managed to send is
+coalesced at every receiver (a ``hand`` or ``media`` message replaces the same user's
+older one still waiting), so no receiver falls behind on state it would throw away.
 
 Participants, hands and media state live in this process (one process serves a class:
 its SFU room is here too); removals are in Redis (:mod:`vtp.web.removals`).
@@ -65,11 +73,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vtp.api.access import public
 from vtp.api.chat import CHAT_HOOKS, ChatHook
 from vtp.api.errors import ApiError
-from vtp.appkeys import DB, REDIS, TOKENS
+from vtp.appkeys import CONFIG, DB, REDIS, TOKENS
 from vtp.auth.tokens import TokenError
 from vtp.db import attendance as attendance_db
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
+from vtp.limits import websockets as ws_limits
+from vtp.limits.outqueue import OutQueue
+from vtp.limits.tokenbucket import SendLimits
 from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RECORDER, RecordingChanged
 from vtp.web import removals
@@ -107,22 +118,24 @@ class Connection:
     user_id: uuid.UUID
     display: str
     role: str  # "presenter" | "viewer"
-    out: asyncio.Queue[dict[str, Any] | tuple[int, str]] = field(default_factory=asyncio.Queue)
+    out: OutQueue[dict[str, Any] | tuple[int, str]] = field(
+        default_factory=lambda: OutQueue(MAX_QUEUED)
+    )
     closing: bool = False
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], key: tuple[str, uuid.UUID] | None = None) -> None:
+        """Queue a message; one with a ``key`` is state that replaces the queued older
+        message of the same key."""
         if self.closing:
             return
-        if self.out.qsize() >= MAX_QUEUED:
+        if not self.out.put(message, key):
             self.close(WSCloseCode.POLICY_VIOLATION, "too many unread messages")
-            return
-        self.out.put_nowait(message)
 
     def close(self, code: int, reason: str) -> None:
         """Close the WebSocket once what is queued before has been sent."""
         if not self.closing:
             self.closing = True
-            self.out.put_nowait((code, reason))
+            self.out.put((code, reason), force=True)
 
 
 @dataclass(eq=False)
@@ -158,11 +171,17 @@ class LiveRoom:
     participants: dict[uuid.UUID, Participant] = field(default_factory=dict)
     ended: bool = False
 
-    def broadcast(self, message: dict[str, Any], *, skip: Connection | None = None) -> None:
+    def broadcast(
+        self,
+        message: dict[str, Any],
+        *,
+        skip: Connection | None = None,
+        key: tuple[str, uuid.UUID] | None = None,
+    ) -> None:
         for participant in self.participants.values():
             for conn in participant.connections:
                 if conn is not skip:
-                    conn.send(message)
+                    conn.send(message, key)
 
 
 class LiveRooms:
@@ -182,6 +201,7 @@ class LiveRooms:
 
 
 LIVE_ROOMS = web.AppKey("web_live_rooms", LiveRooms)
+SEND_LIMITS = web.AppKey("web_live_send_limits", SendLimits)
 
 
 def _error(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -291,13 +311,38 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
         return ws
     conn, ticket = authenticated
     app = request.app
-    room = app[LIVE_ROOMS].get(session_id, ticket.room_name)
+    lease = await ws_limits.take_slot(app, conn.user_id)
+    if lease is None:
+        limit = app[CONFIG].max_websockets_per_user
+        exc = ws_limits.too_many_sessions(limit)
+        await _refuse(ws, ws_limits.CLOSE_LIMITED, exc.code, exc.message)
+        return ws
+    try:
+        await _serve(app, ws, conn, ticket)
+    finally:
+        await ws_limits.give_back(app, lease)
+    return ws
+
+
+async def _serve(
+    app: web.Application,
+    ws: web.WebSocketResponse,
+    conn: Connection,
+    ticket: sessions_db.JoinTicket,
+) -> None:
+    room = app[LIVE_ROOMS].get(ticket.session_id, ticket.room_name)
+    limit = app[SEND_LIMITS].for_connection(conn.user_id)
     writer = asyncio.create_task(_write_loop(conn))
     await _enter(app, room, conn)
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
+            if not limit.allow():
+                # the flood costs the flooder: its socket closes, the class goes on
+                conn.send(_error("rate_limited", "too many messages: this connection is closed"))
+                conn.close(ws_limits.CLOSE_LIMITED, "rate_limited")
+                break
             try:
                 await _handle(app, room, conn, msg.data)
             except ChannelError as exc:
@@ -310,7 +355,6 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
         await asyncio.shield(_exit(app, room, conn, "left"))
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(writer, 2)
-    return ws
 
 
 async def _enter(app: web.Application, room: LiveRoom, conn: Connection) -> None:
@@ -392,12 +436,12 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
         conn.send({"type": "pong"})
     elif kind == "hand":
         me.hand_raised_at = _now() if data.get("raised") else None
-        room.broadcast(_hand(me))
+        room.broadcast(_hand(me), key=("hand", me.user_id))
     elif kind == "lower-hand":
         _presenter(conn)
         target = _target(room, data)
         target.hand_raised_at = None
-        room.broadcast(_hand(target))
+        room.broadcast(_hand(target), key=("hand", target.user_id))
     elif kind == "media":
         me.audio = bool(data.get("audio"))
         me.video = bool(data.get("video"))
@@ -409,7 +453,8 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
                 "audio": me.audio,
                 "video": me.video,
                 "screen": me.screen,
-            }
+            },
+            key=("media", me.user_id),
         )
     elif kind == "mute":
         _presenter(conn)
@@ -570,6 +615,8 @@ async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     app[LIVE_ROOMS] = LiveRooms()
+    config = app[CONFIG]
+    app[SEND_LIMITS] = SendLimits(config.live_message_rate, config.live_message_burst)
     app.cleanup_ctx.append(_recorder_ctx)
     hooks = app.get(CHAT_HOOKS)
     if hooks is None:
