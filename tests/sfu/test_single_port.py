@@ -127,10 +127,9 @@ async def test_strangers_cannot_take_over_a_connection(sfu: Sfu, event_log: Even
         await asyncio.gather(pub.close(), sub.close())
 
 
-async def test_a_client_that_stops_checking_is_dropped(
-    sfu: Sfu, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(icelite, "CONSENT_TIMEOUT_S", 3.0)
+async def test_a_client_that_stops_checking_is_dropped(sfu: Sfu, event_log: EventLog) -> None:
+    assert sfu.mux is not None
+    sfu.mux.consent_timeout_s = 3.0
     sfu.peer_timeout_s = 120  # so that only the ICE-lite consent can notice
     room = sfu.room("consent")
     pub = Publisher(2, audio=False)
