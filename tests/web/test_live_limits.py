@@ -189,3 +189,32 @@ async def test_leases_of_a_crashed_process_lapse(redis_url: str) -> None:
         assert await alive.count("u") == 0
     finally:
         await redis.aclose()
+
+
+async def test_chat_messages_per_user_are_limited(
+    aiohttp_client: Any, config: Config, accounts: Any
+) -> None:
+    from vtp.app import create_app
+
+    client = await aiohttp_client(create_app(config.model_copy(update={"chat_max_messages": 3})))
+    accounts.client = client
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.with_role("student")
+    session = await _session(client, teacher, [student])
+    auth = {"Authorization": f"Bearer {student['access_token']}"}
+    path = f"/api/v1/sessions/{session['id']}/chat"
+    statuses = []
+    for i in range(4):
+        resp = await client.post(path, json={"body": f"hello {i}"}, headers=auth)
+        statuses.append(resp.status)
+    assert statuses == [201, 201, 201, 429]
+    body = await resp.json()
+    assert body["error"]["code"] == "rate_limited" and int(resp.headers["Retry-After"]) > 0
+    # the course channel counts against the same allowance; the teacher has their own
+    resp = await client.post(
+        f"/api/v1/courses/{session['course_id']}/chat", json={"body": "hi"}, headers=auth
+    )
+    assert resp.status == 429
+    teacher_auth = {"Authorization": f"Bearer {teacher['access_token']}"}
+    resp = await client.post(path, json={"body": "class, calm down"}, headers=teacher_auth)
+    assert resp.status == 201
