@@ -110,8 +110,9 @@ class Config(BaseSettings):
     peer_timeout_s: float = Field(default=30.0, ge=1)
     # A media connection whose client stops answering ICE consent checks, or a
     # subscriber whose reports show it no longer receives what is sent, is closed after
-    # this long (RFC 7675 consent freshness: at most 30 s).
-    ice_consent_timeout_s: float = Field(default=25.0, ge=2, le=30)
+    # this long (RFC 7675 consent freshness: at most 30 s; at least 10 s, as clients send
+    # their checks every 2.5-6 s and an ICE-lite server counts on them).
+    ice_consent_timeout_s: float = Field(default=25.0, ge=10, le=30)
 
     # --- Recording -------------------------------------------------------------------
     # Where recordings are written before upload ("" = <state_dir>/recording-spool).
