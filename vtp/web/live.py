@@ -313,28 +313,14 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
     app = request.app
     lease = await ws_limits.take_slot(app, conn.user_id)
     if lease is None:
-        limit = app[CONFIG].max_websockets_per_user
-        exc = ws_limits.too_many_sessions(limit)
+        exc = ws_limits.too_many_sessions(app[CONFIG].max_websockets_per_user)
         await _refuse(ws, ws_limits.CLOSE_LIMITED, exc.code, exc.message)
         return ws
-    try:
-        await _serve(app, ws, conn, ticket)
-    finally:
-        await ws_limits.give_back(app, lease)
-    return ws
-
-
-async def _serve(
-    app: web.Application,
-    ws: web.WebSocketResponse,
-    conn: Connection,
-    ticket: sessions_db.JoinTicket,
-) -> None:
-    room = app[LIVE_ROOMS].get(ticket.session_id, ticket.room_name)
+    room = app[LIVE_ROOMS].get(session_id, ticket.room_name)
     limit = app[SEND_LIMITS].for_connection(conn.user_id)
     writer = asyncio.create_task(_write_loop(conn))
-    await _enter(app, room, conn)
-    try:
+    try:  # (entering inside: a cancelled entry still gives the slot back)
+        await _enter(app, room, conn)
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
@@ -352,9 +338,11 @@ async def _serve(
                 conn.send(_error("internal_error", "the server failed to handle this message"))
     finally:
         conn.close(WSCloseCode.OK, "bye")
+        await ws_limits.give_back(app, lease)
         await asyncio.shield(_exit(app, room, conn, "left"))
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(writer, 2)
+    return ws
 
 
 async def _enter(app: web.Application, room: LiveRoom, conn: Connection) -> None:
