@@ -19,6 +19,9 @@ const state = {
   micOn: true,
   camOn: true,
   hand: false,
+  serverMute: { audio: null, video: null }, // {by, locked} while the server withholds it
+  askedUnmute: { audio: false, video: false }, // turn it on once the server allows it
+  clock: null,
   peers: new Map(), // peer_id -> {peer_id, user_id, display, role}
   streams: new Map(), // stream_id -> {stream_id, peer_id, label}
   media: new Map(), // stream_id -> MediaStream (subscribed)
@@ -63,19 +66,31 @@ function showNotice(text) {
   n.hidden = !text;
 }
 
-function finish(title, text) {
+// Nothing keeps running behind the overlay: no media, no sockets, no clock, no
+// "Connecting…" (the pill says why it is over: "Removed", "Ended", "Disconnected").
+function finish(title, text, reason = "closed") {
   if (state.over) return;
   state.over = true;
+  if (meterStop) meterStop();
   if (state.sfu) state.sfu.stop();
   if (state.live) state.live.stop();
+  if (state.clock) clearInterval(state.clock);
+  state.clock = null;
+  $("[data-clock]").hidden = true;
   for (const s of [state.local, state.screen]) if (s) s.getTracks().forEach((t) => t.stop());
   $("[data-room]").hidden = true;
   $("[data-prejoin]").hidden = true;
+  $("[data-join]").disabled = true;
   $("[data-overlay-title]").textContent = title;
   $("[data-overlay-text]").textContent = text;
+  $("[data-overlay]").dataset.reason = reason;
   $("[data-overlay]").hidden = false;
   $("[data-overlay-title]").focus();
-  setConn("closed");
+  setConn(reason);
+}
+
+function removed(text) {
+  finish("You were removed from the class", text, "removed");
 }
 
 // ---- connection state -----------------------------------------------------------------------
@@ -84,8 +99,9 @@ function setConn(force) {
   const pill = $("[data-conn]");
   let text;
   let cls;
-  if (force === "closed") {
-    text = "Disconnected";
+  if (state.over && !force) return; // (a socket stopping after finish() says nothing)
+  if (force) {
+    text = { removed: "Removed", ended: "Ended" }[force] || "Disconnected";
     cls = "conn-idle";
   } else {
     const sfu = state.sfu ? state.sfu.state : "idle";
@@ -190,6 +206,13 @@ function renderToggles() {
   setToggle($("[data-pre-cam]"), state.camOn, "Camera on", "Camera off");
   setToggle($("[data-mic]"), state.micOn, "Mute", "Unmute");
   setToggle($("[data-cam]"), state.camOn, "Stop video", "Start video");
+  for (const [kind, button] of [["audio", $("[data-mic]")], ["video", $("[data-cam]")]]) {
+    const lock = state.serverMute[kind];
+    const locked = !!(lock && lock.locked);
+    button.setAttribute("aria-disabled", String(locked));
+    button.classList.toggle("locked", locked);
+    button.title = locked ? `${lock.by} turned this off and locked it` : "";
+  }
   $("[data-mic]").classList.toggle("off", !state.micOn);
   $("[data-cam]").classList.toggle("off", !state.camOn);
   $("[data-preview-off]").hidden = state.camOn;
@@ -204,6 +227,24 @@ function setMic(on) {
   if (state.local) state.local.getAudioTracks().forEach((t) => (t.enabled = on));
   renderToggles();
   sendMedia();
+}
+
+// The teacher's mute is enforced by the server: turning it back on asks the server first
+// (refused while the teacher keeps it locked).
+function toggleMedia(kind) {
+  const on = kind === "audio" ? state.micOn : state.camOn;
+  const mute = state.serverMute[kind];
+  if (!on && mute && state.live) {
+    if (mute.locked) {
+      toast(`${mute.by} locked your ${kind === "audio" ? "microphone" : "camera"}. Raise your hand to ask.`, "warn");
+      return;
+    }
+    state.askedUnmute[kind] = true;
+    state.live.send({ type: "unmute", kind });
+    return;
+  }
+  if (kind === "audio") setMic(!on);
+  else setCam(!on);
 }
 
 function setCam(on) {
@@ -382,9 +423,19 @@ function renderPeople() {
       const avatar = el("span", { class: "avatar-sm", "aria-hidden": "true", text: initials(p.display) });
       avatar.style.setProperty("--h", hue(p.display));
       const controls = [];
+      const muted = p.muted || {};
       if (state.presenter && !isMe && p.role !== "presenter") {
+        const send = (msg) => state.live.send({ ...msg, user_id: p.user_id });
         controls.push(
-          el("button", { type: "button", class: "btn btn-small", text: "Mute", "aria-label": `Mute ${p.display}`, disabled: !p.audio, onclick: () => state.live.send({ type: "mute", user_id: p.user_id }) }),
+          muted.audio
+            ? el("button", { type: "button", class: "btn btn-small", text: "Unmute", "aria-label": `Allow ${p.display} to speak`, onclick: () => send({ type: "unmute", kind: "audio" }) })
+            : el("button", { type: "button", class: "btn btn-small", text: "Mute", "aria-label": `Mute ${p.display}`, onclick: () => send({ type: "mute", kind: "audio" }) }),
+          muted.audio && muted.audio.locked
+            ? null
+            : el("button", { type: "button", class: "btn btn-small", text: "Lock", title: "Mute, and only you can unmute", "aria-label": `Lock ${p.display}'s microphone`, onclick: () => send({ type: "mute", kind: "audio", locked: true }) }),
+          muted.video
+            ? el("button", { type: "button", class: "btn btn-small", text: "Allow video", "aria-label": `Allow ${p.display}'s video`, onclick: () => send({ type: "unmute", kind: "video" }) })
+            : el("button", { type: "button", class: "btn btn-small", text: "Stop video", "aria-label": `Stop ${p.display}'s video`, onclick: () => send({ type: "mute", kind: "video" }) }),
           el("button", { type: "button", class: "btn btn-small btn-danger-quiet", text: "Remove", "aria-label": `Remove ${p.display}`, onclick: () => askRemove(p) }),
         );
       }
@@ -398,7 +449,7 @@ function renderPeople() {
           el("span", { class: "person-name", text: p.display + (isMe ? " (you)" : "") }),
           el("span", {
             class: "muted small",
-            text: `${p.role === "presenter" ? "Teacher · " : ""}in class ${duration(now - new Date(p.since).getTime())}`,
+            text: `${p.role === "presenter" ? "Teacher · " : ""}${p.channel === false ? "media only · " : ""}in class ${duration(now - new Date(p.since).getTime())}`,
             "data-since": p.since,
           }),
         ),
@@ -406,8 +457,8 @@ function renderPeople() {
           "span",
           { class: "person-icons" },
           p.hand_raised_at ? el("span", { class: "hand-badge", title: "Hand raised" }, el("span", { class: "sr-only", text: "hand raised" })) : null,
-          el("span", { class: `icon-mic ${p.audio ? "" : "is-off"}`, title: p.audio ? "Microphone on" : "Microphone off" }),
-          el("span", { class: `icon-cam ${p.video ? "" : "is-off"}`, title: p.video ? "Camera on" : "Camera off" }),
+          el("span", { class: `icon-mic ${p.audio && !muted.audio ? "" : "is-off"}`, title: muted.audio ? `Muted by ${muted.audio.by}${muted.audio.locked ? " (locked)" : ""}` : p.audio ? "Microphone on" : "Microphone off" }),
+          el("span", { class: `icon-cam ${p.video && !muted.video ? "" : "is-off"}`, title: muted.video ? `Video stopped by ${muted.video.by}` : p.video ? "Camera on" : "Camera off" }),
         ),
         controls.length ? el("span", { class: "person-actions" }, ...controls) : null,
       );
@@ -612,7 +663,7 @@ function onSfu(type, data) {
 async function onLeftBySfu(reason) {
   if (state.over) return;
   if (reason.startsWith("removed")) {
-    finish("You were removed from the class", reason.replace(/^removed:\s*/, "Reason: "));
+    removed(reason.replace(/^removed:\s*/, "Reason: "));
     return;
   }
   try {
@@ -635,6 +686,8 @@ function onLive(type, data) {
     case "ready": {
       state.clockOffset = new Date(data.now).getTime() - Date.now();
       state.participants = new Map(data.participants.map((p) => [p.user_id, p]));
+      const mine = state.participants.get(state.me.id);
+      if (mine && mine.muted) state.serverMute = { audio: mine.muted.audio, video: mine.muted.video };
       state.recording = data.recording;
       renderRecording();
       sendMedia();
@@ -673,16 +726,47 @@ function onLive(type, data) {
       renderTiles();
       break;
     }
-    case "muted":
-      setMic(false);
-      toast(`${data.by} muted your microphone. You can unmute when you want to speak.`, "warn");
-      showNotice(`${data.by} muted your microphone.`);
+    case "muted": {
+      const p = state.participants.get(data.user_id);
+      if (p) p.muted = { ...(p.muted || {}), [data.kind]: { by: data.by, locked: data.locked } };
+      if (data.user_id === state.me.id) {
+        state.serverMute[data.kind] = { by: data.by, locked: data.locked };
+        state.askedUnmute[data.kind] = false;
+        const what = data.kind === "audio" ? "microphone" : "camera";
+        if (data.kind === "audio") setMic(false);
+        else setCam(false);
+        const text = data.locked
+          ? `${data.by} turned off your ${what} and locked it.`
+          : `${data.by} turned off your ${what}. You can turn it back on when you want to.`;
+        toast(text, "warn");
+        showNotice(text);
+      }
+      renderPeople();
       break;
+    }
+    case "unmuted": {
+      const p = state.participants.get(data.user_id);
+      if (p) p.muted = { ...(p.muted || {}), [data.kind]: null };
+      if (data.user_id === state.me.id) {
+        state.serverMute[data.kind] = null;
+        showNotice("");
+        if (state.askedUnmute[data.kind]) {
+          if (data.kind === "audio") setMic(true);
+          else setCam(true);
+        } else {
+          toast(`${data.by} allowed your ${data.kind === "audio" ? "microphone" : "camera"} again.`);
+        }
+        state.askedUnmute[data.kind] = false;
+        renderToggles();
+      }
+      renderPeople();
+      break;
+    }
     case "removed":
-      finish("You were removed from the class", `${data.by}: ${data.reason}`);
+      removed(`${data.by}: ${data.reason}`);
       break;
     case "ended":
-      finish("The class has ended", state.presenter ? "You ended this session for everyone." : `${data.by} ended this session. Thank you for joining!`);
+      finish("The class has ended", state.presenter ? "You ended this session for everyone." : `${data.by} ended this session. Thank you for joining!`, "ended");
       break;
     case "chat":
       addChat(data.message);
@@ -698,8 +782,11 @@ function onLive(type, data) {
     case "error": {
       if (data.error.code === "removed" || data.error.code === "session_not_live" || data.error.code === "not_found") {
         const { code, message, details } = data.error;
-        finish(code === "removed" ? "You were removed from the class" : "This class is not open", describeError(new ApiError(0, code, message, details)));
+        const text = describeError(new ApiError(0, code, message, details));
+        if (code === "removed") removed(text);
+        else finish("This class is not open", text);
       } else {
+        if (data.error.code === "mute_locked") state.askedUnmute = { audio: false, video: false };
         toast(data.error.message, "warn");
       }
       break;
@@ -730,6 +817,10 @@ async function join() {
   try {
     state.ticket = await api(`/api/v1/sessions/${sessionId}/join`, { method: "POST" });
   } catch (e) {
+    if (e.code === "removed") {
+      removed(describeError(e));
+      return;
+    }
     error.textContent = describeError(e);
     error.hidden = false;
     button.disabled = false;
@@ -761,7 +852,7 @@ function startClock() {
   const clock = $("[data-clock]");
   clock.hidden = false;
   const started = state.session.started_at ? new Date(state.session.started_at).getTime() : Date.now();
-  setInterval(() => {
+  state.clock = setInterval(() => {
     clock.textContent = duration(Date.now() + state.clockOffset - started);
     for (const span of document.querySelectorAll("[data-since]")) {
       span.textContent = span.textContent.replace(/in class .*/, `in class ${duration(Date.now() + state.clockOffset - new Date(span.dataset.since).getTime())}`);
@@ -773,8 +864,8 @@ function startClock() {
 
 $("[data-pre-mic]").addEventListener("click", () => setMic(!state.micOn));
 $("[data-pre-cam]").addEventListener("click", () => setCam(!state.camOn));
-$("[data-mic]").addEventListener("click", () => setMic(!state.micOn));
-$("[data-cam]").addEventListener("click", () => setCam(!state.camOn));
+$("[data-mic]").addEventListener("click", () => toggleMedia("audio"));
+$("[data-cam]").addEventListener("click", () => toggleMedia("video"));
 $("[data-camera-select]").addEventListener("change", changeDevice);
 $("[data-mic-select]").addEventListener("change", changeDevice);
 $("[data-join]").addEventListener("click", join);
@@ -868,7 +959,17 @@ async function main() {
   api(`/api/v1/courses/${state.session.course_id}`)
     .then((c) => ($("[data-course-title]").textContent = `${c.code} · ${c.title}`))
     .catch(() => {});
-  if (state.session.status !== "live") {
+  if (state.session.status === "live") {
+    // A removed student sees that at once, not a pre-join screen with Join enabled.
+    try {
+      state.ticket = await api(`/api/v1/sessions/${sessionId}/join`, { method: "POST" });
+    } catch (e) {
+      if (e.code === "removed") {
+        removed(describeError(e));
+        return;
+      }
+    }
+  } else {
     const info = $("[data-prejoin-info]");
     info.textContent = state.session.status === "scheduled"
       ? `This class has not started yet (scheduled for ${new Date(state.session.scheduled_start).toLocaleString()}).`

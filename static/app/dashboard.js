@@ -71,6 +71,39 @@ function sessionItem(session, course) {
   );
 }
 
+// Students a teacher removed who asked to come back with the enrolment code: the
+// teacher approves (enrols them again) or declines.
+function requestsOf(course) {
+  const list = el("ul", { class: "request-list", "data-requests": course.id, "aria-label": `Requests to join ${course.title}` });
+  const answer = async (request, approve) => {
+    try {
+      const base = `/api/v1/courses/${course.id}/enrollments`;
+      if (approve) await api(base, { method: "POST", body: { user_id: request.user_id } });
+      else await api(`${base}/${request.user_id}`, { method: "DELETE" });
+      toast(`${request.user.display_name} was ${approve ? "enrolled again" : "declined"}.`);
+      load();
+    } catch (e) {
+      showError(e);
+    }
+  };
+  listAll(`/api/v1/courses/${course.id}/enrollments?status=requested&limit=100`)
+    .then((requests) =>
+      list.replaceChildren(
+        ...requests.map((r) =>
+          el(
+            "li",
+            { class: "request" },
+            el("span", { text: `${r.user.display_name} (removed earlier) asks to re-join` }),
+            el("button", { type: "button", class: "btn btn-small", text: "Approve", "aria-label": `Approve ${r.user.display_name}`, onclick: () => answer(r, true) }),
+            el("button", { type: "button", class: "btn btn-small btn-danger-quiet", text: "Decline", "aria-label": `Decline ${r.user.display_name}`, onclick: () => answer(r, false) }),
+          ),
+        ),
+      ),
+    )
+    .catch(() => {});
+  return list;
+}
+
 function courseItem(course) {
   const staff = staffRoles.has(course.my_role);
   return el(
@@ -84,6 +117,7 @@ function courseItem(course) {
       staff && course.enrollment_code
         ? el("span", { class: "muted small", text: `Enrolment code: ${course.enrollment_code}` })
         : null,
+      course.my_role === "teacher" ? requestsOf(course) : null,
     ),
     staff
       ? el("button", { type: "button", class: "btn", text: "Start a class now", onclick: () => startNow(course) })
@@ -164,8 +198,14 @@ $("[data-join-course]").addEventListener("submit", async (ev) => {
   const input = ev.target.elements.code;
   try {
     const reply = await api("/api/v1/enrollments/join", { method: "POST", body: { enrollment_code: input.value.trim() } });
-    toast(`You joined ${reply.course.title}.`);
     input.value = "";
+    if (reply.enrollment.status === "requested") {
+      // A teacher removed us from this course: they decide whether we come back.
+      notice.textContent = `You were removed from ${reply.course.title}. Your request to join again is waiting for the teacher.`;
+      notice.hidden = false;
+      return;
+    }
+    toast(`You joined ${reply.course.title}.`);
     load();
   } catch (e) {
     showError(e);

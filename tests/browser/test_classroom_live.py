@@ -337,7 +337,14 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
         lambda: _is(ada.get_by_role("button", name="Unmute").count(), 1), 5, "Ada muted"
     )
     assert "off" in (await ada.locator("[data-mic]").get_attribute("class") or "")
-    assert "Ms Rivera muted your microphone" in await ada.locator("[data-notice]").inner_text()
+    notice = await ada.locator("[data-notice]").inner_text()
+    assert "Ms Rivera turned off your microphone" in notice, notice
+    # (the SFU withholds her audio now, whatever her page does)
+    from vtp.sfu.members import MEMBERS
+
+    members = lesson.server.app[MEMBERS].in_room(lesson.session["room_name"])
+    ada_peers = [m.peer for m in members if str(m.user_id) == lesson.cast["ada"].id]
+    assert ada_peers and all(p.muted == {"audio"} for p in ada_peers)
     ada_row = teacher.locator('[data-people] .person:has-text("Ada Okafor")')
     await eventually(
         lambda: _is(ada_row.locator(".icon-mic.is-off").count(), 1), 5, "Ada shown muted"
@@ -372,12 +379,21 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
 
     await eventually(lambda: gone_for(teacher), 5, "Ada's tile gone for the teacher")
     await eventually(lambda: gone_for(ben), 5, "Ada's tile gone for Ben")
-    # She cannot come back to this session.
+    # Nothing runs behind the overlay: no "Connecting…", no clock.
+    assert await ada.locator("[data-conn]").inner_text() == "Removed"
+    assert await ada.locator("[data-clock]").is_hidden()
+    # She cannot come back to this session: reopening the page says so at once (no
+    # pre-join screen with Join enabled).
     await ada.reload()
-    await ada.get_by_role("button", name="Join class").click()
     await overlay.wait_for(state="visible", timeout=5000)
     text = await overlay.inner_text()
     assert "You were removed from this class: Please rejoin from a quiet room." in text, text
+    assert await overlay.get_attribute("data-reason") == "removed"
+    assert await ada.locator("[data-prejoin]").is_hidden()
+    assert await ada.locator("[data-join]").is_disabled()
+    assert await ada.locator("[data-conn]").inner_text() == "Removed"
+    assert await ada.locator("[data-clock]").is_hidden()
+    await ada.screenshot(path=str(ARTIFACTS / "classroom-removed.png"))
 
     # The teacher ends the class for everyone.
     await teacher.get_by_role("button", name="End for all").click()

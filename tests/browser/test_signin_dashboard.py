@@ -183,6 +183,36 @@ async def test_dashboard_lists_courses_live_and_upcoming(
     assert await error.inner_text() == "The session is scheduled, not live."
 
 
+async def test_removed_student_asks_to_rejoin_and_the_teacher_decides(
+    server: Server, browser: Any
+) -> None:
+    teacher = await server.user("Ms Okoro", role="teacher")
+    student = await server.user("Gil Moss")
+    live = await server.live_session(teacher, [student], title="Optics")
+    course = await server.call("GET", f"/api/v1/courses/{live['course_id']}", teacher)
+    await server.call("DELETE", f"/api/v1/courses/{course['id']}/enrollments/{student.id}", teacher)
+    # The old code does not bring him back: his page says the teacher decides.
+    page = await signed_in_page(browser, server, student)
+    await page.goto(server.base + "/dashboard")
+    await page.get_by_label("Enrolment code").fill(course["enrollment_code"])
+    await page.get_by_role("button", name="Join course").click()
+    notice = page.locator("[data-notice]")
+    await eventually(lambda: _has(notice, "waiting for the teacher"), 10, "the waiting notice")
+    assert "Biology 101" not in await page.locator("[data-courses]").inner_text()
+    # The teacher sees the request on the dashboard and approves it.
+    teacher_page = await signed_in_page(browser, server, teacher)
+    await teacher_page.goto(server.base + "/dashboard")
+    approve = teacher_page.get_by_role("button", name="Approve Gil Moss")
+    await approve.wait_for(timeout=10000)
+    await approve.click()
+    await approve.wait_for(state="detached", timeout=10000)
+    await page.reload()
+    courses = page.locator("[data-courses]")
+    await eventually(lambda: _has(courses, "Biology 101"), 10, "the course back on his list")
+    await teacher_page.context.close()
+    await page.context.close()
+
+
 async def _has(locator: Any, text: str) -> bool:
     return text in await locator.inner_text()
 

@@ -188,6 +188,54 @@ async def test_self_enrolment_with_code(world: World, db: asyncpg.Connection) ->
     assert status == 404
 
 
+async def test_removed_student_rejoining_with_the_code_waits_for_the_teacher(
+    world: World, db: asyncpg.Connection
+) -> None:
+    code = (
+        await world.ok(world.teacher, "POST", f"/api/v1/courses/{world.course_id}/enrollment-code")
+    )["enrollment_code"]
+    base = f"/api/v1/courses/{world.course_id}/enrollments"
+    me = f"{base}/{world.student.user_id}"
+    join = {"enrollment_code": code}
+
+    async def status() -> str:
+        value = await db.fetchval(
+            "SELECT status FROM course_enrollments WHERE course_id = $1::uuid"
+            " AND user_id = $2::uuid",
+            world.course_id,
+            world.student.user_id,
+        )
+        return str(value)
+
+    # The teacher removes the student; the old code does not bring them back...
+    await world.ok(world.teacher, "DELETE", me, status=204)
+    assert await status() == "removed"
+    asked = await world.ok(world.student, "POST", "/api/v1/enrollments/join", join, 202)
+    assert asked["enrollment"]["status"] == "requested" and asked["course"]["my_role"] is None
+    assert await status() == "requested"
+    again = await world.ok(world.student, "POST", "/api/v1/enrollments/join", join, 202)
+    assert again["enrollment"]["status"] == "requested"
+    # ...it gives no access at all...
+    assert (await world.call(world.student, "GET", base))[0] == 404
+    course = await world.ok(world.student, "GET", f"/api/v1/courses/{world.course_id}")
+    assert course["my_role"] is None
+    # ...and the teacher sees the request, and declines it...
+    pending = await world.ok(world.teacher, "GET", base + "?status=requested")
+    assert [e["user_id"] for e in pending["items"]] == [world.student.user_id]
+    await world.ok(world.teacher, "DELETE", me, status=204)
+    assert await status() == "removed"
+    # ...or approves it (enrolling the user again).
+    await world.ok(world.student, "POST", "/api/v1/enrollments/join", join, 202)
+    await world.ok(world.teacher, "POST", base, {"user_id": world.student.user_id}, 201)
+    assert await status() == "active"
+    await world.ok(world.student, "GET", base)
+    # Leaving by oneself is different: the code brings one back at once.
+    await world.ok(world.student, "DELETE", me, status=204)
+    assert await status() == "dropped"
+    await world.ok(world.student, "POST", "/api/v1/enrollments/join", join, 201)
+    assert await status() == "active"
+
+
 async def test_join_refuses_a_course_that_is_not_open(world: World) -> None:
     draft = await make_course(
         world.client, world.teacher, status="draft", enrollment_code="DRAFT-CODE"

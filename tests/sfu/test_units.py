@@ -150,8 +150,12 @@ def test_sanitize_offer_keeps_vp8_and_opus_only() -> None:
         assert gone not in text
     assert "a=rtcp-fb:96 nack" in text and "sdes:mid" in text
     assert sdp.media[0].ssrcs == [1, 2] and sdp.media[0].mid == "0"
+    # without VP8: H.264 only in packetization-mode 1 (98 is mode 0 here), else VP9
+    vp9 = negotiation.sanitize_offer(offer.replace("VP8", "VP9")).media[0]
+    assert vp9.codec is not None and vp9.codec.mime_type == "video/vp9"
+    assert "a=rtpmap:96 VP8/90000" in vp9.lines  # aiortc's stand-in
     with pytest.raises(SfuError):
-        negotiation.sanitize_offer(offer.replace("VP8", "VP9"))
+        negotiation.sanitize_offer(offer.replace("VP8", "AV1"))
 
 
 def test_add_opus_fec() -> None:
@@ -348,3 +352,42 @@ def test_a_numbering_jump_leaves_no_hole() -> None:
     # 12 and 13 can never be recovered once the numbering jumped: skipped, not holes
     assert seen == [10, 11, 14, 15, 16, 17]
     assert not track.missing
+
+
+def test_a_muted_track_withholds_and_video_resumes_at_a_keyframe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import vtp.sfu.uptrack as uptrack
+
+    now = [10.0]
+    monkeypatch.setattr(uptrack.time, "monotonic", lambda: now[0])
+    sent: list[bytes] = []
+    track = _video_track(sent)
+    seen: list[tuple[int, bool]] = []
+    track.add_tap(lambda t, packet: seen.append((packet.useq, packet.keyframe)))
+    delta = b"\x10\x01\x01"  # (VP8 payload header P bit set: an interframe)
+    key = bytes([0x10, 0x00, 0x9D, 0x01])
+
+    def packet(seq: int, payload: bytes) -> Any:
+        p = parse_rtp(struct.pack("!BBHII", 0x80, 96, seq, seq * 3000, 1234) + payload, 0, 0)
+        assert p is not None
+        return p
+
+    track.receive(packet(1, key))
+    track.receive(packet(2, delta))
+    track.set_muted(True)
+    for seq in range(3, 8):
+        track.receive(packet(seq, delta))
+    assert [s for s, _ in seen] == [1, 2] and track.withheld == 5
+    plis_before = track.plis_sent
+    now[0] += 2
+    track.set_muted(False)
+    assert track.plis_sent == plis_before + 1  # a keyframe is asked for at once...
+    track.receive(packet(8, delta))  # ...and nothing before it is forwarded
+    track.receive(packet(9, key))
+    track.receive(packet(10, delta))
+    # the withheld packets leave no hole: subscribers see 3, 4, 5 right after 2
+    assert seen == [(1, True), (2, False), (3, True), (4, False)]
+    assert track.withheld == 6 and not track.missing
+    block = track.report_block(0.0)
+    assert block is not None and block.packets_lost == 0  # the publisher is told nothing was lost

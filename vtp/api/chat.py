@@ -2,7 +2,9 @@
 
 History is newest first with a cursor; a message is 1-4000 characters; its author may
 edit or delete it, and the course's teachers and TAs may delete any (moderation).
-Deleted messages keep their place in the history with ``body: null``.
+Deleted messages keep their place in the history with ``body: null``. A student the
+teacher removed from a live session can no longer read, post, edit or delete in that
+session's chat (403 ``removed``).
 
 Room chat sent over the signalling WebSocket goes through `post_in_room` (same rules).
 
@@ -30,7 +32,7 @@ from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import MessageOut, returns
-from vtp.api.sessions import load_session
+from vtp.api.sessions import load_session, refuse_removed
 from vtp.api.users import path_uuid
 from vtp.appkeys import CHAT_LIMIT_USER, CONFIG, DB
 from vtp.auth.principal import Principal
@@ -151,7 +153,8 @@ async def course_post(request: web.Request) -> web.Response:
 @who("members of the course")
 @returns(MessageOut, many=True)
 async def session_history(request: web.Request) -> web.Response:
-    session, _ = await load_session(request, MEMBERS)
+    session, access = await load_session(request, MEMBERS)
+    await refuse_removed(request.app, session.id, access.user_id)
     query = parse_query(request, ListQuery)
     rows = await db.history(
         request.app[DB],
@@ -169,6 +172,7 @@ async def session_history(request: web.Request) -> web.Response:
 @returns(MessageOut)
 async def session_post(request: web.Request) -> web.Response:
     session, access = await load_session(request, PARTICIPANTS, write=True)
+    await refuse_removed(request.app, session.id, access.user_id)
     body = await read_json(request, MessageBody)
     if session.status != "live":
         raise conflict("session_not_live", "room chat is open while the session is live")
@@ -186,6 +190,8 @@ async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
     access = await require_course_role(
         request, msg.course_id, MEMBERS, write=True, missing="no such message"
     )
+    if msg.session_id is not None:
+        await refuse_removed(request.app, msg.session_id, access.user_id)
     return msg, access
 
 
@@ -251,6 +257,10 @@ async def post_in_room(
         raise ChatRefused("course_archived", "the course is archived and read-only")
     if ticket.status != "live":
         raise ChatRefused("session_not_live", "room chat is open while the session is live")
+    try:
+        await refuse_removed(app, ticket.session_id, principal.user_id)
+    except ApiError as exc:
+        raise ChatRefused(exc.code, exc.message) from None
     wait = await _count_message(app, principal.user_id)
     if wait:
         raise ChatRefused("rate_limited", f"too many chat messages; try again in {wait} s")

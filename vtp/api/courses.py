@@ -87,7 +87,7 @@ class EnrollmentUpdate(Body):
 
 class RosterQuery(ListQuery):
     role: CourseRole | None = None
-    status: Literal["active", "dropped"] | None = None
+    status: Literal["active", "dropped", "removed", "requested"] | None = None
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -282,7 +282,18 @@ async def join_course(request: web.Request) -> web.Response:
     async with pool.acquire() as conn, conn.transaction():
         if course.owner_id == principal.user_id:
             raise conflict("already_enrolled", "you teach this course")
-        enrollment, changed = await db.enroll(conn, course.id, principal.user_id, "student")
+        enrollment, changed = await db.enroll(
+            conn, course.id, principal.user_id, "student", by_teacher=False
+        )
+    if enrollment.status == "requested":
+        # A teacher removed this user: the code alone does not bring them back.
+        return web.json_response(
+            {
+                "course": course_json(course, None, staff=False),
+                "enrollment": enrollment.to_json(),
+            },
+            status=202,
+        )
     if not changed:
         raise conflict("already_enrolled", "you are already enrolled in this course")
     return web.json_response(
@@ -305,8 +316,8 @@ async def list_enrollments(request: web.Request) -> web.Response:
     status = query.status
     if not access.is_staff:
         # Students and observers see who is in the course, not who left it.
-        if status == "dropped":
-            raise forbidden("only staff see dropped enrollments")
+        if status not in (None, "active"):
+            raise forbidden(f"only staff see {status} enrollments")
         status = "active"
     rows = await db.roster(
         request.app[DB],
@@ -382,7 +393,10 @@ async def change_enrollment(request: web.Request) -> web.Response:
 @authenticated
 @who("the course's teachers; any member for themself")
 async def unenroll(request: web.Request) -> web.Response:
-    """Drop an enrollment: a teacher drops anyone, a member may drop themself."""
+    """Drop an enrollment: a member may leave (``dropped``: the enrolment code brings them
+    back); a teacher removes anyone (``removed``: coming back with the code only makes a
+    ``requested`` enrollment, which the teacher approves with POST .../enrollments or
+    declines with this DELETE)."""
     course_id = course_id_of(request)
     user_id = path_uuid(request, "user_id")
     access = await require_course_role(request, course_id, MEMBERS)
@@ -391,7 +405,11 @@ async def unenroll(request: web.Request) -> web.Response:
     if user_id == access.course.owner_id:
         raise conflict("course_owner", "the course owner cannot be unenrolled")
     current = await db.get_enrollment(request.app[DB], course_id, user_id)
-    if current is None or current.status != "active":
+    by_teacher = user_id != access.user_id
+    if current is None or current.status not in (
+        ("active", "requested") if by_teacher else ("active",)
+    ):
         raise not_found("no such enrollment")
-    await db.set_enrollment(request.app[DB], course_id, user_id, role=None, status="dropped")
+    status = "removed" if by_teacher else "dropped"
+    await db.set_enrollment(request.app[DB], course_id, user_id, role=None, status=status)
     return web.Response(status=204)

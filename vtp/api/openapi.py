@@ -64,6 +64,7 @@ class HandlerInfo:
     csv: bool
     binary: bool
     status: int
+    other_statuses: tuple[int, ...] = ()  # more success statuses (e.g. 201 and 202)
 
 
 def _resolve(handler: Any, node: ast.expr) -> Any:
@@ -89,6 +90,7 @@ def handler_info(handler: Any) -> HandlerInfo:
     query: type[BaseModel] | None = None
     upload = csv = binary = False
     status = 200
+    statuses: set[int] = set()
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(handler)))
     except (OSError, TypeError, SyntaxError):
@@ -113,7 +115,10 @@ def handler_info(handler: Any) -> HandlerInfo:
         for kw in node.keywords:
             value = kw.value.value if isinstance(kw.value, ast.Constant) else None
             if kw.arg == "status" and isinstance(value, int) and 200 <= value < 300:
-                status = value
+                statuses.add(value)
+    if statuses:
+        status, *others = sorted(statuses)
+        return HandlerInfo(body, query, upload, csv, binary, status, tuple(others))
     return HandlerInfo(body, query, upload, csv, binary, status)
 
 
@@ -290,6 +295,8 @@ def _operation(
         ok["content"] = {"application/json": {"schema": schema}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     responses: dict[str, Any] = {str(info.status): ok}
+    for other in info.other_statuses:
+        responses[str(other)] = ok
     for code in sorted(error_codes(handler)):
         responses[str(code)] = {"description": ERROR_TEXT.get(code, "error"), **error}
     op["responses"] = responses

@@ -30,7 +30,7 @@ from vtp.api.live_rooms import close_room, open_room
 from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import AttendanceLineOut, JoinTicketOut, SessionOut, returns
 from vtp.api.users import path_uuid
-from vtp.appkeys import DB
+from vtp.appkeys import DB, REDIS
 from vtp.db import attendance as attendance_db
 from vtp.db import sessions as db
 from vtp.db.models import LiveSession
@@ -95,6 +95,18 @@ async def load_session(
         request, session.course_id, roles, write=write, missing="no such session"
     )
     return session, access
+
+
+async def refuse_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """403 ``removed`` for a user the teacher removed from this session: removal closes
+    every way into the class (join ticket, session chat, and the SFU room through
+    :func:`vtp.sfu.access.room_access`)."""
+    # Imported here: the classroom (vtp.web) builds on this module.
+    from vtp.web import removals
+
+    reason = await removals.reason(app[REDIS], session_id, user_id)
+    if reason is not None:
+        raise ApiError(403, "removed", f"you were removed from this class: {reason}")
 
 
 async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uuid.UUID) -> None:
@@ -268,6 +280,7 @@ async def join_session(request: web.Request) -> web.Response:
     )
     if ticket is None:  # unenrolled meanwhile
         raise not_found("no such session")
+    await refuse_removed(request.app, session.id, access.user_id)
     return web.json_response(ticket.to_json())
 
 

@@ -1,8 +1,9 @@
 """Attendance: `session_participants` rows written from SFU room joins and leaves.
 
-The SFU signalling layer calls `record_join` when a user's peer joins a live session's
-room and `record_leave` when it leaves; one row per join, so a user who drops out and
-comes back has several rows, and their attendance is the union of the intervals.
+:mod:`vtp.web.presence` calls `record_join_in_room` when a user's first way into a live
+session's room opens (classroom channel or SFU peer of any kind) and `record_leave` when
+their last one closes; one row per stay, so a user who drops out and comes back has
+several rows, and their attendance is the union of the intervals.
 
 From a room name: ``ticket = await vtp.db.sessions.join_ticket(pool, user_id=...,
 is_admin=..., room_name=room)`` says whether the user may be in the room at all (None:
@@ -36,6 +37,22 @@ async def record_join(
         role,
     )
     return row_id if isinstance(row_id, uuid.UUID) else None
+
+
+async def record_join_in_room(
+    pool: Conn, room_name: str, user_id: uuid.UUID, role: ParticipantRole
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """Record a join by room name; returns (row id, session id), or None if the room is
+    no live session's (an open room, or the session is not live)."""
+    row = await pool.fetchrow(
+        """INSERT INTO session_participants (session_id, user_id, role)
+           SELECT id, $2, $3 FROM live_sessions WHERE room_name = $1 AND status = 'live'
+           RETURNING id, session_id""",
+        room_name,
+        user_id,
+        role,
+    )
+    return (row["id"], row["session_id"]) if row is not None else None
 
 
 async def record_leave(

@@ -134,20 +134,33 @@ async def get_course_by_enrollment_code(conn: Conn, code: str) -> Course | None:
 
 
 async def enroll(
-    conn: asyncpg.Connection, course_id: uuid.UUID, user_id: uuid.UUID, role: str
+    conn: asyncpg.Connection,
+    course_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role: str,
+    *,
+    by_teacher: bool = True,
 ) -> tuple[CourseEnrollment, bool]:
-    """Enrol (or re-activate a dropped enrollment). Returns (row, created_or_reactivated);
-    an already active enrollment is returned unchanged with False."""
+    """Enrol, or re-activate an enrollment that is not active. Returns (row,
+    created_or_changed); an already active enrollment is returned unchanged with False.
+
+    A teacher (``by_teacher``) re-activates any enrollment: that is how a request to come
+    back is approved. A self-enrolment (the code) re-activates only one its user dropped
+    themself; one a teacher removed becomes a ``requested`` enrollment instead."""
     row = await conn.fetchrow(
         """INSERT INTO course_enrollments (course_id, user_id, role)
            VALUES ($1, $2, $3)
            ON CONFLICT (course_id, user_id) DO UPDATE
-               SET role = EXCLUDED.role, status = 'active'
-               WHERE course_enrollments.status = 'dropped'
+               SET role = EXCLUDED.role,
+                   status = CASE WHEN $4 OR course_enrollments.status = 'dropped'
+                                 THEN 'active' ELSE 'requested' END
+               WHERE course_enrollments.status <> 'active'
+                 AND ($4 OR course_enrollments.status <> 'requested')
            RETURNING *""",
         course_id,
         user_id,
         role,
+        by_teacher,
     )
     if row is not None:
         return CourseEnrollment.from_record(row), True

@@ -68,7 +68,9 @@ class CourseEnrollment(Row):
     course_id: uuid.UUID
     user_id: uuid.UUID
     role: Literal["student", "teacher", "ta", "observer"]
-    status: Literal["active", "dropped"]
+    # dropped: left by themself; removed: unenrolled by a teacher; requested: removed,
+    # then asked to come back with the enrolment code (a teacher decides). 004_*.sql
+    status: Literal["active", "dropped", "removed", "requested"]
     created_at: datetime
     updated_at: datetime
 
@@ -115,6 +117,11 @@ class SessionParticipant(Row):
     updated_at: datetime
 
 
+# Why a recording ended; "cut": the process died while recording (``cut_at`` says when
+# its files end).
+EndedReason = Literal["stopped", "session_ended", "max_length", "server_stopping", "cut"]
+
+
 class Recording(Row):
     id: uuid.UUID
     session_id: uuid.UUID
@@ -127,6 +134,8 @@ class Recording(Row):
     error: str | None
     started_at: datetime
     ended_at: datetime | None
+    ended_reason: EndedReason | None
+    cut_at: datetime | None
     created_at: datetime
     updated_at: datetime
 

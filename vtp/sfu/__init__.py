@@ -13,8 +13,13 @@ the server to a subscriber. One WebRTC peer connection carries one direction:
   server answers. A new publisher therefore means a new subscription per interested
   peer, never a renegotiation of an existing connection.
 
-Only Opus (48 kHz, in-band FEC negotiated) and VP8 are carried; other codecs, RTX, RED,
-FEC and unknown header extensions are removed from offers before aiortc sees them.
+Opus (48 kHz, in-band FEC negotiated) and one video codec per publication are carried:
+VP8 when the publisher offers it, else H.264 (packetization-mode 1) or VP9
+(:mod:`vtp.sfu.codecs`). aiortc negotiates every video section under a VP8 stand-in and
+the client's SDP names the real codec (:mod:`vtp.sfu.codecsdp`); subscribers get the
+publisher's codec, or ``SfuError("bad-sdp")`` when they cannot decode it. Other codecs,
+RTX, RED, FEC and unknown header extensions are removed from offers before aiortc sees
+them.
 Publishers get REMB and, where they offer it, transport-wide congestion control feedback
 (``twcc``).
 
@@ -72,6 +77,9 @@ Python API (everything runs on the aiohttp event loop; nothing here is thread-sa
           # The server's own candidates are all in its SDP (no server-side trickle).
     await peer.close_connection(conn_id)            # unpublish or unsubscribe
     peer.touch()                                    # signalling saw the peer alive
+    peer.set_muted({"audio"})                       # server-side mute: withhold these
+          # kinds of every publication of the peer (and later ones) from subscribers
+          # and taps until set_muted(()); unmuted video resumes at a keyframe
     await peer.leave()
     peer.connections -> dict[str, Connection]       # its publications and subscriptions
 
@@ -108,7 +116,9 @@ connections), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
 compiled part: header rewrite, SRTP protect and send per subscriber), ``rtp``, ``rtcp``,
 ``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``twcc`` (transport-cc
 feedback), ``speaker``,
-``negotiation`` (SDP filtering, Opus FEC), ``ice`` (STUN/TURN, coturn credentials),
+``negotiation`` (SDP filtering, Opus FEC), ``codecs`` (which codec each leg uses,
+keyframe detection per codec), ``codecsdp`` (aiortc's stand-in codec), ``h264`` and
+``vp9`` (their payloads), ``ice`` (STUN/TURN, coturn credentials),
 ``icelite`` (one UDP port for all connections),
 ``events``, ``errors``, ``aiortc_hooks`` (every private aiortc/aioice/pylibsrtp contact).
 """

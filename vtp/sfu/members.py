@@ -6,6 +6,12 @@ own connections; room state is readable by the room's members), and which WebSoc
 sessions to tell about events in a room. :class:`Members` keeps that, listening to the
 SFU's events so that a peer the core removes (left, timed out, room closed) is forgotten
 here too.
+
+It also keeps whom the server mutes in each room (:meth:`Members.mute`): a mute is a
+user's, so it applies to every peer of theirs in the room, joined before or after it
+(:meth:`vtp.sfu.peer.Peer.set_muted` does the withholding), until lifted or until the
+room closes. And it tells watchers (:meth:`Members.add_watcher`: attendance) when a
+member comes and goes.
 """
 
 from __future__ import annotations
@@ -38,6 +44,20 @@ class MemberJoined:
 
 
 Sink = Callable[["events.Event | MemberJoined"], None]
+Watcher = Callable[["Member", bool], None]  # (member, True on add / False when forgotten)
+MediaKind = Literal["audio", "video"]
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """One kind of a user's media that the server withholds in a room, who muted it, and
+    whether the user may lift it themself (``locked``: only a presenter may)."""
+
+    by: str
+    locked: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"by": self.by, "locked": self.locked}
 
 
 @dataclass(eq=False)
@@ -73,11 +93,14 @@ class Members:
     def __init__(self, sfu: Sfu) -> None:
         self.sfu = sfu
         self._by_room: dict[str, dict[str, Member]] = {}
+        self._mutes: dict[str, dict[uuid.UUID, dict[MediaKind, Mute]]] = {}
+        self._watchers: list[Watcher] = []
         self._remove_listener = sfu.add_listener(self._on_event)
 
     def close(self) -> None:
         self._remove_listener()
         self._by_room.clear()
+        self._mutes.clear()
 
     # --- bookkeeping --------------------------------------------------------------------
 
@@ -86,7 +109,11 @@ class Members:
         room = self._by_room.setdefault(member.room, {})
         others = list(room.values())
         room[member.peer.id] = member
+        mutes = self._mutes.get(member.room, {}).get(member.user_id)
+        if mutes:
+            member.peer.set_muted(mutes)
         self._deliver(others, MemberJoined(member.room, member))
+        self._tell_watchers(member, True)
 
     def discard(self, member: Member) -> None:
         room = self._by_room.get(member.room)
@@ -94,6 +121,43 @@ class Members:
             del room[member.peer.id]
             if not room:
                 del self._by_room[member.room]
+            self._tell_watchers(member, False)
+
+    def add_watcher(self, watcher: Watcher) -> Callable[[], None]:
+        """``watcher(member, present)`` is called (synchronously: keep it cheap, don't
+        raise) when a member is added and when it is forgotten; returns its remover."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+
+    def _tell_watchers(self, member: Member, present: bool) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher(member, present)
+            except Exception:
+                logger.exception("member watcher failed")
+
+    # --- server-side mute -------------------------------------------------------------
+
+    def mute(self, room: str, user_id: uuid.UUID, kind: MediaKind, mute: Mute | None) -> None:
+        """Mute (``mute``) or unmute (None) one kind of a user's media in a room: every
+        peer of theirs there now, and every one that joins later while it lasts."""
+        by_user = self._mutes.setdefault(room, {})
+        kinds = by_user.setdefault(user_id, {})
+        if mute is None:
+            kinds.pop(kind, None)
+        else:
+            kinds[kind] = mute
+        if not kinds:
+            del by_user[user_id]
+        if not by_user:
+            del self._mutes[room]
+        for member in self._by_room.get(room, {}).values():
+            if member.user_id == user_id:
+                member.peer.set_muted(kinds)
+
+    def mutes(self, room: str, user_id: uuid.UUID) -> dict[MediaKind, Mute]:
+        """What of the user's media the server withholds in the room."""
+        return dict(self._mutes.get(room, {}).get(user_id, {}))
 
     def get(self, room: str, peer_id: str) -> Member | None:
         return self._by_room.get(room, {}).get(peer_id)
@@ -120,6 +184,8 @@ class Members:
     # --- events from the SFU ----------------------------------------------------------
 
     def _on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.RoomClosed):
+            self._mutes.pop(event.room, None)
         room = self._by_room.get(event.room)
         if not room:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from vtp.sfu import events
@@ -27,6 +28,7 @@ class Peer:
         self.connections: dict[str, Connection] = {}
         self.last_seen = time.monotonic()
         self.left = False
+        self.muted: frozenset[str] = frozenset()  # kinds the server withholds
 
     # --- API for the signalling layer ---------------------------------------------------
 
@@ -41,6 +43,8 @@ class Peer:
         conn = UpConnection(self, self.room.settings, label=label)
         self.connections[conn.id] = conn
         await conn.start(offer_sdp)  # closes itself and raises SfuError on bad input
+        for track in conn.tracks:  # (no packet can have arrived: the client has no answer)
+            track.set_muted(track.kind in self.muted)
         self.room.publication_added(conn)
         return conn
 
@@ -97,6 +101,16 @@ class Peer:
             raise SfuError("not-found", f"no connection {connection_id!r}")
         await conn.close("closed by peer")
 
+    def set_muted(self, kinds: Iterable[str]) -> None:
+        """Server-side mute: the tracks of these kinds ("audio", "video") of every
+        publication of this peer, and of those it starts later, are withheld from
+        subscribers and taps until unmuted (``set_muted(())``)."""
+        self.muted = frozenset(kinds)
+        for conn in self.connections.values():
+            if isinstance(conn, UpConnection):
+                for track in conn.tracks:
+                    track.set_muted(track.kind in self.muted)
+
     async def leave(self, reason: str = "left") -> None:
         await self.room.remove_peer(self, reason)
 
@@ -147,5 +161,6 @@ class Peer:
         return {
             "id": self.id,
             "display": self.display,
+            "muted": sorted(self.muted),
             "connections": [c.stats() for c in self.connections.values() if hasattr(c, "stats")],
         }

@@ -2,9 +2,10 @@
 
 :meth:`UpTrack.receive` is the per-packet path: validate, make sequence numbers and
 timestamps continuous, cache for NACKs, then hand the packet to every down track (one
-call into the compiled fan-out, :mod:`vtp.sfu.fastpath`) and in-process tap. Everything
-else here (NACKs to the publisher, keyframe requests, receiver reports, REMB values) runs
-from the SFU's periodic tick.
+call into the compiled fan-out, :mod:`vtp.sfu.fastpath`) and in-process tap. A muted
+track (:meth:`UpTrack.set_muted`: the server enforces a teacher's mute) withholds its
+packets from both. Everything else here (NACKs to the publisher, keyframe requests,
+receiver reports, REMB values) runs from the SFU's periodic tick.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vtp.sfu import fastpath, rtcp
+from vtp.sfu.codecs import keyframe_detector
 from vtp.sfu.estimator import MAX_BITRATE, RateMeter, combine
 from vtp.sfu.packetcache import PacketCache
-from vtp.sfu.rtp import ParsedRtp, abs_send_time_now, vp8_keyframe_start
+from vtp.sfu.rtp import ParsedRtp, abs_send_time_now
 from vtp.sfu.seqmap import Unwrapper
 from vtp.sfu.speaker import LevelMeter
 
@@ -42,8 +44,9 @@ class UpPacket:
 
     ``useq``/``uts``: unbounded, continuous sequence number and timestamp (packets that
     were not forwarded - padding, invalid - are skipped, so ``useq`` has no holes);
-    ``payload``: the codec payload (VP8 descriptor included); ``keyframe``: first packet
-    of a VP8 keyframe; ``audio_level``: RFC 6464 byte or -1."""
+    ``payload``: the codec payload (VP8/VP9 descriptor included); ``keyframe``: a packet
+    a decoder can start from (:func:`vtp.sfu.codecs.keyframe_detector`);
+    ``audio_level``: RFC 6464 byte or -1."""
 
     __slots__ = ("audio_level", "keyframe", "marker", "payload", "useq", "uts")
 
@@ -113,6 +116,7 @@ class UpTrack:
         # a VP8 payload is at least its descriptor byte plus one byte of frame data
         self._min_payload = 2 if self.video else 1
         self.mime_type = mime_type
+        self._keyframe_start = keyframe_detector(mime_type)
         self.clock_rate = clock_rate
         self.payload_type = payload_type
         self.mid = mid
@@ -140,6 +144,11 @@ class UpTrack:
         self.nacks_answered = 0
         self.plis_sent = 0
         self.keyframes = 0
+        self.withheld = 0  # packets not forwarded because the track was muted
+        # server-side mute: while True (muted, or unmuted video waiting for a keyframe)
+        # every packet goes through _withhold(); the packet path pays one flag check
+        self.muted = False
+        self._withholding = False
         self._base_useq: int | None = None
         # publisher sequence numbers not forwarded (sorted), and how many were forgotten
         self._dropped: list[int] = []
@@ -167,6 +176,8 @@ class UpTrack:
         if len(p.payload) < self._min_payload:
             self.discard(p)  # padding-only, or too short to be this codec
             return
+        if self._withholding and self._withhold(p):
+            return
         useq = self._arrived(p.seq)
         if useq is None:
             return
@@ -184,7 +195,7 @@ class UpTrack:
             d = abs(transit - self._last_transit)
             self.jitter += (d - self.jitter) / 16
         self._last_transit = transit
-        keyframe = self.video and vp8_keyframe_start(payload)
+        keyframe = self.video and self._keyframe_start(payload)
         if keyframe:
             self.keyframes += 1
             self._kf_pending = False
@@ -257,7 +268,10 @@ class UpTrack:
         not negotiated): its sequence number is taken out of the forwarded numbering, so
         subscribers see no gap, and it is not NACKed."""
         self.dropped += 1
-        useq = self._arrived(p.seq)
+        self._skip(p.seq)
+
+    def _skip(self, seq16: int) -> None:
+        useq = self._arrived(seq16)
         if useq is None or useq <= self._highest_forwarded:
             # (a late one below what was forwarded cannot be skipped: numbers already
             # given out stay put; subscribers see the hole as a loss)
@@ -273,6 +287,33 @@ class UpTrack:
             keep = bisect.bisect_left(dropped, horizon)
             self._dropped_base += keep
             del dropped[:keep]
+
+    # --- server-side mute ------------------------------------------------------------------
+
+    def set_muted(self, muted: bool) -> None:
+        """Withhold (True) or forward again (False) this track's packets, from subscribers
+        and taps (the recorder) alike: what a teacher muted is not recorded either. Withheld
+        packets are skipped in the forwarded numbering like discarded ones, so subscribers
+        see no loss and NACK nothing. Unmuted video resumes at a keyframe (asked for at
+        once): no subscriber or recording gets a frame that refers to one it never saw."""
+        if muted == self.muted:
+            return
+        self.muted = muted
+        self._withholding = muted or self.video
+        if not muted and self.video:
+            self.request_keyframe()
+
+    def _withhold(self, p: ParsedRtp) -> bool:
+        """True if the packet is withheld (muted, or video not yet at a keyframe)."""
+        if not self.muted:
+            if self._keyframe_start(p.payload):
+                self._withholding = False
+                return False
+            if not self._kf_pending:  # (a request gives up after a while: renew it)
+                self.request_keyframe()
+        self.withheld += 1
+        self._skip(p.seq)
+        return True
 
     def original_seq(self, fseq: int) -> int:
         """The publisher's unwrapped sequence number for a forwarded one."""
@@ -421,7 +462,7 @@ class UpTrack:
             return None
         highest = self.seq.highest
         expected = highest - self._base_useq + 1
-        received = self.packets
+        received = self.packets + self.withheld  # (withheld packets did arrive)
         lost = max(0, expected - received)
         expected_interval = expected - self._expected_prior
         received_interval = received - self._received_prior
@@ -471,6 +512,8 @@ class UpTrack:
             "nacks_answered": self.nacks_answered,
             "plis_sent": self.plis_sent,
             "keyframes": self.keyframes,
+            "muted": self.muted,
+            "withheld": self.withheld,
             "jitter_ms": round(self.jitter * 1000 / self.clock_rate, 1),
             "subscribers": len(self.downs),
             "taps": len(self.taps),

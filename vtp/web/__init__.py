@@ -4,7 +4,10 @@ Pages (``/``, ``/signin``, ``/dashboard``, ``/classroom/{session_id}``) are jinj
 that load plain JavaScript modules from ``/static/``; the modules get every piece of data
 through ``/api`` with the JWT the browser keeps, and speak to the SFU over the WebSocket
 protocol of docs/protocol.md. The classroom's own live channel (hands, teacher controls,
-media state, chat delivery, presence and attendance) is :mod:`vtp.web.live`.
+media state, chat delivery, presence and attendance) is :mod:`vtp.web.live`; with it
+:mod:`vtp.web.removals` (whom a teacher removed, in Redis), :mod:`vtp.web.muting` (the
+rules of server-enforced mute) and :mod:`vtp.web.presence` (attendance for every way
+into a session's room).
 """
 
 from __future__ import annotations

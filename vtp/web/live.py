@@ -14,11 +14,23 @@ client -> server
   ``hand {raised}``                raise or lower my hand
   ``lower-hand {user_id}``         presenter: lower someone's hand
   ``media {audio, video, screen}`` my publishing state, shown to everyone
-  ``mute {user_id}``               presenter: that participant's page mutes its microphone
-  ``remove {user_id, reason?}``    presenter: the participant's SFU peers leave the room
-                                   and this channel and the SFU room refuse them until
-                                   the session ends (kept in Redis: every VTP process,
-                                   and a restarted one, knows)
+  ``mute {user_id, kind?, locked?}``
+                                   presenter: the server stops forwarding that
+                                   participant's ``kind`` ("audio", the default, or
+                                   "video": a video stop) from every SFU peer of theirs in
+                                   the room, and from publications they start later, until
+                                   unmuted; ``locked: true`` means only a presenter may
+                                   unmute (:mod:`vtp.web.muting`). Their page also turns
+                                   the track off
+  ``unmute {kind?, user_id?}``     the muted participant asks to be heard again (refused
+                                   with ``mute_locked`` when the teacher locked it); a
+                                   presenter unmutes ``user_id`` (lifting a lock)
+  ``remove {user_id, reason?}``    presenter: the participant - on this channel or only in
+                                   the SFU room, by any way in (WebSocket, REST, WHIP,
+                                   WHEP) - is told why, their SFU peers leave the room, and
+                                   this channel, the SFU room, the join ticket and session
+                                   chat refuse them until the session ends (kept in Redis:
+                                   every VTP process, and a restarted one, knows)
   ``record {action}``              presenter: ``start`` or ``stop`` recording the session
                                    (as ``POST /api/v1/sessions/{id}/recording/start|stop``;
                                    everyone then gets ``recording``)
@@ -32,14 +44,19 @@ server -> client
   go through ``POST /api/v1/sessions/{id}/recording/start|stop``);
   ``participant-joined {participant}``;
   ``participant-left {user_id, reason}``; ``hand {user_id, raised, at}``;
-  ``media {user_id, audio, video, screen}``; ``muted {by}`` and ``removed {by, reason}``
-  (to their target); ``chat {event, message}`` (created/edited/deleted, from the chat
+  ``media {user_id, audio, video, screen}``; ``muted {user_id, kind, by, locked}`` and
+  ``unmuted {user_id, kind, by}`` (to everyone); ``removed {by, reason}`` (to their
+  target); ``chat {event, message}`` (created/edited/deleted, from the chat
   API's hooks); ``ended``; ``pong``; ``error {error: {code, message, details}}``.
 
 A participant is a user (several tabs count once): ``{user_id, display, role, since,
-hand_raised_at, audio, video, screen}``; ``since`` is when their current stay began.
-Attendance rows (``session_participants``) are written when a user's first connection
-opens and closed when their last one closes.
+hand_raised_at, audio, video, screen, muted: {audio, video}, channel}``; ``since`` is when
+their current stay began; ``muted.audio``/``muted.video`` is ``{by, locked}`` or null;
+``channel`` is false for a user who is in the session's SFU room without this channel
+(announced with ``participant-joined``/``participant-left`` too, so the teacher can
+remove them). Attendance rows (``session_participants``) are written by
+:mod:`vtp.web.presence` when a user's first way in (this channel or an SFU peer) opens
+and closed when their last one closes.
 
 Close codes: 4401 (authentication failed), 4403 (not a member, or removed), 4409 (the
 session is not live), 4429 (``rate_limited``: this socket sent more than
@@ -75,7 +92,6 @@ from vtp.api.chat import CHAT_HOOKS, ChatHook
 from vtp.api.errors import ApiError
 from vtp.appkeys import CONFIG, DB, REDIS, TOKENS
 from vtp.auth.tokens import TokenError
-from vtp.db import attendance as attendance_db
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
 from vtp.limits import websockets as ws_limits
@@ -83,7 +99,9 @@ from vtp.limits.outqueue import OutQueue
 from vtp.limits.tokenbucket import SendLimits
 from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RECORDER, RecordingChanged
-from vtp.web import removals
+from vtp.sfu.members import MEMBERS, Member
+from vtp.web import muting, removals
+from vtp.web.presence import PRESENCE, presence_ctx
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -144,7 +162,6 @@ class Participant:
     display: str
     role: str
     since: datetime
-    attendance_id: uuid.UUID | None = None
     hand_raised_at: datetime | None = None
     audio: bool = False
     video: bool = False
@@ -161,7 +178,19 @@ class Participant:
             "audio": self.audio,
             "video": self.video,
             "screen": self.screen,
+            "channel": True,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Whom a presenter's control applies to: a participant of the channel or a user who
+    is only in the session's SFU room."""
+
+    user_id: uuid.UUID
+    display: str
+    role: str
+    participant: Participant | None
 
 
 @dataclass(eq=False)
@@ -194,6 +223,12 @@ class LiveRooms:
             room = self.rooms[session_id] = LiveRoom(session_id, room_name)
         return room
 
+    def by_room_name(self, room_name: str) -> LiveRoom | None:
+        for room in self.rooms.values():
+            if room.room_name == room_name:
+                return room
+        return None
+
     def forget_if_empty(self, room: LiveRoom) -> None:
         # (whom the teacher removed is kept in Redis, not here: see vtp.web.removals)
         if not room.participants:
@@ -206,6 +241,49 @@ SEND_LIMITS = web.AppKey("web_live_send_limits", SendLimits)
 
 def _error(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"type": "error", "error": {"code": code, "message": message, "details": details}}
+
+
+def participant_json(
+    app: web.Application, room: LiveRoom, participant: Participant
+) -> dict[str, Any]:
+    data = participant.to_json()
+    data["muted"] = muting.state(app, room.room_name, participant.user_id)
+    return data
+
+
+def _sfu_members(app: web.Application, room_name: str, user_id: uuid.UUID) -> list[Member]:
+    members = app.get(MEMBERS)
+    if members is None:
+        return []
+    return [m for m in members.in_room(room_name) if m.user_id == user_id]
+
+
+def _sfu_only_json(app: web.Application, room_name: str, member: Member) -> dict[str, Any]:
+    """A user in the SFU room without this channel, as a participant."""
+    return {
+        "user_id": str(member.user_id),
+        "display": member.display,
+        "role": member.role,
+        "since": _now().isoformat(),
+        "hand_raised_at": None,
+        "audio": False,
+        "video": False,
+        "screen": False,
+        "muted": muting.state(app, room_name, member.user_id),
+        "channel": False,
+    }
+
+
+def _everyone_json(app: web.Application, room: LiveRoom) -> list[dict[str, Any]]:
+    people = [participant_json(app, room, p) for p in room.participants.values()]
+    members = app.get(MEMBERS)
+    if members is not None:
+        seen: set[uuid.UUID] = set(room.participants)
+        for member in members.in_room(room.room_name):
+            if member.user_id not in seen:
+                seen.add(member.user_id)
+                people.append(_sfu_only_json(app, room.room_name, member))
+    return people
 
 
 def recording_state(app: web.Application, session_id: uuid.UUID) -> dict[str, Any]:
@@ -331,7 +409,7 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
                 break
             try:
                 await _handle(app, room, conn, msg.data)
-            except ChannelError as exc:
+            except (ChannelError, muting.MuteRefused) as exc:
                 conn.send(_error(exc.code, exc.message))
             except Exception:
                 logger.exception("live channel message failed")
@@ -353,27 +431,24 @@ async def _enter(app: web.Application, room: LiveRoom, conn: Connection) -> None
         room.participants[conn.user_id] = participant
     participant.connections.add(conn)
     if first:
-        try:
-            participant.attendance_id = await attendance_db.record_join(
-                app[DB],
-                room.session_id,
-                conn.user_id,
-                "presenter" if conn.role == "presenter" else "viewer",
-            )
-        except Exception:
-            logger.exception("attendance join not recorded")
+        writing = app[PRESENCE].arrive(
+            room.room_name, conn.user_id, "presenter" if conn.role == "presenter" else "viewer"
+        )
+        if writing is not None:
+            await asyncio.shield(writing)
     conn.send(
         {
             "type": "ready",
             "you": {"user_id": str(conn.user_id), "role": conn.role, "display": conn.display},
-            "participants": [p.to_json() for p in room.participants.values()],
+            "participants": _everyone_json(app, room),
             "recording": recording_state(app, room.session_id),
             "now": _now().isoformat(),
         }
     )
     if first:
         room.broadcast(
-            {"type": "participant-joined", "participant": participant.to_json()}, skip=conn
+            {"type": "participant-joined", "participant": participant_json(app, room, participant)},
+            skip=conn,
         )
 
 
@@ -386,24 +461,29 @@ async def _exit(app: web.Application, room: LiveRoom, conn: Connection, reason: 
         return
     del room.participants[conn.user_id]
     room.broadcast({"type": "participant-left", "user_id": str(conn.user_id), "reason": reason})
+    still = _sfu_members(app, room.room_name, conn.user_id)
+    if still:  # (still in the SFU room without this channel)
+        only = _sfu_only_json(app, room.room_name, still[0])
+        room.broadcast({"type": "participant-joined", "participant": only})
     app[LIVE_ROOMS].forget_if_empty(room)
-    try:
-        await attendance_db.record_leave(
-            app[DB], room.session_id, conn.user_id, participant.attendance_id
-        )
-    except Exception:
-        logger.exception("attendance leave not recorded")
+    writing = app[PRESENCE].depart(room.room_name, conn.user_id)
+    if writing is not None:
+        await writing
 
 
-def _target(room: LiveRoom, data: dict[str, Any]) -> Participant:
+def _target(app: web.Application, room: LiveRoom, data: dict[str, Any]) -> Target:
+    """A participant of this channel, or a user in the session's SFU room by any way in."""
     try:
         user_id = uuid.UUID(str(data.get("user_id")))
     except ValueError:
         raise ChannelError("validation_error", "user_id must be a UUID") from None
     participant = room.participants.get(user_id)
-    if participant is None:
+    if participant is not None:
+        return Target(user_id, participant.display, participant.role, participant)
+    members = _sfu_members(app, room.room_name, user_id)
+    if not members:
         raise ChannelError("not_found", "that participant is not in the class")
-    return participant
+    return Target(user_id, members[0].display, members[0].role, None)
 
 
 def _presenter(conn: Connection) -> None:
@@ -427,9 +507,11 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
         room.broadcast(_hand(me), key=("hand", me.user_id))
     elif kind == "lower-hand":
         _presenter(conn)
-        target = _target(room, data)
-        target.hand_raised_at = None
-        room.broadcast(_hand(target), key=("hand", target.user_id))
+        raised = _target(app, room, data).participant
+        if raised is None:
+            raise ChannelError("not_found", "that participant has no hand to lower")
+        raised.hand_raised_at = None
+        room.broadcast(_hand(raised), key=("hand", raised.user_id))
     elif kind == "media":
         me.audio = bool(data.get("audio"))
         me.video = bool(data.get("video"))
@@ -446,12 +528,32 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
         )
     elif kind == "mute":
         _presenter(conn)
-        target = _target(room, data)
-        for other in target.connections:
-            other.send({"type": "muted", "by": conn.display})
+        target = _target(app, room, data)
+        media = muting.kind_of(data)
+        locked = bool(data.get("locked"))
+        room.broadcast(
+            muting.mute(app, room.room_name, target.user_id, media, by=conn.display, locked=locked)
+        )
+    elif kind == "unmute":
+        media = muting.kind_of(data)
+        if data.get("user_id") is None or str(data.get("user_id")) == str(conn.user_id):
+            user_id = conn.user_id
+        else:
+            _presenter(conn)
+            user_id = _target(app, room, data).user_id
+        room.broadcast(
+            muting.unmute(
+                app,
+                room.room_name,
+                user_id,
+                media,
+                by=conn.display,
+                presenter=conn.role == "presenter",
+            )
+        )
     elif kind == "remove":
         _presenter(conn)
-        target = _target(room, data)
+        target = _target(app, room, data)
         if target.role == "presenter":
             raise ChannelError("forbidden", "a teacher cannot be removed")
         reason = str(data.get("reason") or "removed by the teacher")[:200]
@@ -512,30 +614,24 @@ async def is_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.
 
 
 async def remove_participant(
-    app: web.Application, room: LiveRoom, target: Participant, *, by: str, reason: str
+    app: web.Application, room: LiveRoom, target: Target, *, by: str, reason: str
 ) -> None:
-    """The target is told why, its channel closes, and its SFU peers leave the room."""
+    """The target is told why, its channel closes, and its SFU peers (of any kind) leave
+    the room."""
     await removals.mark(app[REDIS], room.session_id, target.user_id, reason)
-    for conn in list(target.connections):
-        conn.send({"type": "removed", "by": by, "reason": reason})
-        conn.close(CLOSE_FORBIDDEN, "removed")
+    if target.participant is not None:
+        for conn in list(target.participant.connections):
+            conn.send({"type": "removed", "by": by, "reason": reason})
+            conn.close(CLOSE_FORBIDDEN, "removed")
     await _leave_sfu(app, room.room_name, target.user_id, f"removed: {reason}")
 
 
 async def _leave_sfu(app: web.Application, room_name: str, user_id: uuid.UUID, reason: str) -> None:
-    try:
-        from vtp.sfu.members import MEMBERS
-    except ImportError:  # pragma: no cover - the SFU is part of the app
-        return
-    members = app.get(MEMBERS)
-    if members is None:
-        return
-    for member in members.in_room(room_name):
-        if member.user_id == user_id:
-            try:
-                await member.peer.leave(reason)
-            except Exception:
-                logger.exception("removing peer %s failed", member.peer.id)
+    for member in _sfu_members(app, room_name, user_id):
+        try:
+            await member.peer.leave(reason)
+        except Exception:
+            logger.exception("removing peer %s failed", member.peer.id)
 
 
 async def end_room(room: LiveRoom, *, by: str) -> None:
@@ -601,10 +697,38 @@ async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
             remove()
 
 
+async def _sfu_members_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Announce users who enter or leave the session's SFU room without this channel
+    (after the SFU members' context, registered before this one)."""
+    members = app.get(MEMBERS)
+
+    def changed(member: Member, present: bool) -> None:
+        room = app[LIVE_ROOMS].by_room_name(member.room)
+        if room is None or member.user_id in room.participants:
+            return
+        if any(m is not member for m in _sfu_members(app, member.room, member.user_id)):
+            return  # not their first or last peer
+        if present:
+            only = _sfu_only_json(app, member.room, member)
+            room.broadcast({"type": "participant-joined", "participant": only})
+        else:
+            left = {"type": "participant-left", "user_id": str(member.user_id), "reason": "left"}
+            room.broadcast(left)
+
+    remove = members.add_watcher(changed) if members is not None else None
+    try:
+        yield
+    finally:
+        if remove is not None:
+            remove()
+
+
 def setup(app: web.Application) -> None:
     app[LIVE_ROOMS] = LiveRooms()
     config = app[CONFIG]
     app[SEND_LIMITS] = SendLimits(config.live_message_rate, config.live_message_burst)
+    app.cleanup_ctx.append(presence_ctx)
+    app.cleanup_ctx.append(_sfu_members_ctx)
     app.cleanup_ctx.append(_recorder_ctx)
     hooks = app.get(CHAT_HOOKS)
     if hooks is None:

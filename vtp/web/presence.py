@@ -1,0 +1,142 @@
+"""Who is in a live session by any way in, written to attendance (``session_participants``).
+
+A user is present in a session's room while they have a classroom channel open
+(:mod:`vtp.web.live`) or an SFU peer in its room (WebSocket signalling, REST transports,
+WHIP, WHEP: :class:`vtp.sfu.members.Members` tells us). Their stay is one attendance
+row, opened when their first way in opens and closed when their last one closes, so a
+student who watches over WHEP only is in the attendance too, and one who has both a
+channel and a peer counts once.
+
+Counting happens synchronously as ways in open and close; the row writes run in order
+per user and room (a lock per stay), so a quick join-leave-join never closes the wrong
+row. Rooms that are no course session's (open rooms) write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from vtp.appkeys import DB
+from vtp.db import attendance as attendance_db
+from vtp.db.attendance import ParticipantRole
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Stay:
+    count: int = 0
+    row: tuple[uuid.UUID, uuid.UUID] | None = None  # (attendance row, session)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Presence:
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._stays: dict[tuple[str, uuid.UUID], _Stay] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def arrive(
+        self, room: str, user_id: uuid.UUID, role: ParticipantRole
+    ) -> asyncio.Task[None] | None:
+        """One more way in for this user; the first opens their attendance row (the
+        returned task writes it)."""
+        if self._closed:
+            return None
+        stay = self._stays.setdefault((room, user_id), _Stay())
+        stay.count += 1
+        if stay.count == 1:
+            return self._spawn(self._open(stay, room, user_id, role))
+        return None
+
+    def depart(self, room: str, user_id: uuid.UUID) -> asyncio.Task[None] | None:
+        """One way in fewer; the last closes their row."""
+        stay = self._stays.get((room, user_id))
+        if self._closed or stay is None or stay.count == 0:
+            return None
+        stay.count -= 1
+        if stay.count == 0:
+            del self._stays[(room, user_id)]
+            return self._spawn(self._close(stay, user_id))
+        return None
+
+    def present(self, room: str, user_id: uuid.UUID) -> bool:
+        return (room, user_id) in self._stays
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _open(
+        self, stay: _Stay, room: str, user_id: uuid.UUID, role: ParticipantRole
+    ) -> None:
+        async with stay.lock:
+            try:
+                stay.row = await attendance_db.record_join_in_room(
+                    self._app[DB], room, user_id, role
+                )
+            except Exception:
+                logger.exception("attendance join not recorded")
+
+    async def _close(self, stay: _Stay, user_id: uuid.UUID) -> None:
+        async with stay.lock:  # (after the row was opened)
+            if stay.row is None:
+                return
+            row_id, session_id = stay.row
+            try:
+                await attendance_db.record_leave(self._app[DB], session_id, user_id, row_id)
+            except Exception:
+                logger.exception("attendance leave not recorded")
+
+    async def close(self) -> None:
+        """Shutdown: the process disconnects everyone, so every open stay ends now (later
+        arrivals and departures are not written: the database is going away)."""
+        self._closed = True
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        stays, self._stays = list(self._stays.items()), {}
+        for (_, user_id), stay in stays:
+            await self._close(stay, user_id)
+
+
+PRESENCE = web.AppKey("web_presence", Presence)
+
+
+def _watch_sfu_members(app: web.Application, presence: Presence) -> Callable[[], None] | None:
+    """Every SFU member counts as a way in (None when the SFU is not set up)."""
+    from vtp.sfu.members import MEMBERS, Member
+
+    members = app.get(MEMBERS)
+    if members is None:
+        return None
+
+    def changed(member: Member, present: bool) -> None:
+        if present:
+            presence.arrive(member.room, member.user_id, member.role)
+        else:
+            presence.depart(member.room, member.user_id)
+
+    return members.add_watcher(changed)
+
+
+async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``app.cleanup_ctx`` entry; after the SFU members' context (it watches them)."""
+    presence = Presence(app)
+    app[PRESENCE] = presence
+    remove = _watch_sfu_members(app, presence)
+    try:
+        yield
+    finally:
+        if remove is not None:
+            remove()
+        await presence.close()
