@@ -55,7 +55,7 @@ async def test_a_subscriber_that_stops_reading_is_dropped(single_port: bool) -> 
         )
         took = time.monotonic() - stopped
         assert closed is not None
-        assert took < timeout + 5, took  # (reaped once a second; a loaded CI machine)
+        assert took < timeout + 7, took  # (reaped once a second; a loaded CI machine)
         assert room.publication(stream_id) is not None  # the publisher goes on
     finally:
         await pub.close()
