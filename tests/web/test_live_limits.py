@@ -218,3 +218,29 @@ async def test_chat_messages_per_user_are_limited(
     teacher_auth = {"Authorization": f"Bearer {teacher['access_token']}"}
     resp = await client.post(path, json={"body": "class, calm down"}, headers=teacher_auth)
     assert resp.status == 201
+
+
+async def test_the_websocket_cap_holds_across_processes(
+    aiohttp_client: Any, config: Config, accounts: Any
+) -> None:
+    """Two VTP apps sharing PostgreSQL and Redis, as two processes would."""
+    from vtp.app import create_app
+
+    capped = config.model_copy(update={"max_websockets_per_user": 3})
+    one = await aiohttp_client(create_app(capped))
+    two = await aiohttp_client(create_app(capped))
+    accounts.client = one
+    student = await accounts.with_role("student")
+    auth = {"Authorization": f"Bearer {student['access_token']}"}
+    open_ = [await one.ws_connect("/api/v1/sfu/ws", headers=auth) for _ in range(2)]
+    open_.append(await two.ws_connect("/api/v1/sfu/ws", headers=auth))
+    for ws in open_:
+        assert (await ws.receive_json(timeout=10))["type"] == "authenticated"
+    for app_client in (one, two):
+        ws = await app_client.ws_connect("/api/v1/sfu/ws")
+        await ws.send_json({"type": "auth", "token": student["access_token"]})
+        seen = [msg.json() async for msg in ws if msg.type.name == "TEXT"]
+        assert ws.close_code == 4429, seen
+        assert seen[-1]["error"]["code"] == "too_many_sessions"
+    for ws in open_:
+        await ws.close()
