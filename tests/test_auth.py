@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from helpers import JWT_TEST_SECRET, Accounts, assert_error, bearer
@@ -107,26 +109,86 @@ async def test_wrong_password_and_unknown_account_look_the_same(
     assert_error(await unknown.json(), "invalid_credentials")
 
 
-async def test_login_rate_limit_per_account(
+async def _post_from(
+    client: Any, address: str, path: str, body: dict[str, str]
+) -> aiohttp.ClientResponse:
+    """A request from another loopback address (the server limits per client address)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        resp = await session.post(client.make_url(path), json=body)
+        await resp.read()
+        return resp
+
+
+async def test_guessing_from_many_addresses_does_not_lock_the_owner_out(
     client: Any, accounts: Accounts, config: Config
 ) -> None:
     account = await accounts.register()
     email = account["user"]["email"]
-    for _ in range(config.login_max_attempts):
-        resp = await client.post(
-            "/api/v1/auth/login", json={"email": email, "password": "wrong password!"}
-        )
+    wrong = {"email": email, "password": "wrong password!"}
+    # 6 wrong passwords from 6 addresses: each address is slowed, the account is not
+    for i in range(6):
+        resp = await _post_from(client, f"127.0.0.{11 + i}", "/api/v1/auth/login", wrong)
         assert resp.status == 401
-    # Locked now, even with the right password, and the message says for how long.
-    resp = await client.post(
-        "/api/v1/auth/login", json={"email": email.upper(), "password": account["password"]}
-    )
+    right = {"email": email.upper(), "password": account["password"]}
+    resp = await _post_from(client, "127.0.0.30", "/api/v1/auth/login", right)
+    assert resp.status == 200
+
+    # One address guessing: after login_max_attempts failures it must wait, the wait
+    # doubles with each further failure, and even the right password waits there ...
+    for _ in range(config.login_max_attempts):
+        resp = await _post_from(client, "127.0.0.40", "/api/v1/auth/login", wrong)
+        assert resp.status == 401
+    resp = await _post_from(client, "127.0.0.40", "/api/v1/auth/login", right)
     assert resp.status == 429
+    first_wait = int(resp.headers["Retry-After"])
+    assert 0 < first_wait <= config.login_delay_base_s + 1
+    assert_error(await resp.json(), "rate_limited")
+    deadline = time.monotonic() + first_wait + 5
+    while (
+        resp := await _post_from(client, "127.0.0.40", "/api/v1/auth/login", wrong)
+    ).status != 401:
+        assert resp.status == 429 and time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    resp = await _post_from(client, "127.0.0.40", "/api/v1/auth/login", right)
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) > first_wait  # doubled
+    # ... while the owner elsewhere is not slowed at all
+    resp = await _post_from(client, "127.0.0.30", "/api/v1/auth/login", right)
+    assert resp.status == 200
+
+
+async def test_registrations_per_address_are_limited(aiohttp_client: Any, config: Config) -> None:
+    from vtp.app import create_app
+
+    limited = config.model_copy(update={"register_max_per_address": 3})
+    client = await aiohttp_client(create_app(limited))
+    statuses = []
+    for i in range(5):
+        resp = await client.post(
+            "/api/v1/auth/register",
+            json={
+                "email": f"new{i}@example.org",
+                "password": "a good long password",
+                "display_name": "New",
+            },
+        )
+        statuses.append(resp.status)
+    assert statuses == [201, 201, 201, 429, 429]
     assert int(resp.headers["Retry-After"]) > 0
     assert_error(await resp.json(), "rate_limited")
-    # Other accounts are not affected.
-    other = await accounts.register()
-    await accounts.login(other["user"]["email"], other["password"])
+    # another address is not affected
+    resp = await _post_from(
+        client,
+        "127.0.0.50",
+        "/api/v1/auth/register",
+        {
+            "email": "elsewhere@example.org",
+            "password": "a good long password",
+            "display_name": "Elsewhere",
+        },
+    )
+    assert resp.status == 201
 
 
 async def test_login_rate_limit_per_address(aiohttp_client: Any, config: Config) -> None:

@@ -14,22 +14,26 @@ from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
 from vtp.appkeys import (
     AUTHORITY,
+    CHAT_LIMIT_USER,
     CONFIG,
     DB,
     HASHER,
-    LOGIN_LIMIT_ACCOUNT,
+    LOGIN_BACKOFF,
     LOGIN_LIMIT_ADDRESS,
     REDIS,
+    REGISTER_LIMIT_ADDRESS,
     STORE,
     TOKENS,
+    WEBSOCKET_LEASES,
 )
 from vtp.auth.authority import AuthorityBus
 from vtp.auth.passwords import PasswordHasher
-from vtp.auth.ratelimit import RateLimiter
+from vtp.auth.ratelimit import Backoff, RateLimiter
 from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
+from vtp.limits.leases import Leases
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
@@ -61,9 +65,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
             access_ttl_s=config.access_token_ttl_s,
             refresh_ttl_s=config.refresh_token_ttl_s,
         )
-        app[LOGIN_LIMIT_ACCOUNT] = RateLimiter(client, "login-account")
+        app[LOGIN_BACKOFF] = Backoff(client, "login")
         app[LOGIN_LIMIT_ADDRESS] = RateLimiter(client, "login-address")
-        yield
+        app[REGISTER_LIMIT_ADDRESS] = RateLimiter(client, "register-address")
+        app[CHAT_LIMIT_USER] = RateLimiter(client, "chat-user")
+        async with Leases(client, "websockets").running() as leases:
+            app[WEBSOCKET_LEASES] = leases
+            yield
 
 
 async def _authority_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -58,6 +58,33 @@ class Config(BaseSettings):
     login_max_attempts: int = Field(default=5, ge=1)
     login_window_s: int = Field(default=300, ge=1)
     login_ip_max_attempts: int = Field(default=30, ge=1)
+    # After login_max_attempts failures for one account from one address, each further
+    # failure doubles the wait there (from login_delay_base_s up to login_delay_max_s).
+    login_delay_base_s: float = Field(default=2.0, gt=0)
+    login_delay_max_s: float = Field(default=300.0, gt=0)
+
+    # --- Limits per user -------------------------------------------------------------
+    # New accounts per client address per window (each costs a bcrypt hash).
+    register_max_per_address: int = Field(default=10, ge=1)
+    register_window_s: int = Field(default=3600, ge=1)
+    # Chat messages one user may post per window (all courses and sessions together).
+    chat_max_messages: int = Field(default=30, ge=1)
+    chat_window_s: int = Field(default=60, ge=1)
+    # Open WebSockets per user (live channel and SFU signalling together, every process).
+    max_websockets_per_user: int = Field(default=20, ge=1)
+    # SFU rooms a user is in at once, peer connections (publications + subscriptions)
+    # over all their rooms, and WHIP publications (this process).
+    max_rooms_per_user: int = Field(default=4, ge=1)
+    max_peer_connections_per_user: int = Field(default=100, ge=1)
+    max_whip_per_user: int = Field(default=2, ge=1)
+    # Messages per second a live-channel socket may send, and the burst it may save up
+    # (a user's sockets together: twice that); a flooding socket is closed (4429).
+    live_message_rate: float = Field(default=5.0, gt=0)
+    live_message_burst: int = Field(default=40, ge=1)
+    # The same for SFU signalling sockets (joining a big class sends a burst of
+    # subscribe/answer/ice messages).
+    signalling_message_rate: float = Field(default=50.0, gt=0)
+    signalling_message_burst: int = Field(default=400, ge=1)
 
     # --- SFU network -----------------------------------------------------------------
     # Addresses the ICE agent gathers host candidates on ("" = every interface aioice
@@ -76,11 +103,16 @@ class Config(BaseSettings):
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: SecretStr | None = None
     turn_credential_ttl_s: int = Field(default=6 * 3600, ge=60)
-    # Rooms that are not a course live session (WHIP ingest, ad-hoc meetings) are open
-    # to every signed-in user; off: only course sessions, for their members.
-    sfu_open_rooms: bool = True
+    # Off (the default): only course live sessions are rooms, for their members. On: any
+    # other room name (WHIP ingest, ad-hoc meetings) is open to every signed-in user.
+    sfu_open_rooms: bool = False
     room_grace_s: float = Field(default=30.0, ge=0)
     peer_timeout_s: float = Field(default=30.0, ge=1)
+    # A media connection whose client stops answering ICE consent checks, or a
+    # subscriber whose reports show it no longer receives what is sent, is closed after
+    # this long (RFC 7675 consent freshness: at most 30 s; at least 10 s, as clients send
+    # their checks every 2.5-6 s and an ICE-lite server counts on them).
+    ice_consent_timeout_s: float = Field(default=25.0, ge=10, le=30)
 
     # --- Recording -------------------------------------------------------------------
     # Where recordings are written before upload ("" = <state_dir>/recording-spool).

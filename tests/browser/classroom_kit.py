@@ -181,6 +181,7 @@ async def server_fixture(
         jwt_secret="test-secret-" + "y" * 40,
         bcrypt_cost=4,
         log_level="WARNING",
+        register_max_per_address=10_000,  # every test account registers from 127.0.0.1
     ).model_copy(update={"ice_addresses": ["127.0.0.1"], "room_grace_s": 2.0})
     app = create_app(config)
     runner = web.AppRunner(app)

@@ -119,3 +119,9 @@ async def test_open_rooms_setting(aiohttp_client: Any, config: Any, open_rooms: 
     student = Principal(uuid.uuid4(), "student", "jti", "fam", 0)
     grant = await room_access(client.server.app, student, "ad-hoc-room")
     assert (grant is not None) is open_rooms
+
+
+def test_open_rooms_are_off_unless_an_operator_opts_in() -> None:
+    from vtp.config import load_config
+
+    assert load_config().sfu_open_rooms is False

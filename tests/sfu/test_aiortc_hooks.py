@@ -224,14 +224,14 @@ async def test_tolerant_consent(monkeypatch: Any) -> None:
     assert "self.query_consent()" in inspect.getsource(aioice.ice.Connection.connect)
     monkeypatch.setattr(hooks, "CONSENT_INTERVAL_S", 0.3)
     monkeypatch.setattr(hooks, "CONSENT_RETRANSMISSIONS", 1)
-    monkeypatch.setattr(hooks, "CONSENT_FAILURES", 2)
+    monkeypatch.setattr(hooks, "CONSENT_CHECK_S", 1.5)  # 0.5 + 1 s with one retransmission
     a = RTCPeerConnection(client_configuration())
     b = RTCPeerConnection(client_configuration())
     a.addTrack(PatternTrack((10, 20)))
     await a.setLocalDescription(await a.createOffer())
     await b.setRemoteDescription(a.localDescription)
     dtls_b = hooks.dtls_transports(b)[0]
-    hooks.tolerant_consent(dtls_b)
+    hooks.tolerant_consent(dtls_b, timeout_s=4.0)
     await b.setLocalDescription(await b.createAnswer())
     await a.setRemoteDescription(b.localDescription)
     try:

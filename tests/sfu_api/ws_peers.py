@@ -28,10 +28,16 @@ from vtp.config import Config
 
 @pytest.fixture
 def config(config: Config) -> Config:
-    """The app's ICE agent gathers on loopback, so peers in this process reach it.
+    """The app's ICE agent gathers on loopback, so peers in this process reach it; the
+    SFU API tests use rooms of their own naming, so open rooms are on (off by default).
     (Imported by each test module: a conftest.py here would shadow tests/conftest.py.)"""
     return config.model_copy(
-        update={"ice_addresses": ["127.0.0.1"], "room_grace_s": 2.0, "peer_timeout_s": 10.0}
+        update={
+            "ice_addresses": ["127.0.0.1"],
+            "room_grace_s": 2.0,
+            "peer_timeout_s": 10.0,
+            "sfu_open_rooms": True,
+        }
     )
 
 

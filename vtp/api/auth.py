@@ -11,7 +11,15 @@ from vtp.api.access import authenticated, principal_of, public
 from vtp.api.body import read_json
 from vtp.api.errors import ApiError, conflict, unauthorized
 from vtp.api.schemas import LoginRequest, RefreshRequest, RegisterRequest
-from vtp.appkeys import CONFIG, DB, HASHER, LOGIN_LIMIT_ACCOUNT, LOGIN_LIMIT_ADDRESS, TOKENS
+from vtp.appkeys import (
+    CONFIG,
+    DB,
+    HASHER,
+    LOGIN_BACKOFF,
+    LOGIN_LIMIT_ADDRESS,
+    REGISTER_LIMIT_ADDRESS,
+    TOKENS,
+)
 from vtp.auth.passwords import PasswordPolicyError, check_password_policy
 from vtp.auth.tokens import TokenError
 from vtp.db import users
@@ -26,11 +34,11 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-def _too_many(retry_after: int, what: str) -> ApiError:
+def _too_many(retry_after: int, what: str, doing: str = "login attempts") -> ApiError:
     return ApiError(
         429,
         "rate_limited",
-        f"too many login attempts for this {what}; try again in {retry_after} s",
+        f"too many {doing} for this {what}; try again in {retry_after} s",
         {"retry_after_s": retry_after},
         headers={"Retry-After": str(retry_after)},
     )
@@ -41,6 +49,14 @@ def _too_many(retry_after: int, what: str) -> ApiError:
 async def register(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     body = await read_json(request, RegisterRequest)
+    # counted before the bcrypt hash, the cost an address must not multiply
+    by_address = await request.app[REGISTER_LIMIT_ADDRESS].hit(
+        client_address(request),
+        limit=config.register_max_per_address,
+        window_s=config.register_window_s,
+    )
+    if not by_address.allowed:
+        raise _too_many(by_address.retry_after_s, "address", "registrations")
     try:
         check_password_policy(
             body.password, email=body.email, min_length=config.password_min_length
@@ -77,21 +93,26 @@ async def login(request: web.Request) -> web.Response:
     )
     if not by_address.allowed:
         raise _too_many(by_address.retry_after_s, "address")
-    account_limit = request.app[LOGIN_LIMIT_ACCOUNT]
-    by_account = await account_limit.peek(account, limit=config.login_max_attempts)
-    if not by_account.allowed:
-        raise _too_many(by_account.retry_after_s, "account")
+    # Failures slow down this account *at this address* only: guesses from elsewhere
+    # never lock the owner out of their account.
+    backoff = request.app[LOGIN_BACKOFF]
+    subject = f"{account}|{client_address(request)}"
+    waiting = await backoff.check(subject)
+    if not waiting.allowed:
+        raise _too_many(waiting.retry_after_s, "account from this address")
 
     creds = await users.get_credentials(request.app[DB], account)
     ok = await request.app[HASHER].verify(body.password, creds.password_hash if creds else None)
     if not ok or creds is None or not creds.user.is_active:
-        # Only failures count against the account, so its owner is not locked out by
-        # their own successful logins.
-        await account_limit.hit(
-            account, limit=config.login_max_attempts, window_s=config.login_window_s
+        await backoff.failed(
+            subject,
+            free=config.login_max_attempts,
+            base_s=config.login_delay_base_s,
+            max_s=config.login_delay_max_s,
+            window_s=config.login_window_s,
         )
         raise unauthorized("invalid_credentials", "e-mail or password is wrong")
-    await account_limit.reset(account)
+    await backoff.reset(subject)
     await users.record_login(request.app[DB], creds.user.id)
     tokens = request.app[TOKENS].issue(creds.user.id, creds.user.role)
     log.info("user logged in", extra={"user_id": str(creds.user.id)})

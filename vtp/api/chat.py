@@ -17,6 +17,7 @@ start-up, before the app is frozen); each is awaited with an event dict
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,7 +34,7 @@ from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import MessageOut, returns
 from vtp.api.sessions import load_session, refuse_removed
 from vtp.api.users import path_uuid
-from vtp.appkeys import DB
+from vtp.appkeys import CHAT_LIMIT_USER, CONFIG, DB
 from vtp.auth.principal import Principal
 from vtp.db import chat as db
 from vtp.db import sessions as sessions_db
@@ -85,6 +86,28 @@ async def announce(app: web.Application, kind: str, msg: Chat) -> None:
             log.exception("chat hook failed")
 
 
+async def _count_message(app: web.Application, user_id: uuid.UUID) -> int:
+    """Count one message (post or edit: both are pushed to the class) against the
+    user's chat allowance; the seconds to wait when it is spent, else 0."""
+    config = app[CONFIG]
+    verdict = await app[CHAT_LIMIT_USER].hit(
+        str(user_id), limit=config.chat_max_messages, window_s=config.chat_window_s
+    )
+    return 0 if verdict.allowed else verdict.retry_after_s
+
+
+async def _chat_allowance(request: web.Request, user_id: uuid.UUID) -> None:
+    wait = await _count_message(request.app, user_id)
+    if wait:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many chat messages; try again in {wait} s",
+            {"retry_after_s": wait},
+            headers={"Retry-After": str(wait)},
+        )
+
+
 def _history(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
     return page(
         rows,
@@ -119,6 +142,7 @@ async def course_post(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, PARTICIPANTS, write=True)
     body = await read_json(request, MessageBody)
+    await _chat_allowance(request, access.user_id)
     msg = await db.post(request.app[DB], course_id, None, access.user_id, body.body)
     await _announce(request, "chat.created", msg)
     return web.json_response(message_json(msg), status=201)
@@ -152,6 +176,7 @@ async def session_post(request: web.Request) -> web.Response:
     body = await read_json(request, MessageBody)
     if session.status != "live":
         raise conflict("session_not_live", "room chat is open while the session is live")
+    await _chat_allowance(request, access.user_id)
     msg = await db.post(request.app[DB], session.course_id, session.id, access.user_id, body.body)
     await _announce(request, "chat.created", msg)
     return web.json_response(message_json(msg), status=201)
@@ -179,6 +204,7 @@ async def edit_message(request: web.Request) -> web.Response:
     body = await read_json(request, MessageBody)
     if msg.author_id != access.user_id:
         raise forbidden("only the author may edit a message")
+    await _chat_allowance(request, access.user_id)
     edited = await db.edit(request.app[DB], msg.id, body.body)
     if edited is None:
         raise conflict("message_deleted", "a deleted message cannot be edited")
@@ -235,6 +261,9 @@ async def post_in_room(
         await refuse_removed(app, ticket.session_id, principal.user_id)
     except ApiError as exc:
         raise ChatRefused(exc.code, exc.message) from None
+    wait = await _count_message(app, principal.user_id)
+    if wait:
+        raise ChatRefused("rate_limited", f"too many chat messages; try again in {wait} s")
     msg = await db.post(app[DB], ticket.course_id, ticket.session_id, principal.user_id, text)
     await announce(app, "chat.created", msg)
     return message_json(msg)

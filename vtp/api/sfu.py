@@ -24,7 +24,7 @@ from vtp.api.errors import ApiError, forbidden, not_found
 from vtp.api.middleware import bearer_token
 from vtp.api.schemas import Strict
 from vtp.auth.principal import Principal
-from vtp.sfu import rights
+from vtp.sfu import quotas, rights
 from vtp.sfu.access import may_read_room_state, valid_room_name
 from vtp.sfu.connection import Connection, DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
@@ -186,6 +186,7 @@ async def create_transport(request: web.Request) -> web.Response:
     member = await _rest_member(request, principal, room_name)
     result: dict[str, Any]
     try:
+        quotas.check_connection(request.app, principal.user_id)
         if body.direction == "send":
             # The right to publish is the one held now, not the one at join.
             grant = await rights.regrant(request.app, member, principal, "publish")

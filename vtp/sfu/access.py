@@ -11,10 +11,10 @@ uses :func:`may_read_room_state`.
   watch). A user the teacher removed from the session stays out until it ends. The grant
   is asked again whenever authority changes (:mod:`vtp.sfu.rights`) and when a
   publication starts, so what it says holds for as long as the peer is in the room.
-* Any other room is an open room (WHIP ingest, ad-hoc meetings): with
-  ``VTP_SFU_OPEN_ROOMS`` on (the default) any signed-in user may enter, teachers and
-  admins as presenters, students as viewers who may publish; with it off only course
-  sessions exist.
+* Any other room is an open room (WHIP ingest, ad-hoc meetings), and exists only if an
+  operator turns ``VTP_SFU_OPEN_ROOMS`` on (it is off by default: only course sessions
+  are rooms); then any signed-in user may enter, teachers and admins as presenters,
+  students as viewers who may publish.
 """
 
 from __future__ import annotations

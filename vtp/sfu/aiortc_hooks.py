@@ -33,6 +33,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -367,26 +368,29 @@ async def _bind_in_range(conn: Any, address: str, port_range: tuple[int, int]) -
 
 CONSENT_INTERVAL_S = 5.0
 CONSENT_RETRANSMISSIONS = 2  # each check waits 0.5 + 1 + 2 s for an answer
-CONSENT_FAILURES = 4  # ~30 s without an answer: consent expired (RFC 7675)
+CONSENT_CHECK_S = 3.5  # the longest one check waits
 
 
-def tolerant_consent(dtls: RTCDtlsTransport) -> None:
+def tolerant_consent(dtls: RTCDtlsTransport, timeout_s: float = 25.0) -> None:
     """RFC 7675 consent checks that survive a busy event loop.
 
     aioice sends each check once and gives up after 0.5 s: when the SFU is loaded, media
     queued ahead of the STUN answer on the same socket makes six checks in a row "fail"
     and aioice closes a healthy connection (measured: a publisher dropped at 300
-    subscribers). These checks are retransmitted and consent expires after ~30 s
-    without any answer. Install before the connection starts (aioice looks the
-    coroutine up on the instance in ``connect()``)."""
+    subscribers). These checks are retransmitted, and consent expires ``timeout_s``
+    after the last answer (RFC 7675: at most 30 s): the last check is timed to give up
+    at that moment. Install before the connection starts (aioice looks the coroutine
+    up on the instance in ``connect()``)."""
     conn = dtls.transport._connection
     if "query_consent" in vars(conn):
         return
 
     async def query_consent() -> None:
-        failures = 0
+        answered = time.monotonic()
         while True:
-            await asyncio.sleep(CONSENT_INTERVAL_S * (0.8 + 0.4 * random.random()))
+            left = answered + timeout_s - CONSENT_CHECK_S - time.monotonic()
+            pause = CONSENT_INTERVAL_S * (0.8 + 0.4 * random.random())
+            await asyncio.sleep(max(0.0, min(pause, left)))
             for pair in list(conn._nominated.values()):
                 request = conn.build_request(pair, nominate=False)
                 try:
@@ -396,10 +400,10 @@ def tolerant_consent(dtls: RTCDtlsTransport) -> None:
                         integrity_key=(conn.remote_password or "").encode("utf8"),
                         retransmissions=CONSENT_RETRANSMISSIONS,
                     )
-                    failures = 0
+                    answered = time.monotonic()
                 except aioice.stun.TransactionError:
-                    failures += 1
-                if failures >= CONSENT_FAILURES:
+                    pass
+                if time.monotonic() - answered >= timeout_s - 0.5:
                     logger.info("ICE consent expired (%s)", pair.remote_addr)
                     conn._query_consent_task = None
                     await conn.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -94,7 +95,7 @@ class Connection:
                         self.settings.announce_address,
                         self.settings.port_range,
                     )
-                    hooks.tolerant_consent(dtls)
+                    hooks.tolerant_consent(dtls, self.settings.consent_timeout_s)
                 hooks.on_dtls_state(dtls, self._dtls_state_callback(dtls))
 
     def _dtls_state_callback(self, dtls: Any) -> Callable[[str], None]:
@@ -460,6 +461,10 @@ class DownConnection(Connection):
         self.offer_sdp = ""
         self.answer_sdp = ""  # when the client offered (start_answer)
         self.answered = False
+        # per down track: the highest sequence number the subscriber last reported and
+        # how many packets had been sent to it then (is it still receiving?)
+        self._reported: dict[int, tuple[int, int]] = {}
+        self._receiving_at: float | None = None  # last report showing it receives
 
     async def start(self) -> str:
         """Create the server's offer for the publication's tracks."""
@@ -623,6 +628,25 @@ class DownConnection(Connection):
                     down = by_ssrc.get(block.ssrc)
                     if down is not None:
                         down.on_report(block)
+                        self._note_reception(down, block.highest_seq)
+
+    def _note_reception(self, down: DownTrack, highest: int) -> None:
+        sent = down.packets
+        before = self._reported.get(down.ssrc)
+        self._reported[down.ssrc] = (highest, sent)
+        # fresh: the subscriber saw newer packets, or nothing newer was sent to it
+        if before is None or highest != before[0] or sent == before[1]:
+            self._receiving_at = time.monotonic()
+
+    def check_alive(self, now: float, timeout: float) -> bool:
+        """Also False when the subscriber still sends RTCP but its reports have shown
+        no new packet for ``consent_timeout_s`` while packets were sent to it: a client
+        that stopped reading its socket (it may go on answering or sending ICE checks,
+        which keeps ICE-lite consent alive for another 30 s)."""
+        if not super().check_alive(now, timeout):
+            return False
+        at = self._receiving_at
+        return at is None or now - at < self.settings.consent_timeout_s
 
     def on_close(self, reason: str) -> None:
         for down in self.tracks:

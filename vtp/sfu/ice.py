@@ -75,6 +75,7 @@ class IceSettings:
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_credential_ttl_s: int = 6 * 3600
+    consent_timeout_s: float = 25.0  # RFC 7675 consent freshness (at most 30 s)
 
     @classmethod
     def from_config(cls, config: Config) -> IceSettings:
@@ -91,6 +92,7 @@ class IceSettings:
             turn_urls=tuple(config.turn_urls),
             turn_secret=secret or None,
             turn_credential_ttl_s=config.turn_credential_ttl_s,
+            consent_timeout_s=config.ice_consent_timeout_s,
         )
 
     def client_ice_servers(self, user: str, now: float | None = None) -> list[dict[str, object]]:

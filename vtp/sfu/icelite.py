@@ -15,7 +15,9 @@ subscription). The SFU is always ICE-controlled and answers checks, never sends 
   unchanged. An address is latched on the first valid check and moves only on a valid
   check carrying USE-CANDIDATE (the controlling side's nomination) from another address;
   it is never taken from media. Consent (RFC 7675) is the client's checks: with none for
-  ``CONSENT_TIMEOUT_S`` the connection closes.
+  ``consent_timeout_s`` (``VTP_ICE_CONSENT_TIMEOUT_S``) the connection closes. (A client
+  that still checks but no longer reads is noticed from its receiver reports instead:
+  :meth:`vtp.sfu.connection.DownConnection.check_alive`.)
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from vtp.sfu.ice import host_candidate
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 30.0
-CONSENT_TIMEOUT_S = 30.0
+CONSENT_TIMEOUT_S = 25.0  # the default of VTP_ICE_CONSENT_TIMEOUT_S
 RECEIVE_QUEUE = 512  # datagrams waiting for aiortc's DTLS loop; more are dropped
 RECEIVE_BUFFER = 4 << 20  # the one socket carries every peer's media
 
@@ -71,7 +73,14 @@ class _Endpoint(asyncio.DatagramProtocol):
 class UdpMux:
     """The shared UDP socket(s) and the routing tables of every lite connection."""
 
-    def __init__(self, addresses: tuple[str, ...], port: int, announce: str | None) -> None:
+    def __init__(
+        self,
+        addresses: tuple[str, ...],
+        port: int,
+        announce: str | None,
+        consent_timeout_s: float = CONSENT_TIMEOUT_S,
+    ) -> None:
+        self.consent_timeout_s = consent_timeout_s
         self.addresses = addresses or ("0.0.0.0",)
         self.port = port
         self.announce = announce
@@ -317,8 +326,9 @@ class LiteConnection:
 
     async def _watch_consent(self) -> None:
         while not self.closed:
-            await asyncio.sleep(min(5.0, CONSENT_TIMEOUT_S / 3))
-            if time.monotonic() - self._last_check > CONSENT_TIMEOUT_S:
+            timeout = self.mux.consent_timeout_s
+            await asyncio.sleep(min(1.0, timeout / 3))
+            if time.monotonic() - self._last_check > timeout:
                 logger.info("ICE-lite consent expired (%s)", self.remote_addr)
                 await self.close()
                 return

@@ -171,6 +171,10 @@ class Members:
     def count(self, room: str, user_id: uuid.UUID) -> int:
         return sum(1 for m in self._by_room.get(room, {}).values() if m.user_id == user_id)
 
+    def of_user(self, user_id: uuid.UUID) -> list[Member]:
+        """Every peer of this user, in every room (for the caps of vtp.sfu.quotas)."""
+        return [m for room in self._by_room.values() for m in room.values() if m.user_id == user_id]
+
     def find(self, room: str, user_id: uuid.UUID, via: Via) -> Member | None:
         for member in self._by_room.get(room, {}).values():
             if member.user_id == user_id and member.via == via:

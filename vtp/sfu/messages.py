@@ -360,5 +360,10 @@ ERROR_CODES: dict[str, str] = {
     "bad_state": "the request does not fit the connection's state (e.g. answered twice)",
     "conflict": "the peer id is already in the room",
     "too_many_peers": "the user already has 8 peers in the room (HTTP 429)",
+    "too_many_rooms": "the user is in VTP_MAX_ROOMS_PER_USER rooms already (HTTP 429)",
+    "too_many_connections": "the user has VTP_MAX_PEER_CONNECTIONS_PER_USER open (HTTP 429)",
+    "too_many_publications": "the user has VTP_MAX_WHIP_PER_USER WHIP sessions (HTTP 429)",
+    "too_many_sessions": "the user has VTP_MAX_WEBSOCKETS_PER_USER open (HTTP 429; 4429)",
+    "rate_limited": "the socket sent faster than its rate: closed with 4429",
     "internal_error": "the server failed; the room and the other peers are not affected",
 }

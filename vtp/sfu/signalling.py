@@ -32,12 +32,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vtp.api.access import public
 from vtp.api.errors import ApiError, unauthorized
 from vtp.api.middleware import bearer_token
-from vtp.appkeys import AUTHORITY, DB, TOKENS
+from vtp.appkeys import AUTHORITY, CONFIG, DB, TOKENS
 from vtp.auth.authority import AuthorityChange, Scope, Watch, until_expired
 from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
 from vtp.db.users import get_user
-from vtp.sfu import events, rights
+from vtp.limits import websockets as ws_limits
+from vtp.limits.tokenbucket import SendLimit, SendLimits
+from vtp.sfu import events, quotas, rights
 from vtp.sfu import messages as m
 from vtp.sfu.access import RoomGrant, room_access
 from vtp.sfu.connection import DownConnection, UpConnection
@@ -93,6 +95,7 @@ async def join_room(
             "too_many_peers",
             f"you already have {MAX_PEERS_PER_USER} peers in room {room_name!r}",
         )
+    quotas.check_room(app, principal.user_id, room_name)
     return grant, user.display_name
 
 
@@ -111,6 +114,8 @@ class Session:
         self._expiry: asyncio.Task[None] | None = None
         self._revoking = False
         self._expired = False
+        self.lease: str | None = None  # this socket's slot among its user's (give back)
+        self.limit: SendLimit | None = None  # what this socket may send, once authenticated
         self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -166,9 +171,23 @@ class Session:
                 await self._flush()
                 await self.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
                 return
+            assert self.principal is not None
+            if self.lease is None:
+                self.lease = await ws_limits.take_slot(self.app, self.principal.user_id)
+                if self.lease is None:
+                    exc = ws_limits.too_many_sessions(self.app[CONFIG].max_websockets_per_user)
+                    await self._close_limited(exc.code, exc.message)
+                    return
+            self.limit = self.app[SEND_LIMITS].for_connection(self.principal.user_id)
             self._watch_authority()
             async for msg in self.ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    if not self.limit.allow():
+                        # the flood costs the flooder: its socket, not the room's
+                        await self._close_limited(
+                            "rate_limited", "too many messages: this connection is closed"
+                        )
+                        break
                     await self._handle(msg.data)
                 elif msg.type == WSMsgType.ERROR:
                     break
@@ -258,6 +277,9 @@ class Session:
         await self._flush()
         with contextlib.suppress(Exception):
             await self.ws.close(code=close_code, message=code.encode())
+
+    async def _close_limited(self, code: str, message: str) -> None:
+        await self.ws.close(code=ws_limits.CLOSE_LIMITED, message=code.encode())
 
     async def _keep_alive(self) -> None:
         """An open WebSocket (answering the heartbeat) means the peer is there, even with
@@ -443,6 +465,7 @@ class Session:
             raise m.MessageError(
                 "forbidden", "your room role may not publish", None, msg.request_id
             )
+        quotas.check_connection(self.app, member.user_id)
         pub = await member.peer.publish(msg.sdp, label=msg.label)
         self.send(
             m.Published(
@@ -464,6 +487,7 @@ class Session:
 
     async def _on_subscribe(self, msg: m.Subscribe) -> None:
         member = self._joined(msg.request_id)
+        quotas.check_connection(self.app, member.user_id)
         sub = await member.peer.subscribe(msg.stream_id)
         self.send(
             m.Offer(
@@ -590,6 +614,7 @@ class Session:
 
 
 SESSIONS = web.AppKey("sfu_ws_sessions", set[Session])
+SEND_LIMITS = web.AppKey("sfu_ws_send_limits", SendLimits)
 
 
 @routes.get(WS_PATH)
@@ -605,13 +630,18 @@ async def sfu_websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "bad_request", "this endpoint speaks WebSocket only")
-    await ws.prepare(request)
     session = Session(request.app, ws)
-    request.app[SESSIONS].add(session)
+    if principal is not None:  # known before the upgrade: refused with a plain 429
+        session.lease = await ws_limits.take_slot(request.app, principal.user_id)
+        if session.lease is None:
+            raise ws_limits.too_many_sessions(request.app[CONFIG].max_websockets_per_user)
     try:
+        await ws.prepare(request)
+        request.app[SESSIONS].add(session)
         await session.run(principal, token or "")
     finally:
         request.app[SESSIONS].discard(session)
+        await ws_limits.give_back(request.app, session.lease)
     return ws
 
 
@@ -628,6 +658,8 @@ def setup(app: web.Application) -> None:
 
     sessions: set[Session] = set()
     app[SESSIONS] = sessions
+    config = app[CONFIG]
+    app[SEND_LIMITS] = SendLimits(config.signalling_message_rate, config.signalling_message_burst)
     app.cleanup_ctx.append(members_ctx)
     app.on_shutdown.append(_close_sessions)
     app.add_routes(routes)

@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 from vtp.api.access import authenticated, principal_of, public
 from vtp.api.errors import forbidden, not_found
 from vtp.api.middleware import bearer_token
-from vtp.sfu import events, rights
+from vtp.sfu import events, quotas, rights
 from vtp.sfu.errors import SfuError
 from vtp.sfu.members import MEMBERS, Member
 from vtp.sfu.service import SFU_KEY
@@ -78,6 +78,7 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
         stream_id = streams[0].id
     if room is None or all(s.id != stream_id for s in streams):
         raise not_found(f"no stream {stream_id!r} in room {room_name!r}")
+    quotas.check_connection(request.app, principal.user_id)
     try:
         peer = room.join(None, display)
     except SfuError as exc:

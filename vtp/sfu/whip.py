@@ -28,7 +28,7 @@ from multidict import CIMultiDict
 from vtp.api.access import Handler, authenticated, principal_of, public
 from vtp.api.errors import ApiError, error_response, forbidden, not_found
 from vtp.api.middleware import bearer_token
-from vtp.sfu import events, rights
+from vtp.sfu import events, quotas, rights
 from vtp.sfu.access import valid_room_name
 from vtp.sfu.errors import SfuError
 from vtp.sfu.members import MEMBERS, Member, MemberJoined, Sink
@@ -188,6 +188,8 @@ async def whip_publish(request: web.Request) -> web.Response:
     grant, display = await join_room(request.app, principal, room_name)
     if not grant.may_publish:
         raise forbidden("your room role may not publish")
+    quotas.check_whip(request.app, principal.user_id)
+    quotas.check_connection(request.app, principal.user_id)
     sfu = request.app[SFU_KEY]
     try:
         peer = sfu.room(room_name).join(None, display)

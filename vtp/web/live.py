@@ -74,7 +74,15 @@ re-check the sender's current course role: hosting a session gives no power of i
 
 Close codes: 4401 (authentication failed; the token expired without renewal or was
 revoked), 4403 (not a member, no longer a member, or removed), 4409 (the session is not
-live), 1000 after ``ended``.
+live), 4429 (``rate_limited``: this socket sent more than
+``VTP_LIVE_MESSAGE_RATE``/``VTP_LIVE_MESSAGE_BURST`` allow, or its user more than twice
+that; or ``too_many_sessions``: the user has ``VTP_MAX_WEBSOCKETS_PER_USER`` sockets open),
+1008 (a receiver so far behind that ``MAX_QUEUED`` messages wait for it), 1000 after
+``ended``.
+
+A flood costs the sender only: its socket is closed, and what it managed to send is
+coalesced at every receiver (a ``hand`` or ``media`` message replaces the same user's
+older one still waiting), so no receiver falls behind on state it would throw away.
 
 Participants, hands and media state live in this process (one process serves a class:
 its SFU room is here too); removals are in Redis (:mod:`vtp.web.removals`).
@@ -97,11 +105,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vtp.api.access import public
 from vtp.api.chat import CHAT_HOOKS, ChatHook
 from vtp.api.errors import ApiError
-from vtp.appkeys import AUTHORITY, DB, REDIS, TOKENS
+from vtp.appkeys import AUTHORITY, CONFIG, DB, REDIS, TOKENS
 from vtp.auth.authority import AuthorityChange, until_expired
 from vtp.auth.tokens import TokenError
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
+from vtp.limits import websockets as ws_limits
+from vtp.limits.outqueue import OutQueue
+from vtp.limits.tokenbucket import SendLimits
 from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RECORDER, RecordingChanged
 from vtp.sfu.members import MEMBERS, Member
@@ -145,22 +156,24 @@ class Connection:
     expires_at: float = 0.0
     is_admin: bool = False
     course_id: uuid.UUID | None = None
-    out: asyncio.Queue[dict[str, Any] | tuple[int, str]] = field(default_factory=asyncio.Queue)
+    out: OutQueue[dict[str, Any] | tuple[int, str]] = field(
+        default_factory=lambda: OutQueue(MAX_QUEUED)
+    )
     closing: bool = False
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], key: tuple[str, uuid.UUID] | None = None) -> None:
+        """Queue a message; one with a ``key`` is state that replaces the queued older
+        message of the same key."""
         if self.closing:
             return
-        if self.out.qsize() >= MAX_QUEUED:
+        if not self.out.put(message, key):
             self.close(WSCloseCode.POLICY_VIOLATION, "too many unread messages")
-            return
-        self.out.put_nowait(message)
 
     def close(self, code: int, reason: str) -> None:
         """Close the WebSocket once what is queued before has been sent."""
         if not self.closing:
             self.closing = True
-            self.out.put_nowait((code, reason))
+            self.out.put((code, reason), force=True)
 
 
 @dataclass(eq=False)
@@ -207,11 +220,17 @@ class LiveRoom:
     participants: dict[uuid.UUID, Participant] = field(default_factory=dict)
     ended: bool = False
 
-    def broadcast(self, message: dict[str, Any], *, skip: Connection | None = None) -> None:
+    def broadcast(
+        self,
+        message: dict[str, Any],
+        *,
+        skip: Connection | None = None,
+        key: tuple[str, uuid.UUID] | None = None,
+    ) -> None:
         for participant in self.participants.values():
             for conn in participant.connections:
                 if conn is not skip:
-                    conn.send(message)
+                    conn.send(message, key)
 
 
 class LiveRooms:
@@ -237,6 +256,7 @@ class LiveRooms:
 
 
 LIVE_ROOMS = web.AppKey("web_live_rooms", LiveRooms)
+SEND_LIMITS = web.AppKey("web_live_send_limits", SendLimits)
 
 
 def _error(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -398,14 +418,26 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
         return ws
     conn, ticket = authenticated
     app = request.app
+    lease = await ws_limits.take_slot(app, conn.user_id)
+    if lease is None:
+        exc = ws_limits.too_many_sessions(app[CONFIG].max_websockets_per_user)
+        await _refuse(ws, ws_limits.CLOSE_LIMITED, exc.code, exc.message)
+        return ws
     room = app[LIVE_ROOMS].get(session_id, ticket.room_name)
+    limit = app[SEND_LIMITS].for_connection(conn.user_id)
     writer = asyncio.create_task(_write_loop(conn))
-    await _enter(app, room, conn)
-    stop_watching = _follow_authority(app, room, conn)
-    try:
+    stop_watching: Callable[[], None] | None = None
+    try:  # (entering inside: a cancelled entry still gives the slot back)
+        await _enter(app, room, conn)
+        stop_watching = _follow_authority(app, room, conn)
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
+            if not limit.allow():
+                # the flood costs the flooder: its socket closes, the class goes on
+                conn.send(_error("rate_limited", "too many messages: this connection is closed"))
+                conn.close(ws_limits.CLOSE_LIMITED, "rate_limited")
+                break
             try:
                 await _handle(app, room, conn, msg.data)
             except (ChannelError, muting.MuteRefused) as exc:
@@ -414,8 +446,10 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
                 logger.exception("live channel message failed")
                 conn.send(_error("internal_error", "the server failed to handle this message"))
     finally:
-        stop_watching()
+        if stop_watching is not None:
+            stop_watching()
         conn.close(WSCloseCode.OK, "bye")
+        await ws_limits.give_back(app, lease)
         await asyncio.shield(_exit(app, room, conn, "left"))
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(writer, 2)
@@ -612,14 +646,14 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
         await _renew(app, conn, data.get("token"))
     elif kind == "hand":
         me.hand_raised_at = _now() if data.get("raised") else None
-        room.broadcast(_hand(me))
+        room.broadcast(_hand(me), key=("hand", me.user_id))
     elif kind == "lower-hand":
         await _presenter(app, room, conn)
         raised = _target(app, room, data).participant
         if raised is None:
             raise ChannelError("not_found", "that participant has no hand to lower")
         raised.hand_raised_at = None
-        room.broadcast(_hand(raised))
+        room.broadcast(_hand(raised), key=("hand", raised.user_id))
     elif kind == "media":
         me.audio = bool(data.get("audio"))
         me.video = bool(data.get("video"))
@@ -631,7 +665,8 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
                 "audio": me.audio,
                 "video": me.video,
                 "screen": me.screen,
-            }
+            },
+            key=("media", me.user_id),
         )
     elif kind == "mute":
         await _presenter(app, room, conn)
@@ -840,6 +875,8 @@ async def _sfu_members_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     app[LIVE_ROOMS] = LiveRooms()
+    config = app[CONFIG]
+    app[SEND_LIMITS] = SendLimits(config.live_message_rate, config.live_message_burst)
     app.cleanup_ctx.append(presence_ctx)
     app.cleanup_ctx.append(_sfu_members_ctx)
     app.cleanup_ctx.append(_recorder_ctx)
