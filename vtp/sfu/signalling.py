@@ -279,6 +279,9 @@ class Session:
             await self.ws.close(code=close_code, message=code.encode())
 
     async def _close_limited(self, code: str, message: str) -> None:
+        self.error(code, message)
+        await self._flush()
+        self._closing = True
         await self.ws.close(code=ws_limits.CLOSE_LIMITED, message=code.encode())
 
     async def _keep_alive(self) -> None:
