@@ -208,3 +208,58 @@ async def test_bearer_on_public_route_is_ignored(client: Any) -> None:
     )
     assert resp.status == 401
     assert_error(await resp.json(), "invalid_credentials")
+
+
+async def test_deeply_nested_json_is_400_before_authentication(client: Any) -> None:
+    for path in ("/api/v1/auth/login", "/api/v1/auth/register"):
+        for deep in ("[" * 100_000, '{"a":' * 5_000 + "1" + "}" * 5_000):
+            resp = await client.post(
+                path, data=deep.encode(), headers={"Content-Type": "application/json"}
+            )
+            assert resp.status == 400, (path, await resp.text())
+            error = assert_error(await resp.json(), "invalid_json")
+            assert "deeper than" in str(error["message"])
+    # Brackets inside strings do not count; ordinary nesting is fine.
+    resp = await client.post(
+        "/api/v1/auth/login", json={"email": "[" * 200 + "@x.org", "password": "{" * 150}
+    )
+    assert resp.status == 401
+    assert_error(await resp.json(), "invalid_credentials")
+
+
+async def test_deeply_nested_signalling_message_is_an_error_message(client: Any) -> None:
+    ws = await client.ws_connect("/api/v1/sfu/ws")
+    try:
+        await ws.send_str("[" * 100_000)
+        reply = await ws.receive_json(timeout=10)
+        assert reply["type"] == "error", reply
+        assert reply["error"]["code"] == "invalid_json"
+        assert "deeper than" in reply["error"]["message"]
+    finally:
+        await ws.close()
+
+
+async def test_nul_characters_in_text_are_400(client: Any, accounts: Accounts) -> None:
+    resp = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "nul@example.org",
+            "password": "a good long password",
+            "display_name": "A\x00B",
+        },
+    )
+    assert resp.status == 400
+    error = assert_error(await resp.json(), "validation_error")
+    assert error["details"] == [
+        {"field": "display_name", "message": "Value error, may not contain NUL characters"}
+    ]
+    resp = await client.post(
+        "/api/v1/auth/login", json={"email": "nul\x00@example.org", "password": "whatever it is"}
+    )
+    assert resp.status == 400
+    error = assert_error(await resp.json(), "validation_error")
+    assert [d["field"] for d in error["details"]] == ["email"]  # type: ignore[union-attr]
+    teacher = await accounts.with_role("teacher")
+    resp = await client.get("/api/v1/courses?q=a%00b", headers=bearer(teacher["access_token"]))
+    assert resp.status == 400
+    assert_error(await resp.json(), "validation_error")

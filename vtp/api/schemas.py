@@ -1,14 +1,32 @@
-"""Request bodies of the API, validated strictly (unknown fields are refused)."""
+"""Request bodies of the API, validated strictly (unknown fields and NUL characters in
+text are refused)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from vtp.db.models import Role
 
 
+def no_nul(value: Any) -> Any:
+    """PostgreSQL cannot store NUL in text: refuse it as a 400 naming the field, not a 500."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("may not contain NUL characters")
+    if isinstance(value, list):
+        for item in value:
+            no_nul(item)
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_without_nul(cls, value: Any) -> Any:
+        return no_nul(value)
 
 
 class RegisterRequest(Strict):
