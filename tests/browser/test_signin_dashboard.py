@@ -96,11 +96,18 @@ async def test_expired_session_is_shown_and_refresh_is_silent(
                    localStorage.setItem("vtp.session", JSON.stringify(s)); }"""
     )
     before = await page.evaluate('JSON.parse(localStorage.getItem("vtp.session"))')
+    cookie_before = await _refresh_cookie(page)
     await page.goto(server.base + "/dashboard")
     await page.get_by_role("heading", name="Hello, Eli Novak").wait_for()
     after = await page.evaluate('JSON.parse(localStorage.getItem("vtp.session"))')
-    assert after["refresh_token"] != before["refresh_token"]
+    assert after["access_token"] != before["access_token"]
     assert after["access_expires_at"] > time.time() * 1000 + 60_000
+    # The refresh token was rotated in its HttpOnly cookie, out of the page's reach.
+    cookie_after = await _refresh_cookie(page)
+    assert cookie_after["value"] != cookie_before["value"]
+    assert cookie_after["httpOnly"] and cookie_after["sameSite"] == "Strict"
+    assert cookie_after["path"] == "/api/v1/auth/refresh"
+    assert "refresh_token" not in after and await page.evaluate("document.cookie") == ""
 
     # Both tokens dead (revoked by a sign-out elsewhere): the session is over, and said so.
     await server.call("POST", "/api/v1/auth/logout", user)
@@ -181,6 +188,44 @@ async def test_dashboard_lists_courses_live_and_upcoming(
     error = page.locator("[data-join-error]")
     await error.wait_for()
     assert await error.inner_text() == "The session is scheduled, not live."
+
+
+async def _refresh_cookie(page: Any) -> dict[str, Any]:
+    cookies = [c for c in await page.context.cookies() if c["name"] == "vtp_refresh"]
+    assert len(cookies) == 1, cookies
+    cookie: dict[str, Any] = cookies[0]
+    return cookie
+
+
+async def test_sign_in_keeps_the_refresh_token_in_a_cookie_and_never_leaves_the_site(
+    server: Server, browser: Any
+) -> None:
+    user = await server.user("Hana Sato")
+    page = await new_page(browser)
+    for evil in (
+        "/%5Cevil.example/",
+        "/%09/evil.example/",
+        "//evil.example/",
+        "https://evil.example/",
+    ):
+        await page.goto(f"{server.base}/signin?next={evil}")
+        await page.get_by_label("E-mail").first.fill(user.email)
+        await page.get_by_label("Password").first.fill(PASSWORD)
+        await page.locator('[data-form="signin"]').get_by_role("button", name="Sign in").click()
+        await page.wait_for_url(server.base + "/dashboard")
+        await page.get_by_role("heading", name="Hello, Hana Sato").wait_for()
+        stored = await page.evaluate('localStorage.getItem("vtp.session")')
+        assert "refresh_token" not in stored and await page.evaluate("document.cookie") == ""
+        assert (await _refresh_cookie(page))["httpOnly"]
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url("**/signin")
+        assert [c for c in await page.context.cookies() if c["name"] == "vtp_refresh"] == []
+    # A same-site path is still honoured, query included.
+    await page.goto(f"{server.base}/signin?next=%2Fdashboard%3Fx%3D1")
+    await page.get_by_label("E-mail").first.fill(user.email)
+    await page.get_by_label("Password").first.fill(PASSWORD)
+    await page.locator('[data-form="signin"]').get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(server.base + "/dashboard?x=1")
 
 
 async def _has(locator: Any, text: str) -> bool:

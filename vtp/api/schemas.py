@@ -41,7 +41,8 @@ class LoginRequest(Strict):
 
 
 class RefreshRequest(Strict):
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    # Absent: a browser session's refresh token comes from its cookie.
+    refresh_token: str | None = Field(default=None, min_length=1, max_length=4096)
 
 
 class RoleChangeRequest(Strict):
