@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -28,9 +29,15 @@ from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
+from vtp.private_files import private_dir
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
+
+
+async def _state_dir_ctx(app: web.Application) -> AsyncIterator[None]:
+    await asyncio.to_thread(private_dir, app[CONFIG].data_dir)
+    yield
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -89,7 +96,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[HASHER] = PasswordHasher(config.bcrypt_cost)
-    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _store_ctx])
+    app.cleanup_ctx.extend([_state_dir_ctx, _database_ctx, _redis_ctx, _store_ctx])
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(users.routes)

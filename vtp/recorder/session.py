@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vtp.private_files import private_dir
 from vtp.recorder.depacketizer import (
     AUDIO_CLOCK,
     VIDEO_CLOCK,
@@ -372,7 +373,7 @@ class RecordingSession:
         self._count = 0
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self.save()
         for info in self.room.streams():
             self.add_stream(info)
