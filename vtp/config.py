@@ -60,6 +60,17 @@ class Config(BaseSettings):
     login_max_attempts: int = Field(default=5, ge=1)
     login_window_s: int = Field(default=300, ge=1)
     login_ip_max_attempts: int = Field(default=30, ge=1)
+    # One-time password-reset links (issued by an admin, or e-mailed) expire after this.
+    password_reset_ttl_s: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
+
+    # --- E-mail (password-reset links; unset host = no e-mail, admins issue links) ----
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = "vtp@localhost"
+    # STARTTLS before authenticating (port 587); off only for a local relay.
+    smtp_starttls: bool = True
 
     # --- SFU network -----------------------------------------------------------------
     # Addresses the ICE agent gathers host candidates on ("" = every interface aioice

@@ -47,3 +47,21 @@ class RefreshRequest(Strict):
 
 class RoleChangeRequest(Strict):
     role: Role
+
+
+class PasswordChangeRequest(Strict):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
+
+class ActiveChangeRequest(Strict):
+    is_active: bool
+
+
+class ResetByEmailRequest(Strict):
+    email: str = Field(min_length=1, max_length=254)
+
+
+class PasswordResetRequest(Strict):
+    token: str = Field(min_length=16, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
