@@ -180,6 +180,22 @@ export async function register(displayName, email, password) {
   return reply.user;
 }
 
+/** Change the signed-in user's password; the answer's fresh tokens replace the old ones. */
+export async function changePassword(currentPassword, newPassword) {
+  const reply = await api("/api/v1/users/me/password", {
+    method: "POST",
+    body: { current_password: currentPassword, new_password: newPassword },
+    session: true,
+  });
+  keepTokens(reply, reply.user);
+  return reply.user;
+}
+
+/** A request that needs no sign-in (password reset). */
+export function publicRequest(path, body) {
+  return rawRequest(path, { method: "POST", body });
+}
+
 export async function signOut() {
   if (loadSession()) {
     try {

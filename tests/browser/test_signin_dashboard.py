@@ -315,3 +315,69 @@ async def test_a_class_from_scratch_through_the_ui(server: Server, browser: Any)
         await eventually(lambda p=page: decoding(p, 1), 30, "each decoding the other")
     await teacher.context.close()
     await student.context.close()
+
+
+async def test_change_password_and_reset_link_pages(server: Server, browser: Any) -> None:
+    user = await server.user("Ivo Petrov")
+    admin = await server.user("Ada Admin", role="admin")
+    page = await signed_in_page(browser, server, user)
+    await page.goto(server.base + "/dashboard")
+    await page.get_by_role("link", name="Ivo Petrov").click()  # the name leads to the account
+    await page.wait_for_url("**/account")
+    await page.get_by_text(f"Signed in as Ivo Petrov ({user.email}).").wait_for()
+    form = page.locator('[data-form="password"]')
+    await form.get_by_label("Current password").fill("not my password")
+    await form.get_by_label("New password", exact=True).fill("a fresh passphrase")
+    await form.get_by_label("New password again").fill("a fresh passphrase")
+    await form.get_by_role("button", name="Change password").click()
+    error = form.get_by_role("alert")
+    await eventually(lambda: _has(error, "The current password is wrong."), 5, "wrong password")
+    await form.get_by_label("Current password").fill(PASSWORD)
+    await form.get_by_role("button", name="Change password").click()
+    await page.get_by_text("Your password has been changed.").wait_for()
+    # The page's own session goes on (fresh tokens, rotated cookie); the old tokens are dead.
+    await page.goto(server.base + "/dashboard")
+    await page.get_by_role("heading", name="Hello, Ivo Petrov").wait_for()
+    old = await server.http.get(
+        server.base + "/api/v1/users/me",
+        headers={"Authorization": f"Bearer {user.tokens['access_token']}"},
+    )
+    assert old.status == 401
+
+    # An admin's one-time link: the reset page sets a new password, once.
+    link = await server.call("POST", f"/api/v1/users/{user.id}/password-reset", admin)
+    visitor = await new_page(browser)
+    await visitor.goto(link["reset_url"])
+    reset = visitor.locator('[data-form="reset"]')
+    await reset.get_by_label("New password", exact=True).fill("the third passphrase")
+    await reset.get_by_label("New password again").fill("the third passphrase")
+    await reset.get_by_role("button", name="Set the new password").click()
+    await visitor.get_by_text("Your password has been changed. You can now sign in").wait_for()
+    assert "token" not in visitor.url
+    await visitor.goto("about:blank")  # (a fragment change alone would not reload the page)
+    await visitor.goto(link["reset_url"])
+    await (
+        visitor.locator('[data-form="reset"]')
+        .get_by_label("New password", exact=True)
+        .fill("a fourth passphrase")
+    )
+    await visitor.get_by_label("New password again").fill("a fourth passphrase")
+    await visitor.get_by_role("button", name="Set the new password").click()
+    await eventually(
+        lambda: _has(visitor.locator('[data-form="reset"] [data-error]'), "not valid"),
+        5,
+        "a used link refused",
+    )
+    # Without a token the page offers the e-mail form, and says when there is no e-mail.
+    await visitor.goto(server.base + "/reset-password")
+    request = visitor.locator('[data-form="request"]')
+    await request.get_by_label("E-mail").fill(user.email)
+    await request.get_by_role("button", name="Send the link").click()
+    await eventually(
+        lambda: _has(request.get_by_role("alert"), "ask an administrator"), 5, "no e-mail here"
+    )
+    await visitor.goto(server.base + "/signin")
+    await visitor.get_by_label("E-mail").first.fill(user.email)
+    await visitor.get_by_label("Password").first.fill("the third passphrase")
+    await visitor.locator('[data-form="signin"]').get_by_role("button", name="Sign in").click()
+    await visitor.wait_for_url("**/dashboard")
