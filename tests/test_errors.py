@@ -371,3 +371,28 @@ async def test_requests_are_503_while_postgres_is_down_and_recover(
     resp = await client.get("/api/v1/users/me", headers=bearer(login["access_token"]))
     assert resp.status == 200, await resp.text()
     await proxy.stop()
+
+
+def test_only_an_unreachable_service_counts_as_a_failed_dependency() -> None:
+    import asyncpg
+    import redis.exceptions
+
+    from vtp.api.dependencies import failed_dependency
+
+    assert failed_dependency(redis.exceptions.TimeoutError("slow")) == "redis"
+    assert failed_dependency(asyncpg.exceptions.AdminShutdownError("bye")) == "postgres"
+    assert failed_dependency(asyncpg.InterfaceError("connection is closed")) == "postgres"
+    try:
+        try:
+            raise redis.exceptions.ConnectionError("refused")
+        except redis.exceptions.ConnectionError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert failed_dependency(outer) == "redis"
+    # Bugs stay 500s: a bad query argument, a statement timeout, an OSError of our own.
+    assert failed_dependency(asyncpg.exceptions.DataError("bad argument")) is None
+    assert failed_dependency(asyncpg.exceptions.QueryCanceledError("timeout")) is None
+    try:
+        raise ConnectionRefusedError("not from a database client")
+    except OSError as exc:
+        assert failed_dependency(exc) is None

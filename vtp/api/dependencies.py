@@ -18,9 +18,10 @@ NAMES = {"postgres": "PostgreSQL", "redis": "Redis"}
 
 _POSTGRES_DOWN = (
     asyncpg.PostgresConnectionError,  # connection failure, does not exist, rejected
-    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,  # starting up or shutting down
     asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.InterfaceError,  # "connection is closed", pool closing
 )
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -40,6 +41,8 @@ def _classify(exc: BaseException) -> str | None:
         return "redis"
     if isinstance(exc, _POSTGRES_DOWN):
         return "postgres"
+    if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
+        return "postgres"  # "connection is closed" (other InterfaceErrors are bugs)
     if isinstance(exc, (OSError, TimeoutError)):
         where = _raised_in(exc)
         if "asyncpg" in where:
