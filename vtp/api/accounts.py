@@ -66,10 +66,13 @@ async def revoke_all_tokens(service: TokenService, user_id: uuid.UUID) -> None:
     await asyncio.sleep(0.003)
 
 
-def _reset_link(request: web.Request, token: str) -> str:
-    base = request.app[CONFIG].public_url or f"{request.scheme}://{request.host}"
+def reset_url(base: str, token: str) -> str:
     # In the fragment: browsers do not send it to the server, so it is in no access log.
     return f"{base.rstrip('/')}/reset-password#token={token}"
+
+
+def _reset_link(request: web.Request, token: str) -> str:
+    return reset_url(request.app[CONFIG].public_url or f"{request.scheme}://{request.host}", token)
 
 
 @routes.post("/api/v1/users/me/password")
