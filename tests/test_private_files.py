@@ -56,24 +56,16 @@ def test_private_dir_makes_every_missing_folder_0700(tmp_path: Path) -> None:
     assert mode(deep / "f") == 0o600 and (deep / "f").read_bytes() == b"data"
 
 
-def test_serve_sets_a_private_umask(monkeypatch: Any, tmp_path: Path) -> None:
-    import os
+def test_recording_files_and_manifests_are_0600(tmp_path: Path) -> None:
+    from vtp.recorder.session import write_json_atomically
+    from vtp.recorder.webm import WebmFile
 
-    from aiohttp import web
+    spool = tmp_path / "spool"
+    from vtp.private_files import private_dir
 
-    from vtp import cli
-
-    seen: list[int] = []
-
-    def fake_run_app(app: Any, **_: Any) -> None:
-        current = os.umask(0o022)
-        os.umask(current)
-        seen.append(current)
-
-    monkeypatch.setattr(web, "run_app", fake_run_app)
-    old = os.umask(0o022)
-    try:
-        cli._serve(cli.load_config(state_dir=tmp_path))
-    finally:
-        os.umask(old)
-    assert seen == [0o077]
+    private_dir(spool)
+    webm = WebmFile(spool / "cam.webm", video_size=None, audio=True)
+    webm.close()
+    write_json_atomically(spool / "manifest.json", {"state": "closed"})
+    assert mode(spool / "cam.webm") == 0o600
+    assert mode(spool / "manifest.json") == 0o600

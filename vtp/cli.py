@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import os
 import sys
 from collections.abc import Sequence
 
@@ -19,7 +18,6 @@ from vtp.db import password_resets, users
 from vtp.db.migrate import MigrationError, apply_migrations
 from vtp.health import check_all
 from vtp.logs import setup_logging
-from vtp.private_files import UMASK
 
 
 def _serve(config: Config) -> int:
@@ -27,7 +25,6 @@ def _serve(config: Config) -> int:
 
     from vtp.app import create_app
 
-    os.umask(UMASK)  # whatever the server writes (recordings, the database) is its own
     web.run_app(
         create_app(config),
         host=config.host,

@@ -1,9 +1,8 @@
 """Files and folders VTP keeps on local disk are its own: folders 0700, files 0600.
 
 The state directory holds the generated JWT secret, the embedded database, uploaded
-submissions and recordings; nobody else on the machine needs to read any of it.
-`vtp serve` also sets its umask to 077, so files written by libraries (PyAV, PostgreSQL)
-get the same modes.
+submissions and recordings; nobody else on the machine needs to read any of it. Its 0700
+also covers what libraries write inside it with their own modes.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from pathlib import Path
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
-UMASK = 0o077
 
 
 def private_dir(path: Path) -> Path:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtp.private_files import private_dir
+from vtp.private_files import FILE_MODE, private_dir
 from vtp.recorder.depacketizer import (
     AUDIO_CLOCK,
     VIDEO_CLOCK,
@@ -63,7 +63,7 @@ def iso(ts: float) -> str:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as handle:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "w") as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())

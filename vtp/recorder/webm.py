@@ -14,6 +14,7 @@ and the duration are written by :meth:`WebmFile.close`.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import threading
 from fractions import Fraction
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import av
+
+from vtp.private_files import FILE_MODE
 
 VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
@@ -136,6 +139,8 @@ class WebmFile:
         metadata: dict[str, str] | None = None,
     ) -> None:
         self.path = path
+        # Created 0600 first: FFmpeg then writes into it and keeps the mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
         self._container: Any = av.open(
             str(path),
             "w",
