@@ -396,3 +396,15 @@ def test_only_an_unreachable_service_counts_as_a_failed_dependency() -> None:
         raise ConnectionRefusedError("not from a database client")
     except OSError as exc:
         assert failed_dependency(exc) is None
+
+
+def test_json_depth_bound_is_exact() -> None:
+    import pytest
+
+    from vtp.jsonlimits import MAX_DEPTH, TooDeep, loads
+
+    assert loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)
+    assert loads('{"a": ' * MAX_DEPTH + '"[[[[{{{{"' + "}" * MAX_DEPTH)
+    for deep in ("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1), "[" * 100_000):
+        with pytest.raises(TooDeep):
+            loads(deep)
