@@ -15,7 +15,7 @@ def mode(path: Path) -> int:
 
 
 async def test_state_directory_secret_and_objects_are_private(
-    aiohttp_client: Any, config: Config, database_url: str
+    aiohttp_client: Any, config: Config
 ) -> None:
     from vtp.app import create_app
     from vtp.appkeys import STORE
