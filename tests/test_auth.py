@@ -336,3 +336,93 @@ async def test_role_change_input_errors(client: Any, accounts: Accounts) -> None
         f"/api/v1/users/{admin['user']['id']}/role", json={"role": "student"}, headers=headers
     )
     assert resp.status == 409
+
+
+SESSION = {"X-VTP-Session": "cookie"}
+
+
+def _refresh_cookie(resp: Any) -> Any:
+    morsel = resp.cookies.get("vtp_refresh")
+    assert morsel is not None, resp.headers.getall("Set-Cookie", [])
+    return morsel
+
+
+async def test_browser_session_keeps_the_refresh_token_in_an_httponly_cookie(
+    client: Any, accounts: Accounts
+) -> None:
+    account = await accounts.register()
+    resp = await client.post(
+        "/api/v1/auth/login",
+        json={"email": account["user"]["email"], "password": account["password"]},
+        headers=SESSION,
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert "refresh_token" not in body and body["access_token"]
+    cookie = _refresh_cookie(resp)
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/api/v1/auth/refresh" and not cookie["secure"]
+    assert int(cookie["max-age"]) == body["refresh_expires_in"]
+
+    # Refresh from the cookie needs the header: a cross-site request cannot send it.
+    jar_cookie = {"vtp_refresh": cookie.value}
+    resp = await client.post("/api/v1/auth/refresh", cookies=jar_cookie)
+    assert resp.status == 403
+    assert_error(await resp.json(), "csrf_check_failed")
+    resp = await client.post("/api/v1/auth/refresh", headers=SESSION, cookies=jar_cookie)
+    assert resp.status == 200, await resp.text()
+    fresh = await resp.json()
+    assert "refresh_token" not in fresh
+    rotated = _refresh_cookie(resp)
+    assert rotated.value != cookie.value
+    # The old cookie is spent: replaying it signs the whole login out.
+    resp = await client.post("/api/v1/auth/refresh", headers=SESSION, cookies=jar_cookie)
+    assert resp.status == 401
+    assert_error(await resp.json(), "refresh_reused")
+    me = await client.get("/api/v1/users/me", headers=bearer(fresh["access_token"]))
+    assert me.status == 401
+
+    # No token at all.
+    client.session.cookie_jar.clear()
+    resp = await client.post("/api/v1/auth/refresh", headers=SESSION)
+    assert resp.status == 401
+    assert_error(await resp.json(), "not_authenticated")
+
+
+async def test_logout_clears_the_cookie_and_register_sets_it(client: Any) -> None:
+    resp = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "cookie@example.org",
+            "password": "a good long password",
+            "display_name": "C",
+        },
+        headers=SESSION,
+    )
+    assert resp.status == 201
+    body = await resp.json()
+    assert "refresh_token" not in body
+    _refresh_cookie(resp)
+    resp = await client.post("/api/v1/auth/logout", headers=bearer(body["access_token"]))
+    assert resp.status == 204
+    cleared = _refresh_cookie(resp)
+    assert cleared.value == "" and cleared["path"] == "/api/v1/auth/refresh"
+    assert cleared["max-age"] == "0"
+
+
+async def test_cookie_is_secure_behind_an_https_public_url(
+    aiohttp_client: Any, config: Config
+) -> None:
+    from vtp.app import create_app
+
+    https = config.model_copy(update={"public_url": "https://vtp.example.org"})
+    client = await aiohttp_client(create_app(https))
+    accounts = Accounts(client, str(config.database_url))
+    account = await accounts.register()
+    resp = await client.post(
+        "/api/v1/auth/login",
+        json={"email": account["user"]["email"], "password": account["password"]},
+        headers=SESSION,
+    )
+    assert resp.status == 200
+    assert _refresh_cookie(resp)["secure"]

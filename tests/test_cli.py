@@ -178,6 +178,15 @@ def test_migrate_user_create_and_check(
         text=True,
     )
     assert weak.returncode == 2 and "at least" in weak.stderr
+    # A one-time reset link, e.g. for a forgotten admin password on a server without e-mail.
+    link_cmd = [*VTP, "user", "reset-link", "--email", "ROOT@example.org"]
+    out = subprocess.run(link_cmd, env=env, capture_output=True, text=True, check=True)
+    link = json.loads(out.stdout)
+    assert link["reset_url"].startswith("http://127.0.0.1:8080/reset-password#token=")
+    nobody = subprocess.run(
+        [*link_cmd[:-1], "nobody@example.org"], env=env, capture_output=True, text=True
+    )
+    assert nobody.returncode == 1 and "no active user" in nobody.stderr
 
     out = subprocess.run([*VTP, "check"], env=env, capture_output=True, text=True)
     report = json.loads(out.stdout)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from vtp import backends, metrics, recorder
-from vtp.api import auth, health, sfu, users
+from vtp.api import accounts, auth, health, sfu, users
 from vtp.api.access import access_of
 from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
@@ -34,9 +35,16 @@ from vtp.auth.tokens import TokenService
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
 from vtp.limits.leases import Leases
+from vtp.mail import mailer_ctx
+from vtp.private_files import private_dir
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
+
+
+async def _state_dir_ctx(app: web.Application) -> AsyncIterator[None]:
+    await asyncio.to_thread(private_dir, app[CONFIG].data_dir)
+    yield
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -112,10 +120,13 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[HASHER] = PasswordHasher(config.bcrypt_cost)
-    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _authority_ctx, _store_ctx])
+    app.cleanup_ctx.extend(
+        [_state_dir_ctx, _database_ctx, _redis_ctx, _authority_ctx, _store_ctx, mailer_ctx]
+    )
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(users.routes)
+    app.add_routes(accounts.routes)  # password change, disable, reset links
     setup_domain(app)
     sfu.setup(app)  # SFU core, WebSocket signalling, /api/v1/sfu REST, WHIP/WHEP
     recorder.setup(app)  # after the SFU: recordings tap its rooms

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from vtp import __version__, backends
 from vtp.auth.passwords import PasswordHasher, PasswordPolicyError, check_password_policy
 from vtp.config import Config, load_config
-from vtp.db import users
+from vtp.db import password_resets, users
 from vtp.db.migrate import MigrationError, apply_migrations
 from vtp.health import check_all
 from vtp.logs import setup_logging
@@ -73,6 +73,24 @@ async def _user_create(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _user_reset_link(config: Config, args: argparse.Namespace) -> int:
+    from vtp.api.accounts import reset_url
+
+    async with backends.database(config) as pool:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+        creds = await users.get_credentials(pool, args.email)
+        if creds is None or not creds.user.is_active:
+            print(f"error: no active user with e-mail {args.email}", file=sys.stderr)
+            return 1
+        token, expires_at = await password_resets.issue(
+            pool, creds.user.id, ttl_s=config.password_reset_ttl_s, created_by=None
+        )
+    base = config.public_url or f"http://{config.host}:{config.port}"
+    print(json.dumps({"reset_url": reset_url(base, token), "expires_at": expires_at.isoformat()}))
+    return 0
+
+
 async def _check(config: Config) -> int:
     async with (
         backends.database(config) as pool,
@@ -114,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    reset = user_sub.add_parser(
+        "reset-link", help="print a one-time password-reset link for a user"
+    )
+    reset.add_argument("--email", required=True)
     return parser
 
 
@@ -137,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(config))
         if args.command == "check":
             return asyncio.run(_check(config))
+        if args.user_command == "reset-link":
+            return asyncio.run(_user_reset_link(config, args))
         return asyncio.run(_user_create(config, args))
     except MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,6 +29,8 @@ class Config(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = None
     max_body_bytes: int = Field(default=1 * 1024 * 1024, ge=1024)
+    # Development tools: serve the SFU's manual test page at /static/sfu-test.html.
+    dev_pages: bool = False
 
     # --- State and logs --------------------------------------------------------------
     state_dir: Path = Path("./var")
@@ -85,6 +87,17 @@ class Config(BaseSettings):
     # subscribe/answer/ice messages).
     signalling_message_rate: float = Field(default=50.0, gt=0)
     signalling_message_burst: int = Field(default=400, ge=1)
+    # One-time password-reset links (issued by an admin, or e-mailed) expire after this.
+    password_reset_ttl_s: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
+
+    # --- E-mail (password-reset links; unset host = no e-mail, admins issue links) ----
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = "vtp@localhost"
+    # STARTTLS before authenticating (port 587); off only for a local relay.
+    smtp_starttls: bool = True
 
     # --- SFU network -----------------------------------------------------------------
     # Addresses the ICE agent gathers host candidates on ("" = every interface aioice
@@ -126,8 +139,9 @@ class Config(BaseSettings):
     recording_retry_attempts: int = Field(default=8, ge=1)
     # A recording is stopped automatically after this many seconds.
     recording_max_length_s: int = Field(default=6 * 3600, ge=10)
-    # Lifetime of playback URLs (presigned S3 URLs, signed local-disk URLs).
-    recording_url_ttl_s: int = Field(default=3600, ge=60)
+    # Lifetime of playback URLs (presigned S3 URLs, signed local-disk URLs): they are bearer
+    # URLs, so short; the web player asks for a fresh one when a link has expired.
+    recording_url_ttl_s: int = Field(default=300, ge=30)
 
     # --- metrics -----------------------------------------------------------------------
     # Bearer token Prometheus presents at /metrics (admins' access tokens work too);

@@ -1,9 +1,13 @@
-// VTP API client: keeps the access + refresh tokens, refreshes silently before the access
-// token expires, and turns the server's JSON error envelope into ApiError.
+// VTP API client: keeps the access token, refreshes it silently before it expires, and
+// turns the server's JSON error envelope into ApiError. The refresh token never reaches
+// this script: the server keeps it in an HttpOnly cookie for the refresh route, and the
+// X-VTP-Session header (which another site cannot send) asks for that and proves the
+// request comes from these pages.
 "use strict";
 
 const STORE_KEY = "vtp.session";
 const REFRESH_MARGIN_S = 60; // refresh this long before the access token expires
+const SESSION_HEADER = { "X-VTP-Session": "cookie" };
 
 export class ApiError extends Error {
   constructor(status, code, message, details) {
@@ -38,7 +42,6 @@ export function keepTokens(reply, user) {
   const old = loadSession() || {};
   saveSession({
     access_token: reply.access_token,
-    refresh_token: reply.refresh_token,
     access_expires_at: now + reply.expires_in * 1000,
     refresh_expires_at: now + reply.refresh_expires_in * 1000,
     user: user || reply.user || old.user || null,
@@ -71,8 +74,8 @@ export function describeError(error) {
   return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
 }
 
-async function rawRequest(path, { method = "GET", body, token } = {}) {
-  const headers = { Accept: "application/json" };
+async function rawRequest(path, { method = "GET", body, token, session = false } = {}) {
+  const headers = { Accept: "application/json", ...(session ? SESSION_HEADER : {}) };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = "Bearer " + token;
   const resp = await fetch(path, {
@@ -88,21 +91,19 @@ async function rawRequest(path, { method = "GET", body, token } = {}) {
 
 let refreshing = null;
 
-/** Trade the refresh token for a new pair. One at a time, across tabs when possible. */
+/** Trade the refresh cookie for a new pair. One at a time, across tabs when possible. */
 export function refreshTokens() {
   if (refreshing) return refreshing;
   const run = async () => {
     const before = loadSession();
-    if (!before || !before.refresh_token) throw new ApiError(401, "not_authenticated", "sign in first");
+    if (!before) throw new ApiError(401, "not_authenticated", "sign in first");
     const work = async () => {
       const current = loadSession();
-      // Another tab refreshed while we waited for the lock: use its tokens.
-      if (current && current.refresh_token !== before.refresh_token) return current;
+      // Another tab refreshed while we waited for the lock (and rotated the cookie): use
+      // its tokens.
+      if (current && current.access_token !== before.access_token) return current;
       try {
-        const reply = await rawRequest("/api/v1/auth/refresh", {
-          method: "POST",
-          body: { refresh_token: before.refresh_token },
-        });
+        const reply = await rawRequest("/api/v1/auth/refresh", { method: "POST", session: true });
         keepTokens(reply);
         return loadSession();
       } catch (error) {
@@ -160,7 +161,11 @@ export async function listAll(path, maxPages = 5) {
 }
 
 export async function signIn(email, password) {
-  const reply = await rawRequest("/api/v1/auth/login", { method: "POST", body: { email, password } });
+  const reply = await rawRequest("/api/v1/auth/login", {
+    method: "POST",
+    body: { email, password },
+    session: true,
+  });
   keepTokens(reply, reply.user);
   return reply.user;
 }
@@ -169,16 +174,34 @@ export async function register(displayName, email, password) {
   const reply = await rawRequest("/api/v1/auth/register", {
     method: "POST",
     body: { display_name: displayName, email, password },
+    session: true,
   });
   keepTokens(reply, reply.user);
   return reply.user;
 }
 
+/** Change the signed-in user's password; the answer's fresh tokens replace the old ones. */
+export async function changePassword(currentPassword, newPassword) {
+  const reply = await api("/api/v1/users/me/password", {
+    method: "POST",
+    body: { current_password: currentPassword, new_password: newPassword },
+    session: true,
+  });
+  keepTokens(reply, reply.user);
+  return reply.user;
+}
+
+/** A request that needs no sign-in (password reset). */
+export function publicRequest(path, body) {
+  return rawRequest(path, { method: "POST", body });
+}
+
 export async function signOut() {
-  const session = loadSession();
-  if (session) {
+  if (loadSession()) {
     try {
-      await rawRequest("/api/v1/auth/logout", { method: "POST", token: session.access_token });
+      // api() renews an expired access token first, so the server revokes this login and
+      // clears the refresh cookie.
+      await api("/api/v1/auth/logout", { method: "POST" });
     } catch {
       /* signing out locally is what matters */
     }
@@ -199,7 +222,7 @@ export function expireSession() {
 /** The signed-in user (fetched fresh), or a redirect to the sign-in page. */
 export async function requireUser() {
   const session = loadSession();
-  if (!session || !session.refresh_token || session.refresh_expires_at < Date.now()) {
+  if (!session || !session.refresh_expires_at || session.refresh_expires_at < Date.now()) {
     if (session) {
       expireSession();
     } else {
@@ -235,7 +258,7 @@ let refreshTimer = null;
 function scheduleRefresh() {
   clearTimeout(refreshTimer);
   const session = loadSession();
-  if (!session || !session.refresh_token) return;
+  if (!session || !session.refresh_expires_at) return;
   const due = session.access_expires_at - REFRESH_MARGIN_S * 1000 - Date.now();
   refreshTimer = setTimeout(
     () => refreshTokens().catch(() => {}),

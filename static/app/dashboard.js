@@ -134,6 +134,19 @@ async function watch(rec) {
     const video = $("[data-player-video]");
     $("[data-player-title]").textContent = rec.session_title || "Recording";
     video.src = playback.url;
+    // Playback links are short-lived bearer URLs: when one expires mid-film, ask for a
+    // fresh link and go on from the same place.
+    let renewed = Date.now();
+    const renew = async () => {
+      if (Date.now() - renewed < 5000) return; // a broken file, not an expired link
+      renewed = Date.now();
+      const at = video.currentTime;
+      const fresh = await api(`/api/v1/recordings/${rec.id}/playback`);
+      video.src = fresh.url;
+      video.currentTime = at;
+      video.play().catch(() => {});
+    };
+    video.onerror = () => renew().catch(showError);
     dialog.addEventListener("close", () => video.pause(), { once: true });
     dialog.showModal();
   } catch (e) {

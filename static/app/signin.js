@@ -2,10 +2,23 @@
 import { describeError, loadSession, register, signIn } from "./api.js";
 
 const params = new URLSearchParams(location.search);
-const next = (() => {
-  const target = params.get("next") || "/dashboard";
-  return target.startsWith("/") && !target.startsWith("//") ? target : "/dashboard";
-})();
+const next = safeNext(params.get("next"));
+
+/** Where to go after signing in: a path on this site, never another host. Browsers read
+ * "/\evil.example" and "/<TAB>/evil.example" as "//evil.example", so backslashes and control characters are refused
+ * and the result is resolved against this origin and compared. */
+function safeNext(target) {
+  const fallback = "/dashboard";
+  if (!target || !target.startsWith("/") || /[\\\u0000-\u001f\u007f]/.test(target)) return fallback;
+  let url;
+  try {
+    url = new URL(target, location.origin);
+  } catch {
+    return fallback;
+  }
+  if (url.origin !== location.origin) return fallback;
+  return url.pathname + url.search + url.hash;
+}
 
 const notice = document.querySelector("[data-notice]");
 if (params.get("expired")) {

@@ -211,20 +211,34 @@ async def browser_fixture() -> AsyncIterator[Any]:
 
 
 async def signed_in_page(browser: Any, server: Server, user: User, **context: Any) -> Any:
-    """A page in a context of its own whose localStorage holds the user's tokens."""
+    """A page in a context of its own, signed in as the user: the access token in
+    localStorage, the refresh token in the HttpOnly cookie, as a sign-in leaves them."""
     context.setdefault("viewport", {"width": 1280, "height": 800})
     ctx = await browser.new_context(**context)
+    await ctx.add_cookies([refresh_cookie(server, user.tokens["refresh_token"])])
     page = await ctx.new_page()
     page.on("pageerror", lambda exc: print(f"[{user.name}] page error: {exc}"))
     await page.goto(server.base + "/signin?next=/nowhere")
     await page.evaluate(
         """([t, user]) => localStorage.setItem("vtp.session", JSON.stringify({
-            access_token: t.access_token, refresh_token: t.refresh_token,
+            access_token: t.access_token,
             access_expires_at: Date.now() + t.expires_in * 1000,
             refresh_expires_at: Date.now() + t.refresh_expires_in * 1000, user}))""",
         [user.tokens, {"id": user.id, "display_name": user.name}],
     )
     return page
+
+
+def refresh_cookie(server: Server, token: str) -> dict[str, Any]:
+    """The browser session's refresh cookie (vtp.api.session_cookie) for Playwright."""
+    return {
+        "name": "vtp_refresh",
+        "value": token,
+        "domain": urlsplit(server.base).hostname,
+        "path": "/api/v1/auth/refresh",
+        "httpOnly": True,
+        "sameSite": "Strict",
+    }
 
 
 async def classroom_stats(page: Any) -> dict[str, Any]:

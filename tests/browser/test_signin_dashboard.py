@@ -96,11 +96,18 @@ async def test_expired_session_is_shown_and_refresh_is_silent(
                    localStorage.setItem("vtp.session", JSON.stringify(s)); }"""
     )
     before = await page.evaluate('JSON.parse(localStorage.getItem("vtp.session"))')
+    cookie_before = await _refresh_cookie(page)
     await page.goto(server.base + "/dashboard")
     await page.get_by_role("heading", name="Hello, Eli Novak").wait_for()
     after = await page.evaluate('JSON.parse(localStorage.getItem("vtp.session"))')
-    assert after["refresh_token"] != before["refresh_token"]
+    assert after["access_token"] != before["access_token"]
     assert after["access_expires_at"] > time.time() * 1000 + 60_000
+    # The refresh token was rotated in its HttpOnly cookie, out of the page's reach.
+    cookie_after = await _refresh_cookie(page)
+    assert cookie_after["value"] != cookie_before["value"]
+    assert cookie_after["httpOnly"] and cookie_after["sameSite"] == "Strict"
+    assert cookie_after["path"] == "/api/v1/auth/refresh"
+    assert "refresh_token" not in after and await page.evaluate("document.cookie") == ""
 
     # Both tokens dead (revoked by a sign-out elsewhere): the session is over, and said so.
     await server.call("POST", "/api/v1/auth/logout", user)
@@ -213,6 +220,44 @@ async def test_removed_student_asks_to_rejoin_and_the_teacher_decides(
     await page.context.close()
 
 
+async def _refresh_cookie(page: Any) -> dict[str, Any]:
+    cookies = [c for c in await page.context.cookies() if c["name"] == "vtp_refresh"]
+    assert len(cookies) == 1, cookies
+    cookie: dict[str, Any] = cookies[0]
+    return cookie
+
+
+async def test_sign_in_keeps_the_refresh_token_in_a_cookie_and_never_leaves_the_site(
+    server: Server, browser: Any
+) -> None:
+    user = await server.user("Hana Sato")
+    page = await new_page(browser)
+    for evil in (
+        "/%5Cevil.example/",
+        "/%09/evil.example/",
+        "//evil.example/",
+        "https://evil.example/",
+    ):
+        await page.goto(f"{server.base}/signin?next={evil}")
+        await page.get_by_label("E-mail").first.fill(user.email)
+        await page.get_by_label("Password").first.fill(PASSWORD)
+        await page.locator('[data-form="signin"]').get_by_role("button", name="Sign in").click()
+        await page.wait_for_url(server.base + "/dashboard")
+        await page.get_by_role("heading", name="Hello, Hana Sato").wait_for()
+        stored = await page.evaluate('localStorage.getItem("vtp.session")')
+        assert "refresh_token" not in stored and await page.evaluate("document.cookie") == ""
+        assert (await _refresh_cookie(page))["httpOnly"]
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url("**/signin")
+        assert [c for c in await page.context.cookies() if c["name"] == "vtp_refresh"] == []
+    # A same-site path is still honoured, query included.
+    await page.goto(f"{server.base}/signin?next=%2Fdashboard%3Fx%3D1")
+    await page.get_by_label("E-mail").first.fill(user.email)
+    await page.get_by_label("Password").first.fill(PASSWORD)
+    await page.locator('[data-form="signin"]').get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(server.base + "/dashboard?x=1")
+
+
 async def _has(locator: Any, text: str) -> bool:
     return text in await locator.inner_text()
 
@@ -300,3 +345,69 @@ async def test_a_class_from_scratch_through_the_ui(server: Server, browser: Any)
         await eventually(lambda p=page: decoding(p, 1), 30, "each decoding the other")
     await teacher.context.close()
     await student.context.close()
+
+
+async def test_change_password_and_reset_link_pages(server: Server, browser: Any) -> None:
+    user = await server.user("Ivo Petrov")
+    admin = await server.user("Ada Admin", role="admin")
+    page = await signed_in_page(browser, server, user)
+    await page.goto(server.base + "/dashboard")
+    await page.get_by_role("link", name="Ivo Petrov").click()  # the name leads to the account
+    await page.wait_for_url("**/account")
+    await page.get_by_text(f"Signed in as Ivo Petrov ({user.email}).").wait_for()
+    form = page.locator('[data-form="password"]')
+    await form.get_by_label("Current password").fill("not my password")
+    await form.get_by_label("New password", exact=True).fill("a fresh passphrase")
+    await form.get_by_label("New password again").fill("a fresh passphrase")
+    await form.get_by_role("button", name="Change password").click()
+    error = form.get_by_role("alert")
+    await eventually(lambda: _has(error, "The current password is wrong."), 5, "wrong password")
+    await form.get_by_label("Current password").fill(PASSWORD)
+    await form.get_by_role("button", name="Change password").click()
+    await page.get_by_text("Your password has been changed.").wait_for()
+    # The page's own session goes on (fresh tokens, rotated cookie); the old tokens are dead.
+    await page.goto(server.base + "/dashboard")
+    await page.get_by_role("heading", name="Hello, Ivo Petrov").wait_for()
+    old = await server.http.get(
+        server.base + "/api/v1/users/me",
+        headers={"Authorization": f"Bearer {user.tokens['access_token']}"},
+    )
+    assert old.status == 401
+
+    # An admin's one-time link: the reset page sets a new password, once.
+    link = await server.call("POST", f"/api/v1/users/{user.id}/password-reset", admin)
+    visitor = await new_page(browser)
+    await visitor.goto(link["reset_url"])
+    reset = visitor.locator('[data-form="reset"]')
+    await reset.get_by_label("New password", exact=True).fill("the third passphrase")
+    await reset.get_by_label("New password again").fill("the third passphrase")
+    await reset.get_by_role("button", name="Set the new password").click()
+    await visitor.get_by_text("Your password has been changed. You can now sign in").wait_for()
+    assert "token" not in visitor.url
+    await visitor.goto("about:blank")  # (a fragment change alone would not reload the page)
+    await visitor.goto(link["reset_url"])
+    await (
+        visitor.locator('[data-form="reset"]')
+        .get_by_label("New password", exact=True)
+        .fill("a fourth passphrase")
+    )
+    await visitor.get_by_label("New password again").fill("a fourth passphrase")
+    await visitor.get_by_role("button", name="Set the new password").click()
+    await eventually(
+        lambda: _has(visitor.locator('[data-form="reset"] [data-error]'), "not valid"),
+        5,
+        "a used link refused",
+    )
+    # Without a token the page offers the e-mail form, and says when there is no e-mail.
+    await visitor.goto(server.base + "/reset-password")
+    request = visitor.locator('[data-form="request"]')
+    await request.get_by_label("E-mail").fill(user.email)
+    await request.get_by_role("button", name="Send the link").click()
+    await eventually(
+        lambda: _has(request.get_by_role("alert"), "ask an administrator"), 5, "no e-mail here"
+    )
+    await visitor.goto(server.base + "/signin")
+    await visitor.get_by_label("E-mail").first.fill(user.email)
+    await visitor.get_by_label("Password").first.fill("the third passphrase")
+    await visitor.locator('[data-form="signin"]').get_by_role("button", name="Sign in").click()
+    await visitor.wait_for_url("**/dashboard")

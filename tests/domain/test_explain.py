@@ -156,8 +156,10 @@ async def test_list_queries_use_indexes(db: asyncpg.Connection) -> None:
         "assignments": assignments.list_assignments(
             rec, cid, status="published", due_after=None, due_before=None, **page
         ),
-        "submissions": subs.list_submissions(rec, aid, student_id=None, status=None, **page),
-        "own submissions": subs.list_submissions(rec, aid, student_id=student, status=None, **page),
+        "submissions": subs.list_submissions(rec, aid, student_id=None, statuses=None, **page),
+        "own submissions": subs.list_submissions(
+            rec, aid, student_id=student, statuses=None, **page
+        ),
         "attempts": subs.student_attempts(rec, aid, student),
         "gradebook": subs.gradebook(rec, cid, student_id=None, returned_only=False),
         "my grades": subs.gradebook(rec, cid, student_id=student, returned_only=True),

@@ -13,7 +13,7 @@ from helpers import bearer
 from vtp.app import create_app
 from vtp.appkeys import CONFIG
 from vtp.auth.principal import Principal
-from vtp.sfu.access import RoomGrant, room_access
+from vtp.sfu.access import RoomGrant, may_read_room_state, room_access
 
 
 def principal(actor: Any, role: str) -> Principal:
@@ -64,6 +64,31 @@ async def test_session_rooms_admit_course_members_while_live(world: World) -> No
     # A site-wide teacher role or being a student elsewhere opens no other course's room.
     assert grants["other"] is None
     assert grants["outsider"] is None
+    # Its state: the course's teachers and TAs and admins without being in the room;
+    # students only from inside; a site teacher of another course never.
+    site_teacher = principal(world.outsider, "teacher")
+    for name, who, allowed in (
+        ("teacher", cast["teacher"], True),
+        ("ta", cast["ta"], True),
+        ("admin", cast["admin"], True),
+        ("student", cast["student"], False),
+        ("observer", cast["observer"], False),
+        ("site teacher", site_teacher, False),
+    ):
+        assert await may_read_room_state(app, who, room, is_member=False) is allowed, name
+    assert await may_read_room_state(app, cast["student"], room, is_member=True)
+    student_ws = await world.client.ws_connect(
+        "/api/v1/sfu/ws", headers=bearer(world.student.token)
+    )
+    await student_ws.send_json({"type": "join", "room": room})
+    reply = await student_ws.receive_json(timeout=10)
+    while reply["type"] not in ("joined", "error"):
+        reply = await student_ws.receive_json(timeout=10)
+    assert reply["type"] == "joined", reply
+    for actor, status in ((world.ta, 200), (world.student, 200), (world.other, 403)):
+        resp = await world.client.get(f"/api/v1/sfu/rooms/{room}", headers=bearer(actor.token))
+        assert resp.status == status, (actor, await resp.text())
+    await student_ws.close()
 
     # A student the teacher removed from the class cannot walk back into its room.
     import uuid

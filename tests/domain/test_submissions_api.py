@@ -319,6 +319,15 @@ async def test_grading_release_and_gradebook(world: World) -> None:
     assert hidden["status"] == "submitted"
     mine = await world.ok(world.student, "GET", f"/api/v1/courses/{world.course_id}/grades/me")
     assert mine["grades"] == {}
+    # Nor can a status filter tell that a grade exists: it matches what the student sees.
+    listing = f"/api/v1/assignments/{a1['id']}/submissions"
+    for status, students_see in (("graded", []), ("submitted", [sub["id"]]), ("returned", [])):
+        mine = await world.ok(world.student, "GET", f"{listing}?status={status}")
+        assert [s["id"] for s in mine["items"]] == students_see, status
+    staff_view = await world.ok(world.teacher, "GET", f"{listing}?status=graded")
+    assert [s["id"] for s in staff_view["items"]] == [sub["id"]]
+    staff_view = await world.ok(world.teacher, "GET", f"{listing}?status=submitted")
+    assert staff_view["items"] == []
     await world.ok(world.teacher, "POST", f"/api/v1/submissions/{sub['id']}/return")
     shown = await world.ok(world.student, "GET", f"/api/v1/submissions/{sub['id']}")
     assert shown["score"] == 8.5 and shown["feedback"] == "Good"

@@ -87,6 +87,10 @@ async def test_auto_record_until_the_session_ends_then_local_playback(
     assert resp.status == 200, await resp.text()
     url = (await resp.json())["url"]
     assert url.startswith(f"/api/v1/recordings/{rid}/media/")
+    assert (await resp.json())["expires_in"] == 300  # a bearer URL: short-lived by default
+    import stat
+
+    assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
 
     # the signed link works without a bearer token (a <video> element cannot send one)
     whole = await client.get(url)

@@ -90,6 +90,8 @@ async def test_room_access(client: Any) -> None:
     )
     for bad in ("", "-x", "a b", "x" * 65, "../etc", "é"):
         assert await room_access(app, principal("admin"), bad) is None
-    assert may_read_room_state(principal("student"), is_member=True)
-    assert not may_read_room_state(principal("student"), is_member=False)
-    assert may_read_room_state(principal("teacher"), is_member=False)
+    assert await may_read_room_state(app, principal("student"), "class-1", is_member=True)
+    assert not await may_read_room_state(app, principal("student"), "class-1", is_member=False)
+    # A site teacher is not thereby staff of every room (course rooms: test_session_room_access).
+    assert not await may_read_room_state(app, principal("teacher"), "class-1", is_member=False)
+    assert await may_read_room_state(app, principal("admin"), "class-1", is_member=False)

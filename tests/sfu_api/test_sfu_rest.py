@@ -114,9 +114,10 @@ async def test_transports_flow_and_room_state(client: Any, accounts: Any) -> Non
     assert resp.status == 403
     assert_error(await resp.json(), "forbidden")
     resp = await client.get(ROOM, headers=bearer(other_teacher["access_token"]))
-    assert resp.status == 200
+    assert resp.status == 403  # a teacher, but not in this room
+    # Whether a room exists is not told to someone who may not see it.
     resp = await client.get("/api/v1/sfu/rooms/nowhere", headers=t_auth)
-    assert resp.status == 404
+    assert resp.status == 403
 
     # close: the subscriber's transport, then the publisher's
     resp = await client.delete(f"{ROOM}/transports/{recv['transport_id']}", headers=t_auth)
@@ -127,7 +128,8 @@ async def test_transports_flow_and_room_state(client: Any, accounts: Any) -> Non
     assert resp.status == 404
     resp = await client.delete(f"{ROOM}/transports/{send['transport_id']}", headers=t_auth)
     assert resp.status == 204
-    resp = await client.get(ROOM, headers=t_auth)
+    admin = await accounts.with_role("admin")  # the teacher has left: no longer a member
+    resp = await client.get(ROOM, headers=bearer(admin["access_token"]))
     state = await resp.json()
     assert state["peers"] == [] and state["producers"] == []
     await viewer.close()
@@ -163,7 +165,10 @@ async def test_transport_errors(client: Any, accounts: Any) -> None:
     assert resp.status == 400
     resp = await client.post(f"{ROOM}/transports", json={"direction": "send", "sdp": "x"})
     assert resp.status == 401
-    # A failed first transport leaves no REST peer behind.
+    # A failed first transport leaves no REST peer behind (so the teacher is not a member).
     resp = await client.get(ROOM, headers=auth)
+    assert resp.status == 403
+    admin = await accounts.with_role("admin")
+    resp = await client.get(ROOM, headers=bearer(admin["access_token"]))
     assert resp.status == 200
     assert (await resp.json())["peers"] == []

@@ -100,7 +100,8 @@ async def test_whip_publish_watched_over_whep(client: Any, accounts: Any) -> Non
             break
         await asyncio.sleep(0.1)
     assert resp.status == 404
-    resp = await client.get("/api/v1/sfu/rooms/live", headers=t_auth)
+    admin = await accounts.with_role("admin")  # everyone has left: only an admin may look
+    resp = await client.get("/api/v1/sfu/rooms/live", headers=bearer(admin["access_token"]))
     assert (await resp.json())["peers"] == []
     for pc in (viewer, video_only):
         await pc.close()

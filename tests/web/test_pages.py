@@ -48,3 +48,52 @@ async def test_static_assets_are_served(client: Any) -> None:
         assert kind in resp.content_type, (name, resp.content_type)
     assert (await client.get("/static/app/nope.js")).status == 404
     assert (await client.get("/static/../pyproject.toml")).status in (403, 404)
+
+
+async def test_pages_carry_security_headers_and_no_inline_script(client: Any) -> None:
+    import re
+
+    pages = ("/signin", "/dashboard", "/account", "/reset-password", f"/classroom/{uuid.uuid4()}")
+    for path in (*pages, "/api/v1/docs"):
+        resp = await client.get(path)
+        assert resp.status == 200, path
+        csp = resp.headers["Content-Security-Policy"]
+        directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+        assert directives["script-src"] == "'self'", csp
+        assert directives["style-src"] == "'self'", csp
+        assert directives["frame-ancestors"] == "'none'", csp
+        assert directives["object-src"] == "'none'", csp
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        html = await resp.text()
+        # Every script is a same-origin file: no inline code, no inline handlers or styles.
+        for tag in re.findall(r"<script[^>]*>", html):
+            assert re.search(r'src="/static/app/[a-z]+\.js', tag), (path, tag)
+        assert not re.search(r"<script[^>]*>[^<]", html), path
+        assert not re.search(r"\son[a-z]+=|<style|\sstyle=", html), path
+    for path in ("/static/app/api.js", "/api/v1/openapi.json"):
+        resp = await client.get(path)
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+async def test_sfu_test_page_only_with_the_dev_setting(aiohttp_client: Any, config: Any) -> None:
+    from vtp.app import create_app
+
+    client = await aiohttp_client(create_app(config))
+    assert not config.dev_pages
+    assert (await client.get("/static/sfu-test.html")).status == 404
+    dev = await aiohttp_client(create_app(config.model_copy(update={"dev_pages": True})))
+    resp = await dev.get("/static/sfu-test.html")
+    assert resp.status == 200
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert (await dev.get("/static/app/api.js")).status == 200
+
+
+async def test_playback_media_may_come_from_the_s3_endpoint(config: Any) -> None:
+    from vtp.web.headers import content_security_policy
+
+    policy = content_security_policy(config.model_copy(update={"s3_endpoint": "minio:9000"}))
+    assert "media-src 'self' blob: http://minio:9000" in policy
+    secure = config.model_copy(update={"s3_endpoint": "https://s3.example.org"})
+    assert "media-src 'self' blob: https://s3.example.org" in content_security_policy(secure)

@@ -11,6 +11,7 @@ from vtp.api.access import authenticated, principal_of, public
 from vtp.api.body import read_json
 from vtp.api.errors import ApiError, conflict, unauthorized
 from vtp.api.schemas import LoginRequest, RefreshRequest, RegisterRequest
+from vtp.api.session_cookie import clear_cookie, cookie_token, token_response
 from vtp.appkeys import (
     CONFIG,
     DB,
@@ -77,7 +78,7 @@ async def register(request: web.Request) -> web.Response:
         raise conflict("email_taken", "an account with this e-mail already exists") from exc
     log.info("user registered", extra={"user_id": str(user.id)})
     tokens = request.app[TOKENS].issue(user.id, user.role)
-    return web.json_response({"user": user.to_json(), **tokens.to_json()}, status=201)
+    return token_response(request, tokens, {"user": user.to_json()}, status=201)
 
 
 @routes.post("/api/v1/auth/login")
@@ -116,16 +117,24 @@ async def login(request: web.Request) -> web.Response:
     await users.record_login(request.app[DB], creds.user.id)
     tokens = request.app[TOKENS].issue(creds.user.id, creds.user.role)
     log.info("user logged in", extra={"user_id": str(creds.user.id)})
-    return web.json_response({"user": creds.user.to_json(), **tokens.to_json()})
+    return token_response(request, tokens, {"user": creds.user.to_json()})
 
 
 @routes.post("/api/v1/auth/refresh")
 @public
 async def refresh(request: web.Request) -> web.Response:
-    body = await read_json(request, RefreshRequest)
+    """Trade a refresh token for a new pair (the old one is spent).
+
+    API clients send `{"refresh_token": ...}`. A browser session sends an empty body, the
+    `vtp_refresh` cookie and the header `X-VTP-Session: cookie` (its CSRF check; 403
+    `csrf_check_failed` without it), and gets the new refresh token as the cookie."""
+    body = await read_json(request, RefreshRequest, optional=True)
+    refresh_token = body.refresh_token or cookie_token(request)
+    if refresh_token is None:
+        raise unauthorized("not_authenticated", "send a refresh token or the session cookie")
     service = request.app[TOKENS]
     try:
-        claims = await service.verify_refresh(body.refresh_token)
+        claims = await service.verify_refresh(refresh_token)
         await service.spend_refresh(claims)
     except TokenError as exc:
         raise unauthorized(exc.code, exc.message) from exc
@@ -137,7 +146,7 @@ async def refresh(request: web.Request) -> web.Response:
         )
         raise unauthorized("account_disabled", "this account no longer exists or is disabled")
     tokens = service.issue(user.id, user.role, family=claims["fam"])
-    return web.json_response(tokens.to_json())
+    return token_response(request, tokens)
 
 
 def _subject(claims: dict[str, object]) -> uuid.UUID:
@@ -153,4 +162,6 @@ async def logout(request: web.Request) -> web.Response:
     # login's open sockets close (other logins of the user keep theirs).
     await service.revoke_token(principal.token_id, principal.expires_at)
     await service.revoke_family(principal.family_id, user_id=principal.user_id, reason="signed out")
-    return web.Response(status=204)
+    response = web.Response(status=204)
+    clear_cookie(request, response)
+    return response

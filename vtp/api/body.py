@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from vtp.api.errors import ApiError, validation_details
+from vtp.jsonlimits import TooDeep, loads
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,8 +24,10 @@ async def read_json(request: web.Request, model: type[M], *, optional: bool = Fa
     if not acceptable:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = loads(raw)
+    except TooDeep as exc:
+        raise ApiError(400, "invalid_json", f"body is not acceptable JSON: {exc}") from exc
+    except ValueError as exc:  # UnicodeDecodeError, json.JSONDecodeError
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "body must be a JSON object")

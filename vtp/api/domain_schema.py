@@ -12,23 +12,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from vtp.api.errors import ApiError
-from vtp.api.schemas import Strict
-
-
-def _no_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("may not contain NUL characters")
-    if isinstance(value, list):
-        for item in value:
-            _no_nul(item)
-    return value
+from vtp.api.schemas import Strict, no_nul
 
 
 class Body(Strict):
-    @field_validator("*", mode="after")
-    @classmethod
-    def _text_without_nul(cls, value: Any) -> Any:
-        return _no_nul(value)
+    """A domain request body (`Strict` already refuses NUL characters)."""
 
 
 class Query(BaseModel):
@@ -37,7 +25,7 @@ class Query(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _text_without_nul(cls, value: Any) -> Any:
-        return _no_nul(value)
+        return no_nul(value)
 
 
 def field_error(field: str, message: str) -> ApiError:

@@ -10,6 +10,7 @@ import uuid
 from aiohttp import web
 
 from vtp.api.access import PRINCIPAL_KEY, Handler, access_of
+from vtp.api.dependencies import failed_dependency, unavailable
 from vtp.api.errors import ApiError, error_response, forbidden, unauthorized
 from vtp.appkeys import TOKENS
 from vtp.auth.tokens import TokenError
@@ -73,7 +74,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             exc.status, _HTTP_CODES.get(exc.status, "http_error"), message, headers=headers
         )
-    except Exception:
+    except Exception as exc:
+        dependency = failed_dependency(exc)
+        if dependency is not None:
+            log.warning(
+                "%s is down: %s %s -> 503 (%s)",
+                dependency,
+                request.method,
+                request.path,
+                repr(exc),
+            )
+            down = unavailable(dependency)
+            return error_response(down.status, down.code, down.message, down.details, down.headers)
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(
             500,

@@ -301,8 +301,8 @@ async def get_room(request: web.Request) -> web.Response:
     room_name = _room_name(request)
     members = request.app[MEMBERS]
     is_member = members.is_member(room_name, principal.user_id)
-    if not may_read_room_state(principal, is_member=is_member):
-        raise forbidden("only the room's members, teachers and admins may see its state")
+    if not await may_read_room_state(request.app, principal, room_name, is_member=is_member):
+        raise forbidden("only the room's members, its course's staff and admins may see its state")
     room = request.app[SFU_KEY].get_room(room_name)
     if room is None or room.closed:
         raise not_found(f"no room {room_name!r}")

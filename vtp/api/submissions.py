@@ -111,6 +111,15 @@ def submission_json(sub: Submission, *, staff: bool) -> dict[str, Any]:
     return data
 
 
+def stored_statuses(shown: str | None, *, staff: bool) -> list[str] | None:
+    """The stored statuses a status filter matches. A student sees an unreleased grade
+    as "submitted" (`submission_json`), so their filter must match what they see: else
+    `?status=graded` would reveal that a grade exists before it is returned."""
+    if shown is None or staff:
+        return None if shown is None else [shown]
+    return {"graded": [], "submitted": ["submitted", "graded"]}.get(shown, [shown])
+
+
 async def load_submission(
     request: web.Request,
 ) -> tuple[Submission, Assignment, CourseAccess]:
@@ -216,7 +225,7 @@ async def list_submissions(request: web.Request) -> web.Response:
         request.app[DB],
         assignment.id,
         student_id=student_id,
-        status=query.status,
+        statuses=stored_statuses(query.status, staff=access.is_staff),
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )

@@ -33,6 +33,7 @@ from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError
 from vtp.api.query import parse_query
 from vtp.appkeys import CONFIG, STORE
+from vtp.private_files import private_dir
 from vtp.storage import ObjectNotFound, ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ async def read_upload(request: web.Request, max_bytes: int) -> Upload:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     directory = request.app[CONFIG].data_dir / "upload-spool"
-    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(private_dir, directory)
     fd, name = await asyncio.to_thread(tempfile.mkstemp, dir=directory, prefix="upload-")
     path = Path(name)
     spool = _Spool(os.fdopen(fd, "wb"))

@@ -131,14 +131,14 @@ async def list_submissions(
     assignment_id: uuid.UUID,
     *,
     student_id: uuid.UUID | None,
-    status: str | None,
+    statuses: list[str] | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
     where = Where(assignment_id)
     where.clauses.append("s.assignment_id = $1")
     where.add_if(student_id, "s.student_id = {}")
-    where.add_if(status, "s.status = {}")
+    where.add_if(statuses, "s.status = ANY({}::text[])")
     where.after(after, "s")
     limit_sql = where.limit(limit)
     return list(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import TypeAlias
 
 import asyncpg
 
 from vtp.db.models import Role, User, UserCredentials
 
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 _COLUMNS = "id, email, display_name, role, is_active, last_login_at, created_at, updated_at"
 
 
@@ -56,6 +58,37 @@ async def get_credentials(
 
 async def record_login(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> None:
     await conn.execute("UPDATE users SET last_login_at = now() WHERE id = $1", user_id)
+
+
+async def set_password(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, password_hash: str
+) -> bool:
+    status = await conn.execute(
+        "UPDATE users SET password_hash = $2 WHERE id = $1",
+        user_id,
+        password_hash,
+    )
+    return str(status).endswith(" 1")
+
+
+async def get_password_hash(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID
+) -> str | None:
+    value: str | None = await conn.fetchval(
+        "SELECT password_hash FROM users WHERE id = $1", user_id
+    )
+    return value
+
+
+async def set_active(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, is_active: bool
+) -> User | None:
+    row = await conn.fetchrow(
+        f"UPDATE users SET is_active = $2 WHERE id = $1 RETURNING {_COLUMNS}",
+        user_id,
+        is_active,
+    )
+    return User.from_record(row) if row else None
 
 
 async def set_role(

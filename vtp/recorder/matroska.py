@@ -29,6 +29,8 @@ from typing import Any
 
 import av
 
+from vtp.private_files import FILE_MODE
+
 VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
 OPUS_PRE_SKIP = 312
@@ -186,6 +188,8 @@ class MatroskaFile:
         metadata: dict[str, str] | None = None,
     ) -> None:
         self.path = path
+        # Created 0600 first: FFmpeg then writes into it and keeps the mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
         self._container: Any = av.open(
             str(path),
             "w",

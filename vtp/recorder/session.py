@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vtp.private_files import FILE_MODE, private_dir
 from vtp.recorder.depacketizer import (
     AUDIO_CLOCK,
     VIDEO_CLOCK,
@@ -74,7 +75,7 @@ def iso(ts: float) -> str:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as handle:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "w") as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())
@@ -419,7 +420,7 @@ class RecordingSession:
         self._count = 0
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self.save()
         for info in self.room.streams():
             self.add_stream(info)

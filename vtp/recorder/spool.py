@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vtp.private_files import private_dir
 from vtp.recorder.matroska import CONTAINERS, seal
 from vtp.recorder.session import MANIFEST, iso, read_manifest, write_json_atomically
 
@@ -35,7 +36,7 @@ class Spool:
         self.root = root
 
     def prepare(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
 
     def directory(self, recording_id: uuid.UUID) -> Path:
         return self.root / str(recording_id)

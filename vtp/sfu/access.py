@@ -89,6 +89,15 @@ async def _removed_by_teacher(
     return await is_removed(app, session_id, principal.user_id)
 
 
-def may_read_room_state(principal: Principal, *, is_member: bool) -> bool:
-    """Teachers and admins may inspect any room; others only a room they are in."""
-    return is_member or principal.has_role("teacher", "admin")
+async def may_read_room_state(
+    app: web.Application, principal: Principal, room: str, *, is_member: bool
+) -> bool:
+    """A room's state (who is in it, what they publish) is for the room's members, the
+    teachers and TAs of the course whose session it is, and admins; not for every site
+    teacher."""
+    if is_member or principal.has_role("admin"):
+        return True
+    ticket = await sessions.join_ticket(
+        app[DB], user_id=principal.user_id, is_admin=False, room_name=room
+    )
+    return ticket is not None and ticket.course_role in ("teacher", "ta")

@@ -9,11 +9,11 @@ error to a request.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from vtp import jsonlimits
 from vtp.api.errors import error_body, validation_details
 
 MAX_SDP_CHARS = 64 * 1024
@@ -129,8 +129,10 @@ class MessageError(Exception):
 def parse_client_message(raw: str | bytes) -> AnyClientMessage:
     """Decode and validate one client message; raises :class:`MessageError`."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = jsonlimits.loads(raw)
+    except jsonlimits.TooDeep as exc:
+        raise MessageError("invalid_json", f"message is not acceptable JSON: {exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError, json.JSONDecodeError
         raise MessageError("invalid_json", f"message is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MessageError("invalid_json", "a message must be a JSON object")

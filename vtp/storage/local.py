@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
+from vtp.private_files import copy_private, private_dir, write_private
 from vtp.storage.base import (
     CHUNK,
     ObjectInfo,
@@ -36,9 +36,9 @@ def _staged(target: Path, fill: bytes | Path) -> Path:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         if isinstance(fill, bytes):
-            tmp.write_bytes(fill)
+            write_private(tmp, fill)
         else:
-            shutil.copyfile(fill, tmp)
+            copy_private(fill, tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -62,7 +62,7 @@ class LocalObjectStore:
 
     async def start(self) -> None:
         try:
-            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(private_dir, self.root)
         except OSError as exc:
             raise StorageError(f"cannot create object directory {self.root}: {exc}") from exc
 
@@ -82,7 +82,7 @@ class LocalObjectStore:
     def _write(self, key: str, source: bytes | Path, content_type: str) -> ObjectInfo:
         target = self._path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)
             # Stage the data first: an unreadable source changes nothing. Then the
             # content type, then the data, so a reader that sees the new data also
             # sees its type.

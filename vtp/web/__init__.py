@@ -18,7 +18,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from vtp.web import live, pages
+from vtp.appkeys import CONFIG
+from vtp.web import headers, live, pages
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parents[2] / "static"
@@ -34,6 +35,16 @@ def setup(app: web.Application) -> None:
     )
     env.globals["asset_version"] = pages.ASSET_VERSION
     app.add_routes(pages.routes)
-    if STATIC.is_dir():
-        app.router.add_static("/static/", STATIC, name="static", append_version=False)
+    # Only the client's own assets; the SFU's manual test page is a development tool.
+    if (STATIC / "app").is_dir():
+        app.router.add_static("/static/app/", STATIC / "app", name="static", append_version=False)
+    config = app[CONFIG]
+    if config.dev_pages:
+        dev_page = STATIC / "sfu-test.html"
+
+        async def sfu_test_page(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(dev_page)
+
+        app.router.add_get(headers.DEV_TEST_PAGE, sfu_test_page)
+    headers.setup(app, config)
     live.setup(app)

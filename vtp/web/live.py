@@ -92,7 +92,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -102,6 +101,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from vtp import jsonlimits
 from vtp.api.access import public
 from vtp.api.chat import CHAT_HOOKS, ChatHook
 from vtp.api.errors import ApiError
@@ -347,7 +347,7 @@ async def _authenticate(
         await _refuse(ws, CLOSE_UNAUTHORIZED, "not_authenticated", "send an auth message first")
         return None
     try:
-        data = json.loads(msg.data) if msg.type == WSMsgType.TEXT else None
+        data = jsonlimits.loads(msg.data) if msg.type == WSMsgType.TEXT else None
     except ValueError:
         data = None
     if not isinstance(data, dict) or data.get("type") != "auth" or not data.get("token"):
@@ -633,7 +633,7 @@ async def _renew(app: web.Application, conn: Connection, token: Any) -> None:
 
 async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: str) -> None:
     try:
-        data = json.loads(raw)
+        data = jsonlimits.loads(raw)
     except ValueError:
         raise ChannelError("invalid_json", "the message is not JSON") from None
     if not isinstance(data, dict):

@@ -31,6 +31,18 @@ async def dashboard(_request: web.Request) -> dict[str, Any]:
     return {"title": "Dashboard", "page": "dashboard"}
 
 
+@routes.get("/account")
+@aiohttp_jinja2.template("account.html")
+async def account(_request: web.Request) -> dict[str, Any]:
+    return {"title": "Your account", "page": "account"}
+
+
+@routes.get("/reset-password")
+@aiohttp_jinja2.template("reset.html")
+async def reset_password(_request: web.Request) -> dict[str, Any]:
+    return {"title": "Reset your password", "page": "reset"}
+
+
 @routes.get("/classroom/{session_id}")
 @aiohttp_jinja2.template("classroom.html")
 async def classroom(request: web.Request) -> dict[str, Any]:
