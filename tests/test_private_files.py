@@ -57,15 +57,14 @@ def test_private_dir_makes_every_missing_folder_0700(tmp_path: Path) -> None:
 
 
 def test_recording_files_and_manifests_are_0600(tmp_path: Path) -> None:
-    from vtp.recorder.webm import WebmFile
-
+    from vtp.recorder.matroska import MatroskaFile
     from vtp.recorder.session import write_json_atomically
 
     spool = tmp_path / "spool"
     from vtp.private_files import private_dir
 
     private_dir(spool)
-    webm = WebmFile(spool / "cam.webm", video_size=None, audio=True)
+    webm = MatroskaFile(spool / "cam.webm", video=None, audio=True)
     webm.close()
     write_json_atomically(spool / "manifest.json", {"state": "closed"})
     assert mode(spool / "cam.webm") == 0o600

@@ -278,6 +278,7 @@ def seal(path: Path) -> float:
     end of its last packet in seconds. A partly written last block is left out."""
     sealed = path.with_name(f".{path.name}.sealing")
     end = 0.0
+    os.close(os.open(sealed, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE))  # private
     with av.open(str(path)) as source, av.open(str(sealed), "w", format=_format_of(path)) as target:
         target.metadata.update(source.metadata)
         streams = {}
