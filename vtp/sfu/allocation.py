@@ -78,6 +78,9 @@ class Choice:
     down: DownTrack
     layer: UpTrack | None  # None: paused
     reason: str  # when paused: "hidden" or "bandwidth"
+    # the layer it would get if every layer flowed (dynacast: the publisher is asked
+    # for it even while it sends no such layer)
+    wanted: UpTrack | None = None
 
 
 class Allocator:
@@ -102,7 +105,7 @@ class Allocator:
         estimates = {id(d): d.estimate.value(now) for d, _ in downs}
         remaining = sum(estimates.values()) if budget is None else budget
         choices: dict[int, Choice] = {}
-        plans: list[tuple[DownTrack, list[UpTrack], int]] = []
+        plans: list[tuple[DownTrack, list[UpTrack], int, int, set[int], UpTrack]] = []
         for down, _speaker in sorted(downs, key=lambda item: _priority(item[0], item[1])):
             layers = down.track.ordered_layers()
             if len(layers) < 2:
@@ -113,19 +116,25 @@ class Allocator:
             if wanted is None:
                 choices[id(down)] = Choice(down, None, "hidden")
                 continue
-            lowest = cost(layers[0], 0, now)
+            # only flowing layers are forwarded (a publisher drops its top layers when
+            # its own bandwidth is short, or when dynacast turned them off)
+            flowing_list = [i for i, layer in enumerate(layers) if layer.active(now)]
+            first = flowing_list[0] if flowing_list else 0
+            lowest = cost(layers[first], first, now)
             limit = estimates[id(down)]
             if down.paused:
                 limit = int(limit * UP_HEADROOM)  # resuming needs headroom too
-            elif down.current is layers[0] and down.target is None and not down.waiting:
+            elif down.current is layers[first] and down.target is None and not down.waiting:
                 limit = int(limit * STAY_TOLERANCE)
             if lowest > min(remaining, limit):
                 choices[id(down)] = Choice(down, None, "bandwidth")
                 continue
             remaining -= lowest
-            choices[id(down)] = Choice(down, layers[0], "")
-            plans.append((down, layers, wanted))
-        for down, layers, wanted in plans:
+            fits = [i for i in range(wanted + 1) if cost(layers[i], i, now) <= estimates[id(down)]]
+            wanted_layer = layers[fits[-1] if fits else first]
+            choices[id(down)] = Choice(down, layers[first], "", wanted_layer)
+            plans.append((down, layers, wanted, first, set(flowing_list), wanted_layer))
+        for down, layers, wanted, first, flowing, wanted_layer in plans:
             fresh = down.waiting and not down.paused and down.target is None
             current = wanted if fresh else _index(down.target or down.current, layers)
             probation = self._probation.setdefault(id(down), _Probation())
@@ -140,8 +149,10 @@ class Allocator:
                 probation.blocked_until = now + probation.backoff
                 probation.backoff = min(BACKOFF_MAX_S, probation.backoff * 2)
                 probation.raised_to = -1
-            base = cost(layers[0], 0, now)
-            for i in range(wanted, 0, -1):
+            base = cost(layers[first], first, now)
+            for i in range(wanted, first, -1):
+                if i not in flowing:
+                    continue
                 need = cost(layers[i], i, now)
                 going_up = i > current
                 if going_up and now < probation.blocked_until:
@@ -154,7 +165,7 @@ class Allocator:
                     allowed = estimate
                 if need <= allowed and need - base <= remaining:
                     remaining -= need - base
-                    choices[id(down)] = Choice(down, layers[i], "")
+                    choices[id(down)] = Choice(down, layers[i], "", wanted_layer)
                     if going_up:
                         probation.raised_at = now
                         probation.raised_to = i

@@ -92,6 +92,7 @@ class DownTrack:
         self.max_height = 0
         self.visible = True
         self.pause_reason = ""  # why it was paused ("hidden", "bandwidth")
+        self.wanted: UpTrack | None = None  # the layer it would take if it flowed
         # called after a switch completed or a pause began: (down, it was paused before)
         self.on_layer_change: Callable[[DownTrack, bool], None] | None = None
         self.retransmitted = 0

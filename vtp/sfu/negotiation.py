@@ -37,6 +37,8 @@ class MediaSection:
     ssrcs: list[int] = field(default_factory=list)
     # simulcast (publisher offers): the rids it sends, in its a=simulcast order
     rids: list[str] = field(default_factory=list)
+    # and the ids of its rtp-stream-id / repaired-rtp-stream-id extensions (0: none)
+    rid_ext_ids: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -251,20 +253,20 @@ def _simulcast_rids(m: MediaSection) -> list[str]:
                     listed.append(rid)
     if len(listed) < 2 or len(listed) > MAX_RIDS:
         return []
-    if not _extension_id(m, URI_RTP_STREAM_ID):
+    rid_id = _extension_id(m, URI_RTP_STREAM_ID)
+    if not rid_id:
         raise SfuError("bad-sdp", "simulcast offered without the rtp-stream-id extension")
+    m.rid_ext_ids = (rid_id, _extension_id(m, URI_REPAIRED_RTP_STREAM_ID))
     return listed
 
 
 def rid_extension_ids(offer: Sdp) -> tuple[int, int]:
     """(rtp-stream-id, repaired-rtp-stream-id) extension ids of a simulcast offer (0: not
     offered). One id space for the whole BUNDLE transport."""
-    rid_id = repaired_id = 0
     for m in offer.media:
         if m.rids:
-            rid_id = rid_id or _extension_id(m, URI_RTP_STREAM_ID)
-            repaired_id = repaired_id or _extension_id(m, URI_REPAIRED_RTP_STREAM_ID)
-    return rid_id, repaired_id
+            return m.rid_ext_ids
+    return 0, 0
 
 
 def add_simulcast(answer_text: str, offer: Sdp) -> str:

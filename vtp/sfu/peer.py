@@ -109,6 +109,7 @@ class Peer:
             return
         for choice in self.allocator.allocate(downs, now):
             down = choice.down
+            down.wanted = choice.wanted
             if choice.layer is None:
                 if not down.paused:
                     down.pause_reason = choice.reason

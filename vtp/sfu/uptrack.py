@@ -521,7 +521,12 @@ class UpTrack:
             estimates = [d.estimate.value(now) for d in self.downs]
             return combine(estimates, default=MAX_BITRATE)
         layers = self.ordered_layers()
-        needed = [i for i, layer in enumerate(layers) if layer.downs or layer._switching]
+        wanted = self.wanted_layers()
+        needed = [
+            i
+            for i, layer in enumerate(layers)
+            if layer.downs or layer._switching or layer in wanted
+        ]
         if self.taps:
             needed.append(0)
         if not needed or max(needed) == len(layers) - 1:
@@ -537,11 +542,21 @@ class UpTrack:
         """Dynacast (on the primary): rids of the layers some subscriber is forwarded,
         waits for or switches to (both ends of a switch), lowest first; the primary's
         too when a tap (the recorder) reads it."""
+        wanted = self.wanted_layers()
         needed = []
         for layer in self.ordered_layers():
-            if layer.downs or layer._switching or (layer is self and self.taps):
+            if layer.downs or layer._switching or layer in wanted or (layer is self and self.taps):
                 needed.append(layer.rid)
         return tuple(needed)
+
+    def wanted_layers(self) -> list[UpTrack]:
+        """Layers subscribers would take if they flowed (allocation's ``wanted``)."""
+        return [
+            d.wanted
+            for layer in self.primary.layers
+            for d in [*layer.downs, *layer._switching]
+            if d.wanted is not None
+        ]
 
     def close(self) -> None:
         self.closed = True
