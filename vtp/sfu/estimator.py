@@ -14,6 +14,7 @@ MIN_BITRATE = 100_000
 MAX_BITRATE = 4_000_000
 START_BITRATE = 1_500_000
 REMB_VALID_S = 5.0
+REMB_CONGESTED = 1.1
 
 
 class RateMeter:
@@ -67,10 +68,20 @@ class DownEstimate:
             self._loss_estimate *= 1.08
         self._loss_estimate = min(MAX_BITRATE, max(MIN_BITRATE, self._loss_estimate))
 
-    def value(self, now: float) -> int:
+    def value(self, now: float, sending: float = 0.0) -> int:
+        """The estimate. With ``sending`` (what this track is sent now, bits/s): a REMB
+        that does not clear it by :data:`REMB_CONGESTED` signals congestion and is the
+        estimate; one above it is no ceiling - a receiver's REMB never rises much above
+        what it receives (libwebrtc caps it near 1.5x), so a lower simulcast layer
+        could never earn a higher one - and the loss-based estimate may go beyond it."""
         estimate = self._loss_estimate
         if self._remb and now - self._remb_time < REMB_VALID_S:
-            estimate = min(estimate, float(self._remb))
+            if sending <= 0:
+                estimate = min(estimate, float(self._remb))
+            elif self._remb < sending * REMB_CONGESTED:
+                estimate = float(self._remb)
+            else:
+                estimate = max(estimate, float(self._remb))
         return int(max(MIN_BITRATE, estimate))
 
 
