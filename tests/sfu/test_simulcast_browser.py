@@ -129,9 +129,7 @@ async def test_chromium_simulcast_layers_per_subscriber_switch_without_freezing(
     await asyncio.sleep(1.0)  # (a pause is the absence of frames: nothing to poll for)
     assert (await small.evaluate("video()"))["framesDecoded"] <= stopped + 2
     down_of(sfu, "small").set_preferences(track_id, max_width=320, max_height=180)
-    await event_log.wait_for(
-        lambda e: isinstance(e, events.TrackResumed) and e.peer_id == "small"
-    )
+    await event_log.wait_for(lambda e: isinstance(e, events.TrackResumed) and e.peer_id == "small")
     await decodes_at(small, 320)
     # the big one kept (or, after a congested moment on this loaded machine, regained)
     # the top layer, and never froze

@@ -37,6 +37,8 @@ NOMINAL_BPS = (150_000, 500_000, 1_500_000, 2_500_000)
 UP_HEADROOM = 0.85  # a higher layer must need at most this share of the estimate
 STAY_TOLERANCE = 1.25  # the current layer stays while it needs at most this much of it
 PROBATION_S = 3.0
+DOWN_AFTER_S = 0.5
+PAUSE_AFTER_S = 2.0
 BACKOFF_START_S = 4.0
 BACKOFF_MAX_S = 30.0
 
@@ -71,6 +73,7 @@ class _Probation:
     blocked_until: float = 0.0
     raised_at: float = 0.0
     raised_to: int = -1
+    low_since: float = 0.0  # the estimate has been short of the current layer since
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,7 @@ class Allocator:
             elif down.current is layers[first] and down.target is None and not down.waiting:
                 limit = int(limit * STAY_TOLERANCE)
             if lowest > min(remaining, limit):
+                self._probation.setdefault(id(down), _Probation())
                 choices[id(down)] = Choice(down, None, "bandwidth")
                 continue
             remaining -= lowest
@@ -179,7 +183,37 @@ class Allocator:
                 and probation.backoff > BACKOFF_START_S
             ):
                 probation.backoff = max(BACKOFF_START_S, probation.backoff / 2)
+        self._hold_drops(downs, choices, now)
         return [choices[id(d)] for d, _ in downs]
+
+    def _hold_drops(
+        self, downs: list[tuple[DownTrack, bool]], choices: dict[int, Choice], now: float
+    ) -> None:
+        """A step down (or a pause) for bandwidth is taken only once the estimate has
+        stayed short for :data:`DOWN_AFTER_S` (:data:`PAUSE_AFTER_S`): a receiver's
+        estimate dips for a moment on a busy machine, and every switch costs a keyframe.
+        A layer the publisher stopped sending is left at once."""
+        for down, _ in downs:
+            choice = choices[id(down)]
+            state = self._probation.get(id(down))
+            if state is None:
+                continue
+            layers = down.track.ordered_layers()
+            was = down.target or down.current
+            wanted = wanted_index(down, layers)
+            if down.paused or down.waiting or was is None or wanted is None:
+                state.low_since = 0.0
+                continue
+            cur = _index(was, layers)
+            new = _index(choice.layer, layers) if choice.layer is not None else -1
+            if not (new < cur <= wanted and was.active(now)):
+                state.low_since = 0.0
+                continue
+            if not state.low_since:
+                state.low_since = now
+            hold = PAUSE_AFTER_S if choice.layer is None else DOWN_AFTER_S
+            if now - state.low_since < hold:
+                choices[id(down)] = Choice(down, was, "", choice.wanted)
 
 
 def _index(layer: UpTrack | None, layers: list[UpTrack]) -> int:
