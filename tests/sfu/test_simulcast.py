@@ -299,9 +299,10 @@ def test_a_bandwidth_drop_steps_down_after_a_moment_and_pauses_last(wire: FastWi
     down.switch_to(h)
     pub.frame("h", keyframe=True)
     assert down.up is h
-    down.estimate.on_remb(90_000, now + 1)
     for t in (1.0, 1.5, 2.0):
+        down.estimate.on_remb(int(90_000 - t * 10_000), now + t)  # falling on
         assert allocator.allocate([(down, False)], now + t)[0].layer is h
+    down.estimate.on_remb(50_000, now + 3.0)
     choice = allocator.allocate([(down, False)], now + 3.5)[0]
     assert choice.layer is None and choice.reason == "bandwidth"
 

@@ -105,10 +105,7 @@ class Allocator:
         live = {id(d) for d, _ in downs}
         for key in [k for k in self._probation if k not in live]:
             del self._probation[key]
-        estimates = {
-            id(d): d.estimate.value(now, 0.0 if d.paused or d.waiting else d.up.rate.bps)
-            for d, _ in downs
-        }
+        estimates = {id(d): d.estimate.value(now, probing=True) for d, _ in downs}
         remaining = sum(estimates.values()) if budget is None else budget
         choices: dict[int, Choice] = {}
         plans: list[tuple[DownTrack, list[UpTrack], int, int, set[int], UpTrack]] = []

@@ -14,7 +14,8 @@ MIN_BITRATE = 100_000
 MAX_BITRATE = 4_000_000
 START_BITRATE = 1_500_000
 REMB_VALID_S = 5.0
-REMB_CONGESTED = 1.1
+REMB_DROP = 0.95  # a REMB this much below the previous one signals congestion
+CONGESTION_HOLD_S = 2.0
 
 
 class RateMeter:
@@ -43,11 +44,12 @@ class RateMeter:
 class DownEstimate:
     """The bitrate one subscriber can take for one video track."""
 
-    __slots__ = ("_loss_estimate", "_remb", "_remb_time", "fraction_lost")
+    __slots__ = ("_congested_until", "_loss_estimate", "_remb", "_remb_time", "fraction_lost")
 
     def __init__(self) -> None:
         self._remb = 0
         self._remb_time = 0.0
+        self._congested_until = 0.0
         self._loss_estimate = float(START_BITRATE)
         self.fraction_lost = 0.0
 
@@ -57,6 +59,10 @@ class DownEstimate:
         return self._remb
 
     def on_remb(self, bitrate: int, now: float) -> None:
+        if self._remb and bitrate < self._remb * REMB_DROP:
+            # the receiver's estimator saw overuse (it cuts to ~0.85x what it receives)
+            self._congested_until = now + CONGESTION_HOLD_S
+            self._loss_estimate = max(MIN_BITRATE, min(self._loss_estimate, float(bitrate)))
         self._remb = bitrate
         self._remb_time = now
 
@@ -68,18 +74,16 @@ class DownEstimate:
             self._loss_estimate *= 1.08
         self._loss_estimate = min(MAX_BITRATE, max(MIN_BITRATE, self._loss_estimate))
 
-    def value(self, now: float, sending: float = 0.0) -> int:
-        """The estimate. With ``sending`` (what this track is sent now, bits/s): a REMB
-        that does not clear it by :data:`REMB_CONGESTED` signals congestion and is the
-        estimate; one above it is no ceiling - a receiver's REMB never rises much above
-        what it receives (libwebrtc caps it near 1.5x), so a lower simulcast layer
-        could never earn a higher one - and the loss-based estimate may go beyond it."""
+    def value(self, now: float, probing: bool = False) -> int:
+        """The estimate: the loss-based one, capped by a fresh REMB. ``probing`` (a
+        simulcast track choosing its layer): the REMB caps only while it is falling
+        (for :data:`CONGESTION_HOLD_S` after a drop) - a receiver's REMB never rises
+        much above what it receives (libwebrtc caps it near 1.5x, and grows it ~8 %/s),
+        so as a ceiling it would keep a low layer from ever earning a higher one."""
         estimate = self._loss_estimate
         if self._remb and now - self._remb_time < REMB_VALID_S:
-            if sending <= 0:
+            if not probing or now < self._congested_until:
                 estimate = min(estimate, float(self._remb))
-            elif self._remb < sending * REMB_CONGESTED:
-                estimate = float(self._remb)
             else:
                 estimate = max(estimate, float(self._remb))
         return int(max(MIN_BITRATE, estimate))
