@@ -25,6 +25,7 @@ Only simulcast tracks change layers; a single-layer video is only paused when hi
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from vtp.sfu.downtrack import DownTrack
     from vtp.sfu.uptrack import UpTrack
 
-INTERVAL_S = 0.25
+MEASURED_AFTER_S = 2.0
+INTERVAL_S = 0.5  # and at once when a subscriber's REMB falls (DownTrack.on_congestion)
 NOMINAL_BPS = (150_000, 500_000, 1_500_000, 2_500_000)
 UP_HEADROOM = 0.85  # a higher layer must need at most this share of the estimate
 STAY_TOLERANCE = 1.25  # the current layer stays while it needs at most this much of it
@@ -44,8 +46,10 @@ BACKOFF_MAX_S = 30.0
 
 
 def cost(layer: UpTrack, index: int, now: float) -> int:
-    """What forwarding ``layer`` (at ``index``, lowest first) costs, in bits/s."""
-    if layer.active(now) and layer.rate.bps > 0:
+    """What forwarding ``layer`` (at ``index``, lowest first) costs, in bits/s: its
+    measured rate once it has flowed for :data:`MEASURED_AFTER_S` (a layer (re)started
+    by dynacast opens with a keyframe burst), else a nominal figure."""
+    if layer.active(now) and now - layer.active_since >= MEASURED_AFTER_S and layer.rate.bps:
         return int(layer.rate.bps)
     return NOMINAL_BPS[min(index, len(NOMINAL_BPS) - 1)]
 
@@ -91,7 +95,8 @@ class Allocator:
 
     def __init__(self) -> None:
         self._probation: dict[int, _Probation] = {}
-        self.last_run = 0.0
+        # peers of a room allocate at different moments of the interval, not all at once
+        self.last_run = -random.random() * INTERVAL_S
 
     def forget(self, down: DownTrack) -> None:
         self._probation.pop(id(down), None)
@@ -108,9 +113,21 @@ class Allocator:
         estimates = {id(d): d.estimate.value(now, probing=True) for d, _ in downs}
         remaining = sum(estimates.values()) if budget is None else budget
         choices: dict[int, Choice] = {}
-        plans: list[tuple[DownTrack, list[UpTrack], int, int, set[int], UpTrack]] = []
+        ordered: dict[int, list[UpTrack]] = {}
+        # per published track (shared by the peer's downs): layers, their costs, which flow
+        tracks: dict[int, tuple[list[UpTrack], list[int], list[int]]] = {}
+        plans: list[tuple[DownTrack, list[UpTrack], list[int], int, int, set[int], UpTrack]] = []
         for down, _speaker in sorted(downs, key=lambda item: _priority(item[0], item[1])):
-            layers = down.track.ordered_layers()
+            info = tracks.get(id(down.track))
+            if info is None:
+                layers = down.track.ordered_layers()
+                info = tracks[id(down.track)] = (
+                    layers,
+                    [cost(layer, i, now) for i, layer in enumerate(layers)],
+                    [i for i, layer in enumerate(layers) if layer.active(now)],
+                )
+            layers, costs, flowing_list = info
+            ordered[id(down)] = layers
             if len(layers) < 2:
                 layer = down.up if down.visible else None
                 choices[id(down)] = Choice(down, layer, "" if down.visible else "hidden")
@@ -121,9 +138,8 @@ class Allocator:
                 continue
             # only flowing layers are forwarded (a publisher drops its top layers when
             # its own bandwidth is short, or when dynacast turned them off)
-            flowing_list = [i for i, layer in enumerate(layers) if layer.active(now)]
             first = flowing_list[0] if flowing_list else 0
-            lowest = cost(layers[first], first, now)
+            lowest = costs[first]
             limit = estimates[id(down)]
             if down.paused:
                 limit = int(limit * UP_HEADROOM)  # resuming needs headroom too
@@ -134,11 +150,11 @@ class Allocator:
                 choices[id(down)] = Choice(down, None, "bandwidth")
                 continue
             remaining -= lowest
-            fits = [i for i in range(wanted + 1) if cost(layers[i], i, now) <= estimates[id(down)]]
+            fits = [i for i in range(wanted + 1) if costs[i] <= estimates[id(down)]]
             wanted_layer = layers[fits[-1] if fits else first]
             choices[id(down)] = Choice(down, layers[first], "", wanted_layer)
-            plans.append((down, layers, wanted, first, set(flowing_list), wanted_layer))
-        for down, layers, wanted, first, flowing, wanted_layer in plans:
+            plans.append((down, layers, costs, wanted, first, set(flowing_list), wanted_layer))
+        for down, layers, costs, wanted, first, flowing, wanted_layer in plans:
             fresh = down.waiting and not down.paused and down.target is None
             current = wanted if fresh else _index(down.target or down.current, layers)
             probation = self._probation.setdefault(id(down), _Probation())
@@ -147,17 +163,17 @@ class Allocator:
                 probation.raised_to >= 0
                 and now - probation.raised_at < PROBATION_S
                 and current >= probation.raised_to
-                and estimate < cost(layers[probation.raised_to], probation.raised_to, now)
+                and estimate < costs[probation.raised_to]
             ):
                 # the last up-switch did not hold: back off before trying again
                 probation.blocked_until = now + probation.backoff
                 probation.backoff = min(BACKOFF_MAX_S, probation.backoff * 2)
                 probation.raised_to = -1
-            base = cost(layers[first], first, now)
+            base = costs[first]
             for i in range(wanted, first, -1):
                 if i not in flowing:
                     continue
-                need = cost(layers[i], i, now)
+                need = costs[i]
                 going_up = i > current
                 if going_up and now < probation.blocked_until:
                     continue
@@ -180,11 +196,15 @@ class Allocator:
                 and probation.backoff > BACKOFF_START_S
             ):
                 probation.backoff = max(BACKOFF_START_S, probation.backoff / 2)
-        self._hold_drops(downs, choices, now)
+        self._hold_drops(downs, choices, ordered, now)
         return [choices[id(d)] for d, _ in downs]
 
     def _hold_drops(
-        self, downs: list[tuple[DownTrack, bool]], choices: dict[int, Choice], now: float
+        self,
+        downs: list[tuple[DownTrack, bool]],
+        choices: dict[int, Choice],
+        ordered: dict[int, list[UpTrack]],
+        now: float,
     ) -> None:
         """A step down (or a pause) for bandwidth is taken only once the estimate has
         stayed short for :data:`DOWN_AFTER_S` (:data:`PAUSE_AFTER_S`): a receiver's
@@ -195,7 +215,9 @@ class Allocator:
             state = self._probation.get(id(down))
             if state is None:
                 continue
-            layers = down.track.ordered_layers()
+            layers = ordered[id(down)]
+            if len(layers) < 2:
+                continue
             was = down.target or down.current
             wanted = wanted_index(down, layers)
             if down.paused or down.waiting or was is None or wanted is None:

@@ -95,6 +95,8 @@ class DownTrack:
         self.wanted: UpTrack | None = None  # the layer it would take if it flowed
         # called after a switch completed or a pause began: (down, it was paused before)
         self.on_layer_change: Callable[[DownTrack, bool], None] | None = None
+        # called when the subscriber's REMB falls (its layers are reallocated at once)
+        self.on_congestion: Callable[[], None] | None = None
         self.retransmitted = 0
         self.nacks_received = 0
         self.plis_received = 0
@@ -328,7 +330,8 @@ class DownTrack:
         self.estimate.on_loss(block.fraction_lost / 256)
 
     def on_remb(self, bitrate: int) -> None:
-        self.estimate.on_remb(bitrate, time.monotonic())
+        if self.estimate.on_remb(bitrate, time.monotonic()) and self.on_congestion is not None:
+            self.on_congestion()
 
     # --- RTCP to the subscriber -----------------------------------------------------------
 

@@ -58,13 +58,16 @@ class DownEstimate:
         """The subscriber's last REMB value (0 if it never sent one)."""
         return self._remb
 
-    def on_remb(self, bitrate: int, now: float) -> None:
-        if self._remb and bitrate < self._remb * REMB_DROP:
+    def on_remb(self, bitrate: int, now: float) -> bool:
+        """Take a REMB; True if it signals congestion (it fell)."""
+        dropped = bool(self._remb) and bitrate < self._remb * REMB_DROP
+        if dropped:
             # the receiver's estimator saw overuse (it cuts to ~0.85x what it receives)
             self._congested_until = now + CONGESTION_HOLD_S
             self._loss_estimate = max(MIN_BITRATE, min(self._loss_estimate, float(bitrate)))
         self._remb = bitrate
         self._remb_time = now
+        return dropped
 
     def on_loss(self, fraction_lost: float) -> None:
         self.fraction_lost = fraction_lost

@@ -106,6 +106,7 @@ class Peer:
             if down.kind == "video" and not down.closed
         ]
         if not downs:
+            self.allocator.last_run = now
             return
         for choice in self.allocator.allocate(downs, now):
             down = choice.down
