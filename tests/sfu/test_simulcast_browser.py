@@ -5,6 +5,7 @@ and switches without a freeze."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -70,36 +71,41 @@ def down_of(sfu: Sfu, peer_id: str) -> DownConnection:
     return next(c for c in peer.connections.values() if isinstance(c, DownConnection))
 
 
-async def decodes_at(page: Any, width: int, frames: int = 30, within: float = 20.0) -> Any:
-    """The subscriber decodes at ``width`` and then ``frames`` more frames."""
-    try:
-        at = await poll(page, "video()", lambda v: v and v["width"] == width, within)
-        target = at["framesDecoded"] + frames
-        return await poll(page, "video()", lambda v: v["framesDecoded"] >= target, 10)
-    except AssertionError:
-        import sys
+class Room:
+    """The test's view: the SFU, its events, the publisher's page (for failure reports)."""
 
-        sfu = page.context.sfu_for_debug
-        for e in sfu.log.events:
-            print(e, file=sys.stderr)
-        for peer in sfu.room("browser").peers.values():
-            print(peer.stats(), file=sys.stderr)
-        print(await sfu.publisher.evaluate("layersSent()"), file=sys.stderr)
-        raise
+    def __init__(self, sfu: Sfu, log: EventLog, publisher: Any) -> None:
+        self.sfu, self.log, self.publisher = sfu, log, publisher
+
+    async def decodes_at(
+        self, page: Any, width: int, frames: int = 30, within: float = 20.0
+    ) -> Any:
+        """The subscriber decodes at ``width`` and then ``frames`` more frames."""
+        try:
+            at = await poll(page, "video()", lambda v: v and v["width"] == width, within)
+            target = at["framesDecoded"] + frames
+            return await poll(page, "video()", lambda v: v["framesDecoded"] >= target, 10)
+        except AssertionError:
+            # what the SFU did and what the publisher sends, for the failure report
+            for event in self.log.events:
+                if not isinstance(event, events.ConnectionStateChanged):
+                    print(event, file=sys.stderr)
+            for peer in self.sfu.room("browser").peers.values():
+                print(peer.stats(), file=sys.stderr)
+            print(await self.publisher.evaluate("layersSent()"), file=sys.stderr)
+            raise
 
 
 async def test_chromium_simulcast_layers_per_subscriber_switch_without_freezing(
     sfu: Sfu, signalling: str, browser: Any, event_log: EventLog
 ) -> None:
     publisher = await open_page(browser, signalling)
-    sfu.log = event_log  # type: ignore[attr-defined]
-    sfu.publisher = publisher  # type: ignore[attr-defined]
-    publisher.context.sfu_for_debug = sfu
+    room = Room(sfu, event_log, publisher)
+    decodes_at = room.decodes_at
     stream = await publisher.evaluate("publishSimulcast('teacher')")
     up = sfu.room("browser").publication(stream)
     assert up is not None and [layer.rid for layer in up.tracks[1].layers] == ["q", "h", "f"]
     big, small = await open_page(browser, signalling), await open_page(browser, signalling)
-    big.context.sfu_for_debug = small.context.sfu_for_debug = sfu
     await big.evaluate(f"subscribe('big', '{stream}')")
     await small.evaluate(f"subscribe('small', '{stream}')")
     # no preferences: the top layer, once the publisher sends it

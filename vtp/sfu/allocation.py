@@ -145,13 +145,19 @@ class Allocator:
                 limit = int(limit * UP_HEADROOM)  # resuming needs headroom too
             elif down.current is layers[first] and down.target is None and not down.waiting:
                 limit = int(limit * STAY_TOLERANCE)
+            estimate = estimates[id(down)]
+            fits = [i for i in range(wanted + 1) if costs[i] <= estimate]
+            # what it would take if every layer flowed: dynacast asks the publisher for it
+            wanted_layer = layers[fits[-1]] if fits else None
             if lowest > min(remaining, limit):
+                # nothing that flows fits: pause (held for PAUSE_AFTER_S below, long
+                # enough for a publisher to start sending the lower layer it is asked for)
                 self._probation.setdefault(id(down), _Probation())
-                choices[id(down)] = Choice(down, None, "bandwidth")
+                choices[id(down)] = Choice(down, None, "bandwidth", wanted_layer)
                 continue
             remaining -= lowest
-            fits = [i for i in range(wanted + 1) if costs[i] <= estimates[id(down)]]
-            wanted_layer = layers[fits[-1] if fits else first]
+            if wanted_layer is None:
+                wanted_layer = layers[first]
             choices[id(down)] = Choice(down, layers[first], "", wanted_layer)
             plans.append((down, layers, costs, wanted, first, set(flowing_list), wanted_layer))
         for down, layers, costs, wanted, first, flowing, wanted_layer in plans:
