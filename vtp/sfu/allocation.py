@@ -215,7 +215,8 @@ class Allocator:
         """A step down (or a pause) for bandwidth is taken only once the estimate has
         stayed short for :data:`DOWN_AFTER_S` (:data:`PAUSE_AFTER_S`): a receiver's
         estimate dips for a moment on a busy machine, and every switch costs a keyframe.
-        A layer the publisher stopped sending is left at once."""
+        A layer the publisher stopped sending is left at once, and a step down while the
+        subscriber reports loss is taken at once."""
         for down, _ in downs:
             choice = choices[id(down)]
             state = self._probation.get(id(down))
@@ -237,6 +238,8 @@ class Allocator:
             if not state.low_since:
                 state.low_since = now
             hold = PAUSE_AFTER_S if choice.layer is None else DOWN_AFTER_S
+            if choice.layer is not None and now < down.estimate.lossy_until:
+                hold = 0.0  # packets are being lost: no dip to wait out
             if now - state.low_since < hold:
                 choices[id(down)] = Choice(down, was, "", choice.wanted)
 

@@ -310,12 +310,16 @@ class DownTrack:
 
     def on_keyframe_request(self) -> None:
         self.plis_received += 1
-        self.up.request_keyframe()
+        # switching: the target's keyframe serves the request (and is the switch); a
+        # keyframe of the layer being left would only add to a congested link
+        (self.target or self.up).request_keyframe()
 
     def on_report(self, block: rtcp.ReportBlock) -> None:
         self.fraction_lost = block.fraction_lost
         self.packets_lost = block.packets_lost
-        self.estimate.on_loss(block.fraction_lost / 256)
+        lossy = self.estimate.on_loss(block.fraction_lost / 256, time.monotonic())
+        if lossy and self.on_congestion is not None:
+            self.on_congestion()
 
     def on_remb(self, bitrate: int) -> None:
         if self.estimate.on_remb(bitrate, time.monotonic()) and self.on_congestion is not None:
