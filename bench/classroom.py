@@ -528,7 +528,7 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
             value = level if up else 2 * level
             while time.monotonic() - start < 10:
                 value = level if up else max(level, int(value * 0.8))
-                down.estimate.on_remb(value, time.monotonic())
+                down.on_remb(value)  # as the subscriber's RTCP would arrive
                 await asyncio.sleep(0.05)
                 done = down.target is None and not down.paused
                 if done and (down.up.rid == "f") == up:

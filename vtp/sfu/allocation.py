@@ -19,6 +19,16 @@ its video down tracks are given layers within its bandwidth:
   congestion (the subscriber's estimate fell below the layer it was given within
   :data:`PROBATION_S`) is retried only after a growing back-off.
 
+Why a receiver-side estimate (REMB + loss) and not a send-side one from transport-cc on
+the down leg: it needs nothing more per forwarded packet (transport-wide sequence numbers
+would have to be written and remembered per subscriber packet in the C send path, and a
+delay-based estimator run per connection in Python), and Chromium subscribers already
+send REMB (aiortc offers ``goog-remb``) and receiver reports. Its limits, measured with
+Chromium: a REMB grows only ~8 %/s and stays near 1.5x what it receives, so it is used
+as a ceiling only while it falls (:meth:`~vtp.sfu.estimator.DownEstimate.value`), and
+going up after a drop is probing by switching (with the back-off above); a link freed
+from 600 kbit/s took ~10-20 s to get 720p back.
+
 Only simulcast tracks change layers; a single-layer video is only paused when hidden
 (its publisher already follows the weakest subscriber, :meth:`UpTrack.bitrate_for_publisher`).
 """
