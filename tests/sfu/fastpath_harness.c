@@ -35,6 +35,7 @@ int main(int argc, char **argv) {
             d->mid_id = rand() % 16; d->mid_len = rand() % 17; memset(d->mid, 'm', 16);
             d->level_id = rand() % 16; d->abs_id = rand() % 16; d->payload_type = rand();
             d->seq_offset = rand(); d->ts_offset = rand(); d->ssrc = rand(); d->start_useq = rand() % 100;
+            d->vp8_rewrite = rand() % 2; d->pid_offset = rand(); d->tl0_offset = rand();
         }
         int len = rand() % 2200;
         int r = vtp_fanout(downs, 8, rand() % 2, rand() % 1000, rand(), (rand() % 300) - 40, rand(), payload + (rand() % 100), len);

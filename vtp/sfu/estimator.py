@@ -14,6 +14,8 @@ MIN_BITRATE = 100_000
 MAX_BITRATE = 4_000_000
 START_BITRATE = 1_500_000
 REMB_VALID_S = 5.0
+REMB_DROP = 0.95  # a REMB this much below the previous one signals congestion
+CONGESTION_HOLD_S = 2.0
 
 
 class RateMeter:
@@ -42,11 +44,20 @@ class RateMeter:
 class DownEstimate:
     """The bitrate one subscriber can take for one video track."""
 
-    __slots__ = ("_loss_estimate", "_remb", "_remb_time", "fraction_lost")
+    __slots__ = (
+        "_congested_until",
+        "_loss_estimate",
+        "_remb",
+        "_remb_time",
+        "fraction_lost",
+        "lossy_until",
+    )
 
     def __init__(self) -> None:
         self._remb = 0
         self._remb_time = 0.0
+        self._congested_until = 0.0
+        self.lossy_until = 0.0  # packets are being lost: step down without waiting
         self._loss_estimate = float(START_BITRATE)
         self.fraction_lost = 0.0
 
@@ -55,22 +66,46 @@ class DownEstimate:
         """The subscriber's last REMB value (0 if it never sent one)."""
         return self._remb
 
-    def on_remb(self, bitrate: int, now: float) -> None:
+    def on_remb(self, bitrate: int, now: float) -> bool:
+        """Take a REMB; True if it signals congestion (it fell)."""
+        dropped = bool(self._remb) and bitrate < self._remb * REMB_DROP
+        if dropped:
+            # the receiver's estimator saw overuse (it cuts to ~0.85x what it receives)
+            self._congested_until = now + CONGESTION_HOLD_S
+            self._loss_estimate = max(MIN_BITRATE, min(self._loss_estimate, float(bitrate)))
         self._remb = bitrate
         self._remb_time = now
+        return dropped
 
-    def on_loss(self, fraction_lost: float) -> None:
+    def on_loss(self, fraction_lost: float, now: float | None = None) -> bool:
+        """Take a receiver report's loss fraction; True if it signals congestion (more
+        than 10 % lost: then the estimate holds below the REMB for a while too)."""
         self.fraction_lost = fraction_lost
-        if fraction_lost > 0.10:
+        lossy = fraction_lost > 0.10
+        if lossy:
             self._loss_estimate *= 1.0 - 0.5 * fraction_lost
+            if self._remb:
+                self._loss_estimate = min(self._loss_estimate, self._remb * (1 - fraction_lost))
+            if now is not None:
+                self._congested_until = now + CONGESTION_HOLD_S
+                self.lossy_until = now + CONGESTION_HOLD_S
         elif fraction_lost < 0.02:
             self._loss_estimate *= 1.08
         self._loss_estimate = min(MAX_BITRATE, max(MIN_BITRATE, self._loss_estimate))
+        return lossy
 
-    def value(self, now: float) -> int:
+    def value(self, now: float, probing: bool = False) -> int:
+        """The estimate: the loss-based one, capped by a fresh REMB. ``probing`` (a
+        simulcast track choosing its layer): the REMB caps only while it is falling
+        (for :data:`CONGESTION_HOLD_S` after a drop) - a receiver's REMB never rises
+        much above what it receives (libwebrtc caps it near 1.5x, and grows it ~8 %/s),
+        so as a ceiling it would keep a low layer from ever earning a higher one."""
         estimate = self._loss_estimate
         if self._remb and now - self._remb_time < REMB_VALID_S:
-            estimate = min(estimate, float(self._remb))
+            if not probing or now < self._congested_until:
+                estimate = min(estimate, float(self._remb))
+            else:
+                estimate = max(estimate, float(self._remb))
         return int(max(MIN_BITRATE, estimate))
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from vtp.sfu import events
+from vtp.sfu.allocation import Allocator
 from vtp.sfu.connection import Connection, DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
 
@@ -29,6 +30,7 @@ class Peer:
         self.last_seen = time.monotonic()
         self.left = False
         self.muted: frozenset[str] = frozenset()  # kinds the server withholds
+        self.allocator = Allocator()
 
     # --- API for the signalling layer ---------------------------------------------------
 
@@ -82,6 +84,56 @@ class Peer:
         if not isinstance(conn, DownConnection):
             raise SfuError("not-found", f"no subscription {subscription_id!r}")
         await conn.accept(answer_sdp)
+
+    def set_preferences(
+        self,
+        subscription_id: str,
+        track_id: str,
+        max_width: int = 0,
+        max_height: int = 0,
+        visible: bool = True,
+    ) -> None:
+        """Adaptive stream: see :meth:`DownConnection.set_preferences`."""
+        conn = self.connections.get(subscription_id)
+        if not isinstance(conn, DownConnection):
+            raise SfuError("not-found", f"no subscription {subscription_id!r}")
+        conn.set_preferences(track_id, max_width, max_height, visible)
+
+    def allocate(self, now: float) -> None:
+        """Give this subscriber's videos their layers (or pauses): vtp.sfu.allocation."""
+        speaker = self.room.speaker.current
+        downs = [
+            (down, conn.up.peer.id == speaker)
+            for conn in self.connections.values()
+            if isinstance(conn, DownConnection) and conn.sender is not None and not conn.closed
+            for down in conn.tracks
+            if down.kind == "video" and not down.closed
+        ]
+        if not downs:
+            self.allocator.last_run = now
+            return
+        for choice in self.allocator.allocate(downs, now):
+            down = choice.down
+            down.wanted = choice.wanted
+            if logger.isEnabledFor(logging.DEBUG) and choice.layer is not (
+                down.target or down.current
+            ):
+                logger.debug(
+                    "peer %s: %s -> %s (%s) estimate %d remb %d layers %s",
+                    self.id,
+                    (down.target or down.current or down.up).rid if not down.paused else "-",
+                    choice.layer.rid if choice.layer is not None else "-",
+                    choice.reason,
+                    down.estimate.value(now, probing=True),
+                    down.estimate.remb,
+                    [(x.rid, int(x.rate.bps), x.active(now)) for x in down.track.layers],
+                )
+            if choice.layer is None:
+                if not down.paused:
+                    down.pause_reason = choice.reason
+                    down.switch_to(None)
+            else:
+                down.switch_to(choice.layer)
 
     async def add_ice_candidate(
         self,
