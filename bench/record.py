@@ -67,7 +67,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
 
     async def main() -> None:
         from vtp.config import load_config
-        from vtp.recorder import webm
+        from vtp.recorder import matroska as webm
         from vtp.recorder.session import RecordingSession
         from vtp.sfu import Sfu
 
@@ -160,7 +160,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
             open_contexts = any(
                 s.codec_contexts_open() for s in [*finished, state["session"]] if s is not None
             )
-            from vtp.recorder.webm import opus_template
+            from vtp.recorder.matroska import opus_template
 
             return {
                 **codecs,
@@ -172,7 +172,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
             """The captured packets through frame assembly + muxing into a file, in a
             loop: CPU µs per packet (the recorder's whole per-packet work)."""
             from vtp.recorder.depacketizer import Frame, OpusAssembler, Vp8Assembler
-            from vtp.recorder.webm import WebmFile
+            from vtp.recorder.matroska import MatroskaFile, VideoFormat
 
             class P:
                 __slots__ = ("marker", "payload", "useq", "uts")
@@ -181,7 +181,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
                     self.useq, self.uts, self.marker, self.payload = useq, uts, marker, payload
 
             path = Path(spool) / "replay.webm"
-            file = WebmFile(path, video_size=(640, 480), audio=True)
+            file = MatroskaFile(path, video=VideoFormat("vp8", 640, 480), audio=True)
 
             def video(frame: Frame) -> None:
                 file.write("video", frame.ts, frame.data, frame.keyframe)

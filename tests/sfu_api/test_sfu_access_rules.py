@@ -77,9 +77,11 @@ def principal(role: Any) -> Principal:
     return Principal(uuid.uuid4(), role, "t", "f", int(time.time()) + 60)
 
 
-async def test_room_access(client: Any) -> None:
+async def test_room_access(aiohttp_client: Any, config: Config) -> None:
     """Open rooms (no course session of that name; see also
-    tests/domain/test_session_room_access.py for session rooms)."""
+    tests/domain/test_session_room_access.py for session rooms), which an operator
+    turned on (they are off by default)."""
+    client = await aiohttp_client(create_app(config.model_copy(update={"sfu_open_rooms": True})))
     app = client.server.app
     for role in ("teacher", "admin"):
         assert await room_access(app, principal(role), "class-1") == RoomGrant(
