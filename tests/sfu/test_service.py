@@ -31,3 +31,4 @@ def test_rtp_capabilities() -> None:
     codecs = caps["codecs"]
     assert [c["mimeType"] for c in codecs] == ["audio/opus", "video/VP8"]  # type: ignore[index,union-attr]
     assert codecs[0]["parameters"]["useinbandfec"] == 1  # type: ignore[index]
+    assert codecs[0]["parameters"]["usedtx"] == 1  # type: ignore[index]

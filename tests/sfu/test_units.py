@@ -171,7 +171,32 @@ def test_add_opus_fec() -> None:
         ]
     )
     out = negotiation.add_opus_fec(text)
-    assert "a=fmtp:111 minptime=10;useinbandfec=1" in out and "minptime=20" not in out
+    assert "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1" in out and "minptime=20" not in out
+
+
+def test_add_start_bitrate() -> None:
+    lines = [
+        "v=0",
+        "o=- 1 1 IN IP4 0.0.0.0",
+        "s=-",
+        "t=0 0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "a=mid:0",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:abcdefghijklmnopqrstuv",
+        "a=fingerprint:sha-256 AA",
+        "a=rtpmap:111 opus/48000/2",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
+        "a=mid:1",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtpmap:97 VP8/90000",
+        "a=fmtp:97 max-fr=30",
+    ]
+    out = negotiation.add_start_bitrate("\r\n".join(lines), 2000)
+    assert "a=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=2000\r\n" in out
+    assert "a=fmtp:97 max-fr=30;x-google-start-bitrate=2000" in out
+    assert "a=fmtp:111" not in out  # audio untouched
+    assert negotiation.add_start_bitrate(out, 2000) == out
 
 
 def test_turn_rest_credentials() -> None:
@@ -217,9 +242,23 @@ def test_down_estimate_and_combine() -> None:
     start = estimate.value(0.0)
     estimate.on_loss(0.3)
     assert estimate.value(0.0) < start
-    estimate.on_remb(200_000, now=10.0)
-    assert estimate.value(11.0) == 200_000
-    assert estimate.value(100.0) > 200_000  # stale REMB ignored
+    lossy = estimate.value(0.0)
+    # a REMB that merely follows what the subscriber receives (a receive-side estimator
+    # never goes far above it) is no limit: it would hold the publisher where it is
+    estimate.on_remb(1_000_000, now=10.0, sending_bps=900_000)
+    estimate.on_remb(1_400_000, now=11.0, sending_bps=950_000)
+    assert estimate.value(11.5) == lossy
+    estimate.on_remb(600_000, now=12.0, sending_bps=0.0)  # (rate not known yet)
+    assert estimate.value(12.5) == lossy
+    # one that falls below what is sent is congestion: it bounds the estimate...
+    estimate.on_remb(400_000, now=13.0, sending_bps=900_000)
+    assert estimate.value(13.5) == 400_000
+    # ... which then grows back while the REMBs show no congestion
+    estimate.on_remb(400_000, now=14.0, sending_bps=390_000)
+    assert estimate.value(14.5) == int(400_000 * 1.08)
+    estimate.on_remb(800_000, now=15.0, sending_bps=420_000)
+    assert estimate.value(15.5) == 800_000
+    assert estimate.value(100.0) == lossy  # stale REMB ignored
     assert combine([900_000, 300_000]) == 300_000
     assert combine([1]) == MIN_BITRATE
 

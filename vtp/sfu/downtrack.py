@@ -74,6 +74,10 @@ class DownTrack:
         self.plis_received = 0
         self.fraction_lost = 0
         self.packets_lost = 0
+        # the payload rate sent, measured between REMBs (what a REMB is compared with)
+        self._rate_time = 0.0
+        self._rate_octets = 0
+        self._sent_bps = 0.0
         self.closed = False
 
     def attach(self, sender: RawSender) -> None:
@@ -188,7 +192,14 @@ class DownTrack:
         self.estimate.on_loss(block.fraction_lost / 256)
 
     def on_remb(self, bitrate: int) -> None:
-        self.estimate.on_remb(bitrate, time.monotonic())
+        now = time.monotonic()
+        octets = self.octets
+        elapsed = now - self._rate_time
+        if elapsed >= 0.3:
+            if self._rate_time:
+                self._sent_bps = (octets - self._rate_octets) * 8 / elapsed
+            self._rate_time, self._rate_octets = now, octets
+        self.estimate.on_remb(bitrate, now, self._sent_bps)
 
     # --- RTCP to the subscriber -----------------------------------------------------------
 

@@ -1,9 +1,20 @@
 """Rates and bandwidth estimates.
 
 * :class:`RateMeter` - bytes/packets per second over a sliding window (stats).
-* :class:`DownEstimate` - what one subscriber can take: its own REMB when it sends one,
-  else a loss-based estimate from its receiver reports (Galene/GCC style: back off
-  above 10 % loss, probe up below 2 %).
+* :class:`DownEstimate` - what one subscriber can take: a loss-based estimate from its
+  receiver reports (Galene/GCC style: back off above 10 % loss, probe up below 2 %),
+  bounded by its REMB once that REMB has shown congestion.
+
+A subscriber's REMB comes from a receive-side estimator (libwebrtc's AIMD over
+abs-send-time delays), which never goes above about 1.5 times the rate it receives: it
+measures the path only when it falls, below what is sent to it (overuse seen). Taken as
+a ceiling while it merely follows the incoming rate, it held Chromium publishers at
+whatever resolution their encoder started with (measured: 480x270 at ~360 kbps for the
+first 13 s, 960x540 after 40 s, never 720p; bench/uplink.py). So a REMB bounds the
+estimate only from the first one that fell (by :data:`DROP` or more from the previous
+one) below :data:`CONGESTED` times the rate sent to that subscriber; that bound then
+grows back by :data:`RECOVERY_PER_S` while the REMBs show no congestion. (A first REMB,
+when the subscriber's estimator starts from the measured rate, is not a fall.)
 """
 
 from __future__ import annotations
@@ -12,8 +23,13 @@ import time
 
 MIN_BITRATE = 100_000
 MAX_BITRATE = 4_000_000
-START_BITRATE = 1_500_000
+# no loss seen yet is no reason to hold a publisher back (a lower start held Chromium
+# below 720p for its first 7-10 s); the first lossy reports bring it down
+START_BITRATE = MAX_BITRATE
 REMB_VALID_S = 5.0
+CONGESTED = 0.95  # a REMB below this share of the rate sent to the subscriber
+DROP = 0.9  # ... that fell to this share of the previous REMB or lower
+RECOVERY_PER_S = 0.08  # growth of the REMB bound while no congestion is reported
 
 
 class RateMeter:
@@ -42,11 +58,12 @@ class RateMeter:
 class DownEstimate:
     """The bitrate one subscriber can take for one video track."""
 
-    __slots__ = ("_loss_estimate", "_remb", "_remb_time", "fraction_lost")
+    __slots__ = ("_ceiling", "_loss_estimate", "_remb", "_remb_time", "fraction_lost")
 
     def __init__(self) -> None:
         self._remb = 0
         self._remb_time = 0.0
+        self._ceiling: float | None = None  # from REMBs, once they showed congestion
         self._loss_estimate = float(START_BITRATE)
         self.fraction_lost = 0.0
 
@@ -55,7 +72,19 @@ class DownEstimate:
         """The subscriber's last REMB value (0 if it never sent one)."""
         return self._remb
 
-    def on_remb(self, bitrate: int, now: float) -> None:
+    def on_remb(self, bitrate: int, now: float, sending_bps: float = 0.0) -> None:
+        """A REMB from the subscriber; ``sending_bps``: what was being sent to it (RTP
+        payload bits per second, 0 if not known)."""
+        ceiling = self._ceiling
+        fell = 0 < bitrate <= DROP * self._remb and now - self._remb_time < REMB_VALID_S
+        if fell and bitrate < CONGESTED * sending_bps:
+            self._ceiling = float(bitrate)
+        elif ceiling is not None:
+            if now - self._remb_time > REMB_VALID_S:
+                self._ceiling = None
+            else:
+                grown = ceiling * (1.0 + RECOVERY_PER_S * min(1.0, now - self._remb_time))
+                self._ceiling = min(float(MAX_BITRATE), max(float(bitrate), grown))
         self._remb = bitrate
         self._remb_time = now
 
@@ -69,8 +98,8 @@ class DownEstimate:
 
     def value(self, now: float) -> int:
         estimate = self._loss_estimate
-        if self._remb and now - self._remb_time < REMB_VALID_S:
-            estimate = min(estimate, float(self._remb))
+        if self._ceiling is not None and now - self._remb_time < REMB_VALID_S:
+            estimate = min(estimate, self._ceiling)
         return int(max(MIN_BITRATE, estimate))
 
 

@@ -106,7 +106,7 @@ class Sfu:
                     "mimeType": "audio/opus",
                     "clockRate": 48000,
                     "channels": 2,
-                    "parameters": {"minptime": 10, "useinbandfec": 1},
+                    "parameters": {"minptime": 10, "useinbandfec": 1, "usedtx": 1},
                 },
                 {
                     "kind": "video",
