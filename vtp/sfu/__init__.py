@@ -71,6 +71,13 @@ Python API (everything runs on the aiohttp event loop; nothing here is thread-sa
           # candidate is the "candidate:..." string; "" or None = end of candidates.
           # The server's own candidates are all in its SDP (no server-side trickle).
     await peer.close_connection(conn_id)            # unpublish or unsubscribe
+    peer.set_preferences(sub_id, track_id, max_width=0, max_height=0, visible=True)
+          # = sub.set_preferences(track_id, max_width, max_height, visible)
+          # adaptive stream: how the subscriber shows that video (rendered size in px,
+          # 0 = no limit; visible=False = send nothing for it, audio unaffected).
+          # Simulcast tracks get the smallest layer covering the size, within the
+          # subscriber's bandwidth; layers are reallocated at once. SfuError
+          # "not-found" (no such subscription / video track), "bad-request" (values).
     peer.touch()                                    # signalling saw the peer alive
     await peer.leave()
     peer.connections -> dict[str, Connection]       # its publications and subscriptions
@@ -85,7 +92,31 @@ Events (frozen dataclasses in :mod:`vtp.sfu.events`, delivered to listeners):
 ``PeerJoined``, ``PeerLeft`` (reason "left", "timeout", "room closed"), ``StreamAdded``,
 ``StreamRemoved``, ``TrackAdded``, ``TrackRemoved``, ``SubscriptionClosed`` (the
 subscriber's stream went away - "stream ended" - or its connection failed),
-``ConnectionStateChanged``, ``ActiveSpeaker`` (peer id or None), ``RoomClosed``.
+``ConnectionStateChanged``, ``ActiveSpeaker`` (peer id or None), ``RoomClosed``, and
+for simulcast / adaptive stream:
+
+* ``LayersNeeded(room, peer_id, stream_id, track_id, rids)`` - dynacast: ``peer_id`` is
+  the *publisher*; ``rids`` (lowest first, ``()`` = none) are the encodings of that
+  simulcast video some subscriber is forwarded or switching to (and the first one while
+  the recorder taps the track). Emitted (every 0.25 s at most) when the set changes:
+  signalling tells the publisher, which deactivates the other encodings and
+  reactivates them when they reappear here.
+* ``TrackPaused(room, peer_id, subscription_id, stream_id, track_id, reason)`` -
+  ``peer_id`` is the *subscriber*: its video of that track stopped on purpose,
+  ``reason`` "bandwidth" (nothing fits its estimate; audio keeps flowing) or "hidden"
+  (its preferences); ``TrackResumed(room, peer_id, subscription_id, stream_id,
+  track_id)`` when it flows again (from a keyframe). Signalling forwards both to the
+  subscriber, whose client shows a paused state instead of a frozen frame.
+* ``LayerChanged(room, peer_id, subscription_id, stream_id, track_id, rid, width,
+  height)`` - the subscriber's video switched encoding (at its keyframe).
+
+Simulcast in: a publisher's video section offering rids (``a=rid:<id> send`` +
+``a=simulcast:send q;h;f`` + the ``rtp-stream-id`` extension) is answered with
+``a=rid:<id> recv``, ``a=simulcast:recv`` and the rid extensions; every layer is an
+UpTrack (``pub.tracks`` lists the primary, the first rid; ``track.layers`` all of
+them), each layer's SSRC is learned from its rid and kept. Each subscriber's DownTrack
+forwards one layer, chosen by :mod:`vtp.sfu.allocation`, and switches at keyframes with
+continuous sequence numbers, timestamps and VP8 picture IDs (:mod:`vtp.sfu.vp8`).
 
 Liveness: a connection whose ICE/DTLS fails or closes (client close, consent expiry) is
 closed at once; one silent (no RTP/RTCP) for about ``peer_timeout_s`` is closed too; a
@@ -108,7 +139,8 @@ connections), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
 compiled part: header rewrite, SRTP protect and send per subscriber), ``rtp``, ``rtcp``,
 ``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``twcc`` (transport-cc
 feedback), ``speaker``,
-``negotiation`` (SDP filtering, Opus FEC), ``ice`` (STUN/TURN, coturn credentials),
+``negotiation`` (SDP filtering, Opus FEC, simulcast answers), ``vp8`` (payload
+descriptor), ``allocation`` (layers per subscriber), ``ice`` (STUN/TURN, coturn credentials),
 ``icelite`` (one UDP port for all connections),
 ``events``, ``errors``, ``aiortc_hooks`` (every private aiortc/aioice/pylibsrtp contact).
 """

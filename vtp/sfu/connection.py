@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from vtp.sfu import aiortc_hooks as hooks
-from vtp.sfu import negotiation, rtcp
+from vtp.sfu import events, negotiation, rtcp
 from vtp.sfu.downtrack import DownTrack, ExtensionIds
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
@@ -236,6 +237,8 @@ class UpConnection(Connection):
         self._by_ssrc: dict[int, UpTrack] = {}
         self._by_mid: dict[bytes, UpTrack] = {}
         self._by_pt: dict[int, UpTrack] = {}
+        self._by_rid: dict[bytes, UpTrack] = {}  # simulcast layers
+        self._rid_id = 0
         self._audio_level_id = 0
         self._mid_id = 0
         self._twcc_id = 0
@@ -254,24 +257,37 @@ class UpConnection(Connection):
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.text(), type="offer"))
             self._prepare_transports()
             sections = {m.mid: m for m in sdp.media}
+            self._rid_id = negotiation.rid_extension_ids(sdp)[0]
             for transceiver in self.pc.getTransceivers():
                 codecs = hooks.negotiated_codecs(transceiver)
                 if not codecs or transceiver.mid is None:
                     continue
                 codec = codecs[0]
                 section = sections.get(transceiver.mid)
-                ssrc = section.ssrcs[0] if section and section.ssrcs else None
-                track = UpTrack(
-                    track_id=f"{self.id}-{transceiver.mid}",
-                    kind=transceiver.kind,
-                    mime_type=codec.mime_type,
-                    clock_rate=codec.clock_rate,
-                    payload_type=codec.payload_type,
-                    mid=transceiver.mid,
-                    ssrc=ssrc,
-                    send_rtcp=self.send_rtcp,
-                    rtcp_ssrc=self.rtcp_ssrc,
-                )
+                rids = section.rids if section is not None and self._rid_id else []
+                # simulcast layers come without a=ssrc lines: learned from their rids
+                ssrc = section.ssrcs[0] if section and section.ssrcs and not rids else None
+                track = None
+                for rid in rids or [""]:
+                    layer = UpTrack(
+                        track_id=f"{self.id}-{transceiver.mid}",
+                        kind=transceiver.kind,
+                        mime_type=codec.mime_type,
+                        clock_rate=codec.clock_rate,
+                        payload_type=codec.payload_type,
+                        mid=transceiver.mid,
+                        ssrc=ssrc,
+                        send_rtcp=self.send_rtcp,
+                        rtcp_ssrc=self.rtcp_ssrc,
+                        rid=rid,
+                    )
+                    if track is None:
+                        track = layer
+                    else:
+                        track.add_layer(layer)
+                    if rid:
+                        self._by_rid[rid.encode()] = layer
+                assert track is not None
                 self.tracks.append(track)
                 if ssrc is not None:
                     self._by_ssrc[ssrc] = track
@@ -291,6 +307,7 @@ class UpConnection(Connection):
             )
             # aiortc never sees transport-cc (its media path is ours): only the client's
             # copy of the answer accepts it
+            self.answer_sdp = negotiation.add_simulcast(self.answer_sdp, sdp)
             self._twcc_id = negotiation.transport_cc_id(sdp)
             if self._twcc_id:
                 self.answer_sdp = negotiation.add_transport_cc(self.answer_sdp, self._twcc_id)
@@ -307,7 +324,7 @@ class UpConnection(Connection):
         return self.answer_sdp
 
     def receive_rtp(self, data: bytes) -> None:
-        p = parse_rtp(data, self._audio_level_id, self._mid_id, self._twcc_id)
+        p = parse_rtp(data, self._audio_level_id, self._mid_id, self._twcc_id, self._rid_id)
         if p is None:
             self.unrouted += 1
             return
@@ -317,7 +334,7 @@ class UpConnection(Connection):
             self.feedback.record(p.twcc, p.ssrc, self.feedback.now_us())
         track = self._by_ssrc.get(p.ssrc)
         if track is None:
-            track = self._route_new_ssrc(p.ssrc, p.mid, p.payload_type)
+            track = self._route_new_ssrc(p.ssrc, p.mid, p.payload_type, p.rid)
             if track is None:
                 self.unrouted += 1
                 return
@@ -326,12 +343,20 @@ class UpConnection(Connection):
             return
         track.receive(p)
 
-    def _route_new_ssrc(self, ssrc: int, mid: bytes | None, pt: int) -> UpTrack | None:
-        track = self._by_mid.get(mid) if mid is not None else None
+    def _route_new_ssrc(
+        self, ssrc: int, mid: bytes | None, pt: int, rid: bytes | None = None
+    ) -> UpTrack | None:
+        """Learn which track (or simulcast layer, by its rid: the SSRC is kept once
+        learned, as Chromium stops sending the rid) a new SSRC carries."""
+        track = self._by_rid.get(rid) if rid is not None else None
         if track is None:
-            track = self._by_pt.get(pt)
-            if track is None or (track.ssrc is not None and track.ssrc in self._by_ssrc):
-                return None
+            track = self._by_mid.get(mid) if mid is not None else None
+            if track is None:
+                track = self._by_pt.get(pt)
+                if track is None or (track.ssrc is not None and track.ssrc in self._by_ssrc):
+                    return None
+            if track.simulcast:
+                return None  # a layer is known by its rid only
         if len(self._by_ssrc) >= 16:
             return None
         if track.ssrc is not None:
@@ -347,8 +372,13 @@ class UpConnection(Connection):
                 if track is not None:
                     track.on_sender_report(packet.ntp, packet.rtp_ts)
 
+    @property
+    def layers(self) -> list[UpTrack]:
+        """Every incoming RTP stream: the tracks and their simulcast layers."""
+        return [layer for track in self.tracks for layer in track.layers]
+
     def on_connected(self) -> None:
-        for track in self.tracks:
+        for track in self.layers:
             if track.downs or track.taps:
                 track.request_keyframe()
         self.peer.publication_ready(self)
@@ -356,8 +386,8 @@ class UpConnection(Connection):
     def tick(self, now: float) -> None:
         if self.sender is None or self.closed:
             return
-        for track in self.tracks:
-            track.tick(now)
+        for layer in self.layers:
+            layer.tick(now)
         if self.feedback is not None and now - self._last_feedback >= FEEDBACK_INTERVAL_S:
             self._last_feedback = now
             for packet in self.feedback.build():
@@ -365,27 +395,26 @@ class UpConnection(Connection):
         if now - self._last_remb >= REMB_INTERVAL_S:
             self._last_remb = now
             for track in self.tracks:
-                if track.video and track.ssrc is not None:
+                ssrcs = [layer.ssrc for layer in track.layers if layer.ssrc is not None]
+                if track.video and ssrcs:
                     self.send_rtcp(
-                        rtcp.build_remb(
-                            self.rtcp_ssrc, track.bitrate_for_publisher(now), [track.ssrc]
-                        )
+                        rtcp.build_remb(self.rtcp_ssrc, track.bitrate_for_publisher(now), ssrcs)
                     )
         if now - self._last_rr >= RR_INTERVAL_S:
             self._last_rr = now
-            blocks = [b for t in self.tracks if (b := t.report_block(now)) is not None]
+            blocks = [b for t in self.layers if (b := t.report_block(now)) is not None]
             if blocks:
                 self.send_rtcp(rtcp.build_rr(self.rtcp_ssrc, blocks))
 
     def on_close(self, reason: str) -> None:
-        for track in self.tracks:
+        for track in self.layers:
             for down in list(track.downs):
                 down.close()
             track.close()
 
     def counters(self) -> dict[str, int]:
         totals = {f"up_{name}": 0 for name in UP_COUNTERS}
-        for track in self.tracks:
+        for track in self.layers:
             for name in UP_COUNTERS:
                 totals[f"up_{name}"] += getattr(track, name)
         totals["twcc_feedback"] = self.feedback.sent if self.feedback is not None else 0
@@ -404,7 +433,7 @@ class UpConnection(Connection):
                 if self.feedback is not None
                 else None
             ),
-            "tracks": [t.stats() for t in self.tracks],
+            "tracks": [t.stats() for t in self.layers],
         }
 
 
@@ -543,12 +572,47 @@ class DownConnection(Connection):
     def _down_failed(self) -> None:
         self.schedule_close("internal error")
 
+    def set_preferences(
+        self, track_id: str, max_width: int = 0, max_height: int = 0, visible: bool = True
+    ) -> None:
+        """How the subscriber shows this video: the rendered size in pixels (0: no
+        limit) and whether it is visible at all (False: nothing is sent for it; its
+        audio is not affected). Simulcast tracks get the smallest layer covering the
+        size; the peer's layers are reallocated at once."""
+        if not isinstance(visible, bool):
+            raise SfuError("bad-request", "visible must be true or false")
+        for value in (max_width, max_height):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16384:
+                raise SfuError("bad-request", "max_width/max_height: integers 0..16384")
+        downs = [d for d in self.tracks if d.track.id == track_id and d.kind == "video"]
+        if not downs:
+            raise SfuError("not-found", f"no video track {track_id!r} in this subscription")
+        for down in downs:
+            down.max_width = max_width
+            down.max_height = max_height
+            down.visible = visible
+        self.peer.allocate(time.monotonic())
+
+    def _layer_changed(self, down: DownTrack, was_paused: bool) -> None:
+        room = self.peer.room
+        args = (room.name, self.peer.id, self.id, self.stream_id, down.track.id)
+        if down.paused:
+            room.emit(events.TrackPaused(*args, down.pause_reason or "bandwidth"))
+            return
+        if was_paused:
+            room.emit(events.TrackResumed(*args))
+        if down.track.simulcast:
+            room.emit(events.LayerChanged(*args, down.rid, down.up.width, down.up.height))
+
     def on_connected(self) -> None:
         if self.closed or self.up.closed or self.sender is None:
             return
         for down in self.tracks:
             down.attach(self.sender)
+            down.on_layer_change = self._layer_changed
             down.up.add_down(down)
+        if any(down.track.simulcast for down in self.tracks):
+            self.peer.allocate(time.monotonic())  # the first layer within the estimate
 
     def receive_rtp(self, data: bytes) -> None:
         pass  # subscribers send no media on this connection

@@ -4,7 +4,16 @@ Per packet (in C, :mod:`vtp.sfu.fastpath`) a fresh 12-byte header is written (th
 subscriber's SSRC, payload type, sequence number and timestamp, each with a fixed offset
 from the up track's continuous numbering) with this subscriber's header extensions, then
 the payload; the result is protected and sent. Video starts at a keyframe; offsets are
-chosen at (re)start so numbering continues from whatever this subscriber last received."""
+chosen at (re)start so numbering continues from whatever this subscriber last received.
+
+Simulcast: a down track forwards exactly one encoding (layer) of its published track
+(:attr:`DownTrack.track`, whose ``layers`` are the encodings) and may switch, or pause.
+A switch (:meth:`DownTrack.switch_to`) waits for a keyframe of the target layer (asked
+for with a PLI, coalesced and deferred by the up track) while the current layer keeps
+flowing; at that keyframe's first packet the down track leaves the old layer's fan-out
+and joins the new one with offsets that continue its sequence numbers, timestamps and
+(VP8) picture ID / TL0PICIDX. Pausing (``switch_to(None)``) stops the video at once;
+resuming is a switch."""
 
 from __future__ import annotations
 
@@ -14,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vtp.sfu import fastpath, rtcp
+from vtp.sfu import fastpath, rtcp, vp8
 from vtp.sfu.estimator import DownEstimate
 from vtp.sfu.rtp import abs_send_time_now
 
@@ -47,7 +56,8 @@ class DownTrack:
         extensions: ExtensionIds,
         send_rtcp: Callable[[bytes], int],
     ) -> None:
-        self.up = up
+        self.up = up  # the layer (encoding) being forwarded
+        self.track = up.primary  # the published track (stable across switches)
         self.kind = up.kind
         self.ssrc = ssrc
         self.payload_type = payload_type
@@ -69,6 +79,22 @@ class DownTrack:
         self._last_ts = random.getrandbits(32)
         self._last_time = 0.0
         self.state.highest_useq = -1
+        # simulcast: the layer being switched to (None: none), paused (in no fan-out)
+        self.target: UpTrack | None = None
+        self.paused = False
+        self.switches = 0
+        self._vp8 = up.mime_type == "video/vp8"
+        self._last_descriptor: vp8.Descriptor | None = None
+        # the last position as (layer, its uts) for a sender-report-based timestamp step
+        self._last_source: tuple[UpTrack, int] | None = None
+        # subscriber preferences (vtp.sfu.allocation reads them); 0 = no limit
+        self.max_width = 0
+        self.max_height = 0
+        self.visible = True
+        self.pause_reason = ""  # why it was paused ("hidden", "bandwidth")
+        self.wanted: UpTrack | None = None  # the layer it would take if it flowed
+        # called after a switch completed or a pause began: (down, it was paused before)
+        self.on_layer_change: Callable[[DownTrack, bool], None] | None = None
         self.retransmitted = 0
         self.nacks_received = 0
         self.plis_received = 0
@@ -131,27 +157,141 @@ class DownTrack:
         )
 
     def _start(self, packet: UpPacket) -> None:
+        self._set_offsets(packet)
+        self.waiting = False
+        self.up.down_started(self)
+
+    def _set_offsets(self, packet: UpPacket) -> None:
+        """Offsets that make ``packet`` (of :attr:`up`) follow what was last sent."""
         state = self.state
         state.start_useq = packet.useq
         state.highest_useq = packet.useq - 1
-        now = time.monotonic()
         state.seq_offset = (self._last_seq + 1 - packet.useq) & 0xFFFF
-        elapsed = int((now - self._last_time) * self.up.clock_rate) if self._last_time else 0
-        step = max(1, min(elapsed, 5 * self.up.clock_rate))
+        step = self._ts_step(packet)
         state.ts_offset = (self._last_ts + step - packet.uts) & 0xFFFFFFFF
-        self.waiting = False
-        self.up.down_started(self)
+        if self._vp8 and self._last_descriptor is not None:
+            offsets = vp8.continuing_offsets(
+                self._last_descriptor, vp8.parse_descriptor(packet.payload)
+            )
+            if offsets is not None:
+                state.pid_offset, state.tl0_offset = offsets
+                state.vp8_rewrite = 1
+
+    def _ts_step(self, packet: UpPacket) -> int:
+        """How far this packet's timestamp is past the last one sent: from the two
+        layers' sender reports when both have one (same capture clock), else the wall
+        clock since then; at least 1, at most 5 s."""
+        clock = self.up.clock_rate
+        step = 0
+        source = self._last_source
+        if source is not None and source[0] is not self.up:
+            old, old_uts = source
+            if old.last_sr is not None and self.up.last_sr is not None:
+                old_ntp, old_sr_uts = old.last_sr
+                new_ntp, new_sr_uts = self.up.last_sr
+                seconds = (new_ntp - old_ntp) / (1 << 32) + (packet.uts - new_sr_uts) / clock
+                step = int(old_sr_uts + seconds * clock) - old_uts
+        if step <= 0 and self._last_time:
+            step = int((time.monotonic() - self._last_time) * clock)
+        return max(1, min(step, 5 * clock))
+
+    def _remember(self) -> None:
+        """Keep where this subscriber's numbering stands, so the next start continues
+        it (sequence number, timestamp, VP8 descriptor as the subscriber saw them)."""
+        if self.waiting or self.highest_useq < 0:
+            return
+        up = self.up
+        state = self.state
+        last = up.cache.get(self.highest_useq)
+        uts = last.uts if last is not None else up.ts.highest
+        self._last_seq = (self.highest_useq + self.seq_offset) & 0xFFFF
+        self._last_ts = (uts + self.ts_offset) & 0xFFFFFFFF
+        self._last_time = up.last_arrival or time.monotonic()
+        self._last_source = (up, uts)
+        if self._vp8 and last is not None:
+            descriptor = vp8.parse_descriptor(last.payload)
+            if descriptor is not None and state.vp8_rewrite:
+                descriptor = vp8.shifted(descriptor, state.pid_offset, state.tl0_offset)
+            self._last_descriptor = descriptor
 
     def restart(self) -> None:
         """Wait for the next keyframe and continue numbering from where we are (used when
         the source changes)."""
-        if not self.waiting and self.highest_useq >= 0:
-            self._last_seq = (self.highest_useq + self.seq_offset) & 0xFFFF
-            self._last_ts = (self.up.ts.highest + self.ts_offset) & 0xFFFFFFFF
-            self._last_time = time.monotonic()
+        self._remember()
         if not self.waiting:
+            self._last_time = time.monotonic()
             self.waiting = True
             self.up.down_stopped(self)
+
+    # --- simulcast: layer switches and pauses ---------------------------------------------
+
+    @property
+    def rid(self) -> str:
+        return self.up.rid
+
+    @property
+    def current(self) -> UpTrack | None:
+        """The layer this subscriber is forwarded (None while paused)."""
+        return None if self.paused else self.up
+
+    def switch_to(self, layer: UpTrack | None) -> None:
+        """Forward ``layer`` (one of :attr:`track`'s layers) from its next keyframe, or
+        pause at once (None). Repeated calls coalesce; the last target wins."""
+        if self.closed:
+            return
+        if layer is None:
+            self._cancel_switch()
+            if not self.paused:
+                self._remember()
+                if not self.waiting:
+                    self._last_time = time.monotonic()
+                self.paused = True
+                self.waiting = True
+                self.up.remove_down(self)
+                self._changed(False)
+            return
+        if layer is self.up and not self.paused:
+            self._cancel_switch()  # staying (or back before the switch happened)
+            return
+        if layer is self.target:
+            return
+        self._cancel_switch()
+        if self.waiting and not self.paused:
+            # not started yet: wait on the new layer instead
+            self.up.remove_down(self)
+            self.up = layer
+            layer.add_down(self)
+            return
+        self.target = layer
+        layer.add_switching(self)
+
+    def _cancel_switch(self) -> None:
+        if self.target is not None:
+            self.target.remove_switching(self)
+            self.target = None
+
+    def switched(self, layer: UpTrack, packet: UpPacket) -> None:
+        """``layer``'s keyframe ``packet`` arrived (called by the layer before it fans the
+        packet out): leave the old layer, join ``layer`` continuing the numbering."""
+        if self.target is not layer or self.closed:
+            return
+        self.target = None
+        was_paused = self.paused
+        if not was_paused:
+            self._remember()
+            self.up.remove_down(self)
+        self.paused = False
+        self.pause_reason = ""
+        self.up = layer
+        self._set_offsets(packet)
+        self.waiting = False
+        self.switches += 1
+        layer.join_started(self)
+        self._changed(was_paused)
+
+    def _changed(self, was_paused: bool) -> None:
+        if self.on_layer_change is not None:
+            self.on_layer_change(self, was_paused)
 
     # --- RTCP from the subscriber ---------------------------------------------------------
 
@@ -217,6 +357,7 @@ class DownTrack:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._cancel_switch()
             self.up.remove_down(self)
 
     def fail(self) -> None:
@@ -240,5 +381,8 @@ class DownTrack:
             "packets_lost": self.packets_lost,
             "estimate": self.estimate.value(time.monotonic()),
             "started": not self.waiting,
+            "rid": self.up.rid if self.up.rid and not self.paused else None,
+            "paused": self.paused,
+            "switches": self.switches,
             "send_errors": sender.send_errors if sender is not None else 0,
         }

@@ -30,6 +30,7 @@ REMB_VALID_S = 5.0
 CONGESTED = 0.95  # a REMB below this share of the rate sent to the subscriber
 DROP = 0.9  # ... that fell to this share of the previous REMB or lower
 RECOVERY_PER_S = 0.08  # growth of the REMB bound while no congestion is reported
+REMB_CONGESTED = 1.1
 
 
 class RateMeter:
@@ -96,10 +97,26 @@ class DownEstimate:
             self._loss_estimate *= 1.08
         self._loss_estimate = min(MAX_BITRATE, max(MIN_BITRATE, self._loss_estimate))
 
-    def value(self, now: float) -> int:
+    def value(self, now: float, sending: float = 0.0) -> int:
+        """The estimate. With ``sending`` (what this track is sent now, bits/s): a REMB
+        that does not clear it by :data:`REMB_CONGESTED` signals congestion and is the
+        estimate; one above it is no ceiling - a receiver's REMB never rises much above
+        what it receives (libwebrtc caps it near 1.5x), so a lower simulcast layer
+        could never earn a higher one - and the loss-based estimate may go beyond it.
+        Without (the REMB for a single-layer publisher): the loss-based estimate, bounded
+        by the REMB only once one fell (see the module docstring); a REMB that merely
+        tracks the incoming rate cut Chromium's target to its current rate at every new
+        subscription."""
         estimate = self._loss_estimate
-        if self._ceiling is not None and now - self._remb_time < REMB_VALID_S:
-            estimate = min(estimate, self._ceiling)
+        if self._remb and now - self._remb_time < REMB_VALID_S:
+            if sending <= 0:
+                # (a single-layer publisher's REMB: bounded only from a REMB that fell)
+                if self._ceiling is not None:
+                    estimate = min(estimate, self._ceiling)
+            elif self._remb < sending * REMB_CONGESTED:
+                estimate = float(self._remb)
+            else:
+                estimate = max(estimate, float(self._remb))
         return int(max(MIN_BITRATE, estimate))
 
 

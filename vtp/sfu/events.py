@@ -89,6 +89,60 @@ class RoomClosed:
     room: str
 
 
+@dataclass(frozen=True, slots=True)
+class LayersNeeded:
+    """Dynacast: the encodings (rids) of a published simulcast video track that some
+    subscriber (or tap) currently needs, lowest first; ``()`` when no one needs any.
+    Emitted when the set changes. ``peer_id`` is the publisher: signalling tells its
+    client, which deactivates the other encodings."""
+
+    room: str
+    peer_id: str
+    stream_id: str
+    track_id: str
+    rids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPaused:
+    """A subscriber's video stopped on purpose: ``reason`` "bandwidth" (nothing fits its
+    estimate: audio keeps flowing) or "hidden" (its preferences say not visible).
+    ``peer_id`` is the subscriber. Not a freeze: show a paused state."""
+
+    room: str
+    peer_id: str
+    subscription_id: str
+    stream_id: str
+    track_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResumed:
+    """A paused subscriber video flows again (from its next keyframe)."""
+
+    room: str
+    peer_id: str
+    subscription_id: str
+    stream_id: str
+    track_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LayerChanged:
+    """A subscriber's video switched to another encoding (at its keyframe).
+    ``width``/``height`` as last seen in that encoding's keyframes (0 if not yet)."""
+
+    room: str
+    peer_id: str
+    subscription_id: str
+    stream_id: str
+    track_id: str
+    rid: str
+    width: int
+    height: int
+
+
 Event = (
     PeerJoined
     | PeerLeft
@@ -100,6 +154,10 @@ Event = (
     | ConnectionStateChanged
     | ActiveSpeaker
     | RoomClosed
+    | LayersNeeded
+    | TrackPaused
+    | TrackResumed
+    | LayerChanged
 )
 Listener = Callable[[Event], None]
 

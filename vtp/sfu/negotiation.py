@@ -11,7 +11,13 @@ import re
 from dataclasses import dataclass, field
 
 from vtp.sfu.errors import SfuError
-from vtp.sfu.rtp import PUBLISH_EXTENSIONS, SUPPORTED_EXTENSIONS, URI_TRANSPORT_CC
+from vtp.sfu.rtp import (
+    PUBLISH_EXTENSIONS,
+    SUPPORTED_EXTENSIONS,
+    URI_REPAIRED_RTP_STREAM_ID,
+    URI_RTP_STREAM_ID,
+    URI_TRANSPORT_CC,
+)
 
 MAX_SDP_BYTES = 64 * 1024
 ALLOWED_CODECS = {"audio": ("opus", 48000), "video": ("vp8", 90000)}
@@ -37,6 +43,10 @@ class MediaSection:
     lines: list[str]
     mid: str = ""
     ssrcs: list[int] = field(default_factory=list)
+    # simulcast (publisher offers): the rids it sends, in its a=simulcast order
+    rids: list[str] = field(default_factory=list)
+    # and the ids of its rtp-stream-id / repaired-rtp-stream-id extensions (0: none)
+    rid_ext_ids: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -138,6 +148,8 @@ def sanitize_offer(text: str) -> Sdp:
         )[2:]
         if direction not in ("sendonly", "sendrecv"):
             raise SfuError("bad-sdp", "a publish offer must send media")
+        if m.kind == "video":
+            m.rids = _simulcast_rids(m)
         _restrict_section(m, PUBLISH_EXTENSIONS)
     kinds = [m.kind for m in sdp.media]
     if len(kinds) != len(set(kinds)):
@@ -240,4 +252,72 @@ def add_transport_cc(answer_text: str, ext_id: int) -> str:
             rtpmap = [i for i, ln in enumerate(m.lines) if ln.startswith(f"a=rtpmap:{pt} ")]
             if fbs or rtpmap:
                 m.lines.insert((fbs or rtpmap)[-1] + 1, f"a=rtcp-fb:{pt} transport-cc")
+    return sdp.text()
+
+
+# --- simulcast (RFC 8851 rid, RFC 8853 simulcast) ------------------------------------------
+
+MAX_RIDS = 4
+_RID = re.compile(r"^a=rid:([A-Za-z0-9_-]{1,16}) (send|recv)(?: .*)?$")
+_SIMULCAST = re.compile(r"^a=simulcast:send (\S+)(?: recv \S+)?$")
+
+
+def _simulcast_rids(m: MediaSection) -> list[str]:
+    """The rids a publisher's video section sends as simulcast, in its a=simulcast
+    order (first alternative of each; paused "~" ones included); [] when it offers no
+    (valid) simulcast. Read before the lines are removed for aiortc, which knows none."""
+    declared = [
+        match.group(1)
+        for line in m.lines
+        if (match := _RID.match(line)) and match.group(2) == "send"
+    ]
+    listed: list[str] = []
+    for line in m.lines:
+        if match := _SIMULCAST.match(line):
+            for stream in match.group(1).split(";"):
+                rid = stream.split(",")[0].lstrip("~")
+                if rid in declared and rid not in listed:
+                    listed.append(rid)
+    if len(listed) < 2 or len(listed) > MAX_RIDS:
+        return []
+    rid_id = _extension_id(m, URI_RTP_STREAM_ID)
+    if not rid_id:
+        raise SfuError("bad-sdp", "simulcast offered without the rtp-stream-id extension")
+    m.rid_ext_ids = (rid_id, _extension_id(m, URI_REPAIRED_RTP_STREAM_ID))
+    return listed
+
+
+def rid_extension_ids(offer: Sdp) -> tuple[int, int]:
+    """(rtp-stream-id, repaired-rtp-stream-id) extension ids of a simulcast offer (0: not
+    offered). One id space for the whole BUNDLE transport."""
+    for m in offer.media:
+        if m.rids:
+            return m.rid_ext_ids
+    return 0, 0
+
+
+def add_simulcast(answer_text: str, offer: Sdp) -> str:
+    """Receive the offer's simulcast in a publisher's answer (aiortc writes none of it):
+    the rid header extensions under the offer's ids, one ``a=rid:<id> recv`` per layer
+    and ``a=simulcast:recv``. Without these Chromium sends only its lowest layer."""
+    rid_id, repaired_id = rid_extension_ids(offer)
+    if not rid_id:
+        return answer_text
+    by_mid = {m.mid: m for m in offer.media if m.rids}
+    sdp = parse(answer_text)
+    for m in sdp.media:
+        offered = by_mid.get(m.mid)
+        if offered is None:
+            continue
+        m.lines = [ln for ln in m.lines if not ln.startswith(("a=rid:", "a=simulcast:"))]
+        extmaps = [i for i, ln in enumerate(m.lines) if ln.startswith("a=extmap:")]
+        at = extmaps[-1] + 1 if extmaps else len(m.lines)
+        added = []
+        if not _extension_id(m, URI_RTP_STREAM_ID):
+            added.append(f"a=extmap:{rid_id} {URI_RTP_STREAM_ID}")
+        if repaired_id and not _extension_id(m, URI_REPAIRED_RTP_STREAM_ID):
+            added.append(f"a=extmap:{repaired_id} {URI_REPAIRED_RTP_STREAM_ID}")
+        m.lines[at:at] = added
+        m.lines.extend(f"a=rid:{rid} recv" for rid in offered.rids)
+        m.lines.append("a=simulcast:recv " + ";".join(offered.rids))
     return sdp.text()

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from vtp.sfu import events
+from vtp.sfu.allocation import Allocator
 from vtp.sfu.connection import Connection, DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
 
@@ -27,6 +28,7 @@ class Peer:
         self.connections: dict[str, Connection] = {}
         self.last_seen = time.monotonic()
         self.left = False
+        self.allocator = Allocator()
 
     # --- API for the signalling layer ---------------------------------------------------
 
@@ -78,6 +80,42 @@ class Peer:
         if not isinstance(conn, DownConnection):
             raise SfuError("not-found", f"no subscription {subscription_id!r}")
         await conn.accept(answer_sdp)
+
+    def set_preferences(
+        self,
+        subscription_id: str,
+        track_id: str,
+        max_width: int = 0,
+        max_height: int = 0,
+        visible: bool = True,
+    ) -> None:
+        """Adaptive stream: see :meth:`DownConnection.set_preferences`."""
+        conn = self.connections.get(subscription_id)
+        if not isinstance(conn, DownConnection):
+            raise SfuError("not-found", f"no subscription {subscription_id!r}")
+        conn.set_preferences(track_id, max_width, max_height, visible)
+
+    def allocate(self, now: float) -> None:
+        """Give this subscriber's videos their layers (or pauses): vtp.sfu.allocation."""
+        speaker = self.room.speaker.current
+        downs = [
+            (down, conn.up.peer.id == speaker)
+            for conn in self.connections.values()
+            if isinstance(conn, DownConnection) and conn.sender is not None and not conn.closed
+            for down in conn.tracks
+            if down.kind == "video" and not down.closed
+        ]
+        if not downs:
+            return
+        for choice in self.allocator.allocate(downs, now):
+            down = choice.down
+            down.wanted = choice.wanted
+            if choice.layer is None:
+                if not down.paused:
+                    down.pause_reason = choice.reason
+                    down.switch_to(None)
+            else:
+                down.switch_to(choice.layer)
 
     async def add_ice_candidate(
         self,

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vtp.sfu import events
+from vtp.sfu import allocation, events
 from vtp.sfu.connection import UpConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
@@ -50,6 +50,8 @@ class Room:
         self.speaker = SpeakerDetector(self._speaker_changed)
         self.empty_since: float | None = None
         self.closed = False
+        self._last_allocation = 0.0
+        self._needed: dict[str, tuple[str, ...]] = {}  # track id -> rids (LayersNeeded)
 
     # --- membership ----------------------------------------------------------------------
 
@@ -150,6 +152,31 @@ class Room:
             except Exception:
                 logger.exception("publication %s failed in tick; closing it", up.id)
                 up.schedule_close("internal error")
+        if now - self._last_allocation >= allocation.INTERVAL_S:
+            self._last_allocation = now
+            for peer in list(self.peers.values()):
+                try:
+                    peer.allocate(now)
+                except Exception:
+                    logger.exception("layer allocation for peer %s failed", peer.id)
+            self._announce_needed_layers()
+
+    def _announce_needed_layers(self) -> None:
+        """Dynacast: LayersNeeded for each ready simulcast track whose set changed."""
+        live: set[str] = set()
+        for up in self._publications.values():
+            if up.id not in self._ready:
+                continue
+            for track in up.tracks:
+                if not track.simulcast:
+                    continue
+                live.add(track.id)
+                rids = track.needed_layers()
+                if self._needed.get(track.id) != rids:
+                    self._needed[track.id] = rids
+                    self.emit(events.LayersNeeded(self.name, up.peer.id, up.id, track.id, rids))
+        for gone in [t for t in self._needed if t not in live]:
+            del self._needed[gone]
 
     def speaker_tick(self) -> None:
         scores: dict[str, float] = {}

@@ -15,6 +15,9 @@ URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+# simulcast: which encoding (rid) a packet belongs to, until its SSRC is known
+URI_RTP_STREAM_ID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+URI_REPAIRED_RTP_STREAM_ID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 SUPPORTED_EXTENSIONS = (URI_MID, URI_AUDIO_LEVEL, URI_ABS_SEND_TIME)
 # publishers may also number packets transport-wide (the SFU answers with feedback)
 PUBLISH_EXTENSIONS = (*SUPPORTED_EXTENSIONS, URI_TRANSPORT_CC)
@@ -51,6 +54,7 @@ class ParsedRtp:
         "mid",
         "payload",
         "payload_type",
+        "rid",
         "seq",
         "ssrc",
         "ts",
@@ -68,6 +72,7 @@ class ParsedRtp:
         audio_level: int,
         mid: bytes | None,
         twcc: int = -1,
+        rid: bytes | None = None,
     ) -> None:
         self.payload_type = payload_type
         self.marker = marker
@@ -78,14 +83,17 @@ class ParsedRtp:
         self.audio_level = audio_level
         self.mid = mid
         self.twcc = twcc
+        self.rid = rid
 
 
-def parse_rtp(data: bytes, audio_level_id: int, mid_id: int, twcc_id: int = 0) -> ParsedRtp | None:
+def parse_rtp(
+    data: bytes, audio_level_id: int, mid_id: int, twcc_id: int = 0, rid_id: int = 0
+) -> ParsedRtp | None:
     """Validate and split an RTP packet; None if malformed.
 
     CSRCs, padding and every header extension other than audio level (RFC 6464, its
     byte returned, -1 if absent), mid and the transport-wide sequence number (-1 if
-    absent) are dropped: the SFU writes its own."""
+    absent) and the simulcast rid (None if absent) are dropped: the SFU writes its own."""
     n = len(data)
     if n < 12:
         return None
@@ -98,6 +106,7 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int, twcc_id: int = 0) -
     audio_level = -1
     twcc = -1
     mid: bytes | None = None
+    rid: bytes | None = None
     if b0 & 0x10:
         if offset + 4 > n:
             return None
@@ -106,7 +115,7 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int, twcc_id: int = 0) -
         offset = start + (length << 2)
         if offset > n:
             return None
-        if profile == ONE_BYTE_PROFILE and (audio_level_id or mid_id or twcc_id):
+        if profile == ONE_BYTE_PROFILE and (audio_level_id or mid_id or twcc_id or rid_id):
             i = start
             while i < offset:
                 b = data[i]
@@ -126,6 +135,8 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int, twcc_id: int = 0) -
                     mid = data[i : i + size]
                 elif ext_id == twcc_id and size == 2:
                     twcc = (data[i] << 8) | data[i + 1]
+                elif ext_id == rid_id:
+                    rid = data[i : i + size]
                 i += size
     end = n
     if b0 & 0x20:
@@ -135,7 +146,9 @@ def parse_rtp(data: bytes, audio_level_id: int, mid_id: int, twcc_id: int = 0) -
         end -= pad
     # an empty payload (padding-only packet, used by senders to probe bandwidth) is
     # returned: it is not forwarded, but its sequence number must be accounted for
-    return ParsedRtp(b1 & 0x7F, b1 & 0x80, seq, ts, ssrc, data[offset:end], audio_level, mid, twcc)
+    return ParsedRtp(
+        b1 & 0x7F, b1 & 0x80, seq, ts, ssrc, data[offset:end], audio_level, mid, twcc, rid
+    )
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:

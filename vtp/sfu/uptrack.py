@@ -5,6 +5,12 @@ timestamps continuous, cache for NACKs, then hand the packet to every down track
 call into the compiled fan-out, :mod:`vtp.sfu.fastpath`) and in-process tap. Everything
 else here (NACKs to the publisher, keyframe requests, receiver reports, REMB values) runs
 from the SFU's periodic tick.
+
+Simulcast: each encoding (layer, one rid and SSRC) of a published video is an UpTrack
+of its own with the whole per-packet path above; the first one is the published track's
+*primary* (its id, taps and ``layers``, lowest first once their keyframes told their
+sizes). Down tracks move between layers (:mod:`vtp.sfu.downtrack`): a layer's
+``_switching`` down tracks join it at its next keyframe, before the packet fans out.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vtp.sfu import fastpath, rtcp
-from vtp.sfu.estimator import MAX_BITRATE, RateMeter, combine
+from vtp.sfu import allocation, fastpath, rtcp, vp8
+from vtp.sfu.estimator import MAX_BITRATE, MIN_BITRATE, RateMeter, combine
 from vtp.sfu.packetcache import PacketCache
 from vtp.sfu.rtp import ParsedRtp, abs_send_time_now, vp8_keyframe_start
 from vtp.sfu.seqmap import Unwrapper
@@ -106,8 +112,19 @@ class UpTrack:
         ssrc: int | None,
         send_rtcp: Callable[[bytes], int],
         rtcp_ssrc: int,
+        rid: str = "",
     ) -> None:
         self.id = track_id
+        self.rid = rid
+        # simulcast: the published track this layer belongs to, and (on the primary)
+        # all its layers in the publisher's order; see ordered_layers()
+        self.primary: UpTrack = self
+        self.layers: list[UpTrack] = [self]
+        self.width = 0  # from the last keyframe (VP8), 0 if unknown
+        self.height = 0
+        self.last_arrival = 0.0
+        self._switching: list[DownTrack] = []
+        self._vp8 = mime_type == "video/vp8"
         self.kind = kind
         self.video = kind == "video"
         # a VP8 payload is at least its descriptor byte plus one byte of frame data
@@ -179,7 +196,9 @@ class UpTrack:
         payload = p.payload
         uts = self.ts.map(p.ts)
         # interarrival jitter (RFC 3550 A.8), in timestamp units
-        transit = time.monotonic() * self.clock_rate - uts
+        now = time.monotonic()
+        self.last_arrival = now
+        transit = now * self.clock_rate - uts
         if self._last_transit is not None:
             d = abs(transit - self._last_transit)
             self.jitter += (d - self.jitter) / 16
@@ -188,6 +207,10 @@ class UpTrack:
         if keyframe:
             self.keyframes += 1
             self._kf_pending = False
+            if self._vp8:
+                dimensions = vp8.keyframe_size(payload)
+                if dimensions is not None:
+                    self.width, self.height = dimensions
         if useq > self._highest_forwarded:
             self._highest_forwarded = useq
         packet = UpPacket(fseq, uts, p.marker, payload, p.audio_level, keyframe)
@@ -198,6 +221,8 @@ class UpTrack:
         self.rate.add(size)
         if p.audio_level >= 0:
             self.level.add(p.audio_level)
+        if keyframe and self._switching:
+            self._switch_here(packet)
         if self.downs:
             self.forward(packet)
         if self.taps:
@@ -309,6 +334,16 @@ class UpTrack:
             except Exception:  # one subscriber's failure must not stop the others
                 self._failed(down)
 
+    def _switch_here(self, packet: UpPacket) -> None:
+        """Down tracks switching to this layer join it at this keyframe."""
+        switching = self._switching
+        self._switching = []
+        for down in switching:
+            try:
+                down.switched(self, packet)
+            except Exception:  # one subscriber's failure must not stop the others
+                self._failed(down)
+
     def _failed(self, down: DownTrack) -> None:
         logger.exception("down track %s of %s failed; detaching it", down.ssrc, self.id)
         down.fail()
@@ -340,6 +375,44 @@ class UpTrack:
         self._started.remove(down)
         if down in self.downs and down not in self._waiting:
             self._waiting = [*self._waiting, down]
+
+    def join_started(self, down: DownTrack) -> None:
+        """``down`` switched to this layer: into the C fan-out at once."""
+        if down not in self.downs:
+            self.downs = [*self.downs, down]
+        self._waiting = [d for d in self._waiting if d is not down]
+        self._started.add(down, down.state)
+
+    def add_switching(self, down: DownTrack) -> None:
+        """``down`` moves to this layer at its next keyframe (asked for now)."""
+        if down not in self._switching:
+            self._switching = [*self._switching, down]
+        self.request_keyframe()
+
+    def remove_switching(self, down: DownTrack) -> None:
+        self._switching = [d for d in self._switching if d is not down]
+
+    # --- simulcast layers (on the primary) ------------------------------------------------
+
+    @property
+    def simulcast(self) -> bool:
+        return len(self.primary.layers) > 1
+
+    def add_layer(self, layer: UpTrack) -> None:
+        layer.primary = self
+        self.layers = [*self.layers, layer]
+
+    def ordered_layers(self) -> list[UpTrack]:
+        """The layers lowest first: by keyframe size once every layer has sent one, else
+        in the publisher's order (Chromium's ``sendEncodings`` q, h, f)."""
+        layers = self.primary.layers
+        if all(layer.width for layer in layers):
+            return sorted(layers, key=lambda layer: layer.width * layer.height)
+        return list(layers)
+
+    def active(self, now: float, within: float = 1.5) -> bool:
+        """A packet arrived in the last ``within`` seconds."""
+        return self.last_arrival > 0 and now - self.last_arrival < within
 
     def add_tap(self, callback: TapCallback) -> Tap:
         tap = Tap(self, callback)
@@ -440,13 +513,55 @@ class UpTrack:
         return rtcp.ReportBlock(self.ssrc, fraction, lost, extended, jitter, lsr, dlsr)
 
     def bitrate_for_publisher(self, now: float) -> int:
-        """The REMB value for this track: what its subscribers can take."""
-        estimates = [d.estimate.value(now) for d in self.downs]
-        return combine(estimates, default=MAX_BITRATE)
+        """The REMB value for this track. One layer: what its subscribers can take (the
+        weakest sets the pace). Simulcast: what the layers someone needs require - all
+        the publisher wants when the top layer is needed (or no one is subscribed yet),
+        else the layers up to the highest needed one, with room to grow."""
+        if not self.simulcast:
+            estimates = [d.estimate.value(now) for d in self.downs]
+            return combine(estimates, default=MAX_BITRATE)
+        layers = self.ordered_layers()
+        wanted = self.wanted_layers()
+        needed = [
+            i
+            for i, layer in enumerate(layers)
+            if layer.downs or layer._switching or layer in wanted
+        ]
+        if self.taps:
+            needed.append(0)
+        if not needed or max(needed) == len(layers) - 1:
+            return MAX_BITRATE
+        top = max(needed)
+        total = sum(
+            max(allocation.cost(layer, i, now), allocation.NOMINAL_BPS[min(i, 3)])
+            for i, layer in enumerate(layers[: top + 1])
+        )
+        return max(MIN_BITRATE, min(MAX_BITRATE, int(total * 1.2)))
+
+    def needed_layers(self) -> tuple[str, ...]:
+        """Dynacast (on the primary): rids of the layers some subscriber is forwarded,
+        waits for or switches to (both ends of a switch), lowest first; the primary's
+        too when a tap (the recorder) reads it."""
+        wanted = self.wanted_layers()
+        needed = []
+        for layer in self.ordered_layers():
+            if layer.downs or layer._switching or layer in wanted or (layer is self and self.taps):
+                needed.append(layer.rid)
+        return tuple(needed)
+
+    def wanted_layers(self) -> list[UpTrack]:
+        """Layers subscribers would take if they flowed (allocation's ``wanted``)."""
+        return [
+            d.wanted
+            for layer in self.primary.layers
+            for d in [*layer.downs, *layer._switching]
+            if d.wanted is not None
+        ]
 
     def close(self) -> None:
         self.closed = True
         self.downs = []
+        self._switching = []
         self._waiting = []
         self._started.clear()
         for tap in self.taps:
@@ -461,6 +576,9 @@ class UpTrack:
             "kind": self.kind,
             "codec": self.mime_type,
             "ssrc": self.ssrc,
+            "rid": self.rid or None,
+            "width": self.width,
+            "height": self.height,
             "packets": self.packets,
             "bytes": self.bytes,
             "bitrate": int(self.rate.bps),

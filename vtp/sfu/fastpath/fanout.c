@@ -52,6 +52,32 @@ static int write_extensions(const struct vtp_down *d, uint8_t *ext, int audio_le
     return e;
 }
 
+/* Shift the picture ID and TL0PICIDX of the VP8 payload descriptor (RFC 7741) at p, in
+ * the send buffer (the shared payload is never changed): a subscriber switched between
+ * simulcast encodings sees them continue. Bounds-checked against len. */
+static void rewrite_vp8(const struct vtp_down *d, uint8_t *p, int len)
+{
+    if (len < 3 || !(p[0] & 0x80))
+        return;
+    uint8_t x = p[1];
+    int i = 2;
+    if (x & 0x80) {
+        if (p[i] & 0x80) {
+            if (i + 1 >= len)
+                return;
+            uint16_t pid = (uint16_t)((((p[i] & 0x7F) << 8) | p[i + 1]) + d->pid_offset);
+            p[i] = (uint8_t)(0x80 | ((pid >> 8) & 0x7F));
+            p[i + 1] = (uint8_t)pid;
+            i += 2;
+        } else {
+            p[i] = (uint8_t)((p[i] + d->pid_offset) & 0x7F);
+            i += 1;
+        }
+    }
+    if ((x & 0x40) && i < len)
+        p[i] = (uint8_t)(p[i] + d->tl0_offset);
+}
+
 int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
              uint32_t abs_send_time, const uint8_t *payload, int payload_len)
 {
@@ -79,6 +105,8 @@ int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int aud
     b[10] = (uint8_t)(d->ssrc >> 8);
     b[11] = (uint8_t)d->ssrc;
     memcpy(b + n, payload, (size_t)payload_len);
+    if (d->vp8_rewrite)
+        rewrite_vp8(d, b + n, payload_len);
     int len = n + payload_len;
     if (s->protect(s->srtp, b, &len) != 0) {
         s->protect_errors++;

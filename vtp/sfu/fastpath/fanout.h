@@ -40,6 +40,11 @@ struct vtp_down {
     uint8_t abs_id;
     uint8_t mid_len;
     uint8_t mid[16];
+    /* VP8 payload descriptor rewrite (simulcast switches): added to the picture ID
+     * (mod 2^15, or 2^7 for a 7-bit one) and TL0PICIDX (mod 2^8) when vp8_rewrite */
+    uint16_t pid_offset;
+    uint8_t tl0_offset;
+    uint8_t vp8_rewrite;
 };
 
 /* one packet to one down, no bookkeeping (retransmissions); bytes sent or 0 */
