@@ -30,6 +30,7 @@ const state = {
   sfu: null,
   live: null,
   over: false,
+  paused: new Set(), // stream ids whose video the server paused for bandwidth
   page: 0, // the grid page shown (tiles beyond one page are paged, not scrolled)
   pages: 1,
 };
@@ -260,7 +261,8 @@ function reportViews() {
     if (!streamId) continue;
     const video = tile.querySelector("video");
     const r = video.getBoundingClientRect();
-    const shown = !document.hidden && !tile.hidden && shownVideos.has(video) && !tile.classList.contains("no-video") && r.width > 0;
+    // (a video paused for bandwidth is still wanted: only a camera that is off is not)
+    const shown = !document.hidden && !tile.hidden && shownVideos.has(video) && !tile.classList.contains("cam-off") && r.width > 0;
     state.sfu.setView(streamId, r.width * dpr, r.height * dpr, shown);
   }
 }
@@ -372,7 +374,10 @@ function renderTiles() {
     if (info.streamId) tile.dataset.streamId = info.streamId;
     else delete tile.dataset.streamId;
     video.muted = info.muted;
-    tile.classList.toggle("no-video", !info.video);
+    const paused = !!info.streamId && state.paused.has(info.streamId);
+    tile.classList.toggle("no-video", !info.video || paused);
+    tile.classList.toggle("cam-off", !info.video);
+    tile.title = paused ? "Video paused: the connection is too slow for it" : "";
     tile.classList.toggle("featured", key === featured);
     tile.classList.toggle("presenter", info.presenter);
     const speaking = info.peerId && info.peerId === state.speaker;
@@ -698,6 +703,15 @@ function onSfu(type, data) {
       break;
     case "active-speaker":
       state.speaker = data.peer_id;
+      renderTiles();
+      break;
+    case "video-paused":
+      // (a hidden tile's pause needs no sign: it is not shown)
+      if (data.reason === "bandwidth") state.paused.add(data.stream_id);
+      renderTiles();
+      break;
+    case "video-resumed":
+      state.paused.delete(data.stream_id);
       renderTiles();
       break;
     case "left":
