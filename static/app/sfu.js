@@ -342,8 +342,10 @@ export class SfuClient {
     await this.replaceTrack(label, kind, track);
   }
 
-  /** Dynacast: the server says which encodings of our camera someone needs; the others
-   * stop (the browser no longer encodes them). */
+  /** Dynacast: the server says which encodings of our camera someone needs; those above
+   * the highest needed one stop (the browser no longer encodes them). The ones below it
+   * stay on: while a needed higher one does not flow (our bandwidth or CPU holds it
+   * back), the server forwards the best lower one that does. */
   async applyLayers(msg) {
     for (const pub of this.publishing.values()) {
       if (!pub.pc || pub.id !== msg.stream_id) continue;
@@ -352,8 +354,12 @@ export class SfuClient {
         const params = t.sender.getParameters();
         if (!params.encodings || params.encodings.length < 2) continue;
         let changed = false;
-        for (const encoding of params.encodings) {
-          const active = msg.rids.includes(encoding.rid);
+        let highest = -1;
+        params.encodings.forEach((e, i) => {
+          if (msg.rids.includes(e.rid)) highest = i;
+        });
+        for (const [i, encoding] of params.encodings.entries()) {
+          const active = i <= highest; // (encodings are lowest first)
           if (encoding.active !== active) {
             encoding.active = active;
             changed = true;
