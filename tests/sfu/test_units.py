@@ -174,7 +174,7 @@ def test_add_opus_fec() -> None:
     assert "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1" in out and "minptime=20" not in out
 
 
-def test_add_start_bitrate() -> None:
+def test_add_bitrate_hints() -> None:
     lines = [
         "v=0",
         "o=- 1 1 IN IP4 0.0.0.0",
@@ -192,11 +192,12 @@ def test_add_start_bitrate() -> None:
         "a=rtpmap:97 VP8/90000",
         "a=fmtp:97 max-fr=30",
     ]
-    out = negotiation.add_start_bitrate("\r\n".join(lines), 2000)
-    assert "a=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=2000\r\n" in out
-    assert "a=fmtp:97 max-fr=30;x-google-start-bitrate=2000" in out
+    out = negotiation.add_bitrate_hints("\r\n".join(lines), 2000, 100)
+    hints = "x-google-start-bitrate=2000;x-google-min-bitrate=100"
+    assert f"a=rtpmap:96 VP8/90000\r\na=fmtp:96 {hints}\r\n" in out
+    assert f"a=fmtp:97 max-fr=30;{hints}" in out
     assert "a=fmtp:111" not in out  # audio untouched
-    assert negotiation.add_start_bitrate(out, 2000) == out
+    assert negotiation.add_bitrate_hints(out, 2000, 100) == out
 
 
 def test_turn_rest_credentials() -> None:

@@ -302,7 +302,7 @@ class UpConnection(Connection):
             answer = await self.pc.createAnswer()
             text = negotiation.add_opus_fec(answer.sdp)
             await self.pc.setLocalDescription(RTCSessionDescription(sdp=text, type="answer"))
-            self.answer_sdp = negotiation.add_start_bitrate(
+            self.answer_sdp = negotiation.add_bitrate_hints(
                 negotiation.add_opus_fec(self.pc.localDescription.sdp)
             )
             # aiortc never sees transport-cc (its media path is ours): only the client's
@@ -533,9 +533,7 @@ class DownConnection(Connection):
                 hooks.silence_sender_rtcp(transceiver.sender)
             self.answered = True
             self._make_down_tracks()
-            self.answer_sdp = negotiation.add_start_bitrate(
-                negotiation.add_opus_fec(self.pc.localDescription.sdp)
-            )
+            self.answer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
         except SfuError:
             await self.close("bad offer")
             raise
