@@ -172,7 +172,7 @@ async def test_remb_reaches_the_publisher(sfu: Sfu, event_log: EventLog) -> None
         def record(now: float) -> int:
             value = real_bitrate(now)
             computed.append(value)
-            subscriber_can_take.append(down.estimate.value(now))
+            subscriber_can_take.append(down.estimate.value(now, probing=True))
             return value
 
         track.bitrate_for_publisher = record  # type: ignore[method-assign]
@@ -185,7 +185,7 @@ async def test_remb_reaches_the_publisher(sfu: Sfu, event_log: EventLog) -> None
         assert [r.bitrate for r in rembs][-len(computed) :] == [
             c >> max(0, c.bit_length() - 18) << max(0, c.bit_length() - 18) for c in computed
         ][-len(rembs) :]
-        # (one subscriber: its estimate, which its REMB bounds once it shows congestion)
+        # (one subscriber: its estimate, which its REMB bounds while it shows congestion)
         assert computed == subscriber_can_take
         # and the publisher's encoder follows it (aiortc clamps to 250 kbps..1.5 Mbps)
         sender = next(s for s in pub.pc.getSenders() if s.kind == "video")

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 import pytest
 from pylibsrtp import Policy, Session
 
+from tests.sfu.clients import Publisher as ClientPublisher
 from tests.sfu.test_fastpath import KEY, Wire
+from vtp.sfu import Sfu, SfuError, allocation, fastpath, negotiation, rtcp, vp8
 from vtp.sfu import aiortc_hooks as hooks
-from vtp.sfu import fastpath, rtcp, vp8
 from vtp.sfu.downtrack import DownTrack, ExtensionIds
-from vtp.sfu.rtp import parse_rtp
+from vtp.sfu.rtp import URI_REPAIRED_RTP_STREAM_ID, URI_RTP_STREAM_ID, parse_rtp
 from vtp.sfu.uptrack import UpTrack
 
 SSRCS = {"q": 111, "h": 222, "f": 333}
@@ -244,3 +245,162 @@ def test_vp8_descriptor_rewrite_in_c_matches_python(wire: FastWire) -> None:
     short = bytes([0x90, 0x80, 0x81])  # a picture ID cut short: left alone, not overrun
     assert fastpath.send(down, 0, 3, 0, -1, 0, short, 3) > 0
     assert bytes(wire.rx.unprotect(wire.inp.recv(2048)))[-3:] == short
+
+
+def flowing(pub: Publisher, now: float, rates: tuple[int, int, int]) -> None:
+    for (rid, layer), rate in zip(pub.layers.items(), rates, strict=True):
+        layer.width, layer.height = SIZES[rid]
+        layer.last_arrival = now
+        layer.rate.bps = float(rate)
+
+
+def started(pub: Publisher, wire: FastWire, rid: str) -> DownTrack:
+    down = subscribe(pub, wire, rid)
+    pub.frame(rid, keyframe=True)
+    assert not down.waiting
+    return down
+
+
+def test_allocation_follows_preferences_and_the_estimate(wire: FastWire) -> None:
+    pub = Publisher()
+    now = 100.0
+    flowing(pub, now, (150_000, 500_000, 1_200_000))
+    down = started(pub, wire, "q")
+    allocator = allocation.Allocator()
+    f, h, q = pub.layers["f"], pub.layers["h"], pub.layers["q"]
+    down.estimate.on_remb(3_000_000, now)
+    assert allocator.allocate([(down, False)], now)[0].layer is f
+    down.max_width, down.max_height = 600, 300  # covered by h
+    assert allocator.allocate([(down, False)], now)[0].layer is h
+    down.max_width, down.max_height = 320, 180
+    assert allocator.allocate([(down, False)], now)[0].layer is q
+    down.visible = False
+    choice = allocator.allocate([(down, False)], now)[0]
+    assert choice.layer is None and choice.reason == "hidden"
+    # a layer the publisher does not send is not given, but still wanted (dynacast)
+    down.visible, down.max_width, down.max_height = True, 0, 0
+    f.last_arrival = now - 10
+    choice = allocator.allocate([(down, False)], now)[0]
+    assert choice.layer is h and choice.wanted is f
+
+
+def test_a_bandwidth_drop_steps_down_after_a_moment_and_pauses_last(wire: FastWire) -> None:
+    pub = Publisher()
+    now = 100.0
+    flowing(pub, now, (150_000, 500_000, 1_200_000))
+    down = started(pub, wire, "f")
+    f, h = pub.layers["f"], pub.layers["h"]
+    allocator = allocation.Allocator()
+    down.estimate.on_remb(2_000_000, now)
+    assert allocator.allocate([(down, False)], now)[0].layer is f
+    down.estimate.on_remb(560_000, now)  # congested: below what f is sent
+    assert allocator.allocate([(down, False)], now + 0.25)[0].layer is f  # a dip...
+    assert allocator.allocate([(down, False)], now + 0.8)[0].layer is h  # ...that lasted
+    down.switch_to(h)
+    pub.frame("h", keyframe=True)
+    assert down.up is h
+    for t in (1.0, 1.5, 2.0):
+        down.estimate.on_remb(int(90_000 - t * 10_000), now + t)  # falling on
+        assert allocator.allocate([(down, False)], now + t)[0].layer is h
+    down.estimate.on_remb(50_000, now + 3.0)
+    choice = allocator.allocate([(down, False)], now + 3.5)[0]
+    assert choice.layer is None and choice.reason == "bandwidth"
+
+
+def test_the_speaker_and_the_largest_tile_come_first(wire: FastWire) -> None:
+    pub = Publisher()
+    now = 100.0
+    flowing(pub, now, (150_000, 500_000, 1_200_000))
+    tile, large, speaker = (started(pub, wire, "q") for _ in range(3))
+    tile.max_width, tile.max_height = 320, 180
+    large.max_width, large.max_height = 1280, 720
+    speaker.max_width, speaker.max_height = 640, 360
+    for down in (tile, large, speaker):
+        down.estimate.on_remb(4_000_000, now)
+    downs = [(tile, False), (large, False), (speaker, True)]
+    got = allocation.Allocator().allocate(downs, now, budget=1_000_000)
+    # speaker h (500k) first, then the large tile: f does not fit, h does not either
+    # (q for it and the small tile are taken first), so q
+    assert [c.layer.rid if c.layer else None for c in got] == ["q", "q", "h"]
+    allocator = allocation.Allocator()
+    got = allocator.allocate(downs, now, budget=250_000)
+    assert [c.layer.rid if c.layer else None for c in got] == ["q", "q", "q"]  # held...
+    got = allocator.allocate(downs, now + 2.5, budget=250_000)
+    assert [c.layer.rid if c.layer else None for c in got] == [None, None, "q"]  # ...paused
+
+
+def with_simulcast(offer: str) -> str:
+    """An aiortc video offer as Chromium writes one with three rid encodings."""
+    lines = offer.replace("\r\n", "\n").strip().split("\n")
+    lines = [ln for ln in lines if not ln.startswith("a=ssrc")]
+    at = max(i for i, ln in enumerate(lines) if ln.startswith("a=extmap:"))
+    lines[at + 1 : at + 1] = [
+        f"a=extmap:10 {URI_RTP_STREAM_ID}",
+        f"a=extmap:11 {URI_REPAIRED_RTP_STREAM_ID}",
+    ]
+    lines += ["a=rid:q send", "a=rid:h send", "a=rid:f send", "a=simulcast:send q;h;f"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+async def test_a_simulcast_offer_is_answered_and_layers_are_learned_by_rid(sfu: Sfu) -> None:
+    client = ClientPublisher(1, audio=False)
+    try:
+        pub = await sfu.room("sim").join("teacher").publish(with_simulcast(await client.offer()))
+        answer = pub.answer_sdp
+        for line in (
+            f"a=extmap:10 {URI_RTP_STREAM_ID}",
+            f"a=extmap:11 {URI_REPAIRED_RTP_STREAM_ID}",
+            "a=rid:q recv",
+            "a=rid:f recv",
+            "a=simulcast:recv q;h;f",
+        ):
+            assert line in answer.split("\r\n"), line
+        track = pub.tracks[0]
+        assert [layer.rid for layer in track.layers] == ["q", "h", "f"]
+        assert all(layer.ssrc is None for layer in track.layers)
+
+        def packet(ssrc: int, seq: int, rid: bytes | None) -> bytes:
+            pt = track.payload_type
+            header = struct.pack("!BBHII", 0x90 if rid else 0x80, pt, seq, 0, ssrc)
+            if rid:
+                element = bytes([(10 << 4) | (len(rid) - 1)]) + rid
+                element += b"\x00" * (-len(element) % 4)
+                header += struct.pack("!HH", 0xBEDE, len(element) // 4) + element
+            return header + vp8_payload(1, 1, True, False, (0, 0))
+
+        pub.receive_rtp(packet(5, 1, None))  # no rid, SSRC unknown: not routed
+        assert pub.unrouted == 1
+        pub.receive_rtp(packet(7, 1, b"h"))
+        pub.receive_rtp(packet(8, 1, b"q"))
+        pub.receive_rtp(packet(7, 2, None))  # the rid is no longer sent: the SSRC is kept
+        assert (track.layers[1].ssrc, track.layers[1].packets) == (7, 2)
+        assert (track.layers[0].ssrc, track.layers[0].packets) == (8, 1)
+        assert track.layers[2].packets == 0 and pub.unrouted == 1
+    finally:
+        await client.close()
+
+
+def test_offers_with_broken_simulcast_are_refused_or_plain() -> None:
+    offer = "\r\n".join(
+        [
+            "v=0",
+            "o=- 1 1 IN IP4 0.0.0.0",
+            "s=-",
+            "t=0 0",
+            "a=fingerprint:sha-256 00",
+            "a=ice-ufrag:x",
+            "a=ice-pwd:y",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "a=mid:0",
+            "a=sendonly",
+            "a=rtpmap:96 VP8/90000",
+            "a=rid:q send",
+            "a=rid:f send",
+            "a=simulcast:send q;f",
+        ]
+    )
+    with pytest.raises(SfuError):  # rids without the rtp-stream-id extension
+        negotiation.sanitize_offer(offer)
+    # one listed rid (or undeclared ones) is no simulcast
+    plain = offer.replace("a=simulcast:send q;f", "a=simulcast:send q;x")
+    assert negotiation.sanitize_offer(plain).media[0].rids == []

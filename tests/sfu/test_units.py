@@ -244,22 +244,22 @@ def test_down_estimate_and_combine() -> None:
     estimate.on_loss(0.3)
     assert estimate.value(0.0) < start
     lossy = estimate.value(0.0)
-    # a REMB that merely follows what the subscriber receives (a receive-side estimator
-    # never goes far above it) is no limit: it would hold the publisher where it is
-    estimate.on_remb(1_000_000, now=10.0, sending_bps=900_000)
-    estimate.on_remb(1_400_000, now=11.0, sending_bps=950_000)
-    assert estimate.value(11.5) == lossy
-    estimate.on_remb(600_000, now=12.0, sending_bps=0.0)  # (rate not known yet)
-    assert estimate.value(12.5) == lossy
-    # one that falls below what is sent is congestion: it bounds the estimate...
-    estimate.on_remb(400_000, now=13.0, sending_bps=900_000)
-    assert estimate.value(13.5) == 400_000
-    # ... which then grows back while the REMBs show no congestion
-    estimate.on_remb(400_000, now=14.0, sending_bps=390_000)
-    assert estimate.value(14.5) == int(400_000 * 1.08)
-    estimate.on_remb(800_000, now=15.0, sending_bps=420_000)
-    assert estimate.value(15.5) == 800_000
-    assert estimate.value(100.0) == lossy  # stale REMB ignored
+    # probing (a publisher's REMB, a layer choice): a REMB that merely follows what the
+    # subscriber receives (a receive-side estimator never goes far above it) is no ceiling
+    assert not estimate.on_remb(1_000_000, now=10.0, sending_bps=900_000)
+    assert not estimate.on_remb(1_400_000, now=11.0, sending_bps=950_000)
+    assert estimate.value(11.5, probing=True) == lossy
+    assert estimate.value(11.5) == 1_400_000  # (not probing: a plain ceiling)
+    # a REMB that falls with the rate sent (a simpler picture) is not congestion
+    assert not estimate.on_remb(1_000_000, now=12.0, sending_bps=600_000)
+    assert estimate.value(12.5, probing=True) == lossy
+    # one that falls below what is sent is: it caps for a while and pulls the
+    # loss-based estimate down with it (which then grows back with clean reports)
+    assert estimate.on_remb(400_000, now=13.0, sending_bps=900_000)
+    assert estimate.value(13.5, probing=True) == 400_000
+    estimate.on_loss(0.0)
+    assert estimate.value(16.0, probing=True) == int(400_000 * 1.08)
+    assert estimate.value(100.0) == int(400_000 * 1.08)  # stale REMB ignored
     assert combine([900_000, 300_000]) == 300_000
     assert combine([1]) == MIN_BITRATE
 

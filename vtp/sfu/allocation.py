@@ -25,6 +25,7 @@ Only simulcast tracks change layers; a single-layer video is only paused when hi
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,18 +33,23 @@ if TYPE_CHECKING:
     from vtp.sfu.downtrack import DownTrack
     from vtp.sfu.uptrack import UpTrack
 
-INTERVAL_S = 0.25
+MEASURED_AFTER_S = 2.0
+INTERVAL_S = 0.5  # and at once when a subscriber's REMB falls (DownTrack.on_congestion)
 NOMINAL_BPS = (150_000, 500_000, 1_500_000, 2_500_000)
 UP_HEADROOM = 0.85  # a higher layer must need at most this share of the estimate
 STAY_TOLERANCE = 1.25  # the current layer stays while it needs at most this much of it
 PROBATION_S = 3.0
+DOWN_AFTER_S = 0.5
+PAUSE_AFTER_S = 2.0
 BACKOFF_START_S = 4.0
 BACKOFF_MAX_S = 30.0
 
 
 def cost(layer: UpTrack, index: int, now: float) -> int:
-    """What forwarding ``layer`` (at ``index``, lowest first) costs, in bits/s."""
-    if layer.active(now) and layer.rate.bps > 0:
+    """What forwarding ``layer`` (at ``index``, lowest first) costs, in bits/s: its
+    measured rate once it has flowed for :data:`MEASURED_AFTER_S` (a layer (re)started
+    by dynacast opens with a keyframe burst), else a nominal figure."""
+    if layer.active(now) and now - layer.active_since >= MEASURED_AFTER_S and layer.rate.bps:
         return int(layer.rate.bps)
     return NOMINAL_BPS[min(index, len(NOMINAL_BPS) - 1)]
 
@@ -71,6 +77,7 @@ class _Probation:
     blocked_until: float = 0.0
     raised_at: float = 0.0
     raised_to: int = -1
+    low_since: float = 0.0  # the estimate has been short of the current layer since
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +95,8 @@ class Allocator:
 
     def __init__(self) -> None:
         self._probation: dict[int, _Probation] = {}
-        self.last_run = 0.0
+        # peers of a room allocate at different moments of the interval, not all at once
+        self.last_run = -random.random() * INTERVAL_S
 
     def forget(self, down: DownTrack) -> None:
         self._probation.pop(id(down), None)
@@ -102,15 +110,24 @@ class Allocator:
         live = {id(d) for d, _ in downs}
         for key in [k for k in self._probation if k not in live]:
             del self._probation[key]
-        estimates = {
-            id(d): d.estimate.value(now, 0.0 if d.paused or d.waiting else d.up.rate.bps)
-            for d, _ in downs
-        }
+        estimates = {id(d): d.estimate.value(now, probing=True) for d, _ in downs}
         remaining = sum(estimates.values()) if budget is None else budget
         choices: dict[int, Choice] = {}
-        plans: list[tuple[DownTrack, list[UpTrack], int, int, set[int], UpTrack]] = []
+        ordered: dict[int, list[UpTrack]] = {}
+        # per published track (shared by the peer's downs): layers, their costs, which flow
+        tracks: dict[int, tuple[list[UpTrack], list[int], list[int]]] = {}
+        plans: list[tuple[DownTrack, list[UpTrack], list[int], int, int, set[int], UpTrack]] = []
         for down, _speaker in sorted(downs, key=lambda item: _priority(item[0], item[1])):
-            layers = down.track.ordered_layers()
+            info = tracks.get(id(down.track))
+            if info is None:
+                layers = down.track.ordered_layers()
+                info = tracks[id(down.track)] = (
+                    layers,
+                    [cost(layer, i, now) for i, layer in enumerate(layers)],
+                    [i for i, layer in enumerate(layers) if layer.active(now)],
+                )
+            layers, costs, flowing_list = info
+            ordered[id(down)] = layers
             if len(layers) < 2:
                 layer = down.up if down.visible else None
                 choices[id(down)] = Choice(down, layer, "" if down.visible else "hidden")
@@ -121,23 +138,23 @@ class Allocator:
                 continue
             # only flowing layers are forwarded (a publisher drops its top layers when
             # its own bandwidth is short, or when dynacast turned them off)
-            flowing_list = [i for i, layer in enumerate(layers) if layer.active(now)]
             first = flowing_list[0] if flowing_list else 0
-            lowest = cost(layers[first], first, now)
+            lowest = costs[first]
             limit = estimates[id(down)]
             if down.paused:
                 limit = int(limit * UP_HEADROOM)  # resuming needs headroom too
             elif down.current is layers[first] and down.target is None and not down.waiting:
                 limit = int(limit * STAY_TOLERANCE)
             if lowest > min(remaining, limit):
+                self._probation.setdefault(id(down), _Probation())
                 choices[id(down)] = Choice(down, None, "bandwidth")
                 continue
             remaining -= lowest
-            fits = [i for i in range(wanted + 1) if cost(layers[i], i, now) <= estimates[id(down)]]
+            fits = [i for i in range(wanted + 1) if costs[i] <= estimates[id(down)]]
             wanted_layer = layers[fits[-1] if fits else first]
             choices[id(down)] = Choice(down, layers[first], "", wanted_layer)
-            plans.append((down, layers, wanted, first, set(flowing_list), wanted_layer))
-        for down, layers, wanted, first, flowing, wanted_layer in plans:
+            plans.append((down, layers, costs, wanted, first, set(flowing_list), wanted_layer))
+        for down, layers, costs, wanted, first, flowing, wanted_layer in plans:
             fresh = down.waiting and not down.paused and down.target is None
             current = wanted if fresh else _index(down.target or down.current, layers)
             probation = self._probation.setdefault(id(down), _Probation())
@@ -146,17 +163,17 @@ class Allocator:
                 probation.raised_to >= 0
                 and now - probation.raised_at < PROBATION_S
                 and current >= probation.raised_to
-                and estimate < cost(layers[probation.raised_to], probation.raised_to, now)
+                and estimate < costs[probation.raised_to]
             ):
                 # the last up-switch did not hold: back off before trying again
                 probation.blocked_until = now + probation.backoff
                 probation.backoff = min(BACKOFF_MAX_S, probation.backoff * 2)
                 probation.raised_to = -1
-            base = cost(layers[first], first, now)
+            base = costs[first]
             for i in range(wanted, first, -1):
                 if i not in flowing:
                     continue
-                need = cost(layers[i], i, now)
+                need = costs[i]
                 going_up = i > current
                 if going_up and now < probation.blocked_until:
                     continue
@@ -179,7 +196,43 @@ class Allocator:
                 and probation.backoff > BACKOFF_START_S
             ):
                 probation.backoff = max(BACKOFF_START_S, probation.backoff / 2)
+        self._hold_drops(downs, choices, ordered, now)
         return [choices[id(d)] for d, _ in downs]
+
+    def _hold_drops(
+        self,
+        downs: list[tuple[DownTrack, bool]],
+        choices: dict[int, Choice],
+        ordered: dict[int, list[UpTrack]],
+        now: float,
+    ) -> None:
+        """A step down (or a pause) for bandwidth is taken only once the estimate has
+        stayed short for :data:`DOWN_AFTER_S` (:data:`PAUSE_AFTER_S`): a receiver's
+        estimate dips for a moment on a busy machine, and every switch costs a keyframe.
+        A layer the publisher stopped sending is left at once."""
+        for down, _ in downs:
+            choice = choices[id(down)]
+            state = self._probation.get(id(down))
+            if state is None:
+                continue
+            layers = ordered[id(down)]
+            if len(layers) < 2:
+                continue
+            was = down.target or down.current
+            wanted = wanted_index(down, layers)
+            if down.paused or down.waiting or was is None or wanted is None:
+                state.low_since = 0.0
+                continue
+            cur = _index(was, layers)
+            new = _index(choice.layer, layers) if choice.layer is not None else -1
+            if not (new < cur <= wanted and was.active(now)):
+                state.low_since = 0.0
+                continue
+            if not state.low_since:
+                state.low_since = now
+            hold = PAUSE_AFTER_S if choice.layer is None else DOWN_AFTER_S
+            if now - state.low_since < hold:
+                choices[id(down)] = Choice(down, was, "", choice.wanted)
 
 
 def _index(layer: UpTrack | None, layers: list[UpTrack]) -> int:

@@ -591,6 +591,9 @@ class DownConnection(Connection):
             down.visible = visible
         self.peer.allocate(time.monotonic())
 
+    def _congested(self) -> None:
+        self.peer.allocate(time.monotonic())
+
     def _layer_changed(self, down: DownTrack, was_paused: bool) -> None:
         room = self.peer.room
         args = (room.name, self.peer.id, self.id, self.stream_id, down.track.id)
@@ -608,6 +611,8 @@ class DownConnection(Connection):
         for down in self.tracks:
             down.attach(self.sender)
             down.on_layer_change = self._layer_changed
+            if down.track.simulcast:
+                down.on_congestion = self._congested
             down.up.add_down(down)
         if any(down.track.simulcast for down in self.tracks):
             self.peer.allocate(time.monotonic())  # the first layer within the estimate

@@ -95,12 +95,13 @@ class DownTrack:
         self.wanted: UpTrack | None = None  # the layer it would take if it flowed
         # called after a switch completed or a pause began: (down, it was paused before)
         self.on_layer_change: Callable[[DownTrack, bool], None] | None = None
+        # called when the subscriber's REMB falls (its layers are reallocated at once)
+        self.on_congestion: Callable[[], None] | None = None
         self.retransmitted = 0
         self.nacks_received = 0
         self.plis_received = 0
         self.fraction_lost = 0
         self.packets_lost = 0
-        # the payload rate sent, measured between REMBs (what a REMB is compared with)
         self._rate_time = 0.0
         self._rate_octets = 0
         self._sent_bps = 0.0
@@ -335,11 +336,12 @@ class DownTrack:
         now = time.monotonic()
         octets = self.octets
         elapsed = now - self._rate_time
-        if elapsed >= 0.3:
+        if elapsed >= 0.3:  # the payload rate sent, between REMBs (what one compares with)
             if self._rate_time:
                 self._sent_bps = (octets - self._rate_octets) * 8 / elapsed
             self._rate_time, self._rate_octets = now, octets
-        self.estimate.on_remb(bitrate, now, self._sent_bps)
+        if self.estimate.on_remb(bitrate, now, self._sent_bps) and self.on_congestion is not None:
+            self.on_congestion()
 
     # --- RTCP to the subscriber -----------------------------------------------------------
 

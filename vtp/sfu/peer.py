@@ -106,10 +106,24 @@ class Peer:
             if down.kind == "video" and not down.closed
         ]
         if not downs:
+            self.allocator.last_run = now
             return
         for choice in self.allocator.allocate(downs, now):
             down = choice.down
             down.wanted = choice.wanted
+            if logger.isEnabledFor(logging.DEBUG) and choice.layer is not (
+                down.target or down.current
+            ):
+                logger.debug(
+                    "peer %s: %s -> %s (%s) estimate %d remb %d layers %s",
+                    self.id,
+                    (down.target or down.current or down.up).rid if not down.paused else "-",
+                    choice.layer.rid if choice.layer is not None else "-",
+                    choice.reason,
+                    down.estimate.value(now, probing=True),
+                    down.estimate.remb,
+                    [(x.rid, int(x.rate.bps), x.active(now)) for x in down.track.layers],
+                )
             if choice.layer is None:
                 if not down.paused:
                     down.pause_reason = choice.reason

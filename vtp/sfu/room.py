@@ -152,13 +152,14 @@ class Room:
             except Exception:
                 logger.exception("publication %s failed in tick; closing it", up.id)
                 up.schedule_close("internal error")
-        if now - self._last_allocation >= allocation.INTERVAL_S:
-            self._last_allocation = now
-            for peer in list(self.peers.values()):
+        for peer in list(self.peers.values()):
+            if now - peer.allocator.last_run >= allocation.INTERVAL_S:
                 try:
                     peer.allocate(now)
                 except Exception:
                     logger.exception("layer allocation for peer %s failed", peer.id)
+        if now - self._last_allocation >= allocation.INTERVAL_S / 2:
+            self._last_allocation = now
             self._announce_needed_layers()
 
     def _announce_needed_layers(self) -> None:

@@ -41,6 +41,7 @@ NACK_MAX_AGE_S = 1.0
 NACK_RETRY_S = 0.05
 NACK_MAX_TRIES = 3
 MAX_MISSING = 512
+ACTIVE_WITHIN_S = 1.5  # a layer with no packet for this long has stopped
 
 
 class UpPacket:
@@ -123,7 +124,9 @@ class UpTrack:
         self.width = 0  # from the last keyframe (VP8), 0 if unknown
         self.height = 0
         self.last_arrival = 0.0
+        self.active_since = 0.0
         self._switching: list[DownTrack] = []
+        self._order: tuple[tuple[int, ...], list[UpTrack]] | None = None
         self._vp8 = mime_type == "video/vp8"
         self.kind = kind
         self.video = kind == "video"
@@ -197,6 +200,8 @@ class UpTrack:
         uts = self.ts.map(p.ts)
         # interarrival jitter (RFC 3550 A.8), in timestamp units
         now = time.monotonic()
+        if now - self.last_arrival > ACTIVE_WITHIN_S:
+            self.active_since = now  # (re)started: its rate is not known yet
         self.last_arrival = now
         transit = now * self.clock_rate - uts
         if self._last_transit is not None:
@@ -404,13 +409,20 @@ class UpTrack:
 
     def ordered_layers(self) -> list[UpTrack]:
         """The layers lowest first: by keyframe size once every layer has sent one, else
-        in the publisher's order (Chromium's ``sendEncodings`` q, h, f)."""
-        layers = self.primary.layers
-        if all(layer.width for layer in layers):
-            return sorted(layers, key=lambda layer: layer.width * layer.height)
-        return list(layers)
+        in the publisher's order (Chromium's ``sendEncodings`` q, h, f). Cached until
+        a keyframe brings a new size (allocation asks for it per subscriber)."""
+        primary = self.primary
+        sizes = tuple(layer.width * layer.height for layer in primary.layers)
+        cached = primary._order
+        if cached is not None and cached[0] == sizes:
+            return cached[1]
+        layers = list(primary.layers)
+        if all(sizes):
+            layers.sort(key=lambda layer: layer.width * layer.height)
+        primary._order = (sizes, layers)
+        return layers
 
-    def active(self, now: float, within: float = 1.5) -> bool:
+    def active(self, now: float, within: float = ACTIVE_WITHIN_S) -> bool:
         """A packet arrived in the last ``within`` seconds."""
         return self.last_arrival > 0 and now - self.last_arrival < within
 
@@ -518,7 +530,8 @@ class UpTrack:
         the publisher wants when the top layer is needed (or no one is subscribed yet),
         else the layers up to the highest needed one, with room to grow."""
         if not self.simulcast:
-            estimates = [d.estimate.value(now) for d in self.downs]
+            # (probing: a REMB caps only while it falls - see vtp.sfu.estimator)
+            estimates = [d.estimate.value(now, probing=True) for d in self.downs]
             return combine(estimates, default=MAX_BITRATE)
         layers = self.ordered_layers()
         wanted = self.wanted_layers()
