@@ -91,7 +91,9 @@ def sfu_view(app: web.Application, room: str) -> tuple[int, list[int]]:
             if track.video:
                 layers = track.layers  # (simulcast: one per rid)
                 downs = [d for layer in layers for d in layer.downs]
-                return track.bitrate_for_publisher(now), [d.estimate.value(now) for d in downs]
+                return track.bitrate_for_publisher(now), [
+                    d.estimate.value(now, probing=True) for d in downs
+                ]
     return 0, []
 
 
