@@ -116,6 +116,8 @@ async def run(
     await pub.goto(page_url)
     video = {"width": {"exact": args.width}, "height": {"exact": args.height}}
     encodings = SIMULCAST if args.simulcast else None
+    if args.no_transport_cc:
+        await pub.evaluate("vtp.noTransportCc = true")
     await pub.evaluate(
         "([u, t, r, v, e]) => vtpPublish(u, t, r, v, e)",
         [ws_url, await account(http, base), room, video, encodings],
@@ -229,6 +231,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--goal-kbps", type=int, default=1200)
+    parser.add_argument(
+        "--no-transport-cc",
+        action="store_true",
+        help="publish without transport-cc (the browser's estimate then follows the REMB)",
+    )
     parser.add_argument(
         "--simulcast", action="store_true", help="publish q/h/f encodings as the client does"
     )
