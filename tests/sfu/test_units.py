@@ -192,12 +192,12 @@ def test_add_bitrate_hints() -> None:
         "a=rtpmap:97 VP8/90000",
         "a=fmtp:97 max-fr=30",
     ]
-    out = negotiation.add_bitrate_hints("\r\n".join(lines), 2000, 100)
-    hints = "x-google-start-bitrate=2000;x-google-min-bitrate=100"
+    out = negotiation.add_bitrate_hints("\r\n".join(lines), 2000)
+    hints = "x-google-start-bitrate=2000"
     assert f"a=rtpmap:96 VP8/90000\r\na=fmtp:96 {hints}\r\n" in out
     assert f"a=fmtp:97 max-fr=30;{hints}" in out
     assert "a=fmtp:111" not in out  # audio untouched
-    assert negotiation.add_bitrate_hints(out, 2000, 100) == out
+    assert negotiation.add_bitrate_hints(out, 2000) == out
 
 
 def test_turn_rest_credentials() -> None:

@@ -3,8 +3,7 @@
 aiortc's own SDP code does the offer/answer; these functions work on the text before and
 after it: offers are checked and reduced to what the SFU forwards (Opus, VP8, the three
 header extensions of :mod:`vtp.sfu.rtp`), Opus in-band FEC and DTX are written into both
-legs (aiortc drops the Opus fmtp line), and publishers are told a start and a minimum
-bitrate."""
+legs (aiortc drops the Opus fmtp line), and publishers are told a start bitrate."""
 
 from __future__ import annotations
 
@@ -31,12 +30,6 @@ OPUS_FMTP = "minptime=10;useinbandfec=1;usedtx=1"
 # (``x-google-start-bitrate``, kbps), it opens at 720p; on a weaker uplink its
 # congestion control backs off within a second or two.
 START_BITRATE_KBPS = 2000
-# ... and its estimate may fall to 30 kbps: on a CPU-loaded machine its delay-based
-# estimator reads scheduling delays as congestion, and publishers were seen sending 640x360
-# at 6-8 fps with targets of 30-60 kbps, their subscribers decoding 4 frames a second
-# (tests/browser/test_classroom_live.py at load ~11). ``x-google-min-bitrate`` keeps it
-# at the lowest simulcast layer's rate (the SFU's own REMB floor is the same).
-MIN_BITRATE_KBPS = 100
 
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/(\d+)(?:/(\d+))?$")
 _PT_ATTR = re.compile(r"^a=(?:rtpmap|fmtp|rtcp-fb):(\d+|\*)[ ]")
@@ -205,12 +198,10 @@ def add_opus_fec(text: str) -> str:
     return sdp.text()
 
 
-def add_bitrate_hints(
-    text: str, start_kbps: int = START_BITRATE_KBPS, min_kbps: int = MIN_BITRATE_KBPS
-) -> str:
-    """Tell a video publisher where its bandwidth estimate starts and how low it may go
-    (VP8 fmtp parameters Chromium reads from the answer). Idempotent."""
-    hints = f"x-google-start-bitrate={start_kbps};x-google-min-bitrate={min_kbps}"
+def add_bitrate_hints(text: str, start_kbps: int = START_BITRATE_KBPS) -> str:
+    """Tell a video publisher where its bandwidth estimate starts (a VP8 fmtp parameter
+    Chromium reads from the answer). Idempotent."""
+    hints = f"x-google-start-bitrate={start_kbps}"
     sdp = parse(text)
     for m in sdp.media:
         if m.kind != "video":
