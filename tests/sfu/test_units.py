@@ -14,7 +14,7 @@ from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtcpSrPacket
 
 from vtp.config import load_config
 from vtp.sfu import SfuError, negotiation, rtcp
-from vtp.sfu.estimator import MIN_BITRATE, DownEstimate, combine
+from vtp.sfu.estimator import MAX_BITRATE, MIN_BITRATE, DownEstimate, combine
 from vtp.sfu.ice import IceSettings, turn_credential
 from vtp.sfu.packetcache import PacketCache
 from vtp.sfu.rtp import parse_rtp, vp8_keyframe_start
@@ -239,7 +239,7 @@ def test_speaker_detection_with_hysteresis() -> None:
 
 
 def test_down_estimate_and_combine() -> None:
-    estimate = DownEstimate()
+    estimate = DownEstimate(MAX_BITRATE)  # (a single-layer publisher's subscriber)
     start = estimate.value(0.0)
     estimate.on_loss(0.3)
     assert estimate.value(0.0) < start

@@ -20,9 +20,7 @@ import time
 
 MIN_BITRATE = 100_000
 MAX_BITRATE = 4_000_000
-# no loss seen yet is no reason to hold a publisher back (1.5 Mbps, grown 8 % per
-# receiver report, held Chromium below 720p for its first 7-10 s)
-START_BITRATE = MAX_BITRATE
+START_BITRATE = 1_500_000
 REMB_VALID_S = 5.0
 REMB_DROP = 0.95  # a REMB this much below the previous one signals congestion
 CONGESTION_HOLD_S = 2.0
@@ -57,11 +55,11 @@ class DownEstimate:
 
     __slots__ = ("_congested_until", "_loss_estimate", "_remb", "_remb_time", "fraction_lost")
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = START_BITRATE) -> None:
         self._remb = 0
         self._remb_time = 0.0
         self._congested_until = 0.0
-        self._loss_estimate = float(START_BITRATE)
+        self._loss_estimate = float(start)
         self.fraction_lost = 0.0
 
     @property
