@@ -366,6 +366,14 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
         publisher_port: dict[str, int] = {}  # stream id -> the publisher's address
 
         def dynacast(event: Any) -> None:
+            if (
+                os.environ.get("BENCH_DEBUG")
+                and isinstance(
+                    event, (events.LayersNeeded, events.LayerChanged, events.TrackPaused)
+                )
+                and event.peer_id in ("teacher", "s1")
+            ):
+                print(time.monotonic(), event, file=sys.stderr)
             if isinstance(event, events.LayersNeeded) and event.stream_id in publisher_port:
                 message = b"LN:" + ",".join(event.rids).encode()
                 media_sock.sendto(message, ("127.0.0.1", publisher_port[event.stream_id]))
@@ -520,7 +528,7 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
             value = level if up else 2 * level
             while time.monotonic() - start < 10:
                 value = level if up else max(level, int(value * 0.8))
-                down.estimate.on_remb(value, time.monotonic())
+                down.on_remb(value)  # as the subscriber's RTCP would arrive
                 await asyncio.sleep(0.05)
                 done = down.target is None and not down.paused
                 if done and (down.up.rid == "f") == up:

@@ -4,6 +4,7 @@ the layer allocation."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import struct
 from collections.abc import Iterator
@@ -11,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 from pylibsrtp import Policy, Session
 
+from tests.sfu.clients import EventLog, Subscriber, wait_until
 from tests.sfu.clients import Publisher as ClientPublisher
 from tests.sfu.test_fastpath import KEY, Wire
-from vtp.sfu import Sfu, SfuError, allocation, fastpath, negotiation, rtcp, vp8
+from vtp.sfu import Sfu, SfuError, allocation, events, fastpath, negotiation, rtcp, vp8
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.downtrack import DownTrack, ExtensionIds
 from vtp.sfu.rtp import URI_REPAIRED_RTP_STREAM_ID, URI_RTP_STREAM_ID, parse_rtp
@@ -404,3 +406,38 @@ def test_offers_with_broken_simulcast_are_refused_or_plain() -> None:
     # one listed rid (or undeclared ones) is no simulcast
     plain = offer.replace("a=simulcast:send q;f", "a=simulcast:send q;x")
     assert negotiation.sanitize_offer(plain).media[0].rids == []
+
+
+async def test_preferences_hide_and_show_a_video_aiortc(sfu: Sfu, event_log: EventLog) -> None:
+    """The preference API on a single-layer publication, aiortc peers that decode:
+    hidden stops the video (TrackPaused "hidden"), audio goes on; shown resumes it at a
+    keyframe (TrackResumed); bad input is refused."""
+    room = sfu.room("prefs")
+    pub = ClientPublisher(2)
+    sub = Subscriber()
+    try:
+        stream_id = await pub.publish(room.join("teacher"))
+        student = room.join("student")
+        sub_id = await sub.subscribe(student, stream_id)
+        await wait_until(lambda: len(sub.video().frames) >= 10)
+        up = room.publication(stream_id)
+        assert up is not None
+        track_id = next(t.id for t in up.tracks if t.kind == "video")
+        with pytest.raises(SfuError) as bad:
+            student.set_preferences(sub_id, track_id, max_width=-1)
+        assert bad.value.code == "bad-request"
+        with pytest.raises(SfuError) as missing:
+            student.set_preferences(sub_id, "no-such-track")
+        assert missing.value.code == "not-found"
+        student.set_preferences(sub_id, track_id, visible=False)
+        paused = await event_log.wait_for(lambda e: isinstance(e, events.TrackPaused))
+        assert (paused.peer_id, paused.track_id, paused.reason) == ("student", track_id, "hidden")
+        audio = sub.received["audio"].audio_frames
+        frames = len(sub.video().frames)
+        await wait_until(lambda: sub.received["audio"].audio_frames >= audio + 25)
+        assert len(sub.video().frames) <= frames + 2  # (frames already in the decoder)
+        student.set_preferences(sub_id, track_id, visible=True)
+        await event_log.wait_for(lambda e: isinstance(e, events.TrackResumed))
+        await wait_until(lambda: len(sub.video().frames) >= frames + 15)
+    finally:
+        await asyncio.gather(pub.close(), sub.close())

@@ -19,6 +19,16 @@ its video down tracks are given layers within its bandwidth:
   congestion (the subscriber's estimate fell below the layer it was given within
   :data:`PROBATION_S`) is retried only after a growing back-off.
 
+Why a receiver-side estimate (REMB + loss) and not a send-side one from transport-cc on
+the down leg: it needs nothing more per forwarded packet (transport-wide sequence numbers
+would have to be written and remembered per subscriber packet in the C send path, and a
+delay-based estimator run per connection in Python), and Chromium subscribers already
+send REMB (aiortc offers ``goog-remb``) and receiver reports. Its limits, measured with
+Chromium: a REMB grows only ~8 %/s and stays near 1.5x what it receives, so it is used
+as a ceiling only while it falls (:meth:`~vtp.sfu.estimator.DownEstimate.value`), and
+going up after a drop is probing by switching (with the back-off above); a link freed
+from 600 kbit/s took ~10-20 s to get 720p back.
+
 Only simulcast tracks change layers; a single-layer video is only paused when hidden
 (its publisher already follows the weakest subscriber, :meth:`UpTrack.bitrate_for_publisher`).
 """
@@ -145,13 +155,19 @@ class Allocator:
                 limit = int(limit * UP_HEADROOM)  # resuming needs headroom too
             elif down.current is layers[first] and down.target is None and not down.waiting:
                 limit = int(limit * STAY_TOLERANCE)
+            estimate = estimates[id(down)]
+            fits = [i for i in range(wanted + 1) if costs[i] <= estimate]
+            # what it would take if every layer flowed: dynacast asks the publisher for it
+            wanted_layer = layers[fits[-1]] if fits else None
             if lowest > min(remaining, limit):
+                # nothing that flows fits: pause (held for PAUSE_AFTER_S below, long
+                # enough for a publisher to start sending the lower layer it is asked for)
                 self._probation.setdefault(id(down), _Probation())
-                choices[id(down)] = Choice(down, None, "bandwidth")
+                choices[id(down)] = Choice(down, None, "bandwidth", wanted_layer)
                 continue
             remaining -= lowest
-            fits = [i for i in range(wanted + 1) if costs[i] <= estimates[id(down)]]
-            wanted_layer = layers[fits[-1] if fits else first]
+            if wanted_layer is None:
+                wanted_layer = layers[first]
             choices[id(down)] = Choice(down, layers[first], "", wanted_layer)
             plans.append((down, layers, costs, wanted, first, set(flowing_list), wanted_layer))
         for down, layers, costs, wanted, first, flowing, wanted_layer in plans:
@@ -209,7 +225,8 @@ class Allocator:
         """A step down (or a pause) for bandwidth is taken only once the estimate has
         stayed short for :data:`DOWN_AFTER_S` (:data:`PAUSE_AFTER_S`): a receiver's
         estimate dips for a moment on a busy machine, and every switch costs a keyframe.
-        A layer the publisher stopped sending is left at once."""
+        A layer the publisher stopped sending is left at once, and a step down while the
+        subscriber reports loss is taken at once."""
         for down, _ in downs:
             choice = choices[id(down)]
             state = self._probation.get(id(down))
@@ -231,6 +248,8 @@ class Allocator:
             if not state.low_since:
                 state.low_since = now
             hold = PAUSE_AFTER_S if choice.layer is None else DOWN_AFTER_S
+            if choice.layer is not None and now < down.estimate.lossy_until:
+                hold = 0.0  # packets are being lost: no dip to wait out
             if now - state.low_since < hold:
                 choices[id(down)] = Choice(down, was, "", choice.wanted)
 

@@ -89,8 +89,6 @@ class DownTrack:
         self.switches = 0
         self._vp8 = up.mime_type == "video/vp8"
         self._last_descriptor: vp8.Descriptor | None = None
-        # the last position as (layer, its uts) for a sender-report-based timestamp step
-        self._last_source: tuple[UpTrack, int] | None = None
         # subscriber preferences (vtp.sfu.allocation reads them); 0 = no limit
         self.max_width = 0
         self.max_height = 0
@@ -183,21 +181,12 @@ class DownTrack:
                 state.vp8_rewrite = 1
 
     def _ts_step(self, packet: UpPacket) -> int:
-        """How far this packet's timestamp is past the last one sent: from the two
-        layers' sender reports when both have one (same capture clock), else the wall
-        clock since then; at least 1, at most 5 s."""
+        """How far this packet's timestamp is past the last one sent: the wall-clock
+        time since that one arrived, at least 1 tick, at most 5 s. (Mapping through the
+        layers' sender reports was tried: its extrapolation errors made Chromium hold
+        frames for ~250 ms after a switch, counted as a freeze.)"""
         clock = self.up.clock_rate
-        step = 0
-        source = self._last_source
-        if source is not None and source[0] is not self.up:
-            old, old_uts = source
-            if old.last_sr is not None and self.up.last_sr is not None:
-                old_ntp, old_sr_uts = old.last_sr
-                new_ntp, new_sr_uts = self.up.last_sr
-                seconds = (new_ntp - old_ntp) / (1 << 32) + (packet.uts - new_sr_uts) / clock
-                step = int(old_sr_uts + seconds * clock) - old_uts
-        if step <= 0 and self._last_time:
-            step = int((time.monotonic() - self._last_time) * clock)
+        step = int((time.monotonic() - self._last_time) * clock) if self._last_time else 0
         return max(1, min(step, 5 * clock))
 
     def _remember(self) -> None:
@@ -212,7 +201,6 @@ class DownTrack:
         self._last_seq = (self.highest_useq + self.seq_offset) & 0xFFFF
         self._last_ts = (uts + self.ts_offset) & 0xFFFFFFFF
         self._last_time = up.last_arrival or time.monotonic()
-        self._last_source = (up, uts)
         if self._vp8 and last is not None:
             descriptor = vp8.parse_descriptor(last.payload)
             if descriptor is not None and state.vp8_rewrite:
@@ -329,12 +317,16 @@ class DownTrack:
 
     def on_keyframe_request(self) -> None:
         self.plis_received += 1
-        self.up.request_keyframe()
+        # switching: the target's keyframe serves the request (and is the switch); a
+        # keyframe of the layer being left would only add to a congested link
+        (self.target or self.up).request_keyframe()
 
     def on_report(self, block: rtcp.ReportBlock) -> None:
         self.fraction_lost = block.fraction_lost
         self.packets_lost = block.packets_lost
-        self.estimate.on_loss(block.fraction_lost / 256)
+        lossy = self.estimate.on_loss(block.fraction_lost / 256, time.monotonic())
+        if lossy and self.on_congestion is not None:
+            self.on_congestion()
 
     def on_remb(self, bitrate: int) -> None:
         now = time.monotonic()

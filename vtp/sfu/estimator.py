@@ -53,12 +53,20 @@ class RateMeter:
 class DownEstimate:
     """The bitrate one subscriber can take for one video track."""
 
-    __slots__ = ("_congested_until", "_loss_estimate", "_remb", "_remb_time", "fraction_lost")
+    __slots__ = (
+        "_congested_until",
+        "_loss_estimate",
+        "_remb",
+        "_remb_time",
+        "fraction_lost",
+        "lossy_until",
+    )
 
     def __init__(self, start: int = START_BITRATE) -> None:
         self._remb = 0
         self._remb_time = 0.0
         self._congested_until = 0.0
+        self.lossy_until = 0.0  # packets are being lost: step down without waiting
         self._loss_estimate = float(start)
         self.fraction_lost = 0.0
 
@@ -81,13 +89,22 @@ class DownEstimate:
         self._remb_time = now
         return dropped
 
-    def on_loss(self, fraction_lost: float) -> None:
+    def on_loss(self, fraction_lost: float, now: float | None = None) -> bool:
+        """Take a receiver report's loss fraction; True if it signals congestion (more
+        than 10 % lost: then the estimate holds below the REMB for a while too)."""
         self.fraction_lost = fraction_lost
-        if fraction_lost > 0.10:
+        lossy = fraction_lost > 0.10
+        if lossy:
             self._loss_estimate *= 1.0 - 0.5 * fraction_lost
+            if self._remb:
+                self._loss_estimate = min(self._loss_estimate, self._remb * (1 - fraction_lost))
+            if now is not None:
+                self._congested_until = now + CONGESTION_HOLD_S
+                self.lossy_until = now + CONGESTION_HOLD_S
         elif fraction_lost < 0.02:
             self._loss_estimate *= 1.08
         self._loss_estimate = min(MAX_BITRATE, max(MIN_BITRATE, self._loss_estimate))
+        return lossy
 
     def value(self, now: float, probing: bool = False) -> int:
         """The estimate: the loss-based one, capped by a fresh REMB. ``probing`` (a
