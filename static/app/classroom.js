@@ -33,6 +33,9 @@ const state = {
   sfu: null,
   live: null,
   over: false,
+  paused: new Set(), // stream ids whose video the server paused for bandwidth
+  page: 0, // the grid page shown (tiles beyond one page are paged, not scrolled)
+  pages: 1,
 };
 
 // ---- small helpers ------------------------------------------------------------------------
@@ -128,7 +131,8 @@ let meterStop = null;
 
 async function openDevices(cameraId, micId) {
   const constraints = {
-    video: cameraId ? { deviceId: { exact: cameraId } } : { width: { ideal: 640 }, height: { ideal: 360 } },
+    // 720p: the camera goes out as 320x180, 640x360 and 1280x720 simulcast encodings
+    video: cameraId ? { deviceId: { exact: cameraId }, width: { ideal: 1280 }, height: { ideal: 720 } } : { width: { ideal: 1280 }, height: { ideal: 720 } },
     audio: micId ? { deviceId: { exact: micId } } : true,
   };
   const stream = await navigator.mediaDevices.getUserMedia(constraints);
@@ -222,9 +226,12 @@ function renderToggles() {
   $("[data-hand]").classList.toggle("active", state.hand);
 }
 
+// Muted (camera off) sends nothing at all: the sender's track is taken away, not only
+// disabled (a disabled track still sends silence or black frames).
 function setMic(on) {
   state.micOn = on;
   if (state.local) state.local.getAudioTracks().forEach((t) => (t.enabled = on));
+  if (state.sfu) state.sfu.setSending("camera", "audio", on).catch(() => {});
   renderToggles();
   sendMedia();
 }
@@ -250,6 +257,7 @@ function toggleMedia(kind) {
 function setCam(on) {
   state.camOn = on;
   if (state.local) state.local.getVideoTracks().forEach((t) => (t.enabled = on));
+  if (state.sfu) state.sfu.setSending("camera", "video", on).catch(() => {});
   renderToggles();
   sendMedia();
 }
@@ -270,9 +278,51 @@ function tileFor(key, make) {
     tile = make();
     tile.dataset.key = key;
     tiles.set(key, tile);
+    const video = tile.querySelector("video");
+    sizes.observe(video);
+    onScreen.observe(video);
   }
   return tile;
 }
+
+// ---- adaptive stream: tell the server how each remote video is shown ------------------------
+// The server sends each subscription the smallest simulcast encoding that covers the
+// rendered size, and no video at all for a tile that is not shown (another grid page,
+// scrolled away, camera off, or the tab hidden).
+
+const shownVideos = new WeakSet(); // video elements the IntersectionObserver sees on screen
+let viewsPending = false;
+
+function reportViews() {
+  viewsPending = false;
+  if (!state.sfu) return;
+  const dpr = window.devicePixelRatio || 1;
+  for (const tile of tiles.values()) {
+    const streamId = tile.dataset.streamId;
+    if (!streamId) continue;
+    const video = tile.querySelector("video");
+    const r = video.getBoundingClientRect();
+    // (a video paused for bandwidth is still wanted: only a camera that is off is not)
+    const shown = !document.hidden && !tile.hidden && shownVideos.has(video) && !tile.classList.contains("cam-off") && r.width > 0;
+    state.sfu.setView(streamId, r.width * dpr, r.height * dpr, shown);
+  }
+}
+
+function scheduleViews() {
+  if (viewsPending) return;
+  viewsPending = true;
+  setTimeout(reportViews, 0);
+}
+
+const sizes = new ResizeObserver(scheduleViews);
+const onScreen = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (e.isIntersecting) shownVideos.add(e.target);
+    else shownVideos.delete(e.target);
+  }
+  scheduleViews();
+});
+document.addEventListener("visibilitychange", scheduleViews);
 
 function makeTile(name) {
   const video = el("video", { autoplay: true, playsinline: true });
@@ -318,6 +368,7 @@ function renderTiles() {
     wanted.set(key, {
       tile,
       stream,
+      streamId: stream ? camera.stream_id : null,
       muted: false,
       presenter: peer.role === "presenter",
       video: !!stream && (!p || p.video),
@@ -336,7 +387,7 @@ function renderTiles() {
     const tile = tileFor(key, () => makeTile(name));
     tile.classList.add("screen");
     const stream = mineScreen ? state.screen : state.media.get(s.stream_id);
-    wanted.set(key, { tile, stream, muted: true, presenter: false, video: !!stream, audio: true, peerId: null, hand: false });
+    wanted.set(key, { tile, stream, streamId: !mineScreen && stream ? s.stream_id : null, muted: true, presenter: false, video: !!stream, audio: true, peerId: null, hand: false });
     featured = key;
   }
   if (!featured) {
@@ -361,8 +412,13 @@ function renderTiles() {
     const video = tile.querySelector("video");
     if (info.stream && video.srcObject !== info.stream) video.srcObject = info.stream;
     if (!info.stream && video.srcObject) video.srcObject = null;
+    if (info.streamId) tile.dataset.streamId = info.streamId;
+    else delete tile.dataset.streamId;
     video.muted = info.muted;
-    tile.classList.toggle("no-video", !info.video);
+    const paused = !!info.streamId && state.paused.has(info.streamId);
+    tile.classList.toggle("no-video", !info.video || paused);
+    tile.classList.toggle("cam-off", !info.video);
+    tile.title = paused ? "Video paused: the connection is too slow for it" : "";
     tile.classList.toggle("featured", key === featured);
     tile.classList.toggle("presenter", info.presenter);
     const speaking = info.peerId && info.peerId === state.speaker;
@@ -381,20 +437,65 @@ function renderTiles() {
     stage.replaceChildren();
   }
   stage.hidden = !featured;
+  if (featured) wanted.get(featured).tile.hidden = false;
   order.forEach((key, i) => {
     const t = wanted.get(key).tile;
     if (grid.children[i] !== t) grid.insertBefore(t, grid.children[i] || null);
   });
   grid.dataset.count = String(order.length);
   $("[data-room]").classList.toggle("has-stage", !!featured);
+  paginate();
   fitGrid();
+  scheduleViews();
 }
+
+// ---- grid pages: more tiles than fit are paged; only the current page's are shown ------------
+
+const MAX_PAGE = 16;
+const TILE_GAP = 10;
+
+function pageCapacity() {
+  if (window.matchMedia("(max-width: 760px)").matches) return MAX_PAGE; // phones scroll
+  const area = $(".room-main");
+  if ($("[data-room]").classList.contains("has-stage")) {
+    // a strip of 200 px tiles under the large video
+    return Math.max(1, Math.min(MAX_PAGE, Math.floor((area.clientWidth - 24 + TILE_GAP) / (200 + TILE_GAP))));
+  }
+  const cols = Math.max(1, Math.floor((area.clientWidth - 24 + TILE_GAP) / (240 + TILE_GAP)));
+  const rows = Math.max(1, Math.floor((area.clientHeight - 24 - 44 + TILE_GAP) / (135 + TILE_GAP)));
+  return Math.max(1, Math.min(MAX_PAGE, cols * rows));
+}
+
+function paginate() {
+  const grid = $("[data-tiles]");
+  const all = [...grid.children];
+  const size = pageCapacity();
+  state.pages = Math.max(1, Math.ceil(all.length / size));
+  state.page = Math.min(state.page, state.pages - 1);
+  all.forEach((tile, i) => {
+    tile.hidden = Math.floor(i / size) !== state.page;
+  });
+  const pager = $("[data-pager]");
+  pager.hidden = state.pages < 2;
+  $("[data-page-label]").textContent = `Page ${state.page + 1} of ${state.pages}`;
+  $("[data-page-prev]").disabled = state.page === 0;
+  $("[data-page-next]").disabled = state.page >= state.pages - 1;
+}
+
+function turnPage(step) {
+  state.page = Math.max(0, Math.min(state.pages - 1, state.page + step));
+  paginate();
+  fitGrid();
+  scheduleViews();
+}
+$("[data-page-prev]").addEventListener("click", () => turnPage(-1));
+$("[data-page-next]").addEventListener("click", () => turnPage(1));
 
 // Without a featured tile, the grid fills the video area: columns by count, and no wider
 // than the height allows for 16:9 tiles.
 function fitGrid() {
   const grid = $("[data-tiles]");
-  const n = grid.children.length || 1;
+  const n = [...grid.children].filter((t) => !t.hidden).length || 1;
   const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
   const rows = Math.ceil(n / cols);
   const area = $(".room-main");
@@ -405,7 +506,10 @@ function fitGrid() {
   grid.style.setProperty("--fit-width", `${Math.max(240, Math.floor(byHeight))}px`);
 }
 window.addEventListener("resize", () => {
-  if (!$("[data-room]").hidden) fitGrid();
+  if ($("[data-room]").hidden) return;
+  paginate();
+  fitGrid();
+  scheduleViews();
 });
 
 // ---- people, hands ----------------------------------------------------------------------------
@@ -650,6 +754,15 @@ function onSfu(type, data) {
       break;
     case "active-speaker":
       state.speaker = data.peer_id;
+      renderTiles();
+      break;
+    case "video-paused":
+      // (a hidden tile's pause needs no sign: it is not shown)
+      if (data.reason === "bandwidth") state.paused.add(data.stream_id);
+      renderTiles();
+      break;
+    case "video-resumed":
+      state.paused.delete(data.stream_id);
       renderTiles();
       break;
     case "left":
@@ -1041,6 +1154,8 @@ window.vtpClassroom = {
         key: tile.dataset.key,
         name: tile.querySelector(".name").textContent,
         featured: tile.classList.contains("featured"),
+        hidden: tile.hidden,
+        streamId: tile.dataset.streamId || null,
         noVideo: tile.classList.contains("no-video"),
         playing: !v.paused && v.readyState >= 2,
         videoWidth: v.videoWidth,
@@ -1049,7 +1164,7 @@ window.vtpClassroom = {
         currentTime: v.currentTime,
       };
     });
-    return { sfu, videos, conn: $("[data-conn]").textContent, live: state.live ? state.live.state : "idle" };
+    return { sfu, videos, page: state.page, pages: state.pages, conn: $("[data-conn]").textContent, live: state.live ? state.live.state : "idle" };
   },
 };
 

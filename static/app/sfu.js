@@ -10,6 +10,14 @@ const DISCONNECTED_GRACE_MS = 4000;
 const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
+const VIEW_FLUSH_MS = 250; // size and visibility reports are coalesced this long
+// Cameras go out as three simulcast encodings (lowest first); the server forwards each
+// subscriber the one that fits the size it shows the video at (docs/protocol.md).
+const CAMERA_ENCODINGS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+];
 
 export class SfuClient {
   /**
@@ -34,9 +42,11 @@ export class SfuClient {
     this.iceServers = [];
     this.pending = new Map(); // request_id -> {resolve, reject}
     this.nextId = 1;
-    this.publishing = new Map(); // label -> {stream, pc, id}
+    this.publishing = new Map(); // label -> {stream, pc, id, off: Set of kinds not sent}
     this.subscriptions = new Map(); // stream_id -> {id, streamId, peerId, pc, media}
     this.streams = new Map(); // stream_id -> stream-added message
+    this.views = new Map(); // stream_id -> {width, height, visible, sent}: how we show it
+    this.viewTimer = null;
     this.reconnects = 0;
     this.sentToken = null; // the token the server holds for this WebSocket
     this.renewTimer = null;
@@ -258,6 +268,9 @@ export class SfuClient {
         }
         break;
       }
+      case "layers-needed":
+        this.applyLayers(msg).catch((e) => this.emit("error", e));
+        break;
       case "left":
         // The server removed us (room closed, removed by the teacher): the page decides.
         this.emit("left", msg);
@@ -313,7 +326,8 @@ export class SfuClient {
 
   /** Publish `stream` as `label` now and after every reconnect, until unpublish(label). */
   async publish(label, stream) {
-    this.publishing.set(label, { stream, pc: null, id: null });
+    const before = this.publishing.get(label);
+    this.publishing.set(label, { stream, pc: null, id: null, off: before ? before.off : new Set() });
     if (this.state === "connected") await this.startPublication(label, stream, this.generation);
   }
 
@@ -327,7 +341,11 @@ export class SfuClient {
     if (!pub || pub.stream !== stream) return;
     pub.pc = pc;
     for (const track of stream.getTracks()) {
-      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      const init = { direction: "sendonly", streams: [stream] };
+      if (track.kind === "video" && label === "camera") init.sendEncodings = CAMERA_ENCODINGS.map((e) => ({ ...e }));
+      const transceiver = pc.addTransceiver(track, init);
+      // a muted microphone (camera off) sends nothing at all, not silence (black)
+      if (pub.off.has(track.kind)) await transceiver.sender.replaceTrack(null);
     }
     await pc.setLocalDescription(await pc.createOffer());
     let reply;
@@ -361,10 +379,80 @@ export class SfuClient {
   /** Swap a track of a publication (another camera or microphone) without renegotiating. */
   async replaceTrack(label, kind, track) {
     const pub = this.publishing.get(label);
-    if (!pub || !pub.pc) return;
-    for (const sender of pub.pc.getSenders()) {
-      if (sender.track && sender.track.kind === kind) await sender.replaceTrack(track);
+    if (!pub) return;
+    const tracks = kind === "audio" ? pub.stream.getAudioTracks() : pub.stream.getVideoTracks();
+    if (track && !tracks.includes(track)) {
+      for (const old of tracks) pub.stream.removeTrack(old);
+      pub.stream.addTrack(track);
     }
+    if (!pub.pc) return;
+    const sending = pub.off.has(kind) ? null : track;
+    for (const t of pub.pc.getTransceivers()) {
+      if (t.receiver.track && t.receiver.track.kind === kind) await t.sender.replaceTrack(sending);
+    }
+  }
+
+  /** Send a publication's microphone or camera, or send nothing for it (muted / camera
+   * off: no packets at all, unlike a disabled track, which sends silence or black). */
+  async setSending(label, kind, on) {
+    const pub = this.publishing.get(label);
+    if (!pub) return;
+    if (on) pub.off.delete(kind);
+    else pub.off.add(kind);
+    const track = (kind === "audio" ? pub.stream.getAudioTracks() : pub.stream.getVideoTracks())[0] || null;
+    await this.replaceTrack(label, kind, track);
+  }
+
+  /** Dynacast: the server says which encodings of our camera someone needs; those above
+   * the highest needed one stop (the browser no longer encodes them). The ones below it
+   * stay on: while a needed higher one does not flow (our bandwidth or CPU holds it
+   * back), the server forwards the best lower one that does. */
+  async applyLayers(msg) {
+    for (const pub of this.publishing.values()) {
+      if (!pub.pc || pub.id !== msg.stream_id) continue;
+      for (const t of pub.pc.getTransceivers()) {
+        if (!msg.track_id.endsWith(`-${t.mid}`)) continue;
+        const params = t.sender.getParameters();
+        if (!params.encodings || params.encodings.length < 2) continue;
+        let changed = false;
+        let highest = -1;
+        params.encodings.forEach((e, i) => {
+          if (msg.rids.includes(e.rid)) highest = i;
+        });
+        for (const [i, encoding] of params.encodings.entries()) {
+          const active = i <= highest; // (encodings are lowest first)
+          if (encoding.active !== active) {
+            encoding.active = active;
+            changed = true;
+          }
+        }
+        if (changed) await t.sender.setParameters(params);
+      }
+    }
+  }
+
+  /** Adaptive stream: how large (device pixels) and whether at all a subscribed stream's
+   * video is shown. The server sends the smallest encoding that covers the size, and
+   * nothing while it is not visible. Reports are coalesced and sent when they change. */
+  setView(streamId, width, height, visible) {
+    const view = { width: Math.max(0, Math.min(8192, Math.round(width))), height: Math.max(0, Math.min(8192, Math.round(height))), visible: !!visible };
+    const old = this.views.get(streamId);
+    if (old && old.width === view.width && old.height === view.height && old.visible === view.visible) return;
+    this.views.set(streamId, { ...view, sent: null });
+    if (!this.viewTimer) this.viewTimer = setTimeout(() => this.flushViews(), VIEW_FLUSH_MS);
+  }
+
+  flushViews() {
+    this.viewTimer = null;
+    const views = [];
+    for (const [streamId, view] of this.views) {
+      const sub = this.subscriptions.get(streamId);
+      if (!sub || !sub.answered || view.sent === sub.id) continue;
+      view.sent = sub.id;
+      views.push({ subscription_id: sub.id, width: view.width, height: view.height, visible: view.visible });
+    }
+    for (const [streamId] of this.views) if (!this.streams.has(streamId)) this.views.delete(streamId);
+    if (views.length) this.send({ type: "view", views });
   }
 
   async subscribe(streamId, peerId, gen) {
@@ -382,18 +470,34 @@ export class SfuClient {
     await pc.setRemoteDescription({ type: "offer", sdp: reply.sdp });
     await pc.setLocalDescription(await pc.createAnswer());
     await this.request({ type: "answer", subscription_id: sub.id, sdp: pc.localDescription.sdp });
+    sub.answered = true;
+    const view = this.views.get(streamId);
+    if (view) {
+      view.sent = null; // a new subscription: tell the server how it is shown
+      this.flushViews();
+    }
   }
 
   /** What the tests (and a debug panel) read: decoding and sending progress. */
   async stats() {
     const subs = [];
     for (const sub of this.subscriptions.values()) {
-      const out = { id: sub.id, streamId: sub.streamId, peerId: sub.peerId, state: sub.pc.connectionState || "new", framesDecoded: 0, frameWidth: 0, audioPackets: 0 };
+      const out = { id: sub.id, streamId: sub.streamId, peerId: sub.peerId, state: sub.pc.connectionState || "new", framesDecoded: 0, frameWidth: 0, audioPackets: 0, videoBytes: 0 };
       if (sub.pc.getStats) {
         (await sub.pc.getStats()).forEach((s) => {
           if (s.type === "inbound-rtp" && s.kind === "video") {
             out.framesDecoded = s.framesDecoded || 0;
             out.frameWidth = s.frameWidth || 0;
+            out.videoBytes = s.bytesReceived || 0;
+            // what tells a stall's cause apart: network (received stops), loss and
+            // recovery (lost, NACK, PLI), or decoding (received goes on, decoded not)
+            out.framesReceived = s.framesReceived || 0;
+            out.framesDropped = s.framesDropped || 0;
+            out.packetsLost = s.packetsLost || 0;
+            out.nackCount = s.nackCount || 0;
+            out.pliCount = s.pliCount || 0;
+            out.freezeCount = s.freezeCount || 0;
+            out.keyFramesDecoded = s.keyFramesDecoded || 0;
           }
           if (s.type === "inbound-rtp" && s.kind === "audio") out.audioPackets = s.packetsReceived || 0;
         });
@@ -405,7 +509,12 @@ export class SfuClient {
       const out = { label, id: pub.id, framesSent: 0, state: pub.pc ? pub.pc.connectionState : "none" };
       if (pub.pc) {
         (await pub.pc.getStats()).forEach((s) => {
-          if (s.type === "outbound-rtp" && s.kind === "video") out.framesSent = s.framesSent || 0;
+          if (s.type === "outbound-rtp" && s.kind === "video") {
+            out.framesSent = (out.framesSent || 0) + (s.framesSent || 0);
+            out.encodings = out.encodings || [];
+            out.encodings.push({ rid: s.rid || null, active: s.active !== false, bytesSent: s.bytesSent || 0, frameWidth: s.frameWidth || 0, fps: s.framesPerSecond || 0, limitation: s.qualityLimitationReason || "", target: s.targetBitrate || 0 });
+          }
+          if (s.type === "outbound-rtp" && s.kind === "audio") out.audioPacketsSent = s.packetsSent || 0;
         });
       }
       pubs.push(out);

@@ -36,3 +36,4 @@ def test_rtp_capabilities() -> None:
     assert {"42e01f", "640c1f"} <= {p["profile-level-id"] for p in h264}  # type: ignore[index]
     assert all(p["packetization-mode"] == 1 for p in h264)  # type: ignore[index]
     assert codecs[0]["parameters"]["useinbandfec"] == 1  # type: ignore[index]
+    assert codecs[0]["parameters"]["usedtx"] == 1  # type: ignore[index]

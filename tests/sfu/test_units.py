@@ -14,7 +14,7 @@ from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtcpSrPacket
 
 from vtp.config import load_config
 from vtp.sfu import SfuError, negotiation, rtcp
-from vtp.sfu.estimator import MIN_BITRATE, DownEstimate, combine
+from vtp.sfu.estimator import MAX_BITRATE, MIN_BITRATE, DownEstimate, combine
 from vtp.sfu.ice import IceSettings, turn_credential
 from vtp.sfu.packetcache import PacketCache
 from vtp.sfu.rtp import parse_rtp, vp8_keyframe_start
@@ -175,7 +175,33 @@ def test_add_opus_fec() -> None:
         ]
     )
     out = negotiation.add_opus_fec(text)
-    assert "a=fmtp:111 minptime=10;useinbandfec=1" in out and "minptime=20" not in out
+    assert "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1" in out and "minptime=20" not in out
+
+
+def test_add_bitrate_hints() -> None:
+    lines = [
+        "v=0",
+        "o=- 1 1 IN IP4 0.0.0.0",
+        "s=-",
+        "t=0 0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "a=mid:0",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:abcdefghijklmnopqrstuv",
+        "a=fingerprint:sha-256 AA",
+        "a=rtpmap:111 opus/48000/2",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
+        "a=mid:1",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtpmap:97 VP8/90000",
+        "a=fmtp:97 max-fr=30",
+    ]
+    out = negotiation.add_bitrate_hints("\r\n".join(lines), 2000)
+    hints = "x-google-start-bitrate=2000"
+    assert f"a=rtpmap:96 VP8/90000\r\na=fmtp:96 {hints}\r\n" in out
+    assert f"a=fmtp:97 max-fr=30;{hints}" in out
+    assert "a=fmtp:111" not in out  # audio untouched
+    assert negotiation.add_bitrate_hints(out, 2000) == out
 
 
 def test_turn_rest_credentials() -> None:
@@ -217,13 +243,27 @@ def test_speaker_detection_with_hysteresis() -> None:
 
 
 def test_down_estimate_and_combine() -> None:
-    estimate = DownEstimate()
+    estimate = DownEstimate(MAX_BITRATE)  # (a single-layer publisher's subscriber)
     start = estimate.value(0.0)
     estimate.on_loss(0.3)
     assert estimate.value(0.0) < start
-    estimate.on_remb(200_000, now=10.0)
-    assert estimate.value(11.0) == 200_000
-    assert estimate.value(100.0) > 200_000  # stale REMB ignored
+    lossy = estimate.value(0.0)
+    # probing (a publisher's REMB, a layer choice): a REMB that merely follows what the
+    # subscriber receives (a receive-side estimator never goes far above it) is no ceiling
+    assert not estimate.on_remb(1_000_000, now=10.0, sending_bps=900_000)
+    assert not estimate.on_remb(1_400_000, now=11.0, sending_bps=950_000)
+    assert estimate.value(11.5, probing=True) == lossy
+    assert estimate.value(11.5) == 1_400_000  # (not probing: a plain ceiling)
+    # a REMB that falls with the rate sent (a simpler picture) is not congestion
+    assert not estimate.on_remb(1_000_000, now=12.0, sending_bps=600_000)
+    assert estimate.value(12.5, probing=True) == lossy
+    # one that falls below what is sent is: it caps for a while and pulls the
+    # loss-based estimate down with it (which then grows back with clean reports)
+    assert estimate.on_remb(400_000, now=13.0, sending_bps=900_000)
+    assert estimate.value(13.5, probing=True) == 400_000
+    estimate.on_loss(0.0)
+    assert estimate.value(16.0, probing=True) == int(400_000 * 1.08)
+    assert estimate.value(100.0) == int(400_000 * 1.08)  # stale REMB ignored
     assert combine([900_000, 300_000]) == 300_000
     assert combine([1]) == MIN_BITRATE
 

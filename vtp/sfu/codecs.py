@@ -179,7 +179,7 @@ def capabilities() -> list[dict[str, object]]:
             "mimeType": "audio/opus",
             "clockRate": 48000,
             "channels": 2,
-            "parameters": {"minptime": 10, "useinbandfec": 1},
+            "parameters": {"minptime": 10, "useinbandfec": 1, "usedtx": 1},
         },
         {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000, "rtcpFeedback": feedback},
         *(

@@ -309,8 +309,8 @@ class UpConnection(Connection):
             answer = await self.pc.createAnswer()
             text = negotiation.add_opus_fec(answer.sdp)
             await self.pc.setLocalDescription(RTCSessionDescription(sdp=text, type="answer"))
-            self.answer_sdp = self._real_codecs(
-                negotiation.add_opus_fec(self.pc.localDescription.sdp)
+            self.answer_sdp = negotiation.add_bitrate_hints(
+                self._real_codecs(negotiation.add_opus_fec(self.pc.localDescription.sdp))
             )
             # aiortc never sees transport-cc (its media path is ours): only the client's
             # copy of the answer accepts it

@@ -4,6 +4,14 @@
 * :class:`DownEstimate` - what one subscriber can take: its own REMB when it sends one,
   else a loss-based estimate from its receiver reports (Galene/GCC style: back off
   above 10 % loss, probe up below 2 %).
+
+A subscriber's REMB comes from a receive-side estimator (libwebrtc's AIMD over
+abs-send-time delays), which never goes far above the rate it receives: it says
+something about the path only when it falls below what is sent (overuse seen). Taken as
+a ceiling while it merely followed the incoming rate, it held a single-layer Chromium
+publisher at whatever resolution its encoder started with (measured: 480x270 at ~360
+kbps for 13 s, 960x540 after 40 s, never 720p; bench/uplink.py); and a REMB that falls
+because the publisher sends less (a simpler picture) is not congestion either.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ START_BITRATE = 1_500_000
 REMB_VALID_S = 5.0
 REMB_DROP = 0.95  # a REMB this much below the previous one signals congestion
 CONGESTION_HOLD_S = 2.0
+CONGESTED = 0.95  # ... and below this share of the rate sent to the subscriber
 
 
 class RateMeter:
@@ -53,12 +62,12 @@ class DownEstimate:
         "lossy_until",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = START_BITRATE) -> None:
         self._remb = 0
         self._remb_time = 0.0
         self._congested_until = 0.0
         self.lossy_until = 0.0  # packets are being lost: step down without waiting
-        self._loss_estimate = float(START_BITRATE)
+        self._loss_estimate = float(start)
         self.fraction_lost = 0.0
 
     @property
@@ -66,9 +75,12 @@ class DownEstimate:
         """The subscriber's last REMB value (0 if it never sent one)."""
         return self._remb
 
-    def on_remb(self, bitrate: int, now: float) -> bool:
-        """Take a REMB; True if it signals congestion (it fell)."""
+    def on_remb(self, bitrate: int, now: float, sending_bps: float = 0.0) -> bool:
+        """Take a REMB; True if it signals congestion (it fell, and below what is sent
+        to the subscriber when ``sending_bps``, its RTP payload rate, is known)."""
         dropped = bool(self._remb) and bitrate < self._remb * REMB_DROP
+        if sending_bps > 0 and bitrate >= CONGESTED * sending_bps:
+            dropped = False  # it fell with the rate sent: the publisher sends less
         if dropped:
             # the receiver's estimator saw overuse (it cuts to ~0.85x what it receives)
             self._congested_until = now + CONGESTION_HOLD_S

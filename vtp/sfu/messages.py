@@ -85,6 +85,23 @@ class Ice(ClientMessage):
     sdp_mline_index: Annotated[int, Field(ge=0, le=64)] | None = None
 
 
+class VideoView(BaseModel):
+    """How the client shows one subscription's video (adaptive stream)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    subscription_id: Id
+    width: Annotated[int, Field(ge=0, le=16384)]  # rendered size in device pixels
+    height: Annotated[int, Field(ge=0, le=16384)]
+    visible: bool
+
+
+class View(ClientMessage):
+    """Adaptive stream: rendered sizes and visibility of subscribed videos."""
+
+    type: Literal["view"]
+    views: Annotated[list[VideoView], Field(min_length=1, max_length=100)]
+
+
 class Leave(ClientMessage):
     type: Literal["leave"]
 
@@ -94,7 +111,17 @@ class Ping(ClientMessage):
 
 
 AnyClientMessage = Annotated[
-    Auth | Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Ice | Leave | Ping,
+    Auth
+    | Join
+    | Publish
+    | Unpublish
+    | Subscribe
+    | Answer
+    | Unsubscribe
+    | Ice
+    | View
+    | Leave
+    | Ping,
     Field(discriminator="type"),
 ]
 _CLIENT = TypeAdapter(AnyClientMessage)
@@ -107,6 +134,7 @@ CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
     Answer,
     Unsubscribe,
     Ice,
+    View,
     Leave,
     Ping,
 )
@@ -320,6 +348,31 @@ class ActiveSpeaker(ServerMessage):
     peer_id: str | None
 
 
+class LayersNeeded(ServerMessage):
+    """Dynacast, to the publisher: the encodings (rids) of its simulcast video that
+    someone needs; the client deactivates the others."""
+
+    type: Literal["layers-needed"] = "layers-needed"
+    stream_id: str
+    track_id: str
+    rids: list[str]
+
+
+class VideoPaused(ServerMessage):
+    type: Literal["video-paused"] = "video-paused"
+    subscription_id: str
+    stream_id: str
+    track_id: str
+    reason: str
+
+
+class VideoResumed(ServerMessage):
+    type: Literal["video-resumed"] = "video-resumed"
+    subscription_id: str
+    stream_id: str
+    track_id: str
+
+
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     Authenticated,
     Joined,
@@ -341,6 +394,9 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     ConnectionState,
     ActiveSpeaker,
     Grant,
+    LayersNeeded,
+    VideoPaused,
+    VideoResumed,
 )
 
 

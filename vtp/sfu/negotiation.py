@@ -3,8 +3,9 @@
 aiortc's own SDP code does the offer/answer; these functions work on the text before and
 after it: offers are checked and reduced to what the SFU forwards (one codec per section,
 chosen by :mod:`vtp.sfu.codecs`, shown to aiortc as :mod:`vtp.sfu.codecsdp`'s stand-in;
-the three header extensions of :mod:`vtp.sfu.rtp`), and Opus in-band FEC is written into
-both legs (aiortc drops the Opus fmtp line)."""
+the three header extensions of :mod:`vtp.sfu.rtp`), Opus in-band FEC and DTX are written
+into both legs (aiortc drops the Opus fmtp line), and publishers are told a start
+bitrate."""
 
 from __future__ import annotations
 
@@ -24,7 +25,15 @@ from vtp.sfu.rtp import (
 
 MAX_SDP_BYTES = 64 * 1024
 KINDS = ("audio", "video")
-OPUS_FMTP = "minptime=10;useinbandfec=1"
+# usedtx=1: a silent microphone sends a comfort-noise frame every 400 ms instead of 50
+# packets a second (the answer's fmtp is what makes Chromium's sender use DTX)
+OPUS_FMTP = "minptime=10;useinbandfec=1;usedtx=1"
+# Chromium starts a send-side estimate at 300 kbps and picks its first resolution from it
+# (320x180 for a 720p camera, then one step up every ~10 s as its estimate, capped near
+# 1.5x what it sends, creeps up: bench/uplink.py). Told a higher start in the answer
+# (``x-google-start-bitrate``, kbps), it opens at 720p; on a weaker uplink its
+# congestion control backs off within a second or two.
+START_BITRATE_KBPS = 2000
 
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/(\d+)(?:/(\d+))?$")
 _PT_ATTR = re.compile(r"^a=(?:rtpmap|fmtp|rtcp-fb):(\d+|\*)[ ]")
@@ -206,6 +215,26 @@ def add_opus_fec(text: str) -> str:
             m.lines = [ln for ln in m.lines if not ln.startswith(f"a=fmtp:{pt} ")]
             at = max(i for i, ln in enumerate(m.lines) if ln.startswith(f"a=rtpmap:{pt} "))
             m.lines.insert(at + 1, f"a=fmtp:{pt} {OPUS_FMTP}")
+    return sdp.text()
+
+
+def add_bitrate_hints(text: str, start_kbps: int = START_BITRATE_KBPS) -> str:
+    """Tell a video publisher where its bandwidth estimate starts (a VP8 fmtp parameter
+    Chromium reads from the answer). Idempotent."""
+    hints = f"x-google-start-bitrate={start_kbps}"
+    sdp = parse(text)
+    for m in sdp.media:
+        if m.kind != "video":
+            continue
+        for pt in m.lines[0].split()[3:]:
+            fmtp = next((i for i, ln in enumerate(m.lines) if ln.startswith(f"a=fmtp:{pt} ")), -1)
+            if fmtp >= 0:
+                if "x-google-start-bitrate=" not in m.lines[fmtp]:
+                    m.lines[fmtp] += f";{hints}"
+                continue
+            rtpmap = [i for i, ln in enumerate(m.lines) if ln.startswith(f"a=rtpmap:{pt} ")]
+            if rtpmap:
+                m.lines.insert(rtpmap[-1] + 1, f"a=fmtp:{pt} {hints}")
     return sdp.text()
 
 

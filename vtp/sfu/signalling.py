@@ -519,6 +519,19 @@ class Session:
             msg.connection_id, msg.candidate or None, msg.sdp_mid, msg.sdp_mline_index
         )
 
+    async def _on_view(self, msg: m.View) -> None:
+        """Adaptive stream: each subscription's video gets the layer that covers its
+        rendered size, nothing while not visible. Answered only if it fails."""
+        member = self._joined(msg.request_id)
+        for view in msg.views:
+            conn = member.peer.connections.get(view.subscription_id)
+            if not isinstance(conn, DownConnection):
+                raise SfuError("not-found", f"you have no subscription {view.subscription_id!r}")
+            for track_id in {d.track.id for d in conn.tracks if d.kind == "video"}:
+                member.peer.set_preferences(
+                    conn.id, track_id, view.width, view.height, view.visible
+                )
+
     async def _on_leave(self, msg: m.Leave) -> None:
         member = self._joined(msg.request_id)
         await self._leave("left")
@@ -534,6 +547,7 @@ class Session:
         "answer": _on_answer,
         "unsubscribe": _on_unsubscribe,
         "ice": _on_ice,
+        "view": _on_view,
         "leave": _on_leave,
     }
 
@@ -606,6 +620,25 @@ class Session:
                 out = m.ConnectionState(connection_id=event.connection_id, state=event.state)
         elif isinstance(event, events.ActiveSpeaker):
             out = m.ActiveSpeaker(peer_id=event.peer_id)
+        elif isinstance(event, events.LayersNeeded):
+            if event.peer_id == mine:
+                out = m.LayersNeeded(
+                    stream_id=event.stream_id, track_id=event.track_id, rids=list(event.rids)
+                )
+        elif isinstance(event, events.TrackPaused):
+            if event.peer_id == mine:
+                out = m.VideoPaused(
+                    subscription_id=event.subscription_id,
+                    stream_id=event.stream_id,
+                    track_id=event.track_id,
+                    reason=event.reason,
+                )
+        elif isinstance(event, events.TrackResumed) and event.peer_id == mine:
+            out = m.VideoResumed(
+                subscription_id=event.subscription_id,
+                stream_id=event.stream_id,
+                track_id=event.track_id,
+            )
         if out is not None:
             self.send(out)
 

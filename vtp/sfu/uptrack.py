@@ -572,7 +572,8 @@ class UpTrack:
         the publisher wants when the top layer is needed (or no one is subscribed yet),
         else the layers up to the highest needed one, with room to grow."""
         if not self.simulcast:
-            estimates = [d.estimate.value(now) for d in self.downs]
+            # (probing: a REMB caps only while it falls - see vtp.sfu.estimator)
+            estimates = [d.estimate.value(now, probing=True) for d in self.downs]
             return combine(estimates, default=MAX_BITRATE)
         layers = self.ordered_layers()
         wanted = self.wanted_layers()
