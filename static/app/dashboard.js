@@ -112,7 +112,7 @@ function courseItem(course) {
     el(
       "div",
       { class: "course-main" },
-      el("strong", { text: course.title }),
+      el("a", { class: "course-link", href: `/courses/${course.id}`, text: course.title }),
       el("span", { class: "muted", text: `${course.code} · ${staff ? "you teach" : "student"}` }),
       staff && course.enrollment_code
         ? el("span", { class: "muted small", text: `Enrolment code: ${course.enrollment_code}` })

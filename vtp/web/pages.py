@@ -39,3 +39,31 @@ async def classroom(request: web.Request) -> dict[str, Any]:
     except ValueError:
         raise web.HTTPNotFound(text="no such classroom") from None
     return {"title": "Classroom", "page": "classroom", "session_id": str(session_id)}
+
+
+def _uuid_param(request: web.Request, name: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(request.match_info[name]))
+    except ValueError:
+        raise web.HTTPNotFound(text=f"no such {what}") from None
+
+
+@routes.get("/courses/{course_id}")
+@aiohttp_jinja2.template("course.html")
+async def course(request: web.Request) -> dict[str, Any]:
+    course_id = _uuid_param(request, "course_id", "course")
+    return {"title": "Course", "page": "course", "course_id": course_id}
+
+
+@routes.get("/courses/{course_id}/gradebook")
+@aiohttp_jinja2.template("gradebook.html")
+async def gradebook(request: web.Request) -> dict[str, Any]:
+    course_id = _uuid_param(request, "course_id", "course")
+    return {"title": "Grades", "page": "gradebook", "course_id": course_id}
+
+
+@routes.get("/assignments/{assignment_id}")
+@aiohttp_jinja2.template("assignment.html")
+async def assignment(request: web.Request) -> dict[str, Any]:
+    assignment_id = _uuid_param(request, "assignment_id", "assignment")
+    return {"title": "Assignment", "page": "assignment", "assignment_id": assignment_id}

@@ -1,0 +1,232 @@
+"""A term in miniature through the course pages, in headless Chromium against the real
+server: a teacher creates a course (dashboard), a lesson and an assignment (course page);
+two students join with the enrolment code; one hands in two files on time, the other
+one file after the teacher moved the due date (late); the teacher grades both from the
+queue and returns them; each student sees only their own grade; the gradebook CSV the
+page downloads is the server's. Every page is checked with axe-core (no serious or
+critical violations) and photographed at desktop and phone width."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from classroom_kit import (
+    ARTIFACTS,
+    Server,
+    browser_fixture,  # noqa: F401  (module fixture)
+    eventually,
+    needs_chromium,
+    server_fixture,  # noqa: F401  (module fixture)
+    signed_in_page,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    needs_chromium,
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+async def check_page(page: Any, name: str) -> None:
+    """axe-core on the page as it is, then screenshots at desktop and phone width."""
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{name}: " + results.generate_report()
+    size = page.viewport_size
+    await page.set_viewport_size(DESKTOP)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}-desktop.png"), full_page=True)
+    await page.set_viewport_size(PHONE)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
+    await page.set_viewport_size(size)
+
+
+async def text_of(locator: Any) -> str:
+    text: str = await locator.inner_text()
+    return text
+
+
+async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
+    teacher = await server.user("Ms Okafor", role="teacher")
+    ada = await server.user("Ada Byron")
+    ben = await server.user("Ben Osei")
+    tp = await signed_in_page(browser, server, teacher)
+
+    # The teacher makes a course on the dashboard and follows its title to the course page.
+    await tp.goto(server.base + "/dashboard")
+    await tp.get_by_text("New course").click()
+    await tp.get_by_label("Course code").fill("CHEM-1")
+    await tp.get_by_label("Course title").fill("Chemistry")
+    await tp.get_by_role("button", name="Create course").click()
+    await tp.get_by_role("link", name="Chemistry").click()
+    await tp.wait_for_url("**/courses/*")
+    course_id = tp.url.rsplit("/", 1)[1]
+    await tp.get_by_role("heading", name="Chemistry").wait_for()
+    code = await tp.locator("[data-code]").inner_text()
+    assert code.startswith("CHEM-1-")
+
+    # A lesson, then an assignment: 10 points, two attempts, PDFs and text, due tomorrow.
+    await tp.get_by_text("New lesson").click()
+    await tp.get_by_label("Title", exact=True).first.fill("Atoms")
+    await tp.get_by_label("Content").fill("# Atoms\nEverything is **made** of them.")
+    await tp.get_by_role("button", name="Create lesson").click()
+    await tp.locator("[data-lessons]").get_by_role("link", name="Atoms").wait_for()
+
+    await tp.get_by_text("New assignment").click()
+    form = tp.get_by_role("form", name="Create assignment")
+    await form.get_by_label("Title").fill("Lab report 1")
+    await form.get_by_label("Instructions").fill(
+        "Write up the **titration**.\n\n- method\n- results"
+    )
+    await form.get_by_label("Points").fill("10")
+    await form.get_by_label("Attempts allowed").fill("2")
+    await form.get_by_label("Allowed file types").fill("pdf, txt")
+    due = time.localtime(time.time() + 86400)
+    await form.get_by_label("Due").fill(time.strftime("%Y-%m-%dT%H:%M", due))
+    # A lock date before the due date: the server's message is shown by the button.
+    await form.get_by_label("Locks").fill(time.strftime("%Y-%m-%dT%H:%M", time.localtime()))
+    await form.get_by_role("button", name="Create assignment").click()
+    error = form.get_by_role("alert")
+    await eventually(lambda: _has(error, "dates must be in order"), 10, "the date order error")
+    assert await form.get_by_label("Title").input_value() == "Lab report 1"  # nothing lost
+    await form.get_by_label("Locks").fill("")
+    await form.get_by_role("button", name="Create assignment").click()
+    assignments = tp.locator("[data-assignments]")
+    await assignments.get_by_role("link", name="Lab report 1").wait_for()
+    await check_page(tp, "course-teacher")
+
+    # Both students join with the code.
+    pages = {}
+    for student in (ada, ben):
+        sp = await signed_in_page(browser, server, student, viewport=PHONE)
+        await sp.goto(server.base + "/dashboard")
+        await sp.get_by_label("Enrolment code").fill(code)
+        await sp.get_by_role("button", name="Join course").click()
+        await sp.get_by_role("link", name="Chemistry").click()
+        await sp.wait_for_url(f"**/courses/{course_id}")
+        status = sp.locator("[data-assignments]").get_by_text("Not started")
+        await status.wait_for()
+        pages[student.name] = sp
+    ap, bp = pages["Ada Byron"], pages["Ben Osei"]
+    await check_page(ap, "course-student")
+
+    # Ada hands in two files on time; a refused type is said by the file picker.
+    await ap.locator("[data-assignments]").get_by_role("link", name="Lab report 1").click()
+    await ap.get_by_role("heading", name="Lab report 1").wait_for()
+    assert await ap.locator("[data-instructions] strong").inner_text() == "titration"
+    picker = ap.get_by_label("Add files")
+    await picker.set_input_files(
+        [{"name": "photo.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n"}]
+    )
+    await eventually(
+        lambda: _has(ap.locator("[data-work] [role=alert]"), "only pdf, txt"), 5, "type refusal"
+    )
+    await picker.set_input_files(
+        [
+            {"name": "report.pdf", "mimeType": "application/pdf", "buffer": PDF},
+            {"name": "data.txt", "mimeType": "text/plain", "buffer": b"volume,ml\n1,25.0\n"},
+        ]
+    )
+    files = ap.get_by_role("list", name="Files in this attempt")
+    await files.get_by_role("button", name="Download data.txt").wait_for()
+    await files.get_by_role("button", name="Download report.pdf").wait_for()
+    await check_page(ap, "assignment-student-draft")
+    await ap.get_by_role("button", name="Hand in").click()
+    await ap.locator("[data-status]").get_by_text("Submitted", exact=True).wait_for()
+
+    # The teacher moves the due date into the past; Ben's file then arrives late.
+    assignment_id = await assignments.get_by_role("link", name="Lab report 1").get_attribute("href")
+    await tp.goto(server.base + str(assignment_id))
+    await tp.get_by_text("Edit assignment").click()
+    edit = tp.get_by_role("form", name="Save changes")
+    await edit.get_by_label("Due").fill(
+        time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() - 3600))
+    )
+    await edit.get_by_role("button", name="Save changes").click()
+    await tp.get_by_text("Assignment saved.").wait_for()
+
+    await bp.goto(server.base + str(assignment_id))
+    await bp.get_by_label("Add files").set_input_files(
+        [{"name": "late.txt", "mimeType": "text/plain", "buffer": b"sorry\n"}]
+    )
+    await bp.get_by_role("button", name="Download late.txt").wait_for()
+    await bp.get_by_role("button", name="Hand in").click()
+    await bp.locator("[data-status]").get_by_text("Submitted late").wait_for()
+
+    # The teacher grades from the queue: Ada returned at once, Ben graded then bulk-returned.
+    await tp.reload()
+    queue = tp.locator("[data-queue]")
+    await queue.get_by_text("Ben Osei · attempt 1").wait_for()
+    assert "Late" in await text_of(queue.locator("li", has_text="Ben Osei"))
+    await queue.get_by_role("button", name="Open Ada Byron's attempt 1").click()
+    grader = tp.locator("[data-grader]")
+    await grader.get_by_role("button", name="Download report.pdf").wait_for()
+    async with tp.expect_download() as dl:
+        await grader.get_by_role("button", name="Download data.txt").click()
+    assert (await dl.value).suggested_filename == "data.txt"
+    await grader.get_by_label("Score (out of 10)").fill("11")
+    await grader.get_by_role("button", name="Save grade").click()
+    await eventually(lambda: _has(grader.get_by_role("alert"), "at most 10"), 10, "score cap")
+    await grader.get_by_label("Score (out of 10)").fill("8.5")
+    await grader.get_by_label("Feedback").fill("Clear method.")
+    await grader.get_by_role("button", name="Save and return").click()
+    await queue.locator("li", has_text="Ada Byron").get_by_text("Returned").wait_for()
+    await grader.get_by_role("button", name="Next").click()
+    await grader.get_by_role("heading", name="Ben Osei · attempt 1").wait_for()
+    await grader.get_by_label("Score (out of 10)").fill("6")
+    await grader.get_by_role("button", name="Save grade").click()
+    await queue.get_by_role("button", name="Return all graded (1)").click()
+    await queue.locator("li", has_text="Ben Osei").get_by_text("Returned").wait_for()
+    await check_page(tp, "assignment-teacher-grading")
+
+    # Each student sees their own grade, and only theirs.
+    await ap.reload()
+    await ap.locator("[data-status]").get_by_text("Returned: 8.5 / 10").wait_for()
+    assert "Clear method." in await text_of(ap.locator("[data-attempts]"))
+    await ap.goto(f"{server.base}/courses/{course_id}/gradebook")
+    table = ap.locator("[data-table] table")
+    await table.get_by_role("row", name="Lab report 1").get_by_text("8.5 / 10").wait_for()
+    assert "Ben" not in await text_of(ap.locator("main"))
+    await check_page(ap, "gradebook-student")
+    await bp.goto(f"{server.base}/courses/{course_id}/gradebook")
+    await (
+        bp.locator("[data-table]")
+        .get_by_role("row", name="Lab report 1")
+        .get_by_text("6 / 10 (late)")
+        .wait_for()
+    )
+    assert "Ada" not in await text_of(bp.locator("main"))
+
+    # The teacher's gradebook: sortable, and the CSV it downloads is the server's.
+    await tp.goto(f"{server.base}/courses/{course_id}/gradebook")
+    grid = tp.locator("[data-table] table")
+    await grid.get_by_role("row", name="Ada Byron").wait_for()
+    await grid.get_by_role("button", name="Total (10)").click()
+    first = grid.locator("tbody tr").first
+    assert (await first.locator("th").inner_text()) == "Ben Osei"
+    await check_page(tp, "gradebook-teacher")
+    async with tp.expect_download() as dl:
+        await tp.get_by_role("button", name="Download CSV").click()
+    path = await (await dl.value).path()
+    text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][-2:] == ["Lab report 1 (10)", "total (10)"]
+    by_name = {r[1]: r[3:] for r in rows[1:]}
+    assert by_name == {"Ada Byron": ["8.5", "8.5"], "Ben Osei": ["6", "6"]}
+    for ctx_page in (tp, ap, bp):
+        await ctx_page.context.close()
+
+
+async def _has(locator: Any, text: str) -> bool:
+    return await locator.count() > 0 and text in await locator.first.inner_text()
