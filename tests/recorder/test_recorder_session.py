@@ -76,8 +76,9 @@ class FakeRoom:
             tap.callback(FakeTrack(kind), packet)
 
 
-def stream(stream_id: str, peer: str, *kinds: str) -> StreamInfo:
-    tracks = tuple(TrackInfo(f"{stream_id}-{k}", k, "") for k in kinds)
+def stream(stream_id: str, peer: str, *kinds: str, video: str = "video/vp8") -> StreamInfo:
+    codecs = {"video": video, "audio": "audio/opus"}
+    tracks = tuple(TrackInfo(f"{stream_id}-{k}", k, codecs[k]) for k in kinds)
     return StreamInfo(stream_id, peer, "", tracks)
 
 
@@ -174,7 +175,7 @@ def test_disk_full_while_recording_is_reported(
     rec = RecordingSession("r4", room_any, tmp_path / "r4", on_error=errors.append)
     rec.start()
     room.taps["s1-video"].report = (ntp(1000.0), 0)
-    real_write = session_module.WebmFile.write
+    real_write = session_module.MatroskaFile.write
     written = {"n": 0}
 
     def filling_write(self: Any, kind: str, pts: int, data: bytes, keyframe: bool) -> bool:
@@ -183,7 +184,7 @@ def test_disk_full_while_recording_is_reported(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(self, kind, pts, data, keyframe)
 
-    monkeypatch.setattr(session_module.WebmFile, "write", filling_write)
+    monkeypatch.setattr(session_module.MatroskaFile, "write", filling_write)
     for p in packetize(vp8):
         room.send("s1-video", "video", Pkt(p.useq, p.uts, p.marker, p.payload))
     assert room.taps["s1-video"].closed  # the file stopped; the SFU is untouched

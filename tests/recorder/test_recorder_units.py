@@ -3,14 +3,20 @@ gating), Opus pass-through, WebM muxing without codecs, error naming, spool seal
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import json
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import pytest
 
+from tests.recorder.rtp_packetizers import encode_h264
+from vtp.config import Config
+from vtp.recorder import uploader as uploader_module
 from vtp.recorder.depacketizer import (
     Frame,
     OpusAssembler,
@@ -18,11 +24,14 @@ from vtp.recorder.depacketizer import (
     parse_vp8_descriptor,
     vp8_keyframe_info,
 )
+from vtp.recorder.matroska import MatroskaFile, VideoFormat, opus_duration
 from vtp.recorder.session import describe_error, write_json_atomically
 from vtp.recorder.spool import Spool, seal_cut_recording
-from vtp.recorder.webm import WebmFile, opus_duration
-from vtp.storage import MissingBucket
+from vtp.recorder.uploader import Uploader
+from vtp.storage import MissingBucket, StorageError
 from vtp.storage.s3 import s3_error
+
+VP8_160 = VideoFormat("vp8", 160, 120)
 
 
 @dataclass
@@ -163,7 +172,7 @@ def test_opus_passes_through_and_drops_late_packets() -> None:
 
 def test_webm_has_no_open_codec_and_decodes(tmp_path: Path, vp8: list[tuple[bytes, bool]]) -> None:
     path = tmp_path / "a.webm"
-    webm = WebmFile(path, video_size=(160, 120), audio=True)
+    webm = MatroskaFile(path, video=VP8_160, audio=True)
     assert not webm.codec_contexts_open()
     silence = b"\xf8\xff\xfe"
     for i, (data, key) in enumerate(vp8):
@@ -181,7 +190,7 @@ def test_webm_has_no_open_codec_and_decodes(tmp_path: Path, vp8: list[tuple[byte
 
 
 def test_disk_full_is_named(tmp_path: Path) -> None:
-    webm = WebmFile(Path("/dev/full"), video_size=(160, 120), audio=False)
+    webm = MatroskaFile(Path("/dev/full"), video=VP8_160, audio=False)
     with pytest.raises(OSError) as info:
         for i in range(200):
             webm.write("video", 3000 * i, b"\x00" * 5000, True)
@@ -198,27 +207,144 @@ def test_missing_bucket_is_named() -> None:
     assert "bucket 'vtp' does not exist" in str(error)
 
 
-def test_a_cut_recording_is_sealed(tmp_path: Path, vp8: list[tuple[bytes, bool]]) -> None:
+CUES = b"\x1c\x53\xbb\x6b"  # the Matroska Cues element's ID
+
+
+@pytest.mark.parametrize(("codec", "torn"), [("vp8", 0), ("vp8", 9), ("h264", 9)])
+def test_a_cut_recording_is_sealed_with_duration_and_cues(
+    tmp_path: Path, vp8: list[tuple[bytes, bool]], codec: str, torn: int
+) -> None:
+    """A file as SIGKILL leaves it (``torn``: the last block only partly written) gets
+    its duration and Cues by a remux, and its manifest says where it was cut."""
     spool = Spool(tmp_path / "spool")
     spool.prepare()
     directory = spool.root / "5a0d3e9c-0000-4000-8000-000000000001"
     directory.mkdir()
-    webm = WebmFile(directory / "01-teacher-s1.webm", video_size=(160, 120), audio=False)
-    for i, (data, key) in enumerate(vp8):
-        webm.write("video", 3000 * i, data, key)
-    # no close(): as a killed process leaves it
-    webm._container = None
+    name = f"01-teacher-s1{'.mkv' if codec == 'h264' else '.webm'}"
+    if codec == "h264":
+        frames = encode_h264(30, gop=10)
+        video = VideoFormat("h264", 320, 180, frames[0][0])
+    else:
+        frames, video = vp8, VP8_160
+    live = MatroskaFile(tmp_path / name, video=video, audio=True)
+    for i, (data, key) in enumerate(frames):
+        live.write("video", 3000 * i, data, key)
+        live.write("audio", 1600 * i, b"\xf8\xff\xfe", True)
+    cut = (tmp_path / name).read_bytes()  # what a killed process leaves on disk
+    live.close()
+    (directory / name).write_bytes(cut[: len(cut) - torn])
+    assert CUES not in cut
+    with av.open(str(directory / name)) as container:
+        assert container.duration is None
     manifest = {
         "state": "recording",
         "started_unix": 1000.0,
-        "files": [{"name": "01-teacher-s1.webm", "offset_ms": 500, "kinds": ["video"]}],
+        "files": [{"name": name, "offset_ms": 500, "kinds": ["audio", "video"]}],
     }
     write_json_atomically(directory / "manifest.json", manifest)
     assert [e.state for e in spool.scan()] == ["recording"]
     sealed = seal_cut_recording(directory)
     assert sealed["state"] == "closed"
     entry = sealed["files"][0]
-    assert 0.8 < entry["duration_ms"] / 1000 <= 1.0
+    assert 0.6 < entry["duration_ms"] / 1000 <= 1.0
     assert sealed["duration_ms"] == 500 + entry["duration_ms"]
+    assert sealed["ended_reason"] == "cut"
+    assert sealed["cut_at_unix"] == pytest.approx(1000.5 + entry["duration_ms"] / 1000, abs=0.01)
     assert json.loads((directory / "manifest.json").read_text())["state"] == "closed"
     assert [e.state for e in spool.scan()] == ["closed"]
+    assert [p.name for p in directory.iterdir() if p.name != "manifest.json"] == [name]
+    assert CUES in (directory / name).read_bytes()
+    with av.open(str(directory / name)) as container:
+        assert container.duration / 1e6 == pytest.approx(entry["duration_ms"] / 1000, abs=0.05)
+        decoded = list(container.decode(video=0))
+        assert len(decoded) >= 0.6 * 30
+        middle = container.duration // 2
+        container.seek(middle)
+        first = next(container.decode(video=0))
+        # at (or just before) the middle: the keyframe (every 10 frames) before it
+        assert middle / 1e6 - 0.34 <= float(first.time) <= middle / 1e6 + 0.01
+        assert float(first.time) > 0
+
+
+class ScriptedStore:
+    """Answers pings (or not) as the test says; uploads go through ``Attempts``."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.answers = False
+        self.pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if not self.answers:
+            raise StorageError("ping: connection refused") from ConnectionRefusedError()
+
+
+class Attempts(Uploader):
+    """The real retry machinery; each upload attempt fails with ``self.failure`` (or
+    succeeds when it is None)."""
+
+    failure: Exception | None = None
+    attempts = 0
+
+    async def upload(self, recording_id: uuid.UUID) -> None:
+        self.attempts += 1
+        if self.failure is not None:
+            raise self.failure
+
+
+def refused() -> StorageError:
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as exc:
+        error = StorageError("upload: connection refused")
+        error.__cause__ = exc
+        return error
+
+
+@pytest.mark.parametrize("outage", [True, False])
+async def test_waiting_uploads_are_retried_when_the_store_answers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outage: bool
+) -> None:
+    """An upload that could not reach the store is retried as soon as the store answers
+    (not at its 10-minute backoff); one the store refused while answering keeps its
+    backoff."""
+
+    async def no_note(*args: object, **kwargs: object) -> None:
+        return None
+
+    monkeypatch.setattr(uploader_module, "STORE_PROBE_S", 0.05)
+    monkeypatch.setattr(uploader_module.db, "note_error", no_note)
+    config = Config().model_copy(
+        update={"recording_retry_first_s": 600.0, "recording_retry_max_s": 600.0}
+    )
+    store = ScriptedStore()
+    store.answers = not outage
+    uploader = Attempts(config, Spool(tmp_path), store, None)  # type: ignore[arg-type]
+    uploader.failure = refused() if outage else StorageError("AccessDenied")
+    uploader.start()
+    try:
+        rid = uuid.uuid4()
+        uploader.submit(rid)
+        deadline = time.monotonic() + 5
+        while rid not in uploader.waiting() or store.pings < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert uploader.attempts == 1
+        uploader.failure = None
+        store.answers = True
+        deadline = time.monotonic() + 5
+        if outage:
+            while rid in uploader.pending:
+                assert time.monotonic() < deadline, "not retried when the store answered"
+                await asyncio.sleep(0.02)
+            assert uploader.attempts == 2 and not uploader.waiting()
+        else:
+            pings = store.pings
+            while store.pings < pings + 10:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            assert uploader.attempts == 1 and rid in uploader.waiting()
+    finally:
+        await uploader.close()

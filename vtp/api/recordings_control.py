@@ -33,6 +33,7 @@ from vtp.appkeys import CONFIG, DB, STORE
 from vtp.auth.secret import load_or_create_secret
 from vtp.db import recordings as recordings_db
 from vtp.recorder import db as recorder_db
+from vtp.recorder.matroska import content_type
 from vtp.recorder.service import RECORDER, Recorder
 from vtp.recorder.session import MANIFEST
 from vtp.recorder.uploader import object_prefix
@@ -180,13 +181,14 @@ async def playback(request: web.Request) -> web.Response:
                 "offset_ms": entry.get("offset_ms"),
                 "duration_ms": entry.get("duration_ms"),
                 "size": entry.get("size"),
+                "content_type": content_type(name),
                 "url": url,
             }
         )
     return web.json_response(
         {
             "recording": row,
-            "content_type": "video/webm",
+            "content_type": content_type(str(manifest.get("main") or "")),
             "expires_in": ttl,
             "url": main_url or (files[0]["url"] if files else None),
             "files": files,
@@ -215,7 +217,7 @@ async def media(request: web.Request) -> web.StreamResponse:
     if path is None or not path.is_file():
         raise not_found("no such file")
     return web.FileResponse(
-        path, headers={"Content-Type": "video/webm", "Cache-Control": "private, max-age=60"}
+        path, headers={"Content-Type": content_type(name), "Cache-Control": "private, max-age=60"}
     )
 
 

@@ -117,6 +117,11 @@ class SessionParticipant(Row):
     updated_at: datetime
 
 
+# Why a recording ended; "cut": the process died while recording (``cut_at`` says when
+# its files end).
+EndedReason = Literal["stopped", "session_ended", "max_length", "server_stopping", "cut"]
+
+
 class Recording(Row):
     id: uuid.UUID
     session_id: uuid.UUID
@@ -129,6 +134,8 @@ class Recording(Row):
     error: str | None
     started_at: datetime
     ended_at: datetime | None
+    ended_reason: EndedReason | None
+    cut_at: datetime | None
     created_at: datetime
     updated_at: datetime
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeAlias
 
 import asyncpg
+
+from vtp.db.models import EndedReason
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -93,15 +96,25 @@ async def active_recording(conn: Conn, session_id: uuid.UUID) -> uuid.UUID | Non
 
 
 async def mark_uploading(
-    conn: Conn, recording_id: uuid.UUID, duration_ms: int | None, error: str | None
+    conn: Conn,
+    recording_id: uuid.UUID,
+    duration_ms: int | None,
+    error: str | None,
+    ended_reason: EndedReason,
+    cut_at: datetime | None = None,
 ) -> None:
+    """Recording ended (``cut_at``: where a crash cut it, which is also its end)."""
     await conn.execute(
-        """UPDATE recordings SET status = 'uploading', ended_at = coalesce(ended_at, now()),
-                  duration_ms = $2, error = $3, updated_at = now()
+        """UPDATE recordings SET status = 'uploading',
+                  ended_at = coalesce($5, ended_at, now()),
+                  duration_ms = $2, error = $3, ended_reason = $4, cut_at = $5,
+                  updated_at = now()
            WHERE id = $1 AND status IN ('recording', 'uploading', 'failed')""",
         recording_id,
         duration_ms,
         error,
+        ended_reason,
+        cut_at,
     )
 
 
@@ -140,13 +153,17 @@ async def mark_available(
     return result.endswith(" 1")
 
 
-async def mark_failed(conn: Conn, recording_id: uuid.UUID, error: str) -> None:
+async def mark_failed(
+    conn: Conn, recording_id: uuid.UUID, error: str, ended_reason: EndedReason | None = None
+) -> None:
     await conn.execute(
         """UPDATE recordings SET status = 'failed', error = $2,
+                  ended_reason = coalesce($3, ended_reason),
                   ended_at = coalesce(ended_at, now()), updated_at = now()
            WHERE id = $1""",
         recording_id,
         error[:2000],
+        ended_reason,
     )
 
 

@@ -1,14 +1,19 @@
-"""Frames from forwarded RTP packets: VP8 (RFC 7741) assembly and Opus pass-through.
+"""Frames from forwarded RTP packets: video frame assembly (VP8 here, RFC 7741; H.264
+in :mod:`.h264`, VP9 in :mod:`.vp9`) and Opus pass-through.
 
 The SFU's taps hand over packets in the up track's continuous numbering (``useq``,
 ``uts``), in arrival order: NACK-retransmitted packets arrive late, lost ones never.
-A VP8 frame is the packets sharing one timestamp, from the packet that starts
-partition 0 to the one with the marker bit, with no sequence gap. Frames are released
-in timestamp order; a frame that cannot be completed within a short reorder window is
-dropped, and from then on every frame up to the next keyframe is dropped too (it would
-reference a picture the file does not have) and a keyframe is requested. A whole frame
-lost between two complete ones is caught by the VP8 picture id (when the publisher
-sends one) or by the sequence gap between the two frames.
+A video frame is the packets sharing one timestamp, from the packet that begins it
+(as the codec's payload header says) to the one with the marker bit, with no sequence
+gap. Frames are released in timestamp order; a frame that cannot be completed within
+a short reorder window is dropped, and from then on every frame up to the next
+keyframe is dropped too (it would reference a picture the file does not have) and a
+keyframe is requested. A whole frame lost between two complete ones is caught by the
+picture id (when the publisher sends one) or by the sequence gap between the two.
+
+What differs per codec is a :class:`VideoCodec`: which packet begins a frame, and how
+a complete frame's payloads become the codec's bitstream (and whether it is a
+keyframe, and its size).
 """
 
 from __future__ import annotations
@@ -39,8 +44,36 @@ class Frame(NamedTuple):
     ts: int  # unwrapped RTP timestamp
     data: bytes
     keyframe: bool
-    width: int = 0  # VP8 keyframes only
+    width: int = 0  # video keyframes only
     height: int = 0
+
+
+class PacketInfo(NamedTuple):
+    """What the assembler needs of one packet's payload header."""
+
+    begins: bool  # the packet can be the first of a frame
+    picture_id: int | None
+    picture_id_bits: int
+
+
+class Built(NamedTuple):
+    """A complete frame in the codec's own bitstream form."""
+
+    data: bytes
+    keyframe: bool
+    width: int
+    height: int
+
+
+class VideoCodec(Protocol):
+    name: str  # "vp8", "vp9", "h264"
+
+    def parse(self, payload: bytes) -> PacketInfo | None:
+        """The payload header; None for a packet that cannot be used."""
+
+    def build(self, payloads: list[bytes]) -> Built | None:
+        """A frame from its packets' payloads (in sequence order); None if they do not
+        make one."""
 
 
 class Vp8Descriptor(NamedTuple):
@@ -98,22 +131,51 @@ def vp8_keyframe_info(data: bytes) -> tuple[bool, int, int]:
     return True, width, height
 
 
+class Vp8:
+    """The VP8 side of a :class:`FrameAssembler`."""
+
+    name = "vp8"
+
+    def parse(self, payload: bytes) -> PacketInfo | None:
+        desc = parse_vp8_descriptor(payload)
+        if desc is None:
+            return None
+        return PacketInfo(desc.start, desc.picture_id, desc.picture_id_bits)
+
+    def build(self, payloads: list[bytes]) -> Built | None:
+        parts = []
+        for payload in payloads:
+            desc = parse_vp8_descriptor(payload)
+            if desc is None:
+                return None
+            parts.append(payload[desc.size :])
+        data = b"".join(parts)
+        keyframe, width, height = vp8_keyframe_info(data)
+        return Built(data, keyframe, width, height)
+
+
 class _Partial:
-    __slots__ = ("end", "parts", "picture_id", "size", "start")
+    __slots__ = ("begins", "end", "first", "parts", "picture_id", "size")
 
     def __init__(self) -> None:
-        self.parts: dict[int, bytes] = {}  # useq -> VP8 data (descriptor stripped)
-        self.start: int | None = None  # useq of the first packet
+        self.parts: dict[int, bytes] = {}  # useq -> payload
+        self.first: int | None = None  # lowest useq received
+        self.begins = False  # ... and that packet can begin a frame
         self.end: int | None = None  # useq of the marker packet
         self.picture_id: int | None = None
         self.size = 0
 
+    @property
+    def start(self) -> int | None:
+        return self.first if self.begins else None
+
     def complete(self) -> bool:
         return (
-            self.start is not None
+            self.begins
+            and self.first is not None
             and self.end is not None
-            and self.end >= self.start
-            and len(self.parts) == self.end - self.start + 1
+            and self.end >= self.first
+            and len(self.parts) == self.end - self.first + 1
         )
 
 
@@ -126,12 +188,16 @@ class AssemblerStats:
     keyframe_requests: int = 0
 
 
-class Vp8Assembler:
-    """VP8 packets in (any order), whole decodable frames out (timestamp order)."""
+class FrameAssembler:
+    """Video packets in (any order), whole decodable frames out (timestamp order)."""
 
     def __init__(
-        self, on_frame: Callable[[Frame], None], request_keyframe: Callable[[], None]
+        self,
+        codec: VideoCodec,
+        on_frame: Callable[[Frame], None],
+        request_keyframe: Callable[[], None],
     ) -> None:
+        self.codec = codec
         self._on_frame = on_frame
         self._request_keyframe = request_keyframe
         self._pending: dict[int, _Partial] = {}
@@ -147,8 +213,9 @@ class Vp8Assembler:
         if self._last_ts is not None and uts <= self._last_ts:
             self.stats.late_packets += 1
             return
-        desc = parse_vp8_descriptor(packet.payload)
-        if desc is None:
+        payload = packet.payload
+        info = self.codec.parse(payload)
+        if info is None:
             return
         partial = self._pending.get(uts)
         if partial is None:
@@ -158,14 +225,14 @@ class Vp8Assembler:
         useq = packet.useq
         if useq in partial.parts:
             return
-        data = packet.payload[desc.size :]
-        partial.parts[useq] = data
-        partial.size += len(data)
-        if desc.start:
-            partial.start = useq
-            if desc.picture_id is not None:
-                partial.picture_id = desc.picture_id
-                self._picture_id_bits = desc.picture_id_bits
+        partial.parts[useq] = payload
+        partial.size += len(payload)
+        if partial.first is None or useq < partial.first:
+            partial.first = useq
+            partial.begins = info.begins
+        if info.picture_id is not None:
+            partial.picture_id = info.picture_id
+            self._picture_id_bits = info.picture_id_bits
         if packet.marker:
             partial.end = useq
         if partial.size > MAX_FRAME_BYTES:
@@ -236,11 +303,15 @@ class Vp8Assembler:
     def _emit(self, ts: int, partial: _Partial) -> None:
         assert partial.start is not None and partial.end is not None
         gap = self._gap_before(partial)
-        data = b"".join(partial.parts[i] for i in range(partial.start, partial.end + 1))
+        built = self.codec.build([partial.parts[i] for i in range(partial.start, partial.end + 1)])
         self._last_ts = ts
         self._last_end = partial.end
         self._last_picture_id = partial.picture_id
-        keyframe, width, height = vp8_keyframe_info(data)
+        if built is None:  # its packets do not make a frame
+            self.stats.dropped_frames += 1
+            self._want_keyframe()
+            return
+        data, keyframe, width, height = built
         if gap and not keyframe and not self.need_keyframe:
             self._want_keyframe()
         if self.need_keyframe and not keyframe:
@@ -274,3 +345,10 @@ class OpusAssembler:
 
     def flush(self) -> None:
         return None
+
+
+class Vp8Assembler(FrameAssembler):
+    def __init__(
+        self, on_frame: Callable[[Frame], None], request_keyframe: Callable[[], None]
+    ) -> None:
+        super().__init__(Vp8(), on_frame, request_keyframe)

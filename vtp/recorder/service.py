@@ -20,12 +20,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
 
 from vtp.config import Config
+from vtp.db.models import EndedReason
 from vtp.health import ComponentHealth
 from vtp.recorder import db
 from vtp.recorder.session import RecordingSession, describe_error, read_manifest
@@ -113,7 +115,7 @@ class Recorder:
             self._tick = None
         for session_id in list(self.active):
             try:
-                await self.stop_recording(session_id, "server stopping")
+                await self.stop_recording(session_id, "server stopping", "server_stopping")
             except Exception:
                 log.exception("recorder: stopping the recording of %s failed", session_id)
         for task in list(self._tasks):
@@ -135,7 +137,7 @@ class Recorder:
                     self.spool.root,
                 )
                 await db.mark_failed(
-                    self.pool, row["id"], f"lost: no files in the spool {self.spool.root}"
+                    self.pool, row["id"], f"lost: no files in the spool {self.spool.root}", "cut"
                 )
         for entry in entries:
             if any(a.recording_id == entry.recording_id for a in self.active.values()):
@@ -151,17 +153,24 @@ class Recorder:
                     entry.recording_id,
                     len(manifest.get("files", [])),
                 )
+                cut_at = manifest.get("cut_at_unix")
                 await db.mark_uploading(
                     self.pool,
                     entry.recording_id,
                     manifest.get("duration_ms"),
                     "recording cut short: the process stopped",
+                    "cut",
+                    datetime.fromtimestamp(cut_at, UTC) if cut_at is not None else None,
                 )
             elif await db.recording_status(self.pool, entry.recording_id) == "recording":
                 # stopped, but the process ended before the row said so
                 manifest = await asyncio.to_thread(read_manifest, entry.directory)
                 await db.mark_uploading(
-                    self.pool, entry.recording_id, manifest.get("duration_ms"), None
+                    self.pool,
+                    entry.recording_id,
+                    manifest.get("duration_ms"),
+                    None,
+                    manifest.get("ended_reason") or "stopped",
                 )
             self.uploader.submit(entry.recording_id)
 
@@ -231,14 +240,20 @@ class Recorder:
         self._emit(RecordingChanged(room_info.room_name, session_id, recording_id, "started"))
         return recording_id
 
-    async def stop_recording(self, session_id: uuid.UUID, reason: str = "stopped") -> uuid.UUID:
-        """Stop, hand the files to the uploader; KeyError if not recording here."""
+    async def stop_recording(
+        self, session_id: uuid.UUID, reason: str = "stopped", ended: EndedReason = "stopped"
+    ) -> uuid.UUID:
+        """Stop, hand the files to the uploader; KeyError if not recording here.
+        ``reason`` is told to the room, ``ended`` is kept in the row."""
         active = self.active.pop(session_id)
         if self._by_room.get(active.room_name) is active:
             del self._by_room[active.room_name]
+        active.session.meta["ended_reason"] = ended
         manifest = active.session.stop(reason)
         error = "; ".join(manifest.get("errors") or []) or None
-        await db.mark_uploading(self.pool, active.recording_id, manifest.get("duration_ms"), error)
+        await db.mark_uploading(
+            self.pool, active.recording_id, manifest.get("duration_ms"), error, ended
+        )
         self.uploader.submit(active.recording_id)
         log.info("recording %s stopped (%s)", active.recording_id, reason)
         self._emit(
@@ -275,12 +290,12 @@ class Recorder:
         elif isinstance(event, events.RoomClosed):
             active = self._by_room.get(event.room)
             if active is not None:
-                self._spawn(self._stop_quietly(active.session_id, "room closed"))
+                self._spawn(self._stop_quietly(active.session_id, "room closed", "session_ended"))
 
-    async def _stop_quietly(self, session_id: uuid.UUID, reason: str) -> None:
+    async def _stop_quietly(self, session_id: uuid.UUID, reason: str, ended: EndedReason) -> None:
         if session_id in self.active:
             try:
-                await self.stop_recording(session_id, reason)
+                await self.stop_recording(session_id, reason, ended)
             except Exception:
                 log.exception("recorder: stopping the recording of %s failed", session_id)
 
@@ -313,7 +328,7 @@ class Recorder:
                 except Exception:
                     log.exception("recording %s tick failed", active.recording_id)
                 if now >= active.deadline:
-                    await self._stop_quietly(session_id, "maximum length reached")
+                    await self._stop_quietly(session_id, "maximum length reached", "max_length")
 
     # --- health ---------------------------------------------------------------------------
 
@@ -336,7 +351,7 @@ class Recorder:
                 problems.append(f"spool: {describe_error(exc)}")
         for active in self.active.values():
             problems.extend(f"recording {active.recording_id}: {e}" for e in active.session.errors)
-        waiting = [(rid, p) for rid, p in self.uploader.pending.items() if p.error]
+        waiting = [(rid, p) for rid, p in self.uploader.waiting().items() if p.error]
         if waiting:
             rid, state = waiting[-1]
             problems.append(

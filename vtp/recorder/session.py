@@ -1,11 +1,13 @@
-"""One recording of one SFU room: a WebM file per published stream plus a manifest.
+"""One recording of one SFU room: a file per published stream plus a manifest.
 
 A :class:`RecordingSession` taps every track of every stream published in the room
 while it records, and follows publishers joining and leaving (streams added later get
 files of their own; a stream that ends closes its file). Each :class:`StreamRecorder`
 turns its tracks' packets into frames, waits until it can place them on one timeline
 (the video's first keyframe; the publisher's RTCP sender reports, which tie audio and
-video RTP clocks to one wall clock), then writes them to its file as they come.
+video RTP clocks to one wall clock), then writes them to its file as they come. The
+file's container follows its video codec (WebM for VP8 and VP9, Matroska for H.264;
+audio-only streams are WebM); frames are written as they arrived, never re-encoded.
 
 ``manifest.json`` (rewritten atomically whenever a file opens or closes) lists the
 files with the publisher, the stream and its offset from the recording's start, so a
@@ -30,10 +32,14 @@ from vtp.recorder.depacketizer import (
     AUDIO_CLOCK,
     VIDEO_CLOCK,
     Frame,
+    FrameAssembler,
     OpusAssembler,
-    Vp8Assembler,
+    VideoCodec,
+    Vp8,
 )
-from vtp.recorder.webm import WebmFile
+from vtp.recorder.h264 import H264
+from vtp.recorder.matroska import MatroskaFile, VideoFormat, extension_for
+from vtp.recorder.vp9 import Vp9
 
 if TYPE_CHECKING:
     from vtp.sfu.room import Room, StreamInfo
@@ -50,6 +56,12 @@ MAX_BUFFERED_FRAMES = 3000  # ~20 s of 30 fps video + 50 pkt/s audio
 DEFAULT_VIDEO_SIZE = (640, 480)
 NTP_EPOCH_OFFSET = 2208988800
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# what the recorder can write, by the SFU's (lower-case) MIME type
+VIDEO_CODECS: dict[str, Callable[[], VideoCodec]] = {
+    "video/vp8": Vp8,
+    "video/vp9": Vp9,
+    "video/h264": H264,
+}
 
 
 def ntp_to_unix(ntp: int) -> float:
@@ -88,7 +100,7 @@ class _Track:
     kind: str
     clock: int
     tap: Tap | None = None
-    assembler: Vp8Assembler | OpusAssembler | None = None
+    assembler: FrameAssembler | OpusAssembler | None = None
     first_ts: int | None = None
     first_arrival: float = 0.0
     base: int = 0  # pts of first_ts in the file, in clock units
@@ -107,6 +119,7 @@ class FileEntry:
     video: dict[str, int] | None = None
     sync: str | None = None  # "rtcp-sr" or "arrival"
     frames: dict[str, int] = field(default_factory=dict)
+    codecs: dict[str, str] = field(default_factory=dict)  # by kind: "vp8", "h264", "opus"
     ended: str | None = None
     error: str | None = None
 
@@ -122,9 +135,18 @@ class FileEntry:
             "video": self.video,
             "sync": self.sync,
             "frames": self.frames,
+            "codecs": self.codecs,
             "ended": self.ended,
             "error": self.error,
         }
+
+
+def video_codec_of(info: StreamInfo) -> str | None:
+    """The recorded codec of a stream's video track ("vp8", "vp9", "h264"), if any."""
+    for track in info.tracks:
+        if track.kind == "video" and track.codec.lower() in VIDEO_CODECS:
+            return track.codec.lower().removeprefix("video/")
+    return None
 
 
 class StreamRecorder:
@@ -147,8 +169,9 @@ class StreamRecorder:
         self.tracks: dict[str, _Track] = {}
         self._buffer: list[tuple[_Track, Frame]] = []
         self._first_frame_at: float | None = None
-        self._file: WebmFile | None = None
-        self._video_size: tuple[int, int] | None = None
+        self._file: MatroskaFile | None = None
+        self._video_codec = video_codec_of(info)
+        self._video: VideoFormat | None = None  # known at the first keyframe
         # (file origin on the timeline used, the same instant on the server's clock,
         # whether the timeline is the publisher's sender-report clock)
         self._origin: tuple[float, float, bool] | None = None
@@ -161,6 +184,15 @@ class StreamRecorder:
             kind = info.kind
             if kind not in ("audio", "video"):
                 continue
+            codec = info.codec.lower()
+            if (kind == "video" and codec not in VIDEO_CODECS) or (
+                kind == "audio" and codec != "audio/opus"
+            ):
+                log.warning(
+                    "recording %s: %s is not recorded (%s)", self.session.id, codec, info.id
+                )
+                self.entry.error = f"{kind} codec {codec} is not recorded"
+                continue
             track = _Track(info.id, kind, VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK)
 
             def deliver(frame: Frame, track: _Track = track) -> None:
@@ -172,7 +204,7 @@ class StreamRecorder:
                     if track.tap is not None:
                         track.tap.request_keyframe()
 
-                track.assembler = Vp8Assembler(deliver, keyframe)
+                track.assembler = FrameAssembler(VIDEO_CODECS[codec](), deliver, keyframe)
             else:
                 track.assembler = OpusAssembler(deliver)
             assembler = track.assembler
@@ -199,8 +231,11 @@ class StreamRecorder:
                 self._first_frame_at = time.monotonic()
             if self._file is not None:
                 self._place_late_track(track)
-        if track.kind == "video" and frame.keyframe and self._video_size is None and frame.width:
-            self._video_size = (frame.width, frame.height)
+        if track.kind == "video" and frame.keyframe and self._video is None:
+            codec = self._video_codec or "vp8"
+            # an H.264 file is made from its first keyframe (SPS, PPS), whatever the size
+            if frame.width or codec == "h264":
+                self._video = VideoFormat(codec, frame.width, frame.height, frame.data)
         if self._file is None:
             self._buffer.append((track, frame))
             if len(self._buffer) > MAX_BUFFERED_FRAMES:
@@ -212,10 +247,13 @@ class StreamRecorder:
     def _ready(self, now: float) -> bool:
         if self._first_frame_at is None:
             return False
+        has_video = any(t.kind == "video" for t in self.tracks.values())
+        waiting_for_video = has_video and self._video is None
+        if waiting_for_video and self._video_codec == "h264":
+            return False  # no H.264 file without the SPS and PPS of a keyframe
         if now - self._first_frame_at >= START_WAIT_S:
             return True
-        has_video = any(t.kind == "video" for t in self.tracks.values())
-        if has_video and self._video_size is None:
+        if waiting_for_video:
             return False
         return all(
             t.tap is not None and t.tap.sender_report() is not None for t in self.tracks.values()
@@ -247,11 +285,13 @@ class StreamRecorder:
         self._origin = (origin, origin_server, use_sr)
         has_video = any(t.kind == "video" for t in self.tracks.values())
         has_audio = any(t.kind == "audio" for t in self.tracks.values())
-        size = (self._video_size or DEFAULT_VIDEO_SIZE) if has_video else None
+        video = self._video
+        if has_video and video is None:
+            video = VideoFormat(self._video_codec or "vp8", *DEFAULT_VIDEO_SIZE)
         try:
-            self._file = WebmFile(
+            self._file = MatroskaFile(
                 self.path,
-                video_size=size,
+                video=video if has_video else None,
                 audio=has_audio,
                 cluster_ms=self._cluster_ms,
                 metadata={"title": self.info.label or self.info.peer_id},
@@ -261,12 +301,15 @@ class StreamRecorder:
             return
         self.entry.offset_ms = max(0, round((origin_server - self.session.started_unix) * 1000))
         self.entry.sync = "rtcp-sr" if use_sr else "arrival"
-        if size is not None:
-            self.entry.video = {"width": size[0], "height": size[1]}
+        if has_video and video is not None:
+            self.entry.video = {"width": video.width, "height": video.height}
+            self.entry.codecs["video"] = video.codec
+        if has_audio:
+            self.entry.codecs["audio"] = "opus"
         buffered, self._buffer = self._buffer, []
         buffered.sort(key=lambda item: self._seconds(*item))
         for track, frame in buffered:
-            if self.entry.error is not None:  # writing failed
+            if not self.writing:  # writing failed
                 break
             self._write(track, frame)
         self.session.save()
@@ -337,6 +380,10 @@ class StreamRecorder:
         self._buffer.clear()
 
     @property
+    def writing(self) -> bool:
+        return self._file is not None and not self.closed
+
+    @property
     def has_file(self) -> bool:
         return self.entry.offset_ms is not None
 
@@ -384,7 +431,8 @@ class RecordingSession:
             return
         self._count += 1
         who = _SAFE.sub("_", info.peer_id)[:40] or "peer"
-        name = f"{self._count:02d}-{who}-{_SAFE.sub('_', info.id)[:24]}.webm"
+        extension = extension_for(video_codec_of(info))
+        name = f"{self._count:02d}-{who}-{_SAFE.sub('_', info.id)[:24]}{extension}"
         recorder = StreamRecorder(self, info, name, self.cluster_ms)
         self.streams[info.id] = recorder
         recorder.attach(self.room)

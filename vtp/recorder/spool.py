@@ -2,8 +2,9 @@
 
 ``<spool>/<recording id>/`` holds the WebM files and ``manifest.json``. A directory
 whose manifest still says ``recording`` when the process starts was cut by a crash:
-:func:`seal_cut_recording` probes its files (demuxing only) for their durations and
-marks it ``closed`` so it is uploaded like any other.
+:func:`seal_cut_recording` seals its files (a remux that adds the Cues and duration
+the crash kept from being written), notes where the recording was cut and marks it
+``closed`` so it is uploaded like any other.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vtp.recorder.matroska import CONTAINERS, seal
 from vtp.recorder.session import MANIFEST, iso, read_manifest, write_json_atomically
-from vtp.recorder.webm import probe_duration
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,12 @@ class Spool:
 
 
 def seal_cut_recording(directory: Path) -> dict[str, Any]:
-    """A recording a crash interrupted: give each file the duration it really has and
-    mark the manifest closed (the files play up to the cut)."""
+    """A recording a crash interrupted: seal each file (it plays up to the cut, now
+    with its duration and Cues), note where the recording was cut (``cut_at_unix``:
+    the end of the last media that reached the disk) and mark the manifest closed."""
     manifest = read_manifest(directory)
+    for leftover in directory.glob(".*.sealing"):  # a seal cut by another crash
+        leftover.unlink()
     ended = 0.0
     started = float(manifest.get("started_unix") or time.time())
     for entry in manifest.get("files", []):
@@ -79,8 +83,8 @@ def seal_cut_recording(directory: Path) -> dict[str, Any]:
             entry["error"] = entry.get("error") or "file missing after a crash"
             continue
         try:
-            seconds = probe_duration(path)
-        except Exception as exc:  # unreadable: keep it, say so
+            seconds = seal(path)
+        except Exception as exc:  # unreadable: keep it as it is, say so
             entry["error"] = entry.get("error") or f"unreadable after a crash: {exc}"
             continue
         entry["duration_ms"] = round(seconds * 1000)
@@ -90,9 +94,14 @@ def seal_cut_recording(directory: Path) -> dict[str, Any]:
     # files that were not listed yet (cut before their first manifest write) are lost to
     # the manifest but not deleted: they stay in the directory and are uploaded too
     listed = {entry["name"] for entry in manifest.get("files", [])}
-    for path in sorted(directory.glob("*.webm")):
-        if path.name not in listed:
-            log.warning("spool: %s is not in its manifest; uploading it as is", path)
+    extensions = {extension for _, extension, _ in CONTAINERS.values()}
+    for path in sorted(directory.iterdir()):
+        if path.suffix in extensions and path.name not in listed:
+            log.warning("spool: %s is not in its manifest; uploading it too", path)
+            try:
+                seal(path)
+            except Exception as exc:
+                log.warning("spool: %s cannot be sealed (%s); uploading it as is", path, exc)
             manifest.setdefault("files", []).append(
                 {
                     "name": path.name,
@@ -110,6 +119,8 @@ def seal_cut_recording(directory: Path) -> dict[str, Any]:
     manifest["ended_unix"] = started + ended
     manifest["ended_at"] = iso(started + ended)
     manifest["duration_ms"] = round(ended * 1000)
+    manifest["ended_reason"] = "cut"
+    manifest["cut_at_unix"] = started + ended
     manifest.setdefault("errors", []).append("recording cut short: the process stopped")
     write_json_atomically(directory / MANIFEST, manifest)
     return manifest

@@ -9,7 +9,11 @@ sent again. When every file and the manifest are in the store the row becomes
 Failures are retried with exponential backoff, forever: a recording is never dropped.
 After ``recording_retry_attempts`` failed attempts the row shows ``failed`` with the
 reason (store unreachable, bucket missing, disk full ...); a later success makes it
-``available``.
+``available``. While uploads wait for their backoff timer the store is pinged every
+``STORE_PROBE_S``: once it answers again after not answering (or after an upload
+could not reach it), every waiting upload is retried at once instead of at its timer
+(up to ``recording_retry_max_s`` later). A store that answers all along keeps the
+backoff: the upload failed for another reason.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ import asyncpg
 
 from vtp.config import Config
 from vtp.recorder import db
+from vtp.recorder.matroska import content_type
 from vtp.recorder.session import MANIFEST, describe_error, read_manifest, write_json_atomically
 from vtp.recorder.spool import Spool
-from vtp.recorder.webm import CONTENT_TYPE
 from vtp.storage import MissingBucket, ObjectStore, StorageError, file_sha256
 
 log = logging.getLogger(__name__)
+
+STORE_PROBE_S = 1.0
+STORE_PROBE_TIMEOUT_S = 3.0
 
 
 def object_prefix(recording_id: uuid.UUID) -> str:
@@ -47,6 +54,17 @@ class Pending:
     attempts: int = 0
     error: str | None = None
     retry_at: float | None = None
+    unreachable: bool = False  # the last attempt could not reach the store
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Did the store not answer at all (refused, timed out), as opposed to refusing?"""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):  # connection errors, timeouts
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def main_file(files: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -75,6 +93,7 @@ class Uploader:
         self._task: asyncio.Task[None] | None = None
         self._timers: dict[uuid.UUID, asyncio.TimerHandle] = {}
         self._notes: set[asyncio.Task[None]] = set()
+        self._probe: asyncio.Task[None] | None = None
         self.uploaded = 0
 
     def start(self) -> None:
@@ -85,6 +104,11 @@ class Uploader:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+            self._probe = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,6 +128,33 @@ class Uploader:
         """Try every waiting upload at once (e.g. the store answers again)."""
         for recording_id in list(self._timers):
             self.submit(recording_id)
+
+    def waiting(self) -> dict[uuid.UUID, Pending]:
+        """Uploads that failed and wait for their retry (not those being retried)."""
+        return {rid: state for rid, state in self.pending.items() if rid in self._timers}
+
+    async def _probe_store(self) -> None:
+        """While uploads wait, ask the store whether it answers; when it answers after
+        not answering, retry them all now."""
+        was_down = any(state.unreachable for state in self.waiting().values())
+        while self._timers:
+            await asyncio.sleep(STORE_PROBE_S)
+            if not self._timers:
+                break
+            try:
+                await asyncio.wait_for(self.store.ping(), STORE_PROBE_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                was_down = True
+                continue
+            if was_down:
+                log.info(
+                    "object store answers again: retrying %d waiting upload(s) now",
+                    len(self._timers),
+                )
+                self.retry_now()
+                break
 
     @property
     def last_error(self) -> str | None:
@@ -133,6 +184,7 @@ class Uploader:
         else:
             reason = describe_error(exc)
         state.error = reason
+        state.unreachable = isinstance(exc, StorageError) and unreachable(exc)
         delay = min(
             self.config.recording_retry_max_s,
             self.config.recording_retry_first_s * (2 ** (state.attempts - 1)),
@@ -152,6 +204,8 @@ class Uploader:
         loop = asyncio.get_running_loop()
         state.retry_at = loop.time() + delay
         self._timers[recording_id] = loop.call_later(delay, self._retry, recording_id)
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._probe_store(), name="vtp-recording-probe")
 
     def _retry(self, recording_id: uuid.UUID) -> None:
         self._timers.pop(recording_id, None)
@@ -184,7 +238,9 @@ class Uploader:
                 entry["size"] = (await asyncio.to_thread(path.stat)).st_size
                 entry["sha256"] = await asyncio.to_thread(file_sha256, path)
             key = f"{prefix}/{entry['name']}"
-            await self._put_verified(key, path, entry["size"], entry["sha256"], CONTENT_TYPE)
+            await self._put_verified(
+                key, path, entry["size"], entry["sha256"], content_type(path.name)
+            )
             entry["uploaded"] = True
             entry["key"] = key
             await asyncio.to_thread(write_json_atomically, manifest_path, manifest)

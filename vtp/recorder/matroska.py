@@ -1,21 +1,28 @@
-"""WebM (Matroska) files of already-encoded VP8 and Opus frames, muxed by PyAV.
+"""Matroska files (WebM for VP8/VP9, .mkv for H.264) of already-encoded frames and
+Opus, muxed by PyAV.
 
-No codec is ever opened: video goes through ``add_mux_stream("vp8")`` (no codec
-context at all); the Opus track is copied from a template stream whose codec
-parameters carry a valid OpusHead (Matroska requires one as CodecPrivate, and
-``add_mux_stream("opus")`` writes none). The template is a hand-built two-page Ogg
-Opus header read once per process: its codec context is never opened.
+No codec is ever opened: VP8/VP9 video goes through ``add_mux_stream`` (no codec
+context at all). H.264 needs its SPS/PPS as CodecPrivate (avcC): its stream is copied
+from a template, a raw Annex B stream of the first keyframe read by libavformat's
+H.264 demuxer (which fills in the size and the extradata). The Opus track is copied
+from a template stream whose codec parameters carry a valid OpusHead (Matroska
+requires one as CodecPrivate, and ``add_mux_stream("opus")`` writes none): a
+hand-built two-page Ogg Opus header read once per process. No template's codec
+context is ever opened.
 
 Crash safety: clusters are closed every ``cluster_ms`` and every packet is flushed to
 the kernel, so a killed process leaves a file that plays up to (about) the cut; Cues
-and the duration are written by :meth:`WebmFile.close`.
+and the duration are written by :meth:`MatroskaFile.close`, or by :func:`seal` (a
+remux, packets copied as they are) for a file a crash left without them.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import struct
 import threading
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,7 +32,14 @@ import av
 VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
 OPUS_PRE_SKIP = 312
-CONTENT_TYPE = "video/webm"
+# (libavformat muxer, file extension, content type) by video codec; audio-only
+# files are WebM
+CONTAINERS = {
+    "vp8": ("webm", ".webm", "video/webm"),
+    "vp9": ("webm", ".webm", "video/webm"),
+    "h264": ("matroska", ".mkv", "video/x-matroska"),
+}
+AUDIO_ONLY = CONTAINERS["vp8"]
 # Write every muxed packet through to the kernel at once (crash safety); "0" leaves it
 # to libavformat's buffering.
 FLUSH_PACKETS = "1"
@@ -119,8 +133,44 @@ def opus_duration(packet: bytes) -> int:
 # --- the file ----------------------------------------------------------------------------
 
 
-class WebmFile:
-    """One WebM file with at most one VP8 and one Opus track.
+@dataclass(frozen=True, slots=True)
+class VideoFormat:
+    codec: str  # "vp8", "vp9" or "h264"
+    width: int
+    height: int
+    # H.264: a keyframe in Annex B with its SPS and PPS (the avcC is made from it)
+    header: bytes = b""
+
+
+def extension_for(video_codec: str | None) -> str:
+    return (CONTAINERS.get(video_codec or "") or AUDIO_ONLY)[1]
+
+
+def content_type(name: str) -> str:
+    """The content type of a recorded file, by its extension."""
+    for _, extension, kind in CONTAINERS.values():
+        if name.endswith(extension):
+            return kind
+    return "application/octet-stream"
+
+
+def _format_of(path: Path) -> str:
+    return "matroska" if path.suffix == ".mkv" else "webm"
+
+
+def _h264_stream(container: Any, header: bytes) -> Any:
+    """An H.264 stream whose codec parameters (size, avcC) come from a keyframe."""
+    template: Any = av.open(io.BytesIO(header), format="h264")
+    try:
+        stream = container.add_stream_from_template(template.streams.video[0], opaque=True)
+    finally:
+        template.close()
+    return stream
+
+
+class MatroskaFile:
+    """One Matroska/WebM file with at most one video (VP8, VP9 or H.264) and one Opus
+    track; the container format follows the file's extension (see :data:`CONTAINERS`).
 
     ``write`` takes timestamps already in the track's time base (1/90000 video,
     1/48000 audio) relative to the file start; it drops (returns False) a frame whose
@@ -130,7 +180,7 @@ class WebmFile:
         self,
         path: Path,
         *,
-        video_size: tuple[int, int] | None,
+        video: VideoFormat | None,
         audio: bool,
         cluster_ms: int = 200,
         metadata: dict[str, str] | None = None,
@@ -139,23 +189,31 @@ class WebmFile:
         self._container: Any = av.open(
             str(path),
             "w",
-            format="webm",
+            format=_format_of(path),
             container_options={
                 "cluster_time_limit": str(cluster_ms),
                 "flush_packets": FLUSH_PACKETS,
             },
         )
-        if metadata:
-            self._container.metadata.update(metadata)
-        self._video: Any = None
-        self._audio: Any = None
-        if video_size is not None:
-            width, height = video_size
-            self._video = self._container.add_mux_stream("vp8", rate=30, width=width, height=height)
-            self._video.time_base = VIDEO_TIME_BASE
-        if audio:
-            self._audio = self._container.add_stream_from_template(opus_template(), opaque=True)
-            self._audio.time_base = AUDIO_TIME_BASE
+        try:
+            if metadata:
+                self._container.metadata.update(metadata)
+            self._video: Any = None
+            self._audio: Any = None
+            if video is not None:
+                if video.codec == "h264":
+                    self._video = _h264_stream(self._container, video.header)
+                else:
+                    self._video = self._container.add_mux_stream(
+                        video.codec, rate=30, width=video.width, height=video.height
+                    )
+                self._video.time_base = VIDEO_TIME_BASE
+            if audio:
+                self._audio = self._container.add_stream_from_template(opus_template(), opaque=True)
+                self._audio.time_base = AUDIO_TIME_BASE
+        except Exception:
+            self._container.close()
+            raise
         self._last: dict[str, int] = {}
         self.end_s = 0.0  # latest frame end, in seconds from the file start
         self.frames = {"video": 0, "audio": 0}
@@ -210,14 +268,35 @@ class WebmFile:
         self._container.close()
 
 
-def probe_duration(path: Path) -> float:
-    """The end of the last packet in a (possibly cut) WebM file, in seconds, demuxing
-    only: used for files a crash left behind."""
+def seal(path: Path) -> float:
+    """Give a file a crash cut (no Cues, no duration) both, by copying its packets into
+    a new file of the same format (no decoding), which then replaces it. Returns the
+    end of its last packet in seconds. A partly written last block is left out."""
+    sealed = path.with_name(f".{path.name}.sealing")
     end = 0.0
-    with av.open(str(path)) as container:
-        for packet in container.demux():
-            if packet.pts is None or packet.time_base is None:
+    with av.open(str(path)) as source, av.open(str(sealed), "w", format=_format_of(path)) as target:
+        target.metadata.update(source.metadata)
+        streams = {}
+        for stream in source.streams:
+            copy = target.add_stream_from_template(stream, opaque=True)
+            copy.time_base = stream.time_base
+            streams[stream.index] = copy
+        packets = source.demux()
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError:  # the cut itself: keep everything before it
+                break
+            if packet.dts is None or packet.pts is None or packet.is_corrupt:
                 continue
-            t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-            end = max(end, t)
+            if packet.time_base is not None:
+                t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                end = max(end, t)
+            packet.stream = streams[packet.stream.index]
+            target.mux(packet)
+    with sealed.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    sealed.replace(path)
     return end
