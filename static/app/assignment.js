@@ -3,7 +3,7 @@
 import { api, describeError, el, listAll, requireUser, toast } from "./api.js";
 import { assignmentForm } from "./assignment_form.js";
 import { showDate, timeZone } from "./dates.js";
-import { downloadFile, showSize, uploadFile } from "./files.js";
+import { downloadFile, showSize, uploadFile, uploadRow } from "./files.js";
 import { mountGrader } from "./grading.js";
 import { renderMarkdown } from "./markdown.js";
 import { workStatus } from "./submission_status.js";
@@ -82,12 +82,6 @@ function attemptItem(sub) {
       sub.status === "returned" && sub.feedback ? el("div", { class: "feedback" }, el("strong", { text: "Feedback: " }), sub.feedback) : null,
     ),
   );
-}
-
-function uploadRow(file) {
-  const bar = el("progress", { max: "1", value: "0", "aria-label": `Uploading ${file.name}` });
-  const row = el("li", { class: "file uploading" }, el("span", { text: file.name }), bar);
-  return { row, progress: (f) => (bar.value = f) };
 }
 
 function checkFile(file) {

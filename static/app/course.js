@@ -13,6 +13,8 @@ const staffRoles = new Set(["teacher", "ta"]);
 let course = null;
 let staff = false;
 
+const editable = () => staff && course.status !== "archived";
+
 function showError(error) {
   notice.textContent = describeError(error);
   notice.hidden = false;
@@ -90,7 +92,22 @@ function renderCode() {
 }
 
 // --- lessons ------------------------------------------------------------------------------
-function lessonItem(lesson) {
+function lessonItem(lesson, index, lessons) {
+  const error = el("p", { class: "form-error", role: "alert", hidden: true });
+  const move = (step, text) =>
+    el("button", {
+      type: "button",
+      class: "btn btn-small",
+      text,
+      "aria-label": `${text}: ${lesson.title}`,
+      disabled: !lessons[index + step],
+      onclick: () =>
+        act(error, async () => {
+          await api(`/api/v1/lessons/${lesson.id}`, { method: "PATCH", body: { position: lessons[index + step].position } });
+          await loadLessons();
+          document.querySelector(`[data-lessons] [aria-label="${text}: ${CSS.escape(lesson.title)}"]:not(:disabled)`)?.focus();
+        }),
+    });
   return el(
     "li",
     {},
@@ -98,9 +115,11 @@ function lessonItem(lesson) {
       "div",
       { class: "item-main" },
       el("a", { href: `/lessons/${lesson.id}`, text: lesson.title }),
-      el("span", { class: "muted small", text: lesson.attachments.length ? `${lesson.attachments.length} attachment(s)` : "" }),
+      lesson.attachments.length ? el("span", { class: "muted small", text: `${lesson.attachments.length} attachment(s)` }) : null,
+      error,
     ),
     lesson.status === "draft" ? badge("Draft", "is-draft") : null,
+    editable() ? el("div", { class: "item-actions" }, move(-1, "Move up"), move(1, "Move down")) : null,
   );
 }
 

@@ -61,3 +61,10 @@ export function showSize(bytes) {
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
+
+/** A list row with a progress bar for a file being uploaded; progress(fraction) moves it. */
+export function uploadRow(file) {
+  const bar = el("progress", { max: "1", value: "0", "aria-label": `Uploading ${file.name}` });
+  const row = el("li", { class: "file uploading" }, el("span", { text: file.name }), bar);
+  return { row, progress: (f) => (bar.value = f) };
+}

@@ -104,7 +104,40 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await form.get_by_role("button", name="Create assignment").click()
     assignments = tp.locator("[data-assignments]")
     await assignments.get_by_role("link", name="Lab report 1").wait_for()
+    assignment_id = await assignments.get_by_role("link", name="Lab report 1").get_attribute("href")
+    # A second lesson, moved before the first.
+    await tp.get_by_text("New lesson").click()
+    await tp.get_by_label("Title", exact=True).first.fill("Bonds")
+    await tp.get_by_role("button", name="Create lesson").click()
+    lessons = tp.locator("[data-lessons]")
+    await lessons.get_by_role("button", name="Move up: Bonds").click()
+    await eventually(
+        lambda: _has(lessons.locator("li").first, "Bonds"), 10, "Bonds moved to the top"
+    )
     await check_page(tp, "course-teacher")
+
+    # The lesson page: an attachment uploaded with progress; Markdown that injects nothing.
+    await lessons.get_by_role("link", name="Atoms").click()
+    await tp.get_by_role("heading", name="Atoms", level=1).wait_for()
+    await tp.get_by_label("Attach files").set_input_files(
+        [{"name": "table.pdf", "mimeType": "application/pdf", "buffer": PDF}]
+    )
+    await tp.get_by_role("button", name="Download table.pdf").wait_for()
+    await tp.get_by_text("Edit lesson").click()
+    await tp.get_by_label("Content").fill(
+        "## Parts\nSee the [periodic table](https://example.org/pt).\n\n"
+        '<img src=x onerror="window.pwned=1"> [bad](javascript:window.pwned=1)\n\n'
+        "1. protons\n2. neutrons"
+    )
+    await tp.get_by_role("button", name="Save lesson").click()
+    await tp.get_by_text("Lesson saved.").wait_for()
+    content = tp.locator("[data-content]")
+    link = content.get_by_role("link", name="periodic table")
+    assert await link.get_attribute("href") == "https://example.org/pt"
+    assert await content.locator("img, script, a[href^='javascript']").count() == 0
+    assert '<img src=x onerror="window.pwned=1">' in await content.inner_text()
+    assert await content.locator("ol li").count() == 2
+    await check_page(tp, "lesson-teacher")
 
     # Both students join with the code.
     pages = {}
@@ -120,6 +153,13 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
         pages[student.name] = sp
     ap, bp = pages["Ada Byron"], pages["Ben Osei"]
     await check_page(ap, "course-student")
+    await ap.locator("[data-lessons]").get_by_role("link", name="Atoms").click()
+    async with ap.expect_download() as dl:
+        await ap.get_by_role("button", name="Download table.pdf").click()
+    assert await asyncio.to_thread(Path(str(await (await dl.value).path())).read_bytes) == PDF
+    assert not await ap.get_by_label("Attach files").is_visible()
+    await check_page(ap, "lesson-student")
+    await ap.go_back()
 
     # Ada hands in two files on time; a refused type is said by the file picker.
     await ap.locator("[data-assignments]").get_by_role("link", name="Lab report 1").click()
@@ -146,7 +186,6 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await ap.locator("[data-status]").get_by_text("Submitted", exact=True).wait_for()
 
     # The teacher moves the due date into the past; Ben's file then arrives late.
-    assignment_id = await assignments.get_by_role("link", name="Lab report 1").get_attribute("href")
     await tp.goto(server.base + str(assignment_id))
     await tp.get_by_text("Edit assignment").click()
     edit = tp.get_by_role("form", name="Save changes")

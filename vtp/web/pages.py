@@ -67,3 +67,10 @@ async def gradebook(request: web.Request) -> dict[str, Any]:
 async def assignment(request: web.Request) -> dict[str, Any]:
     assignment_id = _uuid_param(request, "assignment_id", "assignment")
     return {"title": "Assignment", "page": "assignment", "assignment_id": assignment_id}
+
+
+@routes.get("/lessons/{lesson_id}")
+@aiohttp_jinja2.template("lesson.html")
+async def lesson(request: web.Request) -> dict[str, Any]:
+    lesson_id = _uuid_param(request, "lesson_id", "lesson")
+    return {"title": "Lesson", "page": "lesson", "lesson_id": lesson_id}
