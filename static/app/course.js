@@ -2,7 +2,8 @@
 // Staff (teachers, TAs) get the edit controls; an archived course is read-only.
 import { api, describeError, el, listAll, requireUser, toast } from "./api.js";
 import { assignmentForm } from "./assignment_form.js";
-import { showDate } from "./dates.js";
+import { fromLocalInput, showDate, timeZone, toLocalInput } from "./dates.js";
+import { recordingItem } from "./recordings.js";
 import { workStatus } from "./submission_status.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -220,7 +221,7 @@ function sessionItem(session) {
     el(
       "div",
       { class: "item-main" },
-      el("strong", { text: session.title }),
+      el("a", { href: `/sessions/${session.id}`, text: session.title }),
       el("span", { class: "muted small", text: showDate(session.started_at || session.scheduled_start) }),
       error,
     ),
@@ -234,6 +235,40 @@ async function loadSessions() {
   sessions.sort((a, b) => new Date(b.scheduled_start) - new Date(a.scheduled_start));
   fill($("[data-sessions]"), sessions.map(sessionItem), "No sessions yet.");
   return sessions;
+}
+
+function mountScheduleForm() {
+  const form = $("[data-new-session]");
+  $("[data-tz-hint]").textContent = `Times in your time zone (${timeZone}).`;
+  const start = new Date(Date.now() + 60 * 60 * 1000);
+  start.setMinutes(0, 0, 0);
+  form.elements.start.value = toLocalInput(start.toISOString());
+  form.elements.end.value = toLocalInput(new Date(start.getTime() + 60 * 60 * 1000).toISOString());
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(form.querySelector("[data-error]"), async () => {
+      const session = await api(`${base}/sessions`, {
+        method: "POST",
+        body: {
+          title: form.elements.title.value.trim(),
+          scheduled_start: fromLocalInput(form.elements.start.value),
+          scheduled_end: fromLocalInput(form.elements.end.value),
+          auto_record: form.elements.auto_record.checked,
+          students_may_publish: form.elements.students_may_publish.checked,
+        },
+      });
+      form.elements.title.value = "";
+      form.closest("details").open = false;
+      toast(`Session “${session.title}” scheduled for ${showDate(session.scheduled_start)}.`);
+      await loadSessions();
+    });
+  });
+}
+
+async function loadRecordings() {
+  const recordings = await listAll(`${base}/recordings?limit=100`);
+  recordings.sort((a, b) => new Date(b.started_at) - new Date(a.started_at));
+  fill($("[data-recordings]"), recordings.map(recordingItem), "No recordings yet.");
 }
 
 // --- people -------------------------------------------------------------------------------
@@ -327,7 +362,10 @@ async function load() {
   $("[data-course-sub]").textContent = `${course.code}${course.description ? " · " + course.description : ""}`;
   for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !editable;
   $("[data-enrol]").hidden = !(editable && course.my_role === "teacher");
-  if (editable) mountNewAssignment();
+  if (editable) {
+    mountNewAssignment();
+    mountScheduleForm();
+  }
   renderCode();
   const section = (what, work) =>
     work().catch((e) => {
@@ -339,6 +377,7 @@ async function load() {
     section("assignments", loadAssignments),
     section("sessions", loadSessions),
     section("people", loadPeople),
+    section("recordings", loadRecordings),
   ]);
   renderOverview(sessions, assignments);
 }

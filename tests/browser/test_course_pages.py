@@ -20,6 +20,7 @@ from classroom_kit import (
     ARTIFACTS,
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
+    decoding,
     eventually,
     needs_chromium,
     server_fixture,  # noqa: F401  (module fixture)
@@ -265,6 +266,97 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     assert by_name == {"Ada Byron": ["8.5", "8.5"], "Ben Osei": ["6", "6"]}
     for ctx_page in (tp, ap, bp):
         await ctx_page.context.close()
+
+
+async def join(page: Any) -> None:
+    button = page.get_by_role("button", name="Join class")
+    await button.wait_for()
+    await eventually(button.is_enabled, 15, "the Join button enabled")
+    await button.click()
+
+
+async def test_a_class_is_held_recorded_and_watched(server: Server, browser: Any) -> None:
+    """Scheduled on the course page, started from its session page, recorded in the
+    classroom (fake camera); afterwards the session page shows attendance for both and
+    its recording plays, seekable, in the player page."""
+    teacher = await server.user("Mr Lindqvist", role="teacher")
+    cleo = await server.user("Cleo Park")
+    course = await server.call(
+        "POST",
+        "/api/v1/courses",
+        teacher,
+        json={"code": "PHY-2", "title": "Physics", "enrollment_code": "phy-2-code"},
+    )
+    await server.call(
+        "POST",
+        f"/api/v1/courses/{course['id']}/enrollments",
+        teacher,
+        json={"email": cleo.email},
+    )
+    tp = await signed_in_page(browser, server, teacher)
+    await tp.goto(f"{server.base}/courses/{course['id']}")
+    await tp.get_by_text("Schedule a session").click()
+    await tp.get_by_label("Title", exact=True).last.fill("Pendulums")
+    start = time.localtime(time.time() - 60)
+    await tp.get_by_label("Starts").fill(time.strftime("%Y-%m-%dT%H:%M", start))
+    await tp.get_by_role("button", name="Schedule", exact=True).click()
+    await tp.locator("[data-sessions]").get_by_role("link", name="Pendulums").click()
+    await tp.get_by_role("heading", name="Pendulums").wait_for()
+    await check_page(tp, "session-scheduled")
+    await tp.get_by_role("button", name="Start now").click()
+    await tp.wait_for_url("**/classroom/*")
+    session_id = tp.url.rsplit("/", 1)[1]
+    await join(tp)
+
+    cp = await signed_in_page(browser, server, cleo, viewport=PHONE)
+    await cp.goto(f"{server.base}/sessions/{session_id}")
+    await cp.get_by_role("link", name="Join").click()
+    await join(cp)
+    await eventually(lambda: decoding(cp, 1), 30, "Cleo decoding the teacher")
+    await tp.get_by_role("button", name="Record").click()
+    await tp.locator("[data-rec-badge]").filter(has_text="Recording").wait_for()
+    await asyncio.sleep(3)  # three seconds of class on the recording
+    await tp.get_by_role("button", name="Stop recording").click()
+    await tp.get_by_role("button", name="End for all").click()
+    await tp.get_by_role("button", name="End class").click()
+    await cp.locator("[data-overlay]").wait_for(state="visible")
+
+    # The session page: attendance for both, its CSV, and the recording once processed.
+    await tp.goto(f"{server.base}/sessions/{session_id}")
+    attendance = tp.locator("[data-attendance] table")
+    await attendance.get_by_role("row", name="Cleo Park").wait_for()
+    await attendance.get_by_role("row", name="Mr Lindqvist").wait_for()
+    async with tp.expect_download() as dl:
+        await tp.get_by_role("button", name="Download CSV").click()
+    text = await asyncio.to_thread(Path(str(await (await dl.value).path())).read_text)
+    names = {row["display_name"] for row in csv.DictReader(io.StringIO(text))}
+    assert names == {"Cleo Park", "Mr Lindqvist"}
+    watch = tp.get_by_role("link", name="Watch: Pendulums")
+
+    async def ready() -> bool:
+        if await watch.count():
+            return True
+        await tp.reload()
+        await tp.get_by_role("heading", name="Pendulums").wait_for()
+        return False
+
+    await eventually(ready, 30, "the recording ready to watch", every=1)
+    await check_page(tp, "session-ended")
+    await watch.click()
+    video = tp.locator("[data-video]")
+    await eventually(
+        lambda: video.evaluate("v => v.readyState >= 2 && v.duration > 1"), 15, "video loaded"
+    )
+    await video.evaluate("v => { v.muted = true; return v.play(); }")
+    await eventually(lambda: video.evaluate("v => v.currentTime > 0.3"), 10, "playback advancing")
+    await video.evaluate("v => { v.currentTime = v.duration / 2; }")  # seekable
+    await eventually(lambda: video.evaluate("v => !v.seeking && v.readyState >= 2"), 10, "seeked")
+    await check_page(tp, "recording-player")
+    await cp.goto(f"{server.base}/courses/{course['id']}")
+    await cp.get_by_role("link", name="Watch: Pendulums").wait_for()
+    assert await cp.locator("[data-attendance]").count() == 0  # not on the course page
+    for page in (tp, cp):
+        await page.context.close()
 
 
 async def _has(locator: Any, text: str) -> bool:

@@ -74,3 +74,17 @@ async def assignment(request: web.Request) -> dict[str, Any]:
 async def lesson(request: web.Request) -> dict[str, Any]:
     lesson_id = _uuid_param(request, "lesson_id", "lesson")
     return {"title": "Lesson", "page": "lesson", "lesson_id": lesson_id}
+
+
+@routes.get("/sessions/{session_id}")
+@aiohttp_jinja2.template("session.html")
+async def session(request: web.Request) -> dict[str, Any]:
+    session_id = _uuid_param(request, "session_id", "session")
+    return {"title": "Session", "page": "session", "session_id": session_id}
+
+
+@routes.get("/recordings/{recording_id}")
+@aiohttp_jinja2.template("recording.html")
+async def recording(request: web.Request) -> dict[str, Any]:
+    recording_id = _uuid_param(request, "recording_id", "recording")
+    return {"title": "Recording", "page": "recording", "recording_id": recording_id}
