@@ -70,6 +70,9 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await tp.get_by_label("Course code").fill("CHEM-1")
     await tp.get_by_label("Course title").fill("Chemistry")
     await tp.get_by_role("button", name="Create course").click()
+    await tp.get_by_text("Course “Chemistry” created.").wait_for()
+    assert await tp.get_by_label("Course code").is_hidden()  # the form closed
+    assert await tp.locator("#enrol-code").is_hidden()  # a student's box
     await tp.get_by_role("link", name="Chemistry").click()
     await tp.wait_for_url("**/courses/*")
     course_id = tp.url.rsplit("/", 1)[1]
@@ -293,8 +296,41 @@ async def test_a_class_is_held_recorded_and_watched(server: Server, browser: Any
         teacher,
         json={"email": cleo.email},
     )
-    tp = await signed_in_page(browser, server, teacher)
+    dora = await server.user("Dora Mensah")
+    tp = await signed_in_page(
+        browser, server, teacher, permissions=["clipboard-read", "clipboard-write"]
+    )
     await tp.goto(f"{server.base}/courses/{course['id']}")
+
+    # People: the code copied; enrol by e-mail (an unknown one is refused), change a
+    # role, remove.
+    await tp.get_by_role("button", name="Copy code").click()
+    await tp.locator("[data-code-status]").get_by_text("Copied.").wait_for()
+    assert await tp.evaluate("navigator.clipboard.readText()") == "phy-2-code"
+    enrol = tp.get_by_role("form", name="Enrol someone by e-mail")
+    await enrol.get_by_label("E-mail").fill("nobody@school.example")
+    await enrol.get_by_role("button", name="Enrol").click()
+    await eventually(
+        lambda: _has(enrol.get_by_role("alert"), "No active user matches"), 10, "refusal"
+    )
+    await enrol.get_by_label("E-mail").fill(dora.email)
+    await enrol.get_by_label("Role").select_option("ta")
+    await enrol.get_by_role("button", name="Enrol").click()
+    role = tp.get_by_label("Role of Dora Mensah")
+    await role.wait_for()
+    assert await role.input_value() == "ta"
+    await role.select_option("student")
+    await tp.get_by_text("Dora Mensah is now Student.").wait_for()
+    tp.once("dialog", lambda dialog: dialog.accept())
+    await tp.get_by_role("button", name="Remove Dora Mensah from the course").click()
+    await tp.get_by_text("Dora Mensah was removed.").wait_for()
+    people = tp.locator("[data-people]")
+    await people.get_by_text("Dora Mensah").first.wait_for(state="detached")
+    enrolled = await server.call(
+        "GET", f"/api/v1/courses/{course['id']}/enrollments?status=removed", teacher
+    )
+    assert [e["user_id"] for e in enrolled["items"]] == [dora.id]
+
     await tp.get_by_text("Schedule a session").click()
     await tp.get_by_label("Title", exact=True).last.fill("Pendulums")
     start = time.localtime(time.time() - 60)
