@@ -2,6 +2,7 @@
 // Staff (teachers, TAs) get the edit controls; an archived course is read-only.
 import { api, describeError, el, listAll, requireUser, toast } from "./api.js";
 import { assignmentForm } from "./assignment_form.js";
+import { mountCourseChat } from "./course_chat.js";
 import { fromLocalInput, showDate, timeZone, toLocalInput } from "./dates.js";
 import { recordingItem } from "./recordings.js";
 import { workStatus } from "./submission_status.js";
@@ -41,7 +42,7 @@ function badge(text, kind = "") {
 }
 
 // --- overview -----------------------------------------------------------------------------
-function renderOverview(sessions, assignments) {
+function renderOverview(sessions, assignments, latest) {
   const next = sessions
     .filter((s) => s.status === "live" || (s.status === "scheduled" && new Date(s.scheduled_end) > new Date()))
     .sort((a, b) => new Date(a.scheduled_start) - new Date(b.scheduled_start))[0];
@@ -61,6 +62,10 @@ function renderOverview(sessions, assignments) {
         : "None scheduled",
     ),
     fact("Next due", due ? el("a", { href: `/assignments/${due.id}`, text: `${due.title}, ${showDate(due.due_at)}` }) : "Nothing due"),
+    fact(
+      "Latest message",
+      latest && latest.body !== null ? el("a", { href: "#chat", text: `${latest.author_name || "Someone"}: ${latest.body.length > 80 ? latest.body.slice(0, 80) + "…" : latest.body}` }) : "No messages yet",
+    ),
   );
 }
 
@@ -347,7 +352,7 @@ $("[data-enrol]").addEventListener("submit", (ev) => {
 
 // --- page ---------------------------------------------------------------------------------
 async function load() {
-  await requireUser();
+  const me = await requireUser();
   try {
     course = await api(base);
   } catch (e) {
@@ -372,14 +377,16 @@ async function load() {
       showError(e);
       return [];
     });
-  const [, assignments, sessions] = await Promise.all([
+  const canPost = course.status !== "archived" && course.my_role !== "observer" && course.my_role !== null;
+  const [, assignments, sessions, , , latest] = await Promise.all([
     section("lessons", loadLessons),
     section("assignments", loadAssignments),
     section("sessions", loadSessions),
     section("people", loadPeople),
     section("recordings", loadRecordings),
+    section("chat", () => mountCourseChat(courseId, $("[data-course-chat]"), $("[data-course-chat-form]"), canPost, me)),
   ]);
-  renderOverview(sessions, assignments);
+  renderOverview(sessions, assignments, Array.isArray(latest) ? null : latest);
 }
 
 load().catch(showError);

@@ -156,6 +156,9 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
         await status.wait_for()
         pages[student.name] = sp
     ap, bp = pages["Ada Byron"], pages["Ben Osei"]
+    await ap.get_by_label("Message to the course").fill("Is the lab on Friday?")
+    await ap.get_by_role("button", name="Send").click()
+    await ap.locator("[data-course-chat]").get_by_text("Is the lab on Friday?").wait_for()
     await check_page(ap, "course-student")
     await ap.locator("[data-lessons]").get_by_role("link", name="Atoms").click()
     async with ap.expect_download() as dl:
@@ -227,8 +230,17 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await queue.locator("li", has_text="Ada Byron").get_by_text("Returned").wait_for()
     await grader.get_by_role("button", name="Next").click()
     await grader.get_by_role("heading", name="Ben Osei · attempt 1").wait_for()
-    await grader.get_by_label("Score (out of 10)").fill("6")
-    await grader.get_by_role("button", name="Save grade").click()
+    # By keyboard alone: from the grader's heading (focused on opening) to the score.
+    for _ in range(8):
+        if await tp.evaluate("document.activeElement.id") == "grade-score":
+            break
+        await tp.keyboard.press("Tab")
+    assert await tp.evaluate("document.activeElement.id") == "grade-score"
+    await tp.keyboard.type("6")
+    await tp.keyboard.press("Tab")  # feedback
+    await tp.keyboard.press("Tab")  # Save grade
+    await tp.keyboard.press("Enter")
+    await tp.get_by_text("Grade saved for Ben Osei.").wait_for()
     await queue.get_by_role("button", name="Return all graded (1)").click()
     await queue.locator("li", has_text="Ben Osei").get_by_text("Returned").wait_for()
     await check_page(tp, "assignment-teacher-grading")
@@ -250,6 +262,11 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
         .wait_for()
     )
     assert "Ada" not in await text_of(bp.locator("main"))
+
+    # The teacher's course page shows the latest message in the overview.
+    await tp.goto(f"{server.base}/courses/{course_id}")
+    overview = tp.locator("[data-overview]")
+    await overview.get_by_text("Ada Byron: Is the lab on Friday?").wait_for()
 
     # The teacher's gradebook: sortable, and the CSV it downloads is the server's.
     await tp.goto(f"{server.base}/courses/{course_id}/gradebook")
