@@ -372,6 +372,16 @@ async function load() {
     mountScheduleForm();
   }
   renderCode();
+  if (editable && course.my_role === "teacher") {
+    const row = $("[data-archive-row]");
+    row.hidden = false;
+    $("[data-archive]").onclick = () =>
+      act(row.querySelector("[data-error]"), async () => {
+        if (!confirm(`Archive ${course.title}? It becomes read-only for everyone.`)) return;
+        await api(`${base}/archive`, { method: "POST" });
+        location.reload();
+      });
+  }
   const section = (what, work) =>
     work().catch((e) => {
       showError(e);

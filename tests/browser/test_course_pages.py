@@ -408,6 +408,20 @@ async def test_a_class_is_held_recorded_and_watched(server: Server, browser: Any
     await cp.goto(f"{server.base}/courses/{course['id']}")
     await cp.get_by_role("link", name="Watch: Pendulums").wait_for()
     assert await cp.locator("[data-attendance]").count() == 0  # not on the course page
+    # Archived, the course is read-only: no scheduling, no enrolling, no posting.
+    await tp.goto(f"{server.base}/courses/{course['id']}")
+    controls = [
+        tp.get_by_text("Schedule a session"),
+        tp.get_by_role("form", name="Enrol someone by e-mail"),
+        tp.get_by_role("form", name="Write to the course"),
+    ]
+    for control in controls:
+        await control.wait_for()
+    tp.once("dialog", lambda dialog: dialog.accept())
+    await tp.get_by_role("button", name="Archive course").click()
+    await tp.locator("[data-overview]").get_by_text("Archived (read-only)").wait_for()
+    for control in controls:
+        assert await control.is_hidden(), control
     for page in (tp, cp):
         await page.context.close()
 
