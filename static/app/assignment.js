@@ -249,6 +249,18 @@ async function load() {
         }),
       );
     }
+    $("[data-delete]").onclick = async () => {
+      const error = $("[data-delete-error]");
+      error.hidden = true;
+      if (!confirm(`Delete “${assignment.title}”? (Only an assignment nobody has handed anything in for can be deleted.)`)) return;
+      try {
+        await api(`/api/v1/assignments/${assignmentId}`, { method: "DELETE" });
+        location.assign(`/courses/${course.id}#assignments`);
+      } catch (e) {
+        error.textContent = describeError(e);
+        error.hidden = false;
+      }
+    };
     await mountGrader(assignment, $("[data-queue]"), $("[data-grader]"), editable);
   } else {
     $("[data-student]").hidden = false;

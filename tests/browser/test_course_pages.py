@@ -39,17 +39,17 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 async def check_page(page: Any, name: str) -> None:
-    """axe-core on the page as it is, then screenshots at desktop and phone width."""
+    """axe-core (no serious or critical violations) and a full-page screenshot, at
+    desktop and at phone width."""
     from axe_playwright_python.async_playwright import Axe
 
-    results = await Axe().run(page)
-    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-    assert not bad, f"{name}: " + results.generate_report()
     size = page.viewport_size
-    await page.set_viewport_size(DESKTOP)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}-desktop.png"), full_page=True)
-    await page.set_viewport_size(PHONE)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
+    for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        await page.set_viewport_size(viewport)
+        results = await Axe().run(page)
+        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+        assert not bad, f"{name} ({width}): " + results.generate_report()
+        await page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
     await page.set_viewport_size(size)
 
 
@@ -244,11 +244,17 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await queue.get_by_role("button", name="Return all graded (1)").click()
     await queue.locator("li", has_text="Ben Osei").get_by_text("Returned").wait_for()
     await check_page(tp, "assignment-teacher-grading")
+    # With submissions it cannot be deleted: the server says so by the button.
+    await tp.get_by_text("Edit assignment").click()
+    tp.once("dialog", lambda dialog: dialog.accept())
+    await tp.get_by_role("button", name="Delete assignment").click()
+    await tp.get_by_text("An assignment with submissions cannot be deleted.").wait_for()
 
     # Each student sees their own grade, and only theirs.
     await ap.reload()
     await ap.locator("[data-status]").get_by_text("Returned: 8.5 / 10").wait_for()
     assert "Clear method." in await text_of(ap.locator("[data-attempts]"))
+    await check_page(ap, "assignment-student-returned")
     await ap.goto(f"{server.base}/courses/{course_id}/gradebook")
     table = ap.locator("[data-table] table")
     await table.get_by_role("row", name="Lab report 1").get_by_text("8.5 / 10").wait_for()
