@@ -361,18 +361,18 @@ async function load() {
     return;
   }
   staff = staffRoles.has(course.my_role) || course.my_role === null;
-  const editable = staff && course.status !== "archived";
+  const canEdit = editable();
   document.title = `${course.title} · VTP Classroom`;
   $("[data-course-title]").textContent = course.title;
   $("[data-course-sub]").textContent = `${course.code}${course.description ? " · " + course.description : ""}`;
-  for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !editable;
-  $("[data-enrol]").hidden = !(editable && course.my_role === "teacher");
-  if (editable) {
+  for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !canEdit;
+  $("[data-enrol]").hidden = !(canEdit && course.my_role === "teacher");
+  if (canEdit) {
     mountNewAssignment();
     mountScheduleForm();
   }
   renderCode();
-  if (editable && course.my_role === "teacher") {
+  if (canEdit && course.my_role === "teacher") {
     const row = $("[data-archive-row]");
     row.hidden = false;
     $("[data-archive]").onclick = () =>

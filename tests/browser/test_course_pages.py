@@ -330,6 +330,12 @@ async def test_a_class_is_held_recorded_and_watched(server: Server, browser: Any
     await tp.get_by_role("button", name="Copy code").click()
     await tp.locator("[data-code-status]").get_by_text("Copied.").wait_for()
     assert await tp.evaluate("navigator.clipboard.readText()") == "phy-2-code"
+    await tp.get_by_role("button", name="New code").click()
+    await tp.locator("[data-code-status]").get_by_text("New code made").wait_for()
+    new_code = await tp.locator("[data-code]").inner_text()
+    assert new_code != "phy-2-code"
+    stored = await server.call("GET", f"/api/v1/courses/{course['id']}", teacher)
+    assert stored["enrollment_code"] == new_code
     enrol = tp.get_by_role("form", name="Enrol someone by e-mail")
     await enrol.get_by_label("E-mail").fill("nobody@school.example")
     await enrol.get_by_role("button", name="Enrol").click()
