@@ -13,14 +13,21 @@ export async function mountGrader(assignment, queueList, grader, editable) {
   const unsaved = new Map(); // submission id -> {score, feedback} typed but not saved
   let openId = null;
 
+  let missing = [];
+
   async function load() {
-    const all = await listAll(`/api/v1/assignments/${assignment.id}/submissions?limit=100`);
-    const handedIn = all.filter((s) => s.status !== "draft");
+    const [all, roster] = await Promise.all([
+      listAll(`/api/v1/assignments/${assignment.id}/submissions?limit=100`),
+      listAll(`/api/v1/courses/${assignment.course_id}/enrollments?role=student&status=active&limit=100`).catch(() => []),
+    ]);
+    const handedIn = new Set(all.filter((s) => s.status !== "draft").map((s) => s.student_id));
+    missing = roster.filter((e) => !handedIn.has(e.user_id)).map((e) => (e.user ? e.user.display_name : e.user_id));
+    const submitted = all.filter((s) => s.status !== "draft");
     // Ungraded first when the page opens; after that the order stays put while grading,
     // so next/previous walk the list the teacher saw.
     const byFirstSeen = new Map(queue.map((s, i) => [s.id, i]));
     const rank = (s) => byFirstSeen.get(s.id) ?? Infinity;
-    queue = handedIn.sort(
+    queue = submitted.sort(
       (a, b) => rank(a) - rank(b) || ORDER[a.status] - ORDER[b.status] || new Date(a.submitted_at) - new Date(b.submitted_at),
     );
     renderQueue();
@@ -45,6 +52,9 @@ export async function mountGrader(assignment, queueList, grader, editable) {
     );
     const graded = queue.filter((s) => s.status === "graded");
     queueList.replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: "Nothing handed in yet." })]));
+    if (missing.length) {
+      queueList.append(el("li", { class: "missing" }, el("span", { class: "muted", text: `Not handed in (${missing.length}): ${missing.sort().join(", ")}` })));
+    }
     if (editable && graded.length) {
       const error = el("p", { class: "form-error", role: "alert", hidden: true });
       queueList.append(

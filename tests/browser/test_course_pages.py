@@ -194,6 +194,7 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
 
     # The teacher moves the due date into the past; Ben's file then arrives late.
     await tp.goto(server.base + str(assignment_id))
+    await tp.locator("[data-queue]").get_by_text("Not handed in (1): Ben Osei").wait_for()
     await tp.get_by_text("Edit assignment").click()
     edit = tp.get_by_role("form", name="Save changes")
     await edit.get_by_label("Due").fill(
