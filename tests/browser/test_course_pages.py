@@ -12,8 +12,10 @@ import asyncio
 import csv
 import io
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from classroom_kit import (
@@ -35,7 +37,13 @@ pytestmark = [
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
+TEACHER_TZ = "America/New_York"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def teacher_local(ts: float) -> str:
+    """`ts` as the teacher's datetime-local input takes it (wall-clock time in New York)."""
+    return datetime.fromtimestamp(ts, ZoneInfo(TEACHER_TZ)).strftime("%Y-%m-%dT%H:%M")
 
 
 async def check_page(page: Any, name: str) -> None:
@@ -62,7 +70,9 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     teacher = await server.user("Ms Okafor", role="teacher")
     ada = await server.user("Ada Byron")
     ben = await server.user("Ben Osei")
-    tp = await signed_in_page(browser, server, teacher)
+    # The teacher is in New York, the students in UTC: each types and reads dates in their
+    # own time zone.
+    tp = await signed_in_page(browser, server, teacher, timezone_id=TEACHER_TZ)
 
     # The teacher makes a course on the dashboard and follows its title to the course page.
     await tp.goto(server.base + "/dashboard")
@@ -96,10 +106,10 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await form.get_by_label("Points").fill("10")
     await form.get_by_label("Attempts allowed").fill("2")
     await form.get_by_label("Allowed file types").fill("pdf, txt")
-    due = time.localtime(time.time() + 86400)
-    await form.get_by_label("Due").fill(time.strftime("%Y-%m-%dT%H:%M", due))
+    due = time.time() + 86400
+    await form.get_by_label("Due").fill(teacher_local(due))
     # A lock date before the due date: the server's message is shown by the button.
-    await form.get_by_label("Locks").fill(time.strftime("%Y-%m-%dT%H:%M", time.localtime()))
+    await form.get_by_label("Locks").fill(teacher_local(time.time()))
     await form.get_by_role("button", name="Create assignment").click()
     error = form.get_by_role("alert")
     await eventually(lambda: _has(error, "dates must be in order"), 10, "the date order error")
@@ -108,6 +118,9 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await form.get_by_role("button", name="Create assignment").click()
     assignments = tp.locator("[data-assignments]")
     await assignments.get_by_role("link", name="Lab report 1").wait_for()
+    stored = await server.call("GET", f"/api/v1/courses/{course_id}/assignments", teacher)
+    due_at = datetime.fromisoformat(stored["items"][0]["due_at"])
+    assert abs(due_at.timestamp() - due) < 60, (due_at, due)  # New York time, read as such
     assignment_id = await assignments.get_by_role("link", name="Lab report 1").get_attribute("href")
     # A second lesson, moved before the first.
     await tp.get_by_text("New lesson").click()
@@ -172,6 +185,7 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await ap.locator("[data-assignments]").get_by_role("link", name="Lab report 1").click()
     await ap.get_by_role("heading", name="Lab report 1").wait_for()
     assert await ap.locator("[data-instructions] strong").inner_text() == "titration"
+    assert "times in UTC" in await text_of(ap.locator("[data-sub]"))
     picker = ap.get_by_label("Add files")
     await picker.set_input_files(
         [{"name": "photo.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n"}]
@@ -197,9 +211,7 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
     await tp.locator("[data-queue]").get_by_text("Not handed in (1): Ben Osei").wait_for()
     await tp.get_by_text("Edit assignment").click()
     edit = tp.get_by_role("form", name="Save changes")
-    await edit.get_by_label("Due").fill(
-        time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() - 3600))
-    )
+    await edit.get_by_label("Due").fill(teacher_local(time.time() - 3600))
     await edit.get_by_role("button", name="Save changes").click()
     await tp.get_by_text("Assignment saved.").wait_for()
 
