@@ -104,6 +104,30 @@ function requestsOf(course) {
   return list;
 }
 
+function codeLine(course) {
+  const status = el("span", { class: "small muted", role: "status" });
+  return el(
+    "div",
+    { class: "code-line" },
+    el("span", {}, "Enrolment code: ", el("strong", { class: "code", text: course.enrollment_code })),
+    el("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Copy",
+      "aria-label": `Copy the enrolment code of ${course.title}`,
+      onclick: async () => {
+        try {
+          await navigator.clipboard.writeText(course.enrollment_code);
+          status.textContent = "Copied.";
+        } catch {
+          status.textContent = "Copy failed: select the code and copy it by hand.";
+        }
+      },
+    }),
+    status,
+  );
+}
+
 function courseItem(course) {
   const staff = staffRoles.has(course.my_role);
   return el(
@@ -112,11 +136,9 @@ function courseItem(course) {
     el(
       "div",
       { class: "course-main" },
-      el("strong", { text: course.title }),
+      el("a", { class: "course-link", href: `/courses/${course.id}`, text: course.title }),
       el("span", { class: "muted", text: `${course.code} · ${staff ? "you teach" : "student"}` }),
-      staff && course.enrollment_code
-        ? el("span", { class: "muted small", text: `Enrolment code: ${course.enrollment_code}` })
-        : null,
+      staff && course.enrollment_code ? codeLine(course) : null,
       course.my_role === "teacher" ? requestsOf(course) : null,
     ),
     staff
@@ -174,7 +196,10 @@ function recordingItem(rec) {
 async function load() {
   const user = await requireUser();
   $("[data-greeting]").textContent = `Hello, ${user.display_name}`;
-  if (user.role === "teacher" || user.role === "admin") $("[data-teacher-only]").hidden = false;
+  if (user.role === "teacher" || user.role === "admin") {
+    $("[data-teacher-only]").hidden = false;
+    $("[data-join-course]").hidden = true; // the box is for students joining with a code
+  }
   let courses = [];
   try {
     courses = await listAll("/api/v1/courses?limit=100");
@@ -232,12 +257,15 @@ $("[data-new-course]").addEventListener("submit", async (ev) => {
   error.hidden = true;
   try {
     const code = form.elements.code.value.trim();
-    await api("/api/v1/courses", {
+    const course = await api("/api/v1/courses", {
       method: "POST",
       body: { code, title: form.elements.title.value.trim(), enrollment_code: `${code}-${Math.random().toString(36).slice(2, 8)}`.replace(/[^A-Za-z0-9-]/g, "-") },
     });
     form.reset();
-    load();
+    form.closest("details").open = false;
+    toast(`Course “${course.title}” created. Students join with the code ${course.enrollment_code}.`);
+    await load();
+    $(`[data-courses] a[href="/courses/${course.id}"]`)?.focus();
   } catch (e) {
     error.textContent = describeError(e);
     error.hidden = false;

@@ -8,6 +8,13 @@ media state, chat delivery, presence and attendance) is :mod:`vtp.web.live`; wit
 :mod:`vtp.web.removals` (whom a teacher removed, in Redis), :mod:`vtp.web.muting` (the
 rules of server-enforced mute) and :mod:`vtp.web.presence` (attendance for every way
 into a session's room).
+
+The course itself (issue 14) has pages of its own: ``/courses/{id}`` (overview, lessons,
+assignments, sessions, recordings, people, chat), ``/courses/{id}/gradebook``,
+``/lessons/{id}``, ``/assignments/{id}`` (a student's work, or the staff's grading queue),
+``/sessions/{id}`` (attendance) and ``/recordings/{id}`` (the player). Every action on
+them is a call to the public API; Markdown is rendered into DOM nodes by
+``static/app/markdown.js``, never as HTML.
 """
 
 from __future__ import annotations
