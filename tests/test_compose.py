@@ -169,6 +169,9 @@ def test_media_udp_port_is_published(raw: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"VTP_ICE_UDP_PORT={port}" in dockerfile and "VTP_ICE_PORT_MIN" not in dockerfile
     assert f"EXPOSE {port}/udp" in dockerfile
+    # ICE over TCP on the same port number, for networks that drop UDP
+    assert any(str(p).endswith(f":{port}:{port}/tcp") for p in app["ports"]), app["ports"]
+    assert f"{port}/tcp" in dockerfile
 
 
 def test_dockerfile_shape() -> None:

@@ -72,6 +72,9 @@ class Config(BaseSettings):
     # One UDP port for every peer connection (the SFU is then an ICE-lite agent on it);
     # takes the place of the port range, which must then be unset. 0: a free port.
     ice_udp_port: int | None = Field(default=None, ge=0, le=65535)
+    # With ice_udp_port: also accept ICE over TCP on that port number (RFC 6544 passive
+    # candidates, ranked below UDP), for clients whose network drops UDP.
+    ice_tcp: bool = True
     stun_urls: StrList = Field(default_factory=list)
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: SecretStr | None = None

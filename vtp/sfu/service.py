@@ -53,7 +53,10 @@ class Sfu:
     async def start(self) -> None:
         if self.settings.udp_port is not None and self.mux is None:
             mux = UdpMux(
-                self.settings.addresses, self.settings.udp_port, self.settings.announce_address
+                self.settings.addresses,
+                self.settings.udp_port,
+                self.settings.announce_address,
+                tcp=self.settings.tcp,
             )
             await mux.open()
             self.mux = mux
