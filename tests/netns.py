@@ -1,0 +1,92 @@
+"""A client network namespace joined to the test process's namespace by a veth pair, with
+a firewall inside it (``iptables``): how tests put a browser behind a school network.
+
+The test process (VTP) keeps the host end's address; the client gets the other end and
+nothing else, so every packet it sends goes to VTP over the veth. Firewall rules live in
+the client namespace only, and the namespace (with its veth pair) is deleted when the
+fixture ends. Needs root, ``ip`` and ``iptables``; tests skip without them unless CI
+is set (scripts/test.sh installs iptables).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+def _run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, timeout=20)
+
+
+class ClientNamespace:
+    """``reach<N>``: the client side of a /30 on a veth pair."""
+
+    def __init__(self, index: int) -> None:
+        self.name = f"reach{os.getpid() % 10000}x{index}"
+        self.host_if = f"rh{os.getpid() % 100000}x{index}"
+        self.client_if = f"rc{os.getpid() % 100000}x{index}"
+        subnet = (os.getpid() + index) % 250
+        self.host_address = f"10.231.{subnet}.1"
+        self.client_address = f"10.231.{subnet}.2"
+        self.created = False
+
+    def create(self) -> None:
+        _run("ip", "netns", "add", self.name)
+        self.created = True
+        _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.client_if)
+        _run("ip", "link", "set", self.client_if, "netns", self.name)
+        _run("ip", "addr", "add", f"{self.host_address}/30", "dev", self.host_if)
+        _run("ip", "link", "set", self.host_if, "up")
+        self.run("ip", "addr", "add", f"{self.client_address}/30", "dev", self.client_if)
+        self.run("ip", "link", "set", self.client_if, "up")
+        self.run("ip", "link", "set", "lo", "up")
+
+    def run(self, *cmd: str) -> None:
+        _run("ip", "netns", "exec", self.name, *cmd)
+
+    def drop(self, protocol: str, port: int | None = None) -> None:
+        """Drop the client's outgoing ``protocol`` packets (to ``port`` if given)."""
+        rule = ["-p", protocol] + (["--dport", str(port)] if port is not None else [])
+        self.run("iptables", "-A", "OUTPUT", *rule, "-j", "DROP")
+
+    def wrapper(self, directory: Path, program: str) -> str:
+        """An executable that runs ``program`` inside the namespace (for Playwright)."""
+        path = directory / f"{self.name}-{Path(program).name}"
+        path.write_text(f'#!/bin/sh\nexec ip netns exec {self.name} {program} "$@"\n')
+        path.chmod(0o755)
+        return str(path)
+
+    def delete(self) -> None:
+        if self.created:
+            # deleting the namespace deletes the veth pair (both ends) with it
+            subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
+            self.created = False
+
+
+@pytest.fixture
+def client_namespace() -> Iterator[ClientNamespace]:
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    namespace = ClientNamespace(0)
+    try:
+        namespace.create()
+        yield namespace
+    finally:
+        namespace.delete()

@@ -1,0 +1,179 @@
+"""Chromium behind a firewall that drops UDP reaches the SFU over ICE-TCP on the media
+port: it publishes and views through TCP, and decodes the video (a network namespace,
+tests/netns.py; the SFU on the host end of its veth)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.netns import ClientNamespace, client_namespace
+from tests.sfu.clients import wait_until
+from tests.sfu.test_browser import CHROMIUM, PAGE, poll
+from vtp.config import load_config
+from vtp.sfu import Sfu, SfuError, icetcp
+
+pytestmark = pytest.mark.browser
+__all__ = ["client_namespace"]  # the fixture, imported for pytest
+
+# the transport getStats says a page's connection runs over
+SELECTED = """async (name) => {
+  const stats = await window[name].getStats();
+  let pair = null;
+  stats.forEach(s => {
+    if (s.type === 'transport' && s.selectedCandidatePairId)
+      pair = stats.get(s.selectedCandidatePairId);
+  });
+  if (!pair) return null;
+  const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
+  return {protocol: local.protocol, type: local.candidateType, remote: remote.protocol};
+}"""
+
+
+@pytest.fixture
+async def sfu_on_veth(client_namespace: ClientNamespace) -> AsyncIterator[Sfu]:
+    sfu = Sfu(
+        load_config(
+            ice_addresses=[client_namespace.host_address],
+            ice_udp_port=0,
+            room_grace_s=0.5,
+            peer_timeout_s=5,
+        )
+    )
+    await sfu.start()
+    try:
+        yield sfu
+    finally:
+        await sfu.close()
+
+
+@pytest.fixture
+async def signalling(sfu_on_veth: Sfu, client_namespace: ClientNamespace) -> AsyncIterator[str]:
+    """The test page and its three calls, on the veth address the client can reach."""
+    sfu = sfu_on_veth
+
+    def peer(peer_id: str) -> Any:
+        room = sfu.room("tcp")
+        return room.peers.get(peer_id) or room.join(peer_id)
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def publish(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        try:
+            pub = await peer(body["peer"]).publish(body["sdp"])
+        except SfuError as exc:
+            return web.Response(status=400, text=exc.message)
+        return web.json_response({"stream": pub.id, "sdp": pub.answer_sdp})
+
+    async def subscribe(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        sub = await peer(body["peer"]).subscribe(body["stream"])
+        return web.json_response({"id": sub.id, "sdp": sub.offer_sdp})
+
+    async def answer(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        await peer(body["peer"]).answer(body["id"], body["sdp"])
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    app.router.add_post("/publish", publish)
+    app.router.add_post("/subscribe", subscribe)
+    app.router.add_post("/answer", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, client_namespace.host_address, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://{client_namespace.host_address}:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def browser_in_namespace(
+    client_namespace: ClientNamespace, signalling: str, tmp_path: Path
+) -> AsyncIterator[Any]:
+    if not CHROMIUM:
+        pytest.skip("no Chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        instance = await p.chromium.launch(
+            executable_path=client_namespace.wrapper(tmp_path, CHROMIUM),
+            args=[
+                "--use-fake-device-for-media-stream=fps=30",
+                "--use-fake-ui-for-media-stream",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--autoplay-policy=no-user-gesture-required",
+                # the camera needs a secure origin; this page is plain HTTP on the veth
+                f"--unsafely-treat-insecure-origin-as-secure={signalling.rstrip('/')}",
+            ],
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+@pytest.mark.parametrize("udp_blocked", [True, False], ids=["udp-dropped", "open"])
+async def test_chromium_uses_ice_tcp_only_when_udp_is_dropped(
+    sfu_on_veth: Sfu,
+    client_namespace: ClientNamespace,
+    signalling: str,
+    browser_in_namespace: Any,
+    udp_blocked: bool,
+) -> None:
+    sfu = sfu_on_veth
+    if udp_blocked:
+        client_namespace.drop("udp")  # a school firewall: no UDP out at all
+    protocol = "tcp" if udp_blocked else "udp"
+    publisher = await browser_in_namespace.new_page()
+    await publisher.goto(signalling)
+    started = time.monotonic()
+    stream_id = await publisher.evaluate("window.publish('teacher')")
+    room = sfu.room("tcp")
+    await wait_until(lambda: bool(room.streams()), 20)
+    viewer = await browser_in_namespace.new_page()
+    await viewer.goto(signalling)
+    await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
+    await poll(
+        viewer,
+        "window.inbound()",
+        lambda s: s.get("video", {}).get("framesDecoded", 0) > 0,
+        20,
+    )
+    first_frame_s = time.monotonic() - started
+    stats = await poll(
+        viewer,
+        "window.inbound()",
+        lambda s: (
+            s.get("video", {}).get("framesDecoded", 0) > 30
+            and s.get("audio", {}).get("packetsReceived", 0) > 20
+        ),
+        20,
+    )
+    assert stats["video"]["width"] > 0
+    # both connections run over TCP when UDP is dropped, and over UDP when both work
+    # (not relayed; Chromium's active TCP candidate learns its port from the SFU's
+    # answer to its check, so it shows as peer-reflexive)
+    for page, pc in ((publisher, "pubpc"), (viewer, "subpc")):
+        selected = await page.evaluate(SELECTED, pc)
+        assert selected["protocol"] == protocol and selected["remote"] == protocol, selected
+        assert selected["type"] in ("host", "prflx"), selected
+    # and on the server, every connection's path is an ICE-TCP stream, or none is
+    for peer in room.peers.values():
+        for connection in peer.connections.values():
+            sender = connection.sender
+            assert sender is not None
+            assert (icetcp.stream_of(sender._pair.protocol) is not None) == udp_blocked
+    print(f"{protocol}: first decoded frame {first_frame_s:.2f} s after the publisher started")
