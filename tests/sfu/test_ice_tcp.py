@@ -1,7 +1,7 @@
-"""ICE over TCP on the single media port (vtp.sfu.icetcp), without aiortc peers: RFC 4571
+"""ICE over TCP on the single media port (vtp.sfu.icetcp), first without aiortc: RFC 4571
 framing, checks routed by ufrag and answered on TCP streams, and the compiled send path
-writing SRTP through a stream. Chromium over ICE-TCP behind a UDP-dropping firewall is in
-test_ice_tcp_browser.py."""
+writing SRTP through a stream; then aiortc peers whose ICE runs over TCP only. Chromium
+over ICE-TCP behind a UDP-dropping firewall is in test_ice_tcp_browser.py."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aioice import stun
+from aiortc import RTCSessionDescription
 from pylibsrtp import Policy, Session
 
-from tests.sfu.clients import wait_until
+from tests.sfu.clients import Publisher, Subscriber, wait_until
+from tests.sfu.ice_tcp_client import over_ice_tcp
+from tests.sfu.test_forwarding import good_frames
 from tests.sfu.test_single_port import _binding
+from vtp.config import Config, load_config
+from vtp.sfu import Sfu, fastpath, icelite, icetcp
 from vtp.sfu import aiortc_hooks as hooks
-from vtp.sfu import fastpath, icelite, icetcp
 from vtp.sfu.rtp import parse_rtp
 
 KEY = bytes(range(30))
@@ -191,3 +195,39 @@ async def test_compiled_send_path_writes_srtp_through_a_stream(mux: icelite.UdpM
     finally:
         fastpath.stop_sink(sink)
         client.close()
+
+
+@pytest.fixture
+def sfu_config() -> Config:
+    return load_config(
+        ice_addresses=["127.0.0.1"], ice_udp_port=0, room_grace_s=0.5, peer_timeout_s=5
+    )
+
+
+async def test_aiortc_peers_publish_and_view_over_ice_tcp_only(sfu: Sfu) -> None:
+    """aiortc peers whose ICE runs over TCP only (tests/sfu/ice_tcp_client.py): the
+    publisher's media comes in over a stream, the subscriber's goes out through the
+    compiled send path into a stream, and the subscriber decodes the pattern."""
+    room = sfu.room("tcp-only")
+    pub = Publisher(0)
+    over_ice_tcp(pub.pc)
+    sub = Subscriber()
+    try:
+        stream_id = await pub.publish(room.join("teacher"))
+        peer = room.join("student")
+        offer = await peer.subscribe(stream_id)
+        await sub.pc.setRemoteDescription(RTCSessionDescription(offer.offer_sdp, "offer"))
+        over_ice_tcp(sub.pc)
+        await sub.pc.setLocalDescription(await sub.pc.createAnswer())
+        await peer.answer(offer.id, sub.pc.localDescription.sdp)
+        await wait_until(lambda: len(good_frames(sub, pub)) >= 20, 15)
+        await wait_until(lambda: sub.received["audio"].audio_frames > 10, 5)
+        assert sfu.mux is not None
+        assert sfu.mux.stats()["tcp_streams"] == 2 and sfu.mux.stats()["latched"] == 0
+        for connection in [c for p in room.peers.values() for c in p.connections.values()]:
+            assert connection.sender is not None
+            assert icetcp.stream_of(connection.sender._pair.protocol) is not None
+            assert connection.sender.send_errors == 0
+    finally:
+        await asyncio.gather(pub.close(), sub.pc.close())
+    await wait_until(lambda: sfu.mux is not None and sfu.mux.stats()["tcp_streams"] == 0, 10)
