@@ -23,12 +23,14 @@ from vtp.logs import setup_logging
 def _serve(config: Config) -> int:
     from aiohttp import web
 
+    from vtp import https
     from vtp.app import create_app
 
     web.run_app(
         create_app(config),
         host=config.host,
         port=config.port,
+        ssl_context=https.server_context(config),
         print=lambda msg: print(f"VTP {__version__}: {msg}", file=sys.stderr),
         access_log=None,
     )
