@@ -1,7 +1,7 @@
 """ICE over TCP on the single media port (vtp.sfu.icetcp), first without aiortc: RFC 4571
 framing, checks routed by ufrag and answered on TCP streams, and the compiled send path
 writing SRTP through a stream; then aiortc peers whose ICE runs over TCP only. Chromium
-over ICE-TCP behind a UDP-dropping firewall is in test_ice_tcp_browser.py."""
+over ICE-TCP behind a UDP-dropping firewall is in test_reachability_browser.py."""
 
 from __future__ import annotations
 

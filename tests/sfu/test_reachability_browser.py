@@ -1,6 +1,7 @@
-"""Chromium behind a firewall that drops UDP reaches the SFU over ICE-TCP on the media
-port: it publishes and views through TCP, and decodes the video (a network namespace,
-tests/netns.py; the SFU on the host end of its veth)."""
+"""Chromium behind school firewalls reaches the SFU (a network namespace, tests/netns.py;
+the SFU on the host end of its veth): with UDP dropped it publishes and views over
+ICE-TCP on the media port; with TCP to the media port dropped too, through TURN (coturn
+with VTP's credentials, over TCP); on an open network it uses UDP."""
 
 from __future__ import annotations
 
@@ -16,11 +17,19 @@ from aiohttp import web
 from tests.netns import ClientNamespace, client_namespace
 from tests.sfu.clients import wait_until
 from tests.sfu.test_browser import CHROMIUM, PAGE, poll
+from tests.turnserver import Coturn, need_turnserver
 from vtp.config import load_config
 from vtp.sfu import Sfu, SfuError, icetcp
+from vtp.sfu.ice import IceSettings
 
 pytestmark = pytest.mark.browser
 __all__ = ["client_namespace"]  # the fixture, imported for pytest
+
+# the test page, with the RTCConfiguration a test sets in window.rtcConfig (ICE servers)
+CONFIGURABLE_PAGE = PAGE.replace(
+    "new RTCPeerConnection()", "new RTCPeerConnection(window.rtcConfig || {})"
+)
+assert CONFIGURABLE_PAGE.count("window.rtcConfig") == 2
 
 # the transport getStats says a page's connection runs over
 SELECTED = """async (name) => {
@@ -32,7 +41,8 @@ SELECTED = """async (name) => {
   });
   if (!pair) return null;
   const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-  return {protocol: local.protocol, type: local.candidateType, remote: remote.protocol};
+  return {protocol: local.protocol, type: local.candidateType, remote: remote.protocol,
+          relay: local.relayProtocol || null};
 }"""
 
 
@@ -63,7 +73,7 @@ async def signalling(sfu_on_veth: Sfu, client_namespace: ClientNamespace) -> Asy
         return room.peers.get(peer_id) or room.join(peer_id)
 
     async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
+        return web.Response(text=CONFIGURABLE_PAGE, content_type="text/html")
 
     async def publish(request: web.Request) -> web.Response:
         body = json.loads(await request.text())
@@ -177,3 +187,59 @@ async def test_chromium_uses_ice_tcp_only_when_udp_is_dropped(
             assert sender is not None
             assert (icetcp.stream_of(sender._pair.protocol) is not None) == udp_blocked
     print(f"{protocol}: first decoded frame {first_frame_s:.2f} s after the publisher started")
+
+
+TURN_SECRET = "turn-secret-shared-with-coturn"
+
+
+async def test_chromium_without_udp_or_media_port_relays_through_turn(
+    sfu_on_veth: Sfu,
+    client_namespace: ClientNamespace,
+    signalling: str,
+    browser_in_namespace: Any,
+    tmp_path: Path,
+) -> None:
+    need_turnserver()
+    sfu = sfu_on_veth
+    assert sfu.mux is not None
+    turn = Coturn(client_namespace.host_address, TURN_SECRET, tmp_path)
+    try:
+        # the credentials VTP hands a client, from the secret coturn was started with
+        ice = IceSettings.from_config(
+            load_config(turn_urls=[turn.url("tcp")], turn_secret=TURN_SECRET)
+        )
+        client_namespace.drop("udp")
+        client_namespace.drop("tcp", sfu.mux.bound_port())
+        publisher = await browser_in_namespace.new_page()
+        await publisher.goto(signalling)
+        await publisher.evaluate(
+            "(s) => { window.rtcConfig = {iceServers: s}; }", ice.client_ice_servers("teacher")
+        )
+        started = time.monotonic()
+        stream_id = await publisher.evaluate("window.publish('teacher')")
+        room = sfu.room("tcp")
+        await wait_until(lambda: bool(room.streams()), 20)
+        viewer = await browser_in_namespace.new_page()
+        await viewer.goto(signalling)
+        await viewer.evaluate(
+            "(s) => { window.rtcConfig = {iceServers: s}; }", ice.client_ice_servers("student")
+        )
+        await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
+        await poll(
+            viewer, "window.inbound()", lambda s: s.get("video", {}).get("framesDecoded", 0) > 0, 25
+        )
+        first_frame_s = time.monotonic() - started
+        await poll(
+            viewer,
+            "window.inbound()",
+            lambda s: s.get("video", {}).get("framesDecoded", 0) > 30,
+            20,
+        )
+        for page, pc in ((publisher, "pubpc"), (viewer, "subpc")):
+            selected = await page.evaluate(SELECTED, pc)
+            # relayed: client to TURN over TCP, TURN to the SFU's media port over UDP
+            assert selected["type"] == "relay" and selected["relay"] == "tcp", selected
+            assert selected["remote"] == "udp", selected
+        print(f"TURN/TCP: first decoded frame {first_frame_s:.2f} s after the publisher started")
+    finally:
+        turn.stop()
