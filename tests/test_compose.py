@@ -174,6 +174,21 @@ def test_media_udp_port_is_published(raw: dict[str, Any]) -> None:
     assert f"{port}/tcp" in dockerfile
 
 
+def test_turn_server_shares_vtp_secret_and_is_published(resolved: dict[str, Any]) -> None:
+    coturn = resolved["services"]["coturn"]
+    env = resolved["services"]["vtp"]["environment"]
+    command = coturn["command"]
+    assert "--use-auth-secret" in command
+    assert f"--static-auth-secret={env['VTP_TURN_SECRET']}" in command
+    announce = env["VTP_ICE_ANNOUNCE_ADDRESS"]
+    assert f"--external-ip={announce}" in command
+    urls = env["VTP_TURN_URLS"].split(",")
+    assert urls == [f"turn:{announce}:3478?transport=udp", f"turn:{announce}:3478?transport=tcp"]
+    ports = [str(p) for p in coturn["ports"]]
+    for protocol in ("udp", "tcp"):
+        assert any(p.endswith(f":3478:3478/{protocol}") for p in ports), ports
+
+
 def test_dockerfile_shape() -> None:
     text = (ROOT / "Dockerfile").read_text()
     stages = [line for line in text.splitlines() if line.startswith("FROM ")]
