@@ -33,25 +33,40 @@ def _run(*cmd: str) -> None:
 
 
 class ClientNamespace:
-    """``reach<N>``: the client side of a /30 on a veth pair."""
+    """``reach<N>``: the client side of a /30 on a veth pair - or, with ``ipv6``, of a
+    /64 with no IPv4 address at all (an IPv6-only mobile network)."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, ipv6: bool = False) -> None:
         self.name = f"reach{os.getpid() % 10000}x{index}"
         self.host_if = f"rh{os.getpid() % 100000}x{index}"
         self.client_if = f"rc{os.getpid() % 100000}x{index}"
         subnet = (os.getpid() + index) % 250
-        self.host_address = f"10.231.{subnet}.1"
-        self.client_address = f"10.231.{subnet}.2"
+        self.ipv6 = ipv6
+        if ipv6:
+            self.host_address = f"fd00:231:{subnet:x}::1"
+            self.client_address = f"fd00:231:{subnet:x}::2"
+        else:
+            self.host_address = f"10.231.{subnet}.1"
+            self.client_address = f"10.231.{subnet}.2"
         self.created = False
+
+    @property
+    def host_literal(self) -> str:
+        """The host end's address as a URL's host part."""
+        return f"[{self.host_address}]" if self.ipv6 else self.host_address
 
     def create(self) -> None:
         _run("ip", "netns", "add", self.name)
         self.created = True
         _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.client_if)
         _run("ip", "link", "set", self.client_if, "netns", self.name)
-        _run("ip", "addr", "add", f"{self.host_address}/30", "dev", self.host_if)
+        # (IPv6: no duplicate address detection, so the addresses work at once)
+        prefix = ["/64", "nodad"] if self.ipv6 else ["/30"]
+        _run("ip", "addr", "add", self.host_address + prefix[0], "dev", self.host_if, *prefix[1:])
         _run("ip", "link", "set", self.host_if, "up")
-        self.run("ip", "addr", "add", f"{self.client_address}/30", "dev", self.client_if)
+        self.run(
+            "ip", "addr", "add", self.client_address + prefix[0], "dev", self.client_if, *prefix[1:]
+        )
         self.run("ip", "link", "set", self.client_if, "up")
         self.run("ip", "link", "set", "lo", "up")
 
@@ -61,7 +76,7 @@ class ClientNamespace:
     def drop(self, protocol: str, port: int | None = None) -> None:
         """Drop the client's outgoing ``protocol`` packets (to ``port`` if given)."""
         rule = ["-p", protocol] + (["--dport", str(port)] if port is not None else [])
-        self.run("iptables", "-A", "OUTPUT", *rule, "-j", "DROP")
+        self.run("ip6tables" if self.ipv6 else "iptables", "-A", "OUTPUT", *rule, "-j", "DROP")
 
     def wrapper(self, directory: Path, program: str) -> str:
         """An executable that runs ``program`` inside the namespace (for Playwright)."""
@@ -78,13 +93,14 @@ class ClientNamespace:
 
 
 @pytest.fixture
-def client_namespace() -> Iterator[ClientNamespace]:
+def client_namespace(request: pytest.FixtureRequest) -> Iterator[ClientNamespace]:
+    """A client namespace; IPv6-only with ``indirect`` parametrisation to "ipv6"."""
     reason = _missing()
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    namespace = ClientNamespace(0)
+    namespace = ClientNamespace(0, ipv6=getattr(request, "param", "ipv4") == "ipv6")
     try:
         namespace.create()
         yield namespace

@@ -231,3 +231,36 @@ async def test_aiortc_peers_publish_and_view_over_ice_tcp_only(sfu: Sfu) -> None
     finally:
         await asyncio.gather(pub.close(), sub.pc.close())
     await wait_until(lambda: sfu.mux is not None and sfu.mux.stats()["tcp_streams"] == 0, 10)
+
+
+async def test_ipv4_and_ipv6_on_one_port_and_announce_per_family() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    # wildcards of both families side by side on one port (IPv6 sockets are v6-only)
+    both = icelite.UdpMux(("0.0.0.0", "::"), 0, None, tcp=True)
+    await both.open()
+    both.close()
+    # an announced IPv4 address stands in for the IPv4 socket only
+    mux = icelite.UdpMux(("127.0.0.1", "::1"), 0, "203.0.113.9", tcp=True)
+    await mux.open()
+    try:
+        conn = mux.connection()
+        await conn.gather_candidates()
+        port = mux.bound_port()
+        assert [(c.transport, c.host, c.port) for c in conn.local_candidates] == [
+            ("udp", "203.0.113.9", port),
+            ("udp", "::1", port),
+            ("tcp", "203.0.113.9", port),
+            ("tcp", "::1", port),
+        ]
+        # a check over IPv6 TCP is answered with the client's IPv6 address
+        reader, writer = await asyncio.open_connection("::1", port)
+        client = TcpClient(reader, writer)
+        try:
+            response = await client.check(conn, nominate=True)
+            assert response.attributes["XOR-MAPPED-ADDRESS"] == client.addr
+            assert conn.remote_addr == client.addr and client.addr[0] == "::1"
+        finally:
+            client.close()
+    finally:
+        mux.close()

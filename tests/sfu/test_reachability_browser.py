@@ -104,7 +104,7 @@ async def signalling(sfu_on_veth: Sfu, client_namespace: ClientNamespace) -> Asy
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://{client_namespace.host_address}:{port}/"
+        yield f"http://{client_namespace.host_literal}:{port}/"
     finally:
         await runner.cleanup()
 
@@ -243,3 +243,36 @@ async def test_chromium_without_udp_or_media_port_relays_through_turn(
         print(f"TURN/TCP: first decoded frame {first_frame_s:.2f} s after the publisher started")
     finally:
         turn.stop()
+
+
+@pytest.mark.parametrize("client_namespace", ["ipv6"], indirect=True)
+async def test_chromium_on_an_ipv6_only_network(
+    sfu_on_veth: Sfu,
+    client_namespace: ClientNamespace,
+    signalling: str,
+    browser_in_namespace: Any,
+) -> None:
+    """No IPv4 at all on the client's side: the SFU gathers and announces its IPv6
+    address, and Chromium publishes and views over it (UDP)."""
+    sfu = sfu_on_veth
+    publisher = await browser_in_namespace.new_page()
+    await publisher.goto(signalling)
+    stream_id = await publisher.evaluate("window.publish('teacher')")
+    room = sfu.room("tcp")
+    await wait_until(lambda: bool(room.streams()), 20)
+    up = room.publication(stream_id)
+    assert up is not None and f" {client_namespace.host_address} " in up.answer_sdp
+    viewer = await browser_in_namespace.new_page()
+    await viewer.goto(signalling)
+    await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
+    await poll(
+        viewer, "window.inbound()", lambda s: s.get("video", {}).get("framesDecoded", 0) > 30, 20
+    )
+    for page, pc in ((publisher, "pubpc"), (viewer, "subpc")):
+        selected = await page.evaluate(SELECTED, pc)
+        assert selected["protocol"] == "udp", selected
+    for peer in room.peers.values():
+        for connection in peer.connections.values():
+            assert connection.sender is not None
+            address = connection.sender.remote_address()
+            assert address is not None and address[0] == client_namespace.client_address

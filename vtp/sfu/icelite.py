@@ -124,6 +124,8 @@ class UdpMux:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
+                if family == socket.AF_INET6:  # "::" beside "0.0.0.0" on the same port
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RECEIVE_BUFFER)
                 sock.bind((address, self.port))
@@ -309,32 +311,29 @@ class LiteConnection:
         for endpoint in self.mux.endpoints:
             assert endpoint.transport is not None
             host, port = endpoint.transport.get_extra_info("sockname")[:2]
-            if self.mux.announce:
-                hosts = [self.mux.announce]
-            elif host in ("0.0.0.0", "::"):
-                # bound to every interface: offer each address (replies leave from the
-                # address the kernel routes by; on multi-homed hosts list the addresses)
-                hosts = aioice.ice.get_host_addresses(
-                    use_ipv4=host == "0.0.0.0", use_ipv6=host == "::"
-                )
-            else:
-                hosts = [host]
-            for address in hosts:
+            for address in self._announced(host):
                 self.local_candidates.append(host_candidate(address, port))
         # after UDP, and with a lower priority: browsers use TCP only when UDP fails
         for server in self.mux.tcp_servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
-                if self.mux.announce:
-                    hosts = [self.mux.announce]
-                elif host in ("0.0.0.0", "::"):
-                    hosts = aioice.ice.get_host_addresses(
-                        use_ipv4=host == "0.0.0.0", use_ipv6=host == "::"
-                    )
-                else:
-                    hosts = [host]
-                for address in hosts:
+                for address in self._announced(host):
                     self.local_candidates.append(tcp_candidate(address, port))
+
+    def _announced(self, host: str) -> list[str]:
+        """The addresses to offer for a socket bound to ``host``. The announced address
+        stands in for those of its own family only: behind an IPv4 NAT, the host's IPv6
+        addresses are usually public and offered as they are."""
+        announce = self.mux.announce
+        if announce and (":" in announce) == (":" in host):
+            return [announce]
+        if host in ("0.0.0.0", "::"):
+            # bound to every interface: offer each address (replies leave from the
+            # address the kernel routes by; on multi-homed hosts list the addresses)
+            return list(
+                aioice.ice.get_host_addresses(use_ipv4=host == "0.0.0.0", use_ipv6=host == "::")
+            )
+        return [host]
 
     async def add_remote_candidate(self, candidate: aioice.Candidate | None) -> None:
         # a lite agent does not check candidates: it answers the checks that arrive

@@ -222,6 +222,8 @@ async def listen(mux: UdpMux, address: str, port: int) -> asyncio.Server:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # "::" beside "0.0.0.0", as the UDP sockets
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
         sock.listen(128)
     except OSError as exc:
