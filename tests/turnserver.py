@@ -66,7 +66,9 @@ class Coturn:
             time.sleep(0.05)
 
     def url(self, transport: str) -> str:
-        return f"turn:{self.address}:{self.port}?transport={transport}"
+        """A TURN URL for ``transport`` (udp or tcp)."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"turn:{host}:{self.port}?transport={transport}"
 
     def tail(self) -> str:
         try:

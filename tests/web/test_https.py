@@ -32,8 +32,8 @@ PASSWORD = "a good long password"
 CHROMIUM = os.environ.get("VTP_CHROMIUM", shutil.which("chromium") or "")
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1/localhost and its key, as PEM files."""
+def self_signed(directory: Path, address: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``address`` and localhost and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vtp test")])
     now = datetime.datetime.now(datetime.UTC)
@@ -47,7 +47,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]
             ),
             critical=False,
         )
