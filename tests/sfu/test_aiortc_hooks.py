@@ -258,3 +258,81 @@ async def test_tolerant_consent(monkeypatch: Any) -> None:
         await wait_until(lambda: b.connectionState in ("closed", "failed"), 10)
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+def _rsa_dtls_server() -> Any:
+    """A DTLS server context holding an RSA certificate (as GStreamer's webrtcbin does)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    from OpenSSL import SSL
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webrtcbin")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    ctx = SSL.Context(SSL.DTLS_METHOD)
+    ctx.use_certificate(cert)
+    ctx.use_privatekey(key)
+    ctx.set_verify(SSL.VERIFY_PEER, lambda *args: True)
+    ctx.set_tlsext_use_srtp(b"SRTP_AES128_CM_SHA1_80")
+    return ctx
+
+
+def _handshake(client_ctx: Any, server_ctx: Any) -> str:
+    """Run a DTLS handshake in memory; the cipher chosen, or the error's text."""
+    from OpenSSL import SSL
+
+    client, server = SSL.Connection(client_ctx), SSL.Connection(server_ctx)
+    client.set_connect_state()
+    server.set_accept_state()
+    for _ in range(20):
+        for conn, other in ((client, server), (server, client)):
+            try:
+                conn.do_handshake()
+            except SSL.WantReadError:
+                pass
+            except SSL.Error as exc:
+                return f"error: {exc}"
+            try:
+                while True:
+                    other.bio_write(conn.bio_read(65536))
+            except SSL.WantReadError:
+                pass
+        cipher = client.get_cipher_name()
+        if cipher and server.get_cipher_name():
+            return str(cipher)
+    return "error: no progress"
+
+
+async def test_accept_rsa_peers_dtls_handshake_with_an_rsa_server() -> None:
+    """aiortc as DTLS client (VTP answers a=setup:active) against a server whose
+    certificate is RSA: "no shared cipher" with aiortc's list, a handshake with ours."""
+    from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
+
+    pc = RTCPeerConnection(client_configuration())
+    try:
+        pc.addTransceiver("video", direction="sendonly")
+        dtls = hooks.dtls_transports(pc)[0]
+        certificate = dtls._RTCDtlsTransport__local_certificate  # type: ignore[attr-defined]
+        profiles = [SRTP_AES128_CM_SHA1_80]
+        refused = _handshake(certificate._create_ssl_context(profiles), _rsa_dtls_server())
+        assert refused.startswith("error") and "no shared cipher" in refused, refused
+        hooks.accept_rsa_peers(dtls)
+        hooks.accept_rsa_peers(dtls)  # idempotent
+        chosen = _handshake(certificate._create_ssl_context(profiles), _rsa_dtls_server())
+        assert chosen == "ECDHE-RSA-AES128-GCM-SHA256", chosen
+    finally:
+        await pc.close()

@@ -129,8 +129,27 @@ async def signalling(sfu: Sfu) -> AsyncIterator[str]:
         await peer(body["peer"]).answer(body["id"], body["sdp"])
         return web.json_response({})
 
+    async def whip(request: web.Request) -> web.Response:
+        """WHIP's POST (RFC 9725): an SDP offer in, 201 and the SDP answer out."""
+        try:
+            pub = await peer(request.match_info["peer"]).publish(await request.text(), "whip")
+        except SfuError as exc:
+            return web.Response(status=400, text=exc.message)
+        return web.Response(status=201, text=pub.answer_sdp, content_type="application/sdp")
+
+    async def whep(request: web.Request) -> web.Response:
+        """WHEP's POST: the viewer's recvonly offer in, 201 and the SDP answer out."""
+        viewer = peer(request.match_info["peer"])
+        try:
+            sub = await viewer.subscribe(request.match_info["stream"], await request.text())
+        except SfuError as exc:
+            return web.Response(status=400, text=exc.message)
+        return web.Response(status=201, text=sub.answer_sdp, content_type="application/sdp")
+
     app = web.Application()
     app.router.add_get("/", page)
+    app.router.add_post("/whip/{peer}", whip)
+    app.router.add_post("/whep/{peer}/{stream}", whep)
     app.router.add_post("/publish", publish)
     app.router.add_post("/subscribe", subscribe)
     app.router.add_post("/answer", answer)

@@ -29,5 +29,10 @@ async def test_setup_adds_a_cleanup_ctx_that_owns_the_sfu(aiohttp_client: Any) -
 def test_rtp_capabilities() -> None:
     caps = Sfu.rtp_capabilities()
     codecs = caps["codecs"]
-    assert [c["mimeType"] for c in codecs] == ["audio/opus", "video/VP8"]  # type: ignore[index,union-attr]
+    mimes = [c["mimeType"] for c in codecs]  # type: ignore[index,union-attr]
+    assert mimes[:2] == ["audio/opus", "video/VP8"]  # VP8 first: preferred
+    assert set(mimes) == {"audio/opus", "video/VP8", "video/H264", "video/VP9"}
+    h264 = [c["parameters"] for c in codecs if c["mimeType"] == "video/H264"]  # type: ignore[index,union-attr]
+    assert {"42e01f", "640c1f"} <= {p["profile-level-id"] for p in h264}  # type: ignore[index]
+    assert all(p["packetization-mode"] == 1 for p in h264)  # type: ignore[index]
     assert codecs[0]["parameters"]["useinbandfec"] == 1  # type: ignore[index]

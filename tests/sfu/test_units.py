@@ -150,8 +150,12 @@ def test_sanitize_offer_keeps_vp8_and_opus_only() -> None:
         assert gone not in text
     assert "a=rtcp-fb:96 nack" in text and "sdes:mid" in text
     assert sdp.media[0].ssrcs == [1, 2] and sdp.media[0].mid == "0"
+    # without VP8: H.264 only in packetization-mode 1 (98 is mode 0 here), else VP9
+    vp9 = negotiation.sanitize_offer(offer.replace("VP8", "VP9")).media[0]
+    assert vp9.codec is not None and vp9.codec.mime_type == "video/vp9"
+    assert "a=rtpmap:96 VP8/90000" in vp9.lines  # aiortc's stand-in
     with pytest.raises(SfuError):
-        negotiation.sanitize_offer(offer.replace("VP8", "VP9"))
+        negotiation.sanitize_offer(offer.replace("VP8", "AV1"))
 
 
 def test_add_opus_fec() -> None:

@@ -29,7 +29,12 @@ async def test_health_capabilities_and_ice_servers(client: Any, accounts: Any) -
     token = (await accounts.login(user["user"]["email"], user["password"]))["access_token"]
     resp = await client.get("/api/v1/sfu/rtp-capabilities", headers=bearer(token))
     caps = await resp.json()
-    assert {c["mimeType"].lower() for c in caps["codecs"]} == {"audio/opus", "video/vp8"}
+    assert {c["mimeType"].lower() for c in caps["codecs"]} == {
+        "audio/opus",
+        "video/vp8",
+        "video/h264",
+        "video/vp9",
+    }
     assert caps["headerExtensions"]
     resp = await client.get("/api/v1/sfu/ice-servers", headers=bearer(token))
     assert (await resp.json()) == {"ice_servers": []}

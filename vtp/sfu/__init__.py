@@ -13,8 +13,13 @@ the server to a subscriber. One WebRTC peer connection carries one direction:
   server answers. A new publisher therefore means a new subscription per interested
   peer, never a renegotiation of an existing connection.
 
-Only Opus (48 kHz, in-band FEC negotiated) and VP8 are carried; other codecs, RTX, RED,
-FEC and unknown header extensions are removed from offers before aiortc sees them.
+Opus (48 kHz, in-band FEC negotiated) and one video codec per publication are carried:
+VP8 when the publisher offers it, else H.264 (packetization-mode 1) or VP9
+(:mod:`vtp.sfu.codecs`). aiortc negotiates every video section under a VP8 stand-in and
+the client's SDP names the real codec (:mod:`vtp.sfu.codecsdp`); subscribers get the
+publisher's codec, or ``SfuError("bad-sdp")`` when they cannot decode it. Other codecs,
+RTX, RED, FEC and unknown header extensions are removed from offers before aiortc sees
+them.
 Publishers get REMB and, where they offer it, transport-wide congestion control feedback
 (``twcc``).
 
@@ -111,7 +116,9 @@ connections), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
 compiled part: header rewrite, SRTP protect and send per subscriber), ``rtp``, ``rtcp``,
 ``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``twcc`` (transport-cc
 feedback), ``speaker``,
-``negotiation`` (SDP filtering, Opus FEC), ``ice`` (STUN/TURN, coturn credentials),
+``negotiation`` (SDP filtering, Opus FEC), ``codecs`` (which codec each leg uses,
+keyframe detection per codec), ``codecsdp`` (aiortc's stand-in codec), ``h264`` and
+``vp9`` (their payloads), ``ice`` (STUN/TURN, coturn credentials),
 ``icelite`` (one UDP port for all connections),
 ``events``, ``errors``, ``aiortc_hooks`` (every private aiortc/aioice/pylibsrtp contact).
 """

@@ -14,6 +14,9 @@ What is taken over, per object instance (never by patching classes):
   (aioice leaves out 127.0.0.1), optionally announcing a public address, optionally in a
   UDP port range.
 * ``aioice.Connection.query_consent`` - consent checks that tolerate a loaded event loop.
+* ``RTCCertificate._create_ssl_context`` (on the transport's own certificate) - the DTLS
+  cipher list also offers ECDHE-RSA suites, so a peer that is the DTLS server with an RSA
+  certificate (GStreamer's webrtcbin, answered ``a=setup:active``) shares a cipher.
 * the ICE agent itself, when every connection shares one UDP port: aiortc's gatherer and
   transport get a :class:`vtp.sfu.icelite.LiteConnection` and advertise ICE-lite.
 * sending: the DTLS transport's SRTP session (pylibsrtp's ``srtp_t`` and libsrtp's
@@ -446,6 +449,36 @@ def use_lite_connection(dtls: RTCDtlsTransport, connection: Any) -> None:
 def ice_connection_open_sockets(dtls: RTCDtlsTransport) -> int:
     """How many UDP sockets the transport's ICE agent holds (0 once released)."""
     return len(dtls.transport._connection._protocols)
+
+
+# aiortc's list (ECDHE-ECDSA only, fine while its own ECDSA certificate serves) plus the
+# ECDHE-RSA suites a DTLS server holding an RSA certificate needs: as the DTLS client VTP
+# must offer what the server's certificate can sign. Kept in aiortc's order of strength.
+DTLS_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+)
+
+
+def accept_rsa_peers(dtls: RTCDtlsTransport) -> None:
+    """Let this transport's DTLS handshake succeed with peers holding RSA certificates.
+
+    VTP answers offers with ``a=setup:active`` (aiortc's choice), so a client that offered
+    ``actpass`` is the DTLS server and its certificate decides the suite; aiortc 1.16
+    offers ECDHE-ECDSA suites only, and GStreamer 1.22's webrtcbin (RSA certificate)
+    failed with "no shared cipher". Install before the handshake starts."""
+    certificate = dtls._RTCDtlsTransport__local_certificate  # type: ignore[attr-defined]
+    if "_create_ssl_context" in vars(certificate):
+        return
+    create = certificate._create_ssl_context
+
+    def create_ssl_context(srtp_profiles: list[Any]) -> Any:
+        ctx = create(srtp_profiles)
+        ctx.set_cipher_list(DTLS_CIPHERS)
+        return ctx
+
+    certificate._create_ssl_context = create_ssl_context
 
 
 def on_dtls_state(dtls: RTCDtlsTransport, callback: Callable[[str], None]) -> None:

@@ -30,7 +30,8 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from vtp.sfu import aiortc_hooks as hooks
-from vtp.sfu import negotiation, rtcp
+from vtp.sfu import codecs, codecsdp, negotiation, rtcp
+from vtp.sfu.codecs import Codec
 from vtp.sfu.downtrack import DownTrack, ExtensionIds
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
@@ -80,6 +81,7 @@ class Connection:
         for dtls in hooks.dtls_transports(self.pc):
             if not hooks.media_taken_over(dtls):
                 hooks.take_over_media(dtls, self._rtp_in, self._rtcp_in)
+                hooks.accept_rsa_peers(dtls)
                 if self.settings.udp_port is not None:
                     mux = self.peer.room.sfu.mux
                     if mux is None:
@@ -246,6 +248,7 @@ class UpConnection(Connection):
         self._last_rr = 0.0
         self.unrouted = 0
         self.answer_sdp = ""
+        self.codecs: dict[str, Codec] = {}  # track id -> the codec it is sent with
 
     async def start(self, offer_sdp: str) -> str:
         """Answer the publisher's offer; raises SfuError (and closes) on bad input."""
@@ -255,16 +258,18 @@ class UpConnection(Connection):
             self._prepare_transports()
             sections = {m.mid: m for m in sdp.media}
             for transceiver in self.pc.getTransceivers():
-                codecs = hooks.negotiated_codecs(transceiver)
-                if not codecs or transceiver.mid is None:
+                negotiated = hooks.negotiated_codecs(transceiver)
+                if not negotiated or transceiver.mid is None:
                     continue
-                codec = codecs[0]
+                codec = negotiated[0]
                 section = sections.get(transceiver.mid)
                 ssrc = section.ssrcs[0] if section and section.ssrcs else None
+                # aiortc negotiated a stand-in (codecsdp): the real codec is the offer's
+                real = section.codec if section and section.codec else None
                 track = UpTrack(
                     track_id=f"{self.id}-{transceiver.mid}",
                     kind=transceiver.kind,
-                    mime_type=codec.mime_type,
+                    mime_type=real.mime_type if real else codec.mime_type,
                     clock_rate=codec.clock_rate,
                     payload_type=codec.payload_type,
                     mid=transceiver.mid,
@@ -273,6 +278,8 @@ class UpConnection(Connection):
                     rtcp_ssrc=self.rtcp_ssrc,
                 )
                 self.tracks.append(track)
+                if real is not None:
+                    self.codecs[track.id] = real
                 if ssrc is not None:
                     self._by_ssrc[ssrc] = track
                 self._by_mid[transceiver.mid.encode()] = track
@@ -286,7 +293,9 @@ class UpConnection(Connection):
             answer = await self.pc.createAnswer()
             text = negotiation.add_opus_fec(answer.sdp)
             await self.pc.setLocalDescription(RTCSessionDescription(sdp=text, type="answer"))
-            self.answer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
+            self.answer_sdp = self._real_codecs(
+                negotiation.add_opus_fec(self.pc.localDescription.sdp)
+            )
             # aiortc never sees transport-cc (its media path is ours): only the client's
             # copy of the answer accepts it
             self._twcc_id = negotiation.transport_cc_id(sdp)
@@ -303,6 +312,18 @@ class UpConnection(Connection):
             await self.close("bad offer")
             raise SfuError("bad-sdp", f"offer rejected: {exc.__class__.__name__}: {exc}") from None
         return self.answer_sdp
+
+    def _real_codecs(self, answer_text: str) -> str:
+        """aiortc's answer with each video track's real codec in place of the stand-in."""
+        sdp = negotiation.parse(answer_text)
+        for track in self.tracks:
+            codec = self.codecs.get(track.id)
+            if codec is not None and track.video:
+                codecsdp.write_codec(sdp, track.mid, codec, codecs.answer_parameters(codec))
+        return sdp.text()
+
+    def codec_of(self, track: UpTrack) -> Codec | None:
+        return self.codecs.get(track.id)
 
     def receive_rtp(self, data: bytes) -> None:
         p = parse_rtp(data, self._audio_level_id, self._mid_id, self._twcc_id)
@@ -454,7 +475,9 @@ class DownConnection(Connection):
             )
             for transceiver, _ in self._pending:
                 hooks.silence_sender_rtcp(transceiver.sender)
-            self.offer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
+            self.offer_sdp = self._real_codecs(
+                negotiation.add_opus_fec(self.pc.localDescription.sdp)
+            )
         except Exception:
             await self.close("offer failed")
             raise
@@ -463,9 +486,14 @@ class DownConnection(Connection):
     async def accept(self, answer_sdp: str) -> None:
         if self.answered:
             raise SfuError("bad-state", "subscription already answered")
-        negotiation.sanitize_answer(answer_sdp)
+        sdp = negotiation.sanitize_answer(answer_sdp)
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+            codecsdp.accept_answer(sdp, self._streams_by_mid())
+        except SfuError:
+            await self.close("codec not decodable")  # no answer of this client can do
+            raise
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.text(), type="answer"))
         except Exception as exc:
             await self.close("bad answer")
             raise SfuError("bad-sdp", f"answer rejected: {exc.__class__.__name__}: {exc}") from None
@@ -479,7 +507,8 @@ class DownConnection(Connection):
         """The client offers (WHEP: recvonly audio/video), the server answers with the
         publication's tracks. Raises SfuError (and closes) on bad input."""
         try:
-            sdp = negotiation.sanitize_receive_offer(offer_sdp)
+            streams = {t.kind: c for t in self.up.tracks if (c := self.up.codec_of(t)) is not None}
+            sdp = negotiation.sanitize_receive_offer(offer_sdp, streams)
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.text(), type="offer"))
             self._prepare_transports()
             available = list(self.up.tracks)
@@ -502,7 +531,9 @@ class DownConnection(Connection):
                 hooks.silence_sender_rtcp(transceiver.sender)
             self.answered = True
             self._make_down_tracks()
-            self.answer_sdp = negotiation.add_opus_fec(self.pc.localDescription.sdp)
+            self.answer_sdp = self._real_codecs(
+                negotiation.add_opus_fec(self.pc.localDescription.sdp)
+            )
         except SfuError:
             await self.close("bad offer")
             raise
@@ -511,12 +542,29 @@ class DownConnection(Connection):
             raise SfuError("bad-sdp", f"offer rejected: {exc.__class__.__name__}: {exc}") from None
         return self.answer_sdp
 
+    def _streams_by_mid(self) -> dict[str, Codec]:
+        """The real codec of each pending transceiver's up track, by mid."""
+        out: dict[str, Codec] = {}
+        for transceiver, up_track in self._pending:
+            codec = self.up.codec_of(up_track)
+            if codec is not None and transceiver.mid is not None:
+                out[transceiver.mid] = codec
+        return out
+
+    def _real_codecs(self, text: str) -> str:
+        """The server's SDP with each video track's real codec in place of the stand-in."""
+        sdp = negotiation.parse(text)
+        for mid, codec in self._streams_by_mid().items():
+            codecsdp.write_codec(sdp, mid, codec, codecs.send_parameters(codec))
+        return sdp.text()
+
     def _make_down_tracks(self) -> None:
         for transceiver, up_track in self._pending:
-            codecs = [
-                c for c in hooks.negotiated_codecs(transceiver) if c.mime_type == up_track.mime_type
+            stand_in = codecsdp.STAND_IN[up_track.kind]
+            negotiated = [
+                c for c in hooks.negotiated_codecs(transceiver) if c.mime_type == stand_in
             ]
-            if not codecs or transceiver.mid is None:
+            if not negotiated or transceiver.mid is None:
                 continue  # the subscriber declined this track
             ext = hooks.negotiated_extensions(transceiver)
             extensions = ExtensionIds(
@@ -528,7 +576,7 @@ class DownConnection(Connection):
             down = DownTrack(
                 up_track,
                 hooks.sender_ssrc(transceiver.sender),
-                codecs[0].payload_type,
+                negotiated[0].payload_type,
                 extensions,
                 self.send_rtcp,
             )

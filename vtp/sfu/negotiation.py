@@ -1,20 +1,23 @@
 """SDP handling around aiortc: what the SFU accepts and what it adds.
 
 aiortc's own SDP code does the offer/answer; these functions work on the text before and
-after it: offers are checked and reduced to what the SFU forwards (Opus, VP8, the three
-header extensions of :mod:`vtp.sfu.rtp`), and Opus in-band FEC is written into both legs
-(aiortc drops the Opus fmtp line)."""
+after it: offers are checked and reduced to what the SFU forwards (one codec per section,
+chosen by :mod:`vtp.sfu.codecs`, shown to aiortc as :mod:`vtp.sfu.codecsdp`'s stand-in;
+the three header extensions of :mod:`vtp.sfu.rtp`), and Opus in-band FEC is written into
+both legs (aiortc drops the Opus fmtp line)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
+from vtp.sfu import codecs, codecsdp
+from vtp.sfu.codecs import Codec
 from vtp.sfu.errors import SfuError
 from vtp.sfu.rtp import PUBLISH_EXTENSIONS, SUPPORTED_EXTENSIONS, URI_TRANSPORT_CC
 
 MAX_SDP_BYTES = 64 * 1024
-ALLOWED_CODECS = {"audio": ("opus", 48000), "video": ("vp8", 90000)}
+KINDS = ("audio", "video")
 OPUS_FMTP = "minptime=10;useinbandfec=1"
 
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/(\d+)(?:/(\d+))?$")
@@ -29,6 +32,7 @@ class MediaSection:
     lines: list[str]
     mid: str = ""
     ssrcs: list[int] = field(default_factory=list)
+    codec: Codec | None = None  # the one codec kept (sanitised offers)
 
 
 @dataclass
@@ -85,17 +89,28 @@ def parse(text: str) -> Sdp:
     return Sdp(session, media)
 
 
-def _restrict_section(m: MediaSection, extensions: tuple[str, ...]) -> None:
-    """Keep only the allowed codec (no RTX/RED/FEC) and the header extensions given."""
-    name, clock = ALLOWED_CODECS[m.kind]
-    keep: list[str] = []
-    for line in m.lines:
-        match = _RTPMAP.match(line)
-        if match and match.group(2).lower() == name and int(match.group(3)) == clock:
-            keep.append(match.group(1))
-    if not keep:
-        raise SfuError("bad-sdp", f"{m.kind} section offers no {name}")
-    pts = keep[:1]
+def _restrict_section(
+    m: MediaSection, extensions: tuple[str, ...], stream: Codec | None = None
+) -> None:
+    """Keep one codec (no RTX/RED/FEC) and the header extensions given: the codec the
+    SFU chooses for a publisher, or the payload type that decodes ``stream``."""
+    listed = codecsdp.offered(m)
+    if stream is not None:
+        pt = codecs.receivable(listed, stream)
+        if pt is None:
+            raise SfuError(
+                "bad-sdp",
+                f"the offer does not receive this stream's {m.kind} codec, "
+                f"{codecs.describe(stream)}",
+            )
+        codec = stream
+    else:
+        chosen = codecs.choose(m.kind, listed)
+        if chosen is None:
+            wanted = "Opus" if m.kind == "audio" else "VP8, H.264 (packetization-mode=1) or VP9"
+            raise SfuError("bad-sdp", f"{m.kind} section offers no {wanted}")
+        pt, codec = chosen
+    pts = [str(pt)]
     out: list[str] = []
     for i, line in enumerate(m.lines):
         if i == 0:
@@ -112,13 +127,15 @@ def _restrict_section(m: MediaSection, extensions: tuple[str, ...]) -> None:
             continue
         out.append(line)
     m.lines = out
+    m.codec = codec
+    codecsdp.stand_in(m, pt)
 
 
 def sanitize_offer(text: str) -> Sdp:
     """A publisher's offer reduced to what the SFU forwards. Raises SfuError('bad-sdp')."""
     sdp = parse(text)
     for m in sdp.media:
-        if m.kind not in ALLOWED_CODECS:
+        if m.kind not in KINDS:
             raise SfuError("bad-sdp", f"{m.kind} sections are not accepted")
         direction = next(
             (
@@ -137,17 +154,19 @@ def sanitize_offer(text: str) -> Sdp:
     return sdp
 
 
-def sanitize_receive_offer(text: str) -> Sdp:
-    """A subscriber's offer (WHEP): recvonly audio/video reduced to Opus/VP8."""
+def sanitize_receive_offer(text: str, streams: dict[str, Codec] | None = None) -> Sdp:
+    """A subscriber's offer (WHEP): recvonly audio/video reduced to the codec of the
+    stream's track of that kind (``streams``: kind -> codec)."""
     sdp = parse(text)
+    streams = streams or {}
     for m in sdp.media:
-        if m.kind not in ALLOWED_CODECS:
+        if m.kind not in KINDS:
             raise SfuError("bad-sdp", f"{m.kind} sections are not accepted")
         directions = ("a=sendonly", "a=sendrecv", "a=recvonly", "a=inactive")
         direction = next((ln for ln in m.lines if ln in directions), "a=sendrecv")[2:]
         if direction not in ("recvonly", "sendrecv"):
             raise SfuError("bad-sdp", "a subscribe offer must receive media")
-        _restrict_section(m, SUPPORTED_EXTENSIONS)
+        _restrict_section(m, SUPPORTED_EXTENSIONS, streams.get(m.kind))
     return sdp
 
 
@@ -155,7 +174,7 @@ def sanitize_answer(text: str) -> Sdp:
     """A subscriber's answer, checked (aiortc does the negotiation itself)."""
     sdp = parse(text)
     for m in sdp.media:
-        if m.kind not in ALLOWED_CODECS:
+        if m.kind not in KINDS:
             raise SfuError("bad-sdp", f"unexpected {m.kind} section in answer")
     return sdp
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from vtp.config import Config
-from vtp.sfu import aiortc_hooks, events
+from vtp.sfu import aiortc_hooks, codecs, events
 from vtp.sfu.connection import UpConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
@@ -103,21 +103,7 @@ class Sfu:
     @staticmethod
     def rtp_capabilities() -> dict[str, object]:
         return {
-            "codecs": [
-                {
-                    "kind": "audio",
-                    "mimeType": "audio/opus",
-                    "clockRate": 48000,
-                    "channels": 2,
-                    "parameters": {"minptime": 10, "useinbandfec": 1},
-                },
-                {
-                    "kind": "video",
-                    "mimeType": "video/VP8",
-                    "clockRate": 90000,
-                    "rtcpFeedback": ["nack", "nack pli", "goog-remb"],
-                },
-            ],
+            "codecs": codecs.capabilities(),
             "headerExtensions": [{"uri": uri} for uri in SUPPORTED_EXTENSIONS],
         }
 

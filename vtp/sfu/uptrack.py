@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vtp.sfu import fastpath, rtcp
+from vtp.sfu.codecs import keyframe_detector
 from vtp.sfu.estimator import MAX_BITRATE, RateMeter, combine
 from vtp.sfu.packetcache import PacketCache
-from vtp.sfu.rtp import ParsedRtp, abs_send_time_now, vp8_keyframe_start
+from vtp.sfu.rtp import ParsedRtp, abs_send_time_now
 from vtp.sfu.seqmap import Unwrapper
 from vtp.sfu.speaker import LevelMeter
 
@@ -43,8 +44,9 @@ class UpPacket:
 
     ``useq``/``uts``: unbounded, continuous sequence number and timestamp (packets that
     were not forwarded - padding, invalid - are skipped, so ``useq`` has no holes);
-    ``payload``: the codec payload (VP8 descriptor included); ``keyframe``: first packet
-    of a VP8 keyframe; ``audio_level``: RFC 6464 byte or -1."""
+    ``payload``: the codec payload (VP8/VP9 descriptor included); ``keyframe``: a packet
+    a decoder can start from (:func:`vtp.sfu.codecs.keyframe_detector`);
+    ``audio_level``: RFC 6464 byte or -1."""
 
     __slots__ = ("audio_level", "keyframe", "marker", "payload", "useq", "uts")
 
@@ -114,6 +116,7 @@ class UpTrack:
         # a VP8 payload is at least its descriptor byte plus one byte of frame data
         self._min_payload = 2 if self.video else 1
         self.mime_type = mime_type
+        self._keyframe_start = keyframe_detector(mime_type)
         self.clock_rate = clock_rate
         self.payload_type = payload_type
         self.mid = mid
@@ -192,7 +195,7 @@ class UpTrack:
             d = abs(transit - self._last_transit)
             self.jitter += (d - self.jitter) / 16
         self._last_transit = transit
-        keyframe = self.video and vp8_keyframe_start(payload)
+        keyframe = self.video and self._keyframe_start(payload)
         if keyframe:
             self.keyframes += 1
             self._kf_pending = False
@@ -303,7 +306,7 @@ class UpTrack:
     def _withhold(self, p: ParsedRtp) -> bool:
         """True if the packet is withheld (muted, or video not yet at a keyframe)."""
         if not self.muted:
-            if vp8_keyframe_start(p.payload):
+            if self._keyframe_start(p.payload):
                 self._withholding = False
                 return False
             if not self._kf_pending:  # (a request gives up after a while: renew it)
