@@ -33,7 +33,7 @@ def _run(*cmd: str) -> None:
 
 
 class ClientNamespace:
-    """``reach<N>``: the client side of a /30 on a veth pair - or, with ``ipv6``, of a
+    """``reach<N>``: the client side of a /29 on a veth pair - or, with ``ipv6``, of a
     /64 with no IPv4 address at all (an IPv6-only mobile network)."""
 
     def __init__(self, index: int, ipv6: bool = False) -> None:
@@ -61,7 +61,7 @@ class ClientNamespace:
         _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.client_if)
         _run("ip", "link", "set", self.client_if, "netns", self.name)
         # (IPv6: no duplicate address detection, so the addresses work at once)
-        prefix = ["/64", "nodad"] if self.ipv6 else ["/30"]
+        prefix = ["/64", "nodad"] if self.ipv6 else ["/29"]
         _run("ip", "addr", "add", self.host_address + prefix[0], "dev", self.host_if, *prefix[1:])
         _run("ip", "link", "set", self.host_if, "up")
         self.run(
@@ -72,6 +72,14 @@ class ClientNamespace:
 
     def run(self, *cmd: str) -> None:
         _run("ip", "netns", "exec", self.name, *cmd)
+
+    def move(self, address: str) -> None:
+        """The client's address changes (another network): ``address`` replaces it."""
+        prefix = ["/64", "nodad"] if self.ipv6 else ["/29"]
+        # (deleting first: deleting a primary IPv4 address deletes its secondaries)
+        self.run("ip", "addr", "del", self.client_address + prefix[0], "dev", self.client_if)
+        self.run("ip", "addr", "add", address + prefix[0], "dev", self.client_if, *prefix[1:])
+        self.client_address = address
 
     def drop(self, protocol: str, port: int | None = None) -> None:
         """Drop the client's outgoing ``protocol`` packets (to ``port`` if given)."""

@@ -21,7 +21,7 @@ from tests.sfu.ice_tcp_client import over_ice_tcp
 from tests.sfu.test_forwarding import good_frames
 from tests.sfu.test_single_port import _binding
 from vtp.config import Config, load_config
-from vtp.sfu import Sfu, fastpath, icelite, icetcp
+from vtp.sfu import Sfu, fastpath, icelite, icerestart, icetcp
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.rtp import parse_rtp
 
@@ -264,3 +264,30 @@ async def test_ipv4_and_ipv6_on_one_port_and_announce_per_family() -> None:
             client.close()
     finally:
         mux.close()
+
+
+async def test_ice_restart_takes_new_credentials_and_keeps_the_path(
+    mux: icelite.UdpMux,
+) -> None:
+    """vtp.sfu.icelite.LiteConnection.restart (the restart-ice message): checks with the
+    old credentials are no longer answered, the new ones are, and the path stays until
+    the client nominates another."""
+    conn = mux.connection()
+    x = await TcpClient.connect(mux.bound_port())
+    try:
+        await x.check(conn, nominate=True)
+        old_ufrag, old_password = conn.local_username, conn.local_password
+        ufrag, password = conn.restart()
+        assert (ufrag, password) == (conn.local_username, conn.local_password)
+        assert ufrag != old_ufrag and password != old_password
+        assert conn._nominated and conn.remote_addr == x.addr  # media keeps flowing
+        dropped = mux.dropped
+        x.send(_binding(old_ufrag, old_password, True))
+        await wait_until(lambda: mux.dropped == dropped + 1, 2)
+        await x.check(conn, nominate=True)  # (the new credentials)
+    finally:
+        x.close()
+    sdp = "v=0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\nm=audio\r\n"
+    assert icerestart.with_credentials(sdp, "wxyz", "p" * 22) == (
+        "v=0\r\na=ice-ufrag:wxyz\r\na=ice-pwd:" + "p" * 22 + "\r\nm=audio\r\n"
+    )

@@ -446,6 +446,13 @@ def use_lite_connection(dtls: RTCDtlsTransport, connection: Any) -> None:
     gatherer.getLocalParameters = local_parameters  # type: ignore[method-assign]
 
 
+def lite_connection(dtls: RTCDtlsTransport) -> Any:
+    """The :class:`vtp.sfu.icelite.LiteConnection` this transport's ICE runs over (set
+    by :func:`use_lite_connection`), or None for aioice's own agent."""
+    connection = dtls.transport._connection
+    return connection if hasattr(connection, "restart") else None
+
+
 def ice_connection_open_sockets(dtls: RTCDtlsTransport) -> int:
     """How many UDP sockets the transport's ICE agent holds (0 once released)."""
     return len(dtls.transport._connection._protocols)

@@ -238,6 +238,12 @@ class UdpMux:
         for stream in [s for s in self._streams if s.connection is connection]:
             stream.close()
 
+    def renamed(self, connection: LiteConnection, old_ufrag: str) -> None:
+        """``connection`` took new credentials (ICE restart): route checks by the new."""
+        if self._by_ufrag.get(old_ufrag) is connection:
+            del self._by_ufrag[old_ufrag]
+        self._by_ufrag[connection.local_username] = connection
+
     def add_stream(self, stream: icetcp.TcpStream) -> bool:
         if len(self._streams) >= icetcp.MAX_STREAMS or not self.tcp_servers:
             return False
@@ -367,6 +373,20 @@ class LiteConnection:
             if pair is None or pair.remote_addr != addr or pair.protocol is not endpoint:
                 self._nominated[1] = _Pair(endpoint, addr)  # first, or the client moved
             self._nominated_event.set()
+
+    def restart(self) -> tuple[str, str]:
+        """ICE restart (RFC 8445 section 2.4): new local credentials, so only checks of
+        the client's restarted agent are answered; media keeps its path until the client
+        nominates a new one. Returns the new (ufrag, password)."""
+        if self.closed:
+            raise ConnectionError("ICE-lite connection closed")
+        old = self.local_username
+        self.local_username = secrets.token_hex(4)
+        while self.local_username in self.mux._by_ufrag:  # (32 random bits: rare)
+            self.local_username = secrets.token_hex(4)
+        self.local_password = secrets.token_hex(16)
+        self.mux.renamed(self, old)
+        return self.local_username, self.local_password
 
     def lost_address(self) -> None:
         """Another connection's client now checks from our address (ours went away and

@@ -85,6 +85,13 @@ class Ice(ClientMessage):
     sdp_mline_index: Annotated[int, Field(ge=0, le=64)] | None = None
 
 
+class RestartIce(ClientMessage):
+    """The client's network changed: restart ICE on one of its connections."""
+
+    type: Literal["restart-ice"]
+    connection_id: Id
+
+
 class Leave(ClientMessage):
     type: Literal["leave"]
 
@@ -94,7 +101,17 @@ class Ping(ClientMessage):
 
 
 AnyClientMessage = Annotated[
-    Auth | Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Ice | Leave | Ping,
+    Auth
+    | Join
+    | Publish
+    | Unpublish
+    | Subscribe
+    | Answer
+    | Unsubscribe
+    | Ice
+    | RestartIce
+    | Leave
+    | Ping,
     Field(discriminator="type"),
 ]
 _CLIENT = TypeAdapter(AnyClientMessage)
@@ -107,6 +124,7 @@ CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
     Answer,
     Unsubscribe,
     Ice,
+    RestartIce,
     Leave,
     Ping,
 )
@@ -230,6 +248,12 @@ class Unsubscribed(Reply):
     subscription_id: str
 
 
+class IceRestarted(Reply):
+    type: Literal["ice-restarted"] = "ice-restarted"
+    connection_id: str
+    sdp: str
+
+
 class Left(Reply):
     type: Literal["left"] = "left"
     room: str
@@ -318,6 +342,7 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     Offer,
     Answered,
     Unsubscribed,
+    IceRestarted,
     Left,
     Pong,
     ErrorMessage,
@@ -348,6 +373,7 @@ ERROR_CODES: dict[str, str] = {
     "bad_sdp": "the SDP offer or answer was refused (details in the message)",
     "bad_candidate": "the ICE candidate could not be parsed",
     "not_found": "no such stream, subscription or connection (of this peer)",
+    "unsupported": "the server cannot do this here (ICE restart without VTP_ICE_UDP_PORT)",
     "bad_state": "the request does not fit the connection's state (e.g. answered twice)",
     "conflict": "the peer id is already in the room",
     "too_many_peers": "the user already has 8 peers in the room (HTTP 429)",

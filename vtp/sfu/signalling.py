@@ -34,6 +34,7 @@ from vtp.sfu import messages as m
 from vtp.sfu.access import RoomGrant, room_access
 from vtp.sfu.connection import DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
+from vtp.sfu.icerestart import restart_ice
 from vtp.sfu.members import MEMBERS, Member, MemberJoined
 from vtp.sfu.service import SFU_KEY
 
@@ -377,6 +378,16 @@ class Session:
             msg.connection_id, msg.candidate or None, msg.sdp_mid, msg.sdp_mline_index
         )
 
+    async def _on_restart_ice(self, msg: m.RestartIce) -> None:
+        member = self._joined(msg.request_id)
+        connection = member.peer.connections.get(msg.connection_id)
+        if connection is None:
+            raise SfuError("not-found", f"you have no connection {msg.connection_id!r}")
+        sdp = restart_ice(connection)
+        self.send(
+            m.IceRestarted(request_id=msg.request_id, connection_id=msg.connection_id, sdp=sdp)
+        )
+
     async def _on_leave(self, msg: m.Leave) -> None:
         member = self._joined(msg.request_id)
         await self._leave("left")
@@ -392,6 +403,7 @@ class Session:
         "answer": _on_answer,
         "unsubscribe": _on_unsubscribe,
         "ice": _on_ice,
+        "restart-ice": _on_restart_ice,
         "leave": _on_leave,
     }
 
