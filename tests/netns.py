@@ -95,7 +95,9 @@ class ClientNamespace:
 
     def delete(self) -> None:
         if self.created:
-            # deleting the namespace deletes the veth pair (both ends) with it
+            # the pair goes with either end; deleting the host end does not wait for the
+            # namespace's own (asynchronous) teardown, which outlives processes' sockets
+            subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=20)
             subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
             self.created = False
 
