@@ -69,11 +69,12 @@ VOLUME ["/var/lib/vtp"]
 # HTTP: REST API, WebSocket signalling, /health and /ready.
 EXPOSE 8080
 # WebRTC media: UDP, every peer connection on the one port VTP_ICE_UDP_PORT (the SFU
-# is an ICE-lite agent there). Publish it (`-p 40000:40000/udp`) and set
+# is an ICE-lite agent there), and ICE over TCP on the same port number for networks
+# that drop UDP. Publish both (`-p 40000:40000/udp -p 40000:40000/tcp`) and set
 # VTP_ICE_ANNOUNCE_ADDRESS to the address clients reach the host on, since the
 # container's own address is not reachable from outside. Alternatives: host
 # networking, or a TURN server (VTP_TURN_URLS / VTP_TURN_SECRET).
-EXPOSE 40000/udp
+EXPOSE 40000/udp 40000/tcp
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('VTP_PORT', '8080'), timeout=4)"]

@@ -406,6 +406,9 @@ def subscriber_process(pipe: Pipe) -> None:
             batches: SRTP is counted (never decrypted), STUN/DTLS/SRTCP go to aioice.
             Real subscribers sit on other hosts; on loopback a receiver blocked in epoll
             makes every sendto in the SFU pay for waking it up."""
+            if TCP:  # the ICE-TCP client hands SRTP to the counter itself
+                counter.connected = True
+                return
             for transceiver in pc.getTransceivers()[:1]:
                 conn = transceiver.receiver.transport.transport._connection
                 for protocol in conn._protocols:
@@ -444,7 +447,12 @@ def subscriber_process(pipe: Pipe) -> None:
                         detach(pc, counter)
 
                 await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-                aiortc_hooks.tolerant_consent(aiortc_hooks.dtls_transports(pc)[0])
+                if TCP:
+                    from tests.sfu.ice_tcp_client import over_ice_tcp
+
+                    over_ice_tcp(pc, on_rtp=counter.add)
+                else:
+                    aiortc_hooks.tolerant_consent(aiortc_hooks.dtls_transports(pc)[0])
                 await pc.setLocalDescription(await pc.createAnswer())
                 return str(pc.localDescription.sdp)
 
@@ -517,6 +525,7 @@ def pinned(target: Any, *args: Any) -> None:
 
 PIN = True
 ONE_PORT = False  # every connection on one UDP port (ICE-lite), as VTP_ICE_UDP_PORT
+TCP = False  # subscribers reach that port over ICE-TCP only (VTP_ICE_TCP)
 
 
 class Bench:
@@ -648,10 +657,14 @@ def main() -> None:
     parser.add_argument(
         "--one-port", action="store_true", help="the SFU serves every connection on one port"
     )
+    parser.add_argument(
+        "--tcp", action="store_true", help="subscribers over ICE-TCP (implies --one-port)"
+    )
     args = parser.parse_args()
-    global ONE_PORT, PIN
+    global ONE_PORT, PIN, TCP
     PIN = not args.no_pin
-    ONE_PORT = args.one_port
+    TCP = args.tcp
+    ONE_PORT = args.one_port or args.tcp
     ns = sorted({int(x) for x in args.n.split(",") if x})
     base_ns = sorted({int(x) for x in args.baseline_n.split(",") if x})
 

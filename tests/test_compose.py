@@ -169,6 +169,24 @@ def test_media_udp_port_is_published(raw: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"VTP_ICE_UDP_PORT={port}" in dockerfile and "VTP_ICE_PORT_MIN" not in dockerfile
     assert f"EXPOSE {port}/udp" in dockerfile
+    # ICE over TCP on the same port number, for networks that drop UDP
+    assert any(str(p).endswith(f":{port}:{port}/tcp") for p in app["ports"]), app["ports"]
+    assert f"{port}/tcp" in dockerfile
+
+
+def test_turn_server_shares_vtp_secret_and_is_published(resolved: dict[str, Any]) -> None:
+    coturn = resolved["services"]["coturn"]
+    env = resolved["services"]["vtp"]["environment"]
+    command = coturn["command"]
+    assert "--use-auth-secret" in command
+    assert f"--static-auth-secret={env['VTP_TURN_SECRET']}" in command
+    announce = env["VTP_ICE_ANNOUNCE_ADDRESS"]
+    assert f"--external-ip={announce}" in command
+    urls = env["VTP_TURN_URLS"].split(",")
+    assert urls == [f"turn:{announce}:3478?transport=udp", f"turn:{announce}:3478?transport=tcp"]
+    ports = [str(p) for p in coturn["ports"]]
+    for protocol in ("udp", "tcp"):
+        assert any(p.endswith(f":3478:3478/{protocol}") for p in ports), ports
 
 
 def test_dockerfile_shape() -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from vtp import backends, metrics, recorder
+from vtp import backends, https, metrics, recorder
 from vtp.api import accounts, auth, health, sfu, users
 from vtp.api.access import access_of
 from vtp.api.domain import setup_domain
@@ -132,5 +132,6 @@ def create_app(config: Config) -> web.Application:
     recorder.setup(app)  # after the SFU: recordings tap its rooms
     setup_web(app)  # browser pages, /static/, the classroom live channel
     metrics.setup(app)  # /metrics, and the request counting middleware (outermost)
+    https.setup(app)  # HSTS and the HTTP->HTTPS redirect listener, when TLS is on
     _check_access_rules(app)
     return app

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from vtp import __version__, backends
+from vtp import __version__, backends, deployment
 from vtp.auth.passwords import PasswordHasher, PasswordPolicyError, check_password_policy
 from vtp.config import Config, load_config
 from vtp.db import password_resets, users
@@ -23,12 +23,14 @@ from vtp.logs import setup_logging
 def _serve(config: Config) -> int:
     from aiohttp import web
 
+    from vtp import https
     from vtp.app import create_app
 
     web.run_app(
         create_app(config),
         host=config.host,
         port=config.port,
+        ssl_context=https.server_context(config),
         print=lambda msg: print(f"VTP {__version__}: {msg}", file=sys.stderr),
         access_log=None,
     )
@@ -104,8 +106,14 @@ async def _check(config: Config) -> int:
             embedded_db=config.embedded_database,
             embedded_redis=config.embedded_redis,
         )
-    ok = all(c.ok for c in components)
-    print(json.dumps({"ok": ok, "components": {c.name: c.to_json() for c in components}}, indent=2))
+    problems = deployment.config_problems(config) + await deployment.turn_problems(config)
+    ok = all(c.ok for c in components) and not problems
+    report = {
+        "ok": ok,
+        "components": {c.name: c.to_json() for c in components},
+        "deployment": [p.to_json() for p in problems],
+    }
+    print(json.dumps(report, indent=2))
     return 0 if ok else 1
 
 

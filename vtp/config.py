@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogFormat = Literal["text", "json"]
@@ -31,6 +32,16 @@ class Config(BaseSettings):
     max_body_bytes: int = Field(default=1 * 1024 * 1024, ge=1024)
     # Development tools: serve the SFU's manual test page at /static/sfu-test.html.
     dev_pages: bool = False
+    # HTTPS of its own (vtp.https): a PEM certificate (chain) and its key, both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # With TLS: a plain-HTTP listener on this port that redirects every request to HTTPS.
+    http_redirect_port: int | None = Field(default=None, ge=1, le=65535)
+    # Strict-Transport-Security max-age on HTTPS responses (0 = no HSTS header).
+    hsts_max_age_s: int = Field(default=0, ge=0)
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, e.g.
+    # 10.0.0.0/8); from anyone else the header is ignored (vtp.forwarded).
+    trusted_proxies: StrList = Field(default_factory=list)
 
     # --- State and logs --------------------------------------------------------------
     state_dir: Path = Path("./var")
@@ -112,6 +123,9 @@ class Config(BaseSettings):
     # One UDP port for every peer connection (the SFU is then an ICE-lite agent on it);
     # takes the place of the port range, which must then be unset. 0: a free port.
     ice_udp_port: int | None = Field(default=None, ge=0, le=65535)
+    # With ice_udp_port: also accept ICE over TCP on that port number (RFC 6544 passive
+    # candidates, ranked below UDP), for clients whose network drops UDP.
+    ice_tcp: bool = True
     stun_urls: StrList = Field(default_factory=list)
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: SecretStr | None = None
@@ -148,12 +162,25 @@ class Config(BaseSettings):
     # unset: only admins can read them.
     metrics_token: SecretStr | None = None
 
-    @field_validator("ice_addresses", "stun_urls", "turn_urls", mode="before")
+    @field_validator("ice_addresses", "stun_urls", "turn_urls", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Config:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set VTP_TLS_CERT and VTP_TLS_KEY together")
+        return self
 
     @field_validator("jwt_secret")
     @classmethod

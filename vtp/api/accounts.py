@@ -21,7 +21,6 @@ import uuid
 from aiohttp import web
 
 from vtp.api.access import authenticated, principal_of, public, require_roles
-from vtp.api.auth import client_address
 from vtp.api.body import read_json
 from vtp.api.errors import ApiError, conflict, not_found, unauthorized
 from vtp.api.schemas import (
@@ -37,6 +36,7 @@ from vtp.auth.passwords import PasswordPolicyError, check_password_policy
 from vtp.auth.ratelimit import RateLimiter
 from vtp.auth.tokens import TokenService
 from vtp.db import password_resets, users
+from vtp.forwarded import client_address
 from vtp.mail import MAILER
 
 log = logging.getLogger(__name__)

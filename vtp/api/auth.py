@@ -24,15 +24,10 @@ from vtp.appkeys import (
 from vtp.auth.passwords import PasswordPolicyError, check_password_policy
 from vtp.auth.tokens import TokenError
 from vtp.db import users
+from vtp.forwarded import client_address
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-
-def client_address(request: web.Request) -> str:
-    # Behind a reverse proxy, set it to overwrite X-Forwarded-For; VTP trusts the
-    # socket peer only, so a client cannot dodge the limit with a forged header.
-    return request.remote or "unknown"
 
 
 def _too_many(retry_after: int, what: str, doing: str = "login attempts") -> ApiError:

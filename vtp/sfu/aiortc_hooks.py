@@ -53,7 +53,7 @@ from aiortc import (
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
-from vtp.sfu import fastpath
+from vtp.sfu import fastpath, icetcp
 from vtp.sfu.ice import host_candidate
 
 logger = logging.getLogger(__name__)
@@ -152,8 +152,10 @@ class RawSender:
 
     RTP goes through :mod:`vtp.sfu.fastpath`: its :attr:`sink` holds the transport's own
     libsrtp session (``srtp_protect`` on pylibsrtp's ``srtp_t``) and a duplicate of the
-    nominated ICE pair's UDP socket with the pair's remote address. RTCP (a few packets
-    a second) goes through pylibsrtp and the same socket from Python. The sink follows
+    nominated ICE pair's UDP socket with the pair's remote address - or, when the pair is
+    an ICE-TCP stream, a duplicate of that stream's packet pipe (:mod:`vtp.sfu.icetcp`
+    frames what arrives there onto the TCP connection). RTCP (a few packets a second)
+    goes through pylibsrtp and the same socket from Python. The sink follows
     re-nomination when aioice changes its nominated pair and stops when the ICE
     connection closes or :meth:`close` is called; the pylibsrtp session is kept alive as
     long as this object, so the sink never points at a freed session."""
@@ -196,17 +198,26 @@ class RawSender:
             fastpath.stop_sink(self.sink)
             self._drop_socket()
             return
-        fd = transport.get_extra_info("socket").fileno()
-        sock = socket.socket(fileno=os.dup(fd))
-        sock.setblocking(False)
-        host, port = pair.remote_addr[:2]
-        if not fastpath.aim_sink(self.sink, sock.fileno(), str(host), int(port)):
-            sock.close()
-            fastpath.stop_sink(self.sink)
-            return
+        stream = icetcp.stream_of(pair.protocol)
+        if stream is not None:
+            # ICE-TCP: packets go into the stream's packet pipe, which frames them
+            sock = socket.socket(fileno=os.dup(stream.packet_pipe()))
+            sock.setblocking(False)
+            fastpath.aim_sink_connected(self.sink, sock.fileno())
+            addr = None
+        else:
+            fd = transport.get_extra_info("socket").fileno()
+            sock = socket.socket(fileno=os.dup(fd))
+            sock.setblocking(False)
+            host, port = pair.remote_addr[:2]
+            if not fastpath.aim_sink(self.sink, sock.fileno(), str(host), int(port)):
+                sock.close()
+                fastpath.stop_sink(self.sink)
+                return
+            addr = pair.remote_addr
         self._drop_socket()  # the sink no longer uses the old descriptor
         self._sock = sock
-        self._addr = pair.remote_addr
+        self._addr = addr
         self._pair = pair
 
     def _drop_socket(self) -> None:
@@ -225,7 +236,10 @@ class RawSender:
             return 0
         try:
             protected = self._protect_rtcp(data)
-            sock.sendto(protected, self._addr)
+            if self._addr is None:  # an ICE-TCP stream's packet pipe
+                sock.send(protected)
+            else:
+                sock.sendto(protected, self._addr)
         except (OSError, pylibsrtp.Error, ValueError):
             self.rtcp_errors += 1
             return 0
@@ -434,6 +448,13 @@ def use_lite_connection(dtls: RTCDtlsTransport, connection: Any) -> None:
         )
 
     gatherer.getLocalParameters = local_parameters  # type: ignore[method-assign]
+
+
+def lite_connection(dtls: RTCDtlsTransport) -> Any:
+    """The :class:`vtp.sfu.icelite.LiteConnection` this transport's ICE runs over (set
+    by :func:`use_lite_connection`), or None for aioice's own agent."""
+    connection = dtls.transport._connection
+    return connection if hasattr(connection, "restart") else None
 
 
 def ice_connection_open_sockets(dtls: RTCDtlsTransport) -> int:

@@ -9,7 +9,8 @@ optionally announcing ``ice_announce_address`` instead (1:1 NAT), and bound insi
 ``ice_port_min..ice_port_max`` when set (aioice has no port-range option: the SFU binds
 those sockets itself; server-reflexive candidates are then not gathered). Each peer
 connection uses one UDP port - unless ``ice_udp_port`` is set: then every connection
-shares that one port and the SFU is an ICE-lite agent on it (:mod:`vtp.sfu.icelite`).
+shares that one port and the SFU is an ICE-lite agent on it (:mod:`vtp.sfu.icelite`),
+also listening on TCP at that port number unless ``ice_tcp`` is off (:mod:`vtp.sfu.icetcp`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,25 @@ def host_candidate(host: str, port: int) -> aioice.Candidate:
         host=host,
         port=port,
         type="host",
+    )
+
+
+# RFC 6544 section 4.2: local preference = 2^13 * direction-pref + other-pref, with
+# passive below UDP's 65535 so that a pair over UDP always outranks one over TCP
+TCP_PASSIVE_LOCAL_PREFERENCE = (1 << 13) * 4 + 8191
+
+
+def tcp_candidate(host: str, port: int) -> aioice.Candidate:
+    """An ICE-TCP passive host candidate (RFC 6544) for component 1."""
+    return aioice.Candidate(
+        foundation=candidate_foundation("host", "tcp", host),
+        component=1,
+        transport="tcp",
+        priority=candidate_priority(1, "host", TCP_PASSIVE_LOCAL_PREFERENCE),
+        host=host,
+        port=port,
+        type="host",
+        tcptype="passive",
     )
 
 
@@ -71,6 +91,7 @@ class IceSettings:
     announce_address: str | None = None
     port_range: tuple[int, int] | None = None
     udp_port: int | None = None  # every connection on this port (ICE-lite)
+    tcp: bool = True  # ICE-TCP on the same port number too (with udp_port only)
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
@@ -88,6 +109,7 @@ class IceSettings:
             announce_address=config.ice_announce_address,
             port_range=port_range,
             udp_port=config.ice_udp_port,
+            tcp=config.ice_tcp,
             stun_urls=tuple(config.stun_urls),
             turn_urls=tuple(config.turn_urls),
             turn_secret=secret or None,

@@ -18,6 +18,10 @@ subscription). The SFU is always ICE-controlled and answers checks, never sends 
   ``consent_timeout_s`` (``VTP_ICE_CONSENT_TIMEOUT_S``) the connection closes. (A client
   that still checks but no longer reads is noticed from its receiver reports instead:
   :meth:`vtp.sfu.connection.DownConnection.check_alive`.)
+
+With ``tcp`` the mux also listens on TCP at the same port number (ICE-TCP passive
+candidates, :mod:`vtp.sfu.icetcp`): a TCP connection is one more endpoint, its frames
+routed like datagrams, and candidates list UDP first and with the higher priority.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import aioice
 import aioice.ice
 from aioice import stun
 
-from vtp.sfu.ice import host_candidate
+from vtp.sfu import icetcp
+from vtp.sfu.ice import host_candidate, tcp_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,8 @@ def _is_stun(data: bytes) -> bool:
 class _Endpoint(asyncio.DatagramProtocol):
     """One bound socket of the mux."""
 
+    stream = False
+
     def __init__(self, mux: UdpMux) -> None:
         self.mux = mux
         self.transport: asyncio.DatagramTransport | None = None
@@ -69,6 +76,16 @@ class _Endpoint(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors for one peer; consent handles peers that went away
 
+    def send(self, data: bytes, addr: tuple[str, int]) -> bool:
+        if self.transport is None:
+            return False
+        self.transport.sendto(data, addr)
+        return True
+
+
+# what a lite connection's path goes through: the UDP socket or one ICE-TCP stream
+Endpoint = _Endpoint | icetcp.TcpStream
+
 
 class UdpMux:
     """The shared UDP socket(s) and the routing tables of every lite connection."""
@@ -79,22 +96,44 @@ class UdpMux:
         port: int,
         announce: str | None,
         consent_timeout_s: float = CONSENT_TIMEOUT_S,
+        tcp: bool = False,
     ) -> None:
         self.consent_timeout_s = consent_timeout_s
         self.addresses = addresses or ("0.0.0.0",)
         self.port = port
         self.announce = announce
+        self.tcp = tcp
         self.endpoints: list[_Endpoint] = []
+        self.tcp_servers: list[asyncio.Server] = []
+        self._streams: set[icetcp.TcpStream] = set()
         self._by_ufrag: dict[str, LiteConnection] = {}
         self._by_addr: dict[tuple[str, int], LiteConnection] = {}
         self.dropped = 0
 
     async def open(self) -> None:
+        requested = self.port
+        for attempt in range(8):
+            await self._open_udp()
+            if not self.tcp:
+                return
+            try:
+                for address in self.addresses:
+                    self.tcp_servers.append(await icetcp.listen(self, address, self.port))
+                return
+            except OSError:
+                self.close()
+                if requested != 0 or attempt == 7:
+                    raise
+                self.port = 0  # the free UDP port was taken on TCP: try another
+
+    async def _open_udp(self) -> None:
         loop = asyncio.get_running_loop()
         for address in self.addresses:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
+                if family == socket.AF_INET6:  # "::" beside "0.0.0.0" on the same port
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RECEIVE_BUFFER)
                 sock.bind((address, self.port))
@@ -116,6 +155,11 @@ class UdpMux:
             if endpoint.transport is not None:
                 endpoint.transport.close()
         self.endpoints = []
+        for server in self.tcp_servers:
+            server.close()
+        self.tcp_servers = []
+        for stream in list(self._streams):
+            stream.close()
 
     def bound_port(self) -> int:
         endpoint = self.endpoints[0]
@@ -134,17 +178,23 @@ class UdpMux:
 
     # --- routing ------------------------------------------------------------------------
 
-    def received(self, endpoint: _Endpoint, data: bytes, addr: tuple[str, int]) -> None:
+    def received(self, endpoint: Endpoint, data: bytes, addr: tuple[str, int]) -> None:
         if _is_stun(data):
             self._stun(endpoint, data, addr)
             return
-        connection = self._by_addr.get(addr)
+        if isinstance(endpoint, icetcp.TcpStream):
+            # a stream delivers only to its connection, while that connection uses it
+            connection = endpoint.connection
+            if connection is not None and connection._endpoint is not endpoint:
+                connection = None
+        else:
+            connection = self._by_addr.get(addr)
         if connection is None:
             self.dropped += 1
             return
         connection.data_received(data)
 
-    def _stun(self, endpoint: _Endpoint, data: bytes, addr: tuple[str, int]) -> None:
+    def _stun(self, endpoint: Endpoint, data: bytes, addr: tuple[str, int]) -> None:
         try:
             message = stun.parse_message(data)
         except Exception:  # malformed in any way (hostile or broken): not worth a log line
@@ -160,8 +210,10 @@ class UdpMux:
             self.dropped += 1
             return
         connection = self._by_ufrag.get(username.split(":", 1)[0])
-        if connection is None or not message.check_message_integrity(
-            connection.local_password.encode()
+        if (
+            connection is None
+            or not message.check_message_integrity(connection.local_password.encode())
+            or (isinstance(endpoint, icetcp.TcpStream) and not endpoint.bind(connection))
         ):
             self.dropped += 1
             return
@@ -172,14 +224,14 @@ class UdpMux:
         )
         response.attributes["XOR-MAPPED-ADDRESS"] = addr
         response.add_message_integrity(connection.local_password.encode())
-        assert endpoint.transport is not None
-        endpoint.transport.sendto(bytes(response), addr)
+        endpoint.send(bytes(response), addr)
         connection.checked(endpoint, addr, "USE-CANDIDATE" in message.attributes)
 
     def latch(self, connection: LiteConnection, old: tuple[str, int] | None) -> None:
         if old is not None and self._by_addr.get(old) is connection:
             del self._by_addr[old]
-        if connection.remote_addr is not None:
+        endpoint = connection._endpoint
+        if connection.remote_addr is not None and not (endpoint is not None and endpoint.stream):
             previous = self._by_addr.get(connection.remote_addr)
             if previous is not None and previous is not connection:
                 previous.lost_address()
@@ -191,6 +243,26 @@ class UdpMux:
         addr = connection.remote_addr
         if addr is not None and self._by_addr.get(addr) is connection:
             del self._by_addr[addr]
+        for stream in [s for s in self._streams if s.connection is connection]:
+            stream.close()
+
+    def renamed(self, connection: LiteConnection, old_ufrag: str) -> None:
+        """``connection`` took new credentials (ICE restart): route checks by the new."""
+        if self._by_ufrag.get(old_ufrag) is connection:
+            del self._by_ufrag[old_ufrag]
+        self._by_ufrag[connection.local_username] = connection
+
+    def add_stream(self, stream: icetcp.TcpStream) -> bool:
+        if len(self._streams) >= icetcp.MAX_STREAMS or not self.tcp_servers:
+            return False
+        self._streams.add(stream)
+        return True
+
+    def stream_lost(self, stream: icetcp.TcpStream) -> None:
+        self._streams.discard(stream)
+        connection = stream.connection
+        if connection is not None and connection._endpoint is stream:
+            connection.lost_address()
 
     def stats(self) -> dict[str, int]:
         return {
@@ -198,6 +270,7 @@ class UdpMux:
             "connections": len(self._by_ufrag),
             "latched": len(self._by_addr),
             "dropped": self.dropped,
+            "tcp_streams": len(self._streams),
         }
 
 
@@ -206,7 +279,7 @@ class _Pair:
 
     __slots__ = ("protocol", "remote_addr")
 
-    def __init__(self, endpoint: _Endpoint, remote_addr: tuple[str, int]) -> None:
+    def __init__(self, endpoint: Endpoint, remote_addr: tuple[str, int]) -> None:
         self.protocol = endpoint
         self.remote_addr = remote_addr
 
@@ -228,7 +301,7 @@ class LiteConnection:
         # aiortc's hooks read these aioice attributes (see aiortc_hooks)
         self._nominated: dict[int, Any] = {}
         self._protocols: list[Any] = []
-        self._endpoint: _Endpoint | None = None
+        self._endpoint: Endpoint | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(RECEIVE_QUEUE)
         self._events: asyncio.Queue[aioice.ice.ConnectionEvent] = asyncio.Queue()
         self._nominated_event = asyncio.Event()
@@ -252,18 +325,29 @@ class LiteConnection:
         for endpoint in self.mux.endpoints:
             assert endpoint.transport is not None
             host, port = endpoint.transport.get_extra_info("sockname")[:2]
-            if self.mux.announce:
-                hosts = [self.mux.announce]
-            elif host in ("0.0.0.0", "::"):
-                # bound to every interface: offer each address (replies leave from the
-                # address the kernel routes by; on multi-homed hosts list the addresses)
-                hosts = aioice.ice.get_host_addresses(
-                    use_ipv4=host == "0.0.0.0", use_ipv6=host == "::"
-                )
-            else:
-                hosts = [host]
-            for address in hosts:
+            for address in self._announced(host):
                 self.local_candidates.append(host_candidate(address, port))
+        # after UDP, and with a lower priority: browsers use TCP only when UDP fails
+        for server in self.mux.tcp_servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                for address in self._announced(host):
+                    self.local_candidates.append(tcp_candidate(address, port))
+
+    def _announced(self, host: str) -> list[str]:
+        """The addresses to offer for a socket bound to ``host``. The announced address
+        stands in for those of its own family only: behind an IPv4 NAT, the host's IPv6
+        addresses are usually public and offered as they are."""
+        announce = self.mux.announce
+        if announce and (":" in announce) == (":" in host):
+            return [announce]
+        if host in ("0.0.0.0", "::"):
+            # bound to every interface: offer each address (replies leave from the
+            # address the kernel routes by; on multi-homed hosts list the addresses)
+            return list(
+                aioice.ice.get_host_addresses(use_ipv4=host == "0.0.0.0", use_ipv6=host == "::")
+            )
+        return [host]
 
     async def add_remote_candidate(self, candidate: aioice.Candidate | None) -> None:
         # a lite agent does not check candidates: it answers the checks that arrive
@@ -281,21 +365,36 @@ class LiteConnection:
         if self.closed:
             raise ConnectionError("ICE-lite connection closed")
 
-    def checked(self, endpoint: _Endpoint, addr: tuple[str, int], nominate: bool) -> None:
+    def checked(self, endpoint: Endpoint, addr: tuple[str, int], nominate: bool) -> None:
         """A valid binding request arrived from ``addr`` (already answered)."""
         if self.closed:
             return
         self._last_check = time.monotonic()
-        if self.remote_addr is None or (nominate and addr != self.remote_addr):
+        moved = addr != self.remote_addr or endpoint is not self._endpoint
+        if self.remote_addr is None or (nominate and moved):
             old = self.remote_addr
             self.remote_addr = addr
             self._endpoint = endpoint
             self.mux.latch(self, old)
         if nominate:
             pair = self._nominated.get(1)
-            if pair is None or pair.remote_addr != addr:
+            if pair is None or pair.remote_addr != addr or pair.protocol is not endpoint:
                 self._nominated[1] = _Pair(endpoint, addr)  # first, or the client moved
             self._nominated_event.set()
+
+    def restart(self) -> tuple[str, str]:
+        """ICE restart (RFC 8445 section 2.4): new local credentials, so only checks of
+        the client's restarted agent are answered; media keeps its path until the client
+        nominates a new one. Returns the new (ufrag, password)."""
+        if self.closed:
+            raise ConnectionError("ICE-lite connection closed")
+        old = self.local_username
+        self.local_username = secrets.token_hex(4)
+        while self.local_username in self.mux._by_ufrag:  # (32 random bits: rare)
+            self.local_username = secrets.token_hex(4)
+        self.local_password = secrets.token_hex(16)
+        self.mux.renamed(self, old)
+        return self.local_username, self.local_password
 
     def lost_address(self) -> None:
         """Another connection's client now checks from our address (ours went away and
@@ -317,9 +416,8 @@ class LiteConnection:
 
     async def send(self, data: bytes) -> None:
         endpoint, addr = self._endpoint, self.remote_addr
-        if self.closed or endpoint is None or addr is None or endpoint.transport is None:
+        if self.closed or endpoint is None or addr is None or not endpoint.send(data, addr):
             raise ConnectionError("ICE-lite connection is not established")
-        endpoint.transport.sendto(data, addr)
 
     async def get_event(self) -> aioice.ice.ConnectionEvent | None:
         return await self._events.get()

@@ -102,6 +102,13 @@ class View(ClientMessage):
     views: Annotated[list[VideoView], Field(min_length=1, max_length=100)]
 
 
+class RestartIce(ClientMessage):
+    """The client's network changed: restart ICE on one of its connections."""
+
+    type: Literal["restart-ice"]
+    connection_id: Id
+
+
 class Leave(ClientMessage):
     type: Literal["leave"]
 
@@ -120,6 +127,7 @@ AnyClientMessage = Annotated[
     | Unsubscribe
     | Ice
     | View
+    | RestartIce
     | Leave
     | Ping,
     Field(discriminator="type"),
@@ -135,6 +143,7 @@ CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
     Unsubscribe,
     Ice,
     View,
+    RestartIce,
     Leave,
     Ping,
 )
@@ -260,6 +269,12 @@ class Unsubscribed(Reply):
     subscription_id: str
 
 
+class IceRestarted(Reply):
+    type: Literal["ice-restarted"] = "ice-restarted"
+    connection_id: str
+    sdp: str
+
+
 class Left(Reply):
     type: Literal["left"] = "left"
     room: str
@@ -381,6 +396,7 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     Offer,
     Answered,
     Unsubscribed,
+    IceRestarted,
     Left,
     Pong,
     ErrorMessage,
@@ -415,6 +431,7 @@ ERROR_CODES: dict[str, str] = {
     "bad_sdp": "the SDP offer or answer was refused (details in the message)",
     "bad_candidate": "the ICE candidate could not be parsed",
     "not_found": "no such stream, subscription or connection (of this peer)",
+    "unsupported": "the server cannot do this here (ICE restart without VTP_ICE_UDP_PORT)",
     "bad_state": "the request does not fit the connection's state (e.g. answered twice)",
     "conflict": "the peer id is already in the room",
     "too_many_peers": "the user already has 8 peers in the room (HTTP 429)",

@@ -57,6 +57,7 @@ class Sfu:
                 self.settings.udp_port,
                 self.settings.announce_address,
                 consent_timeout_s=self.settings.consent_timeout_s,
+                tcp=self.settings.tcp,
             )
             await mux.open()
             self.mux = mux

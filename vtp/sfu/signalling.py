@@ -44,6 +44,7 @@ from vtp.sfu import messages as m
 from vtp.sfu.access import RoomGrant, room_access
 from vtp.sfu.connection import DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
+from vtp.sfu.icerestart import restart_ice
 from vtp.sfu.members import MEMBERS, Member, MemberJoined
 from vtp.sfu.service import SFU_KEY
 
@@ -532,6 +533,16 @@ class Session:
                     conn.id, track_id, view.width, view.height, view.visible
                 )
 
+    async def _on_restart_ice(self, msg: m.RestartIce) -> None:
+        member = self._joined(msg.request_id)
+        connection = member.peer.connections.get(msg.connection_id)
+        if connection is None:
+            raise SfuError("not-found", f"you have no connection {msg.connection_id!r}")
+        sdp = restart_ice(connection)
+        self.send(
+            m.IceRestarted(request_id=msg.request_id, connection_id=msg.connection_id, sdp=sdp)
+        )
+
     async def _on_leave(self, msg: m.Leave) -> None:
         member = self._joined(msg.request_id)
         await self._leave("left")
@@ -548,6 +559,7 @@ class Session:
         "unsubscribe": _on_unsubscribe,
         "ice": _on_ice,
         "view": _on_view,
+        "restart-ice": _on_restart_ice,
         "leave": _on_leave,
     }
 

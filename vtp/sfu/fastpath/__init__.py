@@ -42,6 +42,13 @@ def aim_sink(sink: Any, fd: int, host: str, port: int) -> bool:
     return bool(lib.vtp_sink_target(sink, fd, host.encode(), port) == 0)
 
 
+def aim_sink_connected(sink: Any, fd: int) -> None:
+    """Send through the connected socket ``fd`` (a ``SOCK_SEQPACKET`` pair, for ICE-TCP):
+    no address (length 0), so ``sendto`` goes to the socket's peer."""
+    sink.addrlen = 0
+    sink.fd = fd
+
+
 def stop_sink(sink: Any) -> None:
     sink.fd = -1
 
@@ -116,4 +123,14 @@ class DownList:
         self.count = 0
 
 
-__all__ = ["MAX_PACKET", "DownList", "aim_sink", "fanout", "new_down", "new_sink", "send", "write"]
+__all__ = [
+    "MAX_PACKET",
+    "DownList",
+    "aim_sink",
+    "aim_sink_connected",
+    "fanout",
+    "new_down",
+    "new_sink",
+    "send",
+    "write",
+]

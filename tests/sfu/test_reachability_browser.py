@@ -1,0 +1,374 @@
+"""Chromium behind school firewalls reaches the SFU (a network namespace, tests/netns.py;
+the SFU on the host end of its veth): with UDP dropped it publishes and views over
+ICE-TCP on the media port; with TCP to the media port dropped too, through TURN (coturn
+with VTP's credentials, over TCP); on an open network it uses UDP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.netns import ClientNamespace, client_namespace
+from tests.sfu.clients import wait_until
+from tests.sfu.test_browser import CHROMIUM, PAGE, poll
+from tests.turnserver import Coturn, need_turnserver
+from vtp.config import load_config
+from vtp.sfu import Sfu, SfuError, icetcp
+from vtp.sfu.ice import IceSettings
+from vtp.sfu.icerestart import restart_ice
+
+pytestmark = pytest.mark.browser
+__all__ = ["client_namespace"]  # the fixture, imported for pytest
+
+# the test page, with the RTCConfiguration a test sets in window.rtcConfig (ICE servers)
+CONFIGURABLE_PAGE = PAGE.replace(
+    "new RTCPeerConnection()", "new RTCPeerConnection(window.rtcConfig || {})"
+)
+assert CONFIGURABLE_PAGE.count("window.rtcConfig") == 2
+# ICE restart when the connection drops (as static/app/sfu.js does, against this
+# page's /restart, which calls vtp.sfu.icerestart like the restart-ice message)
+CONFIGURABLE_PAGE = CONFIGURABLE_PAGE.replace(
+    "</script>",
+    """window.restarts = 0;
+async function retried(path, body) {  // the network just changed: Chromium aborts requests
+  for (let i = 0; ; i++) {
+    try { return await post(path, body); } catch (e) {
+      if (i >= 10) throw e;
+      await new Promise(r => setTimeout(r, 300));
+    }
+  }
+}
+window.restartOnLoss = (name, peer, id, offerer) => {
+  const pc = window[name];
+  let busy = false;
+  pc.addEventListener('iceconnectionstatechange', async () => {
+    if (busy || !['disconnected', 'failed'].includes(pc.iceConnectionState)) return;
+    busy = true;
+    try {
+      if (offerer) {
+        await pc.setLocalDescription(await pc.createOffer({iceRestart: true}));
+        const r = await retried('/restart', {peer, id});
+        await pc.setRemoteDescription({type: 'answer', sdp: r.sdp});
+      } else {
+        const r = await retried('/restart', {peer, id});
+        await pc.setRemoteDescription({type: 'offer', sdp: r.sdp});
+        await pc.setLocalDescription(await pc.createAnswer());
+      }
+      window.restarts += 1;
+    } finally { busy = false; }
+  });
+};
+</script>""",
+)
+
+# the transport getStats says a page's connection runs over
+SELECTED = """async (name) => {
+  const stats = await window[name].getStats();
+  let pair = null;
+  stats.forEach(s => {
+    if (s.type === 'transport' && s.selectedCandidatePairId)
+      pair = stats.get(s.selectedCandidatePairId);
+  });
+  if (!pair) return null;
+  const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
+  return {protocol: local.protocol, type: local.candidateType, remote: remote.protocol,
+          relay: local.relayProtocol || null};
+}"""
+
+
+@pytest.fixture
+async def sfu_on_veth(client_namespace: ClientNamespace) -> AsyncIterator[Sfu]:
+    sfu = Sfu(
+        load_config(
+            ice_addresses=[client_namespace.host_address],
+            ice_udp_port=0,
+            room_grace_s=0.5,
+            peer_timeout_s=30,  # (the default: a moving client is silent for seconds)
+        )
+    )
+    await sfu.start()
+    try:
+        yield sfu
+    finally:
+        await sfu.close()
+
+
+@pytest.fixture
+async def signalling(sfu_on_veth: Sfu, client_namespace: ClientNamespace) -> AsyncIterator[str]:
+    """The test page and its three calls, on the veth address the client can reach."""
+    sfu = sfu_on_veth
+
+    def peer(peer_id: str) -> Any:
+        room = sfu.room("tcp")
+        return room.peers.get(peer_id) or room.join(peer_id)
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=CONFIGURABLE_PAGE, content_type="text/html")
+
+    async def publish(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        try:
+            pub = await peer(body["peer"]).publish(body["sdp"])
+        except SfuError as exc:
+            return web.Response(status=400, text=exc.message)
+        return web.json_response({"stream": pub.id, "sdp": pub.answer_sdp})
+
+    async def subscribe(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        sub = await peer(body["peer"]).subscribe(body["stream"])
+        return web.json_response({"id": sub.id, "sdp": sub.offer_sdp})
+
+    async def answer(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        await peer(body["peer"]).answer(body["id"], body["sdp"])
+        return web.json_response({})
+
+    async def restart(request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        connection = peer(body["peer"]).connections[body["id"]]
+        return web.json_response({"sdp": restart_ice(connection)})
+
+    app = web.Application()
+    app.router.add_post("/restart", restart)
+    app.router.add_get("/", page)
+    app.router.add_post("/publish", publish)
+    app.router.add_post("/subscribe", subscribe)
+    app.router.add_post("/answer", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, client_namespace.host_address, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://{client_namespace.host_literal}:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def browser_in_namespace(
+    client_namespace: ClientNamespace, signalling: str, tmp_path: Path
+) -> AsyncIterator[Any]:
+    if not CHROMIUM:
+        pytest.skip("no Chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        instance = await p.chromium.launch(
+            executable_path=client_namespace.wrapper(tmp_path, CHROMIUM),
+            args=[
+                "--use-fake-device-for-media-stream=fps=30",
+                "--use-fake-ui-for-media-stream",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--autoplay-policy=no-user-gesture-required",
+                # the camera needs a secure origin; this page is plain HTTP on the veth
+                f"--unsafely-treat-insecure-origin-as-secure={signalling.rstrip('/')}",
+            ],
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+@pytest.mark.parametrize("udp_blocked", [True, False], ids=["udp-dropped", "open"])
+async def test_chromium_uses_ice_tcp_only_when_udp_is_dropped(
+    sfu_on_veth: Sfu,
+    client_namespace: ClientNamespace,
+    signalling: str,
+    browser_in_namespace: Any,
+    udp_blocked: bool,
+) -> None:
+    sfu = sfu_on_veth
+    if udp_blocked:
+        client_namespace.drop("udp")  # a school firewall: no UDP out at all
+    protocol = "tcp" if udp_blocked else "udp"
+    publisher = await browser_in_namespace.new_page()
+    await publisher.goto(signalling)
+    started = time.monotonic()
+    stream_id = await publisher.evaluate("window.publish('teacher')")
+    room = sfu.room("tcp")
+    await wait_until(lambda: bool(room.streams()), 20)
+    viewer = await browser_in_namespace.new_page()
+    await viewer.goto(signalling)
+    await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
+    await poll(
+        viewer,
+        "window.inbound()",
+        lambda s: s.get("video", {}).get("framesDecoded", 0) > 0,
+        20,
+    )
+    first_frame_s = time.monotonic() - started
+    stats = await poll(
+        viewer,
+        "window.inbound()",
+        lambda s: (
+            s.get("video", {}).get("framesDecoded", 0) > 30
+            and s.get("audio", {}).get("packetsReceived", 0) > 20
+        ),
+        20,
+    )
+    assert stats["video"]["width"] > 0
+    # both connections run over TCP when UDP is dropped, and over UDP when both work
+    # (not relayed; Chromium's active TCP candidate learns its port from the SFU's
+    # answer to its check, so it shows as peer-reflexive)
+    for page, pc in ((publisher, "pubpc"), (viewer, "subpc")):
+        selected = await page.evaluate(SELECTED, pc)
+        assert selected["protocol"] == protocol and selected["remote"] == protocol, selected
+        assert selected["type"] in ("host", "prflx"), selected
+    # and on the server, every connection's path is an ICE-TCP stream, or none is
+    for peer in room.peers.values():
+        for connection in peer.connections.values():
+            sender = connection.sender
+            assert sender is not None
+            assert (icetcp.stream_of(sender._pair.protocol) is not None) == udp_blocked
+    print(f"{protocol}: first decoded frame {first_frame_s:.2f} s after the publisher started")
+
+
+TURN_SECRET = "turn-secret-shared-with-coturn"
+
+
+# (not TURN over TLS: Chromium checks a TURN server's certificate against WebRTC's own
+# root store, which no test certificate is in)
+@pytest.mark.parametrize("relay", ["tcp", "udp"])
+async def test_chromium_without_the_media_port_relays_through_turn(
+    sfu_on_veth: Sfu,
+    client_namespace: ClientNamespace,
+    signalling: str,
+    browser_in_namespace: Any,
+    tmp_path: Path,
+    relay: str,
+) -> None:
+    """The media port (UDP and TCP) is blocked: the client reaches TURN over UDP, or
+    (UDP blocked altogether) over TCP, and TURN relays to the media port."""
+    need_turnserver()
+    sfu = sfu_on_veth
+    assert sfu.mux is not None
+    turn = Coturn(client_namespace.host_address, TURN_SECRET, tmp_path)
+    try:
+        # the credentials VTP hands a client, from the secret coturn was started with
+        ice = IceSettings.from_config(
+            load_config(turn_urls=[turn.url(relay)], turn_secret=TURN_SECRET)
+        )
+        client_namespace.drop("udp", None if relay != "udp" else sfu.mux.bound_port())
+        client_namespace.drop("tcp", sfu.mux.bound_port())
+        publisher = await browser_in_namespace.new_page()
+        await publisher.goto(signalling)
+        await publisher.evaluate(
+            "(s) => { window.rtcConfig = {iceServers: s}; }", ice.client_ice_servers("teacher")
+        )
+        started = time.monotonic()
+        stream_id = await publisher.evaluate("window.publish('teacher')")
+        room = sfu.room("tcp")
+        await wait_until(lambda: bool(room.streams()), 20)
+        viewer = await browser_in_namespace.new_page()
+        await viewer.goto(signalling)
+        await viewer.evaluate(
+            "(s) => { window.rtcConfig = {iceServers: s}; }", ice.client_ice_servers("student")
+        )
+        await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
+        await poll(
+            viewer, "window.inbound()", lambda s: s.get("video", {}).get("framesDecoded", 0) > 0, 25
+        )
+        first_frame_s = time.monotonic() - started
+        await poll(
+            viewer,
+            "window.inbound()",
+            lambda s: s.get("video", {}).get("framesDecoded", 0) > 30,
+            20,
+        )
+        for page, pc in ((publisher, "pubpc"), (viewer, "subpc")):
+            selected = await page.evaluate(SELECTED, pc)
+            # relayed: client to TURN over `relay`, TURN to the SFU's media port over UDP
+            assert selected["type"] == "relay" and selected["relay"] == relay, selected
+            assert selected["remote"] == "udp", selected
+        print(
+            f"TURN/{relay}: first decoded frame {first_frame_s:.2f} s after the publisher started"
+        )
+    finally:
+        turn.stop()
+
+
+@pytest.mark.parametrize("client_namespace", ["ipv6"], indirect=True)
+async def test_chromium_on_an_ipv6_only_network(
+    sfu_on_veth: Sfu,
+    client_namespace: ClientNamespace,
+    signalling: str,
+    browser_in_namespace: Any,
+) -> None:
+    """No IPv4 at all on the client's side: the SFU gathers and announces its IPv6
+    address, and Chromium publishes and views over it (UDP)."""
+    sfu = sfu_on_veth
+    publisher = await browser_in_namespace.new_page()
+    await publisher.goto(signalling)
+    stream_id = await publisher.evaluate("window.publish('teacher')")
+    room = sfu.room("tcp")
+    await wait_until(lambda: bool(room.streams()), 20)
+    up = room.publication(stream_id)
+    assert up is not None and f" {client_namespace.host_address} " in up.answer_sdp
+    viewer = await browser_in_namespace.new_page()
+    await viewer.goto(signalling)
+    await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
+    await poll(
+        viewer, "window.inbound()", lambda s: s.get("video", {}).get("framesDecoded", 0) > 30, 20
+    )
+    for page, pc in ((publisher, "pubpc"), (viewer, "subpc")):
+        selected = await page.evaluate(SELECTED, pc)
+        assert selected["protocol"] == "udp", selected
+    for peer in room.peers.values():
+        for connection in peer.connections.values():
+            assert connection.sender is not None
+            address = connection.sender.remote_address()
+            assert address is not None and address[0] == client_namespace.client_address
+
+
+async def test_a_client_whose_address_changes_recovers_by_ice_restart(
+    sfu_on_veth: Sfu,
+    client_namespace: ClientNamespace,
+    signalling: str,
+    browser_in_namespace: Any,
+) -> None:
+    """Mid-class the client's network changes (its address is replaced): each page
+    restarts ICE on its connection and video resumes within seconds, on the same
+    connections (no new subscription)."""
+    sfu = sfu_on_veth
+    publisher = await browser_in_namespace.new_page()
+    await publisher.goto(signalling)
+    stream_id = await publisher.evaluate("window.publish('teacher')")
+    await publisher.evaluate(f"window.restartOnLoss('pubpc', 'teacher', '{stream_id}', true)")
+    room = sfu.room("tcp")
+    await wait_until(lambda: bool(room.streams()), 20)
+    viewer = await browser_in_namespace.new_page()
+    await viewer.goto(signalling)
+    await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
+    student = room.peers["student"]
+    (subscription_id,) = student.connections
+    await viewer.evaluate(f"window.restartOnLoss('subpc', 'student', '{subscription_id}', false)")
+    stats = await poll(
+        viewer, "window.inbound()", lambda s: s.get("video", {}).get("framesDecoded", 0) > 30, 20
+    )
+    moved_to = client_namespace.client_address.rsplit(".", 1)[0] + ".3"
+    client_namespace.move(moved_to)
+    moved = time.monotonic()
+    before = stats["video"]["framesDecoded"]
+    await poll(
+        viewer,
+        "window.inbound()",
+        lambda s: s.get("video", {}).get("framesDecoded", 0) > before + 30,
+        20,
+    )
+    recovered_s = time.monotonic() - moved
+    # (most of it is Chromium noticing: its ICE state turns "disconnected" after ~5 s)
+    print(f"address change: 30 more frames decoded {recovered_s:.2f} s later")
+    assert await viewer.evaluate("window.restarts") >= 1
+    assert list(student.connections) == [subscription_id]  # the same subscription
+    senders = [c.sender for p in room.peers.values() for c in p.connections.values()]
+    assert all(
+        s is not None and s.remote_address() == (moved_to, s.remote_address()[1]) for s in senders
+    ), [s.remote_address() for s in senders if s]
