@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from vtp.sfu import vp8
+
 VIDEO_CLOCK = 90000
 AUDIO_CLOCK = 48000
 # How long (in RTP time) a frame may wait for missing packets or an earlier missing
@@ -76,82 +78,31 @@ class VideoCodec(Protocol):
         make one."""
 
 
-class Vp8Descriptor(NamedTuple):
-    size: int  # bytes of payload descriptor before the VP8 data
-    start: bool  # S bit with partition index 0: first packet of a frame
-    picture_id: int | None  # 7- or 15-bit picture id, if present
-    picture_id_bits: int
-
-
-def parse_vp8_descriptor(payload: bytes) -> Vp8Descriptor | None:
-    """The RFC 7741 payload descriptor; None if it is truncated."""
-    n = len(payload)
-    if n < 1:
-        return None
-    b = payload[0]
-    start = bool(b & 0x10) and (b & 0x07) == 0
-    i = 1
-    picture_id: int | None = None
-    bits = 0
-    if b & 0x80:
-        if n < 2:
-            return None
-        x = payload[1]
-        i = 2
-        if x & 0x80:
-            if n <= i:
-                return None
-            if payload[i] & 0x80:
-                if n <= i + 1:
-                    return None
-                picture_id = ((payload[i] & 0x7F) << 8) | payload[i + 1]
-                bits = 15
-                i += 2
-            else:
-                picture_id = payload[i] & 0x7F
-                bits = 7
-                i += 1
-        if x & 0x40:
-            i += 1
-        if x & 0x30:
-            i += 1
-    if n <= i:
-        return None
-    return Vp8Descriptor(i, start, picture_id, bits)
-
-
-def vp8_keyframe_info(data: bytes) -> tuple[bool, int, int]:
-    """(keyframe, width, height) of a VP8 frame (RFC 6386 9.1); sizes 0 if not a keyframe."""
-    if len(data) < 10 or data[0] & 1:
-        return False, 0, 0
-    if data[3:6] != b"\x9d\x01\x2a":
-        return False, 0, 0
-    width = (data[6] | (data[7] << 8)) & 0x3FFF
-    height = (data[8] | (data[9] << 8)) & 0x3FFF
-    return True, width, height
-
-
 class Vp8:
     """The VP8 side of a :class:`FrameAssembler`."""
 
     name = "vp8"
 
     def parse(self, payload: bytes) -> PacketInfo | None:
-        desc = parse_vp8_descriptor(payload)
-        if desc is None:
+        desc = vp8.parse_descriptor(payload)
+        if desc is None or desc.size >= len(payload):
             return None
-        return PacketInfo(desc.start, desc.picture_id, desc.picture_id_bits)
+        if desc.picture_id < 0:
+            return PacketInfo(desc.start, None, 0)
+        return PacketInfo(desc.start, desc.picture_id, 15 if desc.long_picture_id else 7)
 
     def build(self, payloads: list[bytes]) -> Built | None:
         parts = []
         for payload in payloads:
-            desc = parse_vp8_descriptor(payload)
-            if desc is None:
+            desc = vp8.parse_descriptor(payload)
+            if desc is None or desc.size >= len(payload):
                 return None
             parts.append(payload[desc.size :])
         data = b"".join(parts)
-        keyframe, width, height = vp8_keyframe_info(data)
-        return Built(data, keyframe, width, height)
+        size = vp8.frame_size(data)
+        if size is None:
+            return Built(data, False, 0, 0)
+        return Built(data, True, *size)
 
 
 class _Partial:

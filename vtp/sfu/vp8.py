@@ -6,7 +6,8 @@ descriptor's picture ID and TL0PICIDX must continue where the previous encoding 
 off, or the receiver takes the switch for a loss and waits for a keyframe that already
 came (measured here with Chromium: 2 of 7 switches froze ~3 s without it). The rewrite
 itself runs per packet in C (``fanout.c``, the ``vp8_rewrite`` offsets of a down); this
-module reads descriptors (at switches, not per packet) and keyframe sizes.
+module reads descriptors (at switches, not per packet) and keyframe sizes. It is the one
+VP8 descriptor parser: the recorder's depacketizer reads descriptors with it too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Descriptor(NamedTuple):
     tid: int  # temporal layer index, -1: absent
     layer_sync: bool
     start: bool  # S bit with partition index 0: first packet of a frame
+    size: int  # bytes of descriptor before the VP8 data (== len(payload): no data)
 
 
 def parse_descriptor(payload: bytes) -> Descriptor | None:
@@ -38,6 +40,7 @@ def parse_descriptor(payload: bytes) -> Descriptor | None:
     tl0 = -1
     tid = -1
     sync = False
+    i = 1
     if b & 0x80:
         if n < 2:
             return None
@@ -65,42 +68,28 @@ def parse_descriptor(payload: bytes) -> Descriptor | None:
                 return None
             tid = payload[i] >> 6
             sync = bool(payload[i] & 0x20)
-    return Descriptor(picture_id, long_id, tl0, tid, sync, start)
-
-
-def _header_length(payload: bytes) -> int:
-    """Bytes of payload descriptor before the VP8 payload header (0 if malformed)."""
-    n = len(payload)
-    if n < 1:
-        return 0
-    i = 1
-    if payload[0] & 0x80:
-        if n < 2:
-            return 0
-        x = payload[1]
-        i = 2
-        if x & 0x80:
-            if n <= i:
-                return 0
-            i += 2 if payload[i] & 0x80 else 1
-        if x & 0x40:
+        if x & 0x30:  # the TID/Y/KEYIDX byte, there for T or K
             i += 1
-        if x & 0x30:
-            i += 1
-    return i if i < n else 0
+    return Descriptor(picture_id, long_id, tl0, tid, sync, start, min(i, n))
 
 
 def keyframe_size(payload: bytes) -> tuple[int, int] | None:
     """(width, height) from the first packet of a VP8 keyframe (RFC 6386 9.1), else None."""
-    i = _header_length(payload)
-    if not i or not payload[0] & 0x10 or payload[0] & 0x07:
+    d = parse_descriptor(payload)
+    if d is None or not d.start or d.size >= len(payload):
         return None
-    if len(payload) < i + 10 or payload[i] & 0x01:
+    return frame_size(payload, d.size)
+
+
+def frame_size(data: bytes, at: int = 0) -> tuple[int, int] | None:
+    """(width, height) of a VP8 frame whose frame header starts at ``at``, if it is a
+    keyframe (RFC 6386 9.1), else None."""
+    if len(data) < at + 10 or data[at] & 0x01:
         return None
-    if payload[i + 3 : i + 6] != b"\x9d\x01\x2a":
+    if data[at + 3 : at + 6] != b"\x9d\x01\x2a":
         return None
-    width = (payload[i + 6] | (payload[i + 7] << 8)) & 0x3FFF
-    height = (payload[i + 8] | (payload[i + 9] << 8)) & 0x3FFF
+    width = (data[at + 6] | (data[at + 7] << 8)) & 0x3FFF
+    height = (data[at + 8] | (data[at + 9] << 8)) & 0x3FFF
     return width, height
 
 
@@ -133,4 +122,11 @@ def shifted(d: Descriptor, pid_offset: int, tl0_offset: int) -> Descriptor:
     return d._replace(picture_id=pid, tl0picidx=tl0)
 
 
-__all__ = ["Descriptor", "continuing_offsets", "keyframe_size", "parse_descriptor", "shifted"]
+__all__ = [
+    "Descriptor",
+    "continuing_offsets",
+    "frame_size",
+    "keyframe_size",
+    "parse_descriptor",
+    "shifted",
+]
