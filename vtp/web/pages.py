@@ -60,43 +60,21 @@ def _uuid_param(request: web.Request, name: str, what: str) -> str:
         raise web.HTTPNotFound(text=f"no such {what}") from None
 
 
-@routes.get("/courses/{course_id}")
-@aiohttp_jinja2.template("course.html")
-async def course(request: web.Request) -> dict[str, Any]:
-    course_id = _uuid_param(request, "course_id", "course")
-    return {"title": "Course", "page": "course", "course_id": course_id}
+def _shell(path: str, template: str, title: str, param: str) -> None:
+    """A page whose content the browser loads through the API: the server only checks
+    that the id in its path is one, and hands it to the page (named for its template)."""
+
+    @aiohttp_jinja2.template(template)
+    async def page(request: web.Request) -> dict[str, Any]:
+        page_id = _uuid_param(request, param, param.removesuffix("_id"))
+        return {"title": title, "page": template.removesuffix(".html"), param: page_id}
+
+    routes.get(path)(page)
 
 
-@routes.get("/courses/{course_id}/gradebook")
-@aiohttp_jinja2.template("gradebook.html")
-async def gradebook(request: web.Request) -> dict[str, Any]:
-    course_id = _uuid_param(request, "course_id", "course")
-    return {"title": "Grades", "page": "gradebook", "course_id": course_id}
-
-
-@routes.get("/assignments/{assignment_id}")
-@aiohttp_jinja2.template("assignment.html")
-async def assignment(request: web.Request) -> dict[str, Any]:
-    assignment_id = _uuid_param(request, "assignment_id", "assignment")
-    return {"title": "Assignment", "page": "assignment", "assignment_id": assignment_id}
-
-
-@routes.get("/lessons/{lesson_id}")
-@aiohttp_jinja2.template("lesson.html")
-async def lesson(request: web.Request) -> dict[str, Any]:
-    lesson_id = _uuid_param(request, "lesson_id", "lesson")
-    return {"title": "Lesson", "page": "lesson", "lesson_id": lesson_id}
-
-
-@routes.get("/sessions/{session_id}")
-@aiohttp_jinja2.template("session.html")
-async def session(request: web.Request) -> dict[str, Any]:
-    session_id = _uuid_param(request, "session_id", "session")
-    return {"title": "Session", "page": "session", "session_id": session_id}
-
-
-@routes.get("/recordings/{recording_id}")
-@aiohttp_jinja2.template("recording.html")
-async def recording(request: web.Request) -> dict[str, Any]:
-    recording_id = _uuid_param(request, "recording_id", "recording")
-    return {"title": "Recording", "page": "recording", "recording_id": recording_id}
+_shell("/courses/{course_id}", "course.html", "Course", "course_id")
+_shell("/courses/{course_id}/gradebook", "gradebook.html", "Grades", "course_id")
+_shell("/assignments/{assignment_id}", "assignment.html", "Assignment", "assignment_id")
+_shell("/lessons/{lesson_id}", "lesson.html", "Lesson", "lesson_id")
+_shell("/sessions/{session_id}", "session.html", "Session", "session_id")
+_shell("/recordings/{recording_id}", "recording.html", "Recording", "recording_id")
