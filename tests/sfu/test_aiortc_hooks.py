@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import struct
+import time
 from typing import Any
 
 import aioice.ice
@@ -16,6 +17,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from tests.sfu.clients import PatternTrack, client_configuration, wait_until
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu import fastpath
+from vtp.sfu.arrival import ReceiveTimes
 
 
 def test_pinned_versions() -> None:
@@ -55,12 +57,23 @@ async def test_take_over_media_and_raw_sender() -> None:
     try:
         received_rtp: list[bytes] = []
         received_rtcp: list[bytes] = []
+        lags: list[int] = []  # handled - arrived, ns
         dtls_b = hooks.dtls_transports(b)[0]
-        hooks.take_over_media(dtls_b, received_rtp.append, received_rtcp.append)
+        times = ReceiveTimes()
+
+        def rtp(data: bytes, arrival_ns: int) -> None:
+            received_rtp.append(data)
+            if arrival_ns:  # (0 for the datagram aiortc was waiting for when stamping began)
+                lags.append(time.monotonic_ns() - arrival_ns)
+
+        hooks.take_over_media(dtls_b, rtp, received_rtcp.append, times)
+        hooks.stamp_arrivals(dtls_b, times)
         assert hooks.media_taken_over(dtls_b)
         # a's own encoder keeps sending: those packets now reach our callback, decrypted
-        await wait_until(lambda: len(received_rtp) > 5)
+        await wait_until(lambda: len(lags) > 5)
         assert all(p[0] >> 6 == 2 for p in received_rtp)
+        # each with the kernel's arrival time: before it was handled, and not long before
+        assert all(0 <= lag < 2_000_000_000 for lag in lags), lags
 
         dtls_a = hooks.dtls_transports(a)[0]
         sender = hooks.RawSender(dtls_a)
@@ -139,7 +152,12 @@ async def test_silence_sender_rtcp() -> None:
     try:
         seen: list[bytes] = []
         media: list[bytes] = []
-        hooks.take_over_media(hooks.dtls_transports(b)[0], media.append, seen.append)
+        hooks.take_over_media(
+            hooks.dtls_transports(b)[0],
+            lambda data, _arrival: media.append(data),
+            seen.append,
+            ReceiveTimes(),
+        )
         sender = a.getSenders()[0]
         await sender._send_rtcp([])  # the replacement is a no-op coroutine
         seen.clear()

@@ -54,6 +54,7 @@ from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
 from vtp.sfu import fastpath, icetcp
+from vtp.sfu.arrival import ReceiveTimes, SocketClock
 from vtp.sfu.ice import host_candidate
 
 logger = logging.getLogger(__name__)
@@ -81,13 +82,16 @@ def check_versions() -> None:
 
 def take_over_media(
     dtls: RTCDtlsTransport,
-    on_rtp: Callable[[bytes], None],
+    on_rtp: Callable[[bytes, int], None],
     on_rtcp: Callable[[bytes], None],
+    receive_times: ReceiveTimes,
 ) -> None:
-    """Route this transport's decrypted RTP and RTCP to the SFU (synchronous callbacks)."""
+    """Route this transport's decrypted RTP and RTCP to the SFU (synchronous callbacks);
+    RTP comes with its arrival time (monotonic ns) as ``receive_times`` recorded it
+    (aiortc's own ``arrival_time_ms`` is taken in the event loop: see vtp.sfu.arrival)."""
 
     async def handle_rtp(data: bytes, arrival_time_ms: int) -> None:
-        on_rtp(data)
+        on_rtp(data, receive_times.current)
 
     async def handle_rtcp(data: bytes) -> None:
         on_rtcp(data)
@@ -316,6 +320,45 @@ def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
         if dtls not in seen:
             seen.append(dtls)
     return seen
+
+
+def stamp_arrivals(dtls: RTCDtlsTransport, receive_times: ReceiveTimes) -> None:
+    """Record the kernel's arrival time of each datagram aioice queues for this transport
+    in ``receive_times`` (ICE-lite connections do it themselves).
+
+    aioice's ``StunProtocol.datagram_received`` hands data to ``Connection.
+    data_received`` right after reading it, so the socket's last stamp is that datagram's;
+    aiortc's ICE transport bound ``_recv`` to ``Connection.recv`` at construction
+    (aioice 0.10, aiortc 1.14: tested)."""
+    ice = dtls.transport
+    conn = ice._connection
+    if "data_received" in vars(conn):
+        return
+    queue_data = conn.data_received
+    receive = ice._recv
+    clocks: dict[int, SocketClock] = {}  # by the receiving protocol's socket descriptor
+
+    def data_received(data: bytes, component: int) -> None:
+        queue_data(data, component)
+        pair = conn._nominated.get(component)
+        transport = pair.protocol.transport if pair is not None else None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            receive_times.queued(time.monotonic_ns())
+            return
+        fd = sock.fileno()
+        clock = clocks.get(fd)
+        if clock is None:
+            clock = clocks[fd] = SocketClock(fd)
+        receive_times.queued(clock.last_ns())
+
+    async def recv() -> bytes:
+        data: bytes = await receive()
+        receive_times.taken()
+        return data
+
+    conn.data_received = data_received  # type: ignore[method-assign]
+    ice._recv = recv
 
 
 # --- ICE gathering ------------------------------------------------------------------------

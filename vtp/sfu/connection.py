@@ -32,6 +32,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu import codecs, codecsdp, events, negotiation, rtcp
+from vtp.sfu.arrival import ReceiveTimes
 from vtp.sfu.codecs import Codec
 from vtp.sfu.downtrack import DownTrack, ExtensionIds
 from vtp.sfu.errors import SfuError
@@ -81,13 +82,14 @@ class Connection:
     def _prepare_transports(self) -> None:
         for dtls in hooks.dtls_transports(self.pc):
             if not hooks.media_taken_over(dtls):
-                hooks.take_over_media(dtls, self._rtp_in, self._rtcp_in)
+                times = ReceiveTimes()
+                hooks.take_over_media(dtls, self._rtp_in, self._rtcp_in, times)
                 hooks.accept_rsa_peers(dtls)
                 if self.settings.udp_port is not None:
                     mux = self.peer.room.sfu.mux
                     if mux is None:
                         raise ConnectionError("the SFU is not started (its UDP port is closed)")
-                    hooks.use_lite_connection(dtls, mux.connection())
+                    hooks.use_lite_connection(dtls, mux.connection(times))
                 else:
                     hooks.configure_gathering(
                         dtls,
@@ -96,6 +98,7 @@ class Connection:
                         self.settings.port_range,
                     )
                     hooks.tolerant_consent(dtls, self.settings.consent_timeout_s)
+                    hooks.stamp_arrivals(dtls, times)
                 hooks.on_dtls_state(dtls, self._dtls_state_callback(dtls))
 
     def _dtls_state_callback(self, dtls: Any) -> Callable[[str], None]:
@@ -104,10 +107,10 @@ class Connection:
 
         return changed
 
-    def _rtp_in(self, data: bytes) -> None:
+    def _rtp_in(self, data: bytes, arrival_ns: int) -> None:
         self.rx_packets += 1
         try:
-            self.receive_rtp(data)
+            self.receive_rtp(data, arrival_ns)
         except Exception:
             logger.exception(
                 "%s %s: dropping an RTP packet that broke the handler", self.kind, self.id
@@ -120,8 +123,8 @@ class Connection:
         except Exception:
             logger.exception("%s %s: dropping RTCP that broke the handler", self.kind, self.id)
 
-    def receive_rtp(self, data: bytes) -> None:
-        pass
+    def receive_rtp(self, data: bytes, arrival_ns: int = 0) -> None:
+        """An RTP packet that arrived at ``arrival_ns`` (monotonic; 0: now)."""
 
     def receive_rtcp(self, data: bytes) -> None:
         pass
@@ -342,7 +345,7 @@ class UpConnection(Connection):
     def codec_of(self, track: UpTrack) -> Codec | None:
         return self.codecs.get(track.id)
 
-    def receive_rtp(self, data: bytes) -> None:
+    def receive_rtp(self, data: bytes, arrival_ns: int = 0) -> None:
         p = parse_rtp(data, self._audio_level_id, self._mid_id, self._twcc_id, self._rid_id)
         if p is None:
             self.unrouted += 1
@@ -350,7 +353,10 @@ class UpConnection(Connection):
         if p.twcc >= 0 and self.feedback is not None:
             # every numbered packet counts for congestion control, forwarded or not
             # (padding-only bandwidth probes included)
-            self.feedback.record(p.twcc, p.ssrc, self.feedback.now_us())
+            feedback = self.feedback
+            feedback.record(
+                p.twcc, p.ssrc, feedback.us_at(arrival_ns) if arrival_ns else feedback.now_us()
+            )
         track = self._by_ssrc.get(p.ssrc)
         if track is None:
             track = self._route_new_ssrc(p.ssrc, p.mid, p.payload_type, p.rid)
@@ -667,7 +673,7 @@ class DownConnection(Connection):
         if any(down.track.simulcast for down in self.tracks):
             self.peer.allocate(time.monotonic())  # the first layer within the estimate
 
-    def receive_rtp(self, data: bytes) -> None:
+    def receive_rtp(self, data: bytes, arrival_ns: int = 0) -> None:
         pass  # subscribers send no media on this connection
 
     def receive_rtcp(self, data: bytes) -> None:

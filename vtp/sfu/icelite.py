@@ -40,6 +40,7 @@ import aioice.ice
 from aioice import stun
 
 from vtp.sfu import icetcp
+from vtp.sfu.arrival import ReceiveTimes, SocketClock
 from vtp.sfu.ice import host_candidate, tcp_candidate
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,16 @@ class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, mux: UdpMux) -> None:
         self.mux = mux
         self.transport: asyncio.DatagramTransport | None = None
+        self.clock: SocketClock | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.clock = SocketClock(transport.get_extra_info("socket").fileno())
+
+    def arrival_ns(self) -> int:
+        """When the datagram being handled reached the host (read right after it)."""
+        clock = self.clock
+        return clock.last_ns() if clock is not None else time.monotonic_ns()
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:
@@ -166,13 +174,15 @@ class UdpMux:
         assert endpoint.transport is not None
         return int(endpoint.transport.get_extra_info("sockname")[1])
 
-    def connection(self) -> LiteConnection:
-        """A new lite connection, reachable through this mux."""
+    def connection(self, receive_times: ReceiveTimes | None = None) -> LiteConnection:
+        """A new lite connection, reachable through this mux; the arrival time of each
+        datagram it hands out goes to ``receive_times``."""
         if not self.endpoints:
             raise ConnectionError("the SFU's UDP port is not open")
-        connection = LiteConnection(self)
+        times = receive_times or ReceiveTimes()
+        connection = LiteConnection(self, times)
         while connection.local_username in self._by_ufrag:  # (32 random bits: rare)
-            connection = LiteConnection(self)
+            connection = LiteConnection(self, times)
         self._by_ufrag[connection.local_username] = connection
         return connection
 
@@ -192,7 +202,7 @@ class UdpMux:
         if connection is None:
             self.dropped += 1
             return
-        connection.data_received(data)
+        connection.data_received(data, endpoint.arrival_ns())
 
     def _stun(self, endpoint: Endpoint, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -287,7 +297,7 @@ class _Pair:
 class LiteConnection:
     """The part of ``aioice.Connection`` aiortc uses, for one peer connection on the mux."""
 
-    def __init__(self, mux: UdpMux) -> None:
+    def __init__(self, mux: UdpMux, receive_times: ReceiveTimes) -> None:
         self.mux = mux
         # RFC 8445: ufrag >= 4 and password >= 22 characters of ice-chars
         self.local_username = secrets.token_hex(4)
@@ -303,6 +313,7 @@ class LiteConnection:
         self._protocols: list[Any] = []
         self._endpoint: Endpoint | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(RECEIVE_QUEUE)
+        self.receive_times = receive_times  # the arrival time of each queued datagram
         self._events: asyncio.Queue[aioice.ice.ConnectionEvent] = asyncio.Queue()
         self._nominated_event = asyncio.Event()
         self._last_check = time.monotonic()
@@ -402,16 +413,19 @@ class LiteConnection:
         self.remote_addr = None
         self._nominated.clear()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes, arrival_ns: int) -> None:
         try:
             self._queue.put_nowait(data)
         except asyncio.QueueFull:
             self.mux.dropped += 1
+            return
+        self.receive_times.queued(arrival_ns)
 
     async def recv(self) -> bytes:
         data = await self._queue.get()
         if data is None:
             raise ConnectionError("ICE-lite connection closed")
+        self.receive_times.taken()
         return data
 
     async def send(self, data: bytes) -> None:
@@ -451,5 +465,6 @@ class LiteConnection:
         self._nominated_event.set()  # a pending connect() gives up
         while self._queue.full():  # what was not read is dropped with the connection
             self._queue.get_nowait()
+        self.receive_times.clear()
         self._queue.put_nowait(None)  # aiortc's receive loop ends
         self._events.put_nowait(aioice.ice.ConnectionClosed())

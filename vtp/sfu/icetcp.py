@@ -28,6 +28,7 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -121,6 +122,10 @@ class TcpStream(asyncio.Protocol):
                 logger.exception("ICE-TCP: dropping a packet from %s", self.addr)
             if self.transport is None or self.transport.is_closing():
                 return
+
+    def arrival_ns(self) -> int:
+        # a stream has no per-datagram kernel stamp: the frame is read now
+        return time.monotonic_ns()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._teardown()

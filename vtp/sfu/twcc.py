@@ -33,7 +33,7 @@ class TransportFeedback:
     def __init__(self, sender_ssrc: int) -> None:
         self.sender_ssrc = sender_ssrc
         self.media_ssrc = 0
-        self._epoch = time.monotonic()
+        self._epoch_ns = time.monotonic_ns()
         self._arrivals: dict[int, int] = {}  # unwrapped sequence number -> arrival (µs)
         self._base: int | None = None  # first number the next feedback reports
         self._highest = -1
@@ -42,7 +42,11 @@ class TransportFeedback:
         self.recorded = 0
 
     def now_us(self) -> int:
-        return int((time.monotonic() - self._epoch) * 1e6)
+        return (time.monotonic_ns() - self._epoch_ns) // 1000
+
+    def us_at(self, monotonic_ns: int) -> int:
+        """``monotonic_ns`` on this feedback's clock."""
+        return max(0, monotonic_ns - self._epoch_ns) // 1000
 
     def record(self, seq: int, media_ssrc: int, arrival_us: int) -> None:
         """A packet carrying transport-wide sequence number ``seq`` arrived."""
