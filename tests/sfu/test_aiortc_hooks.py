@@ -3,10 +3,12 @@ that moves any of them fails here first."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
 import aioice.ice
@@ -18,6 +20,7 @@ from tests.sfu.clients import PatternTrack, client_configuration, wait_until
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu import fastpath
 from vtp.sfu.arrival import ReceiveTimes
+from vtp.sfu.icelite import LiteConnection, UdpMux
 
 
 def test_pinned_versions() -> None:
@@ -34,6 +37,43 @@ def test_aiortc_still_calls_the_hooked_methods() -> None:
     assert "get_encoder(codec)" in inspect.getsource(RTCRtpSender._next_encoded_frame)
     assert "self.__track.recv()" in inspect.getsource(RTCRtpSender._next_encoded_frame)
     assert hasattr(RTCRtpReceiver, "_handle_rtp_packet")
+
+
+def test_pylibsrtp_protect_has_the_signature_the_c_send_path_calls() -> None:
+    """fanout.h calls libsrtp 2's ``srtp_protect(ctx, void *rtp, int *len)`` through a
+    pointer taken from pylibsrtp: a pylibsrtp built on libsrtp 3 (``const uint8_t *rtp,
+    size_t len, uint8_t *srtp, size_t *srtp_len, size_t mki``) would be called with the
+    wrong arguments and corrupt memory instead of failing, so this fails first."""
+    from pylibsrtp._binding import ffi, lib
+
+    protect = ffi.typeof(lib.srtp_protect)
+    assert protect.kind == "function"
+    assert [arg.cname for arg in protect.args] == ["struct srtp_ctx_t_ *", "void *", "int *"]
+    assert protect.result.cname == "srtp_err_status_t"
+    assert ffi.sizeof("srtp_err_status_t") == ffi.sizeof("int")  # returned as int in C
+    header = (Path(fastpath.__file__).parent / "fanout.h").read_text()
+    assert "typedef int (*vtp_protect_fn)(void *ctx, void *rtp, int *len);" in header
+
+
+def test_the_lite_connection_has_what_aiortc_uses_of_an_ice_connection() -> None:
+    """Every attribute aiortc's ICE gatherer and transport read on their aioice
+    connection exists on :class:`vtp.sfu.icelite.LiteConnection` (which replaces it in
+    the one-port mode): an aiortc upgrade that uses a new one fails here, not in a
+    classroom."""
+    import aiortc.rtcicetransport
+
+    tree = ast.parse(inspect.getsource(aiortc.rtcicetransport))
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "_connection"
+    }
+    assert {"recv", "send", "connect", "local_username"} <= used  # the walk found them
+    lite = LiteConnection(UdpMux(("127.0.0.1",), 0, None), ReceiveTimes())
+    missing = sorted(name for name in used if not hasattr(lite, name))
+    assert not missing, f"aiortc uses {missing} of its ICE connection; LiteConnection lacks them"
 
 
 async def _connected_pair(

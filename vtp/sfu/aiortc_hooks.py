@@ -329,7 +329,7 @@ def stamp_arrivals(dtls: RTCDtlsTransport, receive_times: ReceiveTimes) -> None:
     aioice's ``StunProtocol.datagram_received`` hands data to ``Connection.
     data_received`` right after reading it, so the socket's last stamp is that datagram's;
     aiortc's ICE transport bound ``_recv`` to ``Connection.recv`` at construction
-    (aioice 0.10, aiortc 1.14: tested)."""
+    (aioice 0.13.0, aiortc 1.16.0: tested)."""
     ice = dtls.transport
     conn = ice._connection
     if "data_received" in vars(conn):
