@@ -2,7 +2,7 @@
 // Staff (teachers, TAs) get the edit controls; an archived course is read-only.
 import { api, describeError, el, listAll, requireUser, toast } from "./api.js";
 import { assignmentForm } from "./assignment_form.js";
-import { mountCourseChat } from "./course_chat.js";
+import { mountChatFeed } from "./chat_feed.js";
 import { fromLocalInput, showDate, timeZone, toLocalInput } from "./dates.js";
 import { recordingItem } from "./recordings.js";
 import { workStatus } from "./submission_status.js";
@@ -42,7 +42,12 @@ function badge(text, kind = "") {
 }
 
 // --- overview -----------------------------------------------------------------------------
-function renderOverview(sessions, assignments, latest) {
+// What the overview shows; the latest message follows the chat as it arrives.
+const overview = { sessions: null, assignments: null, latest: null };
+
+function renderOverview() {
+  const { sessions, assignments, latest } = overview;
+  if (!sessions || !assignments) return; // not loaded yet
   const next = sessions
     .filter((s) => s.status === "live" || (s.status === "scheduled" && new Date(s.scheduled_end) > new Date()))
     .sort((a, b) => new Date(a.scheduled_start) - new Date(b.scheduled_start))[0];
@@ -350,6 +355,27 @@ $("[data-enrol]").addEventListener("submit", (ev) => {
   });
 });
 
+// --- chat ---------------------------------------------------------------------------------
+async function mountCourseChat(me) {
+  const form = $("[data-course-chat-form]");
+  const canPost = () => course.status !== "archived" && course.my_role !== "observer" && course.my_role !== null;
+  form.hidden = !canPost();
+  await mountChatFeed({
+    url: `${base}/chat`,
+    list: $("[data-course-chat]"),
+    form,
+    older: $("[data-chat-older]"),
+    status: $("[data-chat-status]"),
+    canPost,
+    me,
+    canModerate: editable,
+    onNewest: (msg) => {
+      overview.latest = msg;
+      renderOverview();
+    },
+  });
+}
+
 // --- page ---------------------------------------------------------------------------------
 async function load() {
   const me = await requireUser();
@@ -387,16 +413,16 @@ async function load() {
       showError(e);
       return [];
     });
-  const canPost = course.status !== "archived" && course.my_role !== "observer" && course.my_role !== null;
-  const [, assignments, sessions, , , latest] = await Promise.all([
+  const [, assignments, sessions] = await Promise.all([
     section("lessons", loadLessons),
     section("assignments", loadAssignments),
     section("sessions", loadSessions),
     section("people", loadPeople),
     section("recordings", loadRecordings),
-    section("chat", () => mountCourseChat(courseId, $("[data-course-chat]"), $("[data-course-chat-form]"), canPost, me)),
+    section("chat", () => mountCourseChat(me)),
   ]);
-  renderOverview(sessions, assignments, Array.isArray(latest) ? null : latest);
+  Object.assign(overview, { sessions, assignments });
+  renderOverview();
 }
 
 load().catch(showError);
