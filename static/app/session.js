@@ -98,6 +98,20 @@ $("[data-edit-form]").addEventListener("submit", async (ev) => {
   error.hidden = true;
   const body = { students_may_publish: form.elements.students_may_publish.checked };
   if (session.status === "scheduled") {
+    const start = fromLocalInput(form.elements.start.value);
+    const end = fromLocalInput(form.elements.end.value);
+    const missing = [form.elements.title, form.elements.start, form.elements.end].find((i) => !i.value.trim());
+    const problem = missing
+      ? [missing, `Please fill in “${form.querySelector(`label[for="${missing.id}"]`).textContent}”.`]
+      : new Date(end) <= new Date(start)
+        ? [form.elements.end, "The session must end after it starts."]
+        : null;
+    if (problem) {
+      error.textContent = problem[1];
+      error.hidden = false;
+      problem[0].focus();
+      return;
+    }
     Object.assign(body, {
       title: form.elements.title.value.trim(),
       scheduled_start: fromLocalInput(form.elements.start.value),
@@ -118,8 +132,12 @@ $("[data-edit-form]").addEventListener("submit", async (ev) => {
 });
 
 async function renderAttendance() {
-  const lines = (await api(`${url}/attendance`)).items;
   const holder = $("[data-attendance]");
+  if (session.status === "scheduled") {
+    holder.replaceChildren(el("p", { class: "muted", text: "The session has not started." }));
+    return;
+  }
+  const lines = (await api(`${url}/attendance`)).items;
   if (!lines.length) {
     holder.replaceChildren(el("p", { class: "muted", text: session.status === "scheduled" ? "The session has not started." : "Nobody joined." }));
     return;

@@ -265,7 +265,7 @@ async def test_session_edit_cancel_and_chat(server: Server, browser: Any) -> Non
     )
     tp = await signed_in_page(browser, server, teacher, timezone_id="Europe/Berlin")
 
-    # Edit: a bad end time is refused by the server and the form keeps what was typed.
+    # Edit: an end before the start is refused by the form, which keeps what was typed.
     await tp.goto(f"{server.base}/sessions/{rivers['id']}")
     await tp.get_by_role("heading", name="Rivers").wait_for()
     await tp.get_by_text("Chat opens when the session starts", exact=False).wait_for()
@@ -275,7 +275,8 @@ async def test_session_edit_cancel_and_chat(server: Server, browser: Any) -> Non
     await form.get_by_label("Starts").fill("2031-05-06T10:00")
     await form.get_by_label("Ends").fill("2031-05-06T09:00")
     await form.get_by_role("button", name="Save changes").click()
-    await eventually(lambda: _has(form.get_by_role("alert"), "scheduled_end"), 10, "refusal")
+    await eventually(lambda: _has(form.get_by_role("alert"), "must end after"), 10, "refusal")
+    assert await tp.evaluate("document.activeElement.id") == "edit-end"
     assert await form.get_by_label("Title").input_value() == "Rivers and lakes"
     await form.get_by_label("Ends").fill("2031-05-06T11:30")
     await form.get_by_label("Record automatically").check()
@@ -287,6 +288,30 @@ async def test_session_edit_cancel_and_chat(server: Server, browser: Any) -> Non
     assert stored["title"] == "Rivers and lakes" and stored["auto_record"] is True
     start = datetime.fromisoformat(stored["scheduled_start"])
     assert start.timestamp() == datetime.fromisoformat("2031-05-06T08:00:00+00:00").timestamp()
+
+    # The server's refusal is said by the form, which keeps what was typed: here the
+    # session went live (from another tab) while the teacher was editing it.
+    estuaries = await server.call(
+        "POST",
+        sessions,
+        teacher,
+        json={
+            "title": "Estuaries",
+            "scheduled_start": iso(now + 3 * 86400),
+            "scheduled_end": iso(now + 3 * 86400 + 3600),
+        },
+    )
+    await tp.goto(f"{server.base}/sessions/{estuaries['id']}")
+    await tp.get_by_role("heading", name="Estuaries").wait_for()
+    await tp.get_by_text("Edit session").click()
+    await form.get_by_label("Title").fill("Estuaries and tides")
+    await server.call("POST", f"/api/v1/sessions/{estuaries['id']}/start", teacher)
+    await form.get_by_role("button", name="Save changes").click()
+    await eventually(
+        lambda: _has(form.get_by_role("alert"), "live session cannot be edited"), 10, "409"
+    )
+    assert await form.get_by_label("Title").input_value() == "Estuaries and tides"
+    await server.call("POST", f"/api/v1/sessions/{estuaries['id']}/end", teacher)
 
     # Cancel (after a confirmation): no more start, edit or cancel.
     await tp.goto(f"{server.base}/sessions/{deltas['id']}")
