@@ -42,6 +42,12 @@ function roleControl(user, error, replace) {
   );
   select.addEventListener("change", () =>
     act(error, async () => {
+      // Asked first: a site role is a grant of power, and a keyboard's arrow keys change
+      // a select's value one step at a time.
+      if (!confirm(`Make ${user.display_name} ${roleNames[select.value]}? They will be asked to sign in again.`)) {
+        select.value = user.role;
+        return;
+      }
       try {
         const updated = await api(`/api/v1/users/${user.id}/role`, { method: "PATCH", body: { role: select.value } });
         toast(`${updated.display_name} is now ${roleNames[updated.role]}; they will be asked to sign in again.`);

@@ -71,6 +71,15 @@ async def test_admin_finds_promotes_disables_and_resets(server: Server, browser:
     await users.get_by_text("Kim Novak", exact=True).wait_for()
 
     # A site role changes; Kim's old token stops working (it carried the old role).
+    # Declined, nothing changes; accepted, the role changes.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    await page.get_by_label("Site role of Kim Novak").select_option("admin")
+    await eventually(
+        lambda: _value_is(page.get_by_label("Site role of Kim Novak"), "student"), 5, "reverted"
+    )
+    found = await server.call("GET", f"/api/v1/users?q={kim.email}", admin)
+    assert found["items"][0]["role"] == "student"
+    page.once("dialog", lambda dialog: dialog.accept())
     await page.get_by_label("Site role of Kim Novak").select_option("teacher")
     await page.get_by_text("Kim Novak is now Teacher;", exact=False).wait_for()
     assert (await server.call("GET", f"/api/v1/users?q={kim.email}", admin))["items"][0][
@@ -120,6 +129,10 @@ async def test_admin_finds_promotes_disables_and_resets(server: Server, browser:
     assert await student.get_by_role("link", name="Users", exact=True).is_hidden()
     for p in (page, student):
         await p.context.close()
+
+
+async def _value_is(locator: Any, value: str) -> bool:
+    return bool(await locator.input_value() == value)
 
 
 async def _count(locator: Any, n: int) -> bool:
