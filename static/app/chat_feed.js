@@ -86,9 +86,9 @@ export async function mountChatFeed({ url, list, form, older, status, canPost, m
         el("strong", { text: author }),
         " ",
         el("span", { class: "muted small", text: showDate(msg.created_at) + (msg.edited_at && !deleted ? " · edited" : "") }),
-        actions.childElementCount ? actions : null,
       ),
       deleted ? el("p", { class: "muted", text: "(deleted)" }) : el("p", { class: "chat-text", text: msg.body }),
+      actions.childElementCount ? actions : null,
       itemError,
     );
     return item;
@@ -131,6 +131,7 @@ export async function mountChatFeed({ url, list, form, older, status, canPost, m
       }
     });
     item.querySelector(".chat-text").replaceWith(editor);
+    item.querySelector(".chat-actions").hidden = true;
     box.focus();
   }
 

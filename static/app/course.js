@@ -186,6 +186,8 @@ async function loadAssignments() {
   const assignments = await listAll(`${base}/assignments?limit=100`);
   assignments.sort((a, b) => (a.due_at ? new Date(a.due_at) : Infinity) - (b.due_at ? new Date(b.due_at) : Infinity));
   fill($("[data-assignments]"), await Promise.all(assignments.map(assignmentItem)), "No assignments yet.");
+  overview.assignments = assignments;
+  renderOverview();
   return assignments;
 }
 
@@ -244,6 +246,8 @@ async function loadSessions() {
   const sessions = await listAll(`${base}/sessions?limit=100`);
   sessions.sort((a, b) => new Date(b.scheduled_start) - new Date(a.scheduled_start));
   fill($("[data-sessions]"), sessions.map(sessionItem), "No sessions yet.");
+  overview.sessions = sessions;
+  renderOverview();
   return sessions;
 }
 
@@ -376,6 +380,33 @@ async function mountCourseChat(me) {
   });
 }
 
+function showCourseHead() {
+  document.title = `${course.title} · VTP Classroom`;
+  $("[data-course-title]").textContent = course.title;
+  $("[data-course-sub]").textContent = `${course.code}${course.description ? " · " + course.description : ""}`;
+}
+
+function mountCourseEdit() {
+  const box = $("[data-course-edit]");
+  const form = $("[data-course-form]");
+  box.hidden = false;
+  form.elements.code.value = course.code;
+  form.elements.title.value = course.title;
+  form.elements.description.value = course.description || "";
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(form.querySelector("[data-error]"), async () => {
+      course = await api(base, {
+        method: "PATCH",
+        body: { code: form.elements.code.value.trim(), title: form.elements.title.value.trim(), description: form.elements.description.value },
+      });
+      showCourseHead();
+      box.open = false;
+      toast("Course saved.");
+    });
+  });
+}
+
 // --- page ---------------------------------------------------------------------------------
 async function load() {
   const me = await requireUser();
@@ -388,9 +419,7 @@ async function load() {
   }
   staff = staffRoles.has(course.my_role) || course.my_role === null;
   const canEdit = editable();
-  document.title = `${course.title} · VTP Classroom`;
-  $("[data-course-title]").textContent = course.title;
-  $("[data-course-sub]").textContent = `${course.code}${course.description ? " · " + course.description : ""}`;
+  showCourseHead();
   for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !canEdit;
   $("[data-enrol]").hidden = !(canEdit && course.my_role === "teacher");
   if (canEdit) {
@@ -399,6 +428,7 @@ async function load() {
   }
   renderCode();
   if (canEdit && course.my_role === "teacher") {
+    mountCourseEdit();
     const row = $("[data-archive-row]");
     row.hidden = false;
     $("[data-archive]").onclick = () =>
@@ -413,7 +443,7 @@ async function load() {
       showError(e);
       return [];
     });
-  const [, assignments, sessions] = await Promise.all([
+  await Promise.all([
     section("lessons", loadLessons),
     section("assignments", loadAssignments),
     section("sessions", loadSessions),
@@ -421,7 +451,9 @@ async function load() {
     section("recordings", loadRecordings),
     section("chat", () => mountCourseChat(me)),
   ]);
-  Object.assign(overview, { sessions, assignments });
+  // A section that failed leaves its part of the overview empty rather than loading.
+  overview.sessions ??= [];
+  overview.assignments ??= [];
   renderOverview();
 }
 
