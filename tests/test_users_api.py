@@ -74,6 +74,8 @@ async def test_admins_list_and_search_accounts_page_by_page(
         ("cursor=garbage", "cursor"),
         ("active=perhaps", "active"),
         ("q=", "q"),
+        ("q=a%00b", "q"),
+        ("q=" + "x" * 201, "q"),
         ("sort=name", "sort"),
     ):
         status, body = await _list(client, token, query)
@@ -103,6 +105,7 @@ async def test_a_user_changes_their_display_name(client: Any, accounts: Accounts
         ({"display_name": "   "}, "display_name"),
         ({"display_name": "x" * 121}, "display_name"),
         ({"display_name": "Ada", "role": "admin"}, "role"),
+        ({"display_name": "A\u0000da"}, "display_name"),
     ):
         resp = await client.patch("/api/v1/users/me", json=body, headers=auth)
         assert resp.status == 400, body
