@@ -210,8 +210,11 @@ export async function mountChatFeed({ url, list, form, older, status, canPost, m
     const page = await api(`${url}?limit=${PAGE}&cursor=${encodeURIComponent(olderCursor)}`);
     olderCursor = page.next_cursor;
     for (const m of page.items) upsert(m);
-    older.hidden = !olderCursor;
     list.scrollTop += list.scrollHeight - height; // keep the reader's place
+    if (!olderCursor) {
+      list.focus(); // the button goes away: the keyboard's place moves to the messages
+      older.hidden = true;
+    }
   }
 
   function schedule() {
@@ -220,12 +223,17 @@ export async function mountChatFeed({ url, list, form, older, status, canPost, m
     timer = setTimeout(tick, delay);
   }
 
+  let asking = false;
   async function tick() {
+    if (asking) return; // shown again while a poll is on its way: that one reschedules
+    asking = true;
     try {
       await catchUp();
       delay = POLL_MS;
     } catch {
-      delay = Math.min(delay * 2, MAX_BACKOFF_MS); // the next success says nothing; a failure waits longer
+      delay = Math.min(delay * 2, MAX_BACKOFF_MS); // a failing server is asked less often
+    } finally {
+      asking = false;
     }
     schedule();
   }
@@ -236,7 +244,15 @@ export async function mountChatFeed({ url, list, form, older, status, canPost, m
   };
   document.addEventListener("visibilitychange", onVisibility);
 
-  older.addEventListener("click", () => showOlder().catch((e) => showFormError(describeError(e))));
+  const olderError = el("p", { class: "form-error", role: "alert", hidden: true });
+  older.after(olderError);
+  older.addEventListener("click", () => {
+    olderError.hidden = true;
+    showOlder().catch((e) => {
+      olderError.textContent = describeError(e);
+      olderError.hidden = false;
+    });
+  });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const input = form.elements.body;
@@ -254,9 +270,7 @@ export async function mountChatFeed({ url, list, form, older, status, canPost, m
     }
   });
 
-  await catchUp();
-  schedule();
-  return {
+  const feed = {
     /** Re-read who may post (e.g. the session went live or ended). */
     refresh() {
       form.hidden = !canPost();
@@ -270,4 +284,12 @@ export async function mountChatFeed({ url, list, form, older, status, canPost, m
       document.removeEventListener("visibilitychange", onVisibility);
     },
   };
+  try {
+    await catchUp();
+  } catch (e) {
+    feed.stop(); // e.g. not allowed to read this chat: nothing to keep asking
+    throw e;
+  }
+  schedule();
+  return feed;
 }
