@@ -244,13 +244,15 @@ def refresh_cookie(server: Server, token: str) -> dict[str, Any]:
 
 
 async def check_page(page: Any, name: str) -> None:
-    """axe-core (no serious or critical violations) and a full-page screenshot into
-    test-artifacts/, at desktop and at phone width."""
+    """axe-core (no serious or critical violations), nothing wider than the screen, and
+    a full-page screenshot into test-artifacts/, at desktop and at phone width."""
     from axe_playwright_python.async_playwright import Axe
 
     size = page.viewport_size
     for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         await page.set_viewport_size(viewport)
+        wide = await page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= viewport["width"], f"{name} ({width}): {wide} px wide"
         results = await Axe().run(page)
         bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
         assert not bad, f"{name} ({width}): " + results.generate_report()

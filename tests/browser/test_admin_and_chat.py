@@ -52,6 +52,9 @@ async def test_admin_finds_promotes_disables_and_resets(server: Server, browser:
     page = await signed_in_page(
         browser, server, admin, permissions=["clipboard-read", "clipboard-write"]
     )
+    await page.goto(server.base + "/account")
+    await page.get_by_role("link", name="Manage users").click()
+    await page.wait_for_url("**/admin/users")
     await page.goto(server.base + "/dashboard")
     await page.get_by_role("link", name="Users", exact=True).click()  # in the top bar
     await page.wait_for_url("**/admin/users")
@@ -167,7 +170,7 @@ async def test_account_display_name(server: Server, browser: Any) -> None:
     page = await signed_in_page(browser, server, user, viewport=PHONE)
     await page.goto(server.base + "/account")
     name = page.get_by_label("Display name")
-    assert await name.input_value() == "Mo Salah"
+    await eventually(lambda: _value_is(name, "Mo Salah"), 10, "the name filled in")
     assert await page.get_by_role("link", name="Manage users").is_hidden()  # not an admin
     await name.fill("   ")
     await page.get_by_role("button", name="Save name").click()
