@@ -22,10 +22,11 @@ const order = (a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeC
  * `list`: the <ol>; `form`: the compose form (textarea `body`, [data-error]);
  * `older`: a "Show earlier messages" button; `status`: a polite live region.
  * `canPost()`, `me` ({id, display_name}), `canModerate()` (staff may delete any message);
- * `onNewest(message)` hears of the newest message shown (null for none) when it changes.
+ * `onNewest(message)` hears of the newest message shown (null for none) when it changes;
+ * `poll`: keep it current (false for a chat that is over); `emptyText` for no messages.
  * Resolves to {refresh, stop} once the first page is shown.
  */
-export async function mountChatFeed({ url, list, form, older, status, canPost, me, canModerate = () => false, onNewest = () => {}, poll = true }) {
+export async function mountChatFeed({ url, list, form, older, status, canPost, me, canModerate = () => false, onNewest = () => {}, poll = true, emptyText = "No messages yet." }) {
   const messages = new Map(); // id -> message
   const names = new Map(); // author_id -> name, for our own posts (the POST answer has none)
   let olderCursor = null;
@@ -175,7 +176,7 @@ export async function mountChatFeed({ url, list, form, older, status, canPost, m
   }
 
   function showEmpty() {
-    if (!messages.size) list.replaceChildren(el("li", { class: "empty", text: "No messages yet." }));
+    if (!messages.size) list.replaceChildren(el("li", { class: "empty", text: emptyText }));
   }
 
   /** The newest page, and more until one we know (a long gap), merged in. */

@@ -190,6 +190,7 @@ async function mountChat(me) {
       me,
       canModerate: canEdit,
       poll: session.status === "live",
+      emptyText: session.status === "live" || session.status === "scheduled" ? "No messages yet." : "Nobody wrote in this session's chat.",
     });
   } catch (e) {
     $("[data-chat]").replaceChildren(el("li", { class: "empty", text: describeError(e) }));
