@@ -1,20 +1,50 @@
-// The account page: change password (the server signs out every other device and hands
-// this one fresh tokens).
-import { changePassword, describeError, requireUser } from "./api.js";
+// The account page: the display name, and the password (the server signs out every other
+// device and hands this one fresh tokens). Admins find the users page from here.
+import { api, changePassword, describeError, requireUser } from "./api.js";
 
 const form = document.querySelector('[data-form="password"]');
 const error = form.querySelector("[data-error]");
 const done = document.querySelector("[data-done]");
 const button = form.querySelector('button[type="submit"]');
+const profile = document.querySelector('[data-form="profile"]');
+const profileError = profile.querySelector("[data-error]");
 
-const user = await requireUser();
-document.querySelector("[data-account-who]").textContent = `Signed in as ${user.display_name} (${user.email}).`;
+let user = await requireUser();
+const who = document.querySelector("[data-account-who]");
+function showWho() {
+  who.textContent = `Signed in as ${user.display_name} (${user.email}).`;
+  document.querySelector("[data-user-name]").textContent = user.display_name;
+}
+showWho();
+profile.elements.display_name.value = user.display_name;
+document.querySelector("[data-admin-tools]").hidden = user.role !== "admin";
 
-function fail(text, input) {
-  error.textContent = text;
-  error.hidden = false;
+function fail(node, text, input) {
+  node.textContent = text;
+  node.hidden = false;
   if (input) input.focus();
 }
+
+profile.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  profileError.hidden = true;
+  done.hidden = true;
+  const input = profile.elements.display_name;
+  if (!input.value.trim()) return fail(profileError, "Please fill in your display name.", input);
+  const save = profile.querySelector('button[type="submit"]');
+  save.disabled = true;
+  try {
+    user = await api("/api/v1/users/me", { method: "PATCH", body: { display_name: input.value } });
+    input.value = user.display_name;
+    showWho();
+    done.textContent = `Your name is now ${user.display_name}.`;
+    done.hidden = false;
+  } catch (e) {
+    fail(profileError, describeError(e), input); // what was typed stays
+  } finally {
+    save.disabled = false;
+  }
+});
 
 form.addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -22,9 +52,9 @@ form.addEventListener("submit", async (ev) => {
   done.hidden = true;
   const data = Object.fromEntries(new FormData(form));
   const empty = [...form.querySelectorAll("input[required]")].find((i) => !i.value);
-  if (empty) return fail(`Please fill in “${form.querySelector(`label[for="${empty.id}"]`).textContent}”.`, empty);
+  if (empty) return fail(error, `Please fill in “${form.querySelector(`label[for="${empty.id}"]`).textContent}”.`, empty);
   if (data.new_password !== data.repeat_password) {
-    return fail("The two new passwords are not the same.", form.querySelector("#repeat-password"));
+    return fail(error, "The two new passwords are not the same.", form.querySelector("#repeat-password"));
   }
   button.disabled = true;
   try {
@@ -33,7 +63,7 @@ form.addEventListener("submit", async (ev) => {
     done.textContent = "Your password has been changed. Your other devices have been signed out.";
     done.hidden = false;
   } catch (e) {
-    fail(describeError(e), form.querySelector("input"));
+    fail(error, describeError(e), form.querySelector("input"));
   } finally {
     button.disabled = false;
   }

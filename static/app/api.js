@@ -250,6 +250,8 @@ function showUser(user) {
   if (!nav) return;
   nav.hidden = false;
   nav.querySelector("[data-user-name]").textContent = user.display_name;
+  const admin = nav.querySelector("[data-admin-link]");
+  if (admin) admin.hidden = user.role !== "admin";
   nav.querySelector("[data-sign-out]").onclick = () => signOut();
 }
 

@@ -2,7 +2,7 @@
 // Staff (teachers, TAs) get the edit controls; an archived course is read-only.
 import { api, describeError, el, listAll, requireUser, toast } from "./api.js";
 import { assignmentForm } from "./assignment_form.js";
-import { mountCourseChat } from "./course_chat.js";
+import { mountChatFeed } from "./chat_feed.js";
 import { fromLocalInput, showDate, timeZone, toLocalInput } from "./dates.js";
 import { recordingItem } from "./recordings.js";
 import { workStatus } from "./submission_status.js";
@@ -42,7 +42,12 @@ function badge(text, kind = "") {
 }
 
 // --- overview -----------------------------------------------------------------------------
-function renderOverview(sessions, assignments, latest) {
+// What the overview shows; the latest message follows the chat as it arrives.
+const overview = { sessions: null, assignments: null, latest: null };
+
+function renderOverview() {
+  const { sessions, assignments, latest } = overview;
+  if (!sessions || !assignments) return; // not loaded yet
   const next = sessions
     .filter((s) => s.status === "live" || (s.status === "scheduled" && new Date(s.scheduled_end) > new Date()))
     .sort((a, b) => new Date(a.scheduled_start) - new Date(b.scheduled_start))[0];
@@ -181,6 +186,8 @@ async function loadAssignments() {
   const assignments = await listAll(`${base}/assignments?limit=100`);
   assignments.sort((a, b) => (a.due_at ? new Date(a.due_at) : Infinity) - (b.due_at ? new Date(b.due_at) : Infinity));
   fill($("[data-assignments]"), await Promise.all(assignments.map(assignmentItem)), "No assignments yet.");
+  overview.assignments = assignments;
+  renderOverview();
   return assignments;
 }
 
@@ -239,6 +246,8 @@ async function loadSessions() {
   const sessions = await listAll(`${base}/sessions?limit=100`);
   sessions.sort((a, b) => new Date(b.scheduled_start) - new Date(a.scheduled_start));
   fill($("[data-sessions]"), sessions.map(sessionItem), "No sessions yet.");
+  overview.sessions = sessions;
+  renderOverview();
   return sessions;
 }
 
@@ -350,6 +359,54 @@ $("[data-enrol]").addEventListener("submit", (ev) => {
   });
 });
 
+// --- chat ---------------------------------------------------------------------------------
+async function mountCourseChat(me) {
+  const form = $("[data-course-chat-form]");
+  const canPost = () => course.status !== "archived" && course.my_role !== "observer" && course.my_role !== null;
+  form.hidden = !canPost();
+  await mountChatFeed({
+    url: `${base}/chat`,
+    list: $("[data-course-chat]"),
+    form,
+    older: $("[data-chat-older]"),
+    status: $("[data-chat-status]"),
+    canPost,
+    me,
+    canModerate: editable,
+    onNewest: (msg) => {
+      overview.latest = msg;
+      renderOverview();
+    },
+  });
+}
+
+function showCourseHead() {
+  document.title = `${course.title} · VTP Classroom`;
+  $("[data-course-title]").textContent = course.title;
+  $("[data-course-sub]").textContent = `${course.code}${course.description ? " · " + course.description : ""}`;
+}
+
+function mountCourseEdit() {
+  const box = $("[data-course-edit]");
+  const form = $("[data-course-form]");
+  box.hidden = false;
+  form.elements.code.value = course.code;
+  form.elements.title.value = course.title;
+  form.elements.description.value = course.description || "";
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(form.querySelector("[data-error]"), async () => {
+      course = await api(base, {
+        method: "PATCH",
+        body: { code: form.elements.code.value.trim(), title: form.elements.title.value.trim(), description: form.elements.description.value },
+      });
+      showCourseHead();
+      box.open = false;
+      toast("Course saved.");
+    });
+  });
+}
+
 // --- page ---------------------------------------------------------------------------------
 async function load() {
   const me = await requireUser();
@@ -362,9 +419,7 @@ async function load() {
   }
   staff = staffRoles.has(course.my_role) || course.my_role === null;
   const canEdit = editable();
-  document.title = `${course.title} · VTP Classroom`;
-  $("[data-course-title]").textContent = course.title;
-  $("[data-course-sub]").textContent = `${course.code}${course.description ? " · " + course.description : ""}`;
+  showCourseHead();
   for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !canEdit;
   $("[data-enrol]").hidden = !(canEdit && course.my_role === "teacher");
   if (canEdit) {
@@ -373,6 +428,7 @@ async function load() {
   }
   renderCode();
   if (canEdit && course.my_role === "teacher") {
+    mountCourseEdit();
     const row = $("[data-archive-row]");
     row.hidden = false;
     $("[data-archive]").onclick = () =>
@@ -387,16 +443,18 @@ async function load() {
       showError(e);
       return [];
     });
-  const canPost = course.status !== "archived" && course.my_role !== "observer" && course.my_role !== null;
-  const [, assignments, sessions, , , latest] = await Promise.all([
+  await Promise.all([
     section("lessons", loadLessons),
     section("assignments", loadAssignments),
     section("sessions", loadSessions),
     section("people", loadPeople),
     section("recordings", loadRecordings),
-    section("chat", () => mountCourseChat(courseId, $("[data-course-chat]"), $("[data-course-chat-form]"), canPost, me)),
+    section("chat", () => mountCourseChat(me)),
   ]);
-  renderOverview(sessions, assignments, Array.isArray(latest) ? null : latest);
+  // A section that failed leaves its part of the overview empty rather than loading.
+  overview.sessions ??= [];
+  overview.assignments ??= [];
+  renderOverview();
 }
 
 load().catch(showError);

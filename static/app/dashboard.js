@@ -61,7 +61,7 @@ function sessionItem(session, course) {
       "div",
       { class: "session-main" },
       live ? el("span", { class: "live-dot", text: "Live" }) : null,
-      el("strong", { text: session.title }),
+      el("strong", {}, el("a", { href: `/sessions/${session.id}`, text: session.title })),
       el("span", {
         class: "muted",
         text: `${course.title} · ${when.format(new Date(live && session.started_at ? session.started_at : session.scheduled_start))}`,
@@ -184,7 +184,7 @@ function recordingItem(rec) {
     el(
       "div",
       { class: "session-main" },
-      el("strong", { text: rec.session_title || "Recording" }),
+      el("strong", {}, el("a", { href: `/recordings/${rec.id}`, text: rec.session_title || "Recording" })),
       el("span", { class: "muted", text: `${when.format(new Date(rec.created_at))} · ${recordingStatus[rec.status] || rec.status}` }),
     ),
     ready

@@ -52,6 +52,8 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_BASE_URL = os.environ.get("VTP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_DB = 11  # not the other suites' database: they flush theirs before each test
 PASSWORD = "a good long password"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
 
 needs_chromium = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (/usr/bin/chromium)"
@@ -239,6 +241,23 @@ def refresh_cookie(server: Server, token: str) -> dict[str, Any]:
         "httpOnly": True,
         "sameSite": "Strict",
     }
+
+
+async def check_page(page: Any, name: str) -> None:
+    """axe-core (no serious or critical violations), nothing wider than the screen, and
+    a full-page screenshot into test-artifacts/, at desktop and at phone width."""
+    from axe_playwright_python.async_playwright import Axe
+
+    size = page.viewport_size
+    for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        await page.set_viewport_size(viewport)
+        wide = await page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= viewport["width"], f"{name} ({width}): {wide} px wide"
+        results = await Axe().run(page)
+        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+        assert not bad, f"{name} ({width}): " + results.generate_report()
+        await page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    await page.set_viewport_size(size)
 
 
 async def classroom_stats(page: Any) -> dict[str, Any]:

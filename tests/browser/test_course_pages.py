@@ -19,9 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from classroom_kit import (
-    ARTIFACTS,
+    PHONE,
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
+    check_page,
     decoding,
     eventually,
     needs_chromium,
@@ -35,8 +36,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
 ]
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
 TEACHER_TZ = "America/New_York"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -44,21 +43,6 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 def teacher_local(ts: float) -> str:
     """`ts` as the teacher's datetime-local input takes it (wall-clock time in New York)."""
     return datetime.fromtimestamp(ts, ZoneInfo(TEACHER_TZ)).strftime("%Y-%m-%dT%H:%M")
-
-
-async def check_page(page: Any, name: str) -> None:
-    """axe-core (no serious or critical violations) and a full-page screenshot, at
-    desktop and at phone width."""
-    from axe_playwright_python.async_playwright import Axe
-
-    size = page.viewport_size
-    for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-        await page.set_viewport_size(viewport)
-        results = await Axe().run(page)
-        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-        assert not bad, f"{name} ({width}): " + results.generate_report()
-        await page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
-    await page.set_viewport_size(size)
 
 
 async def text_of(locator: Any) -> str:

@@ -14,6 +14,7 @@ from classroom_kit import (
     PASSWORD,
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
+    check_page,
     decoding,
     eventually,
     iso,
@@ -156,20 +157,31 @@ async def test_dashboard_lists_courses_live_and_upcoming(
     assert "Mitosis" in await upcoming.inner_text()
     assert await upcoming.get_by_role("button").count() == 0  # students cannot start it
     # The teacher can start it, and sees the course's enrolment code.
-    teacher_page = await signed_in_page(browser, server, teacher)
+    teacher_page = await signed_in_page(
+        browser, server, teacher, permissions=["clipboard-read", "clipboard-write"]
+    )
     await teacher_page.goto(server.base + "/dashboard")
     upcoming_t = teacher_page.locator("[data-upcoming]")
     await upcoming_t.get_by_role("button", name="Start now").wait_for()
-    assert "Enrolment code" in await teacher_page.locator("[data-courses]").inner_text()
-    await teacher_page.screenshot(path=str(ARTIFACTS / "dashboard-teacher.png"))
+    courses = teacher_page.locator("[data-courses]")
+    assert "Enrolment code" in await courses.inner_text()
+    await courses.get_by_role("button", name="Copy the enrolment code of Biology 101").click()
+    await courses.get_by_text("Copied.").wait_for()
+    code = await courses.locator(".code").inner_text()
+    assert await teacher_page.evaluate("navigator.clipboard.readText()") == code
+    assert await teacher_page.locator("#enrol-code").is_hidden()  # the student's box
+    # Each session's title leads to its page, each course's to the course page.
+    link = upcoming_t.get_by_role("link", name="Mitosis")
+    assert await link.get_attribute("href") == f"/sessions/{mitosis['id']}"
+    assert await courses.get_by_role("link", name="Biology 101").get_attribute("href") == (
+        f"/courses/{live['course_id']}"
+    )
+    await check_page(teacher_page, "dashboard-teacher")
     await teacher_page.context.close()
     # A phone-width screen: nothing wider than the viewport.
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
-    await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
-    await page.set_viewport_size({"width": 1280, "height": 800})
-    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
-    await page.set_viewport_size({"width": 390, "height": 844})
+    await check_page(page, "dashboard-student")
     await join.click()
     await page.wait_for_url(f"**/classroom/{live['id']}")
     await page.get_by_role("heading", name="Cells, live").wait_for()

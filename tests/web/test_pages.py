@@ -53,7 +53,16 @@ async def test_static_assets_are_served(client: Any) -> None:
 async def test_pages_carry_security_headers_and_no_inline_script(client: Any) -> None:
     import re
 
-    pages = ("/signin", "/dashboard", "/account", "/reset-password", f"/classroom/{uuid.uuid4()}")
+    pages = (
+        "/signin",
+        "/dashboard",
+        "/account",
+        "/admin/users",
+        "/reset-password",
+        f"/classroom/{uuid.uuid4()}",
+        f"/sessions/{uuid.uuid4()}",
+        f"/courses/{uuid.uuid4()}",
+    )
     for path in (*pages, "/api/v1/docs"):
         resp = await client.get(path)
         assert resp.status == 200, path

@@ -67,6 +67,8 @@ class UserBrief(Out):
     email: str | None = None
 
 
+UserOut = derive("UserOut", models.User)
+
 CourseRoleName = Literal["teacher", "ta", "student", "observer"]
 
 CourseOut = derive(

@@ -45,6 +45,17 @@ class RefreshRequest(Strict):
     refresh_token: str | None = Field(default=None, min_length=1, max_length=4096)
 
 
+class ProfileChangeRequest(Strict):
+    display_name: str = Field(min_length=1, max_length=120)
+
+    @field_validator("display_name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a display name cannot be blank")
+        return value.strip()
+
+
 class RoleChangeRequest(Strict):
     role: Role
 

@@ -1,4 +1,6 @@
-"""/api/v1/users: the caller's own account, and role changes by an admin."""
+"""/api/v1/users: the caller's own account (read, display name); for admins, the list of
+accounts (searchable, paginated) and site-role changes. Disabling an account and reset
+links are in `vtp.api.accounts`."""
 
 from __future__ import annotations
 
@@ -6,13 +8,17 @@ import logging
 import uuid
 
 from aiohttp import web
+from pydantic import Field
 
 from vtp.api.access import authenticated, principal_of, require_roles
 from vtp.api.body import read_json
 from vtp.api.errors import ApiError, not_found, unauthorized
-from vtp.api.schemas import RoleChangeRequest
+from vtp.api.query import ListQuery, decode_cursor, page, parse_query
+from vtp.api.responses import UserOut, returns
+from vtp.api.schemas import ProfileChangeRequest, RoleChangeRequest
 from vtp.appkeys import DB, TOKENS
 from vtp.db import users
+from vtp.db.models import Role, User
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -30,8 +36,33 @@ def path_uuid(request: web.Request, name: str) -> uuid.UUID:
         ) from exc
 
 
+class UsersQuery(ListQuery):
+    q: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role | None = None
+    active: bool | None = None
+
+
+@routes.get("/api/v1/users")
+@require_roles("admin")
+@returns(UserOut, many=True)
+async def list_users(request: web.Request) -> web.Response:
+    """Every account, oldest first; `q` finds a part of the e-mail address or display
+    name (case-insensitive), `role` and `active` filter."""
+    query = parse_query(request, UsersQuery)
+    rows = await users.list_users(
+        request.app[DB],
+        search=query.q,
+        role=query.role,
+        active=query.active,
+        after=decode_cursor(query.cursor),
+        limit=query.limit,
+    )
+    return web.json_response(page(rows, query.limit, User.to_json))
+
+
 @routes.get("/api/v1/users/me")
 @authenticated
+@returns(UserOut)
 async def me(request: web.Request) -> web.Response:
     user = await users.get_user(request.app[DB], principal_of(request).user_id)
     if user is None:
@@ -39,8 +70,23 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response(user.to_json())
 
 
+@routes.patch("/api/v1/users/me")
+@authenticated
+@returns(UserOut)
+async def change_profile(request: web.Request) -> web.Response:
+    """Change the caller's display name (what teachers and classmates see)."""
+    body = await read_json(request, ProfileChangeRequest)
+    user = await users.set_display_name(
+        request.app[DB], principal_of(request).user_id, body.display_name
+    )
+    if user is None:
+        raise unauthorized("account_disabled", "this account no longer exists")
+    return web.json_response(user.to_json())
+
+
 @routes.patch("/api/v1/users/{user_id}/role")
 @require_roles("admin")
+@returns(UserOut)
 async def change_role(request: web.Request) -> web.Response:
     user_id = path_uuid(request, "user_id")
     body = await read_json(request, RoleChangeRequest)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TypeAlias
 
 import asyncpg
 
+from vtp.db.keyset import Where
 from vtp.db.models import Role, User, UserCredentials
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -98,3 +100,41 @@ async def set_role(
         f"UPDATE users SET role = $2 WHERE id = $1 RETURNING {_COLUMNS}", user_id, role
     )
     return User.from_record(row) if row else None
+
+
+async def set_display_name(conn: Conn, user_id: uuid.UUID, display_name: str) -> User | None:
+    row = await conn.fetchrow(
+        f"UPDATE users SET display_name = $2 WHERE id = $1 RETURNING {_COLUMNS}",
+        user_id,
+        display_name,
+    )
+    return User.from_record(row) if row else None
+
+
+async def list_users(
+    conn: Conn,
+    *,
+    search: str | None,
+    role: Role | None,
+    active: bool | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[User]:
+    """Accounts in (created_at, id) order, `limit` + 1 of them (the page's look-ahead).
+    `search` is a case-insensitive substring of the e-mail address or the display name
+    (strpos, not LIKE: a user's % or _ is a character to find, not a wildcard)."""
+    where = Where()
+    if search:
+        where.add(
+            "(strpos(lower(email), lower({0})) > 0 OR strpos(lower(display_name), lower({0})) > 0)",
+            search,
+        )
+    where.add_if(role, "role = {}")
+    where.add_if(active, "is_active = {}")
+    where.after(after, "users")
+    limit_sql = where.limit(limit)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM users {where.sql()} ORDER BY created_at, id {limit_sql}",
+        *where.params,
+    )
+    return [User.from_record(r) for r in rows]

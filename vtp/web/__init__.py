@@ -12,9 +12,13 @@ into a session's room).
 The course itself (issue 14) has pages of its own: ``/courses/{id}`` (overview, lessons,
 assignments, sessions, recordings, people, chat), ``/courses/{id}/gradebook``,
 ``/lessons/{id}``, ``/assignments/{id}`` (a student's work, or the staff's grading queue),
-``/sessions/{id}`` (attendance) and ``/recordings/{id}`` (the player). Every action on
-them is a call to the public API; Markdown is rendered into DOM nodes by
-``static/app/markdown.js``, never as HTML.
+``/sessions/{id}`` (editing, attendance, the session's chat) and ``/recordings/{id}`` (the
+player); ``/account`` (display name, password) and, for admins, ``/admin/users`` (site
+roles, disabling, reset links). Every action on them is a call to the public API;
+Markdown is rendered into DOM nodes by ``static/app/markdown.js``, never as HTML. Course
+and session chat stay current by polling the chat history while the tab is visible
+(``static/app/chat_feed.js``): the course channel has no push channel, and the live
+channel above is for people in a live session (opening it counts as attending).
 """
 
 from __future__ import annotations

@@ -37,6 +37,12 @@ async def account(_request: web.Request) -> dict[str, Any]:
     return {"title": "Your account", "page": "account"}
 
 
+@routes.get("/admin/users")
+@aiohttp_jinja2.template("users.html")
+async def admin_users(_request: web.Request) -> dict[str, Any]:
+    return {"title": "Users", "page": "users"}
+
+
 @routes.get("/reset-password")
 @aiohttp_jinja2.template("reset.html")
 async def reset_password(_request: web.Request) -> dict[str, Any]:
