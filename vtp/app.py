@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from vtp import backends, https, metrics, recorder
-from vtp.api import accounts, auth, health, sfu, users
+from vtp.api import accounts, auth, health, users
 from vtp.api.access import access_of
 from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
@@ -37,6 +37,7 @@ from vtp.db.migrate import apply_migrations
 from vtp.limits.leases import Leases
 from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
+from vtp.signalling import rest as sfu
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)

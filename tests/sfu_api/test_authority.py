@@ -37,7 +37,7 @@ from ws_peers import (
 from vtp.app import create_app
 from vtp.appkeys import CONFIG, REDIS, TOKENS
 from vtp.auth.tokens import TokenService
-from vtp.sfu.members import MEMBERS
+from vtp.signalling.members import MEMBERS
 
 LIMIT_S = 2.0
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from vtp.api import sfu as sfu_api
 from vtp.api.access import access_of
 from vtp.app import create_app
 from vtp.auth.principal import Principal
 from vtp.config import Config
-from vtp.sfu.access import RoomGrant, may_read_room_state, room_access
+from vtp.signalling import rest as sfu_api
+from vtp.signalling.access import RoomGrant, may_read_room_state, room_access
 
 EXPECTED = {
     ("GET", "/api/v1/sfu/ws"): "public",  # authenticates inside the protocol

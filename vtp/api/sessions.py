@@ -102,7 +102,7 @@ async def load_session(
 async def refuse_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
     """403 ``removed`` for a user the teacher removed from this session: removal closes
     every way into the class (join ticket, session chat, and the SFU room through
-    :func:`vtp.sfu.access.room_access`)."""
+    :func:`vtp.signalling.access.room_access`)."""
     # Imported here: the classroom (vtp.web) builds on this module.
     from vtp.web import removals
 

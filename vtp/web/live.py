@@ -108,14 +108,14 @@ from vtp.api.errors import ApiError
 from vtp.appkeys import AUTHORITY, CONFIG, DB, REDIS, TOKENS
 from vtp.auth.authority import AuthorityChange, until_expired
 from vtp.auth.tokens import TokenError
+from vtp.channel import slots as ws_limits
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
-from vtp.limits import websockets as ws_limits
 from vtp.limits.outqueue import OutQueue
 from vtp.limits.tokenbucket import SendLimits
 from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RECORDER, RecordingChanged
-from vtp.sfu.members import MEMBERS, Member
+from vtp.signalling.members import MEMBERS, Member
 from vtp.web import muting, removals
 from vtp.web.presence import PRESENCE, presence_ctx
 
@@ -750,7 +750,7 @@ def _hand(participant: Participant) -> dict[str, Any]:
 
 async def is_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """Was this user removed from this live session by its teacher (in any process)? For
-    the SFU's room access (``vtp.sfu.access.room_access``), so that a removed user's
+    the SFU's room access (``vtp.signalling.access.room_access``), so that a removed user's
     client cannot rejoin the room by itself either."""
     return await removals.reason(app[REDIS], session_id, user_id) is not None
 

@@ -1,7 +1,7 @@
 """Server-enforced mute in a live session: the rules of the classroom channel's ``mute``
 and ``unmute`` messages (:mod:`vtp.web.live`).
 
-A mute is kept by the SFU's members registry (:meth:`vtp.sfu.members.Members.mute`), so
+A mute is kept by the SFU's members registry (:meth:`vtp.signalling.members.Members.mute`), so
 the SFU withholds the muted kind of media of every peer the user has in the session's
 room, whichever way it came in, and of every publication started while the mute lasts:
 a modified client that keeps sending is not heard (nor recorded). The rules:
@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from vtp.sfu.members import MEMBERS, MediaKind, Members, Mute
+from vtp.signalling.members import MEMBERS, MediaKind, Members, Mute
 
 KINDS: tuple[MediaKind, ...] = ("audio", "video")
 

@@ -9,7 +9,7 @@ uses :func:`may_read_room_state`.
   and publish right of their join ticket (:func:`vtp.db.sessions.join_ticket`: teachers,
   TAs and admins present; students publish when the session lets them; observers
   watch). A user the teacher removed from the session stays out until it ends. The grant
-  is asked again whenever authority changes (:mod:`vtp.sfu.rights`) and when a
+  is asked again whenever authority changes (:mod:`vtp.signalling.rights`) and when a
   publication starts, so what it says holds for as long as the peer is in the room.
 * Any other room is an open room (WHIP ingest, ad-hoc meetings), and exists only if an
   operator turns ``VTP_SFU_OPEN_ROOMS`` on (it is off by default: only course sessions

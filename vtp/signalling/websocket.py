@@ -8,7 +8,7 @@ Tokens are not accepted in the URL: URLs end up in logs, proxies and browser his
 
 Authority is not checked at join only. The session watches its user's changes of
 authority (:mod:`vtp.auth.authority`): when one comes, the token is verified again (fails:
-close 4401) and the room grant asked again (:mod:`vtp.sfu.rights`: refused -> ``left``
+close 4401) and the room grant asked again (:mod:`vtp.signalling.rights`: refused -> ``left``
 and close 4403; another role or publish right -> its publications close if it may no
 longer publish, and ``grant`` tells the client). A token that expires without the client
 sending ``auth`` with a fresh one closes the socket with 4401 (``token_expired``).
@@ -36,17 +36,18 @@ from vtp.appkeys import AUTHORITY, CONFIG, DB, TOKENS
 from vtp.auth.authority import AuthorityChange, Scope, Watch, until_expired
 from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
+from vtp.channel import slots as ws_limits
 from vtp.db.users import get_user
-from vtp.limits import websockets as ws_limits
 from vtp.limits.tokenbucket import SendLimit, SendLimits
-from vtp.sfu import events, quotas, rights
-from vtp.sfu import messages as m
-from vtp.sfu.access import RoomGrant, room_access
+from vtp.sfu import events
 from vtp.sfu.connection import DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.icerestart import restart_ice
-from vtp.sfu.members import MEMBERS, Member, MemberJoined
 from vtp.sfu.service import SFU_KEY
+from vtp.signalling import messages as m
+from vtp.signalling import quotas, rights
+from vtp.signalling.access import RoomGrant, room_access
+from vtp.signalling.members import MEMBERS, Member, MemberJoined
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -702,7 +703,7 @@ async def _close_sessions(app: web.Application) -> None:
 
 def setup(app: web.Application) -> None:
     """Signalling state; call after :func:`vtp.sfu.setup` (it needs the SFU)."""
-    from vtp.sfu.members import members_ctx
+    from vtp.signalling.members import members_ctx
 
     sessions: set[Session] = set()
     app[SESSIONS] = sessions

@@ -1,0 +1,1 @@
+"""One WebSocket channel implementation for every WebSocket endpoint."""

@@ -1,0 +1,1 @@
+"""The signalling edge: WebSocket signalling, REST transports, WHIP and WHEP."""
