@@ -94,7 +94,7 @@ async def test_session_rooms_admit_course_members_while_live(world: World) -> No
     import uuid
 
     from vtp.appkeys import REDIS
-    from vtp.web import removals
+    from vtp.auth import removals
 
     await removals.mark(
         app[REDIS], uuid.UUID(session["id"]), uuid.UUID(world.student.user_id), "disruptive"

@@ -281,7 +281,7 @@ async def test_two_tabs_count_once(client: Any, accounts: Any, database_url: str
 
 
 async def test_recording_unavailable_says_why(client: Any, accounts: Any) -> None:
-    from vtp.recorder.service import RECORDER
+    from vtp.appkeys import RECORDER
 
     teacher = await accounts.with_role("teacher")
     session = await _session(client, teacher, [])

@@ -24,9 +24,10 @@ from typing import Literal
 
 from aiohttp import web
 
+from vtp.appkeys import SFU_KEY
 from vtp.sfu import events
 from vtp.sfu.peer import Peer
-from vtp.sfu.service import SFU_KEY, Sfu
+from vtp.sfu.service import Sfu
 from vtp.signalling.access import RoomRole
 
 logger = logging.getLogger(__name__)

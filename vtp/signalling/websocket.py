@@ -32,7 +32,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vtp.api.access import public
 from vtp.api.errors import ApiError, unauthorized
 from vtp.api.middleware import bearer_token
-from vtp.appkeys import AUTHORITY, CONFIG, DB, TOKENS
+from vtp.appkeys import AUTHORITY, CONFIG, DB, SFU_KEY, TOKENS
 from vtp.auth.authority import AuthorityChange, Scope, Watch, until_expired
 from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
@@ -43,7 +43,6 @@ from vtp.sfu import events
 from vtp.sfu.connection import DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.icerestart import restart_ice
-from vtp.sfu.service import SFU_KEY
 from vtp.signalling import messages as m
 from vtp.signalling import quotas, rights
 from vtp.signalling.access import RoomGrant, room_access
@@ -702,13 +701,9 @@ async def _close_sessions(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    """Signalling state; call after :func:`vtp.sfu.setup` (it needs the SFU)."""
-    from vtp.signalling.members import members_ctx
-
+    """Signalling sockets' state (the route is in :mod:`vtp.routes`)."""
     sessions: set[Session] = set()
     app[SESSIONS] = sessions
     config = app[CONFIG]
     app[SEND_LIMITS] = SendLimits(config.signalling_message_rate, config.signalling_message_burst)
-    app.cleanup_ctx.append(members_ctx)
     app.on_shutdown.append(_close_sessions)
-    app.add_routes(routes)

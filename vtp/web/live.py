@@ -85,7 +85,7 @@ coalesced at every receiver (a ``hand`` or ``media`` message replaces the same u
 older one still waiting), so no receiver falls behind on state it would throw away.
 
 Participants, hands and media state live in this process (one process serves a class:
-its SFU room is here too); removals are in Redis (:mod:`vtp.web.removals`).
+its SFU room is here too); removals are in Redis (:mod:`vtp.auth.removals`).
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ from vtp import jsonlimits
 from vtp.api.access import public
 from vtp.api.chat import CHAT_HOOKS, ChatHook
 from vtp.api.errors import ApiError
-from vtp.appkeys import AUTHORITY, CONFIG, DB, REDIS, TOKENS
+from vtp.appkeys import AUTHORITY, CONFIG, DB, RECORDER, REDIS, TOKENS
+from vtp.auth import removals
 from vtp.auth.authority import AuthorityChange, until_expired
 from vtp.auth.tokens import TokenError
 from vtp.channel import slots as ws_limits
@@ -114,9 +115,9 @@ from vtp.db.users import get_user
 from vtp.limits.outqueue import OutQueue
 from vtp.limits.tokenbucket import SendLimits
 from vtp.recorder import db as recorder_db
-from vtp.recorder.service import RECORDER, RecordingChanged
+from vtp.recorder.service import RecordingChanged
 from vtp.signalling.members import MEMBERS, Member
-from vtp.web import muting, removals
+from vtp.web import muting
 from vtp.web.presence import PRESENCE, presence_ctx
 
 logger = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ class LiveRooms:
         return None
 
     def forget_if_empty(self, room: LiveRoom) -> None:
-        # (whom the teacher removed is kept in Redis, not here: see vtp.web.removals)
+        # (whom the teacher removed is kept in Redis, not here: see vtp.auth.removals)
         if not room.participants:
             self.rooms.pop(room.session_id, None)
 
@@ -886,4 +887,3 @@ def setup(app: web.Application) -> None:
         app[CHAT_HOOKS] = hooks
     hooks.append(chat_hook(app))
     app.on_shutdown.append(_close_all)
-    app.add_routes(routes)
