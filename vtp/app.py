@@ -32,6 +32,7 @@ from vtp.auth.passwords import PasswordHasher
 from vtp.auth.ratelimit import Backoff, RateLimiter
 from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
+from vtp.channel import socket as channel
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
 from vtp.limits.leases import Leases
@@ -149,6 +150,7 @@ def create_app(config: Config) -> web.Application:
         [_state_dir_ctx, _database_ctx, _redis_ctx, _authority_ctx, _store_ctx, mailer_ctx]
     )
     app.cleanup_ctx.append(sfu_ctx)  # the media plane
+    channel.setup(app)  # open WebSockets (closed at shutdown)
     signalling.setup(app)  # members of SFU rooms (after the SFU), signalling sockets
     app.cleanup_ctx.append(recorder_ctx)  # after the SFU: recordings tap its rooms
     setup_web(app)  # templates, headers, the classroom live channel's state
