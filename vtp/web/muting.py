@@ -17,11 +17,12 @@ Unmuting only allows the media again: the user's page decides whether to send.
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 
 from vtp.signalling.members import MEMBERS, MediaKind, Members, Mute
+from vtp.web import live_messages as lm
 
 KINDS: tuple[MediaKind, ...] = ("audio", "video")
 
@@ -31,14 +32,6 @@ class MuteRefused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def kind_of(data: dict[str, Any]) -> MediaKind:
-    """The message's ``kind`` ("audio" when absent)."""
-    kind = data.get("kind", "audio")
-    if kind not in KINDS:
-        raise MuteRefused("validation_error", 'kind must be "audio" or "video"')
-    return cast(MediaKind, kind)
 
 
 def _members(app: web.Application) -> Members:
@@ -57,10 +50,10 @@ def state(app: web.Application, room: str, user_id: uuid.UUID) -> dict[str, Any]
 
 def mute(
     app: web.Application, room: str, user_id: uuid.UUID, kind: MediaKind, *, by: str, locked: bool
-) -> dict[str, Any]:
+) -> lm.Muted:
     """Mute; returns the ``muted`` message for everyone."""
     _members(app).mute(room, user_id, kind, Mute(by=by, locked=locked))
-    return {"type": "muted", "user_id": str(user_id), "kind": kind, "by": by, "locked": locked}
+    return lm.Muted(user_id=str(user_id), kind=kind, by=by, locked=locked)
 
 
 def unmute(
@@ -71,7 +64,7 @@ def unmute(
     *,
     by: str,
     presenter: bool,
-) -> dict[str, Any]:
+) -> lm.Unmuted:
     """Unmute if the rules allow it; returns the ``unmuted`` message for everyone."""
     members = _members(app)
     current = members.mutes(room, user_id).get(kind)
@@ -80,4 +73,4 @@ def unmute(
     if current.locked and not presenter:
         raise MuteRefused("mute_locked", f"the teacher locked your {kind}: ask them to unmute")
     members.mute(room, user_id, kind, None)
-    return {"type": "unmuted", "user_id": str(user_id), "kind": kind, "by": by}
+    return lm.Unmuted(user_id=str(user_id), kind=kind, by=by)
