@@ -45,7 +45,7 @@ def add_import(module: Path, line: str) -> None:
 def test_the_tree_keeps_every_contract() -> None:
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 2 kept, 0 broken." in result.stdout
+    assert "Contracts: 3 kept, 0 broken." in result.stdout
 
 
 def test_the_copy_keeps_them_before_it_is_changed(copy: Path) -> None:
@@ -72,3 +72,11 @@ def test_an_upward_import_breaks_the_layers(copy: Path) -> None:
     assert result.returncode != 0
     assert "Layers: app/CLI -> edge -> media plane -> core BROKEN" in result.stdout
     assert "vtp.db.users -> vtp.signalling.members" in result.stdout
+
+
+def test_the_packet_path_is_not_the_edges_to_import(copy: Path) -> None:
+    add_import(copy / "vtp" / "signalling" / "rest.py", "from vtp.sfu.uptrack import UpTrack")
+    result = lint_imports(copy)
+    assert result.returncode != 0
+    assert "The edge reaches the SFU through its interface BROKEN" in result.stdout
+    assert "vtp.signalling.rest -> vtp.sfu.uptrack" in result.stdout

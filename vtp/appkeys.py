@@ -23,7 +23,7 @@ from vtp.storage import ObjectStore
 
 if TYPE_CHECKING:
     from vtp.recorder.service import Recorder
-    from vtp.sfu.service import Sfu
+    from vtp.sfu import Sfu
 
 CONFIG = web.AppKey("config", Config)
 DB = web.AppKey("db", asyncpg.Pool)

@@ -25,9 +25,7 @@ from typing import Literal
 from aiohttp import web
 
 from vtp.appkeys import SFU_KEY
-from vtp.sfu import events
-from vtp.sfu.peer import Peer
-from vtp.sfu.service import Sfu
+from vtp.sfu import Peer, Sfu, events
 from vtp.signalling.access import RoomRole
 
 logger = logging.getLogger(__name__)

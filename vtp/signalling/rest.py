@@ -25,9 +25,7 @@ from vtp.api.middleware import bearer_token
 from vtp.api.schemas import Strict
 from vtp.appkeys import SFU_KEY
 from vtp.auth.principal import Principal
-from vtp.sfu.connection import Connection, DownConnection, UpConnection
-from vtp.sfu.errors import SfuError
-from vtp.sfu.room import Room
+from vtp.sfu import Connection, DownConnection, Room, SfuError, UpConnection
 from vtp.signalling import quotas, rights
 from vtp.signalling.access import may_read_room_state, valid_room_name
 from vtp.signalling.members import MEMBERS, Member

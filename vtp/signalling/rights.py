@@ -27,7 +27,7 @@ from vtp.appkeys import AUTHORITY, TOKENS
 from vtp.auth.authority import AuthorityChange
 from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
-from vtp.sfu.connection import UpConnection
+from vtp.sfu import UpConnection
 from vtp.signalling.access import RoomGrant, room_access
 from vtp.signalling.members import Member
 

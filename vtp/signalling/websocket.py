@@ -40,10 +40,7 @@ from vtp.channel.messages import MessageError, ServerMessage
 from vtp.channel.socket import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, OPEN_CHANNELS, Channel, Rules
 from vtp.db.users import get_user
 from vtp.limits.tokenbucket import SendLimits
-from vtp.sfu import events
-from vtp.sfu.connection import DownConnection, UpConnection
-from vtp.sfu.errors import SfuError
-from vtp.sfu.icerestart import restart_ice
+from vtp.sfu import DownConnection, SfuError, UpConnection, events, restart_ice
 from vtp.signalling import messages as m
 from vtp.signalling import quotas, rights
 from vtp.signalling.access import RoomGrant, room_access

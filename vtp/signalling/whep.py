@@ -24,8 +24,7 @@ from vtp.api.access import authenticated, principal_of, public
 from vtp.api.errors import forbidden, not_found
 from vtp.api.middleware import bearer_token
 from vtp.appkeys import SFU_KEY
-from vtp.sfu import events
-from vtp.sfu.errors import SfuError
+from vtp.sfu import SfuError, events
 from vtp.signalling import quotas, rights
 from vtp.signalling.members import MEMBERS, Member
 from vtp.signalling.websocket import join_room

@@ -29,8 +29,7 @@ from vtp.api.access import Handler, authenticated, principal_of, public
 from vtp.api.errors import ApiError, error_response, forbidden, not_found
 from vtp.api.middleware import bearer_token
 from vtp.appkeys import SFU_KEY
-from vtp.sfu import events
-from vtp.sfu.errors import SfuError
+from vtp.sfu import SfuError, events
 from vtp.signalling import quotas, rights
 from vtp.signalling.access import valid_room_name
 from vtp.signalling.members import MEMBERS, Member, MemberJoined, Sink

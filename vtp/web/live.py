@@ -7,7 +7,12 @@ the session for everyone, and who is present since when. The browser client open
 channel next to the SFU WebSocket. Everything here is additive and could move into the
 signalling protocol as messages of its own (see the report of issue 5).
 
-Protocol (JSON text frames with a ``type``):
+Protocol (JSON frames with a ``type``; every message is a pydantic model of
+:mod:`vtp.web.live_messages`, one per type: fields the server does not know are ignored,
+a field of the wrong type gets ``validation_error``, an unknown type ``unknown_type``).
+The channel itself - authentication, renewal, authority rechecks, the bounded outgoing
+queue, heartbeats, rate limits, close codes - is :mod:`vtp.channel.socket`, shared with
+the SFU signalling socket:
 
 client -> server
   ``auth {token}``                 first, within 10 s (browsers cannot set headers); sent
