@@ -16,8 +16,9 @@ and what those do. The channel itself does the rest, the same way for both:
   channel is in) calls :meth:`Channel.on_authority` (:mod:`vtp.auth.authority`).
 * **bounded outgoing queue** (:class:`~vtp.limits.outqueue.OutQueue`): one writer sends
   in order; state messages with a key replace their queued older version; a receiver
-  ``max_queued`` unkeyed messages behind is closed (``too_slow_code``). A close is queued
-  behind what was sent before it, so the client reads why before the socket closes.
+  ``max_queued`` unkeyed messages behind is closed at once (``too_slow_code``: what waits
+  for it is dropped). Any other close is queued behind what was sent before it, so the
+  client reads why before the socket closes.
 * **heartbeats**: WebSocket pings every ``heartbeat_s``; a peer that stops answering is
   closed by aiohttp.
 * **rate limits** (:mod:`vtp.limits.tokenbucket`): a socket that sends faster than its
@@ -94,6 +95,7 @@ class Channel:
         self._writer: asyncio.Task[None] | None = None
         self._watch: Watch | None = None
         self._expiry: asyncio.Task[None] | None = None
+        self._closer: asyncio.Future[bool] | None = None  # a too-slow receiver's close
 
     @classmethod
     def response(cls, request: web.Request) -> web.WebSocketResponse:
@@ -149,8 +151,12 @@ class Channel:
             return
         item = message.to_json() if isinstance(message, ServerMessage) else message
         if not self.out.put(item, key):
+            # what waits for it is dropped: it is closed at once, not after its backlog
             logger.warning("%s client too slow; closing its WebSocket", type(self).__name__)
-            self.close(self.rules.too_slow_code, "too many unread messages")
+            self.closing = True
+            self._closer = asyncio.ensure_future(
+                self.ws.close(code=self.rules.too_slow_code, message=b"too many unread messages")
+            )
 
     def error(
         self, code: str, message: str, details: Any = None, request_id: str | None = None
@@ -302,6 +308,8 @@ class Channel:
         """Handle the client's messages, in order, until the socket closes or floods."""
         self.limit = self.limits.for_connection(self.user_id)
         async for msg in self.ws:
+            if self.closing:  # (a handler or a recheck closed it: act on nothing more)
+                break
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 if not self.limit.allow():
                     # the flood costs the flooder: its socket, not the room's
