@@ -6,9 +6,10 @@ and what those do. The channel itself does the rest, the same way for both:
 
 * **authentication**: an ``auth {token}`` message first, within ``auth_timeout_s``
   (browsers cannot set headers on a WebSocket; an endpoint may also accept an
-  ``Authorization`` header before the upgrade and skip it). Anything else first gets
-  ``not_authenticated``; a bad token its code (``token_invalid``, ``token_expired``,
-  ``token_revoked``); then close 4401.
+  ``Authorization`` header before the upgrade and skip it). Another message first gets
+  ``not_authenticated``, one that is not a valid message its parse error
+  (``invalid_json``, ``unknown_type``, ``validation_error``), a bad token its code
+  (``token_invalid``, ``token_expired``, ``token_revoked``); then close 4401.
 * **renewal**: ``auth`` again with a fresh access token of the same user before the
   current one expires moves the expiry; a token that expires without renewal closes the
   channel with 4401 ``token_expired``.
@@ -218,17 +219,9 @@ class Channel:
             return None
         try:
             parsed = self.messages.parse(msg.data)
-        except MessageError as exc:
-            if exc.code == "validation_error":
-                self.error(exc.code, exc.message, exc.details, exc.request_id)
-                self.close(CLOSE_UNAUTHORIZED, "unauthorized")
-            else:
-                self.refuse(
-                    CLOSE_UNAUTHORIZED,
-                    "not_authenticated",
-                    "send an auth message first",
-                    exc.request_id,
-                )
+        except MessageError as exc:  # (invalid_json, unknown_type, validation_error)
+            self.error(exc.code, exc.message, exc.details, exc.request_id)
+            self.close(CLOSE_UNAUTHORIZED, "unauthorized")
             return None
         request_id = getattr(parsed, "request_id", None)
         if getattr(parsed, "type", None) != "auth":
