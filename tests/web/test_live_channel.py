@@ -293,3 +293,31 @@ async def test_recording_unavailable_says_why(client: Any, accounts: Any) -> Non
     assert recording["reason"] == (
         "Recording is not available: spool /var/spool/vtp is not writable."
     )
+
+
+async def test_shutdown_closes_both_kinds_of_channel_with_1001(client: Any, accounts: Any) -> None:
+    """The live channel and the SFU signalling socket are one channel implementation:
+    the server's shutdown closes both the same way."""
+    from aiohttp import WSMsgType
+
+    teacher = await accounts.with_role("teacher")
+    session = await _session(client, teacher, [])
+    live = await _open(client, session["id"], teacher)
+    await live.next("ready")
+    sfu = await client.ws_connect("/api/v1/sfu/ws")
+    await sfu.send_json({"type": "auth", "token": teacher["access_token"]})
+    assert (await sfu.receive_json())["type"] == "authenticated"
+    await client.app.shutdown()
+    for name, ws in (("live", live.ws), ("sfu", sfu)):
+        seen = []
+        while (msg := await asyncio.wait_for(ws.receive(), 10)).type not in (
+            WSMsgType.CLOSE,
+            WSMsgType.CLOSED,
+        ):
+            seen.append(msg)
+        # (the close frame's code: the client's own close_code may say 1006 when the
+        # stopping server does not wait for the closing handshake)
+        assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1001, "server shutdown"), (
+            name,
+            seen,
+        )
