@@ -17,7 +17,7 @@ help:
 	@echo "make migrate      apply pending database migrations"
 	@echo "make check        report each dependency's health"
 	@echo "make fmt          format the code and apply safe lint fixes"
-	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make lint         ruff check, ruff format --check, mypy, lint-imports"
 	@echo "make docker-up    build and start the docker-compose stack (creates .env)"
 	@echo "make docker-down  stop the stack (volumes are kept)"
 
@@ -45,6 +45,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 .env:
 	cp .env.example .env

@@ -36,8 +36,8 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vtp.app import create_app
+from vtp.appkeys import SFU_KEY
 from vtp.config import load_config
-from vtp.sfu.service import SFU_KEY
 
 PAGE = Path(__file__).resolve().parents[1] / "static" / "sfu-test.html"
 CHROMIUM = "/usr/bin/chromium"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the test suite needs, then lint, type-check and run pytest.
+# Set up everything the test suite needs, then lint, type-check, check the import
+# contracts and run pytest.
 #
 #   ./scripts/test.sh                      # the whole suite (what CI runs)
 #   ./scripts/test.sh tests/test_auth.py -x -k refresh   # arguments go to pytest
@@ -16,7 +17,7 @@
 #   VTP_TEST_DATABASE_URL  PostgreSQL the tests create their databases in
 #                          (default postgresql://postgres@127.0.0.1:5432/postgres)
 #   VTP_TEST_REDIS_URL     Redis the tests use (default redis://127.0.0.1:6379/0)
-#   VTP_SKIP_LINT=1        skip ruff and mypy (quicker while iterating)
+#   VTP_SKIP_LINT=1        skip ruff, mypy and lint-imports (quicker while iterating)
 #   VTP_NO_SYSTEM=1        do not start or install system services/packages
 # The exit code is pytest's; a lint or type error fails the run too, and so does
 # "no tests collected" (pytest's 5).
@@ -235,6 +236,8 @@ if [ "${VTP_SKIP_LINT:-0}" != "1" ]; then
     ruff format --check . || lint_failed=1
     say "mypy"
     mypy || lint_failed=1
+    say "lint-imports"
+    lint-imports || lint_failed=1 # the layering contracts of pyproject.toml
 fi
 
 say "pytest $*"
@@ -246,7 +249,7 @@ set -e
 if [ "$rc" -eq 5 ]; then
     say "error: pytest collected no tests"
 elif [ "$rc" -eq 0 ] && [ "$lint_failed" -ne 0 ]; then
-    say "error: tests passed but ruff or mypy reported problems (see above)"
+    say "error: tests passed but ruff, mypy or lint-imports reported problems (see above)"
     rc=1
 fi
 exit "$rc"

@@ -13,8 +13,8 @@ from helpers import bearer
 from pydantic import SecretStr
 
 from tests.sfu.clients import Publisher, Subscriber, wait_until
+from vtp.appkeys import SFU_KEY
 from vtp.config import Config
-from vtp.sfu import SFU_KEY
 
 METRICS_TOKEN = "prometheus-scrape-token-0123456789"
 

@@ -8,10 +8,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from vtp import backends, https, metrics, recorder
-from vtp.api import accounts, auth, health, sfu, users
+from vtp import backends, https, metrics, routes, signalling
 from vtp.api.access import access_of
-from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
 from vtp.appkeys import (
     AUTHORITY,
@@ -21,8 +19,10 @@ from vtp.appkeys import (
     HASHER,
     LOGIN_BACKOFF,
     LOGIN_LIMIT_ADDRESS,
+    RECORDER,
     REDIS,
     REGISTER_LIMIT_ADDRESS,
+    SFU_KEY,
     STORE,
     TOKENS,
     WEBSOCKET_LEASES,
@@ -32,11 +32,14 @@ from vtp.auth.passwords import PasswordHasher
 from vtp.auth.ratelimit import Backoff, RateLimiter
 from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
+from vtp.channel import socket as channel
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
 from vtp.limits.leases import Leases
 from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
+from vtp.recorder import Recorder
+from vtp.sfu import Sfu
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,29 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def sfu_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The media plane of this process."""
+    sfu = Sfu(app[CONFIG])
+    await sfu.start()
+    app[SFU_KEY] = sfu
+    try:
+        yield
+    finally:
+        await sfu.close()
+
+
+async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The recorder, beside the SFU whose rooms it taps (after the database, object store
+    and SFU contexts)."""
+    recorder = Recorder(app[CONFIG], app[DB], app[STORE], app.get(SFU_KEY))
+    await recorder.start()
+    app[RECORDER] = recorder
+    try:
+        yield
+    finally:
+        await recorder.close()
+
+
 def _check_access_rules(app: web.Application) -> None:
     missing = [
         f"{route.method} {route.resource.canonical}"
@@ -123,15 +149,13 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend(
         [_state_dir_ctx, _database_ctx, _redis_ctx, _authority_ctx, _store_ctx, mailer_ctx]
     )
-    app.add_routes(health.routes)
-    app.add_routes(auth.routes)
-    app.add_routes(users.routes)
-    app.add_routes(accounts.routes)  # password change, disable, reset links
-    setup_domain(app)
-    sfu.setup(app)  # SFU core, WebSocket signalling, /api/v1/sfu REST, WHIP/WHEP
-    recorder.setup(app)  # after the SFU: recordings tap its rooms
-    setup_web(app)  # browser pages, /static/, the classroom live channel
-    metrics.setup(app)  # /metrics, and the request counting middleware (outermost)
+    app.cleanup_ctx.append(sfu_ctx)  # the media plane
+    channel.setup(app)  # open WebSockets (closed at shutdown)
+    signalling.setup(app)  # members of SFU rooms (after the SFU), signalling sockets
+    app.cleanup_ctx.append(recorder_ctx)  # after the SFU: recordings tap its rooms
+    setup_web(app)  # templates, headers, the classroom live channel's state
+    metrics.setup(app)  # the request counting middleware (outermost)
+    routes.add_routes(app, config)  # every endpoint: vtp/routes.py
     https.setup(app)  # HSTS and the HTTP->HTTPS redirect listener, when TLS is on
     _check_access_rules(app)
     return app

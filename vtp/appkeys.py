@@ -1,6 +1,13 @@
-"""Typed keys for what the aiohttp application holds."""
+"""Typed keys for what the aiohttp application holds.
+
+Part of the edge (import-linter: the media plane and the core never look into the
+application's state; what they need is handed to them). The media plane's services are
+named for type checking only, so that importing the keys does not load aiortc or PyAV.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -14,6 +21,10 @@ from vtp.config import Config
 from vtp.limits.leases import Leases
 from vtp.storage import ObjectStore
 
+if TYPE_CHECKING:
+    from vtp.recorder.service import Recorder
+    from vtp.sfu import Sfu
+
 CONFIG = web.AppKey("config", Config)
 DB = web.AppKey("db", asyncpg.Pool)
 REDIS = web.AppKey("redis", Redis)
@@ -26,3 +37,5 @@ LOGIN_BACKOFF = web.AppKey("login_backoff", Backoff)  # failures per account + a
 REGISTER_LIMIT_ADDRESS = web.AppKey("register_limit_address", RateLimiter)
 CHAT_LIMIT_USER = web.AppKey("chat_limit_user", RateLimiter)
 WEBSOCKET_LEASES = web.AppKey("websocket_leases", Leases)  # open WebSockets per user
+SFU_KEY: web.AppKey[Sfu] = web.AppKey("sfu")  # the media plane of this process
+RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")

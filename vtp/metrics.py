@@ -22,8 +22,10 @@ from prometheus_client.registry import Collector
 
 from vtp.api.errors import forbidden, unauthorized
 from vtp.api.middleware import bearer_token
-from vtp.appkeys import CONFIG, DB, TOKENS
+from vtp.appkeys import CONFIG, DB, RECORDER, SFU_KEY, TOKENS
 from vtp.auth.tokens import TokenError
+
+routes = web.RouteTableDef()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -61,9 +63,6 @@ class _ServiceCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        from vtp.recorder.service import RECORDER
-        from vtp.sfu import SFU_KEY
-
         sfu = self.app.get(SFU_KEY)
         if sfu is not None:
             totals = sfu.totals()
@@ -139,6 +138,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
             metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
 
 
+@routes.get("/metrics")
 async def metrics_view(request: web.Request) -> web.Response:
     """The Prometheus text exposition (see the module docstring for access)."""
     token = bearer_token(request)
@@ -161,9 +161,9 @@ async def metrics_view(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    """The registry and the request-counting middleware; the route is in vtp.routes."""
     app[METRICS] = Metrics(app)
     app.middlewares.insert(0, metrics_middleware)
-    app.router.add_get("/metrics", metrics_view)
 
 
-__all__ = ["METRICS", "Metrics", "metrics_middleware", "setup"]
+__all__ = ["METRICS", "Metrics", "metrics_middleware", "routes", "setup"]

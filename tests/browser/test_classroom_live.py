@@ -261,7 +261,7 @@ async def test_closed_websocket_recovers_video(lesson: Class) -> None:
 
     # The server drops Ben's connections: a subscription, then his publication, then
     # his whole peer. Each time his page puts things back by itself.
-    from vtp.sfu.members import MEMBERS
+    from vtp.signalling.members import MEMBERS
 
     members = lesson.server.app[MEMBERS]
     room = lesson.session["room_name"]
@@ -355,7 +355,7 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
     notice = await ada.locator("[data-notice]").inner_text()
     assert "Ms Rivera turned off your microphone" in notice, notice
     # (the SFU withholds her audio now, whatever her page does)
-    from vtp.sfu.members import MEMBERS
+    from vtp.signalling.members import MEMBERS
 
     members = lesson.server.app[MEMBERS].in_room(lesson.session["room_name"])
     ada_peers = [m.peer for m in members if str(m.user_id) == lesson.cast["ada"].id]

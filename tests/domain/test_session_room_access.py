@@ -1,4 +1,4 @@
-"""Who may enter a course live session's SFU room (vtp.sfu.access.room_access)."""
+"""Who may enter a course live session's SFU room (vtp.signalling.access.room_access)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from helpers import bearer
 from vtp.app import create_app
 from vtp.appkeys import CONFIG
 from vtp.auth.principal import Principal
-from vtp.sfu.access import RoomGrant, may_read_room_state, room_access
+from vtp.signalling.access import RoomGrant, may_read_room_state, room_access
 
 
 def principal(actor: Any, role: str) -> Principal:
@@ -94,7 +94,7 @@ async def test_session_rooms_admit_course_members_while_live(world: World) -> No
     import uuid
 
     from vtp.appkeys import REDIS
-    from vtp.web import removals
+    from vtp.auth import removals
 
     await removals.mark(
         app[REDIS], uuid.UUID(session["id"]), uuid.UUID(world.student.user_id), "disruptive"

@@ -264,55 +264,27 @@ def test_merged_seconds_counts_overlaps_once() -> None:
     assert attendance.merged_seconds([(t + 5 * m, t + 8 * m), (t, t + 10 * m)]) == 600
 
 
-class FakePeer:
-    def __init__(self, peer_id: str, room: FakeRoom) -> None:
-        self.id = peer_id
-        self.room = room
-
-    async def leave(self) -> None:
-        del self.room.peers[self.id]
-
-
-class FakeRoom:
-    def __init__(self) -> None:
-        self.peers: dict[str, FakePeer] = {}
-
-
-class ClosableRoom(FakeRoom):
-    closed = False
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-class FakeSfu:
-    def __init__(self, room_type: type[FakeRoom]) -> None:
-        self.rooms: dict[str, FakeRoom] = {}
-        self.room_type = room_type
-
-    def room(self, name: str) -> FakeRoom:
-        return self.rooms.setdefault(name, self.room_type())
-
-    def get_room(self, name: str) -> FakeRoom | None:
-        return self.rooms.get(name)
-
-
 async def test_live_rooms_open_and_close_through_the_sfu_api() -> None:
-    sfu = FakeSfu(FakeRoom)
-    live_rooms.open_room_in(sfu, "r1")
-    room = sfu.rooms["r1"]
-    for name in ("a", "b"):
-        room.peers[name] = FakePeer(name, room)
-    await live_rooms.close_room_in(sfu, "r1")
-    assert room.peers == {}
-    await live_rooms.close_room_in(sfu, "unknown")  # no room: nothing to do
-    closable = FakeSfu(ClosableRoom)
-    live_rooms.open_room_in(closable, "r2")
-    await live_rooms.close_room_in(closable, "r2")
-    assert isinstance(closable.rooms["r2"], ClosableRoom) and closable.rooms["r2"].closed
+    from aiohttp import web
+
+    from vtp.appkeys import SFU_KEY
+    from vtp.config import load_config
+    from vtp.sfu import Sfu
+
+    app = web.Application()
     # Without an SFU the functions do nothing.
-    live_rooms.open_room_in(None, "r3")
-    await live_rooms.close_room_in(None, "r3")
+    await live_rooms.open_room(app, "r0")
+    await live_rooms.close_room(app, "r0")
+    sfu = Sfu(load_config(ice_addresses=["127.0.0.1"]))
+    app[SFU_KEY] = sfu
+    await live_rooms.open_room(app, "r1")
+    room = sfu.get_room("r1")
+    assert room is not None and not room.closed
+    peers = [room.join(name) for name in ("a", "b")]
+    await live_rooms.close_room(app, "r1")
+    assert room.closed and all(peer.left for peer in peers)
+    await live_rooms.close_room(app, "unknown")  # no room: nothing to do
+    await sfu.close()
 
 
 async def test_join_ticket_by_room_name_for_the_signalling_layer(
@@ -349,7 +321,9 @@ async def test_join_ticket_by_room_name_for_the_signalling_layer(
 
 
 async def test_start_and_end_open_and_close_the_real_sfu_room(world: World, client: Any) -> None:
-    sfu = live_rooms.sfu_of(client.server.app)
+    from vtp.appkeys import SFU_KEY
+
+    sfu = client.server.app.get(SFU_KEY)
     if sfu is None:
         pytest.skip("the SFU is not set up in this app")
     session = await schedule(world)

@@ -31,8 +31,7 @@ async def test_auto_record_until_the_session_ends_then_local_playback(
 ) -> None:
     from tests.conftest import Accounts
     from vtp.app import create_app
-    from vtp.appkeys import DB
-    from vtp.sfu import SFU_KEY
+    from vtp.appkeys import DB, SFU_KEY
 
     cfg = config.model_copy(
         update={"ice_addresses": ["127.0.0.1"], "recording_spool_dir": tmp_path / "spool"}

@@ -105,9 +105,8 @@ async def test_recorded_class_survives_s3_outage_and_crash(
 ) -> None:
     from tests.conftest import Accounts
     from vtp.app import create_app
-    from vtp.appkeys import DB, STORE
-    from vtp.recorder.service import RECORDER, Recorder
-    from vtp.sfu import SFU_KEY
+    from vtp.appkeys import DB, RECORDER, SFU_KEY, STORE
+    from vtp.recorder.service import Recorder
 
     cfg = s3_config(config, weed[0], tmp_path)
     client = await aiohttp_client(create_app(cfg))

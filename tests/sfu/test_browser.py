@@ -102,7 +102,7 @@ def sfu_config(request: pytest.FixtureRequest) -> Config:
 
 @pytest.fixture
 async def signalling(sfu: Sfu) -> AsyncIterator[str]:
-    """A throw-away HTTP signalling for the test page (the real one is vtp.sfu.signalling)."""
+    """A throw-away HTTP signalling for the test page (the real one is vtp.signalling.websocket)."""
 
     def peer(peer_id: str) -> Any:
         room = sfu.room("browser")  # rooms close when empty: look the room up each time

@@ -1,4 +1,4 @@
-"""The aiohttp hook and the service object's lifecycle."""
+"""The application's SFU context and the service object's lifecycle."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from typing import Any
 
 from aiohttp import web
 
-from vtp.appkeys import CONFIG
+from vtp.app import sfu_ctx
+from vtp.appkeys import CONFIG, SFU_KEY
 from vtp.config import load_config
-from vtp.sfu import SFU_KEY, Sfu, setup
+from vtp.sfu import Sfu
 
 
-async def test_setup_adds_a_cleanup_ctx_that_owns_the_sfu(aiohttp_client: Any) -> None:
+async def test_the_cleanup_ctx_owns_the_sfu(aiohttp_client: Any) -> None:
     app = web.Application()
     app[CONFIG] = load_config(ice_addresses=["127.0.0.1"])
-    setup(app)
+    app.cleanup_ctx.append(sfu_ctx)
     client = await aiohttp_client(app)
     sfu = client.app[SFU_KEY]
     assert isinstance(sfu, Sfu) and sfu.started

@@ -16,9 +16,9 @@ from ws_peers import (
     subscribe,
 )
 
+from vtp.appkeys import SFU_KEY
 from vtp.sfu import events
 from vtp.sfu.connection import DownConnection
-from vtp.sfu.service import SFU_KEY
 
 
 async def test_view_hides_and_sizes_a_subscribers_video(client: Any, accounts: Any) -> None:

@@ -37,7 +37,7 @@ from ws_peers import (
 from vtp.app import create_app
 from vtp.appkeys import CONFIG, REDIS, TOKENS
 from vtp.auth.tokens import TokenService
-from vtp.sfu.members import MEMBERS
+from vtp.signalling.members import MEMBERS
 
 LIMIT_S = 2.0
 
@@ -316,6 +316,8 @@ async def test_a_ta_demoted_while_hosting_loses_the_presenters_powers(
     ta_sfu = await connect(client, ta["access_token"])
     assert (await ta_sfu.request("join", "joined", room=room))["role"] == "presenter"
     ta_pc, ta_stream = await publish(ta_sfu, RED)
+    # live (DTLS up) before the demotion, or there is no stream to see removed
+    await ta_sfu.wait("stream-added", stream_id=ta_stream)
     ta_live = await open_channel(client, c["session"]["id"], ta["access_token"])
     s_live = await open_channel(client, c["session"]["id"], student["access_token"])
     await ta_live.wait("participant-joined")

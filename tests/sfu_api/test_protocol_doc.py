@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vtp.app import create_app
 from vtp.config import Config
-from vtp.sfu import messages
+from vtp.signalling import messages
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from vtp.api import sfu as sfu_api
+from vtp import routes
 from vtp.api.access import access_of
 from vtp.app import create_app
 from vtp.auth.principal import Principal
 from vtp.config import Config
-from vtp.sfu.access import RoomGrant, may_read_room_state, room_access
+from vtp.signalling.access import RoomGrant, may_read_room_state, room_access
 
 EXPECTED = {
     ("GET", "/api/v1/sfu/ws"): "public",  # authenticates inside the protocol
@@ -59,16 +60,15 @@ def test_every_sfu_route_has_the_expected_rule(config: Config) -> None:
 def test_create_app_refuses_an_sfu_route_without_a_rule(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = sfu_api.setup
+    original = routes.route_tables
 
     async def naked(request: web.Request) -> web.Response:
         return web.Response()
 
-    def setup(app: web.Application) -> None:
-        original(app)
-        app.router.add_get("/api/v1/sfu/naked", naked)
+    def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
+        return [*original(config), [web.get("/api/v1/sfu/naked", naked)]]
 
-    monkeypatch.setattr(sfu_api, "setup", setup)
+    monkeypatch.setattr(routes, "route_tables", route_tables)
     with pytest.raises(RuntimeError, match=r"without an access rule: .*GET /api/v1/sfu/naked"):
         create_app(config)
 

@@ -195,7 +195,7 @@ async def test_authentication(client: Any, accounts: Any) -> None:
 
 async def test_idle_websocket_peer_stays_in_the_room(client: Any, accounts: Any) -> None:
     """A joined peer with no media connection is kept while its WebSocket is open."""
-    from vtp.sfu.service import SFU_KEY
+    from vtp.appkeys import SFU_KEY
 
     sfu = client.app[SFU_KEY]
     sfu.peer_timeout_s = 1.0
@@ -243,7 +243,7 @@ async def test_auth_renews_the_token_and_logout_closes_the_socket(
 
 
 async def test_room_closed_tells_its_peers(client: Any, accounts: Any) -> None:
-    from vtp.sfu.service import SFU_KEY
+    from vtp.appkeys import SFU_KEY
 
     teacher = await accounts.with_role("teacher")
     conn = await connect(client, teacher["access_token"])

@@ -96,10 +96,11 @@ async def test_refusals_close_with_a_reason(client: Any, accounts: Any) -> None:
     assert msg["type"] == "error" and msg["error"]["code"] == "token_invalid"
     await ws.receive()
     assert ws.close_code == 4401
-    # Deeply nested JSON before authenticating: refused like any non-auth message.
+    # Deeply nested JSON before authenticating: refused (the channel framework answers
+    # what is wrong with the message, as the SFU signalling socket always did).
     ws = await client.ws_connect(path)
     await ws.send_str("[" * 3_000)  # deeper than Python's parser can recurse
-    assert (await ws.receive_json())["error"]["code"] == "not_authenticated"
+    assert (await ws.receive_json())["error"]["code"] == "invalid_json"
     await ws.receive()
     assert ws.close_code == 4401
     # Something other than auth first.
@@ -281,7 +282,7 @@ async def test_two_tabs_count_once(client: Any, accounts: Any, database_url: str
 
 
 async def test_recording_unavailable_says_why(client: Any, accounts: Any) -> None:
-    from vtp.recorder.service import RECORDER
+    from vtp.appkeys import RECORDER
 
     teacher = await accounts.with_role("teacher")
     session = await _session(client, teacher, [])
@@ -292,3 +293,31 @@ async def test_recording_unavailable_says_why(client: Any, accounts: Any) -> Non
     assert recording["reason"] == (
         "Recording is not available: spool /var/spool/vtp is not writable."
     )
+
+
+async def test_shutdown_closes_both_kinds_of_channel_with_1001(client: Any, accounts: Any) -> None:
+    """The live channel and the SFU signalling socket are one channel implementation:
+    the server's shutdown closes both the same way."""
+    from aiohttp import WSMsgType
+
+    teacher = await accounts.with_role("teacher")
+    session = await _session(client, teacher, [])
+    live = await _open(client, session["id"], teacher)
+    await live.next("ready")
+    sfu = await client.ws_connect("/api/v1/sfu/ws")
+    await sfu.send_json({"type": "auth", "token": teacher["access_token"]})
+    assert (await sfu.receive_json())["type"] == "authenticated"
+    await client.app.shutdown()
+    for name, ws in (("live", live.ws), ("sfu", sfu)):
+        seen = []
+        while (msg := await asyncio.wait_for(ws.receive(), 10)).type not in (
+            WSMsgType.CLOSE,
+            WSMsgType.CLOSED,
+        ):
+            seen.append(msg)
+        # (the close frame's code: the client's own close_code may say 1006 when the
+        # stopping server does not wait for the closing handshake)
+        assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1001, "server shutdown"), (
+            name,
+            seen,
+        )

@@ -76,8 +76,8 @@ async def test_mute_stops_forwarding_until_an_allowed_unmute(client: Any, accoun
     viewer, _ = await subscribe(t_sfu, stream_id)
     await _flowing(lambda: viewer.audio_frames, 25)
     ada_id = ada["user"]["id"]
-    from vtp.sfu.members import MEMBERS
-    from vtp.sfu.service import SFU_KEY
+    from vtp.appkeys import SFU_KEY
+    from vtp.signalling.members import MEMBERS
 
     tracks = client.app[SFU_KEY].get_room(room).publication(stream_id).tracks
     up_audio = next(t for t in tracks if t.kind == "audio")

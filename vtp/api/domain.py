@@ -1,4 +1,4 @@
-"""The teaching-domain API (issue 7): every route table, registered in one call.
+"""The teaching-domain API (issue 7): its route tables, registered by :mod:`vtp.routes`.
 
 Resources (all under /api/v1, JSON; lists are ``{"items", "next_cursor"}`` pages):
 courses and enrollments (`courses`), live sessions and attendance (`sessions`),
@@ -44,9 +44,5 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     recordings.routes,
 )
 
-
-def setup_domain(app: web.Application) -> None:
-    for table in ROUTE_TABLES:
-        app.add_routes(table)
-    # The API description (public), generated from the whole route table.
-    app.add_routes(openapi.routes)
+# The API description (public), generated from the whole route table: registered last.
+DESCRIPTION_ROUTES = openapi.routes

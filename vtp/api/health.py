@@ -5,9 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from vtp import __version__
-from vtp.appkeys import CONFIG, DB, REDIS, STORE
+from vtp.appkeys import CONFIG, DB, RECORDER, REDIS, STORE
 from vtp.health import check_all
-from vtp.recorder.service import RECORDER
 
 routes = web.RouteTableDef()
 

@@ -29,12 +29,12 @@ from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.recordings import recording_json
 from vtp.api.sessions import load_session
 from vtp.api.users import path_uuid
-from vtp.appkeys import CONFIG, DB, STORE
+from vtp.appkeys import CONFIG, DB, RECORDER, STORE
 from vtp.auth.secret import load_or_create_secret
 from vtp.db import recordings as recordings_db
 from vtp.recorder import db as recorder_db
 from vtp.recorder.matroska import content_type
-from vtp.recorder.service import RECORDER, Recorder
+from vtp.recorder.service import Recorder
 from vtp.recorder.session import MANIFEST
 from vtp.recorder.uploader import object_prefix
 from vtp.storage import StorageError

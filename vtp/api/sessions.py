@@ -31,6 +31,7 @@ from vtp.api.query import ListQuery, decode_cursor, page, parse_query
 from vtp.api.responses import AttendanceLineOut, JoinTicketOut, SessionOut, returns
 from vtp.api.users import path_uuid
 from vtp.appkeys import AUTHORITY, DB, REDIS
+from vtp.auth import removals
 from vtp.auth.authority import AuthorityChange
 from vtp.db import attendance as attendance_db
 from vtp.db import sessions as db
@@ -102,10 +103,7 @@ async def load_session(
 async def refuse_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
     """403 ``removed`` for a user the teacher removed from this session: removal closes
     every way into the class (join ticket, session chat, and the SFU room through
-    :func:`vtp.sfu.access.room_access`)."""
-    # Imported here: the classroom (vtp.web) builds on this module.
-    from vtp.web import removals
-
+    :func:`vtp.signalling.access.room_access`)."""
     reason = await removals.reason(app[REDIS], session_id, user_id)
     if reason is not None:
         raise ApiError(403, "removed", f"you were removed from this class: {reason}")

@@ -8,11 +8,11 @@
 * :mod:`.session` - one recording of a room: a file per published stream + manifest;
 * :mod:`.spool`, :mod:`.uploader` - the spool, and uploads with retries, each verified
   (size and streamed SHA-256) through the app's :class:`~vtp.storage.ObjectStore`;
-* :mod:`.service` - the :class:`Recorder` under ``app[RECORDER]``; ``setup(app)``.
+* :mod:`.service` - the :class:`Recorder` (the app keeps it under ``app[vtp.appkeys.RECORDER]``).
 """
 
 from __future__ import annotations
 
-from vtp.recorder.service import RECORDER, Recorder, RecordingChanged, recorder_ctx, setup
+from vtp.recorder.service import Recorder, RecordingChanged
 
-__all__ = ["RECORDER", "Recorder", "RecordingChanged", "recorder_ctx", "setup"]
+__all__ = ["Recorder", "RecordingChanged"]

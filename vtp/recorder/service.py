@@ -1,9 +1,9 @@
 """The Recorder service: starts and stops recordings of live sessions, owns the spool
 and the uploader, and reports its health.
 
-``setup(app)`` appends :func:`recorder_ctx` to ``app.cleanup_ctx`` (after the database,
-object store and SFU contexts, which it needs) and adds the recording control and
-playback routes. ``app[RECORDER]`` is the :class:`Recorder`.
+The application builds it in a cleanup context (:mod:`vtp.app`: after the database,
+object store and SFU, which it needs) and keeps it under ``app[vtp.appkeys.RECORDER]``;
+its HTTP routes are the edge's (:mod:`vtp.api.recordings_control`).
 
 Automatic start: the first stream published in a room whose live session has
 ``auto_record`` (and no recording yet) starts one. A recording stops when asked, when
@@ -18,13 +18,12 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from aiohttp import web
 
 from vtp.config import Config
 from vtp.db.models import EndedReason
@@ -365,32 +364,3 @@ class Recorder:
             "spool+" + self.store.name,
             "; ".join(problems) or None,
         )
-
-
-RECORDER = web.AppKey("recorder", Recorder)
-
-
-async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
-    from vtp.appkeys import CONFIG, DB, STORE
-
-    sfu: Sfu | None = None
-    try:
-        from vtp.sfu import SFU_KEY
-
-        sfu = app.get(SFU_KEY)
-    except ImportError:
-        sfu = None
-    recorder = Recorder(app[CONFIG], app[DB], app[STORE], sfu)
-    await recorder.start()
-    app[RECORDER] = recorder
-    try:
-        yield
-    finally:
-        await recorder.close()
-
-
-def setup(app: web.Application) -> None:
-    from vtp.api import recordings_control
-
-    app.cleanup_ctx.append(recorder_ctx)
-    app.add_routes(recordings_control.routes)

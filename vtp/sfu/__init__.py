@@ -139,8 +139,18 @@ SFU an ICE-lite agent: :mod:`vtp.sfu.icelite`; ``Sfu.start()`` opens it), ``stun
 ``turn_urls``, ``turn_secret``, ``turn_credential_ttl_s``, ``room_grace_s``,
 ``peer_timeout_s``. Nothing external is contacted by default.
 
-aiohttp: ``vtp.sfu.setup(app)`` appends :func:`sfu_ctx` to ``app.cleanup_ctx``; it builds
-the Sfu from ``app[vtp.appkeys.CONFIG]`` and stores it under ``app[SFU_KEY]``.
+This module is the SFU's interface: the edge (:mod:`vtp.signalling`, :mod:`vtp.web`,
+:mod:`vtp.api`) imports what it calls from ``vtp.sfu`` and ``vtp.sfu.events`` only -
+join (``sfu.room(name).join``), leave (``peer.leave``), publish, subscribe, answer,
+ICE (``peer.add_ice_candidate``, :func:`restart_ice`), preferences, mute, and the
+events (``sfu.add_listener``) - never the packet path's modules (import-linter contract
+"The edge reaches the SFU through its interface"). A relayed caller (another node)
+drives the same calls.
+
+The media plane imports no web code (no aiohttp, ``vtp.api``, ``vtp.web``,
+``vtp.signalling``: import-linter contracts in pyproject.toml). The application builds the
+Sfu in a cleanup context (:mod:`vtp.app`) and keeps it under ``app[vtp.appkeys.SFU_KEY]``;
+the signalling edge (:mod:`vtp.signalling`) drives it through the API above.
 
 Modules: ``service`` (Sfu), ``room``, ``peer``, ``connection`` (up/down peer
 connections), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
@@ -157,7 +167,24 @@ each leg uses, keyframe detection per codec), ``codecsdp`` (aiortc's stand-in co
 
 from __future__ import annotations
 
+from vtp.sfu import events
+from vtp.sfu.connection import Connection, DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
-from vtp.sfu.service import SFU_KEY, Sfu, setup, sfu_ctx
+from vtp.sfu.icerestart import restart_ice
+from vtp.sfu.peer import Peer
+from vtp.sfu.room import Room, StreamInfo, TrackInfo
+from vtp.sfu.service import Sfu
 
-__all__ = ["SFU_KEY", "Sfu", "SfuError", "setup", "sfu_ctx"]
+__all__ = [
+    "Connection",
+    "DownConnection",
+    "Peer",
+    "Room",
+    "Sfu",
+    "SfuError",
+    "StreamInfo",
+    "TrackInfo",
+    "UpConnection",
+    "events",
+    "restart_ice",
+]

@@ -1,4 +1,4 @@
-"""The SFU service object and its aiohttp hook."""
+"""The SFU service object: every room of this process, and the tick that drives them."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
-
-from aiohttp import web
 
 from vtp.config import Config
 from vtp.sfu import aiortc_hooks, codecs, events
@@ -186,23 +184,3 @@ class Sfu:
                 if self.rooms.get(name) is room:
                     del self.rooms[name]
                 await room.close()
-
-
-SFU_KEY = web.AppKey("sfu", Sfu)
-
-
-async def sfu_ctx(app: web.Application) -> AsyncIterator[None]:
-    """``app.cleanup_ctx`` entry: builds the Sfu from the app's Config."""
-    from vtp.appkeys import CONFIG
-
-    sfu = Sfu(app[CONFIG])
-    await sfu.start()
-    app[SFU_KEY] = sfu
-    try:
-        yield
-    finally:
-        await sfu.close()
-
-
-def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(sfu_ctx)

@@ -5,7 +5,7 @@ that load plain JavaScript modules from ``/static/``; the modules get every piec
 through ``/api`` with the JWT the browser keeps, and speak to the SFU over the WebSocket
 protocol of docs/protocol.md. The classroom's own live channel (hands, teacher controls,
 media state, chat delivery, presence and attendance) is :mod:`vtp.web.live`; with it
-:mod:`vtp.web.removals` (whom a teacher removed, in Redis), :mod:`vtp.web.muting` (the
+:mod:`vtp.auth.removals` (whom a teacher removed, in Redis), :mod:`vtp.web.muting` (the
 rules of server-enforced mute) and :mod:`vtp.web.presence` (attendance for every way
 into a session's room).
 
@@ -30,6 +30,7 @@ import jinja2
 from aiohttp import web
 
 from vtp.appkeys import CONFIG
+from vtp.config import Config
 from vtp.web import headers, live, pages
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -37,7 +38,7 @@ STATIC = Path(__file__).resolve().parents[2] / "static"
 
 
 def setup(app: web.Application) -> None:
-    """Templates, page routes, ``/static/`` and the classroom live channel."""
+    """Templates, page headers and the classroom live channel's state (routes: vtp.routes)."""
     # No context processors: they would add a middleware to every request, /api included.
     env = aiohttp_jinja2.setup(
         app,
@@ -45,17 +46,23 @@ def setup(app: web.Application) -> None:
         autoescape=jinja2.select_autoescape(["html"]),
     )
     env.globals["asset_version"] = pages.ASSET_VERSION
-    app.add_routes(pages.routes)
+    headers.setup(app, app[CONFIG])
+    live.setup(app)
+
+
+def asset_routes(config: Config) -> list[web.AbstractRouteDef]:
+    """``/static/app/`` and, in development, the SFU's manual test page."""
+    routes: list[web.AbstractRouteDef] = []
     # Only the client's own assets; the SFU's manual test page is a development tool.
     if (STATIC / "app").is_dir():
-        app.router.add_static("/static/app/", STATIC / "app", name="static", append_version=False)
-    config = app[CONFIG]
+        routes.append(
+            web.static("/static/app/", STATIC / "app", name="static", append_version=False)
+        )
     if config.dev_pages:
         dev_page = STATIC / "sfu-test.html"
 
         async def sfu_test_page(_request: web.Request) -> web.FileResponse:
             return web.FileResponse(dev_page)
 
-        app.router.add_get(headers.DEV_TEST_PAGE, sfu_test_page)
-    headers.setup(app, config)
-    live.setup(app)
+        routes.append(web.get(headers.DEV_TEST_PAGE, sfu_test_page))
+    return routes

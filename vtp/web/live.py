@@ -7,7 +7,12 @@ the session for everyone, and who is present since when. The browser client open
 channel next to the SFU WebSocket. Everything here is additive and could move into the
 signalling protocol as messages of its own (see the report of issue 5).
 
-Protocol (JSON text frames with a ``type``):
+Protocol (JSON frames with a ``type``; every message is a pydantic model of
+:mod:`vtp.web.live_messages`, one per type: fields the server does not know are ignored,
+a field of the wrong type gets ``validation_error``, an unknown type ``unknown_type``).
+The channel itself - authentication, renewal, authority rechecks, the bounded outgoing
+queue, heartbeats, rate limits, close codes - is :mod:`vtp.channel.socket`, shared with
+the SFU signalling socket:
 
 client -> server
   ``auth {token}``                 first, within 10 s (browsers cannot set headers); sent
@@ -85,38 +90,44 @@ coalesced at every receiver (a ``hand`` or ``media`` message replaces the same u
 older one still waiting), so no receiver falls behind on state it would throw away.
 
 Participants, hands and media state live in this process (one process serves a class:
-its SFU room is here too); removals are in Redis (:mod:`vtp.web.removals`).
+its SFU room is here too); removals are in Redis (:mod:`vtp.auth.removals`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
-from vtp import jsonlimits
 from vtp.api.access import public
 from vtp.api.chat import CHAT_HOOKS, ChatHook
 from vtp.api.errors import ApiError
-from vtp.appkeys import AUTHORITY, CONFIG, DB, REDIS, TOKENS
-from vtp.auth.authority import AuthorityChange, until_expired
+from vtp.appkeys import AUTHORITY, CONFIG, DB, RECORDER, REDIS
+from vtp.auth import removals
+from vtp.auth.authority import AuthorityChange
 from vtp.auth.tokens import TokenError
+from vtp.channel.messages import MessageError, ServerMessage
+from vtp.channel.socket import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
+    OPEN_CHANNELS,
+    Channel,
+    Rules,
+)
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
-from vtp.limits import websockets as ws_limits
-from vtp.limits.outqueue import OutQueue
 from vtp.limits.tokenbucket import SendLimits
 from vtp.recorder import db as recorder_db
-from vtp.recorder.service import RECORDER, RecordingChanged
-from vtp.sfu.members import MEMBERS, Member
-from vtp.web import muting, removals
+from vtp.recorder.service import RecordingChanged
+from vtp.signalling.members import MEMBERS, Member
+from vtp.web import live_messages as lm
+from vtp.web import muting
 from vtp.web.presence import PRESENCE, presence_ctx
 
 logger = logging.getLogger(__name__)
@@ -127,8 +138,6 @@ AUTH_TIMEOUT_S = 10.0
 HEARTBEAT_S = 10.0
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_QUEUED = 512
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_LIVE = 4409
 NO_RECORDER = "Recording is not available: no recorder runs on this server."
 
@@ -144,36 +153,74 @@ class ChannelError(Exception):
         self.message = message
 
 
-@dataclass(eq=False)
-class Connection:
-    """One open live-channel WebSocket of one user."""
+class Connection(Channel):
+    """One open live-channel WebSocket of one user (the channel framework:
+    :mod:`vtp.channel.socket`)."""
 
-    ws: web.WebSocketResponse
-    user_id: uuid.UUID
-    display: str
-    role: str  # "presenter" | "viewer"
-    token: str = ""  # re-checked on every change of authority; renewed by "auth"
-    expires_at: float = 0.0
-    is_admin: bool = False
-    course_id: uuid.UUID | None = None
-    out: OutQueue[dict[str, Any] | tuple[int, str]] = field(
-        default_factory=lambda: OutQueue(MAX_QUEUED)
+    rules = Rules(
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        max_queued=MAX_QUEUED,
+        too_slow_code=WSCloseCode.POLICY_VIOLATION,
+        heartbeat_s=HEARTBEAT_S,
+        auth_timeout_s=AUTH_TIMEOUT_S,
     )
-    closing: bool = False
+    messages = lm.CLIENT
 
-    def send(self, message: dict[str, Any], key: tuple[str, uuid.UUID] | None = None) -> None:
-        """Queue a message; one with a ``key`` is state that replaces the queued older
-        message of the same key."""
-        if self.closing:
-            return
-        if not self.out.put(message, key):
-            self.close(WSCloseCode.POLICY_VIOLATION, "too many unread messages")
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+        super().__init__(app, ws, app[SEND_LIMITS])
+        self.display = ""
+        self.role = "viewer"  # "presenter" | "viewer"
+        self.course_id: uuid.UUID | None = None
+        self.room: LiveRoom | None = None
 
-    def close(self, code: int, reason: str) -> None:
-        """Close the WebSocket once what is queued before has been sent."""
-        if not self.closing:
-            self.closing = True
-            self.out.put((code, reason), force=True)
+    @property
+    def is_admin(self) -> bool:
+        return self.principal is not None and self.principal.role == "admin"
+
+    def error_message(
+        self, code: str, message: str, details: Any, request_id: str | None
+    ) -> ServerMessage:
+        return lm.ErrorMessage.of(code, message, details)
+
+    def authenticated_message(self, request_id: str | None) -> ServerMessage:
+        assert self.principal is not None
+        return lm.Authenticated(
+            user_id=str(self.principal.user_id), expires_at=self.principal.expires_at
+        )
+
+    def refusal(self, exc: Exception) -> MessageError | None:
+        if isinstance(exc, ChannelError | muting.MuteRefused):
+            return MessageError(exc.code, exc.message)
+        return None
+
+    async def handle(self, message: Any) -> None:
+        assert self.room is not None
+        await _handle(self.app, self.room, self, message)
+
+    async def on_authority(self, change: AuthorityChange) -> None:
+        if self.room is not None:
+            await _recheck(self.app, self.room, self, change)
+
+    async def run(self, session_id: uuid.UUID) -> None:
+        self.start_writer()
+        try:
+            if await self.authenticate() is None:
+                return
+            ticket = await _admit(self, session_id)
+            if ticket is None or not await self.take_slot():
+                return
+            room = self.room = self.app[LIVE_ROOMS].get(session_id, ticket.room_name)
+            try:  # (entering inside: a cancelled entry still leaves)
+                await _enter(self.app, room, self)
+                self.follow_authority(lambda: (self.course_id, room.session_id))
+                await self.serve()
+            finally:
+                self.stop_following()
+                self.close(WSCloseCode.OK, "bye")
+                await asyncio.shield(_exit(self.app, room, self, "left"))
+        finally:
+            self.close(WSCloseCode.OK, "bye")
+            await self.drain()
 
 
 @dataclass(eq=False)
@@ -222,15 +269,16 @@ class LiveRoom:
 
     def broadcast(
         self,
-        message: dict[str, Any],
+        message: ServerMessage,
         *,
         skip: Connection | None = None,
         key: tuple[str, uuid.UUID] | None = None,
     ) -> None:
+        data = message.to_json()  # once for every receiver
         for participant in self.participants.values():
             for conn in participant.connections:
                 if conn is not skip:
-                    conn.send(message, key)
+                    conn.send(data, key)
 
 
 class LiveRooms:
@@ -250,17 +298,13 @@ class LiveRooms:
         return None
 
     def forget_if_empty(self, room: LiveRoom) -> None:
-        # (whom the teacher removed is kept in Redis, not here: see vtp.web.removals)
+        # (whom the teacher removed is kept in Redis, not here: see vtp.auth.removals)
         if not room.participants:
             self.rooms.pop(room.session_id, None)
 
 
 LIVE_ROOMS = web.AppKey("web_live_rooms", LiveRooms)
 SEND_LIMITS = web.AppKey("web_live_send_limits", SendLimits)
-
-
-def _error(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"type": "error", "error": {"code": code, "message": message, "details": details}}
 
 
 def participant_json(
@@ -322,82 +366,36 @@ def recording_state(app: web.Application, session_id: uuid.UUID) -> dict[str, An
 # --- the WebSocket -----------------------------------------------------------------------
 
 
-async def _write_loop(conn: Connection) -> None:
-    while True:
-        item = await conn.out.get()
-        if conn.ws.closed:
-            return
-        if isinstance(item, tuple):
-            with contextlib.suppress(Exception):
-                await conn.ws.close(code=item[0], message=item[1].encode()[:120])
-            return
-        try:
-            await conn.ws.send_json(item)
-        except (ConnectionError, RuntimeError):
-            return
-
-
-async def _authenticate(
-    request: web.Request, ws: web.WebSocketResponse, session_id: uuid.UUID
-) -> tuple[Connection, sessions_db.JoinTicket] | None:
-    app = request.app
-    try:
-        msg = await ws.receive(timeout=AUTH_TIMEOUT_S)
-    except TimeoutError:
-        await _refuse(ws, CLOSE_UNAUTHORIZED, "not_authenticated", "send an auth message first")
-        return None
-    try:
-        data = jsonlimits.loads(msg.data) if msg.type == WSMsgType.TEXT else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or data.get("type") != "auth" or not data.get("token"):
-        await _refuse(ws, CLOSE_UNAUTHORIZED, "not_authenticated", "send an auth message first")
-        return None
-    try:
-        principal = await app[TOKENS].verify_access(str(data["token"]))
-    except TokenError as exc:
-        await _refuse(ws, CLOSE_UNAUTHORIZED, exc.code, exc.message)
-        return None
+async def _admit(conn: Connection, session_id: uuid.UUID) -> sessions_db.JoinTicket | None:
+    """May the authenticated user be in this live session? None after a refusal."""
+    app = conn.app
+    principal = conn.principal
+    assert principal is not None
     pool = app[DB]
     ticket = await sessions_db.join_ticket(
         pool,
         user_id=principal.user_id,
-        is_admin=principal.role == "admin",
+        is_admin=conn.is_admin,
         session_id=session_id,
     )
     if ticket is None:
-        await _refuse(ws, CLOSE_FORBIDDEN, "not_found", "no such session")
+        conn.refuse(CLOSE_FORBIDDEN, "not_found", "no such session")
         return None
     if ticket.status != "live":
-        await _refuse(
-            ws, CLOSE_NOT_LIVE, "session_not_live", f"the session is {ticket.status}, not live"
-        )
+        conn.refuse(CLOSE_NOT_LIVE, "session_not_live", f"the session is {ticket.status}, not live")
         return None
     reason = await removals.reason(app[REDIS], session_id, principal.user_id)
     if reason is not None:
-        await _refuse(ws, CLOSE_FORBIDDEN, "removed", f"you were removed from this class: {reason}")
+        conn.refuse(CLOSE_FORBIDDEN, "removed", f"you were removed from this class: {reason}")
         return None
     user = await get_user(pool, principal.user_id)
     if user is None or not user.is_active:
-        await _refuse(ws, CLOSE_UNAUTHORIZED, "account_disabled", "this account no longer exists")
+        conn.refuse(CLOSE_UNAUTHORIZED, "account_disabled", "this account no longer exists")
         return None
-    conn = Connection(
-        ws=ws,
-        user_id=principal.user_id,
-        display=user.display_name,
-        role=ticket.role,
-        token=str(data["token"]),
-        expires_at=principal.expires_at,
-        is_admin=principal.role == "admin",
-        course_id=ticket.course_id,
-    )
-    return conn, ticket
-
-
-async def _refuse(ws: web.WebSocketResponse, close_code: int, code: str, message: str) -> None:
-    with contextlib.suppress(Exception):
-        await ws.send_json(_error(code, message))
-        await ws.close(code=close_code, message=code.encode()[:120])
+    conn.display = user.display_name
+    conn.role = ticket.role
+    conn.course_id = ticket.course_id
+    return ticket
 
 
 @routes.get(LIVE_PATH)
@@ -409,51 +407,16 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
         session_id = uuid.UUID(request.match_info["session_id"])
     except ValueError:
         raise ApiError(404, "not_found", "no such session") from None
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
-    if not ws.can_prepare(request).ok:
-        raise ApiError(400, "bad_request", "this endpoint speaks WebSocket only")
-    await ws.prepare(request)
-    authenticated = await _authenticate(request, ws, session_id)
-    if authenticated is None:
-        return ws
-    conn, ticket = authenticated
     app = request.app
-    lease = await ws_limits.take_slot(app, conn.user_id)
-    if lease is None:
-        exc = ws_limits.too_many_sessions(app[CONFIG].max_websockets_per_user)
-        await _refuse(ws, ws_limits.CLOSE_LIMITED, exc.code, exc.message)
-        return ws
-    room = app[LIVE_ROOMS].get(session_id, ticket.room_name)
-    limit = app[SEND_LIMITS].for_connection(conn.user_id)
-    writer = asyncio.create_task(_write_loop(conn))
-    stop_watching: Callable[[], None] | None = None
-    try:  # (entering inside: a cancelled entry still gives the slot back)
-        await _enter(app, room, conn)
-        stop_watching = _follow_authority(app, room, conn)
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            if not limit.allow():
-                # the flood costs the flooder: its socket closes, the class goes on
-                conn.send(_error("rate_limited", "too many messages: this connection is closed"))
-                conn.close(ws_limits.CLOSE_LIMITED, "rate_limited")
-                break
-            try:
-                await _handle(app, room, conn, msg.data)
-            except (ChannelError, muting.MuteRefused) as exc:
-                conn.send(_error(exc.code, exc.message))
-            except Exception:
-                logger.exception("live channel message failed")
-                conn.send(_error("internal_error", "the server failed to handle this message"))
+    conn = Connection(app, Connection.response(request))
+    await conn.ws.prepare(request)
+    app[OPEN_CHANNELS].add(conn)
+    try:
+        await conn.run(session_id)
     finally:
-        if stop_watching is not None:
-            stop_watching()
-        conn.close(WSCloseCode.OK, "bye")
-        await ws_limits.give_back(app, lease)
-        await asyncio.shield(_exit(app, room, conn, "left"))
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(writer, 2)
-    return ws
+        app[OPEN_CHANNELS].discard(conn)
+        await conn.give_back()
+    return conn.ws
 
 
 async def _enter(app: web.Application, room: LiveRoom, conn: Connection) -> None:
@@ -470,18 +433,16 @@ async def _enter(app: web.Application, room: LiveRoom, conn: Connection) -> None
         if writing is not None:
             await asyncio.shield(writing)
     conn.send(
-        {
-            "type": "ready",
-            "you": {"user_id": str(conn.user_id), "role": conn.role, "display": conn.display},
-            "participants": _everyone_json(app, room),
-            "recording": recording_state(app, room.session_id),
-            "now": _now().isoformat(),
-        }
+        lm.Ready(
+            you={"user_id": str(conn.user_id), "role": conn.role, "display": conn.display},
+            participants=_everyone_json(app, room),
+            recording=recording_state(app, room.session_id),
+            now=_now().isoformat(),
+        )
     )
     if first:
         room.broadcast(
-            {"type": "participant-joined", "participant": participant_json(app, room, participant)},
-            skip=conn,
+            lm.ParticipantJoined(participant=participant_json(app, room, participant)), skip=conn
         )
 
 
@@ -493,23 +454,19 @@ async def _exit(app: web.Application, room: LiveRoom, conn: Connection, reason: 
     if participant.connections:
         return
     del room.participants[conn.user_id]
-    room.broadcast({"type": "participant-left", "user_id": str(conn.user_id), "reason": reason})
+    room.broadcast(lm.ParticipantLeft(user_id=str(conn.user_id), reason=reason))
     still = _sfu_members(app, room.room_name, conn.user_id)
     if still:  # (still in the SFU room without this channel)
         only = _sfu_only_json(app, room.room_name, still[0])
-        room.broadcast({"type": "participant-joined", "participant": only})
+        room.broadcast(lm.ParticipantJoined(participant=only))
     app[LIVE_ROOMS].forget_if_empty(room)
     writing = app[PRESENCE].depart(room.room_name, conn.user_id)
     if writing is not None:
         await writing
 
 
-def _target(app: web.Application, room: LiveRoom, data: dict[str, Any]) -> Target:
+def _target(app: web.Application, room: LiveRoom, user_id: uuid.UUID) -> Target:
     """A participant of this channel, or a user in the session's SFU room by any way in."""
-    try:
-        user_id = uuid.UUID(str(data.get("user_id")))
-    except ValueError:
-        raise ChannelError("validation_error", "user_id must be a UUID") from None
     participant = room.participants.get(user_id)
     if participant is not None:
         return Target(user_id, participant.display, participant.role, participant)
@@ -537,180 +494,109 @@ def _set_role(room: LiveRoom, conn: Connection, role: str) -> None:
     participant = room.participants.get(conn.user_id)
     if participant is not None and participant.role != role:
         participant.role = role
-        room.broadcast({"type": "role", "user_id": str(conn.user_id), "role": role})
+        room.broadcast(lm.Role(user_id=str(conn.user_id), role=role))
 
 
 # --- authority while the channel is open ----------------------------------------------------
 
 
-def _follow_authority(app: web.Application, room: LiveRoom, conn: Connection) -> Callable[[], None]:
-    """Re-check on every change of authority, close at token expiry; returns the stop."""
-    bus = app.get(AUTHORITY)
-
-    async def recheck(change: AuthorityChange) -> None:
-        await _recheck(app, room, conn, change)
-
-    watch = (
-        bus.watch(conn.user_id, recheck, lambda: (conn.course_id, room.session_id))
-        if bus is not None
-        else None
-    )
-    expiry = asyncio.create_task(_expire(conn))
-
-    def stop() -> None:
-        if watch is not None:
-            watch.cancel()
-        expiry.cancel()
-
-    return stop
-
-
-async def _expire(conn: Connection) -> None:
-    await until_expired(lambda: conn.expires_at)
-    conn.send(
-        _error(
-            "token_expired",
-            "the access token expired: send auth with a fresh one before it expires",
-        )
-    )
-    conn.close(CLOSE_UNAUTHORIZED, "token_expired")
-
-
 async def _recheck(
     app: web.Application, room: LiveRoom, conn: Connection, change: AuthorityChange
 ) -> None:
-    if conn.closing:
-        return
     try:
-        principal = await app[TOKENS].verify_access(conn.token)
+        await conn.verify_again()
     except TokenError as exc:
-        conn.send(_error(exc.code, f"{exc.message} ({change.reason})"))
-        conn.close(CLOSE_UNAUTHORIZED, exc.code)
+        conn.refuse(CLOSE_UNAUTHORIZED, exc.code, f"{exc.message} ({change.reason})")
         return
-    conn.is_admin = principal.role == "admin"
     ticket = await sessions_db.join_ticket(
         app[DB], user_id=conn.user_id, is_admin=conn.is_admin, session_id=room.session_id
     )
     if ticket is None:
-        conn.send(_error("forbidden", f"you are no longer in this class ({change.reason})"))
-        conn.close(CLOSE_FORBIDDEN, "forbidden")
+        conn.refuse(
+            CLOSE_FORBIDDEN, "forbidden", f"you are no longer in this class ({change.reason})"
+        )
         return
     if ticket.status != "live":
-        conn.send({"type": "ended", "by": change.by})
+        conn.send(lm.Ended(by=change.by))
         conn.close(WSCloseCode.OK, "session ended")
         return
     reason = await removals.reason(app[REDIS], room.session_id, conn.user_id)
     if reason is not None:
-        conn.send({"type": "removed", "by": change.by, "reason": reason})
+        conn.send(lm.Removed(by=change.by, reason=reason))
         conn.close(CLOSE_FORBIDDEN, "removed")
         return
     user = await get_user(app[DB], conn.user_id)
     if user is None or not user.is_active:
-        conn.send(_error("account_disabled", "this account no longer exists"))
-        conn.close(CLOSE_UNAUTHORIZED, "account_disabled")
+        conn.refuse(CLOSE_UNAUTHORIZED, "account_disabled", "this account no longer exists")
         return
     _set_role(room, conn, ticket.role)
 
 
-async def _renew(app: web.Application, conn: Connection, token: Any) -> None:
-    """``auth`` on an open channel: a fresh token of the same user moves the expiry."""
-    try:
-        principal = await app[TOKENS].verify_access(str(token or ""))
-    except TokenError as exc:
-        raise ChannelError(exc.code, exc.message) from None
-    if principal.user_id != conn.user_id:
-        raise ChannelError("forbidden", "a new token must be for the same user")
-    conn.token, conn.expires_at = str(token), principal.expires_at
-    conn.is_admin = principal.role == "admin"
-    conn.send(
-        {
-            "type": "authenticated",
-            "user_id": str(principal.user_id),
-            "expires_at": principal.expires_at,
-        }
-    )
-
-
-async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: str) -> None:
-    try:
-        data = jsonlimits.loads(raw)
-    except ValueError:
-        raise ChannelError("invalid_json", "the message is not JSON") from None
-    if not isinstance(data, dict):
-        raise ChannelError("invalid_json", "the message is not a JSON object")
-    kind = data.get("type")
+async def _handle(
+    app: web.Application, room: LiveRoom, conn: Connection, msg: lm.ClientMessage
+) -> None:
+    """One client message (``auth``, renewal, is the channel's: vtp.channel.socket)."""
     me = room.participants[conn.user_id]
-    if kind == "ping":
-        conn.send({"type": "pong"})
-    elif kind == "auth":
-        await _renew(app, conn, data.get("token"))
-    elif kind == "hand":
-        me.hand_raised_at = _now() if data.get("raised") else None
+    if isinstance(msg, lm.Ping):
+        conn.send(lm.Pong())
+    elif isinstance(msg, lm.Hand):
+        me.hand_raised_at = _now() if msg.raised else None
         room.broadcast(_hand(me), key=("hand", me.user_id))
-    elif kind == "lower-hand":
+    elif isinstance(msg, lm.LowerHand):
         await _presenter(app, room, conn)
-        raised = _target(app, room, data).participant
+        raised = _target(app, room, msg.user_id).participant
         if raised is None:
             raise ChannelError("not_found", "that participant has no hand to lower")
         raised.hand_raised_at = None
         room.broadcast(_hand(raised), key=("hand", raised.user_id))
-    elif kind == "media":
-        me.audio = bool(data.get("audio"))
-        me.video = bool(data.get("video"))
-        me.screen = bool(data.get("screen"))
+    elif isinstance(msg, lm.Media):
+        me.audio, me.video, me.screen = msg.audio, msg.video, msg.screen
         room.broadcast(
-            {
-                "type": "media",
-                "user_id": str(me.user_id),
-                "audio": me.audio,
-                "video": me.video,
-                "screen": me.screen,
-            },
+            lm.MediaState(
+                user_id=str(me.user_id), audio=me.audio, video=me.video, screen=me.screen
+            ),
             key=("media", me.user_id),
         )
-    elif kind == "mute":
+    elif isinstance(msg, lm.Mute):
         await _presenter(app, room, conn)
-        target = _target(app, room, data)
-        media = muting.kind_of(data)
-        locked = bool(data.get("locked"))
+        target = _target(app, room, msg.user_id)
         room.broadcast(
-            muting.mute(app, room.room_name, target.user_id, media, by=conn.display, locked=locked)
+            muting.mute(
+                app, room.room_name, target.user_id, msg.kind, by=conn.display, locked=msg.locked
+            )
         )
-    elif kind == "unmute":
-        media = muting.kind_of(data)
-        if data.get("user_id") is None or str(data.get("user_id")) == str(conn.user_id):
+    elif isinstance(msg, lm.Unmute):
+        if msg.user_id is None or msg.user_id == conn.user_id:
             user_id = conn.user_id
         else:
             await _presenter(app, room, conn)
-            user_id = _target(app, room, data).user_id
+            user_id = _target(app, room, msg.user_id).user_id
         room.broadcast(
             muting.unmute(
                 app,
                 room.room_name,
                 user_id,
-                media,
+                msg.kind,
                 by=conn.display,
                 presenter=conn.role == "presenter",
             )
         )
-    elif kind == "remove":
+    elif isinstance(msg, lm.Remove):
         await _presenter(app, room, conn)
-        target = _target(app, room, data)
+        target = _target(app, room, msg.user_id)
         if target.role == "presenter":
             raise ChannelError("forbidden", "a teacher cannot be removed")
-        reason = str(data.get("reason") or "removed by the teacher")[:200]
+        reason = (msg.reason or "removed by the teacher")[:200]
         await remove_participant(app, room, target, by=conn.display, reason=reason)
-    elif kind == "record":
+    elif isinstance(msg, lm.Record):
         await _presenter(app, room, conn)
-        await _record(app, room, conn, data.get("action"))
-    elif kind == "end":
+        await _record(app, room, conn, msg.action)
+    elif isinstance(msg, lm.End):
         await _presenter(app, room, conn)
         session = await sessions_db.get_session(app[DB], room.session_id)
         if session is None or session.status == "live":
             raise ChannelError("session_live", "end the session with the API first")
         await end_room(room, by=conn.display)
-    else:
-        raise ChannelError("unknown_type", f"unknown message type {kind!r}")
 
 
 async def _record(app: web.Application, room: LiveRoom, conn: Connection, action: Any) -> None:
@@ -734,23 +620,20 @@ async def _record(app: web.Application, room: LiveRoom, conn: Connection, action
             await recorder.stop_recording(room.session_id, "stopped by staff")
         except KeyError:  # stopped meanwhile
             raise ChannelError("not_recording", "the session is not being recorded") from None
-    else:
-        raise ChannelError("validation_error", 'action must be "start" or "stop"')
 
 
-def _hand(participant: Participant) -> dict[str, Any]:
+def _hand(participant: Participant) -> lm.HandState:
     at = participant.hand_raised_at
-    return {
-        "type": "hand",
-        "user_id": str(participant.user_id),
-        "raised": at is not None,
-        "at": at.isoformat() if at else None,
-    }
+    return lm.HandState(
+        user_id=str(participant.user_id),
+        raised=at is not None,
+        at=at.isoformat() if at else None,
+    )
 
 
 async def is_removed(app: web.Application, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """Was this user removed from this live session by its teacher (in any process)? For
-    the SFU's room access (``vtp.sfu.access.room_access``), so that a removed user's
+    the SFU's room access (``vtp.signalling.access.room_access``), so that a removed user's
     client cannot rejoin the room by itself either."""
     return await removals.reason(app[REDIS], session_id, user_id) is not None
 
@@ -763,7 +646,7 @@ async def remove_participant(
     await removals.mark(app[REDIS], room.session_id, target.user_id, reason)
     if target.participant is not None:
         for conn in list(target.participant.connections):
-            conn.send({"type": "removed", "by": by, "reason": reason})
+            conn.send(lm.Removed(by=by, reason=reason))
             conn.close(CLOSE_FORBIDDEN, "removed")
     await _leave_sfu(app, room.room_name, target.user_id, f"removed: {reason}")
     # The target's sockets and peers in other processes (sharing the Redis) go too.
@@ -786,7 +669,7 @@ async def _leave_sfu(app: web.Application, room_name: str, user_id: uuid.UUID, r
 
 async def end_room(room: LiveRoom, *, by: str) -> None:
     room.ended = True
-    room.broadcast({"type": "ended", "by": by})
+    room.broadcast(lm.Ended(by=by))
     for participant in room.participants.values():
         for conn in participant.connections:
             conn.close(WSCloseCode.OK, "session ended")
@@ -812,19 +695,9 @@ def chat_hook(app: web.Application) -> ChatHook:
             else:
                 user = await get_user(app[DB], uuid.UUID(author))
                 message["author_name"] = user.display_name if user else None
-        room.broadcast(
-            {"type": "chat", "event": str(event["type"]).removeprefix("chat."), "message": message}
-        )
+        room.broadcast(lm.Chat(event=str(event["type"]).removeprefix("chat."), message=message))
 
     return deliver
-
-
-async def _close_all(app: web.Application) -> None:
-    for room in list(app[LIVE_ROOMS].rooms.values()):
-        for participant in list(room.participants.values()):
-            for conn in list(participant.connections):
-                with contextlib.suppress(Exception):
-                    await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
 async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -837,7 +710,7 @@ async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         if room is not None:
             state = recording_state(app, change.session_id)
             state["active"] = change.state == "started"
-            room.broadcast({"type": "recording", "recording": state, "reason": change.reason})
+            room.broadcast(lm.Recording(recording=state, reason=change.reason))
 
     remove = recorder.add_listener(changed) if recorder is not None else None
     try:
@@ -860,10 +733,9 @@ async def _sfu_members_ctx(app: web.Application) -> AsyncIterator[None]:
             return  # not their first or last peer
         if present:
             only = _sfu_only_json(app, member.room, member)
-            room.broadcast({"type": "participant-joined", "participant": only})
+            room.broadcast(lm.ParticipantJoined(participant=only))
         else:
-            left = {"type": "participant-left", "user_id": str(member.user_id), "reason": "left"}
-            room.broadcast(left)
+            room.broadcast(lm.ParticipantLeft(user_id=str(member.user_id), reason="left"))
 
     remove = members.add_watcher(changed) if members is not None else None
     try:
@@ -885,5 +757,3 @@ def setup(app: web.Application) -> None:
         hooks = []
         app[CHAT_HOOKS] = hooks
     hooks.append(chat_hook(app))
-    app.on_shutdown.append(_close_all)
-    app.add_routes(routes)

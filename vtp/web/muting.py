@@ -1,7 +1,7 @@
 """Server-enforced mute in a live session: the rules of the classroom channel's ``mute``
 and ``unmute`` messages (:mod:`vtp.web.live`).
 
-A mute is kept by the SFU's members registry (:meth:`vtp.sfu.members.Members.mute`), so
+A mute is kept by the SFU's members registry (:meth:`vtp.signalling.members.Members.mute`), so
 the SFU withholds the muted kind of media of every peer the user has in the session's
 room, whichever way it came in, and of every publication started while the mute lasts:
 a modified client that keeps sending is not heard (nor recorded). The rules:
@@ -17,11 +17,12 @@ Unmuting only allows the media again: the user's page decides whether to send.
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 
-from vtp.sfu.members import MEMBERS, MediaKind, Members, Mute
+from vtp.signalling.members import MEMBERS, MediaKind, Members, Mute
+from vtp.web import live_messages as lm
 
 KINDS: tuple[MediaKind, ...] = ("audio", "video")
 
@@ -31,14 +32,6 @@ class MuteRefused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def kind_of(data: dict[str, Any]) -> MediaKind:
-    """The message's ``kind`` ("audio" when absent)."""
-    kind = data.get("kind", "audio")
-    if kind not in KINDS:
-        raise MuteRefused("validation_error", 'kind must be "audio" or "video"')
-    return cast(MediaKind, kind)
 
 
 def _members(app: web.Application) -> Members:
@@ -57,10 +50,10 @@ def state(app: web.Application, room: str, user_id: uuid.UUID) -> dict[str, Any]
 
 def mute(
     app: web.Application, room: str, user_id: uuid.UUID, kind: MediaKind, *, by: str, locked: bool
-) -> dict[str, Any]:
+) -> lm.Muted:
     """Mute; returns the ``muted`` message for everyone."""
     _members(app).mute(room, user_id, kind, Mute(by=by, locked=locked))
-    return {"type": "muted", "user_id": str(user_id), "kind": kind, "by": by, "locked": locked}
+    return lm.Muted(user_id=str(user_id), kind=kind, by=by, locked=locked)
 
 
 def unmute(
@@ -71,7 +64,7 @@ def unmute(
     *,
     by: str,
     presenter: bool,
-) -> dict[str, Any]:
+) -> lm.Unmuted:
     """Unmute if the rules allow it; returns the ``unmuted`` message for everyone."""
     members = _members(app)
     current = members.mutes(room, user_id).get(kind)
@@ -80,4 +73,4 @@ def unmute(
     if current.locked and not presenter:
         raise MuteRefused("mute_locked", f"the teacher locked your {kind}: ask them to unmute")
     members.mute(room, user_id, kind, None)
-    return {"type": "unmuted", "user_id": str(user_id), "kind": kind, "by": by}
+    return lm.Unmuted(user_id=str(user_id), kind=kind, by=by)

@@ -2,7 +2,7 @@
 
 A user is present in a session's room while they have a classroom channel open
 (:mod:`vtp.web.live`) or an SFU peer in its room (WebSocket signalling, REST transports,
-WHIP, WHEP: :class:`vtp.sfu.members.Members` tells us). Their stay is one attendance
+WHIP, WHEP: :class:`vtp.signalling.members.Members` tells us). Their stay is one attendance
 row, opened when their first way in opens and closed when their last one closes, so a
 student who watches over WHEP only is in the attendance too, and one who has both a
 channel and a peer counts once.
@@ -114,7 +114,7 @@ PRESENCE = web.AppKey("web_presence", Presence)
 
 def _watch_sfu_members(app: web.Application, presence: Presence) -> Callable[[], None] | None:
     """Every SFU member counts as a way in (None when the SFU is not set up)."""
-    from vtp.sfu.members import MEMBERS, Member
+    from vtp.signalling.members import MEMBERS, Member
 
     members = app.get(MEMBERS)
     if members is None:

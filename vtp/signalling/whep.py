@@ -7,7 +7,7 @@
     DELETE  /api/v1/whep/{room}/sessions/{resource}   end the session -> 200
     OPTIONS on each of these                 CORS preflight -> 204
 
-Authentication and errors as for WHIP (:mod:`vtp.sfu.whip`). Each WHEP session is an SFU
+Authentication and errors as for WHIP (:mod:`vtp.signalling.whip`). Each WHEP session is an SFU
 peer of its own holding one subscription; it ends with the stream it watches.
 
 WHEP has the viewer offer and the server answer: :meth:`vtp.sfu.peer.Peer.subscribe_answer`.
@@ -23,12 +23,12 @@ from multidict import CIMultiDict
 from vtp.api.access import authenticated, principal_of, public
 from vtp.api.errors import forbidden, not_found
 from vtp.api.middleware import bearer_token
-from vtp.sfu import events, quotas, rights
-from vtp.sfu.errors import SfuError
-from vtp.sfu.members import MEMBERS, Member
-from vtp.sfu.service import SFU_KEY
-from vtp.sfu.signalling import join_room
-from vtp.sfu.whip import (
+from vtp.appkeys import SFU_KEY
+from vtp.sfu import SfuError, events
+from vtp.signalling import quotas, rights
+from vtp.signalling.members import MEMBERS, Member
+from vtp.signalling.websocket import join_room
+from vtp.signalling.whip import (
     SDP_TYPE,
     SDPFRAG_TYPE,
     first_ice_ufrag,
@@ -97,7 +97,7 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
         member, lambda e: isinstance(e, events.SubscriptionClosed) and e.peer_id == peer.id
     )
     request.app[MEMBERS].add(member)
-    # ...and with the right to be in the room (vtp.sfu.rights).
+    # ...and with the right to be in the room (vtp.signalling.rights).
     rights.watch_http_member(request.app, member, bearer_token(request) or "", grant)
     try:
         sub = await peer.subscribe_answer(stream_id, offer)

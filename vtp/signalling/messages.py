@@ -11,23 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from vtp import jsonlimits
-from vtp.api.errors import error_body, validation_details
+from vtp.api.errors import error_body
+from vtp.channel.messages import MessageError as MessageError
+from vtp.channel.messages import MessageSet, RequestId, ServerMessage
+from vtp.channel.messages import message_type as message_type
 
 MAX_SDP_CHARS = 64 * 1024
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-RequestId = Annotated[str, Field(min_length=1, max_length=64)]
 Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
-
-
-def message_type(model: type[BaseModel]) -> str:
-    """The ``type`` literal of a message model."""
-    annotation = model.model_fields["type"].annotation
-    value = annotation.__args__[0]  # type: ignore[union-attr]
-    assert isinstance(value, str)
-    return value
 
 
 class ClientMessage(BaseModel):
@@ -117,22 +110,6 @@ class Ping(ClientMessage):
     type: Literal["ping"]
 
 
-AnyClientMessage = Annotated[
-    Auth
-    | Join
-    | Publish
-    | Unpublish
-    | Subscribe
-    | Answer
-    | Unsubscribe
-    | Ice
-    | View
-    | RestartIce
-    | Leave
-    | Ping,
-    Field(discriminator="type"),
-]
-_CLIENT = TypeAdapter(AnyClientMessage)
 CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
     Auth,
     Join,
@@ -147,63 +124,15 @@ CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
     Leave,
     Ping,
 )
-CLIENT_TYPES = frozenset(message_type(m) for m in CLIENT_MESSAGES)
+CLIENT = MessageSet(CLIENT_MESSAGES)
 
 
-class MessageError(Exception):
-    """A client message that cannot be processed; becomes an ``error`` message."""
-
-    def __init__(
-        self, code: str, message: str, details: Any = None, request_id: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
-        self.request_id = request_id
-
-
-def parse_client_message(raw: str | bytes) -> AnyClientMessage:
+def parse_client_message(raw: str | bytes) -> ClientMessage:
     """Decode and validate one client message; raises :class:`MessageError`."""
-    try:
-        data = jsonlimits.loads(raw)
-    except jsonlimits.TooDeep as exc:
-        raise MessageError("invalid_json", f"message is not acceptable JSON: {exc}") from None
-    except ValueError as exc:  # UnicodeDecodeError, json.JSONDecodeError
-        raise MessageError("invalid_json", f"message is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise MessageError("invalid_json", "a message must be a JSON object")
-    rid = data.get("request_id")
-    request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
-    kind = data.get("type")
-    if not isinstance(kind, str):
-        raise MessageError(
-            "validation_error",
-            "a message needs a string field 'type'",
-            [{"field": "type", "message": "missing or not a string"}],
-            request_id,
-        )
-    if kind not in CLIENT_TYPES:
-        raise MessageError("unknown_type", f"unknown message type {kind[:40]!r}", None, request_id)
-    try:
-        return _CLIENT.validate_python(data)
-    except ValidationError as exc:
-        details = [d for d in validation_details(exc) if d["field"] != "type"]
-        for d in details:  # drop the discriminator prefix ("publish.sdp" -> "sdp")
-            d["field"] = d["field"].removeprefix(f"{kind}.")
-        raise MessageError(
-            "validation_error", f"invalid {kind!r} message", details, request_id
-        ) from None
+    return CLIENT.parse(raw)
 
 
 # --- server messages -----------------------------------------------------------------------
-
-
-class ServerMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=False)
 
 
 class Reply(ServerMessage):

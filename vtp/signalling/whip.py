@@ -28,13 +28,13 @@ from multidict import CIMultiDict
 from vtp.api.access import Handler, authenticated, principal_of, public
 from vtp.api.errors import ApiError, error_response, forbidden, not_found
 from vtp.api.middleware import bearer_token
-from vtp.sfu import events, quotas, rights
-from vtp.sfu.access import valid_room_name
-from vtp.sfu.errors import SfuError
-from vtp.sfu.members import MEMBERS, Member, MemberJoined, Sink
-from vtp.sfu.messages import MAX_SDP_CHARS
-from vtp.sfu.service import SFU_KEY
-from vtp.sfu.signalling import join_room, sfu_error_code
+from vtp.appkeys import SFU_KEY
+from vtp.sfu import SfuError, events
+from vtp.signalling import quotas, rights
+from vtp.signalling.access import valid_room_name
+from vtp.signalling.members import MEMBERS, Member, MemberJoined, Sink
+from vtp.signalling.messages import MAX_SDP_CHARS
+from vtp.signalling.websocket import join_room, sfu_error_code
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -211,7 +211,7 @@ async def whip_publish(request: web.Request) -> web.Response:
         member.sink = leave_when(
             member, lambda e: isinstance(e, events.StreamRemoved) and e.stream_id == pub.id
         )
-        # ...and with the publish right or room access (vtp.sfu.rights).
+        # ...and with the publish right or room access (vtp.signalling.rights).
         rights.watch_http_member(request.app, member, bearer_token(request) or "", grant)
     except SfuError as exc:
         await peer.leave("bad offer")

@@ -1,6 +1,6 @@
 """Caps per user over the SFU of this process, so that one account cannot load a class:
 rooms a user is in at once, peer connections (publications and subscriptions) over all
-their rooms, and WHIP publications. Each check counts what :class:`~vtp.sfu.members.
+their rooms, and WHIP publications. Each check counts what :class:`~vtp.signalling.members.
 Members` holds and is called with no await between it and the registration it guards
 (``room.join`` / ``peer.publish`` / ``peer.subscribe`` register synchronously), so
 concurrent requests cannot slip past it. Refusals are 429 errors (a signalling socket
@@ -18,7 +18,7 @@ from aiohttp import web
 
 from vtp.api.errors import ApiError
 from vtp.appkeys import CONFIG
-from vtp.sfu.members import MEMBERS
+from vtp.signalling.members import MEMBERS
 
 
 def check_room(app: web.Application, user_id: uuid.UUID, room_name: str) -> None:

@@ -1,7 +1,7 @@
 """An SFU member's rights follow every change of authority, not only the one at join.
 
 A member (an SFU peer and the user behind it) entered its room with the grant of
-:func:`vtp.sfu.access.room_access`. When authority changes (:mod:`vtp.auth.authority`:
+:func:`vtp.signalling.access.room_access`. When authority changes (:mod:`vtp.auth.authority`:
 logout, unenrolment, role change, removal, session end, ``students_may_publish`` off),
 the grant is asked again and what it no longer allows stops:
 
@@ -12,7 +12,7 @@ the grant is asked again and what it no longer allows stops:
 * another room role: the member's role follows.
 
 The WebSocket signalling session re-checks its own member (it also tells its client and
-closes its socket: :mod:`vtp.sfu.signalling`); :func:`watch_http_member` does it for the
+closes its socket: :mod:`vtp.signalling.websocket`); :func:`watch_http_member` does it for the
 peers created over HTTP (REST transports, WHIP, WHEP). Those cannot renew their access
 token, so they outlive its expiry but not its revocation.
 """
@@ -27,9 +27,9 @@ from vtp.appkeys import AUTHORITY, TOKENS
 from vtp.auth.authority import AuthorityChange
 from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
-from vtp.sfu.access import RoomGrant, room_access
-from vtp.sfu.connection import UpConnection
-from vtp.sfu.members import Member
+from vtp.sfu import UpConnection
+from vtp.signalling.access import RoomGrant, room_access
+from vtp.signalling.members import Member
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,9 @@ from typing import Literal
 
 from aiohttp import web
 
-from vtp.sfu import events
-from vtp.sfu.access import RoomRole
-from vtp.sfu.peer import Peer
-from vtp.sfu.service import SFU_KEY, Sfu
+from vtp.appkeys import SFU_KEY
+from vtp.sfu import Peer, Sfu, events
+from vtp.signalling.access import RoomRole
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +171,7 @@ class Members:
         return sum(1 for m in self._by_room.get(room, {}).values() if m.user_id == user_id)
 
     def of_user(self, user_id: uuid.UUID) -> list[Member]:
-        """Every peer of this user, in every room (for the caps of vtp.sfu.quotas)."""
+        """Every peer of this user, in every room (for the caps of vtp.signalling.quotas)."""
         return [m for room in self._by_room.values() for m in room.values() if m.user_id == user_id]
 
     def find(self, room: str, user_id: uuid.UUID, via: Via) -> Member | None:

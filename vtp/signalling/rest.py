@@ -23,16 +23,14 @@ from vtp.api.body import read_json
 from vtp.api.errors import ApiError, forbidden, not_found
 from vtp.api.middleware import bearer_token
 from vtp.api.schemas import Strict
+from vtp.appkeys import SFU_KEY
 from vtp.auth.principal import Principal
-from vtp.sfu import quotas, rights
-from vtp.sfu.access import may_read_room_state, valid_room_name
-from vtp.sfu.connection import Connection, DownConnection, UpConnection
-from vtp.sfu.errors import SfuError
-from vtp.sfu.members import MEMBERS, Member
-from vtp.sfu.messages import MAX_SDP_CHARS
-from vtp.sfu.room import Room
-from vtp.sfu.service import SFU_KEY
-from vtp.sfu.signalling import join_room, sfu_error_code
+from vtp.sfu import Connection, DownConnection, Room, SfuError, UpConnection
+from vtp.signalling import quotas, rights
+from vtp.signalling.access import may_read_room_state, valid_room_name
+from vtp.signalling.members import MEMBERS, Member
+from vtp.signalling.messages import MAX_SDP_CHARS
+from vtp.signalling.websocket import join_room, sfu_error_code
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -307,15 +305,3 @@ async def get_room(request: web.Request) -> web.Response:
     if room is None or room.closed:
         raise not_found(f"no room {room_name!r}")
     return web.json_response(room_state(room, members.in_room(room_name)))
-
-
-def setup(app: web.Application) -> None:
-    """Everything SFU in the app: the forwarding core, signalling, REST, WHIP/WHEP."""
-    import vtp.sfu
-    from vtp.sfu import signalling, whep, whip
-
-    vtp.sfu.setup(app)
-    signalling.setup(app)
-    app.add_routes(routes)
-    app.add_routes(whip.routes)
-    app.add_routes(whep.routes)

@@ -9,7 +9,7 @@ uses :func:`may_read_room_state`.
   and publish right of their join ticket (:func:`vtp.db.sessions.join_ticket`: teachers,
   TAs and admins present; students publish when the session lets them; observers
   watch). A user the teacher removed from the session stays out until it ends. The grant
-  is asked again whenever authority changes (:mod:`vtp.sfu.rights`) and when a
+  is asked again whenever authority changes (:mod:`vtp.signalling.rights`) and when a
   publication starts, so what it says holds for as long as the peer is in the room.
 * Any other room is an open room (WHIP ingest, ad-hoc meetings), and exists only if an
   operator turns ``VTP_SFU_OPEN_ROOMS`` on (it is off by default: only course sessions
@@ -26,7 +26,8 @@ from typing import Literal
 
 from aiohttp import web
 
-from vtp.appkeys import CONFIG, DB
+from vtp.appkeys import CONFIG, DB, REDIS
+from vtp.auth import removals
 from vtp.auth.principal import Principal
 from vtp.db import sessions
 
@@ -82,11 +83,9 @@ async def room_access(app: web.Application, principal: Principal, room: str) -> 
 async def _removed_by_teacher(
     app: web.Application, session_id: uuid.UUID, principal: Principal
 ) -> bool:
-    # The classroom keeps whom the teacher removed from a session; their client must not
-    # walk back into the room by itself. Imported here: the classroom builds on the SFU.
-    from vtp.web.live import is_removed
-
-    return await is_removed(app, session_id, principal.user_id)
+    # The classroom keeps whom the teacher removed from a session (in Redis); their client
+    # must not walk back into the room by itself.
+    return await removals.reason(app[REDIS], session_id, principal.user_id) is not None
 
 
 async def may_read_room_state(

@@ -8,7 +8,7 @@ Tokens are not accepted in the URL: URLs end up in logs, proxies and browser his
 
 Authority is not checked at join only. The session watches its user's changes of
 authority (:mod:`vtp.auth.authority`): when one comes, the token is verified again (fails:
-close 4401) and the room grant asked again (:mod:`vtp.sfu.rights`: refused -> ``left``
+close 4401) and the room grant asked again (:mod:`vtp.signalling.rights`: refused -> ``left``
 and close 4403; another role or publish right -> its publications close if it may no
 longer publish, and ``grant`` tells the client). A token that expires without the client
 sending ``auth`` with a fresh one closes the socket with 4401 (``token_expired``).
@@ -22,31 +22,29 @@ Closing the WebSocket makes the peer leave: its publications end for every subsc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from vtp.api.access import public
 from vtp.api.errors import ApiError, unauthorized
 from vtp.api.middleware import bearer_token
-from vtp.appkeys import AUTHORITY, CONFIG, DB, TOKENS
-from vtp.auth.authority import AuthorityChange, Scope, Watch, until_expired
+from vtp.appkeys import CONFIG, DB, SFU_KEY, TOKENS
+from vtp.auth.authority import AuthorityChange, Scope
 from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
+from vtp.channel import slots
+from vtp.channel.messages import MessageError, ServerMessage
+from vtp.channel.socket import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, OPEN_CHANNELS, Channel, Rules
 from vtp.db.users import get_user
-from vtp.limits import websockets as ws_limits
-from vtp.limits.tokenbucket import SendLimit, SendLimits
-from vtp.sfu import events, quotas, rights
-from vtp.sfu import messages as m
-from vtp.sfu.access import RoomGrant, room_access
-from vtp.sfu.connection import DownConnection, UpConnection
-from vtp.sfu.errors import SfuError
-from vtp.sfu.icerestart import restart_ice
-from vtp.sfu.members import MEMBERS, Member, MemberJoined
-from vtp.sfu.service import SFU_KEY
+from vtp.limits.tokenbucket import SendLimits
+from vtp.sfu import DownConnection, SfuError, UpConnection, events, restart_ice
+from vtp.signalling import messages as m
+from vtp.signalling import quotas, rights
+from vtp.signalling.access import RoomGrant, room_access
+from vtp.signalling.members import MEMBERS, Member, MemberJoined
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -58,8 +56,6 @@ KEEPALIVE_S = 0.5
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is dropped
 MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions together
-CLOSE_UNAUTHORIZED = 4401  # bad, expired (not renewed) or revoked token
-CLOSE_FORBIDDEN = 4403  # the right to be in the room was taken away
 CLOSE_TOO_SLOW = 4408
 
 
@@ -100,124 +96,77 @@ async def join_room(
     return grant, user.display_name
 
 
-class Session:
-    """One signalling WebSocket."""
+class Session(Channel):
+    """One signalling WebSocket (the channel framework: :mod:`vtp.channel.socket`)."""
+
+    rules = Rules(
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        max_queued=MAX_QUEUED,
+        too_slow_code=CLOSE_TOO_SLOW,
+        heartbeat_s=HEARTBEAT_S,
+        auth_timeout_s=AUTH_TIMEOUT_S,
+    )
+    messages = m.CLIENT
 
     def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
-        self.app = app
-        self.ws = ws
-        self.principal: Principal | None = None
-        self.token = ""  # re-checked at every join and change of authority
+        super().__init__(app, ws, app[SEND_LIMITS])
         self.member: Member | None = None
         self._scope: Scope = (None, None)  # the member's (course_id, session_id)
         self._gone_room: str | None = None  # the room the server took this peer out of
-        self._watch: Watch | None = None
-        self._expiry: asyncio.Task[None] | None = None
         self._revoking = False
-        self._expired = False
-        self.lease: str | None = None  # this socket's slot among its user's (give back)
-        self.limit: SendLimit | None = None  # what this socket may send, once authenticated
-        self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
-        self._closer: asyncio.Future[bool] | None = None
 
-    # --- outgoing -----------------------------------------------------------------------
+    # --- the protocol's forms -----------------------------------------------------------
 
-    def send(self, message: m.ServerMessage) -> None:
-        if self._closing:
-            return
-        if self._out.qsize() >= MAX_QUEUED:
-            logger.warning("signalling client too slow; closing its WebSocket")
-            self._closing = True
-            self._closer = asyncio.ensure_future(
-                self.ws.close(code=CLOSE_TOO_SLOW, message=b"too many unread messages")
-            )
-            return
-        self._out.put_nowait(message.to_json())
+    def error_message(
+        self, code: str, message: str, details: Any, request_id: str | None
+    ) -> ServerMessage:
+        return m.ErrorMessage.of(code, message, details, request_id)
 
-    def error(
-        self, code: str, message: str, details: Any = None, request_id: str | None = None
-    ) -> None:
-        self.send(m.ErrorMessage.of(code, message, details, request_id))
+    def authenticated_message(self, request_id: str | None) -> ServerMessage:
+        assert self.principal is not None
+        return m.Authenticated(
+            request_id=request_id, user_id=str(self.principal.user_id), role=self.principal.role
+        )
 
-    async def _write_loop(self) -> None:
-        while True:
-            item = await self._out.get()
-            if item is None or self.ws.closed:
-                return
-            try:
-                await self.ws.send_json(item)
-            except (ConnectionError, RuntimeError):
-                return
-
-    async def _flush(self) -> None:
-        """Let the writer send what is queued, then stop it."""
-        self._out.put_nowait(None)
-        if self._writer is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._writer, 5)
+    def refusal(self, exc: Exception) -> MessageError | None:
+        if isinstance(exc, SfuError):
+            return MessageError(sfu_error_code(exc), exc.message)
+        if isinstance(exc, ApiError):
+            return MessageError(exc.code, exc.message, exc.details)
+        return None
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    async def run(self, principal: Principal | None, token: str = "") -> None:
-        self.principal = principal
-        self.token = token
-        self._writer = asyncio.create_task(self._write_loop())
+    async def run(self) -> None:
+        """Serve the socket; :attr:`principal` is set already when the upgrade request
+        carried a valid ``Authorization`` header."""
+        self.start_writer()
         keepalive = asyncio.create_task(self._keep_alive())
         try:
-            if principal is not None:
-                self.send(m.Authenticated(user_id=str(principal.user_id), role=principal.role))
-            elif not await self._authenticate():
-                await self._flush()
-                await self.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
-                return
-            assert self.principal is not None
-            if self.lease is None:
-                self.lease = await ws_limits.take_slot(self.app, self.principal.user_id)
-                if self.lease is None:
-                    exc = ws_limits.too_many_sessions(self.app[CONFIG].max_websockets_per_user)
-                    await self._close_limited(exc.code, exc.message)
+            if self.principal is not None:
+                self.send(self.authenticated_message(None))
+            else:
+                request_id = await self.authenticate()
+                if request_id is None:
                     return
-            self.limit = self.app[SEND_LIMITS].for_connection(self.principal.user_id)
-            self._watch_authority()
-            async for msg in self.ws:
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    if not self.limit.allow():
-                        # the flood costs the flooder: its socket, not the room's
-                        await self._close_limited(
-                            "rate_limited", "too many messages: this connection is closed"
-                        )
-                        break
-                    await self._handle(msg.data)
-                elif msg.type == WSMsgType.ERROR:
-                    break
+                self.send(self.authenticated_message(request_id or None))
+            if not await self.take_slot():
+                return
+            self.follow_authority(lambda: self._scope)
+            await self.serve()
         finally:
-            self._closing = True
-            if self._watch is not None:
-                self._watch.cancel()
-            if self._expiry is not None and not self._expired:
-                self._expiry.cancel()  # (not while it closes the socket itself)
+            self.stop_following()
             # aiohttp cancels the handler when the client's TCP connection goes: the
             # peer must still leave, so that runs in a task of its own.
             cleanup = self.app[SFU_KEY].spawn(self._leave("disconnected"))
             keepalive.cancel()
-            if self._writer is not None and not self._writer.done():
-                self._writer.cancel()
+            self.close(WSCloseCode.OK, "bye")
             await asyncio.shield(cleanup)
+            await self.drain()
 
     # --- authority ----------------------------------------------------------------------
 
-    def _watch_authority(self) -> None:
-        assert self.principal is not None
-        bus = self.app.get(AUTHORITY)
-        if bus is not None:
-            self._watch = bus.watch(self.principal.user_id, self._recheck, lambda: self._scope)
-        self._expiry = asyncio.create_task(self._expire())
-
-    async def _expire(self) -> None:
-        await until_expired(lambda: self.principal.expires_at if self.principal else 0)
-        self._expired = True
+    async def on_expired(self) -> None:
         await self._revoke(
             CLOSE_UNAUTHORIZED,
             "token_expired",
@@ -225,21 +174,22 @@ class Session:
             "token expired",
         )
 
-    async def _recheck(self, change: AuthorityChange) -> None:
+    async def on_authority(self, change: AuthorityChange) -> None:
         """Authority changed: is the token still good, and the room grant?"""
-        if self._closing or self._revoking:
+        if self._revoking:
             return
         # A peer the server already took out of its room (removed by the teacher, room
         # closed at the session's end) counts too: its right is what decides the socket.
         member = self.member
         room = member.room if member is not None else self._gone_room
         try:
-            self.principal = await self.app[TOKENS].verify_access(self.token)
+            await self.verify_again()
         except TokenError as exc:
             await self._revoke(CLOSE_UNAUTHORIZED, exc.code, exc.message, change.reason)
             return
         if room is None:
             return
+        assert self.principal is not None
         grant = await room_access(self.app, self.principal, room)
         if grant is None:
             await self._revoke(
@@ -266,24 +216,14 @@ class Session:
 
     async def _revoke(self, close_code: int, code: str, message: str, reason: str) -> None:
         """Leave the room, tell the client why, close the WebSocket."""
-        if self._closing or self._revoking:
+        if self.closing or self._revoking:
             return
         self._revoking = True
         member = self.member
         if member is not None:
             await self._leave(f"access revoked: {reason}")
             self.send(m.Left(room=member.room, reason=f"access revoked: {reason}"))
-        self.error(code, message)
-        self._closing = True
-        await self._flush()
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=close_code, message=code.encode())
-
-    async def _close_limited(self, code: str, message: str) -> None:
-        self.error(code, message)
-        await self._flush()
-        self._closing = True
-        await self.ws.close(code=ws_limits.CLOSE_LIMITED, message=code.encode())
+        self.refuse(close_code, code, message)
 
     async def _keep_alive(self) -> None:
         """An open WebSocket (answering the heartbeat) means the peer is there, even with
@@ -293,83 +233,17 @@ class Session:
             if self.member is not None:
                 self.member.peer.touch()
 
-    async def _authenticate(self) -> bool:
-        try:
-            msg = await self.ws.receive(timeout=AUTH_TIMEOUT_S)
-        except TimeoutError:
-            self.error("not_authenticated", "send an auth message first")
-            return False
-        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            return False
-        try:
-            parsed = m.parse_client_message(msg.data)
-        except m.MessageError as exc:
-            self.error(exc.code, exc.message, exc.details, exc.request_id)
-            return False
-        if not isinstance(parsed, m.Auth):
-            self.error("not_authenticated", "send an auth message first", None, parsed.request_id)
-            return False
-        try:
-            self.principal = await self.app[TOKENS].verify_access(parsed.token)
-            self.token = parsed.token
-        except TokenError as exc:
-            self.error(exc.code, exc.message, None, parsed.request_id)
-            return False
-        self.send(
-            m.Authenticated(
-                request_id=parsed.request_id,
-                user_id=str(self.principal.user_id),
-                role=self.principal.role,
-            )
-        )
-        return True
-
     # --- incoming -----------------------------------------------------------------------
 
-    async def _handle(self, raw: str | bytes) -> None:
-        request_id: str | None = None
-        try:
-            message = m.parse_client_message(raw)
-            request_id = message.request_id
-            if self.member is not None:
-                self.member.peer.touch()
-            handler = self._handlers.get(message.type)
-            assert handler is not None
-            await handler(self, message)
-        except m.MessageError as exc:
-            self.error(exc.code, exc.message, exc.details, exc.request_id)
-        except SfuError as exc:
-            self.error(sfu_error_code(exc), exc.message, None, request_id)
-        except ApiError as exc:
-            self.error(exc.code, exc.message, exc.details, request_id)
-        except Exception:
-            logger.exception("signalling message handler failed")
-            self.error(
-                "internal_error", "the server failed to handle this message", None, request_id
-            )
+    async def handle(self, message: Any) -> None:
+        if self.member is not None:
+            self.member.peer.touch()
+        await self._handlers[message.type](self, message)
 
     def _joined(self, request_id: str | None) -> Member:
         if self.member is None:
             raise m.MessageError("not_joined", "join a room first", None, request_id)
         return self.member
-
-    async def _on_auth(self, msg: m.Auth) -> None:
-        """A fresh token for the same user (the old one expired): later joins use it."""
-        assert self.principal is not None
-        try:
-            principal = await self.app[TOKENS].verify_access(msg.token)
-        except TokenError as exc:
-            raise m.MessageError(exc.code, exc.message, None, msg.request_id) from None
-        if principal.user_id != self.principal.user_id:
-            raise m.MessageError(
-                "forbidden", "a new token must be for the same user", None, msg.request_id
-            )
-        self.principal, self.token = principal, msg.token
-        self.send(
-            m.Authenticated(
-                request_id=msg.request_id, user_id=str(principal.user_id), role=principal.role
-            )
-        )
 
     async def _on_ping(self, msg: m.Ping) -> None:
         self.send(m.Pong(request_id=msg.request_id))
@@ -381,7 +255,7 @@ class Session:
             )
         assert self.principal is not None
         try:  # the token may have expired or been revoked since it was presented
-            self.principal = await self.app[TOKENS].verify_access(self.token)
+            await self.verify_again()
         except TokenError as exc:
             raise m.MessageError(
                 exc.code, f"{exc.message}: send auth with a fresh token", None, msg.request_id
@@ -448,7 +322,7 @@ class Session:
         assert self.principal is not None
         # The right to publish is the one held now, not the one at join.
         try:
-            self.principal = await self.app[TOKENS].verify_access(self.token)
+            await self.verify_again()
         except TokenError as exc:
             raise m.MessageError(
                 exc.code, f"{exc.message}: send auth with a fresh token", None, msg.request_id
@@ -549,7 +423,6 @@ class Session:
         self.send(m.Left(request_id=msg.request_id, room=member.room, reason="left"))
 
     _handlers: dict[str, Callable[[Session, Any], Awaitable[None]]] = {
-        "auth": _on_auth,
         "ping": _on_ping,
         "join": _on_join,
         "publish": _on_publish,
@@ -590,7 +463,7 @@ class Session:
         if member is None:
             return
         mine = member.peer.id
-        out: m.ServerMessage | None = None
+        out: ServerMessage | None = None
         if isinstance(event, MemberJoined):
             if event.member is not member:
                 out = m.PeerJoined(peer=member_info(event.member))
@@ -661,53 +534,37 @@ class Session:
         return [m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.mime_type) for t in up.tracks]
 
 
-SESSIONS = web.AppKey("sfu_ws_sessions", set[Session])
 SEND_LIMITS = web.AppKey("sfu_ws_send_limits", SendLimits)
 
 
 @routes.get(WS_PATH)
 @public  # authenticates inside: Authorization header or a first "auth" message
 async def sfu_websocket(request: web.Request) -> web.StreamResponse:
+    app = request.app
     principal: Principal | None = None
     token = bearer_token(request)
     if token is not None:
         try:
-            principal = await request.app[TOKENS].verify_access(token)
+            principal = await app[TOKENS].verify_access(token)
         except TokenError as exc:
             raise unauthorized(exc.code, exc.message) from exc
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
-    if not ws.can_prepare(request).ok:
-        raise ApiError(400, "bad_request", "this endpoint speaks WebSocket only")
-    session = Session(request.app, ws)
+    session = Session(app, Session.response(request))
     if principal is not None:  # known before the upgrade: refused with a plain 429
-        session.lease = await ws_limits.take_slot(request.app, principal.user_id)
+        session.principal, session.token = principal, token or ""
+        session.lease = await slots.take_slot(app, principal.user_id)
         if session.lease is None:
-            raise ws_limits.too_many_sessions(request.app[CONFIG].max_websockets_per_user)
+            raise slots.too_many_sessions(app[CONFIG].max_websockets_per_user)
     try:
-        await ws.prepare(request)
-        request.app[SESSIONS].add(session)
-        await session.run(principal, token or "")
+        await session.ws.prepare(request)
+        app[OPEN_CHANNELS].add(session)
+        await session.run()
     finally:
-        request.app[SESSIONS].discard(session)
-        await ws_limits.give_back(request.app, session.lease)
-    return ws
-
-
-async def _close_sessions(app: web.Application) -> None:
-    sessions: set[Session] = app[SESSIONS]
-    for session in list(sessions):
-        with contextlib.suppress(Exception):
-            await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        app[OPEN_CHANNELS].discard(session)
+        await session.give_back()
+    return session.ws
 
 
 def setup(app: web.Application) -> None:
-    """Signalling state; call after :func:`vtp.sfu.setup` (it needs the SFU)."""
-    from vtp.sfu.members import members_ctx
-
-    sessions: set[Session] = set()
-    app[SESSIONS] = sessions
+    """Signalling sockets' state (the route is in :mod:`vtp.routes`)."""
     config = app[CONFIG]
     app[SEND_LIMITS] = SendLimits(config.signalling_message_rate, config.signalling_message_burst)
-    app.cleanup_ctx.append(members_ctx)
-    app.on_shutdown.append(_close_sessions)
-    app.add_routes(routes)

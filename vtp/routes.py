@@ -1,0 +1,43 @@
+"""The route table: every HTTP and WebSocket endpoint of the application, in one place.
+
+Modules declare their handlers in ``web.RouteTableDef`` tables; only this module adds
+them to the application (``setup`` functions elsewhere hold state, contexts and hooks,
+never routes). Order matters only for overlapping dynamic paths; it is kept as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from vtp import metrics
+from vtp.api import accounts, auth, domain, health, recordings_control, users
+from vtp.config import Config
+from vtp.signalling import rest, websocket, whep, whip
+from vtp.web import asset_routes, live, pages
+
+
+def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
+    return [
+        health.routes,
+        auth.routes,
+        users.routes,
+        accounts.routes,  # password change, disable, reset links
+        *domain.ROUTE_TABLES,
+        domain.DESCRIPTION_ROUTES,
+        websocket.routes,  # the SFU signalling WebSocket
+        rest.routes,  # /api/v1/sfu: capabilities, REST transports, room state
+        whip.routes,
+        whep.routes,
+        recordings_control.routes,  # the recorder's control and playback
+        pages.routes,  # browser page shells
+        asset_routes(config),
+        live.routes,  # the classroom live channel
+        metrics.routes,
+    ]
+
+
+def add_routes(app: web.Application, config: Config) -> None:
+    for table in route_tables(config):
+        app.add_routes(table)
