@@ -457,7 +457,7 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
                     failures[0] += 1
                     continue
                 received[0] += 1
-                entry[1]._rtp_in(plain)
+                entry[1]._rtp_in(plain, 0)
 
         failures = [0]
         received = [0]

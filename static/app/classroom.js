@@ -288,7 +288,12 @@ function tileFor(key, make) {
 // ---- adaptive stream: tell the server how each remote video is shown ------------------------
 // The server sends each subscription the smallest simulcast encoding that covers the
 // rendered size, and no video at all for a tile that is not shown (another grid page,
-// scrolled away, camera off, or the tab hidden).
+// scrolled away, camera off, or the tab hidden). With more than SMALL_TILES_FULL_RATE
+// videos on screen, the small tiles ask for SMALL_TILE_FPS (a lower temporal layer:
+// less bandwidth and decoding); the featured (large) tile and the speaker's keep full rate.
+
+const SMALL_TILES_FULL_RATE = 4;
+const SMALL_TILE_FPS = 15;
 
 const shownVideos = new WeakSet(); // video elements the IntersectionObserver sees on screen
 let viewsPending = false;
@@ -297,6 +302,7 @@ function reportViews() {
   viewsPending = false;
   if (!state.sfu) return;
   const dpr = window.devicePixelRatio || 1;
+  const views = [];
   for (const tile of tiles.values()) {
     const streamId = tile.dataset.streamId;
     if (!streamId) continue;
@@ -304,7 +310,12 @@ function reportViews() {
     const r = video.getBoundingClientRect();
     // (a video paused for bandwidth is still wanted: only a camera that is off is not)
     const shown = !document.hidden && !tile.hidden && shownVideos.has(video) && !tile.classList.contains("cam-off") && r.width > 0;
-    state.sfu.setView(streamId, r.width * dpr, r.height * dpr, shown);
+    views.push({ tile, streamId, r, shown });
+  }
+  const many = views.filter((v) => v.shown).length > SMALL_TILES_FULL_RATE;
+  for (const { tile, streamId, r, shown } of views) {
+    const small = many && !tile.classList.contains("featured") && !tile.classList.contains("speaking");
+    state.sfu.setView(streamId, r.width * dpr, r.height * dpr, shown, small ? SMALL_TILE_FPS : 0);
   }
 }
 
