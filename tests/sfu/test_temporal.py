@@ -327,6 +327,7 @@ def test_fps_preferences_pick_the_lowest_covering_level() -> None:
     assert temporal.level_for_fps(7, ()) == 0
     assert temporal.level_for_fps(15, ()) == 1
     assert temporal.level_for_fps(20, ()) == 2
+    assert temporal.level_for_fps(16, (7.0, 14.0, 28.0)) == 1
     assert temporal.level_for_fps(15, (7.4, 14.6, 29.5)) == 1
     assert temporal.level_for_fps(60, (7.5, 15.0, 30.0)) == temporal.ALL
 
@@ -337,7 +338,9 @@ def test_the_up_track_measures_each_levels_share_and_frame_rate() -> None:
     pub.up.tick(10.0)
     pub.pictures(31)
     pub.up.tick(11.0)
-    assert pub.up.level_fps == (8.0, 16.0, 32.0)
+    assert pub.up.level_fps == ()  # (not yet: counted over MEASURE_S)
+    pub.up.tick(10.0 + temporal.MEASURE_S)
+    assert pub.up.level_fps == (4.0, 8.0, 16.0)
     assert pub.up.level_share[0] == pytest.approx(0.25, abs=0.01)
 
 
@@ -407,7 +410,6 @@ def test_a_single_encoding_follows_the_fps_preference(wires: list[Wire]) -> None
     down = subscribe(pub, wires[0])
     pub.picture(keyframe=True)
     pub.pictures(31)
-    pub.up.tick(1.0)
     down.max_fps = 8
     choice = allocation.Allocator().allocate([(down, False)], 5.0)[0]
     assert choice.layer is pub.up and choice.temporal == 0

@@ -37,6 +37,10 @@ LEVELS = 3  # levels with dropping: TID <= 0, <= 1, <= 2 (TID 3 only reaches ALL
 WINDOW = 2000  # dropped packets this far back are remembered (NACKs reach ~1 s back)
 PICTURE_WINDOW = 256  # dropped pictures remembered (at 15 dropped/s: ~17 s)
 UP_SWITCH_KEYFRAME_S = 2.0
+MEASURE_S = 2.0  # each level's frame rate and bitrate share, counted over this long
+# a level covers a requested frame rate it reaches this share of (frame counts over a
+# window jitter by one or two: 15 asked of a 30 fps camera is TL0+TL1, not everything)
+FPS_TOLERANCE = 0.8
 
 # share of the frame rate each level gives at an L1T3 camera (TL0 1/4, TL1 another 1/4,
 # TL2 the other half), until measured
@@ -137,7 +141,7 @@ def level_for_fps(fps: float, level_fps: tuple[float, ...]) -> int:
         return ALL
     rates = level_fps or tuple(30.0 * share for share in LEVEL_SHARE)
     for index, rate in enumerate(rates[:LEVELS]):
-        if rate >= fps * 0.9:  # (measured rates wobble around 15.0)
+        if rate >= fps * FPS_TOLERANCE:
             return index
     return ALL
 

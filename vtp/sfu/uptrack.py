@@ -709,13 +709,13 @@ class UpTrack:
                 self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, self.ssrc, ask))
 
     def _temporal_tick(self, now: float) -> None:
-        """Per second: each level's share of the bitrate and frame rate (what the
+        """Every MEASURE_S: each level's share of the bitrate and frame rate (what the
         allocator and ``fps`` preferences go by); a down waiting too long for a
         layer-sync picture to go up gets a keyframe instead."""
         elapsed = now - self._tid_since
         if not self._tid_since:
             self._tid_since = now  # (counting since the first TID)
-        elif elapsed >= 1.0:
+        elif elapsed >= temporal.MEASURE_S:
             total = sum(self._tid_bytes)
             if total:
                 cumulative = 0
