@@ -515,7 +515,7 @@ export class SfuClient {
           if (s.type === "outbound-rtp" && s.kind === "video") {
             out.framesSent = (out.framesSent || 0) + (s.framesSent || 0);
             out.encodings = out.encodings || [];
-            out.encodings.push({ rid: s.rid || null, active: s.active !== false, bytesSent: s.bytesSent || 0, frameWidth: s.frameWidth || 0, fps: s.framesPerSecond || 0, limitation: s.qualityLimitationReason || "", target: s.targetBitrate || 0 });
+            out.encodings.push({ rid: s.rid || null, active: s.active !== false, bytesSent: s.bytesSent || 0, frameWidth: s.frameWidth || 0, fps: s.framesPerSecond || 0, limitation: s.qualityLimitationReason || "", target: s.targetBitrate || 0, scalabilityMode: s.scalabilityMode || "" });
           }
           if (s.type === "outbound-rtp" && s.kind === "audio") out.audioPacketsSent = s.packetsSent || 0;
         });
