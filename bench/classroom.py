@@ -20,11 +20,12 @@ Layers: q 320x180 ~150 kbps (Chromium with ``maxBitrate`` 150k), h 640x360 ~400 
 f 1280x720 ~1.2 Mbps, each 30 fps with three temporal layers as the VTP client publishes
 them (``L1T3``: TL0 7.5 fps, TL1 +7.5, TL2 +15; libwebrtc's 40/20/40 % bitrate split, so
 TL0 frames are the largest; the layer-sync bits and TL0PICIDX of libwebrtc's pattern).
-Small tiles ask for 15 fps (``view`` ``fps``, as the client does when it shows more than
-4 videos): the SFU sends them TL0+TL1. Without simulcast the one 720p encoding has no
-temporal layers (today's behaviour before simulcast). Printed per mode: SFU CPU (% of
-one core, µs per forwarded packet), packets/s in and out, received bitrate per
-subscriber (median, max), loss; then the teacher's layer switch time for one student
+Small tiles ask for a lower frame rate (``view`` ``fps``) as the client's
+``smallTileFps`` does for the number of videos shown (17 here: 8 fps, TL0 only; 5-9
+videos: 15 fps, TL0+TL1); ``--tile-fps`` overrides it. Without simulcast the one 720p
+encoding has no temporal layers (today's behaviour before simulcast). Printed per mode:
+SFU CPU (% of one core, µs per forwarded packet), packets/s in and out, received bitrate
+per subscriber (median, max), loss; then the teacher's layer switch time for one student
 after a bandwidth drop and after it recovers.
 """
 
@@ -68,7 +69,7 @@ PATTERN = (
 )
 TID_SHARE = (0.4, 0.2, 0.4)
 TID_FRAMES = (2, 2, 4)  # frames of each TID in PATTERN
-SMALL_FPS = 15
+SMALL_FPS = 8  # static/app/classroom.js smallTileFps() for 17 videos shown
 SINGLE = (("", 1280, 720, 30, 1_200_000),)
 VP8_PT, OPUS_PT = 96, 111
 MTU_PAYLOAD = 1100
@@ -370,7 +371,7 @@ class FakeSender:
         pass
 
 
-def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
+def sfu_process(pipe: Pipe, students: int, simulcast: bool, tile_fps: int) -> None:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
@@ -378,7 +379,7 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
 
     async def main() -> None:
         from vtp.config import load_config
-        from vtp.sfu import Sfu, events
+        from vtp.sfu import Sfu, events, temporal
         from vtp.sfu.connection import DownConnection, UpConnection
         from vtp.sfu.downtrack import DownTrack, ExtensionIds
         from vtp.sfu.uptrack import UpTrack
@@ -469,7 +470,7 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
                         )
                         if track.video and q != 0:
                             d.max_width, d.max_height = 320, 180
-                            d.max_fps = SMALL_FPS if simulcast else 0
+                            d.max_fps = tile_fps if simulcast else 0
                         down.tracks.append(d)
                         down._by_ssrc[d.ssrc] = d
                     down.sender = sender  # type: ignore[assignment]
@@ -556,8 +557,9 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
 
         async def bandwidth(level: int, up: bool) -> float:
             """Give s1's teacher video a receiver estimate of ``level``: falling REMBs as
-            a congested receiver sends (down), or a high one (up); seconds until its
-            layer is lower than f (down) or f again (up), -1 if not within 10 s."""
+            a congested receiver sends (down), or a high one (up); seconds until it gets
+            less than f at its full frame rate (down: a lower layer, or f's lower temporal
+            layers) or f at full rate again (up), -1 if not within 10 s."""
             down = teacher_down()
             start = time.monotonic()
             value = level if up else 2 * level
@@ -566,12 +568,15 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
                 down.on_remb(value)  # as the subscriber's RTCP would arrive
                 await asyncio.sleep(0.05)
                 done = down.target is None and not down.paused
-                if done and (down.up.rid == "f") == up:
+                full = down.up.rid == "f" and down.temporal == temporal.ALL
+                if done and full == up:
                     return time.monotonic() - start
             return -1.0
 
         async def layer() -> str:
-            return str(teacher_down().up.rid)
+            down = teacher_down()
+            rate = "" if down.temporal == temporal.ALL else f"/TL0-{down.temporal}"
+            return f"{down.up.rid}{rate}"
 
         profiler = None
         if os.environ.get("BENCH_PROFILE"):
@@ -613,9 +618,11 @@ def prioritised(target: Any, *args: Any) -> None:
     target(*args)
 
 
-def run(students: int, simulcast: bool, duration: float, warmup: float) -> dict[str, Any]:
+def run(
+    students: int, simulcast: bool, duration: float, warmup: float, tile_fps: int
+) -> dict[str, Any]:
     peers = students + 1
-    sfu_proc, sfu = start(sfu_process, students, simulcast)
+    sfu_proc, sfu = start(sfu_process, students, simulcast, tile_fps)
     sub_proc, subs = start(subscriber_process, peers)
     pub_proc, pubs = start(publisher_process, peers, simulcast, call(sfu, "port"))
     call(sfu, "setup", call(pubs, "ports"), call(subs, "ports"))
@@ -696,11 +703,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--no-dynacast", action="store_true", help="send every layer always")
+    parser.add_argument("--tile-fps", type=int, default=SMALL_FPS, help="small tiles' fps")
     args = parser.parse_args()
     global DYNACAST
     DYNACAST = not args.no_dynacast
     for simulcast in (True, False)[: 1 if os.environ.get("BENCH_ONLY_SIMULCAST") else 2]:
-        r = run(args.students, simulcast, args.duration, args.warmup)
+        r = run(args.students, simulcast, args.duration, args.warmup, args.tile_fps)
         report("simulcast" if simulcast else "no simulcast", r, args.students)
 
 
