@@ -37,9 +37,12 @@ Received = tuple[int, int, int, int, int, bool, bytes]  # seq, ts, pid, tl0, tid
 class L1T3:
     """One VP8 encoding with three temporal layers, fed picture by picture."""
 
-    def __init__(self, pid: int = 32700, seq: int = 65400) -> None:
+    def __init__(
+        self, pid: int = 32700, seq: int = 65400, ssrc: int = 555, rid: str = ""
+    ) -> None:
         self.rtcp: list[bytes] = []
-        self.up = UpTrack("pub-1", "video", "video/vp8", 90000, 96, "1", 555, self._send, 9)
+        self.ssrc = ssrc
+        self.up = UpTrack("pub-1", "video", "video/vp8", 90000, 96, "1", ssrc, self._send, 9, rid)
         self.seq = seq
         self.ts = 1000
         self.pid = pid  # wraps 15 bits soon
@@ -76,7 +79,7 @@ class L1T3:
             else:
                 body = bytes([0x01, 0x00, 0x00])
             b1 = (0x80 if i == count - 1 else 0) | 96
-            header = struct.pack("!BBHII", 0x80, b1, self.seq, self.ts, 555)
+            header = struct.pack("!BBHII", 0x80, b1, self.seq, self.ts, self.ssrc)
             out.append((header + descriptor + body + bytes([self.n & 0xFF, i]) * 10, tid))
             self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + 3000) & 0xFFFFFFFF
@@ -276,6 +279,42 @@ def test_late_packets_keep_the_numbering(wires: list[Wire]) -> None:
     got_low.sort(key=lambda r: (r[0] - first) & 0xFFFF)
     continuous(got_low)
     assert len(wires[0].take()) == 2 * 10
+
+
+def test_a_capped_down_switching_simulcast_layers_stays_continuous(wires: list[Wire]) -> None:
+    low = L1T3(pid=500, seq=100, ssrc=111, rid="q")
+    high = L1T3(pid=9000, seq=40000, ssrc=333, rid="f")
+    high.ts = 777_000
+    low.up.add_layer(high.up)
+    down = subscribe(low, wires[0])
+    down.set_max_temporal(1)
+    low.picture(keyframe=True)
+    high.picture(keyframe=True)
+    for _ in range(5):
+        low.picture()
+        high.picture()
+    assert down.temporal == 1
+    down.switch_to(high.up)
+    low.picture()
+    high.picture(keyframe=True)  # the switch, capped from this keyframe on
+    assert down.up is high.up and down.temporal == 1
+    for _ in range(6):
+        low.picture()
+        high.picture()
+    assert down.temporal == 1
+    down.switch_to(low.up)
+    high.picture()
+    low.picture(keyframe=True)
+    low.pictures(8)
+    got = wires[0].take()
+    continuous(got)
+    assert down.up is low.up and down.temporal == 1 and down.switches == 2
+    # after each keyframe picture only TL0/TL1 pictures
+    assert {r[4] for r in got[-16:]} == {0, 1}
+    # NACKs after the switches still find their packets
+    wires[0].lose_everything()
+    down.on_nack((got[-1][0], got[-7][0]))
+    assert wires[0].take() == [got[-1], got[-7]]
 
 
 def test_a_down_track_leaving_and_rejoining_continues(wires: list[Wire]) -> None:

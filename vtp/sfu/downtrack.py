@@ -19,7 +19,8 @@ Temporal layers (:mod:`vtp.sfu.temporal`): :attr:`DownTrack.max_temporal` caps t
 temporal layers forwarded (the lower of the allocator's choice and the subscriber's
 ``fps`` preference); :attr:`DownTrack.temporal` is the level in force, changed by the up
 track at pictures the subscriber can decode from. A (re)start or layer switch begins
-uncapped at the keyframe and moves to the cap at the next picture."""
+uncapped and takes the cap at its keyframe (a switch) or the next picture (a start: the
+keyframe's first packet is written before the down joins a fan-out)."""
 
 from __future__ import annotations
 
