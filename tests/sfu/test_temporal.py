@@ -37,9 +37,7 @@ Received = tuple[int, int, int, int, int, bool, bytes]  # seq, ts, pid, tl0, tid
 class L1T3:
     """One VP8 encoding with three temporal layers, fed picture by picture."""
 
-    def __init__(
-        self, pid: int = 32700, seq: int = 65400, ssrc: int = 555, rid: str = ""
-    ) -> None:
+    def __init__(self, pid: int = 32700, seq: int = 65400, ssrc: int = 555, rid: str = "") -> None:
         self.rtcp: list[bytes] = []
         self.ssrc = ssrc
         self.up = UpTrack("pub-1", "video", "video/vp8", 90000, 96, "1", ssrc, self._send, 9, rid)
