@@ -359,6 +359,19 @@ def test_level_numbering_and_its_inverse() -> None:
     assert 5 not in level.dropped
 
 
+def test_hostile_numbering_keeps_the_level_lists_bounded() -> None:
+    level = temporal.Level(0)
+    for i in range(20_000):  # dropped packets whose timestamps run backwards
+        level.drop(10 * i, 10_000_000 - i)
+    assert len(level.pictures) <= 2 * temporal.PICTURE_WINDOW
+    assert len(level.dropped) <= 2 * temporal.WINDOW + 1
+    for i in range(20_000):  # and sequence numbers too (late, each below the last)
+        level.drop(10 * 20_000 - 5 - i, 5)
+    assert len(level.dropped) <= 2 * temporal.WINDOW + 1
+    # numbering of what comes next is still consistent with what was counted
+    assert level.skip(10**9) == level.base + len(level.dropped)
+
+
 def test_fps_preferences_pick_the_lowest_covering_level() -> None:
     assert temporal.level_for_fps(0, ()) == temporal.ALL
     assert temporal.level_for_fps(7, ()) == 0

@@ -91,7 +91,8 @@ class Level:
     def drop(self, useq: int, uts: int) -> None:
         """Packet ``useq`` (of the picture at ``uts``) is above this level. A late one
         below what the level already forwarded cannot be taken out of numbers given out:
-        its downs see a hole between pictures there, harmless to a decoder."""
+        its downs see a hole between pictures there, harmless to a decoder. Both lists
+        stay bounded whatever the publisher sends (out-of-order numbers insert)."""
         if useq <= self.highest_kept:
             return
         d = self.dropped
@@ -105,18 +106,22 @@ class Level:
             i = bisect.bisect_left(d, useq)
             if d[i] != useq:
                 d.insert(i, useq)
+                if len(d) > 2 * WINDOW:
+                    self.base += len(d) - WINDOW
+                    del d[: len(d) - WINDOW]
         if uts > self.highest_kept_ts:
             p = self.pictures
             if not p or p[-1] < uts:
                 p.append(uts)
-                if len(p) > 2 * PICTURE_WINDOW:
-                    cut = len(p) - PICTURE_WINDOW
-                    self.picture_base += cut
-                    del p[:cut]
             else:
                 i = bisect.bisect_left(p, uts)
-                if p[i] != uts:
-                    p.insert(i, uts)
+                if p[i] == uts:
+                    return
+                p.insert(i, uts)
+            if len(p) > 2 * PICTURE_WINDOW:
+                cut = len(p) - PICTURE_WINDOW
+                self.picture_base += cut
+                del p[:cut]
 
     def useq_of(self, g: int) -> int:
         """The packet (up-track numbering) this level numbers ``g`` (``useq - skip``):
