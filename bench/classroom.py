@@ -16,10 +16,17 @@ to the SFU, which unprotects them; subscribers (another process) count the SRTP
 datagrams per stream. Only the teacher and the active speaker talk; other microphones
 send Opus DTX (one packet every 400 ms).
 
-Layers: q 320x180 15 fps ~75 kbps, h 640x360 30 fps ~400 kbps, f 1280x720 30 fps
-~1.2 Mbps. Printed per mode: SFU CPU (% of one core, µs per forwarded packet), packets/s
-in and out, received bitrate per subscriber (median, max), loss; then the teacher's
-layer switch time for one student after a bandwidth drop and after it recovers.
+Layers: q 320x180 ~150 kbps (Chromium with ``maxBitrate`` 150k), h 640x360 ~400 kbps,
+f 1280x720 ~1.2 Mbps, each 30 fps with three temporal layers as the VTP client publishes
+them (``L1T3``: TL0 7.5 fps, TL1 +7.5, TL2 +15; libwebrtc's 40/20/40 % bitrate split, so
+TL0 frames are the largest; the layer-sync bits and TL0PICIDX of libwebrtc's pattern).
+Small tiles ask for a lower frame rate (``view`` ``fps``) as the client's
+``smallTileFps`` does for the number of videos shown (17 here: 8 fps, TL0 only; 5-9
+videos: 15 fps, TL0+TL1); ``--tile-fps`` overrides it. Without simulcast the one 720p
+encoding has no temporal layers (today's behaviour before simulcast). Printed per mode:
+SFU CPU (% of one core, µs per forwarded packet), packets/s in and out, received bitrate
+per subscriber (median, max), loss; then the teacher's layer switch time for one student
+after a bandwidth drop and after it recovers.
 """
 
 from __future__ import annotations
@@ -45,10 +52,24 @@ from forward import call, cpu_seconds, serve
 
 # rid, width, height, fps, bits/s
 LAYERS = (
-    ("q", 320, 180, 15, 75_000),
+    ("q", 320, 180, 30, 150_000),
     ("h", 640, 360, 30, 400_000),
     ("f", 1280, 720, 30, 1_200_000),
 )
+# L1T3 as libwebrtc sends it: (TID, layer sync) per frame, and each TID's share of the bits
+PATTERN = (
+    (0, False),
+    (2, True),
+    (1, True),
+    (2, False),
+    (0, False),
+    (2, True),
+    (1, False),
+    (2, False),
+)
+TID_SHARE = (0.4, 0.2, 0.4)
+TID_FRAMES = (2, 2, 4)  # frames of each TID in PATTERN
+SMALL_FPS = 8  # static/app/classroom.js smallTileFps() for 17 videos shown
 SINGLE = (("", 1280, 720, 30, 1_200_000),)
 VP8_PT, OPUS_PT = 96, 111
 MTU_PAYLOAD = 1100
@@ -87,6 +108,13 @@ class Layer:
         self.rid, self.width, self.height, self.fps, bitrate = spec
         self.ssrc = ssrc_of(publisher, index)
         self.frame_bytes = max(200, bitrate // self.fps // 8)
+        # per TID: the bytes of one frame of that layer (temporal layers when simulcast)
+        self.temporal = bool(self.rid)
+        cycle = bitrate * len(PATTERN) / self.fps / 8  # bytes per pattern cycle
+        self.tid_bytes = [
+            max(200, int(cycle * share / frames))
+            for share, frames in zip(TID_SHARE, TID_FRAMES, strict=True)
+        ]
         self.seq = random.getrandbits(16)
         self.ts = random.getrandbits(32)
         self.pid = random.getrandbits(15)
@@ -104,7 +132,13 @@ class Layer:
         # keyframes only when asked (PLI) or (re)started, as Chromium sends them
         keyframe = self.keyframe_asked
         self.keyframe_asked = False
-        size = self.frame_bytes * (4 if keyframe else 1)
+        if keyframe:
+            self.frame = 0  # (the pattern starts again at a keyframe)
+        tid, sync = PATTERN[self.frame % len(PATTERN)] if self.temporal else (0, False)
+        if self.temporal and tid == 0:
+            self.tl0 = (self.tl0 + 1) & 0xFF
+        base = self.tid_bytes[tid] if self.temporal else self.frame_bytes
+        size = base * (4 if keyframe else 1)
         if keyframe:
             body = bytes([0x00, 0x00, 0x00, 0x9D, 0x01, 0x2A]) + struct.pack(
                 "<HH", self.width, self.height
@@ -124,7 +158,7 @@ class Layer:
                     0x80 | (self.pid >> 8),
                     self.pid & 0xFF,
                     self.tl0,
-                    0x20 if keyframe else 0x00,
+                    (tid << 6) | (0x20 if keyframe or sync else 0x00),
                 ]
             )
             marker = 0x80 if i == len(chunks) - 1 else 0
@@ -133,7 +167,8 @@ class Layer:
             self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + 90000 // self.fps) & 0xFFFFFFFF
         self.pid = (self.pid + 1) & 0x7FFF
-        self.tl0 = (self.tl0 + 1) & 0xFF
+        if not self.temporal:
+            self.tl0 = (self.tl0 + 1) & 0xFF
         self.frame += 1
         return out
 
@@ -336,7 +371,7 @@ class FakeSender:
         pass
 
 
-def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
+def sfu_process(pipe: Pipe, students: int, simulcast: bool, tile_fps: int) -> None:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
@@ -344,7 +379,7 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
 
     async def main() -> None:
         from vtp.config import load_config
-        from vtp.sfu import Sfu, events
+        from vtp.sfu import Sfu, events, temporal
         from vtp.sfu.connection import DownConnection, UpConnection
         from vtp.sfu.downtrack import DownTrack, ExtensionIds
         from vtp.sfu.uptrack import UpTrack
@@ -435,6 +470,7 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
                         )
                         if track.video and q != 0:
                             d.max_width, d.max_height = 320, 180
+                            d.max_fps = tile_fps if simulcast else 0
                         down.tracks.append(d)
                         down._by_ssrc[d.ssrc] = d
                     down.sender = sender  # type: ignore[assignment]
@@ -457,7 +493,7 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
                     failures[0] += 1
                     continue
                 received[0] += 1
-                entry[1]._rtp_in(plain)
+                entry[1]._rtp_in(plain, 0)
 
         failures = [0]
         received = [0]
@@ -521,8 +557,9 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
 
         async def bandwidth(level: int, up: bool) -> float:
             """Give s1's teacher video a receiver estimate of ``level``: falling REMBs as
-            a congested receiver sends (down), or a high one (up); seconds until its
-            layer is lower than f (down) or f again (up), -1 if not within 10 s."""
+            a congested receiver sends (down), or a high one (up); seconds until it gets
+            less than f at its full frame rate (down: a lower layer, or f's lower temporal
+            layers) or f at full rate again (up), -1 if not within 10 s."""
             down = teacher_down()
             start = time.monotonic()
             value = level if up else 2 * level
@@ -531,12 +568,15 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool) -> None:
                 down.on_remb(value)  # as the subscriber's RTCP would arrive
                 await asyncio.sleep(0.05)
                 done = down.target is None and not down.paused
-                if done and (down.up.rid == "f") == up:
+                full = down.up.rid == "f" and down.temporal == temporal.ALL
+                if done and full == up:
                     return time.monotonic() - start
             return -1.0
 
         async def layer() -> str:
-            return str(teacher_down().up.rid)
+            down = teacher_down()
+            rate = "" if down.temporal == temporal.ALL else f"/TL0-{down.temporal}"
+            return f"{down.up.rid}{rate}"
 
         profiler = None
         if os.environ.get("BENCH_PROFILE"):
@@ -578,9 +618,11 @@ def prioritised(target: Any, *args: Any) -> None:
     target(*args)
 
 
-def run(students: int, simulcast: bool, duration: float, warmup: float) -> dict[str, Any]:
+def run(
+    students: int, simulcast: bool, duration: float, warmup: float, tile_fps: int
+) -> dict[str, Any]:
     peers = students + 1
-    sfu_proc, sfu = start(sfu_process, students, simulcast)
+    sfu_proc, sfu = start(sfu_process, students, simulcast, tile_fps)
     sub_proc, subs = start(subscriber_process, peers)
     pub_proc, pubs = start(publisher_process, peers, simulcast, call(sfu, "port"))
     call(sfu, "setup", call(pubs, "ports"), call(subs, "ports"))
@@ -661,11 +703,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--no-dynacast", action="store_true", help="send every layer always")
+    parser.add_argument("--tile-fps", type=int, default=SMALL_FPS, help="small tiles' fps")
     args = parser.parse_args()
     global DYNACAST
     DYNACAST = not args.no_dynacast
     for simulcast in (True, False)[: 1 if os.environ.get("BENCH_ONLY_SIMULCAST") else 2]:
-        r = run(args.students, simulcast, args.duration, args.warmup)
+        r = run(args.students, simulcast, args.duration, args.warmup, args.tile_fps)
         report("simulcast" if simulcast else "no simulcast", r, args.students)
 
 

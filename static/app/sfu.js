@@ -12,11 +12,12 @@ const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a f
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
 const VIEW_FLUSH_MS = 250; // size and visibility reports are coalesced this long
 // Cameras go out as three simulcast encodings (lowest first); the server forwards each
-// subscriber the one that fits the size it shows the video at (docs/protocol.md).
+// subscriber the one that fits the size it shows the video at (docs/protocol.md). Each
+// has three temporal layers (L1T3), so the server can also send a lower frame rate.
 const CAMERA_ENCODINGS = [
-  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
-  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
-  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000, scalabilityMode: "L1T3" },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000, scalabilityMode: "L1T3" },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000, scalabilityMode: "L1T3" },
 ];
 
 export class SfuClient {
@@ -431,13 +432,15 @@ export class SfuClient {
     }
   }
 
-  /** Adaptive stream: how large (device pixels) and whether at all a subscribed stream's
-   * video is shown. The server sends the smallest encoding that covers the size, and
-   * nothing while it is not visible. Reports are coalesced and sent when they change. */
-  setView(streamId, width, height, visible) {
-    const view = { width: Math.max(0, Math.min(8192, Math.round(width))), height: Math.max(0, Math.min(8192, Math.round(height))), visible: !!visible };
+  /** Adaptive stream: how large (device pixels), whether at all, and at what frame rate
+   * (0: full) a subscribed stream's video is shown. The server sends the smallest
+   * encoding that covers the size, at the lowest temporal layer that covers the frame
+   * rate, and nothing while it is not visible. Reports are coalesced and sent when they
+   * change. */
+  setView(streamId, width, height, visible, fps = 0) {
+    const view = { width: Math.max(0, Math.min(8192, Math.round(width))), height: Math.max(0, Math.min(8192, Math.round(height))), visible: !!visible, fps: Math.max(0, Math.min(240, Math.round(fps))) };
     const old = this.views.get(streamId);
-    if (old && old.width === view.width && old.height === view.height && old.visible === view.visible) return;
+    if (old && old.width === view.width && old.height === view.height && old.visible === view.visible && old.fps === view.fps) return;
     this.views.set(streamId, { ...view, sent: null });
     if (!this.viewTimer) this.viewTimer = setTimeout(() => this.flushViews(), VIEW_FLUSH_MS);
   }
@@ -449,7 +452,7 @@ export class SfuClient {
       const sub = this.subscriptions.get(streamId);
       if (!sub || !sub.answered || view.sent === sub.id) continue;
       view.sent = sub.id;
-      views.push({ subscription_id: sub.id, width: view.width, height: view.height, visible: view.visible });
+      views.push({ subscription_id: sub.id, width: view.width, height: view.height, visible: view.visible, fps: view.fps });
     }
     for (const [streamId] of this.views) if (!this.streams.has(streamId)) this.views.delete(streamId);
     if (views.length) this.send({ type: "view", views });
@@ -512,7 +515,7 @@ export class SfuClient {
           if (s.type === "outbound-rtp" && s.kind === "video") {
             out.framesSent = (out.framesSent || 0) + (s.framesSent || 0);
             out.encodings = out.encodings || [];
-            out.encodings.push({ rid: s.rid || null, active: s.active !== false, bytesSent: s.bytesSent || 0, frameWidth: s.frameWidth || 0, fps: s.framesPerSecond || 0, limitation: s.qualityLimitationReason || "", target: s.targetBitrate || 0 });
+            out.encodings.push({ rid: s.rid || null, active: s.active !== false, bytesSent: s.bytesSent || 0, frameWidth: s.frameWidth || 0, fps: s.framesPerSecond || 0, limitation: s.qualityLimitationReason || "", target: s.targetBitrate || 0, scalabilityMode: s.scalabilityMode || "" });
           }
           if (s.type === "outbound-rtp" && s.kind === "audio") out.audioPacketsSent = s.packetsSent || 0;
         });

@@ -95,7 +95,10 @@ async def test_the_stage_gets_a_large_encoding_a_small_tile_the_smallest(lesson:
         return sub if sub["frameWidth"] >= 640 and sub["framesDecoded"] > 10 else None
 
     await eventually(large, 30, "the teacher's camera decoded at 640 px or more")
-    assert (await camera_encodings(lesson.teacher))["f"]["active"]
+    encodings = await camera_encodings(lesson.teacher)
+    assert encodings["f"]["active"]
+    # each encoding has three temporal layers (the SFU can send a lower frame rate)
+    assert {e["scalabilityMode"] for e in encodings.values()} == {"L1T3"}, encodings
 
     # Ada's stage shrinks to 160x90: the server switches her to the 320x180 encoding
     await student.add_style_tag(

@@ -203,9 +203,9 @@ async def test_hostile_packets_do_not_break_subscribers(sfu: Sfu, event_log: Eve
             _rtp(pt, seq + 8, 0, 0xDEADBEEF, b"\x10\x00" * 50),  # unknown SSRC
         ]
         for data in hostile:
-            up._rtp_in(data)
+            up._rtp_in(data, 0)
         # a correctly formed packet with a huge sequence and timestamp jump
-        up._rtp_in(_rtp(pt, seq + 30000, 0x7FFFFFFF, track.ssrc, b"\x00\x00\x00\x00"))
+        up._rtp_in(_rtp(pt, seq + 30000, 0x7FFFFFFF, track.ssrc, b"\x00\x00\x00\x00"), 0)
         # hostile RTCP from the subscriber side and the publisher side
         bad_rtcp = [
             b"",

@@ -48,6 +48,13 @@ async def test_view_hides_and_sizes_a_subscribers_video(client: Any, accounts: A
         await b.error("validation_error")
         await b.send(
             type="view",
+            views=[
+                {"subscription_id": sub_id, "width": 1, "height": 1, "visible": True, "fps": 500}
+            ],
+        )
+        await b.error("validation_error")
+        await b.send(
+            type="view",
             views=[{"subscription_id": "nope", "width": 1, "height": 1, "visible": True}],
         )
         await b.error("not_found")
@@ -73,13 +80,21 @@ async def test_view_hides_and_sizes_a_subscribers_video(client: Any, accounts: A
         frames = len(viewer.frames)
         await b.send(
             type="view",
-            views=[{"subscription_id": sub_id, "width": 640, "height": 360, "visible": True}],
+            views=[
+                {
+                    "subscription_id": sub_id,
+                    "width": 640,
+                    "height": 360,
+                    "visible": True,
+                    "fps": 15,
+                }
+            ],
         )
         await b.wait("video-resumed", subscription_id=sub_id, stream_id=stream_id)
         await viewer.wait_frames(frames + 10)
-        assert video.visible and video.max_width == 640
-        # (a view is answered only when it fails: the three errors above, nothing else)
-        assert len([m for m in b.seen if m["type"] == "error"]) == 3
+        assert video.visible and video.max_width == 640 and video.max_fps == 15
+        # (a view is answered only when it fails: the four errors above, nothing else)
+        assert len([m for m in b.seen if m["type"] == "error"]) == 4
 
         # dynacast reaches the publisher, and only it
         up = room.publication(stream_id)

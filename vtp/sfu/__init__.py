@@ -76,10 +76,12 @@ Python API (everything runs on the aiohttp event loop; nothing here is thread-sa
           # candidate is the "candidate:..." string; "" or None = end of candidates.
           # The server's own candidates are all in its SDP (no server-side trickle).
     await peer.close_connection(conn_id)            # unpublish or unsubscribe
-    peer.set_preferences(sub_id, track_id, max_width=0, max_height=0, visible=True)
-          # = sub.set_preferences(track_id, max_width, max_height, visible)
+    peer.set_preferences(sub_id, track_id, max_width=0, max_height=0, visible=True,
+                         max_fps=0)
+          # = sub.set_preferences(track_id, max_width, max_height, visible, max_fps)
           # adaptive stream: how the subscriber shows that video (rendered size in px,
-          # 0 = no limit; visible=False = send nothing for it, audio unaffected).
+          # 0 = no limit; visible=False = send nothing for it, audio unaffected;
+          # max_fps: frame rate needed, 0 = full; VP8 temporal layers above it dropped).
           # Simulcast tracks get the smallest layer covering the size, within the
           # subscriber's bandwidth; layers are reallocated at once. SfuError
           # "not-found" (no such subscription / video track), "bad-request" (values).

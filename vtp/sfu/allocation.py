@@ -29,6 +29,14 @@ as a ceiling only while it falls (:meth:`~vtp.sfu.estimator.DownEstimate.value`)
 going up after a drop is probing by switching (with the back-off above); a link freed
 from 600 kbit/s took ~10-20 s to get 720p back.
 
+Temporal layers (VP8 ``L1T3``, :mod:`vtp.sfu.temporal`) are a finer step: each spatial
+layer is tried at its full frame rate, then at half of it (TL2 dropped: ~60 % of its
+bitrate), before the next layer down; the lowest layer may also go to a quarter (TL0
+only) before the video pauses. Lower than half the rate is not used above the lowest
+layer: a 720p picture at 7.5 fps looks worse than 360p at 30 fps for about the same
+bitrate. A subscriber's ``fps`` preference (``max_fps``) caps the level on every layer
+(and so lowers its cost), simulcast or not.
+
 Only simulcast tracks change layers; a single-layer video is only paused when hidden
 (its publisher already follows the weakest subscriber, :meth:`UpTrack.bitrate_for_publisher`).
 """
@@ -38,6 +46,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from vtp.sfu import temporal
 
 if TYPE_CHECKING:
     from vtp.sfu.downtrack import DownTrack
@@ -62,6 +72,36 @@ def cost(layer: UpTrack, index: int, now: float) -> int:
     if layer.active(now) and now - layer.active_since >= MEASURED_AFTER_S and layer.rate.bps:
         return int(layer.rate.bps)
     return NOMINAL_BPS[min(index, len(NOMINAL_BPS) - 1)]
+
+
+def fps_level(down: DownTrack, layer: UpTrack) -> int:
+    """The temporal level the subscriber's ``fps`` preference asks of ``layer``."""
+    if not down.max_fps or layer.max_tid < 1:
+        return temporal.ALL
+    level = temporal.level_for_fps(down.max_fps, layer.level_fps)
+    return temporal.ALL if level >= layer.max_tid else level
+
+
+def temporal_steps(down: DownTrack, layer: UpTrack, lowest: bool) -> list[int]:
+    """Temporal levels to try on ``layer``, highest first (see the module's docstring)."""
+    cap = fps_level(down, layer)
+    if layer.max_tid < 1:
+        return [cap]
+    steps = [temporal.ALL, 1, 0] if lowest else [temporal.ALL, 1]
+    out: list[int] = []
+    for step in steps:
+        level = min(step, cap)
+        if level >= layer.max_tid:
+            level = temporal.ALL
+        if level not in out:
+            out.append(level)
+    return out
+
+
+def temporal_cost(layer: UpTrack, cost_bps: int, level: int) -> int:
+    if level >= temporal.ALL or level >= len(layer.level_share):
+        return cost_bps
+    return int(cost_bps * layer.level_share[level])
 
 
 def wanted_index(down: DownTrack, layers: list[UpTrack]) -> int | None:
@@ -98,6 +138,7 @@ class Choice:
     # the layer it would get if every layer flowed (dynacast: the publisher is asked
     # for it even while it sends no such layer)
     wanted: UpTrack | None = None
+    temporal: int = temporal.ALL  # the temporal level cap on ``layer``
 
 
 class Allocator:
@@ -126,7 +167,9 @@ class Allocator:
         ordered: dict[int, list[UpTrack]] = {}
         # per published track (shared by the peer's downs): layers, their costs, which flow
         tracks: dict[int, tuple[list[UpTrack], list[int], list[int]]] = {}
-        plans: list[tuple[DownTrack, list[UpTrack], list[int], int, int, set[int], UpTrack]] = []
+        plans: list[
+            tuple[DownTrack, list[UpTrack], list[int], int, int, set[int], UpTrack, int]
+        ] = []
         for down, _speaker in sorted(downs, key=lambda item: _priority(item[0], item[1])):
             info = tracks.get(id(down.track))
             if info is None:
@@ -140,7 +183,9 @@ class Allocator:
             ordered[id(down)] = layers
             if len(layers) < 2:
                 layer = down.up if down.visible else None
-                choices[id(down)] = Choice(down, layer, "" if down.visible else "hidden")
+                choices[id(down)] = Choice(
+                    down, layer, "" if down.visible else "hidden", None, fps_level(down, down.up)
+                )
                 continue
             wanted = wanted_index(down, layers)
             if wanted is None:
@@ -149,11 +194,17 @@ class Allocator:
             # only flowing layers are forwarded (a publisher drops its top layers when
             # its own bandwidth is short, or when dynacast turned them off)
             first = flowing_list[0] if flowing_list else 0
-            lowest = costs[first]
+            lowest_level = temporal_steps(down, layers[first], True)[-1]
+            lowest = temporal_cost(layers[first], costs[first], lowest_level)
             limit = estimates[id(down)]
             if down.paused:
                 limit = int(limit * UP_HEADROOM)  # resuming needs headroom too
-            elif down.current is layers[first] and down.target is None and not down.waiting:
+            elif (
+                down.current is layers[first]
+                and down.target is None
+                and not down.waiting
+                and down.max_temporal == lowest_level
+            ):
                 limit = int(limit * STAY_TOLERANCE)
             estimate = estimates[id(down)]
             fits = [i for i in range(wanted + 1) if costs[i] <= estimate]
@@ -168,9 +219,11 @@ class Allocator:
             remaining -= lowest
             if wanted_layer is None:
                 wanted_layer = layers[first]
-            choices[id(down)] = Choice(down, layers[first], "", wanted_layer)
-            plans.append((down, layers, costs, wanted, first, set(flowing_list), wanted_layer))
-        for down, layers, costs, wanted, first, flowing, wanted_layer in plans:
+            choices[id(down)] = Choice(down, layers[first], "", wanted_layer, lowest_level)
+            plans.append(
+                (down, layers, costs, wanted, first, set(flowing_list), wanted_layer, lowest)
+            )
+        for down, layers, costs, wanted, first, flowing, wanted_layer, base in plans:
             fresh = down.waiting and not down.paused and down.target is None
             current = wanted if fresh else _index(down.target or down.current, layers)
             probation = self._probation.setdefault(id(down), _Probation())
@@ -185,27 +238,33 @@ class Allocator:
                 probation.blocked_until = now + probation.backoff
                 probation.backoff = min(BACKOFF_MAX_S, probation.backoff * 2)
                 probation.raised_to = -1
-            base = costs[first]
-            for i in range(wanted, first, -1):
-                if i not in flowing:
+            current_level = temporal.ALL if fresh else down.max_temporal
+            found = False
+            for i in range(wanted, first - 1, -1):
+                if i not in flowing or found:
                     continue
-                need = costs[i]
-                going_up = i > current
-                if going_up and now < probation.blocked_until:
+                spatial_up = i > current
+                if spatial_up and now < probation.blocked_until:
                     continue
-                if going_up:
-                    allowed = estimate * UP_HEADROOM
-                elif i == current and not fresh:
-                    allowed = estimate * STAY_TOLERANCE
-                else:
-                    allowed = estimate
-                if need <= allowed and need - base <= remaining:
-                    remaining -= need - base
-                    choices[id(down)] = Choice(down, layers[i], "", wanted_layer)
+                for level in temporal_steps(down, layers[i], i == first):
+                    need = temporal_cost(layers[i], costs[i], level)
+                    if i == first and need <= base:
+                        break  # (what it has already: the choice made above)
+                    going_up = spatial_up or (i == current and level > current_level)
                     if going_up:
-                        probation.raised_at = now
-                        probation.raised_to = i
-                    break
+                        allowed = estimate * UP_HEADROOM
+                    elif i == current and level == current_level and not fresh:
+                        allowed = estimate * STAY_TOLERANCE
+                    else:
+                        allowed = estimate
+                    if need <= allowed and need - base <= remaining:
+                        remaining -= need - base
+                        choices[id(down)] = Choice(down, layers[i], "", wanted_layer, level)
+                        if spatial_up:
+                            probation.raised_at = now
+                            probation.raised_to = i
+                        found = True
+                        break
             if (
                 probation.raised_to >= 0
                 and now - probation.raised_at >= PROBATION_S
@@ -251,7 +310,7 @@ class Allocator:
             if choice.layer is not None and now < down.estimate.lossy_until:
                 hold = 0.0  # packets are being lost: no dip to wait out
             if now - state.low_since < hold:
-                choices[id(down)] = Choice(down, was, "", choice.wanted)
+                choices[id(down)] = Choice(down, was, "", choice.wanted, down.max_temporal)
 
 
 def _index(layer: UpTrack | None, layers: list[UpTrack]) -> int:
@@ -266,4 +325,4 @@ def _priority(down: DownTrack, speaker: bool) -> tuple[int, int]:
     return (0 if speaker else 1, -area)
 
 
-__all__ = ["Allocator", "Choice", "cost", "wanted_index"]
+__all__ = ["Allocator", "Choice", "cost", "fps_level", "temporal_steps", "wanted_index"]

@@ -627,17 +627,26 @@ class DownConnection(Connection):
         self.schedule_close("internal error")
 
     def set_preferences(
-        self, track_id: str, max_width: int = 0, max_height: int = 0, visible: bool = True
+        self,
+        track_id: str,
+        max_width: int = 0,
+        max_height: int = 0,
+        visible: bool = True,
+        max_fps: int = 0,
     ) -> None:
         """How the subscriber shows this video: the rendered size in pixels (0: no
-        limit) and whether it is visible at all (False: nothing is sent for it; its
-        audio is not affected). Simulcast tracks get the smallest layer covering the
-        size; the peer's layers are reallocated at once."""
+        limit), whether it is visible at all (False: nothing is sent for it; its
+        audio is not affected) and the frame rate it needs (0: full; a publisher's
+        temporal layers above it are not sent, :mod:`vtp.sfu.temporal`). Simulcast
+        tracks get the smallest layer covering the size; the peer's layers are
+        reallocated at once."""
         if not isinstance(visible, bool):
             raise SfuError("bad-request", "visible must be true or false")
         for value in (max_width, max_height):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16384:
                 raise SfuError("bad-request", "max_width/max_height: integers 0..16384")
+        if isinstance(max_fps, bool) or not isinstance(max_fps, int) or not 0 <= max_fps <= 240:
+            raise SfuError("bad-request", "max_fps: an integer 0..240")
         downs = [d for d in self.tracks if d.track.id == track_id and d.kind == "video"]
         if not downs:
             raise SfuError("not-found", f"no video track {track_id!r} in this subscription")
@@ -645,6 +654,7 @@ class DownConnection(Connection):
             down.max_width = max_width
             down.max_height = max_height
             down.visible = visible
+            down.max_fps = max_fps
         self.peer.allocate(time.monotonic())
 
     def _congested(self) -> None:

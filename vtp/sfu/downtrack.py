@@ -13,7 +13,14 @@ for with a PLI, coalesced and deferred by the up track) while the current layer 
 flowing; at that keyframe's first packet the down track leaves the old layer's fan-out
 and joins the new one with offsets that continue its sequence numbers, timestamps and
 (VP8) picture ID / TL0PICIDX. Pausing (``switch_to(None)``) stops the video at once;
-resuming is a switch."""
+resuming is a switch.
+
+Temporal layers (:mod:`vtp.sfu.temporal`): :attr:`DownTrack.max_temporal` caps the
+temporal layers forwarded (the lower of the allocator's choice and the subscriber's
+``fps`` preference); :attr:`DownTrack.temporal` is the level in force, changed by the up
+track at pictures the subscriber can decode from. A (re)start or layer switch begins
+uncapped and takes the cap at its keyframe (a switch) or the next picture (a start: the
+keyframe's first packet is written before the down joins a fan-out)."""
 
 from __future__ import annotations
 
@@ -23,9 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vtp.sfu import fastpath, rtcp, vp8
+from vtp.sfu import fastpath, rtcp, temporal, vp8
 from vtp.sfu.estimator import MAX_BITRATE, START_BITRATE, DownEstimate
 from vtp.sfu.rtp import abs_send_time_now
+
+EPOCHS = 4  # temporal levels remembered for NACKs (each lasts at least one picture)
 
 if TYPE_CHECKING:
     from vtp.sfu.aiortc_hooks import RawSender
@@ -95,6 +104,16 @@ class DownTrack:
         self.visible = True
         self.pause_reason = ""  # why it was paused ("hidden", "bandwidth")
         self.wanted: UpTrack | None = None  # the layer it would take if it flowed
+        self.max_fps = 0.0  # the subscriber's frame-rate preference (0: full rate)
+        # temporal level in force, and the cap to move to (vtp.sfu.temporal)
+        self.temporal = temporal.ALL
+        self.max_temporal = temporal.ALL
+        self.temporal_since = 0.0  # when the pending level change was asked for
+        self.temporal_switches = 0
+        # NACKs for packets sent at earlier levels: (first packet, level, seq_offset,
+        # pid_offset) of each, oldest first; the current one began at _epoch_first
+        self._epochs: list[tuple[int, int, int, int]] = []
+        self._epoch_first = 0  # also: older packets are not resent
         # called after a switch completed or a pause began: (down, it was paused before)
         self.on_layer_change: Callable[[DownTrack, bool], None] | None = None
         # called when the subscriber's REMB falls (its layers are reallocated at once)
@@ -160,6 +179,7 @@ class DownTrack:
         )
 
     def _start(self, packet: UpPacket) -> None:
+        self.temporal = temporal.ALL
         self._set_offsets(packet)
         self.waiting = False
         self.up.down_started(self)
@@ -169,6 +189,8 @@ class DownTrack:
         state = self.state
         state.start_useq = packet.useq
         state.highest_useq = packet.useq - 1
+        self._epoch_first = packet.useq
+        self._epochs = []
         state.seq_offset = (self._last_seq + 1 - packet.useq) & 0xFFFF
         step = self._ts_step(packet)
         state.ts_offset = (self._last_ts + step - packet.uts) & 0xFFFFFFFF
@@ -196,15 +218,20 @@ class DownTrack:
             return
         up = self.up
         state = self.state
-        last = up.cache.get(self.highest_useq)
+        highest = self.highest_useq
+        last = up.cache.get(highest)
         uts = last.uts if last is not None else up.ts.highest
-        self._last_seq = (self.highest_useq + self.seq_offset) & 0xFFFF
+        level = up.temporal_level(self.temporal)
+        skip = level.skip(highest) if level is not None else 0
+        self._last_seq = (highest - skip + self.seq_offset) & 0xFFFF
         self._last_ts = (uts + self.ts_offset) & 0xFFFFFFFF
         self._last_time = up.last_arrival or time.monotonic()
         if self._vp8 and last is not None:
             descriptor = vp8.parse_descriptor(last.payload)
-            if descriptor is not None and state.vp8_rewrite:
-                descriptor = vp8.shifted(descriptor, state.pid_offset, state.tl0_offset)
+            pskip = level.picture_skip(last.uts) if level is not None else 0
+            if descriptor is not None and (state.vp8_rewrite or pskip):
+                pid_offset = (state.pid_offset - pskip) & 0xFFFF
+                descriptor = vp8.shifted(descriptor, pid_offset, state.tl0_offset)
             self._last_descriptor = descriptor
 
     def restart(self) -> None:
@@ -276,11 +303,48 @@ class DownTrack:
         self.paused = False
         self.pause_reason = ""
         self.up = layer
+        self.temporal = temporal.ALL
         self._set_offsets(packet)
         self.waiting = False
         self.switches += 1
         layer.join_started(self)
         self._changed(was_paused)
+
+    # --- temporal layers ----------------------------------------------------------------
+
+    def set_max_temporal(self, level: int) -> None:
+        """Forward temporal layers up to ``level`` (:data:`temporal.ALL`: every one),
+        from a picture the subscriber can decode from on (the up track decides)."""
+        if level == self.max_temporal:
+            return
+        self.max_temporal = level
+        if not self.waiting and not self.paused and not self.closed:
+            self.up.temporal_target_changed(self)
+
+    def temporal_moved(self, level: int, packet: UpPacket) -> None:
+        """Called by the up track at ``packet`` (the first of a picture, not sent yet):
+        from it on this down is at ``level``. Offsets change by the difference of the
+        two levels' skips there, so sequence numbers and picture IDs continue."""
+        up = self.up
+        old = self.temporal
+        a, b = up.temporal_level(old), up.temporal_level(level)
+        useq, uts = packet.useq, packet.uts
+        seq_delta = (b.skip(useq) if b else 0) - (a.skip(useq) if a else 0)
+        pid_delta = (b.picture_skip(uts) if b else 0) - (a.picture_skip(uts) if a else 0)
+        state = self.state
+        epoch = (self._epoch_first, old, int(state.seq_offset), int(state.pid_offset))
+        self._epochs = [*self._epochs[-(EPOCHS - 1) :], epoch]
+        self._epoch_first = useq
+        state.seq_offset = (state.seq_offset + seq_delta) & 0xFFFF
+        if self._vp8:
+            state.pid_offset = (state.pid_offset + pid_delta) & 0xFFFF
+            state.vp8_rewrite = 1
+        # late packets from before the change would be numbered by the new level: they
+        # are left to the subscriber's NACKs, answered through _epochs
+        state.start_useq = max(int(state.start_useq), useq)
+        self.temporal = level
+        self.temporal_switches += 1
+        up.regroup(self, old, level)
 
     def _changed(self, was_paused: bool) -> None:
         if self.on_layer_change is not None:
@@ -289,29 +353,56 @@ class DownTrack:
     # --- RTCP from the subscriber ---------------------------------------------------------
 
     def on_nack(self, lost: tuple[int, ...]) -> None:
-        """Answer from the up track's cache; what it lacks is asked of the publisher."""
+        """Answer from the up track's cache; what it lacks is asked of the publisher.
+        A down at a temporal level numbers packets without those the level drops:
+        map back through the level (and the level before the last change)."""
         if self.waiting:
             return
         self.nacks_received += len(lost)
-        highest_out = (self.highest_useq + self.seq_offset) & 0xFFFF
-        cache = self.up.cache
+        up = self.up
+        cache = up.cache
+        state = self.state
+        seq_offset = int(state.seq_offset)
+        pid_offset = int(state.pid_offset)
+        level = up.temporal_level(self.temporal)
+        highest = self.highest_useq
+        g_high = highest - (level.skip(highest) if level is not None else 0)
+        highest_out = (g_high + seq_offset) & 0xFFFF
         for seq in lost:
-            useq = self.highest_useq - ((highest_out - seq) & 0xFFFF)
-            if useq < self.start_useq:
-                continue
+            g = g_high - ((highest_out - seq) & 0xFFFF)
+            useq = level.useq_of(g) if level is not None else g
+            then, then_pid_offset = level, pid_offset
+            end = self._epoch_first
+            if useq < end:
+                # sent at an earlier level: number it as that level did
+                for first, old, old_seq_offset, old_pid_offset in reversed(self._epochs):
+                    then = up.temporal_level(old)
+                    g_first = first - (then.skip(first) if then is not None else 0)
+                    delta = (seq - g_first - old_seq_offset) & 0xFFFF
+                    g = g_first + (delta - 0x10000 if delta >= 0x8000 else delta)
+                    useq = then.useq_of(g) if then is not None else g
+                    if first <= useq < end:
+                        then_pid_offset = old_pid_offset
+                        break
+                    end = first
+                else:
+                    continue  # before this start, or epochs forgotten
             packet = cache.get(useq)
             if packet is None:
-                self.up.nack_upstream(useq)
+                up.nack_upstream(useq)
                 continue
-            fastpath.send(
-                self.state,
+            pskip = then.picture_skip(packet.uts) if then is not None else 0
+            fastpath.send_skip(
+                state,
                 packet.marker,
                 useq,
+                useq + seq_offset - seq,  # (the C side adds seq_offset back: seq on the wire)
                 packet.uts & 0xFFFFFFFF,
                 packet.audio_level,
                 abs_send_time_now(),
                 packet.payload,
                 len(packet.payload),
+                (pskip + pid_offset - then_pid_offset) & 0xFFFF,
             )
             self.retransmitted += 1
 
@@ -382,5 +473,7 @@ class DownTrack:
             "rid": self.up.rid if self.up.rid and not self.paused else None,
             "paused": self.paused,
             "switches": self.switches,
+            "temporal": self.temporal if self.temporal < temporal.ALL else None,
+            "temporal_switches": self.temporal_switches,
             "send_errors": sender.send_errors if sender is not None else 0,
         }

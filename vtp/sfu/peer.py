@@ -92,12 +92,13 @@ class Peer:
         max_width: int = 0,
         max_height: int = 0,
         visible: bool = True,
+        max_fps: int = 0,
     ) -> None:
         """Adaptive stream: see :meth:`DownConnection.set_preferences`."""
         conn = self.connections.get(subscription_id)
         if not isinstance(conn, DownConnection):
             raise SfuError("not-found", f"no subscription {subscription_id!r}")
-        conn.set_preferences(track_id, max_width, max_height, visible)
+        conn.set_preferences(track_id, max_width, max_height, visible, max_fps)
 
     def allocate(self, now: float) -> None:
         """Give this subscriber's videos their layers (or pauses): vtp.sfu.allocation."""
@@ -128,6 +129,7 @@ class Peer:
                     down.estimate.remb,
                     [(x.rid, int(x.rate.bps), x.active(now)) for x in down.track.layers],
                 )
+            down.set_max_temporal(choice.temporal)
             if choice.layer is None:
                 if not down.paused:
                     down.pause_reason = choice.reason

@@ -12,6 +12,11 @@ of its own with the whole per-packet path above; the first one is the published 
 *primary* (its id, taps and ``layers``, lowest first once their keyframes told their
 sizes). Down tracks move between layers (:mod:`vtp.sfu.downtrack`): a layer's
 ``_switching`` down tracks join it at its next keyframe, before the packet fans out.
+
+Temporal layers (VP8 with TIDs, :mod:`vtp.sfu.temporal`): down tracks capped at a
+temporal level sit in that level's fan-out array instead of the uncapped one; while any
+does (or is changing level), each packet goes to every level it belongs to, one C call
+per level with that level's numbering.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vtp.sfu import allocation, fastpath, rtcp, vp8
+from vtp.sfu import allocation, fastpath, rtcp, temporal, vp8
 from vtp.sfu.codecs import keyframe_detector
 from vtp.sfu.estimator import MAX_BITRATE, MIN_BITRATE, RateMeter, combine
 from vtp.sfu.packetcache import PacketCache
@@ -147,6 +152,19 @@ class UpTrack:
         # the fan-out: started down tracks (C array) and those waiting for a keyframe
         self._started = fastpath.DownList()
         self._waiting: list[DownTrack] = []
+        # temporal layers (VP8): levels 0..2 once a packet carried a TID; the downs whose
+        # level is to change; whether any down uses a level (the per-packet switch)
+        self._levels: list[temporal.Level] | None = None
+        self._tswitch: list[DownTrack] = []
+        self._levels_used = False
+        self._tnewest = -1
+        self.max_tid = -1  # highest TID seen (-1: no temporal layers)
+        self._tid_bytes = [0, 0, 0, 0]  # since the last rate tick, per TID
+        self._tid_frames = [0, 0, 0, 0]
+        self._tid_since = 0.0
+        # per level 0..2: share of the layer's bitrate, and frames per second
+        self.level_share: tuple[float, ...] = temporal.DEFAULT_SHARE
+        self.level_fps: tuple[float, ...] = ()
         self.taps: list[Tap] = []
         self.cache: PacketCache[UpPacket] = PacketCache(1024 if self.video else 256)
         self.seq = Unwrapper(16, max_forward=3000, max_back=1000)
@@ -229,6 +247,14 @@ class UpTrack:
                     self.width, self.height = dimensions
         if useq > self._highest_forwarded:
             self._highest_forwarded = useq
+        info = vp8.temporal_info(payload) if self._vp8 else -1
+        if info >= 0:
+            tid = info & 3
+            self._tid_bytes[tid] += len(payload)
+            if info & vp8.PICTURE_START:
+                self._tid_frames[tid] += 1
+            if tid > self.max_tid:
+                self._new_tid(tid)
         packet = UpPacket(fseq, uts, p.marker, payload, p.audio_level, keyframe)
         self.cache.add(packet)
         self.packets += 1
@@ -240,7 +266,10 @@ class UpTrack:
         if keyframe and self._switching:
             self._switch_here(packet)
         if self.downs:
-            self.forward(packet)
+            if self._levels_used:
+                self._forward_levels(packet, info)
+            else:
+                self.forward(packet)
         if self.taps:
             for tap in self.taps:
                 try:
@@ -381,6 +410,145 @@ class UpTrack:
             except Exception:  # one subscriber's failure must not stop the others
                 self._failed(down)
 
+    def _forward_levels(self, packet: UpPacket, info: int) -> None:
+        """:meth:`forward` while some down is capped at a temporal level: each level
+        drops what is above it and numbers the rest without the gaps; the downs of
+        each level get the packet in one C call."""
+        abs_send_time = abs_send_time_now()
+        useq = packet.useq
+        uts = packet.uts
+        tid = info & 3 if info >= 0 else 0
+        if useq > self._tnewest:
+            self._tnewest = useq
+            if self._tswitch and (packet.keyframe or (info >= 0 and info & vp8.PICTURE_START)):
+                self._temporal_switches(tid, info, packet)
+        payload = packet.payload
+        size = len(payload)
+        ts32 = uts & 0xFFFFFFFF
+        marker = packet.marker
+        for level in self._levels or ():
+            if tid > level.index:
+                level.drop(useq, uts)
+                continue
+            if useq > level.highest_kept:
+                level.highest_kept = useq
+            if uts > level.highest_kept_ts:
+                level.highest_kept_ts = uts
+            downs = level.downs
+            if downs.count:
+                fastpath.fanout_skip(
+                    downs.array,
+                    downs.count,
+                    marker,
+                    useq,
+                    level.skip(useq),
+                    ts32,
+                    -1,
+                    abs_send_time,
+                    payload,
+                    size,
+                    level.picture_skip(uts) & 0xFFFF,
+                )
+                self.forwarded += downs.count
+        started = self._started
+        if started.count:
+            fastpath.fanout(
+                started.array,
+                started.count,
+                marker,
+                useq,
+                ts32,
+                -1,
+                abs_send_time,
+                payload,
+                size,
+            )
+            self.forwarded += started.count
+        for down in self._waiting:
+            try:
+                down.write(packet, abs_send_time)
+            except Exception:
+                self._failed(down)
+
+    def _temporal_switches(self, tid: int, info: int, packet: UpPacket) -> None:
+        """At the first packet of a picture: downs whose level is to change move, down at
+        once, up one step at a layer-sync picture of the next layer, or at a keyframe
+        to their target (see :mod:`vtp.sfu.temporal`)."""
+        sync = info >= 0 and bool(info & vp8.TEMPORAL_SYNC)
+        keep: list[DownTrack] = []
+        changed = False
+        for down in self._tswitch:
+            current = down.temporal
+            target = down.max_temporal
+            if packet.keyframe or target < current or current >= self.max_tid:
+                new = target
+            elif sync and tid == current + 1:
+                new = target if tid >= self.max_tid else tid
+            else:
+                new = current
+            if new != current:
+                try:
+                    down.temporal_moved(new, packet)
+                except Exception:
+                    self._failed(down)
+                    continue
+                changed = True
+            if down.temporal != down.max_temporal:
+                keep.append(down)
+        self._tswitch = keep
+        if changed or not keep:
+            self._update_levels_used()
+
+    def _new_tid(self, tid: int) -> None:
+        """The first packet with a TID (or a higher one than seen): the track has
+        temporal layers; started downs capped below them start moving to their level."""
+        self.max_tid = tid
+        if self._levels is None:
+            self._levels = [temporal.Level(i) for i in range(temporal.LEVELS)]
+            for down in self.downs:
+                if down.up is self and not down.waiting:
+                    self.temporal_target_changed(down)
+
+    def temporal_level(self, index: int) -> temporal.Level | None:
+        """The temporal level ``index`` (None: :data:`temporal.ALL`, or no layers)."""
+        if self._levels is None or index >= temporal.ALL:
+            return None
+        return self._levels[index]
+
+    def _group(self, down: DownTrack) -> fastpath.DownList:
+        level = self.temporal_level(down.temporal)
+        return self._started if level is None else level.downs
+
+    def _ungroup(self, down: DownTrack) -> None:
+        self._started.remove(down)
+        for level in self._levels or ():
+            level.downs.remove(down)
+
+    def _update_levels_used(self) -> None:
+        self._levels_used = bool(self._tswitch) or any(
+            level.downs.count for level in self._levels or ()
+        )
+
+    def temporal_target_changed(self, down: DownTrack) -> None:
+        """``down`` (started on this layer) has a new :attr:`DownTrack.max_temporal`:
+        its level changes at a picture where the subscriber can follow."""
+        if self._levels is None:
+            return
+        pending = down in self._tswitch
+        if down.max_temporal != down.temporal and not pending:
+            down.temporal_since = time.monotonic()
+            self._tswitch = [*self._tswitch, down]
+        elif down.max_temporal == down.temporal and pending:
+            self._tswitch = [d for d in self._tswitch if d is not down]
+        self._update_levels_used()
+
+    def regroup(self, down: DownTrack, old: int, new: int) -> None:
+        """``down`` moved from temporal level ``old`` to ``new`` (numbering already set)."""
+        old_level = self.temporal_level(old)
+        (self._started if old_level is None else old_level.downs).remove(down)
+        new_level = self.temporal_level(new)
+        (self._started if new_level is None else new_level.downs).add(down, down.state)
+
     def _switch_here(self, packet: UpPacket) -> None:
         """Down tracks switching to this layer join it at this keyframe."""
         switching = self._switching
@@ -403,23 +571,30 @@ class UpTrack:
             if down.waiting:
                 self._waiting = [*self._waiting, down]
             else:
-                self._started.add(down, down.state)
+                self._group(down).add(down, down.state)
         self.request_keyframe()
 
     def remove_down(self, down: DownTrack) -> None:
         if down in self.downs:
             self.downs = [d for d in self.downs if d is not down]
             self._waiting = [d for d in self._waiting if d is not down]
-            self._started.remove(down)
+            self._ungroup(down)
+            if down in self._tswitch:
+                self._tswitch = [d for d in self._tswitch if d is not down]
+            self._update_levels_used()
 
     def down_started(self, down: DownTrack) -> None:
         """``down`` got its first packet: from now on the C fan-out writes to it."""
         self._waiting = [d for d in self._waiting if d is not down]
-        self._started.add(down, down.state)
+        self._group(down).add(down, down.state)
+        self.temporal_target_changed(down)
 
     def down_stopped(self, down: DownTrack) -> None:
         """``down`` waits for a keyframe again."""
-        self._started.remove(down)
+        self._ungroup(down)
+        if down in self._tswitch:
+            self._tswitch = [d for d in self._tswitch if d is not down]
+        self._update_levels_used()
         if down in self.downs and down not in self._waiting:
             self._waiting = [*self._waiting, down]
 
@@ -428,7 +603,8 @@ class UpTrack:
         if down not in self.downs:
             self.downs = [*self.downs, down]
         self._waiting = [d for d in self._waiting if d is not down]
-        self._started.add(down, down.state)
+        self._group(down).add(down, down.state)
+        self.temporal_target_changed(down)
 
     def add_switching(self, down: DownTrack) -> None:
         """``down`` moves to this layer at its next keyframe (asked for now)."""
@@ -515,6 +691,8 @@ class UpTrack:
     def tick(self, now: float) -> None:
         """Periodic work: deferred PLI, NACKs for our own gaps."""
         self.rate.tick(now)
+        if self.max_tid >= 0:
+            self._temporal_tick(now)
         self._maybe_send_pli(now)
         if self.missing and self.ssrc is not None:
             ask: list[int] = []
@@ -529,6 +707,39 @@ class UpTrack:
             if ask:
                 self.nacks_sent += len(ask)
                 self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, self.ssrc, ask))
+
+    def _temporal_tick(self, now: float) -> None:
+        """Every MEASURE_S: each level's share of the bitrate and frame rate (what the
+        allocator and ``fps`` preferences go by); a down waiting too long for a
+        layer-sync picture to go up gets a keyframe instead."""
+        elapsed = now - self._tid_since
+        if not self._tid_since:
+            self._tid_since = now  # (counting since the first TID)
+        elif elapsed >= temporal.MEASURE_S:
+            total = sum(self._tid_bytes)
+            if total:
+                cumulative = 0
+                shares = []
+                for b in self._tid_bytes[: temporal.LEVELS]:
+                    cumulative += b
+                    shares.append(cumulative / total)
+                self.level_share = tuple(shares)
+            frames = 0
+            fps = []
+            for f in self._tid_frames[: temporal.LEVELS]:
+                frames += f
+                fps.append(frames / elapsed)
+            self.level_fps = tuple(fps)
+            self._tid_since = now
+            self._tid_bytes = [0, 0, 0, 0]
+            self._tid_frames = [0, 0, 0, 0]
+        for down in self._tswitch:
+            if (
+                down.max_temporal > down.temporal
+                and now - down.temporal_since > temporal.UP_SWITCH_KEYFRAME_S
+            ):
+                down.temporal_since = now
+                self.request_keyframe()
 
     def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
         """The publisher's SR: keep the NTP/RTP pair and rewrite it for each subscriber."""
@@ -619,6 +830,10 @@ class UpTrack:
         self._switching = []
         self._waiting = []
         self._started.clear()
+        self._tswitch = []
+        for level in self._levels or ():
+            level.clear()
+        self._levels_used = False
         for tap in self.taps:
             tap.closed = True
         self.taps = []

@@ -73,6 +73,40 @@ def parse_descriptor(payload: bytes) -> Descriptor | None:
     return Descriptor(picture_id, long_id, tl0, tid, sync, start, min(i, n))
 
 
+TEMPORAL_SYNC = 4  # bits of temporal_info() above the TID
+PICTURE_START = 8
+
+
+def temporal_info(payload: bytes) -> int:
+    """The packet's temporal layer index (TID) | Y (layer sync) as
+    :data:`TEMPORAL_SYNC` | first packet of a picture as :data:`PICTURE_START`; -1 when
+    the descriptor has no TID (or is cut short). Per packet on temporal tracks: a small
+    int, no object."""
+    n = len(payload)
+    if n < 2:
+        return -1
+    b = payload[0]
+    if not b & 0x80:
+        return -1
+    x = payload[1]
+    if not x & 0x20:
+        return -1
+    i = 2
+    if x & 0x80:
+        if n <= i:
+            return -1
+        i += 2 if payload[i] & 0x80 else 1
+    if x & 0x40:
+        i += 1
+    if n <= i:
+        return -1
+    t = payload[i]
+    info = (t >> 6) | ((t & 0x20) >> 3)
+    if b & 0x10 and not b & 0x07:
+        info |= PICTURE_START
+    return info
+
+
 def keyframe_size(payload: bytes) -> tuple[int, int] | None:
     """(width, height) from the first packet of a VP8 keyframe (RFC 6386 9.1), else None."""
     d = parse_descriptor(payload)
@@ -123,10 +157,13 @@ def shifted(d: Descriptor, pid_offset: int, tl0_offset: int) -> Descriptor:
 
 
 __all__ = [
+    "PICTURE_START",
+    "TEMPORAL_SYNC",
     "Descriptor",
     "continuing_offsets",
     "frame_size",
     "keyframe_size",
     "parse_descriptor",
     "shifted",
+    "temporal_info",
 ]

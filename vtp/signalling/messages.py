@@ -86,6 +86,8 @@ class VideoView(BaseModel):
     width: Annotated[int, Field(ge=0, le=16384)]  # rendered size in device pixels
     height: Annotated[int, Field(ge=0, le=16384)]
     visible: bool
+    # frames per second it needs (0: full rate): a lower temporal layer when it covers it
+    fps: Annotated[int, Field(ge=0, le=240)] = 0
 
 
 class View(ClientMessage):

@@ -404,7 +404,7 @@ class Session(Channel):
                 raise SfuError("not-found", f"you have no subscription {view.subscription_id!r}")
             for track_id in {d.track.id for d in conn.tracks if d.kind == "video"}:
                 member.peer.set_preferences(
-                    conn.id, track_id, view.width, view.height, view.visible
+                    conn.id, track_id, view.width, view.height, view.visible, view.fps
                 )
 
     async def _on_restart_ice(self, msg: m.RestartIce) -> None:

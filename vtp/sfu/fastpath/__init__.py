@@ -24,6 +24,9 @@ from vtp.sfu.fastpath._fanout import ffi, lib
 send = lib.vtp_send  # one packet to one down, no bookkeeping (retransmissions)
 write = lib.vtp_write  # one packet to one down, numbering and counters kept
 fanout = lib.vtp_fanout  # vtp_write for each down of a DownList
+# the same for downs at one temporal level (vtp.sfu.temporal): numbering less what it drops
+send_skip = lib.vtp_send_skip
+fanout_skip = lib.vtp_fanout_skip
 MAX_PACKET = int(lib.VTP_MAX_PACKET)
 MAX_MID = 16
 
@@ -129,8 +132,10 @@ __all__ = [
     "aim_sink",
     "aim_sink_connected",
     "fanout",
+    "fanout_skip",
     "new_down",
     "new_sink",
     "send",
+    "send_skip",
     "write",
 ]

@@ -54,8 +54,10 @@ static int write_extensions(const struct vtp_down *d, uint8_t *ext, int audio_le
 
 /* Shift the picture ID and TL0PICIDX of the VP8 payload descriptor (RFC 7741) at p, in
  * the send buffer (the shared payload is never changed): a subscriber switched between
- * simulcast encodings sees them continue. Bounds-checked against len. */
-static void rewrite_vp8(const struct vtp_down *d, uint8_t *p, int len)
+ * simulcast encodings sees them continue, and one whose upper temporal layers are
+ * dropped sees picture IDs without the dropped pictures (pid_skip of them precede this
+ * one). Bounds-checked against len. */
+static void rewrite_vp8(const struct vtp_down *d, uint8_t *p, int len, uint16_t pid_skip)
 {
     if (len < 3 || !(p[0] & 0x80))
         return;
@@ -65,12 +67,13 @@ static void rewrite_vp8(const struct vtp_down *d, uint8_t *p, int len)
         if (p[i] & 0x80) {
             if (i + 1 >= len)
                 return;
-            uint16_t pid = (uint16_t)((((p[i] & 0x7F) << 8) | p[i + 1]) + d->pid_offset);
+            uint16_t pid =
+                (uint16_t)((((p[i] & 0x7F) << 8) | p[i + 1]) + d->pid_offset - pid_skip);
             p[i] = (uint8_t)(0x80 | ((pid >> 8) & 0x7F));
             p[i + 1] = (uint8_t)pid;
             i += 2;
         } else {
-            p[i] = (uint8_t)((p[i] + d->pid_offset) & 0x7F);
+            p[i] = (uint8_t)((p[i] + d->pid_offset - pid_skip) & 0x7F);
             i += 1;
         }
     }
@@ -78,8 +81,11 @@ static void rewrite_vp8(const struct vtp_down *d, uint8_t *p, int len)
         p[i] = (uint8_t)(p[i] + d->tl0_offset);
 }
 
-int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
-             uint32_t abs_send_time, const uint8_t *payload, int payload_len)
+/* seq_skip: packets of the up track's numbering below useq this down does not get (its
+ * temporal level drops them); pid_skip: pictures likewise (see rewrite_vp8) */
+static int send_packet(struct vtp_down *d, int marker, int64_t useq, int64_t seq_skip,
+                       uint32_t uts, int audio_level, uint32_t abs_send_time,
+                       const uint8_t *payload, int payload_len, uint16_t pid_skip)
 {
     struct vtp_sink *s = d->sink;
     if (s == NULL || s->fd < 0 || s->protect == NULL || payload_len < 0)
@@ -90,7 +96,7 @@ int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int aud
         s->oversize++;
         return 0;
     }
-    uint16_t seq = (uint16_t)(useq + d->seq_offset);
+    uint16_t seq = (uint16_t)(useq - seq_skip + d->seq_offset);
     uint32_t ts = uts + d->ts_offset;
     b[0] = n > 12 ? 0x90 : 0x80;
     b[1] = (uint8_t)((marker ? 0x80 : 0) | (d->payload_type & 0x7F));
@@ -105,8 +111,8 @@ int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int aud
     b[10] = (uint8_t)(d->ssrc >> 8);
     b[11] = (uint8_t)d->ssrc;
     memcpy(b + n, payload, (size_t)payload_len);
-    if (d->vp8_rewrite)
-        rewrite_vp8(d, b + n, payload_len);
+    if (d->vp8_rewrite || pid_skip)
+        rewrite_vp8(d, b + n, payload_len, pid_skip);
     int len = n + payload_len;
     if (s->protect(s->srtp, b, &len) != 0) {
         s->protect_errors++;
@@ -122,8 +128,24 @@ int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int aud
     return len;
 }
 
-int vtp_write(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
-              uint32_t abs_send_time, const uint8_t *payload, int payload_len)
+int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
+             uint32_t abs_send_time, const uint8_t *payload, int payload_len)
+{
+    return send_packet(d, marker, useq, 0, uts, audio_level, abs_send_time, payload,
+                       payload_len, 0);
+}
+
+int vtp_send_skip(struct vtp_down *d, int marker, int64_t useq, int64_t seq_skip, uint32_t uts,
+                  int audio_level, uint32_t abs_send_time, const uint8_t *payload,
+                  int payload_len, uint16_t pid_skip)
+{
+    return send_packet(d, marker, useq, seq_skip, uts, audio_level, abs_send_time, payload,
+                       payload_len, pid_skip);
+}
+
+static int write_packet(struct vtp_down *d, int marker, int64_t useq, int64_t seq_skip,
+                        uint32_t uts, int audio_level, uint32_t abs_send_time,
+                        const uint8_t *payload, int payload_len, uint16_t pid_skip)
 {
     if (useq < d->start_useq)
         return 0; /* older than where this subscriber started */
@@ -132,7 +154,15 @@ int vtp_write(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int au
     /* counted whether or not the kernel took it: the sequence number is spent */
     d->packets++;
     d->octets += (uint64_t)payload_len;
-    return vtp_send(d, marker, useq, uts, audio_level, abs_send_time, payload, payload_len);
+    return send_packet(d, marker, useq, seq_skip, uts, audio_level, abs_send_time, payload,
+                       payload_len, pid_skip);
+}
+
+int vtp_write(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
+              uint32_t abs_send_time, const uint8_t *payload, int payload_len)
+{
+    return write_packet(d, marker, useq, 0, uts, audio_level, abs_send_time, payload,
+                        payload_len, 0);
 }
 
 int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t useq,
@@ -141,8 +171,20 @@ int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t use
 {
     int sent = 0;
     for (int i = 0; i < count; i++)
-        if (vtp_write(downs[i], marker, useq, uts, audio_level, abs_send_time, payload,
-                      payload_len))
+        if (write_packet(downs[i], marker, useq, 0, uts, audio_level, abs_send_time, payload,
+                         payload_len, 0))
+            sent++;
+    return sent;
+}
+
+int vtp_fanout_skip(struct vtp_down *const *downs, int count, int marker, int64_t useq,
+                    int64_t seq_skip, uint32_t uts, int audio_level, uint32_t abs_send_time,
+                    const uint8_t *payload, int payload_len, uint16_t pid_skip)
+{
+    int sent = 0;
+    for (int i = 0; i < count; i++)
+        if (write_packet(downs[i], marker, useq, seq_skip, uts, audio_level, abs_send_time,
+                         payload, payload_len, pid_skip))
             sent++;
     return sent;
 }

@@ -57,6 +57,16 @@ int vtp_write(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int au
 int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t useq,
                uint32_t uts, int audio_level, uint32_t abs_send_time, const uint8_t *payload,
                int payload_len);
+/* vtp_send / vtp_fanout for downs at one temporal level of a VP8 up track: the wire
+ * sequence number is useq - seq_skip + seq_offset (seq_skip: packets below useq the level
+ * drops) and the picture ID is shifted down by pid_skip (pictures before this one the
+ * level drops); start/highest_useq stay in the up track's numbering */
+int vtp_send_skip(struct vtp_down *d, int marker, int64_t useq, int64_t seq_skip, uint32_t uts,
+                  int audio_level, uint32_t abs_send_time, const uint8_t *payload,
+                  int payload_len, uint16_t pid_skip);
+int vtp_fanout_skip(struct vtp_down *const *downs, int count, int marker, int64_t useq,
+                    int64_t seq_skip, uint32_t uts, int audio_level, uint32_t abs_send_time,
+                    const uint8_t *payload, int payload_len, uint16_t pid_skip);
 /* aim a sink at host:port (IPv4 or IPv6 literal) through fd; 0, or -1 (and fd -1) */
 int vtp_sink_target(struct vtp_sink *s, int fd, const char *host, int port);
 #endif
