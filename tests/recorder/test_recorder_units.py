@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import json
+import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from vtp.recorder.session import describe_error, write_json_atomically
 from vtp.recorder.spool import Spool, seal_cut_recording
 from vtp.recorder.uploader import Uploader
 from vtp.sfu import vp8 as vp8_payload
+from vtp.sfu.rtp import parse_rtp
+from vtp.sfu.uptrack import UpTrack
 from vtp.storage import MissingBucket, StorageError
 from vtp.storage.s3 import s3_error
 
@@ -41,19 +44,21 @@ class Pkt:
     payload: bytes
 
 
-def encode_vp8(count: int, keyframe_every: int = 10) -> list[tuple[bytes, bool]]:
-    """Real VP8 frames (test-side encoder), 160x120."""
+def encode_vp8(
+    count: int, keyframe_every: int = 10, width: int = 160, height: int = 120
+) -> list[tuple[bytes, bool]]:
+    """Real VP8 frames (test-side encoder), 160x120 unless told."""
     ctx = av.CodecContext.create("libvpx", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = 160, 120, "yuv420p"
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
     ctx.time_base = fractions.Fraction(1, 30)
     ctx.gop_size = keyframe_every
     ctx.options = {"deadline": "realtime", "lag-in-frames": "0"}
     out: list[tuple[bytes, bool]] = []
     for i in range(count):
-        frame = av.VideoFrame(width=160, height=120, format="yuv420p")
-        frame.planes[0].update(bytes([(i * 7) % 256]) * (160 * 120))
-        frame.planes[1].update(b"\x80" * (160 * 120 // 4))
-        frame.planes[2].update(b"\x80" * (160 * 120 // 4))
+        frame = av.VideoFrame(width=width, height=height, format="yuv420p")
+        frame.planes[0].update(bytes([(i * 7) % 256]) * (width * height))
+        frame.planes[1].update(b"\x80" * (width * height // 4))
+        frame.planes[2].update(b"\x80" * (width * height // 4))
         frame.pts = i
         out.extend((bytes(p), bool(p.is_keyframe)) for p in ctx.encode(frame))
     out.extend((bytes(p), bool(p.is_keyframe)) for p in ctx.encode(None))
@@ -347,3 +352,48 @@ async def test_waiting_uploads_are_retried_when_the_store_answers_again(
             assert uploader.attempts == 1 and rid in uploader.waiting()
     finally:
         await uploader.close()
+
+
+def test_a_tap_moving_up_a_simulcast_track_records_one_decodable_file(tmp_path: Path) -> None:
+    """The recorder's tap starts on the low layer and moves to the high one at its
+    keyframe (vtp.sfu.uptrack.Tap): the file goes on at the new size and decodes."""
+    low, high = encode_vp8(6, 30), encode_vp8(12, 30, 320, 240)
+    layers = [
+        UpTrack("t", "video", "video/vp8", 90000, 96, "1", ssrc, lambda d: len(d), 9, rid=rid)
+        for ssrc, rid in ((11, "q"), (22, "f"))
+    ]
+    layers[0].add_layer(layers[1])
+    collected = Collector()
+    assembler = Vp8Assembler(collected.frame, collected.request)
+    layers[0].add_tap(lambda _up, packet: assembler.push(packet))
+
+    def send(layer: int, seq: int, ts: int, pid: int, data: bytes) -> int:
+        chunks = [data[i : i + 300] for i in range(0, len(data), 300)]
+        for i, chunk in enumerate(chunks):
+            desc = bytes([0x90 if i == 0 else 0x80, 0x80, 0x80 | (pid >> 8), pid & 0xFF])
+            b1 = (0x80 if i == len(chunks) - 1 else 0) | 96
+            head = struct.pack("!BBHII", 0x80, b1, seq, ts, layers[layer].ssrc or 0)
+            parsed = parse_rtp(head + desc + chunk, 0, 0)
+            assert parsed is not None
+            layers[layer].receive(parsed)
+            seq += 1
+        return seq
+
+    # each layer its own numbering, timestamps and picture IDs, as simulcast sends them
+    seq, ts, pid = [100, 40000], [5000, 3_000_000], [7, 20000]
+    for n in range(12):
+        for layer, frames in enumerate((low, high)):
+            if n < len(frames):
+                seq[layer] = send(layer, seq[layer], ts[layer], pid[layer], frames[n][0])
+                ts[layer] += 3000
+                pid[layer] += 1
+    sizes = [(f.width, f.height) for f in collected.frames if f.keyframe]
+    assert sizes == [(160, 120), (320, 240)]  # the low keyframe, then the high one
+    path = tmp_path / "moved.webm"
+    webm = MatroskaFile(path, video=VideoFormat("vp8", 160, 120), audio=False)
+    for frame in collected.frames:
+        assert webm.write("video", frame.ts, frame.data, frame.keyframe)
+    webm.close()
+    with av.open(str(path)) as container:
+        decoded = [(f.width, f.height) for f in container.decode(video=0)]
+    assert decoded == [(160, 120)] + [(320, 240)] * 12

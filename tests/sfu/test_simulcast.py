@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,7 @@ from vtp.sfu import Sfu, SfuError, allocation, events, fastpath, negotiation, rt
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.downtrack import DownTrack, ExtensionIds
 from vtp.sfu.rtp import URI_REPAIRED_RTP_STREAM_ID, URI_RTP_STREAM_ID, parse_rtp
-from vtp.sfu.uptrack import UpTrack
+from vtp.sfu.uptrack import UpPacket, UpTrack
 
 SSRCS = {"q": 111, "h": 222, "f": 333}
 SIZES = {"q": (320, 180), "h": (640, 360), "f": (1280, 720)}
@@ -441,3 +442,48 @@ async def test_preferences_hide_and_show_a_video_aiortc(sfu: Sfu, event_log: Eve
         await wait_until(lambda: len(sub.video().frames) >= frames + 15)
     finally:
         await asyncio.gather(pub.close(), sub.close())
+
+
+def test_a_tap_reads_the_best_layer_that_flows_continuously(wire: FastWire) -> None:
+    """The recorder's tap starts on the primary (q here), moves up at h's and f's keyframes,
+    down to h at h's keyframe when f stops, and sees one numbering and timeline."""
+    pub = Publisher()
+    got: list[tuple[str, int, int, bool]] = []  # (layer, useq, uts, keyframe)
+    assert pub.primary is not None
+    tap = pub.primary.add_tap(lambda up, p: got.append((up.rid, p.useq, p.uts, p.keyframe)))
+    pub.all_frames(keyframe=True)  # sizes known: q < h < f, in the publisher's order
+    # up at each higher layer's keyframe
+    assert [rid for rid, *_ in got] == ["q", "q", "h", "h", "f", "f"]
+    pub.all_frames()
+    assert tap.track is pub.layers["f"] and pub.layers["q"].taps == []
+    # the lowest layer stays needed for the tap (dynacast), whatever reads it now
+    assert pub.primary.needed_layers() == ("q",)
+    # f stops (dynacast, or the publisher's bandwidth): at h's next keyframe, down to h
+    now = time.monotonic()
+    pub.layers["f"].last_arrival = now - 5.0
+    pub.layers["h"]._last_pli = -10.0
+    pub.layers["f"].tick(now)  # asks h for the keyframe that lets the tap move
+    assert SSRCS["h"] in pub.plis()
+    pub.frame("q")
+    pub.frame("h", keyframe=True)
+    pub.frame("h")
+    assert tap.track is pub.layers["h"]
+    assert [rid for rid, *_ in got][-6:] == ["f", "f", "h", "h", "h", "h"]
+    useqs = [u for _, u, _, _ in got]
+    assert useqs == list(range(useqs[0], useqs[0] + len(useqs)))  # no gap, no repeat
+    stamps = sorted({ts for _, _, ts, _ in got})
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [3000] * (len(stamps) - 1)
+    assert [k for _, _, _, k in got].count(True) == 4  # one at each move
+
+
+def test_an_h264_tap_stays_on_its_layer() -> None:
+    layers = [
+        UpTrack("t", "video", "video/h264", 90000, 102, "1", 10 + i, lambda d: len(d), 9, rid=r)
+        for i, r in enumerate("qhf")
+    ]
+    for layer in layers[1:]:
+        layers[0].add_layer(layer)
+    tap = layers[0].add_tap(lambda up, p: None)
+    packet = UpPacket(1, 0, 1, b"\x65\x88", -1, True)
+    layers[2]._take_taps(packet, time.monotonic())
+    assert tap.track is layers[0]

@@ -74,15 +74,46 @@ class UpPacket:
 
 
 TapCallback = Callable[["UpTrack", UpPacket], None]
+TAP_FOLLOWS = ("video/vp8", "video/vp9")  # codecs whose taps follow the best layer
 
 
 class Tap:
-    """An in-process consumer of one up track (e.g. the recorder)."""
+    """An in-process consumer of one published track (e.g. the recorder).
+
+    On a simulcast VP8/VP9 video it reads the best layer that flows: it moves up at a
+    keyframe of a higher layer, and down at a keyframe of a lower one when its own
+    stops (:meth:`UpTrack._take_taps`); like a down track for a subscriber, it hands
+    its consumer one continuous numbering and timeline across the moves."""
 
     def __init__(self, track: UpTrack, callback: TapCallback) -> None:
-        self.track = track
+        self.track = track  # the layer it reads now
         self.callback = callback
         self.closed = False
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last: UpPacket | None = None
+
+    def deliver(self, up: UpTrack, packet: UpPacket) -> None:
+        if self._seq_offset or self._ts_offset:
+            packet = UpPacket(
+                packet.useq + self._seq_offset,
+                packet.uts + self._ts_offset,
+                packet.marker,
+                packet.payload,
+                packet.audio_level,
+                packet.keyframe,
+            )
+        self._last = packet
+        self.callback(up, packet)
+
+    def moved_to(self, layer: UpTrack, first: UpPacket) -> None:
+        """Read ``layer`` from ``first`` (the start of its keyframe) on, numbered and
+        timed right after the last packet delivered (one frame interval later)."""
+        last = self._last
+        if last is not None:
+            self._seq_offset = last.useq + 1 - first.useq
+            self._ts_offset = last.uts + layer.clock_rate // 30 - first.uts
+        self.track = layer
 
     @property
     def kind(self) -> str:
@@ -265,6 +296,8 @@ class UpTrack:
             self.level.add(p.audio_level)
         if keyframe and self._switching:
             self._switch_here(packet)
+        if keyframe and len(self.primary.layers) > 1:
+            self._take_taps(packet, now)
         if self.downs:
             if self._levels_used:
                 self._forward_levels(packet, info)
@@ -273,7 +306,7 @@ class UpTrack:
         if self.taps:
             for tap in self.taps:
                 try:
-                    tap.callback(self, packet)
+                    tap.deliver(self, packet)
                 except Exception:
                     logger.exception("tap on track %s failed; removing it", self.id)
                     tap.close()
@@ -653,6 +686,36 @@ class UpTrack:
     def remove_tap(self, tap: Tap) -> None:
         self.taps = [t for t in self.taps if t is not tap]
 
+    def _take_taps(self, keyframe: UpPacket, now: float) -> None:
+        """At this layer's keyframe, take the published track's taps if this layer is
+        above the one they read, or that one stopped (dynacast, the publisher's
+        bandwidth). VP8/VP9 only: their keyframes carry the new size, where an H.264
+        file keeps the parameter sets it started with."""
+        if self.mime_type not in TAP_FOLLOWS:
+            return
+        holder = next((layer for layer in self.primary.layers if layer.taps), None)
+        if holder is None or holder is self:
+            return
+        layers = self.ordered_layers()
+        if layers.index(self) < layers.index(holder) and holder.active(now):
+            return
+        taps, holder.taps = holder.taps, []
+        for tap in taps:
+            tap.moved_to(self, keyframe)
+        self.taps = [*self.taps, *taps]
+
+    def _better_layer_for_taps(self, now: float) -> None:
+        """Ask for the keyframe that lets the taps on this layer move to the best layer
+        flowing (coalesced like every keyframe request)."""
+        layers = self.ordered_layers()
+        best = next((layer for layer in reversed(layers) if layer.active(now)), None)
+        if (
+            best is not None
+            and best is not self
+            and (layers.index(best) > layers.index(self) or not self.active(now))
+        ):
+            best.request_keyframe()
+
     # --- RTCP towards the publisher -------------------------------------------------------
 
     def request_keyframe(self) -> None:
@@ -691,6 +754,8 @@ class UpTrack:
     def tick(self, now: float) -> None:
         """Periodic work: deferred PLI, NACKs for our own gaps."""
         self.rate.tick(now)
+        if self.taps and len(self.primary.layers) > 1 and self.mime_type in TAP_FOLLOWS:
+            self._better_layer_for_taps(now)
         if self.max_tid >= 0:
             self._temporal_tick(now)
         self._maybe_send_pli(now)
@@ -793,8 +858,8 @@ class UpTrack:
             for i, layer in enumerate(layers)
             if layer.downs or layer._switching or layer in wanted
         ]
-        if self.taps:
-            needed.append(0)
+        if any(layer.taps for layer in layers):
+            needed.append(0)  # a tap (the recorder) reads at least the lowest
         if not needed or max(needed) == len(layers) - 1:
             return MAX_BITRATE
         top = max(needed)
@@ -806,12 +871,20 @@ class UpTrack:
 
     def needed_layers(self) -> tuple[str, ...]:
         """Dynacast (on the primary): rids of the layers some subscriber is forwarded,
-        waits for or switches to (both ends of a switch), lowest first; the primary's
-        too when a tap (the recorder) reads it."""
+        waits for or switches to (both ends of a switch), lowest first; the lowest too
+        when a tap (the recorder) reads the track: it reads the best layer that flows,
+        and at least that one."""
         wanted = self.wanted_layers()
+        layers = self.ordered_layers()
+        tapped = any(layer.taps for layer in layers)
         needed = []
-        for layer in self.ordered_layers():
-            if layer.downs or layer._switching or layer in wanted or (layer is self and self.taps):
+        for layer in layers:
+            if (
+                layer.downs
+                or layer._switching
+                or layer in wanted
+                or (tapped and layer is layers[0])
+            ):
                 needed.append(layer.rid)
         return tuple(needed)
 
