@@ -135,6 +135,10 @@ class Config(BaseSettings):
     sfu_open_rooms: bool = False
     room_grace_s: float = Field(default=30.0, ge=0)
     peer_timeout_s: float = Field(default=30.0, ge=1)
+    # A signalling WebSocket that drops (the client's network changed) leaves its peer
+    # in the room this long, for the client to take back on a new socket (resume_token)
+    # with its publications and subscriptions; 0: the peer leaves at once.
+    sfu_resume_s: float = Field(default=15.0, ge=0, le=120)
     # A media connection whose client stops answering ICE consent checks, or a
     # subscriber whose reports show it no longer receives what is sent, is closed after
     # this long (RFC 7675 consent freshness: at most 30 s; at least 10 s, as clients send

@@ -16,7 +16,14 @@ sending ``auth`` with a fresh one closes the socket with 4401 (``token_expired``
 Client messages are handled one at a time, in order; replies and room events go through
 one outgoing queue so the client sees them in the order they happened. Nothing a client
 sends can break the room: every failure becomes an ``error`` message to that client.
-Closing the WebSocket makes the peer leave: its publications end for every subscriber.
+Leaving (``leave``), or closing the WebSocket (a close frame: the tab closed), ends the
+peer at once. A WebSocket that drops instead, without a close frame (the client's network
+changed: Wi-Fi to mobile; the heartbeat goes unanswered), leaves its peer in the room for
+``VTP_SFU_RESUME_S``:
+a ``join`` on a new socket with the ``resume_token`` of the last ``joined`` takes the same
+peer back, its publications and subscriptions intact (the client then restarts ICE on
+them, ``restart-ice``); a socket still open for it is closed (4409). Without a resume in
+time the peer leaves, and its publications end for every subscriber.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,6 +54,7 @@ from vtp.sfu.connection import DownConnection, UpConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.icerestart import restart_ice
 from vtp.sfu.members import MEMBERS, Member, MemberJoined
+from vtp.sfu.room import Room
 from vtp.sfu.service import SFU_KEY
 
 logger = logging.getLogger(__name__)
@@ -61,6 +70,7 @@ MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions tog
 CLOSE_UNAUTHORIZED = 4401  # bad, expired (not renewed) or revoked token
 CLOSE_FORBIDDEN = 4403  # the right to be in the room was taken away
 CLOSE_TOO_SLOW = 4408
+CLOSE_RESUMED = 4409  # another socket resumed this one's peer
 
 
 def sfu_error_code(exc: SfuError) -> str:
@@ -121,6 +131,9 @@ class Session:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._closer: asyncio.Future[bool] | None = None
+        self.resume_token: str | None = None  # (while it holds a member)
+        self._parked: asyncio.Future[None] | None = None  # the leave after a drop
+        self._said_goodbye = False  # the client closed the socket (a close frame)
 
     # --- outgoing -----------------------------------------------------------------------
 
@@ -181,7 +194,11 @@ class Session:
                     return
             self.limit = self.app[SEND_LIMITS].for_connection(self.principal.user_id)
             self._watch_authority()
-            async for msg in self.ws:
+            while True:
+                msg = await self.ws.receive()
+                if msg.type == WSMsgType.CLOSE:
+                    self._said_goodbye = True
+                    break
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     if not self.limit.allow():
                         # the flood costs the flooder: its socket, not the room's
@@ -190,7 +207,7 @@ class Session:
                         )
                         break
                     await self._handle(msg.data)
-                elif msg.type == WSMsgType.ERROR:
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSING, WSMsgType.CLOSED):
                     break
         finally:
             self._closing = True
@@ -198,13 +215,43 @@ class Session:
                 self._watch.cancel()
             if self._expiry is not None and not self._expired:
                 self._expiry.cancel()  # (not while it closes the socket itself)
-            # aiohttp cancels the handler when the client's TCP connection goes: the
-            # peer must still leave, so that runs in a task of its own.
-            cleanup = self.app[SFU_KEY].spawn(self._leave("disconnected"))
             keepalive.cancel()
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()
-            await asyncio.shield(cleanup)
+            resume_s = self.app[CONFIG].sfu_resume_s
+            if (
+                self.member is not None
+                and self.resume_token is not None
+                and resume_s > 0
+                and not self._said_goodbye
+            ):
+                # the socket dropped, not the peer: another may take it back a while
+                self._parked = self.app[SFU_KEY].spawn(self._leave_after(resume_s))
+            else:
+                # aiohttp cancels the handler when the client's TCP connection goes:
+                # the peer must still leave, so that runs in a task of its own.
+                await asyncio.shield(self.app[SFU_KEY].spawn(self._leave("disconnected")))
+
+    async def _leave_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        await self._leave("disconnected")
+
+    def _hand_over(self) -> Member | None:
+        """Give this session's member to a session resuming it: this one stops serving
+        it (its pending leave is off) and its socket, if still open, closes."""
+        member, self.member = self.member, None
+        self._scope = (None, None)
+        if self.resume_token is not None:
+            self.app[RESUMABLE].pop(self.resume_token, None)
+            self.resume_token = None
+        if self._parked is not None and self._parked is not asyncio.current_task():
+            self._parked.cancel()
+        if not self._closing:
+            self._closing = True
+            self._closer = asyncio.ensure_future(
+                self.ws.close(code=CLOSE_RESUMED, message=b"resumed on another socket")
+            )
+        return member
 
     # --- authority ----------------------------------------------------------------------
 
@@ -386,6 +433,8 @@ class Session:
             raise m.MessageError(
                 exc.code, f"{exc.message}: send auth with a fresh token", None, msg.request_id
             ) from None
+        if msg.resume_token is not None and await self._resume(msg):
+            return
         grant, display = await join_room(self.app, self.principal, msg.room)
         if self.member is not None:  # a second join raced the first one's awaits
             raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
@@ -427,8 +476,67 @@ class Session:
                 ice_servers=sfu.ice_servers(str(self.principal.user_id)),
                 peers=peers,
                 active_speaker=room.speaker.current,
+                resume_token=self._resumable(),
             )
         )
+        self._send_streams(room)
+
+    def _resumable(self) -> str:
+        """A new resume token for this session's member."""
+        self.resume_token = secrets.token_urlsafe(24)
+        self.app[RESUMABLE][self.resume_token] = self
+        return self.resume_token
+
+    async def _resume(self, msg: m.Join) -> bool:
+        """Take back the peer of the session ``msg.resume_token`` names, if it is this
+        user's in this room and the user may still be there; False: join afresh (the
+        client learns from ``resumed``)."""
+        assert self.principal is not None and msg.resume_token is not None
+        old = self.app[RESUMABLE].get(msg.resume_token)
+        if old is None or old is self or old.member is None:
+            return False
+        if (old.member.user_id, old.member.room) != (self.principal.user_id, msg.room):
+            return False
+        grant = await room_access(self.app, self.principal, msg.room)
+        if grant is None:
+            raise ApiError(403, "forbidden", f"you may not join room {msg.room!r}")
+        if self.member is not None:  # a second join raced this one's await
+            raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
+        member = old._hand_over() if self.app[RESUMABLE].get(msg.resume_token) is old else None
+        if member is None or member.peer.left:
+            return False
+        member.sink, member.on_gone = self._on_event, self._on_gone
+        self.member = member
+        self._scope = (grant.course_id, grant.session_id)
+        self._gone_room = None
+        room = member.peer.room
+        members = self.app[MEMBERS]
+        self.send(
+            m.Joined(
+                request_id=msg.request_id,
+                room=msg.room,
+                peer_id=member.peer.id,
+                role=member.role,
+                may_publish=member.may_publish,
+                ice_servers=self.app[SFU_KEY].ice_servers(str(self.principal.user_id)),
+                peers=[
+                    member_info(other)
+                    if (other := members.get(msg.room, p.id)) is not None
+                    else m.PeerInfo(peer_id=p.id, user_id=None, display=p.display, role=None)
+                    for p in room.peers.values()
+                    if p is not member.peer
+                ],
+                active_speaker=room.speaker.current,
+                resume_token=self._resumable(),
+                resumed=True,
+                connections=list(member.peer.connections),
+            )
+        )
+        self._send_streams(room)  # (what changed while no socket listened)
+        await self._hold(member, grant, "the room's rules changed")
+        return True
+
+    def _send_streams(self, room: Room) -> None:
         for stream in room.streams():
             tracks = [m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.codec) for t in stream.tracks]
             self.send(
@@ -568,6 +676,9 @@ class Session:
         if member is None:
             return
         self.member = None
+        if self.resume_token is not None:
+            self.app[RESUMABLE].pop(self.resume_token, None)
+            self.resume_token = None
         self._scope = (None, None)
         self.app[MEMBERS].discard(member)
         try:
@@ -662,6 +773,7 @@ class Session:
 
 
 SESSIONS = web.AppKey("sfu_ws_sessions", set[Session])
+RESUMABLE = web.AppKey("sfu_ws_resumable", dict[str, Session])  # resume token -> holder
 SEND_LIMITS = web.AppKey("sfu_ws_send_limits", SendLimits)
 
 
@@ -706,6 +818,7 @@ def setup(app: web.Application) -> None:
 
     sessions: set[Session] = set()
     app[SESSIONS] = sessions
+    app[RESUMABLE] = {}
     config = app[CONFIG]
     app[SEND_LIMITS] = SendLimits(config.signalling_message_rate, config.signalling_message_burst)
     app.cleanup_ctx.append(members_ctx)
