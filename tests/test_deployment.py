@@ -92,3 +92,14 @@ def test_turn_urls_are_parsed(url: str, target: tuple[str, str, int, str]) -> No
     from vtp.deployment import _turn_target
 
     assert _turn_target(url) == target
+
+
+def test_ice_server_urls_must_have_their_scheme() -> None:
+    from pydantic import ValidationError
+
+    urls = ["turn:t.example:3478?transport=udp", "turns:t.example:5349?transport=tcp"]
+    assert load_config(turn_urls=urls, stun_urls=["stun:s.example:3478"]).turn_urls == urls
+    with pytest.raises(ValidationError, match="is not a turn: or turns: URL"):
+        load_config(turn_urls=["https://t.example"])
+    with pytest.raises(ValidationError, match="is not a stun: or stuns: URL"):
+        load_config(stun_urls=["turn:t.example"])

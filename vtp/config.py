@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogFormat = Literal["text", "json"]
@@ -171,6 +171,16 @@ class Config(BaseSettings):
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("turn_urls", "stun_urls")
+    @classmethod
+    def _ice_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # RFC 7064/7065: what a browser's RTCIceServer accepts for each list
+        schemes = ("turn:", "turns:") if info.field_name == "turn_urls" else ("stun:", "stuns:")
+        for url in value:
+            if not url.startswith(schemes):
+                raise ValueError(f"{url!r} is not a {' or '.join(schemes)} URL")
         return value
 
     @field_validator("trusted_proxies")
