@@ -23,8 +23,8 @@ const REPLY_MS = 2500;
 // Chromium's ICE says "disconnected" (~5-6 s). Checked every WATCH_MS; the WebSocket
 // then gets PING_MS to answer a ping before we resume on a new one.
 const WATCH_MS = 500;
-const STALL_MS = 1500;
-const PING_MS = 1000;
+const STALL_MS = 1200;
+const PING_MS = 600; // (too short costs little: a resume of a live socket works too)
 const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
@@ -117,10 +117,11 @@ export class SfuClient {
    * media paths broke (restart ICE on them). */
   async checkNetwork(pcs) {
     const media = this.media;
+    const ws = this.ws;
     try {
       await this.request({ type: "ping" }, PING_MS);
     } catch (error) {
-      if (error && error.code === "timeout") this.resume("no reply to ping: the network changed");
+      if (error && error.code === "timeout" && this.ws === ws) this.resume("no reply to ping: the network changed");
       return;
     }
     if (media !== this.media) return;
@@ -222,9 +223,10 @@ export class SfuClient {
   /** ICE restart of one connection (docs/protocol.md, restart-ice): new credentials from
    * the server, a new path from our side; DTLS, SRTP and the tracks carry on. */
   async restartIce(pc, id, offerer) {
-    if (pc.vtpRestarting || pc.signalingState === "closed") return;
+    if (pc.vtpRestarting || pc.signalingState === "closed" || this.state !== "connected") return;
     pc.vtpRestarting = true;
     const media = this.media;
+    const ws = this.ws;
     try {
       const reply = await this.request({ type: "restart-ice", connection_id: id }, REPLY_MS);
       if (media !== this.media || pc.signalingState === "closed") return;
@@ -241,7 +243,7 @@ export class SfuClient {
       if (media !== this.media) return;
       const up = ["connected", "completed"].includes(pc.iceConnectionState);
       if (error && error.code === "timeout") {
-        this.resume("no reply: the WebSocket is gone");
+        if (this.ws === ws) this.resume("no reply: the WebSocket is gone");
       } else if (error && error.code === "unsupported") {
         this.canRestartIce = false; // (several media ports): lost connections start over
         if (pc.iceConnectionState === "failed") this.fail(this.generation, error);
@@ -509,8 +511,15 @@ export class SfuClient {
       }
       if (!this.canRestartIce) return;
       const id = await idPromise;
-      if (id && this.state === "connected") this.restartIce(pc, id, offerer);
-      // (not connected: the resume restarts ICE when the socket is back)
+      if (id) this.restartIce(pc, id, offerer);
+      // (the socket not connected: the resume restarts ICE when it is back)
+    };
+    // DTLS failed on a working ICE path: nothing to restart
+    pc.onconnectionstatechange = () => {
+      const up = ["connected", "completed"].includes(pc.iceConnectionState);
+      if (media === this.media && pc.connectionState === "failed" && up) {
+        this.fail(this.generation, new Error("media connection failed"));
+      }
     };
     return pc;
   }
