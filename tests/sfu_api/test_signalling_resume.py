@@ -109,3 +109,27 @@ async def test_a_closed_socket_ends_its_peer_at_once(client: Any, accounts: Any)
     assert again["resumed"] is False
     await b2.close()
     await a.close()
+
+
+async def test_a_parked_peer_whose_right_ends_leaves_at_once(client: Any, accounts: Any) -> None:
+    """The socket is gone, the peer waits for a resume - and the user's tokens are
+    revoked meanwhile (a password change, a disabled account): the peer leaves then,
+    for that reason, and cannot be resumed."""
+    import uuid
+
+    from vtp.appkeys import TOKENS
+
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.register()
+    login = await accounts.login(student["user"]["email"], student["password"])
+    a = await connect(client, teacher["access_token"])
+    await a.request("join", "joined", room="resume-3")
+    b = await connect(client, login["access_token"])
+    joined = await b.request("join", "joined", room="resume-3")
+    b.drop()
+    await client.app[TOKENS].revoke_user_tokens(
+        uuid.UUID(student["user"]["id"]), reason="account disabled"
+    )
+    left = await a.wait("peer-left", within=RESUME_S, peer_id=joined["peer_id"])
+    assert left["reason"].startswith("access revoked"), left
+    await a.close()

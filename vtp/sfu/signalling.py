@@ -211,20 +211,21 @@ class Session:
                     break
         finally:
             self._closing = True
-            if self._watch is not None:
-                self._watch.cancel()
+            resume_s = self.app[CONFIG].sfu_resume_s
+            parking = (
+                self.member is not None
+                and self.resume_token is not None
+                and resume_s > 0
+                and not self._said_goodbye
+            )
+            if self._watch is not None and not parking:
+                self._watch.cancel()  # (a parked peer's rights are still watched)
             if self._expiry is not None and not self._expired:
                 self._expiry.cancel()  # (not while it closes the socket itself)
             keepalive.cancel()
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()
-            resume_s = self.app[CONFIG].sfu_resume_s
-            if (
-                self.member is not None
-                and self.resume_token is not None
-                and resume_s > 0
-                and not self._said_goodbye
-            ):
+            if parking:
                 # the socket dropped, not the peer: another may take it back a while
                 self._parked = self.app[SFU_KEY].spawn(self._leave_after(resume_s))
             else:
@@ -233,8 +234,28 @@ class Session:
                 await asyncio.shield(self.app[SFU_KEY].spawn(self._leave("disconnected")))
 
     async def _leave_after(self, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        await self._leave("disconnected")
+        try:
+            await asyncio.sleep(delay_s)
+            await self._leave("disconnected")
+        finally:
+            if self._watch is not None:
+                self._watch.cancel()
+
+    async def _recheck_parked(self, change: AuthorityChange) -> None:
+        """A change of authority while the socket is gone: a parked peer whose right
+        ended leaves now, not when the wait for a resume is over."""
+        member = self.member
+        if member is None:
+            return
+        try:
+            principal = await self.app[TOKENS].verify_access(self.token)
+            grant = await room_access(self.app, principal, member.room)
+        except TokenError:
+            grant = None
+        if grant is None and self.member is member:
+            await self._leave(f"access revoked: {change.reason}")
+            if self._parked is not None and self._parked is not asyncio.current_task():
+                self._parked.cancel()
 
     def _hand_over(self) -> Member | None:
         """Give this session's member to a session resuming it: this one stops serving
@@ -246,6 +267,8 @@ class Session:
             self.resume_token = None
         if self._parked is not None and self._parked is not asyncio.current_task():
             self._parked.cancel()
+        if self._watch is not None and self._parked is not None:
+            self._watch.cancel()  # (the resuming session watches its own)
         if not self._closing:
             self._closing = True
             self._closer = asyncio.ensure_future(
@@ -274,6 +297,9 @@ class Session:
 
     async def _recheck(self, change: AuthorityChange) -> None:
         """Authority changed: is the token still good, and the room grant?"""
+        if self._parked is not None:
+            await self._recheck_parked(change)
+            return
         if self._closing or self._revoking:
             return
         # A peer the server already took out of its room (removed by the teacher, room
