@@ -349,7 +349,10 @@ async def test_a_client_whose_address_changes_recovers_by_ice_restart(
 ) -> None:
     """Mid-class the client's network changes (its address is replaced): each page
     restarts ICE on its connection and video resumes within seconds, on the same
-    connections (no new subscription)."""
+    connections (no new subscription). The server's half of ICE restart, driven by a page
+    that waits for Chromium's ICE to say "disconnected" (~6 s); the classroom client
+    notices sooner and resumes its signalling socket too
+    (tests/browser/test_classroom_network_change.py)."""
     sfu = sfu_on_veth
     publisher = await browser_in_namespace.new_page()
     await publisher.goto(signalling)
