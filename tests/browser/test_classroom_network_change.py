@@ -59,6 +59,11 @@ TIMELINE = """() => {
 }"""
 
 
+# the subscription's receivers: the same tracks before and after the change
+TRACKS = """() => [...vtpClassroom.state.sfu.subscriptions.values()].flatMap(
+    s => s.pc.getReceivers().map(r => r.track.id)).sort()"""
+
+
 def student_member(server: Server, room: str, user_id: str) -> Member:
     members = server.app[MEMBERS]
     [member] = [
@@ -110,6 +115,8 @@ async def test_a_student_whose_address_changes_keeps_decoding_without_resubscrib
             [ada_sub] = (await classroom_stats(pages["ada"]))["sfu"]["subs"]
             [teacher_sub] = (await classroom_stats(pages["teacher"]))["sfu"]["subs"]
             assert teacher_sub["peerId"] == peer_id
+            tracks = await pages["ada"].evaluate(TRACKS)
+            assert len(tracks) == 2, tracks  # (audio and video)
             start = await pages["ada"].evaluate(TIMELINE)
 
             moved_to = ns.client_address.rsplit(".", 1)[0] + ".3"
@@ -147,6 +154,7 @@ async def test_a_student_whose_address_changes_keeps_decoding_without_resubscrib
             stats = (await classroom_stats(pages["ada"]))["sfu"]
             assert stats["resumes"] + stats["iceRestarts"] >= 1, stats
             assert [s["id"] for s in stats["subs"]] == [ada_sub["id"]], stats
+            assert await pages["ada"].evaluate(TRACKS) == tracks
             assert student_member(server, room, ada.id).peer.id == peer_id
             assert set(member.peer.connections) == connections
             for connection in member.peer.connections.values():
