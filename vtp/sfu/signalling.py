@@ -253,9 +253,12 @@ class Session:
         except TokenError:
             grant = None
         if grant is None and self.member is member:
-            await self._leave(f"access revoked: {change.reason}")
-            if self._parked is not None and self._parked is not asyncio.current_task():
-                self._parked.cancel()
+            await self._end_parked(change.reason)
+
+    async def _end_parked(self, reason: str) -> None:
+        await self._leave(f"access revoked: {reason}")
+        if self._parked is not None and self._parked is not asyncio.current_task():
+            self._parked.cancel()
 
     def _hand_over(self) -> Member | None:
         """Give this session's member to a session resuming it: this one stops serving
@@ -339,6 +342,10 @@ class Session:
 
     async def _revoke(self, close_code: int, code: str, message: str, reason: str) -> None:
         """Leave the room, tell the client why, close the WebSocket."""
+        if self._parked is not None:
+            # the socket dropped while this was decided: end the peer it left behind
+            await self._end_parked(reason)
+            return
         if self._closing or self._revoking:
             return
         self._revoking = True
