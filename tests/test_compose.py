@@ -1,9 +1,11 @@
 """docker-compose.yml is valid (`docker-compose config -q`) and describes the stack:
 PostgreSQL 15, Redis 7, MinIO, pgAdmin and VTP, each with a health check, named
-volumes and one network. No Docker engine is needed for any of this."""
+volumes and one network, coturn, and Caddy in front (profile "proxy"). No Docker engine
+is needed for any of this; tests/web/test_caddy.py runs the same Caddyfile for real."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -43,6 +45,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("docker-compose.yml", "Dockerfile", ".dockerignore", ".env.example"):
         shutil.copy2(ROOT / name, target / name)
     shutil.copy2(ROOT / ".env.example", target / ".env")
+    (target / "deploy").mkdir()
+    shutil.copy2(ROOT / "deploy" / "Caddyfile", target / "deploy" / "Caddyfile")
     return target
 
 
@@ -124,13 +128,21 @@ def test_images_and_versions(raw: dict[str, Any]) -> None:
     assert "--console-address" in command
 
 
-def test_one_network_and_named_volumes(resolved: dict[str, Any]) -> None:
+def test_one_network_and_named_volumes(resolved: dict[str, Any], project: Path) -> None:
     assert list(resolved["networks"]) == ["vtp"]
     named = set(resolved["volumes"])
     for name, service in resolved["services"].items():
         assert list(service.get("networks", {})) == ["vtp"], f"{name} is not on the vtp network"
         for volume in service.get("volumes", []):
-            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            if isinstance(volume, dict):
+                source, read_only = volume["source"], bool(volume.get("read_only"))
+            else:
+                source, read_only = volume.split(":")[0], volume.endswith(":ro")
+            if source.startswith("/"):
+                # data lives in named volumes; only configuration from the repository's
+                # deploy/ folder is mounted from the host, read-only
+                assert Path(source).parent == project / "deploy" and read_only, (name, volume)
+                continue
             assert source in named, f"{name} mounts {source}, not a named volume"
     for name in ("postgres", "redis", "minio", "pgadmin", "vtp"):
         assert resolved["services"][name].get("volumes"), f"{name} keeps no data in a volume"
@@ -199,3 +211,31 @@ def test_dockerfile_shape() -> None:
     assert "EXPOSE 8080" in text
     assert 'CMD ["vtp", "serve"]' in text
     assert "VTP_HOST=0.0.0.0" in text
+
+
+def test_caddy_proxy_profile_fronts_vtp(raw: dict[str, Any], resolved: dict[str, Any]) -> None:
+    """Caddy (profile "proxy") terminates HTTPS for VTP_DOMAIN with the repository's
+    Caddyfile, proxies to VTP's port, and is the one address VTP believes
+    X-Forwarded-For from."""
+    caddy = resolved["services"]["caddy"]
+    assert raw["services"]["caddy"]["profiles"] == ["proxy"]
+    assert "proxy" not in raw["services"]["vtp"].get("profiles", [])  # VTP always runs
+    assert caddy["image"].startswith("caddy:2")
+    mounts = [str(v) for v in raw["services"]["caddy"]["volumes"]]
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in mounts
+    env = caddy["environment"]
+    vtp_env = resolved["services"]["vtp"]["environment"]
+    assert env["CADDY_UPSTREAM"] == f"vtp:{vtp_env['VTP_PORT']}"
+    assert env["VTP_DOMAIN"]
+    ports = [str(p) for p in raw["services"]["caddy"]["ports"]]
+    for port in ("80:80", "443:443", "443:443/udp"):
+        assert any(p.endswith(port) for p in ports), ports
+    address = caddy["networks"]["vtp"]["ipv4_address"]
+    assert vtp_env["VTP_TRUSTED_PROXIES"] == address
+    subnet = resolved["networks"]["vtp"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    assert caddy["depends_on"]["vtp"]["condition"] == "service_healthy"
+    assert caddy["healthcheck"]["test"]
+    # the Caddyfile proxies to the upstream compose names, for the domain compose names
+    caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
+    assert "reverse_proxy {$CADDY_UPSTREAM" in caddyfile and "{$VTP_DOMAIN" in caddyfile

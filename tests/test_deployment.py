@@ -24,7 +24,11 @@ def test_a_local_deployment_has_nothing_to_report() -> None:
 
 
 def test_public_plain_http_and_private_media_addresses_are_reported(tmp_path: Path) -> None:
-    public = {"host": "0.0.0.0", "public_url": "http://class.school.example"}
+    public = {
+        "host": "0.0.0.0",
+        "public_url": "http://class.school.example",
+        "ice_udp_port": 40000,
+    }
     assert codes(**public, ice_addresses=["10.0.0.5"]) == ["no_https", "announce_address"]
     announced = codes(**public, ice_addresses=["10.0.0.5"], ice_announce_address="203.0.113.9")
     assert announced == ["no_https"]
@@ -41,6 +45,9 @@ def test_public_plain_http_and_private_media_addresses_are_reported(tmp_path: Pa
     assert bad == ["tls_certificate"]
     assert codes(host="127.0.0.1", http_redirect_port=8081) == ["redirect_without_tls"]
     assert codes(host="127.0.0.1", turn_urls=["turn:127.0.0.1:3478"]) == ["turn_secret"]
+    # several media ports: no ICE-TCP, no ICE restart
+    several = {**public, "ice_udp_port": None, "ice_announce_address": "203.0.113.9"}
+    assert codes(**several, tls_cert=cert, tls_key=key) == ["media_ports"]
 
 
 async def test_turn_servers_are_probed(tmp_path: Path) -> None:
@@ -85,3 +92,14 @@ def test_turn_urls_are_parsed(url: str, target: tuple[str, str, int, str]) -> No
     from vtp.deployment import _turn_target
 
     assert _turn_target(url) == target
+
+
+def test_ice_server_urls_must_have_their_scheme() -> None:
+    from pydantic import ValidationError
+
+    urls = ["turn:t.example:3478?transport=udp", "turns:t.example:5349?transport=tcp"]
+    assert load_config(turn_urls=urls, stun_urls=["stun:s.example:3478"]).turn_urls == urls
+    with pytest.raises(ValidationError, match="is not a turn: or turns: URL"):
+        load_config(turn_urls=["https://t.example"])
+    with pytest.raises(ValidationError, match="is not a stun: or stuns: URL"):
+        load_config(stun_urls=["turn:t.example"])

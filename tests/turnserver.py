@@ -26,13 +26,22 @@ def need_turnserver() -> None:
 
 
 class Coturn:
-    """``turnserver`` listening on ``address:port`` (UDP and TCP), relaying from
+    """``turnserver`` listening on ``address:port`` (UDP and TCP) - and with ``tls`` (a
+    PEM certificate and key) on ``address:tls_port`` for TURN over TLS - relaying from
     ``address`` in a small port range; stopped by :meth:`stop`."""
 
-    def __init__(self, address: str, secret: str, directory: Path) -> None:
+    def __init__(
+        self, address: str, secret: str, directory: Path, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.address = address
         self.secret = secret
         self.port = _free_port(address)
+        self.tls_port = _free_port(address) if tls is not None else None
+        if tls is None:
+            listeners = ["--no-tls"]
+        else:
+            listeners = [f"--tls-listening-port={self.tls_port}"]
+            listeners += [f"--cert={tls[0]}", f"--pkey={tls[1]}"]
         low = random.randrange(50000, 59000, 100)
         self.log = directory / "turnserver.log"
         self.process = subprocess.Popen(
@@ -47,7 +56,7 @@ class Coturn:
                 "--use-auth-secret",
                 f"--static-auth-secret={secret}",
                 "--realm=vtp.test",
-                "--no-tls",
+                *listeners,
                 "--no-dtls",
                 "--no-cli",
                 "--fingerprint",
@@ -59,15 +68,18 @@ class Coturn:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while not _open(address, self.port):
+        while not all(_open(address, p) for p in (self.port, self.tls_port) if p is not None):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"turnserver did not start: {self.tail()}")
             time.sleep(0.05)
 
     def url(self, transport: str) -> str:
-        """A TURN URL for ``transport`` (udp or tcp)."""
+        """A TURN URL for ``transport``: udp, tcp, or tls (``turns:``, on the TLS port)."""
         host = f"[{self.address}]" if ":" in self.address else self.address
+        if transport == "tls":
+            assert self.tls_port is not None, "started without a certificate"
+            return f"turns:{host}:{self.tls_port}?transport=tcp"
         return f"turn:{host}:{self.port}?transport={transport}"
 
     def tail(self) -> str:

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogFormat = Literal["text", "json"]
@@ -135,6 +135,10 @@ class Config(BaseSettings):
     sfu_open_rooms: bool = False
     room_grace_s: float = Field(default=30.0, ge=0)
     peer_timeout_s: float = Field(default=30.0, ge=1)
+    # A signalling WebSocket that drops (the client's network changed) leaves its peer
+    # in the room this long, for the client to take back on a new socket (resume_token)
+    # with its publications and subscriptions; 0: the peer leaves at once.
+    sfu_resume_s: float = Field(default=15.0, ge=0, le=120)
     # A media connection whose client stops answering ICE consent checks, or a
     # subscriber whose reports show it no longer receives what is sent, is closed after
     # this long (RFC 7675 consent freshness: at most 30 s; at least 10 s, as clients send
@@ -167,6 +171,16 @@ class Config(BaseSettings):
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("turn_urls", "stun_urls")
+    @classmethod
+    def _ice_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # RFC 7064/7065: what a browser's RTCIceServer accepts for each list
+        schemes = ("turn:", "turns:") if info.field_name == "turn_urls" else ("stun:", "stuns:")
+        for url in value:
+            if not url.startswith(schemes):
+                raise ValueError(f"{url!r} is not a {' or '.join(schemes)} URL")
         return value
 
     @field_validator("trusted_proxies")

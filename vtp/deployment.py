@@ -4,8 +4,9 @@ settings that leave students unable to connect (README, "Deployment").
 * :func:`config_problems` - from the configuration alone: plain HTTP on a public address
   (browsers give the camera only to secure origins), a certificate that does not load,
   media candidates that are private addresses on a public deployment (the announce
-  address is missing), a proxy whose client addresses are not believed, TURN URLs
-  without the secret;
+  address is missing), a proxy whose client addresses are not believed, a public
+  deployment without one media port (no ICE-TCP, no ICE restart), TURN URLs without the
+  secret;
 * :func:`turn_problems` - each configured TURN server is probed: a STUN binding request
   over UDP, a connection over TCP or TLS.
 """
@@ -98,6 +99,16 @@ def config_problems(config: Config) -> list[Problem]:
                     "clients reach this host on",
                 )
             )
+    if public and config.ice_udp_port is None:
+        problems.append(
+            Problem(
+                "media_ports",
+                "VTP_ICE_UDP_PORT is unset: every media connection takes a UDP port of its "
+                "own, there is no ICE over TCP for networks that drop UDP, and no ICE restart "
+                "(a client whose network changes rejoins and resubscribes). Set it, and open "
+                "that port for UDP and TCP",
+            )
+        )
     if config.turn_urls and config.turn_secret is None:
         problems.append(Problem("turn_secret", "VTP_TURN_URLS is set but VTP_TURN_SECRET is not"))
     return problems

@@ -737,8 +737,9 @@ function onSfu(type, data) {
     case "joined":
       state.peers = new Map(data.peers.map((p) => [p.peer_id, p]));
       state.peers.set(data.peer_id, { peer_id: data.peer_id, user_id: state.me.id, display: state.me.display_name, role: data.role });
+      // (resumed: the same peer, whose subscriptions and their media carry on)
       state.streams.clear();
-      state.media.clear();
+      if (!data.resumed) state.media.clear();
       state.speaker = data.active_speaker;
       renderTiles();
       break;

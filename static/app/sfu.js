@@ -1,12 +1,30 @@
 // A client of VTP's SFU WebSocket protocol (docs/protocol.md): one RTCPeerConnection per
-// publication (we offer, sendonly) and per subscription (the server offers). It rejoins,
-// republishes and resubscribes by itself when the WebSocket or ICE drops. It keeps the
-// server's copy of the access token fresh (auth again when the token changes), as the
-// server closes a WebSocket whose token expired (4401).
+// publication (we offer, sendonly) and per subscription (the server offers). When the
+// network changes (Wi-Fi to mobile) it keeps its publications and subscriptions: a
+// connection whose ICE drops is restarted (restart-ice), and a WebSocket that drops is
+// replaced by one that resumes the same peer (join with resume_token), which then restarts
+// ICE on every connection. Only when that cannot be (the peer is gone, the server cannot
+// restart ICE) does it rejoin, republish and resubscribe. It keeps the server's copy of the
+// access token fresh (auth again when the token changes), as the server closes a
+// WebSocket whose token expired (4401).
 "use strict";
 
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
+const RESUME_BACKOFF_MS = [0, 300, 1000, 2000, 4000]; // the peer waits VTP_SFU_RESUME_S
+// A connection that is not back this long after its ICE restart: start over (without
+// ICE restart, the server having several media ports: after DISCONNECTED_GRACE_MS).
+const RECOVERY_MS = 12000;
 const DISCONNECTED_GRACE_MS = 4000;
+// A restart-ice request not answered this soon: the WebSocket died with the old network
+// (TCP notices after minutes), so resume on a new one.
+const REPLY_MS = 2500;
+// Every connection silent this long at once (no media, no RTCP, no STUN reply), when
+// something flowed before: the network under us changed, most likely - long before
+// Chromium's ICE says "disconnected" (~5-6 s). Checked every WATCH_MS; the WebSocket
+// then gets PING_MS to answer a ping before we resume on a new one.
+const WATCH_MS = 500;
+const STALL_MS = 1200;
+const PING_MS = 600; // (too short costs little: a resume of a live socket works too)
 const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
@@ -41,6 +59,11 @@ export class SfuClient {
     this.attempt = 0;
     this.peerId = null;
     this.iceServers = [];
+    this.resumeToken = null; // to take our peer back on a new WebSocket
+    this.media = 0; // bumped when our connections are dropped: their callbacks stop
+    this.iceRestarts = 0;
+    this.canRestartIce = true; // until the server says it cannot (unsupported)
+    this.resumes = 0;
     this.pending = new Map(); // request_id -> {resolve, reject}
     this.nextId = 1;
     this.publishing = new Map(); // label -> {stream, pc, id, off: Set of kinds not sent}
@@ -63,6 +86,48 @@ export class SfuClient {
   start() {
     this.stopped = false;
     this.connect();
+    clearInterval(this.watchTimer);
+    this.flowing = false;
+    this.watchTimer = setInterval(() => this.watchMedia().catch(() => {}), WATCH_MS);
+  }
+
+  /** Notice a dead network by our connections all going quiet together. */
+  async watchMedia() {
+    const pcs = [...this.subscriptions.values()].map((s) => s.pc).concat([...this.publishing.values()].map((p) => p.pc));
+    const now = performance.now();
+    let flowing = false;
+    for (const pc of pcs) {
+      if (!pc || !pc.getStats || pc.signalingState === "closed") continue;
+      let bytes = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === "transport") bytes += s.bytesReceived || 0;
+      });
+      if (bytes !== pc.vtpBytes) {
+        pc.vtpBytes = bytes;
+        pc.vtpChanged = now;
+      }
+      if (now - pc.vtpChanged < STALL_MS) flowing = true;
+    }
+    const stalled = this.flowing && !flowing; // (once per stall, not again while it lasts)
+    this.flowing = flowing;
+    if (stalled && this.state === "connected") await this.checkNetwork(pcs);
+  }
+
+  /** Our connections went quiet: a WebSocket that does not answer died with the network
+   * (resume on a new one, which restarts ICE everywhere); one that does means only the
+   * media paths broke (restart ICE on them). */
+  async checkNetwork(pcs) {
+    const media = this.media;
+    const ws = this.ws;
+    try {
+      await this.request({ type: "ping" }, PING_MS);
+    } catch (error) {
+      if (error && error.code === "timeout" && this.ws === ws) this.resume("no reply to ping: the network changed");
+      return;
+    }
+    if (media !== this.media) return;
+    for (const [, sub] of this.subscriptions) if (sub.answered && pcs.includes(sub.pc)) this.restartIce(sub.pc, sub.id, false);
+    for (const [, pub] of this.publishing) if (pub.id && pcs.includes(pub.pc)) this.restartIce(pub.pc, pub.id, true);
   }
 
   connect() {
@@ -78,14 +143,23 @@ export class SfuClient {
         if (gen !== this.generation) return;
         this.sentToken = token;
         this.keepTokenFresh(gen);
-        const joined = await this.request({ type: "join", room: this.room });
+        const join = { type: "join", room: this.room };
+        if (this.resumeToken && this.peerId) join.resume_token = this.resumeToken;
+        const joined = await this.request(join);
         if (gen !== this.generation) return;
         this.attempt = 0;
+        if (!joined.resumed) this.teardown(new Error("a new peer"));
         this.peerId = joined.peer_id;
+        this.resumeToken = joined.resume_token || null;
         this.mayPublish = joined.may_publish;
         this.iceServers = joined.ice_servers || [];
         this.setState("connected");
         this.emit("joined", joined);
+        if (joined.resumed) {
+          this.resumes += 1;
+          this.carryOn(new Set(joined.connections), gen);
+          return;
+        }
         for (const [label, pub] of this.publishing) {
           this.startPublication(label, pub.stream, gen).catch((e) => this.publishFailed(gen, label, e));
         }
@@ -97,15 +171,90 @@ export class SfuClient {
     ws.onmessage = (ev) => this.onMessage(JSON.parse(ev.data), gen);
     ws.onclose = (ev) => {
       if (gen !== this.generation) return;
-      this.teardown(new Error("websocket closed"));
       if (ev.code === CLOSE_FORBIDDEN) this.stopped = true; // removed, unenrolled, ended
       if (this.stopped) {
+        this.teardown(new Error("websocket closed"));
         this.setState("closed", ev.code);
         return;
       }
       if (ev.code === CLOSE_UNAUTHORIZED) this.needFreshToken = true;
+      // our connections carry on while a new socket takes the peer back (or, if it
+      // cannot, they are dropped then)
+      this.rejectPending(new Error("websocket closed"));
       this.reconnectLater(`connection lost (${ev.code})`);
     };
+  }
+
+  /** The WebSocket is dead though it did not say so (the network it ran on is gone):
+   * drop it and take our peer back on a new one. */
+  resume(reason) {
+    const ws = this.ws;
+    if (!ws || this.stopped) return;
+    ws.onclose = ws.onmessage = ws.onopen = null;
+    this.rejectPending(new Error(reason));
+    this.reconnectLater(reason);
+    if (ws.readyState <= 1) ws.close();
+  }
+
+  /** Resumed: connections the server no longer has are dropped (and made again), the
+   * others restart ICE (the network changed under them, most likely). */
+  carryOn(live, gen) {
+    this.streams.clear(); // (stream-added follows for those still there)
+    for (const [streamId, sub] of this.subscriptions) {
+      if (sub.answered && live.has(sub.id)) {
+        this.restartIce(sub.pc, sub.id, false);
+        continue;
+      }
+      sub.pc.close();
+      this.subscriptions.delete(streamId);
+      this.emit("subscription-ended", sub);
+    }
+    for (const [label, pub] of this.publishing) {
+      if (pub.pc && live.has(pub.id)) {
+        this.restartIce(pub.pc, pub.id, true);
+        continue;
+      }
+      if (pub.pc) pub.pc.close();
+      pub.pc = null;
+      pub.id = null;
+      this.startPublication(label, pub.stream, gen).catch((e) => this.publishFailed(gen, label, e));
+    }
+  }
+
+  /** ICE restart of one connection (docs/protocol.md, restart-ice): new credentials from
+   * the server, a new path from our side; DTLS, SRTP and the tracks carry on. */
+  async restartIce(pc, id, offerer) {
+    if (pc.vtpRestarting || pc.signalingState === "closed" || this.state !== "connected") return;
+    pc.vtpRestarting = true;
+    const media = this.media;
+    const ws = this.ws;
+    try {
+      const reply = await this.request({ type: "restart-ice", connection_id: id }, REPLY_MS);
+      if (media !== this.media || pc.signalingState === "closed") return;
+      if (offerer) {
+        await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+        await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+      } else {
+        await pc.setRemoteDescription({ type: "offer", sdp: reply.sdp });
+        await pc.setLocalDescription(await pc.createAnswer());
+      }
+      this.iceRestarts += 1;
+      this.emit("ice-restarted", { id });
+    } catch (error) {
+      if (media !== this.media) return;
+      const up = ["connected", "completed"].includes(pc.iceConnectionState);
+      if (error && error.code === "timeout") {
+        if (this.ws === ws) this.resume("no reply: the WebSocket is gone");
+      } else if (error && error.code === "unsupported") {
+        this.canRestartIce = false; // (several media ports): lost connections start over
+        if (pc.iceConnectionState === "failed") this.fail(this.generation, error);
+      } else if (error && error.code && !up) {
+        this.fail(this.generation, error); // not_found: the connection is gone
+      }
+      // (no code: the socket closed meanwhile, and the resume restarts ICE again)
+    } finally {
+      pc.vtpRestarting = false;
+    }
   }
 
   /** Send the page's current access token whenever it changed (it is refreshed before it
@@ -142,7 +291,8 @@ export class SfuClient {
   reconnectLater(detail) {
     const gen = ++this.generation; // stale callbacks of the old connection stop here
     this.reconnects += 1;
-    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    const backoff = this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS;
+    const delay = backoff[Math.min(this.attempt, backoff.length - 1)];
     this.attempt += 1;
     this.setState("reconnecting", detail);
     setTimeout(() => {
@@ -155,15 +305,23 @@ export class SfuClient {
     if (gen !== this.generation || this.stopped) return;
     this.emit("error", error);
     const ws = this.ws;
+    if (ws) ws.onclose = null; // (its close is ours: not one to resume from)
     this.teardown(error);
     this.reconnectLater(String(error && error.message ? error.message : error));
     if (ws && ws.readyState <= 1) ws.close();
   }
 
-  teardown(error) {
+  rejectPending(error) {
     clearInterval(this.renewTimer);
     for (const { reject } of this.pending.values()) reject(error);
     this.pending.clear();
+  }
+
+  /** Our peer is gone (or going): drop every connection. */
+  teardown(error) {
+    this.rejectPending(error);
+    this.media += 1;
+    this.resumeToken = null;
     for (const sub of this.subscriptions.values()) {
       sub.pc.close();
       this.emit("subscription-ended", sub);
@@ -180,6 +338,7 @@ export class SfuClient {
 
   stop() {
     this.stopped = true;
+    clearInterval(this.watchTimer);
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN) {
       try {
@@ -199,10 +358,24 @@ export class SfuClient {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
   }
 
-  request(message) {
+  /** A request's reply; with `timeoutMs`, an error with code "timeout" if none comes. */
+  request(message, timeoutMs) {
     const requestId = String(this.nextId++);
     return new Promise((resolve, reject) => {
-      this.pending.set(requestId, { resolve, reject });
+      let timer = null;
+      const done = (f) => (v) => {
+        clearTimeout(timer);
+        f(v);
+      };
+      this.pending.set(requestId, { resolve: done(resolve), reject: done(reject) });
+      if (timeoutMs) {
+        timer = setTimeout(() => {
+          if (!this.pending.delete(requestId)) return;
+          const error = new Error(`no reply to ${message.type}`);
+          error.code = "timeout";
+          reject(error);
+        }, timeoutMs);
+      }
       this.send({ ...message, request_id: requestId });
     });
   }
@@ -295,11 +468,14 @@ export class SfuClient {
     }
   }
 
-  newConnection(gen, idPromise) {
+  /** A peer connection of ours; `offerer`: a publication (we offer). Its callbacks
+   * outlive WebSockets (a resume keeps it), not a teardown. */
+  newConnection(gen, idPromise, offerer) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const media = this.media;
     pc.onicecandidate = async (ev) => {
       const id = await idPromise;
-      if (gen !== this.generation || !id) return;
+      if (media !== this.media || !id) return;
       const c = ev.candidate;
       this.send({
         type: "ice",
@@ -309,17 +485,41 @@ export class SfuClient {
         sdp_mline_index: c ? c.sdpMLineIndex : null,
       });
     };
-    let grace = null;
+    // Lost (the network changed): restart ICE at once, and start over if that does not
+    // bring it back. (iceConnectionState: "disconnected" comes when checks go
+    // unanswered, before the DTLS-level connectionState says anything.)
+    let recovery = null;
+    pc.oniceconnectionstatechange = async () => {
+      if (media !== this.media) return;
+      const state = pc.iceConnectionState;
+      if (state === "connected" || state === "completed") {
+        clearTimeout(recovery);
+        recovery = null;
+        return;
+      }
+      if (state !== "disconnected" && state !== "failed") return;
+      if (state === "failed" && !this.canRestartIce) {
+        this.fail(this.generation, new Error("media connection failed"));
+        return;
+      }
+      if (!recovery) {
+        recovery = setTimeout(() => {
+          recovery = null;
+          if (media === this.media && !["connected", "completed"].includes(pc.iceConnectionState)) {
+            this.fail(this.generation, new Error("media connection lost"));
+          }
+        }, this.canRestartIce ? RECOVERY_MS : DISCONNECTED_GRACE_MS);
+      }
+      if (!this.canRestartIce) return;
+      const id = await idPromise;
+      if (id) this.restartIce(pc, id, offerer);
+      // (the socket not connected: the resume restarts ICE when it is back)
+    };
+    // DTLS failed on a working ICE path: nothing to restart
     pc.onconnectionstatechange = () => {
-      if (gen !== this.generation) return;
-      const state = pc.connectionState;
-      clearTimeout(grace);
-      if (state === "failed") {
-        this.fail(gen, new Error("media connection failed"));
-      } else if (state === "disconnected") {
-        grace = setTimeout(() => {
-          if (pc.connectionState === "disconnected") this.fail(gen, new Error("media connection lost"));
-        }, DISCONNECTED_GRACE_MS);
+      const up = ["connected", "completed"].includes(pc.iceConnectionState);
+      if (media === this.media && pc.connectionState === "failed" && up) {
+        this.fail(this.generation, new Error("media connection failed"));
       }
     };
     return pc;
@@ -337,7 +537,7 @@ export class SfuClient {
     const idPromise = new Promise((resolve) => {
       named = resolve;
     });
-    const pc = this.newConnection(gen, idPromise);
+    const pc = this.newConnection(gen, idPromise, true);
     const pub = this.publishing.get(label);
     if (!pub || pub.stream !== stream) return;
     pub.pc = pc;
@@ -463,7 +663,7 @@ export class SfuClient {
     this.subscriptions.set(streamId, placeholder);
     const reply = await this.request({ type: "subscribe", stream_id: streamId });
     if (gen !== this.generation || this.subscriptions.get(streamId) !== placeholder) return;
-    const pc = this.newConnection(gen, Promise.resolve(reply.subscription_id));
+    const pc = this.newConnection(gen, Promise.resolve(reply.subscription_id), false);
     const sub = { id: reply.subscription_id, streamId, peerId, pc, media: placeholder.media };
     this.subscriptions.set(streamId, sub);
     pc.ontrack = (ev) => {
@@ -522,6 +722,6 @@ export class SfuClient {
       }
       pubs.push(out);
     }
-    return { state: this.state, peerId: this.peerId, reconnects: this.reconnects, subs, pubs };
+    return { state: this.state, peerId: this.peerId, reconnects: this.reconnects, resumes: this.resumes, iceRestarts: this.iceRestarts, subs, pubs };
   }
 }

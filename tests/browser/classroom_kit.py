@@ -8,6 +8,7 @@ live session, and helpers that poll what the page shows and decodes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -155,11 +156,12 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", name="server")
-async def server_fixture(
-    pg_template: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def serve(
+    pg_template: str, state_dir: Path, host: str = "127.0.0.1", **settings: Any
 ) -> AsyncIterator[Server]:
-    """VTP on a loopback port (ICE on 127.0.0.1), with a database of this module's own."""
+    """VTP on a free port of ``host`` (ICE there too unless ``settings`` say otherwise),
+    with a database of its own; ``settings`` override the test configuration."""
     from vtp.app import create_app
 
     ARTIFACTS.mkdir(exist_ok=True)  # screenshots (gitignored)
@@ -179,26 +181,38 @@ async def server_fixture(
     config: Config = load_config(
         database_url=database_url,
         redis_url=redis_url,
-        state_dir=tmp_path_factory.mktemp("state"),
+        state_dir=state_dir,
         jwt_secret="test-secret-" + "y" * 40,
         bcrypt_cost=4,
         log_level="WARNING",
-        register_max_per_address=10_000,  # every test account registers from 127.0.0.1
-    ).model_copy(update={"ice_addresses": ["127.0.0.1"], "room_grace_s": 2.0})
+        register_max_per_address=10_000,  # every test account registers from one address
+    ).model_copy(update={"ice_addresses": [host], "room_grace_s": 2.0, **settings})
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as http:
-        yield Server(f"http://127.0.0.1:{port}", database_url, http, app)
-    await runner.cleanup()
-    admin = await asyncpg.connect(PG_ADMIN_URL)
+    literal = f"[{host}]" if ":" in host else host
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        async with aiohttp.ClientSession() as http:
+            yield Server(f"http://{literal}:{port}", database_url, http, app)
     finally:
-        await admin.close()
+        await runner.cleanup()
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="server")
+async def server_fixture(
+    pg_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    """VTP on a loopback port (ICE on 127.0.0.1), with a database of this module's own."""
+    async with serve(pg_template, tmp_path_factory.mktemp("state")) as server:
+        yield server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")

@@ -271,7 +271,7 @@ async def test_ice_restart_takes_new_credentials_and_keeps_the_path(
 ) -> None:
     """vtp.sfu.icelite.LiteConnection.restart (the restart-ice message): checks with the
     old credentials are no longer answered, the new ones are, and the path stays until
-    the client nominates another."""
+    the client nominates another (on_moved then: a publication asks for a keyframe)."""
     conn = mux.connection()
     x = await TcpClient.connect(mux.bound_port())
     try:
@@ -284,7 +284,16 @@ async def test_ice_restart_takes_new_credentials_and_keeps_the_path(
         dropped = mux.dropped
         x.send(_binding(old_ufrag, old_password, True))
         await wait_until(lambda: mux.dropped == dropped + 1, 2)
+        moves: list[tuple[str, int] | None] = []
+        conn.on_moved = lambda: moves.append(conn.remote_addr)
         await x.check(conn, nominate=True)  # (the new credentials)
+        assert moves == []  # the same path
+        y = await TcpClient.connect(mux.bound_port())  # the client's new network
+        try:
+            await y.check(conn, nominate=True)
+            assert conn.remote_addr == y.addr and moves == [y.addr]
+        finally:
+            y.close()
     finally:
         x.close()
     sdp = "v=0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\nm=audio\r\n"

@@ -1,10 +1,13 @@
 """Chromium behind school firewalls reaches the SFU (a network namespace, tests/netns.py;
 the SFU on the host end of its veth): with UDP dropped it publishes and views over
 ICE-TCP on the media port; with TCP to the media port dropped too, through TURN (coturn
-with VTP's credentials, over TCP); on an open network it uses UDP."""
+with VTP's credentials, over UDP, TCP, or TLS when nothing but TLS to the TURN server
+gets out); on an open network it uses UDP."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +21,7 @@ from tests.netns import ClientNamespace, client_namespace
 from tests.sfu.clients import wait_until
 from tests.sfu.test_browser import CHROMIUM, PAGE, poll
 from tests.turnserver import Coturn, need_turnserver
+from tests.web.test_https import self_signed
 from vtp.config import load_config
 from vtp.sfu import Sfu, SfuError, icetcp
 from vtp.sfu.ice import IceSettings
@@ -31,6 +35,13 @@ CONFIGURABLE_PAGE = PAGE.replace(
     "new RTCPeerConnection()", "new RTCPeerConnection(window.rtcConfig || {})"
 )
 assert CONFIGURABLE_PAGE.count("window.rtcConfig") == 2
+# with window.trickle set, descriptions go out at once, without waiting for every
+# candidate (as static/app/sfu.js does: VTP's one-port agent is ICE-lite and needs none of
+# the client's candidates; waiting would time the slowest blocked TURN transport instead)
+CONFIGURABLE_PAGE = CONFIGURABLE_PAGE.replace(
+    "function gathered(pc) {\n", "function gathered(pc) {\n  if (window.trickle) return;\n"
+)
+assert CONFIGURABLE_PAGE.count("window.trickle") == 1
 # ICE restart when the connection drops (as static/app/sfu.js does, against this
 # page's /restart, which calls vtp.sfu.icerestart like the restart-ice message)
 CONFIGURABLE_PAGE = CONFIGURABLE_PAGE.replace(
@@ -151,6 +162,17 @@ async def signalling(sfu_on_veth: Sfu, client_namespace: ClientNamespace) -> Asy
         await runner.cleanup()
 
 
+def chromium_args(signalling: str) -> list[str]:
+    return [
+        "--use-fake-device-for-media-stream=fps=30",
+        "--use-fake-ui-for-media-stream",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--autoplay-policy=no-user-gesture-required",
+        # the camera needs a secure origin; this page is plain HTTP on the veth
+        f"--unsafely-treat-insecure-origin-as-secure={signalling.rstrip('/')}",
+    ]
+
+
 @pytest.fixture
 async def browser_in_namespace(
     client_namespace: ClientNamespace, signalling: str, tmp_path: Path
@@ -162,14 +184,7 @@ async def browser_in_namespace(
     async with async_playwright() as p:
         instance = await p.chromium.launch(
             executable_path=client_namespace.wrapper(tmp_path, CHROMIUM),
-            args=[
-                "--use-fake-device-for-media-stream=fps=30",
-                "--use-fake-ui-for-media-stream",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--autoplay-policy=no-user-gesture-required",
-                # the camera needs a secure origin; this page is plain HTTP on the veth
-                f"--unsafely-treat-insecure-origin-as-secure={signalling.rstrip('/')}",
-            ],
+            args=chromium_args(signalling),
         )
         try:
             yield instance
@@ -234,8 +249,6 @@ async def test_chromium_uses_ice_tcp_only_when_udp_is_dropped(
 TURN_SECRET = "turn-secret-shared-with-coturn"
 
 
-# (not TURN over TLS: Chromium checks a TURN server's certificate against WebRTC's own
-# root store, which no test certificate is in)
 @pytest.mark.parametrize("relay", ["tcp", "udp"])
 async def test_chromium_without_the_media_port_relays_through_turn(
     sfu_on_veth: Sfu,
@@ -336,7 +349,10 @@ async def test_a_client_whose_address_changes_recovers_by_ice_restart(
 ) -> None:
     """Mid-class the client's network changes (its address is replaced): each page
     restarts ICE on its connection and video resumes within seconds, on the same
-    connections (no new subscription)."""
+    connections (no new subscription). The server's half of ICE restart, driven by a page
+    that waits for Chromium's ICE to say "disconnected" (~6 s); the classroom client
+    notices sooner and resumes its signalling socket too
+    (tests/browser/test_classroom_network_change.py)."""
     sfu = sfu_on_veth
     publisher = await browser_in_namespace.new_page()
     await publisher.goto(signalling)
@@ -372,3 +388,107 @@ async def test_a_client_whose_address_changes_recovers_by_ice_restart(
     assert all(
         s is not None and s.remote_address() == (moved_to, s.remote_address()[1]) for s in senders
     ), [s.remote_address() for s in senders if s]
+
+
+def spki_pin(cert: Path) -> str:
+    """What Chromium's --ignore-certificate-errors-spki-list takes: the base64 SHA-256 of
+    the certificate's public key (it then trusts that key, and no other, for TLS - TURN
+    over TLS included, whose sockets go through the browser's network stack)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+PATHS = ("udp", "ice-tcp", "turn-udp", "turn-tls")
+
+
+async def test_time_to_first_frame_over_udp_ice_tcp_turn_udp_and_turn_tls(
+    sfu_on_veth: Sfu, client_namespace: ClientNamespace, signalling: str, tmp_path: Path
+) -> None:
+    """One Chromium, one coturn (UDP, TCP and TLS listeners, a self-signed certificate
+    the browser is told to trust) and the SFU; the client's firewall changes between
+    runs. Each run: a publisher and a viewer page start afresh, the viewer's first
+    decoded frame is timed from the publisher's start, and getStats says which path was
+    taken: UDP when open; ICE-TCP when UDP is dropped; a TURN relay over UDP when the
+    media port is blocked (UDP and TCP); a TURN relay over TLS when all UDP, TCP to the
+    media port and TCP to TURN's plain port are dropped - TLS to TURN the only way out."""
+    need_turnserver()
+    if not CHROMIUM:
+        pytest.skip("no Chromium")
+    from playwright.async_api import async_playwright
+
+    sfu, ns = sfu_on_veth, client_namespace
+    assert sfu.mux is not None
+    media_port = sfu.mux.bound_port()
+    cert, key = self_signed(tmp_path, ns.host_address)
+    turn = Coturn(ns.host_address, TURN_SECRET, tmp_path, tls=(cert, key))
+    assert turn.tls_port is not None
+    # what a deployment hands out: every TURN URL, and the client finds what works
+    ice = IceSettings.from_config(
+        load_config(turn_urls=[turn.url(t) for t in ("udp", "tcp", "tls")], turn_secret=TURN_SECRET)
+    )
+    expected = {
+        "udp": {"protocol": "udp", "relay": None},
+        "ice-tcp": {"protocol": "tcp", "relay": None},
+        "turn-udp": {"type": "relay", "relay": "udp", "remote": "udp"},
+        "turn-tls": {"type": "relay", "relay": "tls", "remote": "udp"},
+    }
+    times: dict[str, float] = {}
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=ns.wrapper(tmp_path, CHROMIUM),
+                args=[
+                    *chromium_args(signalling),
+                    f"--ignore-certificate-errors-spki-list={spki_pin(cert)}",
+                ],
+            )
+            try:
+                for path in PATHS:
+                    ns.allow_all()
+                    if path == "ice-tcp":
+                        ns.drop("udp")
+                    elif path == "turn-udp":
+                        ns.drop("udp", media_port)
+                        ns.drop("tcp", media_port)
+                    elif path == "turn-tls":
+                        ns.drop("udp")
+                        ns.drop("tcp", media_port)
+                        ns.drop("tcp", turn.port)
+                    servers = ice.client_ice_servers(path) if path.startswith("turn") else []
+                    context = await browser.new_context()
+                    publisher, viewer = await context.new_page(), await context.new_page()
+                    for page in (publisher, viewer):
+                        await page.goto(signalling)
+                        await page.evaluate(
+                            "(s) => { window.rtcConfig = {iceServers: s}; window.trickle = true; }",
+                            servers,
+                        )
+                    started = time.monotonic()
+                    stream_id = await publisher.evaluate(f"window.publish('teacher-{path}')")
+                    await viewer.evaluate(f"window.subscribe('student-{path}', '{stream_id}')")
+                    await poll(
+                        viewer,
+                        "window.inbound()",
+                        lambda s: s.get("video", {}).get("framesDecoded", 0) > 0,
+                        30,
+                    )
+                    times[path] = time.monotonic() - started
+                    for page, pc in ((publisher, "pubpc"), (viewer, "subpc")):
+                        selected = await page.evaluate(SELECTED, pc)
+                        want = expected[path]
+                        assert {k: selected[k] for k in want} == want, (path, selected)
+                    await context.close()
+            finally:
+                await browser.close()
+    finally:
+        turn.stop()
+    print(
+        "first decoded frame after the publisher started: "
+        + ", ".join(f"{path} {times[path]:.2f} s" for path in PATHS)
+    )

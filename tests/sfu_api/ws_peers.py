@@ -253,6 +253,13 @@ class WsClient:
         await self.ws.close()
         self._reader.cancel()
 
+    def drop(self) -> None:
+        """The connection dies without a close frame (the client's network went away)."""
+        conn = self.ws._conn  # (aiohttp has no public way to lose a socket)
+        assert conn is not None and conn.transport is not None
+        conn.transport.abort()
+        self._reader.cancel()
+
 
 async def connect(client: Any, token: str) -> WsClient:
     ws = await client.ws_connect("/api/v1/sfu/ws", headers={"Authorization": f"Bearer {token}"})

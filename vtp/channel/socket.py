@@ -93,6 +93,10 @@ class Channel:
         self.limit: SendLimit | None = None
         self.out: OutQueue[Outgoing] = OutQueue(self.rules.max_queued)
         self.closing = False
+        self.said_goodbye = False  # the client closed the socket (a close frame)
+        # a closed channel whose state outlives it (a peer parked for a resume) goes on
+        # hearing changes of authority, to end that state when its right ends
+        self.keep_watching = False
         self._writer: asyncio.Task[None] | None = None
         self._watch: Watch | None = None
         self._expiry: asyncio.Task[None] | None = None
@@ -280,14 +284,15 @@ class Channel:
             self._watch = bus.watch(self.user_id, self._on_authority, scope)
         self._expiry = asyncio.create_task(self._expire())
 
-    def stop_following(self) -> None:
-        if self._watch is not None:
+    def stop_following(self, keep_watch: bool = False) -> None:
+        """Stop the expiry, and the authority watch unless ``keep_watch``."""
+        if self._watch is not None and not keep_watch:
             self._watch.cancel()
         if self._expiry is not None and self._expiry is not asyncio.current_task():
             self._expiry.cancel()
 
     async def _on_authority(self, change: AuthorityChange) -> None:
-        if not self.closing:
+        if not self.closing or self.keep_watching:
             await self.on_authority(change)
 
     async def _expire(self) -> None:
@@ -300,7 +305,13 @@ class Channel:
     async def serve(self) -> None:
         """Handle the client's messages, in order, until the socket closes or floods."""
         self.limit = self.limits.for_connection(self.user_id)
-        async for msg in self.ws:
+        while True:
+            msg = await self.ws.receive()
+            if msg.type == WSMsgType.CLOSE:
+                self.said_goodbye = True
+                break
+            if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break  # (dropped: no close frame, or the heartbeat went unanswered)
             if self.closing:  # (a handler or a recheck closed it: act on nothing more)
                 break
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):

@@ -320,6 +320,8 @@ class LiteConnection:
         self._watchdog: asyncio.Task[None] | None = None
         self.closed = False
         self.on_close: Callable[[], None] | None = None
+        # the client nominated a new path (after an ICE restart, a NAT rebinding)
+        self.on_moved: Callable[[], None] | None = None
 
     # the SFU's side of a lite pair is always controlled, whatever aiortc asks
     @property
@@ -387,6 +389,8 @@ class LiteConnection:
             self.remote_addr = addr
             self._endpoint = endpoint
             self.mux.latch(self, old)
+            if old is not None and self.on_moved is not None:
+                self.on_moved()
         if nominate:
             pair = self._nominated.get(1)
             if pair is None or pair.remote_addr != addr or pair.protocol is not endpoint:

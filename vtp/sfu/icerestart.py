@@ -13,6 +13,7 @@ restart (docs/protocol.md, ``restart-ice``).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from vtp.sfu import aiortc_hooks as hooks
@@ -28,6 +29,11 @@ def with_credentials(sdp: str, ufrag: str, password: str) -> str:
     endings, CRLF or LF, are kept)."""
     sdp = _UFRAG.sub(lambda m: "a=ice-ufrag:" + ufrag + ("\r" if m[0].endswith("\r") else ""), sdp)
     return _PWD.sub(lambda m: "a=ice-pwd:" + password + ("\r" if m[0].endswith("\r") else ""), sdp)
+
+
+def _keyframes(connection: UpConnection) -> None:
+    for track in connection.tracks:
+        track.request_keyframe()  # (audio tracks ignore it)
 
 
 def restart_ice(connection: Connection) -> str:
@@ -49,6 +55,10 @@ def restart_ice(connection: Connection) -> str:
     ufrag, password = "", ""
     for lite in lites:  # (one transport with BUNDLE)
         ufrag, password = lite.restart()
+        if isinstance(connection, UpConnection):
+            # what the publisher sent while its old path died is lost for good: its
+            # subscribers' decoders need a keyframe as soon as media comes on the new one
+            lite.on_moved = functools.partial(_keyframes, connection)
     sdp = with_credentials(sdp, ufrag, password)
     if isinstance(connection, UpConnection):
         connection.answer_sdp = sdp

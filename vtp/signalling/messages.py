@@ -38,6 +38,8 @@ class Auth(ClientMessage):
 class Join(ClientMessage):
     type: Literal["join"]
     room: Annotated[str, Field(min_length=1, max_length=64)]
+    # the last joined reply's resume_token: take the peer back from a dropped socket
+    resume_token: Annotated[str, Field(min_length=1, max_length=128)] | None = None
 
 
 class Publish(ClientMessage):
@@ -169,6 +171,10 @@ class Joined(Reply):
     ice_servers: list[dict[str, Any]]
     peers: list[PeerInfo]
     active_speaker: str | None
+    # send in the next join after this socket drops, to carry on as this same peer
+    resume_token: str | None = None
+    resumed: bool = False  # the same peer as before: its connections carry on
+    connections: list[str] = Field(default_factory=list)  # (resumed) its live ones
 
 
 class Published(Reply):

@@ -16,13 +16,21 @@ sending ``auth`` with a fresh one closes the socket with 4401 (``token_expired``
 Client messages are handled one at a time, in order; replies and room events go through
 one outgoing queue so the client sees them in the order they happened. Nothing a client
 sends can break the room: every failure becomes an ``error`` message to that client.
-Closing the WebSocket makes the peer leave: its publications end for every subscriber.
+Leaving (``leave``), or closing the WebSocket (a close frame: the tab closed), ends the
+peer at once. A WebSocket that drops instead, without a close frame (the client's network
+changed: Wi-Fi to mobile; the heartbeat goes unanswered), leaves its peer in the room for
+``VTP_SFU_RESUME_S``:
+a ``join`` on a new socket with the ``resume_token`` of the last ``joined`` takes the same
+peer back, its publications and subscriptions intact (the client then restarts ICE on
+them, ``restart-ice``); a socket still open for it is closed (4409). Without a resume in
+time the peer leaves, and its publications end for every subscriber.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,7 +48,7 @@ from vtp.channel.messages import MessageError, ServerMessage
 from vtp.channel.socket import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, OPEN_CHANNELS, Channel, Rules
 from vtp.db.users import get_user
 from vtp.limits.tokenbucket import SendLimits
-from vtp.sfu import DownConnection, SfuError, UpConnection, events, restart_ice
+from vtp.sfu import DownConnection, Room, SfuError, UpConnection, events, restart_ice
 from vtp.signalling import messages as m
 from vtp.signalling import quotas, rights
 from vtp.signalling.access import RoomGrant, room_access
@@ -57,6 +65,7 @@ MAX_MESSAGE_BYTES = 256 * 1024
 MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is dropped
 MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions together
 CLOSE_TOO_SLOW = 4408
+CLOSE_RESUMED = 4409  # another socket resumed this one's peer
 
 
 def sfu_error_code(exc: SfuError) -> str:
@@ -114,6 +123,8 @@ class Session(Channel):
         self._scope: Scope = (None, None)  # the member's (course_id, session_id)
         self._gone_room: str | None = None  # the room the server took this peer out of
         self._revoking = False
+        self.resume_token: str | None = None  # (while it holds a member)
+        self._parked: asyncio.Future[None] | None = None  # the leave after a drop
 
     # --- the protocol's forms -----------------------------------------------------------
 
@@ -155,14 +166,67 @@ class Session(Channel):
             self.follow_authority(lambda: self._scope)
             await self.serve()
         finally:
-            self.stop_following()
-            # aiohttp cancels the handler when the client's TCP connection goes: the
-            # peer must still leave, so that runs in a task of its own.
-            cleanup = self.app[SFU_KEY].spawn(self._leave("disconnected"))
+            resume_s = self.app[CONFIG].sfu_resume_s
+            parking = (
+                self.member is not None
+                and self.resume_token is not None
+                and resume_s > 0
+                and not self.said_goodbye
+            )
+            # (a parked peer's rights are still watched: it leaves when they end)
+            self.stop_following(keep_watch=parking)
+            self.keep_watching = parking
             keepalive.cancel()
             self.close(WSCloseCode.OK, "bye")
-            await asyncio.shield(cleanup)
+            if parking:
+                # the socket dropped, not the peer: another may take it back a while
+                self._parked = self.app[SFU_KEY].spawn(self._leave_after(resume_s))
+            else:
+                # aiohttp cancels the handler when the client's TCP connection goes:
+                # the peer must still leave, so that runs in a task of its own.
+                await asyncio.shield(self.app[SFU_KEY].spawn(self._leave("disconnected")))
             await self.drain()
+
+    async def _leave_after(self, delay_s: float) -> None:
+        try:
+            await asyncio.sleep(delay_s)
+            await self._leave("disconnected")
+        finally:
+            self.stop_following()
+
+    async def _recheck_parked(self, change: AuthorityChange) -> None:
+        """A change of authority while the socket is gone: a parked peer whose right
+        ended leaves now, not when the wait for a resume is over."""
+        member = self.member
+        if member is None:
+            return
+        try:
+            principal = await self.app[TOKENS].verify_access(self.token)
+            grant = await room_access(self.app, principal, member.room)
+        except TokenError:
+            grant = None
+        if grant is None and self.member is member:
+            await self._end_parked(change.reason)
+
+    async def _end_parked(self, reason: str) -> None:
+        await self._leave(f"access revoked: {reason}")
+        if self._parked is not None and self._parked is not asyncio.current_task():
+            self._parked.cancel()
+
+    def _hand_over(self) -> Member | None:
+        """Give this session's member to a session resuming it: this one stops serving
+        it (its pending leave is off) and its socket, if still open, closes."""
+        member, self.member = self.member, None
+        self._scope = (None, None)
+        if self.resume_token is not None:
+            self.app[RESUMABLE].pop(self.resume_token, None)
+            self.resume_token = None
+        if self._parked is not None and self._parked is not asyncio.current_task():
+            self._parked.cancel()
+        self.keep_watching = False
+        self.stop_following()  # (the resuming session watches its own)
+        self.close(CLOSE_RESUMED, "resumed on another socket")
+        return member
 
     # --- authority ----------------------------------------------------------------------
 
@@ -176,6 +240,9 @@ class Session(Channel):
 
     async def on_authority(self, change: AuthorityChange) -> None:
         """Authority changed: is the token still good, and the room grant?"""
+        if self._parked is not None:
+            await self._recheck_parked(change)
+            return
         if self._revoking:
             return
         # A peer the server already took out of its room (removed by the teacher, room
@@ -216,6 +283,10 @@ class Session(Channel):
 
     async def _revoke(self, close_code: int, code: str, message: str, reason: str) -> None:
         """Leave the room, tell the client why, close the WebSocket."""
+        if self._parked is not None:
+            # the socket dropped while this was decided: end the peer it left behind
+            await self._end_parked(reason)
+            return
         if self.closing or self._revoking:
             return
         self._revoking = True
@@ -260,6 +331,8 @@ class Session(Channel):
             raise m.MessageError(
                 exc.code, f"{exc.message}: send auth with a fresh token", None, msg.request_id
             ) from None
+        if msg.resume_token is not None and await self._resume(msg):
+            return
         grant, display = await join_room(self.app, self.principal, msg.room)
         if self.member is not None:  # a second join raced the first one's awaits
             raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
@@ -301,8 +374,67 @@ class Session(Channel):
                 ice_servers=sfu.ice_servers(str(self.principal.user_id)),
                 peers=peers,
                 active_speaker=room.speaker.current,
+                resume_token=self._resumable(),
             )
         )
+        self._send_streams(room)
+
+    def _resumable(self) -> str:
+        """A new resume token for this session's member."""
+        self.resume_token = secrets.token_urlsafe(24)
+        self.app[RESUMABLE][self.resume_token] = self
+        return self.resume_token
+
+    async def _resume(self, msg: m.Join) -> bool:
+        """Take back the peer of the session ``msg.resume_token`` names, if it is this
+        user's in this room and the user may still be there; False: join afresh (the
+        client learns from ``resumed``)."""
+        assert self.principal is not None and msg.resume_token is not None
+        old = self.app[RESUMABLE].get(msg.resume_token)
+        if old is None or old is self or old.member is None:
+            return False
+        if (old.member.user_id, old.member.room) != (self.principal.user_id, msg.room):
+            return False
+        grant = await room_access(self.app, self.principal, msg.room)
+        if grant is None:
+            raise ApiError(403, "forbidden", f"you may not join room {msg.room!r}")
+        if self.member is not None:  # a second join raced this one's await
+            raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
+        member = old._hand_over() if self.app[RESUMABLE].get(msg.resume_token) is old else None
+        if member is None or member.peer.left:
+            return False
+        member.sink, member.on_gone = self._on_event, self._on_gone
+        self.member = member
+        self._scope = (grant.course_id, grant.session_id)
+        self._gone_room = None
+        room = member.peer.room
+        members = self.app[MEMBERS]
+        self.send(
+            m.Joined(
+                request_id=msg.request_id,
+                room=msg.room,
+                peer_id=member.peer.id,
+                role=member.role,
+                may_publish=member.may_publish,
+                ice_servers=self.app[SFU_KEY].ice_servers(str(self.principal.user_id)),
+                peers=[
+                    member_info(other)
+                    if (other := members.get(msg.room, p.id)) is not None
+                    else m.PeerInfo(peer_id=p.id, user_id=None, display=p.display, role=None)
+                    for p in room.peers.values()
+                    if p is not member.peer
+                ],
+                active_speaker=room.speaker.current,
+                resume_token=self._resumable(),
+                resumed=True,
+                connections=list(member.peer.connections),
+            )
+        )
+        self._send_streams(room)  # (what changed while no socket listened)
+        await self._hold(member, grant, "the room's rules changed")
+        return True
+
+    def _send_streams(self, room: Room) -> None:
         for stream in room.streams():
             tracks = [m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.codec) for t in stream.tracks]
             self.send(
@@ -441,6 +573,9 @@ class Session(Channel):
         if member is None:
             return
         self.member = None
+        if self.resume_token is not None:
+            self.app[RESUMABLE].pop(self.resume_token, None)
+            self.resume_token = None
         self._scope = (None, None)
         self.app[MEMBERS].discard(member)
         try:
@@ -534,6 +669,7 @@ class Session(Channel):
         return [m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.mime_type) for t in up.tracks]
 
 
+RESUMABLE = web.AppKey("sfu_ws_resumable", dict[str, Session])  # resume token -> holder
 SEND_LIMITS = web.AppKey("sfu_ws_send_limits", SendLimits)
 
 
@@ -566,5 +702,6 @@ async def sfu_websocket(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     """Signalling sockets' state (the route is in :mod:`vtp.routes`)."""
+    app[RESUMABLE] = {}
     config = app[CONFIG]
     app[SEND_LIMITS] = SendLimits(config.signalling_message_rate, config.signalling_message_burst)
