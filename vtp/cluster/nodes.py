@@ -50,6 +50,7 @@ class NodeInfo(BaseModel):
     media_address: str | None
     media_port: int | None
     region: str
+    pid: int = 0  # the node's process on its host
     started_at: float
     heartbeat_at: float
     # share of one core the process used over the last beat (1.0 = a whole core)
@@ -234,6 +235,7 @@ def this_node(config: Config, *, media_port: int | None) -> NodeInfo:
         media_address=media_address,
         media_port=media_port,
         region=config.region,
+        pid=os.getpid(),
         started_at=now,
         heartbeat_at=now,
     )
