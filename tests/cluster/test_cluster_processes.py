@@ -132,6 +132,7 @@ def test_two_workers_share_one_port_register_and_restart(
     )
     server = Process(["serve", "--port", str(port), "--workers", "2"], env, tmp_path / "w.log")
     try:
+
         def both() -> dict[str, dict[str, Any]] | None:
             found = _nodes(redis)
             return found if len(found) == 2 else None
