@@ -6,6 +6,7 @@ node shows the same cluster."""
 from __future__ import annotations
 
 import socket
+import uuid
 from typing import Any
 
 import aiohttp
@@ -13,7 +14,8 @@ from helpers import Accounts, assert_error, bearer
 from sfu_api.ws_peers import WsClient, connect, publisher_offer
 
 from vtp.app import create_app
-from vtp.appkeys import SFU_KEY
+from vtp.appkeys import NODES, PLACEMENT, RECORDER, SFU_KEY
+from vtp.cluster.nodes import LoadSample
 from vtp.config import Config
 
 SDP = {"Content-Type": "application/sdp"}
@@ -25,9 +27,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_the_node_without_the_room_sends_joiners_to_its_node(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
-) -> None:
+async def _two_nodes(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, *, regions: bool
+) -> tuple[Any, Any, list[str]]:
     ports = [_free_port(), _free_port()]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     clients = []
@@ -39,12 +41,19 @@ async def test_the_node_without_the_room_sends_joiners_to_its_node(
                 "cluster": True,
                 "node_id": name,
                 "node_url": url,
-                "region": f"region-{name}",  # each opener's region holds only itself
+                # regions: each opener's region holds only itself
+                "region": f"region-{name}" if regions else "",
             }
         )
         server = await aiohttp_server(create_app(node_config), port=port)
         clients.append(await aiohttp_client(server))
-    a, b = clients
+    return clients[0], clients[1], urls
+
+
+async def test_the_node_without_the_room_sends_joiners_to_its_node(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    a, b, urls = await _two_nodes(aiohttp_server, aiohttp_client, config, regions=True)
     accounts = Accounts(a, database_url)
     teacher = await accounts.with_role("teacher")
     admin = await accounts.with_role("admin")
@@ -133,4 +142,68 @@ async def test_the_node_without_the_room_sends_joiners_to_its_node(
     resp = await a.get("/api/v1/admin/nodes")
     assert resp.status == 401
     for ws_client in (on_a, on_b, second_on_a):
+        await ws_client.ws.close()
+
+
+async def test_a_session_started_on_a_busy_node_opens_on_the_other_and_records_there(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    a, b, urls = await _two_nodes(aiohttp_server, aiohttp_client, config, regions=False)
+    busy = b.app[NODES]
+    busy.me.peers = 10_000  # as its next beat would say (the sample is read each beat)
+    busy._sample = lambda: LoadSample(peers=10_000)
+    await busy.beat()
+    accounts = Accounts(b, database_url)
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.register()
+    auth = bearer(teacher["access_token"])
+    resp = await b.post("/api/v1/courses", json={"code": "CL-1", "title": "Cluster"}, headers=auth)
+    course = await resp.json()
+    resp = await b.post(
+        f"/api/v1/courses/{course['id']}/enrollments",
+        json={"user_id": student["user"]["id"], "role": "student"},
+        headers=auth,
+    )
+    assert resp.status == 201, await resp.text()
+    resp = await b.post(
+        f"/api/v1/courses/{course['id']}/sessions",
+        json={
+            "title": "Live",
+            "scheduled_start": "2030-01-01T10:00:00+00:00",
+            "scheduled_end": "2030-01-01T11:00:00+00:00",
+        },
+        headers=auth,
+    )
+    session = await resp.json()
+    assert resp.status == 201, session
+    # the teacher starts it through B: the room is placed on A (less loaded), opened there
+    # when its first peer arrives, and never on B
+    resp = await b.post(f"/api/v1/sessions/{session['id']}/start", headers=auth)
+    live = await resp.json()
+    assert resp.status == 200, live
+    room = live["room_name"]
+    assert b.app[SFU_KEY].get_room(room) is None
+    assert await b.app[PLACEMENT].owner(room) == "node-a"
+
+    on_b = await connect(b, student["access_token"])
+    await on_b.send(type="join", room=room, request_id="j")
+    refused = await on_b.wait("error", request_id="j")
+    assert refused["error"]["details"]["url"] == urls[0] + "/api/v1/sfu/ws", refused
+    on_a = await connect(a, student["access_token"])
+    await on_a.request("join", "joined", room=room)
+
+    # recording runs beside the room: B sends the teacher to A, for start and for stop
+    path = f"/api/v1/sessions/{session['id']}/recording/start"
+    resp = await b.post(path, headers=auth, allow_redirects=False)
+    assert resp.status == 307 and resp.headers["Location"] == urls[0] + path
+    assert_error(await resp.json(), "room_elsewhere")
+    resp = await a.post(path, headers=auth)
+    assert resp.status == 201, await resp.text()
+    assert b.app[RECORDER].recording_of(uuid.UUID(session["id"])) is None
+    stop = f"/api/v1/sessions/{session['id']}/recording/stop"
+    resp = await b.post(stop, headers=auth, allow_redirects=False)
+    assert resp.status == 307 and resp.headers["Location"] == urls[0] + stop
+    resp = await a.post(stop, headers=auth)
+    assert resp.status == 200, await resp.text()
+    for ws_client in (on_a, on_b):
         await ws_client.ws.close()

@@ -46,9 +46,23 @@ async def place_room(app: web.Application, room: str) -> NodeInfo | None:
     return None if node.id == app[NODES].id else node
 
 
-async def ensure_here(app: web.Application, room: str, path: str) -> None:
+async def ensure_here(app: web.Application, room: str, path: str, *, place: bool = True) -> None:
     """Return if ``room`` is served by this node; else raise :class:`RoomElsewhere`
-    naming the node (``path``: the same request there)."""
-    node = await place_room(app, room)
+    naming the node (``path``: the same request there). ``place=False``: only a room
+    placed on a live node elsewhere is elsewhere (a request that must not open it)."""
+    if place:
+        node = await place_room(app, room)
+    else:
+        node = await _owner_elsewhere(app, room)
     if node is not None:
         raise RoomElsewhere(room, node, path)
+
+
+async def _owner_elsewhere(app: web.Application, room: str) -> NodeInfo | None:
+    placement = app.get(PLACEMENT)
+    if placement is None:
+        return None
+    owner = await placement.owner(room)
+    if owner is None or owner == app[NODES].id:
+        return None
+    return await app[NODES].node(owner)
