@@ -174,8 +174,9 @@ class Config(BaseSettings):
     node_port: int | None = Field(default=None, ge=1, le=65535)
     # Region label of this node; placement prefers nodes of the opening node's region.
     region: str = Field(default="", max_length=64)
-    # Several nodes share this Redis/PostgreSQL (more hosts, or --workers): refuses the
-    # embedded Redis, which one process cannot share with another.
+    # Several nodes share this Redis/PostgreSQL (more hosts, or --workers): rooms are
+    # placed on one node each (others redirect). Refuses the embedded Redis, which one
+    # process cannot share with another. Off: this process serves every room asked of it.
     cluster: bool = False
     # Node processes `vtp serve` starts on this host (one per core), sharing VTP_PORT.
     workers: int = Field(default=1, ge=1, le=256)

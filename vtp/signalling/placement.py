@@ -1,9 +1,11 @@
 """Where a room is served: on the node the cluster placed it on (:mod:`vtp.cluster`).
 
 Every way into a room (:func:`vtp.signalling.websocket.join_room`) and the opening of a
-live session's room ask here first. A room placed on another node is not opened a second
-time here: the caller is told that node's URL (an interim answer: the cluster's goal is
-that any node relays signalling to the room's node; until then clients are redirected).
+live session's room ask here first, when the node is part of a cluster (``VTP_CLUSTER``,
+set for each worker of ``--workers``); a node on its own serves every room itself. A
+room placed on another node is not opened a second time here: the caller is told that
+node's URL (an interim answer: the cluster's goal is that any node relays signalling to
+the room's node; until then clients are redirected).
 
 * HTTP (REST transports, WHIP, WHEP): ``307 Temporary Redirect`` with ``Location`` the same
   request on the room's node, and the JSON error ``room_elsewhere``;
@@ -37,7 +39,9 @@ class RoomElsewhere(ApiError):
 async def place_room(app: web.Application, room: str) -> NodeInfo | None:
     """The node holding ``room`` (placing it now if it is nowhere), None if this one."""
     placement = app.get(PLACEMENT)
-    if placement is None:  # an application built without the cluster context
+    if placement is None or not app[CONFIG].cluster:
+        # not part of a cluster (or built without the cluster context): every room a
+        # client asks this process for is served here, as on a single node
         return None
     try:
         node = await placement.place(room, region=app[CONFIG].region or None)
@@ -60,7 +64,7 @@ async def ensure_here(app: web.Application, room: str, path: str, *, place: bool
 
 async def _owner_elsewhere(app: web.Application, room: str) -> NodeInfo | None:
     placement = app.get(PLACEMENT)
-    if placement is None:
+    if placement is None or not app[CONFIG].cluster:
         return None
     owner = await placement.owner(room)
     if owner is None or owner == app[NODES].id:
