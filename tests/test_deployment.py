@@ -85,3 +85,22 @@ def test_turn_urls_are_parsed(url: str, target: tuple[str, str, int, str]) -> No
     from vtp.deployment import _turn_target
 
     assert _turn_target(url) == target
+
+
+def test_a_cluster_without_shared_services_or_a_reachable_node_url_is_reported() -> None:
+    shared = {"redis_url": "redis://r:6379/0", "database_url": "postgresql://d/vtp"}
+    assert codes(host="127.0.0.1", cluster=True, **shared) == []
+    assert codes(host="127.0.0.1", cluster=True) == ["cluster_services"]
+    assert codes(host="127.0.0.1", workers=2, redis_url="redis://r:6379/0") == [
+        "cluster_services"  # the embedded PostgreSQL serves one process
+    ]
+    wildcard = {"host": "0.0.0.0", "public_url": "https://class.school.example"}
+    found = codes(**wildcard, cluster=True, trusted_proxies=["10.0.0.1"], **shared)
+    assert "node_url" in found
+    assert "node_url" not in codes(
+        **wildcard,
+        cluster=True,
+        trusted_proxies=["10.0.0.1"],
+        node_url="http://10.0.0.5:{port}",
+        **shared,
+    )
