@@ -104,6 +104,11 @@ async def test_the_node_without_the_room_sends_joiners_to_its_node(
         assert resp.status == 307
         location = resp.headers["Location"]
         assert location == urls[0] + "/api/v1/whip/algebra"
+        resp = await b.post(
+            "/api/v1/whep/algebra", data=offer, headers={**SDP, **auth}, allow_redirects=False
+        )
+        assert resp.status == 307
+        assert resp.headers["Location"] == urls[0] + "/api/v1/whep/algebra"
         async with aiohttp.ClientSession() as http:  # a WHIP client follows it
             there = await http.post(location, data=offer, headers={**SDP, **auth})
             assert there.status == 201, await there.text()
