@@ -103,3 +103,22 @@ def test_ice_server_urls_must_have_their_scheme() -> None:
         load_config(turn_urls=["https://t.example"])
     with pytest.raises(ValidationError, match="is not a stun: or stuns: URL"):
         load_config(stun_urls=["turn:t.example"])
+
+
+def test_a_cluster_without_shared_services_or_a_reachable_node_url_is_reported() -> None:
+    shared = {"redis_url": "redis://r:6379/0", "database_url": "postgresql://d/vtp"}
+    assert codes(host="127.0.0.1", cluster=True, **shared) == []
+    assert codes(host="127.0.0.1", cluster=True) == ["cluster_services"]
+    assert codes(host="127.0.0.1", workers=2, redis_url="redis://r:6379/0") == [
+        "cluster_services"  # the embedded PostgreSQL serves one process
+    ]
+    wildcard = {"host": "0.0.0.0", "public_url": "https://class.school.example"}
+    found = codes(**wildcard, cluster=True, trusted_proxies=["10.0.0.1"], **shared)
+    assert "node_url" in found
+    assert "node_url" not in codes(
+        **wildcard,
+        cluster=True,
+        trusted_proxies=["10.0.0.1"],
+        node_url="http://10.0.0.5:{port}",
+        **shared,
+    )

@@ -19,6 +19,8 @@ from vtp.appkeys import (
     HASHER,
     LOGIN_BACKOFF,
     LOGIN_LIMIT_ADDRESS,
+    NODES,
+    PLACEMENT,
     RECORDER,
     REDIS,
     REGISTER_LIMIT_ADDRESS,
@@ -33,13 +35,15 @@ from vtp.auth.ratelimit import Backoff, RateLimiter
 from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
 from vtp.channel import socket as channel
+from vtp.cluster.nodes import LoadSample, NodeRegistry, cluster_refusal, this_node
+from vtp.cluster.placement import Placement
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
 from vtp.limits.leases import Leases
 from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
 from vtp.recorder import Recorder
-from vtp.sfu import Sfu
+from vtp.sfu import Sfu, events
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
@@ -127,6 +131,61 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         await recorder.close()
 
 
+async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This node in the registry, with the load its SFU measures, and room placement (after
+    Redis and the SFU; cleaned up first, so that a stopping node leaves at once)."""
+    config = app[CONFIG]
+    refusal = cluster_refusal(config, config.workers)
+    if refusal is not None:
+        raise RuntimeError(refusal)
+    sfu = app.get(SFU_KEY)
+
+    def sample() -> LoadSample:
+        if sfu is None:
+            return LoadSample()
+        totals = sfu.totals()
+        return LoadSample(
+            peers=totals.get("peers", 0),
+            rooms=totals.get("rooms", 0),
+            forwarded_packets=totals.get("up_forwarded", 0),
+        )
+
+    media_port = sfu.mux.port if sfu is not None and sfu.mux is not None else None
+    registry = NodeRegistry(
+        app[REDIS],
+        this_node(config, media_port=media_port),
+        heartbeat_s=config.node_heartbeat_s,
+        ttl_s=config.node_ttl_s,
+        sample=sample,
+    )
+    placement = Placement(app[REDIS], registry, node_ttl_s=config.node_ttl_s)
+    await registry.start()
+    app[NODES] = registry
+    app[PLACEMENT] = placement
+    background: set[asyncio.Task[None]] = set()
+
+    def on_event(event: events.Event) -> None:
+        # a room that closes here (ended, or empty past its grace) is no longer placed here
+        if isinstance(event, events.RoomClosed):
+            task = asyncio.create_task(placement.release(event.room))
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+    unlisten = sfu.add_listener(on_event) if sfu is not None else None
+    try:
+        yield
+    finally:
+        if unlisten is not None:
+            unlisten()
+        if background:
+            await asyncio.wait(list(background), timeout=5)
+        try:
+            await registry.close()
+            await placement.release_all()
+        except Exception:  # Redis gone: the entry expires by itself
+            log.exception("leaving the node registry failed")
+
+
 def _check_access_rules(app: web.Application) -> None:
     missing = [
         f"{route.method} {route.resource.canonical}"
@@ -157,5 +216,6 @@ def create_app(config: Config) -> web.Application:
     metrics.setup(app)  # the request counting middleware (outermost)
     routes.add_routes(app, config)  # every endpoint: vtp/routes.py
     https.setup(app)  # HSTS and the HTTP->HTTPS redirect listener, when TLS is on
+    app.cleanup_ctx.append(cluster_ctx)  # last: a stopping node leaves the registry first
     _check_access_rules(app)
     return app

@@ -17,6 +17,8 @@ from vtp.auth.authority import AuthorityBus
 from vtp.auth.passwords import PasswordHasher
 from vtp.auth.ratelimit import Backoff, RateLimiter
 from vtp.auth.tokens import TokenService
+from vtp.cluster.nodes import NodeRegistry
+from vtp.cluster.placement import Placement
 from vtp.config import Config
 from vtp.limits.leases import Leases
 from vtp.storage import ObjectStore
@@ -39,3 +41,5 @@ CHAT_LIMIT_USER = web.AppKey("chat_limit_user", RateLimiter)
 WEBSOCKET_LEASES = web.AppKey("websocket_leases", Leases)  # open WebSockets per user
 SFU_KEY: web.AppKey[Sfu] = web.AppKey("sfu")  # the media plane of this process
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
+NODES = web.AppKey("nodes", NodeRegistry)  # this node's entry and the cluster's nodes
+PLACEMENT = web.AppKey("placement", Placement)  # which node holds which room

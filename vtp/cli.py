@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -23,18 +24,43 @@ from vtp.logs import setup_logging
 def _serve(config: Config) -> int:
     from aiohttp import web
 
-    from vtp import https
+    from vtp import https, workers
     from vtp.app import create_app
+    from vtp.cluster.nodes import cluster_refusal
 
+    refusal = cluster_refusal(config, config.workers)
+    if refusal is None and config.workers > 1:
+        refusal = workers.workers_refusal(config, config.workers)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    if config.workers > 1:
+        return workers.supervise(config, config.workers)
+    own: list[socket.socket] = []
+    if config.node_port is not None and config.node_port != config.port:
+        # this node's own door besides the shared port (what its node URL names)
+        own.append(_listen(config.host, config.node_port))
     web.run_app(
         create_app(config),
         host=config.host,
         port=config.port,
+        reuse_port=config.reuse_port or None,
+        sock=own or None,
         ssl_context=https.server_context(config),
         print=lambda msg: print(f"VTP {__version__}: {msg}", file=sys.stderr),
         access_log=None,
     )
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
 
 
 async def _migrate(config: Config) -> int:
@@ -125,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API, signalling and SFU")
     serve.add_argument("--host", help="listen address (VTP_HOST)")
     serve.add_argument("--port", type=int, help="listen port (VTP_PORT)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="node processes on this host sharing the port, one per core (VTP_WORKERS)",
+    )
 
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("check", help="report each dependency's health")
@@ -154,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["host"] = args.host
     if getattr(args, "port", None) is not None:
         overrides["port"] = args.port
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
     try:
         config = load_config(**overrides)
     except ValidationError as exc:

@@ -166,6 +166,31 @@ class Config(BaseSettings):
     # unset: only admins can read them.
     metrics_token: SecretStr | None = None
 
+    # --- cluster (vtp.cluster) ------------------------------------------------------------
+    # This node's id in the registry (unset: <hostname>-<pid>-<random>; --workers sets
+    # <id or hostname>-w<index>).
+    node_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    # The URL other nodes and clients reach this node at (not the load balancer's);
+    # "{port}" in it is replaced by the node's own port. Unset: http(s)://host:port.
+    node_url: str | None = None
+    # A listener of this node's own besides the (shared) VTP_PORT, so that a redirect
+    # reaches this node and not the next one behind the shared port; --workers sets it.
+    node_port: int | None = Field(default=None, ge=1, le=65535)
+    # Region label of this node; placement prefers nodes of the opening node's region.
+    region: str = Field(default="", max_length=64)
+    # Several nodes share this Redis/PostgreSQL (more hosts, or --workers): rooms are
+    # placed on one node each (others redirect). Refuses the embedded Redis, which one
+    # process cannot share with another. Off: this process serves every room asked of it.
+    cluster: bool = False
+    # Node processes `vtp serve` starts on this host (one per core), sharing VTP_PORT.
+    workers: int = Field(default=1, ge=1, le=256)
+    # Bind VTP_PORT with SO_REUSEPORT, so that several processes share it (--workers).
+    reuse_port: bool = False
+    # How often a node writes its heartbeat, and how long its entry outlives the last one
+    # (a node that stops is gone from the registry within this TTL).
+    node_heartbeat_s: float = Field(default=2.0, gt=0, le=5)
+    node_ttl_s: float = Field(default=6.0, ge=1, le=10)
+
     @field_validator("ice_addresses", "stun_urls", "turn_urls", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
@@ -203,6 +228,12 @@ class Config(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("VTP_JWT_SECRET must be at least 32 characters")
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_ttl(self) -> Config:
+        if self.node_heartbeat_s * 2 > self.node_ttl_s:
+            raise ValueError("VTP_NODE_TTL_S must be at least twice VTP_NODE_HEARTBEAT_S")
+        return self
 
     @property
     def embedded_database(self) -> bool:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aioice.ice
 
 from vtp import https
+from vtp.cluster.nodes import cluster_refusal, node_url
 from vtp.config import Config
 
 PROBE_TIMEOUT_S = 2.0
@@ -111,6 +112,24 @@ def config_problems(config: Config) -> list[Problem]:
         )
     if config.turn_urls and config.turn_secret is None:
         problems.append(Problem("turn_secret", "VTP_TURN_URLS is set but VTP_TURN_SECRET is not"))
+    problems += _cluster_problems(config)
+    return problems
+
+
+def _cluster_problems(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    refusal = cluster_refusal(config, config.workers)
+    if refusal is not None:
+        problems.append(Problem("cluster_services", refusal))
+    clustered = config.cluster or config.workers > 1
+    if clustered and not config.node_url and config.host in ("0.0.0.0", "::", ""):
+        problems.append(
+            Problem(
+                "node_url",
+                f"in a cluster, other nodes and redirected clients reach this node at its URL, "
+                f"but {node_url(config)} is a wildcard address: set VTP_NODE_URL",
+            )
+        )
     return problems
 
 

@@ -68,7 +68,10 @@ async def _redirect_listener(app: web.Application) -> AsyncIterator[None]:
     runner = web.AppRunner(_redirect_app(config), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.http_redirect_port).start()
+        # --workers: every worker binds it, as they do VTP_PORT
+        await web.TCPSite(
+            runner, config.host, config.http_redirect_port, reuse_port=config.reuse_port or None
+        ).start()
         yield
     finally:
         await runner.cleanup()

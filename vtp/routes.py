@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from vtp import metrics
-from vtp.api import accounts, auth, domain, health, recordings_control, users
+from vtp.api import accounts, auth, domain, health, nodes, recordings_control, users
 from vtp.config import Config
 from vtp.signalling import rest, websocket, whep, whip
 from vtp.web import asset_routes, live, pages
@@ -35,6 +35,7 @@ def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
         asset_routes(config),
         live.routes,  # the classroom live channel
         metrics.routes,
+        nodes.routes,  # the cluster's nodes and where rooms live (admins)
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from vtp import __version__
-from vtp.appkeys import CONFIG, DB, RECORDER, REDIS, STORE
+from vtp.appkeys import CONFIG, DB, NODES, RECORDER, REDIS, STORE
 from vtp.health import check_all
 
 routes = web.RouteTableDef()
@@ -13,7 +13,11 @@ routes = web.RouteTableDef()
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "version": __version__})
+    # the node that answered: behind a load balancer (or --workers' shared port), which
+    # one this was
+    registry = request.app.get(NODES)
+    node = registry.id if registry is not None else None
+    return web.json_response({"status": "ok", "version": __version__, "node": node})
 
 
 @routes.get("/ready")

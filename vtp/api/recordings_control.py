@@ -37,6 +37,7 @@ from vtp.recorder.matroska import content_type
 from vtp.recorder.service import Recorder
 from vtp.recorder.session import MANIFEST
 from vtp.recorder.uploader import object_prefix
+from vtp.signalling.placement import ensure_here
 from vtp.storage import StorageError
 
 routes = web.RouteTableDef()
@@ -68,6 +69,8 @@ async def start_recording(request: web.Request) -> web.Response:
     recorder = _recorder(request)
     if session.status != "live":
         raise conflict("session_not_live", f"the session is {session.status}, not live")
+    # the recorder runs beside the room: on another node, 307 there (room_elsewhere)
+    await ensure_here(request.app, session.room_name, request.path_qs)
     try:
         recording_id = await recorder.start_recording(session.id, access.user_id)
     except recorder_db.NotLive as exc:
@@ -87,6 +90,8 @@ async def stop_recording(request: web.Request) -> web.Response:
     session, _ = await load_session(request, STAFF)
     recorder = _recorder(request)
     if recorder.recording_of(session.id) is None:
+        # the recording runs on the room's node: 307 there when that is another one
+        await ensure_here(request.app, session.room_name, request.path_qs, place=False)
         raise conflict("not_recording", "the session is not being recorded")
     try:
         recording_id = await recorder.stop_recording(session.id, "stopped by staff")

@@ -377,5 +377,7 @@ ERROR_CODES: dict[str, str] = {
     "too_many_publications": "the user has VTP_MAX_WHIP_PER_USER WHIP sessions (HTTP 429)",
     "too_many_sessions": "the user has VTP_MAX_WEBSOCKETS_PER_USER open (HTTP 429; 4429)",
     "rate_limited": "the socket sent faster than its rate: closed with 4429",
+    "room_elsewhere": "another node serves the room: join there (details: its URL; HTTP 307)",
+    "no_node": "no cluster node is registered to serve the room (HTTP 503)",
     "internal_error": "the server failed; the room and the other peers are not affected",
 }

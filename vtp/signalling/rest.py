@@ -103,7 +103,7 @@ async def _rest_member(request: web.Request, principal: Principal, room_name: st
     if existing is not None and not existing.peer.left:
         existing.data["token"] = token  # the newest one is re-checked on changes
         return existing
-    grant, display = await join_room(app, principal, room_name)
+    grant, display = await join_room(app, principal, room_name, path=request.path_qs)
     existing = members.find(room_name, principal.user_id, "rest")  # a concurrent call won
     if existing is not None and not existing.peer.left:
         existing.data["token"] = token

@@ -53,6 +53,7 @@ from vtp.signalling import messages as m
 from vtp.signalling import quotas, rights
 from vtp.signalling.access import RoomGrant, room_access
 from vtp.signalling.members import MEMBERS, Member, MemberJoined
+from vtp.signalling.placement import ensure_here
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -85,12 +86,15 @@ def member_info(member: Member) -> m.PeerInfo:
 
 
 async def join_room(
-    app: web.Application, principal: Principal, room_name: str
+    app: web.Application, principal: Principal, room_name: str, *, path: str
 ) -> tuple[RoomGrant, str]:
-    """Room access check and display name for a new peer; raises ApiError."""
+    """Room access check and display name for a new peer; raises ApiError (and
+    :class:`~vtp.signalling.placement.RoomElsewhere` when another node serves the room:
+    ``path`` is the request to make there)."""
     grant = await room_access(app, principal, room_name)
     if grant is None:
         raise ApiError(403, "forbidden", f"you may not join room {room_name!r}")
+    await ensure_here(app, room_name, path)
     user = await get_user(app[DB], principal.user_id)
     if user is None or not user.is_active:
         raise unauthorized("account_disabled", "this account no longer exists")
@@ -333,7 +337,7 @@ class Session(Channel):
             ) from None
         if msg.resume_token is not None and await self._resume(msg):
             return
-        grant, display = await join_room(self.app, self.principal, msg.room)
+        grant, display = await join_room(self.app, self.principal, msg.room, path=WS_PATH)
         if self.member is not None:  # a second join raced the first one's awaits
             raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
         sfu = self.app[SFU_KEY]

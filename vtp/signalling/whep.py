@@ -67,7 +67,7 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
     principal = principal_of(request)
     room_name = room_from(request)
     offer = await read_sdp(request)
-    grant, display = await join_room(request.app, principal, room_name)
+    grant, display = await join_room(request.app, principal, room_name, path=request.path_qs)
     if not grant.may_subscribe:
         raise forbidden("your room role may not watch")
     room = request.app[SFU_KEY].get_room(room_name)

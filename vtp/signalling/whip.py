@@ -185,7 +185,7 @@ async def whip_publish(request: web.Request) -> web.Response:
     principal = principal_of(request)
     room_name = room_from(request)
     offer = await read_sdp(request)
-    grant, display = await join_room(request.app, principal, room_name)
+    grant, display = await join_room(request.app, principal, room_name, path=request.path_qs)
     if not grant.may_publish:
         raise forbidden("your room role may not publish")
     quotas.check_whip(request.app, principal.user_id)

@@ -1,0 +1,125 @@
+"""Room placement on a real Redis: concurrent openers agree, the least-loaded node (of the
+preferred region) is chosen, rooms spread between beats, and a room whose node left the
+registry is placed again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from vtp.cluster.nodes import LoadSample, NodeInfo, NodeRegistry
+from vtp.cluster.placement import Placement
+
+
+def _registry(redis: Redis, node_id: str, *, peers: int = 0, region: str = "") -> NodeRegistry:
+    now = time.time()
+    info = NodeInfo(
+        id=node_id,
+        url=f"http://{node_id}:8080",
+        media_address=None,
+        media_port=None,
+        region=region,
+        started_at=now,
+        heartbeat_at=now,
+    )
+    return NodeRegistry(
+        redis, info, heartbeat_s=0.5, ttl_s=2.0, sample=lambda: LoadSample(peers=peers)
+    )
+
+
+@pytest.fixture
+async def clients(redis_url: str) -> AsyncIterator[list[Redis]]:
+    # one connection pool per "node", as two processes would have
+    made = [Redis.from_url(redis_url) for _ in range(2)]
+    yield made
+    for client in made:
+        await client.aclose()
+
+
+async def _started(*registries: NodeRegistry) -> None:
+    for registry in registries:
+        await registry.start()
+
+
+async def test_two_nodes_opening_the_same_rooms_at_once_agree(clients: list[Redis]) -> None:
+    a, b = _registry(clients[0], "a"), _registry(clients[1], "b")
+    await _started(a, b)
+    pa = Placement(clients[0], a, node_ttl_s=2.0)
+    pb = Placement(clients[1], b, node_ttl_s=2.0)
+    try:
+        # 40 rooms, each opened twice by each node at once (within redis-py's default
+        # pool of 100 connections per client)
+        rooms = [f"room-{i}" for i in range(40)]
+        answers = await asyncio.gather(
+            *(p.place(room) for room in rooms for p in (pa, pb) for _ in range(2))
+        )
+        by_room: dict[str, set[str]] = {}
+        for index, node in enumerate(answers):
+            by_room.setdefault(rooms[index // 4], set()).add(node.id)
+        assert all(len(owners) == 1 for owners in by_room.values()), by_room
+        # and what they agreed on is what Redis holds, and each room counted once
+        for room, owners in by_room.items():
+            assert await pa.owner(room) == next(iter(owners))
+        placed = {n.id: n.rooms_placed for n in await a.nodes()}
+        assert sum(placed.values()) == 40
+        # equal nodes: the rooms are spread although no beat came between the openings
+        assert abs(placed["a"] - placed["b"]) <= 2, placed
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_the_least_loaded_node_of_the_preferred_region_is_chosen(
+    clients: list[Redis],
+) -> None:
+    busy = _registry(clients[0], "busy", peers=200, region="eu")
+    idle = _registry(clients[0], "idle", peers=3, region="us")
+    await _started(busy, idle)
+    placement = Placement(clients[1], busy, node_ttl_s=2.0)
+    try:
+        assert (await placement.place("physics")).id == "idle"
+        # each room weighs 10 peers: after ~20 rooms the busy node takes some
+        counts = Counter([(await placement.place(f"chem-{i}")).id for i in range(30)])
+        assert counts["idle"] > counts["busy"] > 0, counts
+        # a region with a node is preferred over load; an unknown region is no constraint
+        assert (await placement.place("history", region="eu")).id == "busy"
+        assert (await placement.place("art", region="mars")).id in {"idle", "busy"}
+        # placed rooms stay where they are whatever the load says now
+        assert (await placement.place("physics", region="eu")).id == "idle"
+    finally:
+        await busy.close()
+        await idle.close()
+
+
+async def test_a_room_is_placed_again_once_its_node_has_left(clients: list[Redis]) -> None:
+    a = _registry(clients[0], "a")
+    b = _registry(clients[1], "b", peers=1000)  # never chosen while a is there
+    await _started(a, b)
+    pa = Placement(clients[0], a, node_ttl_s=2.0)
+    pb = Placement(clients[1], b, node_ttl_s=2.0)
+    try:
+        assert (await pb.place("maths")).id == "a"
+        assert (await pa.place("latin")).id == "a"
+        # a stops beating (killed): while its entry lives the rooms stay there...
+        assert a._task is not None
+        a._task.cancel()
+        assert (await pb.place("maths")).id == "a"
+        # ...and once it expired, the next opener places them on a live node
+        start = time.monotonic()
+        while await pb.owner("maths") is not None:
+            assert time.monotonic() - start < 3.0
+            await asyncio.sleep(0.05)
+        assert (await pb.place("maths")).id == "b"
+        assert await pa.owner("maths") == "b"
+        assert {n.id: n.rooms_placed for n in await b.nodes()} == {"b": 1}
+        # a clean stop releases a node's rooms at once
+        assert (await pb.place("greek")).id == "b"
+        await pb.release_all()
+        assert await pb.owner("greek") is None and await pb.owner("maths") is None
+    finally:
+        await b.close()

@@ -1,0 +1,214 @@
+"""Two nodes (in-process apps sharing real PostgreSQL and Redis): a room placed on node A
+is not opened a second time on node B; B tells each joiner A's URL (WebSocket `error`
+`room_elsewhere`, HTTP 307 for the REST transports and WHIP), and the admin API on either
+node shows the same cluster."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Any
+
+import aiohttp
+from helpers import Accounts, assert_error, bearer
+from sfu_api.ws_peers import WsClient, connect, publisher_offer
+
+from vtp.app import create_app
+from vtp.appkeys import NODES, PLACEMENT, RECORDER, SFU_KEY
+from vtp.cluster.nodes import LoadSample
+from vtp.config import Config
+
+SDP = {"Content-Type": "application/sdp"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _two_nodes(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, *, regions: bool
+) -> tuple[Any, Any, list[str]]:
+    ports = [_free_port(), _free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    clients = []
+    for name, port, url in zip(("node-a", "node-b"), ports, urls, strict=True):
+        node_config = config.model_copy(
+            update={
+                "ice_addresses": ["127.0.0.1"],
+                "sfu_open_rooms": True,
+                "cluster": True,
+                "node_id": name,
+                "node_url": url,
+                # regions: each opener's region holds only itself
+                "region": f"region-{name}" if regions else "",
+            }
+        )
+        server = await aiohttp_server(create_app(node_config), port=port)
+        clients.append(await aiohttp_client(server))
+    return clients[0], clients[1], urls
+
+
+async def test_the_node_without_the_room_sends_joiners_to_its_node(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    a, b, urls = await _two_nodes(aiohttp_server, aiohttp_client, config, regions=True)
+    accounts = Accounts(a, database_url)
+    teacher = await accounts.with_role("teacher")
+    admin = await accounts.with_role("admin")
+    auth = bearer(teacher["access_token"])
+
+    # the first join, through A, places the room on A (A's region), and opens it there
+    on_a = await connect(a, teacher["access_token"])
+    joined = await on_a.request("join", "joined", room="algebra")
+    assert joined["room"] == "algebra"
+
+    # through B: an error naming A's signalling URL, and no second copy of the room on B
+    on_b = await connect(b, teacher["access_token"])
+    await on_b.send(type="join", room="algebra", request_id="j1")
+    refused = await on_b.wait("error", request_id="j1")
+    error = refused["error"]
+    assert error["code"] == "room_elsewhere", refused
+    assert error["details"] == {
+        "node_id": "node-a",
+        "node_url": urls[0],
+        "url": urls[0] + "/api/v1/sfu/ws",
+    }
+    assert b.app[SFU_KEY].get_room("algebra") is None
+    # the socket stays usable (an error never closes it), and the URL it was given works
+    async with aiohttp.ClientSession() as http:
+        ws = WsClient(await http.ws_connect(error["details"]["url"], headers=auth))
+        await ws.wait("authenticated")
+        assert (await ws.request("join", "joined", room="algebra"))["room"] == "algebra"
+        await ws.ws.close()
+    await on_b.request("ping", "pong")
+
+    # REST transports and WHIP on B: 307 to the same request on A, with the JSON error
+    pc, offer = await publisher_offer((200, 40))
+    try:
+        path = "/api/v1/sfu/rooms/algebra/transports"
+        resp = await b.post(
+            path,
+            json={"direction": "send", "sdp": offer, "label": "cam"},
+            headers=auth,
+            allow_redirects=False,
+        )
+        assert resp.status == 307
+        assert resp.headers["Location"] == urls[0] + path
+        assert_error(await resp.json(), "room_elsewhere")
+
+        resp = await b.post(
+            "/api/v1/whip/algebra", data=offer, headers={**SDP, **auth}, allow_redirects=False
+        )
+        assert resp.status == 307
+        location = resp.headers["Location"]
+        assert location == urls[0] + "/api/v1/whip/algebra"
+        resp = await b.post(
+            "/api/v1/whep/algebra", data=offer, headers={**SDP, **auth}, allow_redirects=False
+        )
+        assert resp.status == 307
+        assert resp.headers["Location"] == urls[0] + "/api/v1/whep/algebra"
+        async with aiohttp.ClientSession() as http:  # a WHIP client follows it
+            there = await http.post(location, data=offer, headers={**SDP, **auth})
+            assert there.status == 201, await there.text()
+    finally:
+        await pc.close()
+    assert b.app[SFU_KEY].get_room("algebra") is None
+
+    # a room first opened through B is B's (B's region), and A redirects to it
+    await on_b.request("join", "joined", room="geometry")
+    second_on_a = await connect(a, teacher["access_token"])
+    await second_on_a.send(type="join", room="geometry", request_id="j2")
+    refused = await second_on_a.wait("error", request_id="j2")
+    assert refused["error"]["details"]["node_id"] == "node-b", refused
+    assert a.app[SFU_KEY].get_room("geometry") is None
+
+    # the operators' view, the same from either node
+    admin_auth = bearer(admin["access_token"])
+    for client, me in ((a, "node-a"), (b, "node-b")):
+        resp = await client.get("/api/v1/admin/nodes", headers=admin_auth)
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert body["node_id"] == me
+        nodes = {n["id"]: n for n in body["nodes"]}
+        assert set(nodes) == {"node-a", "node-b"}
+        assert nodes["node-a"]["url"] == urls[0] and nodes["node-a"]["rooms_placed"] == 1
+        assert nodes["node-b"]["rooms_placed"] == 1
+        resp = await client.get("/api/v1/admin/rooms/algebra", headers=admin_auth)
+        assert (await resp.json())["node"]["id"] == "node-a"
+    resp = await a.get("/api/v1/admin/rooms/nowhere", headers=admin_auth)
+    assert (await resp.json()) == {"room": "nowhere", "node": None}
+    resp = await a.get("/api/v1/admin/rooms/bad%20name", headers=admin_auth)
+    assert resp.status == 400
+    assert_error(await resp.json(), "validation_error")
+    resp = await a.get("/api/v1/admin/nodes", headers=auth)  # a teacher is not an operator
+    assert resp.status == 403
+    resp = await a.get("/api/v1/admin/nodes")
+    assert resp.status == 401
+    for ws_client in (on_a, on_b, second_on_a):
+        await ws_client.ws.close()
+
+
+async def test_a_session_started_on_a_busy_node_opens_on_the_other_and_records_there(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    a, b, urls = await _two_nodes(aiohttp_server, aiohttp_client, config, regions=False)
+    busy = b.app[NODES]
+    busy.me.peers = 10_000  # as its next beat would say (the sample is read each beat)
+    busy._sample = lambda: LoadSample(peers=10_000)
+    await busy.beat()
+    accounts = Accounts(b, database_url)
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.register()
+    auth = bearer(teacher["access_token"])
+    resp = await b.post("/api/v1/courses", json={"code": "CL-1", "title": "Cluster"}, headers=auth)
+    course = await resp.json()
+    resp = await b.post(
+        f"/api/v1/courses/{course['id']}/enrollments",
+        json={"user_id": student["user"]["id"], "role": "student"},
+        headers=auth,
+    )
+    assert resp.status == 201, await resp.text()
+    resp = await b.post(
+        f"/api/v1/courses/{course['id']}/sessions",
+        json={
+            "title": "Live",
+            "scheduled_start": "2030-01-01T10:00:00+00:00",
+            "scheduled_end": "2030-01-01T11:00:00+00:00",
+        },
+        headers=auth,
+    )
+    session = await resp.json()
+    assert resp.status == 201, session
+    # the teacher starts it through B: the room is placed on A (less loaded), opened there
+    # when its first peer arrives, and never on B
+    resp = await b.post(f"/api/v1/sessions/{session['id']}/start", headers=auth)
+    live = await resp.json()
+    assert resp.status == 200, live
+    room = live["room_name"]
+    assert b.app[SFU_KEY].get_room(room) is None
+    assert await b.app[PLACEMENT].owner(room) == "node-a"
+
+    on_b = await connect(b, student["access_token"])
+    await on_b.send(type="join", room=room, request_id="j")
+    refused = await on_b.wait("error", request_id="j")
+    assert refused["error"]["details"]["url"] == urls[0] + "/api/v1/sfu/ws", refused
+    on_a = await connect(a, student["access_token"])
+    await on_a.request("join", "joined", room=room)
+
+    # recording runs beside the room: B sends the teacher to A, for start and for stop
+    path = f"/api/v1/sessions/{session['id']}/recording/start"
+    resp = await b.post(path, headers=auth, allow_redirects=False)
+    assert resp.status == 307 and resp.headers["Location"] == urls[0] + path
+    assert_error(await resp.json(), "room_elsewhere")
+    resp = await a.post(path, headers=auth)
+    assert resp.status == 201, await resp.text()
+    assert b.app[RECORDER].recording_of(uuid.UUID(session["id"])) is None
+    stop = f"/api/v1/sessions/{session['id']}/recording/stop"
+    resp = await b.post(stop, headers=auth, allow_redirects=False)
+    assert resp.status == 307 and resp.headers["Location"] == urls[0] + stop
+    resp = await a.post(stop, headers=auth)
+    assert resp.status == 200, await resp.text()
+    for ws_client in (on_a, on_b):
+        await ws_client.ws.close()

@@ -1,0 +1,61 @@
+"""/api/v1/admin/nodes and /api/v1/admin/rooms/{room}: the cluster, for operators (admins).
+
+* ``GET /api/v1/admin/nodes`` - every live node of the registry (:mod:`vtp.cluster.nodes`)
+  with its URL, media address, region and load (CPU share of a core, peers, forwarded
+  packets/s, SFU rooms open, rooms placed on it), and which one answered;
+* ``GET /api/v1/admin/rooms/{room}`` - the node a room is placed on (``null``: nowhere
+  alive; the next opener places it). Asking does not place the room.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from vtp.api.access import require_roles
+from vtp.api.errors import ApiError
+from vtp.api.responses import returns
+from vtp.appkeys import NODES, PLACEMENT
+from vtp.cluster.nodes import NodeInfo
+from vtp.signalling.access import valid_room_name
+
+routes = web.RouteTableDef()
+
+
+class NodesOut(BaseModel):
+    node_id: str  # the node that answered
+    nodes: list[NodeInfo]
+
+
+class RoomNodeOut(BaseModel):
+    room: str
+    node: NodeInfo | None
+
+
+@routes.get("/api/v1/admin/nodes")
+@require_roles("admin")
+@returns(NodesOut)
+async def list_nodes(request: web.Request) -> web.Response:
+    """The live nodes of the cluster, oldest first, with their load."""
+    registry = request.app[NODES]
+    nodes = sorted(await registry.nodes(), key=lambda n: (n.started_at, n.id))
+    body = NodesOut(node_id=registry.id, nodes=nodes)
+    return web.json_response(body.model_dump(mode="json"))
+
+
+@routes.get("/api/v1/admin/rooms/{room}")
+@require_roles("admin")
+@returns(RoomNodeOut)
+async def room_node(request: web.Request) -> web.Response:
+    """Where a room lives."""
+    room = request.match_info["room"]
+    if not valid_room_name(room):
+        raise ApiError(
+            400,
+            "validation_error",
+            "invalid room name",
+            [{"field": "room", "message": "letters, digits, dot, dash, underscore; 1-64"}],
+        )
+    owner = await request.app[PLACEMENT].owner(room)
+    node = await request.app[NODES].node(owner) if owner is not None else None
+    return web.json_response(RoomNodeOut(room=room, node=node).model_dump(mode="json"))

@@ -1,0 +1,10 @@
+"""The cluster: equal VTP nodes that share what they must through Redis.
+
+* :mod:`.nodes` - the node registry: each node's address, region and load, kept alive by
+  a heartbeat (a node that stops beating leaves within ``VTP_NODE_TTL_S``);
+* :mod:`.placement` - which node holds a room: chosen by load when the room first opens,
+  atomically (a Lua script), kept while that node is alive.
+
+Core layer: Redis and the configuration only; what a node measures of itself (peers,
+forwarded packets) is handed in by the application.
+"""

@@ -1,0 +1,72 @@
+"""Where a room is served: on the node the cluster placed it on (:mod:`vtp.cluster`).
+
+Every way into a room (:func:`vtp.signalling.websocket.join_room`) and the opening of a
+live session's room ask here first, when the node is part of a cluster (``VTP_CLUSTER``,
+set for each worker of ``--workers``); a node on its own serves every room itself. A
+room placed on another node is not opened a second time here: the caller is told that
+node's URL (an interim answer: the cluster's goal is that any node relays signalling to
+the room's node; until then clients are redirected).
+
+* HTTP (REST transports, WHIP, WHEP): ``307 Temporary Redirect`` with ``Location`` the same
+  request on the room's node, and the JSON error ``room_elsewhere``;
+* the signalling WebSocket: an ``error`` message ``room_elsewhere`` whose ``details`` hold
+  ``node_id``, ``node_url`` and ``url`` (the signalling WebSocket on that node).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from vtp.api.errors import ApiError
+from vtp.appkeys import CONFIG, NODES, PLACEMENT
+from vtp.cluster.nodes import NodeInfo
+from vtp.cluster.placement import NoLiveNode
+
+
+class RoomElsewhere(ApiError):
+    def __init__(self, room: str, node: NodeInfo, path: str) -> None:
+        url = node.url + path
+        super().__init__(
+            307,
+            "room_elsewhere",
+            f"room {room!r} is served by node {node.id}: connect to {node.url}",
+            {"node_id": node.id, "node_url": node.url, "url": url},
+            {"Location": url},
+        )
+        self.node = node
+
+
+async def place_room(app: web.Application, room: str) -> NodeInfo | None:
+    """The node holding ``room`` (placing it now if it is nowhere), None if this one."""
+    placement = app.get(PLACEMENT)
+    if placement is None or not app[CONFIG].cluster:
+        # not part of a cluster (or built without the cluster context): every room a
+        # client asks this process for is served here, as on a single node
+        return None
+    try:
+        node = await placement.place(room, region=app[CONFIG].region or None)
+    except NoLiveNode as exc:
+        raise ApiError(503, "no_node", str(exc)) from None
+    return None if node.id == app[NODES].id else node
+
+
+async def ensure_here(app: web.Application, room: str, path: str, *, place: bool = True) -> None:
+    """Return if ``room`` is served by this node; else raise :class:`RoomElsewhere`
+    naming the node (``path``: the same request there). ``place=False``: only a room
+    placed on a live node elsewhere is elsewhere (a request that must not open it)."""
+    if place:
+        node = await place_room(app, room)
+    else:
+        node = await _owner_elsewhere(app, room)
+    if node is not None:
+        raise RoomElsewhere(room, node, path)
+
+
+async def _owner_elsewhere(app: web.Application, room: str) -> NodeInfo | None:
+    placement = app.get(PLACEMENT)
+    if placement is None or not app[CONFIG].cluster:
+        return None
+    owner = await placement.owner(room)
+    if owner is None or owner == app[NODES].id:
+        return None
+    return await app[NODES].node(owner)
