@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from vtp import backends, https, metrics, recorder
-from vtp.api import accounts, auth, health, sfu, users
+from vtp.api import accounts, auth, health, sfu, users, webhooks
 from vtp.api.access import access_of
 from vtp.api.domain import setup_domain
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
@@ -34,6 +34,8 @@ from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
+from vtp.events.deliverer import deliverer_ctx
+from vtp.events.stream import events_ctx
 from vtp.limits.leases import Leases
 from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
@@ -121,12 +123,22 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[HASHER] = PasswordHasher(config.bcrypt_cost)
     app.cleanup_ctx.extend(
-        [_state_dir_ctx, _database_ctx, _redis_ctx, _authority_ctx, _store_ctx, mailer_ctx]
+        [
+            _state_dir_ctx,
+            _database_ctx,
+            _redis_ctx,
+            events_ctx,  # the event stream; closes late, after everything that emits
+            deliverer_ctx,  # webhooks out of the stream
+            _authority_ctx,
+            _store_ctx,
+            mailer_ctx,
+        ]
     )
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(users.routes)
     app.add_routes(accounts.routes)  # password change, disable, reset links
+    app.add_routes(webhooks.routes)  # admins' webhook endpoints and delivery logs
     setup_domain(app)
     sfu.setup(app)  # SFU core, WebSocket signalling, /api/v1/sfu REST, WHIP/WHEP
     recorder.setup(app)  # after the SFU: recordings tap its rooms

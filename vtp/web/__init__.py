@@ -27,6 +27,8 @@ from aiohttp import web
 
 from vtp.appkeys import CONFIG
 from vtp.web import headers, live, pages
+from vtp.web.class_events import class_events_ctx
+from vtp.web.participation import participation_ctx
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parents[2] / "static"
@@ -54,4 +56,7 @@ def setup(app: web.Application) -> None:
 
         app.router.add_get(headers.DEV_TEST_PAGE, sfu_test_page)
     headers.setup(app, config)
+    # Before the classroom's presence: its last departures at shutdown are still emitted.
+    app.cleanup_ctx.append(class_events_ctx)
+    app.cleanup_ctx.append(participation_ctx)
     live.setup(app)

@@ -117,6 +117,7 @@ from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RECORDER, RecordingChanged
 from vtp.sfu.members import MEMBERS, Member
 from vtp.web import muting, removals
+from vtp.web.participation import hand_raised
 from vtp.web.presence import PRESENCE, presence_ctx
 
 logger = logging.getLogger(__name__)
@@ -645,6 +646,7 @@ async def _handle(app: web.Application, room: LiveRoom, conn: Connection, raw: s
     elif kind == "auth":
         await _renew(app, conn, data.get("token"))
     elif kind == "hand":
+        hand_raised(app, room.room_name, me.user_id, me.hand_raised_at, data.get("raised"))
         me.hand_raised_at = _now() if data.get("raised") else None
         room.broadcast(_hand(me), key=("hand", me.user_id))
     elif kind == "lower-hand":

@@ -22,6 +22,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from vtp.sfu.members import MEMBERS, MediaKind, Members, Mute
+from vtp.web.class_events import announce
 
 KINDS: tuple[MediaKind, ...] = ("audio", "video")
 
@@ -60,6 +61,7 @@ def mute(
 ) -> dict[str, Any]:
     """Mute; returns the ``muted`` message for everyone."""
     _members(app).mute(room, user_id, kind, Mute(by=by, locked=locked))
+    announce(app, room, "participant.muted", user_id=user_id, kind=kind, by=by, locked=locked)
     return {"type": "muted", "user_id": str(user_id), "kind": kind, "by": by, "locked": locked}
 
 
@@ -80,4 +82,5 @@ def unmute(
     if current.locked and not presenter:
         raise MuteRefused("mute_locked", f"the teacher locked your {kind}: ask them to unmute")
     members.mute(room, user_id, kind, None)
+    announce(app, room, "participant.unmuted", user_id=user_id, kind=kind, by=by)
     return {"type": "unmuted", "user_id": str(user_id), "kind": kind, "by": by}
