@@ -192,7 +192,18 @@ async def attendance(conn: Conn, session_id: uuid.UUID) -> list[AttendanceLine]:
         session_id,
     )
     lines.extend(
-        AttendanceLine(r["id"], r["display_name"], r["email"], "student", 0, None, None, 0, False)
+        AttendanceLine(
+            r["id"],
+            r["display_name"],
+            r["email"],
+            "student",
+            0,
+            None,
+            None,
+            0,
+            False,
+            counted.get(r["id"], Participation()),
+        )
         for r in absent
     )
     return lines

@@ -79,8 +79,11 @@ class _Lane:
 
 
 class Deliverer:
-    def __init__(self, config: Config, redis: Redis, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, config: Config, redis: Redis, pool: asyncpg.Pool, *, lease_s: float = LEASE_S
+    ) -> None:
         self.config = config
+        self.lease_s = lease_s
         self.redis = redis
         self.pool = pool
         self.stream = config.events_stream
@@ -90,9 +93,11 @@ class Deliverer:
         self._endpoints_version: Any = None
         self._endpoints_at = -ENDPOINTS_TTL_S
         self._lanes: dict[uuid.UUID, _Lane] = {}
+        self._in_flight: set[bytes] = set()  # entry ids handed to lanes, not yet acked
         self._slots = asyncio.Semaphore(config.webhook_concurrency)
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.delivered = 0
         self.failed = 0
         self.dead = 0
@@ -104,10 +109,13 @@ class Deliverer:
 
     async def close(self) -> None:
         """Stop at once; what is not acknowledged is delivered by the next deliverer."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._stopping = True
+        task, self._task = self._task, None
+        # redis-py may swallow a cancellation that lands in a blocking XREADGROUP: cancel
+        # until the task is done (the loops also stop at the flag, within one read).
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
         await self._stop_lanes()
         if self._http is not None:
             await self._http.close()
@@ -117,6 +125,7 @@ class Deliverer:
 
     async def _stop_lanes(self) -> None:
         lanes, self._lanes = list(self._lanes.values()), {}
+        self._in_flight.clear()  # (unacknowledged: re-claimed later)
         for lane in lanes:
             if lane.task is not None:
                 lane.task.cancel()
@@ -124,7 +133,7 @@ class Deliverer:
 
     async def _run(self) -> None:
         await self._ensure_group()
-        while True:
+        while not self._stopping:
             try:
                 if await self._acquire_lease():
                     await self._lead()
@@ -133,7 +142,7 @@ class Deliverer:
             except Exception:
                 logger.exception("webhook deliverer failed; starting over")
                 await self._stop_lanes()
-            await asyncio.sleep(LEASE_S / 3)
+            await asyncio.sleep(self.lease_s / 3)
 
     async def _ensure_group(self) -> None:
         while True:
@@ -148,12 +157,14 @@ class Deliverer:
 
     async def _acquire_lease(self) -> bool:
         return bool(
-            await self.redis.set(self.lease_key, self.consumer, nx=True, px=int(LEASE_S * 1000))
+            await self.redis.set(
+                self.lease_key, self.consumer, nx=True, px=int(self.lease_s * 1000)
+            )
         )
 
     async def _renew_lease(self) -> bool:
         renewed = await self.redis.eval(
-            _RENEW, 1, self.lease_key, self.consumer, int(LEASE_S * 1000)
+            _RENEW, 1, self.lease_key, self.consumer, int(self.lease_s * 1000)
         )
         return bool(renewed)
 
@@ -171,14 +182,13 @@ class Deliverer:
         claim_from: bytes | str = "0-0"
         last_claim = -1e9
         try:
-            while True:
+            while not self._stopping:
                 now = time.monotonic()
-                if now - renewed_at >= LEASE_S / 3:
+                if now - renewed_at >= self.lease_s / 3:
                     if not await self._renew_lease():
                         logger.warning("webhook deliverer: lease lost")
                         return
                     renewed_at = now
-                await self._refresh_endpoints()
                 if now - last_claim >= min(self.config.webhook_claim_idle_s / 2, 5.0):
                     last_claim = now
                     claim_from = await self._claim(claim_from)
@@ -189,7 +199,10 @@ class Deliverer:
                     count=READ_COUNT,
                     block=READ_BLOCK_MS,
                 )
-                for entry_id, fields in _entries(entries):
+                batch = _entries(entries)
+                if batch:
+                    await self._refresh_endpoints()  # (registered just before?)
+                for entry_id, fields in batch:
                     await self._dispatch(entry_id, fields)
         finally:
             await self._stop_lanes()
@@ -204,8 +217,10 @@ class Deliverer:
             next_start, items = result[0], result[1]
             if len(result) > 2 and result[2]:  # trimmed away before delivery
                 await self.redis.xack(self.stream, GROUP, *result[2])
+            if items:
+                await self._refresh_endpoints()
             for entry_id, fields in items:
-                if fields:
+                if fields and entry_id not in self._in_flight:
                     logger.info("webhook deliverer: re-claimed %s", entry_id)
                     await self._dispatch(entry_id, fields)
             if next_start in (b"0-0", "0-0") or not items:
@@ -239,6 +254,7 @@ class Deliverer:
             await self.redis.xack(self.stream, GROUP, entry_id)
             return
         entry = _Entry(entry_id, event, raw, len(targets))
+        self._in_flight.add(entry_id)
         for endpoint in targets:
             lane = self._lane(endpoint.id)
             try:
@@ -274,6 +290,7 @@ class Deliverer:
     async def _done(self, entry: _Entry) -> None:
         entry.remaining -= 1
         if entry.remaining == 0:
+            self._in_flight.discard(entry.entry_id)
             await self.redis.xack(self.stream, GROUP, entry.entry_id)
 
     async def _deliver(self, endpoint_id: uuid.UUID, entry: _Entry) -> None:
