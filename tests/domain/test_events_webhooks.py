@@ -421,9 +421,7 @@ async def test_ssrf_targets_are_refused(world: World, aiohttp_client: Any, confi
         ("https://user:pw@example.org/", "credentials"),
         ("ftp://example.org/", "https://"),
     ]:
-        resp = await client.post(
-            "/api/v1/webhooks", json={"url": url}, headers=world.admin.headers
-        )
+        resp = await client.post("/api/v1/webhooks", json={"url": url}, headers=world.admin.headers)
         body = await resp.json()
         assert resp.status == 400, (url, body)
         assert words in assert_error(body, "validation_error")["details"][0]["message"], url
