@@ -1,5 +1,6 @@
-// Session page: status and times, start/end/cancel (staff) or join, attendance per person
-// with the CSV (staff), and the session's recordings.
+// Session page: status and times, start/end/cancel (staff) or join, attendance and
+// participation (talk time, turns, hands, chat) per person with the CSV (staff), and the
+// session's recordings.
 import { api, describeError, el, listAll, requireUser } from "./api.js";
 import { showDate } from "./dates.js";
 import { downloadFile } from "./files.js";
@@ -50,7 +51,7 @@ async function renderAttendance(session) {
     holder.replaceChildren(el("p", { class: "muted", text: session.status === "scheduled" ? "The session has not started." : "Nobody joined." }));
     return;
   }
-  const head = ["Name", "Role", "Joined", "Left", "Time present", "Joins"].map((t) => el("th", { scope: "col", text: t }));
+  const head = ["Name", "Role", "Joined", "Left", "Time present", "Joins", "Talk time", "Turns", "Hands", "Chat"].map((t) => el("th", { scope: "col", text: t }));
   const rows = lines.map((line) =>
     el(
       "tr",
@@ -61,6 +62,10 @@ async function renderAttendance(session) {
       el("td", { text: line.present_now ? "still here" : showDate(line.last_left_at) }),
       el("td", { text: minutes(line.attended_seconds) }),
       el("td", { text: String(line.joins) }),
+      el("td", { text: minutes(line.talk_seconds) }),
+      el("td", { text: String(line.turns) }),
+      el("td", { text: String(line.hands_raised) }),
+      el("td", { text: String(line.chat_messages) }),
     ),
   );
   holder.replaceChildren(el("table", { class: "grid" }, el("thead", {}, el("tr", {}, ...head)), el("tbody", {}, ...rows)));

@@ -25,6 +25,7 @@ from vtp.events.deliverer import DELIVERER, GROUP, Deliverer
 from vtp.events.envelope import EVENT_TYPES, SCHEMA_VERSION
 from vtp.events.stream import EVENTS
 from vtp.events.targets import GuardedResolver
+from vtp.web.participation import PARTICIPATION
 
 START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 
@@ -125,6 +126,7 @@ async def register(world: World, url: str, **extra: Any) -> dict[str, Any]:
 
 async def stream_events(world: World) -> list[dict[str, Any]]:
     app = world.client.server.app
+    await app[PARTICIPATION].wait()  # (summaries of ended sessions)
     await app[EVENTS].flush()
     entries = await app[REDIS].xrange(app[CONFIG].events_stream)
     return [json.loads(fields[b"event"]) for _, fields in entries]

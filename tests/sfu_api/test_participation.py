@@ -24,6 +24,7 @@ from ws_peers import (
 from tests.sfu.test_talk_time import END_S, SCRIPT, ScriptedSpeaker
 from vtp.appkeys import CONFIG, REDIS
 from vtp.events.stream import EVENTS
+from vtp.web.participation import PARTICIPATION
 
 
 async def _wait(predicate: Any, within: float) -> None:
@@ -64,6 +65,7 @@ async def test_talk_time_hands_and_chat_reach_attendance_csv_and_summary(
     await _ok(client, "POST", f"/api/v1/sessions/{sid}/end", c["teacher"])
 
     expected = sum(end - start for start, end in SCRIPT)
+    await client.server.app[PARTICIPATION].wait()  # (the end's summary, written after it)
     report = await _ok(client, "GET", f"/api/v1/sessions/{sid}/attendance", c["teacher"])
     line = next(i for i in report["items"] if i["user_id"] == student_id)
     print(f"talk {line['talk_seconds']} s (tone {expected} s), turns {line['turns']}")

@@ -112,13 +112,11 @@ async def refuse_removed(app: web.Application, session_id: uuid.UUID, user_id: u
         raise ApiError(403, "removed", f"you were removed from this class: {reason}")
 
 
-async def session_ended(
-    app: web.Application, session: LiveSession, still_in: list[uuid.UUID]
-) -> None:
+def session_ended(app: web.Application, session: LiveSession, still_in: list[uuid.UUID]) -> None:
     # Imported here: the classroom (vtp.web) builds on this module.
     from vtp.web.participation import session_ended as finish
 
-    await finish(app, session, still_in)
+    finish(app, session, still_in)
 
 
 async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uuid.UUID) -> None:
@@ -281,7 +279,7 @@ async def end_session(request: web.Request) -> web.Response:
         await close_room(request.app, ended.room_name)
     except Exception:  # the session is ended whatever the SFU says
         log.exception("closing room %s failed", ended.room_name)
-    await session_ended(request.app, ended, still_in)  # left, ended, summary events
+    session_ended(request.app, ended, still_in)  # left, ended, then the summary
     log.info("session ended", extra={"session_id": str(ended.id)})
     return web.json_response(session_json(ended, access))
 

@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -43,6 +44,22 @@ class Participation:
         self._app = app
         self._pending: dict[tuple[str, uuid.UUID], _Counts] = {}  # (room, user)
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("participation task failed", exc_info=task.exception())
+
+    async def wait(self) -> None:
+        """Until the background work started so far is done (summaries; shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _counts(self, room: str, user_id: uuid.UUID) -> _Counts:
         counts = self._pending.get((room, user_id))
@@ -132,11 +149,10 @@ def hand_raised(
         counter.hand_raised(room, user_id)
 
 
-async def session_ended(
-    app: web.Application, session: LiveSession, still_in: list[uuid.UUID]
-) -> None:
+def session_ended(app: web.Application, session: LiveSession, still_in: list[uuid.UUID]) -> None:
     """After the session's end was committed and its room closed here: who was still in
-    left (reason ``session_ended``), the session ended, and its summary."""
+    left (reason ``session_ended``) and the session ended, now; its summary as soon as
+    the last counters are written (in the background: the end request does not wait)."""
     from vtp.events.hooks import session_changed
 
     for user_id in still_in:
@@ -151,11 +167,15 @@ async def session_ended(
     session_changed(app, "session.ended", session)
     counter = app.get(PARTICIPATION)
     if counter is not None:
-        try:
-            counter.collect()
-            await counter.flush(session.room_name)
-        except Exception:
-            logger.exception("participation of session %s not written", session.id)
+        counter.spawn(_summary(app, counter, session))
+
+
+async def _summary(app: web.Application, counter: Participation, session: LiveSession) -> None:
+    try:
+        counter.collect()
+        await counter.flush(session.room_name)
+    except Exception:
+        logger.exception("participation of session %s not written", session.id)
     lines = await attendance_db.attendance(app[DB], session.id)
     emit(
         app,
@@ -214,6 +234,7 @@ async def participation_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await counter.wait()
         if remove is not None:
             remove()
         try:
