@@ -511,3 +511,39 @@ async def test_signature_matches_the_standard_webhooks_example() -> None:
     body = b'{"test": 2432232314}'
     expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     assert signing.sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == expected
+
+
+async def test_recording_events(world: World) -> None:
+    """Started and stopped by staff; with nothing published the upload finds no media:
+    recording.failed says why."""
+    slot = {
+        "title": "Recorded",
+        "scheduled_start": START.isoformat(),
+        "scheduled_end": (START + timedelta(hours=1)).isoformat(),
+    }
+    session = await world.ok(
+        world.teacher, "POST", f"/api/v1/courses/{world.course_id}/sessions", slot, status=201
+    )
+    sid = session["id"]
+    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{sid}/start")
+    started = await world.ok(
+        world.teacher, "POST", f"/api/v1/sessions/{sid}/recording/start", status=201
+    )
+    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{sid}/recording/stop")
+
+    async def recording_events() -> list[dict[str, Any]]:
+        found = [e for e in await stream_events(world) if e["type"].startswith("recording.")]
+        return found if len(found) >= 3 else []
+
+    events = await poll(recording_events)
+    assert [e["type"] for e in events] == [
+        "recording.started",
+        "recording.stopped",
+        "recording.failed",
+    ]
+    recording_id = started.get("recording_id") or started.get("id")
+    assert {e["data"]["recording_id"] for e in events} == {recording_id}
+    assert all(e["session_id"] == sid and e["course_id"] == world.course_id for e in events)
+    assert events[0]["data"]["by"] == world.teacher.user_id
+    assert events[1]["data"]["reason"] == "stopped"
+    assert "nothing was published" in events[2]["data"]["error"]

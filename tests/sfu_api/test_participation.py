@@ -104,3 +104,57 @@ async def test_talk_time_hands_and_chat_reach_attendance_csv_and_summary(
     assert [e["data"]["reason"] for e in left] == ["session_ended"]
     await channel.close()
     await student.close()
+
+
+async def _left_reasons(client: Any, sid: str) -> dict[str, list[str]]:
+    app = client.server.app
+    await app[EVENTS].flush()
+    entries = await app[REDIS].xrange(app[CONFIG].events_stream)
+    reasons: dict[str, list[str]] = {}
+    for _, fields in entries:
+        event = json.loads(fields[b"event"])
+        if event["session_id"] == sid and event["type"] == "participant.left":
+            reasons.setdefault(event["data"]["user_id"], []).append(event["data"]["reason"])
+    return reasons
+
+
+async def test_why_participants_left(client: Any, accounts: Any) -> None:
+    """left (the channel closed), removed (by the teacher), vanished (their last way in
+    was an SFU peer whose socket dropped without a goodbye)."""
+    c = await live_class(client, accounts)
+    sid, room = c["session"]["id"], c["session"]["room_name"]
+    leaver = await accounts.with_role("student")
+    removed = await accounts.with_role("student")
+    for who in (leaver, removed):
+        await _ok(
+            client,
+            "POST",
+            f"/api/v1/courses/{c['course']['id']}/enrollments",
+            c["teacher"],
+            json={"user_id": who["user"]["id"], "role": "student"},
+        )
+    teacher = await open_channel(client, sid, c["teacher"]["access_token"])
+    leaving = await open_channel(client, sid, leaver["access_token"])
+    await leaving.close()
+    out = await open_channel(client, sid, removed["access_token"])
+    await teacher.send(type="remove", user_id=removed["user"]["id"], reason="bye")
+    await out.wait("removed")
+    vanishing = await connect(client, c["member"]["access_token"])
+    await vanishing.request("join", "joined", room=room)
+    await vanishing.ws.close()  # no "leave": the socket just went away
+
+    want = {
+        leaver["user"]["id"]: ["left"],
+        removed["user"]["id"]: ["removed"],
+        c["member"]["user"]["id"]: ["vanished"],
+    }
+
+    async def reasons() -> dict[str, list[str]]:
+        return await _left_reasons(client, sid)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while {k: v for k, v in (await reasons()).items() if k in want} != want:
+        assert loop.time() < deadline, await reasons()
+        await asyncio.sleep(0.05)
+    await teacher.close()
