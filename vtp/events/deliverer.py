@@ -236,6 +236,13 @@ class Deliverer:
         self._endpoints = {e.id: e for e in endpoints}
         self._endpoints_version = version
         self._endpoints_at = now
+        # Lanes of endpoints deleted or disabled: stop them once idle (what is still
+        # queued is skipped by _deliver and acknowledged).
+        for endpoint_id, lane in list(self._lanes.items()):
+            if endpoint_id not in self._endpoints and lane.queue.empty() and not lane.busy:
+                del self._lanes[endpoint_id]
+                if lane.task is not None:
+                    lane.task.cancel()
 
     # --- dispatch and lanes --------------------------------------------------------------------
 
