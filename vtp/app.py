@@ -35,7 +35,7 @@ from vtp.auth.tokens import TokenService
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
 from vtp.events.deliverer import deliverer_ctx
-from vtp.events.stream import events_ctx
+from vtp.events.stream import events_ctx, events_middleware
 from vtp.limits.leases import Leases
 from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
@@ -118,7 +118,7 @@ def _check_access_rules(app: web.Application) -> None:
 def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[request_id_middleware, error_middleware, auth_middleware, events_middleware],
     )
     app[CONFIG] = config
     app[HASHER] = PasswordHasher(config.bcrypt_cost)

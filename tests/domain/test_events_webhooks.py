@@ -473,8 +473,10 @@ async def test_a_crashed_deliverer_is_taken_over_and_ids_repeat(
     await poll(lambda: _async(receiver.hanging >= 1))
     # crash: the task dies, the lease is not released, nothing is acknowledged
     assert crashed._task is not None
-    crashed._task.cancel()
-    await asyncio.gather(crashed._task, return_exceptions=True)
+    crashed._stopping = True
+    while not crashed._task.done():  # (redis-py can swallow a cancel in a blocking read)
+        crashed._task.cancel()
+        await asyncio.wait({crashed._task}, timeout=0.5)
     pending = await redis.xpending(config.events_stream, GROUP)
     assert pending["pending"] >= 3  # (the three chat messages, maybe what followed them)
     receiver.mode = "ok"
@@ -547,3 +549,50 @@ async def test_recording_events(world: World) -> None:
     assert events[0]["data"]["by"] == world.teacher.user_id
     assert events[1]["data"]["reason"] == "stopped"
     assert "nothing was published" in events[2]["data"]["error"]
+
+
+async def test_two_nodes_share_the_stream_in_order_and_deliver_once(
+    world: World, receiver: Receiver, aiohttp_client: Any, config: Config
+) -> None:
+    """A second process on the same PostgreSQL and Redis: a class driven through both
+    (start on one, chat on the other, end on the first) is one ordered story in the
+    stream, and each event reaches the endpoint once (one node delivers at a time)."""
+    from vtp.app import create_app
+
+    other = await aiohttp_client(create_app(config))
+    await register(world, receiver.url)
+    slot = {
+        "title": "Two nodes",
+        "scheduled_start": START.isoformat(),
+        "scheduled_end": (START + timedelta(hours=1)).isoformat(),
+    }
+    session = await world.ok(
+        world.teacher, "POST", f"/api/v1/courses/{world.course_id}/sessions", slot, status=201
+    )
+    sid = session["id"]
+    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{sid}/start")
+    for i in range(5):
+        node = other if i % 2 == 0 else world.client
+        resp = await node.post(
+            f"/api/v1/sessions/{sid}/chat", json={"body": f"m{i}"}, headers=world.student.headers
+        )
+        assert resp.status == 201, await resp.text()
+    resp = await other.post(f"/api/v1/sessions/{sid}/end", headers=world.teacher.headers)
+    assert resp.status == 200, await resp.text()
+    await other.server.app[PARTICIPATION].wait()
+    events = [e for e in await stream_events(world) if e["session_id"] == sid]
+    assert [e["type"] for e in events] == [
+        "session.scheduled",
+        "session.started",
+        *["chat.message"] * 5,
+        "session.ended",
+        "session.summary",
+    ]
+    assert [e["data"]["body"] for e in events if e["type"] == "chat.message"] == [
+        f"m{i}" for i in range(5)
+    ]
+    expected = [e["id"] for e in events]
+    await poll(lambda: _async(set(expected) <= set(receiver.delivered_ids())))
+    await asyncio.sleep(0.5)  # (a second deliverer would send them again by now)
+    delivered = [i for i in receiver.delivered_ids() if i in expected]
+    assert delivered == expected

@@ -1,18 +1,22 @@
 """Appending events to the Redis Stream, in the order they were emitted.
 
-Call sites run after the change is committed and must not wait for Redis nor fail
-because of it, so :meth:`EventStream.emit` is synchronous: it queues the event and one
-writer task appends the queue to the stream (``XADD MAXLEN ~``, pipelined), which keeps
-the process's emission order in the stream. If Redis is unreachable the writer retries
-with backoff; the queue is bounded, and what overflows it is dropped and counted (a
-class never waits for its event stream).
+Call sites run after the change is committed and must not fail because of Redis, so
+:meth:`EventStream.emit` is synchronous: it queues the event and one writer task appends
+the queue to the stream (``XADD MAXLEN ~``, pipelined), which keeps the process's
+emission order in the stream. If Redis is unreachable the writer retries with backoff;
+the queue is bounded, and what overflows it is dropped and counted (a class never waits
+for its event stream).
+
+An API request that emitted events answers only once they are in the stream (or after
+``WRITE_WAIT_S``): :func:`events_middleware`. So what a client does next, on any node,
+comes after them in the stream: a session's events stay in order across nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +30,7 @@ QUEUE_LIMIT = 50_000
 BATCH = 256
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
+WRITE_WAIT_S = 1.0
 
 
 class EventStream:
@@ -39,6 +44,9 @@ class EventStream:
         # plain counters, read by /metrics
         self.appended = 0
         self.dropped = 0
+        self.queued = 0  # sequence numbers: events queued, and written, so far
+        self.written = 0
+        self._progress = asyncio.Event()
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write(), name="vtp-event-writer")
@@ -57,6 +65,7 @@ class EventStream:
         event = new_event(type, course_id=course_id, session_id=session_id, **data)
         try:
             self._queue.put_nowait(event)
+            self.queued += 1
         except asyncio.QueueFull:
             self.dropped += 1
             logger.error("event stream queue full: %s %s dropped", event.type, event.id)
@@ -95,6 +104,23 @@ class EventStream:
                     delay = min(delay * 2, RETRY_MAX_S)
             for _ in batch:
                 self._queue.task_done()
+            self.written += len(batch)
+            self._progress.set()
+            self._progress = asyncio.Event()
+
+    async def written_through(self, seq: int, timeout_s: float = WRITE_WAIT_S) -> bool:
+        """Wait until the events queued up to ``seq`` are in the stream (False: timed out)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.written < seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     async def flush(self) -> None:
         """Wait until everything queued so far is in the stream (tests, shutdown)."""
@@ -112,6 +138,20 @@ class EventStream:
 
 
 EVENTS = web.AppKey("events", EventStream)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def events_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    stream = request.app.get(EVENTS)
+    if stream is None:
+        return await handler(request)
+    before = stream.queued
+    response = await handler(request)
+    if stream.queued != before and not isinstance(response, web.WebSocketResponse):
+        await stream.written_through(stream.queued)
+    return response
 
 
 def emit(
