@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -39,6 +41,8 @@ from vtp.cluster.nodes import LoadSample, NodeRegistry, cluster_refusal, this_no
 from vtp.cluster.placement import Placement
 from vtp.config import Config
 from vtp.db.migrate import apply_migrations
+from vtp.events.deliverer import deliverer_ctx
+from vtp.events.stream import emit, events_ctx, events_middleware
 from vtp.limits.leases import Leases
 from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
@@ -123,6 +127,13 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
     """The recorder, beside the SFU whose rooms it taps (after the database, object store
     and SFU contexts)."""
     recorder = Recorder(app[CONFIG], app[DB], app[STORE], app.get(SFU_KEY))
+
+    def emit_event(
+        type: str, course_id: uuid.UUID, session_id: uuid.UUID, data: dict[str, Any]
+    ) -> None:
+        emit(app, type, course_id=course_id, session_id=session_id, **data)  # type: ignore[arg-type]
+
+    recorder.events = emit_event  # recording.* events (vtp.events), from the media layer
     await recorder.start()
     app[RECORDER] = recorder
     try:
@@ -201,12 +212,21 @@ def _check_access_rules(app: web.Application) -> None:
 def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[request_id_middleware, error_middleware, auth_middleware, events_middleware],
     )
     app[CONFIG] = config
     app[HASHER] = PasswordHasher(config.bcrypt_cost)
     app.cleanup_ctx.extend(
-        [_state_dir_ctx, _database_ctx, _redis_ctx, _authority_ctx, _store_ctx, mailer_ctx]
+        [
+            _state_dir_ctx,
+            _database_ctx,
+            _redis_ctx,
+            events_ctx,  # the event stream; closes late, after everything that emits
+            deliverer_ctx,  # webhooks out of the stream
+            _authority_ctx,
+            _store_ctx,
+            mailer_ctx,
+        ]
     )
     app.cleanup_ctx.append(sfu_ctx)  # the media plane
     channel.setup(app)  # open WebSockets (closed at shutdown)

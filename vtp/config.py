@@ -161,6 +161,29 @@ class Config(BaseSettings):
     # URLs, so short; the web player asks for a fresh one when a link has expired.
     recording_url_ttl_s: int = Field(default=300, ge=30)
 
+    # --- Events and webhooks (vtp.events) ------------------------------------------
+    # The Redis Stream every node appends class events to, and its approximate bound
+    # (XADD MAXLEN ~): the oldest entries go first.
+    events_stream: str = Field(default="vtp:events", min_length=1, max_length=200)
+    events_max_length: int = Field(default=100_000, ge=1000)
+    # Webhook delivery: per-attempt timeout, attempts before the dead-letter record,
+    # exponential backoff between attempts, deliveries in flight at once (all endpoints).
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_retry_first_s: float = Field(default=5.0, gt=0)
+    webhook_retry_max_s: float = Field(default=600.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+    # Events waiting for one endpoint; beyond it they are dead-lettered at once.
+    webhook_backlog: int = Field(default=10_000, ge=10)
+    # A stream entry a crashed deliverer left unacknowledged this long is taken over.
+    webhook_claim_idle_s: float = Field(default=60.0, ge=1)
+    # Plain-http targets, and targets at loopback/private/link-local addresses (SSRF
+    # guard): refused unless allowed (a lab network, tests).
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    # Participation counters (talk time, turns, hands) are written this often.
+    participation_flush_s: float = Field(default=10.0, gt=0, le=300)
+
     # --- metrics -----------------------------------------------------------------------
     # Bearer token Prometheus presents at /metrics (admins' access tokens work too);
     # unset: only admins can read them.

@@ -62,6 +62,30 @@ class _ServiceCollector(Collector):
     def __init__(self, app: web.Application) -> None:
         self.app = app
 
+    def _events(self) -> Iterator[Metric]:
+        from vtp.events.deliverer import DELIVERER
+        from vtp.events.stream import EVENTS
+
+        stream = self.app.get(EVENTS)
+        if stream is not None:
+            yield CounterMetricFamily(
+                "vtp_events_appended", "events appended to the event stream", value=stream.appended
+            )
+            yield CounterMetricFamily(
+                "vtp_events_dropped",
+                "events dropped: the stream's queue overflowed",
+                value=stream.dropped,
+            )
+        deliverer = self.app.get(DELIVERER)
+        if deliverer is not None:
+            family = CounterMetricFamily(
+                "vtp_webhook_attempts", "webhook delivery attempts", labels=["outcome"]
+            )
+            family.add_metric(["delivered"], deliverer.delivered)
+            family.add_metric(["failed"], deliverer.failed)
+            family.add_metric(["dead"], deliverer.dead)
+            yield family
+
     def collect(self) -> Iterator[Metric]:
         sfu = self.app.get(SFU_KEY)
         if sfu is not None:
@@ -80,6 +104,7 @@ class _ServiceCollector(Collector):
                 "finished recordings waiting for (or retrying) their upload",
                 value=len(recorder.uploader.pending),
             )
+        yield from self._events()
         pool = self.app.get(DB)
         if pool is not None:
             family = GaugeMetricFamily(

@@ -12,7 +12,16 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from vtp import metrics
-from vtp.api import accounts, auth, domain, health, nodes, recordings_control, users
+from vtp.api import (
+    accounts,
+    auth,
+    domain,
+    health,
+    nodes,
+    recordings_control,
+    users,
+    webhooks,
+)
 from vtp.config import Config
 from vtp.signalling import rest, websocket, whep, whip
 from vtp.web import asset_routes, live, pages
@@ -24,6 +33,7 @@ def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
         auth.routes,
         users.routes,
         accounts.routes,  # password change, disable, reset links
+        webhooks.routes,  # admins' webhook endpoints and delivery logs
         *domain.ROUTE_TABLES,
         domain.DESCRIPTION_ROUTES,
         websocket.routes,  # the SFU signalling WebSocket

@@ -1,6 +1,7 @@
 // Session page: status and times, start/end/cancel (staff) or join, editing a scheduled
 // session (title, times, recording, publishing; while live only whether students may
-// publish), attendance per person with the CSV (staff), the session's recordings and its
+// publish), attendance and participation (talk time, turns, hands, chat) per person with the CSV
+// (staff), the session's recordings and its
 // chat (kept current while the session is live; read-only afterwards).
 import { api, describeError, el, listAll, requireUser, toast } from "./api.js";
 import { mountChatFeed } from "./chat_feed.js";
@@ -142,7 +143,7 @@ async function renderAttendance() {
     holder.replaceChildren(el("p", { class: "muted", text: session.status === "scheduled" ? "The session has not started." : "Nobody joined." }));
     return;
   }
-  const head = ["Name", "Role", "Joined", "Left", "Time present", "Joins"].map((t) => el("th", { scope: "col", text: t }));
+  const head = ["Name", "Role", "Joined", "Left", "Time present", "Joins", "Talk time", "Turns", "Hands", "Chat"].map((t) => el("th", { scope: "col", text: t }));
   const rows = lines.map((line) =>
     el(
       "tr",
@@ -153,6 +154,10 @@ async function renderAttendance() {
       el("td", { text: line.present_now ? "still here" : showDate(line.last_left_at) }),
       el("td", { text: minutes(line.attended_seconds) }),
       el("td", { text: String(line.joins) }),
+      el("td", { text: minutes(line.talk_seconds) }),
+      el("td", { text: String(line.turns) }),
+      el("td", { text: String(line.hands_raised) }),
+      el("td", { text: String(line.chat_messages) }),
     ),
   );
   holder.replaceChildren(el("table", { class: "grid" }, el("thead", {}, el("tr", {}, ...head)), el("tbody", {}, ...rows)));

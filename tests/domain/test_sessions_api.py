@@ -252,6 +252,10 @@ async def test_absent_students_are_listed(world: World) -> None:
             "last_left_at": None,
             "attended_seconds": 0,
             "present_now": False,
+            "talk_seconds": 0,
+            "turns": 0,
+            "hands_raised": 0,
+            "chat_messages": 0,
         }
     ]
 

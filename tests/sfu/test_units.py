@@ -239,7 +239,8 @@ def test_speaker_detection_with_hysteresis() -> None:
     meter = LevelMeter()
     meter.add(0x80 | 10)  # voice bit set, -10 dBov
     meter.add(30)
-    assert meter.take() == (117 + 97) / 2 and meter.take() == 0.0
+    meter.add(127)  # silence: not voiced
+    assert meter.take() == ((117 + 97 + 0) / 3, 2 / 3) and meter.take() == (0.0, 0.0)
 
 
 def test_down_estimate_and_combine() -> None:

@@ -39,6 +39,7 @@ from vtp.auth.principal import Principal
 from vtp.db import chat as db
 from vtp.db import sessions as sessions_db
 from vtp.db.models import Chat
+from vtp.events import hooks
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -144,6 +145,7 @@ async def course_post(request: web.Request) -> web.Response:
     body = await read_json(request, MessageBody)
     await _chat_allowance(request, access.user_id)
     msg = await db.post(request.app[DB], course_id, None, access.user_id, body.body)
+    hooks.chat_posted(request.app, msg)
     await _announce(request, "chat.created", msg)
     return web.json_response(message_json(msg), status=201)
 
@@ -178,6 +180,7 @@ async def session_post(request: web.Request) -> web.Response:
         raise conflict("session_not_live", "room chat is open while the session is live")
     await _chat_allowance(request, access.user_id)
     msg = await db.post(request.app[DB], session.course_id, session.id, access.user_id, body.body)
+    hooks.chat_posted(request.app, msg)
     await _announce(request, "chat.created", msg)
     return web.json_response(message_json(msg), status=201)
 
@@ -265,5 +268,6 @@ async def post_in_room(
     if wait:
         raise ChatRefused("rate_limited", f"too many chat messages; try again in {wait} s")
     msg = await db.post(app[DB], ticket.course_id, ticket.session_id, principal.user_id, text)
+    hooks.chat_posted(app, msg)
     await announce(app, "chat.created", msg)
     return message_json(msg)

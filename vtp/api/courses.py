@@ -31,6 +31,7 @@ from vtp.auth.authority import AuthorityChange
 from vtp.auth.ratelimit import RateLimiter
 from vtp.db import courses as db
 from vtp.db.models import Course, CourseEnrollment
+from vtp.events import hooks
 
 routes = web.RouteTableDef()
 
@@ -286,6 +287,8 @@ async def join_course(request: web.Request) -> web.Response:
         enrollment, changed = await db.enroll(
             conn, course.id, principal.user_id, "student", by_teacher=False
         )
+    if changed:
+        hooks.enrollment_changed(request.app, enrollment)
     if enrollment.status == "requested":
         # A teacher removed this user: the code alone does not bring them back.
         return web.json_response(
@@ -368,6 +371,7 @@ async def enroll_user(request: web.Request) -> web.Response:
         enrollment, changed = await db.enroll(conn, course_id, user["id"], body.role)
     if not changed:
         raise conflict("already_enrolled", "this user is already enrolled")
+    hooks.enrollment_changed(request.app, enrollment, "enrolled")
     return web.json_response(enrollment.to_json(), status=201)
 
 
@@ -387,6 +391,7 @@ async def change_enrollment(request: web.Request) -> web.Response:
     )
     if enrollment is None:
         raise not_found("no such enrollment")
+    hooks.enrollment_changed(request.app, enrollment, "role_changed")
     # A TA made a student loses the presenter's powers in a live class at once.
     await request.app[AUTHORITY].publish(
         AuthorityChange("course role changed", user_id=user_id, course_id=course_id)
@@ -416,7 +421,9 @@ async def unenroll(request: web.Request) -> web.Response:
     ):
         raise not_found("no such enrollment")
     status = "removed" if by_teacher else "dropped"
-    await db.set_enrollment(request.app[DB], course_id, user_id, role=None, status=status)
+    dropped = await db.set_enrollment(request.app[DB], course_id, user_id, role=None, status=status)
+    if dropped is not None:
+        hooks.enrollment_changed(request.app, dropped, status)
     await request.app[AUTHORITY].publish(
         AuthorityChange("unenrolled", user_id=user_id, course_id=course_id)
     )

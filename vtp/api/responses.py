@@ -129,6 +129,10 @@ class AttendanceLineOut(Out):
     last_left_at: datetime | None
     attended_seconds: int
     present_now: bool
+    talk_seconds: int
+    turns: int
+    hands_raised: int
+    chat_messages: int
 
 
 class GradeCell(Out):

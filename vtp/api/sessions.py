@@ -37,6 +37,7 @@ from vtp.db import attendance as attendance_db
 from vtp.db import sessions as db
 from vtp.db.models import LiveSession
 from vtp.db.users import get_user
+from vtp.events import hooks
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -109,6 +110,13 @@ async def refuse_removed(app: web.Application, session_id: uuid.UUID, user_id: u
         raise ApiError(403, "removed", f"you were removed from this class: {reason}")
 
 
+def session_ended(app: web.Application, session: LiveSession, still_in: list[uuid.UUID]) -> None:
+    # Imported here: the classroom (vtp.web) builds on this module.
+    from vtp.web.participation import session_ended as finish
+
+    finish(app, session, still_in)
+
+
 async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uuid.UUID) -> None:
     found = await pool.fetchval(
         "SELECT 1 FROM lessons WHERE id = $1 AND course_id = $2", lesson_id, course_id
@@ -140,6 +148,7 @@ async def create_session(request: web.Request) -> web.Response:
             auto_record=body.auto_record,
             students_may_publish=body.students_may_publish,
         )
+    hooks.session_changed(request.app, "session.scheduled", session)
     return web.json_response(session_json(session, access), status=201)
 
 
@@ -237,6 +246,7 @@ async def start_session(request: web.Request) -> web.Response:
             raise _invalid(exc) from exc
         # Inside the transaction: if the room cannot be opened the session stays scheduled.
         await open_room(request.app, live.room_name)
+    hooks.session_changed(request.app, "session.started", live)
     log.info("session started", extra={"session_id": str(live.id)})
     return web.json_response(session_json(live, access))
 
@@ -252,7 +262,7 @@ async def end_session(request: web.Request) -> web.Response:
             ended = await db.transition(conn, session.id, "ended")
         except db.InvalidTransition as exc:
             raise _invalid(exc) from exc
-        await attendance_db.close_open(conn, session.id)
+        still_in = await attendance_db.close_open(conn, session.id)
     # Every process's classroom channels and SFU peers of the session end.
     ender = await get_user(request.app[DB], access.principal.user_id)
     await request.app[AUTHORITY].publish(
@@ -267,6 +277,7 @@ async def end_session(request: web.Request) -> web.Response:
         await close_room(request.app, ended.room_name)
     except Exception:  # the session is ended whatever the SFU says
         log.exception("closing room %s failed", ended.room_name)
+    session_ended(request.app, ended, still_in)  # left, ended, then the summary
     log.info("session ended", extra={"session_id": str(ended.id)})
     return web.json_response(session_json(ended, access))
 
@@ -281,6 +292,7 @@ async def cancel_session(request: web.Request) -> web.Response:
         cancelled = await db.transition(request.app[DB], session.id, "cancelled")
     except db.InvalidTransition as exc:
         raise _invalid(exc) from exc
+    hooks.session_changed(request.app, "session.cancelled", cancelled)
     return web.json_response(session_json(cancelled, access))
 
 
@@ -328,6 +340,10 @@ async def attendance_csv(request: web.Request) -> web.Response:
         "first_joined_at",
         "last_left_at",
         "attended_seconds",
+        "talk_seconds",
+        "turns",
+        "hands_raised",
+        "chat_messages",
     ]
     rows = [
         [
@@ -339,6 +355,10 @@ async def attendance_csv(request: web.Request) -> web.Response:
             line.first_joined_at.isoformat() if line.first_joined_at else "",
             line.last_left_at.isoformat() if line.last_left_at else "",
             line.attended_seconds,
+            round(line.participation.talk_ms / 1000),
+            line.participation.turns,
+            line.participation.hands_raised,
+            line.participation.chat_messages,
         ]
         for line in lines
     ]

@@ -58,6 +58,7 @@ from vtp.api.users import path_uuid
 from vtp.appkeys import DB, STORE
 from vtp.db import submissions as db
 from vtp.db.models import Assignment, Submission
+from vtp.events import hooks
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -206,6 +207,8 @@ async def create_submission(request: web.Request) -> web.Response:
             submitted = await db.submit(conn, sub.id)
             assert submitted is not None
             sub = submitted
+    if sub.status == "submitted":
+        hooks.submission_changed(request.app, access.course.id, sub)
     return web.json_response(submission_json(sub, staff=False), status=201)
 
 
@@ -278,6 +281,7 @@ async def submit_submission(request: web.Request) -> web.Response:
     submitted = await db.submit(request.app[DB], sub.id)
     if submitted is None:
         raise conflict("submission_not_draft", "the submission was handed in meanwhile")
+    hooks.submission_changed(request.app, access.course.id, submitted)
     return web.json_response(submission_json(submitted, staff=False))
 
 
@@ -375,6 +379,7 @@ async def grade_submission(request: web.Request) -> web.Response:
     )
     if graded is None:
         raise conflict("submission_not_submitted", "a draft cannot be graded")
+    hooks.submission_changed(request.app, access.course.id, graded, graded_by=access.user_id)
     return web.json_response(submission_json(graded, staff=True))
 
 
@@ -389,6 +394,7 @@ async def return_submission(request: web.Request) -> web.Response:
     returned = await db.return_graded(request.app[DB], sub.id)
     if returned is None:
         raise conflict("submission_not_graded", f"a {sub.status} submission cannot be returned")
+    hooks.submission_changed(request.app, access.course.id, returned)
     return web.json_response(submission_json(returned, staff=True))
 
 
@@ -436,6 +442,8 @@ async def bulk_grade(request: web.Request) -> web.Response:
                     },
                 )
             results[i] = graded
+    for graded in results.values():
+        hooks.submission_changed(request.app, access.course.id, graded, graded_by=access.user_id)
     items = [submission_json(results[i], staff=True) for i in range(len(body.grades))]
     return web.json_response({"items": items})
 

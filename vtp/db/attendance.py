@@ -14,11 +14,13 @@ for these functions. Ending a session (POST /sessions/{id}/end) closes every ope
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypeAlias
 
 import asyncpg
+
+from vtp.db.participation import Participation, of_session
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 ParticipantRole = Literal["presenter", "viewer"]
@@ -82,13 +84,14 @@ async def record_leave(
     return str(result).endswith(" 1")
 
 
-async def close_open(conn: Conn, session_id: uuid.UUID) -> int:
-    """Everyone still in the room leaves now (the session ended)."""
-    result = await conn.execute(
-        "UPDATE session_participants SET left_at = now() WHERE session_id = $1 AND left_at IS NULL",
+async def close_open(conn: Conn, session_id: uuid.UUID) -> list[uuid.UUID]:
+    """Everyone still in the room leaves now (the session ended); returns who."""
+    rows = await conn.fetch(
+        """UPDATE session_participants SET left_at = now()
+           WHERE session_id = $1 AND left_at IS NULL RETURNING user_id""",
         session_id,
     )
-    return int(str(result).rsplit(" ", 1)[-1])
+    return list(dict.fromkeys(r["user_id"] for r in rows))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class AttendanceLine:
     last_left_at: datetime | None
     attended_seconds: int
     present_now: bool
+    participation: Participation = field(default_factory=Participation)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -114,6 +118,10 @@ class AttendanceLine:
             "last_left_at": self.last_left_at.isoformat() if self.last_left_at else None,
             "attended_seconds": self.attended_seconds,
             "present_now": self.present_now,
+            "talk_seconds": round(self.participation.talk_ms / 1000),
+            "turns": self.participation.turns,
+            "hands_raised": self.participation.hands_raised,
+            "chat_messages": self.participation.chat_messages,
         }
 
 
@@ -149,6 +157,7 @@ async def attendance(conn: Conn, session_id: uuid.UUID) -> list[AttendanceLine]:
            ORDER BY p.joined_at, p.id""",
         session_id,
     )
+    counted = await of_session(conn, session_id)
     by_user: dict[uuid.UUID, list[asyncpg.Record]] = {}
     for row in rows:
         by_user.setdefault(row["user_id"], []).append(row)
@@ -167,6 +176,7 @@ async def attendance(conn: Conn, session_id: uuid.UUID) -> list[AttendanceLine]:
                 last_left_at=max(lefts) if lefts else None,
                 attended_seconds=merged_seconds(intervals),
                 present_now=any(r["left_at"] is None for r in joins),
+                participation=counted.get(user_id, Participation()),
             )
         )
     absent = await conn.fetch(
@@ -182,7 +192,18 @@ async def attendance(conn: Conn, session_id: uuid.UUID) -> list[AttendanceLine]:
         session_id,
     )
     lines.extend(
-        AttendanceLine(r["id"], r["display_name"], r["email"], "student", 0, None, None, 0, False)
+        AttendanceLine(
+            r["id"],
+            r["display_name"],
+            r["email"],
+            "student",
+            0,
+            None,
+            None,
+            0,
+            False,
+            counted.get(r["id"], Participation()),
+        )
         for r in absent
     )
     return lines

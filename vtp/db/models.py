@@ -1,4 +1,4 @@
-"""Typed rows of VTP's ten tables, serialisable to JSON.
+"""Typed rows of VTP's tables, serialisable to JSON.
 
 A `User` never carries the password hash: the hash is read only by the login query,
 into `UserCredentials`, which is not a pydantic model and so cannot be serialised by
@@ -189,6 +189,44 @@ class Chat(Row):
     updated_at: datetime
 
 
+class WebhookEndpoint(Row):
+    id: uuid.UUID
+    url: str
+    secret: str
+    event_types: list[str]
+    description: str
+    enabled: bool
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        # the secret is shown once, when the endpoint is created
+        return self.model_dump(mode="json", exclude={"secret"})
+
+
+class WebhookDelivery(Row):
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: str
+    event_type: str
+    attempt: int
+    outcome: Literal["delivered", "failed", "dead"]
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    payload: dict[str, Any] | None
+    created_at: datetime
+
+
+class SessionParticipation(Row):
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    talk_ms: int
+    turns: int
+    hands_raised: int
+
+
 # Table name -> model, so a test can check every table has a model matching its columns.
 MODELS: dict[str, type[Row]] = {
     "users": User,
@@ -201,4 +239,7 @@ MODELS: dict[str, type[Row]] = {
     "assignments": Assignment,
     "submissions": Submission,
     "chats": Chat,
+    "webhook_endpoints": WebhookEndpoint,
+    "webhook_deliveries": WebhookDelivery,
+    "session_participation": SessionParticipation,
 }

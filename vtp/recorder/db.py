@@ -52,6 +52,16 @@ async def live_room_by_name(conn: Conn, room_name: str) -> LiveRoom | None:
     return _live_room(row)
 
 
+async def owner(conn: Conn, recording_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(session id, course id) of a recording."""
+    row = await conn.fetchrow(
+        """SELECT s.id, s.course_id FROM recordings r JOIN live_sessions s ON s.id = r.session_id
+           WHERE r.id = $1""",
+        recording_id,
+    )
+    return (row["id"], row["course_id"]) if row is not None else None
+
+
 def _live_room(row: asyncpg.Record | None) -> LiveRoom | None:
     if row is None:
         return None

@@ -56,10 +56,15 @@ class RecordingChanged:
     reason: str = ""
 
 
+# (event type, course id, session id, data)
+EmitEvent = Callable[[str, uuid.UUID, uuid.UUID, dict[str, Any]], None]
+
+
 @dataclass
 class Active:
     recording_id: uuid.UUID
     session_id: uuid.UUID
+    course_id: uuid.UUID
     room_name: str
     session: RecordingSession
     deadline: float
@@ -79,6 +84,9 @@ class Recorder:
         self.sfu = sfu
         self.spool = Spool(config.recording_spool)
         self.uploader = Uploader(config, self.spool, store, pool)
+        self.uploader.on_outcome = self._upload_outcome
+        # The event stream's emit (vtp.events), wired by the app; None: no events.
+        self.events: EmitEvent | None = None
         self.active: dict[uuid.UUID, Active] = {}  # by session id
         self._by_room: dict[str, Active] = {}
         self._listeners: list[Callable[[RecordingChanged], None]] = []
@@ -191,6 +199,28 @@ class Recorder:
             except Exception:
                 log.exception("recording listener failed on %r", change)
 
+    def _event(
+        self,
+        type: str,
+        course_id: uuid.UUID,
+        session_id: uuid.UUID,
+        recording_id: uuid.UUID,
+        **data: Any,
+    ) -> None:
+        if self.events is not None:
+            self.events(type, course_id, session_id, {"recording_id": recording_id, **data})
+
+    def _upload_outcome(self, recording_id: uuid.UUID, outcome: str, error: str | None) -> None:
+        self._spawn(self._announce_outcome(recording_id, outcome, error))
+
+    async def _announce_outcome(
+        self, recording_id: uuid.UUID, outcome: str, error: str | None
+    ) -> None:
+        owner = await db.owner(self.pool, recording_id)
+        if owner is not None:
+            data = {"error": error} if error else {}
+            self._event(f"recording.{outcome}", owner[1], owner[0], recording_id, **data)
+
     def recording_of(self, session_id: uuid.UUID) -> Active | None:
         return self.active.get(session_id)
 
@@ -225,10 +255,18 @@ class Recorder:
                 session.start()
             except Exception as exc:
                 await db.mark_failed(self.pool, recording_id, describe_error(exc))
+                self._event(
+                    "recording.failed",
+                    room_info.course_id,
+                    session_id,
+                    recording_id,
+                    error=describe_error(exc),
+                )
                 raise
             active = Active(
                 recording_id,
                 session_id,
+                room_info.course_id,
                 room_info.room_name,
                 session,
                 time.monotonic() + self.config.recording_max_length_s,
@@ -237,6 +275,9 @@ class Recorder:
             self._by_room[room_info.room_name] = active
         log.info("recording %s of session %s started", recording_id, session_id)
         self._emit(RecordingChanged(room_info.room_name, session_id, recording_id, "started"))
+        self._event(
+            "recording.started", room_info.course_id, session_id, recording_id, by=started_by
+        )
         return recording_id
 
     async def stop_recording(
@@ -257,6 +298,9 @@ class Recorder:
         log.info("recording %s stopped (%s)", active.recording_id, reason)
         self._emit(
             RecordingChanged(active.room_name, session_id, active.recording_id, "stopped", reason)
+        )
+        self._event(
+            "recording.stopped", active.course_id, session_id, active.recording_id, reason=ended
         )
         return active.recording_id
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,8 @@ class Uploader:
         self._notes: set[asyncio.Task[None]] = set()
         self._probe: asyncio.Task[None] | None = None
         self.uploaded = 0
+        # told (recording id, "available" | "failed", why it failed) when an upload ends
+        self.on_outcome: Callable[[uuid.UUID, str, str | None], None] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -198,6 +201,8 @@ class Uploader:
             self.spool.directory(recording_id),
         )
         failed = state.attempts >= self.config.recording_retry_attempts
+        if state.attempts == self.config.recording_retry_attempts:
+            self._outcome(recording_id, "failed", reason)
         note = asyncio.create_task(self._note(recording_id, reason, failed))
         self._notes.add(note)
         note.add_done_callback(self._notes.discard)
@@ -206,6 +211,13 @@ class Uploader:
         self._timers[recording_id] = loop.call_later(delay, self._retry, recording_id)
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._probe_store(), name="vtp-recording-probe")
+
+    def _outcome(self, recording_id: uuid.UUID, outcome: str, error: str | None) -> None:
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(recording_id, outcome, error)
+            except Exception:
+                log.exception("recording outcome listener failed")
 
     def _retry(self, recording_id: uuid.UUID) -> None:
         self._timers.pop(recording_id, None)
@@ -250,6 +262,7 @@ class Uploader:
         await asyncio.to_thread(write_json_atomically, manifest_path, manifest)
         if main is None:
             await db.mark_failed(self.pool, recording_id, "nothing was published while recording")
+            self._outcome(recording_id, "failed", "nothing was published while recording")
             log.warning("recording %s: no media was recorded", recording_id)
             await asyncio.to_thread(self.spool.remove, recording_id)
             return
@@ -268,6 +281,8 @@ class Uploader:
         )
         if not found:
             log.warning("recording %s: uploaded, but it has no row in this database", recording_id)
+        else:
+            self._outcome(recording_id, "available", None)
         await asyncio.to_thread(self.spool.remove, recording_id)
         self.uploaded += 1
         log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.peer import Peer
 from vtp.sfu.speaker import SpeakerDetector
+from vtp.sfu.talk import TalkMeter
 from vtp.sfu.uptrack import Tap, TapCallback, UpTrack
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ class Room:
         self._publications: dict[str, UpConnection] = {}  # answered, not closed
         self._ready: set[str] = set()  # connected and announced
         self.speaker = SpeakerDetector(self._speaker_changed)
+        self.talk = TalkMeter(time.monotonic())
         self.empty_since: float | None = None
         self.closed = False
         self._last_allocation = 0.0
@@ -179,14 +182,19 @@ class Room:
         for gone in [t for t in self._needed if t not in live]:
             del self._needed[gone]
 
-    def speaker_tick(self) -> None:
+    def speaker_tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         scores: dict[str, float] = {}
+        voiced: dict[str, float] = {}
         for up in self._publications.values():
             for track in up.tracks:
                 if track.kind == "audio":
-                    score = track.level.take()
-                    scores[up.peer.id] = max(score, scores.get(up.peer.id, 0.0))
+                    score, share = track.level.take()
+                    peer_id = up.peer.id
+                    scores[peer_id] = max(score, scores.get(peer_id, 0.0))
+                    voiced[peer_id] = max(share, voiced.get(peer_id, 0.0))
         self.speaker.update(scores)
+        self.talk.update(voiced, now)
 
     def _speaker_changed(self, peer_id: str | None) -> None:
         self.emit(events.ActiveSpeaker(self.name, peer_id))

@@ -8,25 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+# A packet is voiced (counts as talk time) when louder than -50 dBov.
+VOICED_BELOW_DBOV = 50
+
 
 class LevelMeter:
-    """Per-track accumulator fed on the packet path (two integer adds per packet)."""
+    """Per-track accumulator fed on the packet path (integer adds and one compare)."""
 
-    __slots__ = ("count", "total")
+    __slots__ = ("count", "total", "voiced")
 
     def __init__(self) -> None:
         self.total = 0
         self.count = 0
+        self.voiced = 0
 
     def add(self, level_byte: int) -> None:
-        self.total += 127 - (level_byte & 0x7F)
+        dbov = level_byte & 0x7F
+        self.total += 127 - dbov
         self.count += 1
+        if dbov < VOICED_BELOW_DBOV:
+            self.voiced += 1
 
-    def take(self) -> float:
-        score = self.total / self.count if self.count else 0.0
-        self.total = 0
-        self.count = 0
-        return score
+    def take(self) -> tuple[float, float]:
+        """(mean loudness score, share of voiced packets) since the last take."""
+        count = self.count
+        if not count:
+            return 0.0, 0.0
+        result = (self.total / count, self.voiced / count)
+        self.total = self.count = self.voiced = 0
+        return result
 
 
 class SpeakerDetector:

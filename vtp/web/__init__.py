@@ -32,6 +32,8 @@ from aiohttp import web
 from vtp.appkeys import CONFIG
 from vtp.config import Config
 from vtp.web import headers, live, pages
+from vtp.web.class_events import class_events_ctx
+from vtp.web.participation import participation_ctx
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parents[2] / "static"
@@ -47,6 +49,9 @@ def setup(app: web.Application) -> None:
     )
     env.globals["asset_version"] = pages.ASSET_VERSION
     headers.setup(app, app[CONFIG])
+    # Before the classroom's presence: its last departures at shutdown are still emitted.
+    app.cleanup_ctx.append(class_events_ctx)
+    app.cleanup_ctx.append(participation_ctx)
     live.setup(app)
 
 

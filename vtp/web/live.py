@@ -128,6 +128,7 @@ from vtp.recorder.service import RecordingChanged
 from vtp.signalling.members import MEMBERS, Member
 from vtp.web import live_messages as lm
 from vtp.web import muting
+from vtp.web.participation import hand_raised
 from vtp.web.presence import PRESENCE, presence_ctx
 
 logger = logging.getLogger(__name__)
@@ -540,6 +541,7 @@ async def _handle(
     if isinstance(msg, lm.Ping):
         conn.send(lm.Pong())
     elif isinstance(msg, lm.Hand):
+        hand_raised(app, room.room_name, me.user_id, me.hand_raised_at, msg.raised)
         me.hand_raised_at = _now() if msg.raised else None
         room.broadcast(_hand(me), key=("hand", me.user_id))
     elif isinstance(msg, lm.LowerHand):

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from vtp.signalling.members import MEMBERS, MediaKind, Members, Mute
 from vtp.web import live_messages as lm
+from vtp.web.class_events import announce
 
 KINDS: tuple[MediaKind, ...] = ("audio", "video")
 
@@ -53,6 +54,7 @@ def mute(
 ) -> lm.Muted:
     """Mute; returns the ``muted`` message for everyone."""
     _members(app).mute(room, user_id, kind, Mute(by=by, locked=locked))
+    announce(app, room, "participant.muted", user_id=user_id, kind=kind, by=by, locked=locked)
     return lm.Muted(user_id=str(user_id), kind=kind, by=by, locked=locked)
 
 
@@ -73,4 +75,5 @@ def unmute(
     if current.locked and not presenter:
         raise MuteRefused("mute_locked", f"the teacher locked your {kind}: ask them to unmute")
     members.mute(room, user_id, kind, None)
+    announce(app, room, "participant.unmuted", user_id=user_id, kind=kind, by=by)
     return lm.Unmuted(user_id=str(user_id), kind=kind, by=by)

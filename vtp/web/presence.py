@@ -23,9 +23,11 @@ from typing import Any
 
 from aiohttp import web
 
-from vtp.appkeys import DB
+from vtp.appkeys import DB, REDIS
+from vtp.auth import removals
 from vtp.db import attendance as attendance_db
 from vtp.db.attendance import ParticipantRole
+from vtp.web.class_events import class_events
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class Presence:
         stay.count -= 1
         if stay.count == 0:
             del self._stays[(room, user_id)]
-            return self._spawn(self._close(stay, user_id))
+            return self._spawn(self._close(stay, room, user_id))
         return None
 
     def present(self, room: str, user_id: uuid.UUID) -> bool:
@@ -87,16 +89,29 @@ class Presence:
                 )
             except Exception:
                 logger.exception("attendance join not recorded")
+                return
+            if stay.row is not None and (hub := class_events(self._app)) is not None:
+                hub.in_session(stay.row[1], "participant.joined", user_id=user_id, role=role)
 
-    async def _close(self, stay: _Stay, user_id: uuid.UUID) -> None:
+    async def _close(self, stay: _Stay, room: str, user_id: uuid.UUID) -> None:
         async with stay.lock:  # (after the row was opened)
             if stay.row is None:
                 return
             row_id, session_id = stay.row
             try:
-                await attendance_db.record_leave(self._app[DB], session_id, user_id, row_id)
+                closed = await attendance_db.record_leave(
+                    self._app[DB], session_id, user_id, row_id
+                )
+                removed = closed and (
+                    await removals.reason(self._app[REDIS], session_id, user_id) is not None
+                )
             except Exception:
                 logger.exception("attendance leave not recorded")
+                return
+            hub = class_events(self._app)
+            if closed and hub is not None:  # (not when the session's end closed the row)
+                reason = hub.left_reason(room, user_id, removed)
+                hub.in_session(session_id, "participant.left", user_id=user_id, reason=reason)
 
     async def close(self) -> None:
         """Shutdown: the process disconnects everyone, so every open stay ends now (later
@@ -105,8 +120,8 @@ class Presence:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         stays, self._stays = list(self._stays.items()), {}
-        for (_, user_id), stay in stays:
-            await self._close(stay, user_id)
+        for (room, user_id), stay in stays:
+            await self._close(stay, room, user_id)
 
 
 PRESENCE = web.AppKey("web_presence", Presence)
