@@ -50,6 +50,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from forward import call, cpu_seconds, serve
 
+from vtp.sfu.temporal import L1T3_PATTERN
+
 # rid, width, height, fps, bits/s
 LAYERS = (
     ("q", 320, 180, 30, 150_000),
@@ -57,16 +59,7 @@ LAYERS = (
     ("f", 1280, 720, 30, 1_200_000),
 )
 # L1T3 as libwebrtc sends it: (TID, layer sync) per frame, and each TID's share of the bits
-PATTERN = (
-    (0, False),
-    (2, True),
-    (1, True),
-    (2, False),
-    (0, False),
-    (2, True),
-    (1, False),
-    (2, False),
-)
+PATTERN = L1T3_PATTERN
 TID_SHARE = (0.4, 0.2, 0.4)
 TID_FRAMES = (2, 2, 4)  # frames of each TID in PATTERN
 SMALL_FPS = 8  # static/app/classroom.js smallTileFps() for 17 videos shown

@@ -34,16 +34,7 @@ from vtp.sfu.downtrack import DownTrack, ExtensionIds
 from vtp.sfu.rtp import ParsedRtp, parse_rtp
 from vtp.sfu.uptrack import UpTrack
 
-PATTERN = (
-    (0, False),
-    (2, True),
-    (1, True),
-    (2, False),
-    (0, False),
-    (2, True),
-    (1, False),
-    (2, False),
-)
+PATTERN = temporal.L1T3_PATTERN
 PACKETS_PER_TID = (3, 1, 1)  # TL0 pictures are the largest (libwebrtc gives them 40 %)
 MODES = {
     "uncapped": (temporal.ALL,),

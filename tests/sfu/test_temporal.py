@@ -20,16 +20,7 @@ from vtp.sfu.rtp import parse_rtp
 from vtp.sfu.uptrack import UpTrack
 
 # libwebrtc's 3-layer pattern (DefaultTemporalLayers): (TID, layer sync)
-PATTERN = (
-    (0, False),
-    (2, True),
-    (1, True),
-    (2, False),
-    (0, False),
-    (2, True),
-    (1, False),
-    (2, False),
-)
+PATTERN = temporal.L1T3_PATTERN
 
 Received = tuple[int, int, int, int, int, bool, bytes]  # seq, ts, pid, tl0, tid, key, data
 

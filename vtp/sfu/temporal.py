@@ -47,6 +47,19 @@ FPS_TOLERANCE = 0.8
 LEVEL_SHARE = (0.25, 0.5, 1.0)
 # share of the bitrate, until measured: libwebrtc's VP8 rate split for 3 layers (40/20/40)
 DEFAULT_SHARE = (0.4, 0.6, 1.0)
+# What libwebrtc's VP8 L1T3 sends (DefaultTemporalLayers), frame after frame: (TID, layer
+# sync). Not used on the packet path: the simulated publishers of the tests and benches
+# send it, so that they exercise what Chromium does.
+L1T3_PATTERN = (
+    (0, False),
+    (2, True),
+    (1, True),
+    (2, False),
+    (0, False),
+    (2, True),
+    (1, False),
+    (2, False),
+)
 
 
 class Level:
