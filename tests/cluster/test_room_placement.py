@@ -106,8 +106,7 @@ async def test_a_room_is_placed_again_once_its_node_has_left(clients: list[Redis
         assert (await pb.place("maths")).id == "a"
         assert (await pa.place("latin")).id == "a"
         # a stops beating (killed): while its entry lives the rooms stay there...
-        assert a._task is not None
-        a._task.cancel()
+        await a.stop_beating()
         assert (await pb.place("maths")).id == "a"
         # ...and once it expired, the next opener places them on a live node
         start = time.monotonic()

@@ -135,6 +135,9 @@ class NodeRegistry:
         self.ttl_ms = int(ttl_s * 1000)
         self._sample = sample
         self._task: asyncio.Task[None] | None = None
+        # the heartbeat stops between beats, never inside one: a Redis command cancelled
+        # half way can leave its pooled connection waiting for an answer that is gone
+        self._stopping = asyncio.Event()
         self._last = (time.monotonic(), time.process_time(), sample().forwarded_packets)
 
     @property
@@ -152,11 +155,7 @@ class NodeRegistry:
 
     async def close(self) -> None:
         """Leave the registry at once; the rooms placed here may be placed again."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.stop_beating()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(node_key(self.id))
             pipe.zrem(NODES_KEY, self.id)
@@ -188,9 +187,19 @@ class NodeRegistry:
             pipe.pexpire(rooms_key(self.id), self.ttl_ms)
             await pipe.execute()
 
+    async def stop_beating(self) -> None:
+        """No more heartbeats (the entry expires after the TTL unless :meth:`close`
+        removes it)."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping.set()
+            await task
+
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.heartbeat_s)
+                return
             try:
                 await self.beat()
             except Exception:  # Redis away for a moment: beat again next time
