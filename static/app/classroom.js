@@ -787,6 +787,9 @@ function onSfu(type, data) {
     case "grant":
       onGrant(data);
       break;
+    case "unreachable":
+      finish("This class cannot be reached", data.message);
+      break;
     default:
       break;
   }
@@ -838,6 +841,9 @@ function onLive(type, data) {
   switch (type) {
     case "state":
       setConn();
+      break;
+    case "unreachable":
+      finish("This class cannot be reached", data.message);
       break;
     case "ready": {
       state.clockOffset = new Date(data.now).getTime() - Date.now();

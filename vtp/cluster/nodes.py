@@ -135,6 +135,9 @@ class NodeRegistry:
         self.ttl_ms = int(ttl_s * 1000)
         self._sample = sample
         self._task: asyncio.Task[None] | None = None
+        # the live nodes' URLs as of the last beat (what pages may connect to: read on
+        # every page response, so not fetched from Redis there)
+        self.urls: frozenset[str] = frozenset({me.url})
         self._last = (time.monotonic(), time.process_time(), sample().forwarded_packets)
 
     @property
@@ -144,6 +147,7 @@ class NodeRegistry:
     async def start(self) -> None:
         try:
             await self.beat()
+            await self.refresh_urls()
         except Exception:  # Redis down at start: the node serves (/ready says so), and
             # joins the registry at the first beat that gets through
             log.exception("node %s: first heartbeat failed", self.id)
@@ -193,6 +197,7 @@ class NodeRegistry:
             await asyncio.sleep(self.heartbeat_s)
             try:
                 await self.beat()
+                await self.refresh_urls()
             except Exception:  # Redis away for a moment: beat again next time
                 log.exception("node %s: heartbeat failed", self.id)
 
@@ -218,6 +223,9 @@ class NodeRegistry:
         if gone:
             await self.redis.zrem(NODES_KEY, *gone)
         return live
+
+    async def refresh_urls(self) -> None:
+        self.urls = frozenset({self.me.url, *(node.url for node in await self.nodes())})
 
     async def node(self, node_id: str) -> NodeInfo | None:
         raw = await self.redis.get(node_key(node_id))
