@@ -158,26 +158,36 @@ def iso(ts: float) -> str:
 
 @contextlib.asynccontextmanager
 async def serve(
-    pg_template: str, state_dir: Path, host: str = "127.0.0.1", **settings: Any
+    pg_template: str,
+    state_dir: Path,
+    host: str = "127.0.0.1",
+    *,
+    port: int = 0,
+    share_with: Server | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Server]:
-    """VTP on a free port of ``host`` (ICE there too unless ``settings`` say otherwise),
-    with a database of its own; ``settings`` override the test configuration."""
+    """VTP on a free port of ``host`` (or ``port``; ICE there too unless ``settings`` say
+    otherwise), with a database of its own, or the database and Redis of ``share_with``
+    (another node of the same cluster); ``settings`` override the test configuration."""
     from vtp.app import create_app
 
     ARTIFACTS.mkdir(exist_ok=True)  # screenshots (gitignored)
     name = f"vtp_web_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await admin.close()
-    database_url = _with_path(PG_ADMIN_URL, f"/{name}")
     redis_url = _with_path(REDIS_BASE_URL, f"/{REDIS_DB}")
-    redis = SyncRedis.from_url(redis_url)
-    try:
-        redis.flushdb()
-    finally:
-        redis.close()
+    if share_with is None:
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+        finally:
+            await admin.close()
+        database_url = _with_path(PG_ADMIN_URL, f"/{name}")
+        redis = SyncRedis.from_url(redis_url)
+        try:
+            redis.flushdb()
+        finally:
+            redis.close()
+    else:
+        database_url = share_with.database_url
     config: Config = load_config(
         database_url=database_url,
         redis_url=redis_url,
@@ -190,7 +200,7 @@ async def serve(
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, host, 0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     port = runner.addresses[0][1]
     literal = f"[{host}]" if ":" in host else host
@@ -199,11 +209,12 @@ async def serve(
             yield Server(f"http://{literal}:{port}", database_url, http, app)
     finally:
         await runner.cleanup()
-        admin = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        if share_with is None:
+            admin = await asyncpg.connect(PG_ADMIN_URL)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", name="server")

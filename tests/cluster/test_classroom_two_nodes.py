@@ -1,0 +1,136 @@
+"""A class across two nodes in headless Chromium: two in-process VTP apps sharing real
+PostgreSQL and Redis (VTP_TEST_REDIS_URL), each with its own HTTP port and SFU. The teacher
+starts the class on node A (its room is placed there); a student whose page node B serves
+is sent to A by B (``room_elsewhere``) for both the SFU WebSocket and the classroom live
+channel, which the page allows (its CSP names the registry's nodes): each decodes the
+other's video, and both see both participants in the People tab."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from browser.classroom_kit import (
+    Server,
+    browser_fixture,  # noqa: F401  (module fixture)
+    classroom_stats,
+    decoding,
+    eventually,
+    needs_chromium,
+    serve,
+    signed_in_page,
+)
+
+from vtp.appkeys import PLACEMENT, SFU_KEY
+from vtp.web.live import LIVE_ROOMS
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    needs_chromium,
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def nodes(
+    pg_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Server, Server]]:
+    ports = {"node-a": _free_port(), "node-b": _free_port()}
+
+    def settings(name: str) -> dict[str, Any]:
+        return {
+            "port": ports[name],
+            "cluster": True,
+            "node_id": name,
+            "node_url": f"http://127.0.0.1:{ports[name]}",
+            # each opener's region holds only itself: the room goes where it was opened
+            "region": f"region-{name}",
+        }
+
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            serve(pg_template, tmp_path_factory.mktemp("node-a"), **settings("node-a"))
+        )
+        b = await stack.enter_async_context(
+            serve(
+                pg_template, tmp_path_factory.mktemp("node-b"), share_with=a, **settings("node-b")
+            )
+        )
+        yield a, b
+
+
+async def _join(page: Any) -> None:
+    button = page.get_by_role("button", name="Join class")
+    await button.wait_for()
+    await eventually(button.is_enabled, 15, "the Join button enabled")
+    await button.click()
+
+
+async def _two_people(page: Any) -> bool:
+    return bool(await page.locator("[data-people] .person").count() == 2)
+
+
+async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
+    nodes: tuple[Server, Server], browser: Any
+) -> None:
+    a, b = nodes
+    teacher = await a.user("Ms Rivera", role="teacher")
+    ada = await b.user("Ada Okafor")
+    live = await a.live_session(teacher, [ada])  # started through A: placed on A
+    room = live["room_name"]
+    assert await a.app[PLACEMENT].owner(room) == "node-a"
+
+    pages = {
+        "teacher": await signed_in_page(browser, a, teacher),
+        "ada": await signed_in_page(browser, b, ada),
+    }
+    socket_urls: dict[str, list[str]] = {"teacher": [], "ada": []}
+    blocked: list[str] = []
+    for key, page in pages.items():
+        page.on("websocket", lambda ws, key=key: socket_urls[key].append(ws.url))
+        page.on(
+            "console",
+            lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None,
+        )
+    await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
+    await pages["ada"].goto(f"{b.base}/classroom/{live['id']}")
+    for page in pages.values():
+        await _join(page)
+
+    for key, page in pages.items():
+        await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding the other's video")
+    # Ada's page came from B, and both her sockets went on to A, where the class is
+    ada_path = [url.split("/api/v1/")[0] for url in socket_urls["ada"]]
+    b_ws, a_ws = b.base.replace("http", "ws"), a.base.replace("http", "ws")
+    assert ada_path.count(b_ws) == 2 and ada_path.count(a_ws) == 2, socket_urls
+    assert all(url.startswith(a_ws) for url in socket_urls["teacher"]), socket_urls
+    assert not blocked, blocked
+    assert b.app[SFU_KEY].get_room(room) is None
+    sfu_room = a.app[SFU_KEY].get_room(room)
+    assert sfu_room is not None
+    assert not b.app[LIVE_ROOMS].rooms
+    (live_room,) = a.app[LIVE_ROOMS].rooms.values()
+    assert {str(u) for u in live_room.participants} == {teacher.id, ada.id}
+
+    # the live channel: both participants, on both sides, and nothing alarming shown
+    for key, page in pages.items():
+        await page.get_by_role("tab", name="People").click()
+        await eventually(lambda p=page: _two_people(p), 10, f"two people in {key}'s list")
+    for key, page in pages.items():
+        text = await page.locator("[data-people]").inner_text()
+        assert "Ms Rivera" in text and "Ada Okafor" in text, (key, text)
+        stats = await classroom_stats(page)
+        assert stats["conn"] == "Connected", (key, stats)
+        assert stats["live"] == "connected", (key, stats)
+        assert await page.locator(".toast-warn").count() == 0, (key, await page.content())
