@@ -1051,17 +1051,11 @@ $("[data-record]").addEventListener("click", async () => {
     toast(state.recording.reason, "warn");
     return;
   }
-  const button = $("[data-record]");
-  button.setAttribute("aria-busy", "true");
-  try {
-    const action = state.recording.active ? "stop" : "start";
-    await api(`/api/v1/sessions/${sessionId}/recording/${action}`, { method: "POST" });
-    // The live channel tells everyone (us included) the new state.
-  } catch (e) {
-    toast(`Recording: ${describeError(e)}`, "warn");
-  } finally {
-    button.removeAttribute("aria-busy");
-  }
+  // Over the live channel, not the REST call: the channel is on the node of the class's
+  // room, where the recorder runs (a REST call to this page's node would be redirected
+  // there, to another origin). Everyone (us included) then gets the new state; a refusal
+  // comes back as an error, shown as a warning.
+  state.live.send({ type: "record", action: state.recording.active ? "stop" : "start" });
 });
 $("[data-share]").addEventListener("click", async () => {
   if (state.screen) {
