@@ -3,7 +3,8 @@ PostgreSQL and Redis (VTP_TEST_REDIS_URL), each with its own HTTP port and SFU. 
 starts the class on node A (its room is placed there); a student whose page node B serves
 is sent to A by B (``room_elsewhere``) for both the SFU WebSocket and the classroom live
 channel, which the page allows (its CSP names the registry's nodes): each decodes the
-other's video, and both see both participants in the People tab."""
+other's video, both see both participants in the People tab, and chat posted through
+either node's API reaches both (relayed between the nodes over Redis)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,11 @@ async def _join(page: Any) -> None:
     await button.click()
 
 
+async def _chat_shows(page: Any, *texts: str) -> bool:
+    log = await page.locator("[data-chat-log]").inner_text()
+    return all(text in log for text in texts)
+
+
 async def _two_people(page: Any) -> bool:
     return bool(await page.locator("[data-people] .person").count() == 2)
 
@@ -134,3 +140,18 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
         assert stats["conn"] == "Connected", (key, stats)
         assert stats["live"] == "connected", (key, stats)
         assert await page.locator(".toast-warn").count() == 0, (key, await page.content())
+
+    # chat: each message is posted through its author's page's node (A, B), and the
+    # class's live channel is on A: B relays Ada's to A
+    for page in pages.values():
+        await page.get_by_role("tab", name="Chat").click()
+    await pages["teacher"].get_by_role("textbox", name="Message").fill("Welcome, Ada")
+    await pages["teacher"].keyboard.press("Enter")
+    await pages["ada"].get_by_role("textbox", name="Message").fill("Hello from node B")
+    await pages["ada"].keyboard.press("Enter")
+    for key, page in pages.items():
+        await eventually(
+            lambda p=page: _chat_shows(p, "Welcome, Ada", "Hello from node B"),
+            10,
+            f"both messages in {key}'s chat",
+        )

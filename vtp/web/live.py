@@ -132,8 +132,8 @@ from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RecordingChanged
 from vtp.signalling.members import MEMBERS, Member
 from vtp.signalling.placement import place_room
+from vtp.web import chat_relay, muting
 from vtp.web import live_messages as lm
-from vtp.web import muting
 from vtp.web.participation import hand_raised
 from vtp.web.presence import PRESENCE, presence_ctx
 
@@ -786,4 +786,6 @@ def setup(app: web.Application) -> None:
     if hooks is None:
         hooks = []
         app[CHAT_HOOKS] = hooks
-    hooks.append(chat_hook(app))
+    deliver = chat_hook(app)
+    hooks.append(deliver)
+    app.cleanup_ctx.append(chat_relay.relay_ctx(deliver))  # (with VTP_CLUSTER only)
