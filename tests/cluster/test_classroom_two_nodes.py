@@ -9,6 +9,7 @@ either node's API reaches both (relayed between the nodes over Redis)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -155,3 +156,49 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
             10,
             f"both messages in {key}'s chat",
         )
+
+
+async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
+    nodes: tuple[Server, Server], browser: Any
+) -> None:
+    """Two nodes that disagree about a room would send the client back and forth for
+    ever: the page follows two redirects in a row, then says it cannot reach the class.
+    (The signalling socket is answered by Playwright, each time with room_elsewhere.)"""
+    a, b = nodes
+    teacher = await a.user("Mr Osei", role="teacher")
+    ben = await b.user("Ben Tanaka")
+    live = await a.live_session(teacher, [ben])
+    page = await signed_in_page(browser, b, ben)
+    opened: list[str] = []
+
+    def answer(ws: Any) -> None:
+        opened.append(ws.url)
+        node = a if len(opened) % 2 else b  # back and forth
+
+        def on_message(raw: str | bytes) -> None:
+            msg = json.loads(raw)
+            rid = msg.get("request_id")
+            if msg["type"] == "auth":
+                ws.send(json.dumps({"type": "authenticated", "request_id": rid}))
+            elif msg["type"] == "join":
+                url = f"{node.base}/api/v1/sfu/ws?hop={len(opened)}"
+                details = {"node_id": "elsewhere", "node_url": node.base, "url": url}
+                error = {"code": "room_elsewhere", "message": "elsewhere", "details": details}
+                ws.send(json.dumps({"type": "error", "request_id": rid, "error": error}))
+
+        ws.on_message(on_message)
+
+    await page.route_web_socket(lambda url: "/api/v1/sfu/ws" in url, answer)
+    await page.goto(f"{b.base}/classroom/{live['id']}")
+    await _join(page)
+    title = page.locator("[data-overlay-title]")
+    await title.wait_for()
+    assert await title.inner_text() == "This class cannot be reached"
+    assert (
+        "kept sending this page elsewhere" in await page.locator("[data-overlay-text]").inner_text()
+    )
+    # the page's node, then two redirects (ws: URLs made from the http: ones), no more
+    assert len(opened) == 3, opened
+    assert opened[0] == f"{b.base.replace('http', 'ws')}/api/v1/sfu/ws"
+    assert opened[1] == f"{a.base.replace('http', 'ws')}/api/v1/sfu/ws?hop=1"
+    assert opened[2] == f"{b.base.replace('http', 'ws')}/api/v1/sfu/ws?hop=2"
