@@ -152,7 +152,6 @@ export class SfuClient {
         await this.request({ type: "auth", token });
         if (gen !== this.generation) return;
         this.sentToken = token;
-        this.keepTokenFresh(gen);
         const join = { type: "join", room: this.room };
         if (this.resumeToken && this.peerId) join.resume_token = this.resumeToken;
         const joined = await this.request(join);
@@ -164,6 +163,8 @@ export class SfuClient {
         this.resumeToken = joined.resume_token || null;
         this.mayPublish = joined.may_publish;
         this.iceServers = joined.ice_servers || [];
+        // (only now: the teardown of a new peer above stops the renewal timer)
+        this.keepTokenFresh(gen);
         this.setState("connected");
         this.emit("joined", joined);
         if (joined.resumed) {

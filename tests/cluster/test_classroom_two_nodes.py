@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from browser.classroom_kit import (
+    PASSWORD,
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
@@ -104,6 +105,17 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
     }
     socket_urls: dict[str, list[str]] = {"teacher": [], "ada": []}
     blocked: list[str] = []
+    # what Ada's page sends and hears on each socket: ("sent" | "received", url, message)
+    ada_frames: list[tuple[str, str, dict[str, Any]]] = []
+
+    def watch_frames(ws: Any) -> None:
+        for event in ("sent", "received"):
+            ws.on(
+                f"frame{event}",
+                lambda raw, event=event: ada_frames.append((event, ws.url, json.loads(raw))),
+            )
+
+    pages["ada"].on("websocket", watch_frames)
     for key, page in pages.items():
         page.on("websocket", lambda ws, key=key: socket_urls[key].append(ws.url))
         page.on(
@@ -156,6 +168,48 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
             10,
             f"both messages in {key}'s chat",
         )
+
+    # renewal: the page's next access token goes to both of Ada's sockets on A, and A
+    # takes it (the page checks every 10 s)
+    fresh = await b.call(
+        "POST", "/api/v1/auth/login", json={"email": ada.email, "password": PASSWORD}
+    )
+    new_token = fresh["access_token"]
+    assert new_token != ada.tokens["access_token"]
+    await pages["ada"].evaluate(
+        """t => { const s = JSON.parse(localStorage.getItem("vtp.session"));
+                  s.access_token = t; localStorage.setItem("vtp.session", JSON.stringify(s)); }""",
+        new_token,
+    )
+
+    def renewed_on_a() -> set[str]:
+        sent = {
+            url
+            for event, url, msg in ada_frames
+            if event == "sent" and msg.get("type") == "auth" and msg.get("token") == new_token
+        }
+        return {url.split("?")[0] for url in sent if url.startswith(a_ws)}
+
+    async def both_renewed() -> bool:
+        return len(renewed_on_a()) == 2
+
+    await eventually(both_renewed, 25, "the new token sent to Ada's two sockets on A")
+    assert all(url.startswith(a_ws) for url in renewed_on_a())
+
+    async def acknowledged() -> bool:
+        # after the renewal, each socket on A answered "authenticated"
+        seen: set[str] = set()
+        after: set[str] = set()
+        for event, url, msg in ada_frames:
+            if event == "sent" and msg.get("token") == new_token:
+                seen.add(url)
+            elif event == "received" and url in seen and msg.get("type") == "authenticated":
+                after.add(url)
+        return len(after) == 2
+
+    await eventually(acknowledged, 10, "A acknowledging the renewed token on both sockets")
+    stats = await classroom_stats(pages["ada"])
+    assert stats["conn"] == "Connected" and stats["sfu"]["reconnects"] == 0, stats
 
 
 async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
