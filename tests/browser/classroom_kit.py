@@ -80,6 +80,12 @@ class Server:
     http: aiohttp.ClientSession
     app: web.Application
     users: dict[str, User] = field(default_factory=dict)
+    runner: web.AppRunner | None = None
+
+    async def stop(self) -> None:
+        """Stop serving now (a node that goes away mid-class); idempotent."""
+        if self.runner is not None and self.runner.server is not None:
+            await self.runner.cleanup()
 
     async def call(self, method: str, path: str, user: User | None = None, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {user.tokens['access_token']}"} if user else {}
@@ -206,9 +212,11 @@ async def serve(
     literal = f"[{host}]" if ":" in host else host
     try:
         async with aiohttp.ClientSession() as http:
-            yield Server(f"http://{literal}:{port}", database_url, http, app)
+            server = Server(f"http://{literal}:{port}", database_url, http, app, runner=runner)
+            yield server
     finally:
-        await runner.cleanup()
+        if runner.server is not None:  # (not stopped by the test)
+            await runner.cleanup()
         if share_with is None:
             admin = await asyncpg.connect(PG_ADMIN_URL)
             try:

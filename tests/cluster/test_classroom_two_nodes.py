@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -210,6 +211,8 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
     await eventually(acknowledged, 10, "A acknowledging the renewed token on both sockets")
     stats = await classroom_stats(pages["ada"])
     assert stats["conn"] == "Connected" and stats["sfu"]["reconnects"] == 0, stats
+    for page in pages.values():
+        await page.context.close()
 
 
 async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
@@ -256,3 +259,41 @@ async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
     assert opened[0] == f"{b.base.replace('http', 'ws')}/api/v1/sfu/ws"
     assert opened[1] == f"{a.base.replace('http', 'ws')}/api/v1/sfu/ws?hop=1"
     assert opened[2] == f"{b.base.replace('http', 'ws')}/api/v1/sfu/ws?hop=2"
+    await page.context.close()
+
+
+async def test_when_the_class_node_goes_away_the_page_finds_the_class_again(
+    nodes: tuple[Server, Server], browser: Any
+) -> None:
+    """Node A (the class's) stops: the student's page, sent there by B, fails to reach it,
+    goes back to B (its page's node), which places the room again - on itself, the only
+    node left - and the page decodes the teacher's republished video there. (Last in the
+    module: node A stays stopped.)"""
+    a, b = nodes
+    teacher = await a.user("Ms Lund", role="teacher")
+    cleo = await b.user("Cleo Park")
+    live = await a.live_session(teacher, [cleo])
+    room = live["room_name"]
+    pages = {
+        "teacher": await signed_in_page(browser, a, teacher),
+        "cleo": await signed_in_page(browser, b, cleo),
+    }
+    await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
+    await pages["cleo"].goto(f"{b.base}/classroom/{live['id']}")
+    for page in pages.values():
+        await _join(page)
+    await eventually(lambda: decoding(pages["cleo"], 1), 30, "Cleo decoding the teacher on A")
+    assert b.app[SFU_KEY].get_room(room) is None
+
+    await pages["teacher"].close()
+    await a.stop()  # leaves the registry at once (a clean stop)
+
+    async def back_on_b() -> Any:
+        stats = await classroom_stats(pages["cleo"])
+        here = b.app[SFU_KEY].get_room(room)
+        return stats if stats["conn"] == "Connected" and here is not None else None
+
+    await eventually(back_on_b, 20, "Cleo's page connected again, to the room now on B")
+    assert await b.app[PLACEMENT].owner(room) == "node-b"
+    live_room = b.app[LIVE_ROOMS].rooms[uuid.UUID(live["id"])]
+    assert {str(u) for u in live_room.participants} == {cleo.id}
