@@ -6,6 +6,7 @@ is needed for any of this; tests/web/test_caddy.py runs the same Caddyfile for r
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -285,3 +286,34 @@ def test_cluster_profile_runs_two_nodes_behind_the_proxy(
     for placeholder in ("{$CADDY_UPSTREAMS", "{$NODE_A_UPSTREAM", "{$NODE_B_UPSTREAM"):
         assert placeholder in caddyfile
     assert ":{$NODE_B_HTTPS_PORT" in caddyfile and "lb_policy" in caddyfile
+
+
+def test_cluster_caddyfile_routes_each_door(tmp_path: Path) -> None:
+    """Debian's caddy reads deploy/Caddyfile.cluster as compose fills it in: VTP_DOMAIN
+    spread round-robin over both nodes (health-checked), 8443 to the first, 8444 to vtp-b."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("needs Debian's caddy")
+    env = {**_compose_env(), "VTP_DOMAIN": "vtp.test", "CADDY_TLS": "tls internal"}
+    adapted = subprocess.run(
+        [caddy, "adapt", "--adapter", "caddyfile", "--config", "deploy/Caddyfile.cluster"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    config = json.loads(adapted.stdout.splitlines()[0])
+    doors: dict[str, Any] = {}
+    for server in config["apps"]["http"]["servers"].values():
+        (route,) = server["routes"]
+        assert route["match"] == [{"host": ["vtp.test"]}]
+        (proxy,) = [h for r in route["handle"][0]["routes"] for h in r["handle"]]
+        doors[server["listen"][0]] = proxy
+    assert set(doors) == {":443", ":8443", ":8444"}
+    assert [u["dial"] for u in doors[":443"]["upstreams"]] == ["vtp:8080", "vtp-b:8080"]
+    assert doors[":443"]["load_balancing"]["selection_policy"]["policy"] == "round_robin"
+    assert doors[":443"]["health_checks"]["active"]["uri"] == "/health"
+    assert [u["dial"] for u in doors[":8443"]["upstreams"]] == ["vtp:8080"]
+    assert [u["dial"] for u in doors[":8444"]["upstreams"]] == ["vtp-b:8080"]
