@@ -6,6 +6,7 @@ is needed for any of this; tests/web/test_caddy.py runs the same Caddyfile for r
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -47,6 +48,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy2(ROOT / ".env.example", target / ".env")
     (target / "deploy").mkdir()
     shutil.copy2(ROOT / "deploy" / "Caddyfile", target / "deploy" / "Caddyfile")
+    shutil.copy2(ROOT / "deploy" / "Caddyfile.cluster", target / "deploy" / "Caddyfile.cluster")
     return target
 
 
@@ -239,3 +241,79 @@ def test_caddy_proxy_profile_fronts_vtp(raw: dict[str, Any], resolved: dict[str,
     # the Caddyfile proxies to the upstream compose names, for the domain compose names
     caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
     assert "reverse_proxy {$CADDY_UPSTREAM" in caddyfile and "{$VTP_DOMAIN" in caddyfile
+
+
+def test_cluster_profile_runs_two_nodes_behind_the_proxy(
+    raw: dict[str, Any], resolved: dict[str, Any]
+) -> None:
+    """Profile "cluster": a second node sharing PostgreSQL, Redis and S3 with the first,
+    with its own media port, state and VTP_NODE_URL (its own door on the proxy), and a
+    Caddy spreading VTP_DOMAIN over both nodes."""
+    services = resolved["services"]
+    a, b = services["vtp"]["environment"], services["vtp-b"]["environment"]
+    assert raw["services"]["vtp-b"]["profiles"] == ["cluster"]
+    assert raw["services"]["caddy-cluster"]["profiles"] == ["cluster"]
+    for shared in ("DATABASE_URL", "REDIS_URL", "VTP_S3_ENDPOINT", "VTP_S3_ACCESS_KEY"):
+        assert a[shared] == b[shared], shared
+    assert b["VTP_CLUSTER"] == "true" and b["VTP_NODE_ID"] == "vtp-b"
+    assert a["VTP_CLUSTER"] in ("true", "false")  # .env decides for the first node
+    assert a["VTP_ICE_UDP_PORT"] != b["VTP_ICE_UDP_PORT"]
+    port = b["VTP_ICE_UDP_PORT"]
+    b_ports = [str(p) for p in raw["services"]["vtp-b"]["ports"]]
+    for protocol in ("udp", "tcp"):
+        assert any(p.endswith(f":{port}:{port}/{protocol}") for p in b_ports), b_ports
+    assert "8080" not in " ".join(b_ports)  # reached through the proxy only
+    volumes = [str(v) for v in raw["services"]["vtp-b"]["volumes"]]
+    assert volumes == ["vtpstate-b:/var/lib/vtp"]
+    assert "vtpstate-b" in resolved["volumes"]
+    # the proxy: VTP_DOMAIN over both nodes, and each node's door at the URL it announces
+    caddy = services["caddy-cluster"]
+    env = caddy["environment"]
+    assert env["CADDY_UPSTREAMS"].split() == ["vtp:8080", "vtp-b:8080"]
+    assert b["VTP_NODE_URL"] == f"https://{env['VTP_DOMAIN']}:{env['NODE_B_HTTPS_PORT']}"
+    assert env["NODE_B_UPSTREAM"] == "vtp-b:8080" and env["NODE_A_UPSTREAM"] == "vtp:8080"
+    caddy_ports = [str(p) for p in raw["services"]["caddy-cluster"]["ports"]]
+    published = [str(p) for p in caddy["ports"]]
+    assert len(caddy_ports) == 5, caddy_ports
+    for node_port in (env["NODE_A_HTTPS_PORT"], env["NODE_B_HTTPS_PORT"]):
+        assert any(str(node_port) in p for p in published), published
+    assert caddy["networks"]["vtp"]["ipv4_address"] == b["VTP_TRUSTED_PROXIES"]
+    for node in ("vtp", "vtp-b"):
+        assert caddy["depends_on"][node]["condition"] == "service_healthy"
+    mounts = [str(v) for v in raw["services"]["caddy-cluster"]["volumes"]]
+    assert "./deploy/Caddyfile.cluster:/etc/caddy/Caddyfile:ro" in mounts
+    caddyfile = (ROOT / "deploy" / "Caddyfile.cluster").read_text()
+    for placeholder in ("{$CADDY_UPSTREAMS", "{$NODE_A_UPSTREAM", "{$NODE_B_UPSTREAM"):
+        assert placeholder in caddyfile
+    assert ":{$NODE_B_HTTPS_PORT" in caddyfile and "lb_policy" in caddyfile
+
+
+def test_cluster_caddyfile_routes_each_door(tmp_path: Path) -> None:
+    """Debian's caddy reads deploy/Caddyfile.cluster as compose fills it in: VTP_DOMAIN
+    spread round-robin over both nodes (health-checked), 8443 to the first, 8444 to vtp-b."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("needs Debian's caddy")
+    env = {**_compose_env(), "VTP_DOMAIN": "vtp.test", "CADDY_TLS": "tls internal"}
+    adapted = subprocess.run(
+        [caddy, "adapt", "--adapter", "caddyfile", "--config", "deploy/Caddyfile.cluster"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    config = json.loads(adapted.stdout.splitlines()[0])
+    doors: dict[str, Any] = {}
+    for server in config["apps"]["http"]["servers"].values():
+        (route,) = server["routes"]
+        assert route["match"] == [{"host": ["vtp.test"]}]
+        (proxy,) = [h for r in route["handle"][0]["routes"] for h in r["handle"]]
+        doors[server["listen"][0]] = proxy
+    assert set(doors) == {":443", ":8443", ":8444"}
+    assert [u["dial"] for u in doors[":443"]["upstreams"]] == ["vtp:8080", "vtp-b:8080"]
+    assert doors[":443"]["load_balancing"]["selection_policy"]["policy"] == "round_robin"
+    assert doors[":443"]["health_checks"]["active"]["uri"] == "/health"
+    assert [u["dial"] for u in doors[":8443"]["upstreams"]] == ["vtp:8080"]
+    assert [u["dial"] for u in doors[":8444"]["upstreams"]] == ["vtp-b:8080"]

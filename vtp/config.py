@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,6 +13,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 LogFormat = Literal["text", "json"]
 # Lists come from the environment as comma-separated strings, not JSON.
 StrList = Annotated[list[str], NoDecode]
+_ORIGIN = re.compile(
+    r"(https?|wss?)://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?|(https?|wss?)://\[[0-9A-Fa-f:.]+\](:\d{1,5})?"
+)
 
 
 class Config(BaseSettings):
@@ -213,8 +217,19 @@ class Config(BaseSettings):
     # (a node that stops is gone from the registry within this TTL).
     node_heartbeat_s: float = Field(default=2.0, gt=0, le=5)
     node_ttl_s: float = Field(default=6.0, ge=1, le=10)
+    # Origins pages may open connections to besides their own and the live nodes' URLs in
+    # the registry (which the Content-Security-Policy allows by itself): e.g. nodes that
+    # join later behind a wildcard, "https://*.vtp.example". Comma-separated.
+    cluster_origins: StrList = Field(default_factory=list)
 
-    @field_validator("ice_addresses", "stun_urls", "turn_urls", "trusted_proxies", mode="before")
+    @field_validator(
+        "ice_addresses",
+        "stun_urls",
+        "turn_urls",
+        "trusted_proxies",
+        "cluster_origins",
+        mode="before",
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -229,6 +244,18 @@ class Config(BaseSettings):
         for url in value:
             if not url.startswith(schemes):
                 raise ValueError(f"{url!r} is not a {' or '.join(schemes)} URL")
+        return value
+
+    @field_validator("cluster_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        # one CSP source each: a scheme, a host (a leading "*." allowed), maybe a port
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin such as https://node1.example:8443 "
+                    "or https://*.example"
+                )
         return value
 
     @field_validator("trusted_proxies")

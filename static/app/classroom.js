@@ -787,6 +787,9 @@ function onSfu(type, data) {
     case "grant":
       onGrant(data);
       break;
+    case "unreachable":
+      finish("This class cannot be reached", data.message);
+      break;
     default:
       break;
   }
@@ -838,6 +841,9 @@ function onLive(type, data) {
   switch (type) {
     case "state":
       setConn();
+      break;
+    case "unreachable":
+      finish("This class cannot be reached", data.message);
       break;
     case "ready": {
       state.clockOffset = new Date(data.now).getTime() - Date.now();
@@ -1045,17 +1051,11 @@ $("[data-record]").addEventListener("click", async () => {
     toast(state.recording.reason, "warn");
     return;
   }
-  const button = $("[data-record]");
-  button.setAttribute("aria-busy", "true");
-  try {
-    const action = state.recording.active ? "stop" : "start";
-    await api(`/api/v1/sessions/${sessionId}/recording/${action}`, { method: "POST" });
-    // The live channel tells everyone (us included) the new state.
-  } catch (e) {
-    toast(`Recording: ${describeError(e)}`, "warn");
-  } finally {
-    button.removeAttribute("aria-busy");
-  }
+  // Over the live channel, not the REST call: the channel is on the node of the class's
+  // room, where the recorder runs (a REST call to this page's node would be redirected
+  // there, to another origin). Everyone (us included) then gets the new state; a refusal
+  // comes back as an error, shown as a warning.
+  state.live.send({ type: "record", action: state.recording.active ? "stop" : "start" });
 });
 $("[data-share]").addEventListener("click", async () => {
   if (state.screen) {

@@ -1,17 +1,30 @@
 // The classroom live channel (vtp/web/live.py): hands, teacher controls, media state, chat
 // delivery and presence. Reconnects by itself unless the server said we may not come back.
 // Keeps the server's copy of the access token fresh (auth again when the page's token
-// changes): the server closes a channel whose token expired (4401).
+// changes): the server closes a channel whose token expired (4401). With several VTP nodes
+// a class is served by the node of its room: another node answers room_elsewhere and
+// closes (4307), and the channel carries on at the URL it named.
 "use strict";
+
+import { socketUrl } from "./sfu.js";
 
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
 const FINAL_CODES = new Set([4403, 4409]);
 const CLOSE_UNAUTHORIZED = 4401; // expired or revoked: once more with a refreshed token
 const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
+const CLOSE_ELSEWHERE = 4307; // after error room_elsewhere
+// redirects in a row before giving up (no loop between disagreeing nodes); failed
+// connections to the class's node before asking the page's own node again (that node
+// died: the room is placed again, and our node knows where)
+const MAX_REDIRECTS = 2;
+const HOME_AFTER_FAILURES = 2;
 
 export class LiveChannel {
   constructor({ url, token, emit }) {
     this.url = url;
+    this.homeUrl = url;
+    this.redirects = 0;
+    this.elsewhere = null; // the error room_elsewhere of the current socket
     this.token = token;
     this.emit = emit;
     this.ws = null;
@@ -42,8 +55,13 @@ export class LiveChannel {
     };
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
+      if (msg.type === "error" && msg.error.code === "room_elsewhere") {
+        this.elsewhere = msg.error; // (the server closes next: we go there then)
+        return;
+      }
       if (msg.type === "ready") {
         this.attempt = 0;
+        this.redirects = 0;
         this.needFreshToken = false;
         this.state = "connected";
         this.emit("state", { state: this.state });
@@ -55,6 +73,24 @@ export class LiveChannel {
     ws.onclose = (ev) => {
       if (ws !== this.ws) return;
       clearInterval(this.renewTimer);
+      const elsewhere = this.elsewhere;
+      this.elsewhere = null;
+      if (!this.stopped && (ev.code === CLOSE_ELSEWHERE || elsewhere)) {
+        const target = elsewhere && elsewhere.details && elsewhere.details.url;
+        if (target && this.redirects < MAX_REDIRECTS) {
+          this.redirects += 1;
+          this.url = socketUrl(target);
+          this.connect();
+          return;
+        }
+        this.stopped = true;
+        this.state = "closed";
+        this.emit("state", { state: this.state, code: ev.code });
+        const why = new Error(`The class's server could not be reached: the servers kept sending this page elsewhere${elsewhere ? ` (${elsewhere.message})` : ""}.`);
+        why.code = "redirect_loop";
+        this.emit("unreachable", why);
+        return;
+      }
       // A refused token gets one more try with a refreshed one (it may just have expired);
       // if the refresh fails, the page signs the user out.
       const refused = ev.code === CLOSE_UNAUTHORIZED;
@@ -68,6 +104,7 @@ export class LiveChannel {
       this.state = "reconnecting";
       this.emit("state", { state: this.state });
       const delay = BACKOFF_MS[Math.min(this.attempt++, BACKOFF_MS.length - 1)];
+      if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
       setTimeout(() => {
         if (!this.stopped) this.connect();
       }, delay);

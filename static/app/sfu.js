@@ -6,7 +6,9 @@
 // ICE on every connection. Only when that cannot be (the peer is gone, the server cannot
 // restart ICE) does it rejoin, republish and resubscribe. It keeps the server's copy of the
 // access token fresh (auth again when the token changes), as the server closes a
-// WebSocket whose token expired (4401).
+// WebSocket whose token expired (4401). With several VTP nodes, the node the page came
+// from may send it to the node that serves the room (error room_elsewhere, docs/protocol.md
+// "Several nodes"): it carries on there, as if it had connected there first.
 "use strict";
 
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
@@ -28,6 +30,12 @@ const PING_MS = 600; // (too short costs little: a resume of a live socket works
 const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
+// room_elsewhere answers followed in a row before giving up (two nodes disagreeing would
+// otherwise send us back and forth for ever); and failed connections to the room's node
+// before going back to the page's own node (the room's node died: the room is placed
+// again, and the page's node tells us where).
+const MAX_REDIRECTS = 2;
+const HOME_AFTER_FAILURES = 2;
 const VIEW_FLUSH_MS = 250; // size and visibility reports are coalesced this long
 // Cameras go out as three simulcast encodings (lowest first); the server forwards each
 // subscriber the one that fits the size it shows the video at (docs/protocol.md). Each
@@ -49,6 +57,8 @@ export class SfuClient {
    */
   constructor({ url, room, token, emit }) {
     this.url = url;
+    this.homeUrl = url;
+    this.redirects = 0;
     this.room = room;
     this.token = token;
     this.emit = emit;
@@ -142,17 +152,19 @@ export class SfuClient {
         await this.request({ type: "auth", token });
         if (gen !== this.generation) return;
         this.sentToken = token;
-        this.keepTokenFresh(gen);
         const join = { type: "join", room: this.room };
         if (this.resumeToken && this.peerId) join.resume_token = this.resumeToken;
         const joined = await this.request(join);
         if (gen !== this.generation) return;
         this.attempt = 0;
+        this.redirects = 0;
         if (!joined.resumed) this.teardown(new Error("a new peer"));
         this.peerId = joined.peer_id;
         this.resumeToken = joined.resume_token || null;
         this.mayPublish = joined.may_publish;
         this.iceServers = joined.ice_servers || [];
+        // (only now: the teardown of a new peer above stops the renewal timer)
+        this.keepTokenFresh(gen);
         this.setState("connected");
         this.emit("joined", joined);
         if (joined.resumed) {
@@ -164,6 +176,10 @@ export class SfuClient {
           this.startPublication(label, pub.stream, gen).catch((e) => this.publishFailed(gen, label, e));
         }
       } catch (error) {
+        if (error && error.code === "room_elsewhere" && gen === this.generation) {
+          this.redirect(ws, error);
+          return;
+        }
         this.emit("error", error);
         if (gen === this.generation) ws.close();
       }
@@ -183,6 +199,28 @@ export class SfuClient {
       this.rejectPending(new Error("websocket closed"));
       this.reconnectLater(`connection lost (${ev.code})`);
     };
+  }
+
+  /** Another node serves the room: carry on there with the same token, peer state and
+   * publications (a resume token, if any, is that node's: it held our peer). */
+  redirect(ws, error) {
+    ws.onclose = ws.onmessage = ws.onopen = null;
+    this.rejectPending(new Error("room_elsewhere"));
+    if (ws.readyState <= 1) ws.close();
+    const target = error.details && error.details.url;
+    if (!target || this.redirects >= MAX_REDIRECTS) {
+      this.stopped = true;
+      this.teardown(error);
+      const why = new Error(`The class's server could not be reached: the servers kept sending this page elsewhere (${error.message}).`);
+      why.code = "redirect_loop";
+      this.setState("closed", why.message);
+      this.emit("unreachable", why);
+      return;
+    }
+    this.redirects += 1;
+    this.url = socketUrl(target);
+    this.generation += 1; // (the old socket's callbacks stop)
+    this.connect();
   }
 
   /** The WebSocket is dead though it did not say so (the network it ran on is gone):
@@ -294,6 +332,7 @@ export class SfuClient {
     const backoff = this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS;
     const delay = backoff[Math.min(this.attempt, backoff.length - 1)];
     this.attempt += 1;
+    if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
     this.setState("reconnecting", detail);
     setTimeout(() => {
       if (!this.stopped && gen === this.generation) this.connect();
@@ -388,6 +427,7 @@ export class SfuClient {
       if (msg.type === "error") {
         const err = new Error(msg.error.message);
         err.code = msg.error.code;
+        err.details = msg.error.details;
         reject(err);
       } else {
         resolve(msg);
@@ -724,4 +764,12 @@ export class SfuClient {
     }
     return { state: this.state, peerId: this.peerId, reconnects: this.reconnects, resumes: this.resumes, iceRestarts: this.iceRestarts, subs, pubs };
   }
+}
+
+/** A node's URL as a WebSocket URL (the server names nodes by their http(s) URL). */
+export function socketUrl(url) {
+  const u = new URL(url, location.href);
+  if (u.protocol === "http:") u.protocol = "ws:";
+  else if (u.protocol === "https:") u.protocol = "wss:";
+  return u.href;
 }

@@ -80,6 +80,12 @@ class Server:
     http: aiohttp.ClientSession
     app: web.Application
     users: dict[str, User] = field(default_factory=dict)
+    runner: web.AppRunner | None = None
+
+    async def stop(self) -> None:
+        """Stop serving now (a node that goes away mid-class); idempotent."""
+        if self.runner is not None and self.runner.server is not None:
+            await self.runner.cleanup()
 
     async def call(self, method: str, path: str, user: User | None = None, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {user.tokens['access_token']}"} if user else {}
@@ -158,26 +164,36 @@ def iso(ts: float) -> str:
 
 @contextlib.asynccontextmanager
 async def serve(
-    pg_template: str, state_dir: Path, host: str = "127.0.0.1", **settings: Any
+    pg_template: str,
+    state_dir: Path,
+    host: str = "127.0.0.1",
+    *,
+    port: int = 0,
+    share_with: Server | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Server]:
-    """VTP on a free port of ``host`` (ICE there too unless ``settings`` say otherwise),
-    with a database of its own; ``settings`` override the test configuration."""
+    """VTP on a free port of ``host`` (or ``port``; ICE there too unless ``settings`` say
+    otherwise), with a database of its own, or the database and Redis of ``share_with``
+    (another node of the same cluster); ``settings`` override the test configuration."""
     from vtp.app import create_app
 
     ARTIFACTS.mkdir(exist_ok=True)  # screenshots (gitignored)
     name = f"vtp_web_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await admin.close()
-    database_url = _with_path(PG_ADMIN_URL, f"/{name}")
     redis_url = _with_path(REDIS_BASE_URL, f"/{REDIS_DB}")
-    redis = SyncRedis.from_url(redis_url)
-    try:
-        redis.flushdb()
-    finally:
-        redis.close()
+    if share_with is None:
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+        finally:
+            await admin.close()
+        database_url = _with_path(PG_ADMIN_URL, f"/{name}")
+        redis = SyncRedis.from_url(redis_url)
+        try:
+            redis.flushdb()
+        finally:
+            redis.close()
+    else:
+        database_url = share_with.database_url
     config: Config = load_config(
         database_url=database_url,
         redis_url=redis_url,
@@ -190,20 +206,23 @@ async def serve(
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, host, 0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     port = runner.addresses[0][1]
     literal = f"[{host}]" if ":" in host else host
     try:
         async with aiohttp.ClientSession() as http:
-            yield Server(f"http://{literal}:{port}", database_url, http, app)
+            server = Server(f"http://{literal}:{port}", database_url, http, app, runner=runner)
+            yield server
     finally:
-        await runner.cleanup()
-        admin = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        if runner.server is not None:  # (not stopped by the test)
+            await runner.cleanup()
+        if share_with is None:
+            admin = await asyncpg.connect(PG_ADMIN_URL)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", name="server")

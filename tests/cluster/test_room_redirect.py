@@ -17,6 +17,7 @@ from vtp.app import create_app
 from vtp.appkeys import NODES, PLACEMENT, RECORDER, SFU_KEY
 from vtp.cluster.nodes import LoadSample
 from vtp.config import Config
+from vtp.web.live import LIVE_ROOMS
 
 SDP = {"Content-Type": "application/sdp"}
 
@@ -196,6 +197,27 @@ async def test_a_session_started_on_a_busy_node_opens_on_the_other_and_records_t
     assert refused["error"]["details"]["url"] == urls[0] + "/api/v1/sfu/ws", refused
     on_a = await connect(a, student["access_token"])
     await on_a.request("join", "joined", room=room)
+
+    # the classroom live channel is kept beside the room: B sends it to A's (4307)
+    live_path = f"/api/v1/sessions/{session['id']}/live"
+    ws = await b.ws_connect(live_path)
+    await ws.send_json({"type": "auth", "token": student["access_token"]})
+    refused = await ws.receive_json(timeout=5)
+    assert refused["error"]["code"] == "room_elsewhere", refused
+    assert refused["error"]["details"] == {
+        "node_id": "node-a",
+        "node_url": urls[0],
+        "url": urls[0] + live_path,
+    }
+    assert (await ws.receive(timeout=5)).data == 4307
+    assert not b.app[LIVE_ROOMS].rooms
+    async with aiohttp.ClientSession() as http:
+        there = await http.ws_connect(refused["error"]["details"]["url"])
+        await there.send_json({"type": "auth", "token": student["access_token"]})
+        ready = await there.receive_json(timeout=5)
+        assert ready["type"] == "ready", ready
+        assert ready["you"]["user_id"] == student["user"]["id"]
+        await there.close()
 
     # recording runs beside the room: B sends the teacher to A, for start and for stop
     path = f"/api/v1/sessions/{session['id']}/recording/start"

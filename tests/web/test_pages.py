@@ -106,3 +106,37 @@ async def test_playback_media_may_come_from_the_s3_endpoint(config: Any) -> None
     assert "media-src 'self' blob: http://minio:9000" in policy
     secure = config.model_copy(update={"s3_endpoint": "https://s3.example.org"})
     assert "media-src 'self' blob: https://s3.example.org" in content_security_policy(secure)
+
+
+async def test_pages_may_connect_to_the_cluster_nodes(config: Any) -> None:
+    """The browser client follows a class to its room's node: the CSP names each node
+    (fetch and WebSocket: CSP's http: source does not cover ws:) and VTP_CLUSTER_ORIGINS."""
+    import pydantic
+
+    from vtp.config import load_config
+    from vtp.web.headers import content_security_policy
+
+    assert "connect-src 'self';" in content_security_policy(config)
+    clustered = config.model_copy(update={"cluster_origins": ["https://*.vtp.example"]})
+    nodes = frozenset({"http://10.0.0.5:8081", "https://node2.example:8443"})
+    policy = content_security_policy(clustered, nodes=nodes)
+    connect = next(p for p in policy.split("; ") if p.startswith("connect-src"))
+    assert connect.split() == [
+        "connect-src",
+        "'self'",
+        "http://10.0.0.5:8081",
+        "ws://10.0.0.5:8081",
+        "https://*.vtp.example",
+        "wss://*.vtp.example",
+        "https://node2.example:8443",
+        "wss://node2.example:8443",
+    ]
+    loaded = load_config(cluster_origins="https://a.example, http://[::1]:8080")
+    assert loaded.cluster_origins == ["https://a.example", "http://[::1]:8080"]
+    for bad in ("a.example", "https://a.example/path", "https://a.example; script-src *"):
+        try:
+            load_config(cluster_origins=bad)
+        except pydantic.ValidationError as exc:
+            assert "is not an origin" in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} accepted")

@@ -138,6 +138,9 @@ class NodeRegistry:
         # the heartbeat stops between beats, never inside one: a Redis command cancelled
         # half way can leave its pooled connection waiting for an answer that is gone
         self._stopping = asyncio.Event()
+        # the live nodes' URLs as of the last beat (what pages may connect to: read on
+        # every page response, so not fetched from Redis there)
+        self.urls: frozenset[str] = frozenset({me.url})
         self._last = (time.monotonic(), time.process_time(), sample().forwarded_packets)
 
     @property
@@ -147,6 +150,7 @@ class NodeRegistry:
     async def start(self) -> None:
         try:
             await self.beat()
+            await self.refresh_urls()
         except Exception:  # Redis down at start: the node serves (/ready says so), and
             # joins the registry at the first beat that gets through
             log.exception("node %s: first heartbeat failed", self.id)
@@ -202,6 +206,7 @@ class NodeRegistry:
                 return
             try:
                 await self.beat()
+                await self.refresh_urls()
             except Exception:  # Redis away for a moment: beat again next time
                 log.exception("node %s: heartbeat failed", self.id)
 
@@ -227,6 +232,9 @@ class NodeRegistry:
         if gone:
             await self.redis.zrem(NODES_KEY, *gone)
         return live
+
+    async def refresh_urls(self) -> None:
+        self.urls = frozenset({self.me.url, *(node.url for node in await self.nodes())})
 
     async def node(self, node_id: str) -> NodeInfo | None:
         raw = await self.redis.get(node_key(node_id))

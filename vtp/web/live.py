@@ -77,7 +77,10 @@ end) re-checks the token, the membership, the removal list and the role at once.
 presenter's controls (``lower-hand``, ``mute``, ``remove``, ``record``, ``end``) also
 re-check the sender's current course role: hosting a session gives no power of its own.
 
-Close codes: 4401 (authentication failed; the token expired without renewal or was
+Close codes: 4307 (after an ``error`` ``room_elsewhere``: with several nodes, the class is
+served by another node - the one its SFU room is placed on - and ``details`` hold
+``node_id``, ``node_url`` and ``url``, that node's live channel for this session), 4401
+(authentication failed; the token expired without renewal or was
 revoked), 4403 (not a member, no longer a member, or removed), 4409 (the session is not
 live), 4429 (``rate_limited``: this socket sent more than
 ``VTP_LIVE_MESSAGE_RATE``/``VTP_LIVE_MESSAGE_BURST`` allow, or its user more than twice
@@ -89,8 +92,10 @@ A flood costs the sender only: its socket is closed, and what it managed to send
 coalesced at every receiver (a ``hand`` or ``media`` message replaces the same user's
 older one still waiting), so no receiver falls behind on state it would throw away.
 
-Participants, hands and media state live in this process (one process serves a class:
-its SFU room is here too); removals are in Redis (:mod:`vtp.auth.removals`).
+Participants, hands and media state live in this process: one node serves a class, the
+one its SFU room is placed on (:mod:`vtp.signalling.placement`; a channel opened on another
+node is sent there, close code 4307, so whichever node a participant's page came from,
+everyone of a class meets on one node); removals are in Redis (:mod:`vtp.auth.removals`).
 """
 
 from __future__ import annotations
@@ -126,8 +131,9 @@ from vtp.limits.tokenbucket import SendLimits
 from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RecordingChanged
 from vtp.signalling.members import MEMBERS, Member
+from vtp.signalling.placement import place_room
+from vtp.web import chat_relay, muting
 from vtp.web import live_messages as lm
-from vtp.web import muting
 from vtp.web.participation import hand_raised
 from vtp.web.presence import PRESENCE, presence_ctx
 
@@ -140,6 +146,7 @@ HEARTBEAT_S = 10.0
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_QUEUED = 512
 CLOSE_NOT_LIVE = 4409
+CLOSE_ELSEWHERE = 4307  # after an error room_elsewhere: reconnect to details.url
 NO_RECORDER = "Recording is not available: no recorder runs on this server."
 
 
@@ -202,13 +209,34 @@ class Connection(Channel):
         if self.room is not None:
             await _recheck(self.app, self.room, self, change)
 
+    async def _served_here(self, room_name: str, session_id: uuid.UUID) -> bool:
+        """The class's live state (participants, hands, SFU members, recorder) is kept
+        beside its room: on another node's room, send the client there (an error
+        ``room_elsewhere`` naming that node's live channel, then close 4307)."""
+        try:
+            node = await place_room(self.app, room_name)
+        except ApiError as exc:  # no live node (cluster only)
+            self.refuse(CLOSE_NOT_LIVE, exc.code, exc.message)
+            return False
+        if node is None:
+            return True
+        url = node.url + LIVE_PATH.format(session_id=session_id)
+        details = {"node_id": node.id, "node_url": node.url, "url": url}
+        self.error(
+            "room_elsewhere", f"this class is served by node {node.id}: connect to {url}", details
+        )
+        self.close(CLOSE_ELSEWHERE, "room_elsewhere")
+        return False
+
     async def run(self, session_id: uuid.UUID) -> None:
         self.start_writer()
         try:
             if await self.authenticate() is None:
                 return
             ticket = await _admit(self, session_id)
-            if ticket is None or not await self.take_slot():
+            if ticket is None or not await self._served_here(ticket.room_name, session_id):
+                return
+            if not await self.take_slot():
                 return
             room = self.room = self.app[LIVE_ROOMS].get(session_id, ticket.room_name)
             try:  # (entering inside: a cancelled entry still leaves)
@@ -758,4 +786,6 @@ def setup(app: web.Application) -> None:
     if hooks is None:
         hooks = []
         app[CHAT_HOOKS] = hooks
-    hooks.append(chat_hook(app))
+    deliver = chat_hook(app)
+    hooks.append(deliver)
+    app.cleanup_ctx.append(chat_relay.relay_ctx(deliver))  # (with VTP_CLUSTER only)

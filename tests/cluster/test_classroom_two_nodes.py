@@ -1,0 +1,299 @@
+"""A class across two nodes in headless Chromium: two in-process VTP apps sharing real
+PostgreSQL and Redis (VTP_TEST_REDIS_URL), each with its own HTTP port and SFU. The teacher
+starts the class on node A (its room is placed there); a student whose page node B serves
+is sent to A by B (``room_elsewhere``) for both the SFU WebSocket and the classroom live
+channel, which the page allows (its CSP names the registry's nodes): each decodes the
+other's video, both see both participants in the People tab, and chat posted through
+either node's API reaches both (relayed between the nodes over Redis)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from browser.classroom_kit import (
+    PASSWORD,
+    Server,
+    browser_fixture,  # noqa: F401  (module fixture)
+    classroom_stats,
+    decoding,
+    eventually,
+    needs_chromium,
+    serve,
+    signed_in_page,
+)
+
+from vtp.appkeys import PLACEMENT, SFU_KEY
+from vtp.web.live import LIVE_ROOMS
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    needs_chromium,
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def nodes(
+    pg_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Server, Server]]:
+    ports = {"node-a": _free_port(), "node-b": _free_port()}
+
+    def settings(name: str) -> dict[str, Any]:
+        return {
+            "port": ports[name],
+            "cluster": True,
+            "node_id": name,
+            "node_url": f"http://127.0.0.1:{ports[name]}",
+            # each opener's region holds only itself: the room goes where it was opened
+            "region": f"region-{name}",
+        }
+
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            serve(pg_template, tmp_path_factory.mktemp("node-a"), **settings("node-a"))
+        )
+        b = await stack.enter_async_context(
+            serve(
+                pg_template, tmp_path_factory.mktemp("node-b"), share_with=a, **settings("node-b")
+            )
+        )
+        yield a, b
+
+
+async def _join(page: Any) -> None:
+    button = page.get_by_role("button", name="Join class")
+    await button.wait_for()
+    await eventually(button.is_enabled, 15, "the Join button enabled")
+    await button.click()
+
+
+async def _chat_shows(page: Any, *texts: str) -> bool:
+    log = await page.locator("[data-chat-log]").inner_text()
+    return all(text in log for text in texts)
+
+
+async def _two_people(page: Any) -> bool:
+    return bool(await page.locator("[data-people] .person").count() == 2)
+
+
+async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
+    nodes: tuple[Server, Server], browser: Any
+) -> None:
+    a, b = nodes
+    teacher = await a.user("Ms Rivera", role="teacher")
+    ada = await b.user("Ada Okafor")
+    live = await a.live_session(teacher, [ada])  # started through A: placed on A
+    room = live["room_name"]
+    assert await a.app[PLACEMENT].owner(room) == "node-a"
+
+    pages = {
+        "teacher": await signed_in_page(browser, a, teacher),
+        "ada": await signed_in_page(browser, b, ada),
+    }
+    socket_urls: dict[str, list[str]] = {"teacher": [], "ada": []}
+    blocked: list[str] = []
+    # what Ada's page sends and hears on each socket: ("sent" | "received", url, message)
+    ada_frames: list[tuple[str, str, dict[str, Any]]] = []
+
+    def watch_frames(ws: Any) -> None:
+        for event in ("sent", "received"):
+            ws.on(
+                f"frame{event}",
+                lambda raw, event=event: ada_frames.append((event, ws.url, json.loads(raw))),
+            )
+
+    pages["ada"].on("websocket", watch_frames)
+    for key, page in pages.items():
+        page.on("websocket", lambda ws, key=key: socket_urls[key].append(ws.url))
+        page.on(
+            "console",
+            lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None,
+        )
+    await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
+    await pages["ada"].goto(f"{b.base}/classroom/{live['id']}")
+    for page in pages.values():
+        await _join(page)
+
+    for key, page in pages.items():
+        await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding the other's video")
+    # Ada's page came from B, and both her sockets went on to A, where the class is
+    ada_path = [url.split("/api/v1/")[0] for url in socket_urls["ada"]]
+    b_ws, a_ws = b.base.replace("http", "ws"), a.base.replace("http", "ws")
+    assert ada_path.count(b_ws) == 2 and ada_path.count(a_ws) == 2, socket_urls
+    assert all(url.startswith(a_ws) for url in socket_urls["teacher"]), socket_urls
+    assert not blocked, blocked
+    assert b.app[SFU_KEY].get_room(room) is None
+    sfu_room = a.app[SFU_KEY].get_room(room)
+    assert sfu_room is not None
+    assert not b.app[LIVE_ROOMS].rooms
+    (live_room,) = a.app[LIVE_ROOMS].rooms.values()
+    assert {str(u) for u in live_room.participants} == {teacher.id, ada.id}
+
+    # the live channel: both participants, on both sides, and nothing alarming shown
+    for key, page in pages.items():
+        await page.get_by_role("tab", name="People").click()
+        await eventually(lambda p=page: _two_people(p), 10, f"two people in {key}'s list")
+    for key, page in pages.items():
+        text = await page.locator("[data-people]").inner_text()
+        assert "Ms Rivera" in text and "Ada Okafor" in text, (key, text)
+        stats = await classroom_stats(page)
+        assert stats["conn"] == "Connected", (key, stats)
+        assert stats["live"] == "connected", (key, stats)
+        assert await page.locator(".toast-warn").count() == 0, (key, await page.content())
+
+    # chat: each message is posted through its author's page's node (A, B), and the
+    # class's live channel is on A: B relays Ada's to A
+    for page in pages.values():
+        await page.get_by_role("tab", name="Chat").click()
+    await pages["teacher"].get_by_role("textbox", name="Message").fill("Welcome, Ada")
+    await pages["teacher"].keyboard.press("Enter")
+    await pages["ada"].get_by_role("textbox", name="Message").fill("Hello from node B")
+    await pages["ada"].keyboard.press("Enter")
+    for key, page in pages.items():
+        await eventually(
+            lambda p=page: _chat_shows(p, "Welcome, Ada", "Hello from node B"),
+            10,
+            f"both messages in {key}'s chat",
+        )
+
+    # renewal: the page's next access token goes to both of Ada's sockets on A, and A
+    # takes it (the page checks every 10 s)
+    fresh = await b.call(
+        "POST", "/api/v1/auth/login", json={"email": ada.email, "password": PASSWORD}
+    )
+    new_token = fresh["access_token"]
+    assert new_token != ada.tokens["access_token"]
+    await pages["ada"].evaluate(
+        """t => { const s = JSON.parse(localStorage.getItem("vtp.session"));
+                  s.access_token = t; localStorage.setItem("vtp.session", JSON.stringify(s)); }""",
+        new_token,
+    )
+
+    def renewed_on_a() -> set[str]:
+        sent = {
+            url
+            for event, url, msg in ada_frames
+            if event == "sent" and msg.get("type") == "auth" and msg.get("token") == new_token
+        }
+        return {url.split("?")[0] for url in sent if url.startswith(a_ws)}
+
+    async def both_renewed() -> bool:
+        return len(renewed_on_a()) == 2
+
+    await eventually(both_renewed, 25, "the new token sent to Ada's two sockets on A")
+    assert all(url.startswith(a_ws) for url in renewed_on_a())
+
+    async def acknowledged() -> bool:
+        # after the renewal, each socket on A answered "authenticated"
+        seen: set[str] = set()
+        after: set[str] = set()
+        for event, url, msg in ada_frames:
+            if event == "sent" and msg.get("token") == new_token:
+                seen.add(url)
+            elif event == "received" and url in seen and msg.get("type") == "authenticated":
+                after.add(url)
+        return len(after) == 2
+
+    await eventually(acknowledged, 10, "A acknowledging the renewed token on both sockets")
+    stats = await classroom_stats(pages["ada"])
+    assert stats["conn"] == "Connected" and stats["sfu"]["reconnects"] == 0, stats
+    for page in pages.values():
+        await page.context.close()
+
+
+async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
+    nodes: tuple[Server, Server], browser: Any
+) -> None:
+    """Two nodes that disagree about a room would send the client back and forth for
+    ever: the page follows two redirects in a row, then says it cannot reach the class.
+    (The signalling socket is answered by Playwright, each time with room_elsewhere.)"""
+    a, b = nodes
+    teacher = await a.user("Mr Osei", role="teacher")
+    ben = await b.user("Ben Tanaka")
+    live = await a.live_session(teacher, [ben])
+    page = await signed_in_page(browser, b, ben)
+    opened: list[str] = []
+
+    def answer(ws: Any) -> None:
+        opened.append(ws.url)
+        node = a if len(opened) % 2 else b  # back and forth
+
+        def on_message(raw: str | bytes) -> None:
+            msg = json.loads(raw)
+            rid = msg.get("request_id")
+            if msg["type"] == "auth":
+                ws.send(json.dumps({"type": "authenticated", "request_id": rid}))
+            elif msg["type"] == "join":
+                url = f"{node.base}/api/v1/sfu/ws?hop={len(opened)}"
+                details = {"node_id": "elsewhere", "node_url": node.base, "url": url}
+                error = {"code": "room_elsewhere", "message": "elsewhere", "details": details}
+                ws.send(json.dumps({"type": "error", "request_id": rid, "error": error}))
+
+        ws.on_message(on_message)
+
+    await page.route_web_socket(lambda url: "/api/v1/sfu/ws" in url, answer)
+    await page.goto(f"{b.base}/classroom/{live['id']}")
+    await _join(page)
+    title = page.locator("[data-overlay-title]")
+    await title.wait_for()
+    assert await title.inner_text() == "This class cannot be reached"
+    assert (
+        "kept sending this page elsewhere" in await page.locator("[data-overlay-text]").inner_text()
+    )
+    # the page's node, then two redirects (ws: URLs made from the http: ones), no more
+    assert len(opened) == 3, opened
+    assert opened[0] == f"{b.base.replace('http', 'ws')}/api/v1/sfu/ws"
+    assert opened[1] == f"{a.base.replace('http', 'ws')}/api/v1/sfu/ws?hop=1"
+    assert opened[2] == f"{b.base.replace('http', 'ws')}/api/v1/sfu/ws?hop=2"
+    await page.context.close()
+
+
+async def test_when_the_class_node_goes_away_the_page_finds_the_class_again(
+    nodes: tuple[Server, Server], browser: Any
+) -> None:
+    """Node A (the class's) stops: the student's page, sent there by B, fails to reach it,
+    goes back to B (its page's node), which places the room again - on itself, the only
+    node left - and the page is in the class again there (SFU and live channel) within
+    10 s. (Last in the module: node A stays stopped.)"""
+    a, b = nodes
+    teacher = await a.user("Ms Lund", role="teacher")
+    cleo = await b.user("Cleo Park")
+    live = await a.live_session(teacher, [cleo])
+    room = live["room_name"]
+    pages = {
+        "teacher": await signed_in_page(browser, a, teacher),
+        "cleo": await signed_in_page(browser, b, cleo),
+    }
+    await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
+    await pages["cleo"].goto(f"{b.base}/classroom/{live['id']}")
+    for page in pages.values():
+        await _join(page)
+    await eventually(lambda: decoding(pages["cleo"], 1), 30, "Cleo decoding the teacher on A")
+    assert b.app[SFU_KEY].get_room(room) is None
+
+    await pages["teacher"].close()
+    await a.stop()  # leaves the registry at once (a clean stop)
+
+    async def back_on_b() -> Any:
+        stats = await classroom_stats(pages["cleo"])
+        here = b.app[SFU_KEY].get_room(room)
+        return stats if stats["conn"] == "Connected" and here is not None else None
+
+    await eventually(back_on_b, 10, "Cleo's page connected again, to the room now on B")
+    assert await b.app[PLACEMENT].owner(room) == "node-b"
+    live_room = b.app[LIVE_ROOMS].rooms[uuid.UUID(live["id"])]
+    assert {str(u) for u in live_room.participants} == {cleo.id}

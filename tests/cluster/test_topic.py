@@ -1,0 +1,58 @@
+"""vtp.cluster.topic on real Redis: a message reaches every other process's topic, not
+the sender's own, and a malformed one or a failing receiver does not stop the listener."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from vtp.cluster.topic import Topic
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_others_hear_a_message_the_sender_does_not(redis: Redis) -> None:
+    heard: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
+    arrived = asyncio.Event()
+    back = asyncio.Event()
+
+    def receiver(name: str) -> Any:
+        def receive(data: dict[str, Any]) -> None:
+            if data.get("boom"):
+                raise RuntimeError("a receiver failing")
+            heard[name].append(data)
+            if heard["b"] and heard["c"]:
+                arrived.set()
+            if heard["a"]:
+                back.set()
+
+        return receive
+
+    topics = {name: Topic(redis, "test-topic", receiver(name)) for name in heard}
+    for topic in topics.values():
+        await topic.start()
+    try:
+        await redis.publish(topics["a"].channel, "not json")
+        await topics["a"].publish({"boom": True})
+        await topics["a"].publish({"n": 1})
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert heard["b"] == [{"n": 1}] and heard["c"] == [{"n": 1}]
+        # a hears b's message, and never heard its own, which came before on its
+        # connection (it acted on it when it sent it)
+        await topics["b"].publish({"n": 2})
+        await asyncio.wait_for(back.wait(), 5)
+        assert heard["a"] == [{"n": 2}]
+    finally:
+        for topic in topics.values():
+            await topic.close()
