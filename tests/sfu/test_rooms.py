@@ -187,7 +187,7 @@ async def test_hostile_packets_do_not_break_subscribers(sfu: Sfu, event_log: Eve
 
         watch_incoming_rtp(sub.pc, watch)
         pt = track.payload_type
-        seq = track.seq.to_wire(track.seq.highest)
+        seq = track.pseqs.to_wire(track.pseqs.highest)
         hostile = [
             b"",
             b"\x80",

@@ -56,7 +56,7 @@ Python API (everything runs on the aiohttp event loop; nothing here is thread-sa
     room.speaker.current -> str | None     # active speaker's peer id
     tap = room.add_tap(track_id, callback) # in-process consumer (recorder):
                                            # callback(track: UpTrack, packet: UpPacket) for
-                                           # every packet of the track (packet.useq/.uts are
+                                           # every packet of the track (packet.fseq/.uts are
                                            # continuous unbounded seq/timestamp, .marker,
                                            # .payload, .keyframe, .audio_level); no network,
                                            # no SRTP. tap.kind, tap.codec, tap.clock_rate,
