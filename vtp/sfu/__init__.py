@@ -1,5 +1,9 @@
 """VTP's selective forwarding unit: RTP packets in, RTP packets out, never decoded.
 
+The life of a packet (socket, ICE, DTLS/SRTP, connection, up track, C fan-out, taps, and
+RTCP back) and the three names of its sequence number (``seq16`` on the wire, ``pseq``
+the publisher's unwrapped, ``fseq`` the forwarded one) are in ``vtp/sfu/README.md``.
+
 aiortc (pinned) does ICE, DTLS, SRTP and SDP; the forwarding layer is ours. Every contact
 with aiortc/aioice/pylibsrtp private internals lives in :mod:`vtp.sfu.aiortc_hooks`.
 
