@@ -158,8 +158,9 @@ The media plane imports no web code (no aiohttp, ``vtp.api``, ``vtp.web``,
 Sfu in a cleanup context (:mod:`vtp.app`) and keeps it under ``app[vtp.appkeys.SFU_KEY]``;
 the signalling edge (:mod:`vtp.signalling`) drives it through the API above.
 
-Modules: ``service`` (Sfu), ``room``, ``peer``, ``connection`` (up/down peer
-connections), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
+Modules: ``service`` (Sfu), ``room``, ``peer``, ``connection`` (what up and down peer
+connections share), ``upconnection``/``downconnection`` (each direction, its RTCP
+dispatched by packet type), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
 compiled part: header rewrite, SRTP protect and send per subscriber), ``rtp``, ``rtcp``,
 ``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``twcc`` (transport-cc
 feedback), ``speaker``,
@@ -174,12 +175,14 @@ each leg uses, keyframe detection per codec), ``codecsdp`` (aiortc's stand-in co
 from __future__ import annotations
 
 from vtp.sfu import events
-from vtp.sfu.connection import Connection, DownConnection, UpConnection
+from vtp.sfu.connection import Connection
+from vtp.sfu.downconnection import DownConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.icerestart import restart_ice
 from vtp.sfu.peer import Peer
 from vtp.sfu.room import Room, StreamInfo, TrackInfo
 from vtp.sfu.service import Sfu
+from vtp.sfu.upconnection import UpConnection
 
 __all__ = [
     "Connection",
