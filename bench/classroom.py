@@ -373,8 +373,9 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool, tile_fps: int) -> No
     async def main() -> None:
         from vtp.config import load_config
         from vtp.sfu import Sfu, events, temporal
-        from vtp.sfu.connection import DownConnection, UpConnection
+        from vtp.sfu.downconnection import DownConnection
         from vtp.sfu.downtrack import DownTrack, ExtensionIds
+        from vtp.sfu.upconnection import UpConnection
         from vtp.sfu.uptrack import UpTrack
 
         loop = asyncio.get_running_loop()

@@ -175,10 +175,10 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
             from vtp.recorder.matroska import MatroskaFile, VideoFormat
 
             class P:
-                __slots__ = ("marker", "payload", "useq", "uts")
+                __slots__ = ("fseq", "marker", "payload", "uts")
 
-                def __init__(self, useq: int, uts: int, marker: int, payload: bytes) -> None:
-                    self.useq, self.uts, self.marker, self.payload = useq, uts, marker, payload
+                def __init__(self, fseq: int, uts: int, marker: int, payload: bytes) -> None:
+                    self.fseq, self.uts, self.marker, self.payload = fseq, uts, marker, payload
 
             path = Path(spool) / "replay.webm"
             file = MatroskaFile(path, video=VideoFormat("vp8", 640, 480), audio=True)
@@ -192,7 +192,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
             v = Vp8Assembler(video, lambda: None)
             a = OpusAssembler(audio)
             span = {k: max(p.uts for kk, p in captured if kk == k) + 1 for k in ("video", "audio")}
-            seqs = {k: max(p.useq for kk, p in captured if kk == k) + 1 for k in span}
+            seqs = {k: max(p.fseq for kk, p in captured if kk == k) + 1 for k in span}
             packets = []
             for rep in range(reps):
                 for kind, p in captured:
@@ -200,7 +200,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
                         (
                             kind,
                             P(
-                                p.useq + rep * seqs[kind],
+                                p.fseq + rep * seqs[kind],
                                 p.uts + rep * span[kind],
                                 p.marker,
                                 p.payload,

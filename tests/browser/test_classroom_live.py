@@ -466,7 +466,7 @@ async def test_hand_mute_remove_and_end(lesson: Class) -> None:
 
 
 def _sub_ids(member: Any) -> list[str]:
-    from vtp.sfu.connection import DownConnection
+    from vtp.sfu.downconnection import DownConnection
 
     return [cid for cid, c in member.peer.connections.items() if isinstance(c, DownConnection)]
 

@@ -1,7 +1,7 @@
 """Test-side encoders and RTP packetizers for the codecs the recorder takes: H.264
 (RFC 6184, packetization-mode 1: single NAL unit, STAP-A, FU-A) and VP9 (RFC 9628),
 as a publisher's browser or OBS would send them. Packets carry the SFU tap's
-continuous numbering (``useq``, ``uts``)."""
+continuous numbering (``fseq``, ``uts``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ W, H = 320, 180  # 180 is not a multiple of 16: the H.264 SPS crops
 
 @dataclass
 class Pkt:
-    useq: int
+    fseq: int
     uts: int
     marker: int
     payload: bytes

@@ -50,7 +50,7 @@ class FakeTap:
 
 @dataclass
 class Pkt:
-    useq: int
+    fseq: int
     uts: int
     marker: int
     payload: bytes
@@ -107,7 +107,7 @@ def test_sender_reports_place_audio_and_video_on_one_timeline(
     room.taps["s1-video"].report = (ntp(t0), 777000)
     room.taps["s1-audio"].report = (ntp(t0 + 0.5), 5000)
     for p in packetize(vp8):
-        room.send("s1-video", "video", Pkt(p.useq, 777000 + p.uts, p.marker, p.payload))
+        room.send("s1-video", "video", Pkt(p.fseq, 777000 + p.uts, p.marker, p.payload))
     for i in range(50):  # 1 s of audio starting at the audio SR's instant
         room.send("s1-audio", "audio", Pkt(i, 5000 + 960 * i, 1, SILENCE))
     manifest = rec.stop()
@@ -131,7 +131,7 @@ def test_a_paused_video_track_leaves_a_gap_not_a_shift(
     for p in packets:
         # frames 30.. come 3 s later (the camera was paused), picture ids continue
         shift = 270000 if p.uts >= 30 * 3000 else 0
-        room.send("s1-video", "video", Pkt(p.useq, p.uts + shift, p.marker, p.payload))
+        room.send("s1-video", "video", Pkt(p.fseq, p.uts + shift, p.marker, p.payload))
     manifest = rec.stop()
     times = demux_times(tmp_path / "r2" / manifest["files"][0]["name"])["video"]
     assert len(times) == 60
@@ -155,7 +155,7 @@ def test_publishers_come_and_go_each_with_a_file(
     rec.stream_removed("s2")
     assert room.taps["s2-audio"].closed
     for p in packetize(vp8):
-        room.send("s1-video", "video", Pkt(p.useq, p.uts, p.marker, p.payload))
+        room.send("s1-video", "video", Pkt(p.fseq, p.uts, p.marker, p.payload))
     manifest = rec.stop()
     assert manifest["state"] == "closed"
     by_peer = {f["peer_id"]: f for f in manifest["files"]}
@@ -186,7 +186,7 @@ def test_disk_full_while_recording_is_reported(
 
     monkeypatch.setattr(session_module.MatroskaFile, "write", filling_write)
     for p in packetize(vp8):
-        room.send("s1-video", "video", Pkt(p.useq, p.uts, p.marker, p.payload))
+        room.send("s1-video", "video", Pkt(p.fseq, p.uts, p.marker, p.payload))
     assert room.taps["s1-video"].closed  # the file stopped; the SFU is untouched
     rec.tick()
     assert errors and errors[0].startswith("disk full")

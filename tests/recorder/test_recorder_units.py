@@ -38,7 +38,7 @@ VP8_160 = VideoFormat("vp8", 160, 120)
 
 @dataclass
 class Pkt:
-    useq: int
+    fseq: int
     uts: int
     marker: int
     payload: bytes
@@ -66,7 +66,7 @@ def encode_vp8(
 
 
 def packetize(frames: list[tuple[bytes, bool]], mtu: int = 300) -> list[Pkt]:
-    """RFC 7741 packets with a 15-bit picture id; useq/uts continuous."""
+    """RFC 7741 packets with a 15-bit picture id; fseq/uts continuous."""
     packets: list[Pkt] = []
     seq = 1000
     for n, (data, _) in enumerate(frames):

@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     uint8_t *payload = malloc(4000);
     for (int i = 0; i < 4000; i++) payload[i] = rand();
     struct vtp_down *downs[8];
-    for (int i = 0; i < 8; i++) { downs[i] = calloc(1, sizeof **downs); downs[i]->sink = s; downs[i]->highest_useq = -1; }
+    for (int i = 0; i < 8; i++) { downs[i] = calloc(1, sizeof **downs); downs[i]->sink = s; downs[i]->highest_fseq = -1; }
     srand(1);
     long sent = 0, refused = 0;
     for (int it = 0; it < iterations; it++) {
@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
             struct vtp_down *d = downs[i];
             d->mid_id = rand() % 16; d->mid_len = rand() % 17; memset(d->mid, 'm', 16);
             d->level_id = rand() % 16; d->abs_id = rand() % 16; d->payload_type = rand();
-            d->seq_offset = rand(); d->ts_offset = rand(); d->ssrc = rand(); d->start_useq = rand() % 100;
+            d->seq_offset = rand(); d->ts_offset = rand(); d->ssrc = rand(); d->start_fseq = rand() % 100;
             d->vp8_rewrite = rand() % 2; d->pid_offset = rand(); d->tl0_offset = rand();
         }
         int len = rand() % 2200;

@@ -51,7 +51,7 @@ class Wire:
             ids.get("abs_id", 0),
         )
         down.sink = self.sink
-        down.highest_useq = -1
+        down.highest_fseq = -1
         return down
 
     def receive(self) -> bytes:
@@ -86,7 +86,7 @@ def test_write_rewrites_header_extensions_and_protects(wires: list[Wire]) -> Non
     down = wire.down(mid_id=1, mid="v0", abs_id=3)
     down.seq_offset = 65530
     down.ts_offset = 0xFFFFFF00
-    down.start_useq = 10
+    down.start_fseq = 10
     payload = bytes(range(200))
     sent = fastpath.write(down, 0x80, 12, 1000, -1, 0x123456, payload, len(payload))
     data = wire.receive()
@@ -97,7 +97,7 @@ def test_write_rewrites_header_extensions_and_protects(wires: list[Wire]) -> Non
     parsed = parse_rtp(data, audio_level_id=0, mid_id=1)
     assert parsed is not None and parsed.mid == b"v0" and parsed.payload == payload
     assert b"\x32\x12\x34\x56" in data[12 : len(data) - len(payload)]  # abs-send-time, id 3
-    assert (down.packets, down.octets, down.highest_useq) == (1, 200, 12)
+    assert (down.packets, down.octets, down.highest_fseq) == (1, 200, 12)
 
 
 def test_audio_level_only_when_known_and_no_block_without_extensions(wires: list[Wire]) -> None:
@@ -114,11 +114,11 @@ def test_audio_level_only_when_known_and_no_block_without_extensions(wires: list
 def test_packets_before_the_start_are_not_sent(wires: list[Wire]) -> None:
     wire = wires[0]
     down = wire.down()
-    down.start_useq = 100
-    down.highest_useq = 99
+    down.start_fseq = 100
+    down.highest_fseq = 99
     assert fastpath.write(down, 0, 99, 0, -1, 0, b"old", 3) == 0
     assert wire.nothing_arrived()
-    assert (down.packets, down.highest_useq) == (0, 99)
+    assert (down.packets, down.highest_fseq) == (0, 99)
     # a retransmission (send) does not touch the numbering state
     assert fastpath.send(down, 0, 105, 0, -1, 0, b"again", 5) > 0
     assert wire.receive()[12:] == b"again" and down.packets == 0

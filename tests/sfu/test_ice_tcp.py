@@ -174,7 +174,7 @@ async def test_compiled_send_path_writes_srtp_through_a_stream(mux: icelite.UdpM
         fastpath.aim_sink_connected(sink, pipe.fileno())
         down = fastpath.new_down(0xCAFEBABE, 96, 0, "", 0, 0)
         down.sink = sink
-        down.highest_useq = -1
+        down.highest_fseq = -1
         payloads = [bytes([i]) * (100 + i * 100) for i in range(10)]
         for i, payload in enumerate(payloads):
             assert fastpath.write(down, 0, 1000 + i, 90 * i, -1, 0, payload, len(payload)) > 0
@@ -182,7 +182,7 @@ async def test_compiled_send_path_writes_srtp_through_a_stream(mux: icelite.UdpM
             packet = parse_rtp(bytes(rx.unprotect(await client.receive())), 0, 0)
             assert packet is not None
             assert (packet.ssrc, packet.payload) == (0xCAFEBABE, payload)
-            assert packet.seq == (1000 + i + down.seq_offset) & 0xFFFF
+            assert packet.seq16 == (1000 + i + down.seq_offset) & 0xFFFF
         # RTCP from Python goes the same way (RawSender sends on the pipe without address)
         pipe.send(b"\x80\xc8rtcp")
         assert await client.receive() == b"\x80\xc8rtcp"

@@ -15,7 +15,8 @@ from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until, watch
 from vtp.config import load_config
 from vtp.sfu import Sfu, SfuError, events, fastpath, rtcp
 from vtp.sfu import aiortc_hooks as hooks
-from vtp.sfu.connection import DownConnection, UpConnection
+from vtp.sfu.downconnection import DownConnection
+from vtp.sfu.upconnection import UpConnection
 
 
 def frames_now(sub: Subscriber) -> int:
@@ -187,7 +188,7 @@ async def test_hostile_packets_do_not_break_subscribers(sfu: Sfu, event_log: Eve
 
         watch_incoming_rtp(sub.pc, watch)
         pt = track.payload_type
-        seq = track.seq.to_wire(track.seq.highest)
+        seq = track.pseqs.to_wire(track.pseqs.highest)
         hostile = [
             b"",
             b"\x80",

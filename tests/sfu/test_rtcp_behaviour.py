@@ -4,16 +4,19 @@ REMB to the publisher."""
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until, watch_incoming_rtp
 from vtp.sfu import Sfu, rtcp
 from vtp.sfu import aiortc_hooks as hooks
-from vtp.sfu.connection import DownConnection, UpConnection
+from vtp.sfu.downconnection import DownConnection
 from vtp.sfu.downtrack import DownTrack
 from vtp.sfu.room import Room
+from vtp.sfu.upconnection import UpConnection
 
 
 def video_down(room: Room, peer_id: str, sub_id: str) -> DownTrack:
@@ -199,3 +202,52 @@ async def test_remb_reaches_the_publisher(sfu: Sfu, event_log: EventLog) -> None
         assert last > 0
     finally:
         await asyncio.gather(pub.close(), sub.close())
+
+
+def test_subscriber_rtcp_reaches_the_down_track_it_names() -> None:
+    """The subscriber's RTCP table: every packet type its down tracks act on is routed by
+    SSRC to the right one; SSRCs it does not send are ignored."""
+    calls: list[tuple[str, int, object]] = []
+
+    class Down:
+        def __init__(self, ssrc: int) -> None:
+            self.ssrc = ssrc
+
+        def on_nack(self, lost: tuple[int, ...]) -> None:
+            calls.append(("nack", self.ssrc, lost))
+
+        def on_keyframe_request(self) -> None:
+            calls.append(("keyframe", self.ssrc, None))
+
+        def on_remb(self, bitrate: int) -> None:
+            calls.append(("remb", self.ssrc, bitrate))
+
+        def on_report(self, block: rtcp.ReportBlock) -> None:
+            calls.append(("report", self.ssrc, block.fraction_lost))
+
+    a, b = Down(111), Down(222)
+    conn = SimpleNamespace(
+        _by_ssrc={111: a, 222: b},
+        _note_reception=lambda down, highest: calls.append(("noted", down.ssrc, highest)),
+    )
+    fir = struct.pack("!BBHII", 0x80 | 4, 206, 4, 9, 0) + struct.pack("!IB3x", 222, 1)
+    block = rtcp.ReportBlock(111, 25, 3, 70000, 5, 0, 0)
+    data = (
+        rtcp.build_rr(9, [block, rtcp.ReportBlock(333, 1, 1, 1, 1, 0, 0)])
+        + rtcp.build_nack(9, 222, [7, 8])
+        + rtcp.build_pli(9, 111)
+        + rtcp.build_pli(9, 333)
+        + fir
+        + rtcp.build_remb(9, 800_000, [111, 222, 333])
+        + rtcp.build_bye([9])
+    )
+    DownConnection.receive_rtcp(conn, data)  # type: ignore[arg-type]
+    assert calls == [
+        ("report", 111, 25),
+        ("noted", 111, 70000),
+        ("nack", 222, (7, 8)),
+        ("keyframe", 111, None),
+        ("keyframe", 222, None),
+        ("remb", 111, 800_000),
+        ("remb", 222, 800_000),
+    ]

@@ -121,7 +121,7 @@ class FastWire(Wire):
             d = vp8.parse_descriptor(p.payload)
             assert d is not None
             keyframe = vp8.keyframe_size(p.payload) is not None
-            out.append((p.seq, p.ts, p.ssrc, d.picture_id, d.tl0picidx, keyframe))
+            out.append((p.seq16, p.ts, p.ssrc, d.picture_id, d.tl0picidx, keyframe))
 
 
 @pytest.fixture
@@ -237,9 +237,9 @@ def test_vp8_descriptor_rewrite_in_c_matches_python(wire: FastWire) -> None:
     down.vp8_rewrite = 1
     down.pid_offset = 32760
     down.tl0_offset = 250
-    for useq, (pid, tl0) in enumerate(((5, 3), (32767, 255), (0, 0))):
+    for fseq, (pid, tl0) in enumerate(((5, 3), (32767, 255), (0, 0))):
         payload = vp8_payload(pid, tl0, True, False, (0, 0))
-        assert fastpath.send(down, 0, useq, 0, -1, 0, payload, len(payload)) > 0
+        assert fastpath.send(down, 0, fseq, 0, -1, 0, payload, len(payload)) > 0
         got = wire.take()[0]
         before = vp8.parse_descriptor(payload)
         assert before is not None
@@ -448,9 +448,9 @@ def test_a_tap_reads_the_best_layer_that_flows_continuously(wire: FastWire) -> N
     """The recorder's tap starts on the primary (q here), moves up at h's and f's keyframes,
     down to h at h's keyframe when f stops, and sees one numbering and timeline."""
     pub = Publisher()
-    got: list[tuple[str, int, int, bool]] = []  # (layer, useq, uts, keyframe)
+    got: list[tuple[str, int, int, bool]] = []  # (layer, fseq, uts, keyframe)
     assert pub.primary is not None
-    tap = pub.primary.add_tap(lambda up, p: got.append((up.rid, p.useq, p.uts, p.keyframe)))
+    tap = pub.primary.add_tap(lambda up, p: got.append((up.rid, p.fseq, p.uts, p.keyframe)))
     pub.all_frames(keyframe=True)  # sizes known: q < h < f, in the publisher's order
     # up at each higher layer's keyframe
     assert [rid for rid, *_ in got] == ["q", "q", "h", "h", "f", "f"]
@@ -469,8 +469,8 @@ def test_a_tap_reads_the_best_layer_that_flows_continuously(wire: FastWire) -> N
     pub.frame("h")
     assert tap.track is pub.layers["h"]
     assert [rid for rid, *_ in got][-6:] == ["f", "f", "h", "h", "h", "h"]
-    useqs = [u for _, u, _, _ in got]
-    assert useqs == list(range(useqs[0], useqs[0] + len(useqs)))  # no gap, no repeat
+    fseqs = [u for _, u, _, _ in got]
+    assert fseqs == list(range(fseqs[0], fseqs[0] + len(fseqs)))  # no gap, no repeat
     stamps = sorted({ts for _, _, ts, _ in got})
     assert [b - a for a, b in itertools.pairwise(stamps)] == [3000] * (len(stamps) - 1)
     assert [k for _, _, _, k in got].count(True) == 4  # one at each move

@@ -14,7 +14,7 @@ import pytest
 from tests.sfu.clients import EventLog
 from tests.sfu.test_browser import browser, poll, signalling
 from vtp.sfu import Sfu, events
-from vtp.sfu.connection import DownConnection
+from vtp.sfu.downconnection import DownConnection
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "signalling"]

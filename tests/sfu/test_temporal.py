@@ -106,7 +106,7 @@ class Wire(FastWire):
             d = vp8.parse_descriptor(p.payload)
             assert d is not None
             key = vp8.keyframe_size(p.payload) is not None
-            out.append((p.seq, p.ts, d.picture_id, d.tl0picidx, d.tid, key, p.payload[d.size :]))
+            out.append((p.seq16, p.ts, d.picture_id, d.tl0picidx, d.tid, key, p.payload[d.size :]))
 
 
 @pytest.fixture
@@ -323,11 +323,11 @@ def test_a_down_track_leaving_and_rejoining_continues(wires: list[Wire]) -> None
 
 def test_c_rewrite_subtracts_skipped_pictures_modulo_15_bits(wires: list[Wire]) -> None:
     down = wires[0].down()
-    for useq, (pid, skip) in enumerate(((5, 7), (32767, 1), (3, 65535))):
+    for fseq, (pid, skip) in enumerate(((5, 7), (32767, 1), (3, 65535))):
         payload = bytes([0x90, 0xE0, 0x80 | (pid >> 8), pid & 0xFF, 9, 0x40, 1, 2, 3])
-        assert fastpath.send_skip(down, 0, 100 + useq, 40, 0, -1, 0, payload, 9, skip) > 0
+        assert fastpath.send_skip(down, 0, 100 + fseq, 40, 0, -1, 0, payload, 9, skip) > 0
         got = wires[0].take()[0]
-        assert got[0] == 60 + useq and got[3] == 9
+        assert got[0] == 60 + fseq and got[3] == 9
         assert got[2] == (pid - skip) % (1 << 15)
 
 
@@ -342,7 +342,7 @@ def test_level_numbering_and_its_inverse() -> None:
             level.highest_kept = u
     for u in kept:
         g = u - level.skip(u)
-        assert level.useq_of(g) == u
+        assert level.fseq_of(g) == u
     numbers = [u - level.skip(u) for u in kept]
     assert numbers == list(range(numbers[0], numbers[0] + len(kept)))
     # a late packet below what was kept cannot be taken out any more

@@ -73,8 +73,8 @@ def test_unwrapper_wraps_reorders_and_rebases() -> None:
 
 def test_packet_cache() -> None:
     class P:
-        def __init__(self, useq: int) -> None:
-            self.useq = useq
+        def __init__(self, fseq: int) -> None:
+            self.fseq = fseq
 
     cache: PacketCache[P] = PacketCache(8)
     for i in range(20):
@@ -95,7 +95,7 @@ def test_parse_rtp_extensions_and_padding() -> None:
     ext = struct.pack("!HH", 0xBEDE, 2) + bytes([0x10, 0x85, 0x40, ord("7"), 0, 0, 0, 0])
     p = parse_rtp(_rtp(ext, pad=4), audio_level_id=1, mid_id=4)
     assert p is not None
-    assert (p.payload_type, p.marker, p.seq, p.ts, p.ssrc) == (97, 0x80, 7, 9000, 42)
+    assert (p.payload_type, p.marker, p.seq16, p.ts, p.ssrc) == (97, 0x80, 7, 9000, 42)
     assert p.audio_level == 0x85 and p.mid == b"7" and p.payload == b"\x10\x00\x9d"
     padding = parse_rtp(_rtp(payload=b"", pad=4), 1, 4)  # padding only: kept, empty
     assert padding is not None and padding.payload == b""
@@ -352,7 +352,7 @@ def test_dropped_packets_leave_no_hole_in_the_forwarded_numbering() -> None:
     sent: list[bytes] = []
     track = _video_track(sent)
     seen: list[int] = []
-    track.add_tap(lambda t, packet: seen.append(packet.useq))
+    track.add_tap(lambda t, packet: seen.append(packet.fseq))
 
     def packet(seq: int, payload: bytes, pt: int = 96, pad: bool = False) -> Any:
         b0 = 0xA0 if pad else 0x80
@@ -378,14 +378,14 @@ def test_dropped_packets_leave_no_hole_in_the_forwarded_numbering() -> None:
     track.receive(packet(111, frame))
     assert seen[-2:] == [107, 108]  # the numbering never goes back
     # NACKs from subscribers (forwarded numbering) map back to the publisher's numbers
-    assert [track.original_seq(f) for f in (100, 101, 102, 103, 104)] == [100, 102, 105, 106, 107]
+    assert [track.fseqs.pseq(f) for f in (100, 101, 102, 103, 104)] == [100, 102, 105, 106, 107]
     assert list(track.missing) == [108]  # only the real loss is NACKed
 
 
 def test_a_numbering_jump_leaves_no_hole() -> None:
     track = _video_track([])
     seen: list[int] = []
-    track.add_tap(lambda t, packet: seen.append(packet.useq))
+    track.add_tap(lambda t, packet: seen.append(packet.fseq))
     for seq in (10, 11, 14, 40000, 40001, 15):  # 12, 13 lost, then a jump, then back
         p = parse_rtp(struct.pack("!BBHII", 0x80, 96, seq, 0, 1234) + b"\x10\x00\x01", 0, 0)
         assert p is not None
@@ -405,7 +405,7 @@ def test_a_muted_track_withholds_and_video_resumes_at_a_keyframe(
     sent: list[bytes] = []
     track = _video_track(sent)
     seen: list[tuple[int, bool]] = []
-    track.add_tap(lambda t, packet: seen.append((packet.useq, packet.keyframe)))
+    track.add_tap(lambda t, packet: seen.append((packet.fseq, packet.keyframe)))
     delta = b"\x10\x01\x01"  # (VP8 payload header P bit set: an interframe)
     key = bytes([0x10, 0x00, 0x9D, 0x01])
 

@@ -18,7 +18,7 @@ from ws_peers import (
 
 from vtp.appkeys import SFU_KEY
 from vtp.sfu import events
-from vtp.sfu.connection import DownConnection
+from vtp.sfu.downconnection import DownConnection
 
 
 async def test_view_hides_and_sizes_a_subscribers_video(client: Any, accounts: Any) -> None:

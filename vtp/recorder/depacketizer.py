@@ -1,15 +1,16 @@
 """Frames from forwarded RTP packets: video frame assembly (VP8 here, RFC 7741; H.264
 in :mod:`.h264`, VP9 in :mod:`.vp9`) and Opus pass-through.
 
-The SFU's taps hand over packets in the up track's continuous numbering (``useq``,
-``uts``), in arrival order: NACK-retransmitted packets arrive late, lost ones never.
-A video frame is the packets sharing one timestamp, from the packet that begins it
-(as the codec's payload header says) to the one with the marker bit, with no sequence
-gap. Frames are released in timestamp order; a frame that cannot be completed within
-a short reorder window is dropped, and from then on every frame up to the next
-keyframe is dropped too (it would reference a picture the file does not have) and a
-keyframe is requested. A whole frame lost between two complete ones is caught by the
-picture id (when the publisher sends one) or by the sequence gap between the two.
+The SFU's taps hand over packets in the up track's continuous numbering (the forwarded
+sequence number ``fseq`` and unwrapped timestamp ``uts``), in arrival order:
+NACK-retransmitted packets arrive late, lost ones never. A video frame is the packets
+sharing one timestamp, from the packet that begins it (as the codec's payload header
+says) to the one with the marker bit, with no sequence gap. Frames are released in
+timestamp order; a frame that cannot be completed within a short reorder window is
+dropped, and from then on every frame up to the next keyframe is dropped too (it would
+reference a picture the file does not have) and a keyframe is requested. A whole frame
+lost between two complete ones is caught by the picture id (when the publisher sends
+one) or by the sequence gap between the two.
 
 What differs per codec is a :class:`VideoCodec`: which packet begins a frame, and how
 a complete frame's payloads become the codec's bitstream (and whether it is a
@@ -36,7 +37,7 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024
 class RtpLike(Protocol):
     """What the recorder reads of the SFU's tap packet (``vtp.sfu.uptrack.UpPacket``)."""
 
-    useq: int
+    fseq: int
     uts: int
     marker: int
     payload: bytes
@@ -109,10 +110,10 @@ class _Partial:
     __slots__ = ("begins", "end", "first", "parts", "picture_id", "size")
 
     def __init__(self) -> None:
-        self.parts: dict[int, bytes] = {}  # useq -> payload
-        self.first: int | None = None  # lowest useq received
+        self.parts: dict[int, bytes] = {}  # fseq -> payload
+        self.first: int | None = None  # lowest fseq received
         self.begins = False  # ... and that packet can begin a frame
-        self.end: int | None = None  # useq of the marker packet
+        self.end: int | None = None  # fseq of the marker packet
         self.picture_id: int | None = None
         self.size = 0
 
@@ -153,7 +154,7 @@ class FrameAssembler:
         self._request_keyframe = request_keyframe
         self._pending: dict[int, _Partial] = {}
         self._last_ts: int | None = None  # last released (or dropped) timestamp
-        self._last_end: int | None = None  # useq of the last released frame's marker
+        self._last_end: int | None = None  # fseq of the last released frame's marker
         self._last_picture_id: int | None = None
         self._picture_id_bits = 0
         self.need_keyframe = True  # a file starts at a keyframe
@@ -173,19 +174,19 @@ class FrameAssembler:
             if len(self._pending) >= MAX_PENDING_FRAMES:
                 self._drop_oldest()
             partial = self._pending[uts] = _Partial()
-        useq = packet.useq
-        if useq in partial.parts:
+        fseq = packet.fseq
+        if fseq in partial.parts:
             return
-        partial.parts[useq] = payload
+        partial.parts[fseq] = payload
         partial.size += len(payload)
-        if partial.first is None or useq < partial.first:
-            partial.first = useq
+        if partial.first is None or fseq < partial.first:
+            partial.first = fseq
             partial.begins = info.begins
         if info.picture_id is not None:
             partial.picture_id = info.picture_id
             self._picture_id_bits = info.picture_id_bits
         if packet.marker:
-            partial.end = useq
+            partial.end = fseq
         if partial.size > MAX_FRAME_BYTES:
             del self._pending[uts]
             self._lost(uts)

@@ -1,5 +1,9 @@
 """VTP's selective forwarding unit: RTP packets in, RTP packets out, never decoded.
 
+The life of a packet (socket, ICE, DTLS/SRTP, connection, up track, C fan-out, taps, and
+RTCP back) and the three names of its sequence number (``seq16`` on the wire, ``pseq``
+the publisher's unwrapped, ``fseq`` the forwarded one) are in ``vtp/sfu/README.md``.
+
 aiortc (pinned) does ICE, DTLS, SRTP and SDP; the forwarding layer is ours. Every contact
 with aiortc/aioice/pylibsrtp private internals lives in :mod:`vtp.sfu.aiortc_hooks`.
 
@@ -56,7 +60,7 @@ Python API (everything runs on the aiohttp event loop; nothing here is thread-sa
     room.speaker.current -> str | None     # active speaker's peer id
     tap = room.add_tap(track_id, callback) # in-process consumer (recorder):
                                            # callback(track: UpTrack, packet: UpPacket) for
-                                           # every packet of the track (packet.useq/.uts are
+                                           # every packet of the track (packet.fseq/.uts are
                                            # continuous unbounded seq/timestamp, .marker,
                                            # .payload, .keyframe, .audio_level); no network,
                                            # no SRTP. tap.kind, tap.codec, tap.clock_rate,
@@ -154,8 +158,9 @@ The media plane imports no web code (no aiohttp, ``vtp.api``, ``vtp.web``,
 Sfu in a cleanup context (:mod:`vtp.app`) and keeps it under ``app[vtp.appkeys.SFU_KEY]``;
 the signalling edge (:mod:`vtp.signalling`) drives it through the API above.
 
-Modules: ``service`` (Sfu), ``room``, ``peer``, ``connection`` (up/down peer
-connections), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
+Modules: ``service`` (Sfu), ``room``, ``peer``, ``connection`` (what up and down peer
+connections share), ``upconnection``/``downconnection`` (each direction, its RTCP
+dispatched by packet type), ``uptrack``/``downtrack`` (the per-packet path), ``fastpath`` (its
 compiled part: header rewrite, SRTP protect and send per subscriber), ``rtp``, ``rtcp``,
 ``seqmap`` (continuity), ``packetcache``, ``estimator`` (REMB), ``twcc`` (transport-cc
 feedback), ``speaker``,
@@ -170,12 +175,14 @@ each leg uses, keyframe detection per codec), ``codecsdp`` (aiortc's stand-in co
 from __future__ import annotations
 
 from vtp.sfu import events
-from vtp.sfu.connection import Connection, DownConnection, UpConnection
+from vtp.sfu.connection import Connection
+from vtp.sfu.downconnection import DownConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.icerestart import restart_ice
 from vtp.sfu.peer import Peer
 from vtp.sfu.room import Room, StreamInfo, TrackInfo
 from vtp.sfu.service import Sfu
+from vtp.sfu.upconnection import UpConnection
 
 __all__ = [
     "Connection",

@@ -2,9 +2,10 @@
 
 Per packet (in C, :mod:`vtp.sfu.fastpath`) a fresh 12-byte header is written (this
 subscriber's SSRC, payload type, sequence number and timestamp, each with a fixed offset
-from the up track's continuous numbering) with this subscriber's header extensions, then
-the payload; the result is protected and sent. Video starts at a keyframe; offsets are
-chosen at (re)start so numbering continues from whatever this subscriber last received.
+from the up track's continuous numbering: ``seq16 = fseq + seq_offset``) with this
+subscriber's header extensions, then the payload; the result is protected and sent.
+Video starts at a keyframe; offsets are chosen at (re)start so numbering continues from
+whatever this subscriber last received.
 
 Simulcast: a down track forwards exactly one encoding (layer) of its published track
 (:attr:`DownTrack.track`, whose ``layers`` are the encodings) and may switch, or pause.
@@ -53,7 +54,7 @@ class ExtensionIds:
 
 
 class DownTrack:
-    """Numbering (``start_useq``, ``seq_offset``, ``ts_offset``, ``highest_useq``) and
+    """Numbering (``start_fseq``, ``seq_offset``, ``ts_offset``, ``highest_fseq``) and
     counters live in :attr:`state`, the C ``struct vtp_down`` the up track's fan-out
     writes through; Python sets the offsets when the down track (re)starts."""
 
@@ -88,10 +89,10 @@ class DownTrack:
         self.on_failure: Callable[[], None] | None = None
         self.waiting = True
         # last written values, so a restart continues the numbering
-        self._last_seq = random.getrandbits(16)
+        self._last_seq16 = random.getrandbits(16)
         self._last_ts = random.getrandbits(32)
         self._last_time = 0.0
-        self.state.highest_useq = -1
+        self.state.highest_fseq = -1
         # simulcast: the layer being switched to (None: none), paused (in no fan-out)
         self.target: UpTrack | None = None
         self.paused = False
@@ -135,12 +136,12 @@ class DownTrack:
 
     # numbering and counters, read from the C state
     @property
-    def start_useq(self) -> int:
-        return int(self.state.start_useq)
+    def start_fseq(self) -> int:
+        return int(self.state.start_fseq)
 
     @property
-    def highest_useq(self) -> int:
-        return int(self.state.highest_useq)
+    def highest_fseq(self) -> int:
+        return int(self.state.highest_fseq)
 
     @property
     def seq_offset(self) -> int:
@@ -170,7 +171,7 @@ class DownTrack:
         fastpath.write(
             self.state,
             packet.marker,
-            packet.useq,
+            packet.fseq,
             packet.uts & 0xFFFFFFFF,
             packet.audio_level,
             abs_send_time,
@@ -187,11 +188,11 @@ class DownTrack:
     def _set_offsets(self, packet: UpPacket) -> None:
         """Offsets that make ``packet`` (of :attr:`up`) follow what was last sent."""
         state = self.state
-        state.start_useq = packet.useq
-        state.highest_useq = packet.useq - 1
-        self._epoch_first = packet.useq
+        state.start_fseq = packet.fseq
+        state.highest_fseq = packet.fseq - 1
+        self._epoch_first = packet.fseq
         self._epochs = []
-        state.seq_offset = (self._last_seq + 1 - packet.useq) & 0xFFFF
+        state.seq_offset = (self._last_seq16 + 1 - packet.fseq) & 0xFFFF
         step = self._ts_step(packet)
         state.ts_offset = (self._last_ts + step - packet.uts) & 0xFFFFFFFF
         if self._vp8 and self._last_descriptor is not None:
@@ -214,16 +215,16 @@ class DownTrack:
     def _remember(self) -> None:
         """Keep where this subscriber's numbering stands, so the next start continues
         it (sequence number, timestamp, VP8 descriptor as the subscriber saw them)."""
-        if self.waiting or self.highest_useq < 0:
+        if self.waiting or self.highest_fseq < 0:
             return
         up = self.up
         state = self.state
-        highest = self.highest_useq
+        highest = self.highest_fseq
         last = up.cache.get(highest)
         uts = last.uts if last is not None else up.ts.highest
         level = up.temporal_level(self.temporal)
         skip = level.skip(highest) if level is not None else 0
-        self._last_seq = (highest - skip + self.seq_offset) & 0xFFFF
+        self._last_seq16 = (highest - skip + self.seq_offset) & 0xFFFF
         self._last_ts = (uts + self.ts_offset) & 0xFFFFFFFF
         self._last_time = up.last_arrival or time.monotonic()
         if self._vp8 and last is not None:
@@ -328,20 +329,20 @@ class DownTrack:
         up = self.up
         old = self.temporal
         a, b = up.temporal_level(old), up.temporal_level(level)
-        useq, uts = packet.useq, packet.uts
-        seq_delta = (b.skip(useq) if b else 0) - (a.skip(useq) if a else 0)
+        fseq, uts = packet.fseq, packet.uts
+        seq_delta = (b.skip(fseq) if b else 0) - (a.skip(fseq) if a else 0)
         pid_delta = (b.picture_skip(uts) if b else 0) - (a.picture_skip(uts) if a else 0)
         state = self.state
         epoch = (self._epoch_first, old, int(state.seq_offset), int(state.pid_offset))
         self._epochs = [*self._epochs[-(EPOCHS - 1) :], epoch]
-        self._epoch_first = useq
+        self._epoch_first = fseq
         state.seq_offset = (state.seq_offset + seq_delta) & 0xFFFF
         if self._vp8:
             state.pid_offset = (state.pid_offset + pid_delta) & 0xFFFF
             state.vp8_rewrite = 1
         # late packets from before the change would be numbered by the new level: they
         # are left to the subscriber's NACKs, answered through _epochs
-        state.start_useq = max(int(state.start_useq), useq)
+        state.start_fseq = max(int(state.start_fseq), fseq)
         self.temporal = level
         self.temporal_switches += 1
         up.regroup(self, old, level)
@@ -354,8 +355,9 @@ class DownTrack:
 
     def on_nack(self, lost: tuple[int, ...]) -> None:
         """Answer from the up track's cache; what it lacks is asked of the publisher.
-        A down at a temporal level numbers packets without those the level drops:
-        map back through the level (and the level before the last change)."""
+        ``lost``: the ``seq16`` numbers the subscriber misses. A down at a temporal level
+        numbers packets without those the level drops (``g = fseq - skip``): map back
+        through the level (and the level before the last change)."""
         if self.waiting:
             return
         self.nacks_received += len(lost)
@@ -365,38 +367,38 @@ class DownTrack:
         seq_offset = int(state.seq_offset)
         pid_offset = int(state.pid_offset)
         level = up.temporal_level(self.temporal)
-        highest = self.highest_useq
+        highest = self.highest_fseq
         g_high = highest - (level.skip(highest) if level is not None else 0)
         highest_out = (g_high + seq_offset) & 0xFFFF
-        for seq in lost:
-            g = g_high - ((highest_out - seq) & 0xFFFF)
-            useq = level.useq_of(g) if level is not None else g
+        for seq16 in lost:
+            g = g_high - ((highest_out - seq16) & 0xFFFF)
+            fseq = level.fseq_of(g) if level is not None else g
             then, then_pid_offset = level, pid_offset
             end = self._epoch_first
-            if useq < end:
+            if fseq < end:
                 # sent at an earlier level: number it as that level did
                 for first, old, old_seq_offset, old_pid_offset in reversed(self._epochs):
                     then = up.temporal_level(old)
                     g_first = first - (then.skip(first) if then is not None else 0)
-                    delta = (seq - g_first - old_seq_offset) & 0xFFFF
+                    delta = (seq16 - g_first - old_seq_offset) & 0xFFFF
                     g = g_first + (delta - 0x10000 if delta >= 0x8000 else delta)
-                    useq = then.useq_of(g) if then is not None else g
-                    if first <= useq < end:
+                    fseq = then.fseq_of(g) if then is not None else g
+                    if first <= fseq < end:
                         then_pid_offset = old_pid_offset
                         break
                     end = first
                 else:
                     continue  # before this start, or epochs forgotten
-            packet = cache.get(useq)
+            packet = cache.get(fseq)
             if packet is None:
-                up.nack_upstream(useq)
+                up.nack_upstream(fseq)
                 continue
             pskip = then.picture_skip(packet.uts) if then is not None else 0
             fastpath.send_skip(
                 state,
                 packet.marker,
-                useq,
-                useq + seq_offset - seq,  # (the C side adds seq_offset back: seq on the wire)
+                fseq,
+                fseq + seq_offset - seq16,  # (the C side adds seq_offset back: seq16)
                 packet.uts & 0xFFFFFFFF,
                 packet.audio_level,
                 abs_send_time_now(),

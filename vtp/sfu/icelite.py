@@ -17,7 +17,7 @@ subscription). The SFU is always ICE-controlled and answers checks, never sends 
   it is never taken from media. Consent (RFC 7675) is the client's checks: with none for
   ``consent_timeout_s`` (``VTP_ICE_CONSENT_TIMEOUT_S``) the connection closes. (A client
   that still checks but no longer reads is noticed from its receiver reports instead:
-  :meth:`vtp.sfu.connection.DownConnection.check_alive`.)
+  :meth:`vtp.sfu.downconnection.DownConnection.check_alive`.)
 
 With ``tcp`` the mux also listens on TCP at the same port number (ICE-TCP passive
 candidates, :mod:`vtp.sfu.icetcp`): a TCP connection is one more endpoint, its frames

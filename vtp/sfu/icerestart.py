@@ -17,8 +17,10 @@ import functools
 import re
 
 from vtp.sfu import aiortc_hooks as hooks
-from vtp.sfu.connection import Connection, DownConnection, UpConnection
+from vtp.sfu.connection import Connection
+from vtp.sfu.downconnection import DownConnection
 from vtp.sfu.errors import SfuError
+from vtp.sfu.upconnection import UpConnection
 
 _UFRAG = re.compile(r"^a=ice-ufrag:.*$", re.MULTILINE)
 _PWD = re.compile(r"^a=ice-pwd:.*$", re.MULTILINE)

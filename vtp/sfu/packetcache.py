@@ -1,4 +1,5 @@
-"""Recent packets of one up track, indexed by unwrapped sequence number, for NACKs."""
+"""Recent packets of one up track, indexed by forwarded sequence number (``fseq``), for
+NACKs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Generic, Protocol, TypeVar
 
 class _Sequenced(Protocol):
     @property
-    def useq(self) -> int: ...
+    def fseq(self) -> int: ...
 
 
 P = TypeVar("P", bound=_Sequenced)
@@ -25,16 +26,16 @@ class PacketCache(Generic[P]):
         self._ring: list[P | None] = [None] * size
 
     def add(self, packet: P) -> None:
-        self._ring[packet.useq & self._mask] = packet
+        self._ring[packet.fseq & self._mask] = packet
 
-    def get(self, useq: int) -> P | None:
-        packet = self._ring[useq & self._mask]
-        if packet is not None and packet.useq == useq:
+    def get(self, fseq: int) -> P | None:
+        packet = self._ring[fseq & self._mask]
+        if packet is not None and packet.fseq == fseq:
             return packet
         return None
 
-    def __contains__(self, useq: int) -> bool:
-        return self.get(useq) is not None
+    def __contains__(self, fseq: int) -> bool:
+        return self.get(fseq) is not None
 
     def clear(self) -> None:
         self._ring = [None] * (self._mask + 1)

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 from vtp.sfu import events
 from vtp.sfu.allocation import Allocator
-from vtp.sfu.connection import Connection, DownConnection, UpConnection
+from vtp.sfu.connection import Connection
+from vtp.sfu.downconnection import DownConnection
 from vtp.sfu.errors import SfuError
+from vtp.sfu.upconnection import UpConnection
 
 if TYPE_CHECKING:
     from vtp.sfu.room import Room

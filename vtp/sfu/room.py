@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vtp.sfu import allocation, events
-from vtp.sfu.connection import UpConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.peer import Peer
 from vtp.sfu.speaker import SpeakerDetector
 from vtp.sfu.talk import TalkMeter
+from vtp.sfu.upconnection import UpConnection
 from vtp.sfu.uptrack import Tap, TapCallback, UpTrack
 
 if TYPE_CHECKING:

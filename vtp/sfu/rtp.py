@@ -55,7 +55,7 @@ class ParsedRtp:
         "payload",
         "payload_type",
         "rid",
-        "seq",
+        "seq16",
         "ssrc",
         "ts",
         "twcc",
@@ -65,7 +65,7 @@ class ParsedRtp:
         self,
         payload_type: int,
         marker: int,
-        seq: int,
+        seq16: int,
         ts: int,
         ssrc: int,
         payload: bytes,
@@ -76,7 +76,7 @@ class ParsedRtp:
     ) -> None:
         self.payload_type = payload_type
         self.marker = marker
-        self.seq = seq
+        self.seq16 = seq16
         self.ts = ts
         self.ssrc = ssrc
         self.payload = payload
@@ -101,7 +101,7 @@ def parse_rtp(
     if b0 & 0xC0 != 0x80:
         return None
     b1 = data[1]
-    seq, ts, ssrc = SEQ_TS_SSRC.unpack_from(data, 2)
+    seq16, ts, ssrc = SEQ_TS_SSRC.unpack_from(data, 2)
     offset = 12 + ((b0 & 0x0F) << 2)
     audio_level = -1
     twcc = -1
@@ -147,7 +147,7 @@ def parse_rtp(
     # an empty payload (padding-only packet, used by senders to probe bandwidth) is
     # returned: it is not forwarded, but its sequence number must be accounted for
     return ParsedRtp(
-        b1 & 0x7F, b1 & 0x80, seq, ts, ssrc, data[offset:end], audio_level, mid, twcc, rid
+        b1 & 0x7F, b1 & 0x80, seq16, ts, ssrc, data[offset:end], audio_level, mid, twcc, rid
     )
 
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from vtp.config import Config
 from vtp.sfu import aiortc_hooks, codecs, events
-from vtp.sfu.connection import UpConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.icelite import UdpMux
 from vtp.sfu.room import Room
 from vtp.sfu.rtp import SUPPORTED_EXTENSIONS
+from vtp.sfu.upconnection import UpConnection
 
 logger = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ What the receiver sees must still be one continuous stream: no sequence-number g
 would NACK and picture IDs without holes (the receiver's reference finder takes a hole
 for a lost picture), TL0PICIDX as sent (TL0 is never dropped). As LiveKit's VP8 munger
 does, the numbering subtracts what was dropped; here it is kept **once per level per up
-track**, not per subscriber: a :class:`Level` remembers which packets (in the up
-track's continuous numbering) and which pictures (by timestamp) it dropped, so a packet
-numbered ``useq`` goes out as ``useq - skip(useq) + seq_offset`` with picture ID
-``pid - picture_skip(uts) + pid_offset`` to every down of the level, in one C fan-out
-call per level (``vtp_fanout_skip``). A down changing level changes its offsets so its
-numbering continues (:meth:`vtp.sfu.downtrack.DownTrack.temporal_moved`), and answers
-NACKs by mapping back (:meth:`Level.useq_of`).
+track**, not per subscriber: a :class:`Level` remembers which packets (by the up
+track's forwarded number, ``fseq``) and which pictures (by timestamp) it dropped, so a
+packet numbered ``fseq`` goes out as ``seq16 = fseq - skip(fseq) + seq_offset`` with
+picture ID ``pid - picture_skip(uts) + pid_offset`` to every down of the level, in one C
+fan-out call per level (``vtp_fanout_skip``). A down changing level changes its offsets
+so its numbering continues (:meth:`vtp.sfu.downtrack.DownTrack.temporal_moved`), and
+answers NACKs by mapping back (:meth:`Level.fseq_of`).
 
 When a level may change (the up track does it, at the first packet of a picture):
 down at once; up one step at a time, at a layer-sync (Y) picture of the next layer (a
@@ -63,7 +63,7 @@ L1T3_PATTERN = (
 
 
 class Level:
-    """One temporal level of one up track: the packets (up-track numbering) and pictures
+    """One temporal level of one up track: the packets (``fseq``) and pictures
     (timestamps) it dropped, and its started down tracks (a C array for the fan-out)."""
 
     __slots__ = (
@@ -87,12 +87,12 @@ class Level:
         self.highest_kept_ts = -1
         self.downs = fastpath.DownList()
 
-    def skip(self, useq: int) -> int:
-        """How many packets before ``useq`` this level dropped."""
+    def skip(self, fseq: int) -> int:
+        """How many packets before ``fseq`` this level dropped."""
         d = self.dropped
-        if not d or d[-1] < useq:
+        if not d or d[-1] < fseq:
             return self.base + len(d)
-        return self.base + bisect.bisect_left(d, useq)
+        return self.base + bisect.bisect_left(d, fseq)
 
     def picture_skip(self, uts: int) -> int:
         """How many pictures before the one at ``uts`` this level dropped."""
@@ -101,24 +101,24 @@ class Level:
             return self.picture_base + len(p)
         return self.picture_base + bisect.bisect_left(p, uts)
 
-    def drop(self, useq: int, uts: int) -> None:
-        """Packet ``useq`` (of the picture at ``uts``) is above this level. A late one
+    def drop(self, fseq: int, uts: int) -> None:
+        """Packet ``fseq`` (of the picture at ``uts``) is above this level. A late one
         below what the level already forwarded cannot be taken out of numbers given out:
         its downs see a hole between pictures there, harmless to a decoder. Both lists
         stay bounded whatever the publisher sends (out-of-order numbers insert)."""
-        if useq <= self.highest_kept:
+        if fseq <= self.highest_kept:
             return
         d = self.dropped
-        if not d or d[-1] < useq:
-            d.append(useq)
-            if d[0] < useq - 2 * WINDOW:
-                cut = bisect.bisect_left(d, useq - WINDOW)
+        if not d or d[-1] < fseq:
+            d.append(fseq)
+            if d[0] < fseq - 2 * WINDOW:
+                cut = bisect.bisect_left(d, fseq - WINDOW)
                 self.base += cut
                 del d[:cut]
         else:
-            i = bisect.bisect_left(d, useq)
-            if d[i] != useq:
-                d.insert(i, useq)
+            i = bisect.bisect_left(d, fseq)
+            if d[i] != fseq:
+                d.insert(i, fseq)
                 if len(d) > 2 * WINDOW:
                     self.base += len(d) - WINDOW
                     del d[: len(d) - WINDOW]
@@ -136,8 +136,8 @@ class Level:
                 self.picture_base += cut
                 del p[:cut]
 
-    def useq_of(self, g: int) -> int:
-        """The packet (up-track numbering) this level numbers ``g`` (``useq - skip``):
+    def fseq_of(self, g: int) -> int:
+        """The packet (``fseq``) this level numbers ``g`` (``fseq - skip``):
         the smallest ``u`` with ``u == g + dropped up to u``, found from below."""
         d = self.dropped
         base = self.base

@@ -49,24 +49,25 @@ class TransportFeedback:
         return max(0, monotonic_ns - self._epoch_ns) // 1000
 
     def record(self, seq: int, media_ssrc: int, arrival_us: int) -> None:
-        """A packet carrying transport-wide sequence number ``seq`` arrived."""
+        """A packet carrying transport-wide sequence number ``seq`` arrived (the
+        connection's own 16-bit numbering, not an RTP stream's; unwrapped: ``twseq``)."""
         if self._base is None:
-            useq = seq
-            self._base = self._highest = useq
+            twseq = seq
+            self._base = self._highest = twseq
         else:
             delta = (seq - self._highest) & 0xFFFF
-            useq = self._highest + delta if delta < 0x8000 else self._highest + delta - 0x10000
-            if useq > self._highest + MAX_JUMP or useq < self._base - MAX_JUMP:
+            twseq = self._highest + delta if delta < 0x8000 else self._highest + delta - 0x10000
+            if twseq > self._highest + MAX_JUMP or twseq < self._base - MAX_JUMP:
                 # the sender restarted its numbering: start over from here
                 self._arrivals.clear()
-                self._base = self._highest = useq
-            elif useq > self._highest:
-                self._highest = useq
-        if useq < self._base or len(self._arrivals) >= MAX_PENDING:
+                self._base = self._highest = twseq
+            elif twseq > self._highest:
+                self._highest = twseq
+        if twseq < self._base or len(self._arrivals) >= MAX_PENDING:
             return  # already reported (as lost), or a flood
         self.recorded += 1
         self.media_ssrc = media_ssrc
-        self._arrivals.setdefault(useq, arrival_us)
+        self._arrivals.setdefault(twseq, arrival_us)
 
     def build(self) -> list[bytes]:
         """Feedback packets for every number since the last call, up to the highest seen;

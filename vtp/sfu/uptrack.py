@@ -1,11 +1,13 @@
 """An up track: one incoming (publisher -> server) RTP stream and its fan-out.
 
 :meth:`UpTrack.receive` is the per-packet path: validate, make sequence numbers and
-timestamps continuous, cache for NACKs, then hand the packet to every down track (one
-call into the compiled fan-out, :mod:`vtp.sfu.fastpath`) and in-process tap. A muted
-track (:meth:`UpTrack.set_muted`: the server enforces a teacher's mute) withholds its
-packets from both. Everything else here (NACKs to the publisher, keyframe requests,
-receiver reports, REMB values) runs from the SFU's periodic tick.
+timestamps continuous (the publisher's ``seq16`` unwrapped to ``pseq``, then numbered
+``fseq`` by the track's :class:`~vtp.sfu.seqmap.SeqMap`), cache for NACKs, then hand the
+packet to every down track (one call into the compiled fan-out, :mod:`vtp.sfu.fastpath`)
+and in-process tap. A muted track (:meth:`UpTrack.set_muted`: the server enforces a
+teacher's mute) withholds its packets from both. Everything else here (NACKs to the
+publisher, keyframe requests, receiver reports, REMB values) runs from the SFU's
+periodic tick.
 
 Simulcast: each encoding (layer, one rid and SSRC) of a published video is an UpTrack
 of its own with the whole per-packet path above; the first one is the published track's
@@ -21,7 +23,6 @@ per level with that level's numbering.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from vtp.sfu.codecs import keyframe_detector
 from vtp.sfu.estimator import MAX_BITRATE, MIN_BITRATE, RateMeter, combine
 from vtp.sfu.packetcache import PacketCache
 from vtp.sfu.rtp import ParsedRtp, abs_send_time_now
-from vtp.sfu.seqmap import Unwrapper
+from vtp.sfu.seqmap import SeqMap, Unwrapper
 from vtp.sfu.speaker import LevelMeter
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 KEYFRAME_INTERVAL_S = 1.0  # at most one PLI per publisher track per second
 KEYFRAME_GIVE_UP_S = 10.0  # stop repeating an unanswered request after this
-DROPPED_WINDOW = 2000  # remember skipped sequence numbers this far back
 NACK_MAX_GAP = 200  # larger gaps are not worth asking for
 NACK_MAX_AGE_S = 1.0
 NACK_RETRY_S = 0.05
@@ -54,18 +54,19 @@ ACTIVE_WITHIN_S = 1.5  # a layer with no packet for this long has stopped
 class UpPacket:
     """A validated packet in the up track's continuous numbering. Taps receive these.
 
-    ``useq``/``uts``: unbounded, continuous sequence number and timestamp (packets that
-    were not forwarded - padding, invalid - are skipped, so ``useq`` has no holes);
+    ``fseq``/``uts``: the forwarded sequence number and the unwrapped timestamp, both
+    unbounded and continuous (packets that were not forwarded - padding, invalid - are
+    skipped, so ``fseq`` has no holes);
     ``payload``: the codec payload (VP8/VP9 descriptor included); ``keyframe``: a packet
     a decoder can start from (:func:`vtp.sfu.codecs.keyframe_detector`);
     ``audio_level``: RFC 6464 byte or -1."""
 
-    __slots__ = ("audio_level", "keyframe", "marker", "payload", "useq", "uts")
+    __slots__ = ("audio_level", "fseq", "keyframe", "marker", "payload", "uts")
 
     def __init__(
-        self, useq: int, uts: int, marker: int, payload: bytes, audio_level: int, keyframe: bool
+        self, fseq: int, uts: int, marker: int, payload: bytes, audio_level: int, keyframe: bool
     ) -> None:
-        self.useq = useq
+        self.fseq = fseq
         self.uts = uts
         self.marker = marker
         self.payload = payload
@@ -96,7 +97,7 @@ class Tap:
     def deliver(self, up: UpTrack, packet: UpPacket) -> None:
         if self._seq_offset or self._ts_offset:
             packet = UpPacket(
-                packet.useq + self._seq_offset,
+                packet.fseq + self._seq_offset,
                 packet.uts + self._ts_offset,
                 packet.marker,
                 packet.payload,
@@ -111,7 +112,7 @@ class Tap:
         timed right after the last packet delivered (one frame interval later)."""
         last = self._last
         if last is not None:
-            self._seq_offset = last.useq + 1 - first.useq
+            self._seq_offset = last.fseq + 1 - first.fseq
             self._ts_offset = last.uts + layer.clock_rate // 30 - first.uts
         self.track = layer
 
@@ -198,7 +199,9 @@ class UpTrack:
         self.level_fps: tuple[float, ...] = ()
         self.taps: list[Tap] = []
         self.cache: PacketCache[UpPacket] = PacketCache(1024 if self.video else 256)
-        self.seq = Unwrapper(16, max_forward=3000, max_back=1000)
+        # seq16 -> pseq (the publisher's numbering), pseq -> fseq (the forwarded one)
+        self.pseqs = Unwrapper(16, max_forward=3000, max_back=1000)
+        self.fseqs = SeqMap()
         frame = clock_rate // 30 if self.video else clock_rate // 50
         self.ts = Unwrapper(32, max_forward=30 * clock_rate, max_back=5 * clock_rate, step=frame)
         self.level = LevelMeter()
@@ -218,16 +221,12 @@ class UpTrack:
         # every packet goes through _withhold(); the packet path pays one flag check
         self.muted = False
         self._withholding = False
-        self._base_useq: int | None = None
-        # publisher sequence numbers not forwarded (sorted), and how many were forgotten
-        self._dropped: list[int] = []
-        self._dropped_base = 0
-        self._highest_forwarded = -1  # publisher numbering
+        self._base_pseq: int | None = None
         self._expected_prior = 0
         self._last_transit: float | None = None
         self.jitter = 0.0
         self._received_prior = 0
-        # NACK state: useq -> [first noticed, last asked, tries]
+        # NACK state: pseq -> [first noticed, last asked, tries]
         self.missing: dict[int, list[float]] = {}
         # keyframe requests
         self._kf_pending = False
@@ -247,15 +246,10 @@ class UpTrack:
             return
         if self._withholding and self._withhold(p):
             return
-        useq = self._arrived(p.seq)
-        if useq is None:
+        pseq = self._arrived(p.seq16)
+        if pseq is None:
             return
-        dropped = self._dropped
-        if dropped:
-            # forwarded numbering skips the packets that were not forwarded
-            fseq = useq - self._dropped_base - bisect.bisect_left(dropped, useq)
-        else:
-            fseq = useq - self._dropped_base
+        fseq = self.fseqs.forward(pseq)
         payload = p.payload
         uts = self.ts.map(p.ts)
         # interarrival jitter (RFC 3550 A.8), in timestamp units
@@ -276,8 +270,6 @@ class UpTrack:
                 dimensions = vp8.keyframe_size(payload)
                 if dimensions is not None:
                     self.width, self.height = dimensions
-        if useq > self._highest_forwarded:
-            self._highest_forwarded = useq
         info = vp8.temporal_info(payload) if self._vp8 else -1
         if info >= 0:
             tid = info & 3
@@ -312,73 +304,52 @@ class UpTrack:
                     tap.close()
 
     def _arrived(self, seq16: int) -> int | None:
-        """Unwrap a sequence number and do the loss/NACK bookkeeping; None for a
-        duplicate."""
-        seq = self.seq
-        before = seq.highest
-        rebases = seq.rebases
-        useq = seq.map(seq16)
-        if seq.rebases != rebases:
+        """Unwrap a sequence number (its ``pseq``) and do the loss/NACK bookkeeping;
+        None for a duplicate."""
+        pseqs = self.pseqs
+        before = pseqs.highest
+        rebases = pseqs.rebases
+        pseq = pseqs.map(seq16)
+        if pseqs.rebases != rebases:
             # the publisher's numbering jumped (reset or hostile): what was missing under
             # the old numbering will never come; skip it so subscribers see no hole
-            # (only above what was forwarded: numbers already given out stay put)
-            for lost in self.missing:
-                if lost > self._highest_forwarded:
-                    bisect.insort(self._dropped, lost)
+            self.fseqs.never_coming(self.missing)
             self.missing.clear()
-            return useq
-        if self._base_useq is None:
-            self._base_useq = useq
-        elif useq <= before:
-            if self._seen(useq):
+            return pseq
+        if self._base_pseq is None:
+            self._base_pseq = pseq
+        elif pseq <= before:
+            if self._seen(pseq):
                 self.duplicates += 1
                 return None
-            if self.missing.pop(useq, None) is not None:
+            if self.missing.pop(pseq, None) is not None:
                 self.nacks_answered += 1
-        elif useq > before + 1:
-            gap = useq - before - 1
+        elif pseq > before + 1:
+            gap = pseq - before - 1
             if 0 < gap <= NACK_MAX_GAP and len(self.missing) < MAX_MISSING:
                 now = time.monotonic()
-                for missing in range(before + 1, useq):
+                for missing in range(before + 1, pseq):
                     self.missing[missing] = [now, 0.0, 0]
-        return useq
+        return pseq
 
-    def _seen(self, useq: int) -> bool:
-        dropped = self._dropped
-        if dropped:
-            i = bisect.bisect_left(dropped, useq)
-            if i < len(dropped) and dropped[i] == useq:
-                return True
-            fseq = useq - self._dropped_base - i
-        else:
-            fseq = useq - self._dropped_base
-        packet = self.cache.get(fseq)
-        return packet is not None
+    def _seen(self, pseq: int) -> bool:
+        """``pseq`` was dropped, or forwarded and still cached."""
+        fseq = self.fseqs.fseq(pseq)
+        return fseq is None or self.cache.get(fseq) is not None
 
     def discard(self, p: ParsedRtp) -> None:
         """A packet that is not forwarded (padding-only, malformed payload, payload type
         not negotiated): its sequence number is taken out of the forwarded numbering, so
         subscribers see no gap, and it is not NACKed."""
         self.dropped += 1
-        self._skip(p.seq)
+        self._skip(p.seq16)
 
     def _skip(self, seq16: int) -> None:
-        useq = self._arrived(seq16)
-        if useq is None or useq <= self._highest_forwarded:
+        pseq = self._arrived(seq16)
+        if pseq is not None:
             # (a late one below what was forwarded cannot be skipped: numbers already
             # given out stay put; subscribers see the hole as a loss)
-            return
-        dropped = self._dropped
-        if dropped and useq <= dropped[-1]:
-            bisect.insort(dropped, useq)
-        else:
-            dropped.append(useq)
-        # forget drops far in the past: they shift every later packet alike
-        horizon = self.seq.highest - DROPPED_WINDOW
-        if dropped[0] < horizon:
-            keep = bisect.bisect_left(dropped, horizon)
-            self._dropped_base += keep
-            del dropped[:keep]
+            self.fseqs.drop(pseq, self.pseqs.highest)
 
     # --- server-side mute ------------------------------------------------------------------
 
@@ -405,18 +376,8 @@ class UpTrack:
             if not self._kf_pending:  # (a request gives up after a while: renew it)
                 self.request_keyframe()
         self.withheld += 1
-        self._skip(p.seq)
+        self._skip(p.seq16)
         return True
-
-    def original_seq(self, fseq: int) -> int:
-        """The publisher's unwrapped sequence number for a forwarded one."""
-        useq = fseq + self._dropped_base
-        for d in self._dropped:
-            if d <= useq:
-                useq += 1
-            else:
-                break
-        return useq
 
     def forward(self, packet: UpPacket) -> None:
         """Write one packet to every down track: the started ones in one C call, those
@@ -429,7 +390,7 @@ class UpTrack:
                 started.array,
                 started.count,
                 packet.marker,
-                packet.useq,
+                packet.fseq,
                 packet.uts & 0xFFFFFFFF,
                 packet.audio_level,
                 abs_send_time,
@@ -448,11 +409,11 @@ class UpTrack:
         drops what is above it and numbers the rest without the gaps; the downs of
         each level get the packet in one C call."""
         abs_send_time = abs_send_time_now()
-        useq = packet.useq
+        fseq = packet.fseq
         uts = packet.uts
         tid = info & 3 if info >= 0 else 0
-        if useq > self._tnewest:
-            self._tnewest = useq
+        if fseq > self._tnewest:
+            self._tnewest = fseq
             if self._tswitch and (packet.keyframe or (info >= 0 and info & vp8.PICTURE_START)):
                 self._temporal_switches(tid, info, packet)
         payload = packet.payload
@@ -461,10 +422,10 @@ class UpTrack:
         marker = packet.marker
         for level in self._levels or ():
             if tid > level.index:
-                level.drop(useq, uts)
+                level.drop(fseq, uts)
                 continue
-            if useq > level.highest_kept:
-                level.highest_kept = useq
+            if fseq > level.highest_kept:
+                level.highest_kept = fseq
             if uts > level.highest_kept_ts:
                 level.highest_kept_ts = uts
             downs = level.downs
@@ -473,8 +434,8 @@ class UpTrack:
                     downs.array,
                     downs.count,
                     marker,
-                    useq,
-                    level.skip(useq),
+                    fseq,
+                    level.skip(fseq),
                     ts32,
                     -1,
                     abs_send_time,
@@ -489,7 +450,7 @@ class UpTrack:
                 started.array,
                 started.count,
                 marker,
-                useq,
+                fseq,
                 ts32,
                 -1,
                 abs_send_time,
@@ -743,13 +704,13 @@ class UpTrack:
 
     def nack_upstream(self, fseq: int) -> None:
         """A subscriber lost a packet the cache no longer (or never) had: ask for it."""
-        useq = self.original_seq(fseq)
+        pseq = self.fseqs.pseq(fseq)
         if (
-            useq not in self.missing
-            and useq > self.seq.highest - 1000
+            pseq not in self.missing
+            and pseq > self.pseqs.highest - 1000
             and len(self.missing) < MAX_MISSING
         ):
-            self.missing[useq] = [time.monotonic(), 0.0, 0]
+            self.missing[pseq] = [time.monotonic(), 0.0, 0]
 
     def tick(self, now: float) -> None:
         """Periodic work: deferred PLI, NACKs for our own gaps."""
@@ -761,14 +722,14 @@ class UpTrack:
         self._maybe_send_pli(now)
         if self.missing and self.ssrc is not None:
             ask: list[int] = []
-            for useq, state in list(self.missing.items()):
+            for pseq, state in list(self.missing.items()):
                 first, last, tries = state
                 if now - first > NACK_MAX_AGE_S or tries >= NACK_MAX_TRIES:
-                    del self.missing[useq]
+                    del self.missing[pseq]
                 elif now - last >= NACK_RETRY_S:
                     state[1] = now
                     state[2] = tries + 1
-                    ask.append(self.seq.to_wire(useq))
+                    ask.append(self.pseqs.to_wire(pseq))
             if ask:
                 self.nacks_sent += len(ask)
                 self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, self.ssrc, ask))
@@ -820,10 +781,10 @@ class UpTrack:
 
     def report_block(self, now: float) -> rtcp.ReportBlock | None:
         """Our receiver report about this track (RFC 3550 A.3)."""
-        if self.ssrc is None or self._base_useq is None:
+        if self.ssrc is None or self._base_pseq is None:
             return None
-        highest = self.seq.highest
-        expected = highest - self._base_useq + 1
+        highest = self.pseqs.highest
+        expected = highest - self._base_pseq + 1
         received = self.packets + self.withheld  # (withheld packets did arrive)
         lost = max(0, expected - received)
         expected_interval = expected - self._expected_prior
@@ -838,7 +799,7 @@ class UpTrack:
         if self.last_sr is not None:
             lsr = (self.last_sr[0] >> 16) & 0xFFFFFFFF
             dlsr = int((now - self._last_sr_arrival) * 65536)
-        extended = ((highest & 0xFFFF0000) | self.seq.to_wire(highest)) & 0xFFFFFFFF
+        extended = ((highest & 0xFFFF0000) | self.pseqs.to_wire(highest)) & 0xFFFFFFFF
         jitter = int(min(self.jitter, 0xFFFFFFFF))
         return rtcp.ReportBlock(self.ssrc, fraction, lost, extended, jitter, lsr, dlsr)
 

@@ -81,9 +81,9 @@ static void rewrite_vp8(const struct vtp_down *d, uint8_t *p, int len, uint16_t 
         p[i] = (uint8_t)(p[i] + d->tl0_offset);
 }
 
-/* seq_skip: packets of the up track's numbering below useq this down does not get (its
+/* seq_skip: packets of the up track's numbering below fseq this down does not get (its
  * temporal level drops them); pid_skip: pictures likewise (see rewrite_vp8) */
-static int send_packet(struct vtp_down *d, int marker, int64_t useq, int64_t seq_skip,
+static int send_packet(struct vtp_down *d, int marker, int64_t fseq, int64_t seq_skip,
                        uint32_t uts, int audio_level, uint32_t abs_send_time,
                        const uint8_t *payload, int payload_len, uint16_t pid_skip)
 {
@@ -96,12 +96,12 @@ static int send_packet(struct vtp_down *d, int marker, int64_t useq, int64_t seq
         s->oversize++;
         return 0;
     }
-    uint16_t seq = (uint16_t)(useq - seq_skip + d->seq_offset);
+    uint16_t seq16 = (uint16_t)(fseq - seq_skip + d->seq_offset);
     uint32_t ts = uts + d->ts_offset;
     b[0] = n > 12 ? 0x90 : 0x80;
     b[1] = (uint8_t)((marker ? 0x80 : 0) | (d->payload_type & 0x7F));
-    b[2] = (uint8_t)(seq >> 8);
-    b[3] = (uint8_t)seq;
+    b[2] = (uint8_t)(seq16 >> 8);
+    b[3] = (uint8_t)seq16;
     b[4] = (uint8_t)(ts >> 24);
     b[5] = (uint8_t)(ts >> 16);
     b[6] = (uint8_t)(ts >> 8);
@@ -128,62 +128,62 @@ static int send_packet(struct vtp_down *d, int marker, int64_t useq, int64_t seq
     return len;
 }
 
-int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
+int vtp_send(struct vtp_down *d, int marker, int64_t fseq, uint32_t uts, int audio_level,
              uint32_t abs_send_time, const uint8_t *payload, int payload_len)
 {
-    return send_packet(d, marker, useq, 0, uts, audio_level, abs_send_time, payload,
+    return send_packet(d, marker, fseq, 0, uts, audio_level, abs_send_time, payload,
                        payload_len, 0);
 }
 
-int vtp_send_skip(struct vtp_down *d, int marker, int64_t useq, int64_t seq_skip, uint32_t uts,
+int vtp_send_skip(struct vtp_down *d, int marker, int64_t fseq, int64_t seq_skip, uint32_t uts,
                   int audio_level, uint32_t abs_send_time, const uint8_t *payload,
                   int payload_len, uint16_t pid_skip)
 {
-    return send_packet(d, marker, useq, seq_skip, uts, audio_level, abs_send_time, payload,
+    return send_packet(d, marker, fseq, seq_skip, uts, audio_level, abs_send_time, payload,
                        payload_len, pid_skip);
 }
 
-static int write_packet(struct vtp_down *d, int marker, int64_t useq, int64_t seq_skip,
+static int write_packet(struct vtp_down *d, int marker, int64_t fseq, int64_t seq_skip,
                         uint32_t uts, int audio_level, uint32_t abs_send_time,
                         const uint8_t *payload, int payload_len, uint16_t pid_skip)
 {
-    if (useq < d->start_useq)
+    if (fseq < d->start_fseq)
         return 0; /* older than where this subscriber started */
-    if (useq > d->highest_useq)
-        d->highest_useq = useq;
+    if (fseq > d->highest_fseq)
+        d->highest_fseq = fseq;
     /* counted whether or not the kernel took it: the sequence number is spent */
     d->packets++;
     d->octets += (uint64_t)payload_len;
-    return send_packet(d, marker, useq, seq_skip, uts, audio_level, abs_send_time, payload,
+    return send_packet(d, marker, fseq, seq_skip, uts, audio_level, abs_send_time, payload,
                        payload_len, pid_skip);
 }
 
-int vtp_write(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
+int vtp_write(struct vtp_down *d, int marker, int64_t fseq, uint32_t uts, int audio_level,
               uint32_t abs_send_time, const uint8_t *payload, int payload_len)
 {
-    return write_packet(d, marker, useq, 0, uts, audio_level, abs_send_time, payload,
+    return write_packet(d, marker, fseq, 0, uts, audio_level, abs_send_time, payload,
                         payload_len, 0);
 }
 
-int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t useq,
+int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t fseq,
                uint32_t uts, int audio_level, uint32_t abs_send_time, const uint8_t *payload,
                int payload_len)
 {
     int sent = 0;
     for (int i = 0; i < count; i++)
-        if (write_packet(downs[i], marker, useq, 0, uts, audio_level, abs_send_time, payload,
+        if (write_packet(downs[i], marker, fseq, 0, uts, audio_level, abs_send_time, payload,
                          payload_len, 0))
             sent++;
     return sent;
 }
 
-int vtp_fanout_skip(struct vtp_down *const *downs, int count, int marker, int64_t useq,
+int vtp_fanout_skip(struct vtp_down *const *downs, int count, int marker, int64_t fseq,
                     int64_t seq_skip, uint32_t uts, int audio_level, uint32_t abs_send_time,
                     const uint8_t *payload, int payload_len, uint16_t pid_skip)
 {
     int sent = 0;
     for (int i = 0; i < count; i++)
-        if (write_packet(downs[i], marker, useq, seq_skip, uts, audio_level, abs_send_time,
+        if (write_packet(downs[i], marker, fseq, seq_skip, uts, audio_level, abs_send_time,
                          payload, payload_len, pid_skip))
             sent++;
     return sent;

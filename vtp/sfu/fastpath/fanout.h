@@ -24,11 +24,13 @@ struct vtp_sink {
     uint8_t buf[2048];
 };
 
-/* One outgoing stream: numbering offsets and negotiated ids of one subscriber. */
+/* One outgoing stream: numbering offsets and negotiated ids of one subscriber. Packets
+ * come in the up track's forwarded numbering (fseq, see vtp/sfu/seqmap.py) and leave with
+ * the 16-bit wire number seq16 = fseq + seq_offset (less a temporal level's skip). */
 struct vtp_down {
     struct vtp_sink *sink;
-    int64_t start_useq;   /* first up-track packet this subscriber gets */
-    int64_t highest_useq; /* highest up-track packet sent */
+    int64_t start_fseq;   /* first up-track packet (fseq) this subscriber gets */
+    int64_t highest_fseq; /* highest up-track packet (fseq) sent */
     uint64_t packets;
     uint64_t octets;
     uint32_t ssrc;
@@ -48,23 +50,23 @@ struct vtp_down {
 };
 
 /* one packet to one down, no bookkeeping (retransmissions); bytes sent or 0 */
-int vtp_send(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
+int vtp_send(struct vtp_down *d, int marker, int64_t fseq, uint32_t uts, int audio_level,
              uint32_t abs_send_time, const uint8_t *payload, int payload_len);
 /* one packet to one down, numbering and counters kept */
-int vtp_write(struct vtp_down *d, int marker, int64_t useq, uint32_t uts, int audio_level,
+int vtp_write(struct vtp_down *d, int marker, int64_t fseq, uint32_t uts, int audio_level,
               uint32_t abs_send_time, const uint8_t *payload, int payload_len);
 /* vtp_write for each of count downs; how many were sent */
-int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t useq,
+int vtp_fanout(struct vtp_down *const *downs, int count, int marker, int64_t fseq,
                uint32_t uts, int audio_level, uint32_t abs_send_time, const uint8_t *payload,
                int payload_len);
 /* vtp_send / vtp_fanout for downs at one temporal level of a VP8 up track: the wire
- * sequence number is useq - seq_skip + seq_offset (seq_skip: packets below useq the level
- * drops) and the picture ID is shifted down by pid_skip (pictures before this one the
- * level drops); start/highest_useq stay in the up track's numbering */
-int vtp_send_skip(struct vtp_down *d, int marker, int64_t useq, int64_t seq_skip, uint32_t uts,
+ * sequence number is seq16 = fseq - seq_skip + seq_offset (seq_skip: packets below fseq
+ * the level drops) and the picture ID is shifted down by pid_skip (pictures before this
+ * one the level drops); start/highest_fseq stay in the up track's numbering */
+int vtp_send_skip(struct vtp_down *d, int marker, int64_t fseq, int64_t seq_skip, uint32_t uts,
                   int audio_level, uint32_t abs_send_time, const uint8_t *payload,
                   int payload_len, uint16_t pid_skip);
-int vtp_fanout_skip(struct vtp_down *const *downs, int count, int marker, int64_t useq,
+int vtp_fanout_skip(struct vtp_down *const *downs, int count, int marker, int64_t fseq,
                     int64_t seq_skip, uint32_t uts, int audio_level, uint32_t abs_send_time,
                     const uint8_t *payload, int payload_len, uint16_t pid_skip);
 /* aim a sink at host:port (IPv4 or IPv6 literal) through fd; 0, or -1 (and fd -1) */
