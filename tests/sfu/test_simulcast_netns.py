@@ -194,12 +194,14 @@ async def test_a_shaped_subscriber_gets_a_lower_layer_without_freezing(
         assert sent["f"][0] == 1280, sent
     finally:
         shape(None)
-    # at most the one stall of the cut itself (600 kbit/s arrive while 1.2 Mbps are
-    # being sent: the queue drops until the switch's keyframe), none once switched
-    # beyond what the unshaped control had meanwhile
+    # at most the stalls of the cut itself (600 kbit/s arrive while 1.2 Mbps are being
+    # sent: the queue drops until the switch's keyframe; the allocator steps f -> h -> q
+    # on a cut this hard, and h may still overflow the queue the f packets left, so up to
+    # two on an unloaded machine, where the publisher sends its top layer at its full
+    # rate), none once switched beyond what the unshaped control had meanwhile
     transition = low["freezeCount"] - before["freezeCount"]
     settled = moving["freezeCount"] - low["freezeCount"]
     control_freezes = kept["freezeCount"] - control["freezeCount"]
-    assert transition <= 1 and settled <= control_freezes, (before, low, moving, control, kept)
+    assert transition <= 2 and settled <= control_freezes, (before, low, moving, control, kept)
     # released: the shaped one climbs back to the top layer
     await room.decodes_at(slow, 1280, within=40)
