@@ -202,6 +202,18 @@ def sfu_process(pipe: Pipe) -> None:
             nacks = sum(t.nacks_sent for t in up.tracks) if up else 0
             if os.environ.get("BENCH_DEBUG") and up is not None:
                 print("up", [t.stats() for t in up.tracks], up.close_reason, file=sys.stderr)
+                subs = [c for p in room.peers.values() for c in p.connections.values()]
+                print(
+                    "subscriptions:",
+                    len(subs),
+                    "no sender:",
+                    sum(1 for c in subs if c.sender is None),
+                    "states:",
+                    sorted({str(getattr(c, "state", "?")) for c in subs}),
+                    "video downs not started:",
+                    sum(1 for t in up.tracks if t.video for d in t.downs if d.packets == 0),
+                    file=sys.stderr,
+                )
             return {
                 "cpu": cpu_seconds(),
                 "kernel": kernel_seconds(),

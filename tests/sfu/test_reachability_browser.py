@@ -456,6 +456,10 @@ async def test_time_to_first_frame_over_udp_ice_tcp_turn_udp_and_turn_tls(
                     elif path == "turn-udp":
                         ns.drop("udp", media_port)
                         ns.drop("tcp", media_port)
+                        # TURN over UDP only: with TCP/TLS to TURN open too, Chromium may
+                        # nominate whichever relay answers first (seen: TLS, under load)
+                        ns.drop("tcp", turn.port)
+                        ns.drop("tcp", turn.tls_port)
                     elif path == "turn-tls":
                         ns.drop("udp")
                         ns.drop("tcp", media_port)
