@@ -150,7 +150,10 @@ def sfu_process(pipe: Pipe) -> None:
         sfu = Sfu(
             load_config(
                 ice_addresses=["127.0.0.1"],
-                peer_timeout_s=120,
+                # the bench's subscribers count SRTP below aiortc and send no RTCP: the
+                # SFU hears nothing from them but STUN, so its silence timeout must not
+                # be what ends them (real receivers send RTCP every second or so)
+                peer_timeout_s=3600,
                 ice_udp_port=0 if ONE_PORT else None,
             )
         )
@@ -217,6 +220,8 @@ def sfu_process(pipe: Pipe) -> None:
             return {
                 "cpu": cpu_seconds(),
                 "kernel": kernel_seconds(),
+                # subscriptions open (a closed one stops counting its own loss)
+                "subscriptions": sum(len(p.connections) for p in room.peers.values()) - 1,
                 "forwarded": forwarded,
                 "up": up_packets,
                 "downs": downs,
@@ -589,6 +594,8 @@ class Bench:
         elapsed = time.time() - t0
         if os.environ.get("BENCH_DEBUG"):
             print({k: s1[k] - s0[k] for k in s1 if isinstance(s1[k], (int, float))})
+        if self.mode == "sfu" and s1["subscriptions"] < n:
+            print(f"  ({n - s1['subscriptions']} of {n} subscriptions closed during the run)")
         results = [r for _, p in self.subs for r in call(p, "results")]
         cpu = s1["cpu"] - s0["cpu"]
         forwarded = s1["forwarded"] - s0["forwarded"]
