@@ -198,7 +198,7 @@ class AuthorityBus:
                 await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     def _received(self, raw: Any) -> None:
         try:

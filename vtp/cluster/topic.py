@@ -78,7 +78,7 @@ class Topic:
                 await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     def _received(self, raw: Any) -> None:
         try:
