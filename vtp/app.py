@@ -48,6 +48,7 @@ from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
 from vtp.recorder import Recorder
 from vtp.sfu import Sfu, events
+from vtp.signalling.relayed import relay_ctx
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ def create_app(config: Config) -> web.Application:
     metrics.setup(app)  # the request counting middleware (outermost)
     routes.add_routes(app, config)  # every endpoint: vtp/routes.py
     https.setup(app)  # HSTS and the HTTP->HTTPS redirect listener, when TLS is on
-    app.cleanup_ctx.append(cluster_ctx)  # last: a stopping node leaves the registry first
+    app.cleanup_ctx.append(cluster_ctx)  # a stopping node leaves the registry first
+    app.cleanup_ctx.append(relay_ctx)  # signalling relayed between nodes (in the cluster)
     _check_access_rules(app)
     return app

@@ -39,9 +39,9 @@ import logging
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from vtp.api.errors import ApiError
 from vtp.appkeys import AUTHORITY, CONFIG, TOKENS
@@ -64,6 +64,22 @@ DRAIN_S = 5.0  # how long a closing channel may take to send what it queued
 Outgoing = dict[str, Any] | tuple[int, str]  # a message, or a close (code, reason)
 
 
+class Socket(Protocol):
+    """What a channel uses of its WebSocket: an :class:`aiohttp.web.WebSocketResponse`,
+    or the stand-in for a client socket another node holds
+    (:class:`vtp.signalling.relay.RelayedSocket`)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    # (aiohttp's signature, timeout included)
+    async def receive(self, timeout: float | None = None) -> WSMessage: ...  # noqa: ASYNC109
+
+    async def send_json(self, data: Any) -> None: ...
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"") -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     """One endpoint's settings."""
@@ -83,7 +99,7 @@ class Channel:
     rules: ClassVar[Rules]
     messages: ClassVar[MessageSet[Any]]
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse, limits: SendLimits):
+    def __init__(self, app: web.Application, ws: Socket, limits: SendLimits):
         self.app = app
         self.ws = ws
         self.limits = limits

@@ -29,6 +29,7 @@ time the peer leaves, and its publications end for every subscriber.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -45,7 +46,15 @@ from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
 from vtp.channel import slots
 from vtp.channel.messages import MessageError, ServerMessage
-from vtp.channel.socket import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, OPEN_CHANNELS, Channel, Rules
+from vtp.channel.socket import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
+    OPEN_CHANNELS,
+    Channel,
+    Rules,
+    Socket,
+)
+from vtp.cluster.nodes import NodeInfo
 from vtp.db.users import get_user
 from vtp.limits.tokenbucket import SendLimits
 from vtp.sfu import DownConnection, Room, SfuError, UpConnection, events, restart_ice
@@ -53,7 +62,8 @@ from vtp.signalling import messages as m
 from vtp.signalling import quotas, rights
 from vtp.signalling.access import RoomGrant, room_access
 from vtp.signalling.members import MEMBERS, Member, MemberJoined
-from vtp.signalling.placement import ensure_here
+from vtp.signalling.placement import RoomElsewhere, ensure_here
+from vtp.signalling.relay import CLOSE_NODE_GONE, RELAY, DoorLink, RelayLost
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -121,7 +131,10 @@ class Session(Channel):
     )
     messages = m.CLIENT
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+    # a join of a room another node serves is relayed there (False: room_elsewhere)
+    may_relay = True
+
+    def __init__(self, app: web.Application, ws: Socket) -> None:
         super().__init__(app, ws, app[SEND_LIMITS])
         self.member: Member | None = None
         self._scope: Scope = (None, None)  # the member's (course_id, session_id)
@@ -129,6 +142,7 @@ class Session(Channel):
         self._revoking = False
         self.resume_token: str | None = None  # (while it holds a member)
         self._parked: asyncio.Future[None] | None = None  # the leave after a drop
+        self.link: DoorLink | None = None  # the room's node, when another one serves it
 
     # --- the protocol's forms -----------------------------------------------------------
 
@@ -158,18 +172,13 @@ class Session(Channel):
         self.start_writer()
         keepalive = asyncio.create_task(self._keep_alive())
         try:
-            if self.principal is not None:
-                self.send(self.authenticated_message(None))
-            else:
-                request_id = await self.authenticate()
-                if request_id is None:
-                    return
-                self.send(self.authenticated_message(request_id or None))
-            if not await self.take_slot():
+            if not await self.open():
                 return
             self.follow_authority(lambda: self._scope)
             await self.serve()
         finally:
+            if self.link is not None:  # (the room's node ends the peer, or parks it)
+                self.link.hang_up(self.said_goodbye)
             resume_s = self.app[CONFIG].sfu_resume_s
             parking = (
                 self.member is not None
@@ -190,6 +199,18 @@ class Session(Channel):
                 # the peer must still leave, so that runs in a task of its own.
                 await asyncio.shield(self.app[SFU_KEY].spawn(self._leave("disconnected")))
             await self.drain()
+
+    async def open(self) -> bool:
+        """Authenticate (unless the upgrade request did) and take one of the user's
+        slots; False: refused, the socket closes."""
+        if self.principal is not None:
+            self.send(self.authenticated_message(None))
+        else:
+            request_id = await self.authenticate()
+            if request_id is None:
+                return False
+            self.send(self.authenticated_message(request_id or None))
+        return await self.take_slot()
 
     async def _leave_after(self, delay_s: float) -> None:
         try:
@@ -337,7 +358,13 @@ class Session(Channel):
             ) from None
         if msg.resume_token is not None and await self._resume(msg):
             return
-        grant, display = await join_room(self.app, self.principal, msg.room, path=WS_PATH)
+        try:
+            grant, display = await join_room(self.app, self.principal, msg.room, path=WS_PATH)
+        except RoomElsewhere as elsewhere:
+            if not self.may_relay or RELAY not in self.app:
+                raise
+            await self._relay_join(elsewhere.node, msg)
+            return
         if self.member is not None:  # a second join raced the first one's awaits
             raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
         sfu = self.app[SFU_KEY]
@@ -382,6 +409,67 @@ class Session(Channel):
             )
         )
         self._send_streams(room)
+
+    # --- relayed to the room's node (vtp.signalling.relay) ---------------------------------
+
+    async def _relay_join(self, node: NodeInfo, msg: m.Join) -> None:
+        """Another node serves the room: from this join on, that node's session for this
+        socket handles the client's messages (this one keeps the socket)."""
+        link = self.app[RELAY].link(node, self.send, self.close, self._room_node_gone)
+        self.link = link
+        self.stop_following()  # (the session there follows the user's authority)
+        try:
+            done = await link.open(self.token, msg.model_dump_json(exclude_none=True))
+        except RelayLost as exc:
+            self._room_node_gone(str(exc))
+            return
+        if done.ended:
+            self._unlink(done.gone_room)
+
+    async def receive(self, raw: str | bytes) -> None:
+        link = self.link
+        if link is None:
+            await super().receive(raw)
+            return
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        await self._keep_token(text)
+        try:
+            done = await link.forward(text)
+        except RelayLost as exc:
+            self._room_node_gone(str(exc))
+            return
+        if done.ended and self.link is link:
+            self._unlink(done.gone_room)
+
+    async def _keep_token(self, raw: str) -> None:
+        """A renewal relayed is this socket's too (for when the link ends); the room's
+        node answers it."""
+        try:
+            message = self.messages.parse(raw)
+        except MessageError:
+            return
+        if not isinstance(message, m.Auth):
+            return
+        with contextlib.suppress(TokenError):
+            principal = await self.app[TOKENS].verify_access(message.token)
+            if principal.user_id == self.user_id:
+                self.principal, self.token = principal, message.token
+
+    def _unlink(self, gone_room: str | None) -> None:
+        """The room's node holds no room for this socket any more: it is served here."""
+        self.link = None
+        self._gone_room = gone_room
+        if not self.closing:
+            self.follow_authority(lambda: self._scope)
+
+    def _room_node_gone(self, why: str) -> None:
+        logger.warning("signalling relay lost: %s", why)
+        self.link = None
+        self.refuse(
+            CLOSE_NODE_GONE,
+            "node_gone",
+            f"the node serving the room is gone ({why}): connect again",
+        )
 
     def _resumable(self) -> str:
         """A new resume token for this session's member."""
@@ -688,20 +776,21 @@ async def sfu_websocket(request: web.Request) -> web.StreamResponse:
             principal = await app[TOKENS].verify_access(token)
         except TokenError as exc:
             raise unauthorized(exc.code, exc.message) from exc
-    session = Session(app, Session.response(request))
+    ws = Session.response(request)
+    session = Session(app, ws)
     if principal is not None:  # known before the upgrade: refused with a plain 429
         session.principal, session.token = principal, token or ""
         session.lease = await slots.take_slot(app, principal.user_id)
         if session.lease is None:
             raise slots.too_many_sessions(app[CONFIG].max_websockets_per_user)
     try:
-        await session.ws.prepare(request)
+        await ws.prepare(request)
         app[OPEN_CHANNELS].add(session)
         await session.run()
     finally:
         app[OPEN_CHANNELS].discard(session)
         await session.give_back()
-    return session.ws
+    return ws
 
 
 def setup(app: web.Application) -> None:

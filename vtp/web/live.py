@@ -437,15 +437,16 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise ApiError(404, "not_found", "no such session") from None
     app = request.app
-    conn = Connection(app, Connection.response(request))
-    await conn.ws.prepare(request)
+    ws = Connection.response(request)
+    conn = Connection(app, ws)
+    await ws.prepare(request)
     app[OPEN_CHANNELS].add(conn)
     try:
         await conn.run(session_id)
     finally:
         app[OPEN_CHANNELS].discard(conn)
         await conn.give_back()
-    return conn.ws
+    return ws
 
 
 async def _enter(app: web.Application, room: LiveRoom, conn: Connection) -> None:

@@ -1,0 +1,174 @@
+"""Any door: two nodes (in-process apps sharing real PostgreSQL and Redis). A client whose
+signalling WebSocket is on node B joins a room placed on node A: B relays its signalling
+to A over Redis (vtp.signalling.relay), its media goes to A. The peer is A's; errors
+keep their codes; closing the socket on B ends the peer on A, dropping it parks it for
+a resume (through either node); leaving gives the socket back to B."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from helpers import Accounts
+from sfu_api.ws_peers import (
+    BLUE,
+    Viewer,
+    assert_frames_show,
+    connect,
+    publish,
+)
+
+from vtp.app import create_app
+from vtp.appkeys import SFU_KEY
+from vtp.config import Config
+from vtp.signalling.members import MEMBERS
+from vtp.signalling.relay import RELAY
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _two_nodes(aiohttp_server: Any, aiohttp_client: Any, config: Config) -> list[Any]:
+    clients = []
+    for name in ("node-a", "node-b"):
+        port = _free_port()
+        node_config = config.model_copy(
+            update={
+                "ice_addresses": ["127.0.0.1"],
+                "sfu_open_rooms": True,
+                "room_grace_s": 2.0,
+                "cluster": True,
+                "node_id": name,
+                "node_url": f"http://127.0.0.1:{port}",
+                "region": f"region-{name}",  # a room is placed where it is first opened
+                "sfu_resume_s": 3.0,
+            }
+        )
+        server = await aiohttp_server(create_app(node_config), port=port)
+        clients.append(await aiohttp_client(server))
+    return clients
+
+
+async def _until(check: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within} s")
+        await asyncio.sleep(0.05)
+
+
+def _candidate_ports(sdp: str) -> set[int]:
+    return {int(line.split()[5]) for line in sdp.splitlines() if line.startswith("a=candidate:")}
+
+
+async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    accounts = Accounts(a, database_url)
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.register()
+
+    on_a = await connect(a, teacher["access_token"])
+    await on_a.request("join", "joined", room="physics")
+    pub_pc, stream_id = await publish(on_a, BLUE)
+
+    via_b = await connect(b, student["access_token"])
+    joined = await via_b.request("join", "joined", room="physics")
+    peer_id = joined["peer_id"]
+    # the peer is A's: B opened no room, and A knows the user behind it
+    assert b.app[SFU_KEY].get_room("physics") is None
+    room_a = a.app[SFU_KEY].get_room("physics")
+    assert peer_id in room_a.peers
+    member = a.app[MEMBERS].get("physics", peer_id)
+    assert member is not None and str(member.user_id) == student["user"]["id"]
+    assert [p["peer_id"] for p in joined["peers"]] == [p for p in room_a.peers if p != peer_id]
+    assert len(b.app[RELAY].doors) == 1 and len(a.app[RELAY].hosted) == 1
+
+    # the room's state reaches the client through B, then the subscription's media from A
+    added = await via_b.wait("stream-added", stream_id=stream_id)
+    assert {t["kind"] for t in added["tracks"]} == {"audio", "video"}
+    viewer = Viewer()
+    try:
+        offer = await via_b.request("subscribe", "offer", stream_id=stream_id)
+        sub_id = offer["subscription_id"]
+        answer = await viewer.answer(offer["sdp"])
+        await via_b.request("answer", "answered", subscription_id=sub_id, sdp=answer)
+        await viewer.wait_frames(20, within=20)
+        assert_frames_show(viewer.frames, BLUE)
+        # ICE: the offer relayed names the candidates of A's connection, and the media
+        # flows between the viewer and one of them
+        on_a_conn = room_a.peers[peer_id].connections[sub_id]
+        offer_ports = _candidate_ports(offer["sdp"])
+        assert offer_ports and offer_ports == _candidate_ports(on_a_conn.pc.localDescription.sdp)
+        ice = viewer.pc.getTransceivers()[0].receiver.transport.transport
+        nominated = ice._connection._nominated  # (aioice: the pair carrying media)
+        assert nominated and all(
+            pair.remote_candidate.port in offer_ports for pair in nominated.values()
+        )
+
+        # an error relayed keeps its code and request id
+        second = await via_b.request("subscribe", "offer", stream_id=stream_id)
+        await via_b.send(
+            type="answer", request_id="bad", subscription_id=second["subscription_id"], sdp="v=0"
+        )
+        await via_b.error("bad_sdp", request_id="bad")
+        await via_b.send(type="unsubscribe", request_id="nf", subscription_id="nope")
+        await via_b.error("not_found", request_id="nf")
+        await via_b.send(type="publish", request_id="pub", sdp="v=0\r\nm=video junk")
+        await via_b.error("bad_sdp", request_id="pub")
+
+        # closing the socket on B: the peer leaves A's room at once
+        await via_b.close()
+        await _until(lambda: peer_id not in room_a.peers, 5, "the relayed peer gone from A")
+        await on_a.wait("peer-left", peer_id=peer_id)
+        await _until(lambda: not a.app[RELAY].hosted, 5, "A's relayed session over")
+        assert not b.app[RELAY].doors
+    finally:
+        await viewer.close()
+        await pub_pc.close()
+        await on_a.close()
+
+
+async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_door(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    accounts = Accounts(a, database_url)
+    teacher = await accounts.with_role("teacher")
+
+    on_a = await connect(a, teacher["access_token"])
+    await on_a.request("join", "joined", room="chemistry")
+
+    via_b = await connect(b, teacher["access_token"])
+    joined = await via_b.request("join", "joined", room="chemistry")
+    room_a = a.app[SFU_KEY].get_room("chemistry")
+    assert joined["peer_id"] in room_a.peers
+    # leave: the relayed session ends, the socket is B's again and may join anew
+    await via_b.request("leave", "left")
+    await _until(lambda: not b.app[RELAY].doors, 5, "B's link over")
+    assert joined["peer_id"] not in room_a.peers
+    await via_b.request("ping", "pong")
+    again = await via_b.request("join", "joined", room="chemistry")
+    peer_id = again["peer_id"]
+
+    # the socket drops (no close frame): the peer is parked on A, and a resume through A
+    # (the other door) takes it back
+    via_b.drop()
+    await _until(lambda: not b.app[RELAY].doors, 15, "B noticed the drop")
+    assert peer_id in room_a.peers
+    back = await connect(a, teacher["access_token"])
+    resumed = await back.request(
+        "join", "joined", room="chemistry", resume_token=again["resume_token"]
+    )
+    assert resumed["resumed"] is True and resumed["peer_id"] == peer_id
+    await back.request("leave", "left")
+    assert peer_id not in room_a.peers
+    await back.close()
+    await on_a.close()

@@ -1,0 +1,387 @@
+"""Signalling relayed between the nodes of a cluster: a client may connect to any node.
+
+The node holding a client's signalling WebSocket (its *door*) is not always the node
+holding the room the client joins (the room's node, :mod:`vtp.signalling.placement`).
+Then the door relays the socket to the room's node over Redis (one
+:class:`~vtp.cluster.mailbox.Mailbox` per node), and the client's media goes straight to
+the room's node: the SDP the client gets there names that node's ICE candidates. Only
+signalling crosses Redis, never a packet.
+
+What runs where:
+
+* the door keeps the WebSocket: authentication, its user's slot, heartbeats, rate
+  limits, the outgoing queue. From a ``join`` of a room placed elsewhere on, it hands
+  each client message (after its own checks) to the room's node through a
+  :class:`DoorLink`, one at a time: the next one goes when the room's node says the last
+  is done (``done``), as on a socket served locally;
+* the room's node runs the same signalling session (:class:`vtp.signalling.websocket.Session`)
+  on a :class:`RelayedSocket`, whose reads are what the door relays and whose writes
+  (replies, room events, a close) go back to the door in order. The peer is an ordinary
+  member of the room there: mutes, removals, member lists and recordings see it as
+  any other. Authority is per action there as for any session (the token travels with
+  the socket, renewals too; changes of authority reach every node).
+
+A link ends with the socket (the door tells ``bye``: the peer leaves, or waits
+``VTP_SFU_RESUME_S`` for a resume when the socket dropped without a close frame, as on
+one node - a resume may come through any door), or when the relayed session has no
+room left (after ``leave``, or a failed ``join``): the socket is then the door's alone
+again. Failure: a node checks the nodes of its links at every heartbeat
+(:mod:`vtp.cluster.nodes`); when the door has left the registry (or restarted), the
+room's node treats its sockets as dropped; when the room's node has, or does not answer
+a message within :data:`REPLY_TIMEOUT_S`, the door closes the client's socket with
+:data:`CLOSE_NODE_GONE` after an ``error`` ``node_gone``, and the client reconnects (the
+room is placed again on a live node).
+
+Messages between nodes (JSON, on the receiver's mailbox), door to room's node:
+``open {link, from, since, token, seq, raw}`` (``raw``: the client's ``join``),
+``msg {link, seq, raw}``, ``bye {link, goodbye}``, and every heartbeat ``links {from,
+links}`` (the links the door holds to that node: others from it are over); room's node
+to door: ``send {link, message}``, ``close {link, code, reason}``, ``done {link, seq,
+ended, gone_room}`` and ``gone {link}`` (no such link: the door closes the socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from redis.asyncio import Redis
+
+from vtp.appkeys import CONFIG
+from vtp.cluster.mailbox import Mailbox
+from vtp.cluster.nodes import NodeInfo, NodeRegistry
+
+logger = logging.getLogger(__name__)
+
+REPLY_TIMEOUT_S = 10.0  # a relayed message not done by then: the room's node is gone
+CLOSE_NODE_GONE = 1012  # "service restart": the room's node is gone, connect again
+
+
+class RelayLost(Exception):
+    """The room's node of a link is gone (or never answered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The room's node handled one relayed message."""
+
+    ended: bool  # the relayed session holds no room any more: the link is over
+    gone_room: str | None  # the room the server took the peer out of (still watched)
+
+
+class DoorLink:
+    """The door's end of one relayed socket; ``send``/``close`` act on the client's."""
+
+    def __init__(
+        self,
+        relay: Relay,
+        node: NodeInfo,
+        send: Callable[[dict[str, Any]], None],
+        close: Callable[[int, str], None],
+        lost: Callable[[str], None],
+    ) -> None:
+        self.id = secrets.token_urlsafe(12)
+        self.node_id = node.id
+        self.node_since = node.started_at
+        self._relay = relay
+        self._send = send
+        self._close = close
+        self._lost = lost
+        self._seq = 0
+        self._waiting: dict[int, asyncio.Future[Done]] = {}
+        self.over = False
+
+    async def open(self, token: str, raw: str) -> Done:
+        """Start the relayed session on the room's node with the client's ``join``."""
+        self._relay.doors[self.id] = self
+        return await self._request(
+            {
+                "t": "open",
+                "from": self._relay.node_id,
+                "since": self._relay.since,
+                "token": token,
+                "raw": raw,
+            }
+        )
+
+    async def forward(self, raw: str) -> Done:
+        """One client message, handled on the room's node; raises :class:`RelayLost`."""
+        return await self._request({"t": "msg", "raw": raw})
+
+    async def _request(self, data: dict[str, Any]) -> Done:
+        if self.over:
+            raise RelayLost("the link is over")
+        self._seq += 1
+        seq = self._seq
+        future: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = future
+        self._relay.mailbox.send(self.node_id, {**data, "link": self.id, "seq": seq})
+        try:
+            done = await asyncio.wait_for(future, REPLY_TIMEOUT_S)
+        except TimeoutError:
+            self.end()
+            raise RelayLost(f"node {self.node_id} did not answer") from None
+        finally:
+            self._waiting.pop(seq, None)
+        if done.ended:
+            self.end()
+        return done
+
+    def hang_up(self, goodbye: bool) -> None:
+        """The client's socket closed (with a close frame: ``goodbye``)."""
+        if not self.over:
+            self._relay.mailbox.send(
+                self.node_id, {"t": "bye", "link": self.id, "goodbye": goodbye}
+            )
+            self.end()
+
+    def end(self, *, lost: bool = True) -> None:
+        """The link is over: a message waiting is lost with it, or (``lost=False``: the
+        room's node closed the socket) done."""
+        self.over = True
+        self._relay.doors.pop(self.id, None)
+        for future in self._waiting.values():
+            if future.done():
+                continue
+            if lost:
+                future.set_exception(RelayLost(f"node {self.node_id} is gone"))
+            else:
+                future.set_result(Done(ended=False, gone_room=None))
+
+    # --- from the room's node ---------------------------------------------------------
+
+    def received(self, data: dict[str, Any]) -> None:
+        kind = data.get("t")
+        if kind == "send" and isinstance(data.get("message"), dict):
+            self._send(data["message"])
+        elif kind == "close":
+            self.end(lost=False)
+            self._close(int(data.get("code") or WSCloseCode.OK), str(data.get("reason") or ""))
+        elif kind == "done":
+            future = self._waiting.get(int(data.get("seq") or 0))
+            if future is not None and not future.done():
+                gone_room = data.get("gone_room")
+                future.set_result(
+                    Done(bool(data.get("ended")), gone_room if isinstance(gone_room, str) else None)
+                )
+        elif kind == "gone":
+            self.node_lost(f"node {self.node_id} no longer holds this socket's session")
+
+    def node_lost(self, why: str) -> None:
+        if not self.over:
+            self.end()
+            self._lost(why)
+
+
+class RelayedSocket:
+    """The room's node's stand-in for a client WebSocket another node holds: what the
+    session reads is what the door relays, what it writes goes back to the door. It has
+    the members of :class:`aiohttp.web.WebSocketResponse` a channel uses."""
+
+    def __init__(self, relay: Relay, link_id: str, door_id: str, door_since: float) -> None:
+        self.link_id = link_id
+        self.door_id = door_id
+        self.door_since = door_since
+        self._relay = relay
+        self._incoming: asyncio.Queue[tuple[WSMessage, int]] = asyncio.Queue()
+        self._closed = False
+        self._quiet = False  # ended with the room: the door keeps the socket
+        self.seq = 0  # of the message being handled
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            message, self.seq = await self._incoming.get()
+        return message
+
+    async def send_json(self, data: Any) -> None:
+        self.send_now(data)
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"") -> bool:
+        return self.close_now(code, message.decode(errors="replace"))
+
+    def send_now(self, data: dict[str, Any]) -> None:
+        """Relay a message to the client at once (in order with ``done`` and ``close``:
+        the door's socket queues it)."""
+        if not self._closed:
+            self._to_door({"t": "send", "message": data})
+
+    def close_now(self, code: int, reason: str) -> bool:
+        if self._closed:
+            return False
+        self._closed = True
+        if not self._quiet:
+            self._to_door({"t": "close", "code": code, "reason": reason})
+        self._incoming.put_nowait((WSMessage(WSMsgType.CLOSED, None, None), 0))
+        self._relay.hosted.pop(self.link_id, None)
+        return True
+
+    def feed(self, raw: str, seq: int) -> None:
+        if not self._closed:
+            self._incoming.put_nowait((WSMessage(WSMsgType.TEXT, raw, None), seq))
+
+    def hang_up(self, goodbye: bool) -> None:
+        """The door's socket closed (``goodbye``: with a close frame) or is lost."""
+        if self._closed:
+            return
+        self._closed = True
+        self._relay.hosted.pop(self.link_id, None)
+        kind = WSMsgType.CLOSE if goodbye else WSMsgType.CLOSED
+        self._incoming.put_nowait((WSMessage(kind, WSCloseCode.OK if goodbye else None, None), 0))
+
+    def done(self, *, ended: bool, gone_room: str | None) -> None:
+        """The message being handled is; ``ended``: the session has no room, the socket
+        is the door's alone again."""
+        if self.seq:
+            self._to_door({"t": "done", "seq": self.seq, "ended": ended, "gone_room": gone_room})
+            self.seq = 0
+        if ended:
+            self._quiet = True
+            self.hang_up(goodbye=True)
+
+    def _to_door(self, data: dict[str, Any]) -> None:
+        self._relay.mailbox.send(self.door_id, {**data, "link": self.link_id})
+
+
+# (socket, token): runs a relayed session (its first message, the join, is fed already)
+# until the socket ends
+Host = Callable[[RelayedSocket, str], Awaitable[None]]
+
+
+class Relay:
+    """This node's relayed sockets: as a door (:attr:`doors`) and as a room's node
+    (:attr:`hosted`)."""
+
+    def __init__(self, app: web.Application, registry: NodeRegistry, redis: Redis) -> None:
+        self.app = app
+        self.registry = registry
+        self.node_id = registry.id
+        self.since = registry.me.started_at
+        self.mailbox = Mailbox(redis, registry.id, self._received)
+        self.doors: dict[str, DoorLink] = {}
+        self.hosted: dict[str, RelayedSocket] = {}
+        self.host: Host | None = None  # set by the signalling session (vtp.signalling.relayed)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.mailbox.start()
+        self._watch = asyncio.create_task(self._watch_nodes(), name="vtp-relay-watch")
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for link in list(self.doors.values()):
+            link.node_lost("this node is stopping")
+        for socket in list(self.hosted.values()):
+            socket.hang_up(goodbye=False)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        await self.mailbox.close()
+
+    def link(
+        self,
+        node: NodeInfo,
+        send: Callable[[dict[str, Any]], None],
+        close: Callable[[int, str], None],
+        lost: Callable[[str], None],
+    ) -> DoorLink:
+        return DoorLink(self, node, send, close, lost)
+
+    # --- incoming ------------------------------------------------------------------------
+
+    def _received(self, data: dict[str, Any]) -> None:
+        link_id = data.get("link")
+        kind = data.get("t")
+        if kind == "links":
+            self._prune(str(data.get("from")), set(data.get("links") or ()))
+            return
+        if not isinstance(link_id, str):
+            return
+        if kind in ("send", "close", "done", "gone"):
+            door = self.doors.get(link_id)
+            if door is not None:
+                door.received(data)
+            return
+        socket = self.hosted.get(link_id)
+        if kind == "open" and socket is None:
+            self._spawn(self._open(link_id, data))
+        elif socket is None:
+            if kind == "msg":  # (this node restarted, or the session ended)
+                self.mailbox.send(str(data.get("from") or ""), {"t": "gone", "link": link_id})
+        elif kind == "msg":
+            socket.feed(str(data.get("raw")), int(data.get("seq") or 0))
+        elif kind == "bye":
+            socket.hang_up(bool(data.get("goodbye")))
+
+    async def _open(self, link_id: str, data: dict[str, Any]) -> None:
+        door = str(data.get("from"))
+        socket = RelayedSocket(self, link_id, door, float(data.get("since") or 0))
+        self.hosted[link_id] = socket
+        socket.feed(str(data.get("raw")), int(data.get("seq") or 0))
+        if self.host is None:  # (not serving sessions yet, or any more)
+            socket.seq = int(data.get("seq") or 0)
+            socket.done(ended=True, gone_room=None)
+            return
+        await self.host(socket, str(data.get("token")))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("a relayed session failed")
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _prune(self, door: str, live: set[str]) -> None:
+        """The door holds only ``live`` of its links to this node: the others are over
+        (their ``bye`` was lost)."""
+        for socket in list(self.hosted.values()):
+            if socket.door_id == door and socket.link_id not in live:
+                socket.hang_up(goodbye=False)
+
+    # --- the other ends' nodes ------------------------------------------------------------
+
+    async def _watch_nodes(self) -> None:
+        period = self.app[CONFIG].node_heartbeat_s
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._check_nodes()
+            except Exception:  # Redis away for a moment: check again next time
+                logger.exception("checking the relay's nodes failed")
+
+    async def _check_nodes(self) -> None:
+        by_node: dict[str, list[DoorLink]] = {}
+        for link in self.doors.values():
+            by_node.setdefault(link.node_id, []).append(link)
+        for node_id, links in by_node.items():
+            self.mailbox.send(
+                node_id, {"t": "links", "from": self.node_id, "links": [x.id for x in links]}
+            )
+        nodes = {node.id: node for node in await self.registry.nodes()}
+        for link in list(self.doors.values()):
+            node = nodes.get(link.node_id)
+            if node is None or node.started_at != link.node_since:
+                link.node_lost(f"node {link.node_id} is gone")
+        for socket in list(self.hosted.values()):
+            node = nodes.get(socket.door_id)
+            if node is None or node.started_at != socket.door_since:
+                socket.hang_up(goodbye=False)  # (as a socket that dropped)
+
+
+RELAY = web.AppKey("signalling_relay", Relay)
