@@ -1,7 +1,8 @@
 """Two nodes (in-process apps sharing real PostgreSQL and Redis): a room placed on node A
-is not opened a second time on node B; B tells each joiner A's URL (WebSocket `error`
-`room_elsewhere`, HTTP 307 for the REST transports and WHIP), and the admin API on either
-node shows the same cluster."""
+is not opened a second time on node B; B relays a signalling WebSocket that joins it to A
+(tests/cluster/test_signalling_relay.py: the rest of that), and tells the HTTP ways in A's
+URL (307 for the REST transports, WHIP and WHEP; the classroom live channel's
+`room_elsewhere`); the admin API on either node shows the same cluster."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import aiohttp
 from helpers import Accounts, assert_error, bearer
-from sfu_api.ws_peers import WsClient, connect, publisher_offer
+from sfu_api.ws_peers import connect, publisher_offer
 
 from vtp.app import create_app
 from vtp.appkeys import NODES, PLACEMENT, RECORDER, SFU_KEY
@@ -65,25 +66,11 @@ async def test_the_node_without_the_room_sends_joiners_to_its_node(
     joined = await on_a.request("join", "joined", room="algebra")
     assert joined["room"] == "algebra"
 
-    # through B: an error naming A's signalling URL, and no second copy of the room on B
+    # through B: the join is relayed to A (the peer is A's), no second copy of the room
     on_b = await connect(b, teacher["access_token"])
-    await on_b.send(type="join", room="algebra", request_id="j1")
-    refused = await on_b.wait("error", request_id="j1")
-    error = refused["error"]
-    assert error["code"] == "room_elsewhere", refused
-    assert error["details"] == {
-        "node_id": "node-a",
-        "node_url": urls[0],
-        "url": urls[0] + "/api/v1/sfu/ws",
-    }
+    relayed = await on_b.request("join", "joined", room="algebra")
+    assert relayed["peer_id"] in a.app[SFU_KEY].get_room("algebra").peers
     assert b.app[SFU_KEY].get_room("algebra") is None
-    # the socket stays usable (an error never closes it), and the URL it was given works
-    async with aiohttp.ClientSession() as http:
-        ws = WsClient(await http.ws_connect(error["details"]["url"], headers=auth))
-        await ws.wait("authenticated")
-        assert (await ws.request("join", "joined", room="algebra"))["room"] == "algebra"
-        await ws.ws.close()
-    await on_b.request("ping", "pong")
 
     # REST transports and WHIP on B: 307 to the same request on A, with the JSON error
     pc, offer = await publisher_offer((200, 40))
@@ -117,12 +104,12 @@ async def test_the_node_without_the_room_sends_joiners_to_its_node(
         await pc.close()
     assert b.app[SFU_KEY].get_room("algebra") is None
 
-    # a room first opened through B is B's (B's region), and A redirects to it
-    await on_b.request("join", "joined", room="geometry")
+    # a room first opened through B is B's (B's region), and A relays to it
+    on_b_too = await connect(b, teacher["access_token"])
+    await on_b_too.request("join", "joined", room="geometry")
     second_on_a = await connect(a, teacher["access_token"])
-    await second_on_a.send(type="join", room="geometry", request_id="j2")
-    refused = await second_on_a.wait("error", request_id="j2")
-    assert refused["error"]["details"]["node_id"] == "node-b", refused
+    relayed = await second_on_a.request("join", "joined", room="geometry")
+    assert relayed["peer_id"] in b.app[SFU_KEY].get_room("geometry").peers
     assert a.app[SFU_KEY].get_room("geometry") is None
 
     # the operators' view, the same from either node
@@ -147,7 +134,7 @@ async def test_the_node_without_the_room_sends_joiners_to_its_node(
     assert resp.status == 403
     resp = await a.get("/api/v1/admin/nodes")
     assert resp.status == 401
-    for ws_client in (on_a, on_b, second_on_a):
+    for ws_client in (on_a, on_b, on_b_too, second_on_a):
         await ws_client.ws.close()
 
 
@@ -192,9 +179,8 @@ async def test_a_session_started_on_a_busy_node_opens_on_the_other_and_records_t
     assert await b.app[PLACEMENT].owner(room) == "node-a"
 
     on_b = await connect(b, student["access_token"])
-    await on_b.send(type="join", room=room, request_id="j")
-    refused = await on_b.wait("error", request_id="j")
-    assert refused["error"]["details"]["url"] == urls[0] + "/api/v1/sfu/ws", refused
+    await on_b.request("join", "joined", room=room)  # (relayed to A)
+    assert b.app[SFU_KEY].get_room(room) is None
     on_a = await connect(a, student["access_token"])
     await on_a.request("join", "joined", room=room)
 
