@@ -1,0 +1,196 @@
+"""Any door, with real `vtp serve` processes sharing PostgreSQL and Redis: a teacher
+publishes through node A's URL (the room is placed on A); a student's signalling
+WebSocket is on node B, which relays it to A: the student decodes the teacher's video,
+whose ICE candidates are A's media port; an error relayed keeps its code; closing the
+socket on B ends the peer on A; killing B makes A drop B's peers; killing A tells the
+client on B (error node_gone, close 1012) so that it reconnects.
+
+Also measures signalling round trips (ping/pong) on a socket served locally against one
+relayed (printed: ``pytest -s``)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from cluster.test_cluster_processes import Process, _env, _free_port, _health
+from helpers import Accounts
+from sfu_api.ws_peers import BLUE, Viewer, WsClient, assert_frames_show, connect, publish
+
+pytestmark = pytest.mark.slow
+
+RESUME_S = 1.0  # how long a dropped socket's peer waits for a resume
+NODE_TTL_S = 6.0  # (the default)
+
+
+class Node:
+    def __init__(self, name: str, tmp_path: Path, database_url: str, redis_url: str) -> None:
+        self.name = name
+        self.port = _free_port()
+        self.media_port = _free_port(socket.SOCK_DGRAM)
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = _env(
+            tmp_path / name,
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_url,
+            VTP_CLUSTER="true",
+            VTP_NODE_ID=name,
+            VTP_NODE_URL=self.url,
+            VTP_REGION=f"region-{name}",  # a room is placed where it is first opened
+            VTP_ICE_UDP_PORT=str(self.media_port),
+            VTP_SFU_OPEN_ROOMS="true",
+            VTP_SFU_RESUME_S=str(RESUME_S),
+        )
+        self.process = Process(["serve", "--port", str(self.port)], env, tmp_path / f"{name}.log")
+        self.http: aiohttp.ClientSession | None = None
+
+    async def ready(self) -> aiohttp.ClientSession:
+        deadline = time.monotonic() + 90
+        while (await asyncio.to_thread(_health, self.url)) is None:
+            if self.process.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not start: {self.process.tail()}")
+            await asyncio.sleep(0.2)
+        self.http = aiohttp.ClientSession(base_url=self.url)
+        return self.http
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        self.process.kill()
+
+
+@pytest_asyncio.fixture
+async def nodes(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> AsyncIterator[tuple[Node, Node]]:
+    a = Node("node-a", tmp_path, database_url, redis_url)
+    b = Node("node-b", tmp_path, database_url, redis_url)
+    try:
+        await a.ready()
+        await b.ready()
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+def _candidate_ports(sdp: str) -> set[int]:
+    return {int(line.split()[5]) for line in sdp.splitlines() if line.startswith("a=candidate:")}
+
+
+async def _until(check: Callable[[], bool], within: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"{what}: not within {within} s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+async def _round_trips(ws: WsClient, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        await ws.request("ping", "pong")
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+async def test_a_student_through_node_b_decodes_the_teacher_on_node_a(
+    nodes: tuple[Node, Node], database_url: str
+) -> None:
+    a, b = nodes
+    assert a.http is not None and b.http is not None
+    accounts = Accounts(a.http, database_url)
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.register()
+
+    on_a = await connect(a.http, teacher["access_token"])
+    await on_a.request("join", "joined", room="lab")
+    pub_pc, stream_id = await publish(on_a, BLUE)
+    viewer = Viewer()
+    try:
+        via_b = await connect(b.http, student["access_token"])
+        joined = await via_b.request("join", "joined", room="lab")
+        peer_id = joined["peer_id"]
+        await on_a.wait("peer-joined", within=5)
+        await via_b.wait("stream-added", stream_id=stream_id)
+        offer = await via_b.request("subscribe", "offer", stream_id=stream_id)
+        # the offer B relays names A's media port only: the media goes to A
+        assert _candidate_ports(offer["sdp"]) == {a.media_port}, offer["sdp"]
+        answer = await viewer.answer(offer["sdp"])
+        await via_b.request(
+            "answer", "answered", subscription_id=offer["subscription_id"], sdp=answer
+        )
+        await viewer.wait_frames(20, within=30)
+        assert_frames_show(viewer.frames, BLUE)
+        ice = viewer.pc.getTransceivers()[0].receiver.transport.transport
+        nominated = ice._connection._nominated  # (aioice: the pair carrying media)
+        assert {p.remote_candidate.port for p in nominated.values()} == {a.media_port}
+
+        # an error relayed: the same code, for the same request
+        await via_b.send(type="publish", request_id="bad", sdp="v=0\r\nm=video junk")
+        await via_b.error("bad_sdp", request_id="bad")
+
+        # signalling round trips: served on A itself, relayed by B to A
+        await _round_trips(on_a, 20)
+        await _round_trips(via_b, 20)  # (warm up both)
+        local = await _round_trips(on_a, 200)
+        relayed = await _round_trips(via_b, 200)
+        print(
+            f"\nping round trip, ms (median / p90 of 200): local "
+            f"{statistics.median(local):.2f} / {statistics.quantiles(local, n=10)[-1]:.2f}, "
+            f"relayed {statistics.median(relayed):.2f} / "
+            f"{statistics.quantiles(relayed, n=10)[-1]:.2f}, ratio "
+            f"{statistics.median(relayed) / statistics.median(local):.2f}"
+        )
+
+        # the student closes the socket on B: the peer leaves A's room at once
+        await via_b.close()
+        left = await on_a.wait("peer-left", within=5, peer_id=peer_id)
+        assert left["reason"] == "disconnected", left
+
+        # node B dies with a student's socket on it: A drops that peer (B leaves the
+        # registry within its TTL, the peer then waits VTP_SFU_RESUME_S for a resume)
+        again = await connect(b.http, student["access_token"])
+        peer_id = (await again.request("join", "joined", room="lab"))["peer_id"]
+        await on_a.wait("peer-joined", within=5)
+        b.process.proc.kill()
+        killed = time.monotonic()
+        await on_a.wait("peer-left", within=NODE_TTL_S + RESUME_S + 6, peer_id=peer_id)
+        print(f"B killed: its peer left A's room after {time.monotonic() - killed:.1f} s")
+        assert await again.closed(within=5) is not None  # (its node is gone)
+    finally:
+        await viewer.close()
+        await pub_pc.close()
+        await on_a.close()
+
+
+async def test_when_the_rooms_node_dies_the_client_on_the_door_is_told(
+    nodes: tuple[Node, Node], database_url: str
+) -> None:
+    a, b = nodes
+    assert a.http is not None and b.http is not None
+    accounts = Accounts(a.http, database_url)
+    teacher = await accounts.with_role("teacher")
+    on_a = await connect(a.http, teacher["access_token"])
+    await on_a.request("join", "joined", room="studio")
+    via_b = await connect(b.http, teacher["access_token"])
+    await via_b.request("join", "joined", room="studio")
+    a.process.proc.kill()
+    killed = time.monotonic()
+    await via_b.error("node_gone")
+    assert await via_b.closed(within=NODE_TTL_S + 6) == 1012
+    print(f"A killed: the client on B was told after {time.monotonic() - killed:.1f} s")
+    # the client connects again (to B): the room is placed again, now on B
+    back = await connect(b.http, teacher["access_token"])
+    await back.request("join", "joined", room="studio")
+    await back.close()
+    assert await on_a.closed(within=5) is not None  # (its node is gone)
