@@ -379,5 +379,6 @@ ERROR_CODES: dict[str, str] = {
     "rate_limited": "the socket sent faster than its rate: closed with 4429",
     "room_elsewhere": "another node serves the room: join there (details: its URL; HTTP 307)",
     "no_node": "no cluster node is registered to serve the room (HTTP 503)",
+    "node_gone": "the node serving the room of a relayed socket is gone: closed with 1012",
     "internal_error": "the server failed; the room and the other peers are not affected",
 }

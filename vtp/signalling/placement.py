@@ -3,14 +3,19 @@
 Every way into a room (:func:`vtp.signalling.websocket.join_room`) and the opening of a
 live session's room ask here first, when the node is part of a cluster (``VTP_CLUSTER``,
 set for each worker of ``--workers``); a node on its own serves every room itself. A
-room placed on another node is not opened a second time here: the caller is told that
-node's URL (an interim answer: the cluster's goal is that any node relays signalling to
-the room's node; until then clients are redirected).
+room placed on another node is not opened a second time here: :class:`RoomElsewhere`
+names that node, and the way in decides.
 
-* HTTP (REST transports, WHIP, WHEP): ``307 Temporary Redirect`` with ``Location`` the same
-  request on the room's node, and the JSON error ``room_elsewhere``;
-* the signalling WebSocket: an ``error`` message ``room_elsewhere`` whose ``details`` hold
-  ``node_id``, ``node_url`` and ``url`` (the signalling WebSocket on that node).
+* the signalling WebSocket relays the socket to the room's node
+  (:mod:`vtp.signalling.relay`: any node is a door; the media goes to the room's node).
+  Only a socket relayed already, joining a room on a third node, gets an ``error``
+  ``room_elsewhere`` whose ``details`` hold ``node_id``, ``node_url`` and ``url`` (the
+  signalling WebSocket on that node);
+* HTTP (REST transports, WHIP, WHEP, recording control), where a relay would hold a
+  request per call and WHIP/WHEP clients follow redirects: ``307 Temporary Redirect``
+  with ``Location`` the same request on the room's node, and the JSON error
+  ``room_elsewhere``;
+* the classroom live channel (:mod:`vtp.web.live`): ``room_elsewhere`` and close 4307.
 """
 
 from __future__ import annotations

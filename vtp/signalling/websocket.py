@@ -24,6 +24,10 @@ a ``join`` on a new socket with the ``resume_token`` of the last ``joined`` take
 peer back, its publications and subscriptions intact (the client then restarts ICE on
 them, ``restart-ice``); a socket still open for it is closed (4409). Without a resume in
 time the peer leaves, and its publications end for every subscriber.
+
+With several nodes, a ``join`` of a room another node serves is relayed there
+(:mod:`vtp.signalling.relay`): this session keeps the socket, and the room's node runs a
+session of this class for it (:mod:`vtp.signalling.relayed`) until it holds no room.
 """
 
 from __future__ import annotations
