@@ -7,8 +7,10 @@
 // restart ICE) does it rejoin, republish and resubscribe. It keeps the server's copy of the
 // access token fresh (auth again when the token changes), as the server closes a
 // WebSocket whose token expired (4401). With several VTP nodes, the node the page came
-// from may send it to the node that serves the room (error room_elsewhere, docs/protocol.md
-// "Several nodes"): it carries on there, as if it had connected there first.
+// from relays its signalling to the node that serves the room (docs/protocol.md "Several
+// nodes"; that node gone: close 1012, and it reconnects like after any drop); should a
+// node send it elsewhere instead (error room_elsewhere), it carries on there, as if it had
+// connected there first.
 "use strict";
 
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];

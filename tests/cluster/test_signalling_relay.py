@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from sfu_api.ws_peers import (
 )
 
 from vtp.app import create_app
-from vtp.appkeys import SFU_KEY
+from vtp.appkeys import SFU_KEY, TOKENS
 from vtp.config import Config
 from vtp.signalling.members import MEMBERS
 from vtp.signalling.relay import RELAY
@@ -171,4 +172,33 @@ async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_
     await back.request("leave", "left")
     assert peer_id not in room_a.peers
     await back.close()
+    await on_a.close()
+
+
+async def test_revoked_tokens_close_the_relayed_socket_and_end_its_peer(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    accounts = Accounts(a, database_url)
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.register()
+    on_a = await connect(a, teacher["access_token"])
+    await on_a.request("join", "joined", room="biology")
+    via_b = await connect(b, student["access_token"])
+    peer_id = (await via_b.request("join", "joined", room="biology"))["peer_id"]
+    room_a = a.app[SFU_KEY].get_room("biology")
+    assert peer_id in room_a.peers
+
+    # the account is disabled (through B's services): the session on A re-checks, and the
+    # client on B hears why and is closed; the peer is gone from A
+    await b.app[TOKENS].revoke_user_tokens(
+        uuid.UUID(student["user"]["id"]), reason="account disabled"
+    )
+    left = await via_b.wait("left")
+    assert left["reason"].startswith("access revoked"), left
+    await via_b.error("token_revoked")
+    assert await via_b.closed() == 4401
+    assert peer_id not in room_a.peers
+    await on_a.wait("peer-left", peer_id=peer_id)
+    await _until(lambda: not b.app[RELAY].doors and not a.app[RELAY].hosted, 5, "links over")
     await on_a.close()

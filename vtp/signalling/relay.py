@@ -316,7 +316,12 @@ class Relay:
             return
         socket = self.hosted.get(link_id)
         if kind == "open" and socket is None:
-            self._spawn(self._open(link_id, data))
+            # (known at once: a "bye" right behind the "open" finds it)
+            door = str(data.get("from"))
+            socket = RelayedSocket(self, link_id, door, float(data.get("since") or 0))
+            self.hosted[link_id] = socket
+            socket.feed(str(data.get("raw")), int(data.get("seq") or 0))
+            self._spawn(self._open(socket, str(data.get("token"))))
         elif socket is None:
             if kind == "msg":  # (this node restarted, or the session ended)
                 self.mailbox.send(str(data.get("from") or ""), {"t": "gone", "link": link_id})
@@ -325,16 +330,12 @@ class Relay:
         elif kind == "bye":
             socket.hang_up(bool(data.get("goodbye")))
 
-    async def _open(self, link_id: str, data: dict[str, Any]) -> None:
-        door = str(data.get("from"))
-        socket = RelayedSocket(self, link_id, door, float(data.get("since") or 0))
-        self.hosted[link_id] = socket
-        socket.feed(str(data.get("raw")), int(data.get("seq") or 0))
-        if self.host is None:  # (not serving sessions yet, or any more)
-            socket.seq = int(data.get("seq") or 0)
+    async def _open(self, socket: RelayedSocket, token: str) -> None:
+        if self.host is None:  # (not serving sessions any more)
+            await socket.receive()  # (the join: done, not handled)
             socket.done(ended=True, gone_room=None)
             return
-        await self.host(socket, str(data.get("token")))
+        await self.host(socket, token)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
