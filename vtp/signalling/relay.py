@@ -310,15 +310,15 @@ class Relay:
         if not isinstance(link_id, str):
             return
         if kind in ("send", "close", "done", "gone"):
-            door = self.doors.get(link_id)
-            if door is not None:
-                door.received(data)
+            link = self.doors.get(link_id)
+            if link is not None:
+                link.received(data)
             return
         socket = self.hosted.get(link_id)
         if kind == "open" and socket is None:
             # (known at once: a "bye" right behind the "open" finds it)
-            door = str(data.get("from"))
-            socket = RelayedSocket(self, link_id, door, float(data.get("since") or 0))
+            door_id = str(data.get("from"))
+            socket = RelayedSocket(self, link_id, door_id, float(data.get("since") or 0))
             self.hosted[link_id] = socket
             socket.feed(str(data.get("raw")), int(data.get("seq") or 0))
             self._spawn(self._open(socket, str(data.get("token"))))
