@@ -202,3 +202,22 @@ async def test_revoked_tokens_close_the_relayed_socket_and_end_its_peer(
     await on_a.wait("peer-left", peer_id=peer_id)
     await _until(lambda: not b.app[RELAY].doors and not a.app[RELAY].hosted, 5, "links over")
     await on_a.close()
+
+
+async def test_a_room_node_that_forgot_the_socket_makes_the_door_close_it(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    """(As after a restart of the room's node under the same id, quicker than the
+    registry tells.) The client hears node_gone and is closed with 1012: it reconnects."""
+    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    teacher = await Accounts(a, database_url).with_role("teacher")
+    on_a = await connect(a, teacher["access_token"])
+    await on_a.request("join", "joined", room="history")
+    via_b = await connect(b, teacher["access_token"])
+    await via_b.request("join", "joined", room="history")
+    a.app[RELAY].hosted.clear()
+    await via_b.send(type="ping", request_id="p")
+    await via_b.error("node_gone")
+    assert await via_b.closed() == 1012
+    assert not b.app[RELAY].doors
+    await on_a.close()

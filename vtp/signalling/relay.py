@@ -34,7 +34,7 @@ room is placed again on a live node).
 
 Messages between nodes (JSON, on the receiver's mailbox), door to room's node:
 ``open {link, from, since, token, seq, raw}`` (``raw``: the client's ``join``),
-``msg {link, seq, raw}``, ``bye {link, goodbye}``, and every heartbeat ``links {from,
+``msg {link, from, seq, raw}``, ``bye {link, goodbye}``, and every heartbeat ``links {from,
 links}`` (the links the door holds to that node: others from it are over); room's node
 to door: ``send {link, message}``, ``close {link, code, reason}``, ``done {link, seq,
 ended, gone_room}`` and ``gone {link}`` (no such link: the door closes the socket).
@@ -101,13 +101,7 @@ class DoorLink:
         """Start the relayed session on the room's node with the client's ``join``."""
         self._relay.doors[self.id] = self
         return await self._request(
-            {
-                "t": "open",
-                "from": self._relay.node_id,
-                "since": self._relay.since,
-                "token": token,
-                "raw": raw,
-            }
+            {"t": "open", "since": self._relay.since, "token": token, "raw": raw}
         )
 
     async def forward(self, raw: str) -> Done:
@@ -121,7 +115,9 @@ class DoorLink:
         seq = self._seq
         future: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
         self._waiting[seq] = future
-        self._relay.mailbox.send(self.node_id, {**data, "link": self.id, "seq": seq})
+        self._relay.mailbox.send(
+            self.node_id, {**data, "link": self.id, "seq": seq, "from": self._relay.node_id}
+        )
         try:
             done = await asyncio.wait_for(future, REPLY_TIMEOUT_S)
         except TimeoutError:
