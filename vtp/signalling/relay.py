@@ -26,8 +26,9 @@ A link ends with the socket (the door tells ``bye``: the peer leaves, or waits
 one node - a resume may come through any door), or when the relayed session has no
 room left (after ``leave``, or a failed ``join``): the socket is then the door's alone
 again. Failure: a node checks the nodes of its links at every heartbeat
-(:mod:`vtp.cluster.nodes`); when the door has left the registry (or restarted), the
-room's node treats its sockets as dropped; when the room's node has, or does not answer
+(:mod:`vtp.cluster.nodes`); when the door has left the registry (missing at two checks
+in a row: ``VTP_NODE_TTL_S`` plus one or two heartbeats) or restarted, the room's node
+treats its sockets as dropped; when the room's node has, or does not answer
 a message within :data:`REPLY_TIMEOUT_S`, the door closes the client's socket with
 :data:`CLOSE_NODE_GONE` after an ``error`` ``node_gone``, and the client reconnects (the
 room is placed again on a live node).
@@ -268,6 +269,7 @@ class Relay:
         self.host: Host | None = None  # set by the signalling session (vtp.signalling.relayed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
+        self._missing: set[str] = set()  # nodes of links missing at the last check
 
     async def start(self) -> None:
         await self.mailbox.start()
@@ -371,13 +373,22 @@ class Relay:
                 node_id, {"t": "links", "from": self.node_id, "links": [x.id for x in links]}
             )
         nodes = {node.id: node for node in await self.registry.nodes()}
+        wanted = {link.node_id for link in self.doors.values()}
+        wanted.update(socket.door_id for socket in self.hosted.values())
+        # A node is gone when it restarted, or when it is missing from the registry at two
+        # checks in a row: one beat late (a loaded host) does not end its sockets.
+        missing = wanted - nodes.keys()
+        absent, self._missing = missing & self._missing, missing
+
+        def gone(node_id: str, since: float) -> bool:
+            node = nodes.get(node_id)
+            return node_id in absent if node is None else node.started_at != since
+
         for link in list(self.doors.values()):
-            node = nodes.get(link.node_id)
-            if node is None or node.started_at != link.node_since:
+            if gone(link.node_id, link.node_since):
                 link.node_lost(f"node {link.node_id} is gone")
         for socket in list(self.hosted.values()):
-            node = nodes.get(socket.door_id)
-            if node is None or node.started_at != socket.door_since:
+            if gone(socket.door_id, socket.door_since):
                 socket.hang_up(goodbye=False)  # (as a socket that dropped)
 
 
