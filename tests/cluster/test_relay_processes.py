@@ -152,6 +152,25 @@ async def test_a_student_through_node_b_decodes_the_teacher_on_node_a(
             f"{statistics.median(relayed) / statistics.median(local):.2f}"
         )
 
+        # and a request with work behind it: subscribe (the server's offer) + unsubscribe
+        local_student = await connect(a.http, student["access_token"])
+        await local_student.request("join", "joined", room="lab")
+        spans: dict[str, list[float]] = {"local": [], "relayed": []}
+        for _ in range(10):
+            for name, ws in (("local", local_student), ("relayed", via_b)):
+                start = time.perf_counter()
+                sub = await ws.request("subscribe", "offer", stream_id=stream_id)
+                spans[name].append((time.perf_counter() - start) * 1000)
+                await ws.request(
+                    "unsubscribe", "unsubscribed", subscription_id=sub["subscription_id"]
+                )
+        print(
+            "subscribe -> offer, ms (median of 10): local "
+            f"{statistics.median(spans['local']):.1f}, relayed "
+            f"{statistics.median(spans['relayed']):.1f}"
+        )
+        await local_student.close()
+
         # the student closes the socket on B: the peer leaves A's room at once
         await via_b.close()
         left = await on_a.wait("peer-left", within=5, peer_id=peer_id)
