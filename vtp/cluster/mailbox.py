@@ -29,6 +29,7 @@ from vtp.cluster.topic import RECONNECT_S, START_WAIT_S
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256  # messages written in one pipeline
+FLUSH_S = 2.0
 
 
 def mailbox_channel(redis: Redis, node_id: str) -> str:
@@ -61,6 +62,11 @@ class Mailbox:
             await asyncio.wait_for(self._tried.wait(), START_WAIT_S)
 
     async def close(self) -> None:
+        """Stop listening, once what was sent is written (``FLUSH_S`` at most: a node
+        stopping tells the others why their sockets close)."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), FLUSH_S)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -89,6 +95,9 @@ class Mailbox:
                 # (lost, as pub/sub loses what is published while a receiver is away:
                 # the conversation's timeouts tell)
                 log.exception("%d message(s) to other nodes not sent", len(batch))
+            finally:
+                for _ in batch:
+                    self._outbox.task_done()
 
     async def _listen(self) -> None:
         attempt = 0
