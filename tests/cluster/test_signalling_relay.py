@@ -221,3 +221,22 @@ async def test_a_room_node_that_forgot_the_socket_makes_the_door_close_it(
     assert await via_b.closed() == 1012
     assert not b.app[RELAY].doors
     await on_a.close()
+
+
+async def test_a_socket_whose_bye_was_lost_ends_on_the_rooms_node(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    """Pub/sub may lose a message: the door lists its links to each node at every
+    heartbeat (an empty list once after the last), and the room's node ends the others."""
+    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    teacher = await Accounts(a, database_url).with_role("teacher")
+    on_a = await connect(a, teacher["access_token"])
+    await on_a.request("join", "joined", room="music")
+    via_b = await connect(b, teacher["access_token"])
+    peer_id = (await via_b.request("join", "joined", room="music"))["peer_id"]
+    b.app[RELAY].doors.clear()  # (as if B's bye was lost)
+    await _until(lambda: not a.app[RELAY].hosted, 8, "A's relayed session ended")
+    # (a dropped socket: its peer waits VTP_SFU_RESUME_S for a resume, then leaves)
+    await on_a.wait("peer-left", within=8, peer_id=peer_id)
+    await via_b.close()
+    await on_a.close()

@@ -101,6 +101,7 @@ class DoorLink:
     async def open(self, token: str, raw: str) -> Done:
         """Start the relayed session on the room's node with the client's ``join``."""
         self._relay.doors[self.id] = self
+        self._relay.linked.add(self.node_id)
         return await self._request(
             {"t": "open", "since": self._relay.since, "token": token, "raw": raw}
         )
@@ -270,6 +271,8 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
         self._missing: set[str] = set()  # nodes of links missing at the last check
+        # nodes this one is the door to, or was at the last check: told its links to them
+        self.linked: set[str] = set()
 
     async def start(self) -> None:
         await self.mailbox.start()
@@ -365,13 +368,12 @@ class Relay:
                 logger.exception("checking the relay's nodes failed")
 
     async def _check_nodes(self) -> None:
-        by_node: dict[str, list[DoorLink]] = {}
+        by_node: dict[str, list[str]] = {node_id: [] for node_id in self.linked}
         for link in self.doors.values():
-            by_node.setdefault(link.node_id, []).append(link)
-        for node_id, links in by_node.items():
-            self.mailbox.send(
-                node_id, {"t": "links", "from": self.node_id, "links": [x.id for x in links]}
-            )
+            by_node.setdefault(link.node_id, []).append(link.id)
+        for node_id, links in by_node.items():  # (an empty list once after the last)
+            self.mailbox.send(node_id, {"t": "links", "from": self.node_id, "links": links})
+        self.linked = {node_id for node_id, links in by_node.items() if links}
         nodes = {node.id: node for node in await self.registry.nodes()}
         wanted = {link.node_id for link in self.doors.values()}
         wanted.update(socket.door_id for socket in self.hosted.values())
