@@ -36,7 +36,8 @@ room is placed again on a live node).
 Messages between nodes (JSON, on the receiver's mailbox), door to room's node:
 ``open {link, from, since, token, seq, raw}`` (``raw``: the client's ``join``),
 ``msg {link, from, seq, raw}``, ``bye {link, goodbye}``, and every heartbeat ``links {from,
-links}`` (the links the door holds to that node: others from it are over); room's node
+links}`` (the links the door holds to that node, sent while it holds some and once after:
+others from it are over, their ``bye`` lost); room's node
 to door: ``send {link, message}``, ``close {link, code, reason}``, ``done {link, seq,
 ended, gone_room}`` and ``gone {link}`` (no such link: the door closes the socket).
 """
