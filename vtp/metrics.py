@@ -24,6 +24,7 @@ from vtp.api.errors import forbidden, unauthorized
 from vtp.api.middleware import bearer_token
 from vtp.appkeys import CONFIG, DB, RECORDER, SFU_KEY, TOKENS
 from vtp.auth.tokens import TokenError
+from vtp.signalling.relay import RELAY
 
 routes = web.RouteTableDef()
 
@@ -105,6 +106,17 @@ class _ServiceCollector(Collector):
                 value=len(recorder.uploader.pending),
             )
         yield from self._events()
+        relay = self.app.get(RELAY)
+        if relay is not None:
+            family = GaugeMetricFamily(
+                "vtp_relayed_sockets",
+                "signalling sockets relayed between nodes: held here for a room on another"
+                " node (door), or served here for a socket another node holds (room)",
+                labels=["side"],
+            )
+            family.add_metric(["door"], len(relay.doors))
+            family.add_metric(["room"], len(relay.hosted))
+            yield family
         pool = self.app.get(DB)
         if pool is not None:
             family = GaugeMetricFamily(

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from helpers import Accounts
+from helpers import Accounts, bearer
 from sfu_api.ws_peers import (
     BLUE,
     Viewer,
@@ -91,6 +91,11 @@ async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
     assert member is not None and str(member.user_id) == student["user"]["id"]
     assert [p["peer_id"] for p in joined["peers"]] == [p for p in room_a.peers if p != peer_id]
     assert len(b.app[RELAY].doors) == 1 and len(a.app[RELAY].hosted) == 1
+    admin = bearer((await accounts.with_role("admin"))["access_token"])
+    for node, door, room in ((a, 0, 1), (b, 1, 0)):
+        metrics = await (await node.get("/metrics", headers=admin)).text()
+        assert f'vtp_relayed_sockets{{side="door"}} {door}.0' in metrics
+        assert f'vtp_relayed_sockets{{side="room"}} {room}.0' in metrics
 
     # the room's state reaches the client through B, then the subscription's media from A
     added = await via_b.wait("stream-added", stream_id=stream_id)
