@@ -133,6 +133,11 @@ class Config(BaseSettings):
     stun_urls: StrList = Field(default_factory=list)
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: SecretStr | None = None
+    # The certificate (chain, PEM) the TURN server serves its TLS port with (coturn's
+    # --cert): turns: URLs are handed to clients only while it is one browsers accept for
+    # the URL's host (valid now, for that name, from a CA in the system's trust store).
+    # Unset: turns: URLs are always handed out.
+    turn_tls_cert: Path | None = None
     turn_credential_ttl_s: int = Field(default=6 * 3600, ge=60)
     # Off (the default): only course live sessions are rooms, for their members. On: any
     # other room name (WHIP ingest, ad-hoc meetings) is open to every signed-in user.
