@@ -155,6 +155,7 @@ async def main(args: argparse.Namespace) -> None:
         "login_ip_max_attempts": 10**9,
         "log_level": "WARNING",
         "db_pool_max": max(10, args.clients // 2),
+        "ice_udp_port": 0,  # (no media here: a free port, never a running server's)
     }
     if args.database_url:
         overrides["database_url"] = args.database_url

@@ -379,7 +379,8 @@ def sfu_process(pipe: Pipe, students: int, simulcast: bool, tile_fps: int) -> No
         from vtp.sfu.uptrack import UpTrack
 
         loop = asyncio.get_running_loop()
-        sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], peer_timeout_s=600))
+        # (a port per connection, as this bench's earlier figures)
+        sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], ice_udp_port=None, peer_timeout_s=600))
         room = sfu.room("class")
         names = ["teacher"] + [f"s{i}" for i in range(1, students + 1)]
         peers = [room.join(name) for name in names]

@@ -73,7 +73,8 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
 
         webm.FLUSH_PACKETS = os.environ.get("BENCH_FLUSH_PACKETS", webm.FLUSH_PACKETS)
 
-        sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], peer_timeout_s=120))
+        # (a port per connection, as this bench's earlier figures)
+        sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], ice_udp_port=None, peer_timeout_s=120))
         await sfu.start()
         room = sfu.room("bench")
         teacher = room.join("teacher")

@@ -24,6 +24,11 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_BASE_URL = os.environ.get("VTP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # A database number of its own, so the tests never flush data someone else keeps.
 REDIS_TEST_DB = 13
+# VTP's media port defaults to 40000 (the one-port mode): tests run many servers at once,
+# on a machine other test runs share, so each binds a free port of its own (the same
+# mode). A test that means the per-connection mode says so (ice_udp_port=None or a port
+# range); processes the tests start inherit this.
+os.environ.setdefault("VTP_ICE_UDP_PORT", "0")
 
 
 def _with_database(url: str, name: str) -> str:

@@ -197,7 +197,10 @@ def test_turn_server_shares_vtp_secret_and_is_published(resolved: dict[str, Any]
     announce = env["VTP_ICE_ANNOUNCE_ADDRESS"]
     assert f"--external-ip={announce}" in command
     urls = env["VTP_TURN_URLS"].split(",")
-    assert urls == [f"turn:{announce}:3478?transport=udp", f"turn:{announce}:3478?transport=tcp"]
+    assert urls[:2] == [
+        f"turn:{announce}:3478?transport=udp",
+        f"turn:{announce}:3478?transport=tcp",
+    ]
     ports = [str(p) for p in coturn["ports"]]
     for protocol in ("udp", "tcp"):
         assert any(p.endswith(f":3478:3478/{protocol}") for p in ports), ports
@@ -264,7 +267,7 @@ def test_cluster_profile_runs_two_nodes_behind_the_proxy(
         assert any(p.endswith(f":{port}:{port}/{protocol}") for p in b_ports), b_ports
     assert "8080" not in " ".join(b_ports)  # reached through the proxy only
     volumes = [str(v) for v in raw["services"]["vtp-b"]["volumes"]]
-    assert volumes == ["vtpstate-b:/var/lib/vtp"]
+    assert volumes == ["vtpstate-b:/var/lib/vtp", "turntls:/turn-tls:ro"]
     assert "vtpstate-b" in resolved["volumes"]
     # the proxy: VTP_DOMAIN over both nodes, and each node's door at the URL it announces
     caddy = services["caddy-cluster"]
@@ -317,3 +320,77 @@ def test_cluster_caddyfile_routes_each_door(tmp_path: Path) -> None:
     assert doors[":443"]["health_checks"]["active"]["uri"] == "/health"
     assert [u["dial"] for u in doors[":8443"]["upstreams"]] == ["vtp:8080"]
     assert [u["dial"] for u in doors[":8444"]["upstreams"]] == ["vtp-b:8080"]
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read-only) of a resolved service's volumes."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            found[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+        else:
+            source, target, *mode = volume.split(":")
+            found[target] = (source, mode == ["ro"])
+    return found
+
+
+def test_turn_over_tls_serves_caddys_certificate(
+    raw: dict[str, Any], resolved: dict[str, Any], project: Path
+) -> None:
+    """TURN over TLS out of the box with a proxy profile: turn-tls copies the certificate
+    Caddy obtained for VTP_DOMAIN (caddydata, read-only) into the turntls volume, owned
+    by coturn's unprivileged user; coturn (deploy/coturn.sh) mounts it and listens for TLS
+    on the published TURN_TLS_PORT; VTP lists the turns: URL for that domain and port,
+    gated on the same certificate file (VTP_TURN_TLS_CERT). tests/test_turn_tls.py runs
+    both scripts for real."""
+    services = resolved["services"]
+    coturn, sync, caddy = services["coturn"], services["turn-tls"], services["caddy"]
+    # the copier: root, in both proxy profiles, Caddy's data read-only, for Caddy's domain
+    assert sorted(raw["services"]["turn-tls"]["profiles"]) == ["cluster", "proxy"]
+    assert "profiles" not in raw["services"]["coturn"]  # coturn always runs
+    sync_env = sync["environment"]
+    assert sync["user"] == "0:0"
+    assert sync["entrypoint"] == ["/bin/sh", "/deploy/turn-tls-sync.sh"]
+    sync_mounts = _mounts(sync)
+    assert sync_mounts["/deploy/turn-tls-sync.sh"] == (
+        str(project / "deploy" / "turn-tls-sync.sh"),
+        True,
+    )
+    assert sync_mounts[sync_env["CADDY_DATA"]] == ("caddydata", True)
+    for proxy in ("caddy", "caddy-cluster"):
+        assert _mounts(services[proxy])["/data"] == ("caddydata", False), proxy
+        assert services[proxy]["environment"]["VTP_DOMAIN"] == sync_env["VTP_DOMAIN"]
+    assert sync_mounts[sync_env["TURN_TLS_DIR"]] == ("turntls", False)
+    assert int(sync_env["TURN_TLS_INTERVAL_S"]) > 0  # (0: once, for tests)
+    # coturn: that user, the same volume read-only, TLS on the published port
+    assert coturn["user"] == sync_env["TURN_TLS_OWNER"] == "65534:65534"
+    assert coturn["entrypoint"] == ["/bin/sh", "/deploy/coturn.sh"]
+    coturn_env = coturn["environment"]
+    coturn_mounts = _mounts(coturn)
+    assert coturn_mounts["/deploy/coturn.sh"] == (str(project / "deploy" / "coturn.sh"), True)
+    assert coturn_mounts[coturn_env["TURN_TLS_DIR"]] == ("turntls", True)
+    assert "--no-tls" not in coturn["command"]  # (deploy/coturn.sh adds it while no cert)
+    assert not any(a.startswith(("--cert", "--pkey", "--tls-listening")) for a in coturn["command"])
+    tls_port = int(coturn_env["TURN_TLS_PORT"])
+    ports = [str(p) for p in coturn["ports"]]
+    assert any(p.endswith(f":{tls_port}:{tls_port}/tcp") for p in ports), ports
+    # VTP: the turns: URL for the domain and that port, gated on the file coturn serves
+    domain = sync_env["VTP_DOMAIN"]
+    assert caddy["environment"]["VTP_DOMAIN"] == domain
+    for node in ("vtp", "vtp-b"):
+        env = services[node]["environment"]
+        urls = env["VTP_TURN_URLS"].split(",")
+        assert urls[-1] == f"turns:{domain}:{tls_port}?transport=tcp", urls
+        assert [u for u in urls if u.startswith("turns:")] == [urls[-1]]  # last: aioice
+        cert = Path(env["VTP_TURN_TLS_CERT"])
+        assert cert.name == "cert.pem"
+        assert _mounts(services[node])[str(cert.parent)] == ("turntls", True), node
+    assert "turntls" in resolved["volumes"]
+    # the scripts read what compose gives them
+    sync_script = (ROOT / "deploy" / "turn-tls-sync.sh").read_text()
+    for name in ("VTP_DOMAIN", "CADDY_DATA", "TURN_TLS_DIR", "TURN_TLS_OWNER"):
+        assert "${" + name in sync_script, name
+    wrapper = (ROOT / "deploy" / "coturn.sh").read_text()
+    for name in ("TURN_TLS_DIR", "TURN_TLS_PORT"):
+        assert "${" + name in wrapper, name
+    assert 'turnserver "$@"' in wrapper and "kill -USR2" in wrapper

@@ -120,19 +120,27 @@ class Config(BaseSettings):
     ice_addresses: StrList = Field(default_factory=list)
     # Public address announced in place of the gathered one (server behind 1:1 NAT).
     ice_announce_address: str | None = None
-    # UDP ports for the SFU's ICE host candidates (both set: bind only in this range, for
-    # firewalls; unset: ephemeral ports). One port per peer connection.
+    # UDP ports for the SFU's ICE host candidates, one per peer connection, in this range
+    # (both set): the older mode, without ICE-TCP or ICE restart. Setting them turns the
+    # one-port default below off.
     ice_port_min: int | None = Field(default=None, ge=1, le=65535)
     ice_port_max: int | None = Field(default=None, ge=1, le=65535)
-    # One UDP port for every peer connection (the SFU is then an ICE-lite agent on it);
-    # takes the place of the port range, which must then be unset. 0: a free port.
-    ice_udp_port: int | None = Field(default=None, ge=0, le=65535)
+    # One UDP port for every peer connection (the SFU is then an ICE-lite agent on it),
+    # the default: the mode with ICE-TCP and ICE restart (a client whose network changes
+    # keeps its connections). 0: a free port; empty: a port per connection (ephemeral,
+    # or the range above).
+    ice_udp_port: int | None = Field(default=40000, ge=0, le=65535)
     # With ice_udp_port: also accept ICE over TCP on that port number (RFC 6544 passive
     # candidates, ranked below UDP), for clients whose network drops UDP.
     ice_tcp: bool = True
     stun_urls: StrList = Field(default_factory=list)
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: SecretStr | None = None
+    # The certificate (chain, PEM) the TURN server serves its TLS port with (coturn's
+    # --cert): turns: URLs are handed to clients only while it is one browsers accept for
+    # the URL's host (valid now, for that name, from a CA in the system's trust store).
+    # Unset: turns: URLs are always handed out.
+    turn_tls_cert: Path | None = None
     turn_credential_ttl_s: int = Field(default=6 * 3600, ge=60)
     # Off (the default): only course live sessions are rooms, for their members. On: any
     # other room name (WHIP ingest, ad-hoc meetings) is open to every signed-in user.
@@ -245,6 +253,21 @@ class Config(BaseSettings):
             if not url.startswith(schemes):
                 raise ValueError(f"{url!r} is not a {' or '.join(schemes)} URL")
         return value
+
+    @field_validator("ice_udp_port", mode="before")
+    @classmethod
+    def _no_udp_port(cls, value: object) -> object:
+        # VTP_ICE_UDP_PORT= (empty): the per-connection mode without a range
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _one_media_mode(self) -> Config:
+        # a port range asks for the per-connection mode: the one-port default gives way
+        # (both set explicitly is an error, which vtp.sfu.ice reports)
+        ranged = self.ice_port_min is not None or self.ice_port_max is not None
+        if ranged and "ice_udp_port" not in self.model_fields_set:
+            self.ice_udp_port = None
+        return self
 
     @field_validator("cluster_origins")
     @classmethod

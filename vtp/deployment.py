@@ -6,7 +6,7 @@ settings that leave students unable to connect (README, "Deployment").
   media candidates that are private addresses on a public deployment (the announce
   address is missing), a proxy whose client addresses are not believed, a public
   deployment without one media port (no ICE-TCP, no ICE restart), TURN URLs without the
-  secret;
+  secret, turns: URLs whose certificate (``VTP_TURN_TLS_CERT``) browsers would refuse;
 * :func:`turn_problems` - each configured TURN server is probed: a STUN binding request
   over UDP, a connection over TCP or TLS.
 """
@@ -25,6 +25,7 @@ import aioice.ice
 from vtp import https
 from vtp.cluster.nodes import cluster_refusal, node_url
 from vtp.config import Config
+from vtp.sfu.turncert import TurnCertificate, turns_host
 
 PROBE_TIMEOUT_S = 2.0
 
@@ -112,6 +113,15 @@ def config_problems(config: Config) -> list[Problem]:
         )
     if config.turn_urls and config.turn_secret is None:
         problems.append(Problem("turn_secret", "VTP_TURN_URLS is set but VTP_TURN_SECRET is not"))
+    if config.turn_tls_cert is not None:
+        certificate = TurnCertificate(config.turn_tls_cert)
+        for url in config.turn_urls:
+            host = turns_host(url)
+            reason = certificate.why_not(host) if host is not None else None
+            if reason is not None:
+                problems.append(
+                    Problem("turns_not_served", f"{url} is not handed to clients: {reason}")
+                )
     problems += _cluster_problems(config)
     return problems
 

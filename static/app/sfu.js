@@ -155,7 +155,11 @@ export class SfuClient {
         if (gen !== this.generation) return;
         this.sentToken = token;
         const join = { type: "join", room: this.room };
-        if (this.resumeToken && this.peerId) join.resume_token = this.resumeToken;
+        if (this.resumeToken && this.peerId) {
+          join.resume_token = this.resumeToken;
+          // what we can carry on (carryOn keeps these): the server closes the others
+          join.connections = this.claimedConnections();
+        }
         const joined = await this.request(join);
         if (gen !== this.generation) return;
         this.attempt = 0;
@@ -234,6 +238,15 @@ export class SfuClient {
     this.rejectPending(new Error(reason));
     this.reconnectLater(reason);
     if (ws.readyState <= 1) ws.close();
+  }
+
+  /** The connections we know the server's ids of and can carry on after a resume:
+   * answered subscriptions and publications the server answered. */
+  claimedConnections() {
+    const ids = [];
+    for (const [, sub] of this.subscriptions) if (sub.answered && sub.id) ids.push(sub.id);
+    for (const [, pub] of this.publishing) if (pub.pc && pub.id) ids.push(pub.id);
+    return ids;
   }
 
   /** Resumed: connections the server no longer has are dropped (and made again), the

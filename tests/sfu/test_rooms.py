@@ -243,7 +243,12 @@ async def test_hostile_packets_do_not_break_subscribers(sfu: Sfu, event_log: Eve
 
 
 async def test_vanished_peer_is_removed_and_released() -> None:
-    sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], peer_timeout_s=4, room_grace_s=0))
+    # (a port per connection: the aioice sockets released are this test's measure)
+    sfu = Sfu(
+        load_config(
+            ice_addresses=["127.0.0.1"], ice_udp_port=None, peer_timeout_s=4, room_grace_s=0
+        )
+    )
     await sfu.start()
     log = EventLog()
     sfu.add_listener(log)
@@ -315,7 +320,11 @@ async def test_duplicate_peer_and_bad_names(sfu: Sfu) -> None:
 
 
 async def test_forwarding_within_a_port_range() -> None:
-    sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], ice_port_min=47200, ice_port_max=47209))
+    sfu = Sfu(
+        load_config(
+            ice_addresses=["127.0.0.1"], ice_udp_port=None, ice_port_min=47200, ice_port_max=47209
+        )
+    )
     await sfu.start()
     room = sfu.room("ports")
     pub = Publisher(4, audio=False)

@@ -18,6 +18,7 @@ from vtp.config import Config, load_config
 from vtp.sfu import Sfu, events, icelite
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.connection import Connection
+from vtp.sfu.ice import IceSettings
 
 
 @pytest.fixture
@@ -161,6 +162,35 @@ async def test_a_client_that_stops_checking_is_dropped(sfu: Sfu, event_log: Even
 async def test_one_port_and_a_port_range_are_exclusive() -> None:
     with pytest.raises(ValueError, match="ice_udp_port"):
         Sfu(load_config(ice_udp_port=40000, ice_port_min=41000, ice_port_max=41010))
+
+
+def test_one_port_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of the box one port, 40000 (the mode with ICE-TCP and ICE restart); a port
+    range, or VTP_ICE_UDP_PORT set empty, asks for a port per connection; --workers
+    gives worker i port 40000 + i."""
+    from vtp.workers import worker_env
+
+    monkeypatch.delenv("VTP_ICE_UDP_PORT", raising=False)  # (tests/conftest.py sets 0)
+    default = load_config()
+    assert default.ice_udp_port == 40000
+    assert IceSettings.from_config(default).udp_port == 40000
+    ranged = load_config(ice_port_min=41000, ice_port_max=41010)
+    assert ranged.ice_udp_port is None
+    assert IceSettings.from_config(ranged).port_range == (41000, 41010)
+    monkeypatch.setenv("VTP_ICE_PORT_MIN", "41000")
+    monkeypatch.setenv("VTP_ICE_PORT_MAX", "41010")
+    assert load_config().ice_udp_port is None
+    monkeypatch.setenv("VTP_ICE_UDP_PORT", "40000")  # both named: refused, as before
+    with pytest.raises(ValueError, match="ice_udp_port"):
+        IceSettings.from_config(load_config())
+    for name in ("VTP_ICE_PORT_MIN", "VTP_ICE_PORT_MAX"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("VTP_ICE_UDP_PORT", "")
+    assert load_config().ice_udp_port is None
+    assert IceSettings.from_config(load_config()).port_range is None
+    monkeypatch.delenv("VTP_ICE_UDP_PORT")
+    envs = [worker_env(load_config(), i, 3, {}) for i in range(3)]
+    assert [e["VTP_ICE_UDP_PORT"] for e in envs] == ["40000", "40001", "40002"]
 
 
 class Client:

@@ -142,7 +142,8 @@ peer with no live connection that has not been ``touch()``-ed for that long is r
 Settings used (``vtp.config.Config``): ``ice_addresses``, ``ice_announce_address``,
 ``ice_port_min``/``ice_port_max`` or ``ice_udp_port`` (every connection on one port, the
 SFU an ICE-lite agent: :mod:`vtp.sfu.icelite`; ``Sfu.start()`` opens it), ``stun_urls``,
-``turn_urls``, ``turn_secret``, ``turn_credential_ttl_s``, ``room_grace_s``,
+``turn_urls``, ``turn_secret``, ``turn_credential_ttl_s``, ``turn_tls_cert`` (turns: URLs
+only while it serves them: :mod:`vtp.sfu.turncert`), ``room_grace_s``,
 ``peer_timeout_s``. Nothing external is contacted by default.
 
 This module is the SFU's interface: the edge (:mod:`vtp.signalling`, :mod:`vtp.web`,

@@ -26,6 +26,7 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from vtp.config import Config
+from vtp.sfu.turncert import TurnCertificate, turns_host
 
 
 def host_candidate(host: str, port: int) -> aioice.Candidate:
@@ -96,6 +97,8 @@ class IceSettings:
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_credential_ttl_s: int = 6 * 3600
+    # turns: URLs go to clients only while this certificate serves their host
+    turn_tls: TurnCertificate | None = None
     consent_timeout_s: float = 25.0  # RFC 7675 consent freshness (at most 30 s)
 
     @classmethod
@@ -114,6 +117,7 @@ class IceSettings:
             turn_urls=tuple(config.turn_urls),
             turn_secret=secret or None,
             turn_credential_ttl_s=config.turn_credential_ttl_s,
+            turn_tls=TurnCertificate(config.turn_tls_cert) if config.turn_tls_cert else None,
             consent_timeout_s=config.ice_consent_timeout_s,
         )
 
@@ -122,16 +126,29 @@ class IceSettings:
         servers: list[dict[str, object]] = []
         if self.stun_urls:
             servers.append({"urls": list(self.stun_urls)})
-        if self.turn_urls and self.turn_secret:
+        urls = self.served_turn_urls()
+        if urls and self.turn_secret:
             cred = turn_credential(self.turn_secret, user, self.turn_credential_ttl_s, now)
             servers.append(
                 {
-                    "urls": list(self.turn_urls),
+                    "urls": urls,
                     "username": cred.username,
                     "credential": cred.credential,
                 }
             )
         return servers
+
+    def served_turn_urls(self) -> list[str]:
+        """The TURN URLs clients can use now: a turns: URL only while the TURN server's
+        certificate (``turn_tls``, when set) is one browsers accept for its host."""
+        if self.turn_tls is None:
+            return list(self.turn_urls)
+        served = []
+        for url in self.turn_urls:
+            host = turns_host(url)
+            if host is None or self.turn_tls.serves(host):
+                served.append(url)
+        return served
 
     def server_configuration(self) -> RTCConfiguration:
         """An explicit RTCConfiguration: aiortc's default would contact a public STUN

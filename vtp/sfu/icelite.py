@@ -149,7 +149,9 @@ class UdpMux:
                 sock.close()
                 self.close()
                 raise OSError(
-                    exc.errno, f"cannot open UDP {address} port {self.port}: {exc.strerror}"
+                    exc.errno,
+                    f"cannot open UDP {address} port {self.port}: {exc.strerror} (the media "
+                    "port: VTP_ICE_UDP_PORT, 40000 by default; 0 takes a free one)",
                 ) from exc
             self.port = sock.getsockname()[1]  # (port 0: the others take the same one)
             sock.setblocking(False)

@@ -40,6 +40,10 @@ class Join(ClientMessage):
     room: Annotated[str, Field(min_length=1, max_length=64)]
     # the last joined reply's resume_token: take the peer back from a dropped socket
     resume_token: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    # with resume_token: the connections the client knows (each published, each
+    # subscription answered); the peer's others, made for a reply the dropped socket
+    # never delivered, close. Omitted: all carry on.
+    connections: Annotated[list[Id], Field(max_length=256)] | None = None
 
 
 class Publish(ClientMessage):

@@ -22,8 +22,10 @@ changed: Wi-Fi to mobile; the heartbeat goes unanswered), leaves its peer in the
 ``VTP_SFU_RESUME_S``:
 a ``join`` on a new socket with the ``resume_token`` of the last ``joined`` takes the same
 peer back, its publications and subscriptions intact (the client then restarts ICE on
-them, ``restart-ice``); a socket still open for it is closed (4409). Without a resume in
-time the peer leaves, and its publications end for every subscriber.
+them, ``restart-ice``); a socket still open for it is closed (4409). Connections the
+resuming client does not claim (``connections``: a reply the dropped socket never
+delivered), and any a request still in flight on the old socket makes, close at once.
+Without a resume in time the peer leaves, and its publications end for every subscriber.
 
 With several nodes, a ``join`` of a room another node serves is relayed there
 (:mod:`vtp.signalling.relay`): this session keeps the socket, and the room's node runs a
@@ -501,6 +503,8 @@ class Session(Channel):
             return False
         member.sink, member.on_gone = self._on_event, self._on_gone
         self.member = member
+        if msg.connections is not None:
+            await _close_unclaimed(member, set(msg.connections))
         self._scope = (grant.course_id, grant.session_id)
         self._gone_room = None
         room = member.peer.room
@@ -573,6 +577,8 @@ class Session(Channel):
             )
         quotas.check_connection(self.app, member.user_id)
         pub = await member.peer.publish(msg.sdp, label=msg.label)
+        if await self._orphaned(member, pub.id):
+            return
         self.send(
             m.Published(
                 request_id=msg.request_id,
@@ -583,6 +589,16 @@ class Session(Channel):
                 ],
             )
         )
+
+    async def _orphaned(self, member: Member, connection_id: str) -> bool:
+        """A connection made for this socket after its peer went to another (a resume
+        while the request was in flight) or left: no client will hear of it, so it
+        closes now rather than at its timeout."""
+        if self.member is member:
+            return False
+        if connection_id in member.peer.connections:
+            await member.peer.close_connection(connection_id)
+        return True
 
     async def _on_unpublish(self, msg: m.Unpublish) -> None:
         member = self._joined(msg.request_id)
@@ -595,6 +611,8 @@ class Session(Channel):
         member = self._joined(msg.request_id)
         quotas.check_connection(self.app, member.user_id)
         sub = await member.peer.subscribe(msg.stream_id)
+        if await self._orphaned(member, sub.id):
+            return
         self.send(
             m.Offer(
                 request_id=msg.request_id,
@@ -763,6 +781,14 @@ class Session(Channel):
         if up is None:
             return []
         return [m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.mime_type) for t in up.tracks]
+
+
+async def _close_unclaimed(member: Member, claimed: set[str]) -> None:
+    """A resumed peer's connections its client does not claim: made by a publish or
+    subscribe whose reply the dropped socket never delivered (or a subscription the
+    client gave up before answering). Nothing else would close them until they time out."""
+    for connection_id in [c for c in member.peer.connections if c not in claimed]:
+        await member.peer.close_connection(connection_id)
 
 
 RESUMABLE = web.AppKey("sfu_ws_resumable", dict[str, Session])  # resume token -> holder
