@@ -5,7 +5,7 @@ it does not carry yet: raised hands, the teacher muting or removing a student, e
 participant's microphone/camera state, live chat delivery, the recording state, ending
 the session for everyone, and who is present since when. The browser client opens this
 channel next to the SFU WebSocket. Everything here is additive and could move into the
-signalling protocol as messages of its own (see the report of issue 5).
+signalling protocol as messages of its own.
 
 Protocol (JSON frames with a ``type``; every message is a pydantic model of
 :mod:`vtp.web.live_messages`, one per type: fields the server does not know are ignored,
