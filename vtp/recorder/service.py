@@ -35,8 +35,8 @@ from vtp.recorder.uploader import Uploader
 from vtp.storage import ObjectStore
 
 if TYPE_CHECKING:
-    from vtp.sfu import Sfu
     from vtp.sfu.events import Event
+    from vtp.sfu.taps import MediaSource
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Recorder:
         config: Config,
         pool: asyncpg.Pool,
         store: ObjectStore,
-        sfu: Sfu | None,
+        sfu: MediaSource | None,
     ) -> None:
         self.config = config
         self.pool = pool
