@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import signal
@@ -17,6 +18,8 @@ import aiohttp
 import pytest
 from helpers import JWT_TEST_SECRET
 
+from vtp import cli
+from vtp.config import load_config
 from vtp.db.migrate import discover
 
 VTP = [sys.executable, "-m", "vtp"]
@@ -123,6 +126,14 @@ async def test_serve_with_nothing_configured(state_dir: Path) -> None:
         json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")
     ]
     assert any(e.get("request_id") for e in log_lines), "JSON logs carry request ids"
+    # The first screen: where VTP listens and how to get in, without the libraries'
+    # chatter (pgserver's INFO lines carry initdb's banner; platformdirs warns).
+    first_screen = server.log.read_text()
+    assert f"is listening on {server.url}" in first_screen, first_screen
+    assert any(e["msg"].startswith("no account yet") for e in log_lines), first_screen
+    assert all(e["logger"].startswith("vtp.") for e in log_lines if e["level"] == "info")
+    assert "start the database server" not in first_screen
+    assert "XDG_RUNTIME_DIR" not in first_screen
 
     # Restarted, it reuses the same embedded database (and JWT secret).
     server = Server(state_dir)
@@ -135,6 +146,19 @@ async def test_serve_with_nothing_configured(state_dir: Path) -> None:
             assert resp.status == 200
     finally:
         server.stop()
+    assert "no account yet" not in server.log.read_text()
+
+
+async def test_user_create_asks_for_the_password_twice(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typed = iter(["a good long password", "a good long passwrod"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(typed))
+    args = cli.build_parser().parse_args(["user", "create", "--email", "t@example.org"])
+    # refused before any database is reached (none is configured here)
+    assert await cli._user_create(load_config(), args) == 2
+    assert "the passwords differ" in capsys.readouterr().err
+    assert next(typed, None) is None  # both prompts were shown
 
 
 def test_migrate_user_create_and_check(

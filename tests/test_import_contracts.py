@@ -45,7 +45,7 @@ def add_import(module: Path, line: str) -> None:
 def test_the_tree_keeps_every_contract() -> None:
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 3 kept, 0 broken." in result.stdout
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
 
 
 def test_the_copy_keeps_them_before_it_is_changed(copy: Path) -> None:
@@ -80,3 +80,19 @@ def test_the_packet_path_is_not_the_edges_to_import(copy: Path) -> None:
     assert result.returncode != 0
     assert "The edge reaches the SFU through its interface BROKEN" in result.stdout
     assert "vtp.signalling.rest -> vtp.sfu.uptrack" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "from vtp.sfu.uptrack import UpTrack",
+        "from vtp.sfu.room import Room",
+        "from vtp.sfu import Sfu",
+    ],
+)
+def test_the_recorder_taps_through_the_contract_only(copy: Path, line: str) -> None:
+    add_import(copy / "vtp" / "recorder" / "session.py", line)
+    result = lint_imports(copy)
+    assert result.returncode != 0
+    assert "The recorder reaches the SFU through the tap contract BROKEN" in result.stdout
+    assert "vtp.recorder.session -> vtp.sfu" in result.stdout

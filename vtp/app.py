@@ -40,6 +40,7 @@ from vtp.channel import socket as channel
 from vtp.cluster.nodes import LoadSample, NodeRegistry, cluster_refusal, this_node
 from vtp.cluster.placement import Placement
 from vtp.config import Config
+from vtp.db import users
 from vtp.db.migrate import apply_migrations
 from vtp.events.deliverer import deliverer_ctx
 from vtp.events.stream import emit, events_ctx, events_middleware
@@ -63,8 +64,14 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     async with backends.database(app[CONFIG]) as pool:
         async with pool.acquire() as conn:
             applied = await apply_migrations(conn)
-        if applied:
-            log.info("applied %d migration(s)", len(applied))
+            if applied:
+                log.info("applied %d migration(s)", len(applied))
+            if not await users.any_user(conn):
+                # a fresh installation's first screen says how to get in
+                log.info(
+                    "no account yet: sign up in the browser, or create the first admin with"
+                    " `vtp user create --email ADDRESS --role admin`"
+                )
         app[DB] = pool
         yield
 

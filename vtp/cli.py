@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -47,10 +48,19 @@ def _serve(config: Config) -> int:
         reuse_port=config.reuse_port or None,
         sock=own or None,
         ssl_context=https.server_context(config),
-        print=lambda msg: print(f"VTP {__version__}: {msg}", file=sys.stderr),
+        print=_announce,
         access_log=None,
     )
     return 0
+
+
+def _announce(message: str) -> None:
+    """aiohttp's "======== Running on URL ========" banner, said plainly."""
+    found = re.search(r"Running on (.+?) =+", message)
+    if found is None:
+        print(f"VTP {__version__}: {message}", file=sys.stderr)
+        return
+    print(f"VTP {__version__} is listening on {found.group(1)} (Ctrl+C stops it)", file=sys.stderr)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -77,6 +87,10 @@ async def _user_create(config: Config, args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\n")
     elif password is None:
         password = getpass.getpass("Password: ")
+        # typed blind: a typo would lock the (first) account out
+        if getpass.getpass("Password again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
     try:
         check_password_policy(password, email=args.email, min_length=config.password_min_length)
     except PasswordPolicyError as exc:
@@ -192,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level, config.log_format)
+    setup_logging(config.log_level, config.log_format, config.log_libraries)
     try:
         if args.command == "serve":
             return _serve(config)

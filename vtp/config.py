@@ -51,6 +51,9 @@ class Config(BaseSettings):
     state_dir: Path = Path("./var")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: LogFormat = "text"
+    # Level for other packages' loggers (aioice, aiortc, pgserver, asyncio, ...): their
+    # INFO lines drown VTP's own, so they speak from WARNING unless asked.
+    log_libraries: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     # --- External services (unset = embedded default) -------------------------------
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")

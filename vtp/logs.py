@@ -58,12 +58,14 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
-def setup_logging(level: str, fmt: str) -> None:
+def setup_logging(level: str, fmt: str, libraries: str = "WARNING") -> None:
+    """VTP's loggers (``vtp.*``) at ``level``; every other package's at ``libraries``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(libraries)
+    logging.getLogger("vtp").setLevel(level)
     # aiohttp's access log duplicates our request log line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -15,10 +15,10 @@ from vtp import metrics
 from vtp.api import (
     accounts,
     auth,
-    domain,
     health,
     nodes,
     recordings_control,
+    teaching_routes,
     users,
     webhooks,
 )
@@ -34,8 +34,8 @@ def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
         users.routes,
         accounts.routes,  # password change, disable, reset links
         webhooks.routes,  # admins' webhook endpoints and delivery logs
-        *domain.ROUTE_TABLES,
-        domain.DESCRIPTION_ROUTES,
+        *teaching_routes.ROUTE_TABLES,
+        teaching_routes.DESCRIPTION_ROUTES,
         websocket.routes,  # the SFU signalling WebSocket
         rest.routes,  # /api/v1/sfu: capabilities, REST transports, room state
         whip.routes,

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp.test_utils import make_mocked_request
 from helpers import bearer
 
-from vtp.api.domain import ROUTE_TABLES
 from vtp.api.responses import returns_of
+from vtp.api.teaching_routes import ROUTE_TABLES
 
 
 @dataclass

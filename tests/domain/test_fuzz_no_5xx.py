@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from domain_helpers import World
 
-from vtp.api.domain import ROUTE_TABLES
+from vtp.api.teaching_routes import ROUTE_TABLES
 
 pytestmark = pytest.mark.slow
 

@@ -101,7 +101,7 @@ async def test_reference_page_lists_every_path(client: Any) -> None:
 
 async def test_every_domain_route_says_who_may_call_it(client: Any) -> None:
     from vtp.api.course_access import who_of
-    from vtp.api.domain import ROUTE_TABLES
+    from vtp.api.teaching_routes import ROUTE_TABLES
 
     missing = [f"{r.method} {r.path}" for t in ROUTE_TABLES for r in t if not who_of(r.handler)]
     assert missing == []
@@ -112,9 +112,9 @@ async def test_every_domain_route_says_who_may_call_it(client: Any) -> None:
 
 
 def test_every_json_domain_route_declares_its_answer() -> None:
-    from vtp.api.domain import ROUTE_TABLES
     from vtp.api.openapi import handler_info
     from vtp.api.responses import returns_of
+    from vtp.api.teaching_routes import ROUTE_TABLES
 
     undeclared = []
     for table in ROUTE_TABLES:

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from domain_helpers import Actor, World, check_response
 
-from vtp.api.domain import ROUTE_TABLES
+from vtp.api.teaching_routes import ROUTE_TABLES
 
 ROLES = ("anonymous", "student", "other", "ta", "teacher", "admin", "observer")
 PDF = b"%PDF-1.4\n%%EOF\n"

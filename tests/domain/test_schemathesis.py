@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from vtp.api.domain import ROUTE_TABLES
 from vtp.api.responses import returns_of
+from vtp.api.teaching_routes import ROUTE_TABLES
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")

@@ -15,7 +15,7 @@ import pytest
 from tests.recorder.test_recorder_units import encode_vp8, packetize
 from vtp.recorder import session as session_module
 from vtp.recorder.session import NTP_EPOCH_OFFSET, RecordingSession
-from vtp.sfu.room import StreamInfo, TrackInfo
+from vtp.sfu.taps import StreamInfo, TrackInfo
 
 SILENCE = b"\xf8\xff\xfe"  # one 20 ms Opus frame
 

@@ -319,7 +319,7 @@ async def test_waiting_uploads_are_retried_when_the_store_answers_again(
         return None
 
     monkeypatch.setattr(uploader_module, "STORE_PROBE_S", 0.05)
-    monkeypatch.setattr(uploader_module.db, "note_error", no_note)
+    monkeypatch.setattr(uploader_module.recordings, "note_error", no_note)
     config = Config().model_copy(
         update={"recording_retry_first_s": 600.0, "recording_retry_max_s": 600.0}
     )

@@ -130,6 +130,15 @@ async def test_malformed_sdp_is_refused_while_the_room_forwards(
                 await mallory.publish(text)
                 raise AssertionError(f"accepted #{broken.index(text)}")
             assert info.value.code in ("bad-sdp", "bad-request")
+        for text in ["v=0", "v=0\r\ngarbage\r\n", good.replace("a=sendrecv", "a=sendonly")]:
+            with pytest.raises(SfuError):  # WHEP: the client's offer refused
+                await mallory.subscribe(stream_id, offer_sdp=text)
+        # A refusal names no connection: no event about one the client was never given
+        # (a connection-state "closed" for it used to precede the bad_sdp reply).
+        assert [type(e) for e in event_log.events if getattr(e, "peer_id", "") == "mallory"] == [
+            events.PeerJoined
+        ]
+        assert mallory.connections == {}
         # answers too
         sub_conn = await mallory.subscribe(stream_id)
         for candidate in ["candidate:garbage", "candidate:1 1 udp 1 1.2.3.4 99999 typ host"]:

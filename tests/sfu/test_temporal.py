@@ -189,7 +189,7 @@ def test_down_at_any_picture_up_only_at_a_layer_sync_picture(wires: list[Wire]) 
     continuous(got)
     tids = [r[4] for r in got[::2]]
     assert tids == [0, 2, 1, 2, 0, 0, 1, 0, 2, 1, 2]
-    assert down.temporal_switches == 3 and pub.up._tswitch == []
+    assert down.temporal_switches == 3 and pub.up.fanout.changing == ()
 
 
 def test_a_keyframe_is_a_switch_point_to_any_level(wires: list[Wire]) -> None:

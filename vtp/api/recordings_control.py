@@ -32,7 +32,6 @@ from vtp.api.users import path_uuid
 from vtp.appkeys import CONFIG, DB, RECORDER, STORE
 from vtp.auth.secret import load_or_create_secret
 from vtp.db import recordings as recordings_db
-from vtp.recorder import db as recorder_db
 from vtp.recorder.matroska import content_type
 from vtp.recorder.service import Recorder
 from vtp.recorder.session import MANIFEST
@@ -73,9 +72,9 @@ async def start_recording(request: web.Request) -> web.Response:
     await ensure_here(request.app, session.room_name, request.path_qs)
     try:
         recording_id = await recorder.start_recording(session.id, access.user_id)
-    except recorder_db.NotLive as exc:
+    except recordings_db.NotLive as exc:
         raise conflict("session_not_live", f"the session is {exc.status}, not live") from exc
-    except recorder_db.AlreadyRecording as exc:
+    except recordings_db.AlreadyRecording as exc:
         raise conflict("already_recording", "the session is already being recorded") from exc
     except OSError as exc:
         raise ApiError(503, "recorder_unavailable", f"cannot record: {exc}") from exc

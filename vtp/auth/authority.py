@@ -13,7 +13,9 @@ Pub/sub is at-most-once (a change published while a process is reconnecting to R
 lost to it); the access token's expiry bounds that gap: a long socket must renew its token
 (which checks revocation) before it expires, or it is closed (:func:`until_expired`).
 
-The bus delivers its own changes in-process at once (not through Redis), so a change made
+The changes travel on a cluster topic (:mod:`vtp.cluster.topic`: one listener,
+reconnects, a process not hearing its own). The bus delivers its own changes in-process
+at once (not through Redis), so a change made
 here takes effect here even while Redis pub/sub is down. With the embedded fakeredis it
 is the in-process bus of one process, as it should be.
 """
@@ -21,10 +23,7 @@ is the in-process bus of one process, as it should be.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,12 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from vtp.cluster.topic import Topic
 
 logger = logging.getLogger(__name__)
-
-RECONNECT_S = (0.2, 0.5, 1.0, 2.0, 5.0)
-START_WAIT_S = 5.0  # the app starts (and reports Redis down) rather than wait for it
 
 Scope = tuple[uuid.UUID | None, uuid.UUID | None]  # (course_id, session_id) of a socket
 
@@ -141,36 +138,27 @@ class Watch:
 
 
 class AuthorityBus:
-    """Publishes :class:`AuthorityChange` on Redis and hands the ones it receives to the
-    registered :class:`Watch`-es of this process."""
+    """Publishes :class:`AuthorityChange` on a cluster :class:`~vtp.cluster.topic.Topic`
+    and hands the ones it receives to the registered :class:`Watch`-es of this process."""
 
     def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        db = redis.connection_pool.connection_kwargs.get("db", 0)
-        # Pub/sub channels are server-wide, not per database: installations sharing a
-        # Redis server on different databases must not hear each other.
-        self.channel = f"vtp:authority:{db}"
-        self.origin = secrets.token_hex(8)  # this process: its own messages come back
+        self._topic = Topic(redis, "authority", self._received)
         self._watches: set[Watch] = set()
-        self._listener: asyncio.Task[None] | None = None
-        self._tried = asyncio.Event()  # the first subscription attempt ended, either way
+
+    @property
+    def channel(self) -> str:
+        return self._topic.channel
 
     # --- lifetime ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Subscribe, and wait for the first attempt, so that no change published after the
         app serves is missed. With Redis down the app still starts (``/ready`` says why);
-        the listener keeps trying in the background."""
-        self._listener = asyncio.create_task(self._listen(), name="vtp-authority-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._tried.wait(), START_WAIT_S)
+        the topic keeps trying in the background."""
+        await self._topic.start()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await self._topic.close()
         tasks = [w.task for w in self._watches if w.task is not None and not w.task.done()]
         for watch in list(self._watches):
             watch.cancel()
@@ -179,32 +167,8 @@ class AuthorityBus:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _listen(self) -> None:
-        attempt = 0
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self._tried.set()
-                attempt = 0
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._received(message.get("data"))
-            except (RedisError, OSError) as exc:
-                self._tried.set()
-                delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
-                attempt += 1
-                logger.warning("authority bus lost Redis (%s); again in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-
-    def _received(self, raw: Any) -> None:
+    def _received(self, data: dict[str, Any]) -> None:
         try:
-            data = json.loads(raw)
-            if data.get("origin") == self.origin:
-                return
             change = AuthorityChange.from_json(data)
         except (ValueError, TypeError, AttributeError):
             logger.warning("ignored a malformed authority change")
@@ -234,13 +198,9 @@ class AuthorityBus:
     async def publish(self, change: AuthorityChange) -> None:
         """Tell every process (this one at once). Call it after the change is stored."""
         self.deliver(change)
-        payload = json.dumps({**change.to_json(), "origin": self.origin})
-        try:
-            await self._redis.publish(self.channel, payload)
-        except (RedisError, OSError):
-            # The change is stored; other processes' sockets still lose the right at
-            # their next re-check or token renewal.
-            logger.exception("authority change not published: %s", change.reason)
+        # A Redis failure is logged, not raised: the change is stored, and other
+        # processes' sockets still lose the right at their next re-check or token renewal.
+        await self._topic.publish(change.to_json())
 
     @property
     def watching(self) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,13 @@ class EmbeddedPostgres:
         return uri
 
     def _start_blocking(self) -> Any:
-        # Imported lazily: the real-server path never needs pgserver.
-        from pgserver.postgres_server import PostgresServer
+        # Imported lazily: the real-server path never needs pgserver. Its import asks
+        # platformdirs for a runtime folder, which warns when XDG_RUNTIME_DIR is unset (any
+        # service or container): a fallback in /tmp is right for its lock file, so the
+        # warning only clutters the first screen.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            from pgserver.postgres_server import PostgresServer
 
         # pgserver gives pg_ctl a fixed 10 s to start the server; on a loaded machine that
         # is sometimes not enough, and the next attempt finds the server up or starts it.

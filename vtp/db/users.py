@@ -42,6 +42,10 @@ async def create_user(
     return User.from_record(row)
 
 
+async def any_user(conn: Conn) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users)"))
+
+
 async def get_user(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> User | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
     return User.from_record(row) if row else None

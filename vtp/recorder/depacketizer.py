@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from vtp.sfu import vp8
+from vtp.sfu.taps import TapPacket
 
 VIDEO_CLOCK = 90000
 AUDIO_CLOCK = 48000
@@ -32,15 +33,6 @@ AUDIO_CLOCK = 48000
 REORDER_WINDOW = VIDEO_CLOCK * 3 // 10
 MAX_PENDING_FRAMES = 64
 MAX_FRAME_BYTES = 4 * 1024 * 1024
-
-
-class RtpLike(Protocol):
-    """What the recorder reads of the SFU's tap packet (``vtp.sfu.uptrack.UpPacket``)."""
-
-    fseq: int
-    uts: int
-    marker: int
-    payload: bytes
 
 
 class Frame(NamedTuple):
@@ -160,7 +152,7 @@ class FrameAssembler:
         self.need_keyframe = True  # a file starts at a keyframe
         self.stats = AssemblerStats()
 
-    def push(self, packet: RtpLike) -> None:
+    def push(self, packet: TapPacket) -> None:
         uts = packet.uts
         if self._last_ts is not None and uts <= self._last_ts:
             self.stats.late_packets += 1
@@ -284,7 +276,7 @@ class OpusAssembler:
         self._last_ts: int | None = None
         self.stats = AssemblerStats()
 
-    def push(self, packet: RtpLike) -> None:
+    def push(self, packet: TapPacket) -> None:
         uts = packet.uts
         if self._last_ts is not None and uts <= self._last_ts:
             self.stats.late_packets += 1

@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from vtp.config import Config
+from vtp.db import recordings
 from vtp.db.models import EndedReason
 from vtp.health import ComponentHealth
-from vtp.recorder import db
 from vtp.recorder.session import RecordingSession, describe_error, read_manifest
 from vtp.recorder.spool import Spool, seal_cut_recording
 from vtp.recorder.uploader import Uploader
 from vtp.storage import ObjectStore
 
 if TYPE_CHECKING:
-    from vtp.sfu import Sfu
     from vtp.sfu.events import Event
+    from vtp.sfu.taps import MediaSource
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Recorder:
         config: Config,
         pool: asyncpg.Pool,
         store: ObjectStore,
-        sfu: Sfu | None,
+        sfu: MediaSource | None,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -134,17 +134,17 @@ class Recorder:
         entries = await asyncio.to_thread(self.spool.scan)
         in_spool = {entry.recording_id for entry in entries}
         # rows a previous run left "recording" with nothing in the spool cannot be saved
-        for row in await self.pool.fetch("SELECT id FROM recordings WHERE status = 'recording'"):
-            if row["id"] not in in_spool and not any(
-                a.recording_id == row["id"] for a in self.active.values()
+        for recording_id in await recordings.still_recording(self.pool):
+            if recording_id not in in_spool and not any(
+                a.recording_id == recording_id for a in self.active.values()
             ):
                 log.error(
                     "recorder: recording %s has no files in %s; marking it failed",
-                    row["id"],
+                    recording_id,
                     self.spool.root,
                 )
-                await db.mark_failed(
-                    self.pool, row["id"], f"lost: no files in the spool {self.spool.root}", "cut"
+                await recordings.mark_failed(
+                    self.pool, recording_id, f"lost: no files in the spool {self.spool.root}", "cut"
                 )
         for entry in entries:
             if any(a.recording_id == entry.recording_id for a in self.active.values()):
@@ -161,7 +161,7 @@ class Recorder:
                     len(manifest.get("files", [])),
                 )
                 cut_at = manifest.get("cut_at_unix")
-                await db.mark_uploading(
+                await recordings.mark_uploading(
                     self.pool,
                     entry.recording_id,
                     manifest.get("duration_ms"),
@@ -169,10 +169,10 @@ class Recorder:
                     "cut",
                     datetime.fromtimestamp(cut_at, UTC) if cut_at is not None else None,
                 )
-            elif await db.recording_status(self.pool, entry.recording_id) == "recording":
+            elif await recordings.recording_status(self.pool, entry.recording_id) == "recording":
                 # stopped, but the process ended before the row said so
                 manifest = await asyncio.to_thread(read_manifest, entry.directory)
-                await db.mark_uploading(
+                await recordings.mark_uploading(
                     self.pool,
                     entry.recording_id,
                     manifest.get("duration_ms"),
@@ -216,7 +216,7 @@ class Recorder:
     async def _announce_outcome(
         self, recording_id: uuid.UUID, outcome: str, error: str | None
     ) -> None:
-        owner = await db.owner(self.pool, recording_id)
+        owner = await recordings.owner(self.pool, recording_id)
         if owner is not None:
             data = {"error": error} if error else {}
             self._event(f"recording.{outcome}", owner[1], owner[0], recording_id, **data)
@@ -232,13 +232,13 @@ class Recorder:
             raise RuntimeError("the SFU is not running in this process")
         async with self._lock:
             if session_id in self.active:
-                raise db.AlreadyRecording()
+                raise recordings.AlreadyRecording()
             if self.spool_error:
                 raise OSError(self.spool_error)
-            room_info = await db.live_room(self.pool, session_id)
+            room_info = await recordings.live_room(self.pool, session_id)
             if room_info is None:
-                raise db.NotLive("missing")
-            recording_id = await db.create_recording(self.pool, session_id, started_by)
+                raise recordings.NotLive("missing")
+            recording_id = await recordings.create_recording(self.pool, session_id, started_by)
             room = self.sfu.room(room_info.room_name)
             session = RecordingSession(
                 str(recording_id),
@@ -254,7 +254,7 @@ class Recorder:
             try:
                 session.start()
             except Exception as exc:
-                await db.mark_failed(self.pool, recording_id, describe_error(exc))
+                await recordings.mark_failed(self.pool, recording_id, describe_error(exc))
                 self._event(
                     "recording.failed",
                     room_info.course_id,
@@ -291,7 +291,7 @@ class Recorder:
         active.session.meta["ended_reason"] = ended
         manifest = active.session.stop(reason)
         error = "; ".join(manifest.get("errors") or []) or None
-        await db.mark_uploading(
+        await recordings.mark_uploading(
             self.pool, active.recording_id, manifest.get("duration_ms"), error, ended
         )
         self.uploader.submit(active.recording_id)
@@ -308,7 +308,7 @@ class Recorder:
 
     def _error_reporter(self, recording_id: uuid.UUID) -> Callable[[str], None]:
         def report(reason: str) -> None:
-            self._spawn(db.note_error(self.pool, recording_id, reason, failed=False))
+            self._spawn(recordings.note_error(self.pool, recording_id, reason, failed=False))
 
         return report
 
@@ -344,19 +344,16 @@ class Recorder:
 
     async def _auto_record(self, room_name: str) -> None:
         try:
-            room = await db.live_room_by_name(self.pool, room_name)
+            room = await recordings.live_room_by_name(self.pool, room_name)
             if room is None or not room.auto_record or room.status != "live":
                 return
             if room.session_id in self._auto_checked or room.session_id in self.active:
                 return
             self._auto_checked.add(room.session_id)
-            already = await self.pool.fetchval(
-                "SELECT 1 FROM recordings WHERE session_id = $1 LIMIT 1", room.session_id
-            )
-            if already:
+            if await recordings.ever_recorded(self.pool, room.session_id):
                 return  # recorded before (and stopped by someone): do not start again
             await self.start_recording(room.session_id, None)
-        except (db.AlreadyRecording, db.NotLive):
+        except (recordings.AlreadyRecording, recordings.NotLive):
             return
         except Exception:
             log.exception("recorder: automatic start in room %s failed", room_name)

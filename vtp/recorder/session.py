@@ -43,8 +43,7 @@ from vtp.recorder.matroska import MatroskaFile, VideoFormat, extension_for
 from vtp.recorder.vp9 import Vp9
 
 if TYPE_CHECKING:
-    from vtp.sfu.room import Room, StreamInfo
-    from vtp.sfu.uptrack import Tap, UpPacket, UpTrack
+    from vtp.sfu.taps import StreamInfo, TapHandle, TapPacket, TapRoom
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class _Track:
     id: str
     kind: str
     clock: int
-    tap: Tap | None = None
+    tap: TapHandle | None = None
     assembler: FrameAssembler | OpusAssembler | None = None
     first_ts: int | None = None
     first_arrival: float = 0.0
@@ -180,7 +179,7 @@ class StreamRecorder:
 
     # --- taps ------------------------------------------------------------------------
 
-    def attach(self, room: Room) -> None:
+    def attach(self, room: TapRoom) -> None:
         for info in self.info.tracks:
             kind = info.kind
             if kind not in ("audio", "video"):
@@ -210,7 +209,7 @@ class StreamRecorder:
                 track.assembler = OpusAssembler(deliver)
             assembler = track.assembler
 
-            def on_packet(_up: UpTrack, packet: UpPacket, push: Any = assembler.push) -> None:
+            def on_packet(_layer: object, packet: TapPacket, push: Any = assembler.push) -> None:
                 push(packet)
 
             try:
@@ -398,7 +397,7 @@ class RecordingSession:
     def __init__(
         self,
         recording_id: str,
-        room: Room,
+        room: TapRoom,
         directory: Path,
         *,
         meta: dict[str, Any] | None = None,

@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 
 from vtp.config import Config
-from vtp.recorder import db
+from vtp.db import recordings
 from vtp.recorder.matroska import content_type
 from vtp.recorder.session import MANIFEST, describe_error, read_manifest, write_json_atomically
 from vtp.recorder.spool import Spool
@@ -225,7 +225,7 @@ class Uploader:
 
     async def _note(self, recording_id: uuid.UUID, reason: str, failed: bool) -> None:
         try:
-            await db.note_error(self.pool, recording_id, reason, failed=failed)
+            await recordings.note_error(self.pool, recording_id, reason, failed=failed)
         except Exception:
             log.exception("recording %s: cannot record its upload error", recording_id)
 
@@ -261,7 +261,9 @@ class Uploader:
         manifest["main"] = main["name"] if main else None
         await asyncio.to_thread(write_json_atomically, manifest_path, manifest)
         if main is None:
-            await db.mark_failed(self.pool, recording_id, "nothing was published while recording")
+            await recordings.mark_failed(
+                self.pool, recording_id, "nothing was published while recording"
+            )
             self._outcome(recording_id, "failed", "nothing was published while recording")
             log.warning("recording %s: no media was recorded", recording_id)
             await asyncio.to_thread(self.spool.remove, recording_id)
@@ -271,7 +273,7 @@ class Uploader:
         await self._put_verified(
             f"{prefix}/{MANIFEST}", manifest_path, size, digest, "application/json"
         )
-        found = await db.mark_available(
+        found = await recordings.mark_available(
             self.pool,
             recording_id,
             object_key=main["key"],

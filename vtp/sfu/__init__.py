@@ -181,8 +181,9 @@ from vtp.sfu.downconnection import DownConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.icerestart import restart_ice
 from vtp.sfu.peer import Peer
-from vtp.sfu.room import Room, StreamInfo, TrackInfo
+from vtp.sfu.room import Room
 from vtp.sfu.service import Sfu
+from vtp.sfu.taps import StreamInfo, TrackInfo
 from vtp.sfu.upconnection import UpConnection
 
 __all__ = [

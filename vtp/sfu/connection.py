@@ -57,6 +57,9 @@ class Connection:
         self.state = "new"
         self.closed = False
         self.close_reason = ""
+        # its id has gone back to the client (set by the Peer once the SDP was accepted):
+        # until then no event names it, so a refused offer leaves no trace the client sees
+        self.announced = False
         self.rx_packets = 0  # every SRTP/SRTCP packet received (liveness)
         self.rtcp_ssrc = random.getrandbits(32)
         self._last_rx_seen = 0

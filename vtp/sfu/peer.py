@@ -47,6 +47,7 @@ class Peer:
         conn = UpConnection(self, self.room.settings, label=label)
         self.connections[conn.id] = conn
         await conn.start(offer_sdp)  # closes itself and raises SfuError on bad input
+        conn.announced = True
         for track in conn.tracks:  # (no packet can have arrived: the client has no answer)
             track.set_muted(track.kind in self.muted)
         self.room.publication_added(conn)
@@ -66,13 +67,14 @@ class Peer:
         self.connections[conn.id] = conn
         if offer_sdp is not None:
             await conn.start_answer(offer_sdp)  # closes itself, raises SfuError
-            return conn
-        try:
-            await conn.start()
-        except SfuError:
-            raise
-        except Exception as exc:
-            raise SfuError("internal", f"could not create the offer: {exc}") from None
+        else:
+            try:
+                await conn.start()
+            except SfuError:
+                raise
+            except Exception as exc:
+                raise SfuError("internal", f"could not create the offer: {exc}") from None
+        conn.announced = True
         return conn
 
     async def subscribe_answer(self, stream_id: str, offer_sdp: str) -> DownConnection:
@@ -180,7 +182,8 @@ class Peer:
         self.touch()
 
     def connection_state_changed(self, conn: Connection, state: str) -> None:
-        self.room.emit(events.ConnectionStateChanged(self.room.name, self.id, conn.id, state))
+        if conn.announced:
+            self.room.emit(events.ConnectionStateChanged(self.room.name, self.id, conn.id, state))
 
     def publication_ready(self, conn: UpConnection) -> None:
         self.room.publication_ready(conn)
@@ -189,7 +192,7 @@ class Peer:
         self.connections.pop(conn.id, None)
         if isinstance(conn, UpConnection):
             self.room.publication_closed(conn)
-        elif isinstance(conn, DownConnection):
+        elif isinstance(conn, DownConnection) and conn.announced:
             self.room.emit(
                 events.SubscriptionClosed(self.room.name, self.id, conn.id, conn.stream_id, reason)
             )

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vtp.sfu import allocation, events
@@ -15,6 +14,7 @@ from vtp.sfu.ice import IceSettings
 from vtp.sfu.peer import Peer
 from vtp.sfu.speaker import SpeakerDetector
 from vtp.sfu.talk import TalkMeter
+from vtp.sfu.taps import StreamInfo, TrackInfo
 from vtp.sfu.upconnection import UpConnection
 from vtp.sfu.uptrack import Tap, TapCallback, UpTrack
 
@@ -24,21 +24,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_PEER_ID = 128
-
-
-@dataclass(frozen=True, slots=True)
-class TrackInfo:
-    id: str
-    kind: str
-    codec: str
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    id: str
-    peer_id: str
-    label: str
-    tracks: tuple[TrackInfo, ...]
 
 
 class Room:

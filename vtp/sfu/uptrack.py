@@ -13,12 +13,14 @@ Simulcast: each encoding (layer, one rid and SSRC) of a published video is an Up
 of its own with the whole per-packet path above; the first one is the published track's
 *primary* (its id, taps and ``layers``, lowest first once their keyframes told their
 sizes). Down tracks move between layers (:mod:`vtp.sfu.downtrack`): a layer's
-``_switching`` down tracks join it at its next keyframe, before the packet fans out.
+switching down tracks join it at its next keyframe, before the packet fans out.
 
-Temporal layers (VP8 with TIDs, :mod:`vtp.sfu.temporal`): down tracks capped at a
-temporal level sit in that level's fan-out array instead of the uncapped one; while any
-does (or is changing level), each packet goes to every level it belongs to, one C call
-per level with that level's numbering.
+Which down tracks a layer writes to, and how, is its :class:`~vtp.sfu.fanout.Fanout`
+(waiting, started, switching, each down in one state). Temporal layers (VP8 with TIDs,
+:mod:`vtp.sfu.temporal`): down tracks capped at a temporal level sit in that level's
+fan-out array instead of the uncapped one; while any does (or is changing level), each
+packet goes to every level it belongs to, one C call per level with that level's
+numbering.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING
 from vtp.sfu import allocation, fastpath, rtcp, temporal, vp8
 from vtp.sfu.codecs import keyframe_detector
 from vtp.sfu.estimator import MAX_BITRATE, MIN_BITRATE, RateMeter, combine
+from vtp.sfu.fanout import Fanout, Member
 from vtp.sfu.packetcache import PacketCache
 from vtp.sfu.rtp import ParsedRtp, abs_send_time_now
 from vtp.sfu.seqmap import SeqMap, Unwrapper
@@ -165,7 +168,6 @@ class UpTrack:
         self.height = 0
         self.last_arrival = 0.0
         self.active_since = 0.0
-        self._switching: list[DownTrack] = []
         self._order: tuple[tuple[int, ...], list[UpTrack]] | None = None
         self._vp8 = mime_type == "video/vp8"
         self.kind = kind
@@ -180,15 +182,8 @@ class UpTrack:
         self.ssrc = ssrc
         self._send_rtcp = send_rtcp
         self._rtcp_ssrc = rtcp_ssrc
-        self.downs: list[DownTrack] = []
-        # the fan-out: started down tracks (C array) and those waiting for a keyframe
-        self._started = fastpath.DownList()
-        self._waiting: list[DownTrack] = []
-        # temporal layers (VP8): levels 0..2 once a packet carried a TID; the downs whose
-        # level is to change; whether any down uses a level (the per-packet switch)
-        self._levels: list[temporal.Level] | None = None
-        self._tswitch: list[DownTrack] = []
-        self._levels_used = False
+        # which down tracks this layer writes to, and how (temporal levels included)
+        self.fanout = Fanout()
         self._tnewest = -1
         self.max_tid = -1  # highest TID seen (-1: no temporal layers)
         self._tid_bytes = [0, 0, 0, 0]  # since the last rate tick, per TID
@@ -286,12 +281,13 @@ class UpTrack:
         self.rate.add(size)
         if p.audio_level >= 0:
             self.level.add(p.audio_level)
-        if keyframe and self._switching:
+        fanout = self.fanout
+        if keyframe and fanout.switching:
             self._switch_here(packet)
         if keyframe and len(self.primary.layers) > 1:
             self._take_taps(packet, now)
-        if self.downs:
-            if self._levels_used:
+        if fanout.members:
+            if fanout.levels_used:
                 self._forward_levels(packet, info)
             else:
                 self.forward(packet)
@@ -383,7 +379,8 @@ class UpTrack:
         """Write one packet to every down track: the started ones in one C call, those
         waiting for a keyframe from Python."""
         abs_send_time = abs_send_time_now()
-        started = self._started
+        fanout = self.fanout
+        started = fanout.started
         if started.count:
             payload = packet.payload
             fastpath.fanout(
@@ -398,7 +395,7 @@ class UpTrack:
                 len(payload),
             )
             self.forwarded += started.count
-        for down in self._waiting:  # (a started one moves: the list is replaced, not changed)
+        for down in fanout.waiting:  # (a started one moves: the tuple is replaced, not changed)
             try:
                 down.write(packet, abs_send_time)
             except Exception:  # one subscriber's failure must not stop the others
@@ -409,18 +406,19 @@ class UpTrack:
         drops what is above it and numbers the rest without the gaps; the downs of
         each level get the packet in one C call."""
         abs_send_time = abs_send_time_now()
+        fanout = self.fanout
         fseq = packet.fseq
         uts = packet.uts
         tid = info & 3 if info >= 0 else 0
         if fseq > self._tnewest:
             self._tnewest = fseq
-            if self._tswitch and (packet.keyframe or (info >= 0 and info & vp8.PICTURE_START)):
+            if fanout.changing and (packet.keyframe or (info >= 0 and info & vp8.PICTURE_START)):
                 self._temporal_switches(tid, info, packet)
         payload = packet.payload
         size = len(payload)
         ts32 = uts & 0xFFFFFFFF
         marker = packet.marker
-        for level in self._levels or ():
+        for level in fanout.levels or ():
             if tid > level.index:
                 level.drop(fseq, uts)
                 continue
@@ -444,7 +442,7 @@ class UpTrack:
                     level.picture_skip(uts) & 0xFFFF,
                 )
                 self.forwarded += downs.count
-        started = self._started
+        started = fanout.started
         if started.count:
             fastpath.fanout(
                 started.array,
@@ -458,7 +456,7 @@ class UpTrack:
                 size,
             )
             self.forwarded += started.count
-        for down in self._waiting:
+        for down in fanout.waiting:
             try:
                 down.write(packet, abs_send_time)
             except Exception:
@@ -471,7 +469,7 @@ class UpTrack:
         sync = info >= 0 and bool(info & vp8.TEMPORAL_SYNC)
         keep: list[DownTrack] = []
         changed = False
-        for down in self._tswitch:
+        for down in self.fanout.changing:
             current = down.temporal
             target = down.max_temporal
             if packet.keyframe or target < current or current >= self.max_tid:
@@ -489,65 +487,40 @@ class UpTrack:
                 changed = True
             if down.temporal != down.max_temporal:
                 keep.append(down)
-        self._tswitch = keep
-        if changed or not keep:
-            self._update_levels_used()
+        if changed or len(keep) != len(self.fanout.changing):
+            self.fanout.keep_changing(keep)
 
     def _new_tid(self, tid: int) -> None:
         """The first packet with a TID (or a higher one than seen): the track has
         temporal layers; started downs capped below them start moving to their level."""
         self.max_tid = tid
-        if self._levels is None:
-            self._levels = [temporal.Level(i) for i in range(temporal.LEVELS)]
-            for down in self.downs:
-                if down.up is self and not down.waiting:
+        fanout = self.fanout
+        if fanout.levels is None:
+            fanout.add_levels()
+            for down, member in list(fanout.members.items()):
+                if member is Member.STARTED and down.up is self:
                     self.temporal_target_changed(down)
 
     def temporal_level(self, index: int) -> temporal.Level | None:
         """The temporal level ``index`` (None: :data:`temporal.ALL`, or no layers)."""
-        if self._levels is None or index >= temporal.ALL:
-            return None
-        return self._levels[index]
-
-    def _group(self, down: DownTrack) -> fastpath.DownList:
-        level = self.temporal_level(down.temporal)
-        return self._started if level is None else level.downs
-
-    def _ungroup(self, down: DownTrack) -> None:
-        self._started.remove(down)
-        for level in self._levels or ():
-            level.downs.remove(down)
-
-    def _update_levels_used(self) -> None:
-        self._levels_used = bool(self._tswitch) or any(
-            level.downs.count for level in self._levels or ()
-        )
+        return self.fanout.level(index)
 
     def temporal_target_changed(self, down: DownTrack) -> None:
         """``down`` (started on this layer) has a new :attr:`DownTrack.max_temporal`:
         its level changes at a picture where the subscriber can follow."""
-        if self._levels is None:
-            return
-        pending = down in self._tswitch
-        if down.max_temporal != down.temporal and not pending:
+        fanout = self.fanout
+        if fanout.levels is not None and fanout.set_changing(
+            down, down.max_temporal != down.temporal
+        ):
             down.temporal_since = time.monotonic()
-            self._tswitch = [*self._tswitch, down]
-        elif down.max_temporal == down.temporal and pending:
-            self._tswitch = [d for d in self._tswitch if d is not down]
-        self._update_levels_used()
 
     def regroup(self, down: DownTrack, old: int, new: int) -> None:
         """``down`` moved from temporal level ``old`` to ``new`` (numbering already set)."""
-        old_level = self.temporal_level(old)
-        (self._started if old_level is None else old_level.downs).remove(down)
-        new_level = self.temporal_level(new)
-        (self._started if new_level is None else new_level.downs).add(down, down.state)
+        self.fanout.regroup(down, old, new)
 
     def _switch_here(self, packet: UpPacket) -> None:
         """Down tracks switching to this layer join it at this keyframe."""
-        switching = self._switching
-        self._switching = []
-        for down in switching:
+        for down in self.fanout.take_switching():
             try:
                 down.switched(self, packet)
             except Exception:  # one subscriber's failure must not stop the others
@@ -557,57 +530,41 @@ class UpTrack:
         logger.exception("down track %s of %s failed; detaching it", down.ssrc, self.id)
         down.fail()
 
-    # --- fan-out membership -------------------------------------------------------------
+    # --- fan-out membership (vtp.sfu.fanout: the states and their containers) ----------
+
+    @property
+    def downs(self) -> list[DownTrack]:
+        """The down tracks this layer writes to (waiting for a keyframe, or started)."""
+        return list(self.fanout.members)
 
     def add_down(self, down: DownTrack) -> None:
-        if down not in self.downs:
-            self.downs = [*self.downs, down]
-            if down.waiting:
-                self._waiting = [*self._waiting, down]
-            else:
-                self._group(down).add(down, down.state)
+        self.fanout.attach(down, started=not down.waiting)
         self.request_keyframe()
 
     def remove_down(self, down: DownTrack) -> None:
-        if down in self.downs:
-            self.downs = [d for d in self.downs if d is not down]
-            self._waiting = [d for d in self._waiting if d is not down]
-            self._ungroup(down)
-            if down in self._tswitch:
-                self._tswitch = [d for d in self._tswitch if d is not down]
-            self._update_levels_used()
+        self.fanout.detach(down)
 
     def down_started(self, down: DownTrack) -> None:
         """``down`` got its first packet: from now on the C fan-out writes to it."""
-        self._waiting = [d for d in self._waiting if d is not down]
-        self._group(down).add(down, down.state)
+        self.fanout.start(down)
         self.temporal_target_changed(down)
 
     def down_stopped(self, down: DownTrack) -> None:
         """``down`` waits for a keyframe again."""
-        self._ungroup(down)
-        if down in self._tswitch:
-            self._tswitch = [d for d in self._tswitch if d is not down]
-        self._update_levels_used()
-        if down in self.downs and down not in self._waiting:
-            self._waiting = [*self._waiting, down]
+        self.fanout.stop(down)
 
     def join_started(self, down: DownTrack) -> None:
         """``down`` switched to this layer: into the C fan-out at once."""
-        if down not in self.downs:
-            self.downs = [*self.downs, down]
-        self._waiting = [d for d in self._waiting if d is not down]
-        self._group(down).add(down, down.state)
+        self.fanout.attach(down, started=True)
         self.temporal_target_changed(down)
 
     def add_switching(self, down: DownTrack) -> None:
         """``down`` moves to this layer at its next keyframe (asked for now)."""
-        if down not in self._switching:
-            self._switching = [*self._switching, down]
+        self.fanout.switch_here(down)
         self.request_keyframe()
 
     def remove_switching(self, down: DownTrack) -> None:
-        self._switching = [d for d in self._switching if d is not down]
+        self.fanout.cancel_switch(down)
 
     # --- simulcast layers (on the primary) ------------------------------------------------
 
@@ -759,7 +716,7 @@ class UpTrack:
             self._tid_since = now
             self._tid_bytes = [0, 0, 0, 0]
             self._tid_frames = [0, 0, 0, 0]
-        for down in self._tswitch:
+        for down in self.fanout.changing:
             if (
                 down.max_temporal > down.temporal
                 and now - down.temporal_since > temporal.UP_SWITCH_KEYFRAME_S
@@ -776,7 +733,7 @@ class UpTrack:
         uts = highest + delta
         self.last_sr = (ntp, uts)
         self._last_sr_arrival = time.monotonic()
-        for down in self.downs:
+        for down in tuple(self.fanout.members):
             down.send_sender_report(ntp, uts)
 
     def report_block(self, now: float) -> rtcp.ReportBlock | None:
@@ -817,7 +774,7 @@ class UpTrack:
         needed = [
             i
             for i, layer in enumerate(layers)
-            if layer.downs or layer._switching or layer in wanted
+            if layer.fanout.members or layer.fanout.switching or layer in wanted
         ]
         if any(layer.taps for layer in layers):
             needed.append(0)  # a tap (the recorder) reads at least the lowest
@@ -841,8 +798,8 @@ class UpTrack:
         needed = []
         for layer in layers:
             if (
-                layer.downs
-                or layer._switching
+                layer.fanout.members
+                or layer.fanout.switching
                 or layer in wanted
                 or (tapped and layer is layers[0])
             ):
@@ -854,20 +811,13 @@ class UpTrack:
         return [
             d.wanted
             for layer in self.primary.layers
-            for d in [*layer.downs, *layer._switching]
+            for d in [*layer.fanout.members, *layer.fanout.switching]
             if d.wanted is not None
         ]
 
     def close(self) -> None:
         self.closed = True
-        self.downs = []
-        self._switching = []
-        self._waiting = []
-        self._started.clear()
-        self._tswitch = []
-        for level in self._levels or ():
-            level.clear()
-        self._levels_used = False
+        self.fanout.clear()
         for tap in self.taps:
             tap.closed = True
         self.taps = []

@@ -1,6 +1,6 @@
 """/api/v1/sfu: the SFU's REST API (health, capabilities, transports, room state).
 
-It mirrors the mediasoup-style API of the seed, with SDP in place of mediasoup's ORTC
+It follows the shape of mediasoup's API, with SDP in place of mediasoup's ORTC
 parameters (docs/protocol.md, "REST"): a *transport* is one unidirectional peer
 connection. Creating a ``send`` transport takes the client's SDP offer and returns the
 answer (mediasoup's create + connect + produce in one call); creating a ``recv``

@@ -1,4 +1,4 @@
-"""The browser client (issue 5): server-rendered page shells and the live classroom channel.
+"""The browser client: server-rendered page shells and the live classroom channel.
 
 Pages (``/``, ``/signin``, ``/dashboard``, ``/classroom/{session_id}``) are jinja2 shells
 that load plain JavaScript modules from ``/static/``; the modules get every piece of data
@@ -9,7 +9,7 @@ media state, chat delivery, presence and attendance) is :mod:`vtp.web.live`; wit
 rules of server-enforced mute) and :mod:`vtp.web.presence` (attendance for every way
 into a session's room).
 
-The course itself (issue 14) has pages of its own: ``/courses/{id}`` (overview, lessons,
+The course itself has pages of its own: ``/courses/{id}`` (overview, lessons,
 assignments, sessions, recordings, people, chat), ``/courses/{id}/gradebook``,
 ``/lessons/{id}``, ``/assignments/{id}`` (a student's work, or the staff's grading queue),
 ``/sessions/{id}`` (editing, attendance, the session's chat) and ``/recordings/{id}`` (the

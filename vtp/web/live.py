@@ -5,7 +5,7 @@ it does not carry yet: raised hands, the teacher muting or removing a student, e
 participant's microphone/camera state, live chat delivery, the recording state, ending
 the session for everyone, and who is present since when. The browser client opens this
 channel next to the SFU WebSocket. Everything here is additive and could move into the
-signalling protocol as messages of its own (see the report of issue 5).
+signalling protocol as messages of its own.
 
 Protocol (JSON frames with a ``type``; every message is a pydantic model of
 :mod:`vtp.web.live_messages`, one per type: fields the server does not know are ignored,
@@ -125,10 +125,10 @@ from vtp.channel.socket import (
     Channel,
     Rules,
 )
+from vtp.db import recordings as recordings_db
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
 from vtp.limits.tokenbucket import SendLimits
-from vtp.recorder import db as recorder_db
 from vtp.recorder.service import RecordingChanged
 from vtp.signalling.members import MEMBERS, Member
 from vtp.signalling.placement import place_room
@@ -638,9 +638,9 @@ async def _record(app: web.Application, room: LiveRoom, conn: Connection, action
     if action == "start":
         try:
             await recorder.start_recording(room.session_id, conn.user_id)
-        except recorder_db.NotLive as exc:
+        except recordings_db.NotLive as exc:
             raise ChannelError("session_not_live", f"the session is {exc.status}") from None
-        except recorder_db.AlreadyRecording:
+        except recordings_db.AlreadyRecording:
             raise ChannelError("already_recording", "the session is being recorded") from None
         except OSError as exc:
             raise ChannelError("recorder_unavailable", f"cannot record: {exc}") from None

@@ -1,4 +1,4 @@
-"""The teaching-domain API (issue 7): its route tables, registered by :mod:`vtp.routes`.
+"""The teaching API's route tables (courses to recordings), registered by :mod:`vtp.routes`.
 
 Resources (all under /api/v1, JSON; lists are ``{"items", "next_cursor"}`` pages):
 courses and enrollments (`courses`), live sessions and attendance (`sessions`),
