@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from vtp.cluster.nodes import LoadSample, NodeInfo, NodeRegistry
-from vtp.cluster.placement import Placement
+from vtp.cluster.placement import NoLiveNode, Placement
 
 
 def _registry(redis: Redis, node_id: str, *, peers: int = 0, region: str = "") -> NodeRegistry:
@@ -121,4 +121,38 @@ async def test_a_room_is_placed_again_once_its_node_has_left(clients: list[Redis
         await pb.release_all()
         assert await pb.owner("greek") is None and await pb.owner("maths") is None
     finally:
+        await b.close()
+
+
+async def test_a_draining_node_keeps_its_rooms_but_gets_no_new_one(
+    clients: list[Redis],
+) -> None:
+    a = _registry(clients[0], "a")
+    b = _registry(clients[1], "b", peers=1000)  # never chosen while a takes rooms
+    await _started(a, b)
+    pa = Placement(clients[0], a, node_ttl_s=2.0)
+    pb = Placement(clients[1], b, node_ttl_s=2.0)
+    try:
+        assert (await pb.place("maths")).id == "a"
+        await a.drain()
+        # at once, and whichever node asks (b's listing was made before a's beat said so:
+        # the script itself reads the draining set)
+        assert (await pb.place("latin")).id == "b"
+        assert (await pa.place("greek")).id == "b"
+        # what it holds stays there...
+        assert (await pb.place("maths")).id == "a"
+        assert {n.id: n.draining for n in await b.nodes()} == {"a": True, "b": False}
+        # ...until it gives it up: then the next opener places it on a node that takes rooms
+        await pa.release("maths")
+        assert (await pa.place("maths")).id == "b"
+        # only draining nodes left: no node takes the room
+        await b.drain()
+        with pytest.raises(NoLiveNode):
+            await pa.place("physics")
+        # a node that starts again under the same id takes rooms again
+        await a.close()
+        await a.start()
+        assert (await pb.place("physics")).id == "a"
+    finally:
+        await a.close()
         await b.close()

@@ -7,7 +7,8 @@ when one is given. The choice and the write are one Lua script, so two nodes ope
 the same room at the same moment get the same answer: the first script to run places
 it, the second finds it placed. A room stays on its node while that node is in the
 registry; once the node has left it (shutdown, or heartbeat expired), the next opener
-places the room again.
+places the room again. A draining node keeps the rooms it holds but gets no new one;
+when it gives one up (:meth:`Placement.release`), the next opener places it elsewhere.
 
 Redis: ``vtp:cluster:room:<name>`` holds the owner's node id, and the owner's
 ``node-rooms:<id>`` set (:mod:`vtp.cluster.nodes`) holds the name, for the rooms count.
@@ -17,15 +18,16 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from vtp.cluster.nodes import PREFIX, NodeInfo, NodeRegistry, node_key, rooms_key
+from vtp.cluster.nodes import DRAINING_KEY, PREFIX, NodeInfo, NodeRegistry, node_key, rooms_key
 
 # Score added per room already placed on a node: one room counts as ten peers (or 10% of
 # a core) of load, so that rooms are spread before their peers arrive.
 ROOM_WEIGHT = 10.0
 
-# KEYS[1]: the room's key. ARGV: room name, node key prefix, node-rooms key prefix, TTL
-# of a node-rooms set (ms), room weight, then candidate id and load score pairs.
-# Returns the owner's id, or false when no candidate is alive.
+# KEYS[1]: the room's key, KEYS[2]: the set of draining nodes. ARGV: room name, node key
+# prefix, node-rooms key prefix, TTL of a node-rooms set (ms), room weight, then candidate
+# id and load score pairs. Returns the owner's id (a draining owner keeps its rooms), or
+# false when no candidate is alive and not draining.
 _PLACE = """
 local owner = redis.call('GET', KEYS[1])
 if owner and redis.call('EXISTS', ARGV[2] .. owner) == 1 then
@@ -34,7 +36,8 @@ end
 local best, best_score = nil, nil
 for i = 6, #ARGV, 2 do
   local id = ARGV[i]
-  if redis.call('EXISTS', ARGV[2] .. id) == 1 then
+  if redis.call('EXISTS', ARGV[2] .. id) == 1
+      and redis.call('SISMEMBER', KEYS[2], id) == 0 then
     local score = tonumber(ARGV[i + 1])
       + tonumber(ARGV[5]) * redis.call('SCARD', ARGV[3] .. id)
     if best_score == nil or score < best_score then
@@ -101,12 +104,12 @@ class Placement:
             if node is not None:
                 return node
         for _ in range(3):  # candidates may leave between the listing and the script
-            nodes = await self.registry.nodes()
+            nodes = [n for n in await self.registry.nodes() if not n.draining]
             if region:
                 nearby = [n for n in nodes if n.region == region]
                 nodes = nearby or nodes
             if not nodes:
-                raise NoLiveNode("no VTP node is registered")
+                raise NoLiveNode("no VTP node is registered that takes new rooms")
             args: list[str | float] = [
                 room,
                 f"{PREFIX}node:",
@@ -116,7 +119,7 @@ class Placement:
             ]
             for node in nodes:
                 args += [node.id, node.load_score()]
-            chosen = await self._place(keys=[room_key(room)], args=args)
+            chosen = await self._place(keys=[room_key(room), DRAINING_KEY], args=args)
             if chosen:
                 node_id = chosen.decode() if isinstance(chosen, bytes) else str(chosen)
                 by_id = {n.id: n for n in nodes}
