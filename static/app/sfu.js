@@ -8,7 +8,9 @@
 // access token fresh (auth again when the token changes), as the server closes a
 // WebSocket whose token expired (4401). With several VTP nodes, the node the page came
 // from may send it to the node that serves the room (error room_elsewhere, docs/protocol.md
-// "Several nodes"): it carries on there, as if it had connected there first.
+// "Several nodes"): it carries on there, as if it had connected there first. A node that
+// is shutting down (draining) sends "reconnect" and closes with 1012: our peer is gone from
+// it, so we join afresh at the room's new node (or, with none named, at the page's node).
 "use strict";
 
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
@@ -30,6 +32,7 @@ const PING_MS = 600; // (too short costs little: a resume of a live socket works
 const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
+const CLOSE_MOVED = 1012; // after "reconnect": the node is draining, the room moved
 // room_elsewhere answers followed in a row before giving up (two nodes disagreeing would
 // otherwise send us back and forth for ever); and failed connections to the room's node
 // before going back to the page's own node (the room's node died: the room is placed
@@ -59,6 +62,7 @@ export class SfuClient {
     this.url = url;
     this.homeUrl = url;
     this.redirects = 0;
+    this.movedTo = null; // the "reconnect" message of a draining node
     this.room = room;
     this.token = token;
     this.emit = emit;
@@ -193,6 +197,10 @@ export class SfuClient {
         this.setState("closed", ev.code);
         return;
       }
+      if (ev.code === CLOSE_MOVED || this.movedTo) {
+        this.moved(this.movedTo);
+        return;
+      }
       if (ev.code === CLOSE_UNAUTHORIZED) this.needFreshToken = true;
       // our connections carry on while a new socket takes the peer back (or, if it
       // cannot, they are dropped then)
@@ -221,6 +229,18 @@ export class SfuClient {
     this.url = socketUrl(target);
     this.generation += 1; // (the old socket's callbacks stop)
     this.connect();
+  }
+
+  /** The node we were on is draining (docs/protocol.md, `reconnect`): it let our peer go,
+   * so join afresh (republishing, resubscribing) at the room's new node, or at the page's
+   * node when none was named (it places the room, or says where it is). */
+  moved(msg) {
+    this.movedTo = null;
+    this.teardown(new Error("the class moved to another server"));
+    this.url = msg && msg.url ? socketUrl(msg.url) : this.homeUrl;
+    this.attempt = 0;
+    this.redirects = 0;
+    this.reconnectLater("the class moved to another server");
   }
 
   /** The WebSocket is dead though it did not say so (the network it ran on is gone):
@@ -484,6 +504,9 @@ export class SfuClient {
       }
       case "layers-needed":
         this.applyLayers(msg).catch((e) => this.emit("error", e));
+        break;
+      case "reconnect":
+        this.movedTo = msg; // (the close, 1012, follows: we go then)
         break;
       case "left":
         // The server removed us (room closed, removed by the teacher): the page decides.

@@ -129,6 +129,16 @@ class Recorder:
             task.cancel()
         await self.uploader.close()
 
+    async def finish(self, timeout_s: float) -> bool:
+        """The node is draining: stop every recording here and wait (``timeout_s`` at
+        most) for the uploads to end. True when nothing is left to upload; otherwise what
+        is left stays in the spool and is uploaded at the next start."""
+        for session_id in list(self.active):
+            await self._stop_quietly(session_id, "server stopping", "server_stopping")
+        if self._tasks:  # (recordings stopping because their room closed)
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        return await self.uploader.settled(timeout_s)
+
     async def resume_spool(self) -> None:
         """Upload what a previous run left in the spool (sealing recordings it cut)."""
         entries = await asyncio.to_thread(self.spool.scan)

@@ -67,6 +67,7 @@ MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is 
 MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions together
 CLOSE_TOO_SLOW = 4408
 CLOSE_RESUMED = 4409  # another socket resumed this one's peer
+CLOSE_MOVED = 1012  # "service restart": after "reconnect", the node is draining
 
 
 def sfu_error_code(exc: SfuError) -> str:
@@ -671,6 +672,26 @@ class Session(Channel):
         if up is None:
             return []
         return [m.TrackDesc(track_id=t.id, kind=t.kind, codec=t.mime_type) for t in up.tracks]
+
+
+async def send_room_elsewhere(
+    app: web.Application, room: str, node_url: str | None, reason: str
+) -> int:
+    """This node gives ``room`` up (draining): each signalling socket in it is told to
+    ``reconnect`` (to the room's new node, ``node_url``, when there is one), its peer
+    leaves, and the socket closes with 1012. Returns how many sockets were told."""
+    url = node_url + WS_PATH if node_url is not None else None
+    moved = [
+        s
+        for s in app[OPEN_CHANNELS]
+        if isinstance(s, Session) and s.member is not None and s.member.room == room
+    ]
+    for session in moved:
+        # (no resume: the peer is not kept for one, it is gone with this node)
+        session.send(m.Reconnect(room=room, url=url, reason=reason))
+        await session._leave(reason)
+        session.close(CLOSE_MOVED, reason)
+    return len(moved)
 
 
 RESUMABLE = web.AppKey("sfu_ws_resumable", dict[str, Session])  # resume token -> holder
