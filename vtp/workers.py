@@ -79,8 +79,15 @@ class Supervisor:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self._stop, signal.SIGTERM)
-        loop.add_signal_handler(signal.SIGINT, self._stop, signal.SIGINT)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop, sig)
+        try:
+            return await self._run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self) -> int:
         log.info("starting %d workers on port %d", self.workers, self.config.port)
         keepers = [asyncio.create_task(self._keep(i)) for i in range(self.workers)]
         await self.stopping.wait()
