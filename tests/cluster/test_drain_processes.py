@@ -152,17 +152,18 @@ class Client:
             await self.conn.close()
 
 
-async def _live_class(http: aiohttp.ClientSession, node: Node, database_url: str) -> Any:
-    """A teacher's live session started through ``node`` (its room placed there), with
-    an enrolled student: (teacher, student, session, room name)."""
-    accounts = Accounts(_Base(http, node.url), database_url)
+async def _live_class(http: aiohttp.ClientSession, url: str, database_url: str) -> Any:
+    """A teacher's live session started through the node at ``url`` (its room placed
+    there), with an enrolled student: (teacher, student, session, room name, a function
+    to post as the teacher)."""
+    accounts = Accounts(_Base(http, url), database_url)
     teacher = await accounts.with_role("teacher")
     student = await accounts.register()
     student.update(await accounts.login(student["user"]["email"], student["password"]))
     auth = {"Authorization": f"Bearer {teacher['access_token']}"}
 
     async def call(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        async with http.post(node.url + path, json=body, headers=auth) as resp:
+        async with http.post(url + path, json=body, headers=auth) as resp:
             data: dict[str, Any] = await resp.json()
             assert resp.status in (200, 201), data
             return data
@@ -178,6 +179,7 @@ async def _live_class(http: aiohttp.ClientSession, node: Node, database_url: str
             "title": "Live",
             "scheduled_start": "2030-01-01T10:00:00+00:00",
             "scheduled_end": "2030-01-01T11:00:00+00:00",
+            "students_may_publish": True,
         },
     )
     live = await call(f"/api/v1/sessions/{session['id']}/start")
@@ -216,7 +218,7 @@ async def test_sigterm_drains_the_node_onto_the_other(
         _two_nodes(tmp_path, database_url, redis_url, VTP_DRAIN_TIMEOUT_S="3") as (a, b),
         aiohttp.ClientSession() as http,
     ):
-        teacher, student, session, room, call = await _live_class(http, a, database_url)
+        teacher, student, session, room, call = await _live_class(http, a.url, database_url)
         await call(f"/api/v1/sessions/{session['id']}/recording/start")
         publisher = Client(http, a.url, teacher["access_token"], room)
         viewer = Client(http, b.url, student["access_token"], room)  # sent on to A
@@ -286,7 +288,7 @@ async def test_a_killed_node_s_clients_are_back_with_media_within_ten_seconds(
         _two_nodes(tmp_path, database_url, redis_url) as (a, b),
         aiohttp.ClientSession() as http,
     ):
-        teacher, student, session, room, call = await _live_class(http, a, database_url)
+        teacher, student, session, room, call = await _live_class(http, a.url, database_url)
         await call(f"/api/v1/sessions/{session['id']}/recording/start")
         # both came through B's door and were sent to A, where the class is
         publisher = Client(http, b.url, teacher["access_token"], room)
