@@ -125,7 +125,7 @@ class Drain:
         recorder = app.get(RECORDER)
         if recorder is not None:
             # (stopped before the clients leave: the recording ends with the class here)
-            await recorder.finish(0)
+            await recorder.stop_all()
         placement = app.get(PLACEMENT)
         cluster = app[CONFIG].cluster and placement is not None
         names = list(sfu.rooms)

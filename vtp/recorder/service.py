@@ -129,12 +129,17 @@ class Recorder:
             task.cancel()
         await self.uploader.close()
 
+    async def stop_all(self) -> None:
+        """The node is draining: stop every recording here (ended ``server_stopping``),
+        handing its files to the uploader."""
+        for session_id in list(self.active):
+            await self._stop_quietly(session_id, "server stopping", "server_stopping")
+
     async def finish(self, timeout_s: float) -> bool:
         """The node is draining: stop every recording here and wait (``timeout_s`` at
         most) for the uploads to end. True when nothing is left to upload; otherwise what
         is left stays in the spool and is uploaded at the next start."""
-        for session_id in list(self.active):
-            await self._stop_quietly(session_id, "server stopping", "server_stopping")
+        await self.stop_all()
         if self._tasks:  # (recordings stopping because their room closed)
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
         return await self.uploader.settled(timeout_s)
