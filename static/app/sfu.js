@@ -39,6 +39,9 @@ const CLOSE_MOVED = 1012; // after "reconnect": the node is draining, the room m
 // again, and the page's node tells us where).
 const MAX_REDIRECTS = 2;
 const HOME_AFTER_FAILURES = 2;
+// while the node the page's node sends us to does not answer (it died, and is named until
+// it leaves the registry): how often to ask the page's node again
+const UNREACHABLE_RETRY_MS = 1000;
 const VIEW_FLUSH_MS = 250; // size and visibility reports are coalesced this long
 // Cameras go out as three simulcast encodings (lowest first); the server forwards each
 // subscriber the one that fits the size it shows the video at (docs/protocol.md). Each
@@ -149,7 +152,9 @@ export class SfuClient {
     this.setState(this.reconnects ? "reconnecting" : "connecting");
     const ws = new WebSocket(this.url);
     this.ws = ws;
+    let opened = false;
     ws.onopen = async () => {
+      opened = true;
       try {
         const token = await this.token(this.needFreshToken);
         this.needFreshToken = false;
@@ -205,6 +210,16 @@ export class SfuClient {
       // our connections carry on while a new socket takes the peer back (or, if it
       // cannot, they are dropped then)
       this.rejectPending(new Error("websocket closed"));
+      if (!opened && this.url !== this.homeUrl) {
+        // The node we were sent to does not answer: it died, and the nodes name it until
+        // it leaves the registry (VTP_NODE_TTL_S, a few seconds). Ask the page's node
+        // again, steadily (not backing off further): it places the room again then. Not
+        // a loop between disagreeing nodes either.
+        this.redirects = 0;
+        this.url = this.homeUrl;
+        this.reconnectLater("the class's server does not answer", UNREACHABLE_RETRY_MS);
+        return;
+      }
       this.reconnectLater(`connection lost (${ev.code})`);
     };
   }
@@ -346,13 +361,16 @@ export class SfuClient {
     this.fail(gen, error);
   }
 
-  reconnectLater(detail) {
+  /** A new WebSocket after a while: the next step of the backoff, or `delay` ms. */
+  reconnectLater(detail, delay = null) {
     const gen = ++this.generation; // stale callbacks of the old connection stop here
     this.reconnects += 1;
-    const backoff = this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS;
-    const delay = backoff[Math.min(this.attempt, backoff.length - 1)];
-    this.attempt += 1;
-    if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
+    if (delay === null) {
+      const backoff = this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS;
+      delay = backoff[Math.min(this.attempt, backoff.length - 1)];
+      this.attempt += 1;
+      if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
+    }
     this.setState("reconnecting", detail);
     setTimeout(() => {
       if (!this.stopped && gen === this.generation) this.connect();
