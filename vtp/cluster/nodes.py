@@ -248,7 +248,10 @@ class NodeRegistry:
             info.rooms_placed = int(placed)
             live.append(info)
         if gone:
-            await self.redis.zrem(NODES_KEY, *gone)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(NODES_KEY, *gone)
+                pipe.srem(DRAINING_KEY, *gone)  # (one that died while draining)
+                await pipe.execute()
         return live
 
     async def refresh_urls(self) -> None:
