@@ -1,9 +1,9 @@
 """The class's node dies, in headless Chromium: two in-process VTP apps sharing PostgreSQL
 and Redis; the class is on node A, two students' pages came from node B. A goes away
 without a goodbye (it stops answering and stops beating, but stays in the registry until
-its entry expires, as after kill -9): both pages, sent to A by B meanwhile and failing to
-reach it, go on asking B (no "redirect loop"), and once A has left the registry B places
-the room on itself and both decode each other's video again there within 10 s. (The
+its entry expires, as after kill -9): both pages, failing to reach A, ask B again (no
+"redirect loop" while B still names A), B finds that A's address refuses connections and
+places the room on itself, and both decode each other's video again there within 10 s. (The
 teacher's page, served by A, goes with it.)"""
 
 from __future__ import annotations
@@ -84,8 +84,6 @@ async def test_when_the_class_node_dies_its_students_are_back_with_media_within_
     marks: dict[str, float] = {}
 
     async def media_on_b() -> Any:
-        if "a_gone" not in marks and "node-a" not in {n.id for n in await b.app[NODES].nodes()}:
-            marks["a_gone"] = time.monotonic() - died
         here = b.app[SFU_KEY].get_room(room)
         if here is not None:
             marks.setdefault(f"peers_{len(here.peers)}", time.monotonic() - died)
@@ -98,6 +96,7 @@ async def test_when_the_class_node_dies_its_students_are_back_with_media_within_
 
     await eventually(media_on_b, 10, "both students decoding each other again on B")
     back = time.monotonic() - died
+    assert back < 10, (back, marks)
     assert await b.app[PLACEMENT].owner(room) == "node-b"
     for key, page in pages.items():
         stats = await classroom_stats(page)
