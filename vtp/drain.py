@@ -55,7 +55,11 @@ class Drain:
             self.task = asyncio.create_task(self._drain_then_exit(), name="vtp-drain")
         else:
             log.warning("SIGTERM again: not waiting for the rooms any longer")
-            self._hurry.set()
+            self.hurry()
+
+    def hurry(self) -> None:
+        """Stop waiting for the rooms to close: send their clients elsewhere now."""
+        self._hurry.set()
 
     async def _drain_then_exit(self) -> None:
         try:

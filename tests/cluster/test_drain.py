@@ -65,6 +65,27 @@ async def test_a_node_on_its_own_opens_no_room_while_draining_and_stops_when_the
         await conn.close()
 
 
+async def test_a_second_sigterm_moves_the_clients_at_once(
+    aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    """(On its own, the node has nowhere to send them: ``reconnect`` names no URL.)"""
+    client = await aiohttp_client(create_app(_node_config(config, drain_timeout_s=600.0)))
+    accounts = Accounts(client, database_url)
+    teacher = await accounts.with_role("teacher")
+    ws = await connect(client, teacher["access_token"])
+    await ws.request("join", "joined", room="algebra")
+    drain = Drain(client.app)
+    await client.app[NODES].drain()
+    draining = asyncio.create_task(drain.run())
+    await ws.request("ping", "pong")  # (the drain waits for the room meanwhile)
+    assert not draining.done()
+    drain.hurry()
+    await asyncio.wait_for(draining, 10)
+    told = await ws.wait("reconnect")
+    assert told["url"] is None and told["room"] == "algebra", told
+    assert await ws.closed() == 1012
+
+
 async def test_rooms_open_at_the_timeout_move_with_their_clients(
     aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
 ) -> None:
