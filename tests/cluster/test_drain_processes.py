@@ -198,16 +198,18 @@ class _Base:
         return resp
 
 
-async def _recording(database_url: str, session_id: str) -> dict[str, Any] | None:
+async def _recordings(database_url: str, session_id: str) -> list[dict[str, Any]]:
+    """The session's recordings, oldest first: status, ended_reason."""
     conn = await asyncpg.connect(database_url)
     try:
-        row = await conn.fetchrow(
-            "SELECT status, ended_reason FROM recordings WHERE session_id = $1",
+        rows = await conn.fetch(
+            """SELECT status, ended_reason FROM recordings WHERE session_id = $1
+               ORDER BY created_at""",
             uuid.UUID(session_id),
         )
     finally:
         await conn.close()
-    return dict(row) if row is not None else None
+    return [dict(row) for row in rows]
 
 
 async def test_sigterm_drains_the_node_onto_the_other(
@@ -266,11 +268,17 @@ async def test_sigterm_drains_the_node_onto_the_other(
             # A exits by itself, with 0, its recording finished and uploaded first
             code = await asyncio.to_thread(a.proc.proc.wait, 60)
             assert code == 0, a.proc.tail()
-            recording = await _recording(database_url, session["id"])
-            assert recording == {"status": "available", "ended_reason": "server_stopping"}, (
-                recording,
+            recordings = await _recordings(database_url, session["id"])
+            assert recordings[0] == {"status": "available", "ended_reason": "server_stopping"}, (
+                recordings,
                 a.proc.tail(),
             )
+            # ...and the recording goes on, as a new part, on B (the teacher published there)
+            deadline = time.monotonic() + 10
+            while len(recordings) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                recordings = await _recordings(database_url, session["id"])
+            assert recordings[1:] == [{"status": "recording", "ended_reason": None}], recordings
             assert "node-a" not in _nodes(redis)
             assert redis.get(f"vtp:cluster:room:{room}") == b"node-b"
             print(f"drain: media again on B {media_again:.2f} s after 'reconnect'")
@@ -319,24 +327,24 @@ async def test_a_killed_node_s_clients_are_back_with_media_within_ten_seconds(
             assert back < 10, back
 
             # the recording A was making stays in its spool; A started again uploads it
-            assert (await _recording(database_url, session["id"]) or {}).get(
-                "status"
-            ) == "recording"
+            assert await _recordings(database_url, session["id"]) == [
+                {"status": "recording", "ended_reason": None}
+            ]
             a.start()
             await _until(a.healthy, 90, "A up again")
 
             async def uploaded() -> bool:
-                found = await _recording(database_url, session["id"])
-                return found is not None and found["status"] == "available"
+                found = await _recordings(database_url, session["id"])
+                return bool(found) and found[0]["status"] == "available"
 
             deadline = time.monotonic() + 60
             while not await uploaded():
                 assert time.monotonic() < deadline, a.proc.tail()
                 await asyncio.sleep(0.2)
-            assert await _recording(database_url, session["id"]) == {
-                "status": "available",
-                "ended_reason": "cut",
-            }
+            # (cut, not stopped by its node: B did not start a part of its own)
+            assert await _recordings(database_url, session["id"]) == [
+                {"status": "available", "ended_reason": "cut"}
+            ]
         finally:
             for client in (publisher, viewer):
                 await client.close()

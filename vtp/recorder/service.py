@@ -6,7 +6,10 @@ object store and SFU, which it needs) and keeps it under ``app[vtp.appkeys.RECOR
 its HTTP routes are the edge's (:mod:`vtp.api.recordings_control`).
 
 Automatic start: the first stream published in a room whose live session has
-``auto_record`` (and no recording yet) starts one. A recording stops when asked, when
+``auto_record`` (and no recording yet) starts one; so does the first stream published in
+a room whose last recording ended because its node stopped (``server_stopping``: drained
+or restarted), on whichever node holds the room now - the recording goes on, as a new
+part. A recording stops when asked, when
 the room closes (the session ended), or at ``recording_max_length_s``.
 """
 
@@ -360,17 +363,24 @@ class Recorder:
     async def _auto_record(self, room_name: str) -> None:
         try:
             room = await db.live_room_by_name(self.pool, room_name)
-            if room is None or not room.auto_record or room.status != "live":
+            if room is None or room.status != "live":
                 return
             if room.session_id in self._auto_checked or room.session_id in self.active:
                 return
             self._auto_checked.add(room.session_id)
-            already = await self.pool.fetchval(
-                "SELECT 1 FROM recordings WHERE session_id = $1 LIMIT 1", room.session_id
+            last = await self.pool.fetchrow(
+                """SELECT ended_reason, started_by FROM recordings WHERE session_id = $1
+                   ORDER BY created_at DESC LIMIT 1""",
+                room.session_id,
             )
-            if already:
-                return  # recorded before (and stopped by someone): do not start again
-            await self.start_recording(room.session_id, None)
+            if last is not None and last["ended_reason"] == "server_stopping":
+                # the class goes on after its node stopped (drained, restarted): so does
+                # its recording, as a new part, on the node now holding the room
+                log.info("recorder: session %s was recorded when its node stopped", room.session_id)
+                await self.start_recording(room.session_id, last["started_by"])
+            elif last is None and room.auto_record:
+                await self.start_recording(room.session_id, None)
+            # (recorded before and stopped by someone, or the session ended: not again)
         except (db.AlreadyRecording, db.NotLive):
             return
         except Exception:
