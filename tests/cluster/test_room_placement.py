@@ -191,7 +191,8 @@ async def test_a_dead_node_s_room_is_placed_again_before_its_entry_expires(
         assert (await pb.place("latin", region="rs")).id == "slow"
         await dead.stop_beating()
         await slow.stop_beating()
-        # while their last beat is fresh, they keep their rooms (no probe)
+        await dead.beat()  # (its last beat, now)
+        # while its last beat is fresh, it keeps its rooms (no probe)
         assert (await pb.place("maths")).id == "dead"
         started = time.monotonic()
         while (await pb.place("maths")).id == "dead":

@@ -199,8 +199,8 @@ async def _refuses(url: str) -> bool:
     parts = urlsplit(url)
     host = parts.hostname
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    if host is None:
-        return False
+    if host is None or host in ("0.0.0.0", "::"):
+        return False  # (a wildcard names no host: probed from elsewhere it means the prober)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT_S)
     except ConnectionRefusedError:
