@@ -28,6 +28,7 @@ def _serve(config: Config) -> int:
     from vtp import https, workers
     from vtp.app import create_app
     from vtp.cluster.nodes import cluster_refusal
+    from vtp.drain import drain_on_sigterm
 
     refusal = cluster_refusal(config, config.workers)
     if refusal is None and config.workers > 1:
@@ -41,8 +42,10 @@ def _serve(config: Config) -> int:
     if config.node_port is not None and config.node_port != config.port:
         # this node's own door besides the shared port (what its node URL names)
         own.append(_listen(config.host, config.node_port))
+    app = create_app(config)
+    drain_on_sigterm(app)  # SIGTERM: no new rooms, clients sent elsewhere, then exit
     web.run_app(
-        create_app(config),
+        app,
         host=config.host,
         port=config.port,
         reuse_port=config.reuse_port or None,

@@ -228,6 +228,10 @@ class Config(BaseSettings):
     # (a node that stops is gone from the registry within this TTL).
     node_heartbeat_s: float = Field(default=2.0, gt=0, le=5)
     node_ttl_s: float = Field(default=6.0, ge=1, le=10)
+    # SIGTERM drains the node: it takes no new rooms at once, and its open rooms stay
+    # until they empty (the class ends) or this many seconds pass; then their clients are
+    # sent to another node, recordings are finished and uploaded, and the process exits.
+    drain_timeout_s: float = Field(default=600.0, ge=0, le=24 * 3600)
     # Origins pages may open connections to besides their own and the live nodes' URLs in
     # the registry (which the Content-Security-Policy allows by itself): e.g. nodes that
     # join later behind a wildcard, "https://*.vtp.example". Comma-separated.

@@ -6,7 +6,8 @@ own (VTP_NODE_PORT: base + index) that its node URL names, so that a redirect to
 node reaches it, its own media UDP port (VTP_ICE_UDP_PORT + index) or slice of the ICE
 port range, and its own node id (<VTP_NODE_ID or hostname>-w<index>). The supervisor
 restarts a worker that dies (waiting longer after each quick failure) and, on SIGTERM or
-SIGINT, passes the signal on and waits for every worker to stop.
+SIGINT, passes the signal on (SIGTERM drains every worker: vtp.drain) and waits for every
+worker to stop, restarting none.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import time
 from collections.abc import Mapping, Sequence
 
 from vtp.config import Config
+from vtp.drain import FINISH_UPLOADS_S
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 30.0  # then a worker that has not stopped is killed
+# a worker drains on SIGTERM (vtp.drain: VTP_DRAIN_TIMEOUT_S for its rooms, then the
+# uploads of its recordings); one that has not stopped this long after is killed
+STOP_MARGIN_S = 30.0
 RESTART_FIRST_S = 0.5
 RESTART_MAX_S = 30.0
 STABLE_S = 30.0  # a worker that ran this long restarts without waiting longer
@@ -71,20 +75,27 @@ class Supervisor:
         self.command = list(command or [sys.executable, "-m", "vtp", "serve"])
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.stopping = asyncio.Event()
+        self.signal = signal.SIGTERM  # the one that stopped the supervisor
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._stop, sig)
+        try:
+            return await self._run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self) -> int:
         log.info("starting %d workers on port %d", self.workers, self.config.port)
         keepers = [asyncio.create_task(self._keep(i)) for i in range(self.workers)]
         await self.stopping.wait()
         log.info("stopping %d workers", self.workers)
-        for proc in list(self.procs.values()):
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        _, pending = await asyncio.wait(keepers, timeout=STOP_TIMEOUT_S)
+        timeout = STOP_MARGIN_S
+        if self.signal == signal.SIGTERM:
+            timeout += self.config.drain_timeout_s + FINISH_UPLOADS_S
+        _, pending = await asyncio.wait(keepers, timeout=timeout)
         for proc in list(self.procs.values()):
             if proc.returncode is None:
                 log.warning("worker pid %d did not stop in time: killing it", proc.pid)
@@ -94,6 +105,17 @@ class Supervisor:
             await asyncio.wait(pending, timeout=5)
         return 0
 
+    def _stop(self, sig: signal.Signals) -> None:
+        """Pass the signal on to every worker (each time: a second SIGTERM hurries their
+        drain), and restart none from now on."""
+        if not self.stopping.is_set():
+            self.signal = sig
+        self.stopping.set()
+        for proc in list(self.procs.values()):
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+
     async def _keep(self, index: int) -> None:
         """Run worker ``index`` until the supervisor stops, restarting it when it dies."""
         delay = RESTART_FIRST_S
@@ -102,7 +124,7 @@ class Supervisor:
             proc = await asyncio.create_subprocess_exec(*self.command, env=env)
             self.procs[index] = proc
             if self.stopping.is_set():  # the stop came while it was starting
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(self.signal)
             started = time.monotonic()
             code = await proc.wait()
             if self.stopping.is_set():

@@ -18,6 +18,7 @@ const CLOSE_ELSEWHERE = 4307; // after error room_elsewhere
 // died: the room is placed again, and our node knows where)
 const MAX_REDIRECTS = 2;
 const HOME_AFTER_FAILURES = 2;
+const UNREACHABLE_RETRY_MS = 1000; // asking the page's node again while that one is dead
 
 export class LiveChannel {
   constructor({ url, token, emit }) {
@@ -47,7 +48,9 @@ export class LiveChannel {
     this.ws = ws;
     this.state = "connecting";
     this.emit("state", { state: this.state });
+    let opened = false;
     ws.onopen = async () => {
+      opened = true;
       const token = await this.token(this.needFreshToken);
       ws.send(JSON.stringify({ type: "auth", token }));
       this.sentToken = token;
@@ -89,6 +92,18 @@ export class LiveChannel {
         const why = new Error(`The class's server could not be reached: the servers kept sending this page elsewhere${elsewhere ? ` (${elsewhere.message})` : ""}.`);
         why.code = "redirect_loop";
         this.emit("unreachable", why);
+        return;
+      }
+      if (!this.stopped && !opened && this.url !== this.homeUrl) {
+        // the class's node does not answer: it died, and is named until it leaves the
+        // registry; ask the page's node again, steadily (no loop between nodes either)
+        this.redirects = 0;
+        this.url = this.homeUrl;
+        this.state = "reconnecting";
+        this.emit("state", { state: this.state });
+        setTimeout(() => {
+          if (!this.stopped) this.connect();
+        }, UNREACHABLE_RETRY_MS);
         return;
       }
       // A refused token gets one more try with a refreshed one (it may just have expired);

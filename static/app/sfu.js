@@ -8,9 +8,10 @@
 // access token fresh (auth again when the token changes), as the server closes a
 // WebSocket whose token expired (4401). With several VTP nodes, the node the page came
 // from relays its signalling to the node that serves the room (docs/protocol.md "Several
-// nodes"; that node gone: close 1012, and it reconnects like after any drop); should a
-// node send it elsewhere instead (error room_elsewhere), it carries on there, as if it had
-// connected there first.
+// nodes"); should a node send it elsewhere instead (error room_elsewhere), it carries on
+// there, as if it had connected there first. Close 1012 means our peer is gone with the
+// room's node (it died: error node_gone; or it is draining: "reconnect", naming the
+// room's new node or none), so we join afresh there, or at the page's node.
 "use strict";
 
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
@@ -32,12 +33,16 @@ const PING_MS = 600; // (too short costs little: a resume of a live socket works
 const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
+const CLOSE_MOVED = 1012; // after "reconnect": the node is draining, the room moved
 // room_elsewhere answers followed in a row before giving up (two nodes disagreeing would
 // otherwise send us back and forth for ever); and failed connections to the room's node
 // before going back to the page's own node (the room's node died: the room is placed
 // again, and the page's node tells us where).
 const MAX_REDIRECTS = 2;
 const HOME_AFTER_FAILURES = 2;
+// while the node the page's node sends us to does not answer (it died, and is named until
+// it leaves the registry): how often to ask the page's node again
+const UNREACHABLE_RETRY_MS = 1000;
 const VIEW_FLUSH_MS = 250; // size and visibility reports are coalesced this long
 // Cameras go out as three simulcast encodings (lowest first); the server forwards each
 // subscriber the one that fits the size it shows the video at (docs/protocol.md). Each
@@ -61,6 +66,7 @@ export class SfuClient {
     this.url = url;
     this.homeUrl = url;
     this.redirects = 0;
+    this.movedTo = null; // the "reconnect" message of a draining node
     this.room = room;
     this.token = token;
     this.emit = emit;
@@ -147,7 +153,9 @@ export class SfuClient {
     this.setState(this.reconnects ? "reconnecting" : "connecting");
     const ws = new WebSocket(this.url);
     this.ws = ws;
+    let opened = false;
     ws.onopen = async () => {
+      opened = true;
       try {
         const token = await this.token(this.needFreshToken);
         this.needFreshToken = false;
@@ -199,10 +207,24 @@ export class SfuClient {
         this.setState("closed", ev.code);
         return;
       }
+      if (ev.code === CLOSE_MOVED || this.movedTo) {
+        this.moved(this.movedTo);
+        return;
+      }
       if (ev.code === CLOSE_UNAUTHORIZED) this.needFreshToken = true;
       // our connections carry on while a new socket takes the peer back (or, if it
       // cannot, they are dropped then)
       this.rejectPending(new Error("websocket closed"));
+      if (!opened && this.url !== this.homeUrl) {
+        // The node we were sent to does not answer: it died, and the nodes name it until
+        // it leaves the registry (VTP_NODE_TTL_S, a few seconds). Ask the page's node
+        // again, steadily (not backing off further): it places the room again then. Not
+        // a loop between disagreeing nodes either.
+        this.redirects = 0;
+        this.url = this.homeUrl;
+        this.reconnectLater("the class's server does not answer", UNREACHABLE_RETRY_MS);
+        return;
+      }
       this.reconnectLater(`connection lost (${ev.code})`);
     };
   }
@@ -227,6 +249,18 @@ export class SfuClient {
     this.url = socketUrl(target);
     this.generation += 1; // (the old socket's callbacks stop)
     this.connect();
+  }
+
+  /** The node we were on is draining (docs/protocol.md, `reconnect`): it let our peer go,
+   * so join afresh (republishing, resubscribing) at the room's new node, or at the page's
+   * node when none was named (it places the room, or says where it is). */
+  moved(msg) {
+    this.movedTo = null;
+    this.teardown(new Error("the class moved to another server"));
+    this.url = msg && msg.url ? socketUrl(msg.url) : this.homeUrl;
+    this.attempt = 0;
+    this.redirects = 0;
+    this.reconnectLater("the class moved to another server");
   }
 
   /** The WebSocket is dead though it did not say so (the network it ran on is gone):
@@ -341,13 +375,16 @@ export class SfuClient {
     this.fail(gen, error);
   }
 
-  reconnectLater(detail) {
+  /** A new WebSocket after a while: the next step of the backoff, or `delay` ms. */
+  reconnectLater(detail, delay = null) {
     const gen = ++this.generation; // stale callbacks of the old connection stop here
     this.reconnects += 1;
-    const backoff = this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS;
-    const delay = backoff[Math.min(this.attempt, backoff.length - 1)];
-    this.attempt += 1;
-    if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
+    if (delay === null) {
+      const backoff = this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS;
+      delay = backoff[Math.min(this.attempt, backoff.length - 1)];
+      this.attempt += 1;
+      if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
+    }
     this.setState("reconnecting", detail);
     setTimeout(() => {
       if (!this.stopped && gen === this.generation) this.connect();
@@ -499,6 +536,9 @@ export class SfuClient {
       }
       case "layers-needed":
         this.applyLayers(msg).catch((e) => this.emit("error", e));
+        break;
+      case "reconnect":
+        this.movedTo = msg; // (the close, 1012, follows: we go then)
         break;
       case "left":
         // The server removed us (room closed, removed by the teacher): the page decides.

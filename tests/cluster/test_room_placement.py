@@ -5,6 +5,7 @@ registry is placed again."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,14 +14,22 @@ import pytest
 from redis.asyncio import Redis
 
 from vtp.cluster.nodes import LoadSample, NodeInfo, NodeRegistry
-from vtp.cluster.placement import Placement
+from vtp.cluster.placement import NoLiveNode, Placement
 
 
-def _registry(redis: Redis, node_id: str, *, peers: int = 0, region: str = "") -> NodeRegistry:
+def _registry(
+    redis: Redis,
+    node_id: str,
+    *,
+    peers: int = 0,
+    region: str = "",
+    url: str | None = None,
+    ttl_s: float = 2.0,
+) -> NodeRegistry:
     now = time.time()
     info = NodeInfo(
         id=node_id,
-        url=f"http://{node_id}:8080",
+        url=url or f"http://{node_id}:8080",
         media_address=None,
         media_port=None,
         region=region,
@@ -28,7 +37,7 @@ def _registry(redis: Redis, node_id: str, *, peers: int = 0, region: str = "") -
         heartbeat_at=now,
     )
     return NodeRegistry(
-        redis, info, heartbeat_s=0.5, ttl_s=2.0, sample=lambda: LoadSample(peers=peers)
+        redis, info, heartbeat_s=0.5, ttl_s=ttl_s, sample=lambda: LoadSample(peers=peers)
     )
 
 
@@ -122,3 +131,78 @@ async def test_a_room_is_placed_again_once_its_node_has_left(clients: list[Redis
         assert await pb.owner("greek") is None and await pb.owner("maths") is None
     finally:
         await b.close()
+
+
+async def test_a_draining_node_keeps_its_rooms_but_gets_no_new_one(
+    clients: list[Redis],
+) -> None:
+    a = _registry(clients[0], "a")
+    b = _registry(clients[1], "b", peers=1000)  # never chosen while a takes rooms
+    await _started(a, b)
+    pa = Placement(clients[0], a, node_ttl_s=2.0)
+    pb = Placement(clients[1], b, node_ttl_s=2.0)
+    try:
+        assert (await pb.place("maths")).id == "a"
+        await a.drain()
+        # at once, and whichever node asks (b's listing was made before a's beat said so:
+        # the script itself reads the draining set)
+        assert (await pb.place("latin")).id == "b"
+        assert (await pa.place("greek")).id == "b"
+        # what it holds stays there...
+        assert (await pb.place("maths")).id == "a"
+        assert {n.id: n.draining for n in await b.nodes()} == {"a": True, "b": False}
+        # ...until it gives it up: then the next opener places it on a node that takes rooms
+        await pa.release("maths")
+        assert (await pa.place("maths")).id == "b"
+        # only draining nodes left: no node takes the room
+        await b.drain()
+        with pytest.raises(NoLiveNode):
+            await pa.place("physics")
+        # a node that starts again under the same id takes rooms again
+        await a.close()
+        await a.start()
+        assert (await pb.place("physics")).id == "a"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_dead_node_s_room_is_placed_again_before_its_entry_expires(
+    clients: list[Redis],
+) -> None:
+    """Its URL refuses connections (no process there) once it missed a heartbeat: the room
+    moves at once, not after the TTL; a silent node whose URL still answers keeps it."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    slow_url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+    dead = _registry(
+        clients[0], "dead", url=f"http://127.0.0.1:{closed_port}", ttl_s=10.0, region="rd"
+    )
+    slow = _registry(clients[0], "slow", url=slow_url, ttl_s=10.0, region="rs", peers=2000)
+    b = _registry(clients[1], "b", peers=1000, region="rb")
+    await _started(dead, slow, b)
+    pb = Placement(clients[1], b, node_ttl_s=2.0)
+    try:
+        assert (await pb.place("maths", region="rd")).id == "dead"
+        assert (await pb.place("latin", region="rs")).id == "slow"
+        await dead.stop_beating()
+        await slow.stop_beating()
+        await dead.beat()  # (its last beat, now)
+        # while its last beat is fresh, it keeps its rooms (no probe)
+        assert (await pb.place("maths")).id == "dead"
+        started = time.monotonic()
+        while (await pb.place("maths")).id == "dead":
+            assert time.monotonic() - started < 3.0, "not placed again before the TTL (10 s)"
+            await asyncio.sleep(0.1)
+        assert (await pb.place("maths")).id == "b"
+        assert await pb.owner("maths") == "b"
+        # the silent node that still accepts connections keeps its room until its TTL
+        assert (await pb.place("latin")).id == "slow"
+    finally:
+        listening.close()
+        for registry in (dead, slow, b):
+            await registry.close()

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
 from vtp.config import load_config
-from vtp.workers import worker_env, workers_refusal
+from vtp.workers import Supervisor, worker_env, workers_refusal
 
 
 def test_each_worker_has_its_own_ports_and_id_and_shares_the_http_port() -> None:
@@ -40,3 +46,39 @@ def test_what_cannot_be_shared_is_refused() -> None:
     assert workers_refusal(narrow, 3) is None
     high = load_config(port=65534)
     assert "65535" in (workers_refusal(high, 2) or "")
+
+
+# A stand-in worker: notes its start, and on SIGTERM drains for a while, then exits 0.
+_WORKER = """
+import os, pathlib, signal, sys, time
+note = pathlib.Path(sys.argv[1]) / str(os.getpid())
+def drain(*_):
+    note.write_text("draining")
+    time.sleep(1.0)
+    note.write_text("drained")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, drain)
+note.write_text("started")
+while True:
+    time.sleep(0.05)
+"""
+
+
+async def test_sigterm_drains_every_worker_and_restarts_none(tmp_path: Path) -> None:
+    supervisor = Supervisor(
+        load_config(port=8080), 2, command=[sys.executable, "-c", _WORKER, str(tmp_path)]
+    )
+    running = asyncio.create_task(supervisor.run())
+
+    def notes() -> list[str]:
+        return sorted(p.read_text() for p in tmp_path.iterdir())
+
+    deadline = time.monotonic() + 30
+    while notes() != ["started", "started"]:
+        assert time.monotonic() < deadline, notes()
+        await asyncio.sleep(0.05)
+    supervisor._stop(signal.SIGTERM)  # (as the signal handler does)
+    assert await asyncio.wait_for(running, 30) == 0
+    # each worker finished its drain (none was killed) and none was started again
+    assert notes() == ["drained", "drained"]
+    assert all(proc.returncode == 0 for proc in supervisor.procs.values())

@@ -8,7 +8,10 @@ Redis layout (prefix ``vtp:cluster:``):
 * ``node:<id>`` - the node's JSON (:class:`NodeInfo`), expiring with the TTL;
 * ``nodes`` - sorted set of node ids (score: expiry in ms), to list them without SCAN;
 * ``node-rooms:<id>`` - the rooms placed on the node (:mod:`vtp.cluster.placement`),
-  expiring with the node.
+  expiring with the node;
+* ``draining`` - set of the ids of nodes that are draining (SIGTERM): placement gives
+  them no new rooms (checked inside its script, so the change counts at once), while the
+  rooms they hold stay theirs until released.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "vtp:cluster:"
 NODES_KEY = PREFIX + "nodes"
+DRAINING_KEY = PREFIX + "draining"
 
 
 def node_key(node_id: str) -> str:
@@ -59,6 +63,7 @@ class NodeInfo(BaseModel):
     rooms_open: int = 0  # SFU rooms open in this process
     forwarded_pps: float = 0.0  # RTP packets written to subscribers per second
     rooms_placed: int = 0  # filled in from Redis when listed, not stored
+    draining: bool = False  # takes no new rooms (its own say; placement reads DRAINING_KEY)
 
     def load_score(self) -> float:
         """Placement's measure of load (lower is less loaded): CPU in percent of one core
@@ -149,13 +154,25 @@ class NodeRegistry:
 
     async def start(self) -> None:
         try:
+            # (a node restarted under the same id, as --workers does, is not draining)
+            self.me.draining = False
+            await self.redis.srem(DRAINING_KEY, self.id)
             await self.beat()
             await self.refresh_urls()
         except Exception:  # Redis down at start: the node serves (/ready says so), and
             # joins the registry at the first beat that gets through
             log.exception("node %s: first heartbeat failed", self.id)
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="vtp-node-heartbeat")
         log.info("node %s registered at %s (region %r)", self.id, self.me.url, self.me.region)
+
+    async def drain(self) -> None:
+        """Take no new rooms from now on (the node stays in the registry, beating, so
+        the rooms it holds stay placed here until it releases them)."""
+        self.me.draining = True
+        await self.redis.sadd(DRAINING_KEY, self.id)
+        await self.beat()
+        log.info("node %s is draining: no new rooms are placed on it", self.id)
 
     async def close(self) -> None:
         """Leave the registry at once; the rooms placed here may be placed again."""
@@ -163,6 +180,7 @@ class NodeRegistry:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(node_key(self.id))
             pipe.zrem(NODES_KEY, self.id)
+            pipe.srem(DRAINING_KEY, self.id)
             await pipe.execute()
         log.info("node %s left the registry", self.id)
 
@@ -230,7 +248,10 @@ class NodeRegistry:
             info.rooms_placed = int(placed)
             live.append(info)
         if gone:
-            await self.redis.zrem(NODES_KEY, *gone)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(NODES_KEY, *gone)
+                pipe.srem(DRAINING_KEY, *gone)  # (one that died while draining)
+                await pipe.execute()
         return live
 
     async def refresh_urls(self) -> None:

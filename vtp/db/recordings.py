@@ -154,10 +154,14 @@ async def still_recording(conn: Conn) -> list[uuid.UUID]:
     ]
 
 
-async def ever_recorded(conn: Conn, session_id: uuid.UUID) -> bool:
-    return bool(
-        await conn.fetchval("SELECT 1 FROM recordings WHERE session_id = $1 LIMIT 1", session_id)
+async def last_recording(conn: Conn, session_id: uuid.UUID) -> asyncpg.Record | None:
+    """The newest recording of a session (``ended_reason``, ``started_by``), None if never."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """SELECT ended_reason, started_by FROM recordings WHERE session_id = $1
+           ORDER BY created_at DESC LIMIT 1""",
+        session_id,
     )
+    return row
 
 
 async def mark_uploading(

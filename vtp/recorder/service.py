@@ -6,7 +6,10 @@ object store and SFU, which it needs) and keeps it under ``app[vtp.appkeys.RECOR
 its HTTP routes are the edge's (:mod:`vtp.api.recordings_control`).
 
 Automatic start: the first stream published in a room whose live session has
-``auto_record`` (and no recording yet) starts one. A recording stops when asked, when
+``auto_record`` (and no recording yet) starts one; so does the first stream published in
+a room whose last recording ended because its node stopped (``server_stopping``: drained
+or restarted), on whichever node holds the room now - the recording goes on, as a new
+part. A recording stops when asked, when
 the room closes (the session ended), or at ``recording_max_length_s``.
 """
 
@@ -128,6 +131,21 @@ class Recorder:
         for task in list(self._tasks):
             task.cancel()
         await self.uploader.close()
+
+    async def stop_all(self) -> None:
+        """The node is draining: stop every recording here (ended ``server_stopping``),
+        handing its files to the uploader."""
+        for session_id in list(self.active):
+            await self._stop_quietly(session_id, "server stopping", "server_stopping")
+
+    async def finish(self, timeout_s: float) -> bool:
+        """The node is draining: stop every recording here and wait (``timeout_s`` at
+        most) for the uploads to end. True when nothing is left to upload; otherwise what
+        is left stays in the spool and is uploaded at the next start."""
+        await self.stop_all()
+        if self._tasks:  # (recordings stopping because their room closed)
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        return await self.uploader.settled(timeout_s)
 
     async def resume_spool(self) -> None:
         """Upload what a previous run left in the spool (sealing recordings it cut)."""
@@ -345,14 +363,20 @@ class Recorder:
     async def _auto_record(self, room_name: str) -> None:
         try:
             room = await recordings.live_room_by_name(self.pool, room_name)
-            if room is None or not room.auto_record or room.status != "live":
+            if room is None or room.status != "live":
                 return
             if room.session_id in self._auto_checked or room.session_id in self.active:
                 return
             self._auto_checked.add(room.session_id)
-            if await recordings.ever_recorded(self.pool, room.session_id):
-                return  # recorded before (and stopped by someone): do not start again
-            await self.start_recording(room.session_id, None)
+            last = await recordings.last_recording(self.pool, room.session_id)
+            if last is not None and last["ended_reason"] == "server_stopping":
+                # the class goes on after its node stopped (drained, restarted): so does
+                # its recording, as a new part, on the node now holding the room
+                log.info("recorder: session %s was recorded when its node stopped", room.session_id)
+                await self.start_recording(room.session_id, last["started_by"])
+            elif last is None and room.auto_record:
+                await self.start_recording(room.session_id, None)
+            # (recorded before and stopped by someone, or the session ended: not again)
         except (recordings.AlreadyRecording, recordings.NotLive):
             return
         except Exception:

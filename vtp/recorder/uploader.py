@@ -95,6 +95,10 @@ class Uploader:
         self._timers: dict[uuid.UUID, asyncio.TimerHandle] = {}
         self._notes: set[asyncio.Task[None]] = set()
         self._probe: asyncio.Task[None] | None = None
+        # set while nothing is queued or uploading (failed uploads waiting for their
+        # retry do not count): what a draining node waits for before it exits
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.uploaded = 0
         # told (recording id, "available" | "failed", why it failed) when an upload ends
         self.on_outcome: Callable[[uuid.UUID, str, str | None], None] | None = None
@@ -125,7 +129,16 @@ class Uploader:
             timer.cancel()
         if recording_id not in self._queued:
             self._queued.add(recording_id)
+            self._idle.clear()
             self._queue.put_nowait(recording_id)
+
+    async def settled(self, timeout_s: float) -> bool:
+        """Wait (``timeout_s`` at most) until every upload submitted has been tried;
+        True when none is left (a failed one waits in the spool for its retry, or for the
+        next start of a process on this spool)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return not self.pending
 
     def retry_now(self) -> None:
         """Try every waiting upload at once (e.g. the store answers again)."""
@@ -176,6 +189,8 @@ class Uploader:
                 self._failed(recording_id, exc)
             else:
                 self.pending.pop(recording_id, None)
+            if self._queue.empty():
+                self._idle.set()
 
     def _failed(self, recording_id: uuid.UUID, exc: BaseException) -> None:
         state = self.pending.setdefault(recording_id, Pending())

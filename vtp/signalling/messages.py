@@ -329,6 +329,16 @@ class VideoResumed(ServerMessage):
     track_id: str
 
 
+class Reconnect(ServerMessage):
+    """This node is going away (draining): the peer is gone from it; join again at
+    ``url`` (the room's new node), or, when it is None, at the page's node later."""
+
+    type: Literal["reconnect"] = "reconnect"
+    room: str
+    url: str | None
+    reason: str
+
+
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     Authenticated,
     Joined,
@@ -354,6 +364,7 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     LayersNeeded,
     VideoPaused,
     VideoResumed,
+    Reconnect,
 )
 
 

@@ -16,6 +16,9 @@ names that node, and the way in decides.
   with ``Location`` the same request on the room's node, and the JSON error
   ``room_elsewhere``;
 * the classroom live channel (:mod:`vtp.web.live`): ``room_elsewhere`` and close 4307.
+
+A draining node (SIGTERM, :mod:`vtp.drain`) opens no new room: placement chooses another
+node (with none: ``503 no_node``), and a node on its own refuses rooms not already open.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from vtp.api.errors import ApiError
-from vtp.appkeys import CONFIG, NODES, PLACEMENT
+from vtp.appkeys import CONFIG, NODES, PLACEMENT, SFU_KEY
 from vtp.cluster.nodes import NodeInfo
 from vtp.cluster.placement import NoLiveNode
 
@@ -47,12 +50,21 @@ async def place_room(app: web.Application, room: str) -> NodeInfo | None:
     if placement is None or not app[CONFIG].cluster:
         # not part of a cluster (or built without the cluster context): every room a
         # client asks this process for is served here, as on a single node
+        _refuse_new_room_while_draining(app, room)
         return None
     try:
         node = await placement.place(room, region=app[CONFIG].region or None)
     except NoLiveNode as exc:
         raise ApiError(503, "no_node", str(exc)) from None
     return None if node.id == app[NODES].id else node
+
+
+def _refuse_new_room_while_draining(app: web.Application, room: str) -> None:
+    registry = app.get(NODES)
+    sfu = app.get(SFU_KEY)
+    draining = registry is not None and registry.me.draining
+    if draining and sfu is not None and sfu.get_room(room) is None:
+        raise ApiError(503, "no_node", "this server is shutting down: it opens no new room")
 
 
 async def ensure_here(app: web.Application, room: str, path: str, *, place: bool = True) -> None:

@@ -25,6 +25,7 @@ from vtp.signalling.websocket import Session
 
 class RelayedSession(Session):
     may_relay = False  # (a room placed elsewhere again: room_elsewhere, not a second hop)
+    through_door = True
 
     def __init__(self, app: web.Application, socket: RelayedSocket) -> None:
         super().__init__(app, socket)

@@ -83,6 +83,7 @@ MAX_QUEUED = 1024  # outgoing messages a client may fall behind by before it is 
 MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions together
 CLOSE_TOO_SLOW = 4408
 CLOSE_RESUMED = 4409  # another socket resumed this one's peer
+CLOSE_MOVED = 1012  # "service restart": after "reconnect", the node is draining
 
 
 def sfu_error_code(exc: SfuError) -> str:
@@ -139,6 +140,7 @@ class Session(Channel):
 
     # a join of a room another node serves is relayed there (False: room_elsewhere)
     may_relay = True
+    through_door = False  # a session the room's node runs for a socket another node holds
 
     def __init__(self, app: web.Application, ws: Socket) -> None:
         super().__init__(app, ws, app[SEND_LIMITS])
@@ -789,6 +791,29 @@ async def _close_unclaimed(member: Member, claimed: set[str]) -> None:
     client gave up before answering). Nothing else would close them until they time out."""
     for connection_id in [c for c in member.peer.connections if c not in claimed]:
         await member.peer.close_connection(connection_id)
+
+
+async def send_room_elsewhere(
+    app: web.Application, room: str, node_url: str | None, reason: str
+) -> int:
+    """This node gives ``room`` up (draining): each signalling socket in it is told to
+    ``reconnect`` (to the room's new node, ``node_url``, when there is one), its peer
+    leaves, and the socket closes with 1012. Returns how many sockets were told."""
+    url = node_url + WS_PATH if node_url is not None else None
+    moved = [
+        s
+        for s in app[OPEN_CHANNELS]
+        if isinstance(s, Session) and s.member is not None and s.member.room == room
+    ]
+    for session in moved:
+        # (no resume: the peer is not kept for one, it is gone with this node.) A client
+        # whose socket another node holds joins again there, which relays it on: that
+        # door is not draining, and this node's URL may not be reachable to it at all
+        to = None if session.through_door else url
+        session.send(m.Reconnect(room=room, url=to, reason=reason))
+        await session._leave(reason)
+        session.close(CLOSE_MOVED, reason)
+    return len(moved)
 
 
 RESUMABLE = web.AppKey("sfu_ws_resumable", dict[str, Session])  # resume token -> holder

@@ -125,6 +125,7 @@ from vtp.channel.socket import (
     Channel,
     Rules,
 )
+from vtp.cluster.nodes import NodeInfo
 from vtp.db import recordings as recordings_db
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
@@ -333,6 +334,29 @@ class LiveRooms:
 
 
 LIVE_ROOMS = web.AppKey("web_live_rooms", LiveRooms)
+
+
+def send_class_elsewhere(app: web.Application, room_name: str, node: NodeInfo | None) -> int:
+    """This node gives the class's room up (draining): its live channels are sent to
+    ``node`` (``room_elsewhere``, then 4307, as a channel opened on the wrong node is),
+    or, with no node to name, closed with 1012 (the client reconnects to its page's
+    node). Returns how many channels were closed."""
+    room = app[LIVE_ROOMS].by_room_name(room_name)
+    if room is None:
+        return 0
+    conns = [c for p in room.participants.values() for c in p.connections]
+    for conn in conns:
+        if node is None:
+            conn.close(WSCloseCode.SERVICE_RESTART, "node draining")
+            continue
+        url = node.url + LIVE_PATH.format(session_id=room.session_id)
+        details = {"node_id": node.id, "node_url": node.url, "url": url}
+        message = f"this class moved to node {node.id}: connect to {url}"
+        conn.error("room_elsewhere", message, details)
+        conn.close(CLOSE_ELSEWHERE, "room_elsewhere")
+    return len(conns)
+
+
 SEND_LIMITS = web.AppKey("web_live_send_limits", SendLimits)
 
 
