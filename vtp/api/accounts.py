@@ -19,18 +19,13 @@ import logging
 import uuid
 
 from aiohttp import web
+from pydantic import Field
 
 from vtp.api.access import authenticated, principal_of, public, require_roles
-from vtp.api.body import read_json
+from vtp.api.endpoint import ReadBody, endpoint
 from vtp.api.errors import ApiError, conflict, not_found, unauthorized
-from vtp.api.schemas import (
-    ActiveChangeRequest,
-    PasswordChangeRequest,
-    PasswordResetRequest,
-    ResetByEmailRequest,
-)
 from vtp.api.session_cookie import token_response
-from vtp.api.users import path_uuid
+from vtp.api.validation import Body, path_uuid
 from vtp.appkeys import CONFIG, DB, HASHER, REDIS, TOKENS
 from vtp.auth.passwords import PasswordPolicyError, check_password_policy
 from vtp.auth.ratelimit import RateLimiter
@@ -41,6 +36,27 @@ from vtp.mail import MAILER
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+# --- shapes of requests and answers ------------------------------------------------
+
+
+class PasswordChangeRequest(Body):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
+
+class ActiveChangeRequest(Body):
+    is_active: bool
+
+
+class ResetByEmailRequest(Body):
+    email: str = Field(min_length=1, max_length=254)
+
+
+class PasswordResetRequest(Body):
+    token: str = Field(min_length=16, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
 
 # E-mailed links per account per hour: more are not sent (and nobody is told).
 _EMAILS_PER_ACCOUNT = 3
@@ -77,13 +93,16 @@ def _reset_link(request: web.Request, token: str) -> str:
 
 @routes.post("/api/v1/users/me/password")
 @authenticated
-async def change_password(request: web.Request) -> web.Response:
+@endpoint(body=PasswordChangeRequest, errors=(403, 422, 429))
+async def change_password(
+    request: web.Request, read_body: ReadBody[PasswordChangeRequest]
+) -> web.Response:
     """Change the caller's password (the current one is required).
 
     Every token the user holds is revoked, in every browser and client; the answer has
     a fresh pair for this one (a browser session gets the refresh token as its cookie)."""
     principal = principal_of(request)
-    body = await read_json(request, PasswordChangeRequest)
+    body = await read_body()
     app = request.app
     user = await users.get_user(app[DB], principal.user_id)
     if user is None or not user.is_active:
@@ -121,13 +140,16 @@ async def change_password(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/users/{user_id}/active")
 @require_roles("admin")
-async def set_active(request: web.Request) -> web.Response:
+@endpoint(body=ActiveChangeRequest, errors=(404, 409))
+async def set_active(
+    request: web.Request, read_body: ReadBody[ActiveChangeRequest]
+) -> web.Response:
     """Disable (`{"is_active": false}`) or re-enable an account.
 
     A disabled account cannot sign in or refresh, and every token it holds is revoked
     at once (its open sockets close)."""
     user_id = path_uuid(request, "user_id")
-    body = await read_json(request, ActiveChangeRequest)
+    body = await read_body()
     admin = principal_of(request)
     if user_id == admin.user_id and not body.is_active:
         raise conflict("self_disable_guard", "an admin cannot disable their own account")
@@ -146,6 +168,7 @@ async def set_active(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/users/{user_id}/password-reset")
 @require_roles("admin")
+@endpoint(status=201, errors=(400, 404, 409))
 async def issue_reset_link(request: web.Request) -> web.Response:
     """Issue a one-time password-reset link for a user (no e-mail needed).
 
@@ -172,7 +195,10 @@ async def issue_reset_link(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/auth/password-reset/request")
 @public
-async def request_reset_email(request: web.Request) -> web.Response:
+@endpoint(body=ResetByEmailRequest, status=202, errors=(429, 503))
+async def request_reset_email(
+    request: web.Request, read_body: ReadBody[ResetByEmailRequest]
+) -> web.Response:
     """E-mail a one-time reset link to an account's address (needs VTP_SMTP_HOST).
 
     The answer is the same whether or not the address has an account."""
@@ -185,7 +211,7 @@ async def request_reset_email(request: web.Request) -> web.Response:
             "email_not_configured",
             "this server sends no e-mail; ask an administrator for a reset link",
         )
-    body = await read_json(request, ResetByEmailRequest)
+    body = await read_body()
     by_address = await RateLimiter(app[REDIS], "reset-address").hit(
         client_address(request), limit=config.login_ip_max_attempts, window_s=config.login_window_s
     )
@@ -225,10 +251,13 @@ async def request_reset_email(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/auth/password-reset")
 @public
-async def reset_password(request: web.Request) -> web.Response:
+@endpoint(body=PasswordResetRequest, status=204, errors=(422,))
+async def reset_password(
+    request: web.Request, read_body: ReadBody[PasswordResetRequest]
+) -> web.Response:
     """Set a new password with a reset link's token (once; every session is signed out)."""
     app = request.app
-    body = await read_json(request, PasswordResetRequest)
+    body = await read_body()
     invalid = ApiError(
         400,
         "invalid_reset_token",

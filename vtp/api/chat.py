@@ -26,23 +26,38 @@ from aiohttp import web
 from pydantic import Field, ValidationError, field_validator
 
 from vtp.api.access import authenticated
-from vtp.api.body import read_json
 from vtp.api.course_access import MEMBERS, PARTICIPANTS, CourseAccess, require_course_role, who
-from vtp.api.domain_schema import Body
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import MessageOut, returns
 from vtp.api.sessions import load_session, refuse_removed
-from vtp.api.users import path_uuid
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Page,
+    decode_cursor,
+    derive,
+    page,
+    path_uuid,
+)
 from vtp.appkeys import CHAT_LIMIT_USER, CONFIG, DB
 from vtp.auth.principal import Principal
 from vtp.db import chat as db
+from vtp.db import models
 from vtp.db import sessions as sessions_db
 from vtp.db.models import Chat
 from vtp.events import hooks
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+# --- shapes of requests and answers ------------------------------------------------
+
+MessageOut = derive(
+    "MessageOut",
+    models.Chat,
+    replace={"body": str | None},
+    add={"author_name": (str | None, ...)},
+)
 
 MAX_MESSAGE = 4000
 ChatHook = Callable[[dict[str, Any]], Awaitable[None]]
@@ -109,7 +124,7 @@ async def _chat_allowance(request: web.Request, user_id: uuid.UUID) -> None:
         )
 
 
-def _history(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
+def _history(rows: list[asyncpg.Record], limit: int) -> Page:
     return page(
         rows,
         limit,
@@ -120,11 +135,11 @@ def _history(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
 @routes.get("/api/v1/courses/{course_id}/chat")
 @authenticated
 @who("members of the course")
-@returns(MessageOut, many=True)
-async def course_history(request: web.Request) -> web.Response:
+@endpoint(query=ListQuery, returns=MessageOut, many=True, errors=(403, 404, 409))
+async def course_history(request: web.Request, read_query: ReadQuery[ListQuery]) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, MEMBERS)
-    query = parse_query(request, ListQuery)
+    query = read_query()
     rows = await db.history(
         request.app[DB],
         course_id=course_id,
@@ -138,11 +153,11 @@ async def course_history(request: web.Request) -> web.Response:
 @routes.post("/api/v1/courses/{course_id}/chat")
 @authenticated
 @who("teachers, TAs and students of the course")
-@returns(MessageOut)
-async def course_post(request: web.Request) -> web.Response:
+@endpoint(body=MessageBody, returns=MessageOut, status=201, errors=(403, 404, 409, 429))
+async def course_post(request: web.Request, read_body: ReadBody[MessageBody]) -> web.Response:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, PARTICIPANTS, write=True)
-    body = await read_json(request, MessageBody)
+    body = await read_body()
     await _chat_allowance(request, access.user_id)
     msg = await db.post(request.app[DB], course_id, None, access.user_id, body.body)
     hooks.chat_posted(request.app, msg)
@@ -153,11 +168,11 @@ async def course_post(request: web.Request) -> web.Response:
 @routes.get("/api/v1/sessions/{session_id}/chat")
 @authenticated
 @who("members of the course")
-@returns(MessageOut, many=True)
-async def session_history(request: web.Request) -> web.Response:
+@endpoint(query=ListQuery, returns=MessageOut, many=True, errors=(403, 404, 409))
+async def session_history(request: web.Request, read_query: ReadQuery[ListQuery]) -> web.Response:
     session, access = await load_session(request, MEMBERS)
     await refuse_removed(request.app, session.id, access.user_id)
-    query = parse_query(request, ListQuery)
+    query = read_query()
     rows = await db.history(
         request.app[DB],
         course_id=session.course_id,
@@ -171,11 +186,11 @@ async def session_history(request: web.Request) -> web.Response:
 @routes.post("/api/v1/sessions/{session_id}/chat")
 @authenticated
 @who("teachers, TAs and students of the course, while live")
-@returns(MessageOut)
-async def session_post(request: web.Request) -> web.Response:
+@endpoint(body=MessageBody, returns=MessageOut, status=201, errors=(403, 404, 409, 429))
+async def session_post(request: web.Request, read_body: ReadBody[MessageBody]) -> web.Response:
     session, access = await load_session(request, PARTICIPANTS, write=True)
     await refuse_removed(request.app, session.id, access.user_id)
-    body = await read_json(request, MessageBody)
+    body = await read_body()
     if session.status != "live":
         raise conflict("session_not_live", "room chat is open while the session is live")
     await _chat_allowance(request, access.user_id)
@@ -201,10 +216,10 @@ async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
 @routes.patch("/api/v1/chat/{message_id}")
 @authenticated
 @who("its author")
-@returns(MessageOut)
-async def edit_message(request: web.Request) -> web.Response:
+@endpoint(body=MessageBody, returns=MessageOut, errors=(403, 404, 409, 429))
+async def edit_message(request: web.Request, read_body: ReadBody[MessageBody]) -> web.Response:
     msg, access = await _load_message(request)
-    body = await read_json(request, MessageBody)
+    body = await read_body()
     if msg.author_id != access.user_id:
         raise forbidden("only the author may edit a message")
     await _chat_allowance(request, access.user_id)
@@ -218,6 +233,7 @@ async def edit_message(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/chat/{message_id}")
 @authenticated
 @who("its author; the course's teachers and TAs (moderation)")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def delete_message(request: web.Request) -> web.Response:
     """The author deletes their message; teachers and TAs moderate any."""
     msg, access = await _load_message(request)

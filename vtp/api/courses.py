@@ -11,7 +11,6 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from vtp.api.access import authenticated, principal_of, require_roles
-from vtp.api.body import read_json
 from vtp.api.course_access import (
     MEMBERS,
     TEACHER,
@@ -21,19 +20,53 @@ from vtp.api.course_access import (
     require_course_role,
     who,
 )
-from vtp.api.domain_schema import Body, refuse_nulls
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import CourseOut, EnrollmentCodeOut, EnrollmentOut, JoinOut, returns
-from vtp.api.users import path_uuid
+from vtp.api.users import UserBrief
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    page,
+    path_uuid,
+    refuse_nulls,
+)
 from vtp.appkeys import AUTHORITY, DB, REDIS
 from vtp.auth.authority import AuthorityChange
 from vtp.auth.ratelimit import RateLimiter
 from vtp.db import courses as db
+from vtp.db import models
 from vtp.db.models import Course, CourseEnrollment
 from vtp.events import hooks
 
 routes = web.RouteTableDef()
+
+# --- shapes of requests and answers ------------------------------------------------
+
+CourseOut = derive(
+    "CourseOut",
+    models.Course,
+    optional=("enrollment_code",),
+    add={"my_role": (CourseRole | None, ...)},
+)
+
+
+EnrollmentOut = derive(
+    "EnrollmentOut", models.CourseEnrollment, add={"user": (UserBrief | None, None)}
+)
+
+
+class JoinOut(Out):
+    course: CourseOut  # type: ignore[valid-type]
+    enrollment: EnrollmentOut  # type: ignore[valid-type]
+
+
+class EnrollmentCodeOut(Out):
+    enrollment_code: str
+
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 ENROLLMENT_CODE_PATTERN = r"^[A-Za-z0-9-]+$"
@@ -123,9 +156,9 @@ def course_id_of(request: web.Request) -> uuid.UUID:
 @routes.post("/api/v1/courses")
 @require_roles("teacher", "admin")
 @who("site teachers and admins; the caller becomes the owner (a teacher)")
-@returns(CourseOut)
-async def create_course(request: web.Request) -> web.Response:
-    body = await read_json(request, CourseCreate)
+@endpoint(body=CourseCreate, returns=CourseOut, status=201, errors=(409,))
+async def create_course(request: web.Request, read_body: ReadBody[CourseCreate]) -> web.Response:
+    body = await read_body()
     principal = principal_of(request)
     async with request.app[DB].acquire() as conn, conn.transaction():
         try:
@@ -148,9 +181,9 @@ async def create_course(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses")
 @authenticated
 @who("any signed-in user; scope=all is for admins")
-@returns(CourseOut, many=True)
-async def list_courses(request: web.Request) -> web.Response:
-    query = parse_query(request, CourseListQuery)
+@endpoint(query=CourseListQuery, returns=CourseOut, many=True, errors=(403,))
+async def list_courses(request: web.Request, read_query: ReadQuery[CourseListQuery]) -> Page:
+    query = read_query()
     principal = principal_of(request)
     if query.scope == "all" and principal.role != "admin":
         raise forbidden("only admins may list every course")
@@ -164,16 +197,14 @@ async def list_courses(request: web.Request) -> web.Response:
         limit=query.limit,
     )
     admin = principal.role == "admin"
-    return web.json_response(
-        page(
-            rows,
-            query.limit,
-            lambda r: course_json(
-                Course.from_record(r),
-                r["my_role"],
-                staff=admin or r["my_role"] in ("teacher", "ta"),
-            ),
-        )
+    return page(
+        rows,
+        query.limit,
+        lambda r: course_json(
+            Course.from_record(r),
+            r["my_role"],
+            staff=admin or r["my_role"] in ("teacher", "ta"),
+        ),
     )
 
 
@@ -183,7 +214,7 @@ async def list_courses(request: web.Request) -> web.Response:
     "members of the course; anyone signed in for an active course (catalogue); "
     "the enrollment code is shown to staff only"
 )
-@returns(CourseOut)
+@endpoint(returns=CourseOut, errors=(400, 404))
 async def get_course(request: web.Request) -> web.Response:
     access = await load_course_access(request.app[DB], principal_of(request), course_id_of(request))
     # Members see their course; anyone signed in sees an active course (the catalogue).
@@ -195,11 +226,11 @@ async def get_course(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/courses/{course_id}")
 @authenticated
 @who("the course's teachers")
-@returns(CourseOut)
-async def update_course(request: web.Request) -> web.Response:
+@endpoint(body=CourseUpdate, returns=CourseOut, errors=(403, 404, 409))
+async def update_course(request: web.Request, read_body: ReadBody[CourseUpdate]) -> web.Response:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER)
-    body = await read_json(request, CourseUpdate)
+    body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     refuse_nulls(changes, ("code", "title", "description", "status"))
     try:
@@ -218,7 +249,7 @@ async def update_course(request: web.Request) -> web.Response:
 @routes.post("/api/v1/courses/{course_id}/archive")
 @authenticated
 @who("the course's teachers")
-@returns(CourseOut)
+@endpoint(returns=CourseOut, errors=(400, 403, 404, 409))
 async def archive_course(request: web.Request) -> web.Response:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, TEACHER)
@@ -231,7 +262,7 @@ async def archive_course(request: web.Request) -> web.Response:
 @routes.post("/api/v1/courses/{course_id}/enrollment-code")
 @authenticated
 @who("the course's teachers")
-@returns(EnrollmentCodeOut)
+@endpoint(returns=EnrollmentCodeOut, errors=(400, 403, 404, 409, 503))
 async def new_enrollment_code(request: web.Request) -> web.Response:
     """Generate a fresh self-enrolment code (the old one stops working)."""
     course_id = course_id_of(request)
@@ -264,9 +295,9 @@ def _too_many_codes(retry_after: int) -> ApiError:
 @routes.post("/api/v1/enrollments/join")
 @authenticated
 @who("any signed-in user holding the course's enrollment code")
-@returns(JoinOut)
-async def join_course(request: web.Request) -> web.Response:
-    body = await read_json(request, JoinRequest)
+@endpoint(body=JoinRequest, returns=JoinOut, status=(201, 202), errors=(404, 409, 429))
+async def join_course(request: web.Request, read_body: ReadBody[JoinRequest]) -> web.Response:
+    body = await read_body()
     principal = principal_of(request)
     pool = request.app[DB]
     # Wrong codes are counted per user, so codes cannot be guessed by trying many.
@@ -312,11 +343,11 @@ async def join_course(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/enrollments")
 @authenticated
 @who("members of the course (students and observers see active members without e-mail addresses)")
-@returns(EnrollmentOut, many=True)
-async def list_enrollments(request: web.Request) -> web.Response:
+@endpoint(query=RosterQuery, returns=EnrollmentOut, many=True, errors=(403, 404, 409))
+async def list_enrollments(request: web.Request, read_query: ReadQuery[RosterQuery]) -> Page:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, MEMBERS)
-    query = parse_query(request, RosterQuery)
+    query = read_query()
     status = query.status
     if not access.is_staff:
         # Students and observers see who is in the course, not who left it.
@@ -332,23 +363,21 @@ async def list_enrollments(request: web.Request) -> web.Response:
         limit=query.limit,
     )
     staff = access.is_staff
-    return web.json_response(
-        page(
-            rows,
-            query.limit,
-            lambda r: enrollment_json(r, staff=staff),
-        )
+    return page(
+        rows,
+        query.limit,
+        lambda r: enrollment_json(r, staff=staff),
     )
 
 
 @routes.post("/api/v1/courses/{course_id}/enrollments")
 @authenticated
 @who("the course's teachers")
-@returns(EnrollmentOut)
-async def enroll_user(request: web.Request) -> web.Response:
+@endpoint(body=EnrollRequest, returns=EnrollmentOut, status=201, errors=(403, 404, 409, 422))
+async def enroll_user(request: web.Request, read_body: ReadBody[EnrollRequest]) -> web.Response:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER, write=True)
-    body = await read_json(request, EnrollRequest)
+    body = await read_body()
     async with request.app[DB].acquire() as conn, conn.transaction():
         if body.user_id is not None:
             user = await conn.fetchrow(
@@ -378,12 +407,14 @@ async def enroll_user(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/courses/{course_id}/enrollments/{user_id}")
 @authenticated
 @who("the course's teachers")
-@returns(EnrollmentOut)
-async def change_enrollment(request: web.Request) -> web.Response:
+@endpoint(body=EnrollmentUpdate, returns=EnrollmentOut, errors=(403, 404, 409))
+async def change_enrollment(
+    request: web.Request, read_body: ReadBody[EnrollmentUpdate]
+) -> web.Response:
     course_id = course_id_of(request)
     user_id = path_uuid(request, "user_id")
     access = await require_course_role(request, course_id, TEACHER, write=True)
-    body = await read_json(request, EnrollmentUpdate)
+    body = await read_body()
     if user_id == access.course.owner_id:
         raise conflict("course_owner", "the owner's role cannot be changed")
     enrollment = await db.set_enrollment(
@@ -402,6 +433,7 @@ async def change_enrollment(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/courses/{course_id}/enrollments/{user_id}")
 @authenticated
 @who("the course's teachers; any member for themself")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def unenroll(request: web.Request) -> web.Response:
     """Drop an enrollment: a member may leave (``dropped``: the enrolment code brings them
     back); a teacher removes anyone (``removed``: coming back with the code only makes a

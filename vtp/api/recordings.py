@@ -11,15 +11,24 @@ from aiohttp import web
 
 from vtp.api.access import authenticated
 from vtp.api.course_access import MEMBERS, require_course_role, who
+from vtp.api.endpoint import ReadQuery, endpoint
 from vtp.api.errors import not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import RecordingOut, returns
 from vtp.api.sessions import load_session
-from vtp.api.users import path_uuid
+from vtp.api.validation import ListQuery, Page, decode_cursor, derive, page, path_uuid
 from vtp.appkeys import DB
+from vtp.db import models
 from vtp.db import recordings as db
 
 routes = web.RouteTableDef()
+
+# --- shapes of requests and answers ------------------------------------------------
+
+RecordingOut = derive(
+    "RecordingOut",
+    models.Recording,
+    optional=("object_key", "error"),
+    add={"course_id": (uuid.UUID, ...), "session_title": (str, ...)},
+)
 
 
 class RecordingListQuery(ListQuery):
@@ -40,11 +49,13 @@ def recording_json(row: asyncpg.Record, *, staff: bool) -> dict[str, Any]:
 @routes.get("/api/v1/courses/{course_id}/recordings")
 @authenticated
 @who("members of the course")
-@returns(RecordingOut, many=True)
-async def course_recordings(request: web.Request) -> web.Response:
+@endpoint(query=RecordingListQuery, returns=RecordingOut, many=True, errors=(403, 404, 409))
+async def course_recordings(
+    request: web.Request, read_query: ReadQuery[RecordingListQuery]
+) -> Page:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
-    query = parse_query(request, RecordingListQuery)
+    query = read_query()
     rows = await db.list_recordings(
         request.app[DB],
         course_id=course_id,
@@ -54,12 +65,10 @@ async def course_recordings(request: web.Request) -> web.Response:
         limit=query.limit,
     )
     staff = access.is_staff
-    return web.json_response(
-        page(
-            rows,
-            query.limit,
-            lambda r: recording_json(r, staff=staff),
-        )
+    return page(
+        rows,
+        query.limit,
+        lambda r: recording_json(r, staff=staff),
     )
 
 
@@ -70,10 +79,12 @@ class SessionRecordingQuery(ListQuery):
 @routes.get("/api/v1/sessions/{session_id}/recordings")
 @authenticated
 @who("members of the course")
-@returns(RecordingOut, many=True)
-async def session_recordings(request: web.Request) -> web.Response:
+@endpoint(query=SessionRecordingQuery, returns=RecordingOut, many=True, errors=(403, 404, 409))
+async def session_recordings(
+    request: web.Request, read_query: ReadQuery[SessionRecordingQuery]
+) -> Page:
     session, access = await load_session(request, MEMBERS)
-    query = parse_query(request, SessionRecordingQuery)
+    query = read_query()
     rows = await db.list_recordings(
         request.app[DB],
         course_id=None,
@@ -83,19 +94,17 @@ async def session_recordings(request: web.Request) -> web.Response:
         limit=query.limit,
     )
     staff = access.is_staff
-    return web.json_response(
-        page(
-            rows,
-            query.limit,
-            lambda r: recording_json(r, staff=staff),
-        )
+    return page(
+        rows,
+        query.limit,
+        lambda r: recording_json(r, staff=staff),
     )
 
 
 @routes.get("/api/v1/recordings/{recording_id}")
 @authenticated
 @who("members of the course")
-@returns(RecordingOut)
+@endpoint(returns=RecordingOut, errors=(400, 403, 404, 409))
 async def get_recording(request: web.Request) -> web.Response:
     row = await db.get_with_course(request.app[DB], path_uuid(request, "recording_id"))
     if row is None:

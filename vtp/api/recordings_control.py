@@ -25,10 +25,11 @@ from aiohttp import web
 
 from vtp.api.access import authenticated, principal_of, public
 from vtp.api.course_access import MEMBERS, STAFF, load_course_access
+from vtp.api.endpoint import endpoint
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.recordings import recording_json
 from vtp.api.sessions import load_session
-from vtp.api.users import path_uuid
+from vtp.api.validation import path_uuid
 from vtp.appkeys import CONFIG, DB, RECORDER, STORE
 from vtp.auth.secret import load_or_create_secret
 from vtp.db import recordings as recordings_db
@@ -64,6 +65,7 @@ async def _recording_row(request: web.Request, recording_id: uuid.UUID) -> dict[
 
 @routes.post("/api/v1/sessions/{session_id}/recording/start")
 @authenticated
+@endpoint(status=201, errors=(400, 403, 404, 409, 503))
 async def start_recording(request: web.Request) -> web.Response:
     session, access = await load_session(request, STAFF, write=True)
     recorder = _recorder(request)
@@ -86,6 +88,7 @@ async def start_recording(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/sessions/{session_id}/recording/stop")
 @authenticated
+@endpoint(errors=(400, 403, 404, 409, 503))
 async def stop_recording(request: web.Request) -> web.Response:
     session, _ = await load_session(request, STAFF)
     recorder = _recorder(request)
@@ -104,6 +107,7 @@ async def stop_recording(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions/{session_id}/recording")
 @authenticated
+@endpoint(errors=(400, 403, 404, 409))
 async def recording_state(request: web.Request) -> web.Response:
     session, _ = await load_session(request, MEMBERS)
     recorder = request.app.get(RECORDER)
@@ -143,6 +147,7 @@ def _safe_name(name: str) -> bool:
 
 @routes.get("/api/v1/recordings/{recording_id}/playback")
 @authenticated
+@endpoint(errors=(400, 403, 404, 409, 503))
 async def playback(request: web.Request) -> web.Response:
     recording_id = path_uuid(request, "recording_id")
     row = await _recording_row(request, recording_id)
@@ -203,6 +208,7 @@ async def playback(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/recordings/{recording_id}/media/{name}")
 @public
+@endpoint(errors=(400, 403, 404, 503))
 async def media(request: web.Request) -> web.StreamResponse:
     """A file of a recording in the local-disk store, for a signed link (Range works)."""
     recording_id = path_uuid(request, "recording_id")

@@ -21,7 +21,6 @@ from pydantic import Field
 
 from vtp.api.access import authenticated
 from vtp.api.assignments import Points, load_assignment
-from vtp.api.body import read_json
 from vtp.api.course_access import (
     MEMBERS,
     PARTICIPANTS,
@@ -35,33 +34,86 @@ from vtp.api.course_access import (
     who,
 )
 from vtp.api.csvout import csv_response
-from vtp.api.domain_schema import Body, field_error
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import (
-    BulkGradeOut,
-    FileOut,
-    GradebookOut,
-    MyGradesOut,
-    SubmissionOut,
-    returns,
-)
 from vtp.api.uploads import (
     MAX_FILES,
+    FileOut,
     delete_quietly,
     download,
     public_file,
     receive_file,
     store_put,
 )
-from vtp.api.users import path_uuid
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    field_error,
+    page,
+    path_uuid,
+)
 from vtp.appkeys import DB, STORE
+from vtp.db import models
 from vtp.db import submissions as db
 from vtp.db.models import Assignment, Submission
 from vtp.events import hooks
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+# --- shapes of requests and answers ------------------------------------------------
+
+SubmissionOut = derive(
+    "SubmissionOut",
+    models.Submission,
+    replace={"files": list[FileOut], "score": float | None},
+    add={"student_name": (str | None, None)},
+)
+
+
+class GradeCell(Out):
+    score: float | None
+    status: Literal["graded", "returned"]
+    attempt: int
+    is_late: bool
+
+
+class GradebookAssignment(Out):
+    id: uuid.UUID
+    title: str
+    points_possible: float
+    status: Literal["draft", "published"]
+    due_at: datetime | None
+
+
+class GradebookRow(Out):
+    user_id: uuid.UUID
+    display_name: str
+    email: str
+    grades: dict[str, GradeCell]
+    total: float
+
+
+class GradebookOut(Out):
+    assignments: list[GradebookAssignment]
+    points_possible_total: float
+    students: list[GradebookRow]
+
+
+class MyGradesOut(Out):
+    assignments: list[GradebookAssignment]
+    points_possible_total: float
+    grades: dict[str, GradeCell]
+    total: float
+
+
+class BulkGradeOut(Out):
+    items: list[SubmissionOut]  # type: ignore[valid-type]
+
 
 MAX_BODY_TEXT = 100_000
 MAX_FEEDBACK = 10_000
@@ -168,12 +220,20 @@ def _empty(sub: Submission) -> bool:
 @routes.post("/api/v1/assignments/{assignment_id}/submissions")
 @authenticated
 @who("students of the course")
-@returns(SubmissionOut)
-async def create_submission(request: web.Request) -> web.Response:
+@endpoint(
+    body=SubmissionCreate,
+    optional_body=True,
+    returns=SubmissionOut,
+    status=201,
+    errors=(403, 404, 409, 422),
+)
+async def create_submission(
+    request: web.Request, read_body: ReadBody[SubmissionCreate]
+) -> web.Response:
     """Start the next attempt (a draft), or hand it in at once with "submit": true."""
     assignment, access = await load_assignment(request, STUDENT, write=True)
     require_student(access)
-    body = await read_json(request, SubmissionCreate, optional=True)
+    body = await read_body()
     check_open(assignment)
     async with request.app[DB].acquire() as conn, conn.transaction():
         # One attempt at a time per student and assignment.
@@ -215,10 +275,12 @@ async def create_submission(request: web.Request) -> web.Response:
 @routes.get("/api/v1/assignments/{assignment_id}/submissions")
 @authenticated
 @who("the course's teachers and TAs (all); students (their own)")
-@returns(SubmissionOut, many=True)
-async def list_submissions(request: web.Request) -> web.Response:
+@endpoint(query=SubmissionListQuery, returns=SubmissionOut, many=True, errors=(403, 404, 409))
+async def list_submissions(
+    request: web.Request, read_query: ReadQuery[SubmissionListQuery]
+) -> Page:
     assignment, access = await load_assignment(request, PARTICIPANTS)
-    query = parse_query(request, SubmissionListQuery)
+    query = read_query()
     student_id = query.student_id
     if not access.is_staff:
         if student_id is not None and student_id != access.user_id:
@@ -239,13 +301,13 @@ async def list_submissions(request: web.Request) -> web.Response:
         data["student_name"] = row["student_name"]
         return data
 
-    return web.json_response(page(rows, query.limit, render))
+    return page(rows, query.limit, render)
 
 
 @routes.get("/api/v1/submissions/{submission_id}")
 @authenticated
 @who("its student; the course's teachers and TAs")
-@returns(SubmissionOut)
+@endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409))
 async def get_submission(request: web.Request) -> web.Response:
     sub, _, access = await load_submission(request)
     return web.json_response(submission_json(sub, staff=access.is_staff))
@@ -254,11 +316,13 @@ async def get_submission(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/submissions/{submission_id}")
 @authenticated
 @who("its student")
-@returns(SubmissionOut)
-async def update_submission(request: web.Request) -> web.Response:
+@endpoint(body=SubmissionUpdate, returns=SubmissionOut, errors=(403, 404, 409))
+async def update_submission(
+    request: web.Request, read_body: ReadBody[SubmissionUpdate]
+) -> web.Response:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
-    body = await read_json(request, SubmissionUpdate)
+    body = await read_body()
     _require_draft(sub)
     check_open(assignment)
     updated = await db.set_body(request.app[DB], sub.id, body.body_text)
@@ -270,7 +334,7 @@ async def update_submission(request: web.Request) -> web.Response:
 @routes.post("/api/v1/submissions/{submission_id}/submit")
 @authenticated
 @who("its student")
-@returns(SubmissionOut)
+@endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409, 422))
 async def submit_submission(request: web.Request) -> web.Response:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
@@ -289,7 +353,7 @@ async def submit_submission(request: web.Request) -> web.Response:
 @routes.post("/api/v1/submissions/{submission_id}/files")
 @authenticated
 @who("its student")
-@returns(FileOut)
+@endpoint(returns=FileOut, upload=True, status=201, errors=(400, 403, 404, 409, 413, 415, 503))
 async def upload_file(request: web.Request) -> web.Response:
     """Attach a file to a draft: the raw body, named by ?filename=."""
     sub, assignment, access = await load_submission(request)
@@ -329,6 +393,7 @@ def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
 @routes.get("/api/v1/submissions/{submission_id}/files/{file_id}")
 @authenticated
 @who("its student; the course's teachers and TAs")
+@endpoint(media="application/octet-stream", errors=(400, 403, 404, 409, 503))
 async def get_file(request: web.Request) -> web.StreamResponse:
     sub, _, _ = await load_submission(request)
     meta = _find_file(sub, str(path_uuid(request, "file_id")))
@@ -338,6 +403,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 @routes.delete("/api/v1/submissions/{submission_id}/files/{file_id}")
 @authenticated
 @who("its student")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def delete_file(request: web.Request) -> web.Response:
     sub, _, access = await load_submission(request)
     _require_author(sub, access)
@@ -363,11 +429,11 @@ def _check_score(score: Decimal, assignment: Assignment, field: str) -> None:
 @routes.put("/api/v1/submissions/{submission_id}/grade")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SubmissionOut)
-async def grade_submission(request: web.Request) -> web.Response:
+@endpoint(body=GradeRequest, returns=SubmissionOut, errors=(403, 404, 409))
+async def grade_submission(request: web.Request, read_body: ReadBody[GradeRequest]) -> web.Response:
     sub, assignment, access = await load_submission(request)
     enforce(access, STAFF, write=True)
-    body = await read_json(request, GradeRequest)
+    body = await read_body()
     _check_score(body.score, assignment, "score")
     graded = await db.grade(
         request.app[DB],
@@ -386,7 +452,7 @@ async def grade_submission(request: web.Request) -> web.Response:
 @routes.post("/api/v1/submissions/{submission_id}/return")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SubmissionOut)
+@endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409))
 async def return_submission(request: web.Request) -> web.Response:
     """Release the grade to the student (graded -> returned)."""
     sub, _, access = await load_submission(request)
@@ -401,11 +467,11 @@ async def return_submission(request: web.Request) -> web.Response:
 @routes.post("/api/v1/assignments/{assignment_id}/grades")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(BulkGradeOut)
-async def bulk_grade(request: web.Request) -> web.Response:
+@endpoint(body=BulkGradeRequest, returns=BulkGradeOut, errors=(403, 404, 409))
+async def bulk_grade(request: web.Request, read_body: ReadBody[BulkGradeRequest]) -> web.Response:
     """Grade many submissions of one assignment at once: all or nothing."""
     assignment, access = await load_assignment(request, STAFF, write=True)
-    body = await read_json(request, BulkGradeRequest)
+    body = await read_body()
     ids = [g.submission_id for g in body.grades]
     if len(set(ids)) != len(ids):
         raise field_error("grades", "a submission appears more than once")
@@ -503,7 +569,7 @@ async def _gradebook(
 @routes.get("/api/v1/courses/{course_id}/gradebook")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(GradebookOut)
+@endpoint(returns=GradebookOut, errors=(400, 403, 404, 409))
 async def gradebook(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF)
@@ -515,6 +581,7 @@ async def gradebook(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/gradebook.csv")
 @authenticated
 @who("the course's teachers and TAs")
+@endpoint(media="text/csv", errors=(400, 403, 404, 409))
 async def gradebook_csv(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF)
@@ -536,7 +603,7 @@ async def gradebook_csv(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/grades/me")
 @authenticated
 @who("students of the course")
-@returns(MyGradesOut)
+@endpoint(returns=MyGradesOut, errors=(400, 403, 404, 409))
 async def my_grades(request: web.Request) -> web.Response:
     """A student's own returned grades in the course."""
     course_id = path_uuid(request, "course_id")
