@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import datetime
 
 from aiohttp import web
 from pydantic import Field
@@ -24,8 +25,13 @@ from pydantic import Field
 from vtp.api.access import authenticated, principal_of, public, require_roles
 from vtp.api.endpoint import ReadBody, endpoint
 from vtp.api.errors import ApiError, conflict, not_found, unauthorized
-from vtp.api.session_cookie import token_response
-from vtp.api.validation import Body, path_uuid
+from vtp.api.session_cookie import TokensOut, token_response
+from vtp.api.users import UserOut, user_out
+from vtp.api.validation import (
+    Body,
+    Out,
+    path_uuid,
+)
 from vtp.appkeys import CONFIG, DB, HASHER, REDIS, TOKENS
 from vtp.auth.passwords import PasswordPolicyError, check_password_policy
 from vtp.auth.ratelimit import RateLimiter
@@ -37,9 +43,8 @@ from vtp.mail import MAILER
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
 
-
+# --- requests and answers --------------------------------------------------------------
 class PasswordChangeRequest(Body):
     current_password: str = Field(min_length=1, max_length=200)
     new_password: str = Field(min_length=1, max_length=200)
@@ -56,6 +61,15 @@ class ResetByEmailRequest(Body):
 class PasswordResetRequest(Body):
     token: str = Field(min_length=16, max_length=200)
     new_password: str = Field(min_length=1, max_length=200)
+
+
+class ResetLinkOut(Out):
+    reset_url: str
+    expires_at: datetime
+
+
+class NoticeOut(Out):
+    message: str
 
 
 # E-mailed links per account per hour: more are not sent (and nobody is told).
@@ -93,7 +107,7 @@ def _reset_link(request: web.Request, token: str) -> str:
 
 @routes.post("/api/v1/users/me/password")
 @authenticated
-@endpoint(body=PasswordChangeRequest, errors=(403, 422, 429))
+@endpoint(body=PasswordChangeRequest, returns=TokensOut, errors=(403, 422, 429))
 async def change_password(
     request: web.Request, read_body: ReadBody[PasswordChangeRequest]
 ) -> web.Response:
@@ -135,15 +149,13 @@ async def change_password(
     service = app[TOKENS]
     await revoke_all_tokens(service, user.id)
     log.info("password changed", extra={"user_id": str(user.id)})
-    return token_response(request, service.issue(user.id, user.role), {"user": user.to_json()})
+    return token_response(request, service.issue(user.id, user.role), user)
 
 
 @routes.patch("/api/v1/users/{user_id}/active")
 @require_roles("admin")
-@endpoint(body=ActiveChangeRequest, errors=(404, 409))
-async def set_active(
-    request: web.Request, read_body: ReadBody[ActiveChangeRequest]
-) -> web.Response:
+@endpoint(body=ActiveChangeRequest, returns=UserOut, errors=(404, 409))
+async def set_active(request: web.Request, read_body: ReadBody[ActiveChangeRequest]) -> Out:
     """Disable (`{"is_active": false}`) or re-enable an account.
 
     A disabled account cannot sign in or refresh, and every token it holds is revoked
@@ -163,13 +175,13 @@ async def set_active(
         "enabled" if body.is_active else "disabled",
         extra={"user_id": str(user_id), "by": str(admin.user_id)},
     )
-    return web.json_response(user.to_json())
+    return user_out(user)
 
 
 @routes.post("/api/v1/users/{user_id}/password-reset")
 @require_roles("admin")
-@endpoint(status=201, errors=(400, 404, 409))
-async def issue_reset_link(request: web.Request) -> web.Response:
+@endpoint(returns=ResetLinkOut, status=201, errors=(400, 404, 409))
+async def issue_reset_link(request: web.Request) -> Out:
     """Issue a one-time password-reset link for a user (no e-mail needed).
 
     Hand the link to the user; it works once, until `expires_at`."""
@@ -187,18 +199,15 @@ async def issue_reset_link(request: web.Request) -> web.Response:
         created_by=admin.user_id,
     )
     log.info("reset link issued", extra={"user_id": str(user_id), "by": str(admin.user_id)})
-    return web.json_response(
-        {"reset_url": _reset_link(request, token), "expires_at": expires_at.isoformat()},
-        status=201,
-    )
+    return ResetLinkOut(reset_url=_reset_link(request, token), expires_at=expires_at)
 
 
 @routes.post("/api/v1/auth/password-reset/request")
 @public
-@endpoint(body=ResetByEmailRequest, status=202, errors=(429, 503))
+@endpoint(body=ResetByEmailRequest, returns=NoticeOut, status=202, errors=(429, 503))
 async def request_reset_email(
     request: web.Request, read_body: ReadBody[ResetByEmailRequest]
-) -> web.Response:
+) -> Out:
     """E-mail a one-time reset link to an account's address (needs VTP_SMTP_HOST).
 
     The answer is the same whether or not the address has an account."""
@@ -244,9 +253,7 @@ async def request_reset_email(
                 f"{_reset_link(request, token)}\n\n"
                 "If you did not ask for it, ignore this message: your password stays as it is.\n",
             )
-    return web.json_response(
-        {"message": "if an account has this address, a reset link is on its way"}, status=202
-    )
+    return NoticeOut(message="if an account has this address, a reset link is on its way")
 
 
 @routes.post("/api/v1/auth/password-reset")

@@ -28,6 +28,7 @@ from vtp.api.uploads import EXPECTED, MAX_UPLOAD_BYTES
 from vtp.api.validation import (
     Body,
     ListQuery,
+    Out,
     Page,
     decode_cursor,
     derive,
@@ -35,6 +36,7 @@ from vtp.api.validation import (
     page,
     path_uuid,
     refuse_nulls,
+    shaped,
 )
 from vtp.appkeys import DB
 from vtp.db import assignments as db
@@ -43,8 +45,7 @@ from vtp.db.models import Assignment
 
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
-
+# --- answers ---------------------------------------------------------------------------
 AssignmentOut = derive("AssignmentOut", models.Assignment, replace={"points_possible": float})
 
 Extension = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,10}$")]
@@ -108,10 +109,8 @@ class AssignmentListQuery(ListQuery):
     due_before: AwareDatetime | None = None
 
 
-def assignment_json(assignment: Assignment) -> dict[str, Any]:
-    data = assignment.to_json()
-    data["points_possible"] = float(assignment.points_possible)
-    return data
+def assignment_out(assignment: Assignment) -> Out:
+    return shaped(AssignmentOut, assignment)
 
 
 async def load_assignment(
@@ -146,9 +145,7 @@ async def _check_lesson(request: web.Request, course_id: uuid.UUID, lesson_id: u
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(body=AssignmentCreate, returns=AssignmentOut, status=201, errors=(403, 404, 409))
-async def create_assignment(
-    request: web.Request, read_body: ReadBody[AssignmentCreate]
-) -> web.Response:
+async def create_assignment(request: web.Request, read_body: ReadBody[AssignmentCreate]) -> Out:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, STAFF, write=True)
     body = await read_body()
@@ -158,7 +155,7 @@ async def create_assignment(
         assignment = await db.create_assignment(
             request.app[DB], course_id, access.user_id, body.model_dump()
         )
-    return web.json_response(assignment_json(assignment), status=201)
+    return assignment_out(assignment)
 
 
 @routes.get("/api/v1/courses/{course_id}/assignments")
@@ -185,25 +182,23 @@ async def list_assignments(
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return page(rows, query.limit, assignment_json)
+    return page(rows, query.limit, assignment_out)
 
 
 @routes.get("/api/v1/assignments/{assignment_id}")
 @authenticated
 @who("members of the course (drafts: staff only)")
 @endpoint(returns=AssignmentOut, errors=(400, 403, 404, 409))
-async def get_assignment(request: web.Request) -> web.Response:
+async def get_assignment(request: web.Request) -> Out:
     assignment, _ = await load_assignment(request, MEMBERS)
-    return web.json_response(assignment_json(assignment))
+    return assignment_out(assignment)
 
 
 @routes.patch("/api/v1/assignments/{assignment_id}")
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(body=AssignmentUpdate, returns=AssignmentOut, errors=(403, 404, 409))
-async def update_assignment(
-    request: web.Request, read_body: ReadBody[AssignmentUpdate]
-) -> web.Response:
+async def update_assignment(request: web.Request, read_body: ReadBody[AssignmentUpdate]) -> Out:
     assignment, _ = await load_assignment(request, STAFF, write=True)
     body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
@@ -220,7 +215,7 @@ async def update_assignment(
         updated = await db.update_assignment(request.app[DB], assignment.id, changes)
     if updated is None:
         raise not_found("no such assignment")
-    return web.json_response(assignment_json(updated))
+    return assignment_out(updated)
 
 
 @routes.delete("/api/v1/assignments/{assignment_id}")

@@ -11,7 +11,7 @@ from pydantic import EmailStr, Field
 from vtp.api.access import authenticated, principal_of, public
 from vtp.api.endpoint import ReadBody, endpoint
 from vtp.api.errors import ApiError, conflict, unauthorized
-from vtp.api.session_cookie import clear_cookie, cookie_token, token_response
+from vtp.api.session_cookie import TokensOut, clear_cookie, cookie_token, token_response
 from vtp.api.validation import Body
 from vtp.appkeys import (
     CONFIG,
@@ -30,9 +30,8 @@ from vtp.forwarded import client_address
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
 
-
+# --- requests --------------------------------------------------------------------------
 class RegisterRequest(Body):
     email: EmailStr = Field(max_length=254)
     password: str = Field(min_length=1, max_length=200)
@@ -61,7 +60,7 @@ def _too_many(retry_after: int, what: str, doing: str = "login attempts") -> Api
 
 @routes.post("/api/v1/auth/register")
 @public
-@endpoint(body=RegisterRequest, status=201, errors=(409, 422, 429))
+@endpoint(body=RegisterRequest, returns=TokensOut, status=201, errors=(409, 422, 429))
 async def register(request: web.Request, read_body: ReadBody[RegisterRequest]) -> web.Response:
     config = request.app[CONFIG]
     body = await read_body()
@@ -93,12 +92,12 @@ async def register(request: web.Request, read_body: ReadBody[RegisterRequest]) -
         raise conflict("email_taken", "an account with this e-mail already exists") from exc
     log.info("user registered", extra={"user_id": str(user.id)})
     tokens = request.app[TOKENS].issue(user.id, user.role)
-    return token_response(request, tokens, {"user": user.to_json()}, status=201)
+    return token_response(request, tokens, user, status=201)
 
 
 @routes.post("/api/v1/auth/login")
 @public
-@endpoint(body=LoginRequest, errors=(401, 429))
+@endpoint(body=LoginRequest, returns=TokensOut, errors=(401, 429))
 async def login(request: web.Request, read_body: ReadBody[LoginRequest]) -> web.Response:
     config = request.app[CONFIG]
     body = await read_body()
@@ -133,12 +132,12 @@ async def login(request: web.Request, read_body: ReadBody[LoginRequest]) -> web.
     await users.record_login(request.app[DB], creds.user.id)
     tokens = request.app[TOKENS].issue(creds.user.id, creds.user.role)
     log.info("user logged in", extra={"user_id": str(creds.user.id)})
-    return token_response(request, tokens, {"user": creds.user.to_json()})
+    return token_response(request, tokens, creds.user)
 
 
 @routes.post("/api/v1/auth/refresh")
 @public
-@endpoint(body=RefreshRequest, optional_body=True, errors=(401, 403))
+@endpoint(body=RefreshRequest, optional_body=True, returns=TokensOut, errors=(401, 403))
 async def refresh(request: web.Request, read_body: ReadBody[RefreshRequest]) -> web.Response:
     """Trade a refresh token for a new pair (the old one is spent).
 

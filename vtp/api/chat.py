@@ -33,11 +33,13 @@ from vtp.api.sessions import load_session, refuse_removed
 from vtp.api.validation import (
     Body,
     ListQuery,
+    Out,
     Page,
     decode_cursor,
     derive,
     page,
     path_uuid,
+    shaped,
 )
 from vtp.appkeys import CHAT_LIMIT_USER, CONFIG, DB
 from vtp.auth.principal import Principal
@@ -50,8 +52,7 @@ from vtp.events import hooks
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
-
+# --- answers ---------------------------------------------------------------------------
 MessageOut = derive(
     "MessageOut",
     models.Chat,
@@ -75,12 +76,15 @@ class MessageBody(Body):
         return value
 
 
-def message_json(msg: Chat, author_name: str | None = None) -> dict[str, Any]:
-    data = msg.to_json()
-    if msg.deleted_at is not None:
-        data["body"] = None
-    data["author_name"] = author_name
-    return data
+def message_out(msg: Chat, author_name: str | None = None) -> Out:
+    """A message as members see it: a deleted message keeps its place, not its text."""
+    body = None if msg.deleted_at is not None else msg.body
+    return shaped(MessageOut, msg, body=body, author_name=author_name)
+
+
+def message_json(msg: Chat) -> dict[str, Any]:
+    """A message for the chat hooks and the room (live delivery, not an HTTP answer)."""
+    return message_out(msg).model_dump(mode="json", exclude_unset=True)
 
 
 async def _announce(request: web.Request, kind: str, msg: Chat) -> None:
@@ -128,7 +132,7 @@ def _history(rows: list[asyncpg.Record], limit: int) -> Page:
     return page(
         rows,
         limit,
-        lambda r: message_json(Chat.from_record(r), r["author_name"]),
+        lambda r: message_out(Chat.from_record(r), r["author_name"]),
     )
 
 
@@ -136,7 +140,7 @@ def _history(rows: list[asyncpg.Record], limit: int) -> Page:
 @authenticated
 @who("members of the course")
 @endpoint(query=ListQuery, returns=MessageOut, many=True, errors=(403, 404, 409))
-async def course_history(request: web.Request, read_query: ReadQuery[ListQuery]) -> web.Response:
+async def course_history(request: web.Request, read_query: ReadQuery[ListQuery]) -> Page:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, MEMBERS)
     query = read_query()
@@ -147,14 +151,14 @@ async def course_history(request: web.Request, read_query: ReadQuery[ListQuery])
         before=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(_history(rows, query.limit))
+    return _history(rows, query.limit)
 
 
 @routes.post("/api/v1/courses/{course_id}/chat")
 @authenticated
 @who("teachers, TAs and students of the course")
 @endpoint(body=MessageBody, returns=MessageOut, status=201, errors=(403, 404, 409, 429))
-async def course_post(request: web.Request, read_body: ReadBody[MessageBody]) -> web.Response:
+async def course_post(request: web.Request, read_body: ReadBody[MessageBody]) -> Out:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, PARTICIPANTS, write=True)
     body = await read_body()
@@ -162,14 +166,14 @@ async def course_post(request: web.Request, read_body: ReadBody[MessageBody]) ->
     msg = await db.post(request.app[DB], course_id, None, access.user_id, body.body)
     hooks.chat_posted(request.app, msg)
     await _announce(request, "chat.created", msg)
-    return web.json_response(message_json(msg), status=201)
+    return message_out(msg)
 
 
 @routes.get("/api/v1/sessions/{session_id}/chat")
 @authenticated
 @who("members of the course")
 @endpoint(query=ListQuery, returns=MessageOut, many=True, errors=(403, 404, 409))
-async def session_history(request: web.Request, read_query: ReadQuery[ListQuery]) -> web.Response:
+async def session_history(request: web.Request, read_query: ReadQuery[ListQuery]) -> Page:
     session, access = await load_session(request, MEMBERS)
     await refuse_removed(request.app, session.id, access.user_id)
     query = read_query()
@@ -180,14 +184,14 @@ async def session_history(request: web.Request, read_query: ReadQuery[ListQuery]
         before=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(_history(rows, query.limit))
+    return _history(rows, query.limit)
 
 
 @routes.post("/api/v1/sessions/{session_id}/chat")
 @authenticated
 @who("teachers, TAs and students of the course, while live")
 @endpoint(body=MessageBody, returns=MessageOut, status=201, errors=(403, 404, 409, 429))
-async def session_post(request: web.Request, read_body: ReadBody[MessageBody]) -> web.Response:
+async def session_post(request: web.Request, read_body: ReadBody[MessageBody]) -> Out:
     session, access = await load_session(request, PARTICIPANTS, write=True)
     await refuse_removed(request.app, session.id, access.user_id)
     body = await read_body()
@@ -197,7 +201,7 @@ async def session_post(request: web.Request, read_body: ReadBody[MessageBody]) -
     msg = await db.post(request.app[DB], session.course_id, session.id, access.user_id, body.body)
     hooks.chat_posted(request.app, msg)
     await _announce(request, "chat.created", msg)
-    return web.json_response(message_json(msg), status=201)
+    return message_out(msg)
 
 
 async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
@@ -217,7 +221,7 @@ async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
 @authenticated
 @who("its author")
 @endpoint(body=MessageBody, returns=MessageOut, errors=(403, 404, 409, 429))
-async def edit_message(request: web.Request, read_body: ReadBody[MessageBody]) -> web.Response:
+async def edit_message(request: web.Request, read_body: ReadBody[MessageBody]) -> Out:
     msg, access = await _load_message(request)
     body = await read_body()
     if msg.author_id != access.user_id:
@@ -227,7 +231,7 @@ async def edit_message(request: web.Request, read_body: ReadBody[MessageBody]) -
     if edited is None:
         raise conflict("message_deleted", "a deleted message cannot be edited")
     await _announce(request, "chat.edited", edited)
-    return web.json_response(message_json(edited))
+    return message_out(edited)
 
 
 @routes.delete("/api/v1/chat/{message_id}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 from aiohttp import web
@@ -20,7 +20,7 @@ from vtp.api.course_access import (
     require_course_role,
     who,
 )
-from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint, reply
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.users import UserBrief
 from vtp.api.validation import (
@@ -33,6 +33,7 @@ from vtp.api.validation import (
     page,
     path_uuid,
     refuse_nulls,
+    shaped,
 )
 from vtp.appkeys import AUTHORITY, DB, REDIS
 from vtp.auth.authority import AuthorityChange
@@ -43,30 +44,6 @@ from vtp.db.models import Course, CourseEnrollment
 from vtp.events import hooks
 
 routes = web.RouteTableDef()
-
-# --- shapes of requests and answers ------------------------------------------------
-
-CourseOut = derive(
-    "CourseOut",
-    models.Course,
-    optional=("enrollment_code",),
-    add={"my_role": (CourseRole | None, ...)},
-)
-
-
-EnrollmentOut = derive(
-    "EnrollmentOut", models.CourseEnrollment, add={"user": (UserBrief | None, None)}
-)
-
-
-class JoinOut(Out):
-    course: CourseOut  # type: ignore[valid-type]
-    enrollment: EnrollmentOut  # type: ignore[valid-type]
-
-
-class EnrollmentCodeOut(Out):
-    enrollment_code: str
-
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 ENROLLMENT_CODE_PATTERN = r"^[A-Za-z0-9-]+$"
@@ -125,27 +102,44 @@ class RosterQuery(ListQuery):
     status: Literal["active", "dropped", "removed", "requested"] | None = None
 
 
-# --- rendering ---------------------------------------------------------------------------
-def course_json(course: Course, my_role: str | None, *, staff: bool) -> dict[str, Any]:
-    data = course.to_json()
-    if not staff:
-        data.pop("enrollment_code")
-    data["my_role"] = my_role
-    return data
+# --- answers ---------------------------------------------------------------------------
+CourseOut = derive(
+    "CourseOut",
+    models.Course,
+    optional=("enrollment_code",),  # staff only
+    add={"my_role": (CourseRole | None, ...)},
+)
+EnrollmentOut = derive(
+    "EnrollmentOut", models.CourseEnrollment, add={"user": (UserBrief | None, None)}
+)
 
 
-def access_json(access: CourseAccess) -> dict[str, Any]:
-    return course_json(access.course, access.role, staff=access.is_staff)
+class JoinOut(Out):
+    course: CourseOut  # type: ignore[valid-type]
+    enrollment: EnrollmentOut  # type: ignore[valid-type]
 
 
-def enrollment_json(row: CourseEnrollment | asyncpg.Record, *, staff: bool) -> dict[str, Any]:
-    if isinstance(row, CourseEnrollment):
-        return row.to_json()
-    data = CourseEnrollment.from_record(row).to_json()
-    data["user"] = {"id": str(row["user_id"]), "display_name": row["display_name"]}
-    if staff:
-        data["user"]["email"] = row["email"]
-    return data
+class EnrollmentCodeOut(Out):
+    enrollment_code: str
+
+
+def course_out(course: Course, my_role: str | None, *, staff: bool) -> Out:
+    return shaped(CourseOut, course, hide=() if staff else ("enrollment_code",), my_role=my_role)
+
+
+def access_out(access: CourseAccess) -> Out:
+    return course_out(access.course, access.role, staff=access.is_staff)
+
+
+def enrollment_out(enrollment: CourseEnrollment) -> Out:
+    return shaped(EnrollmentOut, enrollment)
+
+
+def roster_line(row: asyncpg.Record, *, staff: bool) -> Out:
+    """An enrollment with its member's name (and e-mail address, for staff)."""
+    email = {"email": row["email"]} if staff else {}
+    user = UserBrief(id=row["user_id"], display_name=row["display_name"], **email)
+    return shaped(EnrollmentOut, CourseEnrollment.from_record(row), user=user)
 
 
 def course_id_of(request: web.Request) -> uuid.UUID:
@@ -157,7 +151,7 @@ def course_id_of(request: web.Request) -> uuid.UUID:
 @require_roles("teacher", "admin")
 @who("site teachers and admins; the caller becomes the owner (a teacher)")
 @endpoint(body=CourseCreate, returns=CourseOut, status=201, errors=(409,))
-async def create_course(request: web.Request, read_body: ReadBody[CourseCreate]) -> web.Response:
+async def create_course(request: web.Request, read_body: ReadBody[CourseCreate]) -> Out:
     body = await read_body()
     principal = principal_of(request)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -175,7 +169,7 @@ async def create_course(request: web.Request, read_body: ReadBody[CourseCreate])
             raise conflict("course_code_taken", "another course has this code") from exc
         except db.EnrollmentCodeTaken as exc:
             raise conflict("enrollment_code_taken", "choose another enrollment code") from exc
-    return web.json_response(course_json(course, "teacher", staff=True), status=201)
+    return course_out(course, "teacher", staff=True)
 
 
 @routes.get("/api/v1/courses")
@@ -200,7 +194,7 @@ async def list_courses(request: web.Request, read_query: ReadQuery[CourseListQue
     return page(
         rows,
         query.limit,
-        lambda r: course_json(
+        lambda r: course_out(
             Course.from_record(r),
             r["my_role"],
             staff=admin or r["my_role"] in ("teacher", "ta"),
@@ -215,19 +209,19 @@ async def list_courses(request: web.Request, read_query: ReadQuery[CourseListQue
     "the enrollment code is shown to staff only"
 )
 @endpoint(returns=CourseOut, errors=(400, 404))
-async def get_course(request: web.Request) -> web.Response:
+async def get_course(request: web.Request) -> Out:
     access = await load_course_access(request.app[DB], principal_of(request), course_id_of(request))
     # Members see their course; anyone signed in sees an active course (the catalogue).
     if access is None or not (access.is_member or access.course.status == "active"):
         raise not_found("no such course")
-    return web.json_response(access_json(access))
+    return access_out(access)
 
 
 @routes.patch("/api/v1/courses/{course_id}")
 @authenticated
 @who("the course's teachers")
 @endpoint(body=CourseUpdate, returns=CourseOut, errors=(403, 404, 409))
-async def update_course(request: web.Request, read_body: ReadBody[CourseUpdate]) -> web.Response:
+async def update_course(request: web.Request, read_body: ReadBody[CourseUpdate]) -> Out:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER)
     body = await read_body()
@@ -243,27 +237,27 @@ async def update_course(request: web.Request, read_body: ReadBody[CourseUpdate])
         raise not_found("no such course")
     access = await load_course_access(request.app[DB], principal_of(request), course_id)
     assert access is not None
-    return web.json_response(access_json(access))
+    return access_out(access)
 
 
 @routes.post("/api/v1/courses/{course_id}/archive")
 @authenticated
 @who("the course's teachers")
 @endpoint(returns=CourseOut, errors=(400, 403, 404, 409))
-async def archive_course(request: web.Request) -> web.Response:
+async def archive_course(request: web.Request) -> Out:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, TEACHER)
     await db.update_course(request.app[DB], course_id, {"status": "archived"})
     fresh = await load_course_access(request.app[DB], access.principal, course_id)
     assert fresh is not None
-    return web.json_response(access_json(fresh))
+    return access_out(fresh)
 
 
 @routes.post("/api/v1/courses/{course_id}/enrollment-code")
 @authenticated
 @who("the course's teachers")
 @endpoint(returns=EnrollmentCodeOut, errors=(400, 403, 404, 409, 503))
-async def new_enrollment_code(request: web.Request) -> web.Response:
+async def new_enrollment_code(request: web.Request) -> Out:
     """Generate a fresh self-enrolment code (the old one stops working)."""
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER, write=True)
@@ -273,7 +267,7 @@ async def new_enrollment_code(request: web.Request) -> web.Response:
             await db.update_course(request.app[DB], course_id, {"enrollment_code": code})
         except db.EnrollmentCodeTaken:
             continue
-        return web.json_response({"enrollment_code": code})
+        return EnrollmentCodeOut(enrollment_code=code)
     raise ApiError(503, "unavailable", "could not generate a unique code; try again")
 
 
@@ -296,7 +290,7 @@ def _too_many_codes(retry_after: int) -> ApiError:
 @authenticated
 @who("any signed-in user holding the course's enrollment code")
 @endpoint(body=JoinRequest, returns=JoinOut, status=(201, 202), errors=(404, 409, 429))
-async def join_course(request: web.Request, read_body: ReadBody[JoinRequest]) -> web.Response:
+async def join_course(request: web.Request, read_body: ReadBody[JoinRequest]) -> Out | web.Response:
     body = await read_body()
     principal = principal_of(request)
     pool = request.app[DB]
@@ -322,21 +316,15 @@ async def join_course(request: web.Request, read_body: ReadBody[JoinRequest]) ->
         hooks.enrollment_changed(request.app, enrollment)
     if enrollment.status == "requested":
         # A teacher removed this user: the code alone does not bring them back.
-        return web.json_response(
-            {
-                "course": course_json(course, None, staff=False),
-                "enrollment": enrollment.to_json(),
-            },
-            status=202,
+        answer = JoinOut(
+            course=course_out(course, None, staff=False), enrollment=enrollment_out(enrollment)
         )
+        return reply(answer, 202)
     if not changed:
         raise conflict("already_enrolled", "you are already enrolled in this course")
-    return web.json_response(
-        {
-            "course": course_json(course, enrollment.role, staff=False),
-            "enrollment": enrollment.to_json(),
-        },
-        status=201,
+    return JoinOut(
+        course=course_out(course, enrollment.role, staff=False),
+        enrollment=enrollment_out(enrollment),
     )
 
 
@@ -366,7 +354,7 @@ async def list_enrollments(request: web.Request, read_query: ReadQuery[RosterQue
     return page(
         rows,
         query.limit,
-        lambda r: enrollment_json(r, staff=staff),
+        lambda r: roster_line(r, staff=staff),
     )
 
 
@@ -374,7 +362,7 @@ async def list_enrollments(request: web.Request, read_query: ReadQuery[RosterQue
 @authenticated
 @who("the course's teachers")
 @endpoint(body=EnrollRequest, returns=EnrollmentOut, status=201, errors=(403, 404, 409, 422))
-async def enroll_user(request: web.Request, read_body: ReadBody[EnrollRequest]) -> web.Response:
+async def enroll_user(request: web.Request, read_body: ReadBody[EnrollRequest]) -> Out:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER, write=True)
     body = await read_body()
@@ -401,16 +389,14 @@ async def enroll_user(request: web.Request, read_body: ReadBody[EnrollRequest]) 
     if not changed:
         raise conflict("already_enrolled", "this user is already enrolled")
     hooks.enrollment_changed(request.app, enrollment, "enrolled")
-    return web.json_response(enrollment.to_json(), status=201)
+    return enrollment_out(enrollment)
 
 
 @routes.patch("/api/v1/courses/{course_id}/enrollments/{user_id}")
 @authenticated
 @who("the course's teachers")
 @endpoint(body=EnrollmentUpdate, returns=EnrollmentOut, errors=(403, 404, 409))
-async def change_enrollment(
-    request: web.Request, read_body: ReadBody[EnrollmentUpdate]
-) -> web.Response:
+async def change_enrollment(request: web.Request, read_body: ReadBody[EnrollmentUpdate]) -> Out:
     course_id = course_id_of(request)
     user_id = path_uuid(request, "user_id")
     access = await require_course_role(request, course_id, TEACHER, write=True)
@@ -427,7 +413,7 @@ async def change_enrollment(
     await request.app[AUTHORITY].publish(
         AuthorityChange("course role changed", user_id=user_id, course_id=course_id)
     )
-    return web.json_response(enrollment.to_json())
+    return enrollment_out(enrollment)
 
 
 @routes.delete("/api/v1/courses/{course_id}/enrollments/{user_id}")

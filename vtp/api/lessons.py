@@ -26,11 +26,20 @@ from vtp.api.uploads import (
     FileOut,
     delete_quietly,
     download,
-    public_file,
+    file_out,
     receive_file,
     store_put,
 )
-from vtp.api.validation import Body, Query, derive, path_uuid, refuse_nulls
+from vtp.api.validation import (
+    Body,
+    Out,
+    Page,
+    Query,
+    derive,
+    path_uuid,
+    refuse_nulls,
+    shaped,
+)
 from vtp.appkeys import DB, STORE
 from vtp.db import lessons as db
 from vtp.db import models
@@ -39,8 +48,7 @@ from vtp.db.models import Lesson
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
-
+# --- answers ---------------------------------------------------------------------------
 LessonOut = derive("LessonOut", models.Lesson, replace={"attachments": list[FileOut]})
 
 MAX_CONTENT = 200_000
@@ -70,10 +78,8 @@ class LessonListQuery(Query):
     status: Literal["draft", "published"] | None = None
 
 
-def lesson_json(lesson: Lesson) -> dict[str, Any]:
-    data = lesson.to_json()
-    data["attachments"] = [public_file(a) for a in lesson.attachments]
-    return data
+def lesson_out(lesson: Lesson) -> Out:
+    return shaped(LessonOut, lesson, attachments=[file_out(a) for a in lesson.attachments])
 
 
 async def load_lesson(
@@ -92,7 +98,7 @@ async def load_lesson(
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(body=LessonCreate, returns=LessonOut, status=201, errors=(403, 404, 409))
-async def create_lesson(request: web.Request, read_body: ReadBody[LessonCreate]) -> web.Response:
+async def create_lesson(request: web.Request, read_body: ReadBody[LessonCreate]) -> Out:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF, write=True)
     body = await read_body()
@@ -107,22 +113,20 @@ async def create_lesson(request: web.Request, read_body: ReadBody[LessonCreate])
             content_md=body.content_md,
             status=body.status,
         )
-    return web.json_response(lesson_json(lesson), status=201)
+    return lesson_out(lesson)
 
 
 @routes.get("/api/v1/courses/{course_id}/lessons")
 @authenticated
 @who("members of the course (drafts: staff only)")
 @endpoint(query=LessonListQuery, returns=LessonOut, many=True, errors=(403, 404, 409))
-async def list_lessons(
-    request: web.Request, read_query: ReadQuery[LessonListQuery]
-) -> web.Response:
+async def list_lessons(request: web.Request, read_query: ReadQuery[LessonListQuery]) -> Page:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
     query = read_query()
     status = query.status if access.is_staff else "published"
     if not access.is_staff and query.status == "draft":
-        return web.json_response({"items": [], "next_cursor": None})
+        return Page([], None)
     rows = await db.list_lessons(
         request.app[DB],
         course_id,
@@ -132,28 +136,25 @@ async def list_lessons(
     )
     more = len(rows) > query.limit
     shown = rows[: query.limit]
-    return web.json_response(
-        {
-            "items": [lesson_json(lesson) for lesson in shown],
-            "next_cursor": str(shown[-1].position) if more and shown else None,
-        }
-    )
+    # Lessons page by position, not by (created_at, id).
+    next_cursor = str(shown[-1].position) if more and shown else None
+    return Page([lesson_out(lesson) for lesson in shown], next_cursor)
 
 
 @routes.get("/api/v1/lessons/{lesson_id}")
 @authenticated
 @who("members of the course (drafts: staff only)")
 @endpoint(returns=LessonOut, errors=(400, 403, 404, 409))
-async def get_lesson(request: web.Request) -> web.Response:
+async def get_lesson(request: web.Request) -> Out:
     lesson, _ = await load_lesson(request, MEMBERS)
-    return web.json_response(lesson_json(lesson))
+    return lesson_out(lesson)
 
 
 @routes.patch("/api/v1/lessons/{lesson_id}")
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(body=LessonUpdate, returns=LessonOut, errors=(403, 404, 409))
-async def update_lesson(request: web.Request, read_body: ReadBody[LessonUpdate]) -> web.Response:
+async def update_lesson(request: web.Request, read_body: ReadBody[LessonUpdate]) -> Out:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
@@ -166,7 +167,7 @@ async def update_lesson(request: web.Request, read_body: ReadBody[LessonUpdate])
         if current is None:
             raise not_found("no such lesson")
         updated = await db.update_lesson(conn, current, changes)
-    return web.json_response(lesson_json(updated))
+    return lesson_out(updated)
 
 
 @routes.delete("/api/v1/lessons/{lesson_id}")
@@ -200,7 +201,7 @@ def _find(lesson: Lesson, file_id: str) -> dict[str, Any]:
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(returns=FileOut, upload=True, status=201, errors=(400, 403, 404, 409, 413, 415, 503))
-async def add_attachment(request: web.Request) -> web.Response:
+async def add_attachment(request: web.Request) -> Out:
     """Attach a file: the raw body, named by ?filename=."""
     lesson, _ = await load_lesson(request, STAFF, write=True)
     if len(lesson.attachments) >= MAX_ATTACHMENTS:
@@ -219,7 +220,7 @@ async def add_attachment(request: web.Request) -> web.Response:
     except BaseException:
         await delete_quietly(request.app[STORE], meta["key"])
         raise
-    return web.json_response(public_file(meta), status=201)
+    return file_out(meta)
 
 
 @routes.get("/api/v1/lessons/{lesson_id}/attachments/{file_id}")

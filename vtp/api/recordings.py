@@ -4,7 +4,7 @@ course's members only (the object key and errors to staff only)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 from aiohttp import web
@@ -14,15 +14,23 @@ from vtp.api.course_access import MEMBERS, require_course_role, who
 from vtp.api.endpoint import ReadQuery, endpoint
 from vtp.api.errors import not_found
 from vtp.api.sessions import load_session
-from vtp.api.validation import ListQuery, Page, decode_cursor, derive, page, path_uuid
+from vtp.api.validation import (
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    page,
+    path_uuid,
+    shaped,
+)
 from vtp.appkeys import DB
 from vtp.db import models
 from vtp.db import recordings as db
 
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
-
+# --- answers ---------------------------------------------------------------------------
 RecordingOut = derive(
     "RecordingOut",
     models.Recording,
@@ -36,14 +44,14 @@ class RecordingListQuery(ListQuery):
     session_id: uuid.UUID | None = None
 
 
-def recording_json(row: asyncpg.Record, *, staff: bool) -> dict[str, Any]:
-    data = db.from_row(row).to_json()
-    data["course_id"] = str(row["course_id"])
-    data["session_title"] = row["session_title"]
-    if not staff:
-        data.pop("object_key")
-        data.pop("error")
-    return data
+def recording_out(row: asyncpg.Record, *, staff: bool) -> Out:
+    return shaped(
+        RecordingOut,
+        db.from_row(row),
+        hide=() if staff else ("object_key", "error"),  # staff only
+        course_id=row["course_id"],
+        session_title=row["session_title"],
+    )
 
 
 @routes.get("/api/v1/courses/{course_id}/recordings")
@@ -68,7 +76,7 @@ async def course_recordings(
     return page(
         rows,
         query.limit,
-        lambda r: recording_json(r, staff=staff),
+        lambda r: recording_out(r, staff=staff),
     )
 
 
@@ -97,7 +105,7 @@ async def session_recordings(
     return page(
         rows,
         query.limit,
-        lambda r: recording_json(r, staff=staff),
+        lambda r: recording_out(r, staff=staff),
     )
 
 
@@ -105,11 +113,11 @@ async def session_recordings(
 @authenticated
 @who("members of the course")
 @endpoint(returns=RecordingOut, errors=(400, 403, 404, 409))
-async def get_recording(request: web.Request) -> web.Response:
+async def get_recording(request: web.Request) -> Out:
     row = await db.get_with_course(request.app[DB], path_uuid(request, "recording_id"))
     if row is None:
         raise not_found("no such recording")
     access = await require_course_role(
         request, row["course_id"], MEMBERS, missing="no such recording"
     )
-    return web.json_response(recording_json(row, staff=access.is_staff))
+    return recording_out(row, staff=access.is_staff)

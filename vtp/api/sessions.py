@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 from aiohttp import web
@@ -37,6 +37,7 @@ from vtp.api.validation import (
     page,
     path_uuid,
     refuse_nulls,
+    shaped,
 )
 from vtp.appkeys import AUTHORITY, DB, REDIS
 from vtp.auth import removals
@@ -51,8 +52,7 @@ from vtp.events import hooks
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
-
+# --- answers ---------------------------------------------------------------------------
 SessionOut = derive("SessionOut", models.LiveSession, optional=("room_name",))
 
 
@@ -119,11 +119,9 @@ def check_schedule(start: datetime, end: datetime) -> None:
         raise ValueError("a session lasts at most 24 hours")
 
 
-def session_json(session: LiveSession, access: CourseAccess) -> dict[str, Any]:
-    data = session.to_json()
-    if not access.is_staff:
-        data.pop("room_name")  # handed out by /join only
-    return data
+def session_out(session: LiveSession, access: CourseAccess) -> Out:
+    # Only staff see the room name; others are handed it by /join.
+    return shaped(SessionOut, session, hide=() if access.is_staff else ("room_name",))
 
 
 async def load_session(
@@ -166,7 +164,7 @@ async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uui
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(body=SessionCreate, returns=SessionOut, status=201, errors=(403, 404, 409))
-async def create_session(request: web.Request, read_body: ReadBody[SessionCreate]) -> web.Response:
+async def create_session(request: web.Request, read_body: ReadBody[SessionCreate]) -> Out:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, STAFF, write=True)
     body = await read_body()
@@ -186,7 +184,7 @@ async def create_session(request: web.Request, read_body: ReadBody[SessionCreate
             students_may_publish=body.students_may_publish,
         )
     hooks.session_changed(request.app, "session.scheduled", session)
-    return web.json_response(session_json(session, access), status=201)
+    return session_out(session, access)
 
 
 @routes.get("/api/v1/courses/{course_id}/sessions")
@@ -206,23 +204,23 @@ async def list_sessions(request: web.Request, read_query: ReadQuery[SessionListQ
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return page(rows, query.limit, lambda s: session_json(s, access))
+    return page(rows, query.limit, lambda s: session_out(s, access))
 
 
 @routes.get("/api/v1/sessions/{session_id}")
 @authenticated
 @who("members of the course")
 @endpoint(returns=SessionOut, errors=(400, 403, 404, 409))
-async def get_session(request: web.Request) -> web.Response:
+async def get_session(request: web.Request) -> Out:
     session, access = await load_session(request, MEMBERS)
-    return web.json_response(session_json(session, access))
+    return session_out(session, access)
 
 
 @routes.patch("/api/v1/sessions/{session_id}")
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(body=SessionUpdate, returns=SessionOut, errors=(403, 404, 409))
-async def update_session(request: web.Request, read_body: ReadBody[SessionUpdate]) -> web.Response:
+async def update_session(request: web.Request, read_body: ReadBody[SessionUpdate]) -> Out:
     session, access = await load_session(request, STAFF, write=True)
     body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
@@ -258,7 +256,7 @@ async def update_session(request: web.Request, read_body: ReadBody[SessionUpdate
                 session_id=updated.id,
             )
         )
-    return web.json_response(session_json(updated, access))
+    return session_out(updated, access)
 
 
 def _invalid(exc: db.InvalidTransition) -> ApiError:
@@ -274,7 +272,7 @@ def _invalid(exc: db.InvalidTransition) -> ApiError:
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(returns=SessionOut, errors=(400, 403, 404, 409, 503))
-async def start_session(request: web.Request) -> web.Response:
+async def start_session(request: web.Request) -> Out:
     session, access = await load_session(request, STAFF, write=True)
     async with request.app[DB].acquire() as conn, conn.transaction():
         try:
@@ -285,14 +283,14 @@ async def start_session(request: web.Request) -> web.Response:
         await open_room(request.app, live.room_name)
     hooks.session_changed(request.app, "session.started", live)
     log.info("session started", extra={"session_id": str(live.id)})
-    return web.json_response(session_json(live, access))
+    return session_out(live, access)
 
 
 @routes.post("/api/v1/sessions/{session_id}/end")
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(returns=SessionOut, errors=(400, 403, 404, 409))
-async def end_session(request: web.Request) -> web.Response:
+async def end_session(request: web.Request) -> Out:
     session, access = await load_session(request, STAFF)
     async with request.app[DB].acquire() as conn, conn.transaction():
         try:
@@ -316,28 +314,28 @@ async def end_session(request: web.Request) -> web.Response:
         log.exception("closing room %s failed", ended.room_name)
     session_ended(request.app, ended, still_in)  # left, ended, then the summary
     log.info("session ended", extra={"session_id": str(ended.id)})
-    return web.json_response(session_json(ended, access))
+    return session_out(ended, access)
 
 
 @routes.post("/api/v1/sessions/{session_id}/cancel")
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(returns=SessionOut, errors=(400, 403, 404, 409))
-async def cancel_session(request: web.Request) -> web.Response:
+async def cancel_session(request: web.Request) -> Out:
     session, access = await load_session(request, STAFF)
     try:
         cancelled = await db.transition(request.app[DB], session.id, "cancelled")
     except db.InvalidTransition as exc:
         raise _invalid(exc) from exc
     hooks.session_changed(request.app, "session.cancelled", cancelled)
-    return web.json_response(session_json(cancelled, access))
+    return session_out(cancelled, access)
 
 
 @routes.post("/api/v1/sessions/{session_id}/join")
 @authenticated
 @who("members of the course while the session is live")
 @endpoint(returns=JoinTicketOut, errors=(400, 403, 404, 409))
-async def join_session(request: web.Request) -> web.Response:
+async def join_session(request: web.Request) -> Out:
     """A join ticket: the room to join over signalling and the caller's media role.
     Staff (and the host) present; others view, and may publish only when allowed."""
     session, access = await load_session(request, MEMBERS)
@@ -349,17 +347,18 @@ async def join_session(request: web.Request) -> web.Response:
     if ticket is None:  # unenrolled meanwhile
         raise not_found("no such session")
     await refuse_removed(request.app, session.id, access.user_id)
-    return web.json_response(ticket.to_json())
+    return JoinTicketOut.model_validate(ticket.to_json())
 
 
 @routes.get("/api/v1/sessions/{session_id}/attendance")
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(returns=AttendanceLineOut, many=True, errors=(400, 403, 404, 409))
-async def get_attendance(request: web.Request) -> web.Response:
+async def get_attendance(request: web.Request) -> Page:
     session, _ = await load_session(request, STAFF)
     lines = await attendance_db.attendance(request.app[DB], session.id)
-    return web.json_response({"items": [line.to_json() for line in lines], "next_cursor": None})
+    # Everyone on the roster, on one page.
+    return Page([AttendanceLineOut.model_validate(line.to_json()) for line in lines], None)
 
 
 @routes.get("/api/v1/sessions/{session_id}/attendance.csv")

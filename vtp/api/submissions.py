@@ -41,7 +41,7 @@ from vtp.api.uploads import (
     FileOut,
     delete_quietly,
     download,
-    public_file,
+    file_out,
     receive_file,
     store_put,
 )
@@ -55,6 +55,7 @@ from vtp.api.validation import (
     field_error,
     page,
     path_uuid,
+    shaped,
 )
 from vtp.appkeys import DB, STORE
 from vtp.db import models
@@ -65,8 +66,7 @@ from vtp.events import hooks
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
-
+# --- answers ---------------------------------------------------------------------------
 SubmissionOut = derive(
     "SubmissionOut",
     models.Submission,
@@ -152,21 +152,18 @@ class BulkGradeRequest(Body):
 
 
 # --- rendering and loading ----------------------------------------------------------------
-def submission_json(sub: Submission, *, staff: bool) -> dict[str, Any]:
-    data = sub.to_json()
-    data["files"] = [public_file(f) for f in sub.files]
-    data["score"] = float(sub.score) if sub.score is not None else None
+def submission_out(sub: Submission, *, staff: bool, **more: Any) -> Out:
+    changes: dict[str, Any] = {"files": [file_out(f) for f in sub.files]}
     if not staff and sub.status != "returned":
-        for key in ("score", "feedback", "graded_by", "graded_at"):
-            data[key] = None
+        changes.update(score=None, feedback=None, graded_by=None, graded_at=None)
         if sub.status == "graded":
-            data["status"] = "submitted"  # the grade is not released yet
-    return data
+            changes["status"] = "submitted"  # the grade is not released yet
+    return shaped(SubmissionOut, sub, **changes, **more)
 
 
 def stored_statuses(shown: str | None, *, staff: bool) -> list[str] | None:
     """The stored statuses a status filter matches. A student sees an unreleased grade
-    as "submitted" (`submission_json`), so their filter must match what they see: else
+    as "submitted" (`submission_out`), so their filter must match what they see: else
     `?status=graded` would reveal that a grade exists before it is returned."""
     if shown is None or staff:
         return None if shown is None else [shown]
@@ -227,9 +224,7 @@ def _empty(sub: Submission) -> bool:
     status=201,
     errors=(403, 404, 409, 422),
 )
-async def create_submission(
-    request: web.Request, read_body: ReadBody[SubmissionCreate]
-) -> web.Response:
+async def create_submission(request: web.Request, read_body: ReadBody[SubmissionCreate]) -> Out:
     """Start the next attempt (a draft), or hand it in at once with "submit": true."""
     assignment, access = await load_assignment(request, STUDENT, write=True)
     require_student(access)
@@ -269,7 +264,7 @@ async def create_submission(
             sub = submitted
     if sub.status == "submitted":
         hooks.submission_changed(request.app, access.course.id, sub)
-    return web.json_response(submission_json(sub, staff=False), status=201)
+    return submission_out(sub, staff=False)
 
 
 @routes.get("/api/v1/assignments/{assignment_id}/submissions")
@@ -296,10 +291,9 @@ async def list_submissions(
     )
     staff = access.is_staff
 
-    def render(row: asyncpg.Record) -> dict[str, Any]:
-        data = submission_json(Submission.from_record(row), staff=staff)
-        data["student_name"] = row["student_name"]
-        return data
+    def render(row: asyncpg.Record) -> Out:
+        sub = Submission.from_record(row)
+        return submission_out(sub, staff=staff, student_name=row["student_name"])
 
     return page(rows, query.limit, render)
 
@@ -308,18 +302,16 @@ async def list_submissions(
 @authenticated
 @who("its student; the course's teachers and TAs")
 @endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409))
-async def get_submission(request: web.Request) -> web.Response:
+async def get_submission(request: web.Request) -> Out:
     sub, _, access = await load_submission(request)
-    return web.json_response(submission_json(sub, staff=access.is_staff))
+    return submission_out(sub, staff=access.is_staff)
 
 
 @routes.patch("/api/v1/submissions/{submission_id}")
 @authenticated
 @who("its student")
 @endpoint(body=SubmissionUpdate, returns=SubmissionOut, errors=(403, 404, 409))
-async def update_submission(
-    request: web.Request, read_body: ReadBody[SubmissionUpdate]
-) -> web.Response:
+async def update_submission(request: web.Request, read_body: ReadBody[SubmissionUpdate]) -> Out:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
     body = await read_body()
@@ -328,14 +320,14 @@ async def update_submission(
     updated = await db.set_body(request.app[DB], sub.id, body.body_text)
     if updated is None:
         raise conflict("submission_not_draft", "the submission was handed in meanwhile")
-    return web.json_response(submission_json(updated, staff=False))
+    return submission_out(updated, staff=False)
 
 
 @routes.post("/api/v1/submissions/{submission_id}/submit")
 @authenticated
 @who("its student")
 @endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409, 422))
-async def submit_submission(request: web.Request) -> web.Response:
+async def submit_submission(request: web.Request) -> Out:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
     _require_draft(sub)
@@ -346,7 +338,7 @@ async def submit_submission(request: web.Request) -> web.Response:
     if submitted is None:
         raise conflict("submission_not_draft", "the submission was handed in meanwhile")
     hooks.submission_changed(request.app, access.course.id, submitted)
-    return web.json_response(submission_json(submitted, staff=False))
+    return submission_out(submitted, staff=False)
 
 
 # --- files --------------------------------------------------------------------------------
@@ -354,7 +346,7 @@ async def submit_submission(request: web.Request) -> web.Response:
 @authenticated
 @who("its student")
 @endpoint(returns=FileOut, upload=True, status=201, errors=(400, 403, 404, 409, 413, 415, 503))
-async def upload_file(request: web.Request) -> web.Response:
+async def upload_file(request: web.Request) -> Out:
     """Attach a file to a draft: the raw body, named by ?filename=."""
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
@@ -380,7 +372,7 @@ async def upload_file(request: web.Request) -> web.Response:
         # No orphaned object: the row does not mention it, so remove it.
         await delete_quietly(request.app[STORE], meta["key"])
         raise
-    return web.json_response(public_file(meta), status=201)
+    return file_out(meta)
 
 
 def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
@@ -430,7 +422,7 @@ def _check_score(score: Decimal, assignment: Assignment, field: str) -> None:
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(body=GradeRequest, returns=SubmissionOut, errors=(403, 404, 409))
-async def grade_submission(request: web.Request, read_body: ReadBody[GradeRequest]) -> web.Response:
+async def grade_submission(request: web.Request, read_body: ReadBody[GradeRequest]) -> Out:
     sub, assignment, access = await load_submission(request)
     enforce(access, STAFF, write=True)
     body = await read_body()
@@ -446,14 +438,14 @@ async def grade_submission(request: web.Request, read_body: ReadBody[GradeReques
     if graded is None:
         raise conflict("submission_not_submitted", "a draft cannot be graded")
     hooks.submission_changed(request.app, access.course.id, graded, graded_by=access.user_id)
-    return web.json_response(submission_json(graded, staff=True))
+    return submission_out(graded, staff=True)
 
 
 @routes.post("/api/v1/submissions/{submission_id}/return")
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409))
-async def return_submission(request: web.Request) -> web.Response:
+async def return_submission(request: web.Request) -> Out:
     """Release the grade to the student (graded -> returned)."""
     sub, _, access = await load_submission(request)
     enforce(access, STAFF, write=True)
@@ -461,14 +453,14 @@ async def return_submission(request: web.Request) -> web.Response:
     if returned is None:
         raise conflict("submission_not_graded", f"a {sub.status} submission cannot be returned")
     hooks.submission_changed(request.app, access.course.id, returned)
-    return web.json_response(submission_json(returned, staff=True))
+    return submission_out(returned, staff=True)
 
 
 @routes.post("/api/v1/assignments/{assignment_id}/grades")
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(body=BulkGradeRequest, returns=BulkGradeOut, errors=(403, 404, 409))
-async def bulk_grade(request: web.Request, read_body: ReadBody[BulkGradeRequest]) -> web.Response:
+async def bulk_grade(request: web.Request, read_body: ReadBody[BulkGradeRequest]) -> Out:
     """Grade many submissions of one assignment at once: all or nothing."""
     assignment, access = await load_assignment(request, STAFF, write=True)
     body = await read_body()
@@ -510,8 +502,9 @@ async def bulk_grade(request: web.Request, read_body: ReadBody[BulkGradeRequest]
             results[i] = graded
     for graded in results.values():
         hooks.submission_changed(request.app, access.course.id, graded, graded_by=access.user_id)
-    items = [submission_json(results[i], staff=True) for i in range(len(body.grades))]
-    return web.json_response({"items": items})
+    return BulkGradeOut(
+        items=[submission_out(results[i], staff=True) for i in range(len(body.grades))]
+    )
 
 
 # --- gradebook ----------------------------------------------------------------------------
@@ -570,12 +563,11 @@ async def _gradebook(
 @authenticated
 @who("the course's teachers and TAs")
 @endpoint(returns=GradebookOut, errors=(400, 403, 404, 409))
-async def gradebook(request: web.Request) -> web.Response:
+async def gradebook(request: web.Request) -> Out:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF)
-    return web.json_response(
-        await _gradebook(request, course_id, student_id=None, returned_only=False)
-    )
+    book = await _gradebook(request, course_id, student_id=None, returned_only=False)
+    return GradebookOut.model_validate(book)
 
 
 @routes.get("/api/v1/courses/{course_id}/gradebook.csv")
@@ -604,13 +596,13 @@ async def gradebook_csv(request: web.Request) -> web.Response:
 @authenticated
 @who("students of the course")
 @endpoint(returns=MyGradesOut, errors=(400, 403, 404, 409))
-async def my_grades(request: web.Request) -> web.Response:
+async def my_grades(request: web.Request) -> Out:
     """A student's own returned grades in the course."""
     course_id = path_uuid(request, "course_id")
     access = require_student(await require_course_role(request, course_id, STUDENT))
     book = await _gradebook(request, course_id, student_id=access.user_id, returned_only=True)
     me = book["students"][0] if book["students"] else {"grades": {}, "total": 0.0}
-    return web.json_response(
+    return MyGradesOut.model_validate(
         {
             "assignments": book["assignments"],
             "points_possible_total": book["points_possible_total"],

@@ -35,9 +35,8 @@ from vtp.appkeys import CONFIG, STORE
 from vtp.private_files import private_dir
 from vtp.storage import ObjectNotFound, ObjectStore, StorageError
 
-# --- shapes of requests and answers ------------------------------------------------
 
-
+# --- answers ---------------------------------------------------------------------------
 class FileOut(Out):
     id: str
     name: str
@@ -288,9 +287,9 @@ async def receive_file(
     return meta, upload
 
 
-def public_file(meta: dict[str, Any]) -> dict[str, Any]:
+def file_out(meta: dict[str, Any]) -> FileOut:
     """File metadata as clients see it (without the object-store key)."""
-    return {k: v for k, v in meta.items() if k != "key"}
+    return FileOut.model_validate({k: v for k, v in meta.items() if k != "key"})
 
 
 async def download(request: web.Request, meta: dict[str, Any]) -> web.StreamResponse:

@@ -13,7 +13,17 @@ from pydantic import Field, field_validator
 from vtp.api.access import authenticated, principal_of, require_roles
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, not_found, unauthorized
-from vtp.api.validation import Body, ListQuery, Out, Page, decode_cursor, derive, page, path_uuid
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    page,
+    path_uuid,
+    shaped,
+)
 from vtp.appkeys import DB, TOKENS
 from vtp.db import models, users
 from vtp.db.models import Role, User
@@ -21,9 +31,8 @@ from vtp.db.models import Role, User
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- shapes of requests and answers ------------------------------------------------
 
-
+# --- answers and requests --------------------------------------------------------------
 class UserBrief(Out):
     id: uuid.UUID
     display_name: str
@@ -31,6 +40,10 @@ class UserBrief(Out):
 
 
 UserOut = derive("UserOut", models.User)
+
+
+def user_out(user: User) -> Out:
+    return shaped(UserOut, user)
 
 
 class ProfileChangeRequest(Body):
@@ -69,25 +82,23 @@ async def list_users(request: web.Request, read_query: ReadQuery[UsersQuery]) ->
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return page(rows, query.limit, User.to_json)
+    return page(rows, query.limit, user_out)
 
 
 @routes.get("/api/v1/users/me")
 @authenticated
 @endpoint(returns=UserOut)
-async def me(request: web.Request) -> web.Response:
+async def me(request: web.Request) -> Out:
     user = await users.get_user(request.app[DB], principal_of(request).user_id)
     if user is None:
         raise unauthorized("account_disabled", "this account no longer exists")
-    return web.json_response(user.to_json())
+    return user_out(user)
 
 
 @routes.patch("/api/v1/users/me")
 @authenticated
 @endpoint(body=ProfileChangeRequest, returns=UserOut)
-async def change_profile(
-    request: web.Request, read_body: ReadBody[ProfileChangeRequest]
-) -> web.Response:
+async def change_profile(request: web.Request, read_body: ReadBody[ProfileChangeRequest]) -> Out:
     """Change the caller's display name (what teachers and classmates see)."""
     body = await read_body()
     user = await users.set_display_name(
@@ -95,13 +106,13 @@ async def change_profile(
     )
     if user is None:
         raise unauthorized("account_disabled", "this account no longer exists")
-    return web.json_response(user.to_json())
+    return user_out(user)
 
 
 @routes.patch("/api/v1/users/{user_id}/role")
 @require_roles("admin")
 @endpoint(body=RoleChangeRequest, returns=UserOut, errors=(404, 409))
-async def change_role(request: web.Request, read_body: ReadBody[RoleChangeRequest]) -> web.Response:
+async def change_role(request: web.Request, read_body: ReadBody[RoleChangeRequest]) -> Out:
     user_id = path_uuid(request, "user_id")
     body = await read_body()
     admin = principal_of(request)
@@ -116,4 +127,4 @@ async def change_role(request: web.Request, read_body: ReadBody[RoleChangeReques
         "role changed",
         extra={"user_id": str(user_id), "role": body.role, "by": str(admin.user_id)},
     )
-    return web.json_response(user.to_json())
+    return user_out(user)

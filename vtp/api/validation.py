@@ -39,7 +39,7 @@ T = TypeVar("T")
 MAX_LIMIT = 100
 
 
-# --- requests ----------------------------------------------------------------------------
+# --- requests --------------------------------------------------------------------------
 def no_nul(value: Any) -> Any:
     """PostgreSQL cannot store NUL in text: refuse it as a 400 naming the field, not a 500."""
     if isinstance(value, str) and "\x00" in value:
@@ -208,6 +208,11 @@ def _absent(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+def may_be_absent() -> Any:
+    """A field an answer may leave out (left unset, it is not serialised)."""
+    return Field(default=None, json_schema_extra=_absent)
+
+
 def derive(
     name: str,
     row: type[models.Row],
@@ -222,9 +227,7 @@ def derive(
     for field_name, info in row.model_fields.items():
         annotation = (replace or {}).get(field_name, info.annotation)
         fields[field_name] = (
-            (annotation, Field(default=None, json_schema_extra=_absent))
-            if field_name in optional
-            else (annotation, ...)
+            (annotation, may_be_absent()) if field_name in optional else (annotation, ...)
         )
     fields.update(add or {})
     model: type[Out] = create_model(name, __base__=Out, **fields)

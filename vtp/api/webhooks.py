@@ -36,6 +36,7 @@ from vtp.api.validation import (
     page,
     path_uuid,
     refuse_nulls,
+    shaped,
 )
 from vtp.appkeys import CONFIG, DB, REDIS
 from vtp.db import webhooks as db
@@ -109,6 +110,11 @@ class WebhookSecretOut(Out):
     secret: str
 
 
+def webhook_out(endpoint: WebhookEndpoint) -> Out:
+    # The secret is shown only when the endpoint is created and when it is rotated.
+    return shaped(WebhookOut, endpoint, hide=("secret",))
+
+
 class DeliveryOut(Out):
     id: uuid.UUID
     endpoint_id: uuid.UUID
@@ -149,7 +155,7 @@ async def _load(request: web.Request) -> WebhookEndpoint:
 @routes.post("/api/v1/webhooks")
 @require_roles("admin")
 @endpoint(body=WebhookCreate, returns=WebhookCreatedOut, status=201)
-async def create_webhook(request: web.Request, read_body: ReadBody[WebhookCreate]) -> web.Response:
+async def create_webhook(request: web.Request, read_body: ReadBody[WebhookCreate]) -> Out:
     """Register an endpoint; the answer holds its signing secret (shown only here)."""
     body = await read_body()
     await _check_target(request, body.url)
@@ -165,7 +171,7 @@ async def create_webhook(request: web.Request, read_body: ReadBody[WebhookCreate
     )
     await _changed(request)
     log.info("webhook %s registered for %s", endpoint.id, endpoint.url)
-    return web.json_response({**endpoint.to_json(), "secret": secret}, status=201)
+    return shaped(WebhookCreatedOut, endpoint, secret=secret)
 
 
 @routes.get("/api/v1/webhooks")
@@ -176,20 +182,20 @@ async def list_webhooks(request: web.Request, read_query: ReadQuery[ListQuery]) 
     rows = await db.list_endpoints(
         request.app[DB], after=decode_cursor(query.cursor), limit=query.limit
     )
-    return page(rows, query.limit, lambda e: e.to_json())
+    return page(rows, query.limit, webhook_out)
 
 
 @routes.get("/api/v1/webhooks/{webhook_id}")
 @require_roles("admin")
 @endpoint(returns=WebhookOut, errors=(400, 404))
-async def get_webhook(request: web.Request) -> web.Response:
-    return web.json_response((await _load(request)).to_json())
+async def get_webhook(request: web.Request) -> Out:
+    return webhook_out(await _load(request))
 
 
 @routes.patch("/api/v1/webhooks/{webhook_id}")
 @require_roles("admin")
 @endpoint(body=WebhookUpdate, returns=WebhookOut, errors=(404,))
-async def update_webhook(request: web.Request, read_body: ReadBody[WebhookUpdate]) -> web.Response:
+async def update_webhook(request: web.Request, read_body: ReadBody[WebhookUpdate]) -> Out:
     endpoint = await _load(request)
     body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
@@ -200,13 +206,13 @@ async def update_webhook(request: web.Request, read_body: ReadBody[WebhookUpdate
     if updated is None:
         raise not_found("no such webhook")
     await _changed(request)
-    return web.json_response(updated.to_json())
+    return webhook_out(updated)
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/secret")
 @require_roles("admin")
 @endpoint(returns=WebhookSecretOut, errors=(400, 404))
-async def rotate_secret(request: web.Request) -> web.Response:
+async def rotate_secret(request: web.Request) -> Out:
     """A new signing secret (the old one stops signing now)."""
     endpoint = await _load(request)
     secret = signing.new_secret()
@@ -214,7 +220,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
     if updated is None:
         raise not_found("no such webhook")
     await _changed(request)
-    return web.json_response({"id": str(updated.id), "secret": secret})
+    return WebhookSecretOut(id=updated.id, secret=secret)
 
 
 @routes.delete("/api/v1/webhooks/{webhook_id}")
@@ -242,4 +248,4 @@ async def list_deliveries(request: web.Request, read_query: ReadQuery[DeliveryQu
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return page(rows, query.limit, lambda d: d.to_json())
+    return page(rows, query.limit, lambda d: shaped(DeliveryOut, d))
