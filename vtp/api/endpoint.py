@@ -38,7 +38,6 @@ from pydantic import BaseModel
 from vtp.api.validation import Page, page_of, read_body, read_query
 
 M = TypeVar("M", bound=BaseModel)
-H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 
 ReadBody = Callable[[], Awaitable[M]]
 ReadQuery = Callable[[], M]
@@ -63,7 +62,8 @@ class Endpoint:
     def status(self) -> int:
         return self.statuses[0]
 
-    def implied_errors(self) -> frozenset[int]:
+    def error_statuses(self) -> frozenset[int]:
+        """The declared error statuses and those its input implies."""
         codes = set(self.errors)
         if self.body is not None:
             codes.update((400, 413, 415))

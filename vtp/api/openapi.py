@@ -64,7 +64,7 @@ UNDECLARED = Endpoint()
 def error_codes(handler: Any) -> frozenset[int]:
     """The error statuses a handler can answer: those it declares, those its input
     implies, and 401/403 from its access rule."""
-    codes = set((endpoint_of(handler) or UNDECLARED).implied_errors())
+    codes = set((endpoint_of(handler) or UNDECLARED).error_statuses())
     rule = access_of(handler)
     if rule is not None and not rule.public:
         codes.add(401)
