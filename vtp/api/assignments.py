@@ -45,8 +45,6 @@ from vtp.db.models import Assignment
 
 routes = web.RouteTableDef()
 
-# --- answers ---------------------------------------------------------------------------
-AssignmentOut = derive("AssignmentOut", models.Assignment, replace={"points_possible": float})
 
 Extension = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,10}$")]
 Points = Annotated[Decimal, Field(ge=0, le=100_000, max_digits=8, decimal_places=2)]
@@ -107,6 +105,9 @@ class AssignmentListQuery(ListQuery):
     status: Literal["draft", "published"] | None = None
     due_after: AwareDatetime | None = None
     due_before: AwareDatetime | None = None
+
+
+AssignmentOut = derive("AssignmentOut", models.Assignment, replace={"points_possible": float})
 
 
 def assignment_out(assignment: Assignment) -> Out:

@@ -52,13 +52,6 @@ from vtp.events import hooks
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- answers ---------------------------------------------------------------------------
-MessageOut = derive(
-    "MessageOut",
-    models.Chat,
-    replace={"body": str | None},
-    add={"author_name": (str | None, ...)},
-)
 
 MAX_MESSAGE = 4000
 ChatHook = Callable[[dict[str, Any]], Awaitable[None]]
@@ -74,6 +67,14 @@ class MessageBody(Body):
         if not value.strip():
             raise ValueError("a message cannot be blank")
         return value
+
+
+MessageOut = derive(
+    "MessageOut",
+    models.Chat,
+    replace={"body": str | None},
+    add={"author_name": (str | None, ...)},
+)
 
 
 def message_out(msg: Chat, author_name: str | None = None) -> Out:

@@ -48,8 +48,6 @@ from vtp.db.models import Lesson
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- answers ---------------------------------------------------------------------------
-LessonOut = derive("LessonOut", models.Lesson, replace={"attachments": list[FileOut]})
 
 MAX_CONTENT = 200_000
 MAX_ATTACHMENTS = 20
@@ -76,6 +74,9 @@ class LessonListQuery(Query):
     limit: int = Field(default=50, ge=1, le=100)
     cursor: int | None = Field(default=None, ge=0, le=MAX_LESSONS)
     status: Literal["draft", "published"] | None = None
+
+
+LessonOut = derive("LessonOut", models.Lesson, replace={"attachments": list[FileOut]})
 
 
 def lesson_out(lesson: Lesson) -> Out:

@@ -30,18 +30,18 @@ from vtp.db import recordings as db
 
 routes = web.RouteTableDef()
 
-# --- answers ---------------------------------------------------------------------------
+
+class RecordingListQuery(ListQuery):
+    status: Literal["recording", "uploading", "available", "failed"] | None = None
+    session_id: uuid.UUID | None = None
+
+
 RecordingOut = derive(
     "RecordingOut",
     models.Recording,
     optional=("object_key", "error"),
     add={"course_id": (uuid.UUID, ...), "session_title": (str, ...)},
 )
-
-
-class RecordingListQuery(ListQuery):
-    status: Literal["recording", "uploading", "available", "failed"] | None = None
-    session_id: uuid.UUID | None = None
 
 
 def recording_out(row: asyncpg.Record, *, staff: bool) -> Out:

@@ -52,32 +52,6 @@ from vtp.events import hooks
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- answers ---------------------------------------------------------------------------
-SessionOut = derive("SessionOut", models.LiveSession, optional=("room_name",))
-
-
-class JoinTicketOut(Out):
-    session_id: uuid.UUID
-    room_name: str
-    role: Literal["presenter", "viewer"]
-    may_publish: bool
-
-
-class AttendanceLineOut(Out):
-    user_id: uuid.UUID
-    display_name: str
-    email: str
-    course_role: CourseRole | None
-    joins: int
-    first_joined_at: datetime | None
-    last_left_at: datetime | None
-    attended_seconds: int
-    present_now: bool
-    talk_seconds: int
-    turns: int
-    hands_raised: int
-    chat_messages: int
-
 
 MAX_SESSION_LENGTH = timedelta(hours=24)
 LIVE_EDITABLE = frozenset({"students_may_publish"})
@@ -117,6 +91,32 @@ def check_schedule(start: datetime, end: datetime) -> None:
         raise ValueError("scheduled_end must be after scheduled_start")
     if end - start > MAX_SESSION_LENGTH:
         raise ValueError("a session lasts at most 24 hours")
+
+
+SessionOut = derive("SessionOut", models.LiveSession, optional=("room_name",))
+
+
+class JoinTicketOut(Out):
+    session_id: uuid.UUID
+    room_name: str
+    role: Literal["presenter", "viewer"]
+    may_publish: bool
+
+
+class AttendanceLineOut(Out):
+    user_id: uuid.UUID
+    display_name: str
+    email: str
+    course_role: CourseRole | None
+    joins: int
+    first_joined_at: datetime | None
+    last_left_at: datetime | None
+    attended_seconds: int
+    present_now: bool
+    talk_seconds: int
+    turns: int
+    hands_raised: int
+    chat_messages: int
 
 
 def session_out(session: LiveSession, access: CourseAccess) -> Out:

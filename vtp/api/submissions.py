@@ -66,7 +66,44 @@ from vtp.events import hooks
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# --- answers ---------------------------------------------------------------------------
+
+MAX_BODY_TEXT = 100_000
+MAX_FEEDBACK = 10_000
+MAX_BULK = 200
+
+
+class SubmissionCreate(Body):
+    body_text: str = Field(default="", max_length=MAX_BODY_TEXT)
+    submit: bool = False
+
+
+class SubmissionUpdate(Body):
+    body_text: str = Field(max_length=MAX_BODY_TEXT)
+
+
+class SubmissionListQuery(ListQuery):
+    status: Literal["draft", "submitted", "graded", "returned"] | None = None
+    student_id: uuid.UUID | None = None
+
+
+class GradeRequest(Body):
+    score: Points
+    feedback: str | None = Field(default=None, max_length=MAX_FEEDBACK)
+    return_to_student: bool = False
+
+
+class BulkGradeItem(Body):
+    submission_id: uuid.UUID
+    score: Points
+    feedback: str | None = Field(default=None, max_length=MAX_FEEDBACK)
+
+
+class BulkGradeRequest(Body):
+    grades: list[BulkGradeItem] = Field(min_length=1, max_length=MAX_BULK)
+    return_to_students: bool = False
+
+
+# --- rendering and loading ----------------------------------------------------------------
 SubmissionOut = derive(
     "SubmissionOut",
     models.Submission,
@@ -115,43 +152,6 @@ class BulkGradeOut(Out):
     items: list[SubmissionOut]  # type: ignore[valid-type]
 
 
-MAX_BODY_TEXT = 100_000
-MAX_FEEDBACK = 10_000
-MAX_BULK = 200
-
-
-class SubmissionCreate(Body):
-    body_text: str = Field(default="", max_length=MAX_BODY_TEXT)
-    submit: bool = False
-
-
-class SubmissionUpdate(Body):
-    body_text: str = Field(max_length=MAX_BODY_TEXT)
-
-
-class SubmissionListQuery(ListQuery):
-    status: Literal["draft", "submitted", "graded", "returned"] | None = None
-    student_id: uuid.UUID | None = None
-
-
-class GradeRequest(Body):
-    score: Points
-    feedback: str | None = Field(default=None, max_length=MAX_FEEDBACK)
-    return_to_student: bool = False
-
-
-class BulkGradeItem(Body):
-    submission_id: uuid.UUID
-    score: Points
-    feedback: str | None = Field(default=None, max_length=MAX_FEEDBACK)
-
-
-class BulkGradeRequest(Body):
-    grades: list[BulkGradeItem] = Field(min_length=1, max_length=MAX_BULK)
-    return_to_students: bool = False
-
-
-# --- rendering and loading ----------------------------------------------------------------
 def submission_out(sub: Submission, *, staff: bool, **more: Any) -> Out:
     changes: dict[str, Any] = {"files": [file_out(f) for f in sub.files]}
     if not staff and sub.status != "returned":
