@@ -27,11 +27,7 @@ from vtp.api.endpoint import ReadBody, endpoint
 from vtp.api.errors import ApiError, conflict, not_found, unauthorized
 from vtp.api.session_cookie import TokensOut, token_response
 from vtp.api.users import UserOut, user_out
-from vtp.api.validation import (
-    Body,
-    Out,
-    path_uuid,
-)
+from vtp.api.validation import Body, Out, path_uuid
 from vtp.appkeys import CONFIG, DB, HASHER, REDIS, TOKENS
 from vtp.auth.passwords import PasswordPolicyError, check_password_policy
 from vtp.auth.ratelimit import RateLimiter

@@ -30,16 +30,7 @@ from vtp.api.uploads import (
     receive_file,
     store_put,
 )
-from vtp.api.validation import (
-    Body,
-    Out,
-    Page,
-    Query,
-    derive,
-    path_uuid,
-    refuse_nulls,
-    shaped,
-)
+from vtp.api.validation import Body, Out, Page, Query, derive, path_uuid, refuse_nulls, shaped
 from vtp.appkeys import DB, STORE
 from vtp.db import lessons as db
 from vtp.db import models

@@ -14,16 +14,7 @@ from vtp.api.course_access import MEMBERS, require_course_role, who
 from vtp.api.endpoint import ReadQuery, endpoint
 from vtp.api.errors import not_found
 from vtp.api.sessions import load_session
-from vtp.api.validation import (
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    derive,
-    page,
-    path_uuid,
-    shaped,
-)
+from vtp.api.validation import ListQuery, Out, Page, decode_cursor, derive, page, path_uuid, shaped
 from vtp.appkeys import DB
 from vtp.db import models
 from vtp.db import recordings as db

@@ -111,12 +111,7 @@ async def read_body(request: web.Request, model: type[M], *, optional: bool = Fa
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(
-            400, "validation_error", "request body is invalid", validation_details(exc)
-        ) from exc
+    return _validated(model, data, "request body is invalid")
 
 
 def _invalid_query(field: str, message: str) -> ApiError:
@@ -135,12 +130,14 @@ def read_query(request: web.Request, model: type[M]) -> M:
         if len(values) > 1:
             raise _invalid_query(key, "given more than once")
         data[key] = values[0]
+    return _validated(model, data, "query parameters are invalid")
+
+
+def _validated(model: type[M], data: dict[str, Any], message: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(
-            400, "validation_error", "query parameters are invalid", validation_details(exc)
-        ) from exc
+        raise ApiError(400, "validation_error", message, validation_details(exc)) from exc
 
 
 def path_uuid(request: web.Request, name: str) -> uuid.UUID:
