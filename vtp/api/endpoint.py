@@ -3,10 +3,12 @@
     @routes.patch("/api/v1/courses/{course_id}")
     @authenticated
     @who("the course's teachers")
-    @endpoint(body=CourseUpdate, returns=CourseOut, errors=(400, 404, 409))
-    async def update_course(request: web.Request, read_body: ReadBody[CourseUpdate]) -> CourseOut:
-        ...
+    @endpoint(body=CourseUpdate, returns=CourseOut, errors=(403, 404, 409))
+    async def update_course(request: web.Request, read_body: ReadBody[CourseUpdate]) -> Out:
+        ...  # access checks
         body = await read_body()
+        ...
+        return access_out(access)  # a CourseOut
 
 * `body` / `query`: the handler is given `read_body` / `read_query`, which read and
   validate the JSON body / query string into that schema (`vtp.api.validation`). They

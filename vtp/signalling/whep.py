@@ -124,7 +124,7 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
 @routes.post(WHEP_PREFIX + "/{room}")
 @authenticated
 @with_cors
-@endpoint()
+@endpoint(media=SDP_TYPE, status=201, errors=(400, 403, 404, 409, 413, 415, 429, 503))
 async def whep_first_stream(request: web.Request) -> web.Response:
     return await _watch(request, None)
 
@@ -132,7 +132,7 @@ async def whep_first_stream(request: web.Request) -> web.Response:
 @routes.post(WHEP_PREFIX + "/{room}/{stream_id}")
 @authenticated
 @with_cors
-@endpoint()
+@endpoint(media=SDP_TYPE, status=201, errors=(400, 403, 404, 409, 413, 415, 429, 503))
 async def whep_stream(request: web.Request) -> web.Response:
     return await _watch(request, request.match_info["stream_id"])
 
@@ -140,7 +140,7 @@ async def whep_stream(request: web.Request) -> web.Response:
 @routes.patch(WHEP_PREFIX + "/{room}/sessions/{resource}")
 @authenticated
 @with_cors
-@endpoint(errors=(400, 403, 404, 412, 413, 415, 422))
+@endpoint(status=204, errors=(400, 403, 404, 409, 412, 413, 415, 422))
 async def whep_patch(request: web.Request) -> web.Response:
     return await trickle(request, own_session(request, "whep"))
 

@@ -182,7 +182,7 @@ async def whip_options(request: web.Request) -> web.Response:
 @routes.post(WHIP_PREFIX + "/{room}")
 @authenticated
 @with_cors
-@endpoint(status=201, errors=(400, 403, 413, 415, 429, 503))
+@endpoint(media=SDP_TYPE, status=201, errors=(400, 403, 409, 413, 415, 429, 503))
 async def whip_publish(request: web.Request) -> web.Response:
     principal = principal_of(request)
     room_name = room_from(request)
@@ -259,7 +259,7 @@ async def trickle(request: web.Request, member: Member) -> web.Response:
 @routes.patch(WHIP_PREFIX + "/{room}/{resource}")
 @authenticated
 @with_cors
-@endpoint(errors=(400, 403, 404, 412, 413, 415, 422))
+@endpoint(status=204, errors=(400, 403, 404, 409, 412, 413, 415, 422))
 async def whip_patch(request: web.Request) -> web.Response:
     return await trickle(request, own_session(request, "whip"))
 
