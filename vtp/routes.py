@@ -3,8 +3,6 @@
 Modules declare their handlers in ``web.RouteTableDef`` tables; only this module adds
 them to the application (``setup`` functions elsewhere hold state, contexts and hooks,
 never routes). Order matters only for overlapping dynamic paths; it is kept as it was.
-Every /api operation declares what it takes and answers (`vtp.api.endpoint`): the
-OpenAPI document is written from those declarations, so one without is refused here.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from vtp.api import (
     users,
     webhooks,
 )
-from vtp.api.endpoint import endpoint_of
 from vtp.config import Config
 from vtp.signalling import rest, websocket, whep, whip
 from vtp.web import asset_routes, live, pages
@@ -55,13 +52,3 @@ def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
 def add_routes(app: web.Application, config: Config) -> None:
     for table in route_tables(config):
         app.add_routes(table)
-    undeclared = [
-        f"{route.method} {route.resource.canonical}"
-        for route in app.router.routes()
-        if route.resource is not None
-        and route.resource.canonical.startswith("/api/")
-        and route.method not in ("HEAD", "OPTIONS")
-        and endpoint_of(route.handler) is None
-    ]
-    if undeclared:
-        raise RuntimeError(f"API routes without an @endpoint declaration: {undeclared}")

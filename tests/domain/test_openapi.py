@@ -157,3 +157,25 @@ async def test_error_statuses_come_from_the_declarations(client: Any) -> None:
             assert response["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/Error"
             }
+
+
+def test_create_app_refuses_an_api_route_that_declares_nothing(
+    config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Iterable
+
+    from vtp import routes
+    from vtp.app import create_app
+
+    original = routes.route_tables
+
+    @authenticated
+    async def undeclared(request: web.Request) -> web.Response:
+        return web.Response()
+
+    def route_tables(config: Any) -> list[Iterable[web.AbstractRouteDef]]:
+        return [*original(config), [web.get("/api/v1/undeclared", undeclared)]]
+
+    monkeypatch.setattr(routes, "route_tables", route_tables)
+    with pytest.raises(RuntimeError, match=r"without an @endpoint declaration: GET /api/v1/undec"):
+        create_app(config)
