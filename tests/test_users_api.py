@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from helpers import Accounts, assert_error, bearer
 
-from vtp.api.responses import UserOut, page_of
+from vtp.api.users import UserOut
+from vtp.api.validation import page_of
 
 pytestmark = pytest.mark.asyncio
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from vtp import backends, https, metrics, routes, signalling
 from vtp.api.access import access_of
+from vtp.api.endpoint import endpoint_of
 from vtp.api.middleware import auth_middleware, error_middleware, request_id_middleware
 from vtp.appkeys import (
     AUTHORITY,
@@ -215,6 +216,17 @@ def _check_access_rules(app: web.Application) -> None:
     ]
     if missing:
         raise RuntimeError(f"API routes without an access rule: {', '.join(missing)}")
+    # The OpenAPI document is written from the @endpoint declarations (vtp.api.endpoint).
+    undeclared = [
+        f"{route.method} {route.resource.canonical}"
+        for route in app.router.routes()
+        if route.resource is not None
+        and route.resource.canonical.startswith("/api/")
+        and route.method not in ("HEAD", "OPTIONS")
+        and endpoint_of(route.handler) is None
+    ]
+    if undeclared:
+        raise RuntimeError(f"API routes without an @endpoint declaration: {', '.join(undeclared)}")
 
 
 def create_app(config: Config) -> web.Application:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import make_mocked_request
 from helpers import bearer
 
-from vtp.api.responses import returns_of
+from vtp.api.endpoint import answer_model
 from vtp.api.teaching_routes import ROUTE_TABLES
 
 
@@ -74,7 +74,7 @@ async def check_response(client: Any, method: str, path: str, status: int, body:
     handler = getattr(getattr(match, "route", None), "handler", None)
     if handler is None or not any(handler is r.handler for t in ROUTE_TABLES for r in t):
         return
-    shape = returns_of(handler)
+    shape = answer_model(handler)
     assert shape is not None, f"{method} {path} answers JSON but declares no @returns"
     shape.model_validate(body)
 

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from vtp.api.access import authenticated
+from vtp.api.endpoint import endpoint, endpoint_of
 from vtp.api.openapi import build_document
 
 ALL_METHODS = {"get", "post", "put", "patch", "delete"}
@@ -74,10 +75,11 @@ async def test_operations_carry_schemas_access_and_status(client: Any) -> None:
     }
 
 
-def test_a_new_route_appears_without_being_declared() -> None:
+def test_a_new_route_appears_as_declared() -> None:
     app = web.Application()
 
     @authenticated
+    @endpoint(status=202, errors=(409,))
     async def brand_new(request: web.Request) -> web.Response:
         """Something new."""
         return web.json_response({}, status=202)
@@ -85,8 +87,25 @@ def test_a_new_route_appears_without_being_declared() -> None:
     app.router.add_get("/api/v1/brand-new/{thing_id}", brand_new)
     doc = build_document(app)
     op = doc["paths"]["/api/v1/brand-new/{thing_id}"]["get"]
-    assert op["summary"] == "Something new." and "202" in op["responses"]
+    assert op["summary"] == "Something new." and set(op["responses"]) == {"202", "401", "409"}
     assert op["security"] == [{"bearerAuth": []}]
+
+
+def test_every_api_route_declares_itself(client: Any) -> None:
+    undeclared = [
+        f"{method} {path}"
+        for method, path in _routes(client.server.app)
+        if endpoint_of(_handler(client.server.app, method, path)) is None
+    ]
+    assert undeclared == []
+
+
+def _handler(app: web.Application, method: str, path: str) -> Any:
+    return next(
+        r.handler
+        for r in app.router.routes()
+        if r.resource is not None and r.resource.canonical == path and r.method.lower() == method
+    )
 
 
 async def test_reference_page_lists_every_path(client: Any) -> None:
@@ -112,21 +131,20 @@ async def test_every_domain_route_says_who_may_call_it(client: Any) -> None:
 
 
 def test_every_json_domain_route_declares_its_answer() -> None:
-    from vtp.api.openapi import handler_info
-    from vtp.api.responses import returns_of
     from vtp.api.teaching_routes import ROUTE_TABLES
 
     undeclared = []
     for table in ROUTE_TABLES:
         for route in table:
-            info = handler_info(route.handler)
-            json_answer = info.status != 204 and not info.csv and not info.binary
-            if json_answer and returns_of(route.handler) is None:
+            info = endpoint_of(route.handler)
+            assert info is not None, f"{route.method} {route.path} declares nothing"
+            json_answer = info.status != 204 and info.media == "application/json"
+            if json_answer and info.returns is None:
                 undeclared.append(f"{route.method} {route.path}")
     assert undeclared == []
 
 
-async def test_error_statuses_come_from_the_code(client: Any) -> None:
+async def test_error_statuses_come_from_the_declarations(client: Any) -> None:
     doc = await (await client.get("/api/v1/openapi.json")).json()
     upload = doc["paths"]["/api/v1/submissions/{submission_id}/files"]["post"]["responses"]
     assert {"201", "400", "401", "403", "404", "409", "413", "415", "503"} <= set(upload)
@@ -139,3 +157,25 @@ async def test_error_statuses_come_from_the_code(client: Any) -> None:
             assert response["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/Error"
             }
+
+
+def test_create_app_refuses_an_api_route_that_declares_nothing(
+    config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Iterable
+
+    from vtp import routes
+    from vtp.app import create_app
+
+    original = routes.route_tables
+
+    @authenticated
+    async def undeclared(request: web.Request) -> web.Response:
+        return web.Response()
+
+    def route_tables(config: Any) -> list[Iterable[web.AbstractRouteDef]]:
+        return [*original(config), [web.get("/api/v1/undeclared", undeclared)]]
+
+    monkeypatch.setattr(routes, "route_tables", route_tables)
+    with pytest.raises(RuntimeError, match=r"without an @endpoint declaration: GET /api/v1/undec"):
+        create_app(config)

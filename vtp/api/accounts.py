@@ -17,20 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import datetime
 
 from aiohttp import web
+from pydantic import Field
 
 from vtp.api.access import authenticated, principal_of, public, require_roles
-from vtp.api.body import read_json
+from vtp.api.endpoint import ReadBody, endpoint
 from vtp.api.errors import ApiError, conflict, not_found, unauthorized
-from vtp.api.schemas import (
-    ActiveChangeRequest,
-    PasswordChangeRequest,
-    PasswordResetRequest,
-    ResetByEmailRequest,
-)
-from vtp.api.session_cookie import token_response
-from vtp.api.users import path_uuid
+from vtp.api.session_cookie import TokensOut, token_response
+from vtp.api.users import UserOut, user_out
+from vtp.api.validation import Body, Out, path_uuid
 from vtp.appkeys import CONFIG, DB, HASHER, REDIS, TOKENS
 from vtp.auth.passwords import PasswordPolicyError, check_password_policy
 from vtp.auth.ratelimit import RateLimiter
@@ -41,6 +38,35 @@ from vtp.mail import MAILER
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+
+# --- requests and answers --------------------------------------------------------------
+class PasswordChangeRequest(Body):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
+
+class ActiveChangeRequest(Body):
+    is_active: bool
+
+
+class ResetByEmailRequest(Body):
+    email: str = Field(min_length=1, max_length=254)
+
+
+class PasswordResetRequest(Body):
+    token: str = Field(min_length=16, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
+
+class ResetLinkOut(Out):
+    reset_url: str
+    expires_at: datetime
+
+
+class NoticeOut(Out):
+    message: str
+
 
 # E-mailed links per account per hour: more are not sent (and nobody is told).
 _EMAILS_PER_ACCOUNT = 3
@@ -77,13 +103,16 @@ def _reset_link(request: web.Request, token: str) -> str:
 
 @routes.post("/api/v1/users/me/password")
 @authenticated
-async def change_password(request: web.Request) -> web.Response:
+@endpoint(body=PasswordChangeRequest, returns=TokensOut, errors=(403, 422, 429))
+async def change_password(
+    request: web.Request, read_body: ReadBody[PasswordChangeRequest]
+) -> web.Response:
     """Change the caller's password (the current one is required).
 
     Every token the user holds is revoked, in every browser and client; the answer has
     a fresh pair for this one (a browser session gets the refresh token as its cookie)."""
     principal = principal_of(request)
-    body = await read_json(request, PasswordChangeRequest)
+    body = await read_body()
     app = request.app
     user = await users.get_user(app[DB], principal.user_id)
     if user is None or not user.is_active:
@@ -116,18 +145,19 @@ async def change_password(request: web.Request) -> web.Response:
     service = app[TOKENS]
     await revoke_all_tokens(service, user.id)
     log.info("password changed", extra={"user_id": str(user.id)})
-    return token_response(request, service.issue(user.id, user.role), {"user": user.to_json()})
+    return token_response(request, service.issue(user.id, user.role), user)
 
 
 @routes.patch("/api/v1/users/{user_id}/active")
 @require_roles("admin")
-async def set_active(request: web.Request) -> web.Response:
+@endpoint(body=ActiveChangeRequest, returns=UserOut, errors=(404, 409))
+async def set_active(request: web.Request, read_body: ReadBody[ActiveChangeRequest]) -> Out:
     """Disable (`{"is_active": false}`) or re-enable an account.
 
     A disabled account cannot sign in or refresh, and every token it holds is revoked
     at once (its open sockets close)."""
     user_id = path_uuid(request, "user_id")
-    body = await read_json(request, ActiveChangeRequest)
+    body = await read_body()
     admin = principal_of(request)
     if user_id == admin.user_id and not body.is_active:
         raise conflict("self_disable_guard", "an admin cannot disable their own account")
@@ -141,12 +171,13 @@ async def set_active(request: web.Request) -> web.Response:
         "enabled" if body.is_active else "disabled",
         extra={"user_id": str(user_id), "by": str(admin.user_id)},
     )
-    return web.json_response(user.to_json())
+    return user_out(user)
 
 
 @routes.post("/api/v1/users/{user_id}/password-reset")
 @require_roles("admin")
-async def issue_reset_link(request: web.Request) -> web.Response:
+@endpoint(returns=ResetLinkOut, status=201, errors=(400, 404, 409))
+async def issue_reset_link(request: web.Request) -> Out:
     """Issue a one-time password-reset link for a user (no e-mail needed).
 
     Hand the link to the user; it works once, until `expires_at`."""
@@ -164,15 +195,15 @@ async def issue_reset_link(request: web.Request) -> web.Response:
         created_by=admin.user_id,
     )
     log.info("reset link issued", extra={"user_id": str(user_id), "by": str(admin.user_id)})
-    return web.json_response(
-        {"reset_url": _reset_link(request, token), "expires_at": expires_at.isoformat()},
-        status=201,
-    )
+    return ResetLinkOut(reset_url=_reset_link(request, token), expires_at=expires_at)
 
 
 @routes.post("/api/v1/auth/password-reset/request")
 @public
-async def request_reset_email(request: web.Request) -> web.Response:
+@endpoint(body=ResetByEmailRequest, returns=NoticeOut, status=202, errors=(429, 503))
+async def request_reset_email(
+    request: web.Request, read_body: ReadBody[ResetByEmailRequest]
+) -> Out:
     """E-mail a one-time reset link to an account's address (needs VTP_SMTP_HOST).
 
     The answer is the same whether or not the address has an account."""
@@ -185,7 +216,7 @@ async def request_reset_email(request: web.Request) -> web.Response:
             "email_not_configured",
             "this server sends no e-mail; ask an administrator for a reset link",
         )
-    body = await read_json(request, ResetByEmailRequest)
+    body = await read_body()
     by_address = await RateLimiter(app[REDIS], "reset-address").hit(
         client_address(request), limit=config.login_ip_max_attempts, window_s=config.login_window_s
     )
@@ -218,17 +249,18 @@ async def request_reset_email(request: web.Request) -> web.Response:
                 f"{_reset_link(request, token)}\n\n"
                 "If you did not ask for it, ignore this message: your password stays as it is.\n",
             )
-    return web.json_response(
-        {"message": "if an account has this address, a reset link is on its way"}, status=202
-    )
+    return NoticeOut(message="if an account has this address, a reset link is on its way")
 
 
 @routes.post("/api/v1/auth/password-reset")
 @public
-async def reset_password(request: web.Request) -> web.Response:
+@endpoint(body=PasswordResetRequest, status=204, errors=(422,))
+async def reset_password(
+    request: web.Request, read_body: ReadBody[PasswordResetRequest]
+) -> web.Response:
     """Set a new password with a reset link's token (once; every session is signed out)."""
     app = request.app
-    body = await read_json(request, PasswordResetRequest)
+    body = await read_body()
     invalid = ApiError(
         400,
         "invalid_reset_token",

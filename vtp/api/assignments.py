@@ -12,7 +12,6 @@ from aiohttp import web
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from vtp.api.access import authenticated
-from vtp.api.body import read_json
 from vtp.api.course_access import (
     MEMBERS,
     STAFF,
@@ -23,17 +22,29 @@ from vtp.api.course_access import (
     require_course_role,
     who,
 )
-from vtp.api.domain_schema import Body, field_error, refuse_nulls
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import conflict, not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import AssignmentOut, returns
 from vtp.api.uploads import EXPECTED, MAX_UPLOAD_BYTES
-from vtp.api.users import path_uuid
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    field_error,
+    page,
+    path_uuid,
+    refuse_nulls,
+    shaped,
+)
 from vtp.appkeys import DB
 from vtp.db import assignments as db
+from vtp.db import models
 from vtp.db.models import Assignment
 
 routes = web.RouteTableDef()
+
 
 Extension = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,10}$")]
 Points = Annotated[Decimal, Field(ge=0, le=100_000, max_digits=8, decimal_places=2)]
@@ -96,10 +107,11 @@ class AssignmentListQuery(ListQuery):
     due_before: AwareDatetime | None = None
 
 
-def assignment_json(assignment: Assignment) -> dict[str, Any]:
-    data = assignment.to_json()
-    data["points_possible"] = float(assignment.points_possible)
-    return data
+AssignmentOut = derive("AssignmentOut", models.Assignment, replace={"points_possible": float})
+
+
+def assignment_out(assignment: Assignment) -> Out:
+    return shaped(AssignmentOut, assignment)
 
 
 async def load_assignment(
@@ -133,32 +145,34 @@ async def _check_lesson(request: web.Request, course_id: uuid.UUID, lesson_id: u
 @routes.post("/api/v1/courses/{course_id}/assignments")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(AssignmentOut)
-async def create_assignment(request: web.Request) -> web.Response:
+@endpoint(body=AssignmentCreate, returns=AssignmentOut, status=201, errors=(403, 404, 409))
+async def create_assignment(request: web.Request, read_body: ReadBody[AssignmentCreate]) -> Out:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, STAFF, write=True)
-    body = await read_json(request, AssignmentCreate)
+    body = await read_body()
     if body.lesson_id is not None:
         await _check_lesson(request, course_id, body.lesson_id)
     with referenced_rows_exist(field_error("lesson_id", "no such lesson in this course")):
         assignment = await db.create_assignment(
             request.app[DB], course_id, access.user_id, body.model_dump()
         )
-    return web.json_response(assignment_json(assignment), status=201)
+    return assignment_out(assignment)
 
 
 @routes.get("/api/v1/courses/{course_id}/assignments")
 @authenticated
 @who("members of the course (drafts: staff only)")
-@returns(AssignmentOut, many=True)
-async def list_assignments(request: web.Request) -> web.Response:
+@endpoint(query=AssignmentListQuery, returns=AssignmentOut, many=True, errors=(403, 404, 409))
+async def list_assignments(
+    request: web.Request, read_query: ReadQuery[AssignmentListQuery]
+) -> Page:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
-    query = parse_query(request, AssignmentListQuery)
+    query = read_query()
     status = query.status
     if not access.is_staff:
         if status == "draft":
-            return web.json_response({"items": [], "next_cursor": None})
+            return Page([], None)
         status = "published"
     rows = await db.list_assignments(
         request.app[DB],
@@ -169,25 +183,25 @@ async def list_assignments(request: web.Request) -> web.Response:
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(page(rows, query.limit, assignment_json))
+    return page(rows, query.limit, assignment_out)
 
 
 @routes.get("/api/v1/assignments/{assignment_id}")
 @authenticated
 @who("members of the course (drafts: staff only)")
-@returns(AssignmentOut)
-async def get_assignment(request: web.Request) -> web.Response:
+@endpoint(returns=AssignmentOut, errors=(400, 403, 404, 409))
+async def get_assignment(request: web.Request) -> Out:
     assignment, _ = await load_assignment(request, MEMBERS)
-    return web.json_response(assignment_json(assignment))
+    return assignment_out(assignment)
 
 
 @routes.patch("/api/v1/assignments/{assignment_id}")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(AssignmentOut)
-async def update_assignment(request: web.Request) -> web.Response:
+@endpoint(body=AssignmentUpdate, returns=AssignmentOut, errors=(403, 404, 409))
+async def update_assignment(request: web.Request, read_body: ReadBody[AssignmentUpdate]) -> Out:
     assignment, _ = await load_assignment(request, STAFF, write=True)
-    body = await read_json(request, AssignmentUpdate)
+    body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     refuse_nulls(changes, NOT_NULL)
     merged: dict[str, datetime | None] = {
@@ -202,12 +216,13 @@ async def update_assignment(request: web.Request) -> web.Response:
         updated = await db.update_assignment(request.app[DB], assignment.id, changes)
     if updated is None:
         raise not_found("no such assignment")
-    return web.json_response(assignment_json(updated))
+    return assignment_out(updated)
 
 
 @routes.delete("/api/v1/assignments/{assignment_id}")
 @authenticated
 @who("the course's teachers and TAs")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def delete_assignment(request: web.Request) -> web.Response:
     assignment, _ = await load_assignment(request, STAFF, write=True)
     if not await db.delete_assignment_without_submissions(request.app[DB], assignment.id):

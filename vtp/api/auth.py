@@ -6,12 +6,13 @@ import logging
 import uuid
 
 from aiohttp import web
+from pydantic import EmailStr, Field
 
 from vtp.api.access import authenticated, principal_of, public
-from vtp.api.body import read_json
+from vtp.api.endpoint import ReadBody, endpoint
 from vtp.api.errors import ApiError, conflict, unauthorized
-from vtp.api.schemas import LoginRequest, RefreshRequest, RegisterRequest
-from vtp.api.session_cookie import clear_cookie, cookie_token, token_response
+from vtp.api.session_cookie import TokensOut, clear_cookie, cookie_token, token_response
+from vtp.api.validation import Body
 from vtp.appkeys import (
     CONFIG,
     DB,
@@ -30,6 +31,23 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
+# --- requests --------------------------------------------------------------------------
+class RegisterRequest(Body):
+    email: EmailStr = Field(max_length=254)
+    password: str = Field(min_length=1, max_length=200)
+    display_name: str = Field(min_length=1, max_length=120)
+
+
+class LoginRequest(Body):
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class RefreshRequest(Body):
+    # Absent: a browser session's refresh token comes from its cookie.
+    refresh_token: str | None = Field(default=None, min_length=1, max_length=4096)
+
+
 def _too_many(retry_after: int, what: str, doing: str = "login attempts") -> ApiError:
     return ApiError(
         429,
@@ -42,9 +60,10 @@ def _too_many(retry_after: int, what: str, doing: str = "login attempts") -> Api
 
 @routes.post("/api/v1/auth/register")
 @public
-async def register(request: web.Request) -> web.Response:
+@endpoint(body=RegisterRequest, returns=TokensOut, status=201, errors=(409, 422, 429))
+async def register(request: web.Request, read_body: ReadBody[RegisterRequest]) -> web.Response:
     config = request.app[CONFIG]
-    body = await read_json(request, RegisterRequest)
+    body = await read_body()
     # counted before the bcrypt hash, the cost an address must not multiply
     by_address = await request.app[REGISTER_LIMIT_ADDRESS].hit(
         client_address(request),
@@ -73,14 +92,15 @@ async def register(request: web.Request) -> web.Response:
         raise conflict("email_taken", "an account with this e-mail already exists") from exc
     log.info("user registered", extra={"user_id": str(user.id)})
     tokens = request.app[TOKENS].issue(user.id, user.role)
-    return token_response(request, tokens, {"user": user.to_json()}, status=201)
+    return token_response(request, tokens, user, status=201)
 
 
 @routes.post("/api/v1/auth/login")
 @public
-async def login(request: web.Request) -> web.Response:
+@endpoint(body=LoginRequest, returns=TokensOut, errors=(401, 429))
+async def login(request: web.Request, read_body: ReadBody[LoginRequest]) -> web.Response:
     config = request.app[CONFIG]
-    body = await read_json(request, LoginRequest)
+    body = await read_body()
     account = body.email.strip().casefold()
     by_address = await request.app[LOGIN_LIMIT_ADDRESS].hit(
         client_address(request),
@@ -112,18 +132,19 @@ async def login(request: web.Request) -> web.Response:
     await users.record_login(request.app[DB], creds.user.id)
     tokens = request.app[TOKENS].issue(creds.user.id, creds.user.role)
     log.info("user logged in", extra={"user_id": str(creds.user.id)})
-    return token_response(request, tokens, {"user": creds.user.to_json()})
+    return token_response(request, tokens, creds.user)
 
 
 @routes.post("/api/v1/auth/refresh")
 @public
-async def refresh(request: web.Request) -> web.Response:
+@endpoint(body=RefreshRequest, optional_body=True, returns=TokensOut, errors=(401, 403))
+async def refresh(request: web.Request, read_body: ReadBody[RefreshRequest]) -> web.Response:
     """Trade a refresh token for a new pair (the old one is spent).
 
     API clients send `{"refresh_token": ...}`. A browser session sends an empty body, the
     `vtp_refresh` cookie and the header `X-VTP-Session: cookie` (its CSRF check; 403
     `csrf_check_failed` without it), and gets the new refresh token as the cookie."""
-    body = await read_json(request, RefreshRequest, optional=True)
+    body = await read_body()
     refresh_token = body.refresh_token or cookie_token(request)
     if refresh_token is None:
         raise unauthorized("not_authenticated", "send a refresh token or the session cookie")
@@ -150,6 +171,7 @@ def _subject(claims: dict[str, object]) -> uuid.UUID:
 
 @routes.post("/api/v1/auth/logout")
 @authenticated
+@endpoint(status=204)
 async def logout(request: web.Request) -> web.Response:
     principal = principal_of(request)
     service = request.app[TOKENS]

@@ -26,23 +26,32 @@ from aiohttp import web
 from pydantic import Field, ValidationError, field_validator
 
 from vtp.api.access import authenticated
-from vtp.api.body import read_json
 from vtp.api.course_access import MEMBERS, PARTICIPANTS, CourseAccess, require_course_role, who
-from vtp.api.domain_schema import Body
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import MessageOut, returns
 from vtp.api.sessions import load_session, refuse_removed
-from vtp.api.users import path_uuid
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    page,
+    path_uuid,
+    shaped,
+)
 from vtp.appkeys import CHAT_LIMIT_USER, CONFIG, DB
 from vtp.auth.principal import Principal
 from vtp.db import chat as db
+from vtp.db import models
 from vtp.db import sessions as sessions_db
 from vtp.db.models import Chat
 from vtp.events import hooks
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
 
 MAX_MESSAGE = 4000
 ChatHook = Callable[[dict[str, Any]], Awaitable[None]]
@@ -60,12 +69,23 @@ class MessageBody(Body):
         return value
 
 
-def message_json(msg: Chat, author_name: str | None = None) -> dict[str, Any]:
-    data = msg.to_json()
-    if msg.deleted_at is not None:
-        data["body"] = None
-    data["author_name"] = author_name
-    return data
+MessageOut = derive(
+    "MessageOut",
+    models.Chat,
+    replace={"body": str | None},
+    add={"author_name": (str | None, ...)},
+)
+
+
+def message_out(msg: Chat, author_name: str | None = None) -> Out:
+    """A message as members see it: a deleted message keeps its place, not its text."""
+    body = None if msg.deleted_at is not None else msg.body
+    return shaped(MessageOut, msg, body=body, author_name=author_name)
+
+
+def message_json(msg: Chat) -> dict[str, Any]:
+    """A message for the chat hooks and the room (live delivery, not an HTTP answer)."""
+    return message_out(msg).model_dump(mode="json", exclude_unset=True)
 
 
 async def _announce(request: web.Request, kind: str, msg: Chat) -> None:
@@ -109,22 +129,22 @@ async def _chat_allowance(request: web.Request, user_id: uuid.UUID) -> None:
         )
 
 
-def _history(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
+def _history(rows: list[asyncpg.Record], limit: int) -> Page:
     return page(
         rows,
         limit,
-        lambda r: message_json(Chat.from_record(r), r["author_name"]),
+        lambda r: message_out(Chat.from_record(r), r["author_name"]),
     )
 
 
 @routes.get("/api/v1/courses/{course_id}/chat")
 @authenticated
 @who("members of the course")
-@returns(MessageOut, many=True)
-async def course_history(request: web.Request) -> web.Response:
+@endpoint(query=ListQuery, returns=MessageOut, many=True, errors=(403, 404, 409))
+async def course_history(request: web.Request, read_query: ReadQuery[ListQuery]) -> Page:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, MEMBERS)
-    query = parse_query(request, ListQuery)
+    query = read_query()
     rows = await db.history(
         request.app[DB],
         course_id=course_id,
@@ -132,32 +152,32 @@ async def course_history(request: web.Request) -> web.Response:
         before=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(_history(rows, query.limit))
+    return _history(rows, query.limit)
 
 
 @routes.post("/api/v1/courses/{course_id}/chat")
 @authenticated
 @who("teachers, TAs and students of the course")
-@returns(MessageOut)
-async def course_post(request: web.Request) -> web.Response:
+@endpoint(body=MessageBody, returns=MessageOut, status=201, errors=(403, 404, 409, 429))
+async def course_post(request: web.Request, read_body: ReadBody[MessageBody]) -> Out:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, PARTICIPANTS, write=True)
-    body = await read_json(request, MessageBody)
+    body = await read_body()
     await _chat_allowance(request, access.user_id)
     msg = await db.post(request.app[DB], course_id, None, access.user_id, body.body)
     hooks.chat_posted(request.app, msg)
     await _announce(request, "chat.created", msg)
-    return web.json_response(message_json(msg), status=201)
+    return message_out(msg)
 
 
 @routes.get("/api/v1/sessions/{session_id}/chat")
 @authenticated
 @who("members of the course")
-@returns(MessageOut, many=True)
-async def session_history(request: web.Request) -> web.Response:
+@endpoint(query=ListQuery, returns=MessageOut, many=True, errors=(403, 404, 409))
+async def session_history(request: web.Request, read_query: ReadQuery[ListQuery]) -> Page:
     session, access = await load_session(request, MEMBERS)
     await refuse_removed(request.app, session.id, access.user_id)
-    query = parse_query(request, ListQuery)
+    query = read_query()
     rows = await db.history(
         request.app[DB],
         course_id=session.course_id,
@@ -165,24 +185,24 @@ async def session_history(request: web.Request) -> web.Response:
         before=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(_history(rows, query.limit))
+    return _history(rows, query.limit)
 
 
 @routes.post("/api/v1/sessions/{session_id}/chat")
 @authenticated
 @who("teachers, TAs and students of the course, while live")
-@returns(MessageOut)
-async def session_post(request: web.Request) -> web.Response:
+@endpoint(body=MessageBody, returns=MessageOut, status=201, errors=(403, 404, 409, 429))
+async def session_post(request: web.Request, read_body: ReadBody[MessageBody]) -> Out:
     session, access = await load_session(request, PARTICIPANTS, write=True)
     await refuse_removed(request.app, session.id, access.user_id)
-    body = await read_json(request, MessageBody)
+    body = await read_body()
     if session.status != "live":
         raise conflict("session_not_live", "room chat is open while the session is live")
     await _chat_allowance(request, access.user_id)
     msg = await db.post(request.app[DB], session.course_id, session.id, access.user_id, body.body)
     hooks.chat_posted(request.app, msg)
     await _announce(request, "chat.created", msg)
-    return web.json_response(message_json(msg), status=201)
+    return message_out(msg)
 
 
 async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
@@ -201,10 +221,10 @@ async def _load_message(request: web.Request) -> tuple[Chat, CourseAccess]:
 @routes.patch("/api/v1/chat/{message_id}")
 @authenticated
 @who("its author")
-@returns(MessageOut)
-async def edit_message(request: web.Request) -> web.Response:
+@endpoint(body=MessageBody, returns=MessageOut, errors=(403, 404, 409, 429))
+async def edit_message(request: web.Request, read_body: ReadBody[MessageBody]) -> Out:
     msg, access = await _load_message(request)
-    body = await read_json(request, MessageBody)
+    body = await read_body()
     if msg.author_id != access.user_id:
         raise forbidden("only the author may edit a message")
     await _chat_allowance(request, access.user_id)
@@ -212,12 +232,13 @@ async def edit_message(request: web.Request) -> web.Response:
     if edited is None:
         raise conflict("message_deleted", "a deleted message cannot be edited")
     await _announce(request, "chat.edited", edited)
-    return web.json_response(message_json(edited))
+    return message_out(edited)
 
 
 @routes.delete("/api/v1/chat/{message_id}")
 @authenticated
 @who("its author; the course's teachers and TAs (moderation)")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def delete_message(request: web.Request) -> web.Response:
     """The author deletes their message; teachers and TAs moderate any."""
     msg, access = await _load_message(request)

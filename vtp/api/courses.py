@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 from aiohttp import web
 from pydantic import Field, model_validator
 
 from vtp.api.access import authenticated, principal_of, require_roles
-from vtp.api.body import read_json
 from vtp.api.course_access import (
     MEMBERS,
     TEACHER,
@@ -21,15 +20,26 @@ from vtp.api.course_access import (
     require_course_role,
     who,
 )
-from vtp.api.domain_schema import Body, refuse_nulls
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint, reply
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import CourseOut, EnrollmentCodeOut, EnrollmentOut, JoinOut, returns
-from vtp.api.users import path_uuid
+from vtp.api.users import UserBrief
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    page,
+    path_uuid,
+    refuse_nulls,
+    shaped,
+)
 from vtp.appkeys import AUTHORITY, DB, REDIS
 from vtp.auth.authority import AuthorityChange
 from vtp.auth.ratelimit import RateLimiter
 from vtp.db import courses as db
+from vtp.db import models
 from vtp.db.models import Course, CourseEnrollment
 from vtp.events import hooks
 
@@ -92,27 +102,44 @@ class RosterQuery(ListQuery):
     status: Literal["active", "dropped", "removed", "requested"] | None = None
 
 
-# --- rendering ---------------------------------------------------------------------------
-def course_json(course: Course, my_role: str | None, *, staff: bool) -> dict[str, Any]:
-    data = course.to_json()
-    if not staff:
-        data.pop("enrollment_code")
-    data["my_role"] = my_role
-    return data
+# --- answers ---------------------------------------------------------------------------
+CourseOut = derive(
+    "CourseOut",
+    models.Course,
+    optional=("enrollment_code",),  # staff only
+    add={"my_role": (CourseRole | None, ...)},
+)
+EnrollmentOut = derive(
+    "EnrollmentOut", models.CourseEnrollment, add={"user": (UserBrief | None, None)}
+)
 
 
-def access_json(access: CourseAccess) -> dict[str, Any]:
-    return course_json(access.course, access.role, staff=access.is_staff)
+class JoinOut(Out):
+    course: CourseOut  # type: ignore[valid-type]
+    enrollment: EnrollmentOut  # type: ignore[valid-type]
 
 
-def enrollment_json(row: CourseEnrollment | asyncpg.Record, *, staff: bool) -> dict[str, Any]:
-    if isinstance(row, CourseEnrollment):
-        return row.to_json()
-    data = CourseEnrollment.from_record(row).to_json()
-    data["user"] = {"id": str(row["user_id"]), "display_name": row["display_name"]}
-    if staff:
-        data["user"]["email"] = row["email"]
-    return data
+class EnrollmentCodeOut(Out):
+    enrollment_code: str
+
+
+def course_out(course: Course, my_role: str | None, *, staff: bool) -> Out:
+    return shaped(CourseOut, course, hide=() if staff else ("enrollment_code",), my_role=my_role)
+
+
+def access_out(access: CourseAccess) -> Out:
+    return course_out(access.course, access.role, staff=access.is_staff)
+
+
+def enrollment_out(enrollment: CourseEnrollment) -> Out:
+    return shaped(EnrollmentOut, enrollment)
+
+
+def roster_line(row: asyncpg.Record, *, staff: bool) -> Out:
+    """An enrollment with its member's name (and e-mail address, for staff)."""
+    email = {"email": row["email"]} if staff else {}
+    user = UserBrief(id=row["user_id"], display_name=row["display_name"], **email)
+    return shaped(EnrollmentOut, CourseEnrollment.from_record(row), user=user)
 
 
 def course_id_of(request: web.Request) -> uuid.UUID:
@@ -123,9 +150,9 @@ def course_id_of(request: web.Request) -> uuid.UUID:
 @routes.post("/api/v1/courses")
 @require_roles("teacher", "admin")
 @who("site teachers and admins; the caller becomes the owner (a teacher)")
-@returns(CourseOut)
-async def create_course(request: web.Request) -> web.Response:
-    body = await read_json(request, CourseCreate)
+@endpoint(body=CourseCreate, returns=CourseOut, status=201, errors=(409,))
+async def create_course(request: web.Request, read_body: ReadBody[CourseCreate]) -> Out:
+    body = await read_body()
     principal = principal_of(request)
     async with request.app[DB].acquire() as conn, conn.transaction():
         try:
@@ -142,15 +169,15 @@ async def create_course(request: web.Request) -> web.Response:
             raise conflict("course_code_taken", "another course has this code") from exc
         except db.EnrollmentCodeTaken as exc:
             raise conflict("enrollment_code_taken", "choose another enrollment code") from exc
-    return web.json_response(course_json(course, "teacher", staff=True), status=201)
+    return course_out(course, "teacher", staff=True)
 
 
 @routes.get("/api/v1/courses")
 @authenticated
 @who("any signed-in user; scope=all is for admins")
-@returns(CourseOut, many=True)
-async def list_courses(request: web.Request) -> web.Response:
-    query = parse_query(request, CourseListQuery)
+@endpoint(query=CourseListQuery, returns=CourseOut, many=True, errors=(403,))
+async def list_courses(request: web.Request, read_query: ReadQuery[CourseListQuery]) -> Page:
+    query = read_query()
     principal = principal_of(request)
     if query.scope == "all" and principal.role != "admin":
         raise forbidden("only admins may list every course")
@@ -164,16 +191,14 @@ async def list_courses(request: web.Request) -> web.Response:
         limit=query.limit,
     )
     admin = principal.role == "admin"
-    return web.json_response(
-        page(
-            rows,
-            query.limit,
-            lambda r: course_json(
-                Course.from_record(r),
-                r["my_role"],
-                staff=admin or r["my_role"] in ("teacher", "ta"),
-            ),
-        )
+    return page(
+        rows,
+        query.limit,
+        lambda r: course_out(
+            Course.from_record(r),
+            r["my_role"],
+            staff=admin or r["my_role"] in ("teacher", "ta"),
+        ),
     )
 
 
@@ -183,23 +208,23 @@ async def list_courses(request: web.Request) -> web.Response:
     "members of the course; anyone signed in for an active course (catalogue); "
     "the enrollment code is shown to staff only"
 )
-@returns(CourseOut)
-async def get_course(request: web.Request) -> web.Response:
+@endpoint(returns=CourseOut, errors=(400, 404))
+async def get_course(request: web.Request) -> Out:
     access = await load_course_access(request.app[DB], principal_of(request), course_id_of(request))
     # Members see their course; anyone signed in sees an active course (the catalogue).
     if access is None or not (access.is_member or access.course.status == "active"):
         raise not_found("no such course")
-    return web.json_response(access_json(access))
+    return access_out(access)
 
 
 @routes.patch("/api/v1/courses/{course_id}")
 @authenticated
 @who("the course's teachers")
-@returns(CourseOut)
-async def update_course(request: web.Request) -> web.Response:
+@endpoint(body=CourseUpdate, returns=CourseOut, errors=(403, 404, 409))
+async def update_course(request: web.Request, read_body: ReadBody[CourseUpdate]) -> Out:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER)
-    body = await read_json(request, CourseUpdate)
+    body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     refuse_nulls(changes, ("code", "title", "description", "status"))
     try:
@@ -212,27 +237,27 @@ async def update_course(request: web.Request) -> web.Response:
         raise not_found("no such course")
     access = await load_course_access(request.app[DB], principal_of(request), course_id)
     assert access is not None
-    return web.json_response(access_json(access))
+    return access_out(access)
 
 
 @routes.post("/api/v1/courses/{course_id}/archive")
 @authenticated
 @who("the course's teachers")
-@returns(CourseOut)
-async def archive_course(request: web.Request) -> web.Response:
+@endpoint(returns=CourseOut, errors=(400, 403, 404, 409))
+async def archive_course(request: web.Request) -> Out:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, TEACHER)
     await db.update_course(request.app[DB], course_id, {"status": "archived"})
     fresh = await load_course_access(request.app[DB], access.principal, course_id)
     assert fresh is not None
-    return web.json_response(access_json(fresh))
+    return access_out(fresh)
 
 
 @routes.post("/api/v1/courses/{course_id}/enrollment-code")
 @authenticated
 @who("the course's teachers")
-@returns(EnrollmentCodeOut)
-async def new_enrollment_code(request: web.Request) -> web.Response:
+@endpoint(returns=EnrollmentCodeOut, errors=(400, 403, 404, 409, 503))
+async def new_enrollment_code(request: web.Request) -> Out:
     """Generate a fresh self-enrolment code (the old one stops working)."""
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER, write=True)
@@ -242,7 +267,7 @@ async def new_enrollment_code(request: web.Request) -> web.Response:
             await db.update_course(request.app[DB], course_id, {"enrollment_code": code})
         except db.EnrollmentCodeTaken:
             continue
-        return web.json_response({"enrollment_code": code})
+        return EnrollmentCodeOut(enrollment_code=code)
     raise ApiError(503, "unavailable", "could not generate a unique code; try again")
 
 
@@ -264,9 +289,9 @@ def _too_many_codes(retry_after: int) -> ApiError:
 @routes.post("/api/v1/enrollments/join")
 @authenticated
 @who("any signed-in user holding the course's enrollment code")
-@returns(JoinOut)
-async def join_course(request: web.Request) -> web.Response:
-    body = await read_json(request, JoinRequest)
+@endpoint(body=JoinRequest, returns=JoinOut, status=(201, 202), errors=(404, 409, 429))
+async def join_course(request: web.Request, read_body: ReadBody[JoinRequest]) -> Out | web.Response:
+    body = await read_body()
     principal = principal_of(request)
     pool = request.app[DB]
     # Wrong codes are counted per user, so codes cannot be guessed by trying many.
@@ -291,32 +316,26 @@ async def join_course(request: web.Request) -> web.Response:
         hooks.enrollment_changed(request.app, enrollment)
     if enrollment.status == "requested":
         # A teacher removed this user: the code alone does not bring them back.
-        return web.json_response(
-            {
-                "course": course_json(course, None, staff=False),
-                "enrollment": enrollment.to_json(),
-            },
-            status=202,
+        answer = JoinOut(
+            course=course_out(course, None, staff=False), enrollment=enrollment_out(enrollment)
         )
+        return reply(answer, 202)
     if not changed:
         raise conflict("already_enrolled", "you are already enrolled in this course")
-    return web.json_response(
-        {
-            "course": course_json(course, enrollment.role, staff=False),
-            "enrollment": enrollment.to_json(),
-        },
-        status=201,
+    return JoinOut(
+        course=course_out(course, enrollment.role, staff=False),
+        enrollment=enrollment_out(enrollment),
     )
 
 
 @routes.get("/api/v1/courses/{course_id}/enrollments")
 @authenticated
 @who("members of the course (students and observers see active members without e-mail addresses)")
-@returns(EnrollmentOut, many=True)
-async def list_enrollments(request: web.Request) -> web.Response:
+@endpoint(query=RosterQuery, returns=EnrollmentOut, many=True, errors=(403, 404, 409))
+async def list_enrollments(request: web.Request, read_query: ReadQuery[RosterQuery]) -> Page:
     course_id = course_id_of(request)
     access = await require_course_role(request, course_id, MEMBERS)
-    query = parse_query(request, RosterQuery)
+    query = read_query()
     status = query.status
     if not access.is_staff:
         # Students and observers see who is in the course, not who left it.
@@ -332,23 +351,21 @@ async def list_enrollments(request: web.Request) -> web.Response:
         limit=query.limit,
     )
     staff = access.is_staff
-    return web.json_response(
-        page(
-            rows,
-            query.limit,
-            lambda r: enrollment_json(r, staff=staff),
-        )
+    return page(
+        rows,
+        query.limit,
+        lambda r: roster_line(r, staff=staff),
     )
 
 
 @routes.post("/api/v1/courses/{course_id}/enrollments")
 @authenticated
 @who("the course's teachers")
-@returns(EnrollmentOut)
-async def enroll_user(request: web.Request) -> web.Response:
+@endpoint(body=EnrollRequest, returns=EnrollmentOut, status=201, errors=(403, 404, 409, 422))
+async def enroll_user(request: web.Request, read_body: ReadBody[EnrollRequest]) -> Out:
     course_id = course_id_of(request)
     await require_course_role(request, course_id, TEACHER, write=True)
-    body = await read_json(request, EnrollRequest)
+    body = await read_body()
     async with request.app[DB].acquire() as conn, conn.transaction():
         if body.user_id is not None:
             user = await conn.fetchrow(
@@ -372,18 +389,18 @@ async def enroll_user(request: web.Request) -> web.Response:
     if not changed:
         raise conflict("already_enrolled", "this user is already enrolled")
     hooks.enrollment_changed(request.app, enrollment, "enrolled")
-    return web.json_response(enrollment.to_json(), status=201)
+    return enrollment_out(enrollment)
 
 
 @routes.patch("/api/v1/courses/{course_id}/enrollments/{user_id}")
 @authenticated
 @who("the course's teachers")
-@returns(EnrollmentOut)
-async def change_enrollment(request: web.Request) -> web.Response:
+@endpoint(body=EnrollmentUpdate, returns=EnrollmentOut, errors=(403, 404, 409))
+async def change_enrollment(request: web.Request, read_body: ReadBody[EnrollmentUpdate]) -> Out:
     course_id = course_id_of(request)
     user_id = path_uuid(request, "user_id")
     access = await require_course_role(request, course_id, TEACHER, write=True)
-    body = await read_json(request, EnrollmentUpdate)
+    body = await read_body()
     if user_id == access.course.owner_id:
         raise conflict("course_owner", "the owner's role cannot be changed")
     enrollment = await db.set_enrollment(
@@ -396,12 +413,13 @@ async def change_enrollment(request: web.Request) -> web.Response:
     await request.app[AUTHORITY].publish(
         AuthorityChange("course role changed", user_id=user_id, course_id=course_id)
     )
-    return web.json_response(enrollment.to_json())
+    return enrollment_out(enrollment)
 
 
 @routes.delete("/api/v1/courses/{course_id}/enrollments/{user_id}")
 @authenticated
 @who("the course's teachers; any member for themself")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def unenroll(request: web.Request) -> web.Response:
     """Drop an enrollment: a member may leave (``dropped``: the enrolment code brings them
     back); a teacher removes anyone (``removed``: coming back with the code only makes a

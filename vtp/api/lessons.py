@@ -10,7 +10,6 @@ from aiohttp import web
 from pydantic import Field
 
 from vtp.api.access import authenticated
-from vtp.api.body import read_json
 from vtp.api.course_access import (
     MEMBERS,
     STAFF,
@@ -20,25 +19,26 @@ from vtp.api.course_access import (
     require_course_role,
     who,
 )
-from vtp.api.domain_schema import Body, Query, refuse_nulls
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import conflict, not_found
-from vtp.api.query import parse_query
-from vtp.api.responses import FileOut, LessonOut, returns
 from vtp.api.uploads import (
     MAX_UPLOAD_BYTES,
+    FileOut,
     delete_quietly,
     download,
-    public_file,
+    file_out,
     receive_file,
     store_put,
 )
-from vtp.api.users import path_uuid
+from vtp.api.validation import Body, Out, Page, Query, derive, path_uuid, refuse_nulls, shaped
 from vtp.appkeys import DB, STORE
 from vtp.db import lessons as db
+from vtp.db import models
 from vtp.db.models import Lesson
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
 
 MAX_CONTENT = 200_000
 MAX_ATTACHMENTS = 20
@@ -67,10 +67,11 @@ class LessonListQuery(Query):
     status: Literal["draft", "published"] | None = None
 
 
-def lesson_json(lesson: Lesson) -> dict[str, Any]:
-    data = lesson.to_json()
-    data["attachments"] = [public_file(a) for a in lesson.attachments]
-    return data
+LessonOut = derive("LessonOut", models.Lesson, replace={"attachments": list[FileOut]})
+
+
+def lesson_out(lesson: Lesson) -> Out:
+    return shaped(LessonOut, lesson, attachments=[file_out(a) for a in lesson.attachments])
 
 
 async def load_lesson(
@@ -88,11 +89,11 @@ async def load_lesson(
 @routes.post("/api/v1/courses/{course_id}/lessons")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(LessonOut)
-async def create_lesson(request: web.Request) -> web.Response:
+@endpoint(body=LessonCreate, returns=LessonOut, status=201, errors=(403, 404, 409))
+async def create_lesson(request: web.Request, read_body: ReadBody[LessonCreate]) -> Out:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF, write=True)
-    body = await read_json(request, LessonCreate)
+    body = await read_body()
     async with request.app[DB].acquire() as conn, conn.transaction():
         if await db.count(conn, course_id) >= MAX_LESSONS:
             raise conflict("too_many_lessons", f"a course holds at most {MAX_LESSONS} lessons")
@@ -104,20 +105,20 @@ async def create_lesson(request: web.Request) -> web.Response:
             content_md=body.content_md,
             status=body.status,
         )
-    return web.json_response(lesson_json(lesson), status=201)
+    return lesson_out(lesson)
 
 
 @routes.get("/api/v1/courses/{course_id}/lessons")
 @authenticated
 @who("members of the course (drafts: staff only)")
-@returns(LessonOut, many=True)
-async def list_lessons(request: web.Request) -> web.Response:
+@endpoint(query=LessonListQuery, returns=LessonOut, many=True, errors=(403, 404, 409))
+async def list_lessons(request: web.Request, read_query: ReadQuery[LessonListQuery]) -> Page:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
-    query = parse_query(request, LessonListQuery)
+    query = read_query()
     status = query.status if access.is_staff else "published"
     if not access.is_staff and query.status == "draft":
-        return web.json_response({"items": [], "next_cursor": None})
+        return Page([], None)
     rows = await db.list_lessons(
         request.app[DB],
         course_id,
@@ -127,30 +128,27 @@ async def list_lessons(request: web.Request) -> web.Response:
     )
     more = len(rows) > query.limit
     shown = rows[: query.limit]
-    return web.json_response(
-        {
-            "items": [lesson_json(lesson) for lesson in shown],
-            "next_cursor": str(shown[-1].position) if more and shown else None,
-        }
-    )
+    # Lessons page by position, not by (created_at, id).
+    next_cursor = str(shown[-1].position) if more and shown else None
+    return Page([lesson_out(lesson) for lesson in shown], next_cursor)
 
 
 @routes.get("/api/v1/lessons/{lesson_id}")
 @authenticated
 @who("members of the course (drafts: staff only)")
-@returns(LessonOut)
-async def get_lesson(request: web.Request) -> web.Response:
+@endpoint(returns=LessonOut, errors=(400, 403, 404, 409))
+async def get_lesson(request: web.Request) -> Out:
     lesson, _ = await load_lesson(request, MEMBERS)
-    return web.json_response(lesson_json(lesson))
+    return lesson_out(lesson)
 
 
 @routes.patch("/api/v1/lessons/{lesson_id}")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(LessonOut)
-async def update_lesson(request: web.Request) -> web.Response:
+@endpoint(body=LessonUpdate, returns=LessonOut, errors=(403, 404, 409))
+async def update_lesson(request: web.Request, read_body: ReadBody[LessonUpdate]) -> Out:
     lesson, _ = await load_lesson(request, STAFF, write=True)
-    body = await read_json(request, LessonUpdate)
+    body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     refuse_nulls(changes, changes)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -161,12 +159,13 @@ async def update_lesson(request: web.Request) -> web.Response:
         if current is None:
             raise not_found("no such lesson")
         updated = await db.update_lesson(conn, current, changes)
-    return web.json_response(lesson_json(updated))
+    return lesson_out(updated)
 
 
 @routes.delete("/api/v1/lessons/{lesson_id}")
 @authenticated
 @who("the course's teachers and TAs")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def delete_lesson(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     async with request.app[DB].acquire() as conn, conn.transaction():
@@ -193,8 +192,8 @@ def _find(lesson: Lesson, file_id: str) -> dict[str, Any]:
 @routes.post("/api/v1/lessons/{lesson_id}/attachments")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(FileOut)
-async def add_attachment(request: web.Request) -> web.Response:
+@endpoint(returns=FileOut, upload=True, status=201, errors=(400, 403, 404, 409, 413, 415, 503))
+async def add_attachment(request: web.Request) -> Out:
     """Attach a file: the raw body, named by ?filename=."""
     lesson, _ = await load_lesson(request, STAFF, write=True)
     if len(lesson.attachments) >= MAX_ATTACHMENTS:
@@ -213,12 +212,13 @@ async def add_attachment(request: web.Request) -> web.Response:
     except BaseException:
         await delete_quietly(request.app[STORE], meta["key"])
         raise
-    return web.json_response(public_file(meta), status=201)
+    return file_out(meta)
 
 
 @routes.get("/api/v1/lessons/{lesson_id}/attachments/{file_id}")
 @authenticated
 @who("members of the course (drafts: staff only)")
+@endpoint(media="application/octet-stream", errors=(400, 403, 404, 409, 503))
 async def get_attachment(request: web.Request) -> web.StreamResponse:
     lesson, _ = await load_lesson(request, MEMBERS)
     meta = _find(lesson, str(path_uuid(request, "file_id")))
@@ -228,6 +228,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
 @routes.delete("/api/v1/lessons/{lesson_id}/attachments/{file_id}")
 @authenticated
 @who("the course's teachers and TAs")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def delete_attachment(request: web.Request) -> web.Response:
     lesson, _ = await load_lesson(request, STAFF, write=True)
     file_id = str(path_uuid(request, "file_id"))

@@ -13,8 +13,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from vtp.api.access import require_roles
+from vtp.api.endpoint import endpoint
 from vtp.api.errors import ApiError
-from vtp.api.responses import returns
 from vtp.appkeys import NODES, PLACEMENT
 from vtp.cluster.nodes import NodeInfo
 from vtp.signalling.access import valid_room_name
@@ -34,7 +34,7 @@ class RoomNodeOut(BaseModel):
 
 @routes.get("/api/v1/admin/nodes")
 @require_roles("admin")
-@returns(NodesOut)
+@endpoint(returns=NodesOut)
 async def list_nodes(request: web.Request) -> web.Response:
     """The live nodes of the cluster, oldest first, with their load."""
     registry = request.app[NODES]
@@ -45,7 +45,7 @@ async def list_nodes(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/admin/rooms/{room}")
 @require_roles("admin")
-@returns(RoomNodeOut)
+@endpoint(returns=RoomNodeOut, errors=(400,))
 async def room_node(request: web.Request) -> web.Response:
     """Where a room lives."""
     room = request.match_info["room"]

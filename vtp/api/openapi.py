@@ -3,30 +3,22 @@
 Nothing is declared twice: for every /api route of the application the generator reads
 
 * the path and method from the router, path parameters from the `{name}` segments;
-* who may call it from the handler's access rule (`vtp.api.access`);
+* who may call it from the handler's access rule (`vtp.api.access`, `course_access.who`);
 * the summary and description from the handler's docstring;
-* the request body and query parameters from the pydantic models the handler passes to
-  `read_json(request, Model)` and `parse_query(request, Model)` (found in its source),
-  and file uploads from `receive_file(...)`;
-* the error statuses from the `ApiError(...)`s it and the functions it calls raise;
-* the success status from `status=...` in its responses (200 otherwise), CSV and file
-  downloads from `csv_response(...)` / `download(...)`, and the JSON answer's schema
-  from `@returns(Model)` (`vtp.api.responses`; tests check real answers against it).
+* the request body, query parameters, success statuses, answer model and media type,
+  and error statuses from its `@endpoint(...)` declaration (`vtp.api.endpoint`), the
+  same declaration that reads its input and serialises its answer.
 
 So a new route appears in the document by existing, and `tests/domain/test_openapi.py`
-fails if any route is missing from it.
+fails if any route is missing from it or declares nothing.
 """
 
 from __future__ import annotations
 
-import ast
-import functools
 import html
 import inspect
 import json
 import re
-import textwrap
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +26,7 @@ from pydantic import BaseModel
 
 from vtp.api.access import access_of, public
 from vtp.api.course_access import who_of
-from vtp.api.responses import returns_of
+from vtp.api.endpoint import Endpoint, endpoint, endpoint_of
 
 routes = web.RouteTableDef()
 
@@ -54,81 +46,6 @@ ERROR_SCHEMA: dict[str, Any] = {
         }
     },
 }
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerInfo:
-    body: type[BaseModel] | None
-    query: type[BaseModel] | None
-    upload: bool
-    csv: bool
-    binary: bool
-    status: int
-    other_statuses: tuple[int, ...] = ()  # more success statuses (e.g. 201 and 202)
-
-
-def _resolve(handler: Any, node: ast.expr) -> Any:
-    if isinstance(node, ast.Name):
-        return handler.__globals__.get(node.id)
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-        return getattr(handler.__globals__.get(node.value.id), node.attr, None)
-    return None
-
-
-def _call_name(node: ast.Call) -> str:
-    func = node.func
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return ""
-
-
-@functools.cache
-def handler_info(handler: Any) -> HandlerInfo:
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    upload = csv = binary = False
-    status = 200
-    statuses: set[int] = set()
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(handler)))
-    except (OSError, TypeError, SyntaxError):
-        tree = ast.Module(body=[], type_ignores=[])
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        name = _call_name(node)
-        if name in ("read_json", "parse_query") and len(node.args) >= 2:
-            model = _resolve(handler, node.args[1])
-            if isinstance(model, type) and issubclass(model, BaseModel):
-                if name == "read_json":
-                    body = model
-                else:
-                    query = model
-        elif name == "receive_file":
-            upload = True
-        elif name == "csv_response":
-            csv = True
-        elif name == "download":
-            binary = True
-        for kw in node.keywords:
-            value = kw.value.value if isinstance(kw.value, ast.Constant) else None
-            if kw.arg == "status" and isinstance(value, int) and 200 <= value < 300:
-                statuses.add(value)
-    if statuses:
-        status, *others = sorted(statuses)
-        return HandlerInfo(body, query, upload, csv, binary, status, tuple(others))
-    return HandlerInfo(body, query, upload, csv, binary, status)
-
-
-_HELPER_CODES = {
-    "bad_request": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "conflict": 409,
-}
 ERROR_TEXT = {
     400: "invalid input (the JSON error envelope names the fields)",
     401: "not signed in",
@@ -141,54 +58,19 @@ ERROR_TEXT = {
     429: "too many attempts; see Retry-After",
     503: "a backing service is unavailable",
 }
+UNDECLARED = Endpoint()
 
 
-def _called_functions(func: Any, tree: ast.AST) -> list[Any]:
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            target = _resolve(func, node.func)
-            if inspect.isfunction(target) and target.__module__.startswith("vtp."):
-                found.append(target)
-    return found
-
-
-@functools.cache
 def error_codes(handler: Any) -> frozenset[int]:
-    """The error statuses a handler can answer: `ApiError(<status>, ...)` and the
-    `not_found()`-style helpers in its body and in the vtp functions it calls (followed
-    a few levels deep), plus 413/415 for JSON bodies, plus what its access rule adds."""
-    codes: set[int] = set()
-    seen: set[Any] = set()
-    todo: list[tuple[Any, int]] = [(handler, 0)]
-    while todo:
-        func, depth = todo.pop()
-        if func in seen or depth > 5:
-            continue
-        seen.add(func)
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
-        except (OSError, TypeError, SyntaxError):
-            continue
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            name = _call_name(node)
-            if name == "ApiError" and node.args and isinstance(node.args[0], ast.Constant):
-                value = node.args[0].value
-                if isinstance(value, int):
-                    codes.add(value)
-            elif name in _HELPER_CODES:
-                codes.add(_HELPER_CODES[name])
-            elif name == "read_json":
-                codes.update((400, 413, 415))
-        todo.extend((f, depth + 1) for f in _called_functions(func, tree))
+    """The error statuses a handler can answer: those it declares, those its input
+    implies, and 401/403 from its access rule."""
+    codes = set((endpoint_of(handler) or UNDECLARED).error_statuses())
     rule = access_of(handler)
     if rule is not None and not rule.public:
         codes.add(401)
         if rule.roles is not None:
             codes.add(403)
-    return frozenset(c for c in codes if c >= 400)
+    return frozenset(codes)
 
 
 class _Schemas:
@@ -231,7 +113,7 @@ def _docstring(handler: Any) -> tuple[str, str]:
 def _operation(
     schemas: _Schemas, method: str, path: str, handler: Any
 ) -> tuple[str, dict[str, Any]]:
-    info = handler_info(handler)
+    info = endpoint_of(handler) or UNDECLARED
     rule = access_of(handler)
     summary, description = _docstring(handler)
     who = rule.describe() if rule else "unspecified"
@@ -275,7 +157,7 @@ def _operation(
         op["parameters"] = params
     if info.body is not None:
         op["requestBody"] = {
-            "required": True,
+            "required": not info.optional_body,
             "content": {"application/json": {"schema": schemas.ref(info.body)}},
         }
     if rule is not None and not rule.public:
@@ -283,20 +165,17 @@ def _operation(
     else:
         op["security"] = []
     ok: dict[str, Any] = {"description": "success"}
-    shape = returns_of(handler)
     if info.status == 204:
         pass
-    elif info.csv:
-        ok["content"] = {"text/csv": {"schema": {"type": "string"}}}
-    elif info.binary:
-        ok["content"] = {"application/octet-stream": {"schema": {}}}
-    else:
-        schema = schemas.ref(shape) if shape is not None else {}
+    elif info.media == "application/json":
+        schema = schemas.ref(info.returns) if info.returns is not None else {}
         ok["content"] = {"application/json": {"schema": schema}}
+    elif info.media == "text/csv":
+        ok["content"] = {"text/csv": {"schema": {"type": "string"}}}
+    else:
+        ok["content"] = {info.media: {"schema": {}}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    responses: dict[str, Any] = {str(info.status): ok}
-    for other in info.other_statuses:
-        responses[str(other)] = ok
+    responses: dict[str, Any] = {str(status): ok for status in info.statuses}
     for code in sorted(error_codes(handler)):
         responses[str(code)] = {"description": ERROR_TEXT.get(code, "error"), **error}
     op["responses"] = responses
@@ -338,6 +217,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
 
 @routes.get("/api/v1/openapi.json")
 @public
+@endpoint()
 async def openapi_json(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document of this API."""
     return web.json_response(build_document(request.app))
@@ -345,6 +225,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/docs")
 @public
+@endpoint(media="text/html")
 async def reference_page(request: web.Request) -> web.Response:
     """A plain HTML reference rendered from the OpenAPI document (no scripts)."""
     doc = build_document(request.app)

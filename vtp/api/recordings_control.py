@@ -19,16 +19,16 @@ import hmac
 import json
 import time
 import uuid
-from typing import Any
 
 from aiohttp import web
 
 from vtp.api.access import authenticated, principal_of, public
 from vtp.api.course_access import MEMBERS, STAFF, load_course_access
+from vtp.api.endpoint import endpoint
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
-from vtp.api.recordings import recording_json
+from vtp.api.recordings import RecordingOut, recording_out
 from vtp.api.sessions import load_session
-from vtp.api.users import path_uuid
+from vtp.api.validation import Out, path_uuid
 from vtp.appkeys import CONFIG, DB, RECORDER, STORE
 from vtp.auth.secret import load_or_create_secret
 from vtp.db import recordings as recordings_db
@@ -41,6 +41,34 @@ from vtp.storage import StorageError
 
 routes = web.RouteTableDef()
 
+
+class RecordingStateOut(Out):
+    recording: bool
+    recording_id: uuid.UUID | None
+
+
+class PlaybackFileOut(Out):
+    """A file of the recording's manifest (fields an older manifest lacks are null)."""
+
+    name: str
+    peer_id: str | None
+    label: str | None
+    kinds: list[str] | None
+    offset_ms: int | float | None
+    duration_ms: int | float | None
+    size: int | None
+    content_type: str
+    url: str
+
+
+class PlaybackOut(Out):
+    recording: RecordingOut  # type: ignore[valid-type]
+    content_type: str
+    expires_in: int
+    url: str | None
+    files: list[PlaybackFileOut]
+
+
 _SIGNING_KEY = web.AppKey("recording_media_key", bytes)
 
 
@@ -51,19 +79,23 @@ def _recorder(request: web.Request) -> Recorder:
     return recorder
 
 
-async def _recording_row(request: web.Request, recording_id: uuid.UUID) -> dict[str, Any]:
+async def _watchable(request: web.Request, recording_id: uuid.UUID) -> Out:
+    """The recording, if the caller is a member of its course and it is available."""
     row = await recordings_db.get_with_course(request.app[DB], recording_id)
     if row is None:
         raise not_found("no such recording")
     access = await load_course_access(request.app[DB], principal_of(request), row["course_id"])
     if access is None or not access.is_member:
         raise forbidden("only members of this course may watch its recordings")
-    return recording_json(row, staff=access.is_staff)
+    if row["status"] != "available":
+        raise conflict("recording_not_available", f"the recording is {row['status']}")
+    return recording_out(row, staff=access.is_staff)
 
 
 @routes.post("/api/v1/sessions/{session_id}/recording/start")
 @authenticated
-async def start_recording(request: web.Request) -> web.Response:
+@endpoint(returns=RecordingOut, status=201, errors=(400, 403, 404, 409, 503))
+async def start_recording(request: web.Request) -> Out:
     session, access = await load_session(request, STAFF, write=True)
     recorder = _recorder(request)
     if session.status != "live":
@@ -80,12 +112,13 @@ async def start_recording(request: web.Request) -> web.Response:
         raise ApiError(503, "recorder_unavailable", f"cannot record: {exc}") from exc
     row = await recordings_db.get_with_course(request.app[DB], recording_id)
     assert row is not None
-    return web.json_response(recording_json(row, staff=True), status=201)
+    return recording_out(row, staff=True)
 
 
 @routes.post("/api/v1/sessions/{session_id}/recording/stop")
 @authenticated
-async def stop_recording(request: web.Request) -> web.Response:
+@endpoint(returns=RecordingOut, errors=(400, 403, 404, 409, 503))
+async def stop_recording(request: web.Request) -> Out:
     session, _ = await load_session(request, STAFF)
     recorder = _recorder(request)
     if recorder.recording_of(session.id) is None:
@@ -98,20 +131,19 @@ async def stop_recording(request: web.Request) -> web.Response:
         raise conflict("not_recording", "the session is not being recorded") from exc
     row = await recordings_db.get_with_course(request.app[DB], recording_id)
     assert row is not None
-    return web.json_response(recording_json(row, staff=True))
+    return recording_out(row, staff=True)
 
 
 @routes.get("/api/v1/sessions/{session_id}/recording")
 @authenticated
-async def recording_state(request: web.Request) -> web.Response:
+@endpoint(returns=RecordingStateOut, errors=(400, 403, 404, 409))
+async def recording_state(request: web.Request) -> Out:
     session, _ = await load_session(request, MEMBERS)
     recorder = request.app.get(RECORDER)
     active = recorder.recording_of(session.id) if recorder is not None else None
-    return web.json_response(
-        {
-            "recording": active is not None,
-            "recording_id": str(active.recording_id) if active is not None else None,
-        }
+    return RecordingStateOut(
+        recording=active is not None,
+        recording_id=active.recording_id if active is not None else None,
     )
 
 
@@ -142,11 +174,10 @@ def _safe_name(name: str) -> bool:
 
 @routes.get("/api/v1/recordings/{recording_id}/playback")
 @authenticated
-async def playback(request: web.Request) -> web.Response:
+@endpoint(returns=PlaybackOut, errors=(400, 403, 404, 409, 503))
+async def playback(request: web.Request) -> Out:
     recording_id = path_uuid(request, "recording_id")
-    row = await _recording_row(request, recording_id)
-    if row["status"] != "available":
-        raise conflict("recording_not_available", f"the recording is {row['status']}")
+    recording = await _watchable(request, recording_id)
     _recorder(request)  # 503 when this server records nothing
     ttl = request.app[CONFIG].recording_url_ttl_s
     prefix = object_prefix(recording_id)
@@ -177,31 +208,30 @@ async def playback(request: web.Request) -> web.Response:
         if name == manifest.get("main"):
             main_url = url
         files.append(
-            {
-                "name": name,
-                "peer_id": entry.get("peer_id"),
-                "label": entry.get("label"),
-                "kinds": entry.get("kinds"),
-                "offset_ms": entry.get("offset_ms"),
-                "duration_ms": entry.get("duration_ms"),
-                "size": entry.get("size"),
-                "content_type": content_type(name),
-                "url": url,
-            }
+            PlaybackFileOut(
+                name=name,
+                peer_id=entry.get("peer_id"),
+                label=entry.get("label"),
+                kinds=entry.get("kinds"),
+                offset_ms=entry.get("offset_ms"),
+                duration_ms=entry.get("duration_ms"),
+                size=entry.get("size"),
+                content_type=content_type(name),
+                url=url,
+            )
         )
-    return web.json_response(
-        {
-            "recording": row,
-            "content_type": content_type(str(manifest.get("main") or "")),
-            "expires_in": ttl,
-            "url": main_url or (files[0]["url"] if files else None),
-            "files": files,
-        }
+    return PlaybackOut(
+        recording=recording,
+        content_type=content_type(str(manifest.get("main") or "")),
+        expires_in=ttl,
+        url=main_url or (files[0].url if files else None),
+        files=files,
     )
 
 
 @routes.get("/api/v1/recordings/{recording_id}/media/{name}")
 @public
+@endpoint(errors=(400, 403, 404, 503))
 async def media(request: web.Request) -> web.StreamResponse:
     """A file of a recording in the local-disk store, for a signed link (Range works)."""
     recording_id = path_uuid(request, "recording_id")

@@ -14,13 +14,17 @@ JSON body, sending it back as ``{"refresh_token": ...}``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from aiohttp import web
 
+from vtp.api.endpoint import reply
 from vtp.api.errors import ApiError
+from vtp.api.users import UserOut, user_out
+from vtp.api.validation import Out, may_be_absent
 from vtp.appkeys import CONFIG
 from vtp.auth.tokens import TokenPair
+from vtp.db.models import User
 
 COOKIE = "vtp_refresh"
 COOKIE_PATH = "/api/v1/auth/refresh"
@@ -51,20 +55,30 @@ def _secure(request: web.Request) -> bool:
     return request.secure or public_url.lower().startswith("https://")
 
 
+class TokensOut(Out):
+    user: UserOut = may_be_absent()  # type: ignore[valid-type]
+    access_token: str
+    # left out for a browser session, which gets it as the cookie
+    refresh_token: str = may_be_absent()
+    token_type: Literal["Bearer"]
+    expires_in: int
+    refresh_expires_in: int
+
+
 def token_response(
-    request: web.Request,
-    tokens: TokenPair,
-    extra: dict[str, Any] | None = None,
-    *,
-    status: int = 200,
+    request: web.Request, tokens: TokenPair, user: User | None = None, *, status: int = 200
 ) -> web.Response:
-    """Answer with a token pair: the refresh token in the cookie for a browser session,
-    in the body otherwise."""
-    body = {**(extra or {}), **tokens.to_json()}
-    if not wants_cookie(request):
-        return web.json_response(body, status=status)
-    del body["refresh_token"]
-    response = web.json_response(body, status=status)
+    """Answer with a token pair (and the account, on sign-in): the refresh token in the
+    cookie for a browser session, in the body otherwise."""
+    body = tokens.to_json()
+    if user is not None:
+        body["user"] = user_out(user)
+    cookie = wants_cookie(request)
+    if cookie:
+        del body["refresh_token"]
+    response = reply(TokensOut.model_validate(body), status)
+    if not cookie:
+        return response
     response.set_cookie(
         COOKIE,
         tokens.refresh_token,

@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 from aiohttp import web
 from pydantic import AwareDatetime, Field, model_validator
 
 from vtp.api.access import authenticated
-from vtp.api.body import read_json
 from vtp.api.course_access import (
     MEMBERS,
     STAFF,
@@ -24,16 +23,27 @@ from vtp.api.course_access import (
     who,
 )
 from vtp.api.csvout import csv_response
-from vtp.api.domain_schema import Body, field_error, refuse_nulls
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, conflict, not_found
 from vtp.api.live_rooms import close_room, open_room
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import AttendanceLineOut, JoinTicketOut, SessionOut, returns
-from vtp.api.users import path_uuid
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    field_error,
+    page,
+    path_uuid,
+    refuse_nulls,
+    shaped,
+)
 from vtp.appkeys import AUTHORITY, DB, REDIS
 from vtp.auth import removals
 from vtp.auth.authority import AuthorityChange
 from vtp.db import attendance as attendance_db
+from vtp.db import models
 from vtp.db import sessions as db
 from vtp.db.models import LiveSession
 from vtp.db.users import get_user
@@ -41,6 +51,7 @@ from vtp.events import hooks
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
 
 MAX_SESSION_LENGTH = timedelta(hours=24)
 LIVE_EDITABLE = frozenset({"students_may_publish"})
@@ -82,11 +93,35 @@ def check_schedule(start: datetime, end: datetime) -> None:
         raise ValueError("a session lasts at most 24 hours")
 
 
-def session_json(session: LiveSession, access: CourseAccess) -> dict[str, Any]:
-    data = session.to_json()
-    if not access.is_staff:
-        data.pop("room_name")  # handed out by /join only
-    return data
+SessionOut = derive("SessionOut", models.LiveSession, optional=("room_name",))
+
+
+class JoinTicketOut(Out):
+    session_id: uuid.UUID
+    room_name: str
+    role: Literal["presenter", "viewer"]
+    may_publish: bool
+
+
+class AttendanceLineOut(Out):
+    user_id: uuid.UUID
+    display_name: str
+    email: str
+    course_role: CourseRole | None
+    joins: int
+    first_joined_at: datetime | None
+    last_left_at: datetime | None
+    attended_seconds: int
+    present_now: bool
+    talk_seconds: int
+    turns: int
+    hands_raised: int
+    chat_messages: int
+
+
+def session_out(session: LiveSession, access: CourseAccess) -> Out:
+    # Only staff see the room name; others are handed it by /join.
+    return shaped(SessionOut, session, hide=() if access.is_staff else ("room_name",))
 
 
 async def load_session(
@@ -128,11 +163,11 @@ async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uui
 @routes.post("/api/v1/courses/{course_id}/sessions")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SessionOut)
-async def create_session(request: web.Request) -> web.Response:
+@endpoint(body=SessionCreate, returns=SessionOut, status=201, errors=(403, 404, 409))
+async def create_session(request: web.Request, read_body: ReadBody[SessionCreate]) -> Out:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, STAFF, write=True)
-    body = await read_json(request, SessionCreate)
+    body = await read_body()
     pool = request.app[DB]
     if body.lesson_id is not None:
         await _check_lesson(pool, course_id, body.lesson_id)
@@ -149,17 +184,17 @@ async def create_session(request: web.Request) -> web.Response:
             students_may_publish=body.students_may_publish,
         )
     hooks.session_changed(request.app, "session.scheduled", session)
-    return web.json_response(session_json(session, access), status=201)
+    return session_out(session, access)
 
 
 @routes.get("/api/v1/courses/{course_id}/sessions")
 @authenticated
 @who("members of the course")
-@returns(SessionOut, many=True)
-async def list_sessions(request: web.Request) -> web.Response:
+@endpoint(query=SessionListQuery, returns=SessionOut, many=True, errors=(403, 404, 409))
+async def list_sessions(request: web.Request, read_query: ReadQuery[SessionListQuery]) -> Page:
     course_id = path_uuid(request, "course_id")
     access = await require_course_role(request, course_id, MEMBERS)
-    query = parse_query(request, SessionListQuery)
+    query = read_query()
     rows = await db.list_sessions(
         request.app[DB],
         course_id,
@@ -169,25 +204,25 @@ async def list_sessions(request: web.Request) -> web.Response:
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(page(rows, query.limit, lambda s: session_json(s, access)))
+    return page(rows, query.limit, lambda s: session_out(s, access))
 
 
 @routes.get("/api/v1/sessions/{session_id}")
 @authenticated
 @who("members of the course")
-@returns(SessionOut)
-async def get_session(request: web.Request) -> web.Response:
+@endpoint(returns=SessionOut, errors=(400, 403, 404, 409))
+async def get_session(request: web.Request) -> Out:
     session, access = await load_session(request, MEMBERS)
-    return web.json_response(session_json(session, access))
+    return session_out(session, access)
 
 
 @routes.patch("/api/v1/sessions/{session_id}")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SessionOut)
-async def update_session(request: web.Request) -> web.Response:
+@endpoint(body=SessionUpdate, returns=SessionOut, errors=(403, 404, 409))
+async def update_session(request: web.Request, read_body: ReadBody[SessionUpdate]) -> Out:
     session, access = await load_session(request, STAFF, write=True)
-    body = await read_json(request, SessionUpdate)
+    body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     refuse_nulls(
         changes,
@@ -221,7 +256,7 @@ async def update_session(request: web.Request) -> web.Response:
                 session_id=updated.id,
             )
         )
-    return web.json_response(session_json(updated, access))
+    return session_out(updated, access)
 
 
 def _invalid(exc: db.InvalidTransition) -> ApiError:
@@ -236,8 +271,8 @@ def _invalid(exc: db.InvalidTransition) -> ApiError:
 @routes.post("/api/v1/sessions/{session_id}/start")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SessionOut)
-async def start_session(request: web.Request) -> web.Response:
+@endpoint(returns=SessionOut, errors=(400, 403, 404, 409, 503))
+async def start_session(request: web.Request) -> Out:
     session, access = await load_session(request, STAFF, write=True)
     async with request.app[DB].acquire() as conn, conn.transaction():
         try:
@@ -248,14 +283,14 @@ async def start_session(request: web.Request) -> web.Response:
         await open_room(request.app, live.room_name)
     hooks.session_changed(request.app, "session.started", live)
     log.info("session started", extra={"session_id": str(live.id)})
-    return web.json_response(session_json(live, access))
+    return session_out(live, access)
 
 
 @routes.post("/api/v1/sessions/{session_id}/end")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SessionOut)
-async def end_session(request: web.Request) -> web.Response:
+@endpoint(returns=SessionOut, errors=(400, 403, 404, 409))
+async def end_session(request: web.Request) -> Out:
     session, access = await load_session(request, STAFF)
     async with request.app[DB].acquire() as conn, conn.transaction():
         try:
@@ -279,28 +314,28 @@ async def end_session(request: web.Request) -> web.Response:
         log.exception("closing room %s failed", ended.room_name)
     session_ended(request.app, ended, still_in)  # left, ended, then the summary
     log.info("session ended", extra={"session_id": str(ended.id)})
-    return web.json_response(session_json(ended, access))
+    return session_out(ended, access)
 
 
 @routes.post("/api/v1/sessions/{session_id}/cancel")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SessionOut)
-async def cancel_session(request: web.Request) -> web.Response:
+@endpoint(returns=SessionOut, errors=(400, 403, 404, 409))
+async def cancel_session(request: web.Request) -> Out:
     session, access = await load_session(request, STAFF)
     try:
         cancelled = await db.transition(request.app[DB], session.id, "cancelled")
     except db.InvalidTransition as exc:
         raise _invalid(exc) from exc
     hooks.session_changed(request.app, "session.cancelled", cancelled)
-    return web.json_response(session_json(cancelled, access))
+    return session_out(cancelled, access)
 
 
 @routes.post("/api/v1/sessions/{session_id}/join")
 @authenticated
 @who("members of the course while the session is live")
-@returns(JoinTicketOut)
-async def join_session(request: web.Request) -> web.Response:
+@endpoint(returns=JoinTicketOut, errors=(400, 403, 404, 409))
+async def join_session(request: web.Request) -> Out:
     """A join ticket: the room to join over signalling and the caller's media role.
     Staff (and the host) present; others view, and may publish only when allowed."""
     session, access = await load_session(request, MEMBERS)
@@ -312,22 +347,24 @@ async def join_session(request: web.Request) -> web.Response:
     if ticket is None:  # unenrolled meanwhile
         raise not_found("no such session")
     await refuse_removed(request.app, session.id, access.user_id)
-    return web.json_response(ticket.to_json())
+    return JoinTicketOut.model_validate(ticket.to_json())
 
 
 @routes.get("/api/v1/sessions/{session_id}/attendance")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(AttendanceLineOut, many=True)
-async def get_attendance(request: web.Request) -> web.Response:
+@endpoint(returns=AttendanceLineOut, many=True, errors=(400, 403, 404, 409))
+async def get_attendance(request: web.Request) -> Page:
     session, _ = await load_session(request, STAFF)
     lines = await attendance_db.attendance(request.app[DB], session.id)
-    return web.json_response({"items": [line.to_json() for line in lines], "next_cursor": None})
+    # Everyone on the roster, on one page.
+    return Page([AttendanceLineOut.model_validate(line.to_json()) for line in lines], None)
 
 
 @routes.get("/api/v1/sessions/{session_id}/attendance.csv")
 @authenticated
 @who("the course's teachers and TAs")
+@endpoint(media="text/csv", errors=(400, 403, 404, 409))
 async def attendance_csv(request: web.Request) -> web.Response:
     session, _ = await load_session(request, STAFF)
     lines = await attendance_db.attendance(request.app[DB], session.id)

@@ -21,7 +21,6 @@ from pydantic import Field
 
 from vtp.api.access import authenticated
 from vtp.api.assignments import Points, load_assignment
-from vtp.api.body import read_json
 from vtp.api.course_access import (
     MEMBERS,
     PARTICIPANTS,
@@ -35,33 +34,38 @@ from vtp.api.course_access import (
     who,
 )
 from vtp.api.csvout import csv_response
-from vtp.api.domain_schema import Body, field_error
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import (
-    BulkGradeOut,
-    FileOut,
-    GradebookOut,
-    MyGradesOut,
-    SubmissionOut,
-    returns,
-)
 from vtp.api.uploads import (
     MAX_FILES,
+    FileOut,
     delete_quietly,
     download,
-    public_file,
+    file_out,
     receive_file,
     store_put,
 )
-from vtp.api.users import path_uuid
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    field_error,
+    page,
+    path_uuid,
+    shaped,
+)
 from vtp.appkeys import DB, STORE
+from vtp.db import models
 from vtp.db import submissions as db
 from vtp.db.models import Assignment, Submission
 from vtp.events import hooks
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
 
 MAX_BODY_TEXT = 100_000
 MAX_FEEDBACK = 10_000
@@ -100,21 +104,66 @@ class BulkGradeRequest(Body):
 
 
 # --- rendering and loading ----------------------------------------------------------------
-def submission_json(sub: Submission, *, staff: bool) -> dict[str, Any]:
-    data = sub.to_json()
-    data["files"] = [public_file(f) for f in sub.files]
-    data["score"] = float(sub.score) if sub.score is not None else None
+SubmissionOut = derive(
+    "SubmissionOut",
+    models.Submission,
+    replace={"files": list[FileOut], "score": float | None},
+    add={"student_name": (str | None, None)},
+)
+
+
+class GradeCell(Out):
+    score: float | None
+    status: Literal["graded", "returned"]
+    attempt: int
+    is_late: bool
+
+
+class GradebookAssignment(Out):
+    id: uuid.UUID
+    title: str
+    points_possible: float
+    status: Literal["draft", "published"]
+    due_at: datetime | None
+
+
+class GradebookRow(Out):
+    user_id: uuid.UUID
+    display_name: str
+    email: str
+    grades: dict[str, GradeCell]
+    total: float
+
+
+class GradebookOut(Out):
+    assignments: list[GradebookAssignment]
+    points_possible_total: float
+    students: list[GradebookRow]
+
+
+class MyGradesOut(Out):
+    assignments: list[GradebookAssignment]
+    points_possible_total: float
+    grades: dict[str, GradeCell]
+    total: float
+
+
+class BulkGradeOut(Out):
+    items: list[SubmissionOut]  # type: ignore[valid-type]
+
+
+def submission_out(sub: Submission, *, staff: bool, **more: Any) -> Out:
+    changes: dict[str, Any] = {"files": [file_out(f) for f in sub.files]}
     if not staff and sub.status != "returned":
-        for key in ("score", "feedback", "graded_by", "graded_at"):
-            data[key] = None
+        changes.update(score=None, feedback=None, graded_by=None, graded_at=None)
         if sub.status == "graded":
-            data["status"] = "submitted"  # the grade is not released yet
-    return data
+            changes["status"] = "submitted"  # the grade is not released yet
+    return shaped(SubmissionOut, sub, **changes, **more)
 
 
 def stored_statuses(shown: str | None, *, staff: bool) -> list[str] | None:
     """The stored statuses a status filter matches. A student sees an unreleased grade
-    as "submitted" (`submission_json`), so their filter must match what they see: else
+    as "submitted" (`submission_out`), so their filter must match what they see: else
     `?status=graded` would reveal that a grade exists before it is returned."""
     if shown is None or staff:
         return None if shown is None else [shown]
@@ -168,12 +217,18 @@ def _empty(sub: Submission) -> bool:
 @routes.post("/api/v1/assignments/{assignment_id}/submissions")
 @authenticated
 @who("students of the course")
-@returns(SubmissionOut)
-async def create_submission(request: web.Request) -> web.Response:
+@endpoint(
+    body=SubmissionCreate,
+    optional_body=True,
+    returns=SubmissionOut,
+    status=201,
+    errors=(403, 404, 409, 422),
+)
+async def create_submission(request: web.Request, read_body: ReadBody[SubmissionCreate]) -> Out:
     """Start the next attempt (a draft), or hand it in at once with "submit": true."""
     assignment, access = await load_assignment(request, STUDENT, write=True)
     require_student(access)
-    body = await read_json(request, SubmissionCreate, optional=True)
+    body = await read_body()
     check_open(assignment)
     async with request.app[DB].acquire() as conn, conn.transaction():
         # One attempt at a time per student and assignment.
@@ -209,16 +264,18 @@ async def create_submission(request: web.Request) -> web.Response:
             sub = submitted
     if sub.status == "submitted":
         hooks.submission_changed(request.app, access.course.id, sub)
-    return web.json_response(submission_json(sub, staff=False), status=201)
+    return submission_out(sub, staff=False)
 
 
 @routes.get("/api/v1/assignments/{assignment_id}/submissions")
 @authenticated
 @who("the course's teachers and TAs (all); students (their own)")
-@returns(SubmissionOut, many=True)
-async def list_submissions(request: web.Request) -> web.Response:
+@endpoint(query=SubmissionListQuery, returns=SubmissionOut, many=True, errors=(403, 404, 409))
+async def list_submissions(
+    request: web.Request, read_query: ReadQuery[SubmissionListQuery]
+) -> Page:
     assignment, access = await load_assignment(request, PARTICIPANTS)
-    query = parse_query(request, SubmissionListQuery)
+    query = read_query()
     student_id = query.student_id
     if not access.is_staff:
         if student_id is not None and student_id != access.user_id:
@@ -234,44 +291,43 @@ async def list_submissions(request: web.Request) -> web.Response:
     )
     staff = access.is_staff
 
-    def render(row: asyncpg.Record) -> dict[str, Any]:
-        data = submission_json(Submission.from_record(row), staff=staff)
-        data["student_name"] = row["student_name"]
-        return data
+    def render(row: asyncpg.Record) -> Out:
+        sub = Submission.from_record(row)
+        return submission_out(sub, staff=staff, student_name=row["student_name"])
 
-    return web.json_response(page(rows, query.limit, render))
+    return page(rows, query.limit, render)
 
 
 @routes.get("/api/v1/submissions/{submission_id}")
 @authenticated
 @who("its student; the course's teachers and TAs")
-@returns(SubmissionOut)
-async def get_submission(request: web.Request) -> web.Response:
+@endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409))
+async def get_submission(request: web.Request) -> Out:
     sub, _, access = await load_submission(request)
-    return web.json_response(submission_json(sub, staff=access.is_staff))
+    return submission_out(sub, staff=access.is_staff)
 
 
 @routes.patch("/api/v1/submissions/{submission_id}")
 @authenticated
 @who("its student")
-@returns(SubmissionOut)
-async def update_submission(request: web.Request) -> web.Response:
+@endpoint(body=SubmissionUpdate, returns=SubmissionOut, errors=(403, 404, 409))
+async def update_submission(request: web.Request, read_body: ReadBody[SubmissionUpdate]) -> Out:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
-    body = await read_json(request, SubmissionUpdate)
+    body = await read_body()
     _require_draft(sub)
     check_open(assignment)
     updated = await db.set_body(request.app[DB], sub.id, body.body_text)
     if updated is None:
         raise conflict("submission_not_draft", "the submission was handed in meanwhile")
-    return web.json_response(submission_json(updated, staff=False))
+    return submission_out(updated, staff=False)
 
 
 @routes.post("/api/v1/submissions/{submission_id}/submit")
 @authenticated
 @who("its student")
-@returns(SubmissionOut)
-async def submit_submission(request: web.Request) -> web.Response:
+@endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409, 422))
+async def submit_submission(request: web.Request) -> Out:
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
     _require_draft(sub)
@@ -282,15 +338,15 @@ async def submit_submission(request: web.Request) -> web.Response:
     if submitted is None:
         raise conflict("submission_not_draft", "the submission was handed in meanwhile")
     hooks.submission_changed(request.app, access.course.id, submitted)
-    return web.json_response(submission_json(submitted, staff=False))
+    return submission_out(submitted, staff=False)
 
 
 # --- files --------------------------------------------------------------------------------
 @routes.post("/api/v1/submissions/{submission_id}/files")
 @authenticated
 @who("its student")
-@returns(FileOut)
-async def upload_file(request: web.Request) -> web.Response:
+@endpoint(returns=FileOut, upload=True, status=201, errors=(400, 403, 404, 409, 413, 415, 503))
+async def upload_file(request: web.Request) -> Out:
     """Attach a file to a draft: the raw body, named by ?filename=."""
     sub, assignment, access = await load_submission(request)
     _require_author(sub, access)
@@ -316,7 +372,7 @@ async def upload_file(request: web.Request) -> web.Response:
         # No orphaned object: the row does not mention it, so remove it.
         await delete_quietly(request.app[STORE], meta["key"])
         raise
-    return web.json_response(public_file(meta), status=201)
+    return file_out(meta)
 
 
 def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
@@ -329,6 +385,7 @@ def _find_file(sub: Submission, file_id: str) -> dict[str, Any]:
 @routes.get("/api/v1/submissions/{submission_id}/files/{file_id}")
 @authenticated
 @who("its student; the course's teachers and TAs")
+@endpoint(media="application/octet-stream", errors=(400, 403, 404, 409, 503))
 async def get_file(request: web.Request) -> web.StreamResponse:
     sub, _, _ = await load_submission(request)
     meta = _find_file(sub, str(path_uuid(request, "file_id")))
@@ -338,6 +395,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 @routes.delete("/api/v1/submissions/{submission_id}/files/{file_id}")
 @authenticated
 @who("its student")
+@endpoint(status=204, errors=(400, 403, 404, 409))
 async def delete_file(request: web.Request) -> web.Response:
     sub, _, access = await load_submission(request)
     _require_author(sub, access)
@@ -363,11 +421,11 @@ def _check_score(score: Decimal, assignment: Assignment, field: str) -> None:
 @routes.put("/api/v1/submissions/{submission_id}/grade")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SubmissionOut)
-async def grade_submission(request: web.Request) -> web.Response:
+@endpoint(body=GradeRequest, returns=SubmissionOut, errors=(403, 404, 409))
+async def grade_submission(request: web.Request, read_body: ReadBody[GradeRequest]) -> Out:
     sub, assignment, access = await load_submission(request)
     enforce(access, STAFF, write=True)
-    body = await read_json(request, GradeRequest)
+    body = await read_body()
     _check_score(body.score, assignment, "score")
     graded = await db.grade(
         request.app[DB],
@@ -380,14 +438,14 @@ async def grade_submission(request: web.Request) -> web.Response:
     if graded is None:
         raise conflict("submission_not_submitted", "a draft cannot be graded")
     hooks.submission_changed(request.app, access.course.id, graded, graded_by=access.user_id)
-    return web.json_response(submission_json(graded, staff=True))
+    return submission_out(graded, staff=True)
 
 
 @routes.post("/api/v1/submissions/{submission_id}/return")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(SubmissionOut)
-async def return_submission(request: web.Request) -> web.Response:
+@endpoint(returns=SubmissionOut, errors=(400, 403, 404, 409))
+async def return_submission(request: web.Request) -> Out:
     """Release the grade to the student (graded -> returned)."""
     sub, _, access = await load_submission(request)
     enforce(access, STAFF, write=True)
@@ -395,17 +453,17 @@ async def return_submission(request: web.Request) -> web.Response:
     if returned is None:
         raise conflict("submission_not_graded", f"a {sub.status} submission cannot be returned")
     hooks.submission_changed(request.app, access.course.id, returned)
-    return web.json_response(submission_json(returned, staff=True))
+    return submission_out(returned, staff=True)
 
 
 @routes.post("/api/v1/assignments/{assignment_id}/grades")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(BulkGradeOut)
-async def bulk_grade(request: web.Request) -> web.Response:
+@endpoint(body=BulkGradeRequest, returns=BulkGradeOut, errors=(403, 404, 409))
+async def bulk_grade(request: web.Request, read_body: ReadBody[BulkGradeRequest]) -> Out:
     """Grade many submissions of one assignment at once: all or nothing."""
     assignment, access = await load_assignment(request, STAFF, write=True)
-    body = await read_json(request, BulkGradeRequest)
+    body = await read_body()
     ids = [g.submission_id for g in body.grades]
     if len(set(ids)) != len(ids):
         raise field_error("grades", "a submission appears more than once")
@@ -444,8 +502,9 @@ async def bulk_grade(request: web.Request) -> web.Response:
             results[i] = graded
     for graded in results.values():
         hooks.submission_changed(request.app, access.course.id, graded, graded_by=access.user_id)
-    items = [submission_json(results[i], staff=True) for i in range(len(body.grades))]
-    return web.json_response({"items": items})
+    return BulkGradeOut(
+        items=[submission_out(results[i], staff=True) for i in range(len(body.grades))]
+    )
 
 
 # --- gradebook ----------------------------------------------------------------------------
@@ -503,18 +562,18 @@ async def _gradebook(
 @routes.get("/api/v1/courses/{course_id}/gradebook")
 @authenticated
 @who("the course's teachers and TAs")
-@returns(GradebookOut)
-async def gradebook(request: web.Request) -> web.Response:
+@endpoint(returns=GradebookOut, errors=(400, 403, 404, 409))
+async def gradebook(request: web.Request) -> Out:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF)
-    return web.json_response(
-        await _gradebook(request, course_id, student_id=None, returned_only=False)
-    )
+    book = await _gradebook(request, course_id, student_id=None, returned_only=False)
+    return GradebookOut.model_validate(book)
 
 
 @routes.get("/api/v1/courses/{course_id}/gradebook.csv")
 @authenticated
 @who("the course's teachers and TAs")
+@endpoint(media="text/csv", errors=(400, 403, 404, 409))
 async def gradebook_csv(request: web.Request) -> web.Response:
     course_id = path_uuid(request, "course_id")
     await require_course_role(request, course_id, STAFF)
@@ -536,14 +595,14 @@ async def gradebook_csv(request: web.Request) -> web.Response:
 @routes.get("/api/v1/courses/{course_id}/grades/me")
 @authenticated
 @who("students of the course")
-@returns(MyGradesOut)
-async def my_grades(request: web.Request) -> web.Response:
+@endpoint(returns=MyGradesOut, errors=(400, 403, 404, 409))
+async def my_grades(request: web.Request) -> Out:
     """A student's own returned grades in the course."""
     course_id = path_uuid(request, "course_id")
     access = require_student(await require_course_role(request, course_id, STUDENT))
     book = await _gradebook(request, course_id, student_id=access.user_id, returned_only=True)
     me = book["students"][0] if book["students"] else {"grades": {}, "total": 0.0}
-    return web.json_response(
+    return MyGradesOut.model_validate(
         {
             "assignments": book["assignments"],
             "points_possible_total": book["points_possible_total"],

@@ -29,12 +29,21 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
-from vtp.api.domain_schema import Body
 from vtp.api.errors import ApiError
-from vtp.api.query import parse_query
+from vtp.api.validation import Body, Out, read_query
 from vtp.appkeys import CONFIG, STORE
 from vtp.private_files import private_dir
 from vtp.storage import ObjectNotFound, ObjectStore, StorageError
+
+
+# --- answers ---------------------------------------------------------------------------
+class FileOut(Out):
+    id: str
+    name: str
+    size: int
+    content_type: str
+    sha256: str
+
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +269,7 @@ async def receive_file(
 ) -> tuple[dict[str, Any], Upload]:
     """Read and check an upload; returns its metadata (without `key`) and the spooled
     file, which :func:`store_put` stores and removes."""
-    query = parse_query(request, UploadQuery)
+    query = read_query(request, UploadQuery)
     name = safe_filename(query.filename)
     upload = await read_upload(request, max_bytes)
     try:
@@ -278,9 +287,9 @@ async def receive_file(
     return meta, upload
 
 
-def public_file(meta: dict[str, Any]) -> dict[str, Any]:
+def file_out(meta: dict[str, Any]) -> FileOut:
     """File metadata as clients see it (without the object-store key)."""
-    return {k: v for k, v in meta.items() if k != "key"}
+    return FileOut.model_validate({k: v for k, v in meta.items() if k != "key"})
 
 
 async def download(request: web.Request, meta: dict[str, Any]) -> web.StreamResponse:

@@ -8,32 +8,57 @@ import logging
 import uuid
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from vtp.api.access import authenticated, principal_of, require_roles
-from vtp.api.body import read_json
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, not_found, unauthorized
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import UserOut, returns
-from vtp.api.schemas import ProfileChangeRequest, RoleChangeRequest
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    derive,
+    page,
+    path_uuid,
+    shaped,
+)
 from vtp.appkeys import DB, TOKENS
-from vtp.db import users
+from vtp.db import models, users
 from vtp.db.models import Role, User
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def path_uuid(request: web.Request, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError as exc:
-        raise ApiError(
-            400,
-            "validation_error",
-            f"{name} must be a UUID",
-            [{"field": name, "message": "not a valid UUID"}],
-        ) from exc
+# --- answers and requests --------------------------------------------------------------
+class UserBrief(Out):
+    id: uuid.UUID
+    display_name: str
+    email: str | None = None
+
+
+UserOut = derive("UserOut", models.User)
+
+
+def user_out(user: User) -> Out:
+    return shaped(UserOut, user)
+
+
+class ProfileChangeRequest(Body):
+    display_name: str = Field(min_length=1, max_length=120)
+
+    @field_validator("display_name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a display name cannot be blank")
+        return value.strip()
+
+
+class RoleChangeRequest(Body):
+    role: Role
 
 
 class UsersQuery(ListQuery):
@@ -44,11 +69,11 @@ class UsersQuery(ListQuery):
 
 @routes.get("/api/v1/users")
 @require_roles("admin")
-@returns(UserOut, many=True)
-async def list_users(request: web.Request) -> web.Response:
+@endpoint(query=UsersQuery, returns=UserOut, many=True)
+async def list_users(request: web.Request, read_query: ReadQuery[UsersQuery]) -> Page:
     """Every account, oldest first; `q` finds a part of the e-mail address or display
     name (case-insensitive), `role` and `active` filter."""
-    query = parse_query(request, UsersQuery)
+    query = read_query()
     rows = await users.list_users(
         request.app[DB],
         search=query.q,
@@ -57,39 +82,39 @@ async def list_users(request: web.Request) -> web.Response:
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(page(rows, query.limit, User.to_json))
+    return page(rows, query.limit, user_out)
 
 
 @routes.get("/api/v1/users/me")
 @authenticated
-@returns(UserOut)
-async def me(request: web.Request) -> web.Response:
+@endpoint(returns=UserOut)
+async def me(request: web.Request) -> Out:
     user = await users.get_user(request.app[DB], principal_of(request).user_id)
     if user is None:
         raise unauthorized("account_disabled", "this account no longer exists")
-    return web.json_response(user.to_json())
+    return user_out(user)
 
 
 @routes.patch("/api/v1/users/me")
 @authenticated
-@returns(UserOut)
-async def change_profile(request: web.Request) -> web.Response:
+@endpoint(body=ProfileChangeRequest, returns=UserOut)
+async def change_profile(request: web.Request, read_body: ReadBody[ProfileChangeRequest]) -> Out:
     """Change the caller's display name (what teachers and classmates see)."""
-    body = await read_json(request, ProfileChangeRequest)
+    body = await read_body()
     user = await users.set_display_name(
         request.app[DB], principal_of(request).user_id, body.display_name
     )
     if user is None:
         raise unauthorized("account_disabled", "this account no longer exists")
-    return web.json_response(user.to_json())
+    return user_out(user)
 
 
 @routes.patch("/api/v1/users/{user_id}/role")
 @require_roles("admin")
-@returns(UserOut)
-async def change_role(request: web.Request) -> web.Response:
+@endpoint(body=RoleChangeRequest, returns=UserOut, errors=(404, 409))
+async def change_role(request: web.Request, read_body: ReadBody[RoleChangeRequest]) -> Out:
     user_id = path_uuid(request, "user_id")
-    body = await read_json(request, RoleChangeRequest)
+    body = await read_body()
     admin = principal_of(request)
     if user_id == admin.user_id and body.role != "admin":
         raise ApiError(409, "last_admin_guard", "an admin cannot remove their own admin role")
@@ -102,4 +127,4 @@ async def change_role(request: web.Request) -> web.Response:
         "role changed",
         extra={"user_id": str(user_id), "role": body.role, "by": str(admin.user_id)},
     )
-    return web.json_response(user.to_json())
+    return user_out(user)

@@ -24,12 +24,20 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from vtp.api.access import principal_of, require_roles
-from vtp.api.body import read_json
-from vtp.api.domain_schema import Body, field_error, refuse_nulls
+from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import not_found
-from vtp.api.query import ListQuery, decode_cursor, page, parse_query
-from vtp.api.responses import Out, returns
-from vtp.api.users import path_uuid
+from vtp.api.validation import (
+    Body,
+    ListQuery,
+    Out,
+    Page,
+    decode_cursor,
+    field_error,
+    page,
+    path_uuid,
+    refuse_nulls,
+    shaped,
+)
 from vtp.appkeys import CONFIG, DB, REDIS
 from vtp.db import webhooks as db
 from vtp.db.models import WebhookEndpoint
@@ -102,6 +110,11 @@ class WebhookSecretOut(Out):
     secret: str
 
 
+def webhook_out(endpoint: WebhookEndpoint) -> Out:
+    # The secret is shown only when the endpoint is created and when it is rotated.
+    return shaped(WebhookOut, endpoint, hide=("secret",))
+
+
 class DeliveryOut(Out):
     id: uuid.UUID
     endpoint_id: uuid.UUID
@@ -141,10 +154,10 @@ async def _load(request: web.Request) -> WebhookEndpoint:
 
 @routes.post("/api/v1/webhooks")
 @require_roles("admin")
-@returns(WebhookCreatedOut)
-async def create_webhook(request: web.Request) -> web.Response:
+@endpoint(body=WebhookCreate, returns=WebhookCreatedOut, status=201)
+async def create_webhook(request: web.Request, read_body: ReadBody[WebhookCreate]) -> Out:
     """Register an endpoint; the answer holds its signing secret (shown only here)."""
-    body = await read_json(request, WebhookCreate)
+    body = await read_body()
     await _check_target(request, body.url)
     secret = body.secret or signing.new_secret()
     endpoint = await db.create_endpoint(
@@ -158,33 +171,33 @@ async def create_webhook(request: web.Request) -> web.Response:
     )
     await _changed(request)
     log.info("webhook %s registered for %s", endpoint.id, endpoint.url)
-    return web.json_response({**endpoint.to_json(), "secret": secret}, status=201)
+    return shaped(WebhookCreatedOut, endpoint, secret=secret)
 
 
 @routes.get("/api/v1/webhooks")
 @require_roles("admin")
-@returns(WebhookOut, many=True)
-async def list_webhooks(request: web.Request) -> web.Response:
-    query = parse_query(request, ListQuery)
+@endpoint(query=ListQuery, returns=WebhookOut, many=True)
+async def list_webhooks(request: web.Request, read_query: ReadQuery[ListQuery]) -> Page:
+    query = read_query()
     rows = await db.list_endpoints(
         request.app[DB], after=decode_cursor(query.cursor), limit=query.limit
     )
-    return web.json_response(page(rows, query.limit, lambda e: e.to_json()))
+    return page(rows, query.limit, webhook_out)
 
 
 @routes.get("/api/v1/webhooks/{webhook_id}")
 @require_roles("admin")
-@returns(WebhookOut)
-async def get_webhook(request: web.Request) -> web.Response:
-    return web.json_response((await _load(request)).to_json())
+@endpoint(returns=WebhookOut, errors=(400, 404))
+async def get_webhook(request: web.Request) -> Out:
+    return webhook_out(await _load(request))
 
 
 @routes.patch("/api/v1/webhooks/{webhook_id}")
 @require_roles("admin")
-@returns(WebhookOut)
-async def update_webhook(request: web.Request) -> web.Response:
+@endpoint(body=WebhookUpdate, returns=WebhookOut, errors=(404,))
+async def update_webhook(request: web.Request, read_body: ReadBody[WebhookUpdate]) -> Out:
     endpoint = await _load(request)
-    body = await read_json(request, WebhookUpdate)
+    body = await read_body()
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     refuse_nulls(changes, ("url", "event_types", "description", "enabled"))
     if "url" in changes:
@@ -193,13 +206,13 @@ async def update_webhook(request: web.Request) -> web.Response:
     if updated is None:
         raise not_found("no such webhook")
     await _changed(request)
-    return web.json_response(updated.to_json())
+    return webhook_out(updated)
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/secret")
 @require_roles("admin")
-@returns(WebhookSecretOut)
-async def rotate_secret(request: web.Request) -> web.Response:
+@endpoint(returns=WebhookSecretOut, errors=(400, 404))
+async def rotate_secret(request: web.Request) -> Out:
     """A new signing secret (the old one stops signing now)."""
     endpoint = await _load(request)
     secret = signing.new_secret()
@@ -207,11 +220,12 @@ async def rotate_secret(request: web.Request) -> web.Response:
     if updated is None:
         raise not_found("no such webhook")
     await _changed(request)
-    return web.json_response({"id": str(updated.id), "secret": secret})
+    return WebhookSecretOut(id=updated.id, secret=secret)
 
 
 @routes.delete("/api/v1/webhooks/{webhook_id}")
 @require_roles("admin")
+@endpoint(status=204, errors=(400, 404))
 async def delete_webhook(request: web.Request) -> web.Response:
     if not await db.delete_endpoint(request.app[DB], path_uuid(request, "webhook_id")):
         raise not_found("no such webhook")
@@ -221,11 +235,11 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/webhooks/{webhook_id}/deliveries")
 @require_roles("admin")
-@returns(DeliveryOut, many=True)
-async def list_deliveries(request: web.Request) -> web.Response:
+@endpoint(query=DeliveryQuery, returns=DeliveryOut, many=True, errors=(404,))
+async def list_deliveries(request: web.Request, read_query: ReadQuery[DeliveryQuery]) -> Page:
     """Delivery attempts to this endpoint, newest first."""
     endpoint = await _load(request)
-    query = parse_query(request, DeliveryQuery)
+    query = read_query()
     rows = await db.list_deliveries(
         request.app[DB],
         endpoint.id,
@@ -234,4 +248,4 @@ async def list_deliveries(request: web.Request) -> web.Response:
         after=decode_cursor(query.cursor),
         limit=query.limit,
     )
-    return web.json_response(page(rows, query.limit, lambda d: d.to_json()))
+    return page(rows, query.limit, lambda d: shaped(DeliveryOut, d))

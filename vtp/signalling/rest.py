@@ -19,10 +19,10 @@ from aiohttp import web
 from pydantic import Field
 
 from vtp.api.access import authenticated, principal_of, public
-from vtp.api.body import read_json
+from vtp.api.endpoint import ReadBody, endpoint
 from vtp.api.errors import ApiError, forbidden, not_found
 from vtp.api.middleware import bearer_token
-from vtp.api.schemas import Strict
+from vtp.api.validation import Body
 from vtp.appkeys import SFU_KEY
 from vtp.auth.principal import Principal
 from vtp.sfu import Connection, DownConnection, Room, SfuError, UpConnection
@@ -54,18 +54,18 @@ def sfu_api_error(exc: SfuError) -> ApiError:
     return ApiError(_SFU_STATUS.get(exc.code, 400), sfu_error_code(exc), exc.message)
 
 
-class TransportCreate(Strict):
+class TransportCreate(Body):
     direction: Literal["send", "recv"]
     sdp: Sdp | None = None  # send: the client's offer
     label: Annotated[str, Field(max_length=64)] = ""  # send: e.g. "camera", "screen"
     stream_id: Id | None = None  # recv: the stream to receive
 
 
-class TransportConnect(Strict):
+class TransportConnect(Body):
     sdp: Sdp  # the client's answer to a recv transport's offer
 
 
-class IceCandidate(Strict):
+class IceCandidate(Body):
     candidate: Annotated[str, Field(max_length=1024)] | None
     sdp_mid: Annotated[str, Field(max_length=32)] | None = None
     sdp_mline_index: Annotated[int, Field(ge=0, le=64)] | None = None
@@ -145,6 +145,7 @@ async def _leave_if_idle(member: Member) -> None:
 
 @routes.get(f"{PREFIX}/health")
 @public
+@endpoint()
 async def sfu_health(request: web.Request) -> web.Response:
     sfu = request.app[SFU_KEY]
     return web.json_response(
@@ -159,12 +160,14 @@ async def sfu_health(request: web.Request) -> web.Response:
 
 @routes.get(f"{PREFIX}/rtp-capabilities")
 @authenticated
+@endpoint()
 async def rtp_capabilities(request: web.Request) -> web.Response:
     return web.json_response(request.app[SFU_KEY].rtp_capabilities())
 
 
 @routes.get(f"{PREFIX}/ice-servers")
 @authenticated
+@endpoint()
 async def ice_servers(request: web.Request) -> web.Response:
     principal = principal_of(request)
     servers = request.app[SFU_KEY].ice_servers(str(principal.user_id))
@@ -173,10 +176,13 @@ async def ice_servers(request: web.Request) -> web.Response:
 
 @routes.post(PREFIX + "/rooms/{room}/transports")
 @authenticated
-async def create_transport(request: web.Request) -> web.Response:
+@endpoint(body=TransportCreate, status=201, errors=(403, 429, 503))
+async def create_transport(
+    request: web.Request, read_body: ReadBody[TransportCreate]
+) -> web.Response:
     principal = principal_of(request)
     room_name = _room_name(request)
-    body = await read_json(request, TransportCreate)
+    body = await read_body()
     if body.direction == "send":
         offer = _required(body.sdp, "sdp", "send")
     else:
@@ -226,9 +232,12 @@ async def create_transport(request: web.Request) -> web.Response:
 
 @routes.post(PREFIX + "/rooms/{room}/transports/{transport_id}/connect")
 @authenticated
-async def connect_transport(request: web.Request) -> web.Response:
+@endpoint(body=TransportConnect, status=204, errors=(404, 409))
+async def connect_transport(
+    request: web.Request, read_body: ReadBody[TransportConnect]
+) -> web.Response:
     member, conn = _own_transport(request)
-    body = await read_json(request, TransportConnect)
+    body = await read_body()
     if not isinstance(conn, DownConnection):
         raise ApiError(409, "bad_state", "a send transport is connected by its create answer")
     try:
@@ -240,9 +249,10 @@ async def connect_transport(request: web.Request) -> web.Response:
 
 @routes.post(PREFIX + "/rooms/{room}/transports/{transport_id}/ice")
 @authenticated
-async def transport_ice(request: web.Request) -> web.Response:
+@endpoint(body=IceCandidate, status=204, errors=(404,))
+async def transport_ice(request: web.Request, read_body: ReadBody[IceCandidate]) -> web.Response:
     member, conn = _own_transport(request)
-    body = await read_json(request, IceCandidate)
+    body = await read_body()
     try:
         await member.peer.add_ice_candidate(
             conn.id, body.candidate or None, body.sdp_mid, body.sdp_mline_index
@@ -254,6 +264,7 @@ async def transport_ice(request: web.Request) -> web.Response:
 
 @routes.delete(PREFIX + "/rooms/{room}/transports/{transport_id}")
 @authenticated
+@endpoint(status=204, errors=(400, 404))
 async def close_transport(request: web.Request) -> web.Response:
     member, conn = _own_transport(request)
     try:
@@ -294,6 +305,7 @@ def room_state(room: Room, members: list[Member]) -> dict[str, Any]:
 
 @routes.get(PREFIX + "/rooms/{room}")
 @authenticated
+@endpoint(errors=(400, 403, 404))
 async def get_room(request: web.Request) -> web.Response:
     principal = principal_of(request)
     room_name = _room_name(request)

@@ -44,6 +44,7 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 
 from vtp.api.access import public
+from vtp.api.endpoint import endpoint
 from vtp.api.errors import ApiError, unauthorized
 from vtp.api.middleware import bearer_token
 from vtp.appkeys import CONFIG, DB, SFU_KEY, TOKENS
@@ -822,6 +823,7 @@ SEND_LIMITS = web.AppKey("sfu_ws_send_limits", SendLimits)
 
 @routes.get(WS_PATH)
 @public  # authenticates inside: Authorization header or a first "auth" message
+@endpoint(errors=(401, 429))
 async def sfu_websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
     principal: Principal | None = None

@@ -21,6 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from vtp.api.access import authenticated, principal_of, public
+from vtp.api.endpoint import endpoint
 from vtp.api.errors import forbidden, not_found
 from vtp.api.middleware import bearer_token
 from vtp.appkeys import SFU_KEY
@@ -123,6 +124,7 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
 @routes.post(WHEP_PREFIX + "/{room}")
 @authenticated
 @with_cors
+@endpoint(media=SDP_TYPE, status=201, errors=(400, 403, 404, 409, 413, 415, 429, 503))
 async def whep_first_stream(request: web.Request) -> web.Response:
     return await _watch(request, None)
 
@@ -130,6 +132,7 @@ async def whep_first_stream(request: web.Request) -> web.Response:
 @routes.post(WHEP_PREFIX + "/{room}/{stream_id}")
 @authenticated
 @with_cors
+@endpoint(media=SDP_TYPE, status=201, errors=(400, 403, 404, 409, 413, 415, 429, 503))
 async def whep_stream(request: web.Request) -> web.Response:
     return await _watch(request, request.match_info["stream_id"])
 
@@ -137,6 +140,7 @@ async def whep_stream(request: web.Request) -> web.Response:
 @routes.patch(WHEP_PREFIX + "/{room}/sessions/{resource}")
 @authenticated
 @with_cors
+@endpoint(status=204, errors=(400, 403, 404, 409, 412, 413, 415, 422))
 async def whep_patch(request: web.Request) -> web.Response:
     return await trickle(request, own_session(request, "whep"))
 
@@ -144,6 +148,7 @@ async def whep_patch(request: web.Request) -> web.Response:
 @routes.delete(WHEP_PREFIX + "/{room}/sessions/{resource}")
 @authenticated
 @with_cors
+@endpoint(errors=(400, 403, 404))
 async def whep_delete(request: web.Request) -> web.Response:
     member = own_session(request, "whep")
     await member.peer.leave("whep session deleted")

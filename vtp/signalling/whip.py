@@ -26,6 +26,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from vtp.api.access import Handler, authenticated, principal_of, public
+from vtp.api.endpoint import endpoint
 from vtp.api.errors import ApiError, error_response, forbidden, not_found
 from vtp.api.middleware import bearer_token
 from vtp.appkeys import SFU_KEY
@@ -181,6 +182,7 @@ async def whip_options(request: web.Request) -> web.Response:
 @routes.post(WHIP_PREFIX + "/{room}")
 @authenticated
 @with_cors
+@endpoint(media=SDP_TYPE, status=201, errors=(400, 403, 409, 413, 415, 429, 503))
 async def whip_publish(request: web.Request) -> web.Response:
     principal = principal_of(request)
     room_name = room_from(request)
@@ -257,6 +259,7 @@ async def trickle(request: web.Request, member: Member) -> web.Response:
 @routes.patch(WHIP_PREFIX + "/{room}/{resource}")
 @authenticated
 @with_cors
+@endpoint(status=204, errors=(400, 403, 404, 409, 412, 413, 415, 422))
 async def whip_patch(request: web.Request) -> web.Response:
     return await trickle(request, own_session(request, "whip"))
 
@@ -264,6 +267,7 @@ async def whip_patch(request: web.Request) -> web.Response:
 @routes.delete(WHIP_PREFIX + "/{room}/{resource}")
 @authenticated
 @with_cors
+@endpoint(errors=(400, 403, 404))
 async def whip_delete(request: web.Request) -> web.Response:
     member = own_session(request, "whip")
     await member.peer.leave("whip session deleted")

@@ -112,6 +112,7 @@ from aiohttp import WSCloseCode, web
 
 from vtp.api.access import public
 from vtp.api.chat import CHAT_HOOKS, ChatHook
+from vtp.api.endpoint import endpoint
 from vtp.api.errors import ApiError
 from vtp.appkeys import AUTHORITY, CONFIG, DB, RECORDER, REDIS
 from vtp.auth import removals
@@ -453,6 +454,7 @@ async def _admit(conn: Connection, session_id: uuid.UUID) -> sessions_db.JoinTic
 
 @routes.get(LIVE_PATH)
 @public  # authenticates inside: a first "auth" message (browsers cannot set headers)
+@endpoint(errors=(404,))
 async def live_channel(request: web.Request) -> web.StreamResponse:
     """The classroom live channel (WebSocket): hands, teacher controls, media state,
     chat delivery and presence for one live session. See vtp/web/live.py."""
