@@ -24,7 +24,7 @@ from vtp.api.errors import forbidden, unauthorized
 from vtp.api.middleware import bearer_token
 from vtp.appkeys import CONFIG, DB, RECORDER, SFU_KEY, TOKENS
 from vtp.auth.tokens import TokenError
-from vtp.signalling.relay import RELAY
+from vtp.channel.relay import RELAY
 
 routes = web.RouteTableDef()
 

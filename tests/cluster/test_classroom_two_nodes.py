@@ -31,7 +31,7 @@ from browser.classroom_kit import (
 )
 
 from vtp.appkeys import PLACEMENT, SFU_KEY
-from vtp.signalling.relay import RELAY
+from vtp.channel.relay import RELAY
 from vtp.web.live import LIVE_ROOMS
 
 pytestmark = [

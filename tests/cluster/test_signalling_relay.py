@@ -1,6 +1,6 @@
 """Any door: two nodes (in-process apps sharing real PostgreSQL and Redis). A client whose
 signalling WebSocket is on node B joins a room placed on node A: B relays its signalling
-to A over Redis (vtp.signalling.relay), its media goes to A. The peer is A's; errors
+to A over Redis (vtp.channel.relay), its media goes to A. The peer is A's; errors
 keep their codes; closing the socket on B ends the peer on A, dropping it parks it for
 a resume (through either node); leaving gives the socket back to B."""
 
@@ -24,9 +24,9 @@ from sfu_api.ws_peers import (
 
 from vtp.app import create_app
 from vtp.appkeys import SFU_KEY, TOKENS
+from vtp.channel.relay import RELAY
 from vtp.config import Config
 from vtp.signalling.members import MEMBERS
-from vtp.signalling.relay import RELAY
 
 
 def _free_port() -> int:
