@@ -124,7 +124,9 @@ from vtp.channel.socket import (
     OPEN_CHANNELS,
     Channel,
     Rules,
+    Socket,
 )
+from vtp.cluster.nodes import NodeInfo
 from vtp.db import sessions as sessions_db
 from vtp.db.users import get_user
 from vtp.limits.tokenbucket import SendLimits
@@ -173,8 +175,9 @@ class Connection(Channel):
         auth_timeout_s=AUTH_TIMEOUT_S,
     )
     messages = lm.CLIENT
+    relay_kind = "live"
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+    def __init__(self, app: web.Application, ws: Socket) -> None:
         super().__init__(app, ws, app[SEND_LIMITS])
         self.display = ""
         self.role = "viewer"  # "presenter" | "viewer"
@@ -209,38 +212,56 @@ class Connection(Channel):
         if self.room is not None:
             await _recheck(self.app, self.room, self, change)
 
-    async def _served_here(self, room_name: str, session_id: uuid.UUID) -> bool:
-        """The class's live state (participants, hands, SFU members, recorder) is kept
-        beside its room: on another node's room, send the client there (an error
-        ``room_elsewhere`` naming that node's live channel, then close 4307)."""
-        try:
-            node = await place_room(self.app, room_name)
-        except ApiError as exc:  # no live node (cluster only)
-            self.refuse(CLOSE_NOT_LIVE, exc.code, exc.message)
-            return False
-        if node is None:
-            return True
+    async def open(self) -> bool:
+        """Authenticate (the first message); False: refused, the channel closes."""
+        return await self.authenticate() is not None
+
+    def opened(self) -> None:
+        """The client is in the class (``ready`` is sent)."""
+
+    def _send_elsewhere(self, node: NodeInfo, session_id: uuid.UUID) -> None:
+        """The class is on another node and this socket cannot be relayed there (it is
+        relayed already: the room moved meanwhile): an error ``room_elsewhere`` naming
+        that node's live channel, then close 4307."""
         url = node.url + LIVE_PATH.format(session_id=session_id)
         details = {"node_id": node.id, "node_url": node.url, "url": url}
         self.error(
             "room_elsewhere", f"this class is served by node {node.id}: connect to {url}", details
         )
         self.close(CLOSE_ELSEWHERE, "room_elsewhere")
-        return False
 
     async def run(self, session_id: uuid.UUID) -> None:
         self.start_writer()
         try:
-            if await self.authenticate() is None:
+            if not await self.open():
                 return
             ticket = await _admit(self, session_id)
-            if ticket is None or not await self._served_here(ticket.room_name, session_id):
+            if ticket is None:
+                return
+            # The class's live state (participants, hands, SFU members, recorder) is kept
+            # beside its room: on another node's room, this socket is relayed there.
+            try:
+                node = await place_room(self.app, ticket.room_name)
+            except ApiError as exc:  # no live node (cluster only)
+                self.refuse(CLOSE_NOT_LIVE, exc.code, exc.message)
+                return
+            if node is not None and not self.relays():
+                self._send_elsewhere(node, session_id)
                 return
             if not await self.take_slot():
+                return
+            if node is not None:
+                try:
+                    await self.relay(node, {"session_id": str(session_id)})
+                    if self.link is not None:
+                        await self.serve()
+                finally:
+                    self.hang_up_link()
                 return
             room = self.room = self.app[LIVE_ROOMS].get(session_id, ticket.room_name)
             try:  # (entering inside: a cancelled entry still leaves)
                 await _enter(self.app, room, self)
+                self.opened()
                 self.follow_authority(lambda: (self.course_id, room.session_id))
                 await self.serve()
             finally:
