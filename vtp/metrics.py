@@ -110,7 +110,8 @@ class _ServiceCollector(Collector):
         if relay is not None:
             family = GaugeMetricFamily(
                 "vtp_relayed_sockets",
-                "signalling sockets relayed between nodes: held here for a room on another"
+                "WebSockets (signalling, classroom live channel) relayed between nodes: held"
+                " here for a room on another"
                 " node (door), or served here for a socket another node holds (room)",
                 labels=["side"],
             )

@@ -77,9 +77,11 @@ end) re-checks the token, the membership, the removal list and the role at once.
 presenter's controls (``lower-hand``, ``mute``, ``remove``, ``record``, ``end``) also
 re-check the sender's current course role: hosting a session gives no power of its own.
 
-Close codes: 4307 (after an ``error`` ``room_elsewhere``: with several nodes, the class is
-served by another node - the one its SFU room is placed on - and ``details`` hold
-``node_id``, ``node_url`` and ``url``, that node's live channel for this session), 4401
+Close codes: 1012 (after an ``error`` ``node_gone``: with several nodes, the node serving
+the class of a relayed channel is gone; connect again), 4307 (after an ``error``
+``room_elsewhere``: a relayed channel whose class is on yet another node now - its SFU
+room was placed again - and ``details`` hold ``node_id``, ``node_url`` and ``url``, that
+node's live channel for this session), 4401
 (authentication failed; the token expired without renewal or was
 revoked), 4403 (not a member, no longer a member, or removed), 4409 (the session is not
 live), 4429 (``rate_limited``: this socket sent more than
@@ -93,9 +95,12 @@ coalesced at every receiver (a ``hand`` or ``media`` message replaces the same u
 older one still waiting), so no receiver falls behind on state it would throw away.
 
 Participants, hands and media state live in this process: one node serves a class, the
-one its SFU room is placed on (:mod:`vtp.signalling.placement`; a channel opened on another
-node is sent there, close code 4307, so whichever node a participant's page came from,
-everyone of a class meets on one node); removals are in Redis (:mod:`vtp.auth.removals`).
+one its SFU room is placed on (:mod:`vtp.signalling.placement`). A channel opened on
+another node is relayed there (:mod:`vtp.channel.relay`; the room's node's end is
+:mod:`vtp.web.live_relayed`): that node keeps the socket, after the same admission checks,
+and the participant is the room's node's like any other, so whichever node a
+participant's socket reached, everyone of a class meets on one node. Removals are in
+Redis (:mod:`vtp.auth.removals`).
 """
 
 from __future__ import annotations
