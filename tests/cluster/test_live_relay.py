@@ -191,6 +191,13 @@ async def test_a_student_through_node_b_is_in_the_class_on_node_a(
         ]
         assert first["message"]["author_name"] == student["user"]["display_name"]
 
+    # recording (beside the room, on A): its state reaches her through B
+    await on_a.send(type="record", action="start")
+    assert (await via_b.next("recording"))["recording"]["active"] is True
+    await on_a.send(type="record", action="stop")
+    stopped = await via_b.next("recording")
+    assert stopped["recording"]["active"] is False
+
     # removal by the teacher on A: she is told why and her socket on B closes (4403)
     await on_a.send(type="remove", user_id=student_id, reason="disruptive")
     removed = await via_b.next("removed")
@@ -226,6 +233,20 @@ async def test_closing_the_socket_on_b_ends_the_participant_on_a(
     assert left["reason"] == "left"
     await until(lambda: not b.app[RELAY].doors and not a.app[RELAY].hosted, 5, "links over")
     await on_a.ws.close()
+
+
+async def test_the_session_ended_through_node_b_ends_the_channel_relayed_to_a(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> None:
+    a, b, teacher, student, session = await _class(
+        aiohttp_server, aiohttp_client, config, database_url
+    )
+    via_b = await _open(b, session["id"], student)
+    await via_b.next("ready")
+    await _ok(b, "POST", f"/api/v1/sessions/{session['id']}/end", teacher)
+    assert (await via_b.next("ended"))["by"] == teacher["user"]["display_name"]
+    assert await via_b.closed() == 1000
+    await until(lambda: not b.app[RELAY].doors and not a.app[RELAY].hosted, 5, "links over")
 
 
 async def test_when_node_a_dies_the_student_on_b_is_told_and_reconnects_to_b(

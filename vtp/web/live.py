@@ -258,7 +258,7 @@ class Connection(Channel):
             if node is not None:
                 try:
                     await self.relay(node, {"session_id": str(session_id)})
-                    if self.link is not None:
+                    if self.link is not None and not self.closing:
                         await self.serve()
                 finally:
                     self.hang_up_link()
