@@ -82,8 +82,8 @@ class RelayLost(Exception):
 class Done:
     """The room's node handled one relayed message."""
 
-    ended: bool  # the relayed session holds no room any more: the link is over
-    gone_room: str | None  # the room the server took the peer out of (still watched)
+    ended: bool  # the relayed channel holds nothing there any more: the link is over
+    gone_room: str | None  # (signalling) the room the server took the peer out of
 
 
 class DoorLink:
