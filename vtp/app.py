@@ -38,6 +38,7 @@ from vtp.auth.ratelimit import Backoff, RateLimiter
 from vtp.auth.secret import load_or_create_secret
 from vtp.auth.tokens import TokenService
 from vtp.channel import socket as channel
+from vtp.channel.relay import relay_ctx
 from vtp.cluster.nodes import LoadSample, NodeRegistry, cluster_refusal, this_node
 from vtp.cluster.placement import Placement
 from vtp.config import Config
@@ -50,7 +51,6 @@ from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
 from vtp.recorder import Recorder
 from vtp.sfu import Sfu, events
-from vtp.signalling.relayed import relay_ctx
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,6 @@ def create_app(config: Config) -> web.Application:
     routes.add_routes(app, config)  # every endpoint: vtp/routes.py
     https.setup(app)  # HSTS and the HTTP->HTTPS redirect listener, when TLS is on
     app.cleanup_ctx.append(cluster_ctx)  # a stopping node leaves the registry first
-    app.cleanup_ctx.append(relay_ctx)  # signalling relayed between nodes (in the cluster)
+    app.cleanup_ctx.append(relay_ctx)  # channels relayed between nodes (in the cluster)
     _check_access_rules(app)
     return app

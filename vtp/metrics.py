@@ -24,7 +24,7 @@ from vtp.api.errors import forbidden, unauthorized
 from vtp.api.middleware import bearer_token
 from vtp.appkeys import CONFIG, DB, RECORDER, SFU_KEY, TOKENS
 from vtp.auth.tokens import TokenError
-from vtp.signalling.relay import RELAY
+from vtp.channel.relay import RELAY
 
 routes = web.RouteTableDef()
 
@@ -110,7 +110,8 @@ class _ServiceCollector(Collector):
         if relay is not None:
             family = GaugeMetricFamily(
                 "vtp_relayed_sockets",
-                "signalling sockets relayed between nodes: held here for a room on another"
+                "WebSockets (signalling, classroom live channel) relayed between nodes: held"
+                " here for a room on another"
                 " node (door), or served here for a socket another node holds (room)",
                 labels=["side"],
             )

@@ -2,8 +2,10 @@
 // delivery and presence. Reconnects by itself unless the server said we may not come back.
 // Keeps the server's copy of the access token fresh (auth again when the page's token
 // changes): the server closes a channel whose token expired (4401). With several VTP nodes
-// a class is served by the node of its room: another node answers room_elsewhere and
-// closes (4307), and the channel carries on at the URL it named.
+// a class is served by the node of its room, and any node relays the channel there; a
+// node that cannot (the class moved under a relayed channel) answers room_elsewhere and
+// closes (4307), and the channel carries on at the URL it named. The class's node gone:
+// 1012 (node_gone), and the channel connects again like after any drop.
 "use strict";
 
 import { socketUrl } from "./sfu.js";

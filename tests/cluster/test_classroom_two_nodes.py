@@ -1,11 +1,10 @@
 """A class across two nodes in headless Chromium: two in-process VTP apps sharing real
 PostgreSQL and Redis (VTP_TEST_REDIS_URL), each with its own HTTP port and SFU. The teacher
 starts the class on node A (its room is placed there); a student whose page node B serves
-keeps her SFU WebSocket on B, which relays its signalling to A (her media goes to A), and
-is sent to A by B (``room_elsewhere``) for the classroom live channel, which the page
-allows (its CSP names the registry's nodes): each decodes the
-other's video, both see both participants in the People tab, and chat posted through
-either node's API reaches both (relayed between the nodes over Redis)."""
+keeps both her WebSockets on B - the SFU signalling and the classroom live channel - which
+relays them to A (her media goes to A): each decodes the other's video, both see both
+participants in the People tab, and chat posted through either node's API reaches both
+(relayed between the nodes over Redis)."""
 
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ from browser.classroom_kit import (
 )
 
 from vtp.appkeys import PLACEMENT, SFU_KEY
-from vtp.signalling.relay import RELAY
+from vtp.channel.relay import RELAY
 from vtp.web.live import LIVE_ROOMS
 
 pytestmark = [
@@ -132,13 +131,13 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
 
     for key, page in pages.items():
         await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding the other's video")
-    # Ada's page came from B: her signalling socket stays there (B relays it to A, where
-    # the class is), her live channel went on to A
+    # Ada's page came from B: her signalling socket and her live channel stay there (B
+    # relays both to A, where the class is)
     ada_path = [url.split("/api/v1/")[0] for url in socket_urls["ada"]]
     b_ws, a_ws = b.base.replace("http", "ws"), a.base.replace("http", "ws")
-    assert ada_path.count(b_ws) == 2 and ada_path.count(a_ws) == 1, socket_urls
+    assert ada_path == [b_ws, b_ws], socket_urls
     assert [u for u in socket_urls["ada"] if "/sfu/ws" in u] == [f"{b_ws}/api/v1/sfu/ws"]
-    assert len(b.app[RELAY].doors) == 1 and len(a.app[RELAY].hosted) == 1
+    assert len(b.app[RELAY].doors) == 2 and len(a.app[RELAY].hosted) == 2
     assert all(url.startswith(a_ws) for url in socket_urls["teacher"]), socket_urls
     assert not blocked, blocked
     assert b.app[SFU_KEY].get_room(room) is None
@@ -201,7 +200,7 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
     await eventually(both_renewed, 25, "the new token sent to Ada's two sockets")
 
     async def acknowledged() -> bool:
-        # after the renewal, each socket on A answered "authenticated"
+        # after the renewal, each socket (both relayed to A) answered "authenticated"
         seen: set[str] = set()
         after: set[str] = set()
         for event, url, msg in ada_frames:
@@ -268,10 +267,10 @@ async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
 async def test_when_the_class_node_goes_away_the_page_finds_the_class_again(
     nodes: tuple[Server, Server], browser: Any
 ) -> None:
-    """Node A (the class's) stops: the student's page, sent there by B, fails to reach it,
-    goes back to B (its page's node), which places the room again - on itself, the only
-    node left - and the page is in the class again there (SFU and live channel) within
-    10 s. (Last in the module: node A stays stopped.)"""
+    """Node A (the class's) stops: the student's sockets, relayed there by B, are closed;
+    the page connects again to B (its page's node), which places the room again - on
+    itself, the only node left - and the page is in the class again there (SFU and live
+    channel) within 10 s. (Last in the module: node A stays stopped.)"""
     a, b = nodes
     teacher = await a.user("Ms Lund", role="teacher")
     cleo = await b.user("Cleo Park")

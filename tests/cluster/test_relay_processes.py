@@ -3,7 +3,8 @@ publishes through node A's URL (the room is placed on A); a student's signalling
 WebSocket is on node B, which relays it to A: the student decodes the teacher's video,
 whose ICE candidates are A's media port; an error relayed keeps its code; closing the
 socket on B ends the peer on A; killing B makes A drop B's peers; killing A tells the
-client on B (error node_gone, close 1012) so that it reconnects.
+client on B (error node_gone, close 1012) so that it reconnects. The classroom live
+channel is relayed the same way (a participant through B; B killed: A drops her).
 
 Also measures signalling round trips (ping/pong) on a socket served locally against one
 relayed (printed: ``pytest -s``)."""
@@ -21,6 +22,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from cluster.test_cluster_processes import Process, _env, _free_port, _health
+from cluster.test_live_relay import _live_session, _open
 from helpers import Accounts
 from sfu_api.ws_peers import BLUE, Viewer, WsClient, assert_frames_show, connect, publish
 
@@ -231,3 +233,32 @@ async def test_a_rooms_node_that_stops_closes_the_relayed_sockets_as_its_own(
     assert await via_b.closed(within=10) == 1001
     assert await on_a.closed(within=10) == 1001
     await asyncio.to_thread(a.process.proc.wait, 40)
+
+
+async def test_a_live_channel_through_node_b_and_node_b_killed(
+    nodes: tuple[Node, Node], database_url: str
+) -> None:
+    """The classroom live channel, relayed the same way: a student's channel on B is a
+    participant of the class on A (hand raised through B, seen on A); B killed, A drops
+    her once B has left the registry (``VTP_NODE_TTL_S`` + one or two heartbeats)."""
+    a, b = nodes
+    assert a.http is not None and b.http is not None
+    accounts = Accounts(a.http, database_url)
+    teacher = await accounts.with_role("teacher")
+    student = await accounts.with_role("student")
+    session = await _live_session(a.http, teacher, [student])  # (placed on A)
+    on_a = await _open(a.http, session["id"], teacher)
+    await on_a.next("ready")
+    via_b = await _open(b.http, session["id"], student)
+    ready = await via_b.next("ready")
+    student_id = student["user"]["id"]
+    assert {p["user_id"] for p in ready["participants"]} == {teacher["user"]["id"], student_id}
+    await on_a.next("participant-joined")
+    await via_b.send(type="hand", raised=True)
+    assert (await on_a.next("hand", user_id=student_id))["raised"] is True
+    b.process.proc.kill()
+    killed = time.monotonic()
+    left = await on_a.next("participant-left", within=NODE_TTL_S + 6, user_id=student_id)
+    assert left["reason"] == "left"
+    print(f"B killed: its live participant left A's class after {time.monotonic() - killed:.1f} s")
+    await on_a.ws.close()

@@ -1,16 +1,12 @@
 """Any door: two nodes (in-process apps sharing real PostgreSQL and Redis). A client whose
 signalling WebSocket is on node B joins a room placed on node A: B relays its signalling
-to A over Redis (vtp.signalling.relay), its media goes to A. The peer is A's; errors
+to A over Redis (vtp.channel.relay), its media goes to A. The peer is A's; errors
 keep their codes; closing the socket on B ends the peer on A, dropping it parks it for
 a resume (through either node); leaving gives the socket back to B."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from helpers import Accounts, bearer
@@ -21,47 +17,12 @@ from sfu_api.ws_peers import (
     connect,
     publish,
 )
+from two_nodes import two_nodes, until
 
-from vtp.app import create_app
 from vtp.appkeys import SFU_KEY, TOKENS
+from vtp.channel.relay import RELAY
 from vtp.config import Config
 from vtp.signalling.members import MEMBERS
-from vtp.signalling.relay import RELAY
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _two_nodes(aiohttp_server: Any, aiohttp_client: Any, config: Config) -> list[Any]:
-    clients = []
-    for name in ("node-a", "node-b"):
-        port = _free_port()
-        node_config = config.model_copy(
-            update={
-                "ice_addresses": ["127.0.0.1"],
-                "sfu_open_rooms": True,
-                "room_grace_s": 2.0,
-                "cluster": True,
-                "node_id": name,
-                "node_url": f"http://127.0.0.1:{port}",
-                "region": f"region-{name}",  # a room is placed where it is first opened
-                "sfu_resume_s": 3.0,
-            }
-        )
-        server = await aiohttp_server(create_app(node_config), port=port)
-        clients.append(await aiohttp_client(server))
-    return clients
-
-
-async def _until(check: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within} s")
-        await asyncio.sleep(0.05)
 
 
 def _candidate_ports(sdp: str) -> set[int]:
@@ -71,7 +32,7 @@ def _candidate_ports(sdp: str) -> set[int]:
 async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
     aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
 ) -> None:
-    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     accounts = Accounts(a, database_url)
     teacher = await accounts.with_role("teacher")
     student = await accounts.register()
@@ -132,9 +93,9 @@ async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
 
         # closing the socket on B: the peer leaves A's room at once
         await via_b.close()
-        await _until(lambda: peer_id not in room_a.peers, 5, "the relayed peer gone from A")
+        await until(lambda: peer_id not in room_a.peers, 5, "the relayed peer gone from A")
         await on_a.wait("peer-left", peer_id=peer_id)
-        await _until(lambda: not a.app[RELAY].hosted, 5, "A's relayed session over")
+        await until(lambda: not a.app[RELAY].hosted, 5, "A's relayed session over")
         assert not b.app[RELAY].doors
     finally:
         await viewer.close()
@@ -145,7 +106,7 @@ async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
 async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_door(
     aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
 ) -> None:
-    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     accounts = Accounts(a, database_url)
     teacher = await accounts.with_role("teacher")
 
@@ -158,7 +119,7 @@ async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_
     assert joined["peer_id"] in room_a.peers
     # leave: the relayed session ends, the socket is B's again and may join anew
     await via_b.request("leave", "left")
-    await _until(lambda: not b.app[RELAY].doors, 5, "B's link over")
+    await until(lambda: not b.app[RELAY].doors, 5, "B's link over")
     assert joined["peer_id"] not in room_a.peers
     await via_b.request("ping", "pong")
     again = await via_b.request("join", "joined", room="chemistry")
@@ -167,7 +128,7 @@ async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_
     # the socket drops (no close frame): the peer is parked on A, and a resume through A
     # (the other door) takes it back
     via_b.drop()
-    await _until(lambda: not b.app[RELAY].doors, 15, "B noticed the drop")
+    await until(lambda: not b.app[RELAY].doors, 15, "B noticed the drop")
     assert peer_id in room_a.peers
     back = await connect(a, teacher["access_token"])
     resumed = await back.request(
@@ -183,7 +144,7 @@ async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_
 async def test_revoked_tokens_close_the_relayed_socket_and_end_its_peer(
     aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
 ) -> None:
-    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     accounts = Accounts(a, database_url)
     teacher = await accounts.with_role("teacher")
     student = await accounts.register()
@@ -205,7 +166,7 @@ async def test_revoked_tokens_close_the_relayed_socket_and_end_its_peer(
     assert await via_b.closed() == 4401
     assert peer_id not in room_a.peers
     await on_a.wait("peer-left", peer_id=peer_id)
-    await _until(lambda: not b.app[RELAY].doors and not a.app[RELAY].hosted, 5, "links over")
+    await until(lambda: not b.app[RELAY].doors and not a.app[RELAY].hosted, 5, "links over")
     await on_a.close()
 
 
@@ -214,7 +175,7 @@ async def test_a_room_node_that_forgot_the_socket_makes_the_door_close_it(
 ) -> None:
     """(As after a restart of the room's node under the same id, quicker than the
     registry tells.) The client hears node_gone and is closed with 1012: it reconnects."""
-    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     teacher = await Accounts(a, database_url).with_role("teacher")
     on_a = await connect(a, teacher["access_token"])
     await on_a.request("join", "joined", room="history")
@@ -233,14 +194,14 @@ async def test_a_socket_whose_bye_was_lost_ends_on_the_rooms_node(
 ) -> None:
     """Pub/sub may lose a message: the door lists its links to each node at every
     heartbeat (an empty list once after the last), and the room's node ends the others."""
-    a, b = await _two_nodes(aiohttp_server, aiohttp_client, config)
+    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     teacher = await Accounts(a, database_url).with_role("teacher")
     on_a = await connect(a, teacher["access_token"])
     await on_a.request("join", "joined", room="music")
     via_b = await connect(b, teacher["access_token"])
     peer_id = (await via_b.request("join", "joined", room="music"))["peer_id"]
     b.app[RELAY].doors.clear()  # (as if B's bye was lost)
-    await _until(lambda: not a.app[RELAY].hosted, 8, "A's relayed session ended")
+    await until(lambda: not a.app[RELAY].hosted, 8, "A's relayed session ended")
     # (a dropped socket: its peer waits VTP_SFU_RESUME_S for a resume, then leaves)
     await on_a.wait("peer-left", within=8, peer_id=peer_id)
     await via_b.close()

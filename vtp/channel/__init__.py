@@ -7,5 +7,8 @@ socket, :mod:`vtp.signalling.websocket`, and the classroom live channel,
   shutdown;
 * :mod:`.messages` - pydantic message models and the parser of a protocol's client
   messages;
-* :mod:`.slots` - how many sockets a user may hold open, over every process.
+* :mod:`.slots` - how many sockets a user may hold open, over every process;
+* :mod:`.relay` - with several nodes, a channel about a room another node serves is
+  relayed there over Redis (both kinds, one relay); :mod:`.relayed` - the room's node's
+  end of such a channel.
 """

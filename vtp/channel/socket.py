@@ -29,6 +29,10 @@ and what those do. The channel itself does the rest, the same way for both:
 * **messages**: pydantic models, one per type (:mod:`.messages`); a message that does not
   validate gets an ``error`` and the channel goes on. Handlers run one at a time, in order.
 * **shutdown**: every open channel is closed with 1001 when the server stops.
+* **relay** (:mod:`vtp.channel.relay`): with several nodes, a channel about a room
+  another node serves is relayed there (:meth:`Channel.relay`): this node keeps the
+  socket and the checks above, the room's node serves the messages
+  (:mod:`vtp.channel.relayed`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from vtp.auth.principal import Principal
 from vtp.auth.tokens import TokenError
 from vtp.channel import slots
 from vtp.channel.messages import MessageError, MessageSet, ServerMessage
+from vtp.channel.relay import CLOSE_NODE_GONE, RELAY, DoorLink, RelayLost
+from vtp.cluster.nodes import NodeInfo
 from vtp.limits.outqueue import OutQueue
 from vtp.limits.tokenbucket import SendLimit, SendLimits
 
@@ -67,7 +73,7 @@ Outgoing = dict[str, Any] | tuple[int, str]  # a message, or a close (code, reas
 class Socket(Protocol):
     """What a channel uses of its WebSocket: an :class:`aiohttp.web.WebSocketResponse`,
     or the stand-in for a client socket another node holds
-    (:class:`vtp.signalling.relay.RelayedSocket`)."""
+    (:class:`vtp.channel.relay.RelayedSocket`)."""
 
     @property
     def closed(self) -> bool: ...
@@ -98,6 +104,11 @@ class Channel:
 
     rules: ClassVar[Rules]
     messages: ClassVar[MessageSet[Any]]
+    relay_kind: ClassVar[str]  # its name between nodes (vtp.channel.relay)
+    # a socket about a room another node serves is relayed there (False: the client is
+    # sent there, room_elsewhere)
+    may_relay = True
+    through_door = False  # run by the room's node for a socket another node holds
 
     def __init__(self, app: web.Application, ws: Socket, limits: SendLimits):
         self.app = app
@@ -117,6 +128,7 @@ class Channel:
         self._watch: Watch | None = None
         self._expiry: asyncio.Task[None] | None = None
         self._closer: asyncio.Future[bool] | None = None  # a too-slow receiver's close
+        self.link: DoorLink | None = None  # the room's node, when another one serves it
 
     @classmethod
     def response(cls, request: web.Request) -> web.WebSocketResponse:
@@ -344,6 +356,10 @@ class Channel:
                 break
 
     async def receive(self, raw: str | bytes) -> None:
+        link = self.link
+        if link is not None:
+            await self._forward(link, raw)
+            return
         request_id: str | None = None
         try:
             message = self.messages.parse(raw)
@@ -365,6 +381,75 @@ class Channel:
                 self.error(
                     "internal_error", "the server failed to handle this message", None, request_id
                 )
+
+    # --- relayed to the room's node (vtp.channel.relay) ----------------------------------
+
+    def relays(self) -> bool:
+        """Does a room on another node get this socket relayed there?"""
+        return self.may_relay and RELAY in self.app
+
+    async def relay(self, node: NodeInfo, params: dict[str, str], raw: str | None = None) -> None:
+        """Another node serves the room: from now on, that node's channel for this socket
+        handles the client's messages (``raw``: the first, already read here); this one
+        keeps the socket."""
+        link = self.app[RELAY].link(node, self.send, self.close, self.relay_lost)
+        self.link = link
+        self.stop_following()  # (the channel there follows the user's authority)
+        try:
+            done = await link.open(self.relay_kind, self.token, params, raw)
+        except RelayLost as exc:
+            self.relay_lost(str(exc))
+            return
+        if done.ended and self.link is link:
+            self.unlinked(done.gone_room)
+
+    async def _forward(self, link: DoorLink, raw: str | bytes) -> None:
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        await self._keep_token(text)
+        try:
+            done = await link.forward(text)
+        except RelayLost as exc:
+            self.relay_lost(str(exc))
+            return
+        if done.ended and self.link is link:
+            self.unlinked(done.gone_room)
+
+    async def _keep_token(self, raw: str) -> None:
+        """A renewal relayed is this socket's too (for when the link ends); the room's
+        node answers it."""
+        try:
+            message = self.messages.parse(raw)
+        except MessageError:
+            return
+        if getattr(message, "type", None) != "auth":
+            return
+        with contextlib.suppress(TokenError):
+            principal = await self.app[TOKENS].verify_access(message.token)
+            if principal.user_id == self.user_id:
+                self.principal, self.token = principal, message.token
+
+    def unlinked(self, gone_room: str | None) -> None:
+        """The room's node holds nothing for this socket any more. A channel that can go
+        on here (a signalling socket, which may join another room) overrides this; else
+        the socket closes and the client connects again."""
+        self.link = None
+        self.close(CLOSE_NODE_GONE, "the room's node ended the channel")
+
+    def relay_lost(self, why: str) -> None:
+        """The room's node is gone: the client hears it and connects again."""
+        logger.warning("%s relay lost: %s", type(self).__name__, why)
+        self.link = None
+        self.refuse(
+            CLOSE_NODE_GONE,
+            "node_gone",
+            f"the node serving the room is gone ({why}): connect again",
+        )
+
+    def hang_up_link(self) -> None:
+        """The socket is over: the room's node ends its channel (or, for a socket that
+        dropped, does what a drop does there)."""
+        if self.link is not None:
+            self.link.hang_up(self.said_goodbye)
 
 
 OPEN_CHANNELS = web.AppKey("websocket_channels", set[Channel])

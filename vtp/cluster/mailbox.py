@@ -2,7 +2,7 @@
 
 :class:`vtp.cluster.topic.Topic` tells every process; a :class:`Mailbox` is a node's own
 address, so that two nodes can hold a conversation (signalling relayed from the node
-holding a client's WebSocket to the node holding its room: :mod:`vtp.signalling.relay`).
+holding a client's WebSocket to the node holding its room: :mod:`vtp.channel.relay`).
 
 Order: what one process sends goes out through one task, in the order it was sent (a
 pipeline of the messages waiting, never two publishes racing on two connections), and

@@ -6,7 +6,9 @@
 * :mod:`.whip` and :mod:`.whep` - WHIP ingest and WHEP egress;
 * :mod:`.access` - who may enter which room, as what (the one place it is decided);
   :mod:`.rights` - grants followed after join; :mod:`.quotas` - per-user caps;
-* :mod:`.members` - which user is behind each SFU peer, and whom the server mutes.
+* :mod:`.members` - which user is behind each SFU peer, and whom the server mutes;
+* :mod:`.relayed` - the room's node's end of a signalling socket another node holds
+  (:mod:`vtp.channel.relay`).
 
 Everything here calls into the SFU's Python API; the SFU never calls back into this
 package except through its event listeners (import-linter contracts in pyproject.toml).
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vtp.signalling import websocket
+from vtp.signalling import relayed, websocket
 from vtp.signalling.members import members_ctx
 
 
@@ -25,3 +27,4 @@ def setup(app: web.Application) -> None:
     WebSocket sessions. Routes are registered by :mod:`vtp.routes`."""
     app.cleanup_ctx.append(members_ctx)
     websocket.setup(app)
+    relayed.setup(app)

@@ -7,7 +7,7 @@ room placed on another node is not opened a second time here: :class:`RoomElsewh
 names that node, and the way in decides.
 
 * the signalling WebSocket relays the socket to the room's node
-  (:mod:`vtp.signalling.relay`: any node is a door; the media goes to the room's node).
+  (:mod:`vtp.channel.relay`: any node is a door; the media goes to the room's node).
   Only a socket relayed already, joining a room on a third node, gets an ``error``
   ``room_elsewhere`` whose ``details`` hold ``node_id``, ``node_url`` and ``url`` (the
   signalling WebSocket on that node);

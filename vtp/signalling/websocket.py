@@ -28,14 +28,13 @@ delivered), and any a request still in flight on the old socket makes, close at 
 Without a resume in time the peer leaves, and its publications end for every subscriber.
 
 With several nodes, a ``join`` of a room another node serves is relayed there
-(:mod:`vtp.signalling.relay`): this session keeps the socket, and the room's node runs a
+(:mod:`vtp.channel.relay`): this session keeps the socket, and the room's node runs a
 session of this class for it (:mod:`vtp.signalling.relayed`) until it holds no room.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -61,7 +60,6 @@ from vtp.channel.socket import (
     Rules,
     Socket,
 )
-from vtp.cluster.nodes import NodeInfo
 from vtp.db.users import get_user
 from vtp.limits.tokenbucket import SendLimits
 from vtp.sfu import DownConnection, Room, SfuError, UpConnection, events, restart_ice
@@ -70,7 +68,6 @@ from vtp.signalling import quotas, rights
 from vtp.signalling.access import RoomGrant, room_access
 from vtp.signalling.members import MEMBERS, Member, MemberJoined
 from vtp.signalling.placement import RoomElsewhere, ensure_here
-from vtp.signalling.relay import CLOSE_NODE_GONE, RELAY, DoorLink, RelayLost
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -138,10 +135,7 @@ class Session(Channel):
         auth_timeout_s=AUTH_TIMEOUT_S,
     )
     messages = m.CLIENT
-
-    # a join of a room another node serves is relayed there (False: room_elsewhere)
-    may_relay = True
-    through_door = False  # a session the room's node runs for a socket another node holds
+    relay_kind = "sfu"
 
     def __init__(self, app: web.Application, ws: Socket) -> None:
         super().__init__(app, ws, app[SEND_LIMITS])
@@ -151,7 +145,6 @@ class Session(Channel):
         self._revoking = False
         self.resume_token: str | None = None  # (while it holds a member)
         self._parked: asyncio.Future[None] | None = None  # the leave after a drop
-        self.link: DoorLink | None = None  # the room's node, when another one serves it
 
     # --- the protocol's forms -----------------------------------------------------------
 
@@ -186,8 +179,7 @@ class Session(Channel):
             self.follow_authority(lambda: self._scope)
             await self.serve()
         finally:
-            if self.link is not None:  # (the room's node ends the peer, or parks it)
-                self.link.hang_up(self.said_goodbye)
+            self.hang_up_link()  # (the room's node ends the peer, or parks it)
             resume_s = self.app[CONFIG].sfu_resume_s
             parking = (
                 self.member is not None
@@ -370,9 +362,9 @@ class Session(Channel):
         try:
             grant, display = await join_room(self.app, self.principal, msg.room, path=WS_PATH)
         except RoomElsewhere as elsewhere:
-            if not self.may_relay or RELAY not in self.app:
+            if not self.relays():
                 raise
-            await self._relay_join(elsewhere.node, msg)
+            await self.relay(elsewhere.node, {}, msg.model_dump_json(exclude_none=True))
             return
         if self.member is not None:  # a second join raced the first one's awaits
             raise m.MessageError("already_joined", "already in a room", None, msg.request_id)
@@ -419,66 +411,14 @@ class Session(Channel):
         )
         self._send_streams(room)
 
-    # --- relayed to the room's node (vtp.signalling.relay) ---------------------------------
+    # --- relayed to the room's node (vtp.channel.relay) ------------------------------------
 
-    async def _relay_join(self, node: NodeInfo, msg: m.Join) -> None:
-        """Another node serves the room: from this join on, that node's session for this
-        socket handles the client's messages (this one keeps the socket)."""
-        link = self.app[RELAY].link(node, self.send, self.close, self._room_node_gone)
-        self.link = link
-        self.stop_following()  # (the session there follows the user's authority)
-        try:
-            done = await link.open(self.token, msg.model_dump_json(exclude_none=True))
-        except RelayLost as exc:
-            self._room_node_gone(str(exc))
-            return
-        if done.ended:
-            self._unlink(done.gone_room)
-
-    async def receive(self, raw: str | bytes) -> None:
-        link = self.link
-        if link is None:
-            await super().receive(raw)
-            return
-        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-        await self._keep_token(text)
-        try:
-            done = await link.forward(text)
-        except RelayLost as exc:
-            self._room_node_gone(str(exc))
-            return
-        if done.ended and self.link is link:
-            self._unlink(done.gone_room)
-
-    async def _keep_token(self, raw: str) -> None:
-        """A renewal relayed is this socket's too (for when the link ends); the room's
-        node answers it."""
-        try:
-            message = self.messages.parse(raw)
-        except MessageError:
-            return
-        if not isinstance(message, m.Auth):
-            return
-        with contextlib.suppress(TokenError):
-            principal = await self.app[TOKENS].verify_access(message.token)
-            if principal.user_id == self.user_id:
-                self.principal, self.token = principal, message.token
-
-    def _unlink(self, gone_room: str | None) -> None:
+    def unlinked(self, gone_room: str | None) -> None:
         """The room's node holds no room for this socket any more: it is served here."""
         self.link = None
         self._gone_room = gone_room
         if not self.closing:
             self.follow_authority(lambda: self._scope)
-
-    def _room_node_gone(self, why: str) -> None:
-        logger.warning("signalling relay lost: %s", why)
-        self.link = None
-        self.refuse(
-            CLOSE_NODE_GONE,
-            "node_gone",
-            f"the node serving the room is gone ({why}): connect again",
-        )
 
     def _resumable(self) -> str:
         """A new resume token for this session's member."""

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from vtp.appkeys import CONFIG
 from vtp.config import Config
-from vtp.web import headers, live, pages
+from vtp.web import headers, live, live_relayed, pages
 from vtp.web.class_events import class_events_ctx
 from vtp.web.participation import participation_ctx
 
@@ -53,6 +53,7 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(class_events_ctx)
     app.cleanup_ctx.append(participation_ctx)
     live.setup(app)
+    live_relayed.setup(app)  # (with VTP_CLUSTER only: vtp.channel.relay)
 
 
 def asset_routes(config: Config) -> list[web.AbstractRouteDef]:

@@ -77,9 +77,11 @@ end) re-checks the token, the membership, the removal list and the role at once.
 presenter's controls (``lower-hand``, ``mute``, ``remove``, ``record``, ``end``) also
 re-check the sender's current course role: hosting a session gives no power of its own.
 
-Close codes: 4307 (after an ``error`` ``room_elsewhere``: with several nodes, the class is
-served by another node - the one its SFU room is placed on - and ``details`` hold
-``node_id``, ``node_url`` and ``url``, that node's live channel for this session), 4401
+Close codes: 1012 (after an ``error`` ``node_gone``: with several nodes, the node serving
+the class of a relayed channel is gone; connect again), 4307 (after an ``error``
+``room_elsewhere``: a relayed channel whose class is on yet another node now - its SFU
+room was placed again - and ``details`` hold ``node_id``, ``node_url`` and ``url``, that
+node's live channel for this session), 4401
 (authentication failed; the token expired without renewal or was
 revoked), 4403 (not a member, no longer a member, or removed), 4409 (the session is not
 live), 4429 (``rate_limited``: this socket sent more than
@@ -93,9 +95,12 @@ coalesced at every receiver (a ``hand`` or ``media`` message replaces the same u
 older one still waiting), so no receiver falls behind on state it would throw away.
 
 Participants, hands and media state live in this process: one node serves a class, the
-one its SFU room is placed on (:mod:`vtp.signalling.placement`; a channel opened on another
-node is sent there, close code 4307, so whichever node a participant's page came from,
-everyone of a class meets on one node); removals are in Redis (:mod:`vtp.auth.removals`).
+one its SFU room is placed on (:mod:`vtp.signalling.placement`). A channel opened on
+another node is relayed there (:mod:`vtp.channel.relay`; the room's node's end is
+:mod:`vtp.web.live_relayed`): that node keeps the socket, after the same admission checks,
+and the participant is the room's node's like any other, so whichever node a
+participant's socket reached, everyone of a class meets on one node. Removals are in
+Redis (:mod:`vtp.auth.removals`).
 """
 
 from __future__ import annotations
@@ -125,6 +130,7 @@ from vtp.channel.socket import (
     OPEN_CHANNELS,
     Channel,
     Rules,
+    Socket,
 )
 from vtp.cluster.nodes import NodeInfo
 from vtp.db import recordings as recordings_db
@@ -175,8 +181,9 @@ class Connection(Channel):
         auth_timeout_s=AUTH_TIMEOUT_S,
     )
     messages = lm.CLIENT
+    relay_kind = "live"
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+    def __init__(self, app: web.Application, ws: Socket) -> None:
         super().__init__(app, ws, app[SEND_LIMITS])
         self.display = ""
         self.role = "viewer"  # "presenter" | "viewer"
@@ -211,38 +218,56 @@ class Connection(Channel):
         if self.room is not None:
             await _recheck(self.app, self.room, self, change)
 
-    async def _served_here(self, room_name: str, session_id: uuid.UUID) -> bool:
-        """The class's live state (participants, hands, SFU members, recorder) is kept
-        beside its room: on another node's room, send the client there (an error
-        ``room_elsewhere`` naming that node's live channel, then close 4307)."""
-        try:
-            node = await place_room(self.app, room_name)
-        except ApiError as exc:  # no live node (cluster only)
-            self.refuse(CLOSE_NOT_LIVE, exc.code, exc.message)
-            return False
-        if node is None:
-            return True
+    async def open(self) -> bool:
+        """Authenticate (the first message); False: refused, the channel closes."""
+        return await self.authenticate() is not None
+
+    def opened(self) -> None:
+        """The client is in the class (``ready`` is sent)."""
+
+    def _send_elsewhere(self, node: NodeInfo, session_id: uuid.UUID) -> None:
+        """The class is on another node and this socket cannot be relayed there (it is
+        relayed already: the room moved meanwhile): an error ``room_elsewhere`` naming
+        that node's live channel, then close 4307."""
         url = node.url + LIVE_PATH.format(session_id=session_id)
         details = {"node_id": node.id, "node_url": node.url, "url": url}
         self.error(
             "room_elsewhere", f"this class is served by node {node.id}: connect to {url}", details
         )
         self.close(CLOSE_ELSEWHERE, "room_elsewhere")
-        return False
 
     async def run(self, session_id: uuid.UUID) -> None:
         self.start_writer()
         try:
-            if await self.authenticate() is None:
+            if not await self.open():
                 return
             ticket = await _admit(self, session_id)
-            if ticket is None or not await self._served_here(ticket.room_name, session_id):
+            if ticket is None:
+                return
+            # The class's live state (participants, hands, SFU members, recorder) is kept
+            # beside its room: on another node's room, this socket is relayed there.
+            try:
+                node = await place_room(self.app, ticket.room_name)
+            except ApiError as exc:  # no live node (cluster only)
+                self.refuse(CLOSE_NOT_LIVE, exc.code, exc.message)
+                return
+            if node is not None and not self.relays():
+                self._send_elsewhere(node, session_id)
                 return
             if not await self.take_slot():
+                return
+            if node is not None:
+                try:
+                    await self.relay(node, {"session_id": str(session_id)})
+                    if self.link is not None and not self.closing:
+                        await self.serve()
+                finally:
+                    self.hang_up_link()
                 return
             room = self.room = self.app[LIVE_ROOMS].get(session_id, ticket.room_name)
             try:  # (entering inside: a cancelled entry still leaves)
                 await _enter(self.app, room, self)
+                self.opened()
                 self.follow_authority(lambda: (self.course_id, room.session_id))
                 await self.serve()
             finally:
@@ -340,14 +365,15 @@ LIVE_ROOMS = web.AppKey("web_live_rooms", LiveRooms)
 def send_class_elsewhere(app: web.Application, room_name: str, node: NodeInfo | None) -> int:
     """This node gives the class's room up (draining): its live channels are sent to
     ``node`` (``room_elsewhere``, then 4307, as a channel opened on the wrong node is),
-    or, with no node to name, closed with 1012 (the client reconnects to its page's
-    node). Returns how many channels were closed."""
+    or, with no node to name or when another node holds the socket (it relays it on, and
+    is not draining), closed with 1012 (the client reconnects to its page's node).
+    Returns how many channels were closed."""
     room = app[LIVE_ROOMS].by_room_name(room_name)
     if room is None:
         return 0
     conns = [c for p in room.participants.values() for c in p.connections]
     for conn in conns:
-        if node is None:
+        if node is None or conn.through_door:
             conn.close(WSCloseCode.SERVICE_RESTART, "node draining")
             continue
         url = node.url + LIVE_PATH.format(session_id=room.session_id)

@@ -1,45 +1,54 @@
-"""Signalling relayed between the nodes of a cluster: a client may connect to any node.
+"""WebSocket channels relayed between the nodes of a cluster: a client may connect to any
+node.
 
-The node holding a client's signalling WebSocket (its *door*) is not always the node
-holding the room the client joins (the room's node, :mod:`vtp.signalling.placement`).
-Then the door relays the socket to the room's node over Redis (one
-:class:`~vtp.cluster.mailbox.Mailbox` per node), and the client's media goes straight to
-the room's node: the SDP the client gets there names that node's ICE candidates. Only
-signalling crosses Redis, never a packet.
+The node holding a client's WebSocket (its *door*) is not always the node holding the
+room the socket is about (the room's node, :mod:`vtp.signalling.placement`): an SFU
+signalling socket joining a room placed elsewhere, or a classroom live channel of a class
+whose room is. Then the door relays the socket to the room's node over Redis (one
+:class:`~vtp.cluster.mailbox.Mailbox` per node). For signalling, the client's media goes
+straight to the room's node: the SDP the client gets there names that node's ICE
+candidates. Only channel messages cross Redis, never a packet.
 
-What runs where:
+Each kind of channel (:class:`~vtp.channel.socket.Channel` subclass) relays the same way:
 
 * the door keeps the WebSocket: authentication, its user's slot, heartbeats, rate
-  limits, the outgoing queue. From a ``join`` of a room placed elsewhere on, it hands
-  each client message (after its own checks) to the room's node through a
-  :class:`DoorLink`, one at a time: the next one goes when the room's node says the last
-  is done (``done``), as on a socket served locally;
-* the room's node runs the same signalling session (:class:`vtp.signalling.websocket.Session`)
-  on a :class:`RelayedSocket`, whose reads are what the door relays and whose writes
-  (replies, room events, a close) go back to the door in order. The peer is an ordinary
-  member of the room there: mutes, removals, member lists and recordings see it as
-  any other. Authority is per action there as for any session (the token travels with
-  the socket, renewals too; changes of authority reach every node).
+  limits, the outgoing queue (:meth:`Channel.relay <vtp.channel.socket.Channel.relay>`).
+  From the moment the room is found elsewhere on, it hands each client message (after
+  its own checks) to the room's node through a :class:`DoorLink`, one at a time: the next
+  one goes when the room's node says the last is done (``done``), as on a socket served
+  locally;
+* the room's node runs the same channel (the signalling session,
+  :mod:`vtp.signalling.relayed`; the live channel, :mod:`vtp.web.live_relayed`) on a
+  :class:`RelayedSocket`, whose reads are what the door relays and whose writes
+  (replies, room events, a close) go back to the door in order
+  (:class:`vtp.channel.relayed.RelayedChannel`). The client is an ordinary member there:
+  mutes, removals, member and participant lists, hands, chat and recordings see it as
+  any other. Authority is per action there as for any channel (the token travels with
+  the socket, renewals too; changes of authority reach every node). Each kind registers
+  the function serving it there (:func:`host`).
 
-A link ends with the socket (the door tells ``bye``: the peer leaves, or waits
+A link ends with the socket (the door tells ``bye``: the signalling peer leaves, or waits
 ``VTP_SFU_RESUME_S`` for a resume when the socket dropped without a close frame, as on
-one node - a resume may come through any door), or when the relayed session has no
-room left (after ``leave``, or a failed ``join``): the socket is then the door's alone
-again. Failure: a node checks the nodes of its links at every heartbeat
-(:mod:`vtp.cluster.nodes`); when the door has left the registry (missing at two checks
-in a row: ``VTP_NODE_TTL_S`` plus one or two heartbeats) or restarted, the room's node
-treats its sockets as dropped; when the room's node has, or does not answer
-a message within :data:`REPLY_TIMEOUT_S`, the door closes the client's socket with
-:data:`CLOSE_NODE_GONE` after an ``error`` ``node_gone``, and the client reconnects (the
-room is placed again on a live node).
+one node - a resume may come through any door; a live-channel participant leaves), or
+when the relayed channel has nothing left on the room's node (a signalling session after
+``leave``, or a failed ``join``): the socket is then the door's alone again. Failure: a
+node checks the nodes of its links at every heartbeat (:mod:`vtp.cluster.nodes`); when
+the door has left the registry (missing at two checks in a row: ``VTP_NODE_TTL_S`` plus
+one or two heartbeats) or restarted, the room's node treats its sockets as dropped; when
+the room's node has, or does not answer a message within :data:`REPLY_TIMEOUT_S`, the
+door closes the client's socket with :data:`CLOSE_NODE_GONE` after an ``error``
+``node_gone``, and the client reconnects (the room is placed again on a live node).
 
 Messages between nodes (JSON, on the receiver's mailbox), door to room's node:
-``open {link, from, since, token, seq, raw}`` (``raw``: the client's ``join``),
-``msg {link, from, seq, raw}``, ``bye {link, goodbye}``, and every heartbeat ``links {from,
-links}`` (the links the door holds to that node, sent while it holds some and once after:
-others from it are over, their ``bye`` lost); room's node
-to door: ``send {link, message}``, ``close {link, code, reason}``, ``done {link, seq,
-ended, gone_room}`` and ``gone {link}`` (no such link: the door closes the socket).
+``open {link, from, since, kind, params, token, seq, raw?}`` (``kind``: the channel,
+``"sfu"`` or ``"live"``; ``params``: what the channel's URL said, e.g. the live
+session's id; ``raw``: a first client message, the signalling ``join``),
+``msg {link, from, seq, raw}``, ``bye {link, goodbye}``, and every heartbeat ``links
+{from, links}`` (the links the door holds to that node, sent while it holds some and once
+after: others from it are over, their ``bye`` lost); room's node to door: ``send {link,
+message, key?}`` (``key``: state that replaces its older version still queued at the
+door), ``close {link, code, reason}``, ``done {link, seq, ended, gone_room}`` and ``gone
+{link}`` (no such link: the door closes the socket).
 """
 
 from __future__ import annotations
@@ -48,14 +57,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from redis.asyncio import Redis
 
-from vtp.appkeys import CONFIG
+from vtp.appkeys import CONFIG, NODES, REDIS
 from vtp.cluster.mailbox import Mailbox
 from vtp.cluster.nodes import NodeInfo, NodeRegistry
 
@@ -73,8 +82,8 @@ class RelayLost(Exception):
 class Done:
     """The room's node handled one relayed message."""
 
-    ended: bool  # the relayed session holds no room any more: the link is over
-    gone_room: str | None  # the room the server took the peer out of (still watched)
+    ended: bool  # the relayed channel holds nothing there any more: the link is over
+    gone_room: str | None  # (signalling) the room the server took the peer out of
 
 
 class DoorLink:
@@ -84,7 +93,7 @@ class DoorLink:
         self,
         relay: Relay,
         node: NodeInfo,
-        send: Callable[[dict[str, Any]], None],
+        send: Send,
         close: Callable[[int, str], None],
         lost: Callable[[str], None],
     ) -> None:
@@ -99,13 +108,16 @@ class DoorLink:
         self._waiting: dict[int, asyncio.Future[Done]] = {}
         self.over = False
 
-    async def open(self, token: str, raw: str) -> Done:
-        """Start the relayed session on the room's node with the client's ``join``."""
+    async def open(
+        self, kind: str, token: str, params: dict[str, str], raw: str | None = None
+    ) -> Done:
+        """Start the relayed channel of ``kind`` on the room's node (``raw``: the client
+        message it starts with); done when the room's node has handled that, or, without
+        one, has the channel open."""
         self._relay.doors[self.id] = self
         self._relay.linked.add(self.node_id)
-        return await self._request(
-            {"t": "open", "since": self._relay.since, "token": token, "raw": raw}
-        )
+        opening = {"t": "open", "since": self._relay.since, "kind": kind, "token": token}
+        return await self._request({**opening, "params": params, "raw": raw})
 
     async def forward(self, raw: str) -> Done:
         """One client message, handled on the room's node; raises :class:`RelayLost`."""
@@ -158,7 +170,8 @@ class DoorLink:
     def received(self, data: dict[str, Any]) -> None:
         kind = data.get("t")
         if kind == "send" and isinstance(data.get("message"), dict):
-            self._send(data["message"])
+            key = data.get("key")
+            self._send(data["message"], ("relayed", key) if isinstance(key, str) else None)
         elif kind == "close":
             self.end(lost=False)
             self._close(int(data.get("code") or WSCloseCode.OK), str(data.get("reason") or ""))
@@ -183,8 +196,18 @@ class RelayedSocket:
     session reads is what the door relays, what it writes goes back to the door. It has
     the members of :class:`aiohttp.web.WebSocketResponse` a channel uses."""
 
-    def __init__(self, relay: Relay, link_id: str, door_id: str, door_since: float) -> None:
+    def __init__(
+        self,
+        relay: Relay,
+        link_id: str,
+        door_id: str,
+        door_since: float,
+        kind: str,
+        params: dict[str, str],
+    ) -> None:
         self.link_id = link_id
+        self.kind = kind
+        self.params = params
         self.door_id = door_id
         self.door_since = door_since
         self._relay = relay
@@ -208,11 +231,15 @@ class RelayedSocket:
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"") -> bool:
         return self.close_now(code, message.decode(errors="replace"))
 
-    def send_now(self, data: dict[str, Any]) -> None:
+    def send_now(self, data: dict[str, Any], key: Hashable | None = None) -> None:
         """Relay a message to the client at once (in order with ``done`` and ``close``:
-        the door's socket queues it)."""
+        the door's socket queues it; one with a ``key`` replaces its older version still
+        queued there)."""
         if not self._closed:
-            self._to_door({"t": "send", "message": data})
+            if key is None:
+                self._to_door({"t": "send", "message": data})
+            else:
+                self._to_door({"t": "send", "message": data, "key": repr(key)})
 
     def close_now(self, code: int, reason: str) -> bool:
         if self._closed:
@@ -251,9 +278,11 @@ class RelayedSocket:
         self._relay.mailbox.send(self.door_id, {**data, "link": self.link_id})
 
 
-# (socket, token): runs a relayed session (its first message, the join, is fed already)
-# until the socket ends
-Host = Callable[[RelayedSocket, str], Awaitable[None]]
+# a message to the client, with its key (see vtp.channel.socket.Channel.send)
+Send = Callable[[dict[str, Any], Hashable | None], None]
+# (app, socket, token): runs a relayed channel of one kind (its first message, if any, is
+# fed already) until the socket ends
+Host = Callable[[web.Application, RelayedSocket, str], Awaitable[None]]
 
 
 class Relay:
@@ -268,7 +297,7 @@ class Relay:
         self.mailbox = Mailbox(redis, registry.id, self._received)
         self.doors: dict[str, DoorLink] = {}
         self.hosted: dict[str, RelayedSocket] = {}
-        self.host: Host | None = None  # set by the signalling session (vtp.signalling.relayed)
+        self.hosts: dict[str, Host] = {}  # by kind of channel (see host()); none: stopping
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
         self._missing: set[str] = set()  # nodes of links missing at the last check
@@ -295,7 +324,7 @@ class Relay:
     def link(
         self,
         node: NodeInfo,
-        send: Callable[[dict[str, Any]], None],
+        send: Send,
         close: Callable[[int, str], None],
         lost: Callable[[str], None],
     ) -> DoorLink:
@@ -320,9 +349,21 @@ class Relay:
         if kind == "open" and socket is None:
             # (known at once: a "bye" right behind the "open" finds it)
             door_id = str(data.get("from"))
-            socket = RelayedSocket(self, link_id, door_id, float(data.get("since") or 0))
+            params = data.get("params")
+            socket = RelayedSocket(
+                self,
+                link_id,
+                door_id,
+                float(data.get("since") or 0),
+                str(data.get("kind") or "sfu"),
+                {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {},
+            )
             self.hosted[link_id] = socket
-            socket.feed(str(data.get("raw")), int(data.get("seq") or 0))
+            seq = int(data.get("seq") or 0)
+            if isinstance(data.get("raw"), str):
+                socket.feed(data["raw"], seq)
+            else:
+                socket.seq = seq  # (done when the channel is open)
             self._spawn(self._open(socket, str(data.get("token"))))
         elif socket is None:
             if kind == "msg":  # (this node restarted, or the session ended)
@@ -333,11 +374,16 @@ class Relay:
             socket.hang_up(bool(data.get("goodbye")))
 
     async def _open(self, socket: RelayedSocket, token: str) -> None:
-        if self.host is None:  # (not serving sessions any more)
-            await socket.receive()  # (the join: done, not handled)
-            socket.done(ended=True, gone_room=None)
-            return
-        await self.host(socket, token)
+        host = self.hosts.get(socket.kind)
+        try:
+            if host is None:  # (not serving channels any more, or not this kind)
+                socket.close_now(CLOSE_NODE_GONE, "not served here")
+                return
+            await host(self.app, socket, token)
+        finally:
+            # (a channel that ended without closing or handing the socket back: the door
+            # must not wait for it)
+            socket.close_now(WSCloseCode.INTERNAL_ERROR, "internal error")
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -395,4 +441,30 @@ class Relay:
                 socket.hang_up(goodbye=False)  # (as a socket that dropped)
 
 
-RELAY = web.AppKey("signalling_relay", Relay)
+RELAY = web.AppKey("channel_relay", Relay)
+RELAY_HOSTS = web.AppKey("channel_relay_hosts", dict[str, Host])
+
+
+def host(app: web.Application, kind: str, serve: Host) -> None:
+    """At setup: ``serve`` runs this node's end of relayed channels of ``kind``."""
+    if RELAY_HOSTS not in app:
+        app[RELAY_HOSTS] = {}
+    app[RELAY_HOSTS][kind] = serve
+
+
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``app.cleanup_ctx`` entry, after the cluster's (:func:`vtp.app.cluster_ctx`): a
+    node of a cluster relays channels to and from the others."""
+    if not app[CONFIG].cluster or NODES not in app:
+        yield
+        return
+    relay = Relay(app, app[NODES], app[REDIS])
+    if RELAY_HOSTS in app:
+        relay.hosts = app[RELAY_HOSTS].copy()
+    await relay.start()
+    app[RELAY] = relay
+    try:
+        yield
+    finally:
+        relay.hosts = {}
+        await relay.close()
