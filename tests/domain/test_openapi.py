@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 from vtp.api.access import authenticated
@@ -37,7 +36,8 @@ async def test_every_api_route_is_in_the_document(client: Any) -> None:
 
 
 async def test_document_is_valid_openapi_3_1(client: Any) -> None:
-    validator = pytest.importorskip("openapi_spec_validator")
+    import openapi_spec_validator as validator
+
     doc = await (await client.get("/api/v1/openapi.json")).json()
     validator.validate(doc)  # raises on an invalid document
 

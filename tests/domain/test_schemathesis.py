@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import schemathesis
 from pydantic import BaseModel, ValidationError
 
 from vtp.api.domain import ROUTE_TABLES
 from vtp.api.responses import returns_of
-
-schemathesis = pytest.importorskip("schemathesis")
-hypothesis = pytest.importorskip("hypothesis")
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 15
