@@ -51,11 +51,11 @@ async function main() {
   $("[data-join]").focus();
 }
 
-window.vtpClassroom = {
+/** @type {any} */ (window).vtpClassroom = {
   state,
   async stats() {
     const sfu = state.sfu ? await state.sfu.stats() : null;
-    const videos = [...document.querySelectorAll(".tile")].map((tile) => {
+    const videos = [.../** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll(".tile"))].map((tile) => {
       const v = tile.querySelector("video");
       const r = v.getBoundingClientRect();
       return {

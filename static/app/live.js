@@ -86,8 +86,7 @@ export class LiveChannel {
         this.stopped = true;
         this.state = "closed";
         this.emit("state", { state: this.state, code: ev.code });
-        const why = new Error(`The class's server could not be reached: the servers kept sending this page elsewhere${elsewhere ? ` (${elsewhere.message})` : ""}.`);
-        why.code = "redirect_loop";
+        const why = Object.assign(new Error(`The class's server could not be reached: the servers kept sending this page elsewhere${elsewhere ? ` (${elsewhere.message})` : ""}.`), { code: "redirect_loop" });
         this.emit("unreachable", why);
         return;
       }

@@ -211,8 +211,7 @@ export class SfuClient {
     if (!target || this.redirects >= MAX_REDIRECTS) {
       this.stopped = true;
       this.teardown(error);
-      const why = new Error(`The class's server could not be reached: the servers kept sending this page elsewhere (${error.message}).`);
-      why.code = "redirect_loop";
+      const why = Object.assign(new Error(`The class's server could not be reached: the servers kept sending this page elsewhere (${error.message}).`), { code: "redirect_loop" });
       this.setState("closed", why.message);
       this.emit("unreachable", why);
       return;
@@ -410,8 +409,7 @@ export class SfuClient {
       if (timeoutMs) {
         timer = setTimeout(() => {
           if (!this.pending.delete(requestId)) return;
-          const error = new Error(`no reply to ${message.type}`);
-          error.code = "timeout";
+          const error = Object.assign(new Error(`no reply to ${message.type}`), { code: "timeout" });
           reject(error);
         }, timeoutMs);
       }
@@ -425,9 +423,7 @@ export class SfuClient {
       const { resolve, reject } = this.pending.get(msg.request_id);
       this.pending.delete(msg.request_id);
       if (msg.type === "error") {
-        const err = new Error(msg.error.message);
-        err.code = msg.error.code;
-        err.details = msg.error.details;
+        const err = Object.assign(new Error(msg.error.message), { code: msg.error.code, details: msg.error.details });
         reject(err);
       } else {
         resolve(msg);
@@ -573,6 +569,7 @@ export class SfuClient {
   }
 
   async startPublication(label, stream, gen) {
+    /** @type {(id: string | null) => void} */
     let named;
     const idPromise = new Promise((resolve) => {
       named = resolve;
@@ -582,6 +579,7 @@ export class SfuClient {
     if (!pub || pub.stream !== stream) return;
     pub.pc = pc;
     for (const track of stream.getTracks()) {
+      /** @type {RTCRtpTransceiverInit} */
       const init = { direction: "sendonly", streams: [stream] };
       if (track.kind === "video" && label === "camera") init.sendEncodings = CAMERA_ENCODINGS.map((e) => ({ ...e }));
       const transceiver = pc.addTransceiver(track, init);

@@ -20,7 +20,7 @@ function safeNext(target) {
   return url.pathname + url.search + url.hash;
 }
 
-const notice = document.querySelector("[data-notice]");
+const notice = /** @type {HTMLElement} */ (document.querySelector("[data-notice]"));
 if (params.get("expired")) {
   notice.textContent = "Your session has expired. Please sign in again to continue.";
   notice.hidden = false;
@@ -29,7 +29,7 @@ if (params.get("expired")) {
 }
 
 // Tabs (arrow keys move between them, as WAI-ARIA describes).
-const tabs = [...document.querySelectorAll('[role="tab"]')];
+const tabs = [...document.querySelectorAll('[role="tab"]')].map((t) => /** @type {HTMLElement} */ (t));
 function select(tab, focus) {
   for (const t of tabs) {
     const on = t === tab;
@@ -58,7 +58,7 @@ function wire(form, action) {
     ev.preventDefault();
     error.hidden = true;
     const data = Object.fromEntries(new FormData(form));
-    const empty = [...form.querySelectorAll("input[required]")].find((i) => !i.value.trim());
+    const empty = [...form.querySelectorAll("input")].filter((i) => i.required).find((i) => !i.value.trim());
     if (empty) {
       error.textContent = `Please fill in “${form.querySelector(`label[for="${empty.id}"]`).textContent}”.`;
       error.hidden = false;

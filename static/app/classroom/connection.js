@@ -357,7 +357,7 @@ function startClock() {
   const started = state.session.started_at ? new Date(state.session.started_at).getTime() : Date.now();
   state.clock = setInterval(() => {
     clock.textContent = duration(Date.now() + state.clockOffset - started);
-    for (const span of document.querySelectorAll("[data-since]")) {
+    for (const span of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("[data-since]"))) {
       span.textContent = span.textContent.replace(/in class .*/, `in class ${duration(Date.now() + state.clockOffset - new Date(span.dataset.since).getTime())}`);
     }
   }, 1000);

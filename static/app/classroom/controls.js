@@ -50,7 +50,7 @@ export function renderRecording() {
 
 // ---- tabs in the side panel ---------------------------------------------------------------------
 
-const sideTabs = [...document.querySelectorAll('.side [role="tab"]')];
+const sideTabs = [...document.querySelectorAll('.side [role="tab"]')].map((t) => /** @type {HTMLElement} */ (t));
 function selectTab(tab, focus) {
   for (const t of sideTabs) {
     const on = t === tab;
@@ -141,7 +141,7 @@ $("[data-end-dialog]").addEventListener("close", async (ev) => {
 // Keyboard shortcuts (not while typing): M mute, V video, H hand.
 document.addEventListener("keydown", (ev) => {
   if ($("[data-room]").hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
-  if (ev.target.closest("input, textarea, select, dialog")) return;
+  if (/** @type {Element} */ (ev.target).closest("input, textarea, select, dialog")) return;
   const key = ev.key.toLowerCase();
   if (key === "m") $("[data-mic]").click();
   else if (key === "v") $("[data-cam]").click();

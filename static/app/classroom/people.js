@@ -60,7 +60,7 @@ export function renderPeople() {
     }),
   );
   // Raised hands, in the order they went up (the teacher's queue).
-  const hands = people.filter((p) => p.hand_raised_at).sort((a, b) => new Date(a.hand_raised_at) - new Date(b.hand_raised_at));
+  const hands = people.filter((p) => p.hand_raised_at).sort((a, b) => new Date(a.hand_raised_at).getTime() - new Date(b.hand_raised_at).getTime());
   const section = $("[data-hands-section]");
   section.hidden = !(state.presenter && hands.length);
   $("[data-hand-queue]").replaceChildren(

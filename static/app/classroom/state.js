@@ -1,6 +1,7 @@
 // What the classroom page knows: the one `state` object the other modules read and
 // change, the page's session and its DOM shorthand.
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 export const $ = (sel) => document.querySelector(sel);
 const root = $(".classroom");
 export const sessionId = root.dataset.sessionId;
