@@ -100,6 +100,29 @@ def test_test_sh_passes_arguments_and_exit_code_of_pytest(tmp_path: Path) -> Non
 
 
 @needs_script_venv
+def test_test_sh_fast_leaves_out_browser_netns_and_slow_tests(tmp_path: Path) -> None:
+    tests = tmp_path / "test_kinds.py"
+    tests.write_text(
+        "import pytest\n\n"
+        "def test_plain():\n    pass\n\n"
+        "@pytest.mark.browser\ndef test_browser():\n    pass\n\n"
+        "@pytest.mark.netns\ndef test_netns():\n    pass\n\n"
+        "@pytest.mark.slow\ndef test_slow():\n    pass\n"
+    )
+    command = ["bash", str(ROOT / "scripts" / "test.sh"), "--fast", str(tests), "-q"]
+    result = subprocess.run(
+        [*command, "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=_script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "1 passed, 3 deselected" in result.stdout, result.stdout
+
+
+@needs_script_venv
 def test_run_sh_hands_arguments_to_vtp_serve() -> None:
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "run.sh"), "--help"],

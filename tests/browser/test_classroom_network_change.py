@@ -31,7 +31,7 @@ from classroom_kit import (
 from tests.netns import ClientNamespace, client_namespace
 from vtp.signalling.members import MEMBERS, Member
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
+pytestmark = [pytest.mark.browser, pytest.mark.netns, pytest.mark.slow, needs_chromium]
 __all__ = ["client_namespace"]  # the fixture, imported for pytest
 
 RECOVERY_TARGET_S = 5.0  # issue 15: back within 5 s of the address change

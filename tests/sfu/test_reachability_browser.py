@@ -27,7 +27,7 @@ from vtp.sfu import Sfu, SfuError, icetcp
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.icerestart import restart_ice
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.netns]
 __all__ = ["client_namespace"]  # the fixture, imported for pytest
 
 # the test page, with the RTCConfiguration a test sets in window.rtcConfig (ICE servers)

@@ -24,7 +24,7 @@ from tests.sfu.test_simulcast_browser import SIMULCAST_JS, Room, down_of
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu, SfuError, events
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.netns]
 
 NETNS = "simulcast-sub"
 HOST_IF, NS_IF = "scv0", "scv1"
