@@ -5,7 +5,7 @@
 
 Starts the VTP app in this process (embedded PostgreSQL/Redis unless given), one headless
 Chromium with a publisher page (fake camera at the given size, the WebSocket protocol
-through static/sfu-test.html) and N subscriber pages that decode it. Every second it
+through tests/sfu_api/sfu-test.html) and N subscriber pages that decode it. Every second it
 prints the publisher's outbound video (resolution, fps, sent kbps, Chromium's target and
 ``qualityLimitationReason``), the REMB the SFU sends it and each subscriber's estimate
 as the SFU sees it; then, per N, when the publisher first sent >= --goal-kbps at the
@@ -39,7 +39,7 @@ from vtp.app import create_app
 from vtp.appkeys import SFU_KEY
 from vtp.config import load_config
 
-PAGE = Path(__file__).resolve().parents[1] / "static" / "sfu-test.html"
+PAGE = Path(__file__).resolve().parents[1] / "tests" / "sfu_api" / "sfu-test.html"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--no-sandbox",

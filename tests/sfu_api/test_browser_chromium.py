@@ -1,7 +1,8 @@
 """Headless Chromium as publisher and subscriber through the WebSocket protocol.
 
 aiortc forgives SSRC and payload-type mistakes that browsers do not: this test runs the
-page static/sfu-test.html in two browser contexts against the SFU in this process.
+page sfu-test.html (beside this file, served by the test) in two browser contexts against
+the SFU in this process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ws_peers import config  # noqa: F401  (loopback ICE for the app under test)
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-PAGE = Path(__file__).resolve().parents[2] / "static" / "sfu-test.html"
+PAGE = Path(__file__).resolve().parent / "sfu-test.html"
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
