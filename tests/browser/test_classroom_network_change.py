@@ -16,19 +16,17 @@ from typing import Any
 
 import pytest
 from classroom_kit import (
-    CHROMIUM,
-    FLAGS,
     NotYet,
     Server,
     classroom_stats,
     decoding,
-    eventually,
-    needs_chromium,
     serve,
     signed_in_page,
 )
 
 from tests.netns import ClientNamespace, client_namespace
+from tests.support.chromium import CHROMIUM, FLAGS, needs_chromium
+from tests.support.waiting import eventually
 from vtp.signalling.members import MEMBERS, Member
 
 pytestmark = [pytest.mark.browser, pytest.mark.netns, pytest.mark.slow, needs_chromium]

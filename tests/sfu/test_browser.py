@@ -3,23 +3,20 @@ mistakes the way aiortc does): aiortc -> Chromium and Chromium -> aiortc + Chrom
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber
+from tests.support.chromium import chromium, needs_chromium
+from tests.support.waiting import eventually
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu, SfuError
 
-pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("VTP_CHROMIUM", shutil.which("chromium") or "")
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 PAGE = """<!doctype html><html><body><canvas id="c" width="320" height="240"></canvas>
 <script>
@@ -166,36 +163,20 @@ async def signalling(sfu: Sfu) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    if not CHROMIUM:
-        pytest.skip("no Chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        instance = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--use-fake-device-for-media-stream=fps=30",
-                "--use-fake-ui-for-media-stream",
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with chromium() as instance:
+        yield instance
 
 
 async def poll(page: Any, expr: str, predicate: Any, within: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
+    """The value of ``expr`` in ``page`` once ``predicate`` holds for it."""
+
+    async def satisfied() -> list[Any]:
         value = await page.evaluate(expr)
-        if predicate(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{expr} never satisfied the test: {value}")
-        await asyncio.sleep(0.2)
+        assert predicate(value), f"{expr} never satisfied the test: {value}"
+        return [value]  # (truthy whatever the value)
+
+    [value] = await eventually(satisfied, within, expr, 0.2)
+    return value
 
 
 async def test_aiortc_publisher_to_chromium(
@@ -205,7 +186,7 @@ async def test_aiortc_publisher_to_chromium(
     pub = Publisher(0)  # colour (U=60, V=200): red-orange
     try:
         stream_id = await pub.publish(room.join("teacher"))
-        await wait_until(lambda: bool(room.streams()), 10)
+        await eventually(lambda: bool(room.streams()), 10)
         page = await browser.new_page()
         await page.goto(signalling)
         await page.evaluate(f"window.subscribe('student', '{stream_id}')")
@@ -233,7 +214,7 @@ async def test_chromium_publisher_to_aiortc_and_chromium(
     stream_id = await publisher_page.evaluate("window.publish('teacher')")
     # (the room was created by the page's request: rooms close when empty)
     room = sfu.room("browser")
-    await wait_until(lambda: bool(room.streams()), 10)
+    await eventually(lambda: bool(room.streams()), 10)
     viewer = await browser.new_page()
     await viewer.goto(signalling)
     await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
@@ -251,14 +232,14 @@ async def test_chromium_publisher_to_aiortc_and_chromium(
         )
         assert stats["video"]["width"] > 0
         # the fake camera is not our pattern, but frames decode
-        await wait_until(lambda: sub.video().first_at is not None, 20)
-        await wait_until(lambda: sub.received["audio"].audio_frames > 20, 20)
+        await eventually(lambda: sub.video().first_at is not None, 20)
+        await eventually(lambda: sub.received["audio"].audio_frames > 20, 20)
         up = room.publication(stream_id)
         assert up is not None
         assert ("a=ice-lite" in up.answer_sdp) == (sfu.mux is not None)
         # Chromium numbers its packets transport-wide and gets the SFU's feedback
         assert "transport-cc" in up.answer_sdp and up.feedback is not None
-        await wait_until(lambda: up.feedback is not None and up.feedback.sent > 20, 10)
+        await eventually(lambda: up.feedback is not None and up.feedback.sent > 20, 10)
         # Chromium's sender follows the SFU's REMB: cap it, and its target drops
         video = next(t for t in up.tracks if t.kind == "video")
         uncapped = video.bitrate_for_publisher

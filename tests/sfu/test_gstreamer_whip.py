@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sfu.test_browser import CHROMIUM
+from tests.support.chromium import CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.netns]
 

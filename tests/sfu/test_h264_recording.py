@@ -10,7 +10,8 @@ import av
 import pytest
 from aiortc import RTCRtpSender
 
-from tests.sfu.clients import EventLog, Publisher, wait_until
+from tests.sfu.clients import EventLog, Publisher
+from tests.support.waiting import eventually
 from vtp.recorder.session import RecordingSession
 from vtp.sfu import Sfu, events
 
@@ -37,7 +38,7 @@ async def test_h264_publisher_is_recorded_to_matroska(
             rec.tick()  # opens the file once the start wait is over
             return video.frames >= FRAMES
 
-        await wait_until(recorded, 20)
+        await eventually(recorded, 20)
     finally:
         manifest = rec.stop()
         await pub.close()

@@ -18,8 +18,9 @@ import pytest
 from aiohttp import web
 
 from tests.netns import ClientNamespace, client_namespace
-from tests.sfu.clients import wait_until
-from tests.sfu.test_browser import CHROMIUM, PAGE, poll
+from tests.sfu.test_browser import PAGE, poll
+from tests.support.chromium import CHROMIUM
+from tests.support.waiting import eventually
 from tests.turnserver import Coturn, need_turnserver
 from tests.web.test_https import self_signed
 from vtp.config import load_config
@@ -209,7 +210,7 @@ async def test_chromium_uses_ice_tcp_only_when_udp_is_dropped(
     started = time.monotonic()
     stream_id = await publisher.evaluate("window.publish('teacher')")
     room = sfu.room("tcp")
-    await wait_until(lambda: bool(room.streams()), 20)
+    await eventually(lambda: bool(room.streams()), 20)
     viewer = await browser_in_namespace.new_page()
     await viewer.goto(signalling)
     await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
@@ -279,7 +280,7 @@ async def test_chromium_without_the_media_port_relays_through_turn(
         started = time.monotonic()
         stream_id = await publisher.evaluate("window.publish('teacher')")
         room = sfu.room("tcp")
-        await wait_until(lambda: bool(room.streams()), 20)
+        await eventually(lambda: bool(room.streams()), 20)
         viewer = await browser_in_namespace.new_page()
         await viewer.goto(signalling)
         await viewer.evaluate(
@@ -322,7 +323,7 @@ async def test_chromium_on_an_ipv6_only_network(
     await publisher.goto(signalling)
     stream_id = await publisher.evaluate("window.publish('teacher')")
     room = sfu.room("tcp")
-    await wait_until(lambda: bool(room.streams()), 20)
+    await eventually(lambda: bool(room.streams()), 20)
     up = room.publication(stream_id)
     assert up is not None and f" {client_namespace.host_address} " in up.answer_sdp
     viewer = await browser_in_namespace.new_page()
@@ -359,7 +360,7 @@ async def test_a_client_whose_address_changes_recovers_by_ice_restart(
     stream_id = await publisher.evaluate("window.publish('teacher')")
     await publisher.evaluate(f"window.restartOnLoss('pubpc', 'teacher', '{stream_id}', true)")
     room = sfu.room("tcp")
-    await wait_until(lambda: bool(room.streams()), 20)
+    await eventually(lambda: bool(room.streams()), 20)
     viewer = await browser_in_namespace.new_page()
     await viewer.goto(signalling)
     await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")

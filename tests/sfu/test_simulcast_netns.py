@@ -19,8 +19,9 @@ import pytest
 from aiohttp import web
 
 from tests.sfu.clients import EventLog
-from tests.sfu.test_browser import CHROMIUM, PAGE, poll
+from tests.sfu.test_browser import PAGE, poll
 from tests.sfu.test_simulcast_browser import SIMULCAST_JS, Room, down_of
+from tests.support.chromium import CHROMIUM
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu, SfuError, events
 
