@@ -11,7 +11,8 @@
 // "Several nodes"): it carries on there, as if it had connected there first.
 "use strict";
 
-const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
+import { BACKOFF_MS, Reconnect } from "./reconnect.js";
+
 const RESUME_BACKOFF_MS = [0, 300, 1000, 2000, 4000]; // the peer waits VTP_SFU_RESUME_S
 // A connection that is not back this long after its ICE restart: start over (without
 // ICE restart, the server having several media ports: after DISCONNECTED_GRACE_MS).
@@ -31,11 +32,8 @@ const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: w
 const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a fresh one
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
 // room_elsewhere answers followed in a row before giving up (two nodes disagreeing would
-// otherwise send us back and forth for ever); and failed connections to the room's node
-// before going back to the page's own node (the room's node died: the room is placed
-// again, and the page's node tells us where).
+// otherwise send us back and forth for ever)
 const MAX_REDIRECTS = 2;
-const HOME_AFTER_FAILURES = 2;
 const VIEW_FLUSH_MS = 250; // size and visibility reports are coalesced this long
 // Cameras go out as three simulcast encodings (lowest first); the server forwards each
 // subscriber the one that fits the size it shows the video at (docs/protocol.md). Each
@@ -66,7 +64,7 @@ export class SfuClient {
     this.state = "idle";
     this.stopped = false;
     this.generation = 0;
-    this.attempt = 0;
+    this.retry = new Reconnect();
     this.peerId = null;
     this.iceServers = [];
     this.resumeToken = null; // to take our peer back on a new WebSocket
@@ -156,7 +154,7 @@ export class SfuClient {
         if (this.resumeToken && this.peerId) join.resume_token = this.resumeToken;
         const joined = await this.request(join);
         if (gen !== this.generation) return;
-        this.attempt = 0;
+        this.retry.succeeded();
         this.redirects = 0;
         if (!joined.resumed) this.teardown(new Error("a new peer"));
         this.peerId = joined.peer_id;
@@ -328,10 +326,8 @@ export class SfuClient {
   reconnectLater(detail) {
     const gen = ++this.generation; // stale callbacks of the old connection stop here
     this.reconnects += 1;
-    const backoff = this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS;
-    const delay = backoff[Math.min(this.attempt, backoff.length - 1)];
-    this.attempt += 1;
-    if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
+    const { delay, home } = this.retry.failed(this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS);
+    if (home) this.url = this.homeUrl;
     this.setState("reconnecting", detail);
     setTimeout(() => {
       if (!this.stopped && gen === this.generation) this.connect();
