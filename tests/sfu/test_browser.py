@@ -15,6 +15,7 @@ from tests.support.chromium import chromium, needs_chromium
 from tests.support.waiting import eventually
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu, SfuError
+from vtp.sfu.peer import Peer
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -97,16 +98,23 @@ def sfu_config(request: pytest.FixtureRequest) -> Config:
     )
 
 
-@pytest.fixture
-async def signalling(sfu: Sfu) -> AsyncIterator[str]:
-    """A throw-away HTTP signalling for the test page (the real one is vtp.signalling.websocket)."""
+def room_peer(sfu: Sfu, room_name: str, peer_id: str) -> Peer:
+    """The peer ``peer_id`` of the room, joined on first use (rooms close when empty:
+    the room is looked up each time)."""
+    room = sfu.room(room_name)
+    return room.peers.get(peer_id) or room.join(peer_id)
 
-    def peer(peer_id: str) -> Any:
-        room = sfu.room("browser")  # rooms close when empty: look the room up each time
-        return room.peers.get(peer_id) or room.join(peer_id)
 
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
+def signalling_app(sfu: Sfu, room_name: str, page: str) -> web.Application:
+    """A throw-away HTTP signalling for a test page (the real one is
+    vtp.signalling.websocket): the page at /, and /publish, /subscribe, /answer, WHIP's and
+    WHEP's POST, each for a peer of the room ``room_name``."""
+
+    def peer(peer_id: str) -> Peer:
+        return room_peer(sfu, room_name, peer_id)
+
+    async def page_of(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
 
     async def publish(request: web.Request) -> web.Response:
         body = json.loads(await request.text())
@@ -144,19 +152,35 @@ async def signalling(sfu: Sfu) -> AsyncIterator[str]:
         return web.Response(status=201, text=sub.answer_sdp, content_type="application/sdp")
 
     app = web.Application()
-    app.router.add_get("/", page)
+    app.router.add_get("/", page_of)
     app.router.add_post("/whip/{peer}", whip)
     app.router.add_post("/whep/{peer}/{stream}", whep)
     app.router.add_post("/publish", publish)
     app.router.add_post("/subscribe", subscribe)
     app.router.add_post("/answer", answer)
+    return app
+
+
+async def serve_on(app: web.Application, *hosts: str) -> tuple[web.AppRunner, list[str]]:
+    """``app`` on a free port of each host: the runner and the page's URL on each."""
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    urls = []
+    for host in hosts:
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        literal = f"[{host}]" if ":" in host else host
+        urls.append(f"http://{literal}:{port}/")
+    return runner, urls
+
+
+@pytest.fixture
+async def signalling(sfu: Sfu) -> AsyncIterator[str]:
+    """The test page and its signalling on loopback, for peers of the room "browser"."""
+    runner, [url] = await serve_on(signalling_app(sfu, "browser", PAGE), "127.0.0.1")
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         await runner.cleanup()
 

@@ -23,6 +23,19 @@ pytestmark = [pytest.mark.browser, needs_chromium]
 PAGE = Path(__file__).resolve().parent / "sfu-test.html"
 
 
+@pytest.fixture
+async def page_url(aiohttp_server: Any) -> str:
+    """The test page, served on loopback by a server of its own."""
+
+    async def test_page(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PAGE)
+
+    pages = web.Application()
+    pages.router.add_get("/sfu-test.html", test_page)
+    page_server = await aiohttp_server(pages, host="127.0.0.1")
+    return str(page_server.make_url("/sfu-test.html"))
+
+
 async def stats_of(page: Any) -> dict[str, Any]:
     result: dict[str, Any] = await page.evaluate("vtpStats()")
     return result
@@ -39,18 +52,10 @@ async def wait_stats(page: Any, key: str, minimum: int, within: float) -> dict[s
 
 
 async def test_chromium_publishes_and_chromium_watches(
-    client: Any, accounts: Any, aiohttp_server: Any
+    client: Any, accounts: Any, page_url: str
 ) -> None:
     teacher = await accounts.with_role("teacher")
     student = await accounts.with_role("student")
-
-    async def test_page(_request: web.Request) -> web.FileResponse:
-        return web.FileResponse(PAGE)
-
-    pages = web.Application()
-    pages.router.add_get("/sfu-test.html", test_page)
-    page_server = await aiohttp_server(pages, host="127.0.0.1")
-    page_url = str(page_server.make_url("/sfu-test.html"))
     ws_url = f"ws://127.0.0.1:{client.port}/api/v1/sfu/ws"
 
     async with chromium() as browser:
@@ -103,18 +108,10 @@ async def test_chromium_publishes_and_chromium_watches(
 
 
 async def test_chromium_whip_publish_watched_by_chromium_over_whep(
-    client: Any, accounts: Any, aiohttp_server: Any
+    client: Any, accounts: Any, page_url: str
 ) -> None:
     teacher = await accounts.with_role("teacher")
     student = await accounts.with_role("student")
-
-    async def test_page(_request: web.Request) -> web.FileResponse:
-        return web.FileResponse(PAGE)
-
-    pages = web.Application()
-    pages.router.add_get("/sfu-test.html", test_page)
-    page_server = await aiohttp_server(pages, host="127.0.0.1")
-    page_url = str(page_server.make_url("/sfu-test.html"))
     base = f"http://127.0.0.1:{client.port}/api/v1"
 
     async with chromium() as browser:
@@ -136,7 +133,7 @@ async def test_chromium_whip_publish_watched_by_chromium_over_whep(
 
 
 async def test_chromium_publisher_reaches_720p_and_its_silence_costs_little(
-    client: Any, accounts: Any, aiohttp_server: Any
+    client: Any, accounts: Any, page_url: str
 ) -> None:
     """The feedback VTP sends lets a 720p camera run at 720p: told a 2 Mbps start and not
     held back by its subscriber's REMB, Chromium's target passes 1.2 Mbps at once and the
@@ -145,14 +142,6 @@ async def test_chromium_publisher_reaches_720p_and_its_silence_costs_little(
     is negotiated: a silent microphone sends a few audio packets a second, not 50."""
     teacher = await accounts.with_role("teacher")
     student = await accounts.with_role("student")
-
-    async def test_page(_request: web.Request) -> web.FileResponse:
-        return web.FileResponse(PAGE)
-
-    pages = web.Application()
-    pages.router.add_get("/sfu-test.html", test_page)
-    page_server = await aiohttp_server(pages, host="127.0.0.1")
-    page_url = str(page_server.make_url("/sfu-test.html"))
     ws_url = f"ws://127.0.0.1:{client.port}/api/v1/sfu/ws"
     hd = {"width": {"exact": 1280}, "height": {"exact": 720}}
 
