@@ -5,6 +5,7 @@ import { $, sessionId, state } from "./state.js";
 import { changeDevice, sendMedia, setCam, setMic, stopShare, toggleMedia } from "./media.js";
 import { renderTiles } from "./grid.js";
 import { finish, join } from "./connection.js";
+import { mountTabs } from "../tabs.js";
 
 // Pre-join toggles say their state and are pressed when on; the room's controls say what
 // they will do ("Mute" / "Unmute"), so they carry no pressed state (it would contradict).
@@ -50,28 +51,11 @@ export function renderRecording() {
 
 // ---- tabs in the side panel ---------------------------------------------------------------------
 
-const sideTabs = [...document.querySelectorAll('.side [role="tab"]')].map((t) => /** @type {HTMLElement} */ (t));
-function selectTab(tab, focus) {
-  for (const t of sideTabs) {
-    const on = t === tab;
-    t.setAttribute("aria-selected", String(on));
-    t.tabIndex = on ? 0 : -1;
-    document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
-  }
+mountTabs(document.querySelectorAll('.side [role="tab"]'), (tab) => {
   if (tab.id === "tab-chat") {
     $("[data-chat-unread]").hidden = true;
     $("[data-chat-unread]").textContent = "";
   }
-  if (focus) tab.focus();
-}
-sideTabs.forEach((tab, i) => {
-  tab.addEventListener("click", () => selectTab(tab, false));
-  tab.addEventListener("keydown", (ev) => {
-    if (ev.key === "ArrowRight" || ev.key === "ArrowLeft") {
-      selectTab(sideTabs[(i + (ev.key === "ArrowRight" ? 1 : sideTabs.length - 1)) % sideTabs.length], true);
-      ev.preventDefault();
-    }
-  });
 });
 
 $("[data-toggle-side]").addEventListener("click", (ev) => {
