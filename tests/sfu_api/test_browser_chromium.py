@@ -36,6 +36,16 @@ async def page_url(aiohttp_server: Any) -> str:
     return str(page_server.make_url("/sfu-test.html"))
 
 
+async def two_pages(browser: Any, url: str) -> tuple[Any, Any]:
+    """A publisher's and a subscriber's page, each in a browser context of its own."""
+    pages = []
+    for _ in range(2):
+        page = await (await browser.new_context()).new_page()
+        await page.goto(url)
+        pages.append(page)
+    return pages[0], pages[1]
+
+
 async def stats_of(page: Any) -> dict[str, Any]:
     result: dict[str, Any] = await page.evaluate("vtpStats()")
     return result
@@ -59,10 +69,7 @@ async def test_chromium_publishes_and_chromium_watches(
     ws_url = f"ws://127.0.0.1:{client.port}/api/v1/sfu/ws"
 
     async with chromium() as browser:
-        pub_page = await (await browser.new_context()).new_page()
-        sub_page = await (await browser.new_context()).new_page()
-        await pub_page.goto(page_url)
-        await sub_page.goto(page_url)
+        pub_page, sub_page = await two_pages(browser, page_url)
         await pub_page.evaluate(
             "([u, t, r]) => vtpPublish(u, t, r)", [ws_url, teacher["access_token"], "chrome"]
         )
@@ -115,10 +122,7 @@ async def test_chromium_whip_publish_watched_by_chromium_over_whep(
     base = f"http://127.0.0.1:{client.port}/api/v1"
 
     async with chromium() as browser:
-        pub_page = await (await browser.new_context()).new_page()
-        sub_page = await (await browser.new_context()).new_page()
-        await pub_page.goto(page_url)
-        await sub_page.goto(page_url)
+        pub_page, sub_page = await two_pages(browser, page_url)
         await pub_page.evaluate(
             "([u, t]) => vtpWhipPublish(u, t)", [f"{base}/whip/obs", teacher["access_token"]]
         )
@@ -146,10 +150,7 @@ async def test_chromium_publisher_reaches_720p_and_its_silence_costs_little(
     hd = {"width": {"exact": 1280}, "height": {"exact": 720}}
 
     async with chromium() as browser:
-        pub_page = await (await browser.new_context()).new_page()
-        sub_page = await (await browser.new_context()).new_page()
-        await pub_page.goto(page_url)
-        await sub_page.goto(page_url)
+        pub_page, sub_page = await two_pages(browser, page_url)
         await pub_page.evaluate(
             "([u, t, r, v]) => vtpPublish(u, t, r, v)",
             [ws_url, teacher["access_token"], "ramp", hd],
