@@ -5,7 +5,7 @@
 
 Starts the VTP app in this process (embedded PostgreSQL/Redis unless given), one headless
 Chromium with a publisher page (fake camera at the given size, the WebSocket protocol
-through static/sfu-test.html) and N subscriber pages that decode it. Every second it
+through tests/sfu_api/sfu-test.html) and N subscriber pages that decode it. Every second it
 prints the publisher's outbound video (resolution, fps, sent kbps, Chromium's target and
 ``qualityLimitationReason``), the REMB the SFU sends it and each subscriber's estimate
 as the SFU sees it; then, per N, when the publisher first sent >= --goal-kbps at the
@@ -35,26 +35,12 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.support.chromium import launch
 from vtp.app import create_app
 from vtp.appkeys import SFU_KEY
 from vtp.config import load_config
 
-PAGE = Path(__file__).resolve().parents[1] / "static" / "sfu-test.html"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream=fps=30",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
+PAGE = Path(__file__).resolve().parents[1] / "tests" / "sfu_api" / "sfu-test.html"
 PASSWORD = "bench password 123"
 JOIN_TIMEOUT_S = 20.0  # a refused join leaves the page waiting: fail instead
 # what the VTP client sends for a camera (static/app/sfu.js)
@@ -226,7 +212,7 @@ async def main(args: argparse.Namespace) -> None:
     page_url = f"http://127.0.0.1:{page_port}/sfu-test.html"
     try:
         async with aiohttp.ClientSession() as http, async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            browser = await launch(p)  # the tests' Chromium and flags
             try:
                 for n in args.subscribers:
                     await run(app, browser, http, args, base, page_url, n)

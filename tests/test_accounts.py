@@ -209,7 +209,7 @@ async def test_reset_by_email_needs_smtp(client: Any) -> None:
 
 @pytest.fixture
 async def smtp_sink() -> Any:
-    aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+    from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Message
 
     received: list[Any] = []
@@ -223,7 +223,7 @@ async def smtp_sink() -> Any:
     with socket.socket() as probe:  # a free port (the controller cannot take port 0)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    controller = aiosmtpd.Controller(Keep(), hostname="127.0.0.1", port=port)
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
         yield controller, received

@@ -12,7 +12,8 @@ import pytest
 from helpers import bearer
 from pydantic import SecretStr
 
-from tests.sfu.clients import Publisher, Subscriber, wait_until
+from tests.sfu.clients import Publisher, Subscriber
+from tests.support.waiting import eventually
 from vtp.appkeys import SFU_KEY
 from vtp.config import Config
 
@@ -94,7 +95,7 @@ async def test_sfu_totals_survive_closed_connections(client: Any) -> None:
     try:
         stream_id = await pub.publish(room.join("teacher"))
         await sub.subscribe(room.join("student"), stream_id)
-        await wait_until(lambda: len(sub.video().frames) >= 10, 15)
+        await eventually(lambda: len(sub.video().frames) >= 10, 15)
         _, text = await scrape(client)
         assert value(text, "vtp_sfu_rooms") == 1 and value(text, "vtp_sfu_peers") == 2
         assert value(text, "vtp_sfu_publications") == 1
@@ -105,7 +106,7 @@ async def test_sfu_totals_survive_closed_connections(client: Any) -> None:
         assert value(text, "vtp_sfu_sent_bytes_total") > 0
     finally:
         await asyncio.gather(pub.close(), sub.close())
-    await wait_until(lambda: not sfu.totals()["publications"], 10)
+    await eventually(lambda: not sfu.totals()["publications"], 10)
     _, text = await scrape(client)
     # the counters of closed connections are kept: totals never go down
     assert value(text, "vtp_sfu_forwarded_packets_total") >= live

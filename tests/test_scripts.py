@@ -57,6 +57,18 @@ def _script_env() -> dict[str, str]:
     return env
 
 
+def _test_sh(*args: str) -> subprocess.CompletedProcess[str]:
+    """scripts/test.sh with ``args``, in the venv this test runs in (see _script_env)."""
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "test.sh"), *args],
+        cwd=ROOT,
+        env=_script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 needs_script_venv = pytest.mark.skipif(
     not (Path(sys.prefix) / ".vtp-installed-test").exists(),
     reason="runs only inside the venv scripts/test.sh set up",
@@ -65,20 +77,7 @@ needs_script_venv = pytest.mark.skipif(
 
 @needs_script_venv
 def test_test_sh_fails_when_no_tests_are_collected() -> None:
-    result = subprocess.run(
-        [
-            "bash",
-            str(ROOT / "scripts" / "test.sh"),
-            "tests/test_scripts.py",
-            "-k",
-            "no_such_test_x",
-        ],
-        cwd=ROOT,
-        env=_script_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _test_sh("tests/test_scripts.py", "-k", "no_such_test_x")
     assert result.returncode == 5, result.stdout[-2000:] + result.stderr[-2000:]
     assert "collected no tests" in result.stderr
 
@@ -87,16 +86,24 @@ def test_test_sh_fails_when_no_tests_are_collected() -> None:
 def test_test_sh_passes_arguments_and_exit_code_of_pytest(tmp_path: Path) -> None:
     failing = tmp_path / "test_fails.py"
     failing.write_text("def test_fails():\n    assert False\n")
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "test.sh"), str(failing), "-q", "-p", "no:cacheprovider"],
-        cwd=ROOT,
-        env=_script_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _test_sh(str(failing), "-q", "-p", "no:cacheprovider")
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "1 failed" in result.stdout
+
+
+@needs_script_venv
+def test_test_sh_fast_leaves_out_browser_netns_and_slow_tests(tmp_path: Path) -> None:
+    tests = tmp_path / "test_kinds.py"
+    tests.write_text(
+        "import pytest\n\n"
+        "def test_plain():\n    pass\n\n"
+        "@pytest.mark.browser\ndef test_browser():\n    pass\n\n"
+        "@pytest.mark.netns\ndef test_netns():\n    pass\n\n"
+        "@pytest.mark.slow\ndef test_slow():\n    pass\n"
+    )
+    result = _test_sh("--fast", str(tests), "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "1 passed, 3 deselected" in result.stdout, result.stdout
 
 
 @needs_script_venv

@@ -34,8 +34,6 @@ class Config(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = None
     max_body_bytes: int = Field(default=1 * 1024 * 1024, ge=1024)
-    # Development tools: serve the SFU's manual test page at /static/sfu-test.html.
-    dev_pages: bool = False
     # HTTPS of its own (vtp.https): a PEM certificate (chain) and its key, both or neither.
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -2,12 +2,12 @@
 // device and hands this one fresh tokens). Admins find the users page from here.
 import { api, changePassword, describeError, requireUser } from "./api.js";
 
-const form = document.querySelector('[data-form="password"]');
-const error = form.querySelector("[data-error]");
-const done = document.querySelector("[data-done]");
-const button = form.querySelector('button[type="submit"]');
-const profile = document.querySelector('[data-form="profile"]');
-const profileError = profile.querySelector("[data-error]");
+const form = /** @type {HTMLFormElement} */ (document.querySelector('[data-form="password"]'));
+const error = /** @type {HTMLElement} */ (form.querySelector("[data-error]"));
+const done = /** @type {HTMLElement} */ (document.querySelector("[data-done]"));
+const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type="submit"]'));
+const profile = /** @type {HTMLFormElement} */ (document.querySelector('[data-form="profile"]'));
+const profileError = /** @type {HTMLElement} */ (profile.querySelector("[data-error]"));
 
 let user = await requireUser();
 const who = document.querySelector("[data-account-who]");
@@ -16,8 +16,9 @@ function showWho() {
   document.querySelector("[data-user-name]").textContent = user.display_name;
 }
 showWho();
-profile.elements.display_name.value = user.display_name;
-document.querySelector("[data-admin-tools]").hidden = user.role !== "admin";
+const nameInput = /** @type {HTMLInputElement} */ (profile.elements.namedItem("display_name"));
+nameInput.value = user.display_name;
+/** @type {HTMLElement} */ (document.querySelector("[data-admin-tools]")).hidden = user.role !== "admin";
 
 function fail(node, text, input) {
   node.textContent = text;
@@ -29,9 +30,9 @@ profile.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   profileError.hidden = true;
   done.hidden = true;
-  const input = profile.elements.display_name;
+  const input = nameInput;
   if (!input.value.trim()) return fail(profileError, "Please fill in your display name.", input);
-  const save = profile.querySelector('button[type="submit"]');
+  const save = /** @type {HTMLButtonElement} */ (profile.querySelector('button[type="submit"]'));
   save.disabled = true;
   try {
     user = await api("/api/v1/users/me", { method: "PATCH", body: { display_name: input.value } });
@@ -51,7 +52,7 @@ form.addEventListener("submit", async (ev) => {
   error.hidden = true;
   done.hidden = true;
   const data = Object.fromEntries(new FormData(form));
-  const empty = [...form.querySelectorAll("input[required]")].find((i) => !i.value);
+  const empty = [...form.querySelectorAll("input")].filter((i) => i.required).find((i) => !i.value);
   if (empty) return fail(error, `Please fill in “${form.querySelector(`label[for="${empty.id}"]`).textContent}”.`, empty);
   if (data.new_password !== data.repeat_password) {
     return fail(error, "The two new passwords are not the same.", form.querySelector("#repeat-password"));

@@ -74,7 +74,12 @@ export function describeError(error) {
   return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
 }
 
-async function rawRequest(path, { method = "GET", body, token, session = false } = {}) {
+/**
+ * @param {string} path
+ * @param {{method?: string, body?: any, token?: string, session?: boolean}} options
+ */
+async function rawRequest(path, { method = "GET", body = undefined, token = undefined, session = false } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: "application/json", ...(session ? SESSION_HEADER : {}) };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = "Bearer " + token;
@@ -246,13 +251,13 @@ export async function requireUser() {
 }
 
 function showUser(user) {
-  const nav = document.querySelector(".topbar-user");
+  const nav = /** @type {HTMLElement} */ (document.querySelector(".topbar-user"));
   if (!nav) return;
   nav.hidden = false;
   nav.querySelector("[data-user-name]").textContent = user.display_name;
-  const admin = nav.querySelector("[data-admin-link]");
+  const admin = /** @type {HTMLElement} */ (nav.querySelector("[data-admin-link]"));
   if (admin) admin.hidden = user.role !== "admin";
-  nav.querySelector("[data-sign-out]").onclick = () => signOut();
+  (/** @type {HTMLElement} */ (nav.querySelector("[data-sign-out]"))).onclick = () => signOut();
 }
 
 let refreshTimer = null;

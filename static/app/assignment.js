@@ -8,8 +8,9 @@ import { mountGrader } from "./grading.js";
 import { renderMarkdown } from "./markdown.js";
 import { workStatus } from "./submission_status.js";
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 const $ = (sel) => document.querySelector(sel);
-const assignmentId = document.querySelector("[data-assignment-id]").dataset.assignmentId;
+const assignmentId = $("[data-assignment-id]").dataset.assignmentId;
 const notice = $("[data-notice]");
 let assignment = null;
 let course = null;
@@ -236,7 +237,7 @@ async function load() {
   renderFacts();
   const staff = course.my_role === "teacher" || course.my_role === "ta" || course.my_role === null;
   const editable = staff && course.status !== "archived";
-  for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !staff;
+  for (const node of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("[data-staff]"))) node.hidden = !staff;
   if (staff) {
     $("[data-edit]").hidden = !editable;
     if (editable) {

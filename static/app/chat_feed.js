@@ -26,7 +26,7 @@ const order = (a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeC
  * `poll`: keep it current (false for a chat that is over); `emptyText` for no messages.
  * Resolves to {refresh, stop} once the first page is shown.
  */
-export async function mountChatFeed({ url, list, form, older, status, canPost, me, canModerate = () => false, onNewest = () => {}, poll = true, emptyText = "No messages yet." }) {
+export async function mountChatFeed({ url, list, form, older, status, canPost, me, canModerate = () => false, onNewest = (_newest) => {}, poll = true, emptyText = "No messages yet." }) {
   const messages = new Map(); // id -> message
   const names = new Map(); // author_id -> name, for our own posts (the POST answer has none)
   let olderCursor = null;

@@ -7,8 +7,9 @@ import { fromLocalInput, showDate, timeZone, toLocalInput } from "./dates.js";
 import { recordingItem } from "./recordings.js";
 import { workStatus } from "./submission_status.js";
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 const $ = (sel) => document.querySelector(sel);
-const courseId = document.querySelector("[data-course-id]").dataset.courseId;
+const courseId = $("[data-course-id]").dataset.courseId;
 const base = `/api/v1/courses/${courseId}`;
 const notice = $("[data-notice]");
 const staffRoles = new Set(["teacher", "ta"]);
@@ -50,10 +51,10 @@ function renderOverview() {
   if (!sessions || !assignments) return; // not loaded yet
   const next = sessions
     .filter((s) => s.status === "live" || (s.status === "scheduled" && new Date(s.scheduled_end) > new Date()))
-    .sort((a, b) => new Date(a.scheduled_start) - new Date(b.scheduled_start))[0];
+    .sort((a, b) => new Date(a.scheduled_start).getTime() - new Date(b.scheduled_start).getTime())[0];
   const due = assignments
     .filter((a) => a.due_at && new Date(a.due_at) > new Date())
-    .sort((a, b) => new Date(a.due_at) - new Date(b.due_at))[0];
+    .sort((a, b) => new Date(a.due_at).getTime() - new Date(b.due_at).getTime())[0];
   const fact = (term, ...value) => el("div", {}, el("dt", { text: term }), el("dd", {}, ...value));
   $("[data-overview]").replaceChildren(
     fact("Your role", course.my_role || "admin"),
@@ -116,7 +117,7 @@ function lessonItem(lesson, index, lessons) {
         act(error, async () => {
           await api(`/api/v1/lessons/${lesson.id}`, { method: "PATCH", body: { position: lessons[index + step].position } });
           await loadLessons();
-          document.querySelector(`[data-lessons] [aria-label="${text}: ${CSS.escape(lesson.title)}"]:not(:disabled)`)?.focus();
+          $(`[data-lessons] [aria-label="${text}: ${CSS.escape(lesson.title)}"]:not(:disabled)`)?.focus();
         }),
     });
   return el(
@@ -184,7 +185,7 @@ async function assignmentItem(assignment) {
 
 async function loadAssignments() {
   const assignments = await listAll(`${base}/assignments?limit=100`);
-  assignments.sort((a, b) => (a.due_at ? new Date(a.due_at) : Infinity) - (b.due_at ? new Date(b.due_at) : Infinity));
+  assignments.sort((a, b) => (a.due_at ? new Date(a.due_at).getTime() : Infinity) - (b.due_at ? new Date(b.due_at).getTime() : Infinity));
   fill($("[data-assignments]"), await Promise.all(assignments.map(assignmentItem)), "No assignments yet.");
   overview.assignments = assignments;
   renderOverview();
@@ -244,7 +245,7 @@ function sessionItem(session) {
 
 async function loadSessions() {
   const sessions = await listAll(`${base}/sessions?limit=100`);
-  sessions.sort((a, b) => new Date(b.scheduled_start) - new Date(a.scheduled_start));
+  sessions.sort((a, b) => new Date(b.scheduled_start).getTime() - new Date(a.scheduled_start).getTime());
   fill($("[data-sessions]"), sessions.map(sessionItem), "No sessions yet.");
   overview.sessions = sessions;
   renderOverview();
@@ -281,7 +282,7 @@ function mountScheduleForm() {
 
 async function loadRecordings() {
   const recordings = await listAll(`${base}/recordings?limit=100`);
-  recordings.sort((a, b) => new Date(b.started_at) - new Date(a.started_at));
+  recordings.sort((a, b) => new Date(b.started_at).getTime() - new Date(a.started_at).getTime());
   fill($("[data-recordings]"), recordings.map(recordingItem), "No recordings yet.");
 }
 
@@ -420,7 +421,7 @@ async function load() {
   staff = staffRoles.has(course.my_role) || course.my_role === null;
   const canEdit = editable();
   showCourseHead();
-  for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !canEdit;
+  for (const node of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("[data-staff]"))) node.hidden = !canEdit;
   $("[data-enrol]").hidden = !(canEdit && course.my_role === "teacher");
   if (canEdit) {
     mountNewAssignment();

@@ -1,6 +1,7 @@
 // Dashboard: my courses, live and upcoming sessions, recordings.
 import { api, describeError, el, listAll, requireUser, toast } from "./api.js";
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 const $ = (sel) => document.querySelector(sel);
 const notice = $("[data-notice]");
 const when = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
@@ -224,10 +225,10 @@ async function load() {
       recordings.push(...recs);
     }),
   );
-  upcoming.sort((a, b) => new Date(a[0].scheduled_start) - new Date(b[0].scheduled_start));
+  upcoming.sort((a, b) => new Date(a[0].scheduled_start).getTime() - new Date(b[0].scheduled_start).getTime());
   fill($("[data-live]"), live.map(([s, c]) => sessionItem(s, c)), "No class is live right now.");
   fill($("[data-upcoming]"), upcoming.map(([s, c]) => sessionItem(s, c)), "Nothing scheduled.");
-  recordings.sort((a, b) => new Date(b.created_at) - new Date(a.created_at));
+  recordings.sort((a, b) => new Date(b.created_at).getTime() - new Date(a.created_at).getTime());
   fill($("[data-recordings]"), recordings.map(recordingItem), "No recordings yet.");
 }
 

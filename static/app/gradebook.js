@@ -4,8 +4,9 @@ import { api, describeError, el, requireUser } from "./api.js";
 import { showDate } from "./dates.js";
 import { downloadFile } from "./files.js";
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 const $ = (sel) => document.querySelector(sel);
-const courseId = document.querySelector("[data-course-id]").dataset.courseId;
+const courseId = $("[data-course-id]").dataset.courseId;
 const notice = $("[data-notice]");
 
 function showError(error) {

@@ -28,7 +28,7 @@ export async function mountGrader(assignment, queueList, grader, editable) {
     const byFirstSeen = new Map(queue.map((s, i) => [s.id, i]));
     const rank = (s) => byFirstSeen.get(s.id) ?? Infinity;
     queue = submitted.sort(
-      (a, b) => rank(a) - rank(b) || ORDER[a.status] - ORDER[b.status] || new Date(a.submitted_at) - new Date(b.submitted_at),
+      (a, b) => rank(a) - rank(b) || ORDER[a.status] - ORDER[b.status] || new Date(a.submitted_at).getTime() - new Date(b.submitted_at).getTime(),
     );
     renderQueue();
     if (openId) open(openId);

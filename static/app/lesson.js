@@ -5,8 +5,9 @@ import { showDate } from "./dates.js";
 import { downloadFile, showSize, uploadFile, uploadRow } from "./files.js";
 import { renderMarkdown } from "./markdown.js";
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 const $ = (sel) => document.querySelector(sel);
-const lessonId = document.querySelector("[data-lesson-id]").dataset.lessonId;
+const lessonId = $("[data-lesson-id]").dataset.lessonId;
 const url = `/api/v1/lessons/${lessonId}`;
 const notice = $("[data-notice]");
 const attachError = $("[data-attach-error]");
@@ -135,7 +136,7 @@ async function load() {
   link.href = `/courses/${course.id}#lessons`;
   link.textContent = course.title;
   staff = (course.my_role === "teacher" || course.my_role === "ta" || course.my_role === null) && course.status !== "archived";
-  for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !staff;
+  for (const node of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("[data-staff]"))) node.hidden = !staff;
   form.elements.title.value = lesson.title;
   form.elements.content_md.value = lesson.content_md;
   form.elements.published.checked = lesson.status === "published";

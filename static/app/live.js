@@ -8,19 +8,15 @@
 // 1012 (node_gone), and the channel connects again like after any drop.
 "use strict";
 
+import { Reconnect, UNREACHABLE_RETRY_MS } from "./reconnect.js";
 import { socketUrl } from "./sfu.js";
 
-const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
 const FINAL_CODES = new Set([4403, 4409]);
 const CLOSE_UNAUTHORIZED = 4401; // expired or revoked: once more with a refreshed token
 const RENEW_CHECK_MS = 10000; // the page refreshes tokens 60 s before expiry: we follow
 const CLOSE_ELSEWHERE = 4307; // after error room_elsewhere
-// redirects in a row before giving up (no loop between disagreeing nodes); failed
-// connections to the class's node before asking the page's own node again (that node
-// died: the room is placed again, and our node knows where)
+// redirects in a row before giving up (no loop between disagreeing nodes)
 const MAX_REDIRECTS = 2;
-const HOME_AFTER_FAILURES = 2;
-const UNREACHABLE_RETRY_MS = 1000; // asking the page's node again while that one is dead
 
 export class LiveChannel {
   constructor({ url, token, emit }) {
@@ -32,7 +28,7 @@ export class LiveChannel {
     this.emit = emit;
     this.ws = null;
     this.stopped = false;
-    this.attempt = 0;
+    this.retry = new Reconnect();
     this.state = "idle";
     this.lastMedia = null;
     this.sentToken = null;
@@ -65,7 +61,7 @@ export class LiveChannel {
         return;
       }
       if (msg.type === "ready") {
-        this.attempt = 0;
+        this.retry.succeeded();
         this.redirects = 0;
         this.needFreshToken = false;
         this.state = "connected";
@@ -91,8 +87,7 @@ export class LiveChannel {
         this.stopped = true;
         this.state = "closed";
         this.emit("state", { state: this.state, code: ev.code });
-        const why = new Error(`The class's server could not be reached: the servers kept sending this page elsewhere${elsewhere ? ` (${elsewhere.message})` : ""}.`);
-        why.code = "redirect_loop";
+        const why = Object.assign(new Error(`The class's server could not be reached: the servers kept sending this page elsewhere${elsewhere ? ` (${elsewhere.message})` : ""}.`), { code: "redirect_loop" });
         this.emit("unreachable", why);
         return;
       }
@@ -120,8 +115,8 @@ export class LiveChannel {
       this.needFreshToken = refused;
       this.state = "reconnecting";
       this.emit("state", { state: this.state });
-      const delay = BACKOFF_MS[Math.min(this.attempt++, BACKOFF_MS.length - 1)];
-      if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
+      const { delay, home } = this.retry.failed();
+      if (home) this.url = this.homeUrl;
       setTimeout(() => {
         if (!this.stopped) this.connect();
       }, delay);

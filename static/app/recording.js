@@ -5,8 +5,9 @@ import { showDate } from "./dates.js";
 import { showSize } from "./files.js";
 import { recordingStatus } from "./recordings.js";
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 const $ = (sel) => document.querySelector(sel);
-const recordingId = document.querySelector("[data-recording-id]").dataset.recordingId;
+const recordingId = $("[data-recording-id]").dataset.recordingId;
 const notice = $("[data-notice]");
 
 function showError(error) {

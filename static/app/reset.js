@@ -3,10 +3,10 @@
 import { ApiError, describeError, publicRequest } from "./api.js";
 
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
-const done = document.querySelector("[data-done]");
-const form = document.querySelector(token ? '[data-form="reset"]' : '[data-form="request"]');
-const error = form.querySelector("[data-error]");
-const button = form.querySelector('button[type="submit"]');
+const done = /** @type {HTMLElement} */ (document.querySelector("[data-done]"));
+const form = /** @type {HTMLFormElement} */ (document.querySelector(token ? '[data-form="reset"]' : '[data-form="request"]'));
+const error = /** @type {HTMLElement} */ (form.querySelector("[data-error]"));
+const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type="submit"]'));
 form.hidden = false;
 if (token) history.replaceState(null, "", location.pathname); // keep it out of the history
 
@@ -20,7 +20,7 @@ form.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   error.hidden = true;
   const data = Object.fromEntries(new FormData(form));
-  const empty = [...form.querySelectorAll("input[required]")].find((i) => !i.value.trim());
+  const empty = [...form.querySelectorAll("input")].filter((i) => i.required).find((i) => !i.value.trim());
   if (empty) return fail(`Please fill in “${form.querySelector(`label[for="${empty.id}"]`).textContent}”.`, empty);
   if (token && data.new_password !== data.repeat_password) {
     return fail("The two new passwords are not the same.", form.querySelector("#reset-repeat"));
@@ -31,7 +31,7 @@ form.addEventListener("submit", async (ev) => {
       await publicRequest("/api/v1/auth/password-reset", { token, new_password: data.new_password });
       done.textContent = "Your password has been changed. You can now sign in with it.";
     } else {
-      const reply = await publicRequest("/api/v1/auth/password-reset/request", { email: data.email.trim() });
+      const reply = await publicRequest("/api/v1/auth/password-reset/request", { email: String(data.email).trim() });
       done.textContent = reply.message.charAt(0).toUpperCase() + reply.message.slice(1) + ".";
     }
     form.hidden = true;

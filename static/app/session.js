@@ -9,8 +9,9 @@ import { fromLocalInput, showDate, timeZone, toLocalInput } from "./dates.js";
 import { downloadFile } from "./files.js";
 import { recordingItem } from "./recordings.js";
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 const $ = (sel) => document.querySelector(sel);
-const sessionId = document.querySelector("[data-session-id]").dataset.sessionId;
+const sessionId = $("[data-session-id]").dataset.sessionId;
 const url = `/api/v1/sessions/${sessionId}`;
 const notice = $("[data-notice]");
 const actionError = $("[data-action-error]");
@@ -231,7 +232,7 @@ async function load() {
   link.href = `/courses/${course.id}#sessions`;
   link.textContent = course.title;
   render();
-  for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !staff;
+  for (const node of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("[data-staff]"))) node.hidden = !staff;
   if (staff) {
     $("[data-attendance-csv]").onclick = () => downloadFile(`${url}/attendance.csv`, `attendance-${session.id}.csv`).catch(showError);
     renderAttendance().catch(showError);

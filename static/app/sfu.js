@@ -14,7 +14,8 @@
 // room's new node or none), so we join afresh there, or at the page's node.
 "use strict";
 
-const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
+import { BACKOFF_MS, Reconnect, UNREACHABLE_RETRY_MS } from "./reconnect.js";
+
 const RESUME_BACKOFF_MS = [0, 300, 1000, 2000, 4000]; // the peer waits VTP_SFU_RESUME_S
 // A connection that is not back this long after its ICE restart: start over (without
 // ICE restart, the server having several media ports: after DISCONNECTED_GRACE_MS).
@@ -35,14 +36,8 @@ const CLOSE_UNAUTHORIZED = 4401; // token expired or revoked: reconnect with a f
 const CLOSE_FORBIDDEN = 4403; // the right to be in the room is gone: do not come back
 const CLOSE_MOVED = 1012; // after "reconnect": the node is draining, the room moved
 // room_elsewhere answers followed in a row before giving up (two nodes disagreeing would
-// otherwise send us back and forth for ever); and failed connections to the room's node
-// before going back to the page's own node (the room's node died: the room is placed
-// again, and the page's node tells us where).
+// otherwise send us back and forth for ever)
 const MAX_REDIRECTS = 2;
-const HOME_AFTER_FAILURES = 2;
-// while the node the page's node sends us to does not answer (it died, and is named until
-// it leaves the registry): how often to ask the page's node again
-const UNREACHABLE_RETRY_MS = 1000;
 const VIEW_FLUSH_MS = 250; // size and visibility reports are coalesced this long
 // Cameras go out as three simulcast encodings (lowest first); the server forwards each
 // subscriber the one that fits the size it shows the video at (docs/protocol.md). Each
@@ -74,7 +69,7 @@ export class SfuClient {
     this.state = "idle";
     this.stopped = false;
     this.generation = 0;
-    this.attempt = 0;
+    this.retry = new Reconnect();
     this.peerId = null;
     this.iceServers = [];
     this.resumeToken = null; // to take our peer back on a new WebSocket
@@ -170,7 +165,7 @@ export class SfuClient {
         }
         const joined = await this.request(join);
         if (gen !== this.generation) return;
-        this.attempt = 0;
+        this.retry.succeeded();
         this.redirects = 0;
         if (!joined.resumed) this.teardown(new Error("a new peer"));
         this.peerId = joined.peer_id;
@@ -239,8 +234,7 @@ export class SfuClient {
     if (!target || this.redirects >= MAX_REDIRECTS) {
       this.stopped = true;
       this.teardown(error);
-      const why = new Error(`The class's server could not be reached: the servers kept sending this page elsewhere (${error.message}).`);
-      why.code = "redirect_loop";
+      const why = Object.assign(new Error(`The class's server could not be reached: the servers kept sending this page elsewhere (${error.message}).`), { code: "redirect_loop" });
       this.setState("closed", why.message);
       this.emit("unreachable", why);
       return;
@@ -258,7 +252,7 @@ export class SfuClient {
     this.movedTo = null;
     this.teardown(new Error("the class moved to another server"));
     this.url = msg && msg.url ? socketUrl(msg.url) : this.homeUrl;
-    this.attempt = 0;
+    this.retry.succeeded(); // (the backoff starts over)
     this.redirects = 0;
     this.reconnectLater("the class moved to another server");
   }
@@ -380,10 +374,9 @@ export class SfuClient {
     const gen = ++this.generation; // stale callbacks of the old connection stop here
     this.reconnects += 1;
     if (delay === null) {
-      const backoff = this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS;
-      delay = backoff[Math.min(this.attempt, backoff.length - 1)];
-      this.attempt += 1;
-      if (this.attempt > HOME_AFTER_FAILURES) this.url = this.homeUrl;
+      const next = this.retry.failed(this.resumeToken ? RESUME_BACKOFF_MS : BACKOFF_MS);
+      delay = next.delay;
+      if (next.home) this.url = this.homeUrl;
     }
     this.setState("reconnecting", detail);
     setTimeout(() => {
@@ -462,8 +455,7 @@ export class SfuClient {
       if (timeoutMs) {
         timer = setTimeout(() => {
           if (!this.pending.delete(requestId)) return;
-          const error = new Error(`no reply to ${message.type}`);
-          error.code = "timeout";
+          const error = Object.assign(new Error(`no reply to ${message.type}`), { code: "timeout" });
           reject(error);
         }, timeoutMs);
       }
@@ -477,9 +469,7 @@ export class SfuClient {
       const { resolve, reject } = this.pending.get(msg.request_id);
       this.pending.delete(msg.request_id);
       if (msg.type === "error") {
-        const err = new Error(msg.error.message);
-        err.code = msg.error.code;
-        err.details = msg.error.details;
+        const err = Object.assign(new Error(msg.error.message), { code: msg.error.code, details: msg.error.details });
         reject(err);
       } else {
         resolve(msg);
@@ -628,6 +618,7 @@ export class SfuClient {
   }
 
   async startPublication(label, stream, gen) {
+    /** @type {(id: string | null) => void} */
     let named;
     const idPromise = new Promise((resolve) => {
       named = resolve;
@@ -637,6 +628,7 @@ export class SfuClient {
     if (!pub || pub.stream !== stream) return;
     pub.pc = pc;
     for (const track of stream.getTracks()) {
+      /** @type {RTCRtpTransceiverInit} */
       const init = { direction: "sendonly", streams: [stream] };
       if (track.kind === "video" && label === "camera") init.sendEncodings = CAMERA_ENCODINGS.map((e) => ({ ...e }));
       const transceiver = pc.addTransceiver(track, init);

@@ -1,5 +1,6 @@
 // Sign in / register: the server's error messages are shown next to the form.
 import { describeError, loadSession, register, signIn } from "./api.js";
+import { mountTabs } from "./tabs.js";
 
 const params = new URLSearchParams(location.search);
 const next = safeNext(params.get("next"));
@@ -20,7 +21,7 @@ function safeNext(target) {
   return url.pathname + url.search + url.hash;
 }
 
-const notice = document.querySelector("[data-notice]");
+const notice = /** @type {HTMLElement} */ (document.querySelector("[data-notice]"));
 if (params.get("expired")) {
   notice.textContent = "Your session has expired. Please sign in again to continue.";
   notice.hidden = false;
@@ -28,28 +29,9 @@ if (params.get("expired")) {
   location.replace(next);
 }
 
-// Tabs (arrow keys move between them, as WAI-ARIA describes).
-const tabs = [...document.querySelectorAll('[role="tab"]')];
-function select(tab, focus) {
-  for (const t of tabs) {
-    const on = t === tab;
-    t.setAttribute("aria-selected", String(on));
-    t.tabIndex = on ? 0 : -1;
-    document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
-  }
-  if (focus) tab.focus();
-}
-tabs.forEach((tab, i) => {
-  tab.addEventListener("click", () => select(tab, false));
-  tab.addEventListener("keydown", (ev) => {
-    if (ev.key === "ArrowRight" || ev.key === "ArrowLeft") {
-      const step = ev.key === "ArrowRight" ? 1 : -1;
-      select(tabs[(i + step + tabs.length) % tabs.length], true);
-      ev.preventDefault();
-    }
-  });
-});
-if (params.get("register")) select(tabs[1], false);
+// Sign in | Register.
+const selectTab = mountTabs(document.querySelectorAll('[role="tab"]'));
+if (params.get("register")) selectTab(1);
 
 function wire(form, action) {
   const error = form.querySelector("[data-error]");
@@ -58,7 +40,7 @@ function wire(form, action) {
     ev.preventDefault();
     error.hidden = true;
     const data = Object.fromEntries(new FormData(form));
-    const empty = [...form.querySelectorAll("input[required]")].find((i) => !i.value.trim());
+    const empty = [...form.querySelectorAll("input")].filter((i) => i.required).find((i) => !i.value.trim());
     if (empty) {
       error.textContent = `Please fill in “${form.querySelector(`label[for="${empty.id}"]`).textContent}”.`;
       error.hidden = false;

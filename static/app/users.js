@@ -3,6 +3,7 @@
 import { api, describeError, el, requireUser, toast } from "./api.js";
 import { showDate } from "./dates.js";
 
+/** @type {(sel: string) => any} (an element of whatever kind the selector names) */
 const $ = (sel) => document.querySelector(sel);
 const notice = $("[data-notice]");
 const list = $("[data-users]");

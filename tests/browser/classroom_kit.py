@@ -7,13 +7,11 @@ live session, and helpers that poll what the page shows and decodes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,26 +24,9 @@ import pytest_asyncio
 from aiohttp import web
 from redis import Redis as SyncRedis
 
+from tests.support.chromium import chromium
 from vtp.config import Config, load_config
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream=fps=30",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-    # getDisplayMedia without a picker: the fake UI accepts, this picks the screen.
-    "--auto-select-desktop-capture-source=Entire screen",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PG_ADMIN_URL = os.environ.get(
     "VTP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -55,10 +36,6 @@ REDIS_DB = 11  # not the other suites' database: they flush theirs before each t
 PASSWORD = "a good long password"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
-
-needs_chromium = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (/usr/bin/chromium)"
-)
 
 
 def _with_path(url: str, path: str) -> str:
@@ -236,13 +213,8 @@ async def server_fixture(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
 async def browser_fixture() -> AsyncIterator[Any]:
-    playwright_api = pytest.importorskip("playwright.async_api")
-    async with playwright_api.async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as browser:
+        yield browser
 
 
 async def signed_in_page(browser: Any, server: Server, user: User, **context: Any) -> Any:
@@ -296,25 +268,6 @@ async def check_page(page: Any, name: str) -> None:
 async def classroom_stats(page: Any) -> dict[str, Any]:
     result: dict[str, Any] = await page.evaluate("vtpClassroom.stats()")
     return result
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], within: float, what: str, every: float = 0.25
-) -> Any:
-    """Poll `check` until it returns something truthy; fail with its last value."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        try:
-            last = await check()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {within} s; last: {last!r}")
-        await asyncio.sleep(every)
 
 
 class NotYet(dict[str, Any]):

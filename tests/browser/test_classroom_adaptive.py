@@ -16,11 +16,12 @@ from classroom_kit import (
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
-    eventually,
-    needs_chromium,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
+
+from tests.support.chromium import needs_chromium
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.browser,

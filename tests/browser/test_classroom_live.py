@@ -18,11 +18,12 @@ from classroom_kit import (
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
-    eventually,
-    needs_chromium,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
+
+from tests.support.chromium import needs_chromium
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.browser,
@@ -166,9 +167,13 @@ async def test_three_join_each_decodes_the_other_two_and_chat_reaches_all(lesson
     await pages["teacher"].screenshot(path=str(ARTIFACTS / "classroom-teacher.png"))
     # Phone width: the room still fits (controls, videos, then the side panel).
     await pages["ben"].set_viewport_size({"width": 390, "height": 844})
-    await asyncio.sleep(0.5)
-    width = await pages["ben"].evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, width
+
+    async def fits() -> bool:
+        width = await pages["ben"].evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, width
+        return True
+
+    await eventually(fits, 5, "the room no wider than a phone")
     await pages["ben"].screenshot(path=str(ARTIFACTS / "classroom-phone.png"), full_page=True)
     await pages["ben"].set_viewport_size({"width": 1280, "height": 800})
 

@@ -16,22 +16,20 @@ from typing import Any
 
 import pytest
 from classroom_kit import (
-    CHROMIUM,
-    FLAGS,
     NotYet,
     Server,
     classroom_stats,
     decoding,
-    eventually,
-    needs_chromium,
     serve,
     signed_in_page,
 )
 
 from tests.netns import ClientNamespace, client_namespace
+from tests.support.chromium import CHROMIUM, FLAGS, needs_chromium
+from tests.support.waiting import eventually
 from vtp.signalling.members import MEMBERS, Member
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
+pytestmark = [pytest.mark.browser, pytest.mark.netns, pytest.mark.slow, needs_chromium]
 __all__ = ["client_namespace"]  # the fixture, imported for pytest
 
 RECOVERY_TARGET_S = 5.0  # issue 15: back within 5 s of the address change

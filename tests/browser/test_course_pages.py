@@ -24,11 +24,12 @@ from classroom_kit import (
     browser_fixture,  # noqa: F401  (module fixture)
     check_page,
     decoding,
-    eventually,
-    needs_chromium,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
+
+from tests.support.chromium import needs_chromium
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.browser,

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from classroom_kit import ARTIFACTS, browser_fixture, needs_chromium  # noqa: F401
+from classroom_kit import ARTIFACTS, browser_fixture  # noqa: F401
+
+from tests.support.chromium import needs_chromium
 
 pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.asyncio(loop_scope="module")]
 

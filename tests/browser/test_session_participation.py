@@ -13,11 +13,11 @@ from classroom_kit import (
     ARTIFACTS,
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
-    needs_chromium,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
 
+from tests.support.chromium import needs_chromium
 from vtp.db import participation
 from vtp.web.participation import PARTICIPATION
 

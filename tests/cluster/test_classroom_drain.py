@@ -20,12 +20,12 @@ from browser.classroom_kit import (
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
-    eventually,
-    needs_chromium,
     serve,
     signed_in_page,
 )
 
+from tests.support.chromium import needs_chromium
+from tests.support.waiting import eventually
 from vtp.appkeys import PLACEMENT, SFU_KEY
 from vtp.drain import Drain
 from vtp.web.live import LIVE_ROOMS

@@ -17,12 +17,12 @@ from browser.classroom_kit import (
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
-    eventually,
-    needs_chromium,
     signed_in_page,
 )
 from test_classroom_drain import _join, nodes  # noqa: F401  (module fixture)
 
+from tests.support.chromium import needs_chromium
+from tests.support.waiting import eventually
 from vtp.appkeys import NODES, PLACEMENT, SFU_KEY
 
 pytestmark = [

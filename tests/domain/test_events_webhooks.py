@@ -18,6 +18,7 @@ from domain_helpers import World
 from helpers import assert_error
 from redis.asyncio import Redis
 
+from tests.support.waiting import eventually
 from vtp.appkeys import CONFIG, DB, REDIS
 from vtp.config import Config
 from vtp.events import signing
@@ -48,15 +49,8 @@ def config(config: Config) -> Config:
     )
 
 
-async def poll(check: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+def poll(check: Callable[[], Any], within: float = 15.0) -> Awaitable[Any]:
+    return eventually(check, within, "the webhook outcome")
 
 
 @dataclass

@@ -38,7 +38,8 @@ async def test_every_api_route_is_in_the_document(client: Any) -> None:
 
 
 async def test_document_is_valid_openapi_3_1(client: Any) -> None:
-    validator = pytest.importorskip("openapi_spec_validator")
+    import openapi_spec_validator as validator
+
     doc = await (await client.get("/api/v1/openapi.json")).json()
     validator.validate(doc)  # raises on an invalid document
 

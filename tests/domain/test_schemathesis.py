@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import schemathesis
 from pydantic import BaseModel, ValidationError
 
 from vtp.api.endpoint import answer_model
 from vtp.api.teaching_routes import ROUTE_TABLES
-
-schemathesis = pytest.importorskip("schemathesis")
-hypothesis = pytest.importorskip("hypothesis")
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 15

@@ -5,8 +5,6 @@ and data, and the API calls that set up a live session."""
 from __future__ import annotations
 
 import array
-import asyncio
-import fractions
 import math
 import struct
 import time
@@ -15,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import (
-    MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
 )
-from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 from helpers import bearer
+
+from tests.support.media import RATE, SAMPLES, PacedAudioTrack
 
 W, H = 320, 240
 PERIOD_S = 1.0  # a flash (bright picture + tone) starts every second...
@@ -54,37 +52,20 @@ class FlashVideo(VideoStreamTrack):
         return frame
 
 
-class FlashAudio(MediaStreamTrack):
-    """48 kHz mono, 20 ms frames, paced in real time: a 1 kHz tone during flashes."""
-
-    kind = "audio"
+class FlashAudio(PacedAudioTrack):
+    """A 1 kHz tone during flashes, silence between."""
 
     def __init__(self, epoch: float) -> None:
         super().__init__()
         self.epoch = epoch
-        self._start = 0.0
-        self._ts = -1
 
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._ts < 0:
-            self._start = time.time()
-            self._ts = 0
-        else:
-            self._ts += 960
-            await asyncio.sleep(self._start + self._ts / 48000 - time.time())
-        samples = []
-        for i in range(960):
-            t = self._start + (self._ts + i) / 48000
+    def samples(self, timestamp: int) -> bytes:
+        values = []
+        for i in range(SAMPLES):
+            t = self.started_at + (timestamp + i) / RATE
             value = int(12000 * math.sin(2 * math.pi * 1000 * t)) if flash_on(t, self.epoch) else 0
-            samples.append(value)
-        frame = AudioFrame(format="s16", layout="mono", samples=960)
-        frame.planes[0].update(struct.pack(f"<{len(samples)}h", *samples))
-        frame.pts = self._ts
-        frame.sample_rate = 48000
-        frame.time_base = fractions.Fraction(1, 48000)
-        return frame
+            values.append(value)
+        return struct.pack(f"<{len(values)}h", *values)
 
 
 class FlashPublisher:

@@ -39,6 +39,7 @@ from tests.recorder.recorder_helpers import (
     live_session,
 )
 from tests.s3 import SeaweedS3, require_weed, restart_seaweedfs, start_seaweedfs
+from tests.support.waiting import eventually
 from vtp.config import Config
 
 pytestmark = pytest.mark.slow
@@ -83,17 +84,6 @@ def s3_config(config: Config, server: SeaweedS3, tmp_path: Path) -> Config:
     )
 
 
-async def wait_for(predicate: Any, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def row_of(pool: asyncpg.Pool, recording_id: str) -> asyncpg.Record:
     row = await pool.fetchrow("SELECT * FROM recordings WHERE id = $1", uuid.UUID(recording_id))
     assert row is not None
@@ -125,7 +115,7 @@ async def test_recorded_class_survives_s3_outage_and_crash(
     guest_pub = FlashPublisher(epoch, video=False)
     try:
         await teacher_pub.publish(room.join("teacher-cam"))
-        await wait_for(lambda: _async(bool(room.streams())), 15, "the teacher's stream")
+        await eventually(lambda: _async(bool(room.streams())), 15, "the teacher's stream")
         await asyncio.sleep(1.0)
 
         # --- start: staff only, once, while live ------------------------------------------
@@ -173,7 +163,7 @@ async def test_recorded_class_survives_s3_outage_and_crash(
             row = await row_of(pool, rid)
             return row["status"] == "failed" and bool(row["error"])
 
-        await wait_for(failed, 60, "the failed upload to show")
+        await eventually(failed, 60, "the failed upload to show")
         row = await row_of(pool, rid)
         assert "unreachable" in row["error"], row["error"]
         ready = await (await client.get("/ready")).json()
@@ -188,7 +178,7 @@ async def test_recorded_class_survives_s3_outage_and_crash(
         async def available() -> bool:
             return (await row_of(pool, rid))["status"] == "available"
 
-        await wait_for(available, 30, "the upload after S3 came back")
+        await eventually(available, 30, "the upload after S3 came back")
         t_retried = time.monotonic() - t_back
         row = await row_of(pool, rid)
         assert row["error"] is None
@@ -197,7 +187,7 @@ async def test_recorded_class_survives_s3_outage_and_crash(
         async def spool_copy_gone() -> bool:  # deleted right after the row says available
             return not spool_dir.exists()
 
-        await wait_for(spool_copy_gone, 5, "the spool copy to be deleted")
+        await eventually(spool_copy_gone, 5, "the spool copy to be deleted")
         ready = await (await client.get("/ready")).json()
         assert ready["components"]["recorder"]["status"] == "ok", ready
 
@@ -273,7 +263,7 @@ async def test_recorded_class_survives_s3_outage_and_crash(
         async def crash_available() -> bool:
             return (await row_of(pool, str(crash_id)))["status"] == "available"
 
-        await wait_for(crash_available, 60, "the crash copy to be uploaded")
+        await eventually(crash_available, 60, "the crash copy to be uploaded")
     finally:
         await restarted.close()
     lost = await row_of(pool, str(lost_id))

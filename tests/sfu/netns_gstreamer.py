@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.sfu import test_browser
-from tests.sfu.clients import EventLog, wait_until
+from tests.sfu.clients import EventLog
+from tests.support.waiting import eventually
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu
 
@@ -54,7 +55,7 @@ async def test_gstreamer_whip_publisher_to_chromium(
             return room.streams() if room is not None else []
 
         with contextlib.suppress(TimeoutError):
-            await wait_until(lambda: bool(streams()) or publisher.returncode is not None, 20)
+            await eventually(lambda: bool(streams()) or publisher.returncode is not None, 20)
         if not streams():
             if publisher.returncode is None:
                 publisher.terminate()

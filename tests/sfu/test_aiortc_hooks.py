@@ -16,7 +16,9 @@ import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
-from tests.sfu.clients import PatternTrack, client_configuration, wait_until
+from tests.sfu.clients import client_configuration
+from tests.support.media import PatternTrack
+from tests.support.waiting import eventually
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu import fastpath
 from vtp.sfu.arrival import ReceiveTimes
@@ -88,7 +90,7 @@ async def _connected_pair(
     await b.setRemoteDescription(a.localDescription)
     await b.setLocalDescription(await b.createAnswer())
     await a.setRemoteDescription(b.localDescription)
-    await wait_until(lambda: a.connectionState == "connected" and b.connectionState == "connected")
+    await eventually(lambda: a.connectionState == "connected" and b.connectionState == "connected")
     return a, b
 
 
@@ -110,7 +112,7 @@ async def test_take_over_media_and_raw_sender() -> None:
         hooks.stamp_arrivals(dtls_b, times)
         assert hooks.media_taken_over(dtls_b)
         # a's own encoder keeps sending: those packets now reach our callback, decrypted
-        await wait_until(lambda: len(lags) > 5)
+        await eventually(lambda: len(lags) > 5)
         assert all(p[0] >> 6 == 2 for p in received_rtp)
         # each with the kernel's arrival time: before it was handled, and not long before
         assert all(0 <= lag < 2_000_000_000 for lag in lags), lags
@@ -126,7 +128,7 @@ async def test_take_over_media_and_raw_sender() -> None:
         rr = struct.pack("!BBHI", 0x80, 201, 1, 0x0A0B0C0D)
         assert sender.send_rtcp(rr) > len(rr)
         expected = struct.pack("!BBHII", 0x80, 111, 4242, 99, 0x01020304) + b"hello-sfu"
-        await wait_until(lambda: expected in received_rtp and rr in received_rtcp)
+        await eventually(lambda: expected in received_rtp and rr in received_rtcp)
         # the sink follows aioice's nominated pair: a change of pair re-aims it
         ice = dtls_a.transport._connection
         pair = ice._nominated[1]
@@ -134,7 +136,7 @@ async def test_take_over_media_and_raw_sender() -> None:
         assert sender.sink.fd >= 0 and sender._pair is ice._nominated[1]
         assert fastpath.write(down, 0, 243, 99, -1, 0, b"second", 6) > 0
         second = struct.pack("!BBHII", 0x80, 111, 4243, 99, 0x01020304) + b"second"
-        await wait_until(lambda: second in received_rtp)
+        await eventually(lambda: second in received_rtp)
         sender.close()
         assert sender.sink.fd == -1
         assert fastpath.write(down, 0, 244, 99, -1, 0, b"x", 1) == 0
@@ -235,7 +237,7 @@ async def test_on_dtls_state() -> None:
     await b.setLocalDescription(await b.createAnswer())
     await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))
     try:
-        await wait_until(lambda: "connected" in states)
+        await eventually(lambda: "connected" in states)
     finally:
         await asyncio.gather(a.close(), b.close())
     assert aiortc.__version__ == "1.16.0"
@@ -293,7 +295,7 @@ async def test_tolerant_consent(monkeypatch: Any) -> None:
     await b.setLocalDescription(await b.createAnswer())
     await a.setRemoteDescription(b.localDescription)
     try:
-        await wait_until(lambda: b.connectionState == "connected")
+        await eventually(lambda: b.connectionState == "connected")
         # answers to b's checks arrive 0.8 s late: aioice alone (one try, 0.5 s) would
         # count failures; retransmitted checks still get their answer
         loop = asyncio.get_running_loop()
@@ -313,7 +315,7 @@ async def test_tolerant_consent(monkeypatch: Any) -> None:
         for transceiver in a.getTransceivers():
             for protocol in transceiver.receiver.transport.transport._connection._protocols:
                 protocol.transport.close()
-        await wait_until(lambda: b.connectionState in ("closed", "failed"), 10)
+        await eventually(lambda: b.connectionState in ("closed", "failed"), 10)
     finally:
         await asyncio.gather(a.close(), b.close())
 

@@ -8,7 +8,7 @@ import socket
 import time
 from typing import Any
 
-from tests.sfu.clients import wait_until
+from tests.support.waiting import eventually
 from vtp.sfu.arrival import ReceiveTimes, SocketClock
 
 
@@ -37,7 +37,7 @@ async def test_datagrams_read_late_keep_the_times_they_arrived_at() -> None:
         # the loop is busy (blocked on purpose): both datagrams wait in the kernel
         time.sleep(0.25)  # noqa: ASYNC251 (the stall is what is tested)
         sender.sendto(b"second", address)
-        await wait_until(lambda: len(recorder.seen) == 2)
+        await eventually(lambda: len(recorder.seen) == 2)
         (d1, arrived1, read1), (d2, arrived2, read2) = recorder.seen
         assert (d1, d2) == (b"first", b"second")
         assert read2 - read1 < 100_000_000  # read together, after the stall

@@ -3,23 +3,21 @@ mistakes the way aiortc does): aiortc -> Chromium and Chromium -> aiortc + Chrom
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber
+from tests.support.chromium import chromium, needs_chromium
+from tests.support.waiting import eventually
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu, SfuError
+from vtp.sfu.peer import Peer
 
-pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("VTP_CHROMIUM", shutil.which("chromium") or "")
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 PAGE = """<!doctype html><html><body><canvas id="c" width="320" height="240"></canvas>
 <script>
@@ -100,16 +98,23 @@ def sfu_config(request: pytest.FixtureRequest) -> Config:
     )
 
 
-@pytest.fixture
-async def signalling(sfu: Sfu) -> AsyncIterator[str]:
-    """A throw-away HTTP signalling for the test page (the real one is vtp.signalling.websocket)."""
+def room_peer(sfu: Sfu, room_name: str, peer_id: str) -> Peer:
+    """The peer ``peer_id`` of the room, joined on first use (rooms close when empty:
+    the room is looked up each time)."""
+    room = sfu.room(room_name)
+    return room.peers.get(peer_id) or room.join(peer_id)
 
-    def peer(peer_id: str) -> Any:
-        room = sfu.room("browser")  # rooms close when empty: look the room up each time
-        return room.peers.get(peer_id) or room.join(peer_id)
 
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
+def signalling_app(sfu: Sfu, room_name: str, page: str) -> web.Application:
+    """A throw-away HTTP signalling for a test page (the real one is
+    vtp.signalling.websocket): the page at /, and /publish, /subscribe, /answer, WHIP's and
+    WHEP's POST, each for a peer of the room ``room_name``."""
+
+    def peer(peer_id: str) -> Peer:
+        return room_peer(sfu, room_name, peer_id)
+
+    async def page_of(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
 
     async def publish(request: web.Request) -> web.Response:
         body = json.loads(await request.text())
@@ -147,55 +152,55 @@ async def signalling(sfu: Sfu) -> AsyncIterator[str]:
         return web.Response(status=201, text=sub.answer_sdp, content_type="application/sdp")
 
     app = web.Application()
-    app.router.add_get("/", page)
+    app.router.add_get("/", page_of)
     app.router.add_post("/whip/{peer}", whip)
     app.router.add_post("/whep/{peer}/{stream}", whep)
     app.router.add_post("/publish", publish)
     app.router.add_post("/subscribe", subscribe)
     app.router.add_post("/answer", answer)
+    return app
+
+
+async def serve_on(app: web.Application, *hosts: str) -> tuple[web.AppRunner, list[str]]:
+    """``app`` on a free port of each host: the runner and the page's URL on each."""
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    urls = []
+    for host in hosts:
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        literal = f"[{host}]" if ":" in host else host
+        urls.append(f"http://{literal}:{port}/")
+    return runner, urls
+
+
+@pytest.fixture
+async def signalling(sfu: Sfu) -> AsyncIterator[str]:
+    """The test page and its signalling on loopback, for peers of the room "browser"."""
+    runner, [url] = await serve_on(signalling_app(sfu, "browser", PAGE), "127.0.0.1")
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         await runner.cleanup()
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    if not CHROMIUM:
-        pytest.skip("no Chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        instance = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--use-fake-device-for-media-stream=fps=30",
-                "--use-fake-ui-for-media-stream",
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with chromium() as instance:
+        yield instance
 
 
 async def poll(page: Any, expr: str, predicate: Any, within: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
+    """The value of ``expr`` in ``page`` once ``predicate`` holds for it."""
+
+    async def satisfied() -> list[Any]:
         value = await page.evaluate(expr)
-        if predicate(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{expr} never satisfied the test: {value}")
-        await asyncio.sleep(0.2)
+        assert predicate(value), f"{expr} never satisfied the test: {value}"
+        return [value]  # (truthy whatever the value)
+
+    [value] = await eventually(satisfied, within, expr, 0.2)
+    return value
 
 
 async def test_aiortc_publisher_to_chromium(
@@ -205,7 +210,7 @@ async def test_aiortc_publisher_to_chromium(
     pub = Publisher(0)  # colour (U=60, V=200): red-orange
     try:
         stream_id = await pub.publish(room.join("teacher"))
-        await wait_until(lambda: bool(room.streams()), 10)
+        await eventually(lambda: bool(room.streams()), 10)
         page = await browser.new_page()
         await page.goto(signalling)
         await page.evaluate(f"window.subscribe('student', '{stream_id}')")
@@ -233,7 +238,7 @@ async def test_chromium_publisher_to_aiortc_and_chromium(
     stream_id = await publisher_page.evaluate("window.publish('teacher')")
     # (the room was created by the page's request: rooms close when empty)
     room = sfu.room("browser")
-    await wait_until(lambda: bool(room.streams()), 10)
+    await eventually(lambda: bool(room.streams()), 10)
     viewer = await browser.new_page()
     await viewer.goto(signalling)
     await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
@@ -251,14 +256,14 @@ async def test_chromium_publisher_to_aiortc_and_chromium(
         )
         assert stats["video"]["width"] > 0
         # the fake camera is not our pattern, but frames decode
-        await wait_until(lambda: sub.video().first_at is not None, 20)
-        await wait_until(lambda: sub.received["audio"].audio_frames > 20, 20)
+        await eventually(lambda: sub.video().first_at is not None, 20)
+        await eventually(lambda: sub.received["audio"].audio_frames > 20, 20)
         up = room.publication(stream_id)
         assert up is not None
         assert ("a=ice-lite" in up.answer_sdp) == (sfu.mux is not None)
         # Chromium numbers its packets transport-wide and gets the SFU's feedback
         assert "transport-cc" in up.answer_sdp and up.feedback is not None
-        await wait_until(lambda: up.feedback is not None and up.feedback.sent > 20, 10)
+        await eventually(lambda: up.feedback is not None and up.feedback.sent > 20, 10)
         # Chromium's sender follows the SFU's REMB: cap it, and its target drops
         video = next(t for t in up.tracks if t.kind == "video")
         uncapped = video.bitrate_for_publisher

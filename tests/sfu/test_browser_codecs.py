@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.sfu import test_browser
-from tests.sfu.clients import EventLog, wait_until
+from tests.sfu.clients import EventLog
+from tests.support.waiting import eventually
 from vtp.sfu import Sfu
 
 # the Chromium and signalling-page fixtures of test_browser (one network mode here)
@@ -109,7 +110,7 @@ async def test_chromium_codec_end_to_end(
     await publisher.goto(signalling)
     stream_id = await publisher.evaluate(PUBLISH_WITH, ["teacher", mime, fmtp])
     room = sfu.room("browser")
-    await wait_until(lambda: bool(room.streams()), 10)
+    await eventually(lambda: bool(room.streams()), 10)
     up = room.publication(stream_id)
     assert up is not None
     assert [t.mime_type for t in up.tracks] == [mime.lower()]

@@ -10,7 +10,8 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber
+from tests.support.waiting import eventually
 from vtp.config import load_config
 from vtp.sfu import Sfu, events
 from vtp.sfu import aiortc_hooks as hooks
@@ -42,7 +43,7 @@ async def test_a_subscriber_that_stops_reading_is_dropped(single_port: bool) -> 
         room = sfu.room("consent")
         stream_id = await pub.publish(room.join("teacher"))
         sub_id = await sub.subscribe(room.join("student"), stream_id)
-        await wait_until(lambda: len(sub.video().frames) >= 5, 15)
+        await eventually(lambda: len(sub.video().frames) >= 5, 15)
         # the client stops reading its socket: everything sent to it is lost, while it
         # goes on sending (its RTCP reports, its own ICE checks)
         client_ice = hooks.dtls_transports(sub.pc)[0].transport._connection

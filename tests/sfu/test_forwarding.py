@@ -8,7 +8,9 @@ import itertools
 import pytest
 from aiortc import RTCSessionDescription
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, colour_matches, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber
+from tests.support.media import colour_matches
+from tests.support.waiting import eventually
 from vtp.sfu import Sfu, SfuError, events
 
 
@@ -26,7 +28,7 @@ async def test_one_publisher_five_subscribers(sfu: Sfu, event_log: EventLog) -> 
     try:
         for i, sub in enumerate(subs):
             await sub.subscribe(room.join(f"student{i}"), stream_id)
-        await wait_until(lambda: all(len(s.video().frames) >= 30 for s in subs), 15)
+        await eventually(lambda: all(len(s.video().frames) >= 30 for s in subs), 15)
         for sub in subs:
             counters = good_frames(sub, pub)
             assert len(counters) >= 25, "frames must carry the publisher's colour"
@@ -53,7 +55,7 @@ async def test_three_by_three_all_to_all(sfu: Sfu, event_log: EventLog) -> None:
     peers = [room.join(f"p{i}") for i in range(3)]
     pubs = [Publisher(i, audio=(i == 0)) for i in range(3)]
     ids = [await pub.publish(peer) for pub, peer in zip(pubs, peers, strict=True)]
-    await wait_until(lambda: len(room.streams()) == 3)
+    await eventually(lambda: len(room.streams()) == 3)
     subs: dict[tuple[int, int], Subscriber] = {}
     try:
         for i, peer in enumerate(peers):
@@ -61,7 +63,7 @@ async def test_three_by_three_all_to_all(sfu: Sfu, event_log: EventLog) -> None:
                 sub = Subscriber()
                 await sub.subscribe(peer, stream_id)
                 subs[(i, j)] = sub
-        await wait_until(lambda: all(len(s.video().frames) >= 15 for s in subs.values()), 20)
+        await eventually(lambda: all(len(s.video().frames) >= 15 for s in subs.values()), 20)
         for (_i, j), sub in subs.items():
             frames = sub.video().frames
             right = good_frames(sub, pubs[j])
@@ -78,12 +80,12 @@ async def test_late_joiner_decodes_within_a_second(sfu: Sfu, event_log: EventLog
     late = Subscriber()
     try:
         await early.subscribe(room.join("early"), stream_id)
-        await wait_until(lambda: len(early.video().frames) > 0, 10)
+        await eventually(lambda: len(early.video().frames) > 0, 10)
         # long after the publisher's first keyframe (aiortc sends one every 3000 frames)
         await asyncio.sleep(2.0)
         joined = asyncio.get_running_loop().time()
         await late.subscribe(room.join("late"), stream_id)
-        await wait_until(lambda: late.video().frames, 5)
+        await eventually(lambda: late.video().frames, 5)
         first = late.video().frames[0][0]
         assert first - joined < 1.0, f"first frame after {first - joined:.2f}s"
         assert colour_matches(late.video().frames[0][2:], pub.colour)
@@ -117,7 +119,7 @@ async def test_trickled_candidates(sfu: Sfu, event_log: EventLog) -> None:
         assert wanted <= remote
         await event_log.wait_for(lambda e: isinstance(e, events.StreamAdded), 10)
         await sub.subscribe(room.join("student"), publication.id)
-        await wait_until(lambda: len(good_frames(sub, pub)) >= 10, 10)
+        await eventually(lambda: len(good_frames(sub, pub)) >= 10, 10)
     finally:
         await asyncio.gather(pub.close(), sub.close())
 
@@ -135,8 +137,8 @@ async def test_subscriber_offers_whep_style(sfu: Sfu, event_log: EventLog) -> No
         conn = await room.join("viewer").subscribe_answer(stream_id, sub.pc.localDescription.sdp)
         assert "a=sendonly" in conn.answer_sdp and "useinbandfec=1" in conn.answer_sdp
         await sub.pc.setRemoteDescription(RTCSessionDescription(conn.answer_sdp, "answer"))
-        await wait_until(lambda: len(good_frames(sub, pub)) >= 10, 10)
-        await wait_until(lambda: sub.received["audio"].audio_frames > 10, 5)
+        await eventually(lambda: len(good_frames(sub, pub)) >= 10, 10)
+        await eventually(lambda: sub.received["audio"].audio_frames > 10, 5)
         # a sendonly "subscribe" offer is refused
         sending = (await Publisher(0).offer()).replace("a=sendrecv", "a=sendonly")
         wrong = room.join("wrong")

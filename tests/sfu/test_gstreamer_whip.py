@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.sfu.test_browser import CHROMIUM
+from tests.support.chromium import CHROMIUM
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.netns]
 
 ROOT = Path(__file__).resolve().parents[2]
 INNER = "tests/sfu/netns_gstreamer.py"

@@ -10,7 +10,9 @@ import itertools
 import pytest
 from aiortc import RTCRtpSender, RTCSessionDescription
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, colour_matches, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber
+from tests.support.media import colour_matches
+from tests.support.waiting import eventually
 from vtp.sfu import Sfu, SfuError, events
 
 
@@ -51,7 +53,7 @@ async def test_h264_publisher_reaches_aiortc_subscribers(sfu: Sfu, event_log: Ev
         assert "H264/90000" in conn.answer_sdp and "VP8" not in conn.answer_sdp
         await whep.pc.setRemoteDescription(RTCSessionDescription(conn.answer_sdp, "answer"))
         subs = (offered, whep)
-        await wait_until(lambda: all(len(good_frames(s, pub)) >= 20 for s in subs), 20)
+        await eventually(lambda: all(len(good_frames(s, pub)) >= 20 for s in subs), 20)
         for sub in subs:
             counters = good_frames(sub, pub)
             assert sum(1 for a, b in itertools.pairwise(counters) if b > a) >= 17
@@ -82,8 +84,8 @@ async def test_h264_publisher_reaches_aiortc_subscribers(sfu: Sfu, event_log: Ev
                 await viewer.answer(sub.id, answer.replace("H264/90000", "VP8/90000"))
         finally:
             await answering.close()
-        await wait_until(lambda: viewer.connections == {}, 5)
+        await eventually(lambda: viewer.connections == {}, 5)
         before = len(whep.video().frames)
-        await wait_until(lambda: len(whep.video().frames) >= before + 10, 5)
+        await eventually(lambda: len(whep.video().frames) >= before + 10, 5)
     finally:
         await asyncio.gather(pub.close(), *(s.close() for s in (offered, whep)))

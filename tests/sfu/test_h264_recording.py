@@ -1,7 +1,6 @@
 """An H.264 publisher through the SFU is recorded to Matroska without re-encoding: aiortc
 encodes H.264 with PyAV and sends it as RFC 6184 packetization-mode 1 (single NAL
-units, STAP-A, FU-A), the recorder taps the SFU's up track. Runs where the SFU forwards
-H.264 (``vtp.sfu.codecs``)."""
+units, STAP-A, FU-A), the recorder taps the SFU's up track."""
 
 from __future__ import annotations
 
@@ -11,11 +10,10 @@ import av
 import pytest
 from aiortc import RTCRtpSender
 
-from tests.sfu.clients import EventLog, Publisher, wait_until
+from tests.sfu.clients import EventLog, Publisher
+from tests.support.waiting import eventually
 from vtp.recorder.session import RecordingSession
 from vtp.sfu import Sfu, events
-
-pytest.importorskip("vtp.sfu.codecs", reason="this SFU forwards VP8 only")
 
 FRAMES = 60
 
@@ -40,7 +38,7 @@ async def test_h264_publisher_is_recorded_to_matroska(
             rec.tick()  # opens the file once the start wait is over
             return video.frames >= FRAMES
 
-        await wait_until(recorded, 20)
+        await eventually(recorded, 20)
     finally:
         manifest = rec.stop()
         await pub.close()

@@ -16,10 +16,11 @@ from aioice import stun
 from aiortc import RTCSessionDescription
 from pylibsrtp import Policy, Session
 
-from tests.sfu.clients import Publisher, Subscriber, wait_until
+from tests.sfu.clients import Publisher, Subscriber
 from tests.sfu.ice_tcp_client import over_ice_tcp
 from tests.sfu.test_forwarding import good_frames
 from tests.sfu.test_single_port import _binding
+from tests.support.waiting import eventually
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu, fastpath, icelite, icerestart, icetcp
 from vtp.sfu import aiortc_hooks as hooks
@@ -140,11 +141,11 @@ async def test_checks_and_data_over_a_tcp_stream(
         # wrong password on another stream: no answer, no binding, its data dropped
         y.send(_binding(a.local_username, "not-the-password-at-all", True))
         y.send(b"\x17spoofed")
-        await wait_until(lambda: mux.dropped == dropped + 3, 2)
+        await eventually(lambda: mux.dropped == dropped + 3, 2)
         assert b.remote_addr is None and a.remote_addr == x.addr
         # the client closes the stream: the connection has no path until it checks again
         x.close()
-        await wait_until(lambda: a.remote_addr is None and not a._nominated, 2)
+        await eventually(lambda: a.remote_addr is None and not a._nominated, 2)
         await y.check(a, nominate=True)
         assert a.remote_addr == y.addr and a._nominated
         # a connection that closes closes its streams
@@ -154,7 +155,7 @@ async def test_checks_and_data_over_a_tcp_stream(
         monkeypatch.setattr(icetcp, "BIND_TIMEOUT_S", 0.2)
         z = await TcpClient.connect(port)
         assert await z.closed_by_server()
-        await wait_until(lambda: mux.stats()["tcp_streams"] == 0, 2)
+        await eventually(lambda: mux.stats()["tcp_streams"] == 0, 2)
     finally:
         x.close()
         y.close()
@@ -188,7 +189,7 @@ async def test_compiled_send_path_writes_srtp_through_a_stream(mux: icelite.UdpM
         assert await client.receive() == b"\x80\xc8rtcp"
         # the stream goes away: the sink's sends fail (counted), nothing crashes
         client.close()
-        await wait_until(lambda: stream.transport is None, 2)
+        await eventually(lambda: stream.transport is None, 2)
         assert fastpath.write(down, 0, 2000, 0, -1, 0, b"late", 4) == 0
         assert sink.send_errors >= 1
         pipe.close()
@@ -220,8 +221,8 @@ async def test_aiortc_peers_publish_and_view_over_ice_tcp_only(sfu: Sfu) -> None
         over_ice_tcp(sub.pc)
         await sub.pc.setLocalDescription(await sub.pc.createAnswer())
         await peer.answer(offer.id, sub.pc.localDescription.sdp)
-        await wait_until(lambda: len(good_frames(sub, pub)) >= 20, 15)
-        await wait_until(lambda: sub.received["audio"].audio_frames > 10, 5)
+        await eventually(lambda: len(good_frames(sub, pub)) >= 20, 15)
+        await eventually(lambda: sub.received["audio"].audio_frames > 10, 5)
         assert sfu.mux is not None
         assert sfu.mux.stats()["tcp_streams"] == 2 and sfu.mux.stats()["latched"] == 0
         for connection in [c for p in room.peers.values() for c in p.connections.values()]:
@@ -230,7 +231,7 @@ async def test_aiortc_peers_publish_and_view_over_ice_tcp_only(sfu: Sfu) -> None
             assert connection.sender.send_errors == 0
     finally:
         await asyncio.gather(pub.close(), sub.pc.close())
-    await wait_until(lambda: sfu.mux is not None and sfu.mux.stats()["tcp_streams"] == 0, 10)
+    await eventually(lambda: sfu.mux is not None and sfu.mux.stats()["tcp_streams"] == 0, 10)
 
 
 async def test_ipv4_and_ipv6_on_one_port_and_announce_per_family() -> None:
@@ -283,7 +284,7 @@ async def test_ice_restart_takes_new_credentials_and_keeps_the_path(
         assert conn._nominated and conn.remote_addr == x.addr  # media keeps flowing
         dropped = mux.dropped
         x.send(_binding(old_ufrag, old_password, True))
-        await wait_until(lambda: mux.dropped == dropped + 1, 2)
+        await eventually(lambda: mux.dropped == dropped + 1, 2)
         moves: list[tuple[str, int] | None] = []
         conn.on_moved = lambda: moves.append(conn.remote_addr)
         await x.check(conn, nominate=True)  # (the new credentials)

@@ -11,7 +11,8 @@ import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import pytest
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber
+from tests.support.waiting import eventually
 from vtp.sfu import Sfu
 
 
@@ -43,8 +44,8 @@ async def test_server_creates_no_encoder_or_decoder(
     try:
         for i, sub in enumerate(subs):
             await sub.subscribe(room.join(f"s{i}"), stream_id)
-        await wait_until(lambda: all(len(s.video().frames) >= 20 for s in subs), 15)
-        await wait_until(lambda: all(s.received["audio"].audio_frames > 10 for s in subs), 5)
+        await eventually(lambda: all(len(s.video().frames) >= 20 for s in subs), 15)
+        await eventually(lambda: all(s.received["audio"].audio_frames > 10 for s in subs), 5)
 
         client_senders = set(pub.pc.getSenders())
         client_queues = {id(r.track._queue) for s in subs for r in s.pc.getReceivers()}

@@ -18,16 +18,17 @@ import pytest
 from aiohttp import web
 
 from tests.netns import ClientNamespace, client_namespace
-from tests.sfu.clients import wait_until
-from tests.sfu.test_browser import CHROMIUM, PAGE, poll
+from tests.sfu.test_browser import PAGE, poll, room_peer, serve_on, signalling_app
+from tests.support.chromium import CHROMIUM
+from tests.support.waiting import eventually
 from tests.turnserver import Coturn, need_turnserver
 from tests.web.test_https import self_signed
 from vtp.config import load_config
-from vtp.sfu import Sfu, SfuError, icetcp
+from vtp.sfu import Sfu, icetcp
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.icerestart import restart_ice
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.netns]
 __all__ = ["client_namespace"]  # the fixture, imported for pytest
 
 # the test page, with the RTCConfiguration a test sets in window.rtcConfig (ICE servers)
@@ -112,52 +113,20 @@ async def sfu_on_veth(client_namespace: ClientNamespace) -> AsyncIterator[Sfu]:
 
 @pytest.fixture
 async def signalling(sfu_on_veth: Sfu, client_namespace: ClientNamespace) -> AsyncIterator[str]:
-    """The test page and its three calls, on the veth address the client can reach."""
+    """The test page and its calls (with an ICE restart), on the veth address the client
+    can reach."""
     sfu = sfu_on_veth
-
-    def peer(peer_id: str) -> Any:
-        room = sfu.room("tcp")
-        return room.peers.get(peer_id) or room.join(peer_id)
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=CONFIGURABLE_PAGE, content_type="text/html")
-
-    async def publish(request: web.Request) -> web.Response:
-        body = json.loads(await request.text())
-        try:
-            pub = await peer(body["peer"]).publish(body["sdp"])
-        except SfuError as exc:
-            return web.Response(status=400, text=exc.message)
-        return web.json_response({"stream": pub.id, "sdp": pub.answer_sdp})
-
-    async def subscribe(request: web.Request) -> web.Response:
-        body = json.loads(await request.text())
-        sub = await peer(body["peer"]).subscribe(body["stream"])
-        return web.json_response({"id": sub.id, "sdp": sub.offer_sdp})
-
-    async def answer(request: web.Request) -> web.Response:
-        body = json.loads(await request.text())
-        await peer(body["peer"]).answer(body["id"], body["sdp"])
-        return web.json_response({})
 
     async def restart(request: web.Request) -> web.Response:
         body = json.loads(await request.text())
-        connection = peer(body["peer"]).connections[body["id"]]
+        connection = room_peer(sfu, "tcp", body["peer"]).connections[body["id"]]
         return web.json_response({"sdp": restart_ice(connection)})
 
-    app = web.Application()
+    app = signalling_app(sfu, "tcp", CONFIGURABLE_PAGE)
     app.router.add_post("/restart", restart)
-    app.router.add_get("/", page)
-    app.router.add_post("/publish", publish)
-    app.router.add_post("/subscribe", subscribe)
-    app.router.add_post("/answer", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, client_namespace.host_address, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, [url] = await serve_on(app, client_namespace.host_address)
     try:
-        yield f"http://{client_namespace.host_literal}:{port}/"
+        yield url
     finally:
         await runner.cleanup()
 
@@ -209,7 +178,7 @@ async def test_chromium_uses_ice_tcp_only_when_udp_is_dropped(
     started = time.monotonic()
     stream_id = await publisher.evaluate("window.publish('teacher')")
     room = sfu.room("tcp")
-    await wait_until(lambda: bool(room.streams()), 20)
+    await eventually(lambda: bool(room.streams()), 20)
     viewer = await browser_in_namespace.new_page()
     await viewer.goto(signalling)
     await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")
@@ -279,7 +248,7 @@ async def test_chromium_without_the_media_port_relays_through_turn(
         started = time.monotonic()
         stream_id = await publisher.evaluate("window.publish('teacher')")
         room = sfu.room("tcp")
-        await wait_until(lambda: bool(room.streams()), 20)
+        await eventually(lambda: bool(room.streams()), 20)
         viewer = await browser_in_namespace.new_page()
         await viewer.goto(signalling)
         await viewer.evaluate(
@@ -322,7 +291,7 @@ async def test_chromium_on_an_ipv6_only_network(
     await publisher.goto(signalling)
     stream_id = await publisher.evaluate("window.publish('teacher')")
     room = sfu.room("tcp")
-    await wait_until(lambda: bool(room.streams()), 20)
+    await eventually(lambda: bool(room.streams()), 20)
     up = room.publication(stream_id)
     assert up is not None and f" {client_namespace.host_address} " in up.answer_sdp
     viewer = await browser_in_namespace.new_page()
@@ -359,7 +328,7 @@ async def test_a_client_whose_address_changes_recovers_by_ice_restart(
     stream_id = await publisher.evaluate("window.publish('teacher')")
     await publisher.evaluate(f"window.restartOnLoss('pubpc', 'teacher', '{stream_id}', true)")
     room = sfu.room("tcp")
-    await wait_until(lambda: bool(room.streams()), 20)
+    await eventually(lambda: bool(room.streams()), 20)
     viewer = await browser_in_namespace.new_page()
     await viewer.goto(signalling)
     await viewer.evaluate(f"window.subscribe('student', '{stream_id}')")

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until, watch_incoming_rtp
+from tests.sfu.clients import EventLog, Publisher, Subscriber, watch_incoming_rtp
+from tests.support.waiting import eventually
 from vtp.sfu import Sfu, rtcp
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.downconnection import DownConnection
@@ -39,7 +40,7 @@ async def test_subscriber_loss_is_repaired_from_the_cache(sfu: Sfu, event_log: E
     sub = Subscriber()
     try:
         sub_id = await sub.subscribe(room.join("student"), stream_id)
-        await wait_until(lambda: len(sub.video().frames) >= 5, 10)
+        await eventually(lambda: len(sub.video().frames) >= 5, 10)
         down = video_down(room, "student", sub_id)
         dropped: set[int] = set()
 
@@ -69,7 +70,7 @@ async def test_publisher_loss_is_nacked_upstream(sfu: Sfu, event_log: EventLog) 
     sub = Subscriber()
     try:
         await sub.subscribe(room.join("student"), stream_id)
-        await wait_until(lambda: len(sub.video().frames) >= 5, 10)
+        await eventually(lambda: len(sub.video().frames) >= 5, 10)
         up = teacher.connections[stream_id]
         assert isinstance(up, UpConnection)
         # drop datagrams before SRTP (the RTP header is in clear): a packet dropped after
@@ -106,7 +107,7 @@ async def test_sender_reports_are_rewritten_per_subscriber(sfu: Sfu, event_log: 
     sub = Subscriber()
     try:
         sub_id = await sub.subscribe(room.join("student"), stream_id)
-        await wait_until(lambda: len(sub.video().frames) >= 5, 10)
+        await eventually(lambda: len(sub.video().frames) >= 5, 10)
         down = video_down(room, "student", sub_id)
         reports: list[tuple[float, rtcp.SenderReport, int, int]] = []
         real_rtcp: Callable[[bytes], int] = down._send_rtcp
@@ -125,7 +126,7 @@ async def test_sender_reports_are_rewritten_per_subscriber(sfu: Sfu, event_log: 
 
         watch_incoming_rtp(sub.pc, watch_rtp)
         down._send_rtcp = watch_rtcp
-        await wait_until(lambda: len(reports) >= 2, 6)
+        await eventually(lambda: len(reports) >= 2, 6)
         for wall, sr, packets, ts in reports:
             assert sr.ssrc == down.ssrc
             assert sr.packets == packets > 0
@@ -161,13 +162,13 @@ async def test_remb_reaches_the_publisher(sfu: Sfu, event_log: EventLog) -> None
     sub = Subscriber()
     try:
         sub_id = await sub.subscribe(room.join("student"), stream_id)
-        await wait_until(lambda: len(sub.video().frames) >= 5, 10)
+        await eventually(lambda: len(sub.video().frames) >= 5, 10)
         down = video_down(room, "student", sub_id)
         up = teacher.connections[stream_id]
         assert isinstance(up, UpConnection)
         track = up.tracks[0]
         # the aiortc subscriber estimates from our abs-send-time stamps and sends REMB
-        await wait_until(lambda: down.estimate.remb > 0, 8)
+        await eventually(lambda: down.estimate.remb > 0, 8)
         computed: list[int] = []
         subscriber_can_take: list[int] = []
         real_bitrate = track.bitrate_for_publisher

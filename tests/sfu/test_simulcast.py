@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import pytest
 from pylibsrtp import Policy, Session
 
-from tests.sfu.clients import EventLog, Subscriber, wait_until
+from tests.sfu.clients import EventLog, Subscriber
 from tests.sfu.clients import Publisher as ClientPublisher
 from tests.sfu.test_fastpath import KEY, Wire
+from tests.support.waiting import eventually
 from vtp.sfu import Sfu, SfuError, allocation, events, fastpath, negotiation, rtcp, vp8
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.downtrack import DownTrack, ExtensionIds
@@ -420,7 +421,7 @@ async def test_preferences_hide_and_show_a_video_aiortc(sfu: Sfu, event_log: Eve
         stream_id = await pub.publish(room.join("teacher"))
         student = room.join("student")
         sub_id = await sub.subscribe(student, stream_id)
-        await wait_until(lambda: len(sub.video().frames) >= 10)
+        await eventually(lambda: len(sub.video().frames) >= 10)
         up = room.publication(stream_id)
         assert up is not None
         track_id = next(t.id for t in up.tracks if t.kind == "video")
@@ -435,11 +436,11 @@ async def test_preferences_hide_and_show_a_video_aiortc(sfu: Sfu, event_log: Eve
         assert (paused.peer_id, paused.track_id, paused.reason) == ("student", track_id, "hidden")
         audio = sub.received["audio"].audio_frames
         frames = len(sub.video().frames)
-        await wait_until(lambda: sub.received["audio"].audio_frames >= audio + 25)
+        await eventually(lambda: sub.received["audio"].audio_frames >= audio + 25)
         assert len(sub.video().frames) <= frames + 2  # (frames already in the decoder)
         student.set_preferences(sub_id, track_id, visible=True)
         await event_log.wait_for(lambda e: isinstance(e, events.TrackResumed))
-        await wait_until(lambda: len(sub.video().frames) >= frames + 15)
+        await eventually(lambda: len(sub.video().frames) >= frames + 15)
     finally:
         await asyncio.gather(pub.close(), sub.close())
 

@@ -7,7 +7,6 @@ Needs root and iproute2 (``ip``, ``tc``); skipped cleanly without them."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from tests.sfu.clients import EventLog
-from tests.sfu.test_browser import CHROMIUM, PAGE, poll
+from tests.sfu.test_browser import PAGE, poll, serve_on, signalling_app
 from tests.sfu.test_simulcast_browser import SIMULCAST_JS, Room, down_of
+from tests.support.chromium import CHROMIUM
 from vtp.config import Config, load_config
-from vtp.sfu import Sfu, SfuError, events
+from vtp.sfu import Sfu, events
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.netns]
 
 NETNS = "simulcast-sub"
 HOST_IF, NS_IF = "scv0", "scv1"
@@ -81,45 +80,7 @@ def sfu_config() -> Config:
 @pytest.fixture
 async def signalling(sfu: Sfu, namespace: str) -> AsyncIterator[tuple[str, str]]:
     """The test page and its signalling, on loopback and on the veth address."""
-
-    def peer(peer_id: str) -> Any:
-        room = sfu.room("browser")
-        return room.peers.get(peer_id) or room.join(peer_id)
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
-
-    async def publish(request: web.Request) -> web.Response:
-        body = json.loads(await request.text())
-        try:
-            pub = await peer(body["peer"]).publish(body["sdp"])
-        except SfuError as exc:
-            return web.Response(status=400, text=exc.message)
-        return web.json_response({"stream": pub.id, "sdp": pub.answer_sdp})
-
-    async def subscribe(request: web.Request) -> web.Response:
-        body = json.loads(await request.text())
-        sub = await peer(body["peer"]).subscribe(body["stream"])
-        return web.json_response({"id": sub.id, "sdp": sub.offer_sdp})
-
-    async def answer(request: web.Request) -> web.Response:
-        body = json.loads(await request.text())
-        await peer(body["peer"]).answer(body["id"], body["sdp"])
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    app.router.add_post("/publish", publish)
-    app.router.add_post("/subscribe", subscribe)
-    app.router.add_post("/answer", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    urls = []
-    for host in ("127.0.0.1", HOST_IP):
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        urls.append(f"http://{host}:{port}/")
+    runner, urls = await serve_on(signalling_app(sfu, "browser", PAGE), "127.0.0.1", HOST_IP)
     try:
         yield urls[0], urls[1]
     finally:

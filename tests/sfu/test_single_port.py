@@ -12,8 +12,9 @@ import pytest
 from aioice import stun
 from aiortc import RTCSessionDescription
 
-from tests.sfu.clients import EventLog, Publisher, Subscriber, wait_until
+from tests.sfu.clients import EventLog, Publisher, Subscriber
 from tests.sfu.test_forwarding import good_frames
+from tests.support.waiting import eventually
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu, events, icelite
 from vtp.sfu import aiortc_hooks as hooks
@@ -54,7 +55,7 @@ async def test_publish_and_subscribe_through_one_port(sfu: Sfu, event_log: Event
         await whep.pc.setLocalDescription(await whep.pc.createOffer())
         conn = await room.join("whep").subscribe_answer(stream_id, whep.pc.localDescription.sdp)
         await whep.pc.setRemoteDescription(RTCSessionDescription(conn.answer_sdp, "answer"))
-        await wait_until(lambda: all(len(good_frames(s, pub)) >= 20 for s in subs), 15)
+        await eventually(lambda: all(len(good_frames(s, pub)) >= 20 for s in subs), 15)
         assert all(s.received["audio"].audio_frames > 10 for s in subs)
         # every server SDP names the one port and says ice-lite
         server_sdps = [pub.pc.remoteDescription.sdp] + [s.pc.remoteDescription.sdp for s in subs]
@@ -72,7 +73,7 @@ async def test_publish_and_subscribe_through_one_port(sfu: Sfu, event_log: Event
     finally:
         await asyncio.gather(pub.close(), *(s.close() for s in subs))
     # closed connections leave the routing tables
-    await wait_until(lambda: sfu.mux is not None and sfu.mux.stats()["connections"] == 0, 10)
+    await eventually(lambda: sfu.mux is not None and sfu.mux.stats()["connections"] == 0, 10)
 
 
 def _binding(ufrag: str, password: str | None, use_candidate: bool = False) -> bytes:
@@ -98,7 +99,7 @@ async def test_strangers_cannot_take_over_a_connection(sfu: Sfu, event_log: Even
     intruder.settimeout(0.5)
     try:
         await sub.subscribe(room.join("student"), stream_id)
-        await wait_until(lambda: len(good_frames(sub, pub)) >= 10, 10)
+        await eventually(lambda: len(good_frames(sub, pub)) >= 10, 10)
         ufrag = next(
             ln.split(":", 1)[1]
             for ln in sub.pc.remoteDescription.sdp.splitlines()
@@ -116,12 +117,11 @@ async def test_strangers_cannot_take_over_a_connection(sfu: Sfu, event_log: Even
         ]
         for data in attempts:
             intruder.sendto(data, ("127.0.0.1", port))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: sfu.mux.dropped >= dropped + len(attempts), 5, "all dropped")
         with pytest.raises(TimeoutError):
             intruder.recv(2048)  # nothing is answered
-        assert sfu.mux.dropped >= dropped + len(attempts)
         start = len(sub.video().frames)
-        await wait_until(lambda: len(sub.video().frames) >= start + 15, 5)
+        await eventually(lambda: len(sub.video().frames) >= start + 15, 5)
         assert room.peers["student"].connections and sfu.mux.stats()["latched"] == 2
     finally:
         intruder.close()
@@ -141,7 +141,7 @@ async def test_a_client_that_stops_checking_is_dropped(sfu: Sfu, event_log: Even
         student = room.join("student")
         sub_id = await sub.subscribe(student, stream_id)
         server_side = student.connections[sub_id]
-        await wait_until(lambda: len(good_frames(sub, pub)) >= 5, 10)
+        await eventually(lambda: len(good_frames(sub, pub)) >= 5, 10)
         # the client's ICE agent vanishes without a word (no DTLS close, no more checks)
         client_ice = hooks.dtls_transports(sub.pc)[0].transport._connection
         for protocol in client_ice._protocols:

@@ -5,56 +5,31 @@ samples) measured by the SFU within 5%."""
 from __future__ import annotations
 
 import asyncio
-import fractions
 import math
-import struct
-import time
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from tests.sfu.clients import client_configuration, wait_until
+from tests.sfu.clients import client_configuration
+from tests.support.media import RATE, SILENCE, PacedAudioTrack, tone
+from tests.support.waiting import eventually
 from vtp.sfu import Sfu
 from vtp.sfu.talk import TalkMeter
 
-SAMPLES = 960  # 20 ms at 48 kHz
 # Tone on for these intervals (seconds from the first frame): 4.5 s in three turns.
 SCRIPT = [(0.5, 2.5), (4.0, 5.5), (7.0, 8.0)]
 END_S = 9.0
 
 
-class ScriptedSpeaker(MediaStreamTrack):
-    kind = "audio"
-
+class ScriptedSpeaker(PacedAudioTrack):
     def __init__(self) -> None:
         super().__init__()
-        self._tone = b"".join(
-            struct.pack("<h", int(12000 * math.sin(2 * math.pi * 300 * i / 48000)))
-            for i in range(SAMPLES)
-        )
-        self._silence = bytes(2 * SAMPLES)
-        self._start = 0.0
-        self._timestamp = -1
+        self._tone = tone(300)
         self.media_s = 0.0  # how far the script has played
 
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._timestamp < 0:
-            self._start = time.time()
-            self._timestamp = 0
-        else:
-            self._timestamp += SAMPLES
-            await asyncio.sleep(self._start + self._timestamp / 48000 - time.time())
-        self.media_s = at = self._timestamp / 48000
+    def samples(self, timestamp: int) -> bytes:
+        self.media_s = at = timestamp / RATE
         speaking = any(start <= at < end for start, end in SCRIPT)
-        frame = AudioFrame(format="s16", layout="mono", samples=SAMPLES)
-        frame.planes[0].update(self._tone if speaking else self._silence)
-        frame.pts = self._timestamp
-        frame.sample_rate = 48000
-        frame.time_base = fractions.Fraction(1, 48000)
-        return frame
+        return self._tone if speaking else SILENCE
 
 
 async def test_talk_time_matches_a_scripted_speaker(sfu: Sfu) -> None:
@@ -68,7 +43,7 @@ async def test_talk_time_matches_a_scripted_speaker(sfu: Sfu) -> None:
         await pc.setLocalDescription(await pc.createOffer())
         pub = await peer.publish(pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=pub.answer_sdp, type="answer"))
-        await wait_until(lambda: speaker.media_s >= END_S, END_S + 15)
+        await eventually(lambda: speaker.media_s >= END_S, END_S + 15)
         await asyncio.sleep(0.7)  # (the last speaker interval closes)
         talk = room.talk.take()
     finally:

@@ -34,6 +34,7 @@ from ws_peers import (
     subscribe,
 )
 
+from tests.support.waiting import eventually
 from vtp.app import create_app
 from vtp.appkeys import CONFIG, REDIS, TOKENS
 from vtp.auth.tokens import TokenService
@@ -108,13 +109,6 @@ async def open_channel(client: Any, session_id: str, token: str) -> WsClient:
     channel = WsClient(ws)
     await channel.wait("ready")
     return channel
-
-
-async def until(check: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 def peers_of(client: Any, user: dict[str, Any]) -> list[Any]:
@@ -208,7 +202,7 @@ async def test_revoking_action_closes_the_users_sockets(
     await effect(client, c, t_live)
     codes = await asyncio.gather(student.closed(), s_live.closed())
     closed_s = time.monotonic() - start
-    await until(lambda: not peers_of(client, c["member"]))
+    await eventually(lambda: not peers_of(client, c["member"]), 5)
     gone_s = time.monotonic() - start
     assert codes == [sfu_code, live_code], (action, codes, student.seen, s_live.seen)
     left = [m for m in student.seen if m["type"] == "left"]
@@ -390,7 +384,7 @@ async def test_unenrolment_ends_rest_whip_and_whep_sessions(client: Any, account
 
     start = time.monotonic()
     await _unenrol(client, c, teacher)
-    await until(lambda: not peers_of(client, c["member"]))
+    await eventually(lambda: not peers_of(client, c["member"]), 5)
     timing("unenrol -> REST, WHIP and WHEP sessions ended", time.monotonic() - start)
     for location in (whip_location, whep_location):
         assert (await client.delete(location, headers=headers)).status == 404

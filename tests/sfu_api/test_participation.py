@@ -22,17 +22,10 @@ from ws_peers import (
 )
 
 from tests.sfu.test_talk_time import END_S, SCRIPT, ScriptedSpeaker
+from tests.support.waiting import eventually
 from vtp.appkeys import CONFIG, REDIS
 from vtp.events.stream import EVENTS
 from vtp.web.participation import PARTICIPATION
-
-
-async def _wait(predicate: Any, within: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_talk_time_hands_and_chat_reach_attendance_csv_and_summary(
@@ -58,7 +51,7 @@ async def test_talk_time_hands_and_chat_reach_attendance_csv_and_summary(
             "publish", "published", sdp=pc.localDescription.sdp, label="mic"
         )
         await set_answer(pc, reply["sdp"])
-        await _wait(lambda: speaker.media_s >= END_S, END_S + 15)
+        await eventually(lambda: speaker.media_s >= END_S, END_S + 15)
         await asyncio.sleep(0.7)  # (the last speaker interval closes)
     finally:
         await pc.close()

@@ -1,13 +1,11 @@
 """Test clients for the SFU protocol: a WebSocket signalling client and aiortc peers whose
-video carries a colour and a frame counter (read back after decoding)."""
+video carries a colour and a frame counter (tests.support.media, read back after
+decoding)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
-import math
-import struct
 import time
 from typing import Any
 
@@ -18,11 +16,11 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, VideoFrame
 
+from tests.support.media import PatternTrack, ToneTrack, colour_matches, read_pattern
+from tests.support.waiting import eventually
 from vtp.config import Config
 
 
@@ -41,77 +39,8 @@ def config(config: Config) -> Config:
     )
 
 
-W, H = 320, 240
-BITS = 12
-BLOCK = W // BITS
-RED = (90, 240)  # (U, V)
+RED = (90, 240)  # (U, V) of a PatternTrack
 BLUE = (240, 110)
-
-
-class ColourTrack(VideoStreamTrack):
-    """Solid chroma (the colour) with the frame counter as black/white blocks in luma."""
-
-    def __init__(self, colour: tuple[int, int]) -> None:
-        super().__init__()
-        self.count = 0
-        self._u = bytes([colour[0]]) * (W * H // 4)
-        self._v = bytes([colour[1]]) * (W * H // 4)
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        n = self.count % (1 << BITS)
-        self.count += 1
-        row = b"".join((b"\xeb" if (n >> i) & 1 else b"\x10") * BLOCK for i in range(BITS))
-        row += b"\x80" * (W - len(row))
-        frame = VideoFrame(width=W, height=H, format="yuv420p")
-        frame.planes[0].update(row * H)
-        frame.planes[1].update(self._u)
-        frame.planes[2].update(self._v)
-        frame.pts = pts
-        frame.time_base = time_base
-        return frame
-
-
-def read_frame(frame: VideoFrame) -> tuple[int, int, int]:
-    """(counter, U, V) of a decoded ColourTrack frame."""
-    if frame.format.name != "yuv420p":
-        frame = frame.reformat(format="yuv420p")
-    y = bytes(frame.planes[0])
-    row = (frame.height // 2) * frame.planes[0].line_size
-    n = sum(1 << i for i in range(BITS) if y[row + i * BLOCK + BLOCK // 2] > 128)
-    at = (frame.height // 4) * frame.planes[1].line_size + frame.width // 4
-    return n, bytes(frame.planes[1])[at], bytes(frame.planes[2])[at]
-
-
-class ToneTrack(MediaStreamTrack):
-    """48 kHz mono 440 Hz tone, 20 ms frames."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pcm = b"".join(
-            struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * i / 48000)))
-            for i in range(960)
-        )
-        self._start = 0.0
-        self._ts = -1
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._ts < 0:
-            self._start = time.time()
-            self._ts = 0
-        else:
-            self._ts += 960
-            await asyncio.sleep(self._start + self._ts / 48000 - time.time())
-        frame = AudioFrame(format="s16", layout="mono", samples=960)
-        frame.planes[0].update(self._pcm)
-        frame.pts = self._ts
-        frame.sample_rate = 48000
-        frame.time_base = fractions.Fraction(1, 48000)
-        return frame
 
 
 def new_pc() -> RTCPeerConnection:
@@ -120,7 +49,7 @@ def new_pc() -> RTCPeerConnection:
 
 async def publisher_offer(colour: tuple[int, int]) -> tuple[RTCPeerConnection, str]:
     pc = new_pc()
-    pc.addTrack(ColourTrack(colour))
+    pc.addTrack(PatternTrack(colour))
     pc.addTrack(ToneTrack())
     await pc.setLocalDescription(await pc.createOffer())
     return pc, str(pc.localDescription.sdp)
@@ -149,7 +78,9 @@ class Viewer:
             while True:
                 frame: Any = await track.recv()
                 if track.kind == "video":
-                    self.frames.append(read_frame(frame))
+                    seen = read_pattern(frame)
+                    if seen is not None:
+                        self.frames.append(seen)
                     if self.first_frame_at is None:
                         self.first_frame_at = time.monotonic()
                 else:
@@ -163,11 +94,7 @@ class Viewer:
     async def wait_frames(self, count: int, within: float = 10.0) -> None:
         """Until ``count`` more video frames than now have been decoded."""
         target = len(self.frames) + count
-        deadline = time.monotonic() + within
-        while len(self.frames) < target:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"decoded {len(self.frames)} frames, wanted {target}")
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(self.frames) >= target, within, f"{target} decoded frames")
 
     async def close(self) -> None:
         await self.pc.close()
@@ -175,16 +102,12 @@ class Viewer:
             task.cancel()
 
 
-def colour_close(seen: tuple[int, int], colour: tuple[int, int], tolerance: int = 30) -> bool:
-    return abs(seen[0] - colour[0]) <= tolerance and abs(seen[1] - colour[1]) <= tolerance
-
-
 def assert_frames_show(frames: list[tuple[int, int, int]], colour: tuple[int, int]) -> None:
     """The last decoded frames have the publisher's colour and a rising counter."""
     last = frames[-10:]
     assert len(last) >= 5, frames
     for _, u, v in last:
-        assert colour_close((u, v), colour), (u, v, colour)
+        assert colour_matches((u, v), colour, tolerance=30), (u, v, colour)
     counters = [n for n, _, _ in last]
     assert counters == sorted(counters) and counters[-1] > counters[0], counters
 

@@ -24,11 +24,11 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from tests.support.chromium import CHROMIUM
 from vtp.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 CADDY = shutil.which("caddy") or ""
-CHROMIUM = os.environ.get("VTP_CHROMIUM", shutil.which("chromium") or "")
 DOMAIN = "vtp.test"  # (resolved to loopback by the test's clients, never by DNS)
 PASSWORD = "a good long password"
 

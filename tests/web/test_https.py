@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
-import shutil
 import socket
 import ssl
 import uuid
@@ -24,12 +22,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.chromium import CHROMIUM
 from vtp import https
 from vtp.config import Config
 from vtp.forwarded import resolve
 
 PASSWORD = "a good long password"
-CHROMIUM = os.environ.get("VTP_CHROMIUM", shutil.which("chromium") or "")
 
 
 def self_signed(directory: Path, address: str = "127.0.0.1") -> tuple[Path, Path]:

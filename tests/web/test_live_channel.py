@@ -13,6 +13,9 @@ import asyncpg
 import pytest
 from aiohttp import WSMsgType
 
+from tests.support.waiting import eventually
+from vtp.web.live import LIVE_ROOMS
+
 pytestmark = pytest.mark.asyncio
 
 
@@ -234,22 +237,25 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
 
     await asyncio.gather(ended(a), ended(t))  # both read: each close is answered
 
-    # Attendance rows: one per user's stay, all closed now.
-    await asyncio.sleep(0.2)
-    conn = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT user_id, left_at FROM session_participants WHERE session_id = $1",
-            uuid.UUID(sid),
-        )
-    finally:
-        await conn.close()
+    # Attendance rows: one per user's stay, all closed once the server has let everyone go.
+    async def attendance() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(
+                "SELECT user_id, left_at FROM session_participants WHERE session_id = $1",
+                uuid.UUID(sid),
+            )
+        finally:
+            await conn.close()
+        assert all(r["left_at"] is not None for r in rows), rows
+        return rows
+
+    rows = await eventually(attendance, 5, "every attendance row closed")
     assert {str(r["user_id"]) for r in rows} == {
         teacher["user"]["id"],
         ada["user"]["id"],
         ben["user"]["id"],
     }
-    assert all(r["left_at"] is not None for r in rows)
 
 
 async def test_two_tabs_count_once(client: Any, accounts: Any, database_url: str) -> None:
@@ -265,8 +271,11 @@ async def test_two_tabs_count_once(client: Any, accounts: Any, database_url: str
     assert len(ready["participants"]) == 2
     await t.next("participant-joined")
     await tab1.ws.close()
-    await asyncio.sleep(0.2)
-    # Ada is still there (her other tab): the teacher's next message is her hand, not a leave.
+    # Once the server has let the first tab go, Ada is still there (her other tab): the
+    # teacher's next message is her hand, not a leave.
+    room = client.app[LIVE_ROOMS].rooms[uuid.UUID(session["id"])]
+    ada_id = uuid.UUID(ada["user"]["id"])
+    await eventually(lambda: len(room.participants[ada_id].connections) == 1, 5, "tab 1 gone")
     await tab2.send(type="hand", raised=True)
     assert (await t.ws.receive_json(timeout=5))["type"] == "hand"
     await tab2.ws.close()

@@ -86,17 +86,11 @@ async def test_pages_carry_security_headers_and_no_inline_script(client: Any) ->
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
 
 
-async def test_sfu_test_page_only_with_the_dev_setting(aiohttp_client: Any, config: Any) -> None:
-    from vtp.app import create_app
-
-    client = await aiohttp_client(create_app(config))
-    assert not config.dev_pages
-    assert (await client.get("/static/sfu-test.html")).status == 404
-    dev = await aiohttp_client(create_app(config.model_copy(update={"dev_pages": True})))
-    resp = await dev.get("/static/sfu-test.html")
-    assert resp.status == 200
-    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
-    assert (await dev.get("/static/app/api.js")).status == 200
+async def test_only_the_client_assets_are_served_from_static(client: Any) -> None:
+    assert (await client.get("/static/app/api.js")).status == 200
+    assert (await client.get("/static/app/classroom/state.js")).status == 200
+    for path in ("/static/sfu-test.html", "/static/tsconfig.json", "/static/app/../tsconfig.json"):
+        assert (await client.get(path)).status == 404, path
 
 
 async def test_playback_media_may_come_from_the_s3_endpoint(config: Any) -> None:

@@ -57,18 +57,10 @@ def setup(app: web.Application) -> None:
 
 
 def asset_routes(config: Config) -> list[web.AbstractRouteDef]:
-    """``/static/app/`` and, in development, the SFU's manual test page."""
+    """``/static/app/``: the browser client's own assets."""
     routes: list[web.AbstractRouteDef] = []
-    # Only the client's own assets; the SFU's manual test page is a development tool.
     if (STATIC / "app").is_dir():
         routes.append(
             web.static("/static/app/", STATIC / "app", name="static", append_version=False)
         )
-    if config.dev_pages:
-        dev_page = STATIC / "sfu-test.html"
-
-        async def sfu_test_page(_request: web.Request) -> web.FileResponse:
-            return web.FileResponse(dev_page)
-
-        routes.append(web.get(headers.DEV_TEST_PAGE, sfu_test_page))
     return routes

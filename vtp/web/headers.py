@@ -6,8 +6,7 @@ not be framed, and send no Referer. Recording playback may come from the S3 endp
 browser client follows a class to the node of its room (docs/protocol.md "Several
 nodes"), so pages may connect to every live node's URL in the registry (as of its last
 heartbeat: ``http(s)`` for fetches, ``ws(s)`` for WebSockets, as CSP's ``http:`` source
-does not cover ``ws:``) and to ``VTP_CLUSTER_ORIGINS``. The SFU's manual test page
-(`static/sfu-test.html`, served only with `VTP_DEV_PAGES`) keeps its inline script.
+does not cover ``ws:``) and to ``VTP_CLUSTER_ORIGINS``.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from aiohttp import web
 from vtp.appkeys import NODES
 from vtp.config import Config
 from vtp.storage.s3 import split_endpoint
-
-DEV_TEST_PAGE = "/static/sfu-test.html"
 
 
 def connect_sources(origins: list[str] | frozenset[str]) -> list[str]:
@@ -38,9 +35,7 @@ def connect_sources(origins: list[str] | frozenset[str]) -> list[str]:
     return sources
 
 
-def content_security_policy(
-    config: Config, *, inline_script: bool = False, nodes: frozenset[str] = frozenset()
-) -> str:
+def content_security_policy(config: Config, *, nodes: frozenset[str] = frozenset()) -> str:
     media = ["'self'", "blob:"]
     if config.s3_endpoint:
         try:
@@ -49,11 +44,10 @@ def content_security_policy(
             pass  # the object store refuses to start with it anyway
         else:
             media.append(f"{'https' if secure else 'http'}://{host}")
-    script = "'self' 'unsafe-inline'" if inline_script else "'self'"
     return "; ".join(
         (
             "default-src 'self'",
-            f"script-src {script}",
+            "script-src 'self'",
             "style-src 'self'",
             "img-src 'self' data: blob:",
             f"media-src {' '.join(media)}",
@@ -68,19 +62,16 @@ def content_security_policy(
 
 def setup(app: web.Application, config: Config) -> None:
     # (policies per set of node URLs: the set changes when a node joins or leaves)
-    policies: dict[tuple[frozenset[str], bool], str] = {}
+    policies: dict[frozenset[str], str] = {}
 
-    def policy(dev_page: bool) -> str:
+    def policy() -> str:
         registry = app.get(NODES) if config.cluster else None
         nodes = registry.urls if registry is not None else frozenset()
-        key = (nodes, dev_page)
-        found = policies.get(key)
+        found = policies.get(nodes)
         if found is None:
             if len(policies) > 64:
                 policies.clear()
-            found = policies[key] = content_security_policy(
-                config, inline_script=dev_page, nodes=nodes
-            )
+            found = policies[nodes] = content_security_policy(config, nodes=nodes)
         return found
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -88,8 +79,7 @@ def setup(app: web.Application, config: Config) -> None:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
         if response.content_type == "text/html":
-            dev_page = request.path == DEV_TEST_PAGE
-            headers.setdefault("Content-Security-Policy", policy(dev_page))
+            headers.setdefault("Content-Security-Policy", policy())
             headers.setdefault("X-Frame-Options", "DENY")
 
     app.on_response_prepare.append(add_headers)
