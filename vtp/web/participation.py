@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from vtp.appkeys import CONFIG, DB
 from vtp.db import attendance as attendance_db
 from vtp.db import participation as db
 from vtp.db.models import LiveSession
-from vtp.events.stream import emit
+from vtp.events.stream import emit, record
 from vtp.web.class_events import class_events
 
 logger = logging.getLogger(__name__)
@@ -149,22 +150,32 @@ def hand_raised(
         counter.hand_raised(room, user_id)
 
 
-def session_ended(app: web.Application, session: LiveSession, still_in: list[uuid.UUID]) -> None:
-    """After the session's end was committed and its room closed here: who was still in
-    left (reason ``session_ended``) and the session ended, now; its summary as soon as
-    the last counters are written (in the background: the end request does not wait)."""
+async def session_ended(
+    app: web.Application,
+    conn: asyncpg.Connection,
+    session: LiveSession,
+    still_in: list[uuid.UUID],
+) -> None:
+    """In the transaction that ends the session: who was still in left (reason
+    ``session_ended``), then the session ended."""
     from vtp.events.hooks import session_changed
 
     for user_id in still_in:
-        emit(
+        await record(
             app,
+            conn,
             "participant.left",
             course_id=session.course_id,
             session_id=session.id,
             user_id=user_id,
             reason="session_ended",
         )
-    session_changed(app, "session.ended", session)
+    await session_changed(app, conn, "session.ended", session)
+
+
+def summarise(app: web.Application, session: LiveSession) -> None:
+    """After the end committed: the summary as soon as the last counters are written
+    (in the background: the end request does not wait)."""
     counter = app.get(PARTICIPATION)
     if counter is not None:
         counter.spawn(_summary(app, counter, session))
