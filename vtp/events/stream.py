@@ -220,16 +220,21 @@ class EventStream:
         """Wait until everything emitted or committed so far is in the stream (tests,
         shutdown)."""
         await self._queue.join()
-        while not await self.relayed(POLL_S * 5):
-            pass
+        while True:
+            if await self.relay_once():
+                return
+            await asyncio.sleep(LOCK_RETRY_S)  # (another node is relaying: then us)
 
     async def close(self, timeout_s: float = 5.0) -> None:
         self._closing = True
         try:
             await asyncio.wait_for(self.flush(), timeout_s)
-        except TimeoutError:
-            # (rows already in the outbox are relayed by any node later)
-            logger.error("events: %d not written to the outbox at shutdown", self._queue.qsize())
+        except Exception:
+            # (what is in the outbox is relayed by any node later)
+            if self._queue.qsize():
+                logger.error("events: %d lost at shutdown (not in the outbox)", self._queue.qsize())
+            else:
+                logger.warning("events: left in the outbox at shutdown", exc_info=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
