@@ -187,6 +187,8 @@ class Config(BaseSettings):
     webhook_allow_private: bool = False
     # Participation counters (talk time, turns, hands) are written this often.
     participation_flush_s: float = Field(default=10.0, gt=0, le=300)
+    # How long the session.summary waits for every node's counters once a session ends.
+    participation_summary_wait_s: float = Field(default=15.0, ge=0, le=300)
 
     # --- metrics -----------------------------------------------------------------------
     # Bearer token Prometheus presents at /metrics (admins' access tokens work too);

@@ -92,6 +92,7 @@ async def test_a_process_that_dies_after_the_commit_loses_no_event(
     assert [e["type"] for e in ours] == ["session.scheduled", "session.started", "chat.message"]
     assert [e["id"] for e in events].count(committed_id) == 1
     assert ours[-1]["id"] == committed_id and ours[-1]["data"]["body"] == "before the crash"
+    await other.close()
 
 
 async def test_a_redis_outage_loses_nothing_and_keeps_the_order(world: World) -> None:
