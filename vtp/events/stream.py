@@ -62,6 +62,7 @@ class EventStream:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._stopped = False
         self._kick = asyncio.Event()
         # plain counters, read by /metrics and the middleware
         self.appended = 0  # XADDed by this process's relay
@@ -175,7 +176,7 @@ class EventStream:
 
     async def _relay(self) -> None:
         delay = RETRY_FIRST_S
-        while True:
+        while not self._stopped:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), POLL_S)
             self._kick.clear()
@@ -235,9 +236,12 @@ class EventStream:
                 logger.error("events: %d lost at shutdown (not in the outbox)", self._queue.qsize())
             else:
                 logger.warning("events: left in the outbox at shutdown", exc_info=True)
+        self._stopped = True
+        # redis-py may swallow a cancellation that lands in a command: cancel until done
         for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
 
 
 async def _until(

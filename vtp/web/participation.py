@@ -66,6 +66,7 @@ class Participation:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._answered = 0  # the last flush request this process answered
+        self._stopping = False
         self._own_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         base = f"{app[CONFIG].events_stream}:participation"
         self._request_key = f"{base}:flush-request"
@@ -190,10 +191,18 @@ class Participation:
                 return False
             await asyncio.sleep(FLUSH_CHECK_S / 2)
 
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        """End :meth:`run`. redis-py may swallow a cancellation that lands in a command
+        (the loop reads Redis 4 times a second): cancel until it is done."""
+        self._stopping = True
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+
     async def run(self, every_s: float) -> None:
         """Write every ``every_s``, and at once when a node asks (a session ended)."""
         written_at = time.monotonic()
-        while True:
+        while not self._stopping:
             await asyncio.sleep(FLUSH_CHECK_S)
             try:
                 if time.monotonic() - written_at < every_s:
@@ -320,9 +329,7 @@ async def participation_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await counter.stop(task)
         await counter.wait()
         if remove is not None:
             remove()
