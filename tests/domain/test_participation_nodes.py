@@ -107,3 +107,33 @@ async def test_a_node_that_does_not_answer_delays_the_summary_boundedly(
     await other.close()
     assert summary["complete"] is False
     assert WAIT_S <= took < WAIT_S + 5
+
+
+async def test_a_summary_the_ender_never_wrote_is_written_late_once(
+    world: World, aiohttp_client: Any, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node that ended the session dies before its summary (here: it never starts
+    one): a node's flush loop writes it later, once."""
+    import vtp.web.participation as participation
+    from vtp.app import create_app
+
+    monkeypatch.setattr(participation, "summarise", lambda app, session: None)
+    sid, _ = await live_session(world)
+    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{sid}/end")
+    fast = config.model_copy(
+        update={"participation_flush_s": 0.5, "participation_summary_wait_s": 0.5}
+    )
+    other = await aiohttp_client(create_app(fast))
+    app = world.client.server.app
+    deadline = time.monotonic() + 20
+    while not await app[DB].fetchval("SELECT 1 FROM session_summaries WHERE session_id = $1", sid):
+        assert time.monotonic() < deadline, "no late summary"
+        await asyncio.sleep(0.1)
+    await other.server.app[PARTICIPATION].wait()
+    await other.server.app[EVENTS].flush()
+    await other.close()
+    summary = await summary_of(world, sid)
+    entries = await app[REDIS].xrange(app[CONFIG].events_stream)
+    types = [json.loads(f[b"event"]) for _, f in entries]
+    assert [e["type"] for e in types if e["session_id"] == sid].count("session.summary") == 1
+    assert summary["complete"] is True

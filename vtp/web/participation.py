@@ -13,7 +13,8 @@ node's flush loop sees it within ``FLUSH_CHECK_S``, writes what it gathered and 
 request answered; the ``session.summary`` event is built from the database once every
 live node (the cluster registry) has answered, or after
 ``participation_summary_wait_s`` (``complete`` says which), and written to the event
-outbox.
+outbox with its row in ``session_summaries`` (once per session). If the ending node dies
+first, any node's flush loop finds the ended session without a summary and writes it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from aiohttp import web
 from vtp.appkeys import CONFIG, DB, NODES, REDIS
 from vtp.db import attendance as attendance_db
 from vtp.db import participation as db
+from vtp.db import sessions as sessions_db
 from vtp.db.models import LiveSession
 from vtp.events.stream import committed, record
 from vtp.web.class_events import class_events
@@ -67,6 +69,7 @@ class Participation:
         self._tasks: set[asyncio.Task[None]] = set()
         self._answered = 0  # the last flush request this process answered
         self._stopping = False
+        self._summarising: set[uuid.UUID] = set()  # sessions whose summary is under way
         self._own_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         base = f"{app[CONFIG].events_stream}:participation"
         self._request_key = f"{base}:flush-request"
@@ -191,6 +194,18 @@ class Participation:
                 return False
             await asyncio.sleep(FLUSH_CHECK_S / 2)
 
+    async def summarise_late(self) -> None:
+        """Summaries of sessions whose ender died before writing one (any node may)."""
+        config = self._app[CONFIG]
+        late_s = 2 * config.participation_summary_wait_s + config.participation_flush_s
+        for session_id in await db.unsummarised(self._app[DB], late_s):
+            if session_id in self._summarising:
+                continue
+            session = await sessions_db.get_session(self._app[DB], session_id)
+            if session is not None:
+                self._summarising.add(session_id)
+                self.spawn(_summary(self._app, self, session))
+
     async def stop(self, task: asyncio.Task[None]) -> None:
         """End :meth:`run`. redis-py may swallow a cancellation that lands in a command
         (the loop reads Redis 4 times a second): cancel until it is done."""
@@ -211,6 +226,7 @@ class Participation:
                         continue
                 written_at = time.monotonic()
                 await self.flush_and_answer()
+                await self.summarise_late()
             except Exception:
                 written_at = time.monotonic()  # (try again in every_s: not a log flood)
                 logger.exception("participation counters not written (kept for the next try)")
@@ -260,6 +276,16 @@ def summarise(app: web.Application, session: LiveSession) -> None:
 
 
 async def _summary(app: web.Application, counter: Participation, session: LiveSession) -> None:
+    counter._summarising.add(session.id)
+    try:
+        await _write_summary(app, counter, session)
+    finally:
+        counter._summarising.discard(session.id)
+
+
+async def _write_summary(
+    app: web.Application, counter: Participation, session: LiveSession
+) -> None:
     complete = False
     try:
         request = await counter.request_flush()
@@ -272,6 +298,8 @@ async def _summary(app: web.Application, counter: Participation, session: LiveSe
             await counter.flush(session.room_name)
     lines = await attendance_db.attendance(app[DB], session.id)
     async with app[DB].acquire() as conn, conn.transaction():
+        if not await db.claim_summary(conn, session.id):
+            return  # (another node wrote it: a late one raced the ender's)
         await record(
             app,
             conn,
