@@ -77,8 +77,12 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def _migrate(config: Config) -> int:
-    async with backends.database(config) as pool, pool.acquire() as conn:
-        applied = await apply_migrations(conn)
+    from vtp.events.secret_box import SecretBox, seal_plain_secrets
+
+    async with backends.database(config) as pool:
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+        await seal_plain_secrets(pool, SecretBox.from_config(config))
     names = [f"{m.version:03d}_{m.name}" for m in applied]
     print(json.dumps({"applied": names}))
     return 0

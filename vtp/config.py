@@ -193,9 +193,14 @@ class Config(BaseSettings):
     # Plain-http targets, and targets at loopback/private/link-local addresses (SSRF
     # guard): refused unless allowed (a lab network, tests).
     webhook_allow_http: bool = False
+    # Key material for webhook secrets encrypted at rest (unset: derived from the JWT
+    # secret); at least 32 characters, the same on every node.
+    webhook_secrets_key: SecretStr | None = None
     webhook_allow_private: bool = False
     # Participation counters (talk time, turns, hands) are written this often.
     participation_flush_s: float = Field(default=10.0, gt=0, le=300)
+    # How long the session.summary waits for every node's counters once a session ends.
+    participation_summary_wait_s: float = Field(default=15.0, ge=0, le=300)
 
     # --- metrics -----------------------------------------------------------------------
     # Bearer token Prometheus presents at /metrics (admins' access tokens work too);
@@ -305,6 +310,13 @@ class Config(BaseSettings):
         # HS256 with a short key is guessable offline from any token a user holds.
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("VTP_JWT_SECRET must be at least 32 characters")
+        return value
+
+    @field_validator("webhook_secrets_key")
+    @classmethod
+    def _long_webhook_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("VTP_WEBHOOK_SECRETS_KEY must be at least 32 characters")
         return value
 
     @model_validator(mode="after")

@@ -74,7 +74,7 @@ class _ServiceCollector(Collector):
             )
             yield CounterMetricFamily(
                 "vtp_events_dropped",
-                "events dropped: the stream's queue overflowed",
+                "live events dropped: the queue to the outbox overflowed",
                 value=stream.dropped,
             )
         deliverer = self.app.get(DELIVERER)

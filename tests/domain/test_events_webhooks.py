@@ -22,8 +22,9 @@ from tests.support.waiting import eventually
 from vtp.appkeys import CONFIG, DB, REDIS
 from vtp.config import Config
 from vtp.events import signing
-from vtp.events.deliverer import DELIVERER, GROUP, Deliverer
+from vtp.events.deliverer import DELIVERER, GROUP, Deliverer, version_key
 from vtp.events.envelope import EVENT_TYPES, SCHEMA_VERSION
+from vtp.events.secret_box import SecretBox, SecretUnreadable
 from vtp.events.stream import EVENTS
 from vtp.events.targets import GuardedResolver
 from vtp.web.participation import PARTICIPATION
@@ -590,3 +591,66 @@ async def test_two_nodes_share_the_stream_in_order_and_deliver_once(
     await asyncio.sleep(0.5)  # (a second deliverer would send them again by now)
     delivered = [i for i in receiver.delivered_ids() if i in expected]
     assert delivered == expected
+
+
+async def test_secrets_are_encrypted_at_rest_and_never_shown_again(
+    world: World, receiver: Receiver
+) -> None:
+    """The database holds no webhook secret in plain text; the API shows it only when it
+    is made; deliveries are signed with the plain secret all the same."""
+    hook = await register(world, receiver.url, event_types=["chat.message"])
+    secret = hook["secret"]
+    pool: asyncpg.Pool = world.client.server.app[DB]
+    row = await pool.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", hook["id"])
+    assert row["secret"] is None and row["secret_sealed"].startswith("v1.")
+    stored = " ".join(str(v) for v in row.values())
+    assert secret not in stored and secret.removeprefix("whsec_") not in stored
+    path = f"/api/v1/webhooks/{hook['id']}"
+    shown = [
+        await world.ok(world.admin, "GET", path),
+        await world.ok(world.admin, "GET", "/api/v1/webhooks"),
+        await world.ok(world.admin, "PATCH", path, {"description": "LMS"}),
+    ]
+    assert all("secret" not in json.dumps(body) for body in shown)
+    await run_session(world, chats=1)
+    await poll(lambda: _async(len(receiver.requests) >= 1))
+    headers, body = receiver.requests[0]
+    assert signing.verify(secret, headers, body, int(time.time()))
+
+
+async def test_plain_secrets_of_before_are_sealed_at_start_and_still_sign(
+    world: World, receiver: Receiver, aiohttp_client: Any, config: Config
+) -> None:
+    """An endpoint stored with a plain-text secret (before migration 008): the next app
+    start seals it, and deliveries are signed with that same secret."""
+    from vtp.app import create_app
+
+    pool: asyncpg.Pool = world.client.server.app[DB]
+    legacy = signing.new_secret()
+    endpoint_id = await pool.fetchval(
+        """INSERT INTO webhook_endpoints (url, secret, event_types)
+           VALUES ($1, $2, '{chat.message}') RETURNING id""",
+        receiver.url,
+        legacy,
+    )
+    other = await aiohttp_client(create_app(config))  # (an app start: the conversion)
+    row = await pool.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", endpoint_id)
+    assert row["secret"] is None and row["secret_sealed"].startswith("v1.")
+    await other.close()
+    app = world.client.server.app
+    await app[REDIS].incr(version_key(app[CONFIG].events_stream))  # (deliverers reload)
+    await run_session(world, chats=1)
+    await poll(lambda: _async(len(receiver.requests) >= 1))
+    headers, body = receiver.requests[0]
+    assert signing.verify(legacy, headers, body, int(time.time()))
+
+
+def test_a_sealed_secret_opens_only_with_its_key() -> None:
+    box = SecretBox("k" * 32)
+    sealed = box.seal("whsec_c2VjcmV0")
+    assert sealed != box.seal("whsec_c2VjcmV0")  # (a nonce each)
+    assert box.open(sealed) == "whsec_c2VjcmV0"
+    with pytest.raises(SecretUnreadable):
+        SecretBox("j" * 32).open(sealed)
+    with pytest.raises(SecretUnreadable):
+        box.open(sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB"))

@@ -48,6 +48,7 @@ from vtp.db import models
 from vtp.db import sessions as sessions_db
 from vtp.db.models import Chat
 from vtp.events import hooks
+from vtp.events.stream import committed
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -164,8 +165,9 @@ async def course_post(request: web.Request, read_body: ReadBody[MessageBody]) ->
     access = await require_course_role(request, course_id, PARTICIPANTS, write=True)
     body = await read_body()
     await _chat_allowance(request, access.user_id)
-    msg = await db.post(request.app[DB], course_id, None, access.user_id, body.body)
-    hooks.chat_posted(request.app, msg)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        msg = await db.post(conn, course_id, None, access.user_id, body.body)
+        await hooks.chat_posted(request.app, conn, msg)
     await _announce(request, "chat.created", msg)
     return message_out(msg)
 
@@ -199,8 +201,9 @@ async def session_post(request: web.Request, read_body: ReadBody[MessageBody]) -
     if session.status != "live":
         raise conflict("session_not_live", "room chat is open while the session is live")
     await _chat_allowance(request, access.user_id)
-    msg = await db.post(request.app[DB], session.course_id, session.id, access.user_id, body.body)
-    hooks.chat_posted(request.app, msg)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        msg = await db.post(conn, session.course_id, session.id, access.user_id, body.body)
+        await hooks.chat_posted(request.app, conn, msg)
     await _announce(request, "chat.created", msg)
     return message_out(msg)
 
@@ -288,7 +291,9 @@ async def post_in_room(
     wait = await _count_message(app, principal.user_id)
     if wait:
         raise ChatRefused("rate_limited", f"too many chat messages; try again in {wait} s")
-    msg = await db.post(app[DB], ticket.course_id, ticket.session_id, principal.user_id, text)
-    hooks.chat_posted(app, msg)
+    async with app[DB].acquire() as conn, conn.transaction():
+        msg = await db.post(conn, ticket.course_id, ticket.session_id, principal.user_id, text)
+        await hooks.chat_posted(app, conn, msg)
+    committed(app)  # (a socket's message: no request middleware relays it)
     await announce(app, "chat.created", msg)
     return message_json(msg)

@@ -312,8 +312,8 @@ async def join_course(request: web.Request, read_body: ReadBody[JoinRequest]) ->
         enrollment, changed = await db.enroll(
             conn, course.id, principal.user_id, "student", by_teacher=False
         )
-    if changed:
-        hooks.enrollment_changed(request.app, enrollment)
+        if changed:
+            await hooks.enrollment_changed(request.app, conn, enrollment)
     if enrollment.status == "requested":
         # A teacher removed this user: the code alone does not bring them back.
         answer = JoinOut(
@@ -386,9 +386,9 @@ async def enroll_user(request: web.Request, read_body: ReadBody[EnrollRequest]) 
         if owner == user["id"]:
             raise conflict("already_enrolled", "the owner already teaches this course")
         enrollment, changed = await db.enroll(conn, course_id, user["id"], body.role)
-    if not changed:
-        raise conflict("already_enrolled", "this user is already enrolled")
-    hooks.enrollment_changed(request.app, enrollment, "enrolled")
+        if not changed:
+            raise conflict("already_enrolled", "this user is already enrolled")
+        await hooks.enrollment_changed(request.app, conn, enrollment, "enrolled")
     return enrollment_out(enrollment)
 
 
@@ -403,12 +403,11 @@ async def change_enrollment(request: web.Request, read_body: ReadBody[Enrollment
     body = await read_body()
     if user_id == access.course.owner_id:
         raise conflict("course_owner", "the owner's role cannot be changed")
-    enrollment = await db.set_enrollment(
-        request.app[DB], course_id, user_id, role=body.role, status=None
-    )
-    if enrollment is None:
-        raise not_found("no such enrollment")
-    hooks.enrollment_changed(request.app, enrollment, "role_changed")
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        enrollment = await db.set_enrollment(conn, course_id, user_id, role=body.role, status=None)
+        if enrollment is None:
+            raise not_found("no such enrollment")
+        await hooks.enrollment_changed(request.app, conn, enrollment, "role_changed")
     # A TA made a student loses the presenter's powers in a live class at once.
     await request.app[AUTHORITY].publish(
         AuthorityChange("course role changed", user_id=user_id, course_id=course_id)
@@ -439,9 +438,10 @@ async def unenroll(request: web.Request) -> web.Response:
     ):
         raise not_found("no such enrollment")
     status = "removed" if by_teacher else "dropped"
-    dropped = await db.set_enrollment(request.app[DB], course_id, user_id, role=None, status=status)
-    if dropped is not None:
-        hooks.enrollment_changed(request.app, dropped, status)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        dropped = await db.set_enrollment(conn, course_id, user_id, role=None, status=status)
+        if dropped is not None:
+            await hooks.enrollment_changed(request.app, conn, dropped, status)
     await request.app[AUTHORITY].publish(
         AuthorityChange("unenrolled", user_id=user_id, course_id=course_id)
     )

@@ -145,11 +145,22 @@ async def refuse_removed(app: web.Application, session_id: uuid.UUID, user_id: u
         raise ApiError(403, "removed", f"you were removed from this class: {reason}")
 
 
-def session_ended(app: web.Application, session: LiveSession, still_in: list[uuid.UUID]) -> None:
+async def session_ended(
+    app: web.Application,
+    conn: asyncpg.Connection,
+    session: LiveSession,
+    still_in: list[uuid.UUID],
+) -> None:
     # Imported here: the classroom (vtp.web) builds on this module.
     from vtp.web.participation import session_ended as finish
 
-    finish(app, session, still_in)
+    await finish(app, conn, session, still_in)
+
+
+def summarise_session(app: web.Application, session: LiveSession) -> None:
+    from vtp.web.participation import summarise
+
+    summarise(app, session)
 
 
 async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uuid.UUID) -> None:
@@ -172,18 +183,19 @@ async def create_session(request: web.Request, read_body: ReadBody[SessionCreate
     if body.lesson_id is not None:
         await _check_lesson(pool, course_id, body.lesson_id)
     with referenced_rows_exist(field_error("lesson_id", "no such lesson in this course")):
-        session = await db.create_session(
-            pool,
-            course_id=course_id,
-            host_id=access.user_id,
-            title=body.title,
-            scheduled_start=body.scheduled_start,
-            scheduled_end=body.scheduled_end,
-            lesson_id=body.lesson_id,
-            auto_record=body.auto_record,
-            students_may_publish=body.students_may_publish,
-        )
-    hooks.session_changed(request.app, "session.scheduled", session)
+        async with pool.acquire() as conn, conn.transaction():
+            session = await db.create_session(
+                conn,
+                course_id=course_id,
+                host_id=access.user_id,
+                title=body.title,
+                scheduled_start=body.scheduled_start,
+                scheduled_end=body.scheduled_end,
+                lesson_id=body.lesson_id,
+                auto_record=body.auto_record,
+                students_may_publish=body.students_may_publish,
+            )
+            await hooks.session_changed(request.app, conn, "session.scheduled", session)
     return session_out(session, access)
 
 
@@ -281,7 +293,7 @@ async def start_session(request: web.Request) -> Out:
             raise _invalid(exc) from exc
         # Inside the transaction: if the room cannot be opened the session stays scheduled.
         await open_room(request.app, live.room_name)
-    hooks.session_changed(request.app, "session.started", live)
+        await hooks.session_changed(request.app, conn, "session.started", live)
     log.info("session started", extra={"session_id": str(live.id)})
     return session_out(live, access)
 
@@ -298,6 +310,7 @@ async def end_session(request: web.Request) -> Out:
         except db.InvalidTransition as exc:
             raise _invalid(exc) from exc
         still_in = await attendance_db.close_open(conn, session.id)
+        await session_ended(request.app, conn, ended, still_in)  # who left, then the end
     # Every process's classroom channels and SFU peers of the session end.
     ender = await get_user(request.app[DB], access.principal.user_id)
     await request.app[AUTHORITY].publish(
@@ -312,7 +325,7 @@ async def end_session(request: web.Request) -> Out:
         await close_room(request.app, ended.room_name)
     except Exception:  # the session is ended whatever the SFU says
         log.exception("closing room %s failed", ended.room_name)
-    session_ended(request.app, ended, still_in)  # left, ended, then the summary
+    summarise_session(request.app, ended)  # once every node's counters are in
     log.info("session ended", extra={"session_id": str(ended.id)})
     return session_out(ended, access)
 
@@ -323,11 +336,12 @@ async def end_session(request: web.Request) -> Out:
 @endpoint(returns=SessionOut, errors=(400, 403, 404, 409))
 async def cancel_session(request: web.Request) -> Out:
     session, access = await load_session(request, STAFF)
-    try:
-        cancelled = await db.transition(request.app[DB], session.id, "cancelled")
-    except db.InvalidTransition as exc:
-        raise _invalid(exc) from exc
-    hooks.session_changed(request.app, "session.cancelled", cancelled)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        try:
+            cancelled = await db.transition(conn, session.id, "cancelled")
+        except db.InvalidTransition as exc:
+            raise _invalid(exc) from exc
+        await hooks.session_changed(request.app, conn, "session.cancelled", cancelled)
     return session_out(cancelled, access)
 
 

@@ -262,8 +262,8 @@ async def create_submission(request: web.Request, read_body: ReadBody[Submission
             submitted = await db.submit(conn, sub.id)
             assert submitted is not None
             sub = submitted
-    if sub.status == "submitted":
-        hooks.submission_changed(request.app, access.course.id, sub)
+        if sub.status == "submitted":
+            await hooks.submission_changed(request.app, conn, access.course.id, sub)
     return submission_out(sub, staff=False)
 
 
@@ -334,10 +334,11 @@ async def submit_submission(request: web.Request) -> Out:
     check_open(assignment)
     if _empty(sub):
         raise ApiError(422, "empty_submission", "write something or attach a file")
-    submitted = await db.submit(request.app[DB], sub.id)
-    if submitted is None:
-        raise conflict("submission_not_draft", "the submission was handed in meanwhile")
-    hooks.submission_changed(request.app, access.course.id, submitted)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        submitted = await db.submit(conn, sub.id)
+        if submitted is None:
+            raise conflict("submission_not_draft", "the submission was handed in meanwhile")
+        await hooks.submission_changed(request.app, conn, access.course.id, submitted)
     return submission_out(submitted, staff=False)
 
 
@@ -427,17 +428,20 @@ async def grade_submission(request: web.Request, read_body: ReadBody[GradeReques
     enforce(access, STAFF, write=True)
     body = await read_body()
     _check_score(body.score, assignment, "score")
-    graded = await db.grade(
-        request.app[DB],
-        sub.id,
-        score=body.score,
-        feedback=body.feedback,
-        graded_by=access.user_id,
-        return_now=body.return_to_student,
-    )
-    if graded is None:
-        raise conflict("submission_not_submitted", "a draft cannot be graded")
-    hooks.submission_changed(request.app, access.course.id, graded, graded_by=access.user_id)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        graded = await db.grade(
+            conn,
+            sub.id,
+            score=body.score,
+            feedback=body.feedback,
+            graded_by=access.user_id,
+            return_now=body.return_to_student,
+        )
+        if graded is None:
+            raise conflict("submission_not_submitted", "a draft cannot be graded")
+        await hooks.submission_changed(
+            request.app, conn, access.course.id, graded, graded_by=access.user_id
+        )
     return submission_out(graded, staff=True)
 
 
@@ -449,10 +453,11 @@ async def return_submission(request: web.Request) -> Out:
     """Release the grade to the student (graded -> returned)."""
     sub, _, access = await load_submission(request)
     enforce(access, STAFF, write=True)
-    returned = await db.return_graded(request.app[DB], sub.id)
-    if returned is None:
-        raise conflict("submission_not_graded", f"a {sub.status} submission cannot be returned")
-    hooks.submission_changed(request.app, access.course.id, returned)
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        returned = await db.return_graded(conn, sub.id)
+        if returned is None:
+            raise conflict("submission_not_graded", f"a {sub.status} submission cannot be returned")
+        await hooks.submission_changed(request.app, conn, access.course.id, returned)
     return submission_out(returned, staff=True)
 
 
@@ -500,8 +505,10 @@ async def bulk_grade(request: web.Request, read_body: ReadBody[BulkGradeRequest]
                     },
                 )
             results[i] = graded
-    for graded in results.values():
-        hooks.submission_changed(request.app, access.course.id, graded, graded_by=access.user_id)
+        for graded in results.values():
+            await hooks.submission_changed(
+                request.app, conn, access.course.id, graded, graded_by=access.user_id
+            )
     return BulkGradeOut(
         items=[submission_out(results[i], staff=True) for i in range(len(body.grades))]
     )

@@ -44,6 +44,7 @@ from vtp.db.models import WebhookEndpoint
 from vtp.events import signing
 from vtp.events.deliverer import version_key
 from vtp.events.envelope import EVENT_TYPES
+from vtp.events.secret_box import SECRET_BOX
 from vtp.events.targets import TargetRefused, check_resolved, check_url
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ async def create_webhook(request: web.Request, read_body: ReadBody[WebhookCreate
     endpoint = await db.create_endpoint(
         request.app[DB],
         url=body.url,
-        secret=secret,
+        secret_sealed=request.app[SECRET_BOX].seal(secret),
         event_types=body.event_types,
         description=body.description,
         enabled=body.enabled,
@@ -216,7 +217,9 @@ async def rotate_secret(request: web.Request) -> Out:
     """A new signing secret (the old one stops signing now)."""
     endpoint = await _load(request)
     secret = signing.new_secret()
-    updated = await db.update_endpoint(request.app[DB], endpoint.id, {"secret": secret})
+    updated = await db.update_endpoint(
+        request.app[DB], endpoint.id, {"secret_sealed": request.app[SECRET_BOX].seal(secret)}
+    )
     if updated is None:
         raise not_found("no such webhook")
     await _changed(request)

@@ -192,7 +192,9 @@ class Chat(Row):
 class WebhookEndpoint(Row):
     id: uuid.UUID
     url: str
-    secret: str
+    secret_sealed: str | None  # the signing secret, encrypted (vtp.events.secret_box)
+    # A plain-text secret from before migration 008, until the app's start seals it.
+    secret: str | None = None
     event_types: list[str]
     description: str
     enabled: bool
@@ -201,8 +203,8 @@ class WebhookEndpoint(Row):
     updated_at: datetime
 
     def to_json(self) -> dict[str, Any]:
-        # the secret is shown once, when the endpoint is created
-        return self.model_dump(mode="json", exclude={"secret"})
+        # the secret is shown once, when it is made (creation, rotation)
+        return self.model_dump(mode="json", exclude={"secret_sealed", "secret"})
 
 
 class WebhookDelivery(Row):

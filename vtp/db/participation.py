@@ -62,3 +62,27 @@ async def of_session(conn: Conn, session_id: uuid.UUID) -> dict[uuid.UUID, Parti
         r["user_id"]: Participation(r["talk_ms"], r["turns"], r["hands_raised"], r["chat_messages"])
         for r in rows
     }
+
+
+async def claim_summary(conn: asyncpg.Connection, session_id: uuid.UUID) -> bool:
+    """In the transaction that writes the session's summary: False if one was written."""
+    inserted = await conn.fetchval(
+        """INSERT INTO session_summaries (session_id) VALUES ($1)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        session_id,
+    )
+    return bool(inserted)
+
+
+async def unsummarised(conn: Conn, older_than_s: float, limit: int = 20) -> list[uuid.UUID]:
+    """Sessions that ended over ``older_than_s`` ago and have no summary yet."""
+    rows = await conn.fetch(
+        """SELECT s.id FROM live_sessions s
+           LEFT JOIN session_summaries m ON m.session_id = s.id
+           WHERE s.status = 'ended' AND m.session_id IS NULL
+             AND s.ended_at < now() - make_interval(secs => $1)
+           ORDER BY s.ended_at LIMIT $2""",
+        older_than_s,
+        limit,
+    )
+    return [r["id"] for r in rows]

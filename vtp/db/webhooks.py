@@ -12,25 +12,25 @@ from vtp.db.keyset import Where
 from vtp.db.models import WebhookDelivery, WebhookEndpoint
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
-EDITABLE = ("url", "secret", "event_types", "description", "enabled")
+EDITABLE = ("url", "secret_sealed", "event_types", "description", "enabled")
 
 
 async def create_endpoint(
     conn: Conn,
     *,
     url: str,
-    secret: str,
+    secret_sealed: str,
     event_types: list[str],
     description: str,
     enabled: bool,
     created_by: uuid.UUID | None,
 ) -> WebhookEndpoint:
     row = await conn.fetchrow(
-        """INSERT INTO webhook_endpoints (url, secret, event_types, description, enabled,
-                                          created_by)
+        """INSERT INTO webhook_endpoints (url, secret_sealed, event_types, description,
+                                          enabled, created_by)
            VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
         url,
-        secret,
+        secret_sealed,
         event_types,
         description,
         enabled,
@@ -74,6 +74,24 @@ async def update_endpoint(
         *(changes[c] for c in columns),
     )
     return WebhookEndpoint.from_record(row) if row else None
+
+
+async def plain_secrets(conn: Conn) -> list[tuple[uuid.UUID, str]]:
+    """Endpoints whose secret is still plain text (registered before migration 008)."""
+    rows = await conn.fetch("SELECT id, secret FROM webhook_endpoints WHERE secret IS NOT NULL")
+    return [(r["id"], r["secret"]) for r in rows]
+
+
+async def replace_plain_secret(conn: Conn, endpoint_id: uuid.UUID, plain: str, sealed: str) -> bool:
+    """Store the sealed secret and forget the plain one (if it is still that one)."""
+    result = await conn.execute(
+        """UPDATE webhook_endpoints SET secret_sealed = $3, secret = NULL
+           WHERE id = $1 AND secret = $2""",
+        endpoint_id,
+        plain,
+        sealed,
+    )
+    return str(result).endswith(" 1")
 
 
 async def delete_endpoint(conn: Conn, endpoint_id: uuid.UUID) -> bool:

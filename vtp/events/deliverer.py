@@ -37,6 +37,7 @@ from vtp.db import webhooks as db
 from vtp.db.models import WebhookEndpoint
 from vtp.events import signing
 from vtp.events.envelope import Event
+from vtp.events.secret_box import SECRET_BOX, SecretBox, SecretUnreadable, seal_plain_secrets
 from vtp.events.targets import GuardedResolver, TargetRefused, check_url
 
 logger = logging.getLogger(__name__)
@@ -80,9 +81,16 @@ class _Lane:
 
 class Deliverer:
     def __init__(
-        self, config: Config, redis: Redis, pool: asyncpg.Pool, *, lease_s: float = LEASE_S
+        self,
+        config: Config,
+        redis: Redis,
+        pool: asyncpg.Pool,
+        *,
+        lease_s: float = LEASE_S,
+        box: SecretBox | None = None,
     ) -> None:
         self.config = config
+        self.box = box or SecretBox.from_config(config)
         self.lease_s = lease_s
         self.redis = redis
         self.pool = pool
@@ -340,12 +348,16 @@ class Deliverer:
             )
         except TargetRefused as exc:
             return None, f"refused: {exc}", 0
+        try:
+            secret = self.box.open(endpoint.secret_sealed or "")
+        except SecretUnreadable as exc:
+            return None, f"refused: {exc}", 0
         assert self._http is not None
         timestamp = int(time.time())
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            **signing.headers(endpoint.secret, entry.event.id, timestamp, entry.body),
+            **signing.headers(secret, entry.event.id, timestamp, entry.body),
         }
         started = time.monotonic()
         async with self._slots:
@@ -432,7 +444,10 @@ async def deliverer_ctx(app: web.Application) -> AsyncIterator[None]:
     """``app.cleanup_ctx`` entry, after the database and Redis."""
     from vtp.appkeys import CONFIG, DB, REDIS
 
-    deliverer = Deliverer(app[CONFIG], app[REDIS], app[DB])
+    box = SecretBox.from_config(app[CONFIG])
+    app[SECRET_BOX] = box
+    await seal_plain_secrets(app[DB], box)  # (endpoints registered before migration 008)
+    deliverer = Deliverer(app[CONFIG], app[REDIS], app[DB], box=box)
     deliverer.start()
     app[DELIVERER] = deliverer
     try:

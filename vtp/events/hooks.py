@@ -1,21 +1,26 @@
-"""One-line event hooks for the places where a change is committed: each takes the row
-the change returned and emits its event (docs/events.md lists the ``data`` fields)."""
+"""One-line event hooks for the places where a change is made: each takes the change's
+transaction and the row it returned, and writes its event in that transaction (the
+outbox, :mod:`vtp.events.stream`; docs/events.md lists the ``data`` fields)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from vtp.db.models import Chat, CourseEnrollment, LiveSession, Submission
 from vtp.events.envelope import EventType
-from vtp.events.stream import emit
+from vtp.events.stream import record
 
 
-def session_changed(app: web.Application, type: EventType, session: LiveSession) -> None:
-    emit(
+async def session_changed(
+    app: web.Application, conn: asyncpg.Connection, type: EventType, session: LiveSession
+) -> None:
+    await record(
         app,
+        conn,
         type,
         course_id=session.course_id,
         session_id=session.id,
@@ -29,9 +34,10 @@ def session_changed(app: web.Application, type: EventType, session: LiveSession)
     )
 
 
-def chat_posted(app: web.Application, msg: Chat) -> None:
-    emit(
+async def chat_posted(app: web.Application, conn: asyncpg.Connection, msg: Chat) -> None:
+    await record(
         app,
+        conn,
         "chat.message",
         course_id=msg.course_id,
         session_id=msg.session_id,
@@ -42,8 +48,9 @@ def chat_posted(app: web.Application, msg: Chat) -> None:
     )
 
 
-def submission_changed(
+async def submission_changed(
     app: web.Application,
+    conn: asyncpg.Connection,
     course_id: uuid.UUID,
     sub: Submission,
     *,
@@ -69,16 +76,20 @@ def submission_changed(
         if sub.status == "returned":
             types.append("submission.returned")
     for event_type in types:
-        emit(app, event_type, course_id=course_id, **data)
+        await record(app, conn, event_type, course_id=course_id, **data)
 
 
-def enrollment_changed(
-    app: web.Application, enrollment: CourseEnrollment, change: str | None = None
+async def enrollment_changed(
+    app: web.Application,
+    conn: asyncpg.Connection,
+    enrollment: CourseEnrollment,
+    change: str | None = None,
 ) -> None:
     """``change``: enrolled, role_changed, dropped, removed, requested (default: from the
     enrollment's status)."""
-    emit(
+    await record(
         app,
+        conn,
         "enrollment.changed",
         course_id=enrollment.course_id,
         user_id=enrollment.user_id,

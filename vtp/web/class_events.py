@@ -1,5 +1,6 @@
-"""Class events that happen in a live room (who joined and left and why, hands, mutes,
-publications) put on the event stream (:mod:`vtp.events`) with their session and course.
+"""Class events that happen in a live room (hands, mutes, publications) put on the event
+stream (:mod:`vtp.events`) with their session and course, and why someone left (the joins
+and departures themselves commit with their attendance rows: :mod:`vtp.web.presence`).
 
 Hooks in the classroom code know a room name or a session id; this module finds the
 session and course (cached: a room belongs to one session for good) and emits in the

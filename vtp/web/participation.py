@@ -4,8 +4,17 @@ read, chat messages and time present (``session_participation``, :mod:`vtp.db.pa
 
 Counters gather in plain numbers in memory and are written every
 ``participation_flush_s`` (and when someone's peer leaves the room, their talk is taken
-over before the peer is forgotten). When a session ends, what is left is written and
-the ``session.summary`` event goes out with one line per participant.
+over before the peer is forgotten).
+
+When a session ends, its summary must hold every node's figures (the room's talk time
+is counted on the node that hosts it, hands on whichever node holds the student's
+socket): the node that ended it raises a flush request (a counter in Redis), every
+node's flush loop sees it within ``FLUSH_CHECK_S``, writes what it gathered and marks the
+request answered; the ``session.summary`` event is built from the database once every
+live node (the cluster registry) has answered, or after
+``participation_summary_wait_s`` (``complete`` says which), and written to the event
+outbox with its row in ``session_summaries`` (once per session). If the ending node dies
+first, any node's flush loop finds the ended session without a summary and writes it.
 """
 
 from __future__ import annotations
@@ -13,21 +22,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
-from vtp.appkeys import CONFIG, DB
+from vtp.appkeys import CONFIG, DB, NODES, REDIS
 from vtp.db import attendance as attendance_db
 from vtp.db import participation as db
+from vtp.db import sessions as sessions_db
 from vtp.db.models import LiveSession
-from vtp.events.stream import emit
+from vtp.events.stream import committed, record
 from vtp.web.class_events import class_events
 
 logger = logging.getLogger(__name__)
+
+FLUSH_CHECK_S = 0.25  # how often a node looks for a flush request
+ANSWER_TTL_S = 3600
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _Counts:
@@ -45,6 +67,13 @@ class Participation:
         self._pending: dict[tuple[str, uuid.UUID], _Counts] = {}  # (room, user)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._answered = 0  # the last flush request this process answered
+        self._stopping = False
+        self._summarising: set[uuid.UUID] = set()  # sessions whose summary is under way
+        self._own_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        base = f"{app[CONFIG].events_stream}:participation"
+        self._request_key = f"{base}:flush-request"
+        self._answer_prefix = f"{base}:flushed:"
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -127,13 +156,79 @@ class Participation:
                     again.hands += counts.hands
                 raise
 
-    async def run(self, every_s: float) -> None:
+    # --- flushes across nodes -------------------------------------------------------------
+
+    def node_id(self) -> str:
+        nodes = self._app.get(NODES)
+        return nodes.id if nodes is not None else self._own_id
+
+    async def request_flush(self) -> int:
+        """Ask every node to write its counters now; the request's number."""
+        return int(await self._app[REDIS].incr(self._request_key))
+
+    async def flush_and_answer(self) -> None:
+        """Write everything gathered so far, and answer the flush requests made before."""
+        redis = self._app[REDIS]
+        requested = int(await redis.get(self._request_key) or 0)
+        self.collect()
+        await self.flush()
+        if requested:
+            await redis.set(self._answer_prefix + self.node_id(), requested, ex=ANSWER_TTL_S)
+        self._answered = requested
+
+    async def all_answered(self, request: int, timeout_s: float) -> bool:
+        """Until every live node answered the request (False: not all within the time)."""
+        redis = self._app[REDIS]
+        deadline = time.monotonic() + timeout_s
         while True:
-            await asyncio.sleep(every_s)
+            nodes = self._app.get(NODES)
+            expected = {n.id for n in await nodes.nodes()} if nodes is not None else set()
+            expected.add(self.node_id())
+            ordered = sorted(expected)
+            answers = await redis.mget([self._answer_prefix + i for i in ordered])
+            if all(a is not None and int(_text(a)) >= request for a in answers):
+                return True
+            if time.monotonic() >= deadline:
+                late = [i for i, a in zip(ordered, answers, strict=True) if a is None]
+                logger.warning("session summary without the counters of %s", late or ordered)
+                return False
+            await asyncio.sleep(FLUSH_CHECK_S / 2)
+
+    async def summarise_late(self) -> None:
+        """Summaries of sessions whose ender died before writing one (any node may)."""
+        config = self._app[CONFIG]
+        late_s = 2 * config.participation_summary_wait_s + config.participation_flush_s
+        for session_id in await db.unsummarised(self._app[DB], late_s):
+            if session_id in self._summarising:
+                continue
+            session = await sessions_db.get_session(self._app[DB], session_id)
+            if session is not None:
+                self._summarising.add(session_id)
+                self.spawn(_summary(self._app, self, session))
+
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        """End :meth:`run`. redis-py may swallow a cancellation that lands in a command
+        (the loop reads Redis 4 times a second): cancel until it is done."""
+        self._stopping = True
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+
+    async def run(self, every_s: float) -> None:
+        """Write every ``every_s``, and at once when a node asks (a session ended)."""
+        written_at = time.monotonic()
+        while not self._stopping:
+            await asyncio.sleep(FLUSH_CHECK_S)
             try:
-                self.collect()
-                await self.flush()
+                if time.monotonic() - written_at < every_s:
+                    requested = int(await self._app[REDIS].get(self._request_key) or 0)
+                    if requested <= self._answered:
+                        continue
+                written_at = time.monotonic()
+                await self.flush_and_answer()
+                await self.summarise_late()
             except Exception:
+                written_at = time.monotonic()  # (try again in every_s: not a log flood)
                 logger.exception("participation counters not written (kept for the next try)")
 
 
@@ -149,57 +244,88 @@ def hand_raised(
         counter.hand_raised(room, user_id)
 
 
-def session_ended(app: web.Application, session: LiveSession, still_in: list[uuid.UUID]) -> None:
-    """After the session's end was committed and its room closed here: who was still in
-    left (reason ``session_ended``) and the session ended, now; its summary as soon as
-    the last counters are written (in the background: the end request does not wait)."""
+async def session_ended(
+    app: web.Application,
+    conn: asyncpg.Connection,
+    session: LiveSession,
+    still_in: list[uuid.UUID],
+) -> None:
+    """In the transaction that ends the session: who was still in left (reason
+    ``session_ended``), then the session ended."""
     from vtp.events.hooks import session_changed
 
     for user_id in still_in:
-        emit(
+        await record(
             app,
+            conn,
             "participant.left",
             course_id=session.course_id,
             session_id=session.id,
             user_id=user_id,
             reason="session_ended",
         )
-    session_changed(app, "session.ended", session)
+    await session_changed(app, conn, "session.ended", session)
+
+
+def summarise(app: web.Application, session: LiveSession) -> None:
+    """After the end committed: the summary as soon as the last counters are written
+    (in the background: the end request does not wait)."""
     counter = app.get(PARTICIPATION)
     if counter is not None:
         counter.spawn(_summary(app, counter, session))
 
 
 async def _summary(app: web.Application, counter: Participation, session: LiveSession) -> None:
+    counter._summarising.add(session.id)
     try:
-        counter.collect()
-        await counter.flush(session.room_name)
+        await _write_summary(app, counter, session)
+    finally:
+        counter._summarising.discard(session.id)
+
+
+async def _write_summary(
+    app: web.Application, counter: Participation, session: LiveSession
+) -> None:
+    complete = False
+    try:
+        request = await counter.request_flush()
+        await counter.flush_and_answer()
+        complete = await counter.all_answered(request, app[CONFIG].participation_summary_wait_s)
     except Exception:
-        logger.exception("participation of session %s not written", session.id)
+        logger.exception("participation of session %s not gathered from every node", session.id)
+        with contextlib.suppress(Exception):
+            counter.collect()
+            await counter.flush(session.room_name)
     lines = await attendance_db.attendance(app[DB], session.id)
-    emit(
-        app,
-        "session.summary",
-        course_id=session.course_id,
-        session_id=session.id,
-        started_at=session.started_at,
-        ended_at=session.ended_at,
-        participants=[
-            {
-                "user_id": line.user_id,
-                "display_name": line.display_name,
-                "email": line.email,
-                "course_role": line.course_role,
-                "joins": line.joins,
-                "minutes_present": round(line.attended_seconds / 60, 1),
-                "talk_seconds": round(line.participation.talk_ms / 1000, 1),
-                "turns": line.participation.turns,
-                "hands_raised": line.participation.hands_raised,
-                "chat_messages": line.participation.chat_messages,
-            }
-            for line in lines
-        ],
-    )
+    async with app[DB].acquire() as conn, conn.transaction():
+        if not await db.claim_summary(conn, session.id):
+            return  # (another node wrote it: a late one raced the ender's)
+        await record(
+            app,
+            conn,
+            "session.summary",
+            course_id=session.course_id,
+            session_id=session.id,
+            started_at=session.started_at,
+            ended_at=session.ended_at,
+            complete=complete,
+            participants=[
+                {
+                    "user_id": line.user_id,
+                    "display_name": line.display_name,
+                    "email": line.email,
+                    "course_role": line.course_role,
+                    "joins": line.joins,
+                    "minutes_present": round(line.attended_seconds / 60, 1),
+                    "talk_seconds": round(line.participation.talk_ms / 1000, 1),
+                    "turns": line.participation.turns,
+                    "hands_raised": line.participation.hands_raised,
+                    "chat_messages": line.participation.chat_messages,
+                }
+                for line in lines
+            ],
+        )
+    committed(app)
 
 
 def _watch_members(app: web.Application, counter: Participation) -> Callable[[], None] | None:
@@ -231,9 +357,7 @@ async def participation_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await counter.stop(task)
         await counter.wait()
         if remove is not None:
             remove()

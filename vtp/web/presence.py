@@ -9,7 +9,8 @@ channel and a peer counts once.
 
 Counting happens synchronously as ways in open and close; the row writes run in order
 per user and room (a lock per stay), so a quick join-leave-join never closes the wrong
-row. Rooms that are no course session's (open rooms) write nothing.
+row. Rooms that are no course session's (open rooms) write nothing. ``participant.joined``
+and ``participant.left`` are written to the event outbox in the row's transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vtp.appkeys import DB, REDIS
 from vtp.auth import removals
 from vtp.db import attendance as attendance_db
 from vtp.db.attendance import ParticipantRole
+from vtp.events.stream import committed, record
 from vtp.web.class_events import class_events
 
 logger = logging.getLogger(__name__)
@@ -83,35 +85,55 @@ class Presence:
         self, stay: _Stay, room: str, user_id: uuid.UUID, role: ParticipantRole
     ) -> None:
         async with stay.lock:
+            hub = class_events(self._app)
             try:
-                stay.row = await attendance_db.record_join_in_room(
-                    self._app[DB], room, user_id, role
-                )
+                ref = await hub.session_of_room(room) if hub is not None else None
+                # the row and its event commit together (the event outbox)
+                async with self._app[DB].acquire() as conn, conn.transaction():
+                    stay.row = await attendance_db.record_join_in_room(conn, room, user_id, role)
+                    if stay.row is not None and ref is not None:
+                        await record(
+                            self._app,
+                            conn,
+                            "participant.joined",
+                            course_id=ref.course_id,
+                            session_id=stay.row[1],
+                            user_id=user_id,
+                            role=role,
+                        )
             except Exception:
+                stay.row = None
                 logger.exception("attendance join not recorded")
                 return
-            if stay.row is not None and (hub := class_events(self._app)) is not None:
-                hub.in_session(stay.row[1], "participant.joined", user_id=user_id, role=role)
+            committed(self._app)
 
     async def _close(self, stay: _Stay, room: str, user_id: uuid.UUID) -> None:
         async with stay.lock:  # (after the row was opened)
             if stay.row is None:
                 return
             row_id, session_id = stay.row
+            hub = class_events(self._app)
             try:
-                closed = await attendance_db.record_leave(
-                    self._app[DB], session_id, user_id, row_id
-                )
-                removed = closed and (
-                    await removals.reason(self._app[REDIS], session_id, user_id) is not None
-                )
+                removed = await removals.reason(self._app[REDIS], session_id, user_id) is not None
+                ref = await hub.session(session_id) if hub is not None else None
+                # the row and its event commit together (the event outbox)
+                async with self._app[DB].acquire() as conn, conn.transaction():
+                    closed = await attendance_db.record_leave(conn, session_id, user_id, row_id)
+                    # (no event when the session's end closed the row: it wrote its own)
+                    if closed and hub is not None and ref is not None:
+                        await record(
+                            self._app,
+                            conn,
+                            "participant.left",
+                            course_id=ref.course_id,
+                            session_id=session_id,
+                            user_id=user_id,
+                            reason=hub.left_reason(room, user_id, removed),
+                        )
             except Exception:
                 logger.exception("attendance leave not recorded")
                 return
-            hub = class_events(self._app)
-            if closed and hub is not None:  # (not when the session's end closed the row)
-                reason = hub.left_reason(room, user_id, removed)
-                hub.in_session(session_id, "participant.left", user_id=user_id, reason=reason)
+            committed(self._app)
 
     async def close(self) -> None:
         """Shutdown: the process disconnects everyone, so every open stay ends now (later
