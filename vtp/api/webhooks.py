@@ -113,7 +113,7 @@ class WebhookSecretOut(Out):
 
 def webhook_out(endpoint: WebhookEndpoint) -> Out:
     # The secret is shown only when the endpoint is created and when it is rotated.
-    return shaped(WebhookOut, endpoint, hide=("secret",))
+    return shaped(WebhookOut, endpoint, hide=("secret", "secret_sealed"))
 
 
 class DeliveryOut(Out):
@@ -172,7 +172,7 @@ async def create_webhook(request: web.Request, read_body: ReadBody[WebhookCreate
     )
     await _changed(request)
     log.info("webhook %s registered for %s", endpoint.id, endpoint.url)
-    return shaped(WebhookCreatedOut, endpoint, secret=secret)
+    return shaped(WebhookCreatedOut, endpoint, hide=("secret_sealed",), secret=secret)
 
 
 @routes.get("/api/v1/webhooks")
