@@ -67,6 +67,9 @@ async def test_operations_carry_schemas_access_and_status(client: Any) -> None:
     assert "text/csv" in csv_op["responses"]["200"]["content"]
     delete = doc["paths"]["/api/v1/lessons/{lesson_id}"]["delete"]
     assert "204" in delete["responses"] and "content" not in delete["responses"]["204"]
+    for ended in ("/api/v1/whip/{room}/{resource}", "/api/v1/whep/{room}/sessions/{resource}"):
+        answer = doc["paths"][ended]["delete"]["responses"]["200"]
+        assert "content" not in answer, ended  # WHIP/WHEP: 200 with an empty body
     path_param = doc["paths"]["/api/v1/lessons/{lesson_id}"]["get"]["parameters"][0]
     assert path_param == {
         "name": "lesson_id",
