@@ -15,7 +15,6 @@ from browser.classroom_kit import Server, serve
 from two_nodes import free_port
 
 from tests.support.chromium import needs_chromium
-from tests.support.waiting import eventually
 
 # every test module of a class across nodes: Chromium, slow, one event loop for the module
 # (its nodes and browser are module fixtures)
@@ -67,11 +66,3 @@ def nodes_fixture(**settings: Any) -> Any:
             yield pair
 
     return nodes
-
-
-async def join_class(page: Any) -> None:
-    """Press Join on the classroom's pre-join screen, once it is enabled."""
-    button = page.get_by_role("button", name="Join class")
-    await button.wait_for()
-    await eventually(button.is_enabled, 15, "the Join button enabled")
-    await button.click()

@@ -18,9 +18,10 @@ from browser.classroom_kit import (
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
+    join_class,
     signed_in_page,
 )
-from classroom_nodes import MARKS, join_class, nodes_fixture
+from classroom_nodes import MARKS, nodes_fixture
 
 from tests.support.waiting import eventually
 from vtp.appkeys import PLACEMENT, SFU_KEY
