@@ -141,28 +141,26 @@ class RoomPeerOut(Out):
 TrackCounters = dict[str, Any]
 
 
-class ProducerOut(Out):
+class ConnectionOut(Out):
+    id: str
+    type: str
+    state: str
+    tracks: list[TrackCounters]
+    peer_id: str
+
+
+class ProducerOut(ConnectionOut):
     """A publication (send transport) and its tracks' counters."""
 
-    id: str
-    type: str
     label: str
-    state: str
     unrouted: int
     transport_cc: dict[str, int] | None
-    tracks: list[TrackCounters]
-    peer_id: str
 
 
-class ConsumerOut(Out):
+class ConsumerOut(ConnectionOut):
     """A subscription (recv transport) and its tracks' counters."""
 
-    id: str
-    type: str
     stream: str
-    state: str
-    tracks: list[TrackCounters]
-    peer_id: str
 
 
 class RoomStateOut(Out):
