@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from helpers import JWT_TEST_SECRET, Accounts
 from redis import Redis as SyncRedis
+from redis.asyncio import Redis
 
 from vtp.config import Config, load_config
 from vtp.db.migrate import apply_migrations
@@ -112,6 +113,16 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """An asyncio client of this test's Redis database (emptied before the test)."""
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@ imported by name reliably once several folders have one)."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -24,6 +26,50 @@ def assert_error(body: object, code: str) -> dict[str, object]:
     assert isinstance(error["message"], str) and error["message"], body
     assert "details" in error, body
     return error
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+async def ok(client: Any, method: str, path: str, who: dict[str, Any], **kw: Any) -> Any:
+    """``who`` (an account with its access token) calls the API; the call must succeed."""
+    resp = await client.request(method, path, headers=bearer(who["access_token"]), **kw)
+    assert resp.status < 300, (path, resp.status, await resp.text())
+    return await resp.json() if resp.status != 204 else None
+
+
+async def class_session(
+    client: Any, teacher: dict[str, Any], students: list[dict[str, Any]], *, start: bool = True
+) -> dict[str, Any]:
+    """A new course of ``teacher``'s with ``students`` in it, and a session of it scheduled
+    now, started through ``client``'s node (its room is placed there) unless not ``start``."""
+    course = await ok(
+        client,
+        "POST",
+        "/api/v1/courses",
+        teacher,
+        json={"code": "C-" + uuid.uuid4().hex[:6], "title": "Chemistry"},
+    )
+    for student in students:
+        await ok(
+            client,
+            "POST",
+            f"/api/v1/courses/{course['id']}/enrollments",
+            teacher,
+            json={"user_id": student["user"]["id"]},
+        )
+    now = time.time()
+    session: dict[str, Any] = await ok(
+        client,
+        "POST",
+        f"/api/v1/courses/{course['id']}/sessions",
+        teacher,
+        json={"title": "Acids", "scheduled_start": iso(now), "scheduled_end": iso(now + 600)},
+    )
+    if start:
+        session = await ok(client, "POST", f"/api/v1/sessions/{session['id']}/start", teacher)
+    return session
 
 
 class Accounts:

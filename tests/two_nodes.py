@@ -61,12 +61,9 @@ async def die(node: Any) -> None:
     when its entry expires, ``VTP_NODE_TTL_S`` after its last beat), and it says goodbye
     to no one. (Its HTTP server, the clients' sockets, go on: the test ends them.)"""
     relay = node.app[RELAY]
-    tasks = [*relay.mailbox._tasks]
+    await relay.mailbox.close(flush=False)
     if relay._watch is not None:
-        tasks.append(relay._watch)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    relay.mailbox._tasks = []
+        relay._watch.cancel()
+        await asyncio.gather(relay._watch, return_exceptions=True)
     relay._watch = None
     await node.app[NODES].stop_beating()

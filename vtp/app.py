@@ -254,7 +254,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(recorder_ctx)  # after the SFU: recordings tap its rooms
     setup_web(app)  # templates, headers, the classroom live channel's state
     metrics.setup(app)  # the request counting middleware (outermost)
-    routes.add_routes(app, config)  # every endpoint: vtp/routes.py
+    routes.add_routes(app)  # every endpoint: vtp/routes.py
     https.setup(app)  # HSTS and the HTTP->HTTPS redirect listener, when TLS is on
     app.cleanup_ctx.append(cluster_ctx)  # a stopping node leaves the registry first
     app.cleanup_ctx.append(relay_ctx)  # channels relayed between nodes (in the cluster)

@@ -22,12 +22,11 @@ from vtp.api import (
     users,
     webhooks,
 )
-from vtp.config import Config
 from vtp.signalling import rest, websocket, whep, whip
 from vtp.web import asset_routes, live, pages
 
 
-def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
+def route_tables() -> list[Iterable[web.AbstractRouteDef]]:
     return [
         health.routes,
         auth.routes,
@@ -42,13 +41,13 @@ def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
         whep.routes,
         recordings_control.routes,  # the recorder's control and playback
         pages.routes,  # browser page shells
-        asset_routes(config),
+        asset_routes(),
         live.routes,  # the classroom live channel
         metrics.routes,
         nodes.routes,  # the cluster's nodes and where rooms live (admins)
     ]
 
 
-def add_routes(app: web.Application, config: Config) -> None:
-    for table in route_tables(config):
+def add_routes(app: web.Application) -> None:
+    for table in route_tables():
         app.add_routes(table)

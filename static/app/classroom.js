@@ -4,7 +4,7 @@ import { api, describeError, requireUser } from "./api.js";
 import { $, sessionId, showNotice, state } from "./classroom/state.js";
 import { fillDevices, openDevices } from "./classroom/media.js";
 import { renderToggles } from "./classroom/controls.js";
-import { finish, removed } from "./classroom/connection.js";
+import { finish, requestTicket } from "./classroom/connection.js";
 
 // ---- start ------------------------------------------------------------------------------------
 
@@ -23,14 +23,9 @@ async function main() {
     .catch(() => {});
   if (state.session.status === "live") {
     // A removed student sees that at once, not a pre-join screen with Join enabled.
-    try {
-      state.ticket = await api(`/api/v1/sessions/${sessionId}/join`, { method: "POST" });
-    } catch (e) {
-      if (e.code === "removed") {
-        removed(describeError(e));
-        return;
-      }
-    }
+    // (Another refusal is told when Join is pressed.)
+    const admitted = await requestTicket().catch(() => true);
+    if (!admitted) return;
   } else {
     const info = $("[data-prejoin-info]");
     info.textContent = state.session.status === "scheduled"

@@ -25,6 +25,7 @@ from aiohttp import web
 from redis import Redis as SyncRedis
 
 from tests.support.chromium import chromium
+from tests.support.waiting import eventually
 from vtp.config import Config, load_config
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -283,3 +284,11 @@ async def decoding(page: Any, streams: int, frames: int = 10) -> dict[str, Any]:
     sfu = stats["sfu"] or {"subs": []}
     video = [s for s in sfu["subs"] if s["framesDecoded"] >= frames and s["frameWidth"] > 0]
     return stats if len(video) >= streams else NotYet(stats)
+
+
+async def join_class(page: Any) -> None:
+    """Press Join on the classroom's pre-join screen, once it is enabled."""
+    button = page.get_by_role("button", name="Join class")
+    await button.wait_for()
+    await eventually(button.is_enabled, 15, "the Join button enabled")
+    await button.click()

@@ -16,6 +16,7 @@ from classroom_kit import (
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
+    join_class,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
@@ -36,13 +37,6 @@ class Lesson:
         self.teacher = teacher
         self.student = student
         self.teacher_stream = teacher_stream
-
-
-async def join(page: Any) -> None:
-    button = page.get_by_role("button", name="Join class")
-    await button.wait_for()
-    await eventually(button.is_enabled, 15, "the Join button enabled")
-    await button.click()
 
 
 async def sub_of(page: Any, stream_id: str) -> dict[str, Any]:
@@ -77,7 +71,7 @@ async def lesson(server: Server, browser: Any) -> Lesson:
     student = await signed_in_page(browser, server, student_user, bypass_csp=True)
     for page in (teacher, student):
         await page.goto(url)
-        await join(page)
+        await join_class(page)
 
     async def teacher_stream() -> str | None:
         stats = await classroom_stats(student)

@@ -18,6 +18,7 @@ from classroom_kit import (
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
+    join_class,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
@@ -45,7 +46,7 @@ class Class:
         """Join the pages that have not joined yet (each test can run on its own)."""
         for key, page in self.pages.items():
             if key not in self.joined:
-                await join(page)
+                await join_class(page)
                 self.joined.add(key)
         for key, page in self.pages.items():
             await eventually(lambda p=page: decoding(p, 2), 30, f"{key} decoding two streams")
@@ -67,13 +68,6 @@ async def lesson(server: Server, browser: Any) -> Class:
         await page.goto(lesson.url)
         lesson.pages[key] = page
     return lesson
-
-
-async def join(page: Any) -> None:
-    join_button = page.get_by_role("button", name="Join class")
-    await join_button.wait_for()
-    await eventually(join_button.is_enabled, 15, "the Join button enabled")
-    await join_button.click()
 
 
 async def test_three_join_each_decodes_the_other_two_and_chat_reaches_all(lesson: Class) -> None:
@@ -323,7 +317,7 @@ async def test_closed_websocket_recovers_video(lesson: Class) -> None:
     )
     # A reload (everything dropped at once) rejoins, with the chat history loaded.
     await ben.reload()
-    await join(ben)
+    await join_class(ben)
     await eventually(lambda: decoding(ben, 2), 15, "Ben decoding after a reload")
     log = ben.locator("[data-chat-log]")
     await eventually(

@@ -24,6 +24,7 @@ from classroom_kit import (
     browser_fixture,  # noqa: F401  (module fixture)
     check_page,
     decoding,
+    join_class,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
@@ -292,13 +293,6 @@ async def test_a_term_in_miniature(server: Server, browser: Any) -> None:
         await ctx_page.context.close()
 
 
-async def join(page: Any) -> None:
-    button = page.get_by_role("button", name="Join class")
-    await button.wait_for()
-    await eventually(button.is_enabled, 15, "the Join button enabled")
-    await button.click()
-
-
 async def test_a_class_is_held_recorded_and_watched(server: Server, browser: Any) -> None:
     """Scheduled on the course page, started from its session page, recorded in the
     classroom (fake camera); afterwards the session page shows attendance for both and
@@ -369,12 +363,12 @@ async def test_a_class_is_held_recorded_and_watched(server: Server, browser: Any
     await tp.get_by_role("button", name="Start now").click()
     await tp.wait_for_url("**/classroom/*")
     session_id = tp.url.rsplit("/", 1)[1]
-    await join(tp)
+    await join_class(tp)
 
     cp = await signed_in_page(browser, server, cleo, viewport=PHONE)
     await cp.goto(f"{server.base}/sessions/{session_id}")
     await cp.get_by_role("link", name="Join").click()
-    await join(cp)
+    await join_class(cp)
     await eventually(lambda: decoding(cp, 1), 30, "Cleo decoding the teacher")
     await tp.get_by_role("button", name="Record").click()
     await tp.locator("[data-rec-badge]").filter(has_text="Recording").wait_for()

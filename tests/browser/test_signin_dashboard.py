@@ -17,6 +17,7 @@ from classroom_kit import (
     check_page,
     decoding,
     iso,
+    join_class,
     server_fixture,  # noqa: F401  (module fixture)
     signed_in_page,
 )
@@ -333,10 +334,7 @@ async def test_a_class_from_scratch_through_the_ui(server: Server, browser: Any)
     code = (await code_line.get_by_text("Enrolment code:").inner_text()).split(": ")[1]
     await code_line.get_by_role("button", name="Start a class now").click()
     await teacher.wait_for_url("**/classroom/**")
-    await eventually(
-        teacher.get_by_role("button", name="Join class").is_enabled, 15, "Join enabled"
-    )
-    await teacher.get_by_role("button", name="Join class").click()
+    await join_class(teacher)
 
     student = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
     await student.goto(server.base + "/signin?register=1")
@@ -350,10 +348,7 @@ async def test_a_class_from_scratch_through_the_ui(server: Server, browser: Any)
     await student.get_by_role("button", name="Join course").click()
     await student.get_by_text("You joined Chemistry.").wait_for()
     await student.locator("[data-live]").get_by_role("link", name="Join").click()
-    await eventually(
-        student.get_by_role("button", name="Join class").is_enabled, 15, "Join enabled"
-    )
-    await student.get_by_role("button", name="Join class").click()
+    await join_class(student)
     for page in (teacher, student):
         await eventually(lambda p=page: decoding(p, 1), 30, "each decoding the other")
     await teacher.context.close()

@@ -6,77 +6,27 @@ that of ``room_elsewhere`` - and each decodes the other's video again, on B."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-import pytest_asyncio
 from browser.classroom_kit import (
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
-    serve,
+    join_class,
     signed_in_page,
 )
+from classroom_nodes import MARKS, nodes_fixture
 
-from tests.support.chromium import needs_chromium
 from tests.support.waiting import eventually
 from vtp.appkeys import PLACEMENT, SFU_KEY
 from vtp.drain import Drain
 from vtp.web.live import LIVE_ROOMS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    needs_chromium,
-    pytest.mark.asyncio(loop_scope="module"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def nodes(
-    pg_template: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[Server, Server]]:
-    ports = {"node-a": _free_port(), "node-b": _free_port()}
-
-    def settings(name: str) -> dict[str, Any]:
-        return {
-            "port": ports[name],
-            "cluster": True,
-            "node_id": name,
-            "node_url": f"http://127.0.0.1:{ports[name]}",
-            "region": f"region-{name}",  # the room goes where it is opened
-            "drain_timeout_s": 0.0,  # a drain sends the class elsewhere at once
-        }
-
-    async with contextlib.AsyncExitStack() as stack:
-        a = await stack.enter_async_context(
-            serve(pg_template, tmp_path_factory.mktemp("node-a"), **settings("node-a"))
-        )
-        b = await stack.enter_async_context(
-            serve(
-                pg_template, tmp_path_factory.mktemp("node-b"), share_with=a, **settings("node-b")
-            )
-        )
-        yield a, b
-
-
-async def _join(page: Any) -> None:
-    button = page.get_by_role("button", name="Join class")
-    await button.wait_for()
-    await eventually(button.is_enabled, 15, "the Join button enabled")
-    await button.click()
+pytestmark = MARKS
+nodes = nodes_fixture(drain_timeout_s=0.0)  # a drain sends the class elsewhere at once
 
 
 async def test_the_class_follows_its_room_off_a_draining_node(
@@ -96,7 +46,7 @@ async def test_the_class_follows_its_room_off_a_draining_node(
     for key, page in pages.items():
         page.on("websocket", lambda ws, key=key: sockets[key].append(ws.url))
         await page.goto(f"{a.base}/classroom/{live['id']}")
-        await _join(page)
+        await join_class(page)
     for key, page in pages.items():
         await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding on A")
 

@@ -17,20 +17,16 @@ from browser.classroom_kit import (
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
+    join_class,
     signed_in_page,
 )
-from test_classroom_drain import _join, nodes  # noqa: F401  (module fixture)
+from classroom_nodes import MARKS, nodes_fixture
 
-from tests.support.chromium import needs_chromium
 from tests.support.waiting import eventually
 from vtp.appkeys import NODES, PLACEMENT, SFU_KEY
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    needs_chromium,
-    pytest.mark.asyncio(loop_scope="module"),
-]
+pytestmark = MARKS
+nodes = nodes_fixture(drain_timeout_s=0.0)  # (the nodes test_classroom_drain.py has)
 
 
 async def _nothing() -> None:
@@ -43,7 +39,7 @@ async def _opened(server: Server, room: str) -> bool:
 
 
 async def test_when_the_class_node_dies_its_students_are_back_with_media_within_ten_seconds(
-    nodes: tuple[Server, Server],  # noqa: F811
+    nodes: tuple[Server, Server],
     browser: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -57,14 +53,14 @@ async def test_when_the_class_node_dies_its_students_are_back_with_media_within_
     # the teacher's page (A's) keeps the room open on A until A dies
     teacher_page = await signed_in_page(browser, a, teacher)
     await teacher_page.goto(f"{a.base}/classroom/{live['id']}")
-    await _join(teacher_page)
+    await join_class(teacher_page)
     await eventually(lambda: _opened(a, room), 15, "the room open on A with the teacher in it")
     pages = {
         key: await signed_in_page(browser, b, user) for key, user in (("ada", ada), ("ben", ben))
     }
     for page in pages.values():
         await page.goto(f"{b.base}/classroom/{live['id']}")
-        await _join(page)
+        await join_class(page)
     for key, page in pages.items():
         await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding on A")
     assert b.app[SFU_KEY].get_room(room) is None, (

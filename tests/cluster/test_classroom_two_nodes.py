@@ -8,78 +8,28 @@ participants in the People tab, and chat posted through either node's API reache
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-import pytest_asyncio
 from browser.classroom_kit import (
     PASSWORD,
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
     classroom_stats,
     decoding,
-    serve,
+    join_class,
     signed_in_page,
 )
+from classroom_nodes import MARKS, nodes_fixture
 
-from tests.support.chromium import needs_chromium
 from tests.support.waiting import eventually
 from vtp.appkeys import PLACEMENT, SFU_KEY
 from vtp.channel.relay import RELAY
 from vtp.web.live import LIVE_ROOMS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    needs_chromium,
-    pytest.mark.asyncio(loop_scope="module"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def nodes(
-    pg_template: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[Server, Server]]:
-    ports = {"node-a": _free_port(), "node-b": _free_port()}
-
-    def settings(name: str) -> dict[str, Any]:
-        return {
-            "port": ports[name],
-            "cluster": True,
-            "node_id": name,
-            "node_url": f"http://127.0.0.1:{ports[name]}",
-            # each opener's region holds only itself: the room goes where it was opened
-            "region": f"region-{name}",
-        }
-
-    async with contextlib.AsyncExitStack() as stack:
-        a = await stack.enter_async_context(
-            serve(pg_template, tmp_path_factory.mktemp("node-a"), **settings("node-a"))
-        )
-        b = await stack.enter_async_context(
-            serve(
-                pg_template, tmp_path_factory.mktemp("node-b"), share_with=a, **settings("node-b")
-            )
-        )
-        yield a, b
-
-
-async def _join(page: Any) -> None:
-    button = page.get_by_role("button", name="Join class")
-    await button.wait_for()
-    await eventually(button.is_enabled, 15, "the Join button enabled")
-    await button.click()
+pytestmark = MARKS
+nodes = nodes_fixture()
 
 
 async def _chat_shows(page: Any, *texts: str) -> bool:
@@ -127,7 +77,7 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
     await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
     await pages["ada"].goto(f"{b.base}/classroom/{live['id']}")
     for page in pages.values():
-        await _join(page)
+        await join_class(page)
 
     for key, page in pages.items():
         await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding the other's video")
@@ -249,7 +199,7 @@ async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
 
     await page.route_web_socket(lambda url: "/api/v1/sfu/ws" in url, answer)
     await page.goto(f"{b.base}/classroom/{live['id']}")
-    await _join(page)
+    await join_class(page)
     title = page.locator("[data-overlay-title]")
     await title.wait_for()
     assert await title.inner_text() == "This class cannot be reached"
@@ -283,7 +233,7 @@ async def test_when_the_class_node_goes_away_the_page_finds_the_class_again(
     await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
     await pages["cleo"].goto(f"{b.base}/classroom/{live['id']}")
     for page in pages.values():
-        await _join(page)
+        await join_class(page)
     await eventually(lambda: decoding(pages["cleo"], 1), 30, "Cleo decoding the teacher on A")
     assert b.app[SFU_KEY].get_room(room) is None
 

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import aiohttp
-from helpers import Accounts, bearer
+from helpers import Accounts, bearer, class_session
 from sfu_api.ws_peers import connect
 
 from vtp.app import create_app
@@ -108,27 +108,8 @@ async def test_rooms_open_at_the_timeout_move_with_their_clients(
     accounts = Accounts(a, database_url)
     teacher = await accounts.with_role("teacher")
     student = await accounts.register()
-    auth = bearer(teacher["access_token"])
-    resp = await a.post("/api/v1/courses", json={"code": "DR-1", "title": "Drain"}, headers=auth)
-    course = await resp.json()
-    resp = await a.post(
-        f"/api/v1/courses/{course['id']}/enrollments",
-        json={"user_id": student["user"]["id"], "role": "student"},
-        headers=auth,
-    )
-    assert resp.status == 201, await resp.text()
-    resp = await a.post(
-        f"/api/v1/courses/{course['id']}/sessions",
-        json={
-            "title": "Live",
-            "scheduled_start": "2030-01-01T10:00:00+00:00",
-            "scheduled_end": "2030-01-01T11:00:00+00:00",
-        },
-        headers=auth,
-    )
-    session = await resp.json()
-    resp = await a.post(f"/api/v1/sessions/{session['id']}/start", headers=auth)
-    room = (await resp.json())["room_name"]
+    session = await class_session(a, teacher, [student])
+    room = session["room_name"]
     assert await a.app[PLACEMENT].owner(room) == "node-a"
 
     sfu_ws = await connect(a, student["access_token"])

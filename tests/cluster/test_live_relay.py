@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from helpers import Accounts
+from helpers import Accounts, class_session, ok
 from two_nodes import die, two_nodes, until
 
 from vtp.appkeys import PLACEMENT
@@ -22,45 +21,6 @@ from vtp.config import Config
 from vtp.web.live import LIVE_ROOMS
 
 FAST_BEATS = {"node_heartbeat_s": 0.5, "node_ttl_s": 1.5}  # (node deaths seen quickly)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-async def _ok(client: Any, method: str, path: str, who: dict[str, Any], **kw: Any) -> Any:
-    headers = {"Authorization": f"Bearer {who['access_token']}"}
-    resp = await client.request(method, path, headers=headers, **kw)
-    assert resp.status < 300, (path, resp.status, await resp.text())
-    return await resp.json() if resp.status != 204 else None
-
-
-async def _live_session(client: Any, teacher: dict[str, Any], students: list[Any]) -> Any:
-    """A live session started through ``client``'s node: its room is placed there."""
-    course = await _ok(
-        client,
-        "POST",
-        "/api/v1/courses",
-        teacher,
-        json={"code": "C-" + uuid.uuid4().hex[:6], "title": "Optics"},
-    )
-    for student in students:
-        await _ok(
-            client,
-            "POST",
-            f"/api/v1/courses/{course['id']}/enrollments",
-            teacher,
-            json={"user_id": student["user"]["id"]},
-        )
-    now = time.time()
-    session = await _ok(
-        client,
-        "POST",
-        f"/api/v1/courses/{course['id']}/sessions",
-        teacher,
-        json={"title": "Lenses", "scheduled_start": _iso(now), "scheduled_end": _iso(now + 600)},
-    )
-    return await _ok(client, "POST", f"/api/v1/sessions/{session['id']}/start", teacher)
 
 
 class Live:
@@ -103,7 +63,7 @@ async def _class(
     accounts = Accounts(a, database_url)
     teacher = await accounts.with_role("teacher")
     student = await accounts.with_role("student")
-    session = await _live_session(a, teacher, [student])
+    session = await class_session(a, teacher, [student])
     assert await a.app[PLACEMENT].owner(session["room_name"]) == "node-a"
     return a, b, teacher, student, session
 
@@ -180,8 +140,8 @@ async def test_a_student_through_node_b_is_in_the_class_on_node_a(
     assert (await via_b.next("authenticated"))["user_id"] == student_id
 
     # chat both ways: each posted through its author's node's API, delivered to both
-    await _ok(b, "POST", f"/api/v1/sessions/{sid}/chat", student, json={"body": "Why convex?"})
-    await _ok(a, "POST", f"/api/v1/sessions/{sid}/chat", teacher, json={"body": "It focuses."})
+    await ok(b, "POST", f"/api/v1/sessions/{sid}/chat", student, json={"body": "Why convex?"})
+    await ok(a, "POST", f"/api/v1/sessions/{sid}/chat", teacher, json={"body": "It focuses."})
     for live in (on_a, via_b):
         first = await live.next("chat")
         second = await live.next("chat")
@@ -243,7 +203,7 @@ async def test_the_session_ended_through_node_b_ends_the_channel_relayed_to_a(
     )
     via_b = await _open(b, session["id"], student)
     await via_b.next("ready")
-    await _ok(b, "POST", f"/api/v1/sessions/{session['id']}/end", teacher)
+    await ok(b, "POST", f"/api/v1/sessions/{session['id']}/end", teacher)
     assert (await via_b.next("ended"))["by"] == teacher["user"]["display_name"]
     assert await via_b.closed() == 1000
     await until(lambda: not b.app[RELAY].doors and not a.app[RELAY].hosted, 5, "links over")

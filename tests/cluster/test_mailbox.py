@@ -5,22 +5,11 @@ failing receiver does not stop the listener."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from vtp.cluster.mailbox import Mailbox
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_messages_reach_their_node_only_and_in_order(redis: Redis) -> None:

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import aiohttp
-from helpers import Accounts, assert_error, bearer
+from helpers import Accounts, assert_error, bearer, class_session
 from sfu_api.ws_peers import connect, publisher_offer
 
 from vtp.app import create_app
@@ -151,31 +151,10 @@ async def test_a_session_started_on_a_busy_node_opens_on_the_other_and_records_t
     teacher = await accounts.with_role("teacher")
     student = await accounts.register()
     auth = bearer(teacher["access_token"])
-    resp = await b.post("/api/v1/courses", json={"code": "CL-1", "title": "Cluster"}, headers=auth)
-    course = await resp.json()
-    resp = await b.post(
-        f"/api/v1/courses/{course['id']}/enrollments",
-        json={"user_id": student["user"]["id"], "role": "student"},
-        headers=auth,
-    )
-    assert resp.status == 201, await resp.text()
-    resp = await b.post(
-        f"/api/v1/courses/{course['id']}/sessions",
-        json={
-            "title": "Live",
-            "scheduled_start": "2030-01-01T10:00:00+00:00",
-            "scheduled_end": "2030-01-01T11:00:00+00:00",
-        },
-        headers=auth,
-    )
-    session = await resp.json()
-    assert resp.status == 201, session
     # the teacher starts it through B: the room is placed on A (less loaded), opened there
     # when its first peer arrives, and never on B
-    resp = await b.post(f"/api/v1/sessions/{session['id']}/start", headers=auth)
-    live = await resp.json()
-    assert resp.status == 200, live
-    room = live["room_name"]
+    session = await class_session(b, teacher, [student])
+    room = session["room_name"]
     assert b.app[SFU_KEY].get_room(room) is None
     assert await b.app[PLACEMENT].owner(room) == "node-a"
 

@@ -29,6 +29,18 @@ def _candidate_ports(sdp: str) -> set[int]:
     return {int(line.split()[5]) for line in sdp.splitlines() if line.startswith("a=candidate:")}
 
 
+async def _door_and_room(
+    a: Any, b: Any, room: str, opener: dict[str, Any], joiner: dict[str, Any]
+) -> tuple[Any, Any, str]:
+    """``opener``'s socket on A opens ``room`` there, then ``joiner``'s socket on B joins
+    it (relayed to A): both sockets, and the relayed one's peer id."""
+    on_a = await connect(a, opener["access_token"])
+    await on_a.request("join", "joined", room=room)
+    via_b = await connect(b, joiner["access_token"])
+    peer_id = (await via_b.request("join", "joined", room=room))["peer_id"]
+    return on_a, via_b, str(peer_id)
+
+
 async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
     aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
 ) -> None:
@@ -109,18 +121,13 @@ async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_
     a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     accounts = Accounts(a, database_url)
     teacher = await accounts.with_role("teacher")
-
-    on_a = await connect(a, teacher["access_token"])
-    await on_a.request("join", "joined", room="chemistry")
-
-    via_b = await connect(b, teacher["access_token"])
-    joined = await via_b.request("join", "joined", room="chemistry")
+    on_a, via_b, first_peer = await _door_and_room(a, b, "chemistry", teacher, teacher)
     room_a = a.app[SFU_KEY].get_room("chemistry")
-    assert joined["peer_id"] in room_a.peers
+    assert first_peer in room_a.peers
     # leave: the relayed session ends, the socket is B's again and may join anew
     await via_b.request("leave", "left")
     await until(lambda: not b.app[RELAY].doors, 5, "B's link over")
-    assert joined["peer_id"] not in room_a.peers
+    assert first_peer not in room_a.peers
     await via_b.request("ping", "pong")
     again = await via_b.request("join", "joined", room="chemistry")
     peer_id = again["peer_id"]
@@ -148,10 +155,7 @@ async def test_revoked_tokens_close_the_relayed_socket_and_end_its_peer(
     accounts = Accounts(a, database_url)
     teacher = await accounts.with_role("teacher")
     student = await accounts.register()
-    on_a = await connect(a, teacher["access_token"])
-    await on_a.request("join", "joined", room="biology")
-    via_b = await connect(b, student["access_token"])
-    peer_id = (await via_b.request("join", "joined", room="biology"))["peer_id"]
+    on_a, via_b, peer_id = await _door_and_room(a, b, "biology", teacher, student)
     room_a = a.app[SFU_KEY].get_room("biology")
     assert peer_id in room_a.peers
 
@@ -177,10 +181,7 @@ async def test_a_room_node_that_forgot_the_socket_makes_the_door_close_it(
     registry tells.) The client hears node_gone and is closed with 1012: it reconnects."""
     a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     teacher = await Accounts(a, database_url).with_role("teacher")
-    on_a = await connect(a, teacher["access_token"])
-    await on_a.request("join", "joined", room="history")
-    via_b = await connect(b, teacher["access_token"])
-    await via_b.request("join", "joined", room="history")
+    on_a, via_b, _ = await _door_and_room(a, b, "history", teacher, teacher)
     a.app[RELAY].hosted.clear()
     await via_b.send(type="ping", request_id="p")
     await via_b.error("node_gone")
@@ -196,10 +197,7 @@ async def test_a_socket_whose_bye_was_lost_ends_on_the_rooms_node(
     heartbeat (an empty list once after the last), and the room's node ends the others."""
     a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     teacher = await Accounts(a, database_url).with_role("teacher")
-    on_a = await connect(a, teacher["access_token"])
-    await on_a.request("join", "joined", room="music")
-    via_b = await connect(b, teacher["access_token"])
-    peer_id = (await via_b.request("join", "joined", room="music"))["peer_id"]
+    on_a, via_b, peer_id = await _door_and_room(a, b, "music", teacher, teacher)
     b.app[RELAY].doors.clear()  # (as if B's bye was lost)
     await until(lambda: not a.app[RELAY].hosted, 8, "A's relayed session ended")
     # (a dropped socket: its peer waits VTP_SFU_RESUME_S for a resume, then leaves)

@@ -4,22 +4,11 @@ the sender's own, and a malformed one or a failing receiver does not stop the li
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from vtp.cluster.topic import Topic
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_others_hear_a_message_the_sender_does_not(redis: Redis) -> None:

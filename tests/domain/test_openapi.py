@@ -67,6 +67,9 @@ async def test_operations_carry_schemas_access_and_status(client: Any) -> None:
     assert "text/csv" in csv_op["responses"]["200"]["content"]
     delete = doc["paths"]["/api/v1/lessons/{lesson_id}"]["delete"]
     assert "204" in delete["responses"] and "content" not in delete["responses"]["204"]
+    for ended in ("/api/v1/whip/{room}/{resource}", "/api/v1/whep/{room}/sessions/{resource}"):
+        answer = doc["paths"][ended]["delete"]["responses"]["200"]
+        assert "content" not in answer, ended  # WHIP/WHEP: 200 with an empty body
     path_param = doc["paths"]["/api/v1/lessons/{lesson_id}"]["get"]["parameters"][0]
     assert path_param == {
         "name": "lesson_id",
@@ -174,8 +177,8 @@ def test_create_app_refuses_an_api_route_that_declares_nothing(
     async def undeclared(request: web.Request) -> web.Response:
         return web.Response()
 
-    def route_tables(config: Any) -> list[Iterable[web.AbstractRouteDef]]:
-        return [*original(config), [web.get("/api/v1/undeclared", undeclared)]]
+    def route_tables() -> list[Iterable[web.AbstractRouteDef]]:
+        return [*original(), [web.get("/api/v1/undeclared", undeclared)]]
 
     monkeypatch.setattr(routes, "route_tables", route_tables)
     with pytest.raises(RuntimeError, match=r"without an @endpoint declaration: GET /api/v1/undec"):

@@ -65,8 +65,8 @@ def test_create_app_refuses_an_sfu_route_without_a_rule(
     async def naked(request: web.Request) -> web.Response:
         return web.Response()
 
-    def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
-        return [*original(config), [web.get("/api/v1/sfu/naked", naked)]]
+    def route_tables() -> list[Iterable[web.AbstractRouteDef]]:
+        return [*original(), [web.get("/api/v1/sfu/naked", naked)]]
 
     monkeypatch.setattr(routes, "route_tables", route_tables)
     with pytest.raises(RuntimeError, match=r"without an access rule: .*GET /api/v1/sfu/naked"):

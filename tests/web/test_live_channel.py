@@ -6,62 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp import WSMsgType
+from helpers import class_session, ok
 
 from tests.support.waiting import eventually
 from vtp.web.live import LIVE_ROOMS
 
 pytestmark = pytest.mark.asyncio
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def _auth(account: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {account['access_token']}"}
-
-
-async def _ok(client: Any, method: str, path: str, who: dict[str, Any], **kw: Any) -> Any:
-    resp = await client.request(method, path, headers=_auth(who), **kw)
-    assert resp.status < 300, (path, resp.status, await resp.text())
-    return await resp.json() if resp.status != 204 else None
-
-
-async def _session(
-    client: Any, teacher: dict[str, Any], students: list[dict[str, Any]], start: bool = True
-) -> dict[str, Any]:
-    course = await _ok(
-        client,
-        "POST",
-        "/api/v1/courses",
-        teacher,
-        json={"code": "C-" + uuid.uuid4().hex[:6], "title": "Chemistry"},
-    )
-    for student in students:
-        await _ok(
-            client,
-            "POST",
-            f"/api/v1/courses/{course['id']}/enrollments",
-            teacher,
-            json={"user_id": student["user"]["id"]},
-        )
-    now = time.time()
-    session: dict[str, Any] = await _ok(
-        client,
-        "POST",
-        f"/api/v1/courses/{course['id']}/sessions",
-        teacher,
-        json={"title": "Acids", "scheduled_start": _iso(now), "scheduled_end": _iso(now + 600)},
-    )
-    if start:
-        session = await _ok(client, "POST", f"/api/v1/sessions/{session['id']}/start", teacher)
-    return session
 
 
 class Channel:
@@ -91,7 +46,7 @@ async def test_refusals_close_with_a_reason(client: Any, accounts: Any) -> None:
     teacher = await accounts.with_role("teacher")
     student = await accounts.with_role("student")
     outsider = await accounts.with_role("student")
-    session = await _session(client, teacher, [student], start=False)
+    session = await class_session(client, teacher, [student], start=False)
     path = f"/api/v1/sessions/{session['id']}/live"
     # A bad token.
     ws = await client.ws_connect(path)
@@ -134,7 +89,7 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     teacher = await accounts.with_role("teacher")
     ada = await accounts.with_role("student")
     ben = await accounts.with_role("student")
-    session = await _session(client, teacher, [ada, ben])
+    session = await class_session(client, teacher, [ada, ben])
     sid = session["id"]
     t = await _open(client, sid, teacher)
     ready = await t.next("ready")
@@ -176,11 +131,11 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     await t.send(type="mute", user_id=ben["user"]["id"])
     assert (await b.next("muted"))["by"] == teacher["user"]["display_name"]
     # Recording (started through the API) is announced to everyone, students included.
-    await _ok(client, "POST", f"/api/v1/sessions/{sid}/recording/start", teacher)
+    await ok(client, "POST", f"/api/v1/sessions/{sid}/recording/start", teacher)
     assert (await a.next("recording"))["recording"]["active"] is True
     assert (await t.next("recording"))["recording"]["active"] is True
     assert (await b.next("recording"))["recording"]["active"] is True
-    await _ok(client, "POST", f"/api/v1/sessions/{sid}/recording/stop", teacher)
+    await ok(client, "POST", f"/api/v1/sessions/{sid}/recording/stop", teacher)
     stopped = await b.next("recording")
     assert stopped["recording"]["active"] is False and stopped["reason"] == "stopped by staff"
     # ...and the same over this channel: start, a second start refused, stop.
@@ -198,9 +153,7 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     assert (await t.next("error"))["error"]["code"] == "forbidden"
 
     # Chat posted through the API is delivered live, with the author's name.
-    await _ok(
-        client, "POST", f"/api/v1/sessions/{sid}/chat", ada, json={"body": "Is pH 7 neutral?"}
-    )
+    await ok(client, "POST", f"/api/v1/sessions/{sid}/chat", ada, json={"body": "Is pH 7 neutral?"})
     chat = await b.next("chat")
     assert chat["event"] == "created"
     assert chat["message"]["body"] == "Is pH 7 neutral?"
@@ -226,7 +179,7 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
     await t.send(type="end")
     assert (await t.next("error"))["error"]["code"] == "session_live"
     # Ending it through the API ends everyone's channel, the teacher's too.
-    await _ok(client, "POST", f"/api/v1/sessions/{sid}/end", teacher)
+    await ok(client, "POST", f"/api/v1/sessions/{sid}/end", teacher)
 
     async def ended(channel: Channel) -> None:
         assert (await channel.next("ended"))["by"] == teacher["user"]["display_name"]
@@ -261,7 +214,7 @@ async def test_hands_media_mute_remove_chat_attendance_and_end(
 async def test_two_tabs_count_once(client: Any, accounts: Any, database_url: str) -> None:
     teacher = await accounts.with_role("teacher")
     ada = await accounts.with_role("student")
-    session = await _session(client, teacher, [ada])
+    session = await class_session(client, teacher, [ada])
     t = await _open(client, session["id"], teacher)
     await t.next("ready")
     tab1 = await _open(client, session["id"], ada)
@@ -297,7 +250,7 @@ async def test_recording_unavailable_says_why(client: Any, accounts: Any) -> Non
     from vtp.appkeys import RECORDER
 
     teacher = await accounts.with_role("teacher")
-    session = await _session(client, teacher, [])
+    session = await class_session(client, teacher, [])
     client.app[RECORDER].spool_error = "spool /var/spool/vtp is not writable"
     t = await _open(client, session["id"], teacher)
     recording = (await t.next("ready"))["recording"]
@@ -312,7 +265,7 @@ async def test_shutdown_closes_both_kinds_of_channel_with_1001(client: Any, acco
     the server's shutdown closes both the same way."""
 
     teacher = await accounts.with_role("teacher")
-    session = await _session(client, teacher, [])
+    session = await class_session(client, teacher, [])
     live = await _open(client, session["id"], teacher)
     await live.next("ready")
     sfu = await client.ws_connect("/api/v1/sfu/ws")

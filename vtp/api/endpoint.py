@@ -21,7 +21,8 @@
   `web.StreamResponse` as it is.
 * `status`: the success status or statuses; `errors`: the error statuses beyond those
   implied by the access rule (401, 403), a body (400, 413, 415) or a query (400).
-* `media`: the content type of a non-JSON answer; `upload`: the body is a raw file
+* `media`: the content type of a non-JSON answer, `None` for an answer with no body
+  at any status (204 implies none); `upload`: the body is a raw file
   (`vtp.api.uploads.receive_file`).
 
 `vtp.api.openapi` writes the OpenAPI document from these declarations and nothing else.
@@ -57,7 +58,7 @@ class Endpoint:
     returns: type[BaseModel] | None = None  # the JSON answer's model (a page's, if many)
     statuses: tuple[int, ...] = (200,)
     errors: frozenset[int] = frozenset()
-    media: str = JSON
+    media: str | None = JSON  # None: the answer has no body
     upload: bool = False
 
     @property
@@ -95,7 +96,7 @@ def endpoint(
     many: bool = False,
     status: int | tuple[int, ...] = 200,
     errors: tuple[int, ...] = (),
-    media: str = JSON,
+    media: str | None = JSON,
     upload: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
     shape = page_of(returns) if many and returns is not None else returns

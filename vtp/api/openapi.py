@@ -165,7 +165,7 @@ def _operation(
     else:
         op["security"] = []
     ok: dict[str, Any] = {"description": "success"}
-    if info.status == 204:
+    if info.status == 204 or info.media is None:
         pass
     elif info.media == "application/json":
         schema = schemas.ref(info.returns) if info.returns is not None else {}

@@ -24,7 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vtp.cluster.topic import RECONNECT_S, START_WAIT_S
+from vtp.cluster.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +50,26 @@ class Mailbox:
         self._redis = redis
         self._receive = receive
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._tried = asyncio.Event()
+        self._inbox = Subscription(redis, self.channel, self._received)
+        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name=f"vtp-mailbox-in-{self.node_id}"),
-            asyncio.create_task(self._write(), name=f"vtp-mailbox-out-{self.node_id}"),
-        ]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._tried.wait(), START_WAIT_S)
+        self._writer = asyncio.create_task(self._write(), name=f"vtp-mailbox-{self.node_id}")
+        await self._inbox.start()
 
-    async def close(self) -> None:
+    async def close(self, *, flush: bool = True) -> None:
         """Stop listening, once what was sent is written (``FLUSH_S`` at most: a node
-        stopping tells the others why their sockets close)."""
-        if self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox.join(), FLUSH_S)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        stopping tells the others why their sockets close); ``flush=False``: at once,
+        what is not written yet is lost (as when a node dies)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            if flush:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox.join(), FLUSH_S)
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+                await writer
+        await self._inbox.close()
 
     def send(self, node_id: str, data: dict[str, Any]) -> None:
         """Queue ``data`` for node ``node_id`` (sent in order, soon; never raises)."""
@@ -99,36 +96,11 @@ class Mailbox:
                 for _ in batch:
                     self._outbox.task_done()
 
-    async def _listen(self) -> None:
-        attempt = 0
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self._tried.set()
-                attempt = 0
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._received(message.get("data"))
-            except (RedisError, OSError) as exc:
-                self._tried.set()
-                delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
-                attempt += 1
-                log.warning("%s lost Redis (%s); again in %.1f s", self.channel, exc, delay)
-                await asyncio.sleep(delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-
     def _received(self, raw: Any) -> None:
         try:
             data = json.loads(raw)
         except (ValueError, TypeError):
             log.warning("ignored a malformed message on %s", self.channel)
             return
-        if not isinstance(data, dict):
-            return
-        try:
+        if isinstance(data, dict):
             self._receive(data)
-        except Exception:  # one bad message never stops the listener
-            log.exception("a message on %s was not handled", self.channel)

@@ -8,8 +8,6 @@ history), never for what must be kept.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -19,10 +17,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-log = logging.getLogger(__name__)
+from vtp.cluster.subscription import Subscription
 
-RECONNECT_S = (0.2, 0.5, 1.0, 2.0, 5.0)
-START_WAIT_S = 5.0  # the app starts (and reports Redis down) rather than wait for it
+log = logging.getLogger(__name__)
 
 
 class Topic:
@@ -34,22 +31,13 @@ class Topic:
         self.origin = secrets.token_hex(8)
         self._redis = redis
         self._receive = receive
-        self._listener: asyncio.Task[None] | None = None
-        self._tried = asyncio.Event()
+        self._subscription = Subscription(redis, self.channel, self._received)
 
     async def start(self) -> None:
-        """Subscribe (waiting for the first attempt: nothing published once the app serves
-        is missed while Redis is up)."""
-        self._listener = asyncio.create_task(self._listen(), name=f"vtp-topic-{self.channel}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._tried.wait(), START_WAIT_S)
+        await self._subscription.start()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await self._subscription.close()
 
     async def publish(self, data: dict[str, Any]) -> None:
         """Tell the other processes; a Redis failure is logged, not raised (the sender
@@ -59,36 +47,11 @@ class Topic:
         except (RedisError, OSError):
             log.exception("not published on %s", self.channel)
 
-    async def _listen(self) -> None:
-        attempt = 0
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self._tried.set()
-                attempt = 0
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._received(message.get("data"))
-            except (RedisError, OSError) as exc:
-                self._tried.set()
-                delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
-                attempt += 1
-                log.warning("%s lost Redis (%s); again in %.1f s", self.channel, exc, delay)
-                await asyncio.sleep(delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-
     def _received(self, raw: Any) -> None:
         try:
             origin, data = json.loads(raw)
         except (ValueError, TypeError):
             log.warning("ignored a malformed message on %s", self.channel)
             return
-        if origin == self.origin or not isinstance(data, dict):
-            return
-        try:
+        if origin != self.origin and isinstance(data, dict):
             self._receive(data)
-        except Exception:  # one bad message never stops the listener
-            log.exception("a message on %s was not handled", self.channel)

@@ -19,10 +19,10 @@ from aiohttp import web
 from pydantic import Field
 
 from vtp.api.access import authenticated, principal_of, public
-from vtp.api.endpoint import ReadBody, endpoint
+from vtp.api.endpoint import ReadBody, endpoint, reply
 from vtp.api.errors import ApiError, forbidden, not_found
 from vtp.api.middleware import bearer_token
-from vtp.api.validation import Body
+from vtp.api.validation import Body, Out, may_be_absent
 from vtp.appkeys import SFU_KEY
 from vtp.auth.principal import Principal
 from vtp.sfu import Connection, DownConnection, Room, SfuError, UpConnection
@@ -69,6 +69,107 @@ class IceCandidate(Body):
     candidate: Annotated[str, Field(max_length=1024)] | None
     sdp_mid: Annotated[str, Field(max_length=32)] | None = None
     sdp_mline_index: Annotated[int, Field(ge=0, le=64)] | None = None
+
+
+class SfuHealthOut(Out):
+    status: Literal["ok", "stopped"]
+    rooms: int
+    peers: int
+
+
+class CodecOut(Out):
+    """One codec the SFU forwards, in mediasoup's RtpCodecCapability shape."""
+
+    kind: Literal["audio", "video"]
+    mimeType: str
+    clockRate: int
+    channels: int | None = may_be_absent()
+    rtcpFeedback: list[str] | None = may_be_absent()
+    parameters: dict[str, int | str] | None = may_be_absent()
+
+
+class HeaderExtensionOut(Out):
+    uri: str
+
+
+class RtpCapabilitiesOut(Out):
+    codecs: list[CodecOut]
+    headerExtensions: list[HeaderExtensionOut]
+
+
+class IceServerOut(Out):
+    """An RTCIceServer dictionary (TURN ones carry a short-lived credential)."""
+
+    urls: list[str]
+    username: str | None = may_be_absent()
+    credential: str | None = may_be_absent()
+
+
+class IceServersOut(Out):
+    ice_servers: list[IceServerOut]
+
+
+class TransportTrackOut(Out):
+    track_id: str
+    kind: str
+    codec: str
+
+
+class TransportOut(Out):
+    """A created transport: a send one carries the SDP answer and the tracks published,
+    a recv one the server's SDP offer (``connect`` answers it)."""
+
+    transport_id: str
+    direction: Literal["send", "recv"]
+    peer_id: str
+    stream_id: str
+    type: Literal["answer", "offer"]
+    sdp: str
+    tracks: list[TransportTrackOut] | None = may_be_absent()  # send only
+
+
+class RoomPeerOut(Out):
+    peer_id: str
+    user_id: str | None  # null: a peer no member stands for
+    display: str
+    role: str | None
+    via: str | None = may_be_absent()
+
+
+# A track's counters are the SFU's own (UpTrack.stats / DownTrack.stats), passed through
+# as they are: the SFU adds a counter without an API change.
+TrackCounters = dict[str, Any]
+
+
+class ConnectionOut(Out):
+    id: str
+    type: str
+    state: str
+    tracks: list[TrackCounters]
+    peer_id: str
+
+
+class ProducerOut(ConnectionOut):
+    """A publication (send transport) and its tracks' counters."""
+
+    label: str
+    unrouted: int
+    transport_cc: dict[str, int] | None
+
+
+class ConsumerOut(ConnectionOut):
+    """A subscription (recv transport) and its tracks' counters."""
+
+    stream: str
+
+
+class RoomStateOut(Out):
+    room: str
+    active_speaker: str | None
+    peers: list[RoomPeerOut]
+    streams: list[str]
+    producers: list[ProducerOut]
+    consumers: list[ConsumerOut]
 
 
 def _room_name(request: web.Request) -> str:
@@ -145,38 +246,36 @@ async def _leave_if_idle(member: Member) -> None:
 
 @routes.get(f"{PREFIX}/health")
 @public
-@endpoint()
+@endpoint(returns=SfuHealthOut, status=(200, 503))
 async def sfu_health(request: web.Request) -> web.Response:
     sfu = request.app[SFU_KEY]
-    return web.json_response(
-        {
-            "status": "ok" if sfu.started else "stopped",
-            "rooms": len(sfu.rooms),
-            "peers": sum(len(r.peers) for r in sfu.rooms.values()),
-        },
-        status=200 if sfu.started else 503,
+    health = SfuHealthOut(
+        status="ok" if sfu.started else "stopped",
+        rooms=len(sfu.rooms),
+        peers=sum(len(r.peers) for r in sfu.rooms.values()),
     )
+    return reply(health, 200 if sfu.started else 503)
 
 
 @routes.get(f"{PREFIX}/rtp-capabilities")
 @authenticated
-@endpoint()
-async def rtp_capabilities(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SFU_KEY].rtp_capabilities())
+@endpoint(returns=RtpCapabilitiesOut)
+async def rtp_capabilities(request: web.Request) -> RtpCapabilitiesOut:
+    return RtpCapabilitiesOut.model_validate(request.app[SFU_KEY].rtp_capabilities())
 
 
 @routes.get(f"{PREFIX}/ice-servers")
 @authenticated
-@endpoint()
-async def ice_servers(request: web.Request) -> web.Response:
+@endpoint(returns=IceServersOut)
+async def ice_servers(request: web.Request) -> IceServersOut:
     principal = principal_of(request)
     servers = request.app[SFU_KEY].ice_servers(str(principal.user_id))
-    return web.json_response({"ice_servers": servers})
+    return IceServersOut.model_validate({"ice_servers": servers})
 
 
 @routes.post(PREFIX + "/rooms/{room}/transports")
 @authenticated
-@endpoint(body=TransportCreate, status=201, errors=(403, 429, 503))
+@endpoint(body=TransportCreate, returns=TransportOut, status=201, errors=(403, 429, 503))
 async def create_transport(
     request: web.Request, read_body: ReadBody[TransportCreate]
 ) -> web.Response:
@@ -188,7 +287,7 @@ async def create_transport(
     else:
         stream_id = _required(body.stream_id, "stream_id", "recv")
     member = await _rest_member(request, principal, room_name)
-    result: dict[str, Any]
+    result: TransportOut
     try:
         quotas.check_connection(request.app, principal.user_id)
         if body.direction == "send":
@@ -199,35 +298,36 @@ async def create_transport(
             if not grant.may_publish:
                 raise forbidden("your room role may not publish")
             pub = await member.peer.publish(offer, label=body.label)
-            result = {
-                "transport_id": pub.id,
-                "direction": "send",
-                "peer_id": member.peer.id,
-                "stream_id": pub.id,
-                "type": "answer",
-                "sdp": pub.answer_sdp,
-                "tracks": [
-                    {"track_id": t.id, "kind": t.kind, "codec": t.mime_type} for t in pub.tracks
+            result = TransportOut(
+                transport_id=pub.id,
+                direction="send",
+                peer_id=member.peer.id,
+                stream_id=pub.id,
+                type="answer",
+                sdp=pub.answer_sdp,
+                tracks=[
+                    TransportTrackOut(track_id=t.id, kind=t.kind, codec=t.mime_type)
+                    for t in pub.tracks
                 ],
-            }
+            )
         else:
             sub = await member.peer.subscribe(stream_id)
-            result = {
-                "transport_id": sub.id,
-                "direction": "recv",
-                "peer_id": member.peer.id,
-                "stream_id": sub.stream_id,
-                "type": "offer",
-                "sdp": sub.offer_sdp,
-            }
+            result = TransportOut(
+                transport_id=sub.id,
+                direction="recv",
+                peer_id=member.peer.id,
+                stream_id=sub.stream_id,
+                type="offer",
+                sdp=sub.offer_sdp,
+            )
     except SfuError as exc:
         await _leave_if_idle(member)
         raise sfu_api_error(exc) from None
     except ApiError:
         await _leave_if_idle(member)
         raise
-    location = f"{PREFIX}/rooms/{room_name}/transports/{result['transport_id']}"
-    return web.json_response(result, status=201, headers={"Location": location})
+    location = f"{PREFIX}/rooms/{room_name}/transports/{result.transport_id}"
+    return reply(result, 201, headers={"Location": location})
 
 
 @routes.post(PREFIX + "/rooms/{room}/transports/{transport_id}/connect")
@@ -275,7 +375,7 @@ async def close_transport(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def room_state(room: Room, members: list[Member]) -> dict[str, Any]:
+def room_state(room: Room, members: list[Member]) -> RoomStateOut:
     """Peers, producers (publications), consumers (subscriptions) with their counters."""
     by_peer = {member.peer.id: member for member in members}
     peers: list[dict[str, Any]] = []
@@ -293,20 +393,22 @@ def room_state(room: Room, members: list[Member]) -> dict[str, Any]:
                 producers.append({**conn.stats(), "peer_id": peer.id})
             elif isinstance(conn, DownConnection):
                 consumers.append({**conn.stats(), "peer_id": peer.id})
-    return {
-        "room": room.name,
-        "active_speaker": room.speaker.current,
-        "peers": peers,
-        "streams": [s.id for s in room.streams()],
-        "producers": producers,
-        "consumers": consumers,
-    }
+    return RoomStateOut.model_validate(
+        {
+            "room": room.name,
+            "active_speaker": room.speaker.current,
+            "peers": peers,
+            "streams": [s.id for s in room.streams()],
+            "producers": producers,
+            "consumers": consumers,
+        }
+    )
 
 
 @routes.get(PREFIX + "/rooms/{room}")
 @authenticated
-@endpoint(errors=(400, 403, 404))
-async def get_room(request: web.Request) -> web.Response:
+@endpoint(returns=RoomStateOut, errors=(400, 403, 404))
+async def get_room(request: web.Request) -> RoomStateOut:
     principal = principal_of(request)
     room_name = _room_name(request)
     members = request.app[MEMBERS]
@@ -316,4 +418,4 @@ async def get_room(request: web.Request) -> web.Response:
     room = request.app[SFU_KEY].get_room(room_name)
     if room is None or room.closed:
         raise not_found(f"no room {room_name!r}")
-    return web.json_response(room_state(room, members.in_room(room_name)))
+    return room_state(room, members.in_room(room_name))

@@ -148,7 +148,7 @@ async def whep_patch(request: web.Request) -> web.Response:
 @routes.delete(WHEP_PREFIX + "/{room}/sessions/{resource}")
 @authenticated
 @with_cors
-@endpoint(errors=(400, 403, 404))
+@endpoint(media=None, errors=(400, 403, 404))  # 200, no body (WHIP/WHEP)
 async def whep_delete(request: web.Request) -> web.Response:
     member = own_session(request, "whep")
     await member.peer.leave("whep session deleted")

@@ -267,7 +267,7 @@ async def whip_patch(request: web.Request) -> web.Response:
 @routes.delete(WHIP_PREFIX + "/{room}/{resource}")
 @authenticated
 @with_cors
-@endpoint(errors=(400, 403, 404))
+@endpoint(media=None, errors=(400, 403, 404))  # 200, no body (WHIP/WHEP)
 async def whip_delete(request: web.Request) -> web.Response:
     member = own_session(request, "whip")
     await member.peer.leave("whip session deleted")

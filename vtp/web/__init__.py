@@ -30,7 +30,6 @@ import jinja2
 from aiohttp import web
 
 from vtp.appkeys import CONFIG
-from vtp.config import Config
 from vtp.web import headers, live, live_relayed, pages
 from vtp.web.class_events import class_events_ctx
 from vtp.web.participation import participation_ctx
@@ -56,7 +55,7 @@ def setup(app: web.Application) -> None:
     live_relayed.setup(app)  # (with VTP_CLUSTER only: vtp.channel.relay)
 
 
-def asset_routes(config: Config) -> list[web.AbstractRouteDef]:
+def asset_routes() -> list[web.AbstractRouteDef]:
     """``/static/app/``: the browser client's own assets."""
     routes: list[web.AbstractRouteDef] = []
     if (STATIC / "app").is_dir():

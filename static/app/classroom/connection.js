@@ -310,18 +310,30 @@ function onLive(type, data) {
   }
 }
 
+/**
+ * Asks for a join ticket, kept in state.ticket. Resolves false for a user removed from the
+ * class (shown so at once, no ticket); other refusals reject, for the caller to tell.
+ * @returns {Promise<boolean>}
+ */
+export async function requestTicket() {
+  try {
+    state.ticket = await api(`/api/v1/sessions/${sessionId}/join`, { method: "POST" });
+  } catch (e) {
+    if (e.code !== "removed") throw e;
+    removed(describeError(e));
+    return false;
+  }
+  return true;
+}
+
 export async function join() {
   const button = $("[data-join]");
   const error = $("[data-join-error]");
   button.disabled = true;
   error.hidden = true;
   try {
-    state.ticket = await api(`/api/v1/sessions/${sessionId}/join`, { method: "POST" });
+    if (!(await requestTicket())) return;
   } catch (e) {
-    if (e.code === "removed") {
-      removed(describeError(e));
-      return;
-    }
     error.textContent = describeError(e);
     error.hidden = false;
     button.disabled = false;
