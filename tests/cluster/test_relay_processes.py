@@ -22,8 +22,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from cluster.test_cluster_processes import Process, _env, _free_port, _health
-from cluster.test_live_relay import _live_session, _open
-from helpers import Accounts
+from cluster.test_live_relay import _open
+from helpers import Accounts, class_session
 from sfu_api.ws_peers import BLUE, Viewer, WsClient, assert_frames_show, connect, publish
 
 pytestmark = pytest.mark.slow
@@ -246,7 +246,7 @@ async def test_a_live_channel_through_node_b_and_node_b_killed(
     accounts = Accounts(a.http, database_url)
     teacher = await accounts.with_role("teacher")
     student = await accounts.with_role("student")
-    session = await _live_session(a.http, teacher, [student])  # (placed on A)
+    session = await class_session(a.http, teacher, [student])  # (placed on A)
     on_a = await _open(a.http, session["id"], teacher)
     await on_a.next("ready")
     via_b = await _open(b.http, session["id"], student)

@@ -10,9 +10,10 @@ import uuid
 from typing import Any
 
 import pytest
+from helpers import class_session
 from rawws import RawWebSocket
 
-from tests.web.test_live_channel import Channel, _open, _session
+from tests.web.test_live_channel import Channel, _open
 from vtp.config import Config
 from vtp.limits.leases import Leases
 from vtp.web.live import LIVE_ROOMS
@@ -41,7 +42,7 @@ async def test_a_flood_closes_the_flooders_socket_only(client: Any, accounts: An
     teacher = await accounts.with_role("teacher")
     honest = [await accounts.with_role("student") for _ in range(2)]
     flooder = await accounts.with_role("student")
-    session = await _session(client, teacher, [*honest, flooder])
+    session = await class_session(client, teacher, [*honest, flooder])
     sid = session["id"]
     receivers = [await _open(client, sid, who) for who in (teacher, *honest)]
     for channel in receivers:
@@ -78,7 +79,7 @@ async def test_a_slow_reader_gets_coalesced_state(
     teacher = await accounts.with_role("teacher")
     slow_user = await accounts.with_role("student")
     busy = await accounts.with_role("student")
-    session = await _session(client, teacher, [slow_user, busy])
+    session = await class_session(client, teacher, [slow_user, busy])
     sid = session["id"]
     t = await _open(client, sid, teacher)
     await t.next("ready")
@@ -120,7 +121,7 @@ async def test_websockets_per_user_are_capped(
     accounts.client = client
     teacher = await accounts.with_role("teacher")
     student = await accounts.with_role("student")
-    session = await _session(client, teacher, [student])
+    session = await class_session(client, teacher, [student])
     sid = session["id"]
     auth = {"Authorization": f"Bearer {student['access_token']}"}
     live = [await _open(client, sid, student) for _ in range(2)]
@@ -200,7 +201,7 @@ async def test_chat_messages_per_user_are_limited(
     accounts.client = client
     teacher = await accounts.with_role("teacher")
     student = await accounts.with_role("student")
-    session = await _session(client, teacher, [student])
+    session = await class_session(client, teacher, [student])
     auth = {"Authorization": f"Bearer {student['access_token']}"}
     path = f"/api/v1/sessions/{session['id']}/chat"
     statuses = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import assert_error, bearer
+from helpers import assert_error, bearer, class_session, ok
 from sfu_api.ws_peers import (
     BLUE,
     config,  # noqa: F401  (loopback ICE for the app under test)
@@ -21,7 +21,7 @@ from sfu_api.ws_peers import (
     publisher_offer,
     subscribe,
 )
-from web.test_live_channel import _ok, _open, _session
+from web.test_live_channel import _open
 
 pytestmark = pytest.mark.asyncio
 
@@ -57,11 +57,11 @@ async def _flowing(count: Callable[[], int], more: int = 10) -> None:
 async def test_mute_stops_forwarding_until_an_allowed_unmute(client: Any, accounts: Any) -> None:
     teacher = await accounts.with_role("teacher")
     ada = await accounts.with_role("student")
-    session = await _session(client, teacher, [ada])
+    session = await class_session(client, teacher, [ada])
     sid = session["id"]
     may_publish = {"students_may_publish": True}
-    await _ok(client, "PATCH", f"/api/v1/sessions/{sid}", teacher, json=may_publish)
-    room = (await _ok(client, "POST", f"/api/v1/sessions/{sid}/join", ada))["room_name"]
+    await ok(client, "PATCH", f"/api/v1/sessions/{sid}", teacher, json=may_publish)
+    room = (await ok(client, "POST", f"/api/v1/sessions/{sid}/join", ada))["room_name"]
     t = await _open(client, sid, teacher)
     await t.next("ready")
     a = await _open(client, sid, ada)
@@ -160,11 +160,11 @@ async def test_removed_sfu_only_student_is_refused_everywhere(
 ) -> None:
     teacher = await accounts.with_role("teacher")
     ben = await accounts.with_role("student")
-    session = await _session(client, teacher, [ben])
+    session = await class_session(client, teacher, [ben])
     sid = session["id"]
     ben_auth = bearer(ben["access_token"])
-    room = (await _ok(client, "POST", f"/api/v1/sessions/{sid}/join", ben))["room_name"]
-    said = await _ok(client, "POST", f"/api/v1/sessions/{sid}/chat", ben, json={"body": "hi"})
+    room = (await ok(client, "POST", f"/api/v1/sessions/{sid}/join", ben))["room_name"]
+    said = await ok(client, "POST", f"/api/v1/sessions/{sid}/chat", ben, json={"body": "hi"})
     t = await _open(client, sid, teacher)
     await t.next("ready")
     # Ben enters the SFU room only (no classroom channel) and watches the teacher.
@@ -179,7 +179,7 @@ async def test_removed_sfu_only_student_is_refused_everywhere(
     joined = await t.next("participant-joined")
     assert joined["participant"]["user_id"] == ben["user"]["id"]
     assert joined["participant"]["channel"] is False
-    lines = await _ok(client, "GET", f"/api/v1/sessions/{sid}/attendance", teacher)
+    lines = await ok(client, "GET", f"/api/v1/sessions/{sid}/attendance", teacher)
     ben_line = next(x for x in lines["items"] if x["user_id"] == ben["user"]["id"])
     assert ben_line["joins"] == 1 and ben_line["present_now"] is True
 
@@ -216,7 +216,7 @@ async def test_removed_sfu_only_student_is_refused_everywhere(
     again = await _open(client, sid, ben)
     assert (await again.next("error"))["error"]["code"] == "removed"
     # Others are not affected: the teacher still chats.
-    await _ok(client, "POST", f"/api/v1/sessions/{sid}/chat", teacher, json={"body": "on we go"})
+    await ok(client, "POST", f"/api/v1/sessions/{sid}/chat", teacher, json={"body": "on we go"})
 
     # His attendance row was closed when his peer left.
     async def ben_rows() -> list[asyncpg.Record]:
