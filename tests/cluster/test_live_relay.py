@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+from aiohttp import WSMsgType
 from helpers import Accounts, class_session, ok
 from two_nodes import die, two_nodes, until
 
@@ -42,10 +43,14 @@ class Live:
                 return result
 
     async def closed(self, within: float = 10) -> int:
-        """The close code, once the server closed the socket (messages before skipped)."""
+        """The code of the server's close frame (messages before skipped). Not the
+        client's own close_code: that says 1006 when the server lets go of the connection
+        before the client's reply to its close frame went out."""
         deadline = time.monotonic() + within
         while not self.ws.closed:
-            await self.ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+            msg = await self.ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+            if msg.type == WSMsgType.CLOSE:
+                return int(msg.data)
         return int(self.ws.close_code)
 
 
