@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -24,8 +25,9 @@ MAX_CONNECTIONS = 64
 
 
 class Peer:
-    def __init__(self, room: Room, peer_id: str, display: str) -> None:
+    def __init__(self, room: Room, peer_id: str, display: str, *, relay: bool = False) -> None:
         self.room = room
+        self.relay = relay  # another node's end of a cascade (Room.join)
         self.id = peer_id
         self.display = display
         self.connections: dict[str, Connection] = {}
@@ -42,9 +44,22 @@ class Peer:
 
     async def publish(self, offer_sdp: str, label: str = "") -> UpConnection:
         """Answer a publish offer. The returned publication's ``answer_sdp`` goes back to
-        the client; its tracks are announced (StreamAdded/TrackAdded) once connected."""
+        the client; its tracks are announced (StreamAdded/TrackAdded) once connected.
+
+        A relay peer's offer is another node's subscription (a cascade's origin offers
+        what it forwards): its publication is a full ICE agent on a port of its own,
+        since the origin's side may be ICE-lite (one shared port) and two lite agents
+        never pair. In a room relayed from another node only relay peers publish."""
         self._check_open()
-        conn = UpConnection(self, self.room.settings, label=label)
+        settings = self.room.settings
+        if self.relay:
+            settings = dataclasses.replace(settings, udp_port=None)
+        elif self.room.origin is not None:
+            raise SfuError(
+                "bad-state",
+                f"this room is relayed from node {self.room.origin}: publish there",
+            )
+        conn = UpConnection(self, settings, label=label)
         self.connections[conn.id] = conn
         await conn.start(offer_sdp)  # closes itself and raises SfuError on bad input
         for track in conn.tracks:  # (no packet can have arrived: the client has no answer)
@@ -217,6 +232,7 @@ class Peer:
         return {
             "id": self.id,
             "display": self.display,
+            "relay": self.relay,
             "muted": sorted(self.muted),
             "connections": [c.stats() for c in self.connections.values() if hasattr(c, "stats")],
         }

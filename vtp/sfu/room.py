@@ -55,10 +55,15 @@ class Room:
         self.closed = False
         self._last_allocation = 0.0
         self._needed: dict[str, tuple[str, ...]] = {}  # track id -> rids (LayersNeeded)
+        # the node this room's publications are relayed from (a cascade's edge: only its
+        # relay peers publish here), None where the room itself lives
+        self.origin: str | None = None
 
     # --- membership ----------------------------------------------------------------------
 
-    def join(self, peer_id: str | None = None, display: str = "") -> Peer:
+    def join(self, peer_id: str | None = None, display: str = "", *, relay: bool = False) -> Peer:
+        """A new peer. ``relay``: another node's end of a cascade (on the origin it
+        subscribes for that node; on an edge it publishes what the origin sends)."""
         if self.closed:
             raise SfuError("bad-state", "room is closed")
         peer_id = peer_id or uuid.uuid4().hex[:12]
@@ -66,7 +71,7 @@ class Room:
             raise SfuError("bad-request", "invalid peer id")
         if peer_id in self.peers:
             raise SfuError("exists", f"peer {peer_id!r} is already in the room")
-        peer = Peer(self, peer_id, display)
+        peer = Peer(self, peer_id, display, relay=relay)
         self.peers[peer_id] = peer
         self.empty_since = None
         self.emit(events.PeerJoined(self.name, peer_id, display))
