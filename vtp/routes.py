@@ -23,7 +23,7 @@ from vtp.api import (
     webhooks,
 )
 from vtp.config import Config
-from vtp.signalling import rest, websocket, whep, whip
+from vtp.signalling import cascade, rest, websocket, whep, whip
 from vtp.web import asset_routes, live, pages
 
 
@@ -46,6 +46,7 @@ def route_tables(config: Config) -> list[Iterable[web.AbstractRouteDef]]:
         live.routes,  # the classroom live channel
         metrics.routes,
         nodes.routes,  # the cluster's nodes and where rooms live (admins)
+        cascade.routes,  # node to node: an edge's relay signalling, on a room's node
     ]
 
 

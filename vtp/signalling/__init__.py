@@ -6,7 +6,9 @@
 * :mod:`.whip` and :mod:`.whep` - WHIP ingest and WHEP egress;
 * :mod:`.access` - who may enter which room, as what (the one place it is decided);
   :mod:`.rights` - grants followed after join; :mod:`.quotas` - per-user caps;
-* :mod:`.members` - which user is behind each SFU peer, and whom the server mutes.
+* :mod:`.members` - which user is behind each SFU peer, and whom the server mutes;
+* :mod:`.placement` - which node serves a room; :mod:`.cascade` - a room's subscribers
+  served by another node from streams the room's node relays to it.
 
 Everything here calls into the SFU's Python API; the SFU never calls back into this
 package except through its event listeners (import-linter contracts in pyproject.toml).

@@ -10,7 +10,9 @@ the room's node; until then clients are redirected).
 * HTTP (REST transports, WHIP, WHEP): ``307 Temporary Redirect`` with ``Location`` the same
   request on the room's node, and the JSON error ``room_elsewhere``;
 * the signalling WebSocket: an ``error`` message ``room_elsewhere`` whose ``details`` hold
-  ``node_id``, ``node_url`` and ``url`` (the signalling WebSocket on that node).
+  ``node_id``, ``node_url`` and ``url`` (the signalling WebSocket on that node) - unless
+  the room's node is loaded past ``VTP_CASCADE_PEERS``: then the newcomer is served here,
+  through a cascade from that node (:func:`cascade_here`, :mod:`vtp.signalling.cascade`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from vtp.api.errors import ApiError
 from vtp.appkeys import CONFIG, NODES, PLACEMENT
 from vtp.cluster.nodes import NodeInfo
 from vtp.cluster.placement import NoLiveNode
+from vtp.signalling.cascade import EDGE_ROOMS
 
 
 class RoomElsewhere(ApiError):
@@ -50,16 +53,31 @@ async def place_room(app: web.Application, room: str) -> NodeInfo | None:
     return None if node.id == app[NODES].id else node
 
 
-async def ensure_here(app: web.Application, room: str, path: str, *, place: bool = True) -> None:
+async def ensure_here(
+    app: web.Application, room: str, path: str, *, place: bool = True, cascade: bool = False
+) -> None:
     """Return if ``room`` is served by this node; else raise :class:`RoomElsewhere`
     naming the node (``path``: the same request there). ``place=False``: only a room
-    placed on a live node elsewhere is elsewhere (a request that must not open it)."""
+    placed on a live node elsewhere is elsewhere (a request that must not open it).
+    ``cascade``: the caller may be served here through a cascade (:func:`cascade_here`)."""
     if place:
         node = await place_room(app, room)
     else:
         node = await _owner_elsewhere(app, room)
-    if node is not None:
+    if node is not None and not (cascade and cascade_here(app, room, node)):
         raise RoomElsewhere(room, node, path)
+
+
+def cascade_here(app: web.Application, room: str, origin: NodeInfo) -> bool:
+    """Serve a newcomer to ``room``, which ``origin`` holds, on this node through a
+    cascade (:mod:`vtp.signalling.cascade`)? Yes once the origin has
+    ``VTP_CASCADE_PEERS`` peers (as of its last heartbeat); the relay is then started
+    (or already runs) before the caller joins this node's copy of the room."""
+    threshold = app[CONFIG].cascade_peers
+    edges = app.get(EDGE_ROOMS)
+    if threshold <= 0 or edges is None or origin.peers < threshold:
+        return False
+    return edges.serve(room, origin)
 
 
 async def _owner_elsewhere(app: web.Application, room: str) -> NodeInfo | None:
