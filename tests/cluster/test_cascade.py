@@ -239,3 +239,52 @@ async def test_students_on_b_decode_the_teacher_on_a_through_a_cascade(
             for item in closing:
                 await item.close()
             redis.close()
+
+
+async def test_the_cascade_ends_when_the_origin_dies(
+    nodes: tuple[Node, Node], redis_url: str, loopback_clients: None
+) -> None:
+    a, b = nodes
+    redis = Redis.from_url(redis_url)
+    closing: list[Any] = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            teacher = await _ws(http, a, await _user(http, a, "teacher"))
+            closing.append(teacher)
+            await teacher.request("join", "joined", room="seminar")
+            pc, _ = await publish(teacher, BLUE)
+            closing.append(pc)
+
+            async def a_loaded() -> bool:
+                return _peers_of(redis, "node-a") >= 1
+
+            await _poll(a_loaded, 10, "A's load in the registry")
+            student = await _ws(http, b, await _user(http, b, "student"))
+            closing.append(student)
+            await student.request("join", "joined", room="seminar")
+            added = await student.wait("stream-added", within=20)
+            viewer, _ = await subscribe(student, added["stream_id"])
+            closing.append(viewer)
+            await viewer.wait_frames(10, within=20)
+            # publishing on the edge is refused: the class's node is A
+            await student.send(type="publish", sdp="v=0", request_id="p")
+            refused = await student.wait("error", request_id="p")
+            assert refused["error"]["code"] == "bad_state", refused
+
+            a.proc.kill()  # no goodbye: B finds out by itself
+            await student.wait("stream-removed", within=15)
+
+            async def relay_gone() -> bool:  # B's relay peer left; the student stays
+                return (
+                    await _metric(http, b, "vtp_sfu_peers") == 1
+                    and await _metric(http, b, "vtp_sfu_publications") == 0
+                )
+
+            await _poll(relay_gone, 10, "B's relay ended")
+        except BaseException:
+            print("--- A ---\n" + a.tail() + "\n--- B ---\n" + b.tail())
+            raise
+        finally:
+            for item in closing:
+                await item.close()
+            redis.close()

@@ -14,7 +14,8 @@ import pytest
 from tests.sfu.clients import Publisher, Subscriber, wait_until
 from tests.sfu.test_forwarding import good_frames
 from vtp.config import load_config
-from vtp.sfu import Sfu, SfuError
+from vtp.sfu import Sfu, SfuError, UpConnection
+from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.uptrack import KEYFRAME_INTERVAL_S, UpTrack
 
 
@@ -54,6 +55,29 @@ def settled(track: UpTrack) -> bool:
     return not track._kf_pending and time.monotonic() - track._last_pli > KEYFRAME_INTERVAL_S
 
 
+def drop_every(up: UpConnection, ssrc: int | None, nth: int) -> None:
+    """Lose every ``nth`` RTP packet of ``ssrc`` on its way into ``up`` (the relay's
+    full-ICE side: aioice hands datagrams to its connection's data_received)."""
+    connection = hooks.dtls_transports(up.pc)[0].transport._connection
+    deliver = connection.data_received
+    seen = [0]
+
+    def data_received(data: bytes, component: int) -> None:
+        rtp = len(data) >= 12 and 128 <= data[0] < 192 and not 192 <= data[1] <= 223
+        if rtp and int.from_bytes(data[8:12], "big") == ssrc:
+            seen[0] += 1
+            if seen[0] % nth == 0:
+                return
+        deliver(data, component)
+
+    connection.data_received = data_received
+
+
+async def sub_frames(sub: Subscriber, pub: Publisher, more: int) -> None:
+    target = len(good_frames(sub, pub)) + more
+    await wait_until(lambda: len(good_frames(sub, pub)) >= target, 15)
+
+
 def _plis_to_publishers(sfu: Sfu) -> int:
     return sfu.totals().get("up_plis_sent", 0)
 
@@ -83,18 +107,33 @@ async def test_an_edge_forwards_what_the_origin_relays(origin: Sfu, edge: Sfu) -
             await room_b.join("student-x").publish(await Publisher(1).offer())
         assert refused.value.code == "bad-state"
 
+        views = []
         for i in range(2):
             sub = Subscriber()
             subs.append(sub)
-            await sub.subscribe(room_b.join(f"student{i}"), up_b.id)
+            peer = room_b.join(f"student{i}")
+            views.append((peer, await sub.subscribe(peer, up_b.id)))
         await wait_until(lambda: all(len(good_frames(s, pub)) >= 20 for s in subs), 20)
         assert all(s.received["audio"].audio_frames > 10 for s in subs)
+
+        # what the edge asks the origin for: its subscribers' views merged
+        video_b = next(t for t in up_b.tracks if t.kind == "video")
+        assert room_b.view_needed(up_b.id, video_b.id) == (0, 0, True)
+        (p0, s0), (p1, s1) = views
+        p0.set_preferences(s0, video_b.id, 320, 180)
+        p1.set_preferences(s1, video_b.id, 640, 360)
+        assert room_b.view_needed(up_b.id, video_b.id) == (640, 360, True)
+        p1.set_preferences(s1, video_b.id, visible=False)
+        assert room_b.view_needed(up_b.id, video_b.id) == (320, 180, True)
+        p0.set_preferences(s0, video_b.id, visible=False)
+        assert room_b.view_needed(up_b.id, video_b.id) == (0, 0, False)
+        for peer, sub_id in views:
+            peer.set_preferences(sub_id, video_b.id)
         # one copy crosses the relay: the origin forwards to one subscription
         assert len([c for c in relay_a.connections.values()]) == 1
 
         # a keyframe request of an edge subscriber reaches the origin's publisher (each
         # time: once the previous request is served and the once-a-second limit allows)
-        video_b = next(t for t in up_b.tracks if t.kind == "video")
         origin_up = room_a.publication(stream_id)
         assert origin_up is not None
         video_a = next(t for t in origin_up.tracks if t.kind == "video")
@@ -104,6 +143,15 @@ async def test_an_edge_forwards_what_the_origin_relays(origin: Sfu, edge: Sfu) -
             for sub in subs:
                 await ask_keyframe(sub)
             await wait_until(functools.partial(plis_above, origin, before), 5)
+
+        # packets lost on the relay: the edge asks the origin, which resends from its
+        # cache; the edge's subscribers go on decoding
+        relay_down = next(d for d in sub_a.tracks if d.kind == "video")
+        drop_every(up_b, video_b.ssrc, 25)
+        await wait_until(lambda: relay_down.retransmitted >= 3 and video_b.nacks_sent >= 3, 10)
+        for sub in subs:
+            await sub_frames(sub, pub, 20)
+        assert relay_down.nacks_received >= 3
 
         # the origin's stream ends: the edge's relayed stream ends with it
         await pub.close()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vtp.sfu import allocation, events
+from vtp.sfu.downconnection import DownConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.peer import Peer
@@ -143,6 +144,28 @@ class Room:
                 if track.id == track_id:
                     return track
         return None
+
+    def view_needed(self, stream_id: str, track_id: str) -> tuple[int, int, bool] | None:
+        """How the subscribers of a video show it, merged (what a cascade's edge asks
+        its origin for, so that the layer relayed covers them all): the largest rendered
+        size (0: no limit), and whether any shows it at all; None while it has no
+        subscriber (nothing to say yet)."""
+        downs = [
+            down
+            for peer in self.peers.values()
+            for conn in peer.connections.values()
+            if isinstance(conn, DownConnection) and conn.stream_id == stream_id
+            for down in conn.tracks
+            if down.track.id == track_id and not down.closed
+        ]
+        if not downs:
+            return None
+        shown = [d for d in downs if d.visible]
+        if not shown:
+            return (0, 0, False)
+        width = 0 if any(d.max_width == 0 for d in shown) else max(d.max_width for d in shown)
+        height = 0 if any(d.max_height == 0 for d in shown) else max(d.max_height for d in shown)
+        return (width, height, True)
 
     def add_tap(self, track_id: str, callback: TapCallback) -> Tap:
         """Receive every packet of a live track in-process (recorder)."""

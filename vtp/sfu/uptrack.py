@@ -830,21 +830,6 @@ class UpTrack:
         )
         return max(MIN_BITRATE, min(MAX_BITRATE, int(total * 1.2)))
 
-    def view_needed(self) -> tuple[int, int, bool] | None:
-        """How this track's subscribers show it, merged (what a cascade's edge asks its
-        origin for, so that the origin's layer choice covers them all): the largest
-        rendered size (0: no limit), and whether any shows it at all; None while no
-        subscriber receives it (nothing to say yet)."""
-        downs = {d for layer in self.primary.layers for d in [*layer.downs, *layer._switching]}
-        if not downs:
-            return None
-        shown = [d for d in downs if d.visible]
-        if not shown:
-            return (0, 0, False)
-        width = 0 if any(d.max_width == 0 for d in shown) else max(d.max_width for d in shown)
-        height = 0 if any(d.max_height == 0 for d in shown) else max(d.max_height for d in shown)
-        return (width, height, True)
-
     def needed_layers(self) -> tuple[str, ...]:
         """Dynacast (on the primary): rids of the layers some subscriber is forwarded,
         waits for or switches to (both ends of a switch), lowest first; the lowest too

@@ -286,7 +286,7 @@ class EdgeRoom:
                         break
                 else:
                     await self._sync(room, listing.streams)
-                    await self._send_views()
+                    await self._send_views(room)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), SYNC_S)
                     break
@@ -333,14 +333,14 @@ class EdgeRoom:
             await up.close("relay refused")
             raise
 
-    async def _send_views(self) -> None:
+    async def _send_views(self, room: Room) -> None:
         """Merged layer needs: the origin's choice of simulcast layer for the relay
         covers the largest view of the edge's subscribers."""
         for relay in list(self.relays.values()):
             for track in relay.up.tracks:
                 if track.kind != "video":
                     continue
-                view = track.view_needed()
+                view = room.view_needed(relay.up.id, track.id)
                 origin_track = next((t.id for t in relay.stream.tracks if t.kind == "video"), None)
                 if view is None or origin_track is None or relay.views.get(origin_track) == view:
                     continue
