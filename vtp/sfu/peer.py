@@ -47,19 +47,15 @@ class Peer:
         the client; its tracks are announced (StreamAdded/TrackAdded) once connected.
 
         A relay peer's offer is another node's subscription (a cascade's origin offers
-        what it forwards): its publication is a full ICE agent on a port of its own,
-        since the origin's side may be ICE-lite (one shared port) and two lite agents
-        never pair. In a room relayed from another node only relay peers publish."""
+        what it forwards, see :meth:`subscribe`). In a room relayed from another node
+        only relay peers publish."""
         self._check_open()
-        settings = self.room.settings
-        if self.relay:
-            settings = dataclasses.replace(settings, udp_port=None)
-        elif self.room.origin is not None:
+        if self.room.origin is not None and not self.relay:
             raise SfuError(
                 "bad-state",
                 f"this room is relayed from node {self.room.origin}: publish there",
             )
-        conn = UpConnection(self, settings, label=label)
+        conn = UpConnection(self, self.room.settings, label=label)
         self.connections[conn.id] = conn
         await conn.start(offer_sdp)  # closes itself and raises SfuError on bad input
         for track in conn.tracks:  # (no packet can have arrived: the client has no answer)
@@ -72,12 +68,19 @@ class Peer:
 
         Without ``offer_sdp`` the server offers: send ``offer_sdp`` to the client and
         pass its answer to :meth:`answer`. With the client's (recvonly) offer - WHEP -
-        the server answers at once: ``answer_sdp`` goes back to the client."""
+        the server answers at once: ``answer_sdp`` goes back to the client.
+
+        A relay peer's subscription (a cascade's origin end) is a full ICE agent on a
+        port of its own: the edge that answers it serves its relay publication on its
+        usual port, which may be ICE-lite, and two lite agents never pair."""
         self._check_open()
         up = self.room.publication(stream_id)
         if up is None:
             raise SfuError("not-found", f"no stream {stream_id!r}")
-        conn = DownConnection(self, self.room.settings, up)
+        settings = self.room.settings
+        if self.relay:
+            settings = dataclasses.replace(settings, udp_port=None)
+        conn = DownConnection(self, settings, up)
         self.connections[conn.id] = conn
         if offer_sdp is not None:
             await conn.start_answer(offer_sdp)  # closes itself, raises SfuError

@@ -245,7 +245,12 @@ class EdgeRoom:
         async with self.edges.http.post(url, json=body, headers=headers) as resp:
             if resp.status == 204:
                 return None
-            payload = await resp.json(content_type=None)
+            try:
+                payload = await resp.json(content_type=None)
+            except ValueError:
+                payload = None
+            if not isinstance(payload, dict):
+                raise SfuError("internal", f"origin {self.origin.id}: answered {resp.status}")
             if resp.status in (401, 403) or (
                 resp.status == 404 and payload.get("error", {}).get("code") == "no_room"
             ):
@@ -275,18 +280,17 @@ class EdgeRoom:
                     break
                 try:
                     listing = StreamsOut.model_validate(await self._call("streams", {}))
+                    await self._sync(room, listing.streams)
+                    await self._send_views(room)
                     failures = 0
                 except OriginGone:
                     log.info("cascade %s: origin %s dropped the room", self.name, self.origin.id)
                     break
-                except (aiohttp.ClientError, TimeoutError, ValueError, SfuError) as exc:
+                except Exception as exc:  # unreachable, slow or odd: a few times is enough
                     failures += 1
                     log.warning("cascade %s: origin %s: %r", self.name, self.origin.id, exc)
                     if failures >= MAX_FAILURES:
                         break
-                else:
-                    await self._sync(room, listing.streams)
-                    await self._send_views(room)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), SYNC_S)
                     break
