@@ -6,7 +6,8 @@ cascade_here` decides) instead of being redirected. The relay between the two is
 peer connection made of the SFU's own objects, one per stream:
 
 * on the origin, the edge is one more subscriber: a relay peer ``cascade-<edge id>``
-  whose subscription to the stream offers it (sendonly), as it would to a client;
+  whose subscription to the stream offers it (sendonly), as it would to a client (but
+  as a full ICE agent on a port of its own: both nodes may serve on ICE-lite ports);
 * on the edge, that offer is what a publisher sends: a relay peer (named as the origin's
   publisher) publishes it into the edge's room of the same name (marked relayed:
   ``Room.origin``), and its answer goes back to the origin's subscription.
