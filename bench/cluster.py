@@ -299,11 +299,13 @@ def node_process(pipe: Any, name: str) -> None:
         state: dict[str, Any] = {"stream": None, "n": 0}
 
         def relay_ended(event: Any) -> None:  # (a relay closing ends a setup's meaning)
-            peer = room.peers.get(getattr(event, "peer_id", ""))
-            if isinstance(event, events.SubscriptionClosed) and (peer is None or peer.relay):
+            if isinstance(event, events.SubscriptionClosed) and event.peer_id.startswith(
+                "cascade-"
+            ):
                 print(f"{name}: relay subscription closed: {event.reason}", file=sys.stderr)
             elif isinstance(event, events.StreamRemoved) and room.origin is not None:
                 print(f"{name}: relayed stream ended", file=sys.stderr)
+            # (teardown closes everything: the driver reads these during a setup only)
 
         sfu.add_listener(relay_ended)
 
