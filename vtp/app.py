@@ -51,6 +51,7 @@ from vtp.mail import mailer_ctx
 from vtp.private_files import private_dir
 from vtp.recorder import Recorder
 from vtp.sfu import Sfu, events
+from vtp.signalling.cascade import edge_rooms_ctx
 from vtp.web import setup as setup_web
 
 log = logging.getLogger(__name__)
@@ -258,5 +259,6 @@ def create_app(config: Config) -> web.Application:
     https.setup(app)  # HSTS and the HTTP->HTTPS redirect listener, when TLS is on
     app.cleanup_ctx.append(cluster_ctx)  # a stopping node leaves the registry first
     app.cleanup_ctx.append(relay_ctx)  # channels relayed between nodes (in the cluster)
+    app.cleanup_ctx.append(edge_rooms_ctx)  # cascades this node serves (ended first)
     _check_access_rules(app)
     return app

@@ -239,6 +239,10 @@ class Config(BaseSettings):
     # the registry (which the Content-Security-Policy allows by itself): e.g. nodes that
     # join later behind a wildcard, "https://*.vtp.example". Comma-separated.
     cluster_origins: StrList = Field(default_factory=list)
+    # Cascade: once a room's node has this many peers (as of its last heartbeat), a
+    # subscriber arriving at another node is served there, from one copy of each stream
+    # the room's node relays to it, instead of being sent to the room's node. 0: never.
+    cascade_peers: int = Field(default=0, ge=0)
 
     @field_validator(
         "ice_addresses",

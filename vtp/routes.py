@@ -22,7 +22,7 @@ from vtp.api import (
     users,
     webhooks,
 )
-from vtp.signalling import rest, websocket, whep, whip
+from vtp.signalling import cascade, rest, websocket, whep, whip
 from vtp.web import asset_routes, live, pages
 
 
@@ -45,6 +45,7 @@ def route_tables() -> list[Iterable[web.AbstractRouteDef]]:
         live.routes,  # the classroom live channel
         metrics.routes,
         nodes.routes,  # the cluster's nodes and where rooms live (admins)
+        cascade.routes,  # node to node: an edge's relay signalling, on a room's node
     ]
 
 

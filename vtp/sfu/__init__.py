@@ -50,6 +50,18 @@ Python API (everything runs on the aiohttp event loop; nothing here is thread-sa
     sfu.stats() -> dict                    # every room's stats (JSON-serialisable)
 
     peer = room.join(peer_id=None, display="") -> Peer  # SfuError("exists") if taken
+    peer = room.join(peer_id, display, relay=True)  # a cascade's relay peer (another
+                                           # node's end): on the origin it subscribes
+                                           # for that node; on an edge it publishes the
+                                           # origin's subscription offer (a full ICE
+                                           # agent on a port of its own: the origin may
+                                           # be ICE-lite, and two lite agents never pair)
+    room.origin = "node-a"                 # this room is relayed from that node: only
+                                           # relay peers publish (others: "bad-state")
+    room.view_needed(stream_id, track_id) -> (max_width, max_height, visible) | None
+                                           # a video's subscribers' views merged (what an
+                                           # edge asks its origin for, vtp.signalling.
+                                           # cascade); None: no subscriber
     room.peers -> dict[str, Peer]
     room.streams() -> list[StreamInfo]     # live publications, for late joiners:
                                            # StreamInfo(id, peer_id, label,

@@ -364,15 +364,20 @@ def stamp_arrivals(dtls: RTCDtlsTransport, receive_times: ReceiveTimes) -> None:
 # --- ICE gathering ------------------------------------------------------------------------
 
 
+RECEIVE_BUFFER = 262144  # a peer connection's own socket (one stream or one subscriber)
+
+
 def configure_gathering(
     dtls: RTCDtlsTransport,
     addresses: Sequence[str],
     announce: str | None,
     port_range: tuple[int, int] | None = None,
+    receive_buffer: int = RECEIVE_BUFFER,
 ) -> None:
     """Gather host candidates on ``addresses`` (all interfaces aioice finds if empty;
     loopback allowed when listed), bound inside ``port_range`` if given, announcing
-    ``announce`` in their place."""
+    ``announce`` in their place; their sockets get ``receive_buffer`` bytes of receive
+    buffer (what a stall of the event loop can absorb before the kernel drops)."""
     if not addresses and not announce and not port_range:
         return
     conn = dtls.transport.iceGatherer._connection
@@ -390,6 +395,10 @@ def configure_gathering(
             candidates = await conn.get_component_candidates(component=1, addresses=wanted)
         else:
             candidates = [await _bind_in_range(conn, a, port_range) for a in wanted]
+        for protocol in conn._protocols:
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         if announce:
             for candidate in candidates:
                 if candidate.type == "host":
@@ -413,9 +422,6 @@ async def _bind_in_range(conn: Any, address: str, port_range: tuple[int, int]) -
             )
         except OSError:
             continue
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 262144)
         host, bound = transport.get_extra_info("sockname")[:2]
         protocol.local_candidate = host_candidate(host, bound)
         conn._protocols.append(protocol)

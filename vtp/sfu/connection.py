@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_REMOTE_CANDIDATES = 32
+RELAY_RECEIVE_BUFFER = 4 << 20  # as the shared port's (icelite.RECEIVE_BUFFER)
 
 
 class Connection:
@@ -88,6 +89,9 @@ class Connection:
                         self.settings.addresses,
                         self.settings.announce_address,
                         self.settings.port_range,
+                        # a cascade's relay feeds a whole edge: a busy moment there (DTLS
+                        # handshakes of its joiners) must not cost packets on the relay
+                        RELAY_RECEIVE_BUFFER if self.peer.relay else hooks.RECEIVE_BUFFER,
                     )
                     hooks.tolerant_consent(dtls, self.settings.consent_timeout_s)
                     hooks.stamp_arrivals(dtls, times)

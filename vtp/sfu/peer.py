@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -24,8 +25,9 @@ MAX_CONNECTIONS = 64
 
 
 class Peer:
-    def __init__(self, room: Room, peer_id: str, display: str) -> None:
+    def __init__(self, room: Room, peer_id: str, display: str, *, relay: bool = False) -> None:
         self.room = room
+        self.relay = relay  # another node's end of a cascade (Room.join)
         self.id = peer_id
         self.display = display
         self.connections: dict[str, Connection] = {}
@@ -42,8 +44,17 @@ class Peer:
 
     async def publish(self, offer_sdp: str, label: str = "") -> UpConnection:
         """Answer a publish offer. The returned publication's ``answer_sdp`` goes back to
-        the client; its tracks are announced (StreamAdded/TrackAdded) once connected."""
+        the client; its tracks are announced (StreamAdded/TrackAdded) once connected.
+
+        A relay peer's offer is another node's subscription (a cascade's origin offers
+        what it forwards, see :meth:`subscribe`). In a room relayed from another node
+        only relay peers publish."""
         self._check_open()
+        if self.room.origin is not None and not self.relay:
+            raise SfuError(
+                "bad-state",
+                f"this room is relayed from node {self.room.origin}: publish there",
+            )
         conn = UpConnection(self, self.room.settings, label=label)
         self.connections[conn.id] = conn
         await conn.start(offer_sdp)  # closes itself and raises SfuError on bad input
@@ -58,12 +69,19 @@ class Peer:
 
         Without ``offer_sdp`` the server offers: send ``offer_sdp`` to the client and
         pass its answer to :meth:`answer`. With the client's (recvonly) offer - WHEP -
-        the server answers at once: ``answer_sdp`` goes back to the client."""
+        the server answers at once: ``answer_sdp`` goes back to the client.
+
+        A relay peer's subscription (a cascade's origin end) is a full ICE agent on a
+        port of its own: the edge that answers it serves its relay publication on its
+        usual port, which may be ICE-lite, and two lite agents never pair."""
         self._check_open()
         up = self.room.publication(stream_id)
         if up is None:
             raise SfuError("not-found", f"no stream {stream_id!r}")
-        conn = DownConnection(self, self.room.settings, up)
+        settings = self.room.settings
+        if self.relay:
+            settings = dataclasses.replace(settings, udp_port=None)
+        conn = DownConnection(self, settings, up)
         self.connections[conn.id] = conn
         if offer_sdp is not None:
             await conn.start_answer(offer_sdp)  # closes itself, raises SfuError
@@ -220,6 +238,7 @@ class Peer:
         return {
             "id": self.id,
             "display": self.display,
+            "relay": self.relay,
             "muted": sorted(self.muted),
             "connections": [c.stats() for c in self.connections.values() if hasattr(c, "stats")],
         }

@@ -9,6 +9,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from vtp.sfu import allocation, events
+from vtp.sfu.downconnection import DownConnection
 from vtp.sfu.errors import SfuError
 from vtp.sfu.ice import IceSettings
 from vtp.sfu.peer import Peer
@@ -40,10 +41,15 @@ class Room:
         self.closed = False
         self._last_allocation = 0.0
         self._needed: dict[str, tuple[str, ...]] = {}  # track id -> rids (LayersNeeded)
+        # the node this room's publications are relayed from (a cascade's edge: only its
+        # relay peers publish here), None where the room itself lives
+        self.origin: str | None = None
 
     # --- membership ----------------------------------------------------------------------
 
-    def join(self, peer_id: str | None = None, display: str = "") -> Peer:
+    def join(self, peer_id: str | None = None, display: str = "", *, relay: bool = False) -> Peer:
+        """A new peer. ``relay``: another node's end of a cascade (on the origin it
+        subscribes for that node; on an edge it publishes what the origin sends)."""
         if self.closed:
             raise SfuError("bad-state", "room is closed")
         peer_id = peer_id or uuid.uuid4().hex[:12]
@@ -51,7 +57,7 @@ class Room:
             raise SfuError("bad-request", "invalid peer id")
         if peer_id in self.peers:
             raise SfuError("exists", f"peer {peer_id!r} is already in the room")
-        peer = Peer(self, peer_id, display)
+        peer = Peer(self, peer_id, display, relay=relay)
         self.peers[peer_id] = peer
         self.empty_since = None
         self.emit(events.PeerJoined(self.name, peer_id, display))
@@ -123,6 +129,28 @@ class Room:
                 if track.id == track_id:
                     return track
         return None
+
+    def view_needed(self, stream_id: str, track_id: str) -> tuple[int, int, bool] | None:
+        """How the subscribers of a video show it, merged (what a cascade's edge asks
+        its origin for, so that the layer relayed covers them all): the largest rendered
+        size (0: no limit), and whether any shows it at all; None while it has no
+        subscriber (nothing to say yet)."""
+        downs = [
+            down
+            for peer in self.peers.values()
+            for conn in peer.connections.values()
+            if isinstance(conn, DownConnection) and conn.stream_id == stream_id
+            for down in conn.tracks
+            if down.track.id == track_id and not down.closed
+        ]
+        if not downs:
+            return None
+        shown = [d for d in downs if d.visible]
+        if not shown:
+            return (0, 0, False)
+        width = 0 if any(d.max_width == 0 for d in shown) else max(d.max_width for d in shown)
+        height = 0 if any(d.max_height == 0 for d in shown) else max(d.max_height for d in shown)
+        return (width, height, True)
 
     def add_tap(self, track_id: str, callback: TapCallback) -> Tap:
         """Receive every packet of a live track in-process (recorder)."""

@@ -9,6 +9,8 @@
 * :mod:`.members` - which user is behind each SFU peer, and whom the server mutes;
 * :mod:`.relayed` - the room's node's end of a signalling socket another node holds
   (:mod:`vtp.channel.relay`).
+* :mod:`.placement` - which node serves a room; :mod:`.cascade` - a room's subscribers
+  served by another node from streams the room's node relays to it.
 
 Everything here calls into the SFU's Python API; the SFU never calls back into this
 package except through its event listeners (import-linter contracts in pyproject.toml).

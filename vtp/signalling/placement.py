@@ -10,7 +10,9 @@ names that node, and the way in decides.
   (:mod:`vtp.channel.relay`: any node is a door; the media goes to the room's node).
   Only a socket relayed already, joining a room on a third node, gets an ``error``
   ``room_elsewhere`` whose ``details`` hold ``node_id``, ``node_url`` and ``url`` (the
-  signalling WebSocket on that node);
+  signalling WebSocket on that node). When the room's node is loaded past
+  ``VTP_CASCADE_PEERS``, a newcomer is served on this node instead, through a cascade
+  from that node (:func:`cascade_here`, :mod:`vtp.signalling.cascade`);
 * HTTP (REST transports, WHIP, WHEP, recording control), where a relay would hold a
   request per call and WHIP/WHEP clients follow redirects: ``307 Temporary Redirect``
   with ``Location`` the same request on the room's node, and the JSON error
@@ -29,6 +31,7 @@ from vtp.api.errors import ApiError
 from vtp.appkeys import CONFIG, NODES, PLACEMENT, SFU_KEY
 from vtp.cluster.nodes import NodeInfo
 from vtp.cluster.placement import NoLiveNode
+from vtp.signalling.cascade import EDGE_ROOMS
 
 
 class RoomElsewhere(ApiError):
@@ -67,16 +70,31 @@ def _refuse_new_room_while_draining(app: web.Application, room: str) -> None:
         raise ApiError(503, "no_node", "this server is shutting down: it opens no new room")
 
 
-async def ensure_here(app: web.Application, room: str, path: str, *, place: bool = True) -> None:
+async def ensure_here(
+    app: web.Application, room: str, path: str, *, place: bool = True, cascade: bool = False
+) -> None:
     """Return if ``room`` is served by this node; else raise :class:`RoomElsewhere`
     naming the node (``path``: the same request there). ``place=False``: only a room
-    placed on a live node elsewhere is elsewhere (a request that must not open it)."""
+    placed on a live node elsewhere is elsewhere (a request that must not open it).
+    ``cascade``: the caller may be served here through a cascade (:func:`cascade_here`)."""
     if place:
         node = await place_room(app, room)
     else:
         node = await _owner_elsewhere(app, room)
-    if node is not None:
+    if node is not None and not (cascade and cascade_here(app, room, node)):
         raise RoomElsewhere(room, node, path)
+
+
+def cascade_here(app: web.Application, room: str, origin: NodeInfo) -> bool:
+    """Serve a newcomer to ``room``, which ``origin`` holds, on this node through a
+    cascade (:mod:`vtp.signalling.cascade`)? Yes once the origin has
+    ``VTP_CASCADE_PEERS`` peers (as of its last heartbeat); the relay is then started
+    (or already runs) before the caller joins this node's copy of the room."""
+    threshold = app[CONFIG].cascade_peers
+    edges = app.get(EDGE_ROOMS)
+    if threshold <= 0 or edges is None or origin.peers < threshold:
+        return False
+    return edges.serve(room, origin)
 
 
 async def _owner_elsewhere(app: web.Application, room: str) -> NodeInfo | None:

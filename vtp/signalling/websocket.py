@@ -109,7 +109,8 @@ async def join_room(
     grant = await room_access(app, principal, room_name)
     if grant is None:
         raise ApiError(403, "forbidden", f"you may not join room {room_name!r}")
-    await ensure_here(app, room_name, path)
+    # (a WebSocket peer may be served here through a cascade; REST, WHIP, WHEP go there)
+    await ensure_here(app, room_name, path, cascade=path == WS_PATH)
     user = await get_user(app[DB], principal.user_id)
     if user is None or not user.is_active:
         raise unauthorized("account_disabled", "this account no longer exists")
