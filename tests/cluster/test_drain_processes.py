@@ -223,12 +223,12 @@ async def test_sigterm_drains_the_node_onto_the_other(
         teacher, student, session, room, call = await _live_class(http, a.url, database_url)
         await call(f"/api/v1/sessions/{session['id']}/recording/start")
         publisher = Client(http, a.url, teacher["access_token"], room)
-        viewer = Client(http, b.url, student["access_token"], room)  # sent on to A
+        viewer = Client(http, b.url, student["access_token"], room)  # B relays it to A
         try:
             await publisher.join()
             await publisher.publish()
             await viewer.join()
-            assert viewer.node_url == a.url + WS_PATH
+            assert viewer.node_url == b.url + WS_PATH
             await (await viewer.view()).wait_frames(10, within=20)
 
             a.proc.proc.send_signal(15)  # SIGTERM
@@ -237,22 +237,27 @@ async def test_sigterm_drains_the_node_onto_the_other(
             await _until(lambda: redis.sismember("vtp:cluster:draining", "node-a"), 5, "A draining")
             assert time.monotonic() - signalled < 2
             assert _nodes(redis)["node-a"]["draining"] is True
-            probe = Client(http, a.url, teacher["access_token"], f"new-{uuid.uuid4().hex[:6]}")
-            await probe.join()
-            assert probe.node_url == b.url + WS_PATH
+            new_room = f"new-{uuid.uuid4().hex[:6]}"
+            probe = Client(http, a.url, teacher["access_token"], new_room)
+            await probe.join()  # (A still relays it: the socket's door is A)
+            assert redis.get(f"vtp:cluster:room:{new_room}") == b"node-b"
             await probe.close()
             # the class goes on on A meanwhile (VTP_DRAIN_TIMEOUT_S), media flowing
             assert viewer.viewer is not None
             await viewer.viewer.wait_frames(10, within=5)
             assert a.proc.proc.poll() is None
 
-            # then both are told to reconnect, to B, and do so
+            # then both are told to reconnect: the one on A to B, the one whose socket B
+            # holds to its door again (B relays it to the room's new node: itself)
             told = {}
             for client in (publisher, viewer):
                 assert client.conn is not None
                 told[client] = await client.conn.wait("reconnect", within=15)
-                assert told[client]["url"] == b.url + WS_PATH, told[client]
                 assert told[client]["reason"] == "node draining"
+            assert told[publisher]["url"] == b.url + WS_PATH, told[publisher]
+            assert told[viewer]["url"] is None, told[viewer]
+            for client in (publisher, viewer):
+                assert client.conn is not None
                 assert await client.conn.closed(5) == 1012
                 await client.drop_media()
             moved_at = time.monotonic()
@@ -298,21 +303,23 @@ async def test_a_killed_node_s_clients_are_back_with_media_within_ten_seconds(
     ):
         teacher, student, session, room, call = await _live_class(http, a.url, database_url)
         await call(f"/api/v1/sessions/{session['id']}/recording/start")
-        # both came through B's door and were sent to A, where the class is
+        # both came through B's door, which relays them to A, where the class is
         publisher = Client(http, b.url, teacher["access_token"], room)
         viewer = Client(http, b.url, student["access_token"], room)
         try:
             await publisher.join()
             await publisher.publish()
             await viewer.join()
-            assert publisher.node_url == viewer.node_url == a.url + WS_PATH
+            assert publisher.node_url == viewer.node_url == b.url + WS_PATH
             await (await viewer.view()).wait_frames(20, within=20)
 
             a.proc.proc.kill()  # SIGKILL: no goodbye
             killed = time.monotonic()
             for client in (publisher, viewer):
                 assert client.conn is not None
-                await client.conn.closed(5)  # (the kernel closes the dead node's sockets)
+                # B, their door, finds A dead (it missed a beat, and its port refuses
+                # connections) and says so: node_gone, 1012
+                assert await client.conn.closed(8) == 1012
                 await client.drop_media()
             # they go back to their door, which places the room again once A has left
             await publisher.join(within=15)

@@ -12,6 +12,7 @@ relayed (printed: ``pytest -s``)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import statistics
 import time
@@ -220,8 +221,9 @@ async def test_when_the_rooms_node_dies_the_client_on_the_door_is_told(
 async def test_a_rooms_node_that_stops_closes_the_relayed_sockets_as_its_own(
     nodes: tuple[Node, Node], database_url: str
 ) -> None:
-    """SIGTERM on the room's node: its relayed sockets are closed like its own (1001,
-    server shutdown), through their doors, at once."""
+    """SIGINT on the room's node (stop at once; SIGTERM drains: tests/cluster/
+    test_drain_processes.py): its relayed sockets are closed like its own (1001, server
+    shutdown), through their doors, at once."""
     a, b = nodes
     assert a.http is not None and b.http is not None
     teacher = await Accounts(a.http, database_url).with_role("teacher")
@@ -229,7 +231,7 @@ async def test_a_rooms_node_that_stops_closes_the_relayed_sockets_as_its_own(
     await on_a.request("join", "joined", room="gym")
     via_b = await connect(b.http, teacher["access_token"])
     await via_b.request("join", "joined", room="gym")
-    a.process.proc.terminate()
+    a.process.proc.send_signal(signal.SIGINT)
     assert await via_b.closed(within=10) == 1001
     assert await on_a.closed(within=10) == 1001
     await asyncio.to_thread(a.process.proc.wait, 40)

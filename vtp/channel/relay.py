@@ -34,7 +34,9 @@ when the relayed channel has nothing left on the room's node (a signalling sessi
 ``leave``, or a failed ``join``): the socket is then the door's alone again. Failure: a
 node checks the nodes of its links at every heartbeat (:mod:`vtp.cluster.nodes`); when
 the door has left the registry (missing at two checks in a row: ``VTP_NODE_TTL_S`` plus
-one or two heartbeats) or restarted, the room's node treats its sockets as dropped; when
+one or two heartbeats), restarted, or missed its last beat while its URL refuses
+connections (a dead process: :meth:`vtp.cluster.placement.Placement.died`), the room's
+node treats its sockets as dropped; when
 the room's node has, or does not answer a message within :data:`REPLY_TIMEOUT_S`, the
 door closes the client's socket with :data:`CLOSE_NODE_GONE` after an ``error``
 ``node_gone``, and the client reconnects (the room is placed again on a live node).
@@ -64,7 +66,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from redis.asyncio import Redis
 
-from vtp.appkeys import CONFIG, NODES, REDIS
+from vtp.appkeys import CONFIG, NODES, PLACEMENT, REDIS
 from vtp.cluster.mailbox import Mailbox
 from vtp.cluster.nodes import NodeInfo, NodeRegistry
 
@@ -429,9 +431,21 @@ class Relay:
         missing = wanted - nodes.keys()
         absent, self._missing = missing & self._missing, missing
 
+        # One still in the registry that missed its last beat and whose URL refuses
+        # connections (a process that died, on a host that is up) is gone now, not once
+        # its entry expires: its clients reconnect, and the room is placed again, at once.
+        placement = self.app.get(PLACEMENT)
+        died = set()
+        if placement is not None:
+            for node_id in wanted & nodes.keys():
+                if await placement.died(nodes[node_id]):
+                    died.add(node_id)
+
         def gone(node_id: str, since: float) -> bool:
             node = nodes.get(node_id)
-            return node_id in absent if node is None else node.started_at != since
+            if node is None:
+                return node_id in absent
+            return node.started_at != since or node_id in died
 
         for link in list(self.doors.values()):
             if gone(link.node_id, link.node_since):

@@ -122,7 +122,7 @@ class Placement:
         if owner is not None:
             node = await self._node(owner)
             if node is not None:
-                if not await self._died(node):
+                if not await self.died(node):
                     return node
                 log.warning(
                     "node %s refuses connections at %s: placing its room %s again",
@@ -158,7 +158,7 @@ class Placement:
                     return found
         raise NoLiveNode(f"no live node could take room {room!r}")
 
-    async def _died(self, node: NodeInfo) -> bool:
+    async def died(self, node: NodeInfo) -> bool:
         """Whether ``node`` (still in the registry) is surely gone: it missed its last
         heartbeat and its URL refuses connections."""
         if node.id == self.registry.id:
