@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -35,13 +36,14 @@ class Node:
         self.name = name
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = tmp_path / name
         self.env = _env(
             tmp_path,
             **env,
             VTP_CLUSTER="true",
             VTP_NODE_ID=name,
             VTP_REGION=f"region-{name}",  # a room opened through a node is placed on it
-            VTP_STATE_DIR=str(tmp_path / name),
+            VTP_STATE_DIR=str(self.state_dir),
             VTP_SFU_OPEN_ROOMS="true",
         )
         self.log = tmp_path / f"{name}.log"
@@ -293,6 +295,20 @@ async def test_sigterm_drains_the_node_onto_the_other(
     redis.close()
 
 
+def _spooled_media(node: Node) -> bool:
+    """Whether the node's recording spool holds a media file its manifest lists."""
+    for manifest in (node.state_dir / "recording-spool").glob("*/manifest.json"):
+        try:
+            files = json.loads(manifest.read_text()).get("files", [])
+        except (OSError, ValueError):  # being replaced right now
+            continue
+        for entry in files:
+            path = manifest.parent / entry["name"]
+            if path.is_file() and path.stat().st_size > 0:
+                return True
+    return False
+
+
 async def test_a_killed_node_s_clients_are_back_with_media_within_ten_seconds(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
@@ -312,6 +328,9 @@ async def test_a_killed_node_s_clients_are_back_with_media_within_ten_seconds(
             await viewer.join()
             assert publisher.node_url == viewer.node_url == b.url + WS_PATH
             await (await viewer.view()).wait_frames(20, within=20)
+            # A's recorder opens a stream's file at its first keyframe: under load that
+            # can come after the viewer's frames, and a kill before it leaves no media
+            await _until(lambda: _spooled_media(a), 30, "A's recorder writing media")
 
             a.proc.proc.kill()  # SIGKILL: no goodbye
             killed = time.monotonic()
