@@ -8,7 +8,7 @@
 // 1012 (node_gone), and the channel connects again like after any drop.
 "use strict";
 
-import { Reconnect, UNREACHABLE_RETRY_MS } from "./reconnect.js";
+import { Reconnect, UNREACHABLE_RETRY_MS, watchOpening } from "./reconnect.js";
 import { socketUrl } from "./sfu.js";
 
 const FINAL_CODES = new Set([4403, 4409]);
@@ -47,8 +47,15 @@ export class LiveChannel {
     this.state = "connecting";
     this.emit("state", { state: this.state });
     let opened = false;
+    const unwatch = watchOpening(ws, () => {
+      if (ws !== this.ws) return;
+      ws.onclose = ws.onmessage = ws.onopen = null;
+      if (ws.readyState <= 1) ws.close();
+      closed(1006);
+    });
     ws.onopen = async () => {
       opened = true;
+      unwatch();
       const token = await this.token(this.needFreshToken);
       ws.send(JSON.stringify({ type: "auth", token }));
       this.sentToken = token;
@@ -71,12 +78,12 @@ export class LiveChannel {
       if (msg.type === "removed" || msg.type === "ended") this.stopped = true;
       this.emit(msg.type, msg);
     };
-    ws.onclose = (ev) => {
+    const closed = (/** @type {number} */ code) => {
       if (ws !== this.ws) return;
       clearInterval(this.renewTimer);
       const elsewhere = this.elsewhere;
       this.elsewhere = null;
-      if (!this.stopped && (ev.code === CLOSE_ELSEWHERE || elsewhere)) {
+      if (!this.stopped && (code === CLOSE_ELSEWHERE || elsewhere)) {
         const target = elsewhere && elsewhere.details && elsewhere.details.url;
         if (target && this.redirects < MAX_REDIRECTS) {
           this.redirects += 1;
@@ -86,7 +93,7 @@ export class LiveChannel {
         }
         this.stopped = true;
         this.state = "closed";
-        this.emit("state", { state: this.state, code: ev.code });
+        this.emit("state", { state: this.state, code });
         const why = Object.assign(new Error(`The class's server could not be reached: the servers kept sending this page elsewhere${elsewhere ? ` (${elsewhere.message})` : ""}.`), { code: "redirect_loop" });
         this.emit("unreachable", why);
         return;
@@ -105,11 +112,11 @@ export class LiveChannel {
       }
       // A refused token gets one more try with a refreshed one (it may just have expired);
       // if the refresh fails, the page signs the user out.
-      const refused = ev.code === CLOSE_UNAUTHORIZED;
-      if (this.stopped || FINAL_CODES.has(ev.code) || (refused && this.needFreshToken)) {
+      const refused = code === CLOSE_UNAUTHORIZED;
+      if (this.stopped || FINAL_CODES.has(code) || (refused && this.needFreshToken)) {
         this.stopped = true;
         this.state = "closed";
-        this.emit("state", { state: this.state, code: ev.code });
+        this.emit("state", { state: this.state, code });
         return;
       }
       this.needFreshToken = refused;
@@ -120,6 +127,10 @@ export class LiveChannel {
       setTimeout(() => {
         if (!this.stopped) this.connect();
       }, delay);
+    };
+    ws.onclose = (ev) => {
+      unwatch();
+      closed(ev.code);
     };
   }
 

@@ -1,7 +1,7 @@
 // When the classroom's two sockets (the SFU client, sfu.js, and the live channel, live.js)
 // try again after a failure: growing delays, and after a few failures in a row the page's
 // own node again (the node that served the room died: the room is placed again, and the
-// page's node tells where).
+// page's node tells where). A socket that never opens counts as a failure too.
 "use strict";
 
 export const BACKOFF_MS = [300, 1000, 2000, 4000, 8000];
@@ -31,4 +31,42 @@ export class Reconnect {
     this.failures += 1;
     return { delay, home: this.failures > HOME_AFTER_FAILURES };
   }
+}
+
+// A socket not open this long is given up: a firewall that drops packets, or a node that
+// hangs, leaves it CONNECTING for minutes.
+export const OPEN_TIMEOUT_MS = 10000;
+
+/**
+ * Call `failed` once if `ws` does not open: after `timeoutMs`, or at once when the page's
+ * Content-Security-Policy blocks its URL. (Chromium then fires no close event. It happens
+ * when the class moves to a node that joined the cluster after the page was served, unless
+ * VTP_CLUSTER_ORIGINS covers it: the page's own node, which relays, is the way there.)
+ * @param {WebSocket} ws
+ * @param {(why: string) => void} failed
+ * @param {number} [timeoutMs]
+ * @returns {() => void} call it once the socket opened or closed: the watch ends
+ */
+export function watchOpening(ws, failed, timeoutMs = OPEN_TIMEOUT_MS) {
+  const origin = new URL(ws.url).origin;
+  let watching = true;
+  const end = () => {
+    if (!watching) return;
+    watching = false;
+    clearTimeout(timer);
+    document.removeEventListener("securitypolicyviolation", onViolation);
+  };
+  const fail = (/** @type {string} */ why) => {
+    if (!watching) return;
+    end();
+    failed(why);
+  };
+  const onViolation = (/** @type {SecurityPolicyViolationEvent} */ ev) => {
+    if (ev.effectiveDirective === "connect-src" && ev.blockedURI.startsWith(origin)) {
+      fail(`the page may not connect to ${origin} (Content-Security-Policy)`);
+    }
+  };
+  const timer = setTimeout(() => fail(`${origin} did not answer`), timeoutMs);
+  document.addEventListener("securitypolicyviolation", onViolation);
+  return end;
 }

@@ -14,7 +14,7 @@
 // room's new node or none), so we join afresh there, or at the page's node.
 "use strict";
 
-import { BACKOFF_MS, Reconnect, UNREACHABLE_RETRY_MS } from "./reconnect.js";
+import { BACKOFF_MS, Reconnect, UNREACHABLE_RETRY_MS, watchOpening } from "./reconnect.js";
 
 const RESUME_BACKOFF_MS = [0, 300, 1000, 2000, 4000]; // the peer waits VTP_SFU_RESUME_S
 // A connection that is not back this long after its ICE restart: start over (without
@@ -149,8 +149,15 @@ export class SfuClient {
     const ws = new WebSocket(this.url);
     this.ws = ws;
     let opened = false;
+    const unwatch = watchOpening(ws, (why) => {
+      if (gen !== this.generation) return;
+      ws.onclose = ws.onmessage = ws.onopen = null;
+      if (ws.readyState <= 1) ws.close();
+      closed(1006, why);
+    });
     ws.onopen = async () => {
       opened = true;
+      unwatch();
       try {
         const token = await this.token(this.needFreshToken);
         this.needFreshToken = false;
@@ -194,19 +201,19 @@ export class SfuClient {
       }
     };
     ws.onmessage = (ev) => this.onMessage(JSON.parse(ev.data), gen);
-    ws.onclose = (ev) => {
+    const closed = (/** @type {number} */ code, why = `connection lost (${code})`) => {
       if (gen !== this.generation) return;
-      if (ev.code === CLOSE_FORBIDDEN) this.stopped = true; // removed, unenrolled, ended
+      if (code === CLOSE_FORBIDDEN) this.stopped = true; // removed, unenrolled, ended
       if (this.stopped) {
         this.teardown(new Error("websocket closed"));
-        this.setState("closed", ev.code);
+        this.setState("closed", code);
         return;
       }
-      if (ev.code === CLOSE_MOVED || this.movedTo) {
+      if (code === CLOSE_MOVED || this.movedTo) {
         this.moved(this.movedTo);
         return;
       }
-      if (ev.code === CLOSE_UNAUTHORIZED) this.needFreshToken = true;
+      if (code === CLOSE_UNAUTHORIZED) this.needFreshToken = true;
       // our connections carry on while a new socket takes the peer back (or, if it
       // cannot, they are dropped then)
       this.rejectPending(new Error("websocket closed"));
@@ -217,10 +224,14 @@ export class SfuClient {
         // a loop between disagreeing nodes either.
         this.redirects = 0;
         this.url = this.homeUrl;
-        this.reconnectLater("the class's server does not answer", UNREACHABLE_RETRY_MS);
+        this.reconnectLater(`the class's server cannot be reached: ${why}`, UNREACHABLE_RETRY_MS);
         return;
       }
-      this.reconnectLater(`connection lost (${ev.code})`);
+      this.reconnectLater(why);
+    };
+    ws.onclose = (ev) => {
+      unwatch();
+      closed(ev.code);
     };
   }
 

@@ -15,6 +15,8 @@ from browser.classroom_kit import Server, serve
 from two_nodes import free_port
 
 from tests.support.chromium import needs_chromium
+from tests.support.waiting import eventually
+from vtp.appkeys import NODES
 
 # every test module of a class across nodes: Chromium, slow, one event loop for the module
 # (its nodes and browser are module fixtures)
@@ -51,6 +53,14 @@ async def node_pair(
         )
         b = await stack.enter_async_context(
             serve(pg_template, tmp_path_factory.mktemp("node-b"), share_with=a, **node("node-b"))
+        )
+        # a page's Content-Security-Policy lets it connect to the nodes its node knows of
+        # (as of its last heartbeat): the pages of a test come once each knows the other
+        both = {a.base, b.base}
+        await eventually(
+            lambda: a.app[NODES].urls >= both and b.app[NODES].urls >= both,
+            10,
+            "each node knowing the other",
         )
         yield a, b
 

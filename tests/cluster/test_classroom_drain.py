@@ -2,12 +2,16 @@
 PostgreSQL and Redis; the teacher and a student are in a class on node A (their pages
 came from A). A drains (vtp.drain, with no time left for the class): the room is placed on
 B, and both pages follow - the SFU socket to the URL of ``reconnect``, the live channel to
-that of ``room_elsewhere`` - and each decodes the other's video again, on B."""
+that of ``room_elsewhere`` - and each decodes the other's video again, on B. The teacher's
+page was served before A knew of B (its Content-Security-Policy does not name B): its
+sockets to B are blocked, so it takes the way through its own node, which relays."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +26,7 @@ from browser.classroom_kit import (
 from classroom_nodes import MARKS, nodes_fixture
 
 from tests.support.waiting import eventually
-from vtp.appkeys import PLACEMENT, SFU_KEY
+from vtp.appkeys import NODES, PLACEMENT, SFU_KEY
 from vtp.drain import Drain
 from vtp.web.live import LIVE_ROOMS
 
@@ -30,13 +34,6 @@ pytestmark = MARKS
 nodes = nodes_fixture(drain_timeout_s=0.0)  # a drain sends the class elsewhere at once
 
 
-@pytest.mark.skip(
-    reason="open bug (issue #13): after the drain the teacher's page (publishing) opens its"
-    " signalling and live sockets to node B, but neither reaches B (the sockets stay"
-    " CONNECTING in Chromium), while the student's page moves; seen 2026-12-04 on main and"
-    " on the drain branch alone. The same move is tested with aiortc clients in"
-    " tests/cluster/test_drain_processes.py and tests/cluster/test_drain.py."
-)
 async def test_the_class_follows_its_room_off_a_draining_node(
     nodes: tuple[Server, Server], browser: Any
 ) -> None:
@@ -53,7 +50,10 @@ async def test_the_class_follows_its_room_off_a_draining_node(
     sockets: dict[str, list[str]] = {key: [] for key in pages}
     for key, page in pages.items():
         page.on("websocket", lambda ws, key=key: sockets[key].append(ws.url))
-        await page.goto(f"{a.base}/classroom/{live['id']}")
+        with _knowing_only_itself(a) if key == "teacher" else contextlib.nullcontext():
+            served = await page.goto(f"{a.base}/classroom/{live['id']}")
+        connect_src = served.headers["content-security-policy"].split("connect-src")[1]
+        assert (b.base in connect_src) is (key == "ada"), connect_src
         await join_class(page)
     for key, page in pages.items():
         await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding on A")
@@ -71,10 +71,13 @@ async def test_the_class_follows_its_room_off_a_draining_node(
         await eventually(lambda p=page: decoding(p, 1), 20, f"{key} decoding on B")
     media_again = time.monotonic() - moved
     b_ws = b.base.replace("http", "ws")
-    for key in pages:
-        on_b = [url for url in sockets[key] if url.startswith(b_ws)]
-        assert any("/api/v1/sfu/ws" in url for url in on_b), sockets[key]
-        assert any("/live" in url for url in on_b), sockets[key]
+    a_ws = a.base.replace("http", "ws")
+    # Ada's page went to B; the teacher's (its sockets to B blocked) through A, relayed
+    for key, node in (("ada", b_ws), ("teacher", a_ws)):
+        moved_to = [url for url in sockets[key][2:] if url.startswith(node)]
+        assert any("/api/v1/sfu/ws" in url for url in moved_to), sockets[key]
+        assert any("/live" in url for url in moved_to), sockets[key]
+    assert not any(url.startswith(b_ws) for url in sockets["teacher"]), sockets["teacher"]
     live_room = b.app[LIVE_ROOMS].rooms[uuid.UUID(live["id"])]
     assert {str(u) for u in live_room.participants} == {teacher.id, ada.id}
     sfu_room = a.app[SFU_KEY].get_room(room)
@@ -86,3 +89,17 @@ async def test_the_class_follows_its_room_off_a_draining_node(
     print(f"drain (Chromium): both decoding on B {media_again:.1f} s after the drain")
     for page in pages.values():
         await page.context.close()
+
+
+@contextlib.contextmanager
+def _knowing_only_itself(node: Server) -> Iterator[None]:
+    """Pages served meanwhile are as the node served them before other nodes joined."""
+    registry = node.app[NODES]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "urls", frozenset({node.base}))
+        patch.setattr(registry, "refresh_urls", _not_now)
+        yield
+
+
+async def _not_now() -> None:
+    pass
