@@ -164,7 +164,10 @@ export class SfuClient {
         await this.request({ type: "auth", token });
         if (gen !== this.generation) return;
         this.sentToken = token;
-        const join = { type: "join", room: this.room };
+        // (one who publishes, even a muted camera, is served where the room lives, not
+        // from a cascade's copy of it: there, a publish is refused - relayed_room - and
+        // the next join says so)
+        const join = { type: "join", room: this.room, publish: this.publishing.size > 0 };
         if (this.resumeToken && this.peerId) {
           join.resume_token = this.resumeToken;
           // what we can carry on (carryOn keeps these): the server closes the others
@@ -372,12 +375,30 @@ export class SfuClient {
 
   /** A publication was refused: the right to publish is gone (not a broken connection). */
   publishFailed(gen, label, error) {
+    if (error && error.code === "relayed_room") {
+      this.rejoinToPublish(gen);
+      return;
+    }
     if (error && error.code === "forbidden") {
       this.publishing.delete(label);
       this.emit("publish-refused", { label, error });
       return;
     }
     this.fail(gen, error);
+  }
+
+  /** We are served from a cascade's copy of the room, where only the room's own streams
+   * are published: leave, and join again saying we publish (the room's node serves us). */
+  rejoinToPublish(gen) {
+    if (gen !== this.generation || this.stopped) return;
+    const ws = this.ws;
+    if (ws) {
+      ws.onclose = ws.onmessage = ws.onopen = null;
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "leave" }));
+      if (ws.readyState <= 1) ws.close();
+    }
+    this.teardown(new Error("publishing: joining where the class is served"));
+    this.reconnectLater("publishing: joining where the class is served", 0);
   }
 
   /** A new WebSocket after a while: the next step of the backoff, or `delay` ms. */
@@ -625,7 +646,14 @@ export class SfuClient {
   async publish(label, stream) {
     const before = this.publishing.get(label);
     this.publishing.set(label, { stream, pc: null, id: null, off: before ? before.off : new Set() });
-    if (this.state === "connected") await this.startPublication(label, stream, this.generation);
+    if (this.state !== "connected") return;
+    const gen = this.generation;
+    try {
+      await this.startPublication(label, stream, gen);
+    } catch (error) {
+      if (!error || error.code !== "relayed_room") throw error;
+      this.rejoinToPublish(gen);
+    }
   }
 
   async startPublication(label, stream, gen) {

@@ -97,7 +97,12 @@ class Server:
         return user
 
     async def live_session(
-        self, teacher: User, students: list[User], title: str = "Photosynthesis"
+        self,
+        teacher: User,
+        students: list[User],
+        title: str = "Photosynthesis",
+        *,
+        students_may_publish: bool = True,
     ) -> dict[str, Any]:
         course = await self.call(
             "POST",
@@ -125,7 +130,7 @@ class Server:
                 "title": title,
                 "scheduled_start": iso(now),
                 "scheduled_end": iso(now + 3600),
-                "students_may_publish": True,
+                "students_may_publish": students_may_publish,
             },
         )
         started: dict[str, Any] = await self.call(

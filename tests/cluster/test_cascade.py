@@ -26,7 +26,7 @@ import aioice.ice
 import pytest
 from helpers import JWT_TEST_SECRET
 from redis import Redis
-from sfu_api.ws_peers import BLUE, WsClient, assert_frames_show, publish, subscribe
+from sfu_api.ws_peers import BLUE, RED, WsClient, assert_frames_show, publish, subscribe
 
 pytestmark = pytest.mark.slow
 
@@ -269,7 +269,7 @@ async def test_the_cascade_ends_when_the_origin_dies(
             # publishing on the edge is refused: the class's node is A
             await student.send(type="publish", sdp="v=0", request_id="p")
             refused = await student.wait("error", request_id="p")
-            assert refused["error"]["code"] == "bad_state", refused
+            assert refused["error"]["code"] == "relayed_room", refused
 
             a.proc.kill()  # no goodbye: B finds out by itself
             await student.wait("stream-removed", within=15)
@@ -281,6 +281,60 @@ async def test_the_cascade_ends_when_the_origin_dies(
                 )
 
             await _poll(relay_gone, 10, "B's relay ended")
+        except BaseException:
+            print("--- A ---\n" + a.tail() + "\n--- B ---\n" + b.tail())
+            raise
+        finally:
+            for item in closing:
+                await item.close()
+            redis.close()
+
+
+async def test_a_student_who_publishes_is_served_where_the_room_lives(
+    nodes: tuple[Node, Node], redis_url: str, loopback_clients: None
+) -> None:
+    """Past the threshold, a viewer arriving through B is served from B's copy of the
+    room, where a publish is refused (relayed_room); a student who joins through B saying
+    it publishes is relayed to A instead, publishes there, and the viewer on B sees that
+    stream too, through the cascade."""
+    a, b = nodes
+    redis = Redis.from_url(redis_url)
+    closing: list[Any] = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            teacher = await _ws(http, a, await _user(http, a, "teacher"))
+            closing.append(teacher)
+            await teacher.request("join", "joined", room="seminar")
+            pc, _ = await publish(teacher, BLUE)
+            closing.append(pc)
+
+            async def a_loaded() -> bool:
+                return _peers_of(redis, "node-a") >= 1
+
+            await _poll(a_loaded, 10, "A's load in the registry")
+            viewer = await _ws(http, b, await _user(http, b, "viewer"))
+            closing.append(viewer)
+            await viewer.request("join", "joined", room="seminar")
+            await viewer.wait("stream-added", within=20)
+            await viewer.send(type="publish", sdp="v=0", request_id="p")
+            refused = await viewer.wait("error", request_id="p")
+            assert refused["error"]["code"] == "relayed_room", refused
+            assert await _metric(http, a, "vtp_sfu_peers") == 2  # the teacher, B's relay
+
+            speaker = await _ws(http, b, await _user(http, b, "speaker"))
+            closing.append(speaker)
+            await speaker.request("join", "joined", room="seminar", publish=True)
+            assert await _metric(http, a, "vtp_sfu_peers") == 3  # served on A
+            speaker_pc, speaker_stream = await publish(speaker, RED)
+            closing.append(speaker_pc)
+
+            # B relays the speaker's stream too: the viewer on B sees it
+            added = await viewer.wait("stream-added", within=20)
+            assert added["stream_id"] != speaker_stream  # (B's own id for its copy)
+            seen, _ = await subscribe(viewer, added["stream_id"])
+            closing.append(seen)
+            await seen.wait_frames(10, within=20)
+            assert_frames_show(seen.frames, RED)
         except BaseException:
             print("--- A ---\n" + a.tail() + "\n--- B ---\n" + b.tail())
             raise

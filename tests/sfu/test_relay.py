@@ -108,7 +108,7 @@ async def test_an_edge_forwards_what_the_origin_relays(origin: Sfu, edge: Sfu) -
         # only relay peers publish in a relayed room
         with pytest.raises(SfuError) as refused:
             await room_b.join("student-x").publish(await Publisher(1).offer())
-        assert refused.value.code == "bad-state"
+        assert refused.value.code == "relayed-room"
 
         views = []
         for i in range(2):

@@ -52,8 +52,9 @@ class Peer:
         self._check_open()
         if self.room.origin is not None and not self.relay:
             raise SfuError(
-                "bad-state",
-                f"this room is relayed from node {self.room.origin}: publish there",
+                "relayed-room",
+                f"this node serves a copy of the room, relayed from node {self.room.origin}:"
+                " to publish, join again with publish: true",
             )
         conn = UpConnection(self, self.room.settings, label=label)
         self.connections[conn.id] = conn

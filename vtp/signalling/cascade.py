@@ -65,7 +65,13 @@ SYNC_S = 1.0  # how often an edge reads the origin's streams
 IDLE_S = 3.0  # an edge without local peers this long ends its cascade
 MAX_FAILURES = 3  # consecutive unanswered syncs before the origin counts as gone
 REQUEST_TIMEOUT_S = 10.0
-_STATUS = {"not-found": 404, "bad-state": 409, "exists": 409, "internal": 500}
+_STATUS = {
+    "not-found": 404,
+    "bad-state": 409,
+    "relayed-room": 409,
+    "exists": 409,
+    "internal": 500,
+}
 
 Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
 Id = Annotated[str, Field(min_length=1, max_length=128)]

@@ -44,6 +44,10 @@ class Join(ClientMessage):
     # subscription answered); the peer's others, made for a reply the dropped socket
     # never delivered, close. Omitted: all carry on.
     connections: Annotated[list[Id], Field(max_length=256)] | None = None
+    # the client means to publish: it is served where the room lives (relayed there by
+    # this node if need be), never from a cascade's copy of the room, where only the
+    # room's own streams are published
+    publish: bool = False
 
 
 class Publish(ClientMessage):
@@ -385,6 +389,7 @@ ERROR_CODES: dict[str, str] = {
     "not_found": "no such stream, subscription or connection (of this peer)",
     "unsupported": "the server cannot do this here (ICE restart without VTP_ICE_UDP_PORT)",
     "bad_state": "the request does not fit the connection's state (e.g. answered twice)",
+    "relayed_room": "publish on a cascade's copy of the room: join again with publish: true",
     "conflict": "the peer id is already in the room",
     "too_many_peers": "the user already has 8 peers in the room (HTTP 429)",
     "too_many_rooms": "the user is in VTP_MAX_ROOMS_PER_USER rooms already (HTTP 429)",

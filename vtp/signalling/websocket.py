@@ -101,16 +101,21 @@ def member_info(member: Member) -> m.PeerInfo:
 
 
 async def join_room(
-    app: web.Application, principal: Principal, room_name: str, *, path: str
+    app: web.Application,
+    principal: Principal,
+    room_name: str,
+    *,
+    path: str,
+    cascade: bool = False,
 ) -> tuple[RoomGrant, str]:
     """Room access check and display name for a new peer; raises ApiError (and
     :class:`~vtp.signalling.placement.RoomElsewhere` when another node serves the room:
-    ``path`` is the request to make there)."""
+    ``path`` is the request to make there). ``cascade``: the peer only subscribes, so it
+    may be served here from a cascade's copy of the room."""
     grant = await room_access(app, principal, room_name)
     if grant is None:
         raise ApiError(403, "forbidden", f"you may not join room {room_name!r}")
-    # (a WebSocket peer may be served here through a cascade; REST, WHIP, WHEP go there)
-    await ensure_here(app, room_name, path, cascade=path == WS_PATH)
+    await ensure_here(app, room_name, path, cascade=cascade)
     user = await get_user(app[DB], principal.user_id)
     if user is None or not user.is_active:
         raise unauthorized("account_disabled", "this account no longer exists")
@@ -361,7 +366,11 @@ class Session(Channel):
         if msg.resume_token is not None and await self._resume(msg):
             return
         try:
-            grant, display = await join_room(self.app, self.principal, msg.room, path=WS_PATH)
+            # (a WebSocket peer that does not mean to publish may be served here through a
+            # cascade; REST, WHIP and WHEP sessions are served where the room lives)
+            grant, display = await join_room(
+                self.app, self.principal, msg.room, path=WS_PATH, cascade=not msg.publish
+            )
         except RoomElsewhere as elsewhere:
             if not self.relays():
                 raise
