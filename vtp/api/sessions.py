@@ -24,21 +24,9 @@ from vtp.api.course_access import (
 )
 from vtp.api.csvout import csv_response
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
-from vtp.api.errors import ApiError, conflict, not_found
+from vtp.api.errors import ApiError, conflict, field_error, not_found
 from vtp.api.live_rooms import close_room, open_room
-from vtp.api.validation import (
-    Body,
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    derive,
-    field_error,
-    page,
-    path_uuid,
-    refuse_nulls,
-    shaped,
-)
+from vtp.api.validation import Body, ListQuery, Out, Page, derive, path_uuid, refuse_nulls, shaped
 from vtp.appkeys import AUTHORITY, DB, REDIS
 from vtp.auth import removals
 from vtp.auth.authority import AuthorityChange
@@ -213,10 +201,10 @@ async def list_sessions(request: web.Request, read_query: ReadQuery[SessionListQ
         status=query.status,
         starts_after=query.starts_after,
         starts_before=query.starts_before,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
-    return page(rows, query.limit, lambda s: session_out(s, access))
+    return query.page(rows, lambda s: session_out(s, access))
 
 
 @routes.get("/api/v1/sessions/{session_id}")
