@@ -333,16 +333,6 @@ def node_process(pipe: Any, name: str) -> None:
         async def ready() -> bool:
             return any(s.id == state["stream"] for s in room.streams())
 
-        async def subscribe() -> tuple[str, str]:
-            state["n"] += 1
-            peer = room.join(f"s{state['n']}")
-            sub = await peer.subscribe(state["stream"])
-            return f"{peer.id}/{sub.id}", sub.offer_sdp
-
-        async def answer(key: str, sdp: str) -> None:
-            peer_id, sub_id = key.split("/")
-            await room.peers[peer_id].answer(sub_id, sdp)
-
         async def stats() -> dict[str, Any]:
             local = relayed = 0
             for peer in room.peers.values():
@@ -373,8 +363,7 @@ def node_process(pipe: Any, name: str) -> None:
                 "relay_answer": relay_answer,
                 "relay_publish": relay_publish,
                 "ready": ready,
-                "subscribe": subscribe,
-                "answer": answer,
+                **forward.viewers(room, state),
                 "stats": stats,
             },
         )

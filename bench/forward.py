@@ -109,6 +109,23 @@ async def serve(pipe: Pipe, handlers: dict[str, Any]) -> None:
             pipe.send(("error", repr(exc)))
 
 
+def viewers(room: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """The handlers by which a driver adds viewers of the stream ``state["stream"]`` to an
+    SFU process's room: ``subscribe`` (a new viewer: its key and offer) and ``answer``."""
+
+    async def subscribe() -> tuple[str, str]:
+        state["n"] += 1
+        peer = room.join(f"s{state['n']}")
+        sub = await peer.subscribe(state["stream"])
+        return f"{peer.id}/{sub.id}", sub.offer_sdp
+
+    async def answer(key: str, sdp: str) -> None:
+        peer_id, sub_id = key.split("/")
+        await room.peers[peer_id].answer(sub_id, sdp)
+
+    return {"subscribe": subscribe, "answer": answer}
+
+
 def call(pipe: Pipe, name: str, *args: Any) -> Any:
     pipe.send((name, args))
     status, result = pipe.recv()
@@ -181,16 +198,6 @@ def sfu_process(pipe: Pipe) -> None:
             state["up"] = pub
             return pub.answer_sdp
 
-        async def subscribe() -> tuple[str, str]:
-            state["n"] += 1
-            peer = room.join(f"s{state['n']}")
-            sub = await peer.subscribe(state["stream"])
-            return f"{peer.id}/{sub.id}", sub.offer_sdp
-
-        async def answer(key: str, sdp: str) -> None:
-            peer_id, sub_id = key.split("/")
-            await room.peers[peer_id].answer(sub_id, sdp)
-
         async def stats() -> dict[str, Any]:
             up = room.publication(state["stream"])
             forwarded = sum(t.forwarded for t in up.tracks) if up else 0
@@ -235,9 +242,7 @@ def sfu_process(pipe: Pipe) -> None:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        await serve(
-            pipe, {"publish": publish, "subscribe": subscribe, "answer": answer, "stats": stats}
-        )
+        await serve(pipe, {"publish": publish, **viewers(room, state), "stats": stats})
         if profiler is not None:
             import pstats
 

@@ -102,16 +102,6 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
             state["stream"] = pub.id
             return pub.answer_sdp
 
-        async def subscribe() -> tuple[str, str]:
-            state["n"] += 1
-            peer = room.join(f"s{state['n']}")
-            sub = await peer.subscribe(state["stream"])
-            return f"{peer.id}/{sub.id}", sub.offer_sdp
-
-        async def answer(key: str, sdp: str) -> None:
-            peer_id, sub_id = key.split("/")
-            await room.peers[peer_id].answer(sub_id, sdp)
-
         async def ticker() -> None:
             while True:
                 await asyncio.sleep(0.5)
@@ -220,8 +210,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
             {
                 "replay": replay,
                 "publish": publish,
-                "subscribe": subscribe,
-                "answer": answer,
+                **forward.viewers(room, state),
                 "stats": stats,
                 "record_on": record_on,
                 "record_off": record_off,
