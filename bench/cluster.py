@@ -315,7 +315,7 @@ def node_process(pipe: Any, name: str) -> None:
             return pub.answer_sdp
 
         async def relay_offer(edge: str) -> tuple[str, str]:
-            """Origin: the edge's relay peer subscribes (as cascade.cascade_action)."""
+            """Origin: the edge's relay peer subscribes (as cascade.relay_subscribe)."""
             peer = room.join(f"cascade-{edge}", relay=True)
             sub = await peer.subscribe(state["stream"])
             return sub.id, sub.offer_sdp
