@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -299,6 +299,17 @@ class Channel:
     async def give_back(self) -> None:
         lease, self.lease = self.lease, None
         await slots.give_back(self.app, lease)
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """While it runs the channel is one of the app's open ones (`close_all` closes
+        them at shutdown); after, the user's slot goes back."""
+        self.app[OPEN_CHANNELS].add(self)
+        try:
+            yield
+        finally:
+            self.app[OPEN_CHANNELS].discard(self)
+            await self.give_back()
 
     # --- authority ----------------------------------------------------------------------
 
