@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -164,9 +164,10 @@ async def _relay_peer(request: web.Request) -> Peer:
     return peer
 
 
-@contextlib.contextmanager
-def _sfu_errors() -> Iterator[None]:
-    # (only nodes read these: the SFU's code as it is, in the API's spelling)
+@contextlib.asynccontextmanager
+async def _sfu_errors() -> AsyncIterator[None]:
+    """An SFU refusal answered as an API error (only nodes read these: the SFU's code as
+    it is, in the API's spelling)."""
     try:
         yield
     except SfuError as exc:
@@ -193,65 +194,63 @@ async def relay_streams(request: web.Request) -> StreamsOut:
 @routes.post(ROOM_PATH + "/subscribe")
 @public
 @endpoint(body=SubscribeIn, returns=OfferOut, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
 async def relay_subscribe(request: web.Request, read_body: ReadBody[SubscribeIn]) -> OfferOut:
     """The edge's relay peer subscribes to a stream: the subscription's offer."""
     edge, room = await _origin_room(request)
     body = await read_body()
-    with _sfu_errors():
-        peer = room.peers.get(relay_peer_id(edge))
-        if peer is None or peer.left:
-            peer = room.join(relay_peer_id(edge), f"cascade to {edge}", relay=True)
-        sub = await peer.subscribe(body.stream_id)
+    peer = room.peers.get(relay_peer_id(edge))
+    if peer is None or peer.left:
+        peer = room.join(relay_peer_id(edge), f"cascade to {edge}", relay=True)
+    sub = await peer.subscribe(body.stream_id)
     return OfferOut(subscription_id=sub.id, sdp=sub.offer_sdp)
 
 
 @routes.post(ROOM_PATH + "/answer")
 @public
 @endpoint(body=AnswerIn, status=204, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
 async def relay_answer(request: web.Request, read_body: ReadBody[AnswerIn]) -> web.Response:
     """The edge's answer to a relay subscription's offer."""
     peer = await _relay_peer(request)
     answer = await read_body()
-    with _sfu_errors():
-        await peer.answer(answer.subscription_id, answer.sdp)
+    await peer.answer(answer.subscription_id, answer.sdp)
     return web.Response(status=204)
 
 
 @routes.post(ROOM_PATH + "/view")
 @public
 @endpoint(body=ViewIn, status=204, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
 async def relay_view(request: web.Request, read_body: ReadBody[ViewIn]) -> web.Response:
     """The merged view of the edge's subscribers of a relayed video track."""
     peer = await _relay_peer(request)
     view = await read_body()
-    with _sfu_errors():
-        peer.set_preferences(
-            view.subscription_id, view.track_id, view.width, view.height, view.visible
-        )
+    peer.set_preferences(view.subscription_id, view.track_id, view.width, view.height, view.visible)
     return web.Response(status=204)
 
 
 @routes.post(ROOM_PATH + "/close")
 @public
 @endpoint(body=CloseIn, status=204, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
 async def relay_close(request: web.Request, read_body: ReadBody[CloseIn]) -> web.Response:
     """One relay subscription ends (its stream ended on the edge)."""
     peer = await _relay_peer(request)
     close = await read_body()
-    with _sfu_errors():
-        if isinstance(peer.connections.get(close.subscription_id), DownConnection):
-            await peer.close_connection(close.subscription_id)
+    if isinstance(peer.connections.get(close.subscription_id), DownConnection):
+        await peer.close_connection(close.subscription_id)
     return web.Response(status=204)
 
 
 @routes.post(ROOM_PATH + "/leave")
 @public
 @endpoint(status=204, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
 async def relay_leave(request: web.Request) -> web.Response:
     """The edge's cascade ended: its relay peer leaves."""
     peer = await _relay_peer(request)
-    with _sfu_errors():
-        await peer.leave("cascade ended")
+    await peer.leave("cascade ended")
     return web.Response(status=204)
 
 
