@@ -466,20 +466,7 @@ def grow(setup: Setup, counts: list[int]) -> None:
         node = setup.nodes[index][1]
         while setup.placed[index] < target:
             batch = min(target - setup.placed[index], 20 * len(workers))
-            offers: list[list[tuple[str, str]]] = [[] for _ in workers]
-            total = sum(setup.placed)
-            for i in range(batch):
-                offers[(total + i) % len(workers)].append(call(node, "subscribe"))
-            for (_, pipe), chunk in zip(workers, offers, strict=True):
-                if chunk:
-                    pipe.send(("accept", ([o for _, o in chunk],)))
-            for (_, pipe), chunk in zip(workers, offers, strict=True):
-                if chunk:
-                    status, answers = pipe.recv()
-                    if status != "ok":
-                        raise RuntimeError(answers)
-                    for (key, _), sdp in zip(chunk, answers, strict=True):
-                        call(node, "answer", key, sdp)
+            forward.add_viewers(node, workers, batch, sum(setup.placed))
             setup.placed[index] += batch
     want = sum(setup.placed)
     deadline = time.monotonic() + 30 + want / 5  # (DTLS handshakes on a busy core)

@@ -126,6 +126,25 @@ def viewers(room: Any, state: dict[str, Any]) -> dict[str, Any]:
     return {"subscribe": subscribe, "answer": answer}
 
 
+def add_viewers(sfu: Pipe, workers: list[tuple[Any, Pipe]], count: int, first: int = 0) -> None:
+    """``count`` new viewers on the SFU process (its `viewers` handlers), round robin over
+    the subscriber worker processes from the one viewer ``first`` falls to; the workers
+    accept their offers at the same time."""
+    offers: list[list[tuple[str, str]]] = [[] for _ in workers]
+    for i in range(count):
+        offers[(first + i) % len(workers)].append(call(sfu, "subscribe"))
+    for (_, pipe), chunk in zip(workers, offers, strict=True):
+        if chunk:
+            pipe.send(("accept", ([o for _, o in chunk],)))
+    for (_, pipe), chunk in zip(workers, offers, strict=True):
+        if chunk:
+            status, answers = pipe.recv()
+            if status != "ok":
+                raise RuntimeError(answers)
+            for (key, _), answer in zip(chunk, answers, strict=True):
+                call(sfu, "answer", key, answer)
+
+
 def call(pipe: Pipe, name: str, *args: Any) -> Any:
     pipe.send((name, args))
     status, result = pipe.recv()
@@ -574,22 +593,9 @@ class Bench:
 
     def grow(self, n: int) -> None:
         """Add subscribers (in batches, round robin over the workers) until there are n."""
-        workers = len(self.subs)
         while self.total < n:
-            batch = min(n - self.total, 20 * workers)
-            offers: list[list[tuple[str, str]]] = [[] for _ in self.subs]
-            for i in range(batch):
-                offers[(self.total + i) % workers].append(call(self.sp, "subscribe"))
-            for (_, pipe), chunk in zip(self.subs, offers, strict=True):
-                if chunk:
-                    pipe.send(("accept", ([o for _, o in chunk],)))
-            for (_, pipe), chunk in zip(self.subs, offers, strict=True):
-                if chunk:
-                    status, answers = pipe.recv()
-                    if status != "ok":
-                        raise RuntimeError(answers)
-                    for (key, _), answer in zip(chunk, answers, strict=True):
-                        call(self.sp, "answer", key, answer)
+            batch = min(n - self.total, 20 * len(self.subs))
+            add_viewers(self.sp, self.subs, batch, self.total)
             self.total += batch
         deadline = time.time() + 30 + n / 10
         while sum(call(p, "connected") for _, p in self.subs) < n:

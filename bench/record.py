@@ -225,19 +225,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
 
 
 def grow(sp: Pipe, subs: list[tuple[mp.Process, Pipe]], n: int) -> None:
-    offers: list[list[tuple[str, str]]] = [[] for _ in subs]
-    for i in range(n):
-        offers[i % len(subs)].append(forward.call(sp, "subscribe"))
-    for (_, pipe), chunk in zip(subs, offers, strict=True):
-        if chunk:
-            pipe.send(("accept", ([o for _, o in chunk],)))
-    for (_, pipe), chunk in zip(subs, offers, strict=True):
-        if chunk:
-            status, answers = pipe.recv()
-            if status != "ok":
-                raise RuntimeError(answers)
-            for (key, _), answer in zip(chunk, answers, strict=True):
-                forward.call(sp, "answer", key, answer)
+    forward.add_viewers(sp, subs, n)
     deadline = time.time() + 60
     while sum(forward.call(p, "connected") for _, p in subs) < n:
         if time.time() > deadline:
