@@ -8,8 +8,8 @@ string and the path, and response models that answers are serialised through.
   `vtp.db.models`, so a new column shows up in both. Answers are dumped with
   ``exclude_unset``: a field a caller may not see is left unset, not set to null.
 * Lists take `limit` (1..100) and an opaque `cursor` (`ListQuery`) and answer the
-  envelope ``{"items": [...], "next_cursor": str | null}`` (`page_of`, `page`), with
-  (created_at, id) keyset cursors.
+  envelope ``{"items": [...], "next_cursor": str | null}`` (`page_of`, `ListQuery.page`),
+  with (created_at, id) keyset cursors (`ListQuery.position`).
 
 Handlers do not call the readers here themselves: they declare what they take and
 answer with `vtp.api.endpoint.endpoint`, which reads and serialises through these.
