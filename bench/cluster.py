@@ -315,7 +315,7 @@ def node_process(pipe: Any, name: str) -> None:
             return pub.answer_sdp
 
         async def relay_offer(edge: str) -> tuple[str, str]:
-            """Origin: the edge's relay peer subscribes (as cascade.cascade_action)."""
+            """Origin: the edge's relay peer subscribes (as cascade.relay_subscribe)."""
             peer = room.join(f"cascade-{edge}", relay=True)
             sub = await peer.subscribe(state["stream"])
             return sub.id, sub.offer_sdp
@@ -332,16 +332,6 @@ def node_process(pipe: Any, name: str) -> None:
 
         async def ready() -> bool:
             return any(s.id == state["stream"] for s in room.streams())
-
-        async def subscribe() -> tuple[str, str]:
-            state["n"] += 1
-            peer = room.join(f"s{state['n']}")
-            sub = await peer.subscribe(state["stream"])
-            return f"{peer.id}/{sub.id}", sub.offer_sdp
-
-        async def answer(key: str, sdp: str) -> None:
-            peer_id, sub_id = key.split("/")
-            await room.peers[peer_id].answer(sub_id, sdp)
 
         async def stats() -> dict[str, Any]:
             local = relayed = 0
@@ -373,8 +363,7 @@ def node_process(pipe: Any, name: str) -> None:
                 "relay_answer": relay_answer,
                 "relay_publish": relay_publish,
                 "ready": ready,
-                "subscribe": subscribe,
-                "answer": answer,
+                **forward.viewers(room, state),
                 "stats": stats,
             },
         )
@@ -477,20 +466,7 @@ def grow(setup: Setup, counts: list[int]) -> None:
         node = setup.nodes[index][1]
         while setup.placed[index] < target:
             batch = min(target - setup.placed[index], 20 * len(workers))
-            offers: list[list[tuple[str, str]]] = [[] for _ in workers]
-            total = sum(setup.placed)
-            for i in range(batch):
-                offers[(total + i) % len(workers)].append(call(node, "subscribe"))
-            for (_, pipe), chunk in zip(workers, offers, strict=True):
-                if chunk:
-                    pipe.send(("accept", ([o for _, o in chunk],)))
-            for (_, pipe), chunk in zip(workers, offers, strict=True):
-                if chunk:
-                    status, answers = pipe.recv()
-                    if status != "ok":
-                        raise RuntimeError(answers)
-                    for (key, _), sdp in zip(chunk, answers, strict=True):
-                        call(node, "answer", key, sdp)
+            forward.add_viewers(node, workers, batch, sum(setup.placed))
             setup.placed[index] += batch
     want = sum(setup.placed)
     deadline = time.monotonic() + 30 + want / 5  # (DTLS handshakes on a busy core)

@@ -109,6 +109,42 @@ async def serve(pipe: Pipe, handlers: dict[str, Any]) -> None:
             pipe.send(("error", repr(exc)))
 
 
+def viewers(room: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """The handlers by which a driver adds viewers of the stream ``state["stream"]`` to an
+    SFU process's room: ``subscribe`` (a new viewer: its key and offer) and ``answer``."""
+
+    async def subscribe() -> tuple[str, str]:
+        state["n"] += 1
+        peer = room.join(f"s{state['n']}")
+        sub = await peer.subscribe(state["stream"])
+        return f"{peer.id}/{sub.id}", sub.offer_sdp
+
+    async def answer(key: str, sdp: str) -> None:
+        peer_id, sub_id = key.split("/")
+        await room.peers[peer_id].answer(sub_id, sdp)
+
+    return {"subscribe": subscribe, "answer": answer}
+
+
+def add_viewers(sfu: Pipe, workers: list[tuple[Any, Pipe]], count: int, first: int = 0) -> None:
+    """``count`` new viewers on the SFU process (its `viewers` handlers), round robin over
+    the subscriber worker processes from the one viewer ``first`` falls to; the workers
+    accept their offers at the same time."""
+    offers: list[list[tuple[str, str]]] = [[] for _ in workers]
+    for i in range(count):
+        offers[(first + i) % len(workers)].append(call(sfu, "subscribe"))
+    for (_, pipe), chunk in zip(workers, offers, strict=True):
+        if chunk:
+            pipe.send(("accept", ([o for _, o in chunk],)))
+    for (_, pipe), chunk in zip(workers, offers, strict=True):
+        if chunk:
+            status, answers = pipe.recv()
+            if status != "ok":
+                raise RuntimeError(answers)
+            for (key, _), answer in zip(chunk, answers, strict=True):
+                call(sfu, "answer", key, answer)
+
+
 def call(pipe: Pipe, name: str, *args: Any) -> Any:
     pipe.send((name, args))
     status, result = pipe.recv()
@@ -181,16 +217,6 @@ def sfu_process(pipe: Pipe) -> None:
             state["up"] = pub
             return pub.answer_sdp
 
-        async def subscribe() -> tuple[str, str]:
-            state["n"] += 1
-            peer = room.join(f"s{state['n']}")
-            sub = await peer.subscribe(state["stream"])
-            return f"{peer.id}/{sub.id}", sub.offer_sdp
-
-        async def answer(key: str, sdp: str) -> None:
-            peer_id, sub_id = key.split("/")
-            await room.peers[peer_id].answer(sub_id, sdp)
-
         async def stats() -> dict[str, Any]:
             up = room.publication(state["stream"])
             forwarded = sum(t.forwarded for t in up.tracks) if up else 0
@@ -235,9 +261,7 @@ def sfu_process(pipe: Pipe) -> None:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        await serve(
-            pipe, {"publish": publish, "subscribe": subscribe, "answer": answer, "stats": stats}
-        )
+        await serve(pipe, {"publish": publish, **viewers(room, state), "stats": stats})
         if profiler is not None:
             import pstats
 
@@ -569,22 +593,9 @@ class Bench:
 
     def grow(self, n: int) -> None:
         """Add subscribers (in batches, round robin over the workers) until there are n."""
-        workers = len(self.subs)
         while self.total < n:
-            batch = min(n - self.total, 20 * workers)
-            offers: list[list[tuple[str, str]]] = [[] for _ in self.subs]
-            for i in range(batch):
-                offers[(self.total + i) % workers].append(call(self.sp, "subscribe"))
-            for (_, pipe), chunk in zip(self.subs, offers, strict=True):
-                if chunk:
-                    pipe.send(("accept", ([o for _, o in chunk],)))
-            for (_, pipe), chunk in zip(self.subs, offers, strict=True):
-                if chunk:
-                    status, answers = pipe.recv()
-                    if status != "ok":
-                        raise RuntimeError(answers)
-                    for (key, _), answer in zip(chunk, answers, strict=True):
-                        call(self.sp, "answer", key, answer)
+            batch = min(n - self.total, 20 * len(self.subs))
+            add_viewers(self.sp, self.subs, batch, self.total)
             self.total += batch
         deadline = time.time() + 30 + n / 10
         while sum(call(p, "connected") for _, p in self.subs) < n:

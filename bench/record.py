@@ -102,16 +102,6 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
             state["stream"] = pub.id
             return pub.answer_sdp
 
-        async def subscribe() -> tuple[str, str]:
-            state["n"] += 1
-            peer = room.join(f"s{state['n']}")
-            sub = await peer.subscribe(state["stream"])
-            return f"{peer.id}/{sub.id}", sub.offer_sdp
-
-        async def answer(key: str, sdp: str) -> None:
-            peer_id, sub_id = key.split("/")
-            await room.peers[peer_id].answer(sub_id, sdp)
-
         async def ticker() -> None:
             while True:
                 await asyncio.sleep(0.5)
@@ -220,8 +210,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
             {
                 "replay": replay,
                 "publish": publish,
-                "subscribe": subscribe,
-                "answer": answer,
+                **forward.viewers(room, state),
                 "stats": stats,
                 "record_on": record_on,
                 "record_off": record_off,
@@ -236,19 +225,7 @@ def recording_sfu_process(pipe: Pipe, spool: str) -> None:
 
 
 def grow(sp: Pipe, subs: list[tuple[mp.Process, Pipe]], n: int) -> None:
-    offers: list[list[tuple[str, str]]] = [[] for _ in subs]
-    for i in range(n):
-        offers[i % len(subs)].append(forward.call(sp, "subscribe"))
-    for (_, pipe), chunk in zip(subs, offers, strict=True):
-        if chunk:
-            pipe.send(("accept", ([o for _, o in chunk],)))
-    for (_, pipe), chunk in zip(subs, offers, strict=True):
-        if chunk:
-            status, answers = pipe.recv()
-            if status != "ok":
-                raise RuntimeError(answers)
-            for (key, _), answer in zip(chunk, answers, strict=True):
-                forward.call(sp, "answer", key, answer)
+    forward.add_viewers(sp, subs, n)
     deadline = time.time() + 60
     while sum(forward.call(p, "connected") for _, p in subs) < n:
         if time.time() > deadline:

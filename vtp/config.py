@@ -308,19 +308,12 @@ class Config(BaseSettings):
             raise ValueError("set VTP_TLS_CERT and VTP_TLS_KEY together")
         return self
 
-    @field_validator("jwt_secret")
+    @field_validator("jwt_secret", "webhook_secrets_key")
     @classmethod
-    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        # HS256 with a short key is guessable offline from any token a user holds.
+    def _long_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # A short key is guessable offline (the JWT key from any token a user holds).
         if value is not None and len(value.get_secret_value()) < 32:
-            raise ValueError("VTP_JWT_SECRET must be at least 32 characters")
-        return value
-
-    @field_validator("webhook_secrets_key")
-    @classmethod
-    def _long_webhook_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 32:
-            raise ValueError("VTP_WEBHOOK_SECRETS_KEY must be at least 32 characters")
+            raise ValueError(f"VTP_{str(info.field_name).upper()} must be at least 32 characters")
         return value
 
     @model_validator(mode="after")

@@ -23,21 +23,9 @@ from vtp.api.course_access import (
     who,
 )
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
-from vtp.api.errors import conflict, not_found
+from vtp.api.errors import conflict, field_error, not_found
 from vtp.api.uploads import EXPECTED, MAX_UPLOAD_BYTES
-from vtp.api.validation import (
-    Body,
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    derive,
-    field_error,
-    page,
-    path_uuid,
-    refuse_nulls,
-    shaped,
-)
+from vtp.api.validation import Body, ListQuery, Out, Page, derive, path_uuid, refuse_nulls, shaped
 from vtp.appkeys import DB
 from vtp.db import assignments as db
 from vtp.db import models
@@ -180,10 +168,10 @@ async def list_assignments(
         status=status,
         due_after=query.due_after,
         due_before=query.due_before,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
-    return page(rows, query.limit, assignment_out)
+    return query.page(rows, assignment_out)
 
 
 @routes.get("/api/v1/assignments/{assignment_id}")

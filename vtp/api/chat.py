@@ -30,17 +30,7 @@ from vtp.api.course_access import MEMBERS, PARTICIPANTS, CourseAccess, require_c
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.sessions import load_session, refuse_removed
-from vtp.api.validation import (
-    Body,
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    derive,
-    page,
-    path_uuid,
-    shaped,
-)
+from vtp.api.validation import Body, ListQuery, Out, Page, derive, path_uuid, shaped
 from vtp.appkeys import CHAT_LIMIT_USER, CONFIG, DB
 from vtp.auth.principal import Principal
 from vtp.db import chat as db
@@ -130,12 +120,8 @@ async def _chat_allowance(request: web.Request, user_id: uuid.UUID) -> None:
         )
 
 
-def _history(rows: list[asyncpg.Record], limit: int) -> Page:
-    return page(
-        rows,
-        limit,
-        lambda r: message_out(Chat.from_record(r), r["author_name"]),
-    )
+def _history(rows: list[asyncpg.Record], query: ListQuery) -> Page:
+    return query.page(rows, lambda r: message_out(Chat.from_record(r), r["author_name"]))
 
 
 @routes.get("/api/v1/courses/{course_id}/chat")
@@ -150,10 +136,10 @@ async def course_history(request: web.Request, read_query: ReadQuery[ListQuery])
         request.app[DB],
         course_id=course_id,
         session_id=None,
-        before=decode_cursor(query.cursor),
+        before=query.position(),
         limit=query.limit,
     )
-    return _history(rows, query.limit)
+    return _history(rows, query)
 
 
 @routes.post("/api/v1/courses/{course_id}/chat")
@@ -184,10 +170,10 @@ async def session_history(request: web.Request, read_query: ReadQuery[ListQuery]
         request.app[DB],
         course_id=session.course_id,
         session_id=session.id,
-        before=decode_cursor(query.cursor),
+        before=query.position(),
         limit=query.limit,
     )
-    return _history(rows, query.limit)
+    return _history(rows, query)
 
 
 @routes.post("/api/v1/sessions/{session_id}/chat")

@@ -23,18 +23,7 @@ from vtp.api.course_access import (
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint, reply
 from vtp.api.errors import ApiError, conflict, forbidden, not_found
 from vtp.api.users import UserBrief
-from vtp.api.validation import (
-    Body,
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    derive,
-    page,
-    path_uuid,
-    refuse_nulls,
-    shaped,
-)
+from vtp.api.validation import Body, ListQuery, Out, Page, derive, path_uuid, refuse_nulls, shaped
 from vtp.appkeys import AUTHORITY, DB, REDIS
 from vtp.auth.authority import AuthorityChange
 from vtp.auth.ratelimit import RateLimiter
@@ -187,13 +176,12 @@ async def list_courses(request: web.Request, read_query: ReadQuery[CourseListQue
         scope=query.scope,
         status=query.status,
         q=query.q,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
     admin = principal.role == "admin"
-    return page(
+    return query.page(
         rows,
-        query.limit,
         lambda r: course_out(
             Course.from_record(r),
             r["my_role"],
@@ -347,15 +335,11 @@ async def list_enrollments(request: web.Request, read_query: ReadQuery[RosterQue
         course_id,
         role=query.role,
         status=status,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
     staff = access.is_staff
-    return page(
-        rows,
-        query.limit,
-        lambda r: roster_line(r, staff=staff),
-    )
+    return query.page(rows, lambda r: roster_line(r, staff=staff))
 
 
 @routes.post("/api/v1/courses/{course_id}/enrollments")

@@ -53,6 +53,13 @@ def bad_request(message: str, details: Any = None) -> ApiError:
     return ApiError(400, "bad_request", message, details)
 
 
+def field_error(field: str, message: str) -> ApiError:
+    """A 400 validation_error naming one body field (checks pydantic cannot make)."""
+    return ApiError(
+        400, "validation_error", "request body is invalid", [{"field": field, "message": message}]
+    )
+
+
 def unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
 

@@ -14,7 +14,7 @@ from vtp.api.course_access import MEMBERS, require_course_role, who
 from vtp.api.endpoint import ReadQuery, endpoint
 from vtp.api.errors import not_found
 from vtp.api.sessions import load_session
-from vtp.api.validation import ListQuery, Out, Page, decode_cursor, derive, page, path_uuid, shaped
+from vtp.api.validation import ListQuery, Out, Page, derive, path_uuid, shaped
 from vtp.appkeys import DB
 from vtp.db import models
 from vtp.db import recordings as db
@@ -60,15 +60,11 @@ async def course_recordings(
         course_id=course_id,
         session_id=query.session_id,
         status=query.status,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
     staff = access.is_staff
-    return page(
-        rows,
-        query.limit,
-        lambda r: recording_out(r, staff=staff),
-    )
+    return query.page(rows, lambda r: recording_out(r, staff=staff))
 
 
 class SessionRecordingQuery(ListQuery):
@@ -89,15 +85,11 @@ async def session_recordings(
         course_id=None,
         session_id=session.id,
         status=query.status,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
     staff = access.is_staff
-    return page(
-        rows,
-        query.limit,
-        lambda r: recording_out(r, staff=staff),
-    )
+    return query.page(rows, lambda r: recording_out(r, staff=staff))
 
 
 @routes.get("/api/v1/recordings/{recording_id}")

@@ -24,21 +24,9 @@ from vtp.api.course_access import (
 )
 from vtp.api.csvout import csv_response
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
-from vtp.api.errors import ApiError, conflict, not_found
+from vtp.api.errors import ApiError, conflict, field_error, not_found
 from vtp.api.live_rooms import close_room, open_room
-from vtp.api.validation import (
-    Body,
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    derive,
-    field_error,
-    page,
-    path_uuid,
-    refuse_nulls,
-    shaped,
-)
+from vtp.api.validation import Body, ListQuery, Out, Page, derive, path_uuid, refuse_nulls, shaped
 from vtp.appkeys import AUTHORITY, DB, REDIS
 from vtp.auth import removals
 from vtp.auth.authority import AuthorityChange
@@ -145,24 +133,6 @@ async def refuse_removed(app: web.Application, session_id: uuid.UUID, user_id: u
         raise ApiError(403, "removed", f"you were removed from this class: {reason}")
 
 
-async def session_ended(
-    app: web.Application,
-    conn: asyncpg.Connection,
-    session: LiveSession,
-    still_in: list[uuid.UUID],
-) -> None:
-    # Imported here: the classroom (vtp.web) builds on this module.
-    from vtp.web.participation import session_ended as finish
-
-    await finish(app, conn, session, still_in)
-
-
-def summarise_session(app: web.Application, session: LiveSession) -> None:
-    from vtp.web.participation import summarise
-
-    summarise(app, session)
-
-
 async def _check_lesson(pool: asyncpg.Pool, course_id: uuid.UUID, lesson_id: uuid.UUID) -> None:
     found = await pool.fetchval(
         "SELECT 1 FROM lessons WHERE id = $1 AND course_id = $2", lesson_id, course_id
@@ -213,10 +183,10 @@ async def list_sessions(request: web.Request, read_query: ReadQuery[SessionListQ
         status=query.status,
         starts_after=query.starts_after,
         starts_before=query.starts_before,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
-    return page(rows, query.limit, lambda s: session_out(s, access))
+    return query.page(rows, lambda s: session_out(s, access))
 
 
 @routes.get("/api/v1/sessions/{session_id}")
@@ -303,6 +273,9 @@ async def start_session(request: web.Request) -> Out:
 @who("the course's teachers and TAs")
 @endpoint(returns=SessionOut, errors=(400, 403, 404, 409))
 async def end_session(request: web.Request) -> Out:
+    # Imported here: the classroom (vtp.web) builds on this module.
+    from vtp.web import participation
+
     session, access = await load_session(request, STAFF)
     async with request.app[DB].acquire() as conn, conn.transaction():
         try:
@@ -310,7 +283,8 @@ async def end_session(request: web.Request) -> Out:
         except db.InvalidTransition as exc:
             raise _invalid(exc) from exc
         still_in = await attendance_db.close_open(conn, session.id)
-        await session_ended(request.app, conn, ended, still_in)  # who left, then the end
+        # who was still in left, then the session ended
+        await participation.session_ended(request.app, conn, ended, still_in)
     # Every process's classroom channels and SFU peers of the session end.
     ender = await get_user(request.app[DB], access.principal.user_id)
     await request.app[AUTHORITY].publish(
@@ -325,7 +299,7 @@ async def end_session(request: web.Request) -> Out:
         await close_room(request.app, ended.room_name)
     except Exception:  # the session is ended whatever the SFU says
         log.exception("closing room %s failed", ended.room_name)
-    summarise_session(request.app, ended)  # once every node's counters are in
+    participation.summarise(request.app, ended)  # once every node's counters are in
     log.info("session ended", extra={"session_id": str(ended.id)})
     return session_out(ended, access)
 

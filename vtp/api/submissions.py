@@ -35,7 +35,7 @@ from vtp.api.course_access import (
 )
 from vtp.api.csvout import csv_response
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
-from vtp.api.errors import ApiError, conflict, forbidden, not_found
+from vtp.api.errors import ApiError, conflict, field_error, forbidden, not_found
 from vtp.api.uploads import (
     MAX_FILES,
     FileOut,
@@ -45,18 +45,7 @@ from vtp.api.uploads import (
     receive_file,
     store_put,
 )
-from vtp.api.validation import (
-    Body,
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    derive,
-    field_error,
-    page,
-    path_uuid,
-    shaped,
-)
+from vtp.api.validation import Body, ListQuery, Out, Page, derive, path_uuid, shaped
 from vtp.appkeys import DB, STORE
 from vtp.db import models
 from vtp.db import submissions as db
@@ -286,7 +275,7 @@ async def list_submissions(
         assignment.id,
         student_id=student_id,
         statuses=stored_statuses(query.status, staff=access.is_staff),
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
     staff = access.is_staff
@@ -295,7 +284,7 @@ async def list_submissions(
         sub = Submission.from_record(row)
         return submission_out(sub, staff=staff, student_name=row["student_name"])
 
-    return page(rows, query.limit, render)
+    return query.page(rows, render)
 
 
 @routes.get("/api/v1/submissions/{submission_id}")

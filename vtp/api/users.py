@@ -13,17 +13,7 @@ from pydantic import Field, field_validator
 from vtp.api.access import authenticated, principal_of, require_roles
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
 from vtp.api.errors import ApiError, not_found, unauthorized
-from vtp.api.validation import (
-    Body,
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    derive,
-    page,
-    path_uuid,
-    shaped,
-)
+from vtp.api.validation import Body, ListQuery, Out, Page, derive, path_uuid, shaped
 from vtp.appkeys import DB, TOKENS
 from vtp.db import models, users
 from vtp.db.models import Role, User
@@ -79,10 +69,10 @@ async def list_users(request: web.Request, read_query: ReadQuery[UsersQuery]) ->
         search=query.q,
         role=query.role,
         active=query.active,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
-    return page(rows, query.limit, user_out)
+    return query.page(rows, user_out)
 
 
 @routes.get("/api/v1/users/me")

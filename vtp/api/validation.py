@@ -8,8 +8,8 @@ string and the path, and response models that answers are serialised through.
   `vtp.db.models`, so a new column shows up in both. Answers are dumped with
   ``exclude_unset``: a field a caller may not see is left unset, not set to null.
 * Lists take `limit` (1..100) and an opaque `cursor` (`ListQuery`) and answer the
-  envelope ``{"items": [...], "next_cursor": str | null}`` (`page_of`, `page`), with
-  (created_at, id) keyset cursors.
+  envelope ``{"items": [...], "next_cursor": str | null}`` (`page_of`, `ListQuery.page`),
+  with (created_at, id) keyset cursors (`ListQuery.position`).
 
 Handlers do not call the readers here themselves: they declare what they take and
 answer with `vtp.api.endpoint.endpoint`, which reads and serialises through these.
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from vtp.api.errors import ApiError, validation_details
+from vtp.api.errors import ApiError, field_error, validation_details
 from vtp.db import models
 from vtp.jsonlimits import TooDeep, loads
 
@@ -78,12 +78,14 @@ class ListQuery(Query):
     limit: int = Field(default=50, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(default=None, min_length=1, max_length=200)
 
+    def position(self) -> tuple[datetime, uuid.UUID] | None:
+        """The row this page starts beyond (None: the first page); a 400 for a cursor
+        this list did not give."""
+        return decode_cursor(self.cursor)
 
-def field_error(field: str, message: str) -> ApiError:
-    """A 400 validation_error naming one body field (checks pydantic cannot make)."""
-    return ApiError(
-        400, "validation_error", "request body is invalid", [{"field": field, "message": message}]
-    )
+    def page(self, rows: Sequence[T], render: Callable[[T], Any]) -> Page:
+        """Rows fetched with LIMIT limit+1 -> this page (see `page`)."""
+        return page(rows, self.limit, render)
 
 
 def refuse_nulls(changes: dict[str, Any], fields: Iterable[str]) -> None:

@@ -25,19 +25,8 @@ from pydantic import Field, field_validator
 
 from vtp.api.access import principal_of, require_roles
 from vtp.api.endpoint import ReadBody, ReadQuery, endpoint
-from vtp.api.errors import not_found
-from vtp.api.validation import (
-    Body,
-    ListQuery,
-    Out,
-    Page,
-    decode_cursor,
-    field_error,
-    page,
-    path_uuid,
-    refuse_nulls,
-    shaped,
-)
+from vtp.api.errors import field_error, not_found
+from vtp.api.validation import Body, ListQuery, Out, Page, path_uuid, refuse_nulls, shaped
 from vtp.appkeys import CONFIG, DB, REDIS
 from vtp.db import webhooks as db
 from vtp.db.models import WebhookEndpoint
@@ -180,10 +169,8 @@ async def create_webhook(request: web.Request, read_body: ReadBody[WebhookCreate
 @endpoint(query=ListQuery, returns=WebhookOut, many=True)
 async def list_webhooks(request: web.Request, read_query: ReadQuery[ListQuery]) -> Page:
     query = read_query()
-    rows = await db.list_endpoints(
-        request.app[DB], after=decode_cursor(query.cursor), limit=query.limit
-    )
-    return page(rows, query.limit, webhook_out)
+    rows = await db.list_endpoints(request.app[DB], after=query.position(), limit=query.limit)
+    return query.page(rows, webhook_out)
 
 
 @routes.get("/api/v1/webhooks/{webhook_id}")
@@ -248,7 +235,7 @@ async def list_deliveries(request: web.Request, read_query: ReadQuery[DeliveryQu
         endpoint.id,
         outcome=query.outcome,
         event_id=query.event_id,
-        after=decode_cursor(query.cursor),
+        after=query.position(),
         limit=query.limit,
     )
-    return page(rows, query.limit, lambda d: shaped(DeliveryOut, d))
+    return query.page(rows, lambda d: shaped(DeliveryOut, d))

@@ -25,7 +25,6 @@ class RelayedChannel(Channel):
     holds. Subclasses say when the channel holds nothing here any more
     (:meth:`holds_nothing`: the socket is the door's alone again)."""
 
-    may_relay = False  # (a room placed elsewhere again: room_elsewhere, not a second hop)
     through_door = True
 
     @property

@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -105,9 +105,6 @@ class Channel:
     rules: ClassVar[Rules]
     messages: ClassVar[MessageSet[Any]]
     relay_kind: ClassVar[str]  # its name between nodes (vtp.channel.relay)
-    # a socket about a room another node serves is relayed there (False: the client is
-    # sent there, room_elsewhere)
-    may_relay = True
     through_door = False  # run by the room's node for a socket another node holds
 
     def __init__(self, app: web.Application, ws: Socket, limits: SendLimits):
@@ -303,6 +300,17 @@ class Channel:
         lease, self.lease = self.lease, None
         await slots.give_back(self.app, lease)
 
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """While it runs the channel is one of the app's open ones (`close_all` closes
+        them at shutdown); after, the user's slot goes back."""
+        self.app[OPEN_CHANNELS].add(self)
+        try:
+            yield
+        finally:
+            self.app[OPEN_CHANNELS].discard(self)
+            await self.give_back()
+
     # --- authority ----------------------------------------------------------------------
 
     def follow_authority(self, scope: Callable[[], Scope]) -> None:
@@ -385,8 +393,10 @@ class Channel:
     # --- relayed to the room's node (vtp.channel.relay) ----------------------------------
 
     def relays(self) -> bool:
-        """Does a room on another node get this socket relayed there?"""
-        return self.may_relay and RELAY in self.app
+        """Does a room on another node get this socket relayed there? (Not a socket that
+        came through a door already: no second hop, the client is sent there,
+        room_elsewhere.)"""
+        return not self.through_door and RELAY in self.app
 
     async def relay(self, node: NodeInfo, params: dict[str, str], raw: str | None = None) -> None:
         """Another node serves the room: from now on, that node's channel for this socket

@@ -45,9 +45,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from vtp.api.access import public
-from vtp.api.endpoint import endpoint
+from vtp.api.endpoint import ReadBody, endpoint
 from vtp.api.errors import ApiError
-from vtp.api.validation import Body, read_body
+from vtp.api.validation import Body
 from vtp.appkeys import CONFIG, NODES, SFU_KEY
 from vtp.auth.secret import load_or_create_secret
 from vtp.cluster import nodetoken
@@ -59,7 +59,7 @@ from vtp.signalling.messages import MAX_SDP_CHARS
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-PATH = "/api/v1/cluster/cascade/{room}/{action}"
+ROOM_PATH = "/api/v1/cluster/cascade/{room}"  # + "/" + the step (relay_*)
 TOKEN_HEADER = "X-VTP-Node-Token"
 SYNC_S = 1.0  # how often an edge reads the origin's streams
 IDLE_S = 3.0  # an edge without local peers this long ends its cascade
@@ -116,6 +116,11 @@ class SubscribeIn(Body):
     stream_id: Id
 
 
+class OfferOut(BaseModel):
+    subscription_id: str
+    sdp: str
+
+
 class AnswerIn(Body):
     subscription_id: Id
     sdp: Sdp
@@ -144,56 +149,114 @@ async def _calling_node(request: web.Request) -> str:
     return node_id
 
 
-def _sfu_error(exc: SfuError) -> ApiError:
-    # (only nodes read these: the SFU's code as it is, in the API's spelling)
-    return ApiError(_STATUS.get(exc.code, 400), exc.code.replace("-", "_"), exc.message)
-
-
-@routes.post(PATH)
-@public  # node to node: authenticated by the node token (_calling_node)
-# (one operation whose body depends on the action: each action's model is read by it)
-@endpoint(status=(200, 204), errors=(400, 401, 403, 404, 409, 413, 415))
-async def cascade_action(request: web.Request) -> web.StreamResponse:
-    """One step of an edge's relay signalling, on the origin."""
+async def _origin_room(request: web.Request) -> tuple[str, Room]:
+    """The calling edge's id and the room it relays: open on this node, not relayed to it."""
     edge = await _calling_node(request)
-    name, action = request.match_info["room"], request.match_info["action"]
+    name = request.match_info["room"]
     if not valid_room_name(name):
         raise ApiError(400, "validation_error", "invalid room name")
     room = request.app[SFU_KEY].get_room(name)
     if room is None or room.closed or room.origin is not None:
         raise ApiError(404, "no_room", f"room {name!r} is not open on this node")
+    return edge, room
+
+
+async def _relay_peer(request: web.Request) -> Peer:
+    """The calling edge's relay peer, which the steps after `relay_subscribe` act on."""
+    edge, room = await _origin_room(request)
     peer = room.peers.get(relay_peer_id(edge))
+    if peer is None:
+        raise ApiError(404, "not_found", f"node {edge!r} relays nothing from this room")
+    return peer
+
+
+@contextlib.asynccontextmanager
+async def _sfu_errors() -> AsyncIterator[None]:
+    """An SFU refusal answered as an API error (only nodes read these: the SFU's code as
+    it is, in the API's spelling)."""
     try:
-        if action == "streams":
-            if peer is not None:
-                peer.touch()
-            return _json(StreamsOut(streams=_streams(room)))
-        if action == "subscribe":
-            body = await read_body(request, SubscribeIn)
-            if peer is None or peer.left:
-                peer = room.join(relay_peer_id(edge), f"cascade to {edge}", relay=True)
-            sub = await peer.subscribe(body.stream_id)
-            return web.json_response({"subscription_id": sub.id, "sdp": sub.offer_sdp})
-        if peer is None:
-            raise ApiError(404, "not_found", f"node {edge!r} relays nothing from this room")
-        if action == "answer":
-            answer = await read_body(request, AnswerIn)
-            await peer.answer(answer.subscription_id, answer.sdp)
-        elif action == "view":
-            view = await read_body(request, ViewIn)
-            peer.set_preferences(
-                view.subscription_id, view.track_id, view.width, view.height, view.visible
-            )
-        elif action == "close":
-            close = await read_body(request, CloseIn)
-            if isinstance(peer.connections.get(close.subscription_id), DownConnection):
-                await peer.close_connection(close.subscription_id)
-        elif action == "leave":
-            await peer.leave("cascade ended")
-        else:
-            raise ApiError(404, "not_found", f"no cascade action {action!r}")
+        yield
     except SfuError as exc:
-        raise _sfu_error(exc) from None
+        raise ApiError(
+            _STATUS.get(exc.code, 400), exc.code.replace("-", "_"), exc.message
+        ) from None
+
+
+NODE_ERRORS = (400, 401, 403, 404)  # a bad room name, node token, unknown node, no room
+
+
+@routes.post(ROOM_PATH + "/streams")
+@public  # node to node: authenticated by the node token (_calling_node)
+@endpoint(returns=StreamsOut, errors=NODE_ERRORS)
+async def relay_streams(request: web.Request) -> StreamsOut:
+    """The room's streams an edge relays (asking keeps the edge's relay peer alive)."""
+    edge, room = await _origin_room(request)
+    peer = room.peers.get(relay_peer_id(edge))
+    if peer is not None:
+        peer.touch()
+    return StreamsOut(streams=_streams(room))
+
+
+@routes.post(ROOM_PATH + "/subscribe")
+@public
+@endpoint(body=SubscribeIn, returns=OfferOut, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
+async def relay_subscribe(request: web.Request, read_body: ReadBody[SubscribeIn]) -> OfferOut:
+    """The edge's relay peer subscribes to a stream: the subscription's offer."""
+    edge, room = await _origin_room(request)
+    body = await read_body()
+    peer = room.peers.get(relay_peer_id(edge))
+    if peer is None or peer.left:
+        peer = room.join(relay_peer_id(edge), f"cascade to {edge}", relay=True)
+    sub = await peer.subscribe(body.stream_id)
+    return OfferOut(subscription_id=sub.id, sdp=sub.offer_sdp)
+
+
+@routes.post(ROOM_PATH + "/answer")
+@public
+@endpoint(body=AnswerIn, status=204, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
+async def relay_answer(request: web.Request, read_body: ReadBody[AnswerIn]) -> web.Response:
+    """The edge's answer to a relay subscription's offer."""
+    peer = await _relay_peer(request)
+    answer = await read_body()
+    await peer.answer(answer.subscription_id, answer.sdp)
+    return web.Response(status=204)
+
+
+@routes.post(ROOM_PATH + "/view")
+@public
+@endpoint(body=ViewIn, status=204, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
+async def relay_view(request: web.Request, read_body: ReadBody[ViewIn]) -> web.Response:
+    """The merged view of the edge's subscribers of a relayed video track."""
+    peer = await _relay_peer(request)
+    view = await read_body()
+    peer.set_preferences(view.subscription_id, view.track_id, view.width, view.height, view.visible)
+    return web.Response(status=204)
+
+
+@routes.post(ROOM_PATH + "/close")
+@public
+@endpoint(body=CloseIn, status=204, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
+async def relay_close(request: web.Request, read_body: ReadBody[CloseIn]) -> web.Response:
+    """One relay subscription ends (its stream ended on the edge)."""
+    peer = await _relay_peer(request)
+    close = await read_body()
+    if isinstance(peer.connections.get(close.subscription_id), DownConnection):
+        await peer.close_connection(close.subscription_id)
+    return web.Response(status=204)
+
+
+@routes.post(ROOM_PATH + "/leave")
+@public
+@endpoint(status=204, errors=(*NODE_ERRORS, 409))
+@_sfu_errors()
+async def relay_leave(request: web.Request) -> web.Response:
+    """The edge's cascade ended: its relay peer leaves."""
+    peer = await _relay_peer(request)
+    await peer.leave("cascade ended")
     return web.Response(status=204)
 
 
@@ -213,10 +276,6 @@ def _streams(room: Room) -> list[StreamOut]:
             )
         )
     return out
-
-
-def _json(model: BaseModel) -> web.Response:
-    return web.json_response(model.model_dump(mode="json"))
 
 
 # --- the edge's side --------------------------------------------------------------------
@@ -249,7 +308,7 @@ class EdgeRoom:
         self.task: asyncio.Task[None] | None = None
 
     async def _call(self, action: str, body: dict[str, Any]) -> Any:
-        url = f"{self.origin.url}/api/v1/cluster/cascade/{self.name}/{action}"
+        url = f"{self.origin.url}{ROOM_PATH.format(room=self.name)}/{action}"
         headers = {TOKEN_HEADER: nodetoken.sign(self.edges.key, self.edges.node_id)}
         async with self.edges.http.post(url, json=body, headers=headers) as resp:
             if resp.status == 204:

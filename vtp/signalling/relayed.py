@@ -14,7 +14,6 @@ from aiohttp import web
 from vtp.channel import relay
 from vtp.channel.relay import RelayedSocket
 from vtp.channel.relayed import RelayedChannel, authenticated
-from vtp.channel.socket import OPEN_CHANNELS
 from vtp.signalling.websocket import Session
 
 
@@ -35,11 +34,8 @@ async def serve_relayed(app: web.Application, socket: RelayedSocket, token: str)
     session = RelayedSession(app, socket)
     if not await authenticated(session, token):
         return
-    app[OPEN_CHANNELS].add(session)
-    try:
+    async with session.serving():  # (no slot to give back: the door holds it)
         await session.run()
-    finally:
-        app[OPEN_CHANNELS].discard(session)
 
 
 def setup(app: web.Application) -> None:

@@ -790,13 +790,9 @@ async def sfu_websocket(request: web.Request) -> web.StreamResponse:
         session.lease = await slots.take_slot(app, principal.user_id)
         if session.lease is None:
             raise slots.too_many_sessions(app[CONFIG].max_websockets_per_user)
-    try:
+    async with session.serving():  # (a slot taken above goes back even if prepare fails)
         await ws.prepare(request)
-        app[OPEN_CHANNELS].add(session)
         await session.run()
-    finally:
-        app[OPEN_CHANNELS].discard(session)
-        await session.give_back()
     return ws
 
 

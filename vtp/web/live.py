@@ -124,14 +124,7 @@ from vtp.auth import removals
 from vtp.auth.authority import AuthorityChange
 from vtp.auth.tokens import TokenError
 from vtp.channel.messages import MessageError, ServerMessage
-from vtp.channel.socket import (
-    CLOSE_FORBIDDEN,
-    CLOSE_UNAUTHORIZED,
-    OPEN_CHANNELS,
-    Channel,
-    Rules,
-    Socket,
-)
+from vtp.channel.socket import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Channel, Rules, Socket
 from vtp.cluster.nodes import NodeInfo
 from vtp.db import recordings as recordings_db
 from vtp.db import sessions as sessions_db
@@ -492,12 +485,8 @@ async def live_channel(request: web.Request) -> web.StreamResponse:
     ws = Connection.response(request)
     conn = Connection(app, ws)
     await ws.prepare(request)
-    app[OPEN_CHANNELS].add(conn)
-    try:
+    async with conn.serving():
         await conn.run(session_id)
-    finally:
-        app[OPEN_CHANNELS].discard(conn)
-        await conn.give_back()
     return ws
 
 

@@ -17,7 +17,6 @@ from aiohttp import WSCloseCode, web
 from vtp.channel import relay
 from vtp.channel.relay import RelayedSocket
 from vtp.channel.relayed import RelayedChannel, authenticated
-from vtp.channel.socket import OPEN_CHANNELS
 from vtp.web.live import Connection
 
 
@@ -35,11 +34,8 @@ async def serve_relayed(app: web.Application, socket: RelayedSocket, token: str)
         return
     if not await authenticated(conn, token):
         return
-    app[OPEN_CHANNELS].add(conn)
-    try:
+    async with conn.serving():
         await conn.run(session_id)
-    finally:
-        app[OPEN_CHANNELS].discard(conn)
 
 
 def setup(app: web.Application) -> None:

@@ -5,7 +5,7 @@ import { LiveChannel } from "../live.js";
 import { SfuClient } from "../sfu.js";
 import { $, sessionId, showNotice, state, wsBase } from "./state.js";
 import { duration } from "./format.js";
-import { meterStop, sendMedia, setCam, setMic } from "./media.js";
+import { meterStop, sendMedia, setMedia } from "./media.js";
 import { renderTiles } from "./grid.js";
 import { renderPeople } from "./people.js";
 import { addChat, loadChat } from "./chat.js";
@@ -235,8 +235,7 @@ function onLive(type, data) {
         state.serverMute[data.kind] = { by: data.by, locked: data.locked };
         state.askedUnmute[data.kind] = false;
         const what = data.kind === "audio" ? "microphone" : "camera";
-        if (data.kind === "audio") setMic(false);
-        else setCam(false);
+        setMedia(data.kind, false);
         const text = data.locked
           ? `${data.by} turned off your ${what} and locked it.`
           : `${data.by} turned off your ${what}. You can turn it back on when you want to.`;
@@ -253,8 +252,7 @@ function onLive(type, data) {
         state.serverMute[data.kind] = null;
         showNotice("");
         if (state.askedUnmute[data.kind]) {
-          if (data.kind === "audio") setMic(true);
-          else setCam(true);
+          setMedia(data.kind, true);
         } else {
           toast(`${data.by} allowed your ${data.kind === "audio" ? "microphone" : "camera"} again.`);
         }

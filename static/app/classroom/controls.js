@@ -2,7 +2,7 @@
 // keyboard shortcuts.
 import { api, describeError, el, toast } from "../api.js";
 import { $, sessionId, state } from "./state.js";
-import { changeDevice, sendMedia, setCam, setMic, stopShare, toggleMedia } from "./media.js";
+import { changeDevice, sendMedia, setMedia, stopShare, toggleMedia } from "./media.js";
 import { renderTiles } from "./grid.js";
 import { finish, join } from "./connection.js";
 import { mountTabs } from "../tabs.js";
@@ -66,8 +66,8 @@ $("[data-toggle-side]").addEventListener("click", (ev) => {
 
 // ---- controls ---------------------------------------------------------------------------------
 
-$("[data-pre-mic]").addEventListener("click", () => setMic(!state.micOn));
-$("[data-pre-cam]").addEventListener("click", () => setCam(!state.camOn));
+$("[data-pre-mic]").addEventListener("click", () => setMedia("audio", !state.micOn));
+$("[data-pre-cam]").addEventListener("click", () => setMedia("video", !state.camOn));
 $("[data-mic]").addEventListener("click", () => toggleMedia("audio"));
 $("[data-cam]").addEventListener("click", () => toggleMedia("video"));
 $("[data-camera-select]").addEventListener("change", changeDevice);

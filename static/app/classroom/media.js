@@ -77,12 +77,13 @@ export async function changeDevice() {
   }
 }
 
-// Muted (camera off) sends nothing at all: the sender's track is taken away, not only
-// disabled (a disabled track still sends silence or black frames).
-export function setMic(on) {
-  state.micOn = on;
-  if (state.local) state.local.getAudioTracks().forEach((t) => (t.enabled = on));
-  if (state.sfu) state.sfu.setSending("camera", "audio", on).catch(() => {});
+// The microphone ("audio") or camera ("video") on or off. Muted (camera off) sends nothing
+// at all: the sender's track is taken away, not only disabled (a disabled track still
+// sends silence or black frames).
+export function setMedia(kind, on) {
+  state[kind === "audio" ? "micOn" : "camOn"] = on;
+  if (state.local) for (const t of state.local.getTracks()) if (t.kind === kind) t.enabled = on;
+  if (state.sfu) state.sfu.setSending("camera", kind, on).catch(() => {});
   renderToggles();
   sendMedia();
 }
@@ -101,16 +102,7 @@ export function toggleMedia(kind) {
     state.live.send({ type: "unmute", kind });
     return;
   }
-  if (kind === "audio") setMic(!on);
-  else setCam(!on);
-}
-
-export function setCam(on) {
-  state.camOn = on;
-  if (state.local) state.local.getVideoTracks().forEach((t) => (t.enabled = on));
-  if (state.sfu) state.sfu.setSending("camera", "video", on).catch(() => {});
-  renderToggles();
-  sendMedia();
+  setMedia(kind, !on);
 }
 
 export function sendMedia() {
