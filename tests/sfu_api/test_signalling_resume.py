@@ -49,7 +49,9 @@ async def _teacher_in(
     return a, teacher, login
 
 
-async def _student_in(client: Any, login: dict[str, Any], room: str) -> tuple[WsClient, dict[str, Any]]:
+async def _student_in(
+    client: Any, login: dict[str, Any], room: str
+) -> tuple[WsClient, dict[str, Any]]:
     """The student's socket, joined in ``room``, and its join reply."""
     b = await connect(client, login["access_token"])
     return b, await b.request("join", "joined", room=room)
