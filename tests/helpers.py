@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest
 
 JWT_TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -26,6 +28,30 @@ def assert_error(body: object, code: str) -> dict[str, object]:
     assert isinstance(error["message"], str) and error["message"], body
     assert "details" in error, body
     return error
+
+
+def assert_app_refuses_route(
+    config: Any,
+    monkeypatch: Any,
+    path: str,
+    match: str,
+    decorate: Callable[[Any], Any] = lambda handler: handler,
+) -> None:
+    """``create_app`` with one more route (GET ``path``, its handler as ``decorate`` makes
+    it) refuses to build the app: RuntimeError matching ``match``."""
+    from aiohttp import web
+
+    from vtp import routes
+    from vtp.app import create_app
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response()
+
+    original = routes.route_tables
+    route = web.get(path, decorate(handler))
+    monkeypatch.setattr(routes, "route_tables", lambda: [*original(), [route]])
+    with pytest.raises(RuntimeError, match=match):
+        create_app(config)
 
 
 def iso(ts: float) -> str:
