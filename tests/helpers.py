@@ -54,6 +54,23 @@ def assert_app_refuses_route(
         create_app(config)
 
 
+BOOM = {"boom": True}  # a message that makes a failing_on_boom receiver raise
+
+
+def failing_on_boom(
+    receive: Callable[[dict[str, Any]], None],
+) -> Callable[[dict[str, Any]], None]:
+    """``receive``, except that it raises on BOOM: a failing receiver, which a cluster
+    listener (mailbox, topic) must survive."""
+
+    def receiver(data: dict[str, Any]) -> None:
+        if data.get("boom"):
+            raise RuntimeError("a receiver failing")
+        receive(data)
+
+    return receiver
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
