@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest
 
 JWT_TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -28,6 +30,47 @@ def assert_error(body: object, code: str) -> dict[str, object]:
     return error
 
 
+def assert_app_refuses_route(
+    config: Any,
+    monkeypatch: Any,
+    path: str,
+    match: str,
+    decorate: Callable[[Any], Any] = lambda handler: handler,
+) -> None:
+    """``create_app`` with one more route (GET ``path``, its handler as ``decorate`` makes
+    it) refuses to build the app: RuntimeError matching ``match``."""
+    from aiohttp import web
+
+    from vtp import routes
+    from vtp.app import create_app
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response()
+
+    original = routes.route_tables
+    route = web.get(path, decorate(handler))
+    monkeypatch.setattr(routes, "route_tables", lambda: [*original(), [route]])
+    with pytest.raises(RuntimeError, match=match):
+        create_app(config)
+
+
+BOOM = {"boom": True}  # a message that makes a failing_on_boom receiver raise
+
+
+def failing_on_boom(
+    receive: Callable[[dict[str, Any]], None],
+) -> Callable[[dict[str, Any]], None]:
+    """``receive``, except that it raises on BOOM: a failing receiver, which a cluster
+    listener (mailbox, topic) must survive."""
+
+    def receiver(data: dict[str, Any]) -> None:
+        if data.get("boom"):
+            raise RuntimeError("a receiver failing")
+        receive(data)
+
+    return receiver
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
@@ -39,37 +82,54 @@ async def ok(client: Any, method: str, path: str, who: dict[str, Any], **kw: Any
     return await resp.json() if resp.status != 204 else None
 
 
+async def new_course(client: Any, teacher: dict[str, Any], title: str = "Chemistry") -> Any:
+    """A new course of ``teacher``'s (with a code of its own)."""
+    return await ok(
+        client,
+        "POST",
+        "/api/v1/courses",
+        teacher,
+        json={"code": "C-" + uuid.uuid4().hex[:6], "title": title},
+    )
+
+
+async def enroll(
+    client: Any, teacher: dict[str, Any], course: dict[str, Any], user: dict[str, Any], **kw: Any
+) -> None:
+    """The course's teacher enrolls ``user`` (``kw``: the enrollment's other fields)."""
+    await ok(
+        client,
+        "POST",
+        f"/api/v1/courses/{course['id']}/enrollments",
+        teacher,
+        json={"user_id": user["user"]["id"], **kw},
+    )
+
+
+async def scheduled_session(
+    client: Any, host: dict[str, Any], course: dict[str, Any], *, start: bool = True, **kw: Any
+) -> dict[str, Any]:
+    """A session of the course scheduled by ``host`` for the next ten minutes (``kw``: its
+    other fields), started through ``client``'s node (its room is placed there) unless not
+    ``start``."""
+    now = time.time()
+    fields = {"title": "Acids", "scheduled_start": iso(now), "scheduled_end": iso(now + 600)}
+    path = f"/api/v1/courses/{course['id']}/sessions"
+    session: dict[str, Any] = await ok(client, "POST", path, host, json=fields | kw)
+    if start:
+        session = await ok(client, "POST", f"/api/v1/sessions/{session['id']}/start", host)
+    return session
+
+
 async def class_session(
     client: Any, teacher: dict[str, Any], students: list[dict[str, Any]], *, start: bool = True
 ) -> dict[str, Any]:
     """A new course of ``teacher``'s with ``students`` in it, and a session of it scheduled
     now, started through ``client``'s node (its room is placed there) unless not ``start``."""
-    course = await ok(
-        client,
-        "POST",
-        "/api/v1/courses",
-        teacher,
-        json={"code": "C-" + uuid.uuid4().hex[:6], "title": "Chemistry"},
-    )
+    course = await new_course(client, teacher)
     for student in students:
-        await ok(
-            client,
-            "POST",
-            f"/api/v1/courses/{course['id']}/enrollments",
-            teacher,
-            json={"user_id": student["user"]["id"]},
-        )
-    now = time.time()
-    session: dict[str, Any] = await ok(
-        client,
-        "POST",
-        f"/api/v1/courses/{course['id']}/sessions",
-        teacher,
-        json={"title": "Acids", "scheduled_start": iso(now), "scheduled_end": iso(now + 600)},
-    )
-    if start:
-        session = await ok(client, "POST", f"/api/v1/sessions/{session['id']}/start", teacher)
-    return session
+        await enroll(client, teacher, course, student)
+    return await scheduled_session(client, teacher, course, start=start)
 
 
 class Accounts:

@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.ports import tcp_answers
+
 ACCESS_KEY = "vtp-test-access"
 SECRET_KEY = "vtp-test-secret-key-0123456789"
 START_TIMEOUT_S = 60.0
@@ -100,14 +102,6 @@ class SeaweedS3:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-
-
-def _port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 async def _s3_round_trip(endpoint: str) -> None:
@@ -274,7 +268,7 @@ def _wait_ready(server: SeaweedS3, timeout_s: float) -> None:
             raise _ExitedEarly(
                 f"SeaweedFS exited with {server.process.returncode}:\n{server.log_tail()}"
             )
-        if _port_answers(server.port):
+        if tcp_answers(server.port, timeout=0.5):
             try:
                 _probe_in_thread(f"127.0.0.1:{server.port}")
                 return

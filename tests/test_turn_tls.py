@@ -24,12 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.sfu.certs import Ca
+from tests.support.caddy import DOMAIN, caddy
+from tests.support.ports import tcp_answers
 from tests.turnserver import TURNSERVER, need_turnserver
 from vtp.sfu.turncert import TurnCertificate
 
 ROOT = Path(__file__).resolve().parents[1]
-CADDY = shutil.which("caddy") or ""
-DOMAIN = "vtp.test"
 COTURN_USER = 65534  # docker-compose.yml: coturn's user, turn-tls's TURN_TLS_OWNER
 
 
@@ -45,14 +45,6 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def served_certificate(port: int, trust: Path) -> bytes | None:
@@ -78,39 +70,12 @@ def pem_der(path: Path) -> bytes:
 def caddy_data(tmp_path: Path) -> Path:
     """Caddy's data folder (the compose volume caddydata) once Caddy has the certificate
     for DOMAIN from its internal CA."""
-    if not CADDY:
-        if os.environ.get("CI"):
-            pytest.fail("caddy is not installed")
-        pytest.skip("caddy is not installed (Debian: apt-get install caddy)")
-    data = tmp_path / "caddy-data"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "XDG_DATA_HOME": str(data),
-        "XDG_CONFIG_HOME": str(tmp_path / "caddy-config"),
-        "VTP_DOMAIN": DOMAIN,
-        "CADDY_UPSTREAM": "127.0.0.1:9",
-        "CADDY_HTTPS_PORT": str(free_port()),
-        "CADDY_HTTP_PORT": str(free_port()),
-        "CADDY_TLS": "tls internal",
-        "CADDY_ADMIN": "off",
-        "CADDY_GLOBAL": "skip_install_trust",
-    }
-    leaf = data / "caddy" / "certificates" / "local" / DOMAIN / f"{DOMAIN}.crt"
-    log = tmp_path / "caddy.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [CADDY, "run", "--config", str(ROOT / "deploy" / "Caddyfile")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(f"caddy's certificate ({log.read_text()[-500:]})", lambda: leaf.exists())
-    finally:
-        process.terminate()
-        process.wait(10)
-    return data
+    with caddy(
+        tmp_path, upstream="127.0.0.1:9", https_port=free_port(), http_port=free_port()
+    ) as server:
+        leaf = server.data / "caddy" / "certificates" / "local" / DOMAIN / f"{DOMAIN}.crt"
+        wait_for(f"caddy's certificate ({server.log.read_text()[-500:]})", leaf.exists)
+    return server.data
 
 
 @pytest.fixture
@@ -181,8 +146,8 @@ def test_coturn_serves_tls_with_caddys_certificate_and_reloads_renewals(
         )
     try:
         # no certificate yet: TURN over UDP and TCP only
-        wait_for("coturn's plain port", lambda: listening(plain))
-        assert not listening(tls_port)
+        wait_for("coturn's plain port", lambda: tcp_answers(plain))
+        assert not tcp_answers(tls_port)
         first = turnserver_pid(wrapper.pid)
 
         sync(caddy_data, shared)
@@ -218,7 +183,7 @@ def test_coturn_serves_tls_with_caddys_certificate_and_reloads_renewals(
             lambda: served_certificate(tls_port, trust) == pem_der(renewed),
         )
         assert turnserver_pid(wrapper.pid) == second
-        assert listening(plain)
+        assert tcp_answers(plain)
         assert b"Reloading TLS certificates" in log.read_bytes()
         # a sync with nothing new changes nothing
         serial = (shared / "serial").read_bytes()
@@ -231,4 +196,4 @@ def test_coturn_serves_tls_with_caddys_certificate_and_reloads_renewals(
         finally:
             if wrapper.poll() is None:
                 wrapper.kill()
-    assert not listening(plain)
+    assert not tcp_answers(plain)

@@ -18,6 +18,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -161,17 +163,28 @@ def _peers_of(redis: Redis, node_id: str) -> int:
     return int(json.loads(raw)["peers"]) if raw is not None else 0
 
 
-async def test_students_on_b_decode_the_teacher_on_a_through_a_cascade(
-    nodes: tuple[Node, Node], redis_url: str, loopback_clients: None
-) -> None:
-    a, b = nodes
+@dataclass
+class Lesson:
+    """The teacher publishing on A (A's heartbeat already counts her), and what a test
+    opened that is closed when it ends."""
+
+    http: aiohttp.ClientSession
+    teacher: WsClient
+    stream_id: str
+    closing: list[Any]
+
+
+@asynccontextmanager
+async def _teaching_on_a(a: Node, b: Node, redis_url: str, room: str) -> AsyncIterator[Lesson]:
+    """The teacher joins ``room`` through A and publishes; on a failure both nodes' logs
+    are printed."""
     redis = Redis.from_url(redis_url)
     closing: list[Any] = []
     async with aiohttp.ClientSession() as http:
         try:
             teacher = await _ws(http, a, await _user(http, a, "teacher"))
             closing.append(teacher)
-            await teacher.request("join", "joined", room="lecture")
+            await teacher.request("join", "joined", room=room)
             pc, stream_id = await publish(teacher, BLUE)
             closing.append(pc)
 
@@ -179,59 +192,7 @@ async def test_students_on_b_decode_the_teacher_on_a_through_a_cascade(
                 return _peers_of(redis, "node-a") >= 1
 
             await _poll(a_loaded, 10, "A's load in the registry")
-
-            # a student through B: served on B (no room_elsewhere), from A's relay
-            students = []
-            for i in range(2):
-                student = await _ws(http, b, await _user(http, b, f"student{i}"))
-                closing.append(student)
-                joined = await student.request("join", "joined", room="lecture")
-                assert joined["room"] == "lecture"
-                students.append(student)
-            viewers = []
-            for student in students:
-                added = await student.wait("stream-added", within=20)
-                assert added["label"] == "camera"
-                viewer, _ = await subscribe(student, added["stream_id"])
-                closing.append(viewer)
-                viewers.append(viewer)
-            for viewer in viewers:
-                await viewer.wait_frames(30, within=20)
-                assert_frames_show(viewer.frames, BLUE)
-
-            # one copy crosses: A has one subscription for B (its relay peer)
-            assert await _metric(http, a, "vtp_sfu_subscriptions") == 1
-            assert await _metric(http, b, "vtp_sfu_subscriptions") == 2
-
-            # keyframe requests from B's subscribers reach A's publisher
-            sdp = viewers[0].pc.remoteDescription.sdp
-            ssrc = int(sdp[sdp.index("m=video") :].split("a=ssrc:", 1)[1].split()[0])
-            receiver = next(
-                r for r in viewers[0].pc.getReceivers() if r.track and r.track.kind == "video"
-            )
-            before = await _metric(http, a, "vtp_sfu_plis_sent_total")
-            b_before = await _metric(http, b, "vtp_sfu_plis_received_total")
-
-            async def pli_reached_a() -> bool:
-                await receiver._send_rtcp_pli(ssrc)
-                return await _metric(http, a, "vtp_sfu_plis_sent_total") > before
-
-            await _poll(pli_reached_a, 10, "a PLI from B's subscriber at A's publisher")
-            assert await _metric(http, b, "vtp_sfu_plis_received_total") > b_before
-
-            # the teacher's stream ends on A: B's copy ends too
-            await teacher.request("unpublish", "unpublished", stream_id=stream_id)
-            for student in students:
-                await student.wait("stream-removed", within=10)
-
-            # the students leave: B's cascade ends, A's relay peer leaves
-            for student in students:
-                await student.request("leave", "left")
-
-            async def relay_gone() -> bool:
-                return await _metric(http, a, "vtp_sfu_peers") == 1
-
-            await _poll(relay_gone, 15, "A's relay peer gone")
+            yield Lesson(http, teacher, stream_id, closing)
         except BaseException:
             print("--- A ---\n" + a.tail() + "\n--- B ---\n" + b.tail())
             raise
@@ -239,55 +200,96 @@ async def test_students_on_b_decode_the_teacher_on_a_through_a_cascade(
             for item in closing:
                 await item.close()
             redis.close()
+
+
+async def test_students_on_b_decode_the_teacher_on_a_through_a_cascade(
+    nodes: tuple[Node, Node], redis_url: str, loopback_clients: None
+) -> None:
+    a, b = nodes
+    async with _teaching_on_a(a, b, redis_url, "lecture") as lesson:
+        http, teacher, closing = lesson.http, lesson.teacher, lesson.closing
+        # a student through B: served on B (no room_elsewhere), from A's relay
+        students = []
+        for i in range(2):
+            student = await _ws(http, b, await _user(http, b, f"student{i}"))
+            closing.append(student)
+            joined = await student.request("join", "joined", room="lecture")
+            assert joined["room"] == "lecture"
+            students.append(student)
+        viewers = []
+        for student in students:
+            added = await student.wait("stream-added", within=20)
+            assert added["label"] == "camera"
+            viewer, _ = await subscribe(student, added["stream_id"])
+            closing.append(viewer)
+            viewers.append(viewer)
+        for viewer in viewers:
+            await viewer.wait_frames(30, within=20)
+            assert_frames_show(viewer.frames, BLUE)
+
+        # one copy crosses: A has one subscription for B (its relay peer)
+        assert await _metric(http, a, "vtp_sfu_subscriptions") == 1
+        assert await _metric(http, b, "vtp_sfu_subscriptions") == 2
+
+        # keyframe requests from B's subscribers reach A's publisher
+        sdp = viewers[0].pc.remoteDescription.sdp
+        ssrc = int(sdp[sdp.index("m=video") :].split("a=ssrc:", 1)[1].split()[0])
+        receiver = next(
+            r for r in viewers[0].pc.getReceivers() if r.track and r.track.kind == "video"
+        )
+        before = await _metric(http, a, "vtp_sfu_plis_sent_total")
+        b_before = await _metric(http, b, "vtp_sfu_plis_received_total")
+
+        async def pli_reached_a() -> bool:
+            await receiver._send_rtcp_pli(ssrc)
+            return await _metric(http, a, "vtp_sfu_plis_sent_total") > before
+
+        await _poll(pli_reached_a, 10, "a PLI from B's subscriber at A's publisher")
+        assert await _metric(http, b, "vtp_sfu_plis_received_total") > b_before
+
+        # the teacher's stream ends on A: B's copy ends too
+        await teacher.request("unpublish", "unpublished", stream_id=lesson.stream_id)
+        for student in students:
+            await student.wait("stream-removed", within=10)
+
+        # the students leave: B's cascade ends, A's relay peer leaves
+        for student in students:
+            await student.request("leave", "left")
+
+        async def relay_gone() -> bool:
+            return await _metric(http, a, "vtp_sfu_peers") == 1
+
+        await _poll(relay_gone, 15, "A's relay peer gone")
 
 
 async def test_the_cascade_ends_when_the_origin_dies(
     nodes: tuple[Node, Node], redis_url: str, loopback_clients: None
 ) -> None:
     a, b = nodes
-    redis = Redis.from_url(redis_url)
-    closing: list[Any] = []
-    async with aiohttp.ClientSession() as http:
-        try:
-            teacher = await _ws(http, a, await _user(http, a, "teacher"))
-            closing.append(teacher)
-            await teacher.request("join", "joined", room="seminar")
-            pc, _ = await publish(teacher, BLUE)
-            closing.append(pc)
+    async with _teaching_on_a(a, b, redis_url, "seminar") as lesson:
+        http, closing = lesson.http, lesson.closing
+        student = await _ws(http, b, await _user(http, b, "student"))
+        closing.append(student)
+        await student.request("join", "joined", room="seminar")
+        added = await student.wait("stream-added", within=20)
+        viewer, _ = await subscribe(student, added["stream_id"])
+        closing.append(viewer)
+        await viewer.wait_frames(10, within=20)
+        # publishing on the edge is refused: the class's node is A
+        await student.send(type="publish", sdp="v=0", request_id="p")
+        refused = await student.wait("error", request_id="p")
+        assert refused["error"]["code"] == "relayed_room", refused
 
-            async def a_loaded() -> bool:
-                return _peers_of(redis, "node-a") >= 1
+        a.proc.kill()  # no goodbye: B finds out by itself
+        await student.wait("stream-removed", within=15)
 
-            await _poll(a_loaded, 10, "A's load in the registry")
-            student = await _ws(http, b, await _user(http, b, "student"))
-            closing.append(student)
-            await student.request("join", "joined", room="seminar")
-            added = await student.wait("stream-added", within=20)
-            viewer, _ = await subscribe(student, added["stream_id"])
-            closing.append(viewer)
-            await viewer.wait_frames(10, within=20)
-            # publishing on the edge is refused: the class's node is A
-            await student.send(type="publish", sdp="v=0", request_id="p")
-            refused = await student.wait("error", request_id="p")
-            assert refused["error"]["code"] == "relayed_room", refused
+        async def relay_gone() -> bool:  # B's relay peer left; the student stays
+            return (
+                await _metric(http, b, "vtp_sfu_peers") == 1
+                and await _metric(http, b, "vtp_sfu_publications") == 0
+            )
 
-            a.proc.kill()  # no goodbye: B finds out by itself
-            await student.wait("stream-removed", within=15)
-
-            async def relay_gone() -> bool:  # B's relay peer left; the student stays
-                return (
-                    await _metric(http, b, "vtp_sfu_peers") == 1
-                    and await _metric(http, b, "vtp_sfu_publications") == 0
-                )
-
-            await _poll(relay_gone, 10, "B's relay ended")
-        except BaseException:
-            print("--- A ---\n" + a.tail() + "\n--- B ---\n" + b.tail())
-            raise
-        finally:
-            for item in closing:
-                await item.close()
-            redis.close()
+        await _poll(relay_gone, 10, "B's relay ended")
 
 
 async def test_a_student_who_publishes_is_served_where_the_room_lives(
@@ -298,47 +300,28 @@ async def test_a_student_who_publishes_is_served_where_the_room_lives(
     it publishes is relayed to A instead, publishes there, and the viewer on B sees that
     stream too, through the cascade."""
     a, b = nodes
-    redis = Redis.from_url(redis_url)
-    closing: list[Any] = []
-    async with aiohttp.ClientSession() as http:
-        try:
-            teacher = await _ws(http, a, await _user(http, a, "teacher"))
-            closing.append(teacher)
-            await teacher.request("join", "joined", room="seminar")
-            pc, _ = await publish(teacher, BLUE)
-            closing.append(pc)
+    async with _teaching_on_a(a, b, redis_url, "seminar") as lesson:
+        http, closing = lesson.http, lesson.closing
+        viewer = await _ws(http, b, await _user(http, b, "viewer"))
+        closing.append(viewer)
+        await viewer.request("join", "joined", room="seminar")
+        await viewer.wait("stream-added", within=20)
+        await viewer.send(type="publish", sdp="v=0", request_id="p")
+        refused = await viewer.wait("error", request_id="p")
+        assert refused["error"]["code"] == "relayed_room", refused
+        assert await _metric(http, a, "vtp_sfu_peers") == 2  # the teacher, B's relay
 
-            async def a_loaded() -> bool:
-                return _peers_of(redis, "node-a") >= 1
+        speaker = await _ws(http, b, await _user(http, b, "speaker"))
+        closing.append(speaker)
+        await speaker.request("join", "joined", room="seminar", publish=True)
+        assert await _metric(http, a, "vtp_sfu_peers") == 3  # served on A
+        speaker_pc, speaker_stream = await publish(speaker, RED)
+        closing.append(speaker_pc)
 
-            await _poll(a_loaded, 10, "A's load in the registry")
-            viewer = await _ws(http, b, await _user(http, b, "viewer"))
-            closing.append(viewer)
-            await viewer.request("join", "joined", room="seminar")
-            await viewer.wait("stream-added", within=20)
-            await viewer.send(type="publish", sdp="v=0", request_id="p")
-            refused = await viewer.wait("error", request_id="p")
-            assert refused["error"]["code"] == "relayed_room", refused
-            assert await _metric(http, a, "vtp_sfu_peers") == 2  # the teacher, B's relay
-
-            speaker = await _ws(http, b, await _user(http, b, "speaker"))
-            closing.append(speaker)
-            await speaker.request("join", "joined", room="seminar", publish=True)
-            assert await _metric(http, a, "vtp_sfu_peers") == 3  # served on A
-            speaker_pc, speaker_stream = await publish(speaker, RED)
-            closing.append(speaker_pc)
-
-            # B relays the speaker's stream too: the viewer on B sees it
-            added = await viewer.wait("stream-added", within=20)
-            assert added["stream_id"] != speaker_stream  # (B's own id for its copy)
-            seen, _ = await subscribe(viewer, added["stream_id"])
-            closing.append(seen)
-            await seen.wait_frames(10, within=20)
-            assert_frames_show(seen.frames, RED)
-        except BaseException:
-            print("--- A ---\n" + a.tail() + "\n--- B ---\n" + b.tail())
-            raise
-        finally:
-            for item in closing:
-                await item.close()
-            redis.close()
+        # B relays the speaker's stream too: the viewer on B sees it
+        added = await viewer.wait("stream-added", within=20)
+        assert added["stream_id"] != speaker_stream  # (B's own id for its copy)
+        seen, _ = await subscribe(viewer, added["stream_id"])
+        closing.append(seen)
+        await seen.wait_frames(10, within=20)
+        assert_frames_show(seen.frames, RED)

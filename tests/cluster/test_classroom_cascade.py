@@ -10,14 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from browser.classroom_kit import (
-    Server,
-    browser_fixture,  # noqa: F401  (module fixture)
-    classroom_stats,
-    decoding,
-    join_class,
-    signed_in_page,
-)
+from browser import classroom_kit as kit
+from browser.classroom_kit import browser_fixture  # noqa: F401  (module fixture)
 from classroom_nodes import MARKS, nodes_fixture
 
 from tests.support.waiting import eventually
@@ -28,7 +22,7 @@ nodes = nodes_fixture(cascade_peers=1)
 
 
 async def test_a_student_served_through_a_cascade_watches_then_speaks(
-    nodes: tuple[Server, Server], browser: Any
+    nodes: tuple[kit.Server, kit.Server], browser: Any
 ) -> None:
     a, b = nodes
     teacher = await a.user("Ms Rivera", role="teacher")
@@ -36,11 +30,11 @@ async def test_a_student_served_through_a_cascade_watches_then_speaks(
     live = await a.live_session(teacher, [ada], students_may_publish=False)
     room = live["room_name"]
     pages = {
-        "teacher": await signed_in_page(browser, a, teacher),
-        "ada": await signed_in_page(browser, b, ada),
+        "teacher": await kit.signed_in_page(browser, a, teacher),
+        "ada": await kit.signed_in_page(browser, b, ada),
     }
     await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
-    await join_class(pages["teacher"])
+    await kit.join_class(pages["teacher"])
 
     async def teacher_publishing_on_a() -> bool:
         sfu_room = a.app[SFU_KEY].get_room(room)
@@ -50,8 +44,8 @@ async def test_a_student_served_through_a_cascade_watches_then_speaks(
     await eventually(teacher_publishing_on_a, 20, "the teacher publishing on A, A loaded")
 
     await pages["ada"].goto(f"{b.base}/classroom/{live['id']}")
-    await join_class(pages["ada"])
-    await eventually(lambda: decoding(pages["ada"], 1), 30, "Ada decoding the teacher")
+    await kit.join_class(pages["ada"])
+    await eventually(lambda: kit.decoding(pages["ada"], 1), 30, "Ada decoding the teacher")
     edge = b.app[SFU_KEY].get_room(room)
     assert edge is not None and edge.origin == "node-a"  # served from B's copy
     origin_room = a.app[SFU_KEY].get_room(room)
@@ -68,10 +62,10 @@ async def test_a_student_served_through_a_cascade_watches_then_speaks(
         return len(origin_room.peers) == 3 and len(origin_room.streams()) == 2
 
     await eventually(ada_on_a, 20, "Ada's peer and camera on A")
-    await eventually(lambda: decoding(pages["teacher"], 1), 30, "the teacher decoding Ada")
-    await eventually(lambda: decoding(pages["ada"], 1), 30, "Ada decoding the teacher again")
+    await eventually(lambda: kit.decoding(pages["teacher"], 1), 30, "the teacher decoding Ada")
+    await eventually(lambda: kit.decoding(pages["ada"], 1), 30, "Ada decoding the teacher again")
     for key, page in pages.items():
-        stats = await classroom_stats(page)
+        stats = await kit.classroom_stats(page)
         assert stats["conn"] == "Connected", (key, stats)
     for page in pages.values():
         await page.context.close()

@@ -15,14 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser.classroom_kit import (
-    Server,
-    browser_fixture,  # noqa: F401  (module fixture)
-    classroom_stats,
-    decoding,
-    join_class,
-    signed_in_page,
-)
+from browser import classroom_kit as kit
+from browser.classroom_kit import browser_fixture  # noqa: F401  (module fixture)
 from classroom_nodes import MARKS, nodes_fixture
 
 from tests.support.waiting import eventually
@@ -35,7 +29,7 @@ nodes = nodes_fixture(drain_timeout_s=0.0)  # a drain sends the class elsewhere 
 
 
 async def test_the_class_follows_its_room_off_a_draining_node(
-    nodes: tuple[Server, Server], browser: Any
+    nodes: tuple[kit.Server, kit.Server], browser: Any
 ) -> None:
     a, b = nodes
     teacher = await a.user("Ms Rivera", role="teacher")
@@ -44,8 +38,8 @@ async def test_the_class_follows_its_room_off_a_draining_node(
     room = live["room_name"]
     assert await a.app[PLACEMENT].owner(room) == "node-a"
     pages = {
-        "teacher": await signed_in_page(browser, a, teacher),
-        "ada": await signed_in_page(browser, a, ada),
+        "teacher": await kit.signed_in_page(browser, a, teacher),
+        "ada": await kit.signed_in_page(browser, a, ada),
     }
     sockets: dict[str, list[str]] = {key: [] for key in pages}
     for key, page in pages.items():
@@ -54,9 +48,9 @@ async def test_the_class_follows_its_room_off_a_draining_node(
             served = await page.goto(f"{a.base}/classroom/{live['id']}")
         connect_src = served.headers["content-security-policy"].split("connect-src")[1]
         assert (b.base in connect_src) is (key == "ada"), connect_src
-        await join_class(page)
+        await kit.join_class(page)
     for key, page in pages.items():
-        await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding on A")
+        await eventually(lambda p=page: kit.decoding(p, 1), 30, f"{key} decoding on A")
 
     await Drain(a.app).run()
     moved = time.monotonic()
@@ -68,7 +62,7 @@ async def test_the_class_follows_its_room_off_a_draining_node(
 
     await eventually(both_on_b, 15, "both peers in the room on B")
     for key, page in pages.items():
-        await eventually(lambda p=page: decoding(p, 1), 20, f"{key} decoding on B")
+        await eventually(lambda p=page: kit.decoding(p, 1), 20, f"{key} decoding on B")
     media_again = time.monotonic() - moved
     b_ws = b.base.replace("http", "ws")
     a_ws = a.base.replace("http", "ws")
@@ -83,7 +77,7 @@ async def test_the_class_follows_its_room_off_a_draining_node(
     sfu_room = a.app[SFU_KEY].get_room(room)
     assert sfu_room is None or not sfu_room.peers
     for key, page in pages.items():
-        stats = await classroom_stats(page)
+        stats = await kit.classroom_stats(page)
         assert stats["conn"] == "Connected", (key, stats)
         assert stats["live"] == "connected", (key, stats)
     print(f"drain (Chromium): both decoding on B {media_again:.1f} s after the drain")
@@ -92,7 +86,7 @@ async def test_the_class_follows_its_room_off_a_draining_node(
 
 
 @contextlib.contextmanager
-def _knowing_only_itself(node: Server) -> Iterator[None]:
+def _knowing_only_itself(node: kit.Server) -> Iterator[None]:
     """Pages served meanwhile are as the node served them before other nodes joined."""
     registry = node.app[NODES]
     with pytest.MonkeyPatch.context() as patch:

@@ -12,14 +12,8 @@ import time
 from typing import Any
 
 import pytest
-from browser.classroom_kit import (
-    Server,
-    browser_fixture,  # noqa: F401  (module fixture)
-    classroom_stats,
-    decoding,
-    join_class,
-    signed_in_page,
-)
+from browser import classroom_kit as kit
+from browser.classroom_kit import browser_fixture  # noqa: F401  (module fixture)
 from classroom_nodes import MARKS, nodes_fixture
 
 from tests.support.waiting import eventually
@@ -33,13 +27,13 @@ async def _nothing() -> None:
     return None
 
 
-async def _opened(server: Server, room: str) -> bool:
+async def _opened(server: kit.Server, room: str) -> bool:
     here = server.app[SFU_KEY].get_room(room)
     return here is not None and len(here.peers) > 0
 
 
 async def test_when_the_class_node_dies_its_students_are_back_with_media_within_ten_seconds(
-    nodes: tuple[Server, Server],
+    nodes: tuple[kit.Server, kit.Server],
     browser: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -51,18 +45,19 @@ async def test_when_the_class_node_dies_its_students_are_back_with_media_within_
     room = live["room_name"]
     assert await a.app[PLACEMENT].owner(room) == "node-a"
     # the teacher's page (A's) keeps the room open on A until A dies
-    teacher_page = await signed_in_page(browser, a, teacher)
+    teacher_page = await kit.signed_in_page(browser, a, teacher)
     await teacher_page.goto(f"{a.base}/classroom/{live['id']}")
-    await join_class(teacher_page)
+    await kit.join_class(teacher_page)
     await eventually(lambda: _opened(a, room), 15, "the room open on A with the teacher in it")
     pages = {
-        key: await signed_in_page(browser, b, user) for key, user in (("ada", ada), ("ben", ben))
+        key: await kit.signed_in_page(browser, b, user)
+        for key, user in (("ada", ada), ("ben", ben))
     }
     for page in pages.values():
         await page.goto(f"{b.base}/classroom/{live['id']}")
-        await join_class(page)
+        await kit.join_class(page)
     for key, page in pages.items():
-        await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding on A")
+        await eventually(lambda p=page: kit.decoding(p, 1), 30, f"{key} decoding on A")
     assert b.app[SFU_KEY].get_room(room) is None, (
         await a.app[PLACEMENT].owner(room),
         a.app[SFU_KEY].get_room(room),
@@ -86,7 +81,7 @@ async def test_when_the_class_node_dies_its_students_are_back_with_media_within_
         if here is None or len(here.peers) < 2:
             return None
         for page in pages.values():
-            if not await decoding(page, 1, frames=1):
+            if not await kit.decoding(page, 1, frames=1):
                 return None
         return True
 
@@ -95,7 +90,7 @@ async def test_when_the_class_node_dies_its_students_are_back_with_media_within_
     assert back < 10, (back, marks)
     assert await b.app[PLACEMENT].owner(room) == "node-b"
     for key, page in pages.items():
-        stats = await classroom_stats(page)
+        stats = await kit.classroom_stats(page)
         assert stats["conn"] == "Connected", (key, stats)
         overlay = page.locator("[data-overlay-title]")
         assert not await overlay.is_visible(), (key, await overlay.inner_text())

@@ -12,15 +12,8 @@ import json
 import uuid
 from typing import Any
 
-from browser.classroom_kit import (
-    PASSWORD,
-    Server,
-    browser_fixture,  # noqa: F401  (module fixture)
-    classroom_stats,
-    decoding,
-    join_class,
-    signed_in_page,
-)
+from browser import classroom_kit as kit
+from browser.classroom_kit import browser_fixture  # noqa: F401  (module fixture)
 from classroom_nodes import MARKS, nodes_fixture
 
 from tests.support.waiting import eventually
@@ -42,7 +35,7 @@ async def _two_people(page: Any) -> bool:
 
 
 async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
-    nodes: tuple[Server, Server], browser: Any
+    nodes: tuple[kit.Server, kit.Server], browser: Any
 ) -> None:
     a, b = nodes
     teacher = await a.user("Ms Rivera", role="teacher")
@@ -52,8 +45,8 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
     assert await a.app[PLACEMENT].owner(room) == "node-a"
 
     pages = {
-        "teacher": await signed_in_page(browser, a, teacher),
-        "ada": await signed_in_page(browser, b, ada),
+        "teacher": await kit.signed_in_page(browser, a, teacher),
+        "ada": await kit.signed_in_page(browser, b, ada),
     }
     socket_urls: dict[str, list[str]] = {"teacher": [], "ada": []}
     blocked: list[str] = []
@@ -77,10 +70,10 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
     await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
     await pages["ada"].goto(f"{b.base}/classroom/{live['id']}")
     for page in pages.values():
-        await join_class(page)
+        await kit.join_class(page)
 
     for key, page in pages.items():
-        await eventually(lambda p=page: decoding(p, 1), 30, f"{key} decoding the other's video")
+        await eventually(lambda p=page: kit.decoding(p, 1), 30, f"{key} decoding the other's video")
     # Ada's page came from B: her signalling socket and her live channel stay there (B
     # relays both to A, where the class is)
     ada_path = [url.split("/api/v1/")[0] for url in socket_urls["ada"]]
@@ -104,7 +97,7 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
     for key, page in pages.items():
         text = await page.locator("[data-people]").inner_text()
         assert "Ms Rivera" in text and "Ada Okafor" in text, (key, text)
-        stats = await classroom_stats(page)
+        stats = await kit.classroom_stats(page)
         assert stats["conn"] == "Connected", (key, stats)
         assert stats["live"] == "connected", (key, stats)
         assert await page.locator(".toast-warn").count() == 0, (key, await page.content())
@@ -127,7 +120,7 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
     # renewal: the page's next access token goes to both of Ada's sockets (B relays the
     # signalling one's to A), and each is acknowledged (the page checks every 10 s)
     fresh = await b.call(
-        "POST", "/api/v1/auth/login", json={"email": ada.email, "password": PASSWORD}
+        "POST", "/api/v1/auth/login", json={"email": ada.email, "password": kit.PASSWORD}
     )
     new_token = fresh["access_token"]
     assert new_token != ada.tokens["access_token"]
@@ -161,14 +154,14 @@ async def test_a_student_on_node_b_meets_the_teacher_on_node_a(
         return len(after) == 2
 
     await eventually(acknowledged, 10, "the renewed token acknowledged on both sockets")
-    stats = await classroom_stats(pages["ada"])
+    stats = await kit.classroom_stats(pages["ada"])
     assert stats["conn"] == "Connected" and stats["sfu"]["reconnects"] == 0, stats
     for page in pages.values():
         await page.context.close()
 
 
 async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
-    nodes: tuple[Server, Server], browser: Any
+    nodes: tuple[kit.Server, kit.Server], browser: Any
 ) -> None:
     """Two nodes that disagree about a room would send the client back and forth for
     ever: the page follows two redirects in a row, then says it cannot reach the class.
@@ -177,7 +170,7 @@ async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
     teacher = await a.user("Mr Osei", role="teacher")
     ben = await b.user("Ben Tanaka")
     live = await a.live_session(teacher, [ben])
-    page = await signed_in_page(browser, b, ben)
+    page = await kit.signed_in_page(browser, b, ben)
     opened: list[str] = []
 
     def answer(ws: Any) -> None:
@@ -199,7 +192,7 @@ async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
 
     await page.route_web_socket(lambda url: "/api/v1/sfu/ws" in url, answer)
     await page.goto(f"{b.base}/classroom/{live['id']}")
-    await join_class(page)
+    await kit.join_class(page)
     title = page.locator("[data-overlay-title]")
     await title.wait_for()
     assert await title.inner_text() == "This class cannot be reached"
@@ -215,7 +208,7 @@ async def test_nodes_that_keep_sending_the_page_elsewhere_get_a_clear_error(
 
 
 async def test_when_the_class_node_goes_away_the_page_finds_the_class_again(
-    nodes: tuple[Server, Server], browser: Any
+    nodes: tuple[kit.Server, kit.Server], browser: Any
 ) -> None:
     """Node A (the class's) stops: the student's sockets, relayed there by B, are closed;
     the page connects again to B (its page's node), which places the room again - on
@@ -227,21 +220,21 @@ async def test_when_the_class_node_goes_away_the_page_finds_the_class_again(
     live = await a.live_session(teacher, [cleo])
     room = live["room_name"]
     pages = {
-        "teacher": await signed_in_page(browser, a, teacher),
-        "cleo": await signed_in_page(browser, b, cleo),
+        "teacher": await kit.signed_in_page(browser, a, teacher),
+        "cleo": await kit.signed_in_page(browser, b, cleo),
     }
     await pages["teacher"].goto(f"{a.base}/classroom/{live['id']}")
     await pages["cleo"].goto(f"{b.base}/classroom/{live['id']}")
     for page in pages.values():
-        await join_class(page)
-    await eventually(lambda: decoding(pages["cleo"], 1), 30, "Cleo decoding the teacher on A")
+        await kit.join_class(page)
+    await eventually(lambda: kit.decoding(pages["cleo"], 1), 30, "Cleo decoding the teacher on A")
     assert b.app[SFU_KEY].get_room(room) is None
 
     await pages["teacher"].close()
     await a.stop()  # leaves the registry at once (a clean stop)
 
     async def back_on_b() -> Any:
-        stats = await classroom_stats(pages["cleo"])
+        stats = await kit.classroom_stats(pages["cleo"])
         here = b.app[SFU_KEY].get_room(room)
         return stats if stats["conn"] == "Connected" and here is not None else None
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 from helpers import Accounts, bearer, class_session
-from sfu_api.ws_peers import connect
+from sfu_api.ws_peers import WsClient, connect
 
 from vtp.app import create_app
 from vtp.appkeys import NODES, PLACEMENT, SFU_KEY
@@ -33,14 +33,22 @@ def _node_config(config: Config, **update: Any) -> Config:
     )
 
 
+async def _teacher_in_a_room(
+    aiohttp_client: Any, config: Config, database_url: str, drain_timeout_s: float
+) -> tuple[Any, dict[str, Any], WsClient]:
+    """A node on its own (with this drain timeout), and a teacher's socket joined in the
+    room "algebra" there: the node's test client, the teacher, the socket."""
+    client = await aiohttp_client(create_app(_node_config(config, drain_timeout_s=drain_timeout_s)))
+    teacher = await Accounts(client, database_url).with_role("teacher")
+    ws = await connect(client, teacher["access_token"])
+    await ws.request("join", "joined", room="algebra")
+    return client, teacher, ws
+
+
 async def test_a_node_on_its_own_opens_no_room_while_draining_and_stops_when_they_close(
     aiohttp_client: Any, config: Config, database_url: str
 ) -> None:
-    client = await aiohttp_client(create_app(_node_config(config, drain_timeout_s=60.0)))
-    accounts = Accounts(client, database_url)
-    teacher = await accounts.with_role("teacher")
-    ws = await connect(client, teacher["access_token"])
-    await ws.request("join", "joined", room="algebra")
+    client, teacher, ws = await _teacher_in_a_room(aiohttp_client, config, database_url, 60.0)
 
     started = time.monotonic()
     await client.app[NODES].drain()  # (the drain's first step, done here to go on at once)
@@ -69,11 +77,7 @@ async def test_a_second_sigterm_moves_the_clients_at_once(
     aiohttp_client: Any, config: Config, database_url: str
 ) -> None:
     """(On its own, the node has nowhere to send them: ``reconnect`` names no URL.)"""
-    client = await aiohttp_client(create_app(_node_config(config, drain_timeout_s=600.0)))
-    accounts = Accounts(client, database_url)
-    teacher = await accounts.with_role("teacher")
-    ws = await connect(client, teacher["access_token"])
-    await ws.request("join", "joined", room="algebra")
+    client, _, ws = await _teacher_in_a_room(aiohttp_client, config, database_url, 600.0)
     drain = Drain(client.app)
     await client.app[NODES].drain()
     draining = asyncio.create_task(drain.run())

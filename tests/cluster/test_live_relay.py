@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp import WSMsgType
 from helpers import Accounts, class_session, ok
 from two_nodes import die, two_nodes, until
@@ -60,29 +62,44 @@ async def _open(client: Any, session_id: str, who: dict[str, Any]) -> Live:
     return Live(ws)
 
 
-async def _class(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str, **settings: Any
-) -> tuple[Any, Any, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Nodes A and B, a teacher, a student and their live session, placed on A."""
-    a, b = await two_nodes(aiohttp_server, aiohttp_client, config, **settings)
-    accounts = Accounts(a, database_url)
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.with_role("student")
-    session = await class_session(a, teacher, [student])
-    assert await a.app[PLACEMENT].owner(session["room_name"]) == "node-a"
-    return a, b, teacher, student, session
+async def _in_class(client: Any, session_id: str, who: dict[str, Any]) -> Live:
+    """``who``'s live channel through this node, once it is ready."""
+    live = await _open(client, session_id, who)
+    await live.next("ready")
+    return live
+
+
+# nodes A and B, the teacher, the student, their live session
+Lesson = tuple[Any, Any, dict[str, Any], dict[str, Any], dict[str, Any]]
+MakeClass = Callable[..., Awaitable[Lesson]]
+
+
+@pytest.fixture
+def make_class(
+    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+) -> MakeClass:
+    """Makes nodes A and B (with these settings), a teacher, a student and their live
+    session, placed on A."""
+
+    async def make(**settings: Any) -> Lesson:
+        a, b = await two_nodes(aiohttp_server, aiohttp_client, config, **settings)
+        accounts = Accounts(a, database_url)
+        teacher = await accounts.with_role("teacher")
+        student = await accounts.with_role("student")
+        session = await class_session(a, teacher, [student])
+        assert await a.app[PLACEMENT].owner(session["room_name"]) == "node-a"
+        return a, b, teacher, student, session
+
+    return make
 
 
 async def test_a_student_through_node_b_is_in_the_class_on_node_a(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+    make_class: MakeClass, database_url: str
 ) -> None:
-    a, b, teacher, student, session = await _class(
-        aiohttp_server, aiohttp_client, config, database_url
-    )
+    a, b, teacher, student, session = await make_class()
     sid = session["id"]
     teacher_id, student_id = teacher["user"]["id"], student["user"]["id"]
-    on_a = await _open(a, sid, teacher)
-    await on_a.next("ready")
+    on_a = await _in_class(a, sid, teacher)
     via_b = await _open(b, sid, student)
 
     # she is in the class on A, through B; each sees the other
@@ -183,16 +200,10 @@ async def test_a_student_through_node_b_is_in_the_class_on_node_a(
     await on_a.ws.close()
 
 
-async def test_closing_the_socket_on_b_ends_the_participant_on_a(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
-) -> None:
-    a, b, teacher, student, session = await _class(
-        aiohttp_server, aiohttp_client, config, database_url
-    )
-    on_a = await _open(a, session["id"], teacher)
-    await on_a.next("ready")
-    via_b = await _open(b, session["id"], student)
-    await via_b.next("ready")
+async def test_closing_the_socket_on_b_ends_the_participant_on_a(make_class: MakeClass) -> None:
+    a, b, teacher, student, session = await make_class()
+    on_a = await _in_class(a, session["id"], teacher)
+    via_b = await _in_class(b, session["id"], student)
     await via_b.ws.close()
     left = await on_a.next("participant-left", user_id=student["user"]["id"])
     assert left["reason"] == "left"
@@ -201,13 +212,10 @@ async def test_closing_the_socket_on_b_ends_the_participant_on_a(
 
 
 async def test_the_session_ended_through_node_b_ends_the_channel_relayed_to_a(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+    make_class: MakeClass,
 ) -> None:
-    a, b, teacher, student, session = await _class(
-        aiohttp_server, aiohttp_client, config, database_url
-    )
-    via_b = await _open(b, session["id"], student)
-    await via_b.next("ready")
+    a, b, teacher, student, session = await make_class()
+    via_b = await _in_class(b, session["id"], student)
     await ok(b, "POST", f"/api/v1/sessions/{session['id']}/end", teacher)
     assert (await via_b.next("ended"))["by"] == teacher["user"]["display_name"]
     assert await via_b.closed() == 1000
@@ -215,13 +223,10 @@ async def test_the_session_ended_through_node_b_ends_the_channel_relayed_to_a(
 
 
 async def test_when_node_a_dies_the_student_on_b_is_told_and_reconnects_to_b(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+    make_class: MakeClass,
 ) -> None:
-    a, b, _teacher, student, session = await _class(
-        aiohttp_server, aiohttp_client, config, database_url, **FAST_BEATS
-    )
-    via_b = await _open(b, session["id"], student)
-    await via_b.next("ready")
+    a, b, _teacher, student, session = await make_class(**FAST_BEATS)
+    via_b = await _in_class(b, session["id"], student)
     await die(a)
     # B sees A gone from the registry (two checks in a row): node_gone, then 1012
     error = await via_b.next("error", within=10)
@@ -238,16 +243,10 @@ async def test_when_node_a_dies_the_student_on_b_is_told_and_reconnects_to_b(
     await again.ws.close()
 
 
-async def test_when_node_b_dies_node_a_drops_its_participants(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
-) -> None:
-    a, b, teacher, student, session = await _class(
-        aiohttp_server, aiohttp_client, config, database_url, **FAST_BEATS
-    )
-    on_a = await _open(a, session["id"], teacher)
-    await on_a.next("ready")
-    via_b = await _open(b, session["id"], student)
-    await via_b.next("ready")
+async def test_when_node_b_dies_node_a_drops_its_participants(make_class: MakeClass) -> None:
+    a, b, teacher, student, session = await make_class(**FAST_BEATS)
+    on_a = await _in_class(a, session["id"], teacher)
+    via_b = await _in_class(b, session["id"], student)
     started = time.monotonic()
     await die(b)
     # within the registry's TTL plus a heartbeat or two, A's side of the link ends
@@ -264,15 +263,12 @@ async def test_when_node_b_dies_node_a_drops_its_participants(
 
 
 async def test_a_room_node_that_forgot_the_channel_makes_the_door_close_it(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+    make_class: MakeClass,
 ) -> None:
     """(As after a restart of the room's node under the same id, quicker than the
     registry tells.) The student hears node_gone and is closed with 1012: she reconnects."""
-    a, b, _teacher, student, session = await _class(
-        aiohttp_server, aiohttp_client, config, database_url
-    )
-    via_b = await _open(b, session["id"], student)
-    await via_b.next("ready")
+    a, b, _teacher, student, session = await make_class()
+    via_b = await _in_class(b, session["id"], student)
     a.app[RELAY].hosted.clear()
     await via_b.send(type="ping")
     assert (await via_b.next("error"))["error"]["code"] == "node_gone"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from helpers import BOOM, failing_on_boom
 from redis.asyncio import Redis
 
 from vtp.cluster.mailbox import Mailbox
@@ -20,22 +21,20 @@ async def test_messages_reach_their_node_only_and_in_order(redis: Redis) -> None
 
     def receiver(name: str) -> Any:
         def receive(data: dict[str, Any]) -> None:
-            if data.get("boom"):
-                raise RuntimeError("a receiver failing")
             heard[name].append(int(data["n"]))
             if name == "a":
                 a_heard.set()
             if len(heard["b"]) == count:
                 all_in.set()
 
-        return receive
+        return failing_on_boom(receive)
 
     boxes = {name: Mailbox(redis, f"node-{name}", receiver(name)) for name in heard}
     for box in boxes.values():
         await box.start()
     try:
         await redis.publish(boxes["b"].channel, "not json")
-        boxes["a"].send("node-b", {"boom": True})
+        boxes["a"].send("node-b", BOOM)
         for n in range(count):  # (queued at once: written in pipelines, in order)
             boxes["a"].send("node-b", {"n": n})
             if n % 500 == 0:

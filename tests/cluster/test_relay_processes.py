@@ -17,7 +17,9 @@ import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -63,22 +65,37 @@ class Node:
         self.http = aiohttp.ClientSession(base_url=self.url)
         return self.http
 
+    @property
+    def client(self) -> aiohttp.ClientSession:
+        """The HTTP client of a node that is ready."""
+        assert self.http is not None
+        return self.http
+
     async def stop(self) -> None:
         if self.http is not None:
             await self.http.close()
         self.process.kill()
 
 
+@dataclass
+class Nodes:
+    """Node A and node B, ready; accounts made through A (a teacher already)."""
+
+    a: Node
+    b: Node
+    accounts: Accounts
+    teacher: dict[str, Any]
+
+
 @pytest_asyncio.fixture
-async def nodes(
-    tmp_path: Path, database_url: str, redis_url: str
-) -> AsyncIterator[tuple[Node, Node]]:
+async def nodes(tmp_path: Path, database_url: str, redis_url: str) -> AsyncIterator[Nodes]:
     a = Node("node-a", tmp_path, database_url, redis_url)
     b = Node("node-b", tmp_path, database_url, redis_url)
     try:
         await a.ready()
         await b.ready()
-        yield a, b
+        accounts = Accounts(a.client, database_url)
+        yield Nodes(a, b, accounts, await accounts.with_role("teacher"))
     finally:
         await a.stop()
         await b.stop()
@@ -106,21 +123,16 @@ async def _round_trips(ws: WsClient, count: int) -> list[float]:
     return times
 
 
-async def test_a_student_through_node_b_decodes_the_teacher_on_node_a(
-    nodes: tuple[Node, Node], database_url: str
-) -> None:
-    a, b = nodes
-    assert a.http is not None and b.http is not None
-    accounts = Accounts(a.http, database_url)
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.register()
+async def test_a_student_through_node_b_decodes_the_teacher_on_node_a(nodes: Nodes) -> None:
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    student = await nodes.accounts.register()
 
-    on_a = await connect(a.http, teacher["access_token"])
+    on_a = await connect(a.client, teacher["access_token"])
     await on_a.request("join", "joined", room="lab")
     pub_pc, stream_id = await publish(on_a, BLUE)
     viewer = Viewer()
     try:
-        via_b = await connect(b.http, student["access_token"])
+        via_b = await connect(b.client, student["access_token"])
         joined = await via_b.request("join", "joined", room="lab")
         peer_id = joined["peer_id"]
         await on_a.wait("peer-joined", within=5)
@@ -156,7 +168,7 @@ async def test_a_student_through_node_b_decodes_the_teacher_on_node_a(
         )
 
         # and a request with work behind it: subscribe (the server's offer) + unsubscribe
-        local_student = await connect(a.http, student["access_token"])
+        local_student = await connect(a.client, student["access_token"])
         await local_student.request("join", "joined", room="lab")
         spans: dict[str, list[float]] = {"local": [], "relayed": []}
         for _ in range(10):
@@ -181,7 +193,7 @@ async def test_a_student_through_node_b_decodes_the_teacher_on_node_a(
 
         # node B dies with a student's socket on it: A drops that peer (B leaves the
         # registry within its TTL, the peer then waits VTP_SFU_RESUME_S for a resume)
-        again = await connect(b.http, student["access_token"])
+        again = await connect(b.client, student["access_token"])
         peer_id = (await again.request("join", "joined", room="lab"))["peer_id"]
         await on_a.wait("peer-joined", within=5)
         b.process.proc.kill()
@@ -195,16 +207,11 @@ async def test_a_student_through_node_b_decodes_the_teacher_on_node_a(
         await on_a.close()
 
 
-async def test_when_the_rooms_node_dies_the_client_on_the_door_is_told(
-    nodes: tuple[Node, Node], database_url: str
-) -> None:
-    a, b = nodes
-    assert a.http is not None and b.http is not None
-    accounts = Accounts(a.http, database_url)
-    teacher = await accounts.with_role("teacher")
-    on_a = await connect(a.http, teacher["access_token"])
+async def test_when_the_rooms_node_dies_the_client_on_the_door_is_told(nodes: Nodes) -> None:
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    on_a = await connect(a.client, teacher["access_token"])
     await on_a.request("join", "joined", room="studio")
-    via_b = await connect(b.http, teacher["access_token"])
+    via_b = await connect(b.client, teacher["access_token"])
     await via_b.request("join", "joined", room="studio")
     a.process.proc.kill()
     killed = time.monotonic()
@@ -212,24 +219,20 @@ async def test_when_the_rooms_node_dies_the_client_on_the_door_is_told(
     assert await via_b.closed(within=NODE_TTL_S + 6) == 1012
     print(f"A killed: the client on B was told after {time.monotonic() - killed:.1f} s")
     # the client connects again (to B): the room is placed again, now on B
-    back = await connect(b.http, teacher["access_token"])
+    back = await connect(b.client, teacher["access_token"])
     await back.request("join", "joined", room="studio")
     await back.close()
     assert await on_a.closed(within=5) is not None  # (its node is gone)
 
 
-async def test_a_rooms_node_that_stops_closes_the_relayed_sockets_as_its_own(
-    nodes: tuple[Node, Node], database_url: str
-) -> None:
+async def test_a_rooms_node_that_stops_closes_the_relayed_sockets_as_its_own(nodes: Nodes) -> None:
     """SIGINT on the room's node (stop at once; SIGTERM drains: tests/cluster/
     test_drain_processes.py): its relayed sockets are closed like its own (1001, server
     shutdown), through their doors, at once."""
-    a, b = nodes
-    assert a.http is not None and b.http is not None
-    teacher = await Accounts(a.http, database_url).with_role("teacher")
-    on_a = await connect(a.http, teacher["access_token"])
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    on_a = await connect(a.client, teacher["access_token"])
     await on_a.request("join", "joined", room="gym")
-    via_b = await connect(b.http, teacher["access_token"])
+    via_b = await connect(b.client, teacher["access_token"])
     await via_b.request("join", "joined", room="gym")
     a.process.proc.send_signal(signal.SIGINT)
     assert await via_b.closed(within=10) == 1001
@@ -237,21 +240,16 @@ async def test_a_rooms_node_that_stops_closes_the_relayed_sockets_as_its_own(
     await asyncio.to_thread(a.process.proc.wait, 40)
 
 
-async def test_a_live_channel_through_node_b_and_node_b_killed(
-    nodes: tuple[Node, Node], database_url: str
-) -> None:
+async def test_a_live_channel_through_node_b_and_node_b_killed(nodes: Nodes) -> None:
     """The classroom live channel, relayed the same way: a student's channel on B is a
     participant of the class on A (hand raised through B, seen on A); B killed, A drops
     her once B has left the registry (``VTP_NODE_TTL_S`` + one or two heartbeats)."""
-    a, b = nodes
-    assert a.http is not None and b.http is not None
-    accounts = Accounts(a.http, database_url)
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.with_role("student")
-    session = await class_session(a.http, teacher, [student])  # (placed on A)
-    on_a = await _open(a.http, session["id"], teacher)
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    student = await nodes.accounts.with_role("student")
+    session = await class_session(a.client, teacher, [student])  # (placed on A)
+    on_a = await _open(a.client, session["id"], teacher)
     await on_a.next("ready")
-    via_b = await _open(b.http, session["id"], student)
+    via_b = await _open(b.client, session["id"], student)
     ready = await via_b.next("ready")
     student_id = student["user"]["id"]
     assert {p["user_id"] for p in ready["participants"]} == {teacher["user"]["id"], student_id}

@@ -7,12 +7,16 @@ a resume (through either node); leaving gives the socket back to B."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from helpers import Accounts, bearer
 from sfu_api.ws_peers import (
     BLUE,
     Viewer,
+    WsClient,
     assert_frames_show,
     connect,
     publish,
@@ -29,25 +33,47 @@ def _candidate_ports(sdp: str) -> set[int]:
     return {int(line.split()[5]) for line in sdp.splitlines() if line.startswith("a=candidate:")}
 
 
-async def _door_and_room(
-    a: Any, b: Any, room: str, opener: dict[str, Any], joiner: dict[str, Any]
-) -> tuple[Any, Any, str]:
-    """``opener``'s socket on A opens ``room`` there, then ``joiner``'s socket on B joins
-    it (relayed to A): both sockets, and the relayed one's peer id."""
-    on_a = await connect(a, opener["access_token"])
-    await on_a.request("join", "joined", room=room)
-    via_b = await connect(b, joiner["access_token"])
-    peer_id = (await via_b.request("join", "joined", room=room))["peer_id"]
-    return on_a, via_b, str(peer_id)
+@dataclass
+class Nodes:
+    """Test clients of node A and node B, accounts made through A (a teacher already),
+    and the sockets on A that the fixture closes when the test ends."""
+
+    a: Any
+    b: Any
+    accounts: Accounts
+    teacher: dict[str, Any]
+    on_a: list[WsClient] = field(default_factory=list)
+
+    async def door_and_room(
+        self, room: str, opener: dict[str, Any], joiner: dict[str, Any]
+    ) -> tuple[WsClient, WsClient, str]:
+        """``opener``'s socket on A opens ``room`` there, then ``joiner``'s socket on B
+        joins it (relayed to A): both sockets, and the relayed one's peer id, which is
+        A's."""
+        on_a = await connect(self.a, opener["access_token"])
+        self.on_a.append(on_a)
+        await on_a.request("join", "joined", room=room)
+        via_b = await connect(self.b, joiner["access_token"])
+        peer_id = str((await via_b.request("join", "joined", room=room))["peer_id"])
+        assert peer_id in self.a.app[SFU_KEY].get_room(room).peers
+        return on_a, via_b, peer_id
 
 
-async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
+@pytest.fixture
+async def nodes(
     aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
-) -> None:
+) -> AsyncIterator[Nodes]:
     a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
     accounts = Accounts(a, database_url)
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.register()
+    nodes = Nodes(a, b, accounts, await accounts.with_role("teacher"))
+    yield nodes
+    for ws in nodes.on_a:
+        await ws.close()
+
+
+async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(nodes: Nodes) -> None:
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    student = await nodes.accounts.register()
 
     on_a = await connect(a, teacher["access_token"])
     await on_a.request("join", "joined", room="physics")
@@ -64,7 +90,7 @@ async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
     assert member is not None and str(member.user_id) == student["user"]["id"]
     assert [p["peer_id"] for p in joined["peers"]] == [p for p in room_a.peers if p != peer_id]
     assert len(b.app[RELAY].doors) == 1 and len(a.app[RELAY].hosted) == 1
-    admin = bearer((await accounts.with_role("admin"))["access_token"])
+    admin = bearer((await nodes.accounts.with_role("admin"))["access_token"])
     for node, door, room in ((a, 0, 1), (b, 1, 0)):
         metrics = await (await node.get("/metrics", headers=admin)).text()
         assert f'vtp_relayed_sockets{{side="door"}} {door}.0' in metrics
@@ -116,14 +142,11 @@ async def test_a_subscriber_through_node_b_gets_the_video_published_on_node_a(
 
 
 async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_door(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
+    nodes: Nodes,
 ) -> None:
-    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
-    accounts = Accounts(a, database_url)
-    teacher = await accounts.with_role("teacher")
-    on_a, via_b, first_peer = await _door_and_room(a, b, "chemistry", teacher, teacher)
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    _, via_b, first_peer = await nodes.door_and_room("chemistry", teacher, teacher)
     room_a = a.app[SFU_KEY].get_room("chemistry")
-    assert first_peer in room_a.peers
     # leave: the relayed session ends, the socket is B's again and may join anew
     await via_b.request("leave", "left")
     await until(lambda: not b.app[RELAY].doors, 5, "B's link over")
@@ -145,19 +168,13 @@ async def test_leave_gives_the_socket_back_and_a_drop_resumes_through_the_other_
     await back.request("leave", "left")
     assert peer_id not in room_a.peers
     await back.close()
-    await on_a.close()
 
 
-async def test_revoked_tokens_close_the_relayed_socket_and_end_its_peer(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
-) -> None:
-    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
-    accounts = Accounts(a, database_url)
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.register()
-    on_a, via_b, peer_id = await _door_and_room(a, b, "biology", teacher, student)
+async def test_revoked_tokens_close_the_relayed_socket_and_end_its_peer(nodes: Nodes) -> None:
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    student = await nodes.accounts.register()
+    on_a, via_b, peer_id = await nodes.door_and_room("biology", teacher, student)
     room_a = a.app[SFU_KEY].get_room("biology")
-    assert peer_id in room_a.peers
 
     # the account is disabled (through B's services): the session on A re-checks, and the
     # client on B hears why and is closed; the peer is gone from A
@@ -171,36 +188,27 @@ async def test_revoked_tokens_close_the_relayed_socket_and_end_its_peer(
     assert peer_id not in room_a.peers
     await on_a.wait("peer-left", peer_id=peer_id)
     await until(lambda: not b.app[RELAY].doors and not a.app[RELAY].hosted, 5, "links over")
-    await on_a.close()
 
 
-async def test_a_room_node_that_forgot_the_socket_makes_the_door_close_it(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
-) -> None:
+async def test_a_room_node_that_forgot_the_socket_makes_the_door_close_it(nodes: Nodes) -> None:
     """(As after a restart of the room's node under the same id, quicker than the
     registry tells.) The client hears node_gone and is closed with 1012: it reconnects."""
-    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
-    teacher = await Accounts(a, database_url).with_role("teacher")
-    on_a, via_b, _ = await _door_and_room(a, b, "history", teacher, teacher)
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    _, via_b, _ = await nodes.door_and_room("history", teacher, teacher)
     a.app[RELAY].hosted.clear()
     await via_b.send(type="ping", request_id="p")
     await via_b.error("node_gone")
     assert await via_b.closed() == 1012
     assert not b.app[RELAY].doors
-    await on_a.close()
 
 
-async def test_a_socket_whose_bye_was_lost_ends_on_the_rooms_node(
-    aiohttp_server: Any, aiohttp_client: Any, config: Config, database_url: str
-) -> None:
+async def test_a_socket_whose_bye_was_lost_ends_on_the_rooms_node(nodes: Nodes) -> None:
     """Pub/sub may lose a message: the door lists its links to each node at every
     heartbeat (an empty list once after the last), and the room's node ends the others."""
-    a, b = await two_nodes(aiohttp_server, aiohttp_client, config)
-    teacher = await Accounts(a, database_url).with_role("teacher")
-    on_a, via_b, peer_id = await _door_and_room(a, b, "music", teacher, teacher)
+    a, b, teacher = nodes.a, nodes.b, nodes.teacher
+    on_a, via_b, peer_id = await nodes.door_and_room("music", teacher, teacher)
     b.app[RELAY].doors.clear()  # (as if B's bye was lost)
     await until(lambda: not a.app[RELAY].hosted, 8, "A's relayed session ended")
     # (a dropped socket: its peer waits VTP_SFU_RESUME_S for a resume, then leaves)
     await on_a.wait("peer-left", within=8, peer_id=peer_id)
     await via_b.close()
-    await on_a.close()

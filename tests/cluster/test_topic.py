@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from helpers import BOOM, failing_on_boom
 from redis.asyncio import Redis
 
 from vtp.cluster.topic import Topic
@@ -18,22 +19,20 @@ async def test_others_hear_a_message_the_sender_does_not(redis: Redis) -> None:
 
     def receiver(name: str) -> Any:
         def receive(data: dict[str, Any]) -> None:
-            if data.get("boom"):
-                raise RuntimeError("a receiver failing")
             heard[name].append(data)
             if heard["b"] and heard["c"]:
                 arrived.set()
             if heard["a"]:
                 back.set()
 
-        return receive
+        return failing_on_boom(receive)
 
     topics = {name: Topic(redis, "test-topic", receiver(name)) for name in heard}
     for topic in topics.values():
         await topic.start()
     try:
         await redis.publish(topics["a"].channel, "not json")
-        await topics["a"].publish({"boom": True})
+        await topics["a"].publish(BOOM)
         await topics["a"].publish({"n": 1})
         await asyncio.wait_for(arrived.wait(), 5)
         assert heard["b"] == [{"n": 1}] and heard["c"] == [{"n": 1}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import make_mocked_request
@@ -11,6 +12,8 @@ from helpers import bearer
 
 from vtp.api.endpoint import answer_model
 from vtp.api.teaching_routes import ROUTE_TABLES
+
+START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)  # when the tests' sessions are scheduled
 
 
 @dataclass
@@ -62,6 +65,23 @@ class World:
         got, body = await self.call(actor, method, path, json)
         assert got == status, (method, path, got, body)
         return body
+
+    async def schedule(self, title: str = "Lecture") -> dict[str, Any]:
+        """A session of the course, scheduled by its teacher for an hour from START."""
+        slot = {
+            "title": title,
+            "scheduled_start": START.isoformat(),
+            "scheduled_end": (START + timedelta(hours=1)).isoformat(),
+        }
+        path = f"/api/v1/courses/{self.course_id}/sessions"
+        session: dict[str, Any] = await self.ok(self.teacher, "POST", path, slot, status=201)
+        return session
+
+    async def start_session(self, title: str = "Lecture") -> str:
+        """A session of the course, scheduled and started by its teacher: its id."""
+        sid = str((await self.schedule(title))["id"])
+        await self.ok(self.teacher, "POST", f"/api/v1/sessions/{sid}/start")
+        return sid
 
 
 async def check_response(client: Any, method: str, path: str, status: int, body: Any) -> None:

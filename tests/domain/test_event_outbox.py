@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,8 +20,6 @@ from vtp.config import Config
 from vtp.db import event_outbox
 from vtp.events.envelope import new_event
 from vtp.events.stream import EVENTS, EventStream
-
-START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 
 
 async def poll(check: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
@@ -41,16 +38,7 @@ async def stream_entries(redis: Redis, key: str) -> list[dict[str, Any]]:
 
 
 async def live_session(world: World) -> str:
-    slot = {
-        "title": "Outbox",
-        "scheduled_start": START.isoformat(),
-        "scheduled_end": (START + timedelta(hours=1)).isoformat(),
-    }
-    session = await world.ok(
-        world.teacher, "POST", f"/api/v1/courses/{world.course_id}/sessions", slot, status=201
-    )
-    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{session['id']}/start")
-    return str(session["id"])
+    return await world.start_session("Outbox")
 
 
 async def chat(world: World, client: Any, sid: str, body: str) -> None:

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -28,8 +28,6 @@ from vtp.events.secret_box import SecretBox, SecretUnreadable
 from vtp.events.stream import EVENTS
 from vtp.events.targets import GuardedResolver
 from vtp.web.participation import PARTICIPATION
-
-START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -128,16 +126,7 @@ async def stream_events(world: World) -> list[dict[str, Any]]:
 
 
 async def run_session(world: World, chats: int = 3, title: str = "Lecture") -> str:
-    slot = {
-        "title": title,
-        "scheduled_start": START.isoformat(),
-        "scheduled_end": (START + timedelta(hours=1)).isoformat(),
-    }
-    session = await world.ok(
-        world.teacher, "POST", f"/api/v1/courses/{world.course_id}/sessions", slot, status=201
-    )
-    sid = session["id"]
-    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{sid}/start")
+    sid = await world.start_session(title)
     for i in range(chats):
         await world.ok(
             world.student, "POST", f"/api/v1/sessions/{sid}/chat", {"body": f"m{i}"}, status=201
@@ -191,17 +180,7 @@ async def test_events_are_in_the_stream_in_order_with_the_envelope(world: World)
 
 
 async def test_no_event_for_what_did_not_happen(world: World) -> None:
-    session = await world.ok(
-        world.teacher,
-        "POST",
-        f"/api/v1/courses/{world.course_id}/sessions",
-        {
-            "title": "x",
-            "scheduled_start": START.isoformat(),
-            "scheduled_end": (START + timedelta(hours=1)).isoformat(),
-        },
-        status=201,
-    )
+    session = await world.schedule("x")
     before = len(await stream_events(world))
     status, _ = await world.call(world.teacher, "POST", f"/api/v1/sessions/{session['id']}/end")
     assert status == 409  # a scheduled session cannot end
@@ -513,16 +492,7 @@ async def test_signature_matches_the_standard_webhooks_example() -> None:
 async def test_recording_events(world: World) -> None:
     """Started and stopped by staff; with nothing published the upload finds no media:
     recording.failed says why."""
-    slot = {
-        "title": "Recorded",
-        "scheduled_start": START.isoformat(),
-        "scheduled_end": (START + timedelta(hours=1)).isoformat(),
-    }
-    session = await world.ok(
-        world.teacher, "POST", f"/api/v1/courses/{world.course_id}/sessions", slot, status=201
-    )
-    sid = session["id"]
-    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{sid}/start")
+    sid = await world.start_session("Recorded")
     started = await world.ok(
         world.teacher, "POST", f"/api/v1/sessions/{sid}/recording/start", status=201
     )
@@ -556,16 +526,7 @@ async def test_two_nodes_share_the_stream_in_order_and_deliver_once(
 
     other = await aiohttp_client(create_app(config))
     await register(world, receiver.url)
-    slot = {
-        "title": "Two nodes",
-        "scheduled_start": START.isoformat(),
-        "scheduled_end": (START + timedelta(hours=1)).isoformat(),
-    }
-    session = await world.ok(
-        world.teacher, "POST", f"/api/v1/courses/{world.course_id}/sessions", slot, status=201
-    )
-    sid = session["id"]
-    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{sid}/start")
+    sid = await world.start_session("Two nodes")
     for i in range(5):
         node = other if i % 2 == 0 else world.client
         resp = await node.post(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from helpers import assert_app_refuses_route
 
 from vtp.api.access import authenticated
 from vtp.api.endpoint import endpoint, endpoint_of
@@ -166,20 +167,10 @@ async def test_error_statuses_come_from_the_declarations(client: Any) -> None:
 def test_create_app_refuses_an_api_route_that_declares_nothing(
     config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collections.abc import Iterable
-
-    from vtp import routes
-    from vtp.app import create_app
-
-    original = routes.route_tables
-
-    @authenticated
-    async def undeclared(request: web.Request) -> web.Response:
-        return web.Response()
-
-    def route_tables() -> list[Iterable[web.AbstractRouteDef]]:
-        return [*original(), [web.get("/api/v1/undeclared", undeclared)]]
-
-    monkeypatch.setattr(routes, "route_tables", route_tables)
-    with pytest.raises(RuntimeError, match=r"without an @endpoint declaration: GET /api/v1/undec"):
-        create_app(config)
+    assert_app_refuses_route(
+        config,
+        monkeypatch,
+        "/api/v1/undeclared",
+        r"without an @endpoint declaration: GET /api/v1/undec",
+        decorate=authenticated,  # (an access rule, but no @endpoint)
+    )

@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from vtp.config import Config
 from vtp.events.stream import EVENTS
 from vtp.web.participation import PARTICIPATION
 
-START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 WAIT_S = 2.0
 
 
@@ -29,16 +27,7 @@ def config(config: Config) -> Config:
 
 
 async def live_session(world: World) -> tuple[str, str]:
-    slot = {
-        "title": "Two nodes",
-        "scheduled_start": START.isoformat(),
-        "scheduled_end": (START + timedelta(hours=1)).isoformat(),
-    }
-    session = await world.ok(
-        world.teacher, "POST", f"/api/v1/courses/{world.course_id}/sessions", slot, status=201
-    )
-    sid = str(session["id"])
-    await world.ok(world.teacher, "POST", f"/api/v1/sessions/{sid}/start")
+    sid = await world.start_session("Two nodes")
     app = world.client.server.app
     room = await app[DB].fetchval("SELECT room_name FROM live_sessions WHERE id = $1", sid)
     return sid, str(room)

@@ -1,5 +1,6 @@
 """Test certificates: a CA of the test's own and server certificates it signs, in the
-web-PKI profile browsers check (as a public CA's, or Caddy's internal CA's, would be)."""
+web-PKI profile browsers check (as a public CA's, or Caddy's internal CA's, would be);
+the start of any self-signed certificate; PEM files of them."""
 
 from __future__ import annotations
 
@@ -10,18 +11,41 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
-def _pem(cert: x509.Certificate) -> bytes:
+def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
+    )
+
+
+def self_signed_builder(
+    key: CertificateIssuerPrivateKeyTypes,
+    common_name: str,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    serial: int | None = None,
+) -> x509.CertificateBuilder:
+    """A certificate of ``common_name`` for ``key`` that names itself as its issuer, valid
+    between these times (a random serial unless given): the extensions and the signature
+    are the caller's."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial if serial is not None else x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
     )
 
 
@@ -33,16 +57,10 @@ class Ca:
     @classmethod
     def create(cls, name: str = "VTP test CA") -> Ca:
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = datetime.datetime.now(datetime.UTC)
+        start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
+            self_signed_builder(key, name, start, end)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -64,7 +82,7 @@ class Ca:
         return cls(key, cert)
 
     def write(self, path: Path) -> Path:
-        path.write_bytes(_pem(self.cert))
+        path.write_bytes(pem(self.cert))
         return path
 
     def issue(
@@ -98,6 +116,6 @@ class Ca:
             .sign(self.key, hashes.SHA256())
         )
         cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
-        cert_path.write_bytes(_pem(cert) + _pem(self.cert))
-        key_path.write_bytes(_key_pem(key))
+        cert_path.write_bytes(pem(cert) + pem(self.cert))
+        key_path.write_bytes(key_pem(key))
         return cert_path, key_path

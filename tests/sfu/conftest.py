@@ -8,6 +8,7 @@ import aioice.ice
 import pytest
 
 from tests.sfu.clients import EventLog
+from tests.sfu.running import running_sfu
 from vtp.config import Config, load_config
 from vtp.sfu import Sfu
 
@@ -25,12 +26,8 @@ def sfu_config() -> Config:
 
 @pytest.fixture
 async def sfu(sfu_config: Config) -> AsyncIterator[Sfu]:
-    service = Sfu(sfu_config)
-    await service.start()
-    try:
+    async with running_sfu(sfu_config) as service:
         yield service
-    finally:
-        await service.close()
 
 
 @pytest.fixture

@@ -324,24 +324,17 @@ def _rsa_dtls_server() -> Any:
     """A DTLS server context holding an RSA certificate (as GStreamer's webrtcbin does)."""
     import datetime
 
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
     from OpenSSL import SSL
 
+    from tests.sfu.certs import self_signed_builder
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webrtcbin")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
+    day = datetime.timedelta(days=1)
+    cert = self_signed_builder(key, "webrtcbin", now - day, now + day, serial=1).sign(
+        key, hashes.SHA256()
     )
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.use_certificate(cert)

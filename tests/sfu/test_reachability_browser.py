@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.netns import ClientNamespace, client_namespace
+from tests.sfu.running import running_sfu
 from tests.sfu.test_browser import PAGE, poll, room_peer, serve_on, signalling_app
 from tests.support.chromium import CHROMIUM
 from tests.support.waiting import eventually
@@ -96,19 +97,14 @@ SELECTED = """async (name) => {
 
 @pytest.fixture
 async def sfu_on_veth(client_namespace: ClientNamespace) -> AsyncIterator[Sfu]:
-    sfu = Sfu(
-        load_config(
-            ice_addresses=[client_namespace.host_address],
-            ice_udp_port=0,
-            room_grace_s=0.5,
-            peer_timeout_s=30,  # (the default: a moving client is silent for seconds)
-        )
+    config = load_config(
+        ice_addresses=[client_namespace.host_address],
+        ice_udp_port=0,
+        room_grace_s=0.5,
+        peer_timeout_s=30,  # (the default: a moving client is silent for seconds)
     )
-    await sfu.start()
-    try:
+    async with running_sfu(config) as sfu:
         yield sfu
-    finally:
-        await sfu.close()
 
 
 @pytest.fixture

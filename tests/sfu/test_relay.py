@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.sfu.clients import Publisher, Subscriber
+from tests.sfu.running import running_sfu
 from tests.sfu.test_forwarding import good_frames
 from tests.support.waiting import eventually
-from vtp.config import load_config
+from vtp.config import Config, load_config
 from vtp.sfu import Sfu, SfuError, UpConnection
 from vtp.sfu import aiortc_hooks as hooks
 from vtp.sfu.uptrack import KEYFRAME_INTERVAL_S, UpTrack
@@ -31,24 +32,20 @@ async def ask_keyframe(sub: Subscriber) -> None:
             await receiver._send_rtcp_pli(ssrc)
 
 
+def _sfu_config() -> Config:
+    return load_config(ice_addresses=["127.0.0.1"], ice_udp_port=0, peer_timeout_s=5)
+
+
 @pytest.fixture
 async def origin() -> AsyncIterator[Sfu]:
-    sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], ice_udp_port=0, peer_timeout_s=5))
-    await sfu.start()
-    try:
+    async with running_sfu(_sfu_config()) as sfu:
         yield sfu
-    finally:
-        await sfu.close()
 
 
 @pytest.fixture
 async def edge() -> AsyncIterator[Sfu]:
-    sfu = Sfu(load_config(ice_addresses=["127.0.0.1"], ice_udp_port=0, peer_timeout_s=5))
-    await sfu.start()
-    try:
+    async with running_sfu(_sfu_config()) as sfu:
         yield sfu
-    finally:
-        await sfu.close()
 
 
 def settled(track: UpTrack) -> bool:

@@ -15,14 +15,13 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
-from helpers import JWT_TEST_SECRET, bearer
+from helpers import JWT_TEST_SECRET, bearer, enroll, new_course, ok, scheduled_session
 from ws_peers import (
     BLUE,
     RED,
@@ -43,19 +42,9 @@ from vtp.signalling.members import MEMBERS
 LIMIT_S = 2.0
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
 def timing(action: str, seconds: float) -> None:
     print(f"\nauthority-timing {action}: {seconds * 1000:.0f} ms")
     assert seconds < LIMIT_S, f"{action} took {seconds:.2f} s"
-
-
-async def _ok(client: Any, method: str, path: str, who: dict[str, Any], **kw: Any) -> Any:
-    resp = await client.request(method, path, headers=bearer(who["access_token"]), **kw)
-    assert resp.status < 300, (path, resp.status, await resp.text())
-    return await resp.json() if resp.status != 204 else None
 
 
 async def live_class(
@@ -70,35 +59,12 @@ async def live_class(
     host (the teacher, or a TA who scheduled and started it)."""
     teacher = await accounts.with_role("teacher")
     member = await accounts.with_role("student")
-    course = await _ok(
-        client,
-        "POST",
-        "/api/v1/courses",
-        teacher,
-        json={"code": "A-" + uuid.uuid4().hex[:6], "title": "Authority"},
-    )
-    await _ok(
-        client,
-        "POST",
-        f"/api/v1/courses/{course['id']}/enrollments",
-        teacher,
-        json={"user_id": member["user"]["id"], "role": member_role},
-    )
+    course = await new_course(client, teacher, "Authority")
+    await enroll(client, teacher, course, member, role=member_role)
     host = teacher if host_role == "teacher" else member
-    now = time.time()
-    session = await _ok(
-        client,
-        "POST",
-        f"/api/v1/courses/{course['id']}/sessions",
-        host,
-        json={
-            "title": "Rights",
-            "scheduled_start": _iso(now),
-            "scheduled_end": _iso(now + 600),
-            "students_may_publish": students_may_publish,
-        },
+    session = await scheduled_session(
+        client, host, course, title="Rights", students_may_publish=students_may_publish
     )
-    session = await _ok(client, "POST", f"/api/v1/sessions/{session['id']}/start", host)
     return {"teacher": teacher, "member": member, "course": course, "session": session}
 
 
@@ -125,7 +91,7 @@ def peers_of(client: Any, user: dict[str, Any]) -> list[Any]:
 
 
 async def _logout(client: Any, c: dict[str, Any], t_live: WsClient) -> None:
-    await _ok(client, "POST", "/api/v1/auth/logout", c["member"])
+    await ok(client, "POST", "/api/v1/auth/logout", c["member"])
 
 
 async def _refresh_reuse(client: Any, c: dict[str, Any], t_live: WsClient) -> None:
@@ -135,7 +101,7 @@ async def _refresh_reuse(client: Any, c: dict[str, Any], t_live: WsClient) -> No
 
 
 async def _site_role_change(client: Any, c: dict[str, Any], t_live: WsClient) -> None:
-    await _ok(
+    await ok(
         client,
         "PATCH",
         f"/api/v1/users/{c['member']['user']['id']}/role",
@@ -152,7 +118,7 @@ async def _tokens_revoked(client: Any, c: dict[str, Any], t_live: WsClient) -> N
 
 async def _unenrol(client: Any, c: dict[str, Any], t_live: WsClient) -> None:
     path = f"/api/v1/courses/{c['course']['id']}/enrollments/{c['member']['user']['id']}"
-    await _ok(client, "DELETE", path, c["teacher"])
+    await ok(client, "DELETE", path, c["teacher"])
 
 
 async def _removal(client: Any, c: dict[str, Any], t_live: WsClient) -> None:
@@ -160,7 +126,7 @@ async def _removal(client: Any, c: dict[str, Any], t_live: WsClient) -> None:
 
 
 async def _session_end(client: Any, c: dict[str, Any], t_live: WsClient) -> None:
-    await _ok(client, "POST", f"/api/v1/sessions/{c['session']['id']}/end", c["teacher"])
+    await ok(client, "POST", f"/api/v1/sessions/{c['session']['id']}/end", c["teacher"])
 
 
 ACTIONS = {
@@ -239,7 +205,7 @@ async def test_publishing_closed_mid_class_downgrades_students_to_viewers(
     await viewer.wait_frames(5)
 
     start = time.monotonic()
-    await _ok(
+    await ok(
         client,
         "PATCH",
         f"/api/v1/sessions/{c['session']['id']}",
@@ -274,7 +240,7 @@ async def test_publishing_closed_mid_class_downgrades_students_to_viewers(
     await student.request("ping", "pong")
 
     # Opening the floor again lets them publish without rejoining.
-    await _ok(
+    await ok(
         client,
         "PATCH",
         f"/api/v1/sessions/{c['session']['id']}",
@@ -300,7 +266,7 @@ async def test_a_ta_demoted_while_hosting_loses_the_presenters_powers(
     ta = c["member"]
     room = c["session"]["room_name"]
     student = await accounts.with_role("student")
-    await _ok(
+    await ok(
         client,
         "POST",
         f"/api/v1/courses/{c['course']['id']}/enrollments",
@@ -317,7 +283,7 @@ async def test_a_ta_demoted_while_hosting_loses_the_presenters_powers(
     await ta_live.wait("participant-joined")
 
     start = time.monotonic()
-    await _ok(
+    await ok(
         client,
         "PATCH",
         f"/api/v1/courses/{c['course']['id']}/enrollments/{ta['user']['id']}",

@@ -12,8 +12,8 @@ import io
 import json
 from typing import Any
 
-from helpers import bearer
-from test_authority import _ok, live_class, open_channel
+from helpers import bearer, ok
+from test_authority import live_class, open_channel
 from ws_peers import (
     config,  # noqa: F401  (loopback ICE for the app under test)
     connect,
@@ -38,7 +38,7 @@ async def test_talk_time_hands_and_chat_reach_attendance_csv_and_summary(
     for raised in (True, False, True):
         await channel.send(type="hand", raised=raised)
         await channel.wait("hand")
-    await _ok(client, "POST", f"/api/v1/sessions/{sid}/chat", c["member"], json={"body": "hi"})
+    await ok(client, "POST", f"/api/v1/sessions/{sid}/chat", c["member"], json={"body": "hi"})
 
     student = await connect(client, c["member"]["access_token"])
     await student.request("join", "joined", room=room)
@@ -55,11 +55,11 @@ async def test_talk_time_hands_and_chat_reach_attendance_csv_and_summary(
         await asyncio.sleep(0.7)  # (the last speaker interval closes)
     finally:
         await pc.close()
-    await _ok(client, "POST", f"/api/v1/sessions/{sid}/end", c["teacher"])
+    await ok(client, "POST", f"/api/v1/sessions/{sid}/end", c["teacher"])
 
     expected = sum(end - start for start, end in SCRIPT)
     await client.server.app[PARTICIPATION].wait()  # (the end's summary, written after it)
-    report = await _ok(client, "GET", f"/api/v1/sessions/{sid}/attendance", c["teacher"])
+    report = await ok(client, "GET", f"/api/v1/sessions/{sid}/attendance", c["teacher"])
     line = next(i for i in report["items"] if i["user_id"] == student_id)
     print(f"talk {line['talk_seconds']} s (tone {expected} s), turns {line['turns']}")
     assert abs(line["talk_seconds"] - expected) <= 0.5  # (whole seconds in the API)
@@ -119,7 +119,7 @@ async def test_why_participants_left(client: Any, accounts: Any) -> None:
     leaver = await accounts.with_role("student")
     removed = await accounts.with_role("student")
     for who in (leaver, removed):
-        await _ok(
+        await ok(
             client,
             "POST",
             f"/api/v1/courses/{c['course']['id']}/enrollments",

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from aiohttp import web
+from helpers import assert_app_refuses_route
 
-from vtp import routes
 from vtp.api.access import access_of
 from vtp.app import create_app
 from vtp.auth.principal import Principal
@@ -60,17 +58,9 @@ def test_every_sfu_route_has_the_expected_rule(config: Config) -> None:
 def test_create_app_refuses_an_sfu_route_without_a_rule(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = routes.route_tables
-
-    async def naked(request: web.Request) -> web.Response:
-        return web.Response()
-
-    def route_tables() -> list[Iterable[web.AbstractRouteDef]]:
-        return [*original(), [web.get("/api/v1/sfu/naked", naked)]]
-
-    monkeypatch.setattr(routes, "route_tables", route_tables)
-    with pytest.raises(RuntimeError, match=r"without an access rule: .*GET /api/v1/sfu/naked"):
-        create_app(config)
+    assert_app_refuses_route(
+        config, monkeypatch, "/api/v1/sfu/naked", r"without an access rule: .*GET /api/v1/sfu/naked"
+    )
 
 
 def principal(role: Any) -> Principal:

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from ws_peers import RED, connect, publish, subscribe
+from ws_peers import RED, WsClient, connect, publish, subscribe
 
 from vtp.config import Config
 
@@ -36,15 +36,31 @@ def ufrag(sdp: str) -> str:
     return found[1]
 
 
-async def test_a_dropped_socket_is_resumed_with_its_connections(client: Any, accounts: Any) -> None:
+async def _teacher_in(
+    client: Any, accounts: Any, room: str
+) -> tuple[WsClient, dict[str, Any], dict[str, Any]]:
+    """The teacher's socket joined in ``room``, the teacher, and a student's login (its
+    tokens are the ones a resuming socket of hers presents)."""
     teacher = await accounts.with_role("teacher")
     student = await accounts.register()
     login = await accounts.login(student["user"]["email"], student["password"])
     a = await connect(client, teacher["access_token"])
-    await a.request("join", "joined", room="resume-1")
-    pub_pc, stream_id = await publish(a, RED)
+    await a.request("join", "joined", room=room)
+    return a, teacher, login
+
+
+async def _student_in(
+    client: Any, login: dict[str, Any], room: str
+) -> tuple[WsClient, dict[str, Any]]:
+    """The student's socket, joined in ``room``, and its join reply."""
     b = await connect(client, login["access_token"])
-    joined = await b.request("join", "joined", room="resume-1")
+    return b, await b.request("join", "joined", room=room)
+
+
+async def test_a_dropped_socket_is_resumed_with_its_connections(client: Any, accounts: Any) -> None:
+    a, teacher, login = await _teacher_in(client, accounts, "resume-1")
+    pub_pc, stream_id = await publish(a, RED)
+    b, joined = await _student_in(client, login, "resume-1")
     assert joined["resumed"] is False and joined["resume_token"]
     viewer, sub_id = await subscribe(b, stream_id)
     await viewer.wait_frames(10)
@@ -93,13 +109,8 @@ async def test_a_dropped_socket_is_resumed_with_its_connections(client: Any, acc
 
 
 async def test_a_closed_socket_ends_its_peer_at_once(client: Any, accounts: Any) -> None:
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.register()
-    login = await accounts.login(student["user"]["email"], student["password"])
-    a = await connect(client, teacher["access_token"])
-    await a.request("join", "joined", room="resume-2")
-    b = await connect(client, login["access_token"])
-    joined = await b.request("join", "joined", room="resume-2")
+    a, _, login = await _teacher_in(client, accounts, "resume-2")
+    b, joined = await _student_in(client, login, "resume-2")
     closed = time.monotonic()
     await b.close()  # a close frame: the tab closed
     await a.wait("peer-left", within=RESUME_S, peer_id=joined["peer_id"])
@@ -119,16 +130,11 @@ async def test_a_parked_peer_whose_right_ends_leaves_at_once(client: Any, accoun
 
     from vtp.appkeys import TOKENS
 
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.register()
-    login = await accounts.login(student["user"]["email"], student["password"])
-    a = await connect(client, teacher["access_token"])
-    await a.request("join", "joined", room="resume-3")
-    b = await connect(client, login["access_token"])
-    joined = await b.request("join", "joined", room="resume-3")
+    a, _, login = await _teacher_in(client, accounts, "resume-3")
+    b, joined = await _student_in(client, login, "resume-3")
     b.drop()
     await client.app[TOKENS].revoke_user_tokens(
-        uuid.UUID(student["user"]["id"]), reason="account disabled"
+        uuid.UUID(login["user"]["id"]), reason="account disabled"
     )
     left = await a.wait("peer-left", within=RESUME_S, peer_id=joined["peer_id"])
     assert left["reason"].startswith("access revoked"), left
@@ -149,14 +155,9 @@ async def test_a_resume_closes_the_connections_the_client_does_not_claim(
     """A subscribe whose offer the dropped socket never delivered leaves the server a
     subscription the client does not know: the resuming join lists what the client
     knows (connections) and the server closes the rest at once."""
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.register()
-    login = await accounts.login(student["user"]["email"], student["password"])
-    a = await connect(client, teacher["access_token"])
-    await a.request("join", "joined", room="resume-claim")
+    a, _, login = await _teacher_in(client, accounts, "resume-claim")
     pub_pc, stream_id = await publish(a, RED)
-    b = await connect(client, login["access_token"])
-    joined = await b.request("join", "joined", room="resume-claim")
+    b, joined = await _student_in(client, login, "resume-claim")
     viewer, sub_id = await subscribe(b, stream_id)
     # a second subscription: made on the server, its offer lost with the network
     lost = await b.request("subscribe", "offer", stream_id=stream_id)
@@ -194,14 +195,9 @@ async def test_a_request_in_flight_when_the_peer_is_resumed_elsewhere_closes_its
 
     from vtp.sfu import Peer
 
-    teacher = await accounts.with_role("teacher")
-    student = await accounts.register()
-    login = await accounts.login(student["user"]["email"], student["password"])
-    a = await connect(client, teacher["access_token"])
-    await a.request("join", "joined", room="resume-flight")
+    a, _, login = await _teacher_in(client, accounts, "resume-flight")
     pub_pc, stream_id = await publish(a, RED)
-    b = await connect(client, login["access_token"])
-    joined = await b.request("join", "joined", room="resume-flight")
+    b, joined = await _student_in(client, login, "resume-flight")
     entered, release = asyncio.Event(), asyncio.Event()
     made: list[str] = []
     original = Peer.subscribe

@@ -7,11 +7,8 @@ Caddy unless CI is set (scripts/test.sh installs it)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,12 +21,11 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from tests.support.caddy import DOMAIN, caddy
 from tests.support.chromium import CHROMIUM
+from tests.support.ports import tcp_answers
 from vtp.config import Config
 
-ROOT = Path(__file__).resolve().parents[2]
-CADDY = shutil.which("caddy") or ""
-DOMAIN = "vtp.test"  # (resolved to loopback by the test's clients, never by DNS)
 PASSWORD = "a good long password"
 
 
@@ -77,15 +73,6 @@ def session(proxy: Proxy, source: str) -> aiohttp.ClientSession:
 
 
 @pytest.fixture
-def caddy_binary() -> str:
-    if not CADDY:
-        if os.environ.get("CI"):
-            pytest.fail("caddy is not installed")
-        pytest.skip("caddy is not installed (Debian: apt-get install caddy)")
-    return CADDY
-
-
-@pytest.fixture
 async def upstream(config: Config) -> AsyncIterator[int]:
     """VTP on a loopback port, believing X-Forwarded-For from the proxy (127.0.0.1)."""
     from vtp.app import create_app
@@ -110,52 +97,18 @@ async def upstream(config: Config) -> AsyncIterator[int]:
 
 
 @pytest.fixture
-def proxy(caddy_binary: str, upstream: int, tmp_path: Path) -> Iterator[Proxy]:
+def proxy(upstream: int, tmp_path: Path) -> Iterator[Proxy]:
     https_port, http_port = free_port(), free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "XDG_DATA_HOME": str(tmp_path / "data"),  # its CA and certificates
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "VTP_DOMAIN": DOMAIN,
-        "CADDY_UPSTREAM": f"127.0.0.1:{upstream}",
-        "CADDY_HTTPS_PORT": str(https_port),
-        "CADDY_HTTP_PORT": str(http_port),
-        "CADDY_TLS": "tls internal",
-        "CADDY_ADMIN": "off",
-        "CADDY_GLOBAL": "skip_install_trust",  # (not into this machine's trust store)
-    }
-    log = tmp_path / "caddy.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [caddy_binary, "run", "--config", str(ROOT / "deploy" / "Caddyfile")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    root_ca = tmp_path / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
-    try:
+    with caddy(
+        tmp_path, upstream=f"127.0.0.1:{upstream}", https_port=https_port, http_port=http_port
+    ) as server:
+        root_ca = server.data / "caddy" / "pki" / "authorities" / "local" / "root.crt"
         deadline = time.monotonic() + 20
-        while not (_listening(https_port) and root_ca.exists()):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"caddy did not start: {log.read_text()[-2000:]}")
+        while not (tcp_answers(https_port) and root_ca.exists()):
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"caddy did not start: {server.tail()}")
             time.sleep(0.05)
         yield Proxy(https_port, http_port, root_ca)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 async def _login(http: aiohttp.ClientSession, base: str, email: str, **kw: Any) -> int:

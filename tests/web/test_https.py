@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.sfu.certs import key_pem, pem, self_signed_builder
 from tests.support.chromium import CHROMIUM
 from vtp import https
 from vtp.config import Config
@@ -33,16 +33,10 @@ PASSWORD = "a good long password"
 def self_signed(directory: Path, address: str = "127.0.0.1") -> tuple[Path, Path]:
     """A certificate for ``address`` and localhost and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vtp test")])
     now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        self_signed_builder(key, "vtp test", start, end)
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]
@@ -53,14 +47,8 @@ def self_signed(directory: Path, address: str = "127.0.0.1") -> tuple[Path, Path
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_path.write_bytes(pem(cert))
+    key_path.write_bytes(key_pem(key))
     return cert_path, key_path
 
 
