@@ -73,6 +73,7 @@ export class SfuClient {
     this.peerId = null;
     this.iceServers = [];
     this.resumeToken = null; // to take our peer back on a new WebSocket
+    this.joinedPublishing = false; // our last join said "publish": true
     this.media = 0; // bumped when our connections are dropped: their callbacks stop
     this.iceRestarts = 0;
     this.canRestartIce = true; // until the server says it cannot (unsupported)
@@ -179,6 +180,7 @@ export class SfuClient {
         this.redirects = 0;
         if (!joined.resumed) this.teardown(new Error("a new peer"));
         this.peerId = joined.peer_id;
+        this.joinedPublishing = join.publish && !joined.resumed; // (a resume keeps the peer)
         this.resumeToken = joined.resume_token || null;
         this.mayPublish = joined.may_publish;
         this.iceServers = joined.ice_servers || [];
@@ -376,7 +378,7 @@ export class SfuClient {
   /** A publication was refused: the right to publish is gone (not a broken connection). */
   publishFailed(gen, label, error) {
     if (error && error.code === "relayed_room") {
-      this.rejoinToPublish(gen);
+      this.rejoinToPublish(gen, label, error);
       return;
     }
     if (error && error.code === "forbidden") {
@@ -388,9 +390,16 @@ export class SfuClient {
   }
 
   /** We are served from a cascade's copy of the room, where only the room's own streams
-   * are published: leave, and join again saying we publish (the room's node serves us). */
-  rejoinToPublish(gen) {
+   * are published: leave, and join again saying we publish (the room's node serves us).
+   * Refused though our join said so already: a server that does not follow the protocol,
+   * so the publication is given up rather than rejoining in a loop. */
+  rejoinToPublish(gen, label, error) {
     if (gen !== this.generation || this.stopped) return;
+    if (this.joinedPublishing) {
+      this.publishing.delete(label);
+      this.emit("publish-refused", { label, error });
+      return;
+    }
     const ws = this.ws;
     if (ws) {
       ws.onclose = ws.onmessage = ws.onopen = null;
@@ -652,7 +661,7 @@ export class SfuClient {
       await this.startPublication(label, stream, gen);
     } catch (error) {
       if (!error || error.code !== "relayed_room") throw error;
-      this.rejoinToPublish(gen);
+      this.rejoinToPublish(gen, label, error);
     }
   }
 
