@@ -19,7 +19,9 @@ publisher; NACKs the edge cannot serve are answered from the origin's packet cac
 edge's receiver reports and REMB (what its subscribers can take) feed the origin's
 estimate of the relay's bandwidth, which picks the simulcast layer it forwards; and the
 edge tells the origin the merged view of its subscribers (largest size, any visible) so
-that layer covers them all.
+that layer covers them all. A video no subscriber of the edge shows (or none subscribes
+to) is not sent across at all (the origin's relay track is paused, as for a hidden tile)
+until one does: the edge checks its views every ``VIEW_S``.
 
 Node-to-node signalling is HTTP on the origin (``POST /api/v1/cluster/cascade/{room}/
 {action}``), authenticated with a short-lived node token (:mod:`vtp.cluster.nodetoken`,
@@ -62,6 +64,8 @@ routes = web.RouteTableDef()
 ROOM_PATH = "/api/v1/cluster/cascade/{room}"  # + "/" + the step (relay_*)
 TOKEN_HEADER = "X-VTP-Node-Token"
 SYNC_S = 1.0  # how often an edge reads the origin's streams
+VIEW_S = 0.25  # how often it checks what its subscribers show (the origin hears of changes)
+NOT_SHOWN = (0, 0, False)  # a view: no subscriber of the edge shows the video
 IDLE_S = 3.0  # an edge without local peers this long ends its cascade
 MAX_FAILURES = 3  # consecutive unanswered syncs before the origin counts as gone
 REQUEST_TIMEOUT_S = 10.0
@@ -339,6 +343,7 @@ class EdgeRoom:
     async def run(self) -> None:
         failures = 0
         idle_since = time.monotonic()
+        next_sync = idle_since
         try:
             while (room := self.room()) is not None:
                 now = time.monotonic()
@@ -347,8 +352,10 @@ class EdgeRoom:
                 elif now - idle_since >= IDLE_S:
                     break
                 try:
-                    listing = StreamsOut.model_validate(await self._call("streams", {}))
-                    await self._sync(room, listing.streams)
+                    if now >= next_sync:
+                        next_sync = now + SYNC_S
+                        listing = StreamsOut.model_validate(await self._call("streams", {}))
+                        await self._sync(room, listing.streams)
                     await self._send_views(room)
                     failures = 0
                 except OriginGone:
@@ -360,7 +367,7 @@ class EdgeRoom:
                     if failures >= MAX_FAILURES:
                         break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), SYNC_S)
+                    await asyncio.wait_for(self.stopping.wait(), VIEW_S)
                     break
         finally:
             await self._end()
@@ -407,14 +414,15 @@ class EdgeRoom:
 
     async def _send_views(self, room: Room) -> None:
         """Merged layer needs: the origin's choice of simulcast layer for the relay
-        covers the largest view of the edge's subscribers."""
+        covers the largest view of the edge's subscribers, and a video none of them
+        shows does not cross."""
         for relay in list(self.relays.values()):
             for track in relay.up.tracks:
                 if track.kind != "video":
                     continue
-                view = room.view_needed(relay.up.id, track.id)
+                view = room.view_needed(relay.up.id, track.id) or NOT_SHOWN
                 origin_track = next((t.id for t in relay.stream.tracks if t.kind == "video"), None)
-                if view is None or origin_track is None or relay.views.get(origin_track) == view:
+                if origin_track is None or relay.views.get(origin_track) == view:
                     continue
                 width, height, visible = view
                 await self._call(
