@@ -203,6 +203,17 @@ async def _teaching_on_a(a: Node, b: Node, redis_url: str, room: str) -> AsyncIt
             redis.close()
 
 
+async def _joined_through(
+    lesson: Lesson, node: Node, name: str, room: str
+) -> tuple[WsClient, dict[str, Any]]:
+    """A new user's socket on ``node``, joined to ``room``, and the first stream it is
+    told of."""
+    client = await _ws(lesson.http, node, await _user(lesson.http, node, name))
+    lesson.closing.append(client)
+    await client.request("join", "joined", room=room)
+    return client, await client.wait("stream-added", within=20)
+
+
 async def test_students_on_b_decode_the_teacher_on_a_through_a_cascade(
     nodes: tuple[Node, Node], redis_url: str, loopback_clients: None
 ) -> None:
@@ -269,10 +280,7 @@ async def test_the_cascade_ends_when_the_origin_dies(
     a, b = nodes
     async with _teaching_on_a(a, b, redis_url, "seminar") as lesson:
         http, closing = lesson.http, lesson.closing
-        student = await _ws(http, b, await _user(http, b, "student"))
-        closing.append(student)
-        await student.request("join", "joined", room="seminar")
-        added = await student.wait("stream-added", within=20)
+        student, added = await _joined_through(lesson, b, "student", "seminar")
         viewer, _ = await subscribe(student, added["stream_id"])
         closing.append(viewer)
         await viewer.wait_frames(10, within=20)
@@ -299,10 +307,7 @@ async def test_a_student_who_publishes_is_served_where_the_room_lives(
     a, b = nodes
     async with _teaching_on_a(a, b, redis_url, "seminar") as lesson:
         http, closing = lesson.http, lesson.closing
-        viewer = await _ws(http, b, await _user(http, b, "viewer"))
-        closing.append(viewer)
-        await viewer.request("join", "joined", room="seminar")
-        await viewer.wait("stream-added", within=20)
+        viewer, _ = await _joined_through(lesson, b, "viewer", "seminar")
         await viewer.send(type="publish", sdp="v=0", request_id="p")
         refused = await viewer.wait("error", request_id="p")
         assert refused["error"]["code"] == "relayed_room", refused
