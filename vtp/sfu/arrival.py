@@ -38,7 +38,9 @@ class SocketClock:
         self.enabled = True
         try:
             # the first call switches stamping on for the socket (and answers ENOENT:
-            # nothing stamped yet)
+            # nothing stamped yet); where no socket of the host had it on, Linux does
+            # so in a deferred work item, so the first datagrams may come unstamped
+            # (then their time is when they are read)
             fcntl.ioctl(self._fd, SIOCGSTAMPNS, self._buf, True)
         except OSError as exc:
             self.enabled = exc.errno == 2  # ENOENT; anything else: not supported here
