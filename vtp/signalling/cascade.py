@@ -57,6 +57,7 @@ from vtp.cluster.nodes import NodeInfo
 from vtp.sfu import DownConnection, Peer, Room, SfuError, UpConnection
 from vtp.signalling.access import valid_room_name
 from vtp.signalling.messages import MAX_SDP_CHARS
+from vtp.signalling.refusals import sfu_api_error
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -69,13 +70,6 @@ NOT_SHOWN = (0, 0, False)  # a view: no subscriber of the edge shows the video
 IDLE_S = 3.0  # an edge without local peers this long ends its cascade
 MAX_FAILURES = 3  # consecutive unanswered syncs before the origin counts as gone
 REQUEST_TIMEOUT_S = 10.0
-_STATUS = {
-    "not-found": 404,
-    "bad-state": 409,
-    "relayed-room": 409,
-    "exists": 409,
-    "internal": 500,
-}
 
 Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
@@ -176,14 +170,12 @@ async def _relay_peer(request: web.Request) -> Peer:
 
 @contextlib.asynccontextmanager
 async def _sfu_errors() -> AsyncIterator[None]:
-    """An SFU refusal answered as an API error (only nodes read these: the SFU's code as
-    it is, in the API's spelling)."""
+    """An SFU refusal answered as an API error, as REST transports, WHIP and WHEP answer
+    it (only nodes read these)."""
     try:
         yield
     except SfuError as exc:
-        raise ApiError(
-            _STATUS.get(exc.code, 400), exc.code.replace("-", "_"), exc.message
-        ) from None
+        raise sfu_api_error(exc) from None
 
 
 NODE_ERRORS = (400, 401, 403, 404)  # a bad room name, node token, unknown node, no room

@@ -30,7 +30,8 @@ from vtp.signalling import quotas, rights
 from vtp.signalling.access import may_read_room_state, valid_room_name
 from vtp.signalling.members import MEMBERS, Member
 from vtp.signalling.messages import MAX_SDP_CHARS
-from vtp.signalling.websocket import join_room, sfu_error_code
+from vtp.signalling.refusals import sfu_api_error
+from vtp.signalling.websocket import join_room
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -38,20 +39,6 @@ routes = web.RouteTableDef()
 PREFIX = "/api/v1/sfu"
 Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-
-_SFU_STATUS = {
-    "bad-sdp": 400,
-    "bad-request": 400,
-    "bad-candidate": 400,
-    "not-found": 404,
-    "bad-state": 409,
-    "exists": 409,
-    "internal": 500,
-}
-
-
-def sfu_api_error(exc: SfuError) -> ApiError:
-    return ApiError(_SFU_STATUS.get(exc.code, 400), sfu_error_code(exc), exc.message)
 
 
 class TransportCreate(Body):

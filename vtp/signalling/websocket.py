@@ -68,6 +68,7 @@ from vtp.signalling import quotas, rights
 from vtp.signalling.access import RoomGrant, room_access
 from vtp.signalling.members import MEMBERS, Member, MemberJoined
 from vtp.signalling.placement import RoomElsewhere, ensure_here
+from vtp.signalling.refusals import sfu_error_code
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -82,13 +83,6 @@ MAX_PEERS_PER_USER = 8  # per room: WebSockets, REST, WHIP and WHEP sessions tog
 CLOSE_TOO_SLOW = 4408
 CLOSE_RESUMED = 4409  # another socket resumed this one's peer
 CLOSE_MOVED = 1012  # "service restart": after "reconnect", the node is draining
-
-
-def sfu_error_code(exc: SfuError) -> str:
-    """The signalling/REST error code for an SFU error code ("bad-sdp" -> "bad_sdp")."""
-    return {"exists": "conflict", "internal": "internal_error"}.get(
-        exc.code, exc.code.replace("-", "_")
-    )
 
 
 def member_info(member: Member) -> m.PeerInfo:

@@ -28,6 +28,7 @@ from vtp.appkeys import SFU_KEY
 from vtp.sfu import SfuError, events
 from vtp.signalling import quotas, rights
 from vtp.signalling.members import MEMBERS, Member
+from vtp.signalling.refusals import sfu_api_error
 from vtp.signalling.websocket import join_room
 from vtp.signalling.whip import (
     SDP_TYPE,
@@ -38,7 +39,6 @@ from vtp.signalling.whip import (
     own_session,
     read_sdp,
     room_from,
-    sdp_error,
     trickle,
     with_cors,
 )
@@ -83,7 +83,7 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
     try:
         peer = room.join(None, display)
     except SfuError as exc:
-        raise sdp_error(exc) from None
+        raise sfu_api_error(exc) from None
     member = Member(
         room=room_name,
         peer=peer,
@@ -104,7 +104,7 @@ async def _watch(request: web.Request, stream_id: str | None) -> web.Response:
         sub = await peer.subscribe_answer(stream_id, offer)
     except SfuError as exc:
         await peer.leave("bad offer")
-        raise sdp_error(exc) from None
+        raise sfu_api_error(exc) from None
     except BaseException:
         await peer.leave("failed")
         raise

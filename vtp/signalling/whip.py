@@ -35,7 +35,8 @@ from vtp.signalling import quotas, rights
 from vtp.signalling.access import valid_room_name
 from vtp.signalling.members import MEMBERS, Member, MemberJoined, Sink
 from vtp.signalling.messages import MAX_SDP_CHARS
-from vtp.signalling.websocket import join_room, sfu_error_code
+from vtp.signalling.refusals import sfu_api_error
+from vtp.signalling.websocket import join_room
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -94,11 +95,6 @@ async def read_sdp(request: web.Request, content_type: str = SDP_TYPE) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "bad_sdp", "SDP is not UTF-8") from None
-
-
-def sdp_error(exc: SfuError) -> ApiError:
-    status = {"not-found": 404, "bad-state": 409, "exists": 409, "internal": 500}.get(exc.code, 400)
-    return ApiError(status, sfu_error_code(exc), exc.message)
 
 
 def ice_server_links(servers: list[dict[str, object]]) -> list[str]:
@@ -196,7 +192,7 @@ async def whip_publish(request: web.Request) -> web.Response:
     try:
         peer = sfu.room(room_name).join(None, display)
     except SfuError as exc:
-        raise sdp_error(exc) from None
+        raise sfu_api_error(exc) from None
     member = Member(
         room=room_name,
         peer=peer,
@@ -217,7 +213,7 @@ async def whip_publish(request: web.Request) -> web.Response:
         rights.watch_http_member(request.app, member, bearer_token(request) or "", grant)
     except SfuError as exc:
         await peer.leave("bad offer")
-        raise sdp_error(exc) from None
+        raise sfu_api_error(exc) from None
     except BaseException:
         await peer.leave("failed")
         raise
@@ -252,7 +248,7 @@ async def trickle(request: web.Request, member: Member) -> web.Response:
                 member.data["connection_id"], c.candidate, c.sdp_mid, c.sdp_mline_index
             )
         except SfuError as exc:
-            raise sdp_error(exc) from None
+            raise sfu_api_error(exc) from None
     return web.Response(status=204)
 
 
