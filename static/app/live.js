@@ -47,12 +47,7 @@ export class LiveChannel {
     this.state = "connecting";
     this.emit("state", { state: this.state });
     let opened = false;
-    const unwatch = watchOpening(ws, () => {
-      if (ws !== this.ws) return;
-      ws.onclose = ws.onmessage = ws.onopen = null;
-      if (ws.readyState <= 1) ws.close();
-      closed(1006);
-    });
+    const unwatch = watchOpening(ws, () => closed(1006));
     ws.onopen = async () => {
       opened = true;
       unwatch();

@@ -33,12 +33,23 @@ export class Reconnect {
   }
 }
 
+/**
+ * Stop hearing from `ws` and close it unless it is closed: the caller has gone on without
+ * it (its close is not one to act on).
+ * @param {WebSocket} ws
+ */
+export function abandon(ws) {
+  ws.onclose = ws.onmessage = ws.onopen = null;
+  if (ws.readyState <= 1) ws.close();
+}
+
 // A socket not open this long is given up: a firewall that drops packets, or a node that
 // hangs, leaves it CONNECTING for minutes.
 export const OPEN_TIMEOUT_MS = 10000;
 
 /**
- * Call `failed` once if `ws` does not open: after `timeoutMs`, or at once when the page's
+ * Abandon `ws` and call `failed` once if it does not open: after `timeoutMs`, or at once
+ * when the page's
  * Content-Security-Policy blocks its URL. (Chromium then fires no close event. It happens
  * when the class moves to a node that joined the cluster after the page was served, unless
  * VTP_CLUSTER_ORIGINS covers it: the page's own node, which relays, is the way there.)
@@ -59,6 +70,7 @@ export function watchOpening(ws, failed, timeoutMs = OPEN_TIMEOUT_MS) {
   const fail = (/** @type {string} */ why) => {
     if (!watching) return;
     end();
+    abandon(ws);
     failed(why);
   };
   const onViolation = (/** @type {SecurityPolicyViolationEvent} */ ev) => {

@@ -14,7 +14,7 @@
 // room's new node or none), so we join afresh there, or at the page's node.
 "use strict";
 
-import { BACKOFF_MS, Reconnect, UNREACHABLE_RETRY_MS, watchOpening } from "./reconnect.js";
+import { BACKOFF_MS, Reconnect, UNREACHABLE_RETRY_MS, abandon, watchOpening } from "./reconnect.js";
 
 const RESUME_BACKOFF_MS = [0, 300, 1000, 2000, 4000]; // the peer waits VTP_SFU_RESUME_S
 // A connection that is not back this long after its ICE restart: start over (without
@@ -150,12 +150,7 @@ export class SfuClient {
     const ws = new WebSocket(this.url);
     this.ws = ws;
     let opened = false;
-    const unwatch = watchOpening(ws, (why) => {
-      if (gen !== this.generation) return;
-      ws.onclose = ws.onmessage = ws.onopen = null;
-      if (ws.readyState <= 1) ws.close();
-      closed(1006, why);
-    });
+    const unwatch = watchOpening(ws, (why) => closed(1006, why));
     ws.onopen = async () => {
       opened = true;
       unwatch();
@@ -243,9 +238,8 @@ export class SfuClient {
   /** Another node serves the room: carry on there with the same token, peer state and
    * publications (a resume token, if any, is that node's: it held our peer). */
   redirect(ws, error) {
-    ws.onclose = ws.onmessage = ws.onopen = null;
+    abandon(ws);
     this.rejectPending(new Error("room_elsewhere"));
-    if (ws.readyState <= 1) ws.close();
     const target = error.details && error.details.url;
     if (!target || this.redirects >= MAX_REDIRECTS) {
       this.stopped = true;
@@ -278,10 +272,9 @@ export class SfuClient {
   resume(reason) {
     const ws = this.ws;
     if (!ws || this.stopped) return;
-    ws.onclose = ws.onmessage = ws.onopen = null;
+    abandon(ws);
     this.rejectPending(new Error(reason));
     this.reconnectLater(reason);
-    if (ws.readyState <= 1) ws.close();
   }
 
   /** The connections we know the server's ids of and can carry on after a resume:
@@ -402,9 +395,8 @@ export class SfuClient {
     }
     const ws = this.ws;
     if (ws) {
-      ws.onclose = ws.onmessage = ws.onopen = null;
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "leave" }));
-      if (ws.readyState <= 1) ws.close();
+      abandon(ws);
     }
     this.teardown(new Error("publishing: joining where the class is served"));
     this.reconnectLater("publishing: joining where the class is served", 0);
