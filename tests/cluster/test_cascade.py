@@ -30,17 +30,12 @@ import pytest
 from helpers import JWT_TEST_SECRET
 from redis import Redis
 from sfu_api.ws_peers import BLUE, RED, WsClient, assert_frames_show, publish, subscribe
+from test_cluster_processes import _free_port
 
 pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
 METRICS_TOKEN = "metrics-" + "m" * 30
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _poll(check: Callable[[], Awaitable[T | None]], within: float, what: str) -> T:

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 
 
 def _free_port(kind: int = socket.SOCK_STREAM, count: int = 1) -> int:
-    """A port p with p..p+count-1 free (of this kind) right now."""
+    """A port p with p..p+count-1 free (of this kind) right now. A UDP media port must be
+    free for TCP too: the node serves ICE over TCP on the same number."""
+    kinds = (kind, socket.SOCK_STREAM) if kind == socket.SOCK_DGRAM else (kind,)
     for _ in range(50):
         with socket.socket(socket.AF_INET, kind) as sock:
             sock.bind(("127.0.0.1", 0))
@@ -36,9 +38,10 @@ def _free_port(kind: int = socket.SOCK_STREAM, count: int = 1) -> int:
         if port + count > 65535:
             continue
         try:
-            for extra in range(1, count):
-                with socket.socket(socket.AF_INET, kind) as probe:
-                    probe.bind(("127.0.0.1", port + extra))
+            for number in range(port, port + count):
+                for probe_kind in kinds:
+                    with socket.socket(socket.AF_INET, probe_kind) as probe:
+                        probe.bind(("127.0.0.1", number))
         except OSError:
             continue
         return port
